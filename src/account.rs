@@ -1,0 +1,111 @@
+//! Account rules shared by client and server: user names, passwords,
+//! passphrases, and the signed binding of a user's encryption key.
+//!
+//! Invariant: both sides normalise the same way, so what the client checks
+//! is exactly what the server enforces.
+
+/// Why a credential is not acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountError {
+    /// User name length or characters.
+    BadUsername,
+    /// Password too short or too long.
+    BadPassword,
+    /// Passphrase is not three words.
+    BadPassphrase,
+}
+
+impl std::fmt::Display for AccountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AccountError::BadUsername => "user names are 3-32 characters of a-z, 0-9, '_', '.' and '-'",
+            AccountError::BadPassword => "passwords are 10 to 128 bytes long",
+            AccountError::BadPassphrase => "the passphrase is exactly three words (letters, at most 30 each)",
+        })
+    }
+}
+
+impl std::error::Error for AccountError {}
+
+/// Shortest user name.
+pub const USERNAME_MIN: usize = 3;
+/// Longest user name.
+pub const USERNAME_MAX: usize = 32;
+/// Shortest password, in characters.
+pub const PASSWORD_MIN: usize = 10;
+/// Longest password, in bytes (its wire field).
+pub const PASSWORD_MAX: usize = 128;
+/// Longest passphrase word, in characters.
+pub const WORD_MAX: usize = 30;
+/// Longest normalised passphrase, in bytes (its wire field).
+pub const PASSPHRASE_MAX: usize = 96;
+
+/// Case-folds and checks a user name.
+pub fn normalize_username(name: &str) -> Result<String, AccountError> {
+    let name = name.to_ascii_lowercase();
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if !ok_chars || !(USERNAME_MIN..=USERNAME_MAX).contains(&name.len()) {
+        return Err(AccountError::BadUsername);
+    }
+    Ok(name)
+}
+
+/// Checks a password's length (characters at least, bytes at most).
+pub fn check_password(password: &str) -> Result<(), AccountError> {
+    if password.chars().count() < PASSWORD_MIN || password.len() > PASSWORD_MAX {
+        return Err(AccountError::BadPassword);
+    }
+    Ok(())
+}
+
+/// Normalises a passphrase: three alphabetic words, lowercased, single spaces.
+pub fn normalize_passphrase(phrase: &str) -> Result<String, AccountError> {
+    let words: Vec<String> = phrase.split_whitespace().map(str::to_lowercase).collect();
+    let good =
+        words.len() == 3 && words.iter().all(|w| w.chars().all(char::is_alphabetic) && w.chars().count() <= WORD_MAX);
+    let joined = words.join(" ");
+    if !good || joined.len() > PASSPHRASE_MAX {
+        return Err(AccountError::BadPassphrase);
+    }
+    Ok(joined)
+}
+
+/// The bytes a user's identity key signs to bind its X25519 encryption key
+/// (PROTOCOL.md §5): label, length-prefixed user name, encryption key.
+pub fn enc_key_binding(username: &str, enc_pub: &[u8; 32]) -> Vec<u8> {
+    let label = b"sotto/v1 encryption key\0";
+    let mut m = Vec::with_capacity(label.len() + 1 + username.len() + 32);
+    m.extend_from_slice(label);
+    m.push(username.len() as u8);
+    m.extend_from_slice(username.as_bytes());
+    m.extend_from_slice(enc_pub);
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_case_folded_and_whitelisted() {
+        assert_eq!(normalize_username("Alice_1.x-y").unwrap(), "alice_1.x-y");
+        for bad in ["ab", "a b", "al/ce", "ålice", &"a".repeat(33), ""] {
+            assert_eq!(normalize_username(bad), Err(AccountError::BadUsername), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passphrases_are_three_words() {
+        assert_eq!(normalize_passphrase("  Apple  banana cherry ").unwrap(), "apple banana cherry");
+        for bad in ["one two", "one two three four", "one tw0 three", ""] {
+            assert_eq!(normalize_passphrase(bad), Err(AccountError::BadPassphrase), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_ten_characters() {
+        assert!(check_password("0123456789").is_ok());
+        assert_eq!(check_password("012345678"), Err(AccountError::BadPassword));
+        assert_eq!(check_password(&"x".repeat(129)), Err(AccountError::BadPassword));
+    }
+}

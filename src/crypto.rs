@@ -1,0 +1,243 @@
+//! Crypto primitives: AES-128-CBC, HMAC-SHA256, HKDF-SHA256, argon2id, randomness.
+//!
+//! Invariant: every MAC comparison here is constant-time, and every
+//! authenticated decryption checks the tag before touching the ciphertext.
+
+use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+type HmacSha256 = Hmac<Sha256>;
+type Aes128CbcEnc = cbc::Encryptor<aes::Aes128>;
+type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
+
+/// AES block size.
+pub const BLOCK: usize = 16;
+/// HMAC-SHA256 tag size.
+pub const TAG: usize = 32;
+
+/// Any failure of authenticated decryption: bad tag, bad length or bad padding alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid;
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("authentication failed")
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Parses lowercase or uppercase hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok())).collect()
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) {
+    // NOTE(expect): getrandom fails only when the kernel has no entropy source;
+    // continuing without randomness would be worse than stopping.
+    getrandom::getrandom(buf).expect("operating system randomness unavailable");
+}
+
+/// `N` random bytes.
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    fill_random(&mut b);
+    b
+}
+
+/// Constant-time equality (lengths are not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// SHA-256 over the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// HMAC-SHA256 over the concatenation of `parts`.
+pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // NOTE(expect): HMAC accepts keys of any length.
+    let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// Checks an HMAC-SHA256 tag in constant time.
+pub fn hmac_verify(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+    let mut expected = hmac(key, parts);
+    let ok = ct_eq(&expected, tag);
+    zeroize::Zeroize::zeroize(&mut expected);
+    ok
+}
+
+/// HKDF-SHA256 extract-and-expand into `out` (at most 255 * 32 bytes).
+pub fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm);
+    // NOTE(expect): every caller asks for far less than 255 * 32 bytes.
+    hk.expand_multi_info(info, out).expect("HKDF output length within bounds");
+}
+
+/// AES-128-CBC encryption in place; `buf` must be whole blocks.
+pub fn cbc_encrypt(key: &[u8; 16], iv: &[u8; 16], buf: &mut [u8]) -> Result<(), Invalid> {
+    if buf.len() % BLOCK != 0 {
+        return Err(Invalid);
+    }
+    let len = buf.len();
+    Aes128CbcEnc::new(key.into(), iv.into()).encrypt_padded_mut::<NoPadding>(buf, len).map_err(|_| Invalid)?;
+    Ok(())
+}
+
+/// AES-128-CBC decryption in place; `buf` must be whole blocks.
+pub fn cbc_decrypt(key: &[u8; 16], iv: &[u8; 16], buf: &mut [u8]) -> Result<(), Invalid> {
+    if buf.len() % BLOCK != 0 {
+        return Err(Invalid);
+    }
+    Aes128CbcDec::new(key.into(), iv.into()).decrypt_padded_mut::<NoPadding>(buf).map_err(|_| Invalid)?;
+    Ok(())
+}
+
+/// A pair of keys for AES-128-CBC + HMAC-SHA256, zeroized on drop.
+#[derive(Clone)]
+pub struct AeadKeys {
+    /// AES-128 key.
+    pub enc: Zeroizing<[u8; 16]>,
+    /// HMAC-SHA256 key.
+    pub mac: Zeroizing<[u8; 32]>,
+}
+
+impl AeadKeys {
+    /// Splits 48 bytes of key material: 16 for AES, 32 for HMAC.
+    pub fn from_material(okm: &[u8; 48]) -> AeadKeys {
+        let mut enc = Zeroizing::new([0u8; 16]);
+        let mut mac = Zeroizing::new([0u8; 32]);
+        enc.copy_from_slice(&okm[..16]);
+        mac.copy_from_slice(&okm[16..]);
+        AeadKeys { enc, mac }
+    }
+
+    /// Encrypt-then-MAC of any length with PKCS#7 padding:
+    /// `iv || ct || HMAC(mac, aad || iv || ct)`. Used for data at rest.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let iv: [u8; 16] = random();
+        let pad = BLOCK - plaintext.len() % BLOCK;
+        let mut out = Vec::with_capacity(BLOCK + plaintext.len() + pad + TAG);
+        out.extend_from_slice(&iv);
+        out.extend_from_slice(plaintext);
+        out.resize(BLOCK + plaintext.len() + pad, pad as u8);
+        // NOTE(expect): the body was just padded to whole blocks.
+        cbc_encrypt(&self.enc, &iv, &mut out[BLOCK..]).expect("whole blocks");
+        let tag = hmac(&self.mac[..], &[aad, &out]);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// Reverses [`AeadKeys::seal`]; one error for every failure.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Invalid> {
+        if sealed.len() < BLOCK + BLOCK + TAG || (sealed.len() - TAG) % BLOCK != 0 {
+            return Err(Invalid);
+        }
+        let (body, tag) = sealed.split_at(sealed.len() - TAG);
+        if !hmac_verify(&self.mac[..], &[aad, body], tag) {
+            return Err(Invalid);
+        }
+        let (iv, ct) = body.split_at(BLOCK);
+        let iv: [u8; 16] = iv.try_into().map_err(|_| Invalid)?;
+        let mut pt = Zeroizing::new(ct.to_vec());
+        cbc_decrypt(&self.enc, &iv, &mut pt)?;
+        let pad = usize::from(*pt.last().ok_or(Invalid)?);
+        if pad == 0 || pad > BLOCK || pad > pt.len() {
+            return Err(Invalid);
+        }
+        let keep = pt.len() - pad;
+        pt.truncate(keep);
+        Ok(pt)
+    }
+}
+
+/// argon2id parameters for stored password and passphrase hashes (OWASP: 19 MiB, t=2, p=1).
+fn argon2_hasher() -> argon2::Argon2<'static> {
+    // NOTE(expect): constant parameters, valid by construction.
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// Hashes a secret into an argon2id PHC string with a fresh salt.
+pub fn hash_secret(secret: &[u8]) -> Result<String, argon2::password_hash::Error> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&random::<16>())?;
+    Ok(argon2_hasher().hash_password(secret, &salt)?.to_string())
+}
+
+/// Verifies a secret against a PHC string (constant-time inside argon2).
+pub fn verify_secret(phc: &str, secret: &[u8]) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    match PasswordHash::new(phc) {
+        Ok(h) => argon2_hasher().verify_password(secret, &h).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Derives `out.len()` key bytes from a password and salt with argon2id
+/// (the stored-hash parameters), for keys at rest on the client.
+pub fn derive_key(password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), argon2::Error> {
+    argon2_hasher().hash_password_into(password, salt, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_roundtrip_and_tamper() {
+        let keys = AeadKeys::from_material(&[7u8; 48]);
+        for len in [0usize, 1, 15, 16, 17, 100] {
+            let pt = vec![0xa5u8; len];
+            let mut sealed = keys.seal(b"aad", &pt);
+            assert_eq!(&keys.open(b"aad", &sealed).unwrap()[..], &pt[..], "len {len}");
+            assert_eq!(keys.open(b"other", &sealed), Err(Invalid));
+            let last = sealed.len() - 1;
+            sealed[last] ^= 1;
+            assert_eq!(keys.open(b"aad", &sealed), Err(Invalid));
+        }
+    }
+
+    #[test]
+    fn argon2_hash_verifies_only_the_secret() {
+        let phc = hash_secret(b"correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_secret(&phc, b"correct horse"));
+        assert!(!verify_secret(&phc, b"correct horsf"));
+        assert!(!verify_secret("not a phc", b"x"));
+    }
+
+    #[test]
+    fn hex_roundtrip() {
+        assert_eq!(hex(&[0, 0xff, 0x1a]), "00ff1a");
+        assert_eq!(unhex("00ff1A"), Some(vec![0, 0xff, 0x1a]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}
