@@ -1,1 +1,160 @@
-fn main() {}
+//! sottod: parse arguments, load the key and the accounts, bind, hand over to the loop.
+
+mod backoff;
+mod core;
+#[cfg(test)]
+mod core_tests;
+mod dispatch;
+mod event_loop;
+mod handler;
+mod session;
+mod store;
+mod worker;
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use sotto::build_info;
+use sotto::handshake::ServerConfig;
+use sotto::identity::{self, Signer};
+
+use crate::core::{Accounts, Core, Limits};
+use crate::store::{FileStore, Store};
+use crate::worker::{Pool, WorkerCtx};
+
+const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
+              [--handshake-timeout SECS] [--login-timeout SECS]
+       sottod --opcodes | --opcodes-markdown | --version | --help
+
+  --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
+  --data DIR                data directory, mode 0700, created if missing (default ./data)
+  --key PATH                server private key, PKCS#8 PEM, mode 0600
+                            (default keys/server_rsa.pem; the throwaway key in development builds)
+  --workers N               threads for RSA signing and argon2id (default 2)
+  --handshake-timeout SECS  close connections that have not finished the handshake (default 10)
+  --login-timeout SECS      close connections that have not logged in (default 60)
+  --opcodes                 print the opcode audit table and exit
+  --opcodes-markdown        print docs/OPCODES.md and exit
+
+The first line on stdout is `listening HOST:PORT`. SIGINT/SIGTERM finish pending work and exit 0.";
+
+struct Args {
+    listen: String,
+    data: PathBuf,
+    key: PathBuf,
+    workers: usize,
+    limits: Limits,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let default_key = if build_info::DEV_KEYS { build_info::BUILD_KEY_PATH } else { "keys/server_rsa.pem" };
+    let mut args = Args {
+        listen: "127.0.0.1:7777".into(),
+        data: PathBuf::from("data"),
+        key: PathBuf::from(default_key),
+        workers: 2,
+        limits: Limits::default(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => args.listen = value()?,
+            "--data" => args.data = value()?.into(),
+            "--key" => args.key = value()?.into(),
+            "--workers" => args.workers = number(&flag, &value()?)?.clamp(1, 64) as usize,
+            "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)? * 1000,
+            "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)? * 1000,
+            "--opcodes" => {
+                print!("{}", sotto::opcodes::audit_table());
+                return Ok(None);
+            }
+            "--opcodes-markdown" => {
+                print!("{}", sotto::opcodes::OPCODES_MD);
+                return Ok(None);
+            }
+            "--version" => {
+                println!("sottod {}", build_info::describe());
+                return Ok(None);
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(Some(args))
+}
+
+fn number(flag: &str, v: &str) -> Result<u64, String> {
+    v.parse().map_err(|_| format!("{flag}: `{v}` is not a whole number"))
+}
+
+/// Loads the server key: private to its owner, and the one this build trusts.
+fn load_key(path: &PathBuf) -> Result<Signer, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e} (run `make keys`, or pass --key PATH)"))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown}: mode {mode:04o} lets group or others read the private key; run `chmod 600 {shown}`"
+        ));
+    }
+    let pem = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?);
+    let signer = Signer::from_pkcs8_pem(&pem)
+        .map_err(|e| format!("{shown}: {e} (expected an RSA-2048 PKCS#8 PEM key from `make keys`)"))?;
+    let der = identity::to_spki_der(signer.public()).map_err(|e| format!("{shown}: {e}"))?;
+    let trusted = der == build_info::SERVER_PUBLIC_DER || build_info::NEXT_SERVER_PUBLIC_DER == Some(der.as_slice());
+    if !trusted {
+        return Err(format!(
+            "{shown}: this key does not match the public key sottod was built with; rebuild with `make` after `make keys`, or pass the matching --key"
+        ));
+    }
+    Ok(signer)
+}
+
+fn serve(args: Args) -> Result<(), String> {
+    if build_info::DEV_KEYS {
+        eprintln!("sottod: WARNING: built with throwaway development keys; run `make keys && make` for a deployment");
+    }
+    let signer = load_key(&args.key)?;
+    let store = FileStore::open(&args.data).map_err(|e| e.to_string())?;
+    let mut accounts = Accounts::default();
+    for rec in store.load_users().map_err(|e| e.to_string())? {
+        accounts.insert(rec);
+    }
+    let listener = TcpListener::bind(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = ServerConfig::built_in();
+    let ctx = Arc::new(WorkerCtx { server: server.clone(), signer, store: Arc::new(store) as Arc<dyn Store> });
+    let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
+    let core = Core::new(server, args.limits, accounts);
+    println!("listening {local}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "sottod {} serving {} accounts from {}",
+        build_info::describe(),
+        core.accounts.len(),
+        args.data.display()
+    );
+    event_loop::run(listener, core, pool).map_err(|e| format!("event loop: {e}"))
+}
+
+fn main() -> ExitCode {
+    let result = parse_args().and_then(|a| a.map_or(Ok(()), serve));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sottod: {e}");
+            if e.starts_with("unknown option") || e.contains("needs a value") {
+                eprintln!("{USAGE}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The server's protocol core, sans I/O: connections as state machines fed
+//! with bytes and a clock, producing bytes to send, jobs for the workers and
+//! connections to close.
+//!
+//! Invariant: nothing here blocks or touches a socket, a file or the clock;
+//! every frame is bounded before it is buffered, opcode, size and state are
+//! checked before any handler runs, and a peer's error closes only that peer.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use sotto::frame::Deframer;
+use sotto::handshake::{self, HelloVerdict, ServerConfig, SessionKeys};
+use sotto::opcodes::{StatusReply, UserRecord};
+use sotto::record;
+use sotto::wire::{self, code, Message, Status};
+use zeroize::Zeroize;
+
+use crate::backoff::Backoff;
+use crate::dispatch::{self, Handler};
+use crate::session::Session;
+use crate::worker::{Completion, Job};
+
+/// A connection's identity: never reused, so a late completion cannot reach a newer connection.
+pub type ConnId = u64;
+
+/// Timeouts and buffer bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The handshake must finish this long after connecting.
+    pub handshake_ms: u64,
+    /// Login (password and passphrase) must finish this long after connecting.
+    pub login_ms: u64,
+    /// Most unprocessed input held per connection.
+    pub max_input: usize,
+    /// Most unsent output held per connection before it is dropped as a slow consumer.
+    pub max_output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { handshake_ms: 10_000, login_ms: 60_000, max_input: 64 * 1024, max_output: 1024 * 1024 }
+    }
+}
+
+enum Phase {
+    AwaitHello,
+    Handshaking,
+    Open { keys: SessionKeys, session: Session },
+}
+
+struct Conn {
+    addr: IpAddr,
+    opened_ms: u64,
+    deframer: Deframer,
+    out: Vec<u8>,
+    phase: Phase,
+    /// A job is in flight: later frames wait in the deframer, in order.
+    busy: bool,
+    close: Option<&'static str>,
+}
+
+/// Accounts known to the server, indexed by name and UID.
+#[derive(Default)]
+pub struct Accounts {
+    by_name: HashMap<String, u64>,
+    by_uid: HashMap<u64, UserRecord>,
+    /// Names with a registration in flight.
+    reserved: HashSet<String>,
+}
+
+impl Accounts {
+    /// Indexes a stored account.
+    pub fn insert(&mut self, rec: UserRecord) {
+        if let Ok(name) = rec.username() {
+            self.by_name.insert(name.to_owned(), rec.uid.get());
+            self.by_uid.insert(rec.uid.get(), rec);
+        }
+    }
+
+    /// The account named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&UserRecord> {
+        self.by_name.get(name).and_then(|uid| self.by_uid.get(uid))
+    }
+
+    /// The account with `uid`.
+    pub fn by_uid(&self, uid: u64) -> Option<&UserRecord> {
+        self.by_uid.get(&uid)
+    }
+
+    /// Whether `name` is taken or being registered.
+    pub fn is_taken(&self, name: &str) -> bool {
+        self.by_name.contains_key(name) || self.reserved.contains(name)
+    }
+
+    /// Marks `name` as being registered; returns a fresh non-zero UID for it.
+    pub fn reserve(&mut self, name: &str) -> u64 {
+        self.reserved.insert(name.to_owned());
+        loop {
+            let uid = u64::from_be_bytes(sotto::crypto::random());
+            if uid != 0 && !self.by_uid.contains_key(&uid) {
+                return uid;
+            }
+        }
+    }
+
+    /// Ends a registration, successful or not.
+    pub fn release(&mut self, name: &str) {
+        self.reserved.remove(name);
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.by_uid.len()
+    }
+}
+
+/// The whole server state.
+pub struct Core {
+    cfg: ServerConfig,
+    limits: Limits,
+    conns: HashMap<ConnId, Conn>,
+    jobs: Vec<Job>,
+    /// Accounts (handlers read and update it).
+    pub accounts: Accounts,
+    /// Failed-login counters.
+    pub backoff: Backoff,
+}
+
+impl Core {
+    /// A core serving `accounts`.
+    pub fn new(cfg: ServerConfig, limits: Limits, accounts: Accounts) -> Core {
+        Core { cfg, limits, conns: HashMap::new(), jobs: Vec::new(), accounts, backoff: Backoff::default() }
+    }
+
+    /// A new connection from `addr`.
+    pub fn accept(&mut self, id: ConnId, addr: IpAddr, now_ms: u64) {
+        let conn = Conn {
+            addr,
+            opened_ms: now_ms,
+            deframer: Deframer::new(handshake::CLIENT_HELLO_LEN),
+            out: Vec::new(),
+            phase: Phase::AwaitHello,
+            busy: false,
+            close: None,
+        };
+        self.conns.insert(id, conn);
+    }
+
+    /// Bytes received on `id`.
+    pub fn handle_input(&mut self, id: ConnId, data: &[u8], now_ms: u64) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.deframer.push(data);
+            self.pump(id, now_ms);
+        }
+    }
+
+    /// Whether `id` may take more input now (bounded input, back-pressure).
+    pub fn wants_read(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.close.is_none() && c.deframer.buffered() < self.limits.max_input)
+    }
+
+    /// Output waiting for `id`; the caller drains what it wrote.
+    pub fn transmit(&mut self, id: ConnId) -> Option<&mut Vec<u8>> {
+        self.conns.get_mut(&id).map(|c| &mut c.out)
+    }
+
+    /// Whether `id` has output waiting.
+    pub fn has_output(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| !c.out.is_empty())
+    }
+
+    /// Whether `id` is finished: marked for closing and nothing left to send.
+    pub fn is_done(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_none_or(|c| c.close.is_some() && c.out.is_empty())
+    }
+
+    /// Forgets `id` (the socket is gone); returns why it closed.
+    pub fn remove(&mut self, id: ConnId) -> Option<&'static str> {
+        self.conns.remove(&id).map(|c| c.close.unwrap_or("peer closed"))
+    }
+
+    /// Jobs to hand to the workers.
+    pub fn poll_jobs(&mut self) -> Vec<Job> {
+        std::mem::take(&mut self.jobs)
+    }
+
+    /// Whether any job is still in flight.
+    pub fn busy(&self) -> bool {
+        self.conns.values().any(|c| c.busy)
+    }
+
+    /// Closes connections past their handshake or login deadline.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let limits = self.limits;
+        for conn in self.conns.values_mut() {
+            let age = now_ms.saturating_sub(conn.opened_ms);
+            let reason = match &conn.phase {
+                Phase::AwaitHello | Phase::Handshaking if age > limits.handshake_ms => "handshake timeout",
+                Phase::Open { session: Session::AwaitLogin | Session::AwaitPassphrase(_), .. }
+                    if age > limits.login_ms =>
+                {
+                    "login timeout"
+                }
+                _ => continue,
+            };
+            if conn.close.is_none() {
+                conn.close = Some(reason);
+            }
+        }
+        self.backoff.prune(now_ms);
+    }
+
+    /// Marks `id` for closing once its output is flushed.
+    pub fn close(&mut self, id: ConnId, reason: &'static str) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.close.get_or_insert(reason);
+        }
+    }
+
+    /// The peer address of `id`.
+    pub fn addr(&self, id: ConnId) -> Option<IpAddr> {
+        self.conns.get(&id).map(|c| c.addr)
+    }
+
+    /// Hands `job` to the workers; `id` processes no further frame until it completes.
+    pub fn start_job(&mut self, id: ConnId, job: Job) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.busy = true;
+            self.jobs.push(job);
+        }
+    }
+
+    /// Sets the session state of `id`.
+    pub fn set_session(&mut self, id: ConnId, next: Session) {
+        if let Some(Conn { phase: Phase::Open { session, .. }, .. }) = self.conns.get_mut(&id) {
+            *session = next;
+        }
+    }
+
+    /// Seals `msg` into `id`'s output.
+    pub fn send<M: Message>(&mut self, id: ConnId, msg: &M) {
+        let max = self.limits.max_output;
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let Phase::Open { keys, .. } = &mut conn.phase else { return };
+        if keys.sealer.seal(msg.as_bytes(), &mut conn.out).is_err() {
+            conn.close.get_or_insert("sequence number exhausted");
+        } else if conn.out.len() > max {
+            conn.close.get_or_insert("slow consumer: output bound exceeded");
+        }
+    }
+
+    /// Answers request `msg_id` with a status reply.
+    pub fn reply(&mut self, id: ConnId, msg_id: u64, request: u32, code: u16, reason: &str, now_ms: u64) {
+        self.reply_retry(id, msg_id, request, code, reason, 0, now_ms);
+    }
+
+    /// As [`Core::reply`] with a retry-after for 429.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reply_retry(
+        &mut self,
+        id: ConnId,
+        msg_id: u64,
+        request: u32,
+        code: u16,
+        reason: &str,
+        retry_ms: u64,
+        now_ms: u64,
+    ) {
+        let status = match code {
+            code::OK => Status::Ok,
+            code::PENDING => Status::Pending,
+            _ => Status::Error,
+        };
+        let mut m = StatusReply::new(status, code, msg_id, now_ms);
+        m.request_opcode.set(request);
+        m.retry_after_ms.set(u32::try_from(retry_ms).unwrap_or(u32::MAX));
+        // NOTE: reasons are short constants of ours; truncate rather than fail.
+        let mut end = reason.len().min(m.reason.len());
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let _ = m.set_reason(&reason[..end]);
+        self.send(id, &m);
+    }
+
+    /// Processes buffered frames of `id` until it is busy, closing, or out of frames.
+    fn pump(&mut self, id: ConnId, now_ms: u64) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&id) else { return };
+            if conn.busy || conn.close.is_some() {
+                return;
+            }
+            match conn.deframer.pop() {
+                Ok(Some(body)) => self.handle_frame(id, body, now_ms),
+                Ok(None) => return,
+                Err(_) => {
+                    conn.close = Some("framing error");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, id: ConnId, body: Vec<u8>, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        match &mut conn.phase {
+            Phase::AwaitHello => match handshake::check_client_hello(&self.cfg, &body) {
+                HelloVerdict::Accept => {
+                    conn.phase = Phase::Handshaking;
+                    self.start_job(id, Job::Handshake { conn: id, client_hello: body });
+                }
+                HelloVerdict::Mismatch(frame) => {
+                    conn.out.extend_from_slice(&frame);
+                    conn.close = Some("protocol mismatch");
+                }
+                // Not one of our binaries: no answer, no RSA work (DESIGN §4).
+                HelloVerdict::Drop => conn.close = Some("bad client hello"),
+            },
+            Phase::Handshaking => conn.close = Some("data during handshake"),
+            Phase::Open { keys, .. } => match keys.opener.open(&body) {
+                Ok(mut plaintext) => {
+                    self.dispatch(id, &plaintext, now_ms);
+                    plaintext.zeroize();
+                }
+                // One failure for every bad record: no oracle, no answer.
+                Err(_) => conn.close = Some("bad record"),
+            },
+        }
+    }
+
+    /// Checks opcode, size and state against the generated table, then runs the handler.
+    fn dispatch(&mut self, id: ConnId, frame: &[u8], now_ms: u64) {
+        let Ok(hdr) = wire::header(frame) else {
+            return self.reply(id, 0, 0, code::BAD_REQUEST, "frame shorter than a header", now_ms);
+        };
+        let (opcode, msg_id) = (hdr.opcode.get(), hdr.msg_id.get());
+        let Some(entry) = dispatch::lookup(opcode) else {
+            return self.reply(id, msg_id, opcode, code::BAD_REQUEST, "unknown opcode", now_ms);
+        };
+        if frame.len() != entry.size {
+            return self.reply(id, msg_id, opcode, code::BAD_REQUEST, "wrong size for opcode", now_ms);
+        }
+        if hdr.status != Status::Request as u8 || hdr.code.get() != 0 {
+            return self.reply(id, msg_id, opcode, code::BAD_REQUEST, "request header has a status", now_ms);
+        }
+        let Some(Conn { phase: Phase::Open { session, .. }, .. }) = self.conns.get(&id) else { return };
+        match (&entry.handler, session.clone()) {
+            (Handler::PreAuth(f), Session::AwaitLogin) => f(self, id, frame, now_ms),
+            (Handler::Passphrase(f), Session::AwaitPassphrase(step)) => f(self, id, &step, frame, now_ms),
+            (Handler::Authed(f), Session::Authenticated(auth)) => f(self, id, &auth, frame, now_ms),
+            (Handler::Authed(_), _) => self.reply(id, msg_id, opcode, code::UNAUTHORIZED, "log in first", now_ms),
+            (Handler::Passphrase(_), Session::AwaitLogin) => {
+                self.reply(id, msg_id, opcode, code::UNAUTHORIZED, "send user name and password first", now_ms)
+            }
+            _ => self.reply(id, msg_id, opcode, code::FORBIDDEN, "not allowed in this session state", now_ms),
+        }
+    }
+
+    /// A worker finished a job.
+    pub fn handle_completion(&mut self, done: Completion, now_ms: u64) {
+        let id = match done {
+            Completion::Handshake { conn, result } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    match result {
+                        Ok((frame, keys)) => {
+                            c.out.extend_from_slice(&frame);
+                            c.deframer.set_max_body(record::MAX_BODY);
+                            c.phase = Phase::Open { keys, session: Session::AwaitLogin };
+                        }
+                        Err(e) => {
+                            eprintln!("sottod: conn {conn}: handshake failed: {e}");
+                            c.close = Some("handshake failed");
+                        }
+                    }
+                }
+                conn
+            }
+            Completion::Registered { conn, msg_id, username, result } => {
+                crate::handler::account::registered(self, conn, msg_id, &username, result, now_ms);
+                conn
+            }
+            Completion::Password { conn, msg_id, uid, ok } => {
+                crate::handler::account::password_checked(self, conn, msg_id, uid, ok, now_ms);
+                conn
+            }
+            Completion::Passphrase { conn, msg_id, uid, ok } => {
+                crate::handler::account::passphrase_checked(self, conn, msg_id, uid, ok, now_ms);
+                conn
+            }
+        };
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.busy = false;
+        }
+        self.pump(id, now_ms);
+    }
+}

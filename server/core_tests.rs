@@ -1,0 +1,262 @@
+//! Core tests without sockets: a library client talks to `Core` through byte
+//! buffers and a virtual clock; worker jobs run inline.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, OnceLock};
+
+use sotto::frame::Deframer;
+use sotto::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
+use sotto::identity::{self, Signer};
+use sotto::opcodes::{CreateRoom, Login, Passphrase, Register, StatusReply, CNNT, STAT};
+use sotto::record;
+use sotto::wire::{self, code, Message};
+use x25519_dalek::{PublicKey, StaticSecret};
+use zerocopy::IntoBytes;
+
+use crate::core::{Accounts, Core, Limits};
+use crate::store::MemStore;
+use crate::worker::{self, WorkerCtx};
+
+const DEPLOY: [u8; 32] = [9; 32];
+const ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn server_key() -> &'static [u8] {
+    static DER: OnceLock<Vec<u8>> = OnceLock::new();
+    DER.get_or_init(|| identity::generate().unwrap().0.to_vec())
+}
+
+fn user_key() -> &'static (Vec<u8>, [u8; 256]) {
+    static KEY: OnceLock<(Vec<u8>, [u8; 256])> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let (der, n) = identity::generate().unwrap();
+        (der.to_vec(), n)
+    })
+}
+
+struct Pair {
+    core: Core,
+    ctx: WorkerCtx,
+    keys: SessionKeys,
+    deframer: Deframer,
+    now: u64,
+    next_id: u64,
+}
+
+const ID: u64 = 1;
+
+impl Pair {
+    fn connect() -> Pair {
+        let signer = Signer::from_pkcs8_der(server_key()).unwrap();
+        let build = BuildIdentity::this_build();
+        let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
+        let scfg = ServerConfig { build, deployment_key: DEPLOY };
+        let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
+        let mut core = Core::new(scfg, Limits::default(), Accounts::default());
+        core.accept(ID, ADDR, 1_000);
+        let (state, hello) = handshake::client_hello(&ccfg);
+        core.handle_input(ID, &hello, 1_000);
+        let mut pair = Pair {
+            core,
+            ctx,
+            keys: placeholder_keys(),
+            deframer: Deframer::new(record::MAX_BODY),
+            now: 1_000,
+            next_id: 1,
+        };
+        pair.run_jobs();
+        let out = std::mem::take(pair.core.transmit(ID).unwrap());
+        pair.keys = state.handle_server_hello(&ccfg, &out[4..]).unwrap();
+        pair
+    }
+
+    fn run_jobs(&mut self) {
+        loop {
+            let jobs = self.core.poll_jobs();
+            if jobs.is_empty() {
+                return;
+            }
+            for job in jobs {
+                let done = worker::run(job, &self.ctx);
+                self.core.handle_completion(done, self.now);
+            }
+        }
+    }
+
+    /// Sends raw plaintext as one record; returns the decrypted responses.
+    fn send_raw(&mut self, plaintext: &[u8]) -> Vec<Vec<u8>> {
+        let mut frame = Vec::new();
+        self.keys.sealer.seal(plaintext, &mut frame).unwrap();
+        self.core.handle_input(ID, &frame, self.now);
+        self.run_jobs();
+        self.responses()
+    }
+
+    fn responses(&mut self) -> Vec<Vec<u8>> {
+        let Some(out) = self.core.transmit(ID) else { return Vec::new() };
+        self.deframer.push(&std::mem::take(out));
+        let mut got = Vec::new();
+        while let Some(body) = self.deframer.pop().unwrap() {
+            got.push(self.keys.opener.open(&body).unwrap());
+        }
+        got
+    }
+
+    fn send<M: Message>(&mut self, mut m: M) -> Vec<Vec<u8>> {
+        m.header_mut().msg_id.set(self.next_id);
+        self.next_id += 1;
+        self.send_raw(m.as_bytes())
+    }
+
+    fn status(&mut self, m: impl Message) -> (u16, String) {
+        let got = self.send(m);
+        assert_eq!(got.len(), 1, "one response");
+        let r = wire::decode::<StatusReply>(&got[0]).unwrap();
+        assert_eq!(r.hdr.msg_id.get(), self.next_id - 1, "echoes the request id");
+        (r.hdr.code.get(), r.reason().unwrap().to_owned())
+    }
+
+    fn register(&mut self, name: &str, password: &str, phrase: &str) -> u16 {
+        let (der, n) = user_key();
+        let secret = StaticSecret::from([5u8; 32]);
+        let enc_pub = PublicKey::from(&secret).to_bytes();
+        // Clients sign the canonical (case-folded) name, as the server checks it.
+        let canonical = sotto::account::normalize_username(name).unwrap_or_default();
+        let sig =
+            Signer::from_pkcs8_der(der).unwrap().sign(&sotto::account::enc_key_binding(&canonical, &enc_pub)).unwrap();
+        let mut m = Register::request(0, 0);
+        m.set_username(name).unwrap();
+        m.set_password(password).unwrap();
+        m.set_passphrase(phrase).unwrap();
+        m.id_pub = *n;
+        m.enc_pub = enc_pub;
+        m.enc_sig = sig;
+        self.status(m).0
+    }
+
+    fn login(&mut self, name: &str, password: &str) -> u16 {
+        let mut m = Login::request(0, 0);
+        m.set_username(name).unwrap();
+        m.set_password(password).unwrap();
+        self.status(m).0
+    }
+
+    fn passphrase(&mut self, phrase: &str) -> Vec<Vec<u8>> {
+        let mut m = Passphrase::request(0, 0);
+        m.set_passphrase(phrase).unwrap();
+        self.send(m)
+    }
+
+    fn closed(&self) -> bool {
+        self.core.is_done(ID)
+    }
+}
+
+/// Keys that are replaced right after the handshake; they never seal anything.
+fn placeholder_keys() -> SessionKeys {
+    let k = sotto::crypto::AeadKeys::from_material(&[0; 48]);
+    SessionKeys { sealer: record::Sealer::new(k.clone()), opener: record::Opener::new(k) }
+}
+
+#[test]
+fn registers_logs_in_and_authenticates() {
+    let mut p = Pair::connect();
+    assert_eq!(p.register("Alice", "password123", "red green blue"), code::OK);
+    assert_eq!(p.login("alice", "password123"), code::PENDING);
+    let got = p.passphrase("Red green  BLUE");
+    let c = wire::decode::<sotto::opcodes::Connected>(&got[0]).unwrap();
+    assert_eq!((c.hdr.opcode.get(), c.hdr.code.get(), c.username().unwrap()), (CNNT, code::OK, "alice"));
+    assert_ne!(c.uid.get(), 0);
+    assert_eq!(p.status(CreateRoom::request(0, 0)).0, code::NOT_IMPLEMENTED, "room opcodes answer 501");
+    assert_eq!(p.login("alice", "password123"), code::FORBIDDEN, "no second login in a session");
+}
+
+#[test]
+fn rejects_duplicate_and_invalid_registrations() {
+    let mut p = Pair::connect();
+    assert_eq!(p.register("bob", "password123", "a b c"), code::OK);
+    assert_eq!(p.register("BOB", "password456", "d e f"), code::CONFLICT);
+    assert_eq!(p.register("b", "password123", "a b c"), code::BAD_REQUEST);
+    assert_eq!(p.register("bob2", "short", "a b c"), code::BAD_REQUEST);
+    assert_eq!(p.register("bob3", "password123", "only two"), code::BAD_REQUEST);
+    let mut m = Register::request(0, 0);
+    m.set_username("carol").unwrap();
+    m.set_password("password123").unwrap();
+    m.set_passphrase("a b c").unwrap();
+    m.id_pub = user_key().1;
+    assert_eq!(p.status(m).0, code::BAD_REQUEST, "unsigned encryption key");
+}
+
+#[test]
+fn wrong_password_or_passphrase_is_401_and_backs_off() {
+    let mut p = Pair::connect();
+    assert_eq!(p.register("dave", "password123", "one two three"), code::OK);
+    assert_eq!(p.login("nobody", "password123"), code::UNAUTHORIZED);
+    assert_eq!(p.login("dave", "wrongpassword"), code::UNAUTHORIZED);
+    assert_eq!(p.login("dave", "password123"), code::PENDING);
+    let got = p.passphrase("one two four");
+    assert_eq!(wire::decode::<StatusReply>(&got[0]).unwrap().hdr.code.get(), code::UNAUTHORIZED);
+    assert_eq!(p.login("dave", "password123"), code::RATE_LIMITED, "three failures from this address");
+    p.now += 1_001;
+    assert_eq!(p.login("dave", "password123"), code::PENDING);
+}
+
+#[test]
+fn checks_opcode_size_and_state_before_handlers() {
+    let mut p = Pair::connect();
+    assert_eq!(p.status(CreateRoom::request(0, 0)).0, code::UNAUTHORIZED, "authenticated opcode before login");
+    assert_eq!(p.passphrase("a b c").len(), 1);
+    let mut m = Login::request(7, 0);
+    m.hdr.opcode.set(123_456);
+    let got = p.send_raw(m.as_bytes());
+    assert_eq!(wire::decode::<StatusReply>(&got[0]).unwrap().hdr.code.get(), code::BAD_REQUEST);
+    let mut long = Login::request(7, 0).as_bytes().to_vec();
+    long.extend_from_slice(&[0; 16]);
+    let got = p.send_raw(&long);
+    let r = wire::decode::<StatusReply>(&got[0]).unwrap();
+    assert_eq!(
+        (r.hdr.opcode.get(), r.hdr.code.get(), r.reason().unwrap()),
+        (STAT, code::BAD_REQUEST, "wrong size for opcode")
+    );
+    assert!(!p.closed(), "errors keep the session");
+}
+
+#[test]
+fn bad_record_closes_silently() {
+    let mut p = Pair::connect();
+    let mut frame = Vec::new();
+    p.keys.sealer.seal(Login::request(1, 0).as_bytes(), &mut frame).unwrap();
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    p.core.handle_input(ID, &frame, p.now);
+    assert!(p.responses().is_empty());
+    assert!(p.closed());
+}
+
+#[test]
+fn times_out_handshake_and_login() {
+    let mut p = Pair::connect();
+    p.core.handle_timeout(p.now + 59_000);
+    assert!(!p.closed());
+    p.core.handle_timeout(p.now + 60_001);
+    assert!(p.closed(), "login timeout");
+    let mut core = Core::new(ServerConfig::built_in(), Limits::default(), Accounts::default());
+    core.accept(2, ADDR, 0);
+    core.handle_timeout(10_001);
+    assert!(core.is_done(2), "handshake timeout");
+}
+
+#[test]
+fn foreign_client_hello_gets_no_answer() {
+    let mut core = Core::new(
+        ServerConfig { build: BuildIdentity::this_build(), deployment_key: DEPLOY },
+        Limits::default(),
+        Accounts::default(),
+    );
+    core.accept(3, ADDR, 0);
+    let ccfg = ClientConfig { build: BuildIdentity::this_build(), deployment_key: [1; 32], server_keys: vec![] };
+    let (_, hello) = handshake::client_hello(&ccfg);
+    core.handle_input(3, &hello, 0);
+    assert!(core.poll_jobs().is_empty(), "no RSA work for a foreign client");
+    assert!(core.transmit(3).unwrap().is_empty());
+    assert!(core.is_done(3));
+}

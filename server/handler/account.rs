@@ -1,0 +1,159 @@
+//! Accounts: register (crea), login (auth), passphrase (pass) — DESIGN §5.
+//!
+//! Invariant: secrets are checked and hashed only on workers; a failed
+//! password or passphrase counts against the account and the address, and
+//! an unknown user is indistinguishable from a wrong password.
+
+use sotto::account;
+use sotto::identity;
+use sotto::opcodes::{Connected, Login, Passphrase, Register, UserRecord, AUTH, CREA, PASS};
+use sotto::wire::{code, decode, Message, Status};
+use zerocopy::FromZeros;
+use zeroize::Zeroizing;
+
+use crate::core::{ConnId, Core};
+use crate::session::{Authenticated, PasswordAccepted, Session};
+use crate::worker::{Job, RegisterFailure};
+
+const BAD_LOGIN: &str = "wrong user name or password";
+
+/// crea: validate, reserve the name, hand hashing and storage to a worker.
+pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<Register>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let fail = |core: &mut Core, c: u16, why: &str| core.reply(id, msg_id, CREA, c, why, now_ms);
+    let Ok(name) = m.username().map_err(drop).and_then(|n| account::normalize_username(n).map_err(drop)) else {
+        return fail(core, code::BAD_REQUEST, "invalid user name: 3-32 of a-z 0-9 _ . -");
+    };
+    let Ok(password) = m.password() else { return fail(core, code::BAD_REQUEST, "malformed password") };
+    if account::check_password(password).is_err() {
+        return fail(core, code::BAD_REQUEST, "password must be at least 10 characters");
+    }
+    let Ok(passphrase) = m.passphrase().map_err(drop).and_then(|p| account::normalize_passphrase(p).map_err(drop))
+    else {
+        return fail(core, code::BAD_REQUEST, "passphrase must be exactly three words");
+    };
+    if identity::from_modulus(&m.id_pub).is_err() {
+        return fail(core, code::BAD_REQUEST, "identity key must be RSA-2048 with e=65537");
+    }
+    if core.accounts.is_taken(&name) {
+        return fail(core, code::CONFLICT, "user name already taken");
+    }
+    let uid = core.accounts.reserve(&name);
+    let mut record = Box::new(UserRecord::new_zeroed());
+    record.uid.set(uid);
+    record.created.set(now_ms);
+    // NOTE: cannot fail, the name was checked to be at most 32 bytes.
+    let _ = record.set_username(&name);
+    record.id_pub = m.id_pub;
+    record.enc_pub = m.enc_pub;
+    record.enc_sig = m.enc_sig;
+    let job = Job::Register {
+        conn: id,
+        msg_id,
+        record,
+        password: Zeroizing::new(password.to_owned()),
+        passphrase: Zeroizing::new(passphrase),
+    };
+    core.start_job(id, job);
+}
+
+/// A registration finished on a worker.
+pub fn registered(
+    core: &mut Core,
+    id: ConnId,
+    msg_id: u64,
+    username: &str,
+    result: Result<Box<UserRecord>, RegisterFailure>,
+    now_ms: u64,
+) {
+    core.accounts.release(username);
+    match result {
+        Ok(rec) => {
+            eprintln!("sottod: registered user {username} (uid {:016x})", rec.uid.get());
+            core.accounts.insert(*rec);
+            core.reply(id, msg_id, CREA, code::OK, "registered", now_ms);
+        }
+        Err(RegisterFailure::BadBinding) => {
+            core.reply(id, msg_id, CREA, code::BAD_REQUEST, "encryption key signature does not verify", now_ms)
+        }
+        Err(RegisterFailure::Internal) => {
+            core.reply(id, msg_id, CREA, code::INTERNAL, "could not store the account", now_ms)
+        }
+    }
+}
+
+/// auth: back-off check, then the password check on a worker.
+pub fn login(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<Login>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(addr) = core.addr(id) else { return };
+    let rec =
+        m.username().ok().and_then(|n| account::normalize_username(n).ok()).and_then(|n| core.accounts.by_name(&n));
+    let (uid, phc) = match rec {
+        Some(r) => (Some(r.uid.get()), r.password_hash().unwrap_or_default().to_owned()),
+        None => (None, String::new()),
+    };
+    if let Some(wait) = core.backoff.check(uid, addr, now_ms) {
+        return core.reply_retry(id, msg_id, AUTH, code::RATE_LIMITED, "too many failed logins; wait", wait, now_ms);
+    }
+    let password = Zeroizing::new(m.password().unwrap_or_default().to_owned());
+    core.start_job(id, Job::Password { conn: id, msg_id, uid, phc, password });
+}
+
+/// The password check finished.
+pub fn password_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: Option<u64>, ok: bool, now_ms: u64) {
+    match uid {
+        Some(uid) if ok => {
+            core.set_session(id, Session::AwaitPassphrase(PasswordAccepted::after_password_verified(uid)));
+            core.reply(id, msg_id, AUTH, code::PENDING, "password accepted; send the passphrase", now_ms);
+        }
+        _ => {
+            if let Some(addr) = core.addr(id) {
+                core.backoff.fail(uid, addr, now_ms);
+            }
+            core.reply(id, msg_id, AUTH, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
+        }
+    }
+}
+
+/// pass: the passphrase check on a worker.
+pub fn passphrase(core: &mut Core, id: ConnId, step: &PasswordAccepted, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<Passphrase>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(rec) = core.accounts.by_uid(step.uid()) else {
+        core.set_session(id, Session::AwaitLogin);
+        return core.reply(id, msg_id, PASS, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
+    };
+    let phc = rec.passphrase_hash().unwrap_or_default().to_owned();
+    // A malformed phrase still costs a check, and fails it.
+    let phrase = m.passphrase().ok().and_then(|p| account::normalize_passphrase(p).ok()).unwrap_or_default();
+    let job = Job::Passphrase { conn: id, msg_id, uid: step.uid(), phc, passphrase: Zeroizing::new(phrase) };
+    core.start_job(id, job);
+}
+
+/// The passphrase check finished.
+pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok: bool, now_ms: u64) {
+    let name = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).map(str::to_owned);
+    match name {
+        Some(name) if ok => {
+            core.backoff.succeed(uid);
+            let mut reply = Connected::new(Status::Ok, code::OK, msg_id, now_ms);
+            reply.uid.set(uid);
+            let _ = reply.set_username(&name);
+            let step = PasswordAccepted::after_password_verified(uid);
+            core.set_session(id, Session::Authenticated(Authenticated::after_passphrase_verified(step, name.clone())));
+            core.send(id, &reply);
+            if let Some(addr) = core.addr(id) {
+                eprintln!("sottod: conn {id}: {name} logged in from {addr}");
+            }
+        }
+        _ => {
+            if let Some(addr) = core.addr(id) {
+                core.backoff.fail(Some(uid), addr, now_ms);
+            }
+            core.set_session(id, Session::AwaitLogin);
+            core.reply(id, msg_id, PASS, code::UNAUTHORIZED, "wrong passphrase", now_ms);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Request handlers, one file per area; named by opcodes.toml `handler`.
+//!
+//! Each handler receives a frame whose opcode, exact size and session state
+//! the dispatch table already checked.
+
+pub mod account;
+pub mod unimplemented;

@@ -1,0 +1,60 @@
+//! Session states after the handshake: `AwaitLogin -> AwaitPassphrase -> Authenticated`.
+//!
+//! Invariant: the proof tokens are built only by the login handlers once the
+//! password (then the passphrase) verified, so a handler that takes
+//! `&Authenticated` cannot run for a session that did not log in.
+
+/// Proof that the password of `uid` verified on this connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordAccepted {
+    uid: u64,
+}
+
+/// Proof that this connection logged in as `uid` with password and passphrase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    uid: u64,
+    name: String,
+}
+
+impl PasswordAccepted {
+    /// Only for `handler::account` after a verified password.
+    pub(crate) fn after_password_verified(uid: u64) -> PasswordAccepted {
+        PasswordAccepted { uid }
+    }
+
+    /// The account whose password verified.
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+}
+
+// The room and direct-message handlers read these (issues 3 and 4).
+#[allow(dead_code)]
+impl Authenticated {
+    /// Only for `handler::account` after a verified passphrase.
+    pub(crate) fn after_passphrase_verified(step: PasswordAccepted, name: String) -> Authenticated {
+        Authenticated { uid: step.uid, name }
+    }
+
+    /// The logged-in user.
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
+    /// The logged-in user's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Where an established session stands.
+#[derive(Debug, Clone)]
+pub enum Session {
+    /// Not logged in.
+    AwaitLogin,
+    /// Password verified, passphrase outstanding.
+    AwaitPassphrase(PasswordAccepted),
+    /// Logged in.
+    Authenticated(Authenticated),
+}

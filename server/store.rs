@@ -1,0 +1,237 @@
+//! Storage: the accounts on disk, behind a small trait with an in-memory twin.
+//!
+//! Invariant: the data directory is 0700 and every file 0600 (looser modes
+//! are refused); a record is replaced atomically (temp file, fsync, rename,
+//! fsync of the directory), so a crash leaves the old or the new record.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sotto::crypto;
+use sotto::opcodes::UserRecord;
+use zerocopy::{FromBytes, IntoBytes};
+
+/// Magic of a user record file.
+pub const USER_MAGIC: [u8; 4] = *b"SOTU";
+/// Version of the user record format.
+pub const USER_VERSION: u16 = 1;
+const CHECKSUM_AT: usize = core::mem::size_of::<UserRecord>() - 32;
+
+/// A storage failure, with the path involved.
+#[derive(Debug)]
+pub enum StoreError {
+    /// An I/O error on `path`.
+    Io { path: PathBuf, source: io::Error },
+    /// `path` is readable or writable by group or others.
+    LooseMode { path: PathBuf, mode: u32 },
+    /// `path` is not a valid record.
+    Corrupt { path: PathBuf, why: &'static str },
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            StoreError::LooseMode { path, mode } => write!(
+                f,
+                "{} has mode {mode:04o}; it must not be accessible by group or others (chmod {} {})",
+                path.display(),
+                if path.is_dir() { "700" } else { "600" },
+                path.display()
+            ),
+            StoreError::Corrupt { path, why } => {
+                write!(f, "{}: corrupt record ({why}); move it aside to start without it", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+/// Where accounts live.
+pub trait Store: Send + Sync {
+    /// Every stored account.
+    fn load_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Creates or replaces one account, durably, before returning.
+    fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError>;
+}
+
+/// Seals a record: sets magic, version and checksum.
+pub fn seal_user(rec: &mut UserRecord) {
+    rec.magic = USER_MAGIC;
+    rec.version.set(USER_VERSION);
+    rec.checksum = crypto::sha256(&[&rec.as_bytes()[..CHECKSUM_AT]]);
+}
+
+/// Parses and checks a record read from disk.
+pub fn parse_user(bytes: &[u8]) -> Result<UserRecord, &'static str> {
+    let rec = UserRecord::read_from_bytes(bytes).map_err(|_| "wrong size")?;
+    if rec.magic != USER_MAGIC || rec.version.get() != USER_VERSION {
+        return Err("bad magic or version");
+    }
+    if !crypto::ct_eq(&crypto::sha256(&[&bytes[..CHECKSUM_AT]]), &rec.checksum) {
+        return Err("checksum mismatch");
+    }
+    rec.username().map_err(|_| "bad user name")?;
+    Ok(rec)
+}
+
+/// Accounts as files under `<data>/users/`.
+pub struct FileStore {
+    users: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating if missing, mode 0700) the data directory; refuses loose modes.
+    pub fn open(data: &Path) -> Result<FileStore, StoreError> {
+        ensure_private_dir(data)?;
+        let users = data.join("users");
+        ensure_private_dir(&users)?;
+        Ok(FileStore { users })
+    }
+
+    fn user_path(&self, uid: u64) -> PathBuf {
+        self.users.join(format!("{uid:016x}.user"))
+    }
+}
+
+/// Creates `dir` with mode 0700 if missing; refuses one accessible by group or others.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err(StoreError::Io { path: dir.to_owned(), source: io::Error::other("not a directory") });
+            }
+            check_mode(dir, meta.permissions().mode())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().mode(0o700).create(dir).map_err(io_err(dir))?;
+            // The umask may have narrowed it further, never widened it; pin it.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
+        }
+        Err(e) => Err(StoreError::Io { path: dir.to_owned(), source: e }),
+    }
+}
+
+fn check_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+    if mode & 0o077 != 0 {
+        return Err(StoreError::LooseMode { path: path.to_owned(), mode: mode & 0o7777 });
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically and durably, mode 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+impl Store for FileStore {
+    fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.users).map_err(io_err(&self.users))? {
+            let path = entry.map_err(io_err(&self.users))?.path();
+            match path.extension().and_then(|e| e.to_str()) {
+                // A temp file is what a crash mid-write leaves: the rename never happened.
+                Some("tmp") => {
+                    let _ = fs::remove_file(&path);
+                    continue;
+                }
+                Some("user") => {}
+                _ => continue,
+            }
+            let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            check_mode(&path, meta.permissions().mode())?;
+            if meta.len() != core::mem::size_of::<UserRecord>() as u64 {
+                return Err(StoreError::Corrupt { path, why: "wrong size" });
+            }
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            out.push(parse_user(&bytes).map_err(|why| StoreError::Corrupt { path: path.clone(), why })?);
+        }
+        Ok(out)
+    }
+
+    fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError> {
+        write_atomic(&self.user_path(rec.uid.get()), rec.as_bytes())
+    }
+}
+
+/// Accounts in memory, for unit tests.
+#[derive(Default)]
+pub struct MemStore {
+    users: Mutex<HashMap<u64, UserRecord>>,
+}
+
+impl Store for MemStore {
+    fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        Ok(self.users.lock().map(|m| m.values().copied().collect()).unwrap_or_default())
+    }
+
+    fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError> {
+        if let Ok(mut m) = self.users.lock() {
+            m.insert(rec.uid.get(), *rec);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerocopy::FromZeros;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("sotto-store-{tag}-{}", crypto::hex(&crypto::random::<8>())));
+        p
+    }
+
+    #[test]
+    fn user_roundtrips_through_files_and_survives_reopen() {
+        let dir = tempdir("rt");
+        let store = FileStore::open(&dir).unwrap();
+        let mut rec = UserRecord::new_zeroed();
+        rec.uid.set(42);
+        rec.set_username("alice").unwrap();
+        seal_user(&mut rec);
+        store.put_user(&rec).unwrap();
+        let again = FileStore::open(&dir).unwrap().load_users().unwrap();
+        assert_eq!(again.len(), 1);
+        assert!(again[0] == rec);
+        let mode = fs::metadata(store.user_path(42)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_loose_directory_and_corrupt_record() {
+        let dir = tempdir("loose");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(FileStore::open(&dir), Err(StoreError::LooseMode { .. })));
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let store = FileStore::open(&dir).unwrap();
+        let mut rec = UserRecord::new_zeroed();
+        rec.set_username("bob").unwrap();
+        seal_user(&mut rec);
+        let mut bytes = rec.as_bytes().to_vec();
+        bytes[40] ^= 1;
+        write_atomic(&store.user_path(1), &bytes).unwrap();
+        assert!(matches!(store.load_users(), Err(StoreError::Corrupt { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

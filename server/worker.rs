@@ -1,0 +1,190 @@
+//! Worker pool: the slow work (RSA signing, argon2id, fsync of account files)
+//! off the event loop. Completions come back through a queue and a wake-up
+//! socket the loop polls with the connections.
+//!
+//! Invariant: a job never touches connection state; it returns a
+//! `Completion` naming its connection, which the loop may have closed since.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::thread;
+
+use sotto::account;
+use sotto::crypto;
+use sotto::handshake::{self, HandshakeError, ServerConfig, SessionKeys};
+use sotto::identity::{self, Signer};
+use sotto::opcodes::UserRecord;
+use zeroize::Zeroizing;
+
+use crate::core::ConnId;
+use crate::store::{self, Store};
+
+/// Work for a worker thread.
+pub enum Job {
+    /// Sign a ServerHello for this ClientHello.
+    Handshake { conn: ConnId, client_hello: Vec<u8> },
+    /// Verify the key binding, hash the secrets, write the account.
+    Register {
+        conn: ConnId,
+        msg_id: u64,
+        record: Box<UserRecord>,
+        password: Zeroizing<String>,
+        passphrase: Zeroizing<String>,
+    },
+    /// Check a password against a stored hash (`uid` None: unknown user, checked against a dummy).
+    Password { conn: ConnId, msg_id: u64, uid: Option<u64>, phc: String, password: Zeroizing<String> },
+    /// Check a passphrase against a stored hash.
+    Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, passphrase: Zeroizing<String> },
+}
+
+/// Why a registration failed on the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterFailure {
+    /// The identity signature over the encryption key did not verify.
+    BadBinding,
+    /// Hashing or storage failed.
+    Internal,
+}
+
+/// The result of a job.
+pub enum Completion {
+    /// The ServerHello frame and the server's keys, or why not.
+    Handshake { conn: ConnId, result: Result<(Vec<u8>, SessionKeys), HandshakeError> },
+    /// The account as stored, or why not.
+    Registered { conn: ConnId, msg_id: u64, username: String, result: Result<Box<UserRecord>, RegisterFailure> },
+    /// Whether the password verified.
+    Password { conn: ConnId, msg_id: u64, uid: Option<u64>, ok: bool },
+    /// Whether the passphrase verified.
+    Passphrase { conn: ConnId, msg_id: u64, uid: u64, ok: bool },
+}
+
+/// What jobs need.
+pub struct WorkerCtx {
+    /// Server handshake parameters.
+    pub server: ServerConfig,
+    /// The server's signing key.
+    pub signer: Signer,
+    /// Account storage.
+    pub store: Arc<dyn Store>,
+}
+
+/// A PHC string to verify against when the user does not exist, so that an
+/// unknown name costs the same argon2id work as a wrong password.
+fn dummy_phc() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| crypto::hash_secret(b"sotto dummy password").unwrap_or_default())
+}
+
+/// Runs one job to completion (on a worker, or inline in tests).
+pub fn run(job: Job, ctx: &WorkerCtx) -> Completion {
+    match job {
+        Job::Handshake { conn, client_hello } => {
+            Completion::Handshake { conn, result: handshake::server_hello(&ctx.server, &ctx.signer, &client_hello) }
+        }
+        Job::Register { conn, msg_id, mut record, password, passphrase } => {
+            let username = record.username().unwrap_or_default().to_owned();
+            let result = register(&mut record, &password, &passphrase, ctx).map(|()| record);
+            Completion::Registered { conn, msg_id, username, result }
+        }
+        Job::Password { conn, msg_id, uid, phc, password } => {
+            let ok = match uid {
+                Some(_) => crypto::verify_secret(&phc, password.as_bytes()),
+                None => {
+                    // Same work as a real check, result ignored: no user-name oracle by timing.
+                    let _ = crypto::verify_secret(dummy_phc(), password.as_bytes());
+                    false
+                }
+            };
+            Completion::Password { conn, msg_id, uid, ok }
+        }
+        Job::Passphrase { conn, msg_id, uid, phc, passphrase } => {
+            Completion::Passphrase { conn, msg_id, uid, ok: crypto::verify_secret(&phc, passphrase.as_bytes()) }
+        }
+    }
+}
+
+fn register(rec: &mut UserRecord, password: &str, passphrase: &str, ctx: &WorkerCtx) -> Result<(), RegisterFailure> {
+    let username = rec.username().map_err(|_| RegisterFailure::BadBinding)?;
+    let key = identity::from_modulus(&rec.id_pub).map_err(|_| RegisterFailure::BadBinding)?;
+    if !identity::verify(&key, &account::enc_key_binding(username, &rec.enc_pub), &rec.enc_sig) {
+        return Err(RegisterFailure::BadBinding);
+    }
+    let pw = crypto::hash_secret(password.as_bytes()).map_err(|_| RegisterFailure::Internal)?;
+    let pp = crypto::hash_secret(passphrase.as_bytes()).map_err(|_| RegisterFailure::Internal)?;
+    rec.set_password_hash(&pw).map_err(|_| RegisterFailure::Internal)?;
+    rec.set_passphrase_hash(&pp).map_err(|_| RegisterFailure::Internal)?;
+    store::seal_user(rec);
+    ctx.store.put_user(rec).map_err(|e| {
+        eprintln!("sottod: storing account failed: {e}");
+        RegisterFailure::Internal
+    })
+}
+
+/// A fixed set of worker threads.
+pub struct Pool {
+    jobs: Option<mpsc::Sender<Job>>,
+    done: Arc<Mutex<Vec<Completion>>>,
+    wake: UnixStream,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `n` workers sharing `ctx`.
+    pub fn new(n: usize, ctx: Arc<WorkerCtx>) -> std::io::Result<Pool> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let (wake, wake_tx) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_tx.set_nonblocking(true)?;
+        let wake_tx = Arc::new(wake_tx);
+        let mut threads = Vec::new();
+        for i in 0..n.max(1) {
+            let (rx, done, wake_tx, ctx) = (rx.clone(), done.clone(), wake_tx.clone(), ctx.clone());
+            threads.push(thread::Builder::new().name(format!("sottod-worker-{i}")).spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(guard) => guard.recv(),
+                    Err(_) => return,
+                };
+                let Ok(job) = job else { return };
+                let completion = run(job, &ctx);
+                if let Ok(mut d) = done.lock() {
+                    d.push(completion);
+                }
+                // A full wake-up buffer already guarantees a wake-up.
+                let _ = (&*wake_tx).write(&[1]);
+            })?);
+        }
+        Ok(Pool { jobs: Some(tx), done, wake, threads })
+    }
+
+    /// Queues a job.
+    pub fn submit(&self, job: Job) {
+        if let Some(tx) = &self.jobs {
+            let _ = tx.send(job);
+        }
+    }
+
+    /// The descriptor that becomes readable when completions are waiting.
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    /// Takes every completion that is ready.
+    pub fn drain(&self) -> Vec<Completion> {
+        let mut buf = [0u8; 256];
+        while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+        self.done.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
