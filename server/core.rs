@@ -353,7 +353,10 @@ impl Core {
             (Handler::Passphrase(_), Session::AwaitLogin) => {
                 self.reply(id, msg_id, opcode, code::UNAUTHORIZED, "send user name and password first", now_ms)
             }
-            _ => self.reply(id, msg_id, opcode, code::FORBIDDEN, "not allowed in this session state", now_ms),
+            _ => {
+                let why = format!("{} is not allowed now (needs {})", entry.mnemonic, entry.state.as_str());
+                self.reply(id, msg_id, opcode, code::FORBIDDEN, &why, now_ms)
+            }
         }
     }
 

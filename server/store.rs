@@ -172,11 +172,13 @@ impl Store for FileStore {
 }
 
 /// Accounts in memory, for unit tests.
+#[cfg(test)]
 #[derive(Default)]
 pub struct MemStore {
     users: Mutex<HashMap<u64, UserRecord>>,
 }
 
+#[cfg(test)]
 impl Store for MemStore {
     fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         Ok(self.users.lock().map(|m| m.values().copied().collect()).unwrap_or_default())

@@ -1,0 +1,209 @@
+//! Accounts through the real binaries: register, login, passphrase, restart,
+//! refusals at start-up, and a hostile neighbour that does not disturb a login.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::{run_server_expecting_exit, Client, Server, TempDir};
+
+const PW: &str = "password123";
+const WORDS: &str = "red green blue";
+
+#[test]
+fn register_then_login_with_passphrase_authenticates() {
+    let dir = TempDir::new("auth");
+    let server = Server::start(&dir.join("data"));
+    let mut c = Client::connect(&server, &dir.join("alice"));
+    let v = c.register("alice", PW, WORDS);
+    assert_eq!((v["type"].as_str(), v["cmd"].as_str()), (Some("ok"), Some("register")), "{v}");
+    let v = c.login("Alice", PW, "Red Green Blue");
+    assert_eq!((v["type"].as_str(), v["user"].as_str()), (Some("authenticated"), Some("alice")), "{v}");
+    c.send("/quit");
+    assert!(c.finish().success());
+    // The private keys stayed on the client, 0600, under a 0700 home.
+    let home_mode = std::fs::metadata(dir.join("alice")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(home_mode, 0o700);
+    let key_files: Vec<_> = walk(&dir.join("alice")).into_iter().filter(|p| p.ends_with("identity.key")).collect();
+    assert_eq!(key_files.len(), 1, "one key file for alice");
+    assert_eq!(std::fs::metadata(&key_files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn assert_error(v: &serde_json::Value, cmd: &str, code: u64) {
+    assert_eq!(
+        (v["type"].as_str(), v["cmd"].as_str(), v["code"].as_u64()),
+        (Some("error"), Some(cmd), Some(code)),
+        "{v}"
+    );
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+}
+
+#[test]
+fn wrong_password_and_wrong_passphrase_are_401() {
+    let dir = TempDir::new("wrong");
+    let server = Server::start(&dir.join("data"));
+    let mut c = Client::connect(&server, &dir.join("home"));
+    assert_eq!(c.register("bob", PW, WORDS)["type"], "ok");
+    assert_error(&c.login("bob", "password124", WORDS), "login", 401);
+    assert_error(&c.login("bob", PW, "red green black"), "login", 401);
+    assert_error(&c.login("nobody", PW, WORDS), "login", 401);
+    // After the failures the right credentials still work (three failures are free).
+    let mut c2 = Client::connect(&server, &dir.join("home2"));
+    assert_eq!(c2.login("bob", PW, WORDS)["type"], "authenticated");
+    // Nothing secret reaches the server's log.
+    drop(c);
+    drop(c2);
+    let log = server.stderr.lock().unwrap().join("\n");
+    for secret in [PW, "password124", "green", "black"] {
+        assert!(!log.contains(secret), "server log contains {secret:?}:\n{log}");
+    }
+}
+
+#[test]
+fn duplicate_username_is_409_and_invalid_is_400() {
+    let dir = TempDir::new("dup");
+    let server = Server::start(&dir.join("data"));
+    let mut c = Client::connect(&server, &dir.join("home"));
+    assert_eq!(c.register("carol", PW, WORDS)["type"], "ok");
+    let mut other = Client::connect(&server, &dir.join("home2"));
+    assert_error(&other.register("CAROL", "another-password", "one two three"), "register", 409);
+    assert_error(&other.register("x", PW, WORDS), "register", 400);
+    assert_error(&other.register("bad/name", PW, WORDS), "register", 400);
+    assert_error(&other.register("dave", "short", WORDS), "register", 400);
+    assert_error(&other.register("dave", PW, "two words"), "register", 400);
+    // The first account is intact.
+    assert_eq!(other.login("carol", PW, WORDS)["type"], "authenticated");
+}
+
+#[test]
+fn account_survives_a_restart() {
+    let dir = TempDir::new("restart");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let mut c = Client::connect(&server, &dir.join("home"));
+    assert_eq!(c.register("erin", PW, WORDS)["type"], "ok");
+    drop(c);
+    let status = server.stop();
+    assert!(status.success(), "SIGTERM exits 0, got {status:?}");
+    let server = Server::start(&data);
+    let mut c = Client::connect(&server, &dir.join("home"));
+    assert_eq!(c.login("erin", PW, WORDS)["type"], "authenticated");
+    let mut users = std::fs::read_dir(data.join("users")).unwrap().flatten();
+    let f = users.next().expect("one account file");
+    assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn refuses_data_dir_readable_by_others() {
+    let dir = TempDir::new("mode");
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = common::build_key();
+    let (status, err) = run_server_expecting_exit(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(!status.success());
+    assert!(err.contains("mode 0755") && err.contains("chmod 700"), "{err}");
+}
+
+#[test]
+fn refuses_loose_or_foreign_key() {
+    let dir = TempDir::new("key");
+    let data = dir.join("data");
+    let loose = dir.join("loose.pem");
+    std::fs::copy(common::build_key(), &loose).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let args = |key: &std::path::Path| -> Vec<std::ffi::OsString> {
+        vec!["--listen".into(), "127.0.0.1:0".into(), "--data".into(), data.clone().into(), "--key".into(), key.into()]
+    };
+    let a = args(&loose);
+    let (status, err) = run_server_expecting_exit(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    assert!(!status.success() && err.contains("chmod 600"), "{err}");
+
+    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+    let (der, _) = sotto::identity::generate().unwrap();
+    let pem = rsa::RsaPrivateKey::from_pkcs8_der(&der).unwrap().to_pkcs8_pem(LineEnding::LF).unwrap();
+    let foreign = dir.join("foreign.pem");
+    std::fs::write(&foreign, pem.as_bytes()).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let a = args(&foreign);
+    let (status, err) = run_server_expecting_exit(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    assert!(!status.success() && err.contains("does not match the public key"), "{err}");
+
+    let a = args(&dir.join("missing.pem"));
+    let (status, err) = run_server_expecting_exit(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    assert!(!status.success() && err.contains("make keys"), "{err}");
+}
+
+#[test]
+fn garbage_client_does_not_disturb_a_concurrent_login() {
+    let dir = TempDir::new("garbage");
+    let server = Server::start(&dir.join("data"));
+    let addr = server.addr.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let spewer = std::thread::spawn(move || {
+        let mut connections = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(mut s) = TcpStream::connect(&addr) else { continue };
+            connections += 1;
+            let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+            for _ in 0..50 {
+                let junk: [u8; 64] = sotto::crypto::random();
+                if s.write_all(&junk).is_err() {
+                    break;
+                }
+            }
+        }
+        connections
+    });
+    let mut c = Client::connect(&server, &dir.join("home"));
+    assert_eq!(c.register("frank", PW, WORDS)["type"], "ok");
+    assert_eq!(c.login("frank", PW, WORDS)["type"], "authenticated");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(spewer.join().unwrap() > 0, "the garbage client did connect");
+}
+
+#[test]
+fn opcodes_flag_prints_the_audit_table() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sottod")).arg("--opcodes").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for row in ["100001  crea", "100002  auth", "100003  pass", "100009  smpu", "10001  cnnt", "200000  stat"] {
+        assert!(text.contains(row), "missing {row:?} in\n{text}");
+    }
+    assert!(text.contains(&sotto::crypto::hex(&sotto::opcodes::TABLE_HASH)));
+}
+
+#[test]
+fn batch_client_reports_an_unreachable_server() {
+    let dir = TempDir::new("unreach");
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = Client::start(&format!("127.0.0.1:{port}"), &dir.join("home"));
+    let v = c.next().expect("an error line");
+    assert_error(&v, "connect", 0);
+    assert!(!c.finish().success());
+}

@@ -1,0 +1,231 @@
+//! Test harness: real `sottod` and `sotto --batch` processes on loopback,
+//! port 0, temporary directories; processes are killed in `Drop`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a test waits for any single expected line.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A private temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir()
+            .join(format!("sotto-test-{tag}-{}", sotto::crypto::hex(&sotto::crypto::random::<6>())));
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+        TempDir(p)
+    }
+
+    pub fn join(&self, s: &str) -> PathBuf {
+        self.0.join(s)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `sottod`.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// The private key this build's server uses.
+pub fn build_key() -> PathBuf {
+    PathBuf::from(sotto::build_info::BUILD_KEY_PATH)
+}
+
+fn collect_lines(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Server {
+    /// Starts sottod on 127.0.0.1:0 with `data` and the build key, plus `extra` flags.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sottod"))
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--key")
+            .arg(build_key())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sottod");
+        let stderr = collect_lines(child.stderr.take().unwrap());
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let addr = first.trim().strip_prefix("listening ").unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("sottod did not print `listening`: {first:?}; stderr: {:?}", stderr.lock().unwrap())
+        });
+        Server { addr: addr.to_owned(), child, stderr }
+    }
+
+    pub fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "sottod did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs sottod to completion (for start-up failures) and returns (status, stderr).
+pub fn run_server_expecting_exit(args: &[&std::ffi::OsStr]) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sottod"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status, err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sottod kept running: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `sotto --batch`.
+pub struct Client {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    pub seen: Vec<Value>,
+}
+
+impl Client {
+    pub fn start(server: &str, home: &Path) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
+            .args(["--batch", "--server", server, "--home"])
+            .arg(home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sotto");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Client { stdin: child.stdin.take(), child, lines, seen: Vec::new() }
+    }
+
+    /// Starts a client and waits for `connected`.
+    pub fn connect(server: &Server, home: &Path) -> Client {
+        let mut c = Client::start(&server.addr, home);
+        let v = c.next().expect("a first line");
+        assert_eq!(v["type"], "connected", "{v}");
+        assert_eq!(v["server"], server.addr.as_str());
+        c
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next JSON line, or None at EOF / after WAIT. Every line must be one JSON object.
+    pub fn next(&mut self) -> Option<Value> {
+        let line = self.lines.recv_timeout(WAIT).ok()?;
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["type"].is_string(), "no type: {line}");
+        self.seen.push(v.clone());
+        Some(v)
+    }
+
+    /// Sends `line` and returns the next output line.
+    pub fn ask(&mut self, line: &str) -> Value {
+        self.send(line);
+        self.next().unwrap_or_else(|| panic!("no answer to {line}"))
+    }
+
+    pub fn register(&mut self, name: &str, password: &str, words: &str) -> Value {
+        self.ask(&format!("/register {name} {password} {words}"))
+    }
+
+    pub fn login(&mut self, name: &str, password: &str, words: &str) -> Value {
+        self.ask(&format!("/login {name} {password} {words}"))
+    }
+
+    /// Closes stdin and waits for the exit status.
+    pub fn finish(mut self) -> ExitStatus {
+        self.stdin = None;
+        wait_child(&mut self.child)
+    }
+}
+
+pub fn wait_child(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
