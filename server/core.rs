@@ -21,6 +21,9 @@ use crate::dispatch::{self, Handler};
 use crate::session::Session;
 use crate::worker::{Completion, Job};
 
+/// How long a closing connection may take to flush its last output.
+const CLOSE_GRACE_MS: u64 = 5_000;
+
 /// A connection's identity: never reused, so a late completion cannot reach a newer connection.
 pub type ConnId = u64;
 
@@ -58,6 +61,8 @@ struct Conn {
     /// A job is in flight: later frames wait in the deframer, in order.
     busy: bool,
     close: Option<&'static str>,
+    /// When the close was first noticed by `handle_timeout` (0: not yet).
+    closing_since_ms: u64,
 }
 
 /// Accounts known to the server, indexed by name and UID.
@@ -143,6 +148,7 @@ impl Core {
             phase: Phase::AwaitHello,
             busy: false,
             close: None,
+            closing_since_ms: 0,
         };
         self.conns.insert(id, conn);
     }
@@ -194,6 +200,15 @@ impl Core {
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let limits = self.limits;
         for conn in self.conns.values_mut() {
+            if conn.close.is_some() {
+                // A peer that does not read its last bytes gets a grace period, not forever.
+                if conn.closing_since_ms == 0 {
+                    conn.closing_since_ms = now_ms.max(1);
+                } else if now_ms.saturating_sub(conn.closing_since_ms) > CLOSE_GRACE_MS {
+                    conn.out.clear();
+                }
+                continue;
+            }
             let age = now_ms.saturating_sub(conn.opened_ms);
             let reason = match &conn.phase {
                 Phase::AwaitHello | Phase::Handshaking if age > limits.handshake_ms => "handshake timeout",
@@ -204,9 +219,7 @@ impl Core {
                 }
                 _ => continue,
             };
-            if conn.close.is_none() {
-                conn.close = Some(reason);
-            }
+            conn.close = Some(reason);
         }
         self.backoff.prune(now_ms);
     }

@@ -246,6 +246,17 @@ fn times_out_handshake_and_login() {
 }
 
 #[test]
+fn closing_connection_that_never_reads_is_dropped_after_grace() {
+    let mut p = Pair::connect();
+    p.core.reply(ID, 1, 0, code::BAD_REQUEST, "x", p.now);
+    p.core.close(ID, "test");
+    assert!(!p.closed(), "output still waiting");
+    p.core.handle_timeout(p.now);
+    p.core.handle_timeout(p.now + 5_001);
+    assert!(p.closed());
+}
+
+#[test]
 fn foreign_client_hello_gets_no_answer() {
     let mut core = Core::new(
         ServerConfig { build: BuildIdentity::this_build(), deployment_key: DEPLOY },
