@@ -1,1 +1,151 @@
-fn main() {}
+//! sotto, the terminal client (DESIGN §9): parses the command line, prepares
+//! the home directory, connects, and hands over to a front end.
+//!
+//! Invariant: nothing here speaks the protocol; exit status 2 is a usage
+//! error, 1 any other failure, 0 a normal end.
+
+mod app;
+mod batch;
+mod conn;
+mod home;
+mod input;
+mod interactive;
+mod json;
+mod keystore;
+mod session;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const DEFAULT_SERVER: &str = "127.0.0.1:7777";
+
+const USAGE: &str = "usage: sotto [--server HOST:PORT] [--home DIR] [--batch]
+       sotto --help | --version";
+
+const HELP: &str = "sotto: secure chat client (interactive by default)
+
+options:
+  --server HOST:PORT  server to connect to (default 127.0.0.1:7777)
+  --home DIR          local state: private keys per server and user
+                      (default $XDG_DATA_HOME/sotto, else $HOME/.local/share/sotto;
+                      created 0700, refused if group or others can access it)
+  --batch             commands on stdin, one JSON event per line on stdout
+  --help              this text
+  --version           version, build id and protocol version
+
+See docs/CLIENT.md for the commands and the batch events.";
+
+/// What the command line asks for.
+#[derive(Debug)]
+struct Options {
+    server: String,
+    home: Option<PathBuf>,
+    batch: bool,
+}
+
+#[derive(Debug)]
+enum Parsed {
+    Run(Options),
+    Help,
+    Version,
+}
+
+fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
+    let mut opts = Options { server: DEFAULT_SERVER.to_string(), home: None, batch: false };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str().map(str::to_string) else {
+            return Err(format!("argument {arg:?} is not valid UTF-8"));
+        };
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(OsString::from(v))),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| inline.clone().or_else(|| args.next()).ok_or(format!("{name} needs a value"));
+        match flag.as_str() {
+            "--server" => {
+                let v = value("--server")?;
+                opts.server = v.into_string().map_err(|_| "--server must be valid UTF-8".to_string())?;
+            }
+            "--home" => opts.home = Some(PathBuf::from(value("--home")?)),
+            "--batch" if inline.is_none() => opts.batch = true,
+            "--help" | "-h" if inline.is_none() => return Ok(Parsed::Help),
+            "--version" | "-V" if inline.is_none() => return Ok(Parsed::Version),
+            _ if arg.starts_with('-') => return Err(format!("unknown option '{arg}'")),
+            _ => return Err(format!("unexpected argument '{arg}'")),
+        }
+    }
+    Ok(Parsed::Run(opts))
+}
+
+fn main() -> ExitCode {
+    let opts = match parse(std::env::args_os().skip(1)) {
+        Ok(Parsed::Run(opts)) => opts,
+        Ok(Parsed::Help) => {
+            println!("{HELP}\n\n{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("sotto {}", sotto::build_info::describe());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("sotto: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    ExitCode::from(run(opts))
+}
+
+fn run(opts: Options) -> u8 {
+    let fail = |cmd: &str, message: String| {
+        if opts.batch {
+            batch::fatal(cmd, &message)
+        } else {
+            eprintln!("sotto: {message}");
+            1
+        }
+    };
+    let home = match opts.home.clone().map_or_else(home::default_home, Ok) {
+        Ok(h) => h,
+        Err(e) => return fail("home", e.to_string()),
+    };
+    if let Err(e) = home::prepare(&home) {
+        return fail("home", e.to_string());
+    }
+    let conn = match conn::connect(&opts.server) {
+        Ok(c) => c,
+        Err(e) => return fail("connect", e.to_string()),
+    };
+    if opts.batch {
+        batch::run(conn, home, &opts.server)
+    } else {
+        interactive::run(conn, home, &opts.server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<Parsed, String> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn parses_options_in_both_spellings() {
+        let Ok(Parsed::Run(o)) = parse_strs(&["--server=h:1", "--home", "/x", "--batch"]) else { panic!() };
+        assert_eq!((o.server.as_str(), o.home, o.batch), ("h:1", Some(PathBuf::from("/x")), true));
+        let Ok(Parsed::Run(o)) = parse_strs(&[]) else { panic!() };
+        assert_eq!((o.server.as_str(), o.home, o.batch), (DEFAULT_SERVER, None, false));
+    }
+
+    #[test]
+    fn rejects_unknown_flags_and_missing_values() {
+        assert!(parse_strs(&["--frob"]).unwrap_err().contains("unknown option '--frob'"));
+        assert!(parse_strs(&["--server"]).unwrap_err().contains("needs a value"));
+        assert!(parse_strs(&["--batch=1"]).is_err());
+        assert!(parse_strs(&["extra"]).is_err());
+    }
+}

@@ -4,12 +4,10 @@
 //! are refused); a record is replaced atomically (temp file, fsync, rename,
 //! fsync of the directory), so a crash leaves the old or the new record.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use sotto::crypto;
 use sotto::opcodes::UserRecord;
@@ -175,7 +173,7 @@ impl Store for FileStore {
 #[cfg(test)]
 #[derive(Default)]
 pub struct MemStore {
-    users: Mutex<HashMap<u64, UserRecord>>,
+    users: std::sync::Mutex<std::collections::HashMap<u64, UserRecord>>,
 }
 
 #[cfg(test)]

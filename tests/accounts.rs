@@ -62,10 +62,14 @@ fn wrong_password_and_wrong_passphrase_are_401() {
     assert_eq!(c.register("bob", PW, WORDS)["type"], "ok");
     assert_error(&c.login("bob", "password124", WORDS), "login", 401);
     assert_error(&c.login("bob", PW, "red green black"), "login", 401);
-    assert_error(&c.login("nobody", PW, WORDS), "login", 401);
-    // After the failures the right credentials still work (three failures are free).
+    // Two failures are free: the right credentials still work.
     let mut c2 = Client::connect(&server, &dir.join("home2"));
     assert_eq!(c2.login("bob", PW, WORDS)["type"], "authenticated");
+    // An unknown user is the same 401, and a third failure from this address backs off.
+    assert_error(&c.login("nobody", PW, WORDS), "login", 401);
+    let v = c.login("bob", PW, WORDS);
+    assert_error(&v, "login", 429);
+    assert!(v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0 && ms <= 1000), "{v}");
     // Nothing secret reaches the server's log.
     drop(c);
     drop(c2);

@@ -1,0 +1,201 @@
+//! Transport layer of the client: one TCP connection, its handshake and its records (DESIGN §4).
+//!
+//! Invariant: nothing follows the ClientHello unless the server's signature
+//! verified against a key compiled into this binary; records are opened in
+//! order, and any failure to deframe or open one ends the connection.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use sotto::frame::{Deframer, FrameError};
+use sotto::handshake::{self, ClientConfig, HandshakeError, SessionKeys};
+use sotto::identity::KeyError;
+use sotto::record::{Opener, Sealer, MAX_BODY};
+
+/// How long connecting and the whole handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one write may block once the session runs.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why no session could be established.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server key compiled into this binary does not parse.
+    Config(KeyError),
+    /// No TCP connection.
+    Connect {
+        /// The address asked for.
+        server: String,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The server closed before answering the ClientHello.
+    ClosedEarly,
+    /// No ServerHello in time.
+    Timeout,
+    /// Another socket error during the handshake.
+    Io(io::Error),
+    /// The ServerHello frame is malformed.
+    Frame(FrameError),
+    /// The ServerHello was refused (mismatch, unverified server, ...).
+    Handshake(HandshakeError),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Config(e) => write!(f, "the server key built into this client is unusable: {e}"),
+            ConnectError::Connect { server, source } => write!(f, "cannot connect to {server}: {source}"),
+            ConnectError::ClosedEarly => f.write_str(
+                "server closed the connection during the handshake (a client built for another deployment is refused silently)",
+            ),
+            ConnectError::Timeout => {
+                write!(f, "no handshake answer from the server within {} s", HANDSHAKE_TIMEOUT.as_secs())
+            }
+            ConnectError::Io(e) => write!(f, "connection failed during the handshake: {e}"),
+            ConnectError::Frame(e) => write!(f, "malformed handshake answer: {e}"),
+            ConnectError::Handshake(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Why an established connection ended.
+#[derive(Debug)]
+pub enum ConnError {
+    /// The server closed it.
+    Closed,
+    /// A record failed to deframe or authenticate (no detail, on purpose: DESIGN §4).
+    Corrupted,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Closed => f.write_str("the server closed the connection"),
+            ConnError::Corrupted => f.write_str("connection corrupted"),
+            ConnError::Io(e) => write!(f, "connection lost: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnError {}
+
+/// An established, verified session with the server.
+pub struct Conn {
+    stream: TcpStream,
+    sealer: Sealer,
+    opener: Opener,
+    deframer: Deframer,
+}
+
+/// First 8 bytes of SHA-256 of the server key this binary verifies, in hex.
+pub fn server_fingerprint() -> String {
+    let digest = sotto::crypto::sha256(&[sotto::build_info::SERVER_PUBLIC_DER]);
+    sotto::crypto::hex(&digest[..8])
+}
+
+/// Connects to `server` (HOST:PORT) and runs the handshake.
+pub fn connect(server: &str) -> Result<Conn, ConnectError> {
+    let cfg = ClientConfig::built_in().map_err(ConnectError::Config)?;
+    let stream = open_tcp(server)?;
+    stream.set_nodelay(true).map_err(ConnectError::Io)?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(ConnectError::Io)?;
+    let (state, hello) = handshake::client_hello(&cfg);
+    if let Err(e) = (&stream).write_all(&hello) {
+        return Err(if closed_by_peer(&e) { ConnectError::ClosedEarly } else { ConnectError::Io(e) });
+    }
+    let mut deframer = Deframer::new(handshake::SERVER_HELLO_LEN);
+    let body = read_server_hello(&stream, &mut deframer)?;
+    let SessionKeys { sealer, opener } = state.handle_server_hello(&cfg, &body).map_err(ConnectError::Handshake)?;
+    stream.set_read_timeout(None).map_err(ConnectError::Io)?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(ConnectError::Io)?;
+    // Anything after the ServerHello is already a record.
+    deframer.set_max_body(MAX_BODY);
+    Ok(Conn { stream, sealer, opener, deframer })
+}
+
+fn open_tcp(server: &str) -> Result<TcpStream, ConnectError> {
+    let fail = |source| ConnectError::Connect { server: server.to_string(), source };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address");
+    for addr in server.to_socket_addrs().map_err(fail)? {
+        match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(fail(last))
+}
+
+fn read_server_hello(stream: &TcpStream, deframer: &mut Deframer) -> Result<Vec<u8>, ConnectError> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut buf = [0u8; 1024];
+    loop {
+        if let Some(body) = deframer.pop().map_err(ConnectError::Frame)? {
+            return Ok(body);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ConnectError::Timeout);
+        }
+        stream.set_read_timeout(Some(left)).map_err(ConnectError::Io)?;
+        match (&*stream).read(&mut buf) {
+            Ok(0) => return Err(ConnectError::ClosedEarly),
+            Ok(n) => deframer.push(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(ConnectError::Timeout)
+            }
+            Err(e) if closed_by_peer(&e) => return Err(ConnectError::ClosedEarly),
+            Err(e) => return Err(ConnectError::Io(e)),
+        }
+    }
+}
+
+fn closed_by_peer(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted)
+}
+
+impl Conn {
+    /// Seals one message plaintext and writes its record.
+    pub fn send(&mut self, plaintext: &[u8]) -> Result<(), ConnError> {
+        let mut out = Vec::with_capacity(4 + plaintext.len() + 64);
+        self.sealer.seal(plaintext, &mut out).map_err(|_| ConnError::Corrupted)?;
+        self.stream.write_all(&out).map_err(|e| if closed_by_peer(&e) { ConnError::Closed } else { ConnError::Io(e) })
+    }
+
+    /// Reads what the socket has (call when poll(2) says it is readable); EOF is `Closed`.
+    pub fn fill(&mut self) -> Result<(), ConnError> {
+        let mut buf = [0u8; 16 * 1024];
+        match self.stream.read(&mut buf) {
+            Ok(0) => Err(ConnError::Closed),
+            Ok(n) => {
+                self.deframer.push(buf.get(..n).unwrap_or_default());
+                Ok(())
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => Ok(()),
+            Err(e) if closed_by_peer(&e) => Err(ConnError::Closed),
+            Err(e) => Err(ConnError::Io(e)),
+        }
+    }
+
+    /// The next message plaintext received, if a whole record has arrived.
+    pub fn poll_frame(&mut self) -> Result<Option<Vec<u8>>, ConnError> {
+        match self.deframer.pop() {
+            Ok(None) => Ok(None),
+            Ok(Some(body)) => self.opener.open(&body).map(Some).map_err(|_| ConnError::Corrupted),
+            Err(_) => Err(ConnError::Corrupted),
+        }
+    }
+}
+
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}

@@ -1,0 +1,88 @@
+//! Output layer of batch mode: a minimal writer of flat JSON objects.
+//!
+//! Invariant: every key and string value is escaped (quote, backslash, control
+//! characters as `\u00XX`), so one event is always exactly one valid JSON line.
+
+use std::fmt::Write as _;
+
+/// A flat JSON object under construction; starts with its `"type"` member.
+pub struct Object {
+    buf: String,
+}
+
+impl Object {
+    /// `{"type":kind` — every batch event has a type.
+    pub fn new(kind: &str) -> Object {
+        let mut o = Object { buf: String::from("{") };
+        o.key("type");
+        escape_into(&mut o.buf, kind);
+        o
+    }
+
+    /// Adds a string member.
+    pub fn str(mut self, key: &str, value: &str) -> Object {
+        self.key(key);
+        escape_into(&mut self.buf, value);
+        self
+    }
+
+    /// Adds a number member.
+    pub fn num(mut self, key: &str, value: u64) -> Object {
+        self.key(key);
+        let _ = write!(self.buf, "{value}");
+        self
+    }
+
+    /// The finished object, without a newline.
+    pub fn finish(mut self) -> String {
+        self.buf.push('}');
+        self.buf
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.buf.len() > 1 {
+            self.buf.push(',');
+        }
+        escape_into(&mut self.buf, key);
+        self.buf.push(':');
+    }
+}
+
+/// Appends `s` as a quoted JSON string (RFC 8259 §7).
+pub fn escape_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c < ' ' || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_quotes_backslashes_and_control_characters() {
+        let nasty = "a\"b\\c\nd\re\tf\u{0}g\u{1f}h\u{7f}ü€😀";
+        let line = Object::new("error").str("message", nasty).num("code", 401).finish();
+        assert!(!line.contains('\n') && !line.contains('\r'));
+        assert!(line.contains("\\u000a") && line.contains("\\u0000") && line.contains("\\u001f"));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["message"], nasty);
+        assert_eq!(v["code"], 401);
+    }
+
+    #[test]
+    fn builds_the_documented_shapes() {
+        assert_eq!(Object::new("bye").finish(), r#"{"type":"bye"}"#);
+        assert_eq!(Object::new("ok").str("cmd", "register").finish(), r#"{"type":"ok","cmd":"register"}"#);
+    }
+}

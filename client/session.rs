@@ -1,0 +1,494 @@
+//! Protocol layer of the client (DESIGN §5): builds requests, matches replies
+//! by message id and turns server messages into events. Sans-I/O: it takes
+//! plaintexts and `now`, and hands back plaintexts to send.
+//!
+//! Invariant: at most one request is in flight; a reply completes it only when
+//! its msg_id matches; anything else the server sends becomes a notice, never
+//! a panic. Outgoing plaintexts (they hold passwords) are zeroized on drop.
+
+use std::collections::VecDeque;
+
+use sotto::account;
+use sotto::crypto;
+use sotto::identity::{self, KeyError, Signer, RSA_BYTES};
+use sotto::opcodes::{self, Connected, Login, Passphrase, Register, StatusReply};
+use sotto::wire::{self, Message, Status, WireError};
+use x25519_dalek::{PublicKey, StaticSecret};
+use zerocopy::IntoBytes;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::keystore::LocalKeys;
+
+/// How long a request may wait for its reply.
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// A command that did not succeed: local validation (code 400), a server
+/// error reply (its code and reason), or no answer (code 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Command name without the slash.
+    pub cmd: String,
+    /// Three-digit code, or 0 when the server gave none.
+    pub code: u16,
+    /// Human-readable reason; never contains a secret.
+    pub message: String,
+    /// With 429: milliseconds to wait before trying again.
+    pub retry_after_ms: u32,
+}
+
+impl Failure {
+    /// A failure without a retry hint.
+    pub fn new(cmd: &str, code: u16, message: impl Into<String>) -> Failure {
+        Failure { cmd: cmd.to_string(), code, message: message.into(), retry_after_ms: 0 }
+    }
+}
+
+/// Key pairs made for a registration, before the server has accepted them.
+pub struct NewKeys {
+    /// The private halves, to be saved once the server accepts.
+    pub local: LocalKeys,
+    /// RSA-2048 identity public modulus.
+    pub id_pub: [u8; RSA_BYTES],
+    /// X25519 encryption public key.
+    pub enc_pub: [u8; 32],
+}
+
+impl NewKeys {
+    /// Generates an RSA-2048 identity key and an X25519 encryption key (slow: RSA).
+    pub fn generate() -> Result<NewKeys, KeyError> {
+        let (identity_der, id_pub) = identity::generate()?;
+        let enc_secret = Zeroizing::new(crypto::random::<32>());
+        let enc_pub = PublicKey::from(&StaticSecret::from(*enc_secret)).to_bytes();
+        Ok(NewKeys { local: LocalKeys { identity_der, enc_secret }, id_pub, enc_pub })
+    }
+}
+
+/// An account the server has just accepted, with what the client must keep.
+pub struct NewAccount {
+    /// Normalised user name.
+    pub username: String,
+    /// The password (it encrypts the key file).
+    pub password: Zeroizing<String>,
+    /// The private keys to save.
+    pub keys: LocalKeys,
+    /// SHA-256 of the identity public modulus.
+    pub fingerprint: [u8; 32],
+}
+
+/// What the server's messages mean to the user.
+pub enum Event {
+    /// `register` succeeded.
+    Registered(NewAccount),
+    /// `login` succeeded: password and passphrase accepted.
+    Authenticated {
+        /// Normalised user name (the one the client sent).
+        user: String,
+        /// The UID the server gave.
+        uid: u64,
+        /// The password (it opens the key file).
+        password: Zeroizing<String>,
+    },
+    /// A command failed.
+    Failed(Failure),
+    /// Something worth a line on the side (ignored message, unsolicited status).
+    Notice(String),
+}
+
+/// Validated, normalised credentials.
+struct Credentials {
+    username: String,
+    password: Zeroizing<String>,
+    passphrase: Zeroizing<String>,
+}
+
+/// The request waiting for its reply, by protocol step.
+enum Pending {
+    Register(NewAccount),
+    Login(Credentials),
+    Passphrase { user: String, password: Zeroizing<String> },
+}
+
+impl Pending {
+    fn cmd(&self) -> &'static str {
+        match self {
+            Pending::Register(_) => "register",
+            Pending::Login(_) | Pending::Passphrase { .. } => "login",
+        }
+    }
+}
+
+struct InFlight {
+    id: u64,
+    deadline_ms: u64,
+    what: Pending,
+}
+
+/// The client's side of one server session.
+pub struct Session {
+    next_id: u64,
+    in_flight: Option<InFlight>,
+    outbox: VecDeque<Zeroizing<Vec<u8>>>,
+}
+
+impl Default for Session {
+    fn default() -> Session {
+        Session::new()
+    }
+}
+
+impl Session {
+    /// A session in the not-logged-in state; message ids start at 1.
+    pub fn new() -> Session {
+        Session { next_id: 1, in_flight: None, outbox: VecDeque::new() }
+    }
+
+    /// True while a request waits for its reply.
+    pub fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Validates locally, generates both key pairs and queues a `Register` (crea).
+    pub fn register(&mut self, name: &str, password: &str, passphrase: &str, now_ms: u64) -> Result<(), Failure> {
+        let creds = validate("register", name, password, passphrase, true)?;
+        let keys =
+            NewKeys::generate().map_err(|e| Failure::new("register", 500, format!("cannot generate keys: {e}")))?;
+        self.register_with(creds, keys, now_ms)
+    }
+
+    fn register_with(&mut self, creds: Credentials, keys: NewKeys, now_ms: u64) -> Result<(), Failure> {
+        self.check_idle("register")?;
+        let local = |e: KeyError| Failure::new("register", 500, format!("cannot sign the encryption key: {e}"));
+        let signer = Signer::from_pkcs8_der(&keys.local.identity_der).map_err(local)?;
+        let enc_sig = signer.sign(&account::enc_key_binding(&creds.username, &keys.enc_pub)).map_err(local)?;
+        let id = self.take_id();
+        let mut m = Register::request(id, now_ms);
+        let filled = m
+            .set_username(&creds.username)
+            .and_then(|()| m.set_password(&creds.password))
+            .and_then(|()| m.set_passphrase(&creds.passphrase));
+        if let Err(e) = filled {
+            m.as_mut_bytes().zeroize();
+            return Err(too_long("register", e));
+        }
+        m.id_pub = keys.id_pub;
+        m.enc_pub = keys.enc_pub;
+        m.enc_sig = enc_sig;
+        self.queue(&mut m);
+        let account = NewAccount {
+            username: creds.username,
+            password: creds.password,
+            keys: keys.local,
+            fingerprint: identity::fingerprint(&keys.id_pub),
+        };
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Register(account) });
+        Ok(())
+    }
+
+    /// Validates locally and queues a `Login` (auth); the passphrase follows on 202.
+    pub fn login(&mut self, name: &str, password: &str, passphrase: &str, now_ms: u64) -> Result<(), Failure> {
+        let creds = validate("login", name, password, passphrase, false)?;
+        self.check_idle("login")?;
+        let id = self.take_id();
+        let mut m = Login::request(id, now_ms);
+        let filled = m.set_username(&creds.username).and_then(|()| m.set_password(&creds.password));
+        if let Err(e) = filled {
+            m.as_mut_bytes().zeroize();
+            return Err(too_long("login", e));
+        }
+        self.queue(&mut m);
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Login(creds) });
+        Ok(())
+    }
+
+    /// The next plaintext to send.
+    pub fn poll_transmit(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        self.outbox.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] must next be called (Unix ms).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.in_flight.as_ref().map(|f| f.deadline_ms)
+    }
+
+    /// Fails the request in flight if its reply is overdue.
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Option<Event> {
+        let f = self.in_flight.take_if(|f| f.deadline_ms <= now_ms)?;
+        let secs = REQUEST_TIMEOUT_MS / 1000;
+        Some(Event::Failed(Failure::new(f.what.cmd(), 0, format!("no reply from the server within {secs} s"))))
+    }
+
+    /// Handles one message from the server: completes the request it answers, or reports it.
+    pub fn handle_frame(&mut self, pt: &[u8], now_ms: u64) -> Option<Event> {
+        let Ok(hdr) = wire::header(pt) else {
+            return Some(Event::Notice("ignoring a server message shorter than a header".into()));
+        };
+        let (opcode, id) = (hdr.opcode.get(), hdr.msg_id.get());
+        let ours = id != 0 && self.in_flight.as_ref().is_some_and(|f| f.id == id);
+        match opcode {
+            opcodes::STAT => match wire::decode::<StatusReply>(pt) {
+                Ok(r) if ours => self.complete_status(r, now_ms),
+                Ok(r) => Some(Event::Notice(format!(
+                    "server status {} for no pending request: {}",
+                    r.hdr.code.get(),
+                    reason(r)
+                ))),
+                Err(e) => self.malformed(ours, "stat", e),
+            },
+            opcodes::CNNT => match wire::decode::<Connected>(pt) {
+                Ok(c) if ours => self.complete_connected(c),
+                Ok(_) => Some(Event::Notice("ignoring a cnnt (connected) message for no pending login".into())),
+                Err(e) => self.malformed(ours, "cnnt", e),
+            },
+            other => Some(Event::Notice(match opcodes::info(other) {
+                Some(i) => format!(
+                    "ignoring {} ({}) from the server: this client does not handle it",
+                    i.mnemonic, i.struct_name
+                ),
+                None => format!("ignoring unknown opcode {other} from the server"),
+            })),
+        }
+    }
+
+    fn complete_status(&mut self, r: &StatusReply, now_ms: u64) -> Option<Event> {
+        let f = self.in_flight.take()?;
+        let cmd = f.what.cmd();
+        let status = Status::from_u8(r.hdr.status);
+        match (f.what, status) {
+            (Pending::Register(account), Some(Status::Ok)) => Some(Event::Registered(account)),
+            (Pending::Login(creds), Some(Status::Pending)) => self.send_passphrase(creds, now_ms),
+            (_, Some(Status::Error)) => Some(Event::Failed(Failure {
+                cmd: cmd.to_string(),
+                code: r.hdr.code.get(),
+                message: reason(r),
+                retry_after_ms: r.retry_after_ms.get(),
+            })),
+            (_, _) => Some(Event::Failed(Failure::new(
+                cmd,
+                r.hdr.code.get(),
+                format!("unexpected reply from the server (status {}): {}", r.hdr.status, reason(r)),
+            ))),
+        }
+    }
+
+    /// Second login step (opcodes.toml `pass`), sent as soon as the password is accepted.
+    fn send_passphrase(&mut self, creds: Credentials, now_ms: u64) -> Option<Event> {
+        let id = self.take_id();
+        let mut m = Passphrase::request(id, now_ms);
+        if let Err(e) = m.set_passphrase(&creds.passphrase) {
+            m.as_mut_bytes().zeroize();
+            return Some(Event::Failed(too_long("login", e)));
+        }
+        self.queue(&mut m);
+        let what = Pending::Passphrase { user: creds.username, password: creds.password };
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what });
+        None
+    }
+
+    fn complete_connected(&mut self, c: &Connected) -> Option<Event> {
+        let f = self.in_flight.take()?;
+        match f.what {
+            Pending::Passphrase { user, password } => Some(Event::Authenticated { user, uid: c.uid.get(), password }),
+            other => {
+                Some(Event::Failed(Failure::new(other.cmd(), 0, "unexpected cnnt (connected) reply from the server")))
+            }
+        }
+    }
+
+    fn malformed(&mut self, ours: bool, mnemonic: &str, e: WireError) -> Option<Event> {
+        let what = format!("malformed {mnemonic} message from the server: {e}");
+        match self.in_flight.take_if(|_| ours) {
+            Some(f) => Some(Event::Failed(Failure::new(f.what.cmd(), 0, what))),
+            None => Some(Event::Notice(format!("ignoring {what}"))),
+        }
+    }
+
+    fn check_idle(&self, cmd: &str) -> Result<(), Failure> {
+        match self.in_flight {
+            Some(_) => Err(Failure::new(cmd, 400, "another request is still waiting for its reply")),
+            None => Ok(()),
+        }
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Copies a message into the outbox and wipes the original (it may hold a password).
+    fn queue<M: Message>(&mut self, m: &mut M) {
+        self.outbox.push_back(Zeroizing::new(m.as_bytes().to_vec()));
+        m.as_mut_bytes().zeroize();
+    }
+}
+
+fn deadline(now_ms: u64) -> u64 {
+    now_ms.saturating_add(REQUEST_TIMEOUT_MS)
+}
+
+/// The reason text of a status reply, or a stand-in when it is empty or unreadable.
+fn reason(r: &StatusReply) -> String {
+    match r.reason() {
+        Ok(s) if !s.is_empty() => s.to_string(),
+        _ => format!("request refused (code {})", r.hdr.code.get()),
+    }
+}
+
+fn too_long(cmd: &str, e: WireError) -> Failure {
+    Failure::new(cmd, 400, format!("a value does not fit its protocol field: {e}"))
+}
+
+/// Normalises a user name and passphrase and checks the password, as the server will (DESIGN §5).
+/// Registration applies the password rule; login only what the wire field needs,
+/// so a wrong password is the server's 401, not a local verdict.
+fn validate(cmd: &str, name: &str, password: &str, passphrase: &str, new: bool) -> Result<Credentials, Failure> {
+    let bad = |e: account::AccountError| Failure::new(cmd, 400, e.to_string());
+    let username = account::normalize_username(name).map_err(bad)?;
+    if new {
+        account::check_password(password).map_err(bad)?;
+    } else if password.is_empty() || password.len() > account::PASSWORD_MAX {
+        return Err(bad(account::AccountError::BadPassword));
+    }
+    let passphrase = Zeroizing::new(account::normalize_passphrase(passphrase).map_err(bad)?);
+    Ok(Credentials { username, password: Zeroizing::new(password.to_string()), passphrase })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sotto::wire::code;
+    use std::sync::OnceLock;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn status(id: u64, st: Status, code: u16, why: &str) -> Vec<u8> {
+        let mut r = StatusReply::new(st, code, id, NOW);
+        r.set_reason(why).unwrap();
+        r.retry_after_ms = zerocopy::byteorder::big_endian::U32::new(if code == 429 { 1500 } else { 0 });
+        r.as_bytes().to_vec()
+    }
+
+    fn connected(id: u64, user: &str) -> Vec<u8> {
+        let mut c = Connected::new(Status::Ok, code::OK, id, NOW);
+        c.uid = zerocopy::byteorder::big_endian::U64::new(42);
+        c.set_username(user).unwrap();
+        c.as_bytes().to_vec()
+    }
+
+    fn sent_id(s: &mut Session) -> u64 {
+        let pt = s.poll_transmit().expect("a request was queued");
+        wire::header(&pt).unwrap().msg_id.get()
+    }
+
+    /// RSA generation is slow; one key serves every test.
+    fn test_keys() -> NewKeys {
+        static KEYS: OnceLock<(Zeroizing<Vec<u8>>, [u8; RSA_BYTES])> = OnceLock::new();
+        let (der, n) = KEYS.get_or_init(|| identity::generate().unwrap());
+        let secret = [5u8; 32];
+        let enc_pub = PublicKey::from(&StaticSecret::from(secret)).to_bytes();
+        NewKeys {
+            local: LocalKeys { identity_der: der.clone(), enc_secret: Zeroizing::new(secret) },
+            id_pub: *n,
+            enc_pub,
+        }
+    }
+
+    #[test]
+    fn login_sends_passphrase_on_202_and_authenticates_on_cnnt() {
+        let mut s = Session::new();
+        s.login("Alice", "password123", "Red  green blue", NOW).unwrap();
+        let pt = s.poll_transmit().unwrap();
+        let m = wire::decode::<Login>(&pt).unwrap();
+        assert_eq!((m.username().unwrap(), m.password().unwrap()), ("alice", "password123"));
+        assert_eq!(m.hdr.msg_id.get(), 1);
+        assert!(s.handle_frame(&status(1, Status::Pending, code::PENDING, "passphrase required"), NOW).is_none());
+        let pt = s.poll_transmit().unwrap();
+        let p = wire::decode::<Passphrase>(&pt).unwrap();
+        assert_eq!((p.passphrase().unwrap(), p.hdr.msg_id.get()), ("red green blue", 2));
+        match s.handle_frame(&connected(2, "alice"), NOW) {
+            Some(Event::Authenticated { user, uid, password }) => {
+                assert_eq!((user.as_str(), uid, password.as_str()), ("alice", 42, "password123"));
+            }
+            _ => panic!("expected authenticated"),
+        }
+        assert!(!s.busy());
+    }
+
+    #[test]
+    fn login_error_at_either_step_is_reported_with_code_and_reason() {
+        let mut s = Session::new();
+        s.login("alice", "wrong", "red green blue", NOW).unwrap();
+        let id = sent_id(&mut s);
+        match s.handle_frame(&status(id, Status::Error, 401, "wrong user name or password"), NOW) {
+            Some(Event::Failed(f)) => assert_eq!(f, Failure::new("login", 401, "wrong user name or password")),
+            _ => panic!("expected failure"),
+        }
+        s.login("alice", "password123", "red green blue", NOW).unwrap();
+        let id = sent_id(&mut s);
+        s.handle_frame(&status(id, Status::Pending, 202, ""), NOW);
+        let id = sent_id(&mut s);
+        match s.handle_frame(&status(id, Status::Error, 429, "slow down"), NOW) {
+            Some(Event::Failed(f)) => assert_eq!((f.cmd.as_str(), f.code, f.retry_after_ms), ("login", 429, 1500)),
+            _ => panic!("expected failure"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input_locally_without_sending() {
+        let mut s = Session::new();
+        for (name, pw, phrase) in
+            [("a", "password123", "a b c"), ("alice", "short", "a b c"), ("alice", "password123", "a b")]
+        {
+            let f = s.register(name, pw, phrase, NOW).unwrap_err();
+            assert_eq!((f.cmd.as_str(), f.code), ("register", 400));
+        }
+        assert_eq!(s.login("alice", "pw", "one two", NOW).unwrap_err().code, 400);
+        assert!(s.poll_transmit().is_none() && !s.busy());
+    }
+
+    #[test]
+    fn register_sends_signed_keys_and_hands_them_back_on_success() {
+        let mut s = Session::new();
+        let creds = validate("register", "Bob", "password123", "one two three", true).unwrap();
+        s.register_with(creds, test_keys(), NOW).unwrap();
+        let pt = s.poll_transmit().unwrap();
+        let m = wire::decode::<Register>(&pt).unwrap();
+        assert_eq!(m.username().unwrap(), "bob");
+        assert_eq!(m.passphrase().unwrap(), "one two three");
+        let public = identity::from_modulus(&m.id_pub).unwrap();
+        assert!(identity::verify(&public, &account::enc_key_binding("bob", &m.enc_pub), &m.enc_sig));
+        let id = m.hdr.msg_id.get();
+        match s.handle_frame(&status(id, Status::Ok, code::OK, "registered"), NOW) {
+            Some(Event::Registered(a)) => {
+                assert_eq!(a.username, "bob");
+                assert_eq!(a.fingerprint, identity::fingerprint(&m.id_pub));
+            }
+            _ => panic!("expected registered"),
+        }
+    }
+
+    #[test]
+    fn ignores_other_ids_unknown_opcodes_and_garbage() {
+        let mut s = Session::new();
+        s.login("alice", "password123", "red green blue", NOW).unwrap();
+        let id = sent_id(&mut s);
+        assert!(matches!(s.handle_frame(&status(id + 7, Status::Error, 400, "x"), NOW), Some(Event::Notice(_))));
+        let mut unknown = status(id, Status::Ok, 200, "");
+        unknown[..4].copy_from_slice(&999_999u32.to_be_bytes());
+        assert!(matches!(s.handle_frame(&unknown, NOW), Some(Event::Notice(_))));
+        assert!(matches!(s.handle_frame(&[1, 2, 3], NOW), Some(Event::Notice(_))));
+        assert!(s.busy(), "the login is still pending");
+        let short = &status(id, Status::Error, 401, "x")[..40];
+        assert!(matches!(s.handle_frame(short, NOW), Some(Event::Failed(f)) if f.code == 0));
+    }
+
+    #[test]
+    fn times_out_a_request_without_reply() {
+        let mut s = Session::new();
+        s.login("alice", "password123", "red green blue", NOW).unwrap();
+        assert_eq!(s.poll_timeout(), Some(NOW + REQUEST_TIMEOUT_MS));
+        assert!(s.handle_timeout(NOW + 1).is_none());
+        assert!(matches!(s.handle_timeout(NOW + REQUEST_TIMEOUT_MS), Some(Event::Failed(f)) if f.code == 0));
+        assert!(!s.busy());
+    }
+}
