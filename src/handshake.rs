@@ -274,12 +274,13 @@ pub fn server_hello_with(
     let mut sh = server_hello_fields(cfg);
     sh.eph_pub = PublicKey::from(&secret).to_bytes();
     sh.nonce = *nonce;
-    let signed = signed_bytes(client_hello, sh.as_bytes());
-    sh.signature = signer.sign(&signed).map_err(HandshakeError::Sign)?;
+    // Check the peer's key before spending an RSA signature on it.
     let shared = secret.diffie_hellman(&PublicKey::from(ch.eph_pub));
     if !shared.was_contributory() {
         return Err(HandshakeError::BadKey);
     }
+    let signed = signed_bytes(client_hello, sh.as_bytes());
+    sh.signature = signer.sign(&signed).map_err(HandshakeError::Sign)?;
     let (c2s, s2c) = key_schedule(&cfg.deployment_key, shared.as_bytes(), client_hello, sh.as_bytes());
     let mut frame = Vec::with_capacity(4 + SERVER_HELLO_LEN);
     crate::frame::encode(sh.as_bytes(), &mut frame);

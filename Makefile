@@ -1,0 +1,48 @@
+# sotto: build, keys, tests and install. `make` builds keyed release binaries
+# when keys/ holds keys (`make keys`), throwaway development keys otherwise.
+
+CARGO  ?= cargo
+PREFIX ?= /usr/local
+BINS   := sottod sotto
+
+.PHONY: all keys run test opcodes lint install clean
+
+all:
+	$(CARGO) build --release --bins
+	@echo "binaries: target/release/sottod target/release/sotto"
+	@if [ -f keys/server_rsa.pub.der ] && [ -f keys/deployment.key ]; then \
+		echo "keys: embedded from keys/ (server key keys/server_rsa.pem)"; \
+	else \
+		echo "keys: NONE in keys/ -- built with THROWAWAY DEVELOPMENT KEYS; run 'make keys && make' before handing out binaries"; \
+	fi
+
+keys:
+	SOTTO_QUIET_DEV_KEYS=1 $(CARGO) run --release --quiet --bin sotto-keygen -- $(if $(FORCE),--force) keys
+	@echo "now run 'make' to build binaries that embed these keys"
+
+run:
+	@[ -f keys/server_rsa.pem ] || $(MAKE) keys
+	$(CARGO) build --release --bins
+	target/release/sottod --listen 127.0.0.1:7777 --data ./data --key keys/server_rsa.pem
+
+test:
+	$(CARGO) test --all-targets
+	$(CARGO) test --doc
+
+opcodes:
+	$(CARGO) build --bin sottod
+	target/debug/sottod --opcodes-markdown > docs/OPCODES.md.tmp
+	mv docs/OPCODES.md.tmp docs/OPCODES.md
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# No dependency on `all`: `sudo make install` should not run cargo as root.
+install:
+	@for b in $(BINS); do [ -x target/release/$$b ] || { echo "target/release/$$b missing: run 'make' first"; exit 1; }; done
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(addprefix target/release/,$(BINS)) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,172 @@
+//! Test vectors from files (tests/vectors/*.txt): published ones for the
+//! primitives, and our own, frozen, for the key schedule and the record layer.
+//!
+//! File format: `name = hex` lines, vectors separated by blank lines, `#`
+//! comments. A failure names the file, the vector's index and its line.
+
+use std::collections::BTreeMap;
+
+use sotto::crypto::{self, hex, AeadKeys};
+use sotto::record::{Opener, Sealer};
+
+/// One vector: its index, first line and fields.
+struct Vector {
+    index: usize,
+    line: usize,
+    fields: BTreeMap<String, String>,
+}
+
+impl Vector {
+    /// The raw text of a field.
+    fn text(&self, key: &str) -> &str {
+        self.fields.get(key).unwrap_or_else(|| panic!("{}: no `{key}`", self.at()))
+    }
+
+    /// A hex field as bytes (an empty value is zero bytes).
+    fn bytes(&self, key: &str) -> Vec<u8> {
+        crypto::unhex(self.text(key)).unwrap_or_else(|| panic!("{}: `{key}` is not hex", self.at()))
+    }
+
+    /// A hex field of exactly `N` bytes.
+    fn array<const N: usize>(&self, key: &str) -> [u8; N] {
+        self.bytes(key)
+            .try_into()
+            .unwrap_or_else(|v: Vec<u8>| panic!("{}: `{key}` is {} bytes, not {N}", self.at(), v.len()))
+    }
+
+    fn at(&self) -> String {
+        format!("vector #{} (line {})", self.index, self.line)
+    }
+}
+
+/// Parses a vector file; panics on a malformed line.
+fn parse(name: &str, text: &str) -> Vec<Vector> {
+    let mut out = Vec::new();
+    let mut cur: Option<Vector> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() {
+            out.extend(cur.take());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{name}:{}: expected `name = value`", n + 1));
+        let v_ = cur.get_or_insert_with(|| Vector { index: out.len(), line: n + 1, fields: BTreeMap::new() });
+        let dup = v_.fields.insert(k.trim().to_owned(), v.trim().to_owned());
+        assert!(dup.is_none(), "{name}:{}: `{}` given twice", n + 1, k.trim());
+    }
+    out.extend(cur);
+    assert!(!out.is_empty(), "{name}: no vectors");
+    out
+}
+
+/// Runs `check` on every vector of a file, printing which one failed.
+fn each(name: &str, text: &str, check: impl Fn(&Vector)) -> usize {
+    let vectors = parse(name, text);
+    for v in &vectors {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(v)));
+        if let Err(e) = r {
+            eprintln!("{name}: {} failed", v.at());
+            std::panic::resume_unwind(e);
+        }
+    }
+    vectors.len()
+}
+
+#[test]
+fn aes128_cbc_nist_sp800_38a() {
+    let n = each("aes128cbc.txt", include_str!("vectors/aes128cbc.txt"), |v| {
+        let (key, iv) = (v.array::<16>("key"), v.array::<16>("iv"));
+        let (pt, ct) = (v.bytes("plaintext"), v.bytes("ciphertext"));
+        let mut buf = pt.clone();
+        crypto::cbc_encrypt(&key, &iv, &mut buf).unwrap();
+        assert_eq!(hex(&buf), hex(&ct), "{} encrypt", v.at());
+        crypto::cbc_decrypt(&key, &iv, &mut buf).unwrap();
+        assert_eq!(hex(&buf), hex(&pt), "{} decrypt", v.at());
+    });
+    assert_eq!(n, 5);
+}
+
+#[test]
+fn hmac_sha256_rfc4231() {
+    let n = each("hmac_sha256.txt", include_str!("vectors/hmac_sha256.txt"), |v| {
+        let (key, data, mac) = (v.bytes("key"), v.bytes("data"), v.bytes("mac"));
+        assert_eq!(hex(&crypto::hmac(&key, &[&data])), hex(&mac), "{}", v.at());
+        // The same MAC over the data split in two parts, and the verifier.
+        let (a, b) = data.split_at(data.len() / 2);
+        assert_eq!(crypto::hmac(&key, &[a, b])[..], mac[..], "{} split", v.at());
+        assert!(crypto::hmac_verify(&key, &[&data], &mac), "{} verify", v.at());
+        let mut bad = mac.clone();
+        bad[0] ^= 1;
+        assert!(!crypto::hmac_verify(&key, &[&data], &bad), "{} verify flipped", v.at());
+    });
+    assert_eq!(n, 6);
+}
+
+#[test]
+fn hkdf_sha256_rfc5869() {
+    let n = each("hkdf_sha256.txt", include_str!("vectors/hkdf_sha256.txt"), |v| {
+        let (ikm, salt, info, okm) = (v.bytes("ikm"), v.bytes("salt"), v.bytes("info"), v.bytes("okm"));
+        // `hkdf` always passes Some(salt); RFC 5869 §2.2 makes an empty salt
+        // equal to HashLen zeros, which is also what an absent salt means (A.3).
+        let mut out = vec![0u8; okm.len()];
+        crypto::hkdf(&salt, &ikm, &[&info], &mut out);
+        assert_eq!(hex(&out), hex(&okm), "{}", v.at());
+    });
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn x25519_rfc7748() {
+    let n = each("x25519.txt", include_str!("vectors/x25519.txt"), |v| {
+        let (scalar, u, shared) = (v.array::<32>("scalar"), v.array::<32>("u"), v.array::<32>("shared"));
+        assert_eq!(hex(&x25519_dalek::x25519(scalar, u)), hex(&shared), "{}", v.at());
+        let secret = x25519_dalek::StaticSecret::from(scalar);
+        let dh = secret.diffie_hellman(&x25519_dalek::PublicKey::from(u));
+        assert_eq!(dh.as_bytes(), &shared, "{} StaticSecret", v.at());
+    });
+    assert_eq!(n, 6);
+}
+
+#[test]
+fn session_key_schedule() {
+    let n = each("key_schedule.txt", include_str!("vectors/key_schedule.txt"), |v| {
+        let (ch, sh) = (v.bytes("client_hello"), v.bytes("server_hello"));
+        assert_eq!(ch.len(), sotto::handshake::CLIENT_HELLO_LEN, "{}", v.at());
+        assert_eq!(sh.len(), sotto::handshake::SERVER_HELLO_LEN, "{}", v.at());
+        assert_eq!(hex(&crypto::sha256(&[&ch, &sh])), v.text("transcript_hash"), "{}", v.at());
+        let (c2s, s2c) = sotto::handshake::key_schedule(&v.array("deployment_key"), &v.array("shared"), &ch, &sh);
+        assert_eq!(hex(&c2s.enc[..]), v.text("c2s_enc"), "{} c2s_enc", v.at());
+        assert_eq!(hex(&c2s.mac[..]), v.text("c2s_mac"), "{} c2s_mac", v.at());
+        assert_eq!(hex(&s2c.enc[..]), v.text("s2c_enc"), "{} s2c_enc", v.at());
+        assert_eq!(hex(&s2c.mac[..]), v.text("s2c_mac"), "{} s2c_mac", v.at());
+    });
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn record_layer() {
+    let n = each("record.txt", include_str!("vectors/record.txt"), |v| {
+        let keys = AeadKeys::from_material(&v.array("material"));
+        let seq: u64 = v.text("seq").parse().unwrap_or_else(|_| panic!("{}: bad seq", v.at()));
+        let (iv, pt, record) = (v.array::<16>("iv"), v.bytes("plaintext"), v.bytes("record"));
+        let (mut sealer, mut opener) = (Sealer::new(keys.clone()), Opener::new(keys));
+        // Advance both directions to `seq` with filler records.
+        for _ in 0..seq {
+            let mut filler = Vec::new();
+            sealer.seal(&[0u8; 16], &mut filler).unwrap();
+            assert_eq!(opener.open(&filler[4..]).unwrap(), [0u8; 16], "{} filler", v.at());
+        }
+        let mut out = Vec::new();
+        sealer.seal_with_iv(&pt, &iv, &mut out).unwrap();
+        assert_eq!(hex(&out), hex(&record), "{} seal", v.at());
+        let len = u32::from_be_bytes(record[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, record.len() - 4, "{} length prefix", v.at());
+        assert_eq!(opener.open(&record[4..]).unwrap(), pt, "{} open", v.at());
+        // Bound to its sequence number: the same record does not open again.
+        assert!(opener.open(&record[4..]).is_err(), "{} replay opened", v.at());
+    });
+    assert_eq!(n, 2);
+}
