@@ -95,14 +95,7 @@ impl Server {
     pub fn stop(mut self) -> ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "sottod did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(&mut self.child)
     }
 }
 
@@ -122,19 +115,10 @@ pub fn run_server_expecting_exit(args: &[&std::ffi::OsStr]) -> (ExitStatus, Stri
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (status, err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sottod kept running: {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = wait_child(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status, err)
 }
 
 /// A running `sotto --batch`.
