@@ -6,7 +6,7 @@
 //! every frame is bounded before it is buffered, opcode, size and state are
 //! checked before any handler runs, and a peer's error closes only that peer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use sotto::frame::Deframer;
@@ -18,6 +18,7 @@ use zeroize::Zeroize;
 
 use crate::backoff::Backoff;
 use crate::dispatch::{self, Handler};
+use crate::room::Rooms;
 use crate::session::Session;
 use crate::worker::{Completion, Job};
 
@@ -120,6 +121,15 @@ impl Accounts {
     }
 }
 
+/// What to send once a commit is durable (DESIGN §8: nothing is acknowledged
+/// before it is on disk).
+pub enum Deferred {
+    /// A status reply.
+    Reply { conn: ConnId, msg_id: u64, opcode: u32, reason: &'static str },
+    /// The answer to a join: members, status, history.
+    Joined { conn: ConnId, msg_id: u64, room: String },
+}
+
 /// The whole server state.
 pub struct Core {
     cfg: ServerConfig,
@@ -130,12 +140,41 @@ pub struct Core {
     pub accounts: Accounts,
     /// Failed-login counters.
     pub backoff: Backoff,
+    /// Rooms (handlers read and update it; call `mark_dirty` after a change).
+    pub rooms: Rooms,
+    /// Failed room-password counters, keyed by room.
+    pub room_backoff: Backoff,
+    /// Sessions of each logged-in user.
+    online: HashMap<u64, Vec<ConnId>>,
+    /// Rooms changed this turn, and rooms deleted this turn.
+    dirty: BTreeSet<String>,
+    deleted: BTreeSet<String>,
+    /// Answers waiting for this turn's commit.
+    deferred: Vec<Deferred>,
+    /// Commits submitted and not yet durable: their rooms and answers.
+    inflight: HashMap<u64, (Vec<String>, Vec<Deferred>)>,
+    next_token: u64,
 }
 
 impl Core {
     /// A core serving `accounts`.
-    pub fn new(cfg: ServerConfig, limits: Limits, accounts: Accounts) -> Core {
-        Core { cfg, limits, conns: HashMap::new(), jobs: Vec::new(), accounts, backoff: Backoff::default() }
+    pub fn new(cfg: ServerConfig, limits: Limits, accounts: Accounts, rooms: Rooms) -> Core {
+        Core {
+            cfg,
+            limits,
+            conns: HashMap::new(),
+            jobs: Vec::new(),
+            accounts,
+            backoff: Backoff::default(),
+            rooms,
+            room_backoff: Backoff::default(),
+            online: HashMap::new(),
+            dirty: BTreeSet::new(),
+            deleted: BTreeSet::new(),
+            deferred: Vec::new(),
+            inflight: HashMap::new(),
+            next_token: 1,
+        }
     }
 
     /// A new connection from `addr`.
@@ -183,7 +222,16 @@ impl Core {
 
     /// Forgets `id` (the socket is gone); returns why it closed.
     pub fn remove(&mut self, id: ConnId) -> Option<&'static str> {
-        self.conns.remove(&id).map(|c| c.close.unwrap_or("peer closed"))
+        let conn = self.conns.remove(&id)?;
+        if let Phase::Open { session: Session::Authenticated(auth), .. } = &conn.phase {
+            if let Some(ids) = self.online.get_mut(&auth.uid()) {
+                ids.retain(|c| *c != id);
+                if ids.is_empty() {
+                    self.online.remove(&auth.uid());
+                }
+            }
+        }
+        Some(conn.close.unwrap_or("peer closed"))
     }
 
     /// Jobs to hand to the workers.
@@ -191,9 +239,95 @@ impl Core {
         std::mem::take(&mut self.jobs)
     }
 
-    /// Whether any job is still in flight.
+    /// Whether any job or commit is still in flight or pending.
     pub fn busy(&self) -> bool {
         self.conns.values().any(|c| c.busy)
+            || !self.inflight.is_empty()
+            || !self.deferred.is_empty()
+            || !self.dirty.is_empty()
+    }
+
+    /// Whether `uid` has a session now.
+    pub fn is_online(&self, uid: u64) -> bool {
+        self.online.contains_key(&uid)
+    }
+
+    /// Sends `msg` to every session of `uid` except `except`.
+    pub fn send_to_user<M: Message>(&mut self, uid: u64, msg: &M, except: Option<ConnId>) {
+        let ids = self.online.get(&uid).cloned().unwrap_or_default();
+        for id in ids.into_iter().filter(|id| Some(*id) != except) {
+            self.send(id, msg);
+        }
+    }
+
+    /// Notes that `name` changed and must be written in this turn's commit.
+    pub fn mark_dirty(&mut self, name: &str) {
+        self.deleted.remove(name);
+        self.dirty.insert(name.to_owned());
+    }
+
+    /// Notes that `name` was deleted (its file goes in this turn's commit).
+    pub fn mark_deleted(&mut self, name: &str) {
+        self.dirty.remove(name);
+        self.deleted.insert(name.to_owned());
+    }
+
+    /// Queues an answer for after this turn's commit is durable.
+    pub fn defer(&mut self, d: Deferred) {
+        self.deferred.push(d);
+    }
+
+    /// This turn's commit, if anything changed: one job for the disk thread.
+    pub fn poll_commit(&mut self) -> Option<Job> {
+        if self.dirty.is_empty() && self.deleted.is_empty() && self.deferred.is_empty() {
+            return None;
+        }
+        let mut writes = Vec::with_capacity(self.dirty.len() + self.deleted.len());
+        let mut names = Vec::new();
+        for name in std::mem::take(&mut self.dirty) {
+            if let Some(room) = self.rooms.get(&name) {
+                writes.push((name.clone(), Some(room.encode())));
+                names.push(name);
+            }
+        }
+        for name in std::mem::take(&mut self.deleted) {
+            writes.push((name, None));
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.inflight.insert(token, (names, std::mem::take(&mut self.deferred)));
+        Some(Job::Commit { token, writes })
+    }
+
+    /// A commit finished: send its answers, or report the failure and retry the rooms.
+    fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
+        let Some((names, answers)) = self.inflight.remove(&token) else { return };
+        if !ok {
+            for name in names.iter().filter(|n| self.rooms.get(n).is_some()) {
+                self.dirty.insert(name.clone());
+            }
+        }
+        for d in answers {
+            match d {
+                Deferred::Reply { conn, msg_id, opcode, reason } if ok => {
+                    self.reply(conn, msg_id, opcode, code::OK, reason, now_ms)
+                }
+                Deferred::Joined { conn, msg_id, room } if ok => {
+                    crate::handler::room::join_answer(self, conn, msg_id, &room, now_ms)
+                }
+                Deferred::Reply { conn, msg_id, opcode, .. } => {
+                    self.reply(conn, msg_id, opcode, code::INTERNAL, "could not store the change; try again", now_ms)
+                }
+                Deferred::Joined { conn, msg_id, .. } => self.reply(
+                    conn,
+                    msg_id,
+                    sotto::opcodes::JRMS,
+                    code::INTERNAL,
+                    "could not store the change; try again",
+                    now_ms,
+                ),
+            }
+        }
     }
 
     /// Closes connections past their handshake or login deadline.
@@ -244,9 +378,12 @@ impl Core {
         }
     }
 
-    /// Sets the session state of `id`.
+    /// Sets the session state of `id`, keeping the index of who is online.
     pub fn set_session(&mut self, id: ConnId, next: Session) {
         if let Some(Conn { phase: Phase::Open { session, .. }, .. }) = self.conns.get_mut(&id) {
+            if let Session::Authenticated(auth) = &next {
+                self.online.entry(auth.uid()).or_default().push(id);
+            }
             *session = next;
         }
     }
@@ -285,6 +422,26 @@ impl Core {
             code::PENDING => Status::Pending,
             _ => Status::Error,
         };
+        self.reply_status(id, msg_id, request, status, code, reason, retry_ms, now_ms);
+    }
+
+    /// Ends a multi-part answer (a listing) with status `done`.
+    pub fn reply_done(&mut self, id: ConnId, msg_id: u64, request: u32, reason: &str, now_ms: u64) {
+        self.reply_status(id, msg_id, request, Status::Done, code::OK, reason, 0, now_ms);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reply_status(
+        &mut self,
+        id: ConnId,
+        msg_id: u64,
+        request: u32,
+        status: Status,
+        code: u16,
+        reason: &str,
+        retry_ms: u64,
+        now_ms: u64,
+    ) {
         let mut m = StatusReply::new(status, code, msg_id, now_ms);
         m.request_opcode.set(request);
         m.retry_after_ms.set(u32::try_from(retry_ms).unwrap_or(u32::MAX));
@@ -403,6 +560,10 @@ impl Core {
             Completion::Passphrase { conn, msg_id, uid, ok } => {
                 crate::handler::account::passphrase_checked(self, conn, msg_id, uid, ok, now_ms);
                 conn
+            }
+            Completion::Committed { token, ok } => {
+                self.committed(token, ok, now_ms);
+                return;
             }
         };
         if let Some(c) = self.conns.get_mut(&id) {

@@ -7,13 +7,14 @@ use std::sync::{Arc, OnceLock};
 use sotto::frame::Deframer;
 use sotto::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
 use sotto::identity::{self, Signer};
-use sotto::opcodes::{CreateRoom, Login, Passphrase, Register, StatusReply, CNNT, STAT};
+use sotto::opcodes::{CreateRoom, DmRequest, Login, Passphrase, Register, StatusReply, CNNT, STAT};
 use sotto::record;
 use sotto::wire::{self, code, Message};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zerocopy::IntoBytes;
 
 use crate::core::{Accounts, Core, Limits};
+use crate::room::Rooms;
 use crate::store::MemStore;
 use crate::worker::{self, WorkerCtx};
 
@@ -51,7 +52,7 @@ impl Pair {
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
         let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
-        let mut core = Core::new(scfg, Limits::default(), Accounts::default());
+        let mut core = Core::new(scfg, Limits::default(), Accounts::default(), Rooms::default());
         core.accept(ID, ADDR, 1_000);
         let (state, hello) = handshake::client_hello(&ccfg);
         core.handle_input(ID, &hello, 1_000);
@@ -71,7 +72,9 @@ impl Pair {
 
     fn run_jobs(&mut self) {
         loop {
-            let jobs = self.core.poll_jobs();
+            // As the event loop does at the end of a turn: jobs, then the group commit.
+            let mut jobs = self.core.poll_jobs();
+            jobs.extend(self.core.poll_commit());
             if jobs.is_empty() {
                 return;
             }
@@ -166,7 +169,7 @@ fn registers_logs_in_and_authenticates() {
     let c = wire::decode::<sotto::opcodes::Connected>(&got[0]).unwrap();
     assert_eq!((c.hdr.opcode.get(), c.hdr.code.get(), c.username().unwrap()), (CNNT, code::OK, "alice"));
     assert_ne!(c.uid.get(), 0);
-    assert_eq!(p.status(CreateRoom::request(0, 0)).0, code::NOT_IMPLEMENTED, "room opcodes answer 501");
+    assert_eq!(p.status(DmRequest::request(0, 0)).0, code::NOT_IMPLEMENTED, "DM opcodes answer 501");
     assert_eq!(p.login("alice", "password123"), code::FORBIDDEN, "no second login in a session");
 }
 
@@ -239,7 +242,7 @@ fn times_out_handshake_and_login() {
     assert!(!p.closed());
     p.core.handle_timeout(p.now + 60_001);
     assert!(p.closed(), "login timeout");
-    let mut core = Core::new(ServerConfig::built_in(), Limits::default(), Accounts::default());
+    let mut core = Core::new(ServerConfig::built_in(), Limits::default(), Accounts::default(), Rooms::default());
     core.accept(2, ADDR, 0);
     core.handle_timeout(10_001);
     assert!(core.is_done(2), "handshake timeout");
@@ -262,6 +265,7 @@ fn foreign_client_hello_gets_no_answer() {
         ServerConfig { build: BuildIdentity::this_build(), deployment_key: DEPLOY },
         Limits::default(),
         Accounts::default(),
+        Rooms::default(),
     );
     core.accept(3, ADDR, 0);
     let ccfg = ClientConfig { build: BuildIdentity::this_build(), deployment_key: [1; 32], server_keys: vec![] };
@@ -270,4 +274,28 @@ fn foreign_client_hello_gets_no_answer() {
     assert!(core.poll_jobs().is_empty(), "no RSA work for a foreign client");
     assert!(core.transmit(3).unwrap().is_empty());
     assert!(core.is_done(3));
+}
+
+#[test]
+fn room_change_is_acknowledged_only_after_the_commit() {
+    let mut p = Pair::connect();
+    assert_eq!(p.register("gina", "password123", "a b c"), code::OK);
+    assert_eq!(p.login("gina", "password123"), code::PENDING);
+    p.passphrase("a b c");
+    let mut m = CreateRoom::request(99, 0);
+    m.set_room("Lobby").unwrap();
+    let mut frame = Vec::new();
+    p.keys.sealer.seal(m.as_bytes(), &mut frame).unwrap();
+    p.core.handle_input(ID, &frame, p.now);
+    assert!(p.core.poll_jobs().is_empty());
+    assert!(p.responses().is_empty(), "no answer before the commit");
+    let commit = p.core.poll_commit().expect("a commit for the new room");
+    assert!(p.core.busy(), "a commit in flight keeps shutdown waiting");
+    let done = worker::run(commit, &p.ctx);
+    p.core.handle_completion(done, p.now);
+    let got = p.responses();
+    let r = wire::decode::<StatusReply>(&got[0]).unwrap();
+    assert_eq!((r.hdr.msg_id.get(), r.hdr.code.get()), (99, code::OK));
+    assert!(p.ctx.store.load_rooms().unwrap().iter().any(|r| r.name == "lobby"), "stored under its canonical name");
+    assert!(!p.core.busy());
 }

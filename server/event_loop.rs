@@ -123,6 +123,10 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
         for job in core.poll_jobs() {
             pool.submit(job);
         }
+        // Group commit: this turn's room changes in one job, acknowledged when durable.
+        if let Some(job) = core.poll_commit() {
+            pool.submit(job);
+        }
         flush_all(&mut socks, &mut core);
 
         if let Some(since) = stopping {

@@ -7,6 +7,7 @@ mod core_tests;
 mod dispatch;
 mod event_loop;
 mod handler;
+mod room;
 mod session;
 mod store;
 mod worker;
@@ -22,6 +23,7 @@ use sotto::handshake::ServerConfig;
 use sotto::identity::{self, Signer};
 
 use crate::core::{Accounts, Core, Limits};
+use crate::room::Rooms;
 use crate::store::{FileStore, Store};
 use crate::worker::{Pool, WorkerCtx};
 
@@ -127,12 +129,16 @@ fn serve(args: Args) -> Result<(), String> {
     for rec in store.load_users().map_err(|e| e.to_string())? {
         accounts.insert(rec);
     }
+    let mut rooms = Rooms::default();
+    for room in store.load_rooms().map_err(|e| e.to_string())? {
+        rooms.insert(room);
+    }
     let listener = TcpListener::bind(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let server = ServerConfig::built_in();
     let ctx = Arc::new(WorkerCtx { server: server.clone(), signer, store: Arc::new(store) as Arc<dyn Store> });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
-    let core = Core::new(server, args.limits, accounts);
+    let core = Core::new(server, args.limits, accounts, rooms);
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

@@ -10,6 +10,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sotto::crypto;
+
+use crate::room::Room;
 use sotto::opcodes::UserRecord;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -54,12 +56,20 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
-/// Where accounts live.
+/// One change to a room file: its new bytes, or `None` to delete it.
+pub type RoomWrite = (String, Option<Vec<u8>>);
+
+/// Where accounts and rooms live.
 pub trait Store: Send + Sync {
     /// Every stored account.
     fn load_users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// Creates or replaces one account, durably, before returning.
     fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError>;
+    /// Every stored room file, checked.
+    fn load_rooms(&self) -> Result<Vec<Room>, StoreError>;
+    /// Applies one loop turn's room changes durably: each file replaced
+    /// atomically, then one fsync of the directory for the whole batch.
+    fn commit_rooms(&self, writes: &[RoomWrite]) -> Result<(), StoreError>;
 }
 
 /// Seals a record: sets magic, version and checksum.
@@ -82,9 +92,10 @@ pub fn parse_user(bytes: &[u8]) -> Result<UserRecord, &'static str> {
     Ok(rec)
 }
 
-/// Accounts as files under `<data>/users/`.
+/// Accounts as files under `<data>/users/`, rooms under `<data>/rooms/`.
 pub struct FileStore {
     users: PathBuf,
+    rooms: PathBuf,
 }
 
 impl FileStore {
@@ -93,7 +104,38 @@ impl FileStore {
         ensure_private_dir(data)?;
         let users = data.join("users");
         ensure_private_dir(&users)?;
-        Ok(FileStore { users })
+        let rooms = data.join("rooms");
+        ensure_private_dir(&rooms)?;
+        Ok(FileStore { users, rooms })
+    }
+
+    fn room_path(&self, name: &str) -> PathBuf {
+        self.rooms.join(format!("{name}.room"))
+    }
+
+    /// The checked regular files with extension `ext` in `dir`; stale temp files are removed.
+    fn records(dir: &Path, ext: &str) -> Result<Vec<(PathBuf, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let path = entry.map_err(io_err(dir))?.path();
+            match path.extension().and_then(|e| e.to_str()) {
+                // A temp file is what a crash mid-write leaves: the rename never happened.
+                Some("tmp") => {
+                    let _ = fs::remove_file(&path);
+                    continue;
+                }
+                Some(e) if e == ext => {}
+                _ => continue,
+            }
+            let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            check_mode(&path, meta.permissions().mode())?;
+            if meta.len() > MAX_RECORD_FILE {
+                return Err(StoreError::Corrupt { path, why: "too large" });
+            }
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            out.push((path, bytes));
+        }
+        Ok(out)
     }
 
     fn user_path(&self, uid: u64) -> PathBuf {
@@ -126,46 +168,63 @@ fn check_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Largest record file the loader reads (a full room: 65,536 members, 20 entries).
+const MAX_RECORD_FILE: u64 = 1 << 20;
+
 /// Writes `bytes` to `path` atomically and durably, mode 0600.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    write_file_synced(path, bytes)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Writes a temp file, fsyncs it and renames it over `path`; the caller fsyncs the directory.
+fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
     let mut f =
         fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 impl Store for FileStore {
     fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.users).map_err(io_err(&self.users))? {
-            let path = entry.map_err(io_err(&self.users))?.path();
-            match path.extension().and_then(|e| e.to_str()) {
-                // A temp file is what a crash mid-write leaves: the rename never happened.
-                Some("tmp") => {
-                    let _ = fs::remove_file(&path);
-                    continue;
-                }
-                Some("user") => {}
-                _ => continue,
-            }
-            let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            check_mode(&path, meta.permissions().mode())?;
-            if meta.len() != core::mem::size_of::<UserRecord>() as u64 {
-                return Err(StoreError::Corrupt { path, why: "wrong size" });
-            }
-            let bytes = fs::read(&path).map_err(io_err(&path))?;
-            out.push(parse_user(&bytes).map_err(|why| StoreError::Corrupt { path: path.clone(), why })?);
+        for (path, bytes) in FileStore::records(&self.users, "user")? {
+            out.push(parse_user(&bytes).map_err(|why| StoreError::Corrupt { path, why })?);
         }
         Ok(out)
     }
 
     fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError> {
         write_atomic(&self.user_path(rec.uid.get()), rec.as_bytes())
+    }
+
+    fn load_rooms(&self) -> Result<Vec<Room>, StoreError> {
+        let mut out = Vec::new();
+        for (path, bytes) in FileStore::records(&self.rooms, "room")? {
+            out.push(Room::decode(&bytes).map_err(|why| StoreError::Corrupt { path, why })?);
+        }
+        Ok(out)
+    }
+
+    fn commit_rooms(&self, writes: &[RoomWrite]) -> Result<(), StoreError> {
+        for (name, bytes) in writes {
+            let path = self.room_path(name);
+            match bytes {
+                Some(b) => write_file_synced(&path, b)?,
+                None => match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StoreError::Io { path, source: e }),
+                    _ => {}
+                },
+            }
+        }
+        sync_dir(&self.rooms)
     }
 }
 
@@ -174,6 +233,7 @@ impl Store for FileStore {
 #[derive(Default)]
 pub struct MemStore {
     users: std::sync::Mutex<std::collections::HashMap<u64, UserRecord>>,
+    rooms: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 #[cfg(test)]
@@ -185,6 +245,23 @@ impl Store for MemStore {
     fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError> {
         if let Ok(mut m) = self.users.lock() {
             m.insert(rec.uid.get(), *rec);
+        }
+        Ok(())
+    }
+
+    fn load_rooms(&self) -> Result<Vec<Room>, StoreError> {
+        let m = self.rooms.lock().map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        Ok(m.iter().filter_map(|b| Room::decode(b).ok()).collect())
+    }
+
+    fn commit_rooms(&self, writes: &[RoomWrite]) -> Result<(), StoreError> {
+        if let Ok(mut m) = self.rooms.lock() {
+            for (name, bytes) in writes {
+                match bytes {
+                    Some(b) => m.insert(name.clone(), b.clone()),
+                    None => m.remove(name),
+                };
+            }
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use sotto::opcodes::UserRecord;
 use zeroize::Zeroizing;
 
 use crate::core::ConnId;
-use crate::store::{self, Store};
+use crate::store::{self, RoomWrite, Store};
 
 /// Work for a worker thread.
 pub enum Job {
@@ -37,6 +37,8 @@ pub enum Job {
     Password { conn: ConnId, msg_id: u64, uid: Option<u64>, phc: String, password: Zeroizing<String> },
     /// Check a passphrase against a stored hash.
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, passphrase: Zeroizing<String> },
+    /// Make one loop turn's room changes durable (runs on the disk thread, in order).
+    Commit { token: u64, writes: Vec<RoomWrite> },
 }
 
 /// Why a registration failed on the worker.
@@ -58,6 +60,8 @@ pub enum Completion {
     Password { conn: ConnId, msg_id: u64, uid: Option<u64>, ok: bool },
     /// Whether the passphrase verified.
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, ok: bool },
+    /// Whether batch `token` is durable.
+    Committed { token: u64, ok: bool },
 }
 
 /// What jobs need.
@@ -102,6 +106,13 @@ pub fn run(job: Job, ctx: &WorkerCtx) -> Completion {
         Job::Passphrase { conn, msg_id, uid, phc, passphrase } => {
             Completion::Passphrase { conn, msg_id, uid, ok: crypto::verify_secret(&phc, passphrase.as_bytes()) }
         }
+        Job::Commit { token, writes } => {
+            let result = ctx.store.commit_rooms(&writes);
+            if let Err(e) = &result {
+                eprintln!("sottod: storing rooms failed: {e}");
+            }
+            Completion::Committed { token, ok: result.is_ok() }
+        }
     }
 }
 
@@ -122,9 +133,11 @@ fn register(rec: &mut UserRecord, password: &str, passphrase: &str, ctx: &Worker
     })
 }
 
-/// A fixed set of worker threads.
+/// A fixed set of worker threads, plus one disk thread that applies
+/// commits in the order they were submitted.
 pub struct Pool {
     jobs: Option<mpsc::Sender<Job>>,
+    disk: Option<mpsc::Sender<Job>>,
     done: Arc<Mutex<Vec<Completion>>>,
     wake: UnixStream,
     threads: Vec<thread::JoinHandle<()>>,
@@ -135,15 +148,20 @@ impl Pool {
     pub fn new(n: usize, ctx: Arc<WorkerCtx>) -> std::io::Result<Pool> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let (disk_tx, disk_rx) = mpsc::channel::<Job>();
+        let disk_rx = Arc::new(Mutex::new(disk_rx));
         let done = Arc::new(Mutex::new(Vec::new()));
         let (wake, wake_tx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         wake_tx.set_nonblocking(true)?;
         let wake_tx = Arc::new(wake_tx);
         let mut threads = Vec::new();
-        for i in 0..n.max(1) {
-            let (rx, done, wake_tx, ctx) = (rx.clone(), done.clone(), wake_tx.clone(), ctx.clone());
-            threads.push(thread::Builder::new().name(format!("sottod-worker-{i}")).spawn(move || loop {
+        let queues = (0..n.max(1))
+            .map(|i| (format!("sottod-worker-{i}"), rx.clone()))
+            .chain([("sottod-disk".to_owned(), disk_rx)]);
+        for (name, rx) in queues {
+            let (done, wake_tx, ctx) = (done.clone(), wake_tx.clone(), ctx.clone());
+            threads.push(thread::Builder::new().name(name).spawn(move || loop {
                 let job = match rx.lock() {
                     Ok(guard) => guard.recv(),
                     Err(_) => return,
@@ -157,12 +175,13 @@ impl Pool {
                 let _ = (&*wake_tx).write(&[1]);
             })?);
         }
-        Ok(Pool { jobs: Some(tx), done, wake, threads })
+        Ok(Pool { jobs: Some(tx), disk: Some(disk_tx), done, wake, threads })
     }
 
-    /// Queues a job.
+    /// Queues a job: commits to the disk thread (in order), the rest to the workers.
     pub fn submit(&self, job: Job) {
-        if let Some(tx) = &self.jobs {
+        let queue = if matches!(job, Job::Commit { .. }) { &self.disk } else { &self.jobs };
+        if let Some(tx) = queue {
             let _ = tx.send(job);
         }
     }
@@ -183,6 +202,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.jobs = None;
+        self.disk = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -9,4 +9,5 @@ pub mod handshake;
 pub mod identity;
 pub mod opcodes;
 pub mod record;
+pub mod room;
 pub mod wire;

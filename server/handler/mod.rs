@@ -4,4 +4,5 @@
 //! the dispatch table already checked.
 
 pub mod account;
+pub mod room;
 pub mod unimplemented;

@@ -1,0 +1,298 @@
+//! Rooms (DESIGN §6): create, salt, join, send, leave, list, who, delete.
+//!
+//! Invariant: the server checks the auth key against SHA-256 of it in
+//! constant time and otherwise only moves ciphertext: a message is stamped
+//! with the sender's UID and the server time, fanned out to the online
+//! members from one plaintext, and kept in the room's ring of 20. Every
+//! state change is acknowledged only after this turn's commit is durable.
+
+use sotto::crypto;
+use sotto::opcodes::{
+    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, ReceiveRoomMessage, RoomDeleted, RoomEntry, RoomListEntry,
+    RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessage, WhoRoom, CRMS, DLRM, GSLT, JRMS, LSRM, LVRM, SRMS, WHOR,
+};
+use sotto::room::normalize_name;
+use sotto::wire::{code, decode, Message, Status};
+use zerocopy::FromZeros;
+
+use crate::core::{ConnId, Core, Deferred};
+use crate::room::{Room, MAX_MEMBERS};
+use crate::session::Authenticated;
+
+/// `RoomMember.kind` values.
+const LISTED: u8 = 0;
+const JOINED: u8 = 1;
+const LEFT: u8 = 2;
+const FORMER: u8 = 3;
+/// Most rooms one list answer carries (the output bound must hold it).
+const LIST_MAX: usize = 1000;
+
+/// Reads and normalises the room name, or answers 400 and returns None.
+fn room_name(
+    core: &mut Core,
+    id: ConnId,
+    msg_id: u64,
+    opcode: u32,
+    raw: Result<&str, sotto::wire::WireError>,
+    now_ms: u64,
+) -> Option<String> {
+    let name = raw.ok().and_then(|n| normalize_name(n).ok());
+    if name.is_none() {
+        core.reply(id, msg_id, opcode, code::BAD_REQUEST, "invalid room name: 1-32 of a-z 0-9 _ -", now_ms);
+    }
+    name
+}
+
+/// Room back-off is keyed by the room, so guesses against one room from many sessions add up.
+fn room_key(name: &str) -> u64 {
+    let h = crypto::sha256(&[b"room\0", name.as_bytes()]);
+    u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]])
+}
+
+/// An `mbrs` event for `uid`, with its keys unless it `LEFT`.
+fn member(core: &Core, room: &str, kind: u8, uid: u64, status: Status, msg_id: u64, now_ms: u64) -> Option<RoomMember> {
+    let rec = core.accounts.by_uid(uid)?;
+    let mut m = RoomMember::new(status, code::OK, msg_id, now_ms);
+    let _ = m.set_room(room);
+    m.kind = kind;
+    m.online = u8::from(core.is_online(uid));
+    m.uid.set(uid);
+    let _ = m.set_name(rec.username().unwrap_or_default());
+    if kind != LEFT {
+        m.id_pub = rec.id_pub;
+        m.enc_pub = rec.enc_pub;
+        m.enc_sig = rec.enc_sig;
+    }
+    Some(m)
+}
+
+/// Sends `msg` to every online member of `room` but `except`.
+fn tell_members<M: Message>(core: &mut Core, room: &str, msg: &M, except: Option<ConnId>) {
+    let members = core.rooms.get(room).map(|r| r.members.clone()).unwrap_or_default();
+    for uid in members {
+        core.send_to_user(uid, msg, except);
+    }
+}
+
+/// crms: a new room with the caller as owner and only member.
+pub fn create(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<CreateRoom>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(name) = room_name(core, id, msg_id, CRMS, m.room(), now_ms) else { return };
+    if core.rooms.get(&name).is_some() {
+        return core.reply(id, msg_id, CRMS, code::CONFLICT, "room already exists", now_ms);
+    }
+    let room = Room {
+        name: name.clone(),
+        salt: m.salt,
+        verifier: m.verifier,
+        owner: auth.uid(),
+        created: now_ms,
+        members: vec![auth.uid()],
+        history: Default::default(),
+    };
+    core.rooms.insert(room);
+    core.mark_dirty(&name);
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: CRMS, reason: "room created" });
+}
+
+/// gslt: the salt a joiner needs to derive the room keys.
+pub fn salt(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<RoomSaltRequest>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(name) = room_name(core, id, msg_id, GSLT, m.room(), now_ms) else { return };
+    let Some(salt) = core.rooms.get(&name).map(|r| r.salt) else {
+        return core.reply(id, msg_id, GSLT, code::NOT_FOUND, "no such room", now_ms);
+    };
+    let mut reply = RoomSalt::new(Status::Ok, code::OK, msg_id, now_ms);
+    let _ = reply.set_room(&name);
+    reply.salt = salt;
+    core.send(id, &reply);
+}
+
+/// jrms: check the auth key, add the member, answer after the commit.
+pub fn join(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<JoinRoom>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(name) = room_name(core, id, msg_id, JRMS, m.room(), now_ms) else { return };
+    let Some(addr) = core.addr(id) else { return };
+    let Some(verifier) = core.rooms.get(&name).map(|r| r.verifier) else {
+        return core.reply(id, msg_id, JRMS, code::NOT_FOUND, "no such room", now_ms);
+    };
+    let key = room_key(&name);
+    if let Some(wait) = core.room_backoff.check(Some(key), addr, now_ms) {
+        return core.reply_retry(
+            id,
+            msg_id,
+            JRMS,
+            code::RATE_LIMITED,
+            "too many wrong room passwords; wait",
+            wait,
+            now_ms,
+        );
+    }
+    if !crypto::ct_eq(&sotto::room::verifier(&m.auth_key), &verifier) {
+        core.room_backoff.fail(Some(key), addr, now_ms);
+        return core.reply(id, msg_id, JRMS, code::FORBIDDEN, "wrong room password", now_ms);
+    }
+    let uid = auth.uid();
+    let Some(room) = core.rooms.get_mut(&name) else { return };
+    if !room.is_member(uid) {
+        if room.members.len() >= MAX_MEMBERS {
+            return core.reply(id, msg_id, JRMS, code::FORBIDDEN, "room is full", now_ms);
+        }
+        room.members.push(uid);
+        core.mark_dirty(&name);
+        if let Some(ev) = member(core, &name, JOINED, uid, Status::Ok, 0, now_ms) {
+            tell_members(core, &name, &ev, Some(id));
+        }
+    }
+    core.defer(Deferred::Joined { conn: id, msg_id, room: name });
+}
+
+/// The answer to a durable join: the members (and former members whose
+/// messages are kept), a 200, then the history oldest first.
+pub fn join_answer(core: &mut Core, id: ConnId, msg_id: u64, name: &str, now_ms: u64) {
+    let Some(room) = core.rooms.get(name) else {
+        return core.reply(id, msg_id, JRMS, code::NOT_FOUND, "room was deleted", now_ms);
+    };
+    let members = room.members.clone();
+    let mut former: Vec<u64> =
+        room.history.iter().map(|e| e.sender_uid.get()).filter(|u| !members.contains(u)).collect();
+    former.sort_unstable();
+    former.dedup();
+    let history: Vec<RoomEntry> = room.history.iter().copied().collect();
+    let listed = members.iter().map(|u| (LISTED, *u)).chain(former.iter().map(|u| (FORMER, *u)));
+    for (kind, uid) in listed {
+        if let Some(ev) = member(core, name, kind, uid, Status::Pending, msg_id, now_ms) {
+            core.send(id, &ev);
+        }
+    }
+    core.reply(id, msg_id, JRMS, code::OK, "joined", now_ms);
+    for e in &history {
+        core.send(id, &receive(name, e, true, msg_id, now_ms));
+    }
+}
+
+/// An `rvrm` carrying a kept or live entry.
+fn receive(room: &str, e: &RoomEntry, history: bool, msg_id: u64, now_ms: u64) -> ReceiveRoomMessage {
+    let mut m = ReceiveRoomMessage::new(Status::Ok, code::OK, msg_id, now_ms);
+    let _ = m.set_room(room);
+    m.history = u8::from(history);
+    m.sender_uid = e.sender_uid;
+    m.server_time = e.server_time;
+    m.sent_msg_id = e.sent_msg_id;
+    m.sent_time = e.sent_time;
+    m.iv = e.iv;
+    m.ciphertext = e.ciphertext;
+    m.tag = e.tag;
+    m.signature = e.signature;
+    m
+}
+
+/// srms: stamp, fan out, keep; acknowledge after the commit.
+pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<SendRoomMessage>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(name) = room_name(core, id, msg_id, SRMS, m.room(), now_ms) else { return };
+    let Some(room) = core.rooms.get_mut(&name) else {
+        return core.reply(id, msg_id, SRMS, code::NOT_FOUND, "no such room", now_ms);
+    };
+    if !room.is_member(auth.uid()) {
+        return core.reply(id, msg_id, SRMS, code::FORBIDDEN, "not a member of this room", now_ms);
+    }
+    let mut entry = RoomEntry::new_zeroed();
+    entry.sender_uid.set(auth.uid());
+    entry.server_time.set(now_ms);
+    entry.sent_msg_id = m.hdr.msg_id;
+    entry.sent_time = m.hdr.timestamp;
+    entry.iv = m.iv;
+    entry.ciphertext = m.ciphertext;
+    entry.tag = m.tag;
+    entry.signature = m.signature;
+    room.push(entry);
+    core.mark_dirty(&name);
+    // One plaintext, sealed once per member session.
+    let live = receive(&name, &entry, false, 0, now_ms);
+    tell_members(core, &name, &live, Some(id));
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: SRMS, reason: "stored" });
+}
+
+/// lvrm: stop being a member; the others are told.
+pub fn leave(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<LeaveRoom>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(name) = room_name(core, id, msg_id, LVRM, m.room(), now_ms) else { return };
+    let Some(room) = core.rooms.get_mut(&name) else {
+        return core.reply(id, msg_id, LVRM, code::NOT_FOUND, "no such room", now_ms);
+    };
+    if !room.is_member(auth.uid()) {
+        return core.reply(id, msg_id, LVRM, code::FORBIDDEN, "not a member of this room", now_ms);
+    }
+    room.members.retain(|u| *u != auth.uid());
+    core.mark_dirty(&name);
+    if let Some(ev) = member(core, &name, LEFT, auth.uid(), Status::Ok, 0, now_ms) {
+        tell_members(core, &name, &ev, None);
+    }
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: LVRM, reason: "left" });
+}
+
+/// lsrm: every room's name and member count, nothing else.
+pub fn list(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<ListRooms>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let entries: Vec<RoomListEntry> = core
+        .rooms
+        .iter()
+        .take(LIST_MAX)
+        .map(|r| {
+            let mut e = RoomListEntry::new(Status::Pending, code::OK, msg_id, now_ms);
+            let _ = e.set_room(&r.name);
+            e.members.set(r.members.len() as u32);
+            e
+        })
+        .collect();
+    for e in &entries {
+        core.send(id, e);
+    }
+    let reason = if core.rooms.len() > LIST_MAX { "list truncated to the first 1000 rooms" } else { "end of list" };
+    core.reply_done(id, msg_id, LSRM, reason, now_ms);
+}
+
+/// whor: the members of a room the caller is in, with online state.
+pub fn who(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<WhoRoom>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(name) = room_name(core, id, msg_id, WHOR, m.room(), now_ms) else { return };
+    let Some(room) = core.rooms.get(&name) else {
+        return core.reply(id, msg_id, WHOR, code::NOT_FOUND, "no such room", now_ms);
+    };
+    if !room.is_member(auth.uid()) {
+        return core.reply(id, msg_id, WHOR, code::FORBIDDEN, "not a member of this room", now_ms);
+    }
+    for uid in room.members.clone() {
+        if let Some(ev) = member(core, &name, LISTED, uid, Status::Pending, msg_id, now_ms) {
+            core.send(id, &ev);
+        }
+    }
+    core.reply_done(id, msg_id, WHOR, "end of list", now_ms);
+}
+
+/// dlrm: the owner removes the room, its file and its history.
+pub fn delete(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<DeleteRoom>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(name) = room_name(core, id, msg_id, DLRM, m.room(), now_ms) else { return };
+    let Some(owner) = core.rooms.get(&name).map(|r| r.owner) else {
+        return core.reply(id, msg_id, DLRM, code::NOT_FOUND, "no such room", now_ms);
+    };
+    if owner != auth.uid() {
+        return core.reply(id, msg_id, DLRM, code::FORBIDDEN, "only the owner can delete a room", now_ms);
+    }
+    let mut ev = RoomDeleted::new(Status::Ok, code::OK, 0, now_ms);
+    let _ = ev.set_room(&name);
+    tell_members(core, &name, &ev, Some(id));
+    core.rooms.remove(&name);
+    core.mark_deleted(&name);
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: DLRM, reason: "room deleted" });
+}
