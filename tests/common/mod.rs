@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -126,11 +127,20 @@ pub struct Client {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    /// Lines read while waiting for another one, in arrival order.
+    backlog: VecDeque<Value>,
     pub seen: Vec<Value>,
 }
 
 impl Client {
     pub fn start(server: &str, home: &Path) -> Client {
+        Client::start_buffered(server, home, usize::MAX)
+    }
+
+    /// A client whose output is read through a channel of `depth` lines: when
+    /// the test stops reading, the client soon blocks on stdout and stops
+    /// reading its socket — a slow consumer.
+    pub fn start_buffered(server: &str, home: &Path, depth: usize) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
             .args(["--batch", "--server", server, "--home"])
             .arg(home)
@@ -140,15 +150,22 @@ impl Client {
             .spawn()
             .expect("spawn sotto");
         let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
+        // Both channel kinds share the Receiver type; a bounded one preallocates, so only when asked.
+        let (send, lines): (Box<dyn Fn(String) -> bool + Send>, Receiver<String>) = if depth == usize::MAX {
+            let (tx, rx) = mpsc::channel();
+            (Box::new(move |l| tx.send(l).is_ok()), rx)
+        } else {
+            let (tx, rx) = mpsc::sync_channel(depth);
+            (Box::new(move |l| tx.send(l).is_ok()), rx)
+        };
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
+                if !send(line) {
                     return;
                 }
             }
         });
-        Client { stdin: child.stdin.take(), child, lines, seen: Vec::new() }
+        Client { stdin: child.stdin.take(), child, lines, backlog: VecDeque::new(), seen: Vec::new() }
     }
 
     /// Starts a client and waits for `connected`.
@@ -168,11 +185,48 @@ impl Client {
 
     /// The next JSON line, or None at EOF / after WAIT. Every line must be one JSON object.
     pub fn next(&mut self) -> Option<Value> {
+        if let Some(v) = self.backlog.pop_front() {
+            return Some(v);
+        }
+        self.read_line()
+    }
+
+    fn read_line(&mut self) -> Option<Value> {
         let line = self.lines.recv_timeout(WAIT).ok()?;
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["type"].is_string(), "no type: {line}");
         self.seen.push(v.clone());
         Some(v)
+    }
+
+    /// The first line (backlog first) matching `pred`; other lines stay in the backlog.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i).unwrap();
+        }
+        loop {
+            let v = self.read_line().unwrap_or_else(|| panic!("no {what}; backlog: {:?}", self.backlog));
+            if pred(&v) {
+                return v;
+            }
+            self.backlog.push_back(v);
+        }
+    }
+
+    /// Sends `line` and waits for the answer to command `cmd`: an ok or error
+    /// line naming it, or a line of type `cmd` (joined, rooms, who).
+    pub fn run(&mut self, line: &str, cmd: &str) -> Value {
+        self.send(line);
+        self.wait_for(&format!("answer to {line}"), |v| {
+            v["cmd"] == cmd && (v["type"] == "ok" || v["type"] == "error") || v["type"] == cmd
+        })
+    }
+
+    /// Takes every `room_message` of `room` in the backlog or arriving until `n` are collected.
+    pub fn room_messages(&mut self, room: &str, n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| self.wait_for(&format!("room message #{i} of {n}"), |v| v["type"] == "room_message" && v["room"] == room))
+            .collect()
     }
 
     /// Sends `line` and returns the next output line.

@@ -1,0 +1,288 @@
+//! Rooms through the real binaries: end-to-end encrypted talk, the kept
+//! history of 20, membership across reconnects and restarts, refusals, what
+//! the server stores, and a member that stops reading.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Client, Server, TempDir};
+use serde_json::Value;
+
+const PW: &str = "password123";
+const WORDS: &str = "red green blue";
+const ROOM_PW: &str = "correct-horse-battery";
+
+/// A registered, logged-in batch client named `name`, with its home under `dir`.
+fn user(server: &Server, dir: &TempDir, name: &str) -> Client {
+    let mut c = Client::connect(server, &dir.join(name));
+    assert_eq!(c.register(name, PW, WORDS)["type"], "ok");
+    assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
+    c
+}
+
+/// A new session for an existing account, in its old home.
+fn relogin(server: &Server, dir: &TempDir, name: &str) -> Client {
+    let mut c = Client::connect(server, &dir.join(name));
+    assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
+    c
+}
+
+fn ok(v: &Value, cmd: &str) {
+    assert_eq!((v["type"].as_str(), v["cmd"].as_str()), (Some("ok"), Some(cmd)), "{v}");
+}
+
+fn error(v: &Value, cmd: &str, code: u64) {
+    assert_eq!((v["type"].as_str(), v["cmd"].as_str(), v["code"].as_u64()), (Some("error"), Some(cmd), Some(code)), "{v}");
+}
+
+fn texts(msgs: &[Value]) -> Vec<String> {
+    msgs.iter().map(|m| m["text"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+fn member_names(v: &Value) -> Vec<String> {
+    let mut names: Vec<String> =
+        v["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn three_members_receive_each_others_messages_in_order_verified() {
+    let dir = TempDir::new("room3");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice");
+    let mut bob = user(&server, &dir, "bob");
+    let mut carol = user(&server, &dir, "carol");
+    ok(&alice.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    let joined = bob.run(&format!("/join lobby {ROOM_PW}"), "joined");
+    assert_eq!(member_names(&joined), ["alice", "bob"], "{joined}");
+    let v = alice.wait_for("bob joined", |v| v["type"] == "member_joined");
+    assert_eq!((v["room"].as_str(), v["name"].as_str()), (Some("lobby"), Some("bob")));
+    let joined = carol.run(&format!("/join LOBBY {ROOM_PW}"), "joined");
+    assert_eq!(member_names(&joined), ["alice", "bob", "carol"]);
+    assert!(joined["members"].as_array().unwrap().iter().all(|m| m["online"] == true), "{joined}");
+
+    for round in 0..3 {
+        for c in [&mut alice, &mut bob, &mut carol] {
+            let line = format!("/say lobby round {round} says hi, with spaces");
+            ok(&c.run(&line, "say"), "say");
+        }
+    }
+    for (me, c) in [("alice", &mut alice), ("bob", &mut bob), ("carol", &mut carol)] {
+        let got = c.room_messages("lobby", 6);
+        let from: Vec<&str> = got.iter().map(|m| m["from"].as_str().unwrap()).collect();
+        let expected: Vec<&str> =
+            (0..3).flat_map(|_| ["alice", "bob", "carol"]).filter(|n| *n != me).collect::<Vec<_>>();
+        assert_eq!(from, expected, "{me} sees the others in send order");
+        for m in &got {
+            assert_eq!(m["verified"], true, "{m}");
+            assert_eq!(m["history"], false, "{m}");
+            assert!(m["text"].as_str().unwrap().ends_with("says hi, with spaces"), "{m}");
+            assert!(m["ts"].as_u64().is_some_and(|t| t > 1_600_000_000_000), "{m}");
+        }
+    }
+    let who = bob.run("/who lobby", "who");
+    assert_eq!(member_names(&who), ["alice", "bob", "carol"]);
+    let rooms = carol.run("/rooms", "rooms");
+    assert_eq!(rooms["rooms"], serde_json::json!([{"name": "lobby", "members": 3}]));
+}
+
+#[test]
+fn newcomer_gets_the_last_twenty_and_a_returning_member_what_it_missed() {
+    let dir = TempDir::new("hist");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice");
+    let mut bob = user(&server, &dir, "bob");
+    ok(&alice.run(&format!("/create hist {ROOM_PW}"), "create"), "create");
+    bob.run(&format!("/join hist {ROOM_PW}"), "joined");
+    for i in 0..25 {
+        ok(&alice.run(&format!("/say hist message {i}"), "say"), "say");
+    }
+    let mut dave = user(&server, &dir, "dave");
+    let joined = dave.run(&format!("/join hist {ROOM_PW}"), "joined");
+    assert_eq!(member_names(&joined), ["alice", "bob", "dave"]);
+    let history = dave.room_messages("hist", 20);
+    assert_eq!(texts(&history), (5..25).map(|i| format!("message {i}")).collect::<Vec<_>>());
+    assert!(history.iter().all(|m| m["history"] == true && m["verified"] == true && m["from"] == "alice"));
+
+    // Bob leaves the session (not the room); alice talks; bob comes back.
+    bob.send("/quit");
+    assert!(bob.finish().success());
+    for i in 0..3 {
+        ok(&alice.run(&format!("/say hist while away {i}"), "say"), "say");
+    }
+    let mut bob = relogin(&server, &dir, "bob");
+    // The room key is stored locally: no password needed to rejoin.
+    let joined = bob.run("/join hist", "joined");
+    assert_eq!(member_names(&joined), ["alice", "bob", "dave"]);
+    let history = bob.room_messages("hist", 20);
+    let tail: Vec<String> = texts(&history).into_iter().rev().take(3).rev().collect();
+    assert_eq!(tail, ["while away 0", "while away 1", "while away 2"]);
+    // And it can talk without the password.
+    ok(&bob.run("/say hist back", "say"), "say");
+    let m = alice.wait_for("bob's message", |v| v["type"] == "room_message" && v["text"] == "back");
+    assert_eq!((m["from"].as_str(), m["verified"].as_bool()), (Some("bob"), Some(true)));
+}
+
+#[test]
+fn refusals_wrong_password_non_member_duplicate_and_too_long() {
+    let dir = TempDir::new("refuse");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice");
+    let mut bob = user(&server, &dir, "bob");
+    ok(&alice.run(&format!("/create den {ROOM_PW}"), "create"), "create");
+    error(&bob.run("/create den another-password", "create"), "create", 409);
+    error(&bob.run("/join den wrong-password", "join"), "join", 403);
+    error(&bob.run("/join nowhere whatever", "join"), "join", 404);
+    // Not a member: refused before anything is sent.
+    error(&bob.run("/say den hello", "say"), "say", 403);
+    error(&bob.run("/who den", "who"), "who", 403);
+    bob.run(&format!("/join den {ROOM_PW}"), "joined");
+    error(&bob.run("/delete den", "delete"), "delete", 403);
+    // 1025 bytes: a clear error, and nothing reaches the other member.
+    let long = "x".repeat(1025);
+    let v = bob.run(&format!("/say den {long}"), "say");
+    error(&v, "say", 413);
+    assert!(v["message"].as_str().unwrap().contains("1024"), "{v}");
+    ok(&bob.run("/say den after", "say"), "say");
+    let m = alice.wait_for("a room message", |v| v["type"] == "room_message");
+    assert_eq!(m["text"], "after", "the over-long message was never sent");
+    // 1024 bytes is fine.
+    let max = "y".repeat(1024);
+    ok(&bob.run(&format!("/say den {max}"), "say"), "say");
+    let m = alice.wait_for("the longest message", |v| v["type"] == "room_message");
+    assert_eq!(m["text"].as_str().map(str::len), Some(1024));
+    // The owner deletes; the other member is told.
+    ok(&alice.run("/delete den", "delete"), "delete");
+    let v = bob.wait_for("room_deleted", |v| v["type"] == "room_deleted");
+    assert_eq!(v["room"], "den");
+    assert_eq!(alice.run("/rooms", "rooms")["rooms"], serde_json::json!([]));
+}
+
+#[test]
+fn rooms_membership_and_history_survive_a_restart() {
+    let dir = TempDir::new("restart");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let mut alice = user(&server, &dir, "alice");
+    let mut bob = user(&server, &dir, "bob");
+    ok(&alice.run(&format!("/create keep {ROOM_PW}"), "create"), "create");
+    bob.run(&format!("/join keep {ROOM_PW}"), "joined");
+    ok(&alice.run("/say keep before the restart", "say"), "say");
+    drop(alice);
+    drop(bob);
+    assert!(server.stop().success());
+
+    let server = Server::start(&data);
+    let mut alice = relogin(&server, &dir, "alice");
+    let mut bob = relogin(&server, &dir, "bob");
+    assert_eq!(alice.run("/rooms", "rooms")["rooms"], serde_json::json!([{"name": "keep", "members": 2}]));
+    let joined = bob.run("/join keep", "joined");
+    assert_eq!(member_names(&joined), ["alice", "bob"]);
+    let history = bob.room_messages("keep", 1);
+    assert_eq!(texts(&history), ["before the restart"]);
+    assert_eq!(history[0]["verified"], true);
+    // Alice is still a member: she can talk with the stored key, no rejoin.
+    ok(&alice.run("/say keep after the restart", "say"), "say");
+    let m = bob.wait_for("live message", |v| v["type"] == "room_message" && v["history"] == false);
+    assert_eq!((m["text"].as_str(), m["verified"].as_bool()), (Some("after the restart"), Some(true)));
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn server_data_holds_no_text_and_no_room_password() {
+    let dir = TempDir::new("scan");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let mut alice = user(&server, &dir, "alice");
+    let mut bob = user(&server, &dir, "bob");
+    let secret_pw = "zebra-umbrella-quartz";
+    ok(&alice.run(&format!("/create vault {secret_pw}"), "create"), "create");
+    bob.run(&format!("/join vault {secret_pw}"), "joined");
+    let sent = ["the launch code is swordfish", "meet at the old mill at noon", "xylophone-marmalade-42"];
+    for t in sent {
+        ok(&alice.run(&format!("/say vault {t}"), "say"), "say");
+    }
+    let got = bob.room_messages("vault", 3);
+    assert_eq!(texts(&got), sent);
+    drop(alice);
+    drop(bob);
+    assert!(server.stop().success());
+    let files = files_under(&data);
+    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "room")), "a room file exists");
+    let mut needles: Vec<&[u8]> = sent.iter().map(|t| t.as_bytes()).collect();
+    needles.extend([secret_pw.as_bytes(), b"swordfish".as_slice(), PW.as_bytes(), b"red green blue".as_slice()]);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for n in &needles {
+            assert!(!bytes.windows(n.len()).any(|w| w == *n), "{} contains {:?}", f.display(), String::from_utf8_lossy(n));
+        }
+    }
+}
+
+#[test]
+fn server_refuses_a_tampered_room_file() {
+    let dir = TempDir::new("tamper");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let mut alice = user(&server, &dir, "alice");
+    ok(&alice.run(&format!("/create lab {ROOM_PW}"), "create"), "create");
+    ok(&alice.run("/say lab genuine", "say"), "say");
+    drop(alice);
+    assert!(server.stop().success());
+    let file = data.join("rooms").join("lab.room");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() - 400; // inside the kept message
+    bytes[at] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let key = common::build_key();
+    let (status, err) = common::run_server_expecting_exit(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(!status.success());
+    assert!(err.contains("lab.room") && err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn a_member_that_stops_reading_does_not_delay_the_others() {
+    let dir = TempDir::new("slow");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice");
+    let mut bob = user(&server, &dir, "bob");
+    // The stalled member: its output is read through a one-line channel.
+    let mut stalled = Client::start_buffered(&server.addr, &dir.join("stalled"), 1);
+    assert_eq!(stalled.next().unwrap()["type"], "connected");
+    assert_eq!(stalled.register("stalled", PW, WORDS)["type"], "ok");
+    assert_eq!(stalled.login("stalled", PW, WORDS)["type"], "authenticated");
+    ok(&alice.run(&format!("/create busy {ROOM_PW}"), "create"), "create");
+    bob.run(&format!("/join busy {ROOM_PW}"), "joined");
+    stalled.run(&format!("/join busy {ROOM_PW}"), "joined");
+    // From here on nobody reads `stalled`: it blocks on stdout, then stops reading its socket.
+    let text = "z".repeat(1000);
+    let n = 300;
+    for i in 0..n {
+        ok(&alice.run(&format!("/say busy {i:04} {text}"), "say"), "say");
+    }
+    let got = bob.room_messages("busy", n);
+    let expected: Vec<String> = (0..n).map(|i| format!("{i:04} {text}")).collect();
+    assert_eq!(texts(&got), expected, "bob got every message, in order");
+    drop(stalled);
+}
