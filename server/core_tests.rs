@@ -47,12 +47,16 @@ const ID: u64 = 1;
 
 impl Pair {
     fn connect() -> Pair {
+        Pair::connect_with(Rooms::default())
+    }
+
+    fn connect_with(rooms: Rooms) -> Pair {
         let signer = Signer::from_pkcs8_der(server_key()).unwrap();
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
         let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
-        let mut core = Core::new(scfg, Limits::default(), Accounts::default(), Rooms::default());
+        let mut core = Core::new(scfg, Limits::default(), Accounts::default(), rooms);
         core.accept(ID, ADDR, 1_000);
         let (state, hello) = handshake::client_hello(&ccfg);
         core.handle_input(ID, &hello, 1_000);
@@ -298,4 +302,35 @@ fn room_change_is_acknowledged_only_after_the_commit() {
     assert_eq!((r.hdr.msg_id.get(), r.hdr.code.get()), (99, code::OK));
     assert!(p.ctx.store.load_rooms().unwrap().iter().any(|r| r.name == "lobby"), "stored under its canonical name");
     assert!(!p.core.busy());
+}
+
+#[test]
+fn room_refuses_non_members_and_wrong_auth_keys() {
+    let keys = sotto::room::from_master("club", &[4; 32], &[5; 16]);
+    let mut rooms = Rooms::default();
+    rooms.insert(crate::room::Room {
+        name: "club".into(),
+        salt: [5; 16],
+        verifier: sotto::room::verifier(&keys.auth),
+        owner: 1,
+        created: 0,
+        members: vec![1],
+        history: Default::default(),
+    });
+    let mut p = Pair::connect_with(rooms);
+    assert_eq!(p.register("hank", "password123", "a b c"), code::OK);
+    assert_eq!(p.login("hank", "password123"), code::PENDING);
+    p.passphrase("a b c");
+    let mut say = sotto::opcodes::SendRoomMessage::request(0, 0);
+    say.set_room("club").unwrap();
+    assert_eq!(p.status(say).0, code::FORBIDDEN, "non-member send");
+    let mut join = sotto::opcodes::JoinRoom::request(0, 0);
+    join.set_room("club").unwrap();
+    join.auth_key = [9; 32];
+    assert_eq!(p.status(join).0, code::FORBIDDEN, "wrong auth key");
+    join.auth_key = *keys.auth;
+    let got = p.send(join);
+    let last = wire::decode::<StatusReply>(got.last().unwrap()).unwrap();
+    assert_eq!((last.request_opcode.get(), last.hdr.code.get()), (sotto::opcodes::JRMS, code::OK));
+    assert_eq!(p.status(say).0, code::OK, "a member may send");
 }
