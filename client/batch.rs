@@ -14,12 +14,15 @@ use crate::app::{App, Flow, Frontend, Report};
 use crate::conn::Conn;
 use crate::input::Input;
 use crate::json::Object;
-use crate::session::Failure;
+use crate::session::{Failure, Member, RoomEvent, RoomInfo};
 
 const REGISTER_USAGE: &str = "usage: /register NAME PASSWORD WORD1 WORD2 WORD3";
 const LOGIN_USAGE: &str = "usage: /login NAME PASSWORD WORD1 WORD2 WORD3";
-const HELP: &str =
-    "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login NAME PASSWORD WORD1 WORD2 WORD3; /help; /quit";
+const CREATE_USAGE: &str = "usage: /create ROOM PASSWORD";
+const JOIN_USAGE: &str = "usage: /join ROOM [PASSWORD] (without it, with the stored room key)";
+const SAY_USAGE: &str = "usage: /say ROOM TEXT";
+const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login NAME PASSWORD WORD1 WORD2 WORD3; \
+/create ROOM PASSWORD; /join ROOM [PASSWORD]; /say ROOM TEXT; /leave ROOM; /rooms; /who ROOM; /delete ROOM; /help; /quit";
 
 /// One parsed batch command.
 pub enum Command {
@@ -41,10 +44,51 @@ pub enum Command {
         /// The three words joined by spaces.
         passphrase: Zeroizing<String>,
     },
+    /// `/create ROOM PASSWORD`.
+    Create {
+        /// Room name as typed.
+        room: String,
+        /// Room password.
+        password: Zeroizing<String>,
+    },
+    /// `/join ROOM [PASSWORD]`.
+    Join {
+        /// Room name as typed.
+        room: String,
+        /// Room password; `None` to use the stored room key.
+        password: Option<Zeroizing<String>>,
+    },
+    /// `/say ROOM TEXT`.
+    Say {
+        /// Room name as typed.
+        room: String,
+        /// The rest of the line.
+        text: String,
+    },
+    /// `/leave ROOM`.
+    Leave(String),
+    /// `/rooms`.
+    Rooms,
+    /// `/who ROOM`.
+    Who(String),
+    /// `/delete ROOM`.
+    Delete(String),
     /// `/help`.
     Help,
     /// `/quit`.
     Quit,
+}
+
+/// The first whitespace-separated word of `s` and the rest after the whitespace that follows it.
+pub fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => {
+            let (word, rest) = s.split_at(i);
+            (word, rest.trim_start())
+        }
+        None => (s, ""),
+    }
 }
 
 /// Parses a line; `Ok(None)` for a blank line. Errors carry code 400.
@@ -67,9 +111,29 @@ pub fn parse(line: &str) -> Result<Option<Command>, Failure> {
         ("login", _) => {
             creds(LOGIN_USAGE).map(|(name, password, passphrase)| Some(Command::Login { name, password, passphrase }))
         }
+        ("create", [room, password]) => {
+            Ok(Some(Command::Create { room: room.to_string(), password: Zeroizing::new(password.to_string()) }))
+        }
+        ("create", _) => Err(Failure::new(cmd, 400, CREATE_USAGE)),
+        ("join", [room]) => Ok(Some(Command::Join { room: room.to_string(), password: None })),
+        ("join", [room, password]) => {
+            Ok(Some(Command::Join { room: room.to_string(), password: Some(Zeroizing::new(password.to_string())) }))
+        }
+        ("join", _) => Err(Failure::new(cmd, 400, JOIN_USAGE)),
+        ("say", [_, _, ..]) => {
+            // TEXT is the rest of the line, its inner spacing kept.
+            let (room, text) = split_word(split_word(line).1);
+            Ok(Some(Command::Say { room: room.to_string(), text: text.to_string() }))
+        }
+        ("say", _) => Err(Failure::new(cmd, 400, SAY_USAGE)),
+        ("leave", [room]) => Ok(Some(Command::Leave(room.to_string()))),
+        ("who", [room]) => Ok(Some(Command::Who(room.to_string()))),
+        ("delete", [room]) => Ok(Some(Command::Delete(room.to_string()))),
+        ("leave" | "who" | "delete", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd} ROOM"))),
+        ("rooms", []) => Ok(Some(Command::Rooms)),
         ("help", []) => Ok(Some(Command::Help)),
         ("quit", []) => Ok(Some(Command::Quit)),
-        ("help" | "quit", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd}"))),
+        ("help" | "quit" | "rooms", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd}"))),
         _ => Err(Failure::new(cmd, 400, format!("unknown command /{cmd}; see /help"))),
     }
 }
@@ -101,6 +165,13 @@ impl Frontend for Batch {
             }
             Ok(Some(Command::Register { name, password, passphrase })) => app.register(&name, &password, &passphrase),
             Ok(Some(Command::Login { name, password, passphrase })) => app.login(&name, &password, &passphrase),
+            Ok(Some(Command::Create { room, password })) => app.create_room(&room, &password),
+            Ok(Some(Command::Join { room, password })) => app.join_room(&room, password.as_deref().map(String::as_str)),
+            Ok(Some(Command::Say { room, text })) => app.say(&room, &text),
+            Ok(Some(Command::Leave(room))) => app.leave_room(&room),
+            Ok(Some(Command::Rooms)) => app.list_rooms(),
+            Ok(Some(Command::Who(room))) => app.who_room(&room),
+            Ok(Some(Command::Delete(room))) => app.delete_room(&room),
             Err(f) => Err(f),
         };
         match started {
@@ -113,6 +184,8 @@ impl Frontend for Batch {
         let line = match report {
             Report::Registered { .. } => Object::new("ok").str("cmd", "register").finish(),
             Report::Authenticated { user, .. } => Object::new("authenticated").str("user", &user).finish(),
+            Report::Done { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
+            Report::Room(ev) => room_line(ev),
             Report::Failed(f) => error_line(&f),
             Report::Warning(w) => Object::new("warning").str("message", &w).finish(),
             Report::Notice(n) => {
@@ -130,6 +203,48 @@ impl Frontend for Batch {
 
     fn idle(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// The batch line of a room event (docs/CLIENT.md "Events").
+fn room_line(ev: RoomEvent) -> String {
+    let members = |members: Vec<Member>| {
+        members.into_iter().map(|m| Object::bare().str("name", &m.name).bool("online", m.online)).collect::<Vec<_>>()
+    };
+    match ev {
+        RoomEvent::Joined { room, members: m } => {
+            Object::new("joined").str("room", &room).list("members", members(m)).finish()
+        }
+        RoomEvent::Message(m) => {
+            let o = Object::new("room_message")
+                .str("room", &m.room)
+                .str("from", &m.from)
+                .str("text", &m.text)
+                .num("ts", m.ts)
+                .bool("verified", m.verified)
+                .bool("history", m.history);
+            match m.error {
+                Some(e) => o.str("error", e).finish(),
+                None => o.finish(),
+            }
+        }
+        RoomEvent::MemberJoined { room, name } => {
+            Object::new("member_joined").str("room", &room).str("name", &name).finish()
+        }
+        RoomEvent::MemberLeft { room, name } => {
+            Object::new("member_left").str("room", &room).str("name", &name).finish()
+        }
+        RoomEvent::Rooms(rooms) => {
+            let rooms = rooms
+                .into_iter()
+                .map(|r: RoomInfo| Object::bare().str("name", &r.name).num("members", u64::from(r.members)));
+            Object::new("rooms").list("rooms", rooms).finish()
+        }
+        RoomEvent::Who { room, members: m } => {
+            Object::new("who").str("room", &room).list("members", members(m)).finish()
+        }
+        RoomEvent::Deleted { room } => Object::new("room_deleted").str("room", &room).finish(),
+        RoomEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
     }
 }
 
@@ -173,6 +288,19 @@ mod tests {
         }
         assert!(matches!(parse("/register a b c d e"), Ok(Some(Command::Register { .. }))));
         assert!(matches!(parse("/quit"), Ok(Some(Command::Quit))));
+        match parse("/say  Lobby   two  spaces, kept ") {
+            Ok(Some(Command::Say { room, text })) => {
+                assert_eq!((room.as_str(), text.as_str()), ("Lobby", "two  spaces, kept "))
+            }
+            _ => panic!("expected say"),
+        }
+        assert!(matches!(parse("/create lobby pw"), Ok(Some(Command::Create { .. }))));
+        assert!(matches!(parse("/join lobby"), Ok(Some(Command::Join { password: None, .. }))));
+        assert!(matches!(parse("/join lobby pw"), Ok(Some(Command::Join { password: Some(_), .. }))));
+        assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(r))) if r == "lobby"));
+        assert!(matches!(parse("/who lobby"), Ok(Some(Command::Who(_)))));
+        assert!(matches!(parse("/delete lobby"), Ok(Some(Command::Delete(_)))));
+        assert!(matches!(parse("/rooms"), Ok(Some(Command::Rooms))));
         assert!(matches!(parse("/help"), Ok(Some(Command::Help))));
         assert!(matches!(parse("   "), Ok(None)));
     }
@@ -185,8 +313,81 @@ mod tests {
         let f = err("/Frob x");
         assert_eq!((f.cmd.as_str(), f.code), ("Frob", 400));
         assert_eq!(err("/quit now").cmd, "quit");
+        for (line, cmd) in [
+            ("/create lobby", "create"),
+            ("/create lobby two words", "create"),
+            ("/join", "join"),
+            ("/join lobby a b", "join"),
+            ("/say lobby", "say"),
+            ("/say", "say"),
+            ("/leave", "leave"),
+            ("/who a b", "who"),
+            ("/delete", "delete"),
+            ("/rooms x", "rooms"),
+        ] {
+            let f = err(line);
+            assert_eq!((f.cmd.as_str(), f.code), (cmd, 400), "{line}");
+            assert!(f.message.starts_with("usage: /"), "{line}: {}", f.message);
+        }
         let f = err("hunter2hunter2");
         assert!(f.cmd.is_empty() && !f.message.contains("hunter2"));
+    }
+
+    #[test]
+    fn room_events_have_the_documented_shapes() {
+        use crate::session::RoomMessage;
+        let member = |name: &str, online| Member { name: name.into(), online };
+        let cases = [
+            (
+                RoomEvent::Joined { room: "lobby".into(), members: vec![member("alice", true), member("bob", false)] },
+                r#"{"type":"joined","room":"lobby","members":[{"name":"alice","online":true},{"name":"bob","online":false}]}"#,
+            ),
+            (
+                RoomEvent::Message(RoomMessage {
+                    room: "lobby".into(),
+                    from: "alice".into(),
+                    text: "hi \"there\"".into(),
+                    ts: 1_700_000_000_000,
+                    verified: true,
+                    history: false,
+                    error: None,
+                }),
+                r#"{"type":"room_message","room":"lobby","from":"alice","text":"hi \"there\"","ts":1700000000000,"verified":true,"history":false}"#,
+            ),
+            (
+                RoomEvent::Message(RoomMessage {
+                    room: "lobby".into(),
+                    from: "uid:00000000000000ff".into(),
+                    text: String::new(),
+                    ts: 5,
+                    verified: false,
+                    history: true,
+                    error: Some("could not decrypt"),
+                }),
+                r#"{"type":"room_message","room":"lobby","from":"uid:00000000000000ff","text":"","ts":5,"verified":false,"history":true,"error":"could not decrypt"}"#,
+            ),
+            (
+                RoomEvent::MemberJoined { room: "lobby".into(), name: "bob".into() },
+                r#"{"type":"member_joined","room":"lobby","name":"bob"}"#,
+            ),
+            (
+                RoomEvent::MemberLeft { room: "lobby".into(), name: "bob".into() },
+                r#"{"type":"member_left","room":"lobby","name":"bob"}"#,
+            ),
+            (
+                RoomEvent::Rooms(vec![RoomInfo { name: "lobby".into(), members: 3 }]),
+                r#"{"type":"rooms","rooms":[{"name":"lobby","members":3}]}"#,
+            ),
+            (
+                RoomEvent::Who { room: "lobby".into(), members: vec![member("alice", true)] },
+                r#"{"type":"who","room":"lobby","members":[{"name":"alice","online":true}]}"#,
+            ),
+            (RoomEvent::Deleted { room: "lobby".into() }, r#"{"type":"room_deleted","room":"lobby"}"#),
+            (RoomEvent::KeyChanged { user: "bob".into() }, r#"{"type":"key_changed","user":"bob"}"#),
+        ];
+        for (ev, line) in cases {
+            assert_eq!(room_line(ev), line);
+        }
     }
 
     #[test]

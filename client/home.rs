@@ -1,11 +1,12 @@
 //! Local-state layer: finding, creating and checking the client's home directory.
 //!
 //! Invariant: the client only uses a home directory that this user owns and
-//! that neither group nor others can access; every directory it creates is 0700.
+//! that neither group nor others can access; every directory it creates is 0700,
+//! and every file it replaces is replaced whole (`write_atomic`), mode 0600.
 
-use std::fs::{self, DirBuilder};
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why a home directory cannot be used; its Display is one line.
@@ -68,6 +69,27 @@ pub fn check_private(dir: &Path) -> Result<(), HomeError> {
     Ok(())
 }
 
+/// Replaces `path` with `bytes` atomically: a temporary file (0600) in the same
+/// directory, fsync, rename over `path`, fsync of the directory. The directory
+/// is created 0700 if missing and must be private.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a file needs a directory"))?;
+    create_private_dir(dir)?;
+    check_private(dir).map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.0))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp =
+        dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), sotto::crypto::hex(&sotto::crypto::random::<4>())));
+    let written = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +104,19 @@ mod tests {
         fs::set_permissions(&home, fs::Permissions::from_mode(0o750)).unwrap();
         let err = prepare(&home).unwrap_err().to_string();
         assert!(err.contains("accessible by group or others") && !err.contains('\n'), "{err}");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn writes_whole_private_files_and_replaces_them() {
+        let base =
+            std::env::temp_dir().join(format!("sotto-home-test-{}", sotto::crypto::hex(&sotto::crypto::random::<6>())));
+        let file = base.join("u").join("pins");
+        write_atomic(&file, b"one").unwrap();
+        write_atomic(&file, b"two").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"two");
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(base.join("u")).unwrap().count(), 1, "no temporary file left behind");
         fs::remove_dir_all(&base).unwrap();
     }
 }

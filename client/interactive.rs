@@ -1,7 +1,10 @@
-//! Front end for people: a banner, a `> ` prompt, commands, and secrets asked for without echo.
+//! Front end for people: a banner, a `> ` prompt, commands, a current room
+//! for plain lines, and secrets asked for without echo.
 //!
-//! Invariant: passwords and passphrases are only read through the no-echo
-//! prompt, never taken from the command line and never printed.
+//! Invariant: passwords, passphrases and room passwords are only read through
+//! the no-echo prompt, never taken from the command line and never printed; a
+//! room message that did not verify is always shown `[UNVERIFIED]`, and text
+//! from others reaches the terminal without control characters.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -9,28 +12,42 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 use crate::app::{App, Flow, Frontend, Report};
+use crate::batch::split_word;
 use crate::conn::Conn;
 use crate::input::Input;
-use crate::session::Failure;
+use crate::session::{Failure, Member, RoomEvent, RoomMessage};
 
 const HELP: &str = "\
 commands:
   /register NAME   create account NAME (asks for a password and a three-word passphrase)
   /login NAME      log in as NAME (asks for the password and the passphrase)
+  /create ROOM     create a room (asks for its password); you own it, and it becomes the current room
+  /join ROOM       join a room (asks for its password, unless its key is stored here); it becomes current
+  /room ROOM       make ROOM, a room you are in, the current room
+  TEXT             a line not starting with / is said in the current room
+  /say ROOM TEXT   say TEXT in ROOM
+  /who [ROOM]      the members of ROOM (default: the current room), and who is online
+  /rooms           every room, with its number of members
+  /leave [ROOM]    leave ROOM (default: the current room)
+  /delete ROOM     delete ROOM and its history (owner only)
   /help            show this list
-  /quit            leave (end of input does the same)";
+  /quit            leave (end of input does the same)
+messages read [room] name: text; [UNVERIFIED] marks one whose signature or
+integrity check failed, (history) one replayed from the room's last 20.";
 
 /// Runs interactive mode on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str) -> u8 {
     println!("sotto {}", sotto::build_info::describe());
     println!("connected to {server}; server key verified (fingerprint {})", crate::conn::server_fingerprint());
     println!("type /help for the list of commands");
-    App::new(conn, home, Input::stdin()).run(&mut Interactive { prompted: false })
+    App::new(conn, home, Input::stdin()).run(&mut Interactive { prompted: false, current: None })
 }
 
 struct Interactive {
     /// A `> ` prompt is on screen and nothing has been printed after it.
     prompted: bool,
+    /// Where a plain line is said.
+    current: Option<String>,
 }
 
 impl Interactive {
@@ -57,6 +74,130 @@ impl Interactive {
         }
         Ok(())
     }
+
+    fn create(&mut self, app: &mut App, room: &str) -> io::Result<()> {
+        if !ready(app, room) {
+            return Ok(());
+        }
+        let Some(password) = ask(app, "Room password: ")? else { return Ok(()) };
+        let Some(repeat) = ask(app, "Repeat room password: ")? else { return Ok(()) };
+        if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
+            println!("error: the passwords do not match");
+            return Ok(());
+        }
+        show(app.create_room(room, &password));
+        Ok(())
+    }
+
+    fn join(&mut self, app: &mut App, room: &str) -> io::Result<()> {
+        if !ready(app, room) {
+            return Ok(());
+        }
+        if app.has_room(room) {
+            println!("joining with the stored key of {room}");
+            show(app.join_room(room, None));
+            return Ok(());
+        }
+        let Some(password) = ask(app, "Room password: ")? else { return Ok(()) };
+        show(app.join_room(room, Some(&password)));
+        Ok(())
+    }
+
+    /// `/room ROOM`: switch the current room.
+    fn switch(&mut self, app: &App, room: &str) {
+        match sotto::room::normalize_name(room) {
+            Ok(room) if app.has_room(&room) => {
+                println!("current room: {room}");
+                self.current = Some(room);
+            }
+            Ok(room) => println!("error 403: not in room {room}; /join it first"),
+            Err(e) => println!("error 400: {e}"),
+        }
+    }
+
+    /// The room named on the line, or the current one.
+    fn room_or_current<'a>(&'a self, args: &[&'a str], cmd: &str) -> Option<&'a str> {
+        match (args, &self.current) {
+            ([room], _) => Some(room),
+            ([], Some(current)) => Some(current),
+            _ => {
+                println!("usage: {cmd} [ROOM] (without ROOM, the current room; there is none yet)");
+                None
+            }
+        }
+    }
+
+    fn room_event(&mut self, ev: RoomEvent) {
+        match ev {
+            RoomEvent::Joined { room, members } => {
+                println!("joined {room}; members: {}; it is now the current room", member_list(&members));
+                self.current = Some(room);
+            }
+            RoomEvent::Message(m) => println!("{}", message_line(&m)),
+            RoomEvent::MemberJoined { room, name } => println!("[{room}] {name} joined"),
+            RoomEvent::MemberLeft { room, name } => println!("[{room}] {name} left"),
+            RoomEvent::Rooms(rooms) if rooms.is_empty() => println!("no rooms"),
+            RoomEvent::Rooms(rooms) => {
+                let list: Vec<String> = rooms.iter().map(|r| format!("{} ({} members)", r.name, r.members)).collect();
+                println!("rooms: {}", list.join(", "));
+            }
+            RoomEvent::Who { room, members } => println!("[{room}] members: {}", member_list(&members)),
+            RoomEvent::Deleted { room } => {
+                println!("room {room} was deleted by its owner");
+                self.forget(&room);
+            }
+            RoomEvent::KeyChanged { user } => println!(
+                "warning: the server now lists other keys for {user}; the first ones stay pinned, and {user}'s messages show [UNVERIFIED]"
+            ),
+        }
+    }
+
+    fn forget(&mut self, room: &str) {
+        if self.current.as_deref() == Some(room) {
+            self.current = None;
+        }
+    }
+}
+
+/// Checks what can be checked before asking for a room password.
+fn ready(app: &App, room: &str) -> bool {
+    if !app.logged_in() {
+        println!("error 401: log in first");
+        return false;
+    }
+    if let Err(e) = sotto::room::normalize_name(room) {
+        println!("error 400: {e}");
+        return false;
+    }
+    true
+}
+
+fn show(started: Result<(), Failure>) {
+    if let Err(f) = started {
+        print_failure(&f);
+    }
+}
+
+/// `[room] (history) [UNVERIFIED] name: text`.
+fn message_line(m: &RoomMessage) -> String {
+    let history = if m.history { " (history)" } else { "" };
+    let flag = if m.verified { "" } else { " [UNVERIFIED]" };
+    let text = match m.error {
+        Some(why) => format!("({why})"),
+        None => printable(&m.text),
+    };
+    format!("[{}]{history}{flag} {}: {text}", m.room, m.from)
+}
+
+fn member_list(members: &[Member]) -> String {
+    let names: Vec<String> =
+        members.iter().map(|m| if m.online { format!("{} (online)", m.name) } else { m.name.clone() }).collect();
+    names.join(", ")
+}
+
+/// Text from others without control characters (no terminal escapes).
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
 }
 
 /// Asks for a secret; prints "cancelled" when input ended or a signal interrupted the prompt.
@@ -71,18 +212,53 @@ fn ask(app: &mut App, prompt: &str) -> io::Result<Option<Zeroizing<String>>> {
 impl Frontend for Interactive {
     fn command(&mut self, app: &mut App, line: &str) -> io::Result<Flow> {
         self.prompted = false;
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            [] => {}
-            ["/help", ..] => println!("{HELP}"),
-            ["/quit", ..] => return Ok(Flow::Quit),
-            ["/register", name] => self.register(app, name)?,
-            ["/login", name] => self.login(app, name)?,
-            [cmd @ ("/register" | "/login"), ..] => {
+        let (cmd, rest) = split_word(line);
+        if cmd.is_empty() {
+            return Ok(Flow::Continue);
+        }
+        if !cmd.starts_with('/') {
+            match (&self.current, app.logged_in()) {
+                (Some(room), _) => show(app.say(room, line)),
+                (None, true) => println!("no current room: /join one, or use /say ROOM TEXT"),
+                (None, false) => println!("not a command; type /help for the list of commands"),
+            }
+            return Ok(Flow::Continue);
+        }
+        let args: Vec<&str> = rest.split_whitespace().collect();
+        match (cmd, args.as_slice()) {
+            ("/help", _) => println!("{HELP}"),
+            ("/quit", _) => return Ok(Flow::Quit),
+            ("/register", [name]) => self.register(app, name)?,
+            ("/login", [name]) => self.login(app, name)?,
+            ("/register" | "/login", _) => {
                 println!("usage: {cmd} NAME (the password and passphrase are asked for, without echo)");
             }
-            [cmd, ..] if cmd.starts_with('/') => println!("unknown command {cmd}; type /help for the list"),
-            _ => println!("not a command; type /help for the list of commands"),
+            ("/create", [room]) => self.create(app, room)?,
+            ("/join", [room]) => self.join(app, room)?,
+            ("/create" | "/join", _) => println!("usage: {cmd} ROOM (the room password is asked for, without echo)"),
+            ("/room", [room]) => self.switch(app, room),
+            ("/room", []) => match &self.current {
+                Some(room) => println!("current room: {room}"),
+                None => println!("no current room"),
+            },
+            ("/say", [_, _, ..]) => {
+                let (room, text) = split_word(rest);
+                show(app.say(room, text));
+            }
+            ("/who", _) => {
+                if let Some(room) = self.room_or_current(&args, cmd) {
+                    show(app.who_room(room));
+                }
+            }
+            ("/leave", _) => {
+                if let Some(room) = self.room_or_current(&args, cmd) {
+                    show(app.leave_room(room));
+                }
+            }
+            ("/rooms", []) => show(app.list_rooms()),
+            ("/delete", [room]) => show(app.delete_room(room)),
+            ("/room" | "/say" | "/rooms" | "/delete", _) => println!("usage: see /help"),
+            _ => println!("unknown command {cmd}; type /help for the list"),
         }
         Ok(Flow::Continue)
     }
@@ -98,11 +274,27 @@ impl Frontend for Interactive {
                 println!("log in with /login {user}");
             }
             Report::Authenticated { user, uid, fingerprint } => {
+                self.current = None;
                 println!("logged in as {user} (uid {uid})");
                 if let Some(fp) = fingerprint {
                     println!("identity fingerprint: {}", group(&fp));
                 }
             }
+            Report::Done { cmd: "create", room } => {
+                println!("created room {room}; you own it, and it is now the current room");
+                self.current = Some(room);
+            }
+            Report::Done { cmd: "say", .. } => {}
+            Report::Done { cmd: "leave", room } => {
+                println!("left {room}");
+                self.forget(&room);
+            }
+            Report::Done { cmd: "delete", room } => {
+                println!("deleted room {room}");
+                self.forget(&room);
+            }
+            Report::Done { cmd, room } => println!("{cmd} {room}: ok"),
+            Report::Room(ev) => self.room_event(ev),
             Report::Failed(f) => print_failure(&f),
             Report::Warning(w) => println!("warning: {w}"),
             Report::Notice(n) => println!("notice: {n}"),
@@ -115,7 +307,10 @@ impl Frontend for Interactive {
     fn idle(&mut self) -> io::Result<()> {
         if !self.prompted {
             self.prompted = true;
-            print!("> ");
+            match &self.current {
+                Some(room) => print!("[{room}]> "),
+                None => print!("> "),
+            }
             io::stdout().flush()?;
         }
         Ok(())
@@ -138,4 +333,32 @@ fn print_failure(f: &Failure) {
 fn group(hex: &str) -> String {
     let chars: Vec<char> = hex.chars().collect();
     chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(verified: bool, history: bool, error: Option<&'static str>) -> RoomMessage {
+        RoomMessage {
+            room: "lobby".into(),
+            from: "alice".into(),
+            text: "hi\u{1b}[2J there".into(),
+            ts: 1,
+            verified,
+            history,
+            error,
+        }
+    }
+
+    #[test]
+    fn shows_unverified_and_history_messages_flagged_and_without_escapes() {
+        assert_eq!(message_line(&message(true, false, None)), "[lobby] alice: hi\u{fffd}[2J there");
+        assert_eq!(message_line(&message(false, false, None)), "[lobby] [UNVERIFIED] alice: hi\u{fffd}[2J there");
+        assert_eq!(message_line(&message(true, true, None)), "[lobby] (history) alice: hi\u{fffd}[2J there");
+        assert_eq!(
+            message_line(&message(false, true, Some("could not decrypt"))),
+            "[lobby] (history) [UNVERIFIED] alice: (could not decrypt)"
+        );
+    }
 }

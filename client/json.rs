@@ -1,11 +1,13 @@
-//! Output layer of batch mode: a minimal writer of flat JSON objects.
+//! Output layer of batch mode: a minimal writer of JSON objects (strings,
+//! numbers, booleans, and arrays of objects).
 //!
 //! Invariant: every key and string value is escaped (quote, backslash, control
-//! characters as `\u00XX`), so one event is always exactly one valid JSON line.
+//! characters as `\u00XX`), and arrays hold only objects built here, so one
+//! event is always exactly one valid JSON line.
 
 use std::fmt::Write as _;
 
-/// A flat JSON object under construction; starts with its `"type"` member.
+/// A JSON object under construction; an event starts with its `"type"` member.
 pub struct Object {
     buf: String,
 }
@@ -13,10 +15,36 @@ pub struct Object {
 impl Object {
     /// `{"type":kind` — every batch event has a type.
     pub fn new(kind: &str) -> Object {
-        let mut o = Object { buf: String::from("{") };
+        let mut o = Object::bare();
         o.key("type");
         escape_into(&mut o.buf, kind);
         o
+    }
+
+    /// An object without a type, for an array element.
+    pub fn bare() -> Object {
+        Object { buf: String::from("{") }
+    }
+
+    /// Adds a boolean member.
+    pub fn bool(mut self, key: &str, value: bool) -> Object {
+        self.key(key);
+        self.buf.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// Adds an array of objects.
+    pub fn list(mut self, key: &str, items: impl IntoIterator<Item = Object>) -> Object {
+        self.key(key);
+        self.buf.push('[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            self.buf.push_str(&item.finish());
+        }
+        self.buf.push(']');
+        self
     }
 
     /// Adds a string member.
@@ -84,5 +112,14 @@ mod tests {
     fn builds_the_documented_shapes() {
         assert_eq!(Object::new("bye").finish(), r#"{"type":"bye"}"#);
         assert_eq!(Object::new("ok").str("cmd", "register").finish(), r#"{"type":"ok","cmd":"register"}"#);
+        let members = ["alice", "b\"ob"].map(|n| Object::bare().str("name", n).bool("online", n == "alice"));
+        let line = Object::new("joined").str("room", "lobby").list("members", members).finish();
+        assert_eq!(
+            line,
+            r#"{"type":"joined","room":"lobby","members":[{"name":"alice","online":true},{"name":"b\"ob","online":false}]}"#
+        );
+        assert_eq!(Object::new("rooms").list("rooms", []).finish(), r#"{"type":"rooms","rooms":[]}"#);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["members"][1]["name"], "b\"ob");
     }
 }

@@ -23,7 +23,8 @@ pub const MAGIC: [u8; 4] = *b"SOTK";
 pub const VERSION: u8 = 1;
 /// Name of the key file inside the user's directory.
 pub const FILE_NAME: &str = "identity.key";
-const SALT_LEN: usize = 16;
+/// Length of a key file's salt.
+pub const SALT_LEN: usize = 16;
 const AAD_LABEL: &[u8] = b"sotto/v1 key file\0";
 
 /// A user's private keys: the RSA identity key (PKCS#8 DER) and the X25519 encryption secret.
@@ -200,7 +201,8 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
         .map_err(|source| KeyFileError::Io { path: path.to_path_buf(), source })
 }
 
-fn file_keys(password: &str, salt: &[u8; SALT_LEN]) -> Result<AeadKeys, KeyFileError> {
+/// The 48 key bytes of a file sealed under `password`: argon2id(password, salt).
+pub fn file_keys(password: &str, salt: &[u8; SALT_LEN]) -> Result<AeadKeys, KeyFileError> {
     let mut okm = Zeroizing::new([0u8; 48]);
     crypto::derive_key(password.as_bytes(), salt, &mut okm[..]).map_err(|_| KeyFileError::Damaged)?;
     Ok(AeadKeys::from_material(&okm))

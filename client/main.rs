@@ -11,7 +11,9 @@ mod home;
 mod input;
 mod interactive;
 mod json;
+mod keyring;
 mod keystore;
+mod pins;
 mod session;
 
 use std::ffi::OsString;

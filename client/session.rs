@@ -1,10 +1,15 @@
-//! Protocol layer of the client (DESIGN §5): builds requests, matches replies
-//! by message id and turns server messages into events. Sans-I/O: it takes
-//! plaintexts and `now`, and hands back plaintexts to send.
+//! Protocol layer of the client (DESIGN §5, §6): builds requests, matches
+//! replies by message id and turns server messages into events. Sans-I/O: it
+//! takes plaintexts and `now`, and hands back plaintexts to send and events
+//! to show; the rooms part is in `session/room.rs`.
 //!
 //! Invariant: at most one request is in flight; a reply completes it only when
-//! its msg_id matches; anything else the server sends becomes a notice, never
-//! a panic. Outgoing plaintexts (they hold passwords) are zeroized on drop.
+//! its msg_id matches (the parts of a multi-part answer are collected until
+//! its final `stat`); unsolicited events (msg_id 0) are handled at any time;
+//! anything else the server sends becomes a notice, never a panic. Outgoing
+//! plaintexts (they hold passwords) are zeroized on drop.
+
+mod room;
 
 use std::collections::VecDeque;
 
@@ -18,6 +23,8 @@ use zerocopy::IntoBytes;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::keystore::LocalKeys;
+
+pub use room::{Local, Member, RoomEvent, RoomInfo, RoomMessage};
 
 /// How long a request may wait for its reply.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
@@ -88,8 +95,19 @@ pub enum Event {
         /// The password (it opens the key file).
         password: Zeroizing<String>,
     },
+    /// A room command succeeded (`create`, `say`, `leave`, `delete`).
+    Done {
+        /// Command name without the slash.
+        cmd: &'static str,
+        /// Canonical room name.
+        room: String,
+    },
+    /// Something happened in a room (PROTOCOL.md §6).
+    Room(RoomEvent),
     /// A command failed.
     Failed(Failure),
+    /// The user should know, but nothing failed (keys that do not verify).
+    Warning(String),
     /// Something worth a line on the side (ignored message, unsolicited status).
     Notice(String),
 }
@@ -106,6 +124,7 @@ enum Pending {
     Register(NewAccount),
     Login(Credentials),
     Passphrase { user: String, password: Zeroizing<String> },
+    Room(room::Pending),
 }
 
 impl Pending {
@@ -113,6 +132,7 @@ impl Pending {
         match self {
             Pending::Register(_) => "register",
             Pending::Login(_) | Pending::Passphrase { .. } => "login",
+            Pending::Room(p) => p.cmd(),
         }
     }
 }
@@ -128,6 +148,9 @@ pub struct Session {
     next_id: u64,
     in_flight: Option<InFlight>,
     outbox: VecDeque<Zeroizing<Vec<u8>>>,
+    events: VecDeque<Event>,
+    /// The logged-in user and its local state (from `cnnt` on).
+    me: Option<room::Me>,
 }
 
 impl Default for Session {
@@ -139,12 +162,17 @@ impl Default for Session {
 impl Session {
     /// A session in the not-logged-in state; message ids start at 1.
     pub fn new() -> Session {
-        Session { next_id: 1, in_flight: None, outbox: VecDeque::new() }
+        Session { next_id: 1, in_flight: None, outbox: VecDeque::new(), events: VecDeque::new(), me: None }
     }
 
     /// True while a request waits for its reply.
     pub fn busy(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    /// True once logged in (from `cnnt` on).
+    pub fn logged_in(&self) -> bool {
+        self.me.is_some()
     }
 
     /// Validates locally, generates both key pairs and queues a `Register` (crea).
@@ -205,20 +233,46 @@ impl Session {
         self.outbox.pop_front()
     }
 
+    /// The next event to show, in the order they happened.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
     /// When [`Session::handle_timeout`] must next be called (Unix ms).
     pub fn poll_timeout(&self) -> Option<u64> {
         self.in_flight.as_ref().map(|f| f.deadline_ms)
     }
 
     /// Fails the request in flight if its reply is overdue.
-    pub fn handle_timeout(&mut self, now_ms: u64) -> Option<Event> {
-        let f = self.in_flight.take_if(|f| f.deadline_ms <= now_ms)?;
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let Some(f) = self.in_flight.take_if(|f| f.deadline_ms <= now_ms) else { return };
         let secs = REQUEST_TIMEOUT_MS / 1000;
-        Some(Event::Failed(Failure::new(f.what.cmd(), 0, format!("no reply from the server within {secs} s"))))
+        match f.what {
+            // The join itself succeeded; only its end marker is missing.
+            Pending::Room(room::Pending::Settle { room }) => {
+                self.events.push_back(Event::Notice(format!("no end of the history of {room} within {secs} s")));
+            }
+            // Nobody asked for it: the held messages go out as they are.
+            Pending::Room(room::Pending::Refresh { .. }) => self.release_held(),
+            what => self.events.push_back(Event::Failed(Failure::new(
+                what.cmd(),
+                0,
+                format!("no reply from the server within {secs} s"),
+            ))),
+        }
+        self.poll_refresh(now_ms);
     }
 
-    /// Handles one message from the server: completes the request it answers, or reports it.
-    pub fn handle_frame(&mut self, pt: &[u8], now_ms: u64) -> Option<Event> {
+    /// Handles one message from the server: completes the request it answers,
+    /// or turns it into events; see [`Session::poll_event`].
+    pub fn handle_frame(&mut self, pt: &[u8], now_ms: u64) {
+        if let Some(ev) = self.dispatch(pt, now_ms) {
+            self.events.push_back(ev);
+        }
+        self.poll_refresh(now_ms);
+    }
+
+    fn dispatch(&mut self, pt: &[u8], now_ms: u64) -> Option<Event> {
         let Ok(hdr) = wire::header(pt) else {
             return Some(Event::Notice("ignoring a server message shorter than a header".into()));
         };
@@ -239,6 +293,26 @@ impl Session {
                 Ok(_) => Some(Event::Notice("ignoring a cnnt (connected) message for no pending login".into())),
                 Err(e) => self.malformed(ours, "cnnt", e),
             },
+            opcodes::RSLT => match wire::decode(pt) {
+                Ok(m) => self.handle_salt(m, ours, now_ms),
+                Err(e) => self.malformed(ours, "rslt", e),
+            },
+            opcodes::MBRS => match wire::decode(pt) {
+                Ok(m) => self.handle_member(m, ours),
+                Err(e) => self.malformed(ours, "mbrs", e),
+            },
+            opcodes::RMLS => match wire::decode(pt) {
+                Ok(m) => self.handle_list_entry(m, ours),
+                Err(e) => self.malformed(ours, "rmls", e),
+            },
+            opcodes::RVRM => match wire::decode(pt) {
+                Ok(m) => self.handle_room_message(m, now_ms),
+                Err(e) => self.malformed(false, "rvrm", e),
+            },
+            opcodes::RDEL => match wire::decode(pt) {
+                Ok(m) => self.handle_deleted(m),
+                Err(e) => self.malformed(false, "rdel", e),
+            },
             other => Some(Event::Notice(match opcodes::info(other) {
                 Some(i) => format!(
                     "ignoring {} ({}) from the server: this client does not handle it",
@@ -251,22 +325,12 @@ impl Session {
 
     fn complete_status(&mut self, r: &StatusReply, now_ms: u64) -> Option<Event> {
         let f = self.in_flight.take()?;
-        let cmd = f.what.cmd();
         let status = Status::from_u8(r.hdr.status);
         match (f.what, status) {
             (Pending::Register(account), Some(Status::Ok)) => Some(Event::Registered(account)),
             (Pending::Login(creds), Some(Status::Pending)) => self.send_passphrase(creds, now_ms),
-            (_, Some(Status::Error)) => Some(Event::Failed(Failure {
-                cmd: cmd.to_string(),
-                code: r.hdr.code.get(),
-                message: reason(r),
-                retry_after_ms: r.retry_after_ms.get(),
-            })),
-            (_, _) => Some(Event::Failed(Failure::new(
-                cmd,
-                r.hdr.code.get(),
-                format!("unexpected reply from the server (status {}): {}", r.hdr.status, reason(r)),
-            ))),
+            (Pending::Room(p), _) => self.complete_room(p, r, now_ms),
+            (what, _) => Some(Event::Failed(refused(what.cmd(), r))),
         }
     }
 
@@ -287,7 +351,10 @@ impl Session {
     fn complete_connected(&mut self, c: &Connected) -> Option<Event> {
         let f = self.in_flight.take()?;
         match f.what {
-            Pending::Passphrase { user, password } => Some(Event::Authenticated { user, uid: c.uid.get(), password }),
+            Pending::Passphrase { user, password } => {
+                self.me = Some(room::Me::new(c.uid.get(), &user));
+                Some(Event::Authenticated { user, uid: c.uid.get(), password })
+            }
             other => {
                 Some(Event::Failed(Failure::new(other.cmd(), 0, "unexpected cnnt (connected) reply from the server")))
             }
@@ -326,6 +393,24 @@ fn deadline(now_ms: u64) -> u64 {
     now_ms.saturating_add(REQUEST_TIMEOUT_MS)
 }
 
+/// The failure a `stat` reports: the server's code and reason for an error,
+/// "unexpected reply" for a status the request does not expect.
+fn refused(cmd: &str, r: &StatusReply) -> Failure {
+    match Status::from_u8(r.hdr.status) {
+        Some(Status::Error) => Failure {
+            cmd: cmd.to_string(),
+            code: r.hdr.code.get(),
+            message: reason(r),
+            retry_after_ms: r.retry_after_ms.get(),
+        },
+        _ => Failure::new(
+            cmd,
+            r.hdr.code.get(),
+            format!("unexpected reply from the server (status {}): {}", r.hdr.status, reason(r)),
+        ),
+    }
+}
+
 /// The reason text of a status reply, or a stand-in when it is empty or unreadable.
 fn reason(r: &StatusReply) -> String {
     match r.reason() {
@@ -359,9 +444,9 @@ mod tests {
     use sotto::wire::code;
     use std::sync::OnceLock;
 
-    const NOW: u64 = 1_700_000_000_000;
+    pub(super) const NOW: u64 = 1_700_000_000_000;
 
-    fn status(id: u64, st: Status, code: u16, why: &str) -> Vec<u8> {
+    pub(super) fn status(id: u64, st: Status, code: u16, why: &str) -> Vec<u8> {
         let mut r = StatusReply::new(st, code, id, NOW);
         r.set_reason(why).unwrap();
         r.retry_after_ms = zerocopy::byteorder::big_endian::U32::new(if code == 429 { 1500 } else { 0 });
@@ -375,7 +460,13 @@ mod tests {
         c.as_bytes().to_vec()
     }
 
-    fn sent_id(s: &mut Session) -> u64 {
+    /// Hands one frame to the session; its first event.
+    pub(super) fn feed(s: &mut Session, frame: &[u8]) -> Option<Event> {
+        s.handle_frame(frame, NOW);
+        s.poll_event()
+    }
+
+    pub(super) fn sent_id(s: &mut Session) -> u64 {
         let pt = s.poll_transmit().expect("a request was queued");
         wire::header(&pt).unwrap().msg_id.get()
     }
@@ -401,11 +492,11 @@ mod tests {
         let m = wire::decode::<Login>(&pt).unwrap();
         assert_eq!((m.username().unwrap(), m.password().unwrap()), ("alice", "password123"));
         assert_eq!(m.hdr.msg_id.get(), 1);
-        assert!(s.handle_frame(&status(1, Status::Pending, code::PENDING, "passphrase required"), NOW).is_none());
+        assert!(feed(&mut s, &status(1, Status::Pending, code::PENDING, "passphrase required")).is_none());
         let pt = s.poll_transmit().unwrap();
         let p = wire::decode::<Passphrase>(&pt).unwrap();
         assert_eq!((p.passphrase().unwrap(), p.hdr.msg_id.get()), ("red green blue", 2));
-        match s.handle_frame(&connected(2, "alice"), NOW) {
+        match feed(&mut s, &connected(2, "alice")) {
             Some(Event::Authenticated { user, uid, password }) => {
                 assert_eq!((user.as_str(), uid, password.as_str()), ("alice", 42, "password123"));
             }
@@ -419,15 +510,15 @@ mod tests {
         let mut s = Session::new();
         s.login("alice", "wrong", "red green blue", NOW).unwrap();
         let id = sent_id(&mut s);
-        match s.handle_frame(&status(id, Status::Error, 401, "wrong user name or password"), NOW) {
+        match feed(&mut s, &status(id, Status::Error, 401, "wrong user name or password")) {
             Some(Event::Failed(f)) => assert_eq!(f, Failure::new("login", 401, "wrong user name or password")),
             _ => panic!("expected failure"),
         }
         s.login("alice", "password123", "red green blue", NOW).unwrap();
         let id = sent_id(&mut s);
-        s.handle_frame(&status(id, Status::Pending, 202, ""), NOW);
+        feed(&mut s, &status(id, Status::Pending, 202, ""));
         let id = sent_id(&mut s);
-        match s.handle_frame(&status(id, Status::Error, 429, "slow down"), NOW) {
+        match feed(&mut s, &status(id, Status::Error, 429, "slow down")) {
             Some(Event::Failed(f)) => assert_eq!((f.cmd.as_str(), f.code, f.retry_after_ms), ("login", 429, 1500)),
             _ => panic!("expected failure"),
         }
@@ -458,7 +549,7 @@ mod tests {
         let public = identity::from_modulus(&m.id_pub).unwrap();
         assert!(identity::verify(&public, &account::enc_key_binding("bob", &m.enc_pub), &m.enc_sig));
         let id = m.hdr.msg_id.get();
-        match s.handle_frame(&status(id, Status::Ok, code::OK, "registered"), NOW) {
+        match feed(&mut s, &status(id, Status::Ok, code::OK, "registered")) {
             Some(Event::Registered(a)) => {
                 assert_eq!(a.username, "bob");
                 assert_eq!(a.fingerprint, identity::fingerprint(&m.id_pub));
@@ -472,14 +563,14 @@ mod tests {
         let mut s = Session::new();
         s.login("alice", "password123", "red green blue", NOW).unwrap();
         let id = sent_id(&mut s);
-        assert!(matches!(s.handle_frame(&status(id + 7, Status::Error, 400, "x"), NOW), Some(Event::Notice(_))));
+        assert!(matches!(feed(&mut s, &status(id + 7, Status::Error, 400, "x")), Some(Event::Notice(_))));
         let mut unknown = status(id, Status::Ok, 200, "");
         unknown[..4].copy_from_slice(&999_999u32.to_be_bytes());
-        assert!(matches!(s.handle_frame(&unknown, NOW), Some(Event::Notice(_))));
-        assert!(matches!(s.handle_frame(&[1, 2, 3], NOW), Some(Event::Notice(_))));
+        assert!(matches!(feed(&mut s, &unknown), Some(Event::Notice(_))));
+        assert!(matches!(feed(&mut s, &[1, 2, 3]), Some(Event::Notice(_))));
         assert!(s.busy(), "the login is still pending");
         let short = &status(id, Status::Error, 401, "x")[..40];
-        assert!(matches!(s.handle_frame(short, NOW), Some(Event::Failed(f)) if f.code == 0));
+        assert!(matches!(feed(&mut s, short), Some(Event::Failed(f)) if f.code == 0));
     }
 
     #[test]
@@ -487,8 +578,10 @@ mod tests {
         let mut s = Session::new();
         s.login("alice", "password123", "red green blue", NOW).unwrap();
         assert_eq!(s.poll_timeout(), Some(NOW + REQUEST_TIMEOUT_MS));
-        assert!(s.handle_timeout(NOW + 1).is_none());
-        assert!(matches!(s.handle_timeout(NOW + REQUEST_TIMEOUT_MS), Some(Event::Failed(f)) if f.code == 0));
+        s.handle_timeout(NOW + 1);
+        assert!(s.poll_event().is_none());
+        s.handle_timeout(NOW + REQUEST_TIMEOUT_MS);
+        assert!(matches!(s.poll_event(), Some(Event::Failed(f)) if f.code == 0));
         assert!(!s.busy());
     }
 }

@@ -43,9 +43,10 @@ fn room_name(
     name
 }
 
-/// Room back-off is keyed by the room, so guesses against one room from many sessions add up.
-fn room_key(name: &str) -> u64 {
-    let h = crypto::sha256(&[b"room\0", name.as_bytes()]);
+/// Room back-off is keyed by (room, user), like logins by account, plus the
+/// address: one user's wrong guesses cannot lock everyone else out of a room.
+fn room_key(name: &str, uid: u64) -> u64 {
+    let h = crypto::sha256(&[b"room\0", name.as_bytes(), &uid.to_be_bytes()]);
     u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]])
 }
 
@@ -119,7 +120,7 @@ pub fn join(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     let Some(verifier) = core.rooms.get(&name).map(|r| r.verifier) else {
         return core.reply(id, msg_id, JRMS, code::NOT_FOUND, "no such room", now_ms);
     };
-    let key = room_key(&name);
+    let key = room_key(&name, auth.uid());
     if let Some(wait) = core.room_backoff.check(Some(key), addr, now_ms) {
         return core.reply_retry(
             id,
@@ -151,7 +152,7 @@ pub fn join(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
 }
 
 /// The answer to a durable join: the members (and former members whose
-/// messages are kept), a 200, then the history oldest first.
+/// messages are kept), a 200, the history oldest first, then a `stat` done.
 pub fn join_answer(core: &mut Core, id: ConnId, msg_id: u64, name: &str, now_ms: u64) {
     let Some(room) = core.rooms.get(name) else {
         return core.reply(id, msg_id, JRMS, code::NOT_FOUND, "room was deleted", now_ms);
@@ -172,6 +173,7 @@ pub fn join_answer(core: &mut Core, id: ConnId, msg_id: u64, name: &str, now_ms:
     for e in &history {
         core.send(id, &receive(name, e, true, msg_id, now_ms));
     }
+    core.reply_done(id, msg_id, JRMS, "end of history", now_ms);
 }
 
 /// An `rvrm` carrying a kept or live entry.

@@ -1,0 +1,712 @@
+//! Rooms, the client's side of PROTOCOL.md §6 (DESIGN §6): the room requests,
+//! the collection of their multi-part answers, key pinning, and the checks on
+//! every room message that arrives.
+//!
+//! Invariant: a room message is reported `verified` only when its signature
+//! verifies with the sender's pinned, unchanged identity key and its tag
+//! verifies with the room's content key; anything else is still reported, but
+//! flagged, never as genuine. Keys the server lists are pinned on first sight
+//! and never replaced. Room passwords and keys are never sent, only the auth key.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use sotto::account;
+use sotto::crypto;
+use sotto::identity::{self, Signer, RSA_BYTES};
+use sotto::opcodes::{
+    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, ReceiveRoomMessage, RoomDeleted, RoomListEntry, RoomMember,
+    RoomSalt, RoomSaltRequest, SendRoomMessage, StatusReply, WhoRoom,
+};
+use sotto::room::{self as rooms, Context, RoomKeys, Sealed, TEXT_MAX};
+use sotto::wire::{code, Message, Status};
+use zeroize::Zeroizing;
+
+use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
+use crate::keyring::Keyring;
+use crate::pins::{Pins, Seen};
+
+/// `RoomMember.kind` (opcodes.toml `mbrs`).
+const LISTED: u8 = 0;
+const JOINED: u8 = 1;
+const LEFT: u8 = 2;
+const FORMER: u8 = 3;
+/// Room messages held while the keys of an unknown sender are asked for; beyond, they go out unheld.
+const HELD_MAX: usize = 1024;
+/// What an undecryptable message says instead of its text.
+pub const UNDECRYPTABLE: &str = "could not decrypt";
+
+/// What the client loads at login and hands to the session (see `App`).
+pub struct Local {
+    /// The identity key that signs room messages, with the user's X25519 public
+    /// key; `None` when the key file is not on this machine.
+    pub identity: Option<(Signer, [u8; 32])>,
+    /// The pinned keys of other users.
+    pub pins: Pins,
+    /// The keys of the rooms the user is in.
+    pub keyring: Keyring,
+}
+
+/// The logged-in user and its local state.
+pub(super) struct Me {
+    uid: u64,
+    user: String,
+    signer: Option<Signer>,
+    pins: Pins,
+    keyring: Keyring,
+    /// UIDs whose key change (or unverifiable keys) was reported this session.
+    announced: BTreeSet<u64>,
+    /// Rooms whose members were asked for because of an unknown sender.
+    refreshed: BTreeSet<String>,
+    /// Room messages waiting for that answer, in arrival order.
+    held: VecDeque<ReceiveRoomMessage>,
+    /// The room to ask for next.
+    refresh: Option<String>,
+}
+
+impl Me {
+    pub(super) fn new(uid: u64, user: &str) -> Me {
+        Me {
+            uid,
+            user: user.to_string(),
+            signer: None,
+            pins: Pins::new(),
+            keyring: Keyring::new(),
+            announced: BTreeSet::new(),
+            refreshed: BTreeSet::new(),
+            held: VecDeque::new(),
+            refresh: None,
+        }
+    }
+}
+
+/// A room member as shown: `{"name":N,"online":bool}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// User name.
+    pub name: String,
+    /// Has a session now.
+    pub online: bool,
+}
+
+/// A room in a list: `{"name":R,"members":N}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Room name.
+    pub name: String,
+    /// Number of members.
+    pub members: u32,
+}
+
+/// A room message after the checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomMessage {
+    /// Room name.
+    pub room: String,
+    /// The sender's pinned name, or `uid:<16 hex>` when unknown.
+    pub from: String,
+    /// The text; empty when it could not be decrypted.
+    pub text: String,
+    /// The sender's timestamp (signed), Unix ms.
+    pub ts: u64,
+    /// Signature (pinned, unchanged key) and tag both verified.
+    pub verified: bool,
+    /// Replayed from the kept history after a join.
+    pub history: bool,
+    /// Why there is no text ([`UNDECRYPTABLE`]).
+    pub error: Option<&'static str>,
+}
+
+/// What happens in rooms, as the front ends show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// A join succeeded; current members in the server's order (self included).
+    Joined {
+        /// Room name.
+        room: String,
+        /// Current members.
+        members: Vec<Member>,
+    },
+    /// A room message, live or from the history.
+    Message(RoomMessage),
+    /// Someone joined a room the user is in.
+    MemberJoined {
+        /// Room name.
+        room: String,
+        /// The newcomer.
+        name: String,
+    },
+    /// Someone left a room the user is in.
+    MemberLeft {
+        /// Room name.
+        room: String,
+        /// Who left.
+        name: String,
+    },
+    /// Answer to `rooms`.
+    Rooms(Vec<RoomInfo>),
+    /// Answer to `who`.
+    Who {
+        /// Room name.
+        room: String,
+        /// Its members.
+        members: Vec<Member>,
+    },
+    /// The owner deleted a room the user was in; its key is forgotten.
+    Deleted {
+        /// Room name.
+        room: String,
+    },
+    /// The server listed other keys for a pinned user; the pin is kept.
+    KeyChanged {
+        /// The pinned user name.
+        user: String,
+    },
+}
+
+/// A room request waiting for its answer.
+pub(super) enum Pending {
+    Create {
+        room: String,
+        keys: RoomKeys,
+    },
+    /// Join step 1: the salt, to derive the keys from the password.
+    Salt {
+        room: String,
+        password: Zeroizing<String>,
+    },
+    /// Join step 2: members, then the final `stat`.
+    Join {
+        room: String,
+        keys: RoomKeys,
+        stored: bool,
+        members: Vec<Member>,
+    },
+    /// After a join's 200: the history arrives, then a `stat` done (same msg_id) ends it.
+    Settle {
+        room: String,
+    },
+    Say {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    List {
+        rooms: Vec<RoomInfo>,
+    },
+    Who {
+        room: String,
+        members: Vec<Member>,
+    },
+    /// A `whor` the client sends itself to learn the keys of an unknown sender.
+    Refresh {
+        room: String,
+    },
+    Delete {
+        room: String,
+    },
+}
+
+impl Pending {
+    pub(super) fn cmd(&self) -> &'static str {
+        match self {
+            Pending::Create { .. } => "create",
+            Pending::Salt { .. } | Pending::Join { .. } | Pending::Settle { .. } => "join",
+            Pending::Say { .. } => "say",
+            Pending::Leave { .. } => "leave",
+            Pending::List { .. } => "rooms",
+            Pending::Who { .. } | Pending::Refresh { .. } => "who",
+            Pending::Delete { .. } => "delete",
+        }
+    }
+
+    fn room(&self) -> Option<&str> {
+        match self {
+            Pending::List { .. } => None,
+            Pending::Create { room, .. }
+            | Pending::Salt { room, .. }
+            | Pending::Join { room, .. }
+            | Pending::Settle { room }
+            | Pending::Say { room }
+            | Pending::Leave { room }
+            | Pending::Who { room, .. }
+            | Pending::Refresh { room }
+            | Pending::Delete { room } => Some(room),
+        }
+    }
+}
+
+fn copy_keys(k: &RoomKeys) -> RoomKeys {
+    RoomKeys { auth: k.auth.clone(), content: k.content.clone() }
+}
+
+/// The listed keys bind together: a well-formed identity key signed the name and enc_pub.
+fn keys_verify(name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32], enc_sig: &[u8]) -> bool {
+    identity::from_modulus(id_pub)
+        .is_ok_and(|k| identity::verify(&k, &account::enc_key_binding(name, enc_pub), enc_sig))
+}
+
+/// A user name from the server, as it must be: already canonical.
+fn canonical_user(name: Result<&str, sotto::wire::WireError>) -> Option<String> {
+    let name = name.ok()?;
+    account::normalize_username(name).ok().filter(|n| n == name)
+}
+
+/// A room name from the server, case-folded and checked.
+fn canonical_room(name: Result<&str, sotto::wire::WireError>) -> Option<String> {
+    rooms::normalize_name(name.ok()?).ok()
+}
+
+impl Session {
+    /// Hands over what was loaded at login: the identity key, the pins and the room keys.
+    /// The user's own keys are pinned too, so a server that lists others for it is noticed.
+    pub fn install(&mut self, local: Local) {
+        let Some(me) = self.me.as_mut() else { return };
+        me.pins = local.pins;
+        me.keyring = local.keyring;
+        if let Some((signer, enc_pub)) = local.identity {
+            if let Ok(id_pub) = identity::modulus(signer.public()) {
+                let (uid, user) = (me.uid, me.user.clone());
+                me.signer = Some(signer);
+                self.pin(uid, &user, &id_pub, &enc_pub, None);
+            }
+        }
+    }
+
+    /// The pins, once after each change (to be saved).
+    pub fn dirty_pins(&mut self) -> Option<&Pins> {
+        let me = self.me.as_mut()?;
+        me.pins.take_dirty().then_some(&me.pins)
+    }
+
+    /// The room keys, once after each change (to be saved).
+    pub fn dirty_keyring(&mut self) -> Option<&Keyring> {
+        let me = self.me.as_mut()?;
+        me.keyring.take_dirty().then_some(&me.keyring)
+    }
+
+    /// True when the keys of `room` are stored (the user is in it, as far as this client knows).
+    pub fn has_room(&self, room: &str) -> bool {
+        let room = rooms::normalize_name(room).unwrap_or_default();
+        self.me.as_ref().is_some_and(|me| me.keyring.get(&room).is_some())
+    }
+
+    /// `create ROOM PASSWORD` (crms): a fresh salt, the verifier of the derived auth key.
+    pub fn create_room(&mut self, room: &str, password: &str, now_ms: u64) -> Result<(), Failure> {
+        let room = self.room_request("create", room)?;
+        if password.is_empty() {
+            return Err(Failure::new("create", 400, "the room password must not be empty"));
+        }
+        let salt: [u8; 16] = crypto::random();
+        let keys = rooms::derive(&room, password, &salt).map_err(|e| Failure::new("create", 500, e.to_string()))?;
+        let id = self.take_id();
+        let mut m = CreateRoom::request(id, now_ms);
+        m.set_room(&room).map_err(|e| too_long("create", e))?;
+        m.salt = salt;
+        m.verifier = rooms::verifier(&keys.auth);
+        self.queue(&mut m);
+        self.start(id, now_ms, Pending::Create { room, keys });
+        Ok(())
+    }
+
+    /// `join ROOM PASSWORD` (gslt, then jrms), or `join ROOM` with the stored keys (jrms only).
+    pub fn join_room(&mut self, room: &str, password: Option<&str>, now_ms: u64) -> Result<(), Failure> {
+        let room = self.room_request("join", room)?;
+        let Some(password) = password else {
+            let stored = self.me.as_ref().and_then(|me| me.keyring.get(&room)).map(copy_keys);
+            let Some(keys) = stored else {
+                return Err(Failure::new(
+                    "join",
+                    400,
+                    format!("no stored key for room {room}: join it with its password"),
+                ));
+            };
+            self.send_join(room, keys, true, now_ms);
+            return Ok(());
+        };
+        if password.is_empty() {
+            return Err(Failure::new("join", 400, "the room password must not be empty"));
+        }
+        let id = self.take_id();
+        let mut m = RoomSaltRequest::request(id, now_ms);
+        m.set_room(&room).map_err(|e| too_long("join", e))?;
+        self.queue(&mut m);
+        self.start(id, now_ms, Pending::Salt { room, password: Zeroizing::new(password.to_string()) });
+        Ok(())
+    }
+
+    /// `say ROOM TEXT` (srms): sealed with the room's content key, signed with the identity key.
+    pub fn say(&mut self, room: &str, text: &str, now_ms: u64) -> Result<(), Failure> {
+        let room = self.room_request("say", room)?;
+        let me = self.me.as_ref().ok_or_else(|| Failure::new("say", 401, "log in first"))?;
+        if me.keyring.get(&room).is_none() {
+            return Err(Failure::new("say", 403, format!("not in room {room}; /join it first")));
+        }
+        if text.len() > TEXT_MAX {
+            return Err(Failure::new(
+                "say",
+                413,
+                format!("message too long ({} bytes, at most {TEXT_MAX})", text.len()),
+            ));
+        }
+        if me.signer.is_none() {
+            return Err(Failure::new(
+                "say",
+                403,
+                "no identity key on this machine to sign with: room messages can only be sent where the account's keys are",
+            ));
+        }
+        let id = self.take_id();
+        let mut m = self.seal_message(&room, text, id, now_ms)?;
+        self.queue(&mut m);
+        self.start(id, now_ms, Pending::Say { room });
+        Ok(())
+    }
+
+    fn seal_message(&self, room: &str, text: &str, id: u64, now_ms: u64) -> Result<SendRoomMessage, Failure> {
+        let fail = |why: String| Failure::new("say", 500, why);
+        let me = self.me.as_ref().ok_or_else(|| Failure::new("say", 401, "log in first"))?;
+        let (Some(keys), Some(signer)) = (me.keyring.get(room), me.signer.as_ref()) else {
+            return Err(fail("room key or identity key missing".into()));
+        };
+        let ctx = Context { room, sender_uid: me.uid, msg_id: id, sent_time: now_ms };
+        let sealed = rooms::seal(&keys.content, &ctx, text).map_err(|e| fail(e.to_string()))?;
+        let signature = signer.sign(&rooms::signed_bytes(&ctx, &sealed)).map_err(|e| fail(e.to_string()))?;
+        let mut m = SendRoomMessage::request(id, now_ms);
+        m.set_room(room).map_err(|e| too_long("say", e))?;
+        m.iv = sealed.iv;
+        m.ciphertext = sealed.ciphertext;
+        m.tag = sealed.tag;
+        m.signature = signature;
+        Ok(m)
+    }
+
+    /// `leave ROOM` (lvrm); the stored keys are dropped once the server agrees.
+    pub fn leave_room(&mut self, room: &str, now_ms: u64) -> Result<(), Failure> {
+        let room = self.room_request("leave", room)?;
+        let id = self.take_id();
+        let mut m = LeaveRoom::request(id, now_ms);
+        m.set_room(&room).map_err(|e| too_long("leave", e))?;
+        self.queue(&mut m);
+        self.start(id, now_ms, Pending::Leave { room });
+        Ok(())
+    }
+
+    /// `rooms` (lsrm): every room's name and member count.
+    pub fn list_rooms(&mut self, now_ms: u64) -> Result<(), Failure> {
+        if self.me.is_none() {
+            return Err(Failure::new("rooms", 401, "log in first"));
+        }
+        self.check_idle("rooms")?;
+        let id = self.take_id();
+        let mut m = ListRooms::request(id, now_ms);
+        self.queue(&mut m);
+        self.start(id, now_ms, Pending::List { rooms: Vec::new() });
+        Ok(())
+    }
+
+    /// `who ROOM` (whor): the members of a room the user is in.
+    pub fn who_room(&mut self, room: &str, now_ms: u64) -> Result<(), Failure> {
+        let room = self.room_request("who", room)?;
+        self.send_who(room, false, now_ms)
+    }
+
+    /// `delete ROOM` (dlrm): owner only.
+    pub fn delete_room(&mut self, room: &str, now_ms: u64) -> Result<(), Failure> {
+        let room = self.room_request("delete", room)?;
+        let id = self.take_id();
+        let mut m = DeleteRoom::request(id, now_ms);
+        m.set_room(&room).map_err(|e| too_long("delete", e))?;
+        self.queue(&mut m);
+        self.start(id, now_ms, Pending::Delete { room });
+        Ok(())
+    }
+
+    /// Logged in, nothing in flight, and a valid room name (canonical form returned).
+    fn room_request(&self, cmd: &str, room: &str) -> Result<String, Failure> {
+        if self.me.is_none() {
+            return Err(Failure::new(cmd, 401, "log in first"));
+        }
+        self.check_idle(cmd)?;
+        rooms::normalize_name(room).map_err(|e| Failure::new(cmd, 400, e.to_string()))
+    }
+
+    fn start(&mut self, id: u64, now_ms: u64, what: Pending) {
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: super::Pending::Room(what) });
+    }
+
+    fn send_join(&mut self, room: String, keys: RoomKeys, stored: bool, now_ms: u64) {
+        let id = self.take_id();
+        let mut m = JoinRoom::request(id, now_ms);
+        // NOTE: a canonical room name always fits its 32-byte field.
+        let _ = m.set_room(&room);
+        m.auth_key = *keys.auth;
+        self.queue(&mut m);
+        self.start(id, now_ms, Pending::Join { room, keys, stored, members: Vec::new() });
+    }
+
+    fn send_who(&mut self, room: String, refresh: bool, now_ms: u64) -> Result<(), Failure> {
+        let id = self.take_id();
+        let mut m = WhoRoom::request(id, now_ms);
+        m.set_room(&room).map_err(|e| too_long("who", e))?;
+        self.queue(&mut m);
+        let what = if refresh { Pending::Refresh { room } } else { Pending::Who { room, members: Vec::new() } };
+        self.start(id, now_ms, what);
+        Ok(())
+    }
+
+    /// The final `stat` of a room request.
+    pub(super) fn complete_room(&mut self, p: Pending, r: &StatusReply, now_ms: u64) -> Option<Event> {
+        let ok =
+            r.hdr.code.get() == code::OK && matches!(Status::from_u8(r.hdr.status), Some(Status::Ok | Status::Done));
+        let me = self.me.as_mut()?;
+        let done = |cmd, room| Some(Event::Done { cmd, room });
+        match p {
+            Pending::Create { room, keys } if ok => {
+                me.keyring.insert(&room, keys);
+                done("create", room)
+            }
+            Pending::Join { room, keys, members, .. } if ok => {
+                me.keyring.insert(&room, keys);
+                self.events.push_back(Event::Room(RoomEvent::Joined { room: room.clone(), members }));
+                // The history follows, then a `stat` done with the same msg_id ends the join.
+                self.start(r.hdr.msg_id.get(), now_ms, Pending::Settle { room });
+                None
+            }
+            // The end of the history, or whatever answers the refresh: the request is over.
+            Pending::Settle { .. } => None,
+            Pending::Refresh { .. } => {
+                self.release_held();
+                None
+            }
+            Pending::Say { room } if ok => done("say", room),
+            Pending::Leave { room } if ok => {
+                me.keyring.remove(&room);
+                done("leave", room)
+            }
+            Pending::List { rooms } if ok => Some(Event::Room(RoomEvent::Rooms(rooms))),
+            Pending::Who { room, members } if ok => Some(Event::Room(RoomEvent::Who { room, members })),
+            Pending::Delete { room } if ok => {
+                me.keyring.remove(&room);
+                done("delete", room)
+            }
+            p => {
+                let mut f = refused(p.cmd(), r);
+                let room = p.room().unwrap_or_default();
+                // The server has no such room (deleted while away), the stored
+                // keys no longer open it, or a leave finds the user already out:
+                // the local keys are of no use any more.
+                let stale = matches!(
+                    (&p, f.code),
+                    (_, code::NOT_FOUND)
+                        | (Pending::Join { stored: true, .. } | Pending::Leave { .. }, code::FORBIDDEN)
+                );
+                if stale && me.keyring.remove(room) {
+                    f.message.push_str(&format!("; the stored key of room {room} was dropped"));
+                }
+                Some(Event::Failed(f))
+            }
+        }
+    }
+
+    /// `rslt`: derive the keys from the password and the salt, then join.
+    pub(super) fn handle_salt(&mut self, m: &RoomSalt, ours: bool, now_ms: u64) -> Option<Event> {
+        if !ours {
+            return Some(Event::Notice("ignoring an rslt (room salt) for no pending join".into()));
+        }
+        let f = self.in_flight.take()?;
+        match f.what {
+            super::Pending::Room(Pending::Salt { room, password }) => {
+                if canonical_room(m.room()).as_deref() != Some(room.as_str()) {
+                    return Some(Event::Failed(Failure::new("join", 0, "the server sent the salt of another room")));
+                }
+                match rooms::derive(&room, &password, &m.salt) {
+                    Ok(keys) => {
+                        self.send_join(room, keys, false, now_ms);
+                        None
+                    }
+                    Err(e) => Some(Event::Failed(Failure::new("join", 500, e.to_string()))),
+                }
+            }
+            super::Pending::Room(Pending::Settle { .. }) => None,
+            other => {
+                Some(Event::Failed(Failure::new(other.cmd(), 0, "unexpected rslt (room salt) reply from the server")))
+            }
+        }
+    }
+
+    /// `mbrs`: part of a join or who answer (ours), or a joined/left event (msg_id 0).
+    pub(super) fn handle_member(&mut self, m: &RoomMember, ours: bool) -> Option<Event> {
+        self.me.as_ref()?;
+        let (Some(room), Some(name)) = (canonical_room(m.room()), canonical_user(m.name())) else {
+            return Some(Event::Notice("ignoring an mbrs (room member) with a malformed name".into()));
+        };
+        let uid = m.uid.get();
+        if m.hdr.msg_id.get() == 0 {
+            return match m.kind {
+                JOINED => {
+                    self.pin(uid, &name, &m.id_pub, &m.enc_pub, Some(&m.enc_sig));
+                    Some(Event::Room(RoomEvent::MemberJoined { room, name }))
+                }
+                LEFT => Some(Event::Room(RoomEvent::MemberLeft { room, name })),
+                k => Some(Event::Notice(format!("ignoring an mbrs (room member) event of kind {k}"))),
+            };
+        }
+        if !ours || !matches!(m.kind, LISTED | FORMER) {
+            return Some(Event::Notice(format!(
+                "ignoring an mbrs (room member) of kind {} for no pending list",
+                m.kind
+            )));
+        }
+        self.pin(uid, &name, &m.id_pub, &m.enc_pub, Some(&m.enc_sig));
+        let member = Member { name, online: m.online != 0 };
+        match self.in_flight.as_mut().map(|f| &mut f.what) {
+            Some(super::Pending::Room(Pending::Join { room: r, members, .. } | Pending::Who { room: r, members }))
+                if *r == room =>
+            {
+                if m.kind == LISTED {
+                    members.push(member);
+                }
+                None
+            }
+            Some(super::Pending::Room(Pending::Refresh { room: r })) if *r == room => None,
+            _ => Some(Event::Notice(format!("ignoring an mbrs (room member) of room {room} for another request"))),
+        }
+    }
+
+    /// `rmls`: one room of a list answer.
+    pub(super) fn handle_list_entry(&mut self, m: &RoomListEntry, ours: bool) -> Option<Event> {
+        let Some(name) = canonical_room(m.room()) else {
+            return Some(Event::Notice("ignoring an rmls (room list entry) with a malformed name".into()));
+        };
+        match self.in_flight.as_mut().map(|f| &mut f.what) {
+            Some(super::Pending::Room(Pending::List { rooms })) if ours => {
+                rooms.push(RoomInfo { name, members: m.members.get() });
+                None
+            }
+            _ => Some(Event::Notice("ignoring an rmls (room list entry) for no pending list".into())),
+        }
+    }
+
+    /// `rdel`: a room the user was in is gone; so are its keys.
+    pub(super) fn handle_deleted(&mut self, m: &RoomDeleted) -> Option<Event> {
+        let me = self.me.as_mut()?;
+        let Some(room) = canonical_room(m.room()) else {
+            return Some(Event::Notice("ignoring an rdel (room deleted) with a malformed name".into()));
+        };
+        me.keyring.remove(&room);
+        Some(Event::Room(RoomEvent::Deleted { room }))
+    }
+
+    /// `rvrm`: checked and reported; held back, in order, while the keys of an unknown sender are asked for.
+    pub(super) fn handle_room_message(&mut self, m: &ReceiveRoomMessage, now_ms: u64) -> Option<Event> {
+        let me = self.me.as_mut()?;
+        if !me.held.is_empty() && me.held.len() < HELD_MAX {
+            me.held.push_back(*m);
+            return None;
+        }
+        if self.wants_refresh(m) {
+            if let Some(me) = self.me.as_mut() {
+                me.held.push_back(*m);
+            }
+            self.poll_refresh(now_ms);
+            return None;
+        }
+        self.check_message(m)
+    }
+
+    /// True (and noted) when `m` comes from an unknown sender in a room whose members were not asked for yet.
+    fn wants_refresh(&mut self, m: &ReceiveRoomMessage) -> bool {
+        let Some(me) = self.me.as_mut() else { return false };
+        let Some(room) = canonical_room(m.room()) else { return false };
+        if me.pins.get(m.sender_uid.get()).is_some() || me.keyring.get(&room).is_none() || me.refreshed.contains(&room)
+        {
+            return false;
+        }
+        me.refreshed.insert(room.clone());
+        me.refresh = Some(room);
+        true
+    }
+
+    /// Sends the wanted members request once nothing else is in flight.
+    pub(super) fn poll_refresh(&mut self, now_ms: u64) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        if let Some(room) = self.me.as_mut().and_then(|me| me.refresh.take()) {
+            if self.send_who(room, true, now_ms).is_err() {
+                self.release_held();
+            }
+        }
+    }
+
+    /// Reports the held messages in order, until one needs another room's members.
+    pub(super) fn release_held(&mut self) {
+        loop {
+            let Some(m) = self.me.as_mut().and_then(|me| me.held.pop_front()) else { return };
+            if self.wants_refresh(&m) {
+                if let Some(me) = self.me.as_mut() {
+                    me.held.push_front(m);
+                }
+                return;
+            }
+            if let Some(ev) = self.check_message(&m) {
+                self.events.push_back(ev);
+            }
+        }
+    }
+
+    /// Verifies the signature with the pinned key and opens the message with the room key.
+    fn check_message(&self, m: &ReceiveRoomMessage) -> Option<Event> {
+        let me = self.me.as_ref()?;
+        let Some(room) = canonical_room(m.room()) else {
+            return Some(Event::Notice("ignoring an rvrm (room message) with a malformed room name".into()));
+        };
+        let sender = m.sender_uid.get();
+        let ctx =
+            Context { room: &room, sender_uid: sender, msg_id: m.sent_msg_id.get(), sent_time: m.sent_time.get() };
+        let sealed = Sealed { iv: m.iv, ciphertext: m.ciphertext, tag: m.tag };
+        let pin = me.pins.get(sender);
+        let from = pin.map_or_else(|| format!("uid:{sender:016x}"), |p| p.name.clone());
+        let signed = pin.filter(|p| !p.changed).is_some_and(|p| {
+            identity::from_modulus(&p.id_pub)
+                .is_ok_and(|k| identity::verify(&k, &rooms::signed_bytes(&ctx, &sealed), &m.signature))
+        });
+        let opened = me.keyring.get(&room).map(|k| rooms::open(&k.content, &ctx, &sealed));
+        let (text, verified, error) = match opened {
+            Some(Ok(text)) => (text, signed, None),
+            _ => (String::new(), false, Some(UNDECRYPTABLE)),
+        };
+        let (ts, history) = (m.sent_time.get(), m.history != 0);
+        Some(Event::Room(RoomEvent::Message(RoomMessage { room, from, text, ts, verified, history, error })))
+    }
+
+    /// Pins listed keys on first sight (when they bind: `enc_sig`); reports a changed key once a session.
+    fn pin(&mut self, uid: u64, name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32], enc_sig: Option<&[u8]>) {
+        let Some(me) = self.me.as_mut() else { return };
+        let event = match me.pins.get(uid) {
+            Some(p) if p.id_pub == *id_pub && p.enc_pub == *enc_pub => return,
+            Some(_) => {
+                let pinned = me.pins.get(uid).map(|p| p.name.clone()).unwrap_or_default();
+                (me.pins.observe(uid, name, id_pub, enc_pub) == Seen::Changed)
+                    .then_some(Event::Room(RoomEvent::KeyChanged { user: pinned }))
+            }
+            None if enc_sig.is_none_or(|sig| keys_verify(name, id_pub, enc_pub, sig)) => {
+                me.pins.observe(uid, name, id_pub, enc_pub);
+                None
+            }
+            None => Some(Event::Warning(format!(
+                "the keys the server lists for {name} do not verify; not pinned, so {name}'s messages show as unverified"
+            ))),
+        };
+        if let Some(ev) = event {
+            if me.announced.insert(uid) {
+                self.events.push_back(ev);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "room_tests.rs"]
+mod tests;
