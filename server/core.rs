@@ -18,8 +18,10 @@ use zeroize::Zeroize;
 
 use crate::backoff::Backoff;
 use crate::dispatch::{self, Handler};
+use crate::mailbox::Mail;
 use crate::room::Rooms;
 use crate::session::Session;
+use crate::store::Change;
 use crate::worker::{Completion, Job};
 
 /// How long a closing connection may take to flush its last output.
@@ -39,11 +41,22 @@ pub struct Limits {
     pub max_input: usize,
     /// Most unsent output held per connection before it is dropped as a slow consumer.
     pub max_output: usize,
+    /// Undelivered mailbox records expire after this long.
+    pub queue_ttl_ms: u64,
+    /// How long a sender waits for "delivered" before it is told "queued".
+    pub deliver_wait_ms: u64,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { handshake_ms: 10_000, login_ms: 60_000, max_input: 64 * 1024, max_output: 1024 * 1024 }
+        Limits {
+            handshake_ms: 10_000,
+            login_ms: 60_000,
+            max_input: 64 * 1024,
+            max_output: 1024 * 1024,
+            queue_ttl_ms: 30 * 24 * 3600 * 1000,
+            deliver_wait_ms: 5_000,
+        }
     }
 }
 
@@ -128,6 +141,22 @@ pub enum Deferred {
     Reply { conn: ConnId, msg_id: u64, opcode: u32, reason: &'static str },
     /// The answer to a join: members, status, history.
     Joined { conn: ConnId, msg_id: u64, room: String },
+    /// A DM is durable: tell the sender delivered, queued, or wait for the recipient's ack.
+    DmStored { conn: ConnId, msg_id: u64, peer: u64, seq: u64 },
+    /// An accept is durable: the accepter gets the requester's keys.
+    Accepted { conn: ConnId, msg_id: u64, peer: u64 },
+}
+
+/// A DM delivered live, waiting for the recipient's acknowledgement.
+pub struct Awaiting {
+    /// The sender's connection and request.
+    pub conn: ConnId,
+    /// The smpu msg_id (the DM id).
+    pub msg_id: u64,
+    /// Reply "queued" after this.
+    pub deadline_ms: u64,
+    /// Whether the record is on disk yet (no answer before that).
+    pub durable: bool,
 }
 
 /// The whole server state.
@@ -144,6 +173,12 @@ pub struct Core {
     pub rooms: Rooms,
     /// Failed room-password counters, keyed by room.
     pub room_backoff: Backoff,
+    /// Mailboxes and contacts (handlers read and update it; call `mark_mail_dirty`).
+    pub mail: Mail,
+    /// DMs delivered live and not yet acknowledged: (recipient, seq) -> sender.
+    pub awaiting: HashMap<(u64, u64), Awaiting>,
+    mail_dirty: BTreeSet<u64>,
+    contacts_dirty: bool,
     /// Sessions of each logged-in user.
     online: HashMap<u64, Vec<ConnId>>,
     /// Rooms changed this turn, and rooms deleted this turn.
@@ -158,7 +193,7 @@ pub struct Core {
 
 impl Core {
     /// A core serving `accounts`.
-    pub fn new(cfg: ServerConfig, limits: Limits, accounts: Accounts, rooms: Rooms) -> Core {
+    pub fn new(cfg: ServerConfig, limits: Limits, accounts: Accounts, rooms: Rooms, mail: Mail) -> Core {
         Core {
             cfg,
             limits,
@@ -168,6 +203,10 @@ impl Core {
             backoff: Backoff::default(),
             rooms,
             room_backoff: Backoff::default(),
+            mail,
+            awaiting: HashMap::new(),
+            mail_dirty: BTreeSet::new(),
+            contacts_dirty: false,
             online: HashMap::new(),
             dirty: BTreeSet::new(),
             deleted: BTreeSet::new(),
@@ -245,11 +284,20 @@ impl Core {
             || !self.inflight.is_empty()
             || !self.deferred.is_empty()
             || !self.dirty.is_empty()
+            || !self.mail_dirty.is_empty()
+            || self.contacts_dirty
     }
 
     /// Whether `uid` has a session now.
     pub fn is_online(&self, uid: u64) -> bool {
         self.online.contains_key(&uid)
+    }
+
+    /// Sends a stored event to every session of `uid`.
+    pub fn send_bytes_to_user(&mut self, uid: u64, msg: &[u8]) {
+        for id in self.online.get(&uid).cloned().unwrap_or_default() {
+            self.send_bytes(id, msg);
+        }
     }
 
     /// Sends `msg` to every session of `uid` except `except`.
@@ -272,6 +320,21 @@ impl Core {
         self.deleted.insert(name.to_owned());
     }
 
+    /// Notes that `uid`'s mailbox changed.
+    pub fn mark_mail_dirty(&mut self, uid: u64) {
+        self.mail_dirty.insert(uid);
+    }
+
+    /// Notes that the contacts changed.
+    pub fn mark_contacts_dirty(&mut self) {
+        self.contacts_dirty = true;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Queues an answer for after this turn's commit is durable.
     pub fn defer(&mut self, d: Deferred) {
         self.deferred.push(d);
@@ -279,19 +342,28 @@ impl Core {
 
     /// This turn's commit, if anything changed: one job for the disk thread.
     pub fn poll_commit(&mut self) -> Option<Job> {
-        if self.dirty.is_empty() && self.deleted.is_empty() && self.deferred.is_empty() {
+        let idle = self.dirty.is_empty() && self.deleted.is_empty() && self.mail_dirty.is_empty();
+        if idle && !self.contacts_dirty && self.deferred.is_empty() {
             return None;
         }
-        let mut writes = Vec::with_capacity(self.dirty.len() + self.deleted.len());
+        let mut writes = Vec::with_capacity(self.dirty.len() + self.deleted.len() + self.mail_dirty.len() + 1);
         let mut names = Vec::new();
         for name in std::mem::take(&mut self.dirty) {
             if let Some(room) = self.rooms.get(&name) {
-                writes.push((name.clone(), Some(room.encode())));
+                writes.push(Change::Room(name.clone(), Some(room.encode())));
                 names.push(name);
             }
         }
         for name in std::mem::take(&mut self.deleted) {
-            writes.push((name, None));
+            writes.push(Change::Room(name, None));
+        }
+        for uid in std::mem::take(&mut self.mail_dirty) {
+            if let Some(w) = self.mail.boxes.get_mut(&uid).and_then(|b| b.take_write()) {
+                writes.push(Change::Queue(uid, w));
+            }
+        }
+        if std::mem::take(&mut self.contacts_dirty) {
+            writes.push(Change::Contacts(self.mail.contacts.encode()));
         }
         let token = self.next_token;
         self.next_token += 1;
@@ -307,6 +379,7 @@ impl Core {
                 self.dirty.insert(name.clone());
             }
         }
+        const FAILED: &str = "could not store the change; try again";
         for d in answers {
             match d {
                 Deferred::Reply { conn, msg_id, opcode, reason } if ok => {
@@ -315,18 +388,34 @@ impl Core {
                 Deferred::Joined { conn, msg_id, room } if ok => {
                     crate::handler::room::join_answer(self, conn, msg_id, &room, now_ms)
                 }
-                Deferred::Reply { conn, msg_id, opcode, .. } => {
-                    self.reply(conn, msg_id, opcode, code::INTERNAL, "could not store the change; try again", now_ms)
+                Deferred::DmStored { conn, msg_id, peer, seq } if ok => {
+                    crate::handler::direct::stored(self, conn, msg_id, peer, seq, now_ms)
                 }
-                Deferred::Joined { conn, msg_id, .. } => self.reply(
-                    conn,
-                    msg_id,
-                    sotto::opcodes::JRMS,
-                    code::INTERNAL,
-                    "could not store the change; try again",
-                    now_ms,
-                ),
+                Deferred::Accepted { conn, msg_id, peer } if ok => {
+                    crate::handler::direct::accepted(self, conn, msg_id, peer, now_ms)
+                }
+                Deferred::Reply { conn, msg_id, opcode, .. } => {
+                    self.reply(conn, msg_id, opcode, code::INTERNAL, FAILED, now_ms)
+                }
+                Deferred::Joined { conn, msg_id, .. } => {
+                    self.reply(conn, msg_id, sotto::opcodes::JRMS, code::INTERNAL, FAILED, now_ms)
+                }
+                Deferred::DmStored { conn, msg_id, peer, seq } => {
+                    self.awaiting.remove(&(peer, seq));
+                    self.reply(conn, msg_id, sotto::opcodes::SMPU, code::INTERNAL, FAILED, now_ms)
+                }
+                Deferred::Accepted { conn, msg_id, .. } => {
+                    self.reply(conn, msg_id, sotto::opcodes::AMPU, code::INTERNAL, FAILED, now_ms)
+                }
             }
+        }
+        if !ok {
+            // The records stay in memory; rewrite the files from them with the next commit.
+            for (uid, b) in self.mail.boxes.iter_mut() {
+                b.force_rewrite();
+                self.mail_dirty.insert(*uid);
+            }
+            self.contacts_dirty = true;
         }
     }
 
@@ -356,6 +445,8 @@ impl Core {
             conn.close = Some(reason);
         }
         self.backoff.prune(now_ms);
+        self.room_backoff.prune(now_ms);
+        crate::handler::direct::handle_timeout(self, now_ms);
     }
 
     /// Marks `id` for closing once its output is flushed.
@@ -390,10 +481,15 @@ impl Core {
 
     /// Seals `msg` into `id`'s output.
     pub fn send<M: Message>(&mut self, id: ConnId, msg: &M) {
+        self.send_bytes(id, msg.as_bytes());
+    }
+
+    /// Seals a message already in wire form (a stored mailbox event).
+    pub fn send_bytes(&mut self, id: ConnId, msg: &[u8]) {
         let max = self.limits.max_output;
         let Some(conn) = self.conns.get_mut(&id) else { return };
         let Phase::Open { keys, .. } = &mut conn.phase else { return };
-        if keys.sealer.seal(msg.as_bytes(), &mut conn.out).is_err() {
+        if keys.sealer.seal(msg, &mut conn.out).is_err() {
             conn.close.get_or_insert("sequence number exhausted");
         } else if conn.out.len() > max {
             conn.close.get_or_insert("slow consumer: output bound exceeded");

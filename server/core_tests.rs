@@ -14,6 +14,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zerocopy::IntoBytes;
 
 use crate::core::{Accounts, Core, Limits};
+use crate::mailbox::Mail;
 use crate::room::Rooms;
 use crate::store::MemStore;
 use crate::worker::{self, WorkerCtx};
@@ -56,7 +57,7 @@ impl Pair {
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
         let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
-        let mut core = Core::new(scfg, Limits::default(), Accounts::default(), rooms);
+        let mut core = Core::new(scfg, Limits::default(), Accounts::default(), rooms, Mail::default());
         core.accept(ID, ADDR, 1_000);
         let (state, hello) = handshake::client_hello(&ccfg);
         core.handle_input(ID, &hello, 1_000);
@@ -173,7 +174,7 @@ fn registers_logs_in_and_authenticates() {
     let c = wire::decode::<sotto::opcodes::Connected>(&got[0]).unwrap();
     assert_eq!((c.hdr.opcode.get(), c.hdr.code.get(), c.username().unwrap()), (CNNT, code::OK, "alice"));
     assert_ne!(c.uid.get(), 0);
-    assert_eq!(p.status(DmRequest::request(0, 0)).0, code::NOT_IMPLEMENTED, "DM opcodes answer 501");
+    assert_eq!(p.status(DmRequest::request(0, 0)).0, code::BAD_REQUEST, "a DM request names a user");
     assert_eq!(p.login("alice", "password123"), code::FORBIDDEN, "no second login in a session");
 }
 
@@ -246,7 +247,8 @@ fn times_out_handshake_and_login() {
     assert!(!p.closed());
     p.core.handle_timeout(p.now + 60_001);
     assert!(p.closed(), "login timeout");
-    let mut core = Core::new(ServerConfig::built_in(), Limits::default(), Accounts::default(), Rooms::default());
+    let mut core =
+        Core::new(ServerConfig::built_in(), Limits::default(), Accounts::default(), Rooms::default(), Mail::default());
     core.accept(2, ADDR, 0);
     core.handle_timeout(10_001);
     assert!(core.is_done(2), "handshake timeout");
@@ -270,6 +272,7 @@ fn foreign_client_hello_gets_no_answer() {
         Limits::default(),
         Accounts::default(),
         Rooms::default(),
+        Mail::default(),
     );
     core.accept(3, ADDR, 0);
     let ccfg = ClientConfig { build: BuildIdentity::this_build(), deployment_key: [1; 32], server_keys: vec![] };

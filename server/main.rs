@@ -1,12 +1,14 @@
 //! sottod: parse arguments, load the key and the accounts, bind, hand over to the loop.
 
 mod backoff;
+mod contacts;
 mod core;
 #[cfg(test)]
 mod core_tests;
 mod dispatch;
 mod event_loop;
 mod handler;
+mod mailbox;
 mod room;
 mod session;
 mod store;
@@ -23,12 +25,13 @@ use sotto::handshake::ServerConfig;
 use sotto::identity::{self, Signer};
 
 use crate::core::{Accounts, Core, Limits};
+use crate::mailbox::Mail;
 use crate::room::Rooms;
 use crate::store::{FileStore, Store};
 use crate::worker::{Pool, WorkerCtx};
 
 const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
-              [--handshake-timeout SECS] [--login-timeout SECS]
+              [--handshake-timeout SECS] [--login-timeout SECS] [--queue-ttl SECS]
        sottod --opcodes | --opcodes-markdown | --version | --help
 
   --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
@@ -38,6 +41,7 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --workers N               threads for RSA signing and argon2id (default 2)
   --handshake-timeout SECS  close connections that have not finished the handshake (default 10)
   --login-timeout SECS      close connections that have not logged in (default 60)
+  --queue-ttl SECS          undelivered direct messages expire after this (default 2592000 = 30 days)
   --opcodes                 print the opcode audit table and exit
   --opcodes-markdown        print docs/OPCODES.md and exit
 
@@ -70,6 +74,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--workers" => args.workers = number(&flag, &value()?)?.clamp(1, 64) as usize,
             "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)? * 1000,
             "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)? * 1000,
+            "--queue-ttl" => args.limits.queue_ttl_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--opcodes" => {
                 print!("{}", sotto::opcodes::audit_table());
                 return Ok(None);
@@ -119,6 +124,35 @@ fn load_key(path: &PathBuf) -> Result<Signer, String> {
     Ok(signer)
 }
 
+/// Mailboxes and contacts from disk; a torn or corrupt queue tail is reported and cut off.
+fn load_mail(store: &FileStore) -> Result<Mail, String> {
+    let mut mail = Mail::default();
+    if let Some(bytes) = store.load_contacts().map_err(|e| e.to_string())? {
+        mail.contacts = contacts::Contacts::decode(&bytes)
+            .map_err(|why| format!("contacts.db: corrupt ({why}); move it aside to start without it"))?;
+    }
+    for q in store.load_queues().map_err(|e| e.to_string())? {
+        let loaded = mailbox::load(&q.bytes, dm_key);
+        if loaded.good_len < q.bytes.len() {
+            eprintln!(
+                "sottod: queue {:016x}: skipped {} bytes of torn or corrupt records at offset {}; the records before are kept",
+                q.uid,
+                q.bytes.len() - loaded.good_len,
+                loaded.good_len
+            );
+            store.truncate_queue(q.uid, loaded.good_len as u64).map_err(|e| e.to_string())?;
+        }
+        mail.boxes.insert(q.uid, loaded.mailbox);
+    }
+    Ok(mail)
+}
+
+/// (sender, DM id) of a stored `rvum`, for de-duplication.
+fn dm_key(event: &[u8]) -> Option<(u64, u64)> {
+    let m = sotto::wire::decode::<sotto::opcodes::ReceiveDm>(event).ok()?;
+    Some((m.sender_uid.get(), m.dm_id.get()))
+}
+
 fn serve(args: Args) -> Result<(), String> {
     if build_info::DEV_KEYS {
         eprintln!("sottod: WARNING: built with throwaway development keys; run `make keys && make` for a deployment");
@@ -133,12 +167,13 @@ fn serve(args: Args) -> Result<(), String> {
     for room in store.load_rooms().map_err(|e| e.to_string())? {
         rooms.insert(room);
     }
+    let mail = load_mail(&store)?;
     let listener = TcpListener::bind(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let server = ServerConfig::built_in();
     let ctx = Arc::new(WorkerCtx { server: server.clone(), signer, store: Arc::new(store) as Arc<dyn Store> });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
-    let core = Core::new(server, args.limits, accounts, rooms);
+    let core = Core::new(server, args.limits, accounts, rooms, mail);
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

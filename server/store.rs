@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sotto::crypto;
 
+use crate::mailbox::QueueWrite;
 use crate::room::Room;
 use sotto::opcodes::UserRecord;
 use zerocopy::{FromBytes, IntoBytes};
@@ -56,8 +57,23 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
-/// One change to a room file: its new bytes, or `None` to delete it.
-pub type RoomWrite = (String, Option<Vec<u8>>);
+/// One change in a commit.
+pub enum Change {
+    /// A room file's new bytes, or `None` to delete it.
+    Room(String, Option<Vec<u8>>),
+    /// A change to a user's mailbox file.
+    Queue(u64, QueueWrite),
+    /// The contacts file's new bytes.
+    Contacts(Vec<u8>),
+}
+
+/// A queue file as loaded: its bytes.
+pub struct QueueFile {
+    /// The owner's UID.
+    pub uid: u64,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
 
 /// Where accounts and rooms live.
 pub trait Store: Send + Sync {
@@ -67,9 +83,15 @@ pub trait Store: Send + Sync {
     fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError>;
     /// Every stored room file, checked.
     fn load_rooms(&self) -> Result<Vec<Room>, StoreError>;
-    /// Applies one loop turn's room changes durably: each file replaced
-    /// atomically, then one fsync of the directory for the whole batch.
-    fn commit_rooms(&self, writes: &[RoomWrite]) -> Result<(), StoreError>;
+    /// Every mailbox file, raw (the caller parses and may cut a torn tail).
+    fn load_queues(&self) -> Result<Vec<QueueFile>, StoreError>;
+    /// Cuts a mailbox file back to its valid prefix.
+    fn truncate_queue(&self, uid: u64, len: u64) -> Result<(), StoreError>;
+    /// The contacts file, if any.
+    fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Applies one loop turn's changes durably, in order: replaced files
+    /// atomically, appends fsync'd, then one fsync per directory touched.
+    fn commit(&self, writes: &[Change]) -> Result<(), StoreError>;
 }
 
 /// Seals a record: sets magic, version and checksum.
@@ -92,10 +114,13 @@ pub fn parse_user(bytes: &[u8]) -> Result<UserRecord, &'static str> {
     Ok(rec)
 }
 
-/// Accounts as files under `<data>/users/`, rooms under `<data>/rooms/`.
+/// Accounts as files under `<data>/users/`, rooms under `<data>/rooms/`,
+/// mailboxes under `<data>/queues/`, and `<data>/contacts.db`.
 pub struct FileStore {
+    data: PathBuf,
     users: PathBuf,
     rooms: PathBuf,
+    queues: PathBuf,
 }
 
 impl FileStore {
@@ -106,7 +131,13 @@ impl FileStore {
         ensure_private_dir(&users)?;
         let rooms = data.join("rooms");
         ensure_private_dir(&rooms)?;
-        Ok(FileStore { users, rooms })
+        let queues = data.join("queues");
+        ensure_private_dir(&queues)?;
+        Ok(FileStore { data: data.to_owned(), users, rooms, queues })
+    }
+
+    fn queue_path(&self, uid: u64) -> PathBuf {
+        self.queues.join(format!("{uid:016x}.q"))
     }
 
     fn room_path(&self, name: &str) -> PathBuf {
@@ -213,18 +244,85 @@ impl Store for FileStore {
         Ok(out)
     }
 
-    fn commit_rooms(&self, writes: &[RoomWrite]) -> Result<(), StoreError> {
-        for (name, bytes) in writes {
-            let path = self.room_path(name);
-            match bytes {
-                Some(b) => write_file_synced(&path, b)?,
-                None => match fs::remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StoreError::Io { path, source: e }),
-                    _ => {}
-                },
+    fn load_queues(&self) -> Result<Vec<QueueFile>, StoreError> {
+        let mut out = Vec::new();
+        for (path, bytes) in FileStore::records(&self.queues, "q")? {
+            let uid = path.file_stem().and_then(|s| s.to_str()).and_then(|s| u64::from_str_radix(s, 16).ok());
+            let Some(uid) = uid else { return Err(StoreError::Corrupt { path, why: "name is not a UID" }) };
+            out.push(QueueFile { uid, bytes });
+        }
+        Ok(out)
+    }
+
+    fn truncate_queue(&self, uid: u64, len: u64) -> Result<(), StoreError> {
+        let path = self.queue_path(uid);
+        let f = fs::OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+        f.set_len(len).and_then(|()| f.sync_all()).map_err(io_err(&path))
+    }
+
+    fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.data.join("contacts.db");
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+            Ok(meta) => {
+                check_mode(&path, meta.permissions().mode())?;
+                fs::read(&path).map(Some).map_err(io_err(&path))
             }
         }
-        sync_dir(&self.rooms)
+    }
+
+    fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
+        let (mut rooms, mut queues, mut data) = (false, false, false);
+        for w in writes {
+            match w {
+                Change::Room(name, Some(b)) => {
+                    write_file_synced(&self.room_path(name), b)?;
+                    rooms = true;
+                }
+                Change::Room(name, None) => {
+                    remove_if_present(&self.room_path(name))?;
+                    rooms = true;
+                }
+                Change::Queue(uid, QueueWrite::Append(b)) => {
+                    let path = self.queue_path(*uid);
+                    let mut f = fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .map_err(io_err(&path))?;
+                    f.write_all(b).and_then(|()| f.sync_data()).map_err(io_err(&path))?;
+                    // A new file needs its directory entry made durable too.
+                    queues = true;
+                }
+                Change::Queue(uid, QueueWrite::Replace(b)) => {
+                    write_file_synced(&self.queue_path(*uid), b)?;
+                    queues = true;
+                }
+                Change::Queue(uid, QueueWrite::Remove) => {
+                    remove_if_present(&self.queue_path(*uid))?;
+                    queues = true;
+                }
+                Change::Contacts(b) => {
+                    write_file_synced(&self.data.join("contacts.db"), b)?;
+                    data = true;
+                }
+            }
+        }
+        for (touched, dir) in [(rooms, &self.rooms), (queues, &self.queues), (data, &self.data)] {
+            if touched {
+                sync_dir(dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { path: path.to_owned(), source: e }),
+        _ => Ok(()),
     }
 }
 
@@ -254,13 +352,31 @@ impl Store for MemStore {
         Ok(m.iter().filter_map(|b| Room::decode(b).ok()).collect())
     }
 
-    fn commit_rooms(&self, writes: &[RoomWrite]) -> Result<(), StoreError> {
+    fn load_queues(&self) -> Result<Vec<QueueFile>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn truncate_queue(&self, _uid: u64, _len: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
         if let Ok(mut m) = self.rooms.lock() {
-            for (name, bytes) in writes {
-                match bytes {
-                    Some(b) => m.insert(name.clone(), b.clone()),
-                    None => m.remove(name),
-                };
+            for w in writes {
+                match w {
+                    Change::Room(name, Some(b)) => {
+                        m.insert(name.clone(), b.clone());
+                    }
+                    Change::Room(name, None) => {
+                        m.remove(name);
+                    }
+                    // Mailboxes and contacts live in the core's memory in unit tests.
+                    Change::Queue(..) | Change::Contacts(_) => {}
+                }
             }
         }
         Ok(())

@@ -19,7 +19,7 @@ use sotto::opcodes::UserRecord;
 use zeroize::Zeroizing;
 
 use crate::core::ConnId;
-use crate::store::{self, RoomWrite, Store};
+use crate::store::{self, Change, Store};
 
 /// Work for a worker thread.
 pub enum Job {
@@ -38,7 +38,7 @@ pub enum Job {
     /// Check a passphrase against a stored hash.
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, passphrase: Zeroizing<String> },
     /// Make one loop turn's room changes durable (runs on the disk thread, in order).
-    Commit { token: u64, writes: Vec<RoomWrite> },
+    Commit { token: u64, writes: Vec<Change> },
 }
 
 /// Why a registration failed on the worker.
@@ -107,9 +107,9 @@ pub fn run(job: Job, ctx: &WorkerCtx) -> Completion {
             Completion::Passphrase { conn, msg_id, uid, ok: crypto::verify_secret(&phc, passphrase.as_bytes()) }
         }
         Job::Commit { token, writes } => {
-            let result = ctx.store.commit_rooms(&writes);
+            let result = ctx.store.commit(&writes);
             if let Err(e) = &result {
-                eprintln!("sottod: storing rooms failed: {e}");
+                eprintln!("sottod: commit failed: {e}");
             }
             Completion::Committed { token, ok: result.is_ok() }
         }

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod build_info;
 pub mod crypto;
+pub mod dm;
 pub mod frame;
 pub mod handshake;
 pub mod identity;

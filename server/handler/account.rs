@@ -144,6 +144,7 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             let step = PasswordAccepted::after_password_verified(uid);
             core.set_session(id, Session::Authenticated(Authenticated::after_passphrase_verified(step, name.clone())));
             core.send(id, &reply);
+            crate::handler::direct::on_login(core, id, uid, now_ms);
             if let Some(addr) = core.addr(id) {
                 eprintln!("sottod: conn {id}: {name} logged in from {addr}");
             }

@@ -4,5 +4,5 @@
 //! the dispatch table already checked.
 
 pub mod account;
+pub mod direct;
 pub mod room;
-pub mod unimplemented;

@@ -1,0 +1,260 @@
+//! Direct messages (DESIGN §7): request, accept, reject, send, acknowledge,
+//! delivery at login, expiry.
+//!
+//! Invariant: the server routes sealed DMs by UID between accepted pairs
+//! only, and cannot read them. Every event for a user goes through its
+//! durable mailbox first; the sender hears "queued" or "delivered" only
+//! after the record is on disk, and a record leaves the mailbox only when
+//! the recipient's client acknowledges it.
+
+use sotto::opcodes::{
+    Contact, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, MailboxAck, ReceiveDm, SendDm,
+    UserRecord, AMPU, JMPU, RJMU, SMPU,
+};
+use sotto::wire::{code, decode, Message, Status};
+use zerocopy::IntoBytes;
+
+use crate::core::{Awaiting, ConnId, Core, Deferred};
+use crate::session::Authenticated;
+
+/// `Contact.kind`.
+const ACCEPTED: u8 = 1;
+const LISTED: u8 = 2;
+/// `DmStatus.state`.
+const QUEUED: u8 = 1;
+const DELIVERED: u8 = 2;
+const EXPIRED: u8 = 3;
+
+/// The UID of the user named in `raw`, or an answer 400/404 and None.
+fn peer_uid(
+    core: &mut Core,
+    id: ConnId,
+    msg_id: u64,
+    opcode: u32,
+    raw: Result<&str, sotto::wire::WireError>,
+    now_ms: u64,
+) -> Option<u64> {
+    let name = raw.ok().and_then(|n| sotto::account::normalize_username(n).ok());
+    let Some(name) = name else {
+        core.reply(id, msg_id, opcode, code::BAD_REQUEST, "invalid user name", now_ms);
+        return None;
+    };
+    let uid = core.accounts.by_name(&name).map(|r| r.uid.get());
+    if uid.is_none() {
+        core.reply(id, msg_id, opcode, code::NOT_FOUND, "no such user", now_ms);
+    }
+    uid
+}
+
+/// Stores `event` in `uid`'s mailbox and hands it to `uid`'s sessions now.
+fn post(core: &mut Core, uid: u64, event: &[u8], dm: Option<(u64, u64)>, now_ms: u64) -> u64 {
+    let mb = core.mail.boxes.entry(uid).or_default();
+    let seq = mb.push(event.to_vec(), dm, now_ms);
+    core.mark_mail_dirty(uid);
+    if let Some(stored) =
+        core.mail.boxes.get(&uid).and_then(|b| b.live().find(|(s, _)| **s == seq)).map(|(_, r)| r.event.clone())
+    {
+        core.send_bytes_to_user(uid, &stored);
+    }
+    seq
+}
+
+fn contact_event(rec: &UserRecord, kind: u8, status: Status, msg_id: u64, now_ms: u64) -> Contact {
+    let mut c = Contact::new(status, code::OK, msg_id, now_ms);
+    c.kind = kind;
+    c.uid = rec.uid;
+    let _ = c.set_name(rec.username().unwrap_or_default());
+    c.id_pub = rec.id_pub;
+    c.enc_pub = rec.enc_pub;
+    c.enc_sig = rec.enc_sig;
+    c
+}
+
+fn name_of(core: &Core, uid: u64) -> String {
+    core.accounts.by_uid(uid).and_then(|r| r.username().ok()).unwrap_or_default().to_owned()
+}
+
+/// jmpu: record the request and tell the target (now or at its next login).
+pub fn request(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<DmRequest>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(peer) = peer_uid(core, id, msg_id, JMPU, m.peer(), now_ms) else { return };
+    let me = auth.uid();
+    if peer == me {
+        return core.reply(id, msg_id, JMPU, code::BAD_REQUEST, "you cannot message yourself", now_ms);
+    }
+    if core.mail.contacts.accepted(me, peer) {
+        return core.reply(id, msg_id, JMPU, code::CONFLICT, "already contacts", now_ms);
+    }
+    if core.mail.contacts.requested(me, peer) {
+        return core.reply(id, msg_id, JMPU, code::CONFLICT, "already requested", now_ms);
+    }
+    core.mail.contacts.request(me, peer);
+    core.mark_contacts_dirty();
+    let mut ev = DmRequested::new(Status::Ok, code::OK, 0, now_ms);
+    ev.from_uid.set(me);
+    let _ = ev.set_from(auth.name());
+    post(core, peer, ev.as_bytes(), None, now_ms);
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: JMPU, reason: "requested" });
+}
+
+/// ampu: accept a pending request; both sides get the other's keys.
+pub fn accept(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<DmAccept>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(peer) = peer_uid(core, id, msg_id, AMPU, m.peer(), now_ms) else { return };
+    if !core.mail.contacts.accept(peer, auth.uid()) {
+        return core.reply(id, msg_id, AMPU, code::NOT_FOUND, "no pending request from that user", now_ms);
+    }
+    core.mark_contacts_dirty();
+    if let Some(me) = core.accounts.by_uid(auth.uid()).copied() {
+        let ev = contact_event(&me, ACCEPTED, Status::Ok, 0, now_ms);
+        post(core, peer, ev.as_bytes(), None, now_ms);
+    }
+    core.defer(Deferred::Accepted { conn: id, msg_id, peer });
+}
+
+/// An accept is durable: the accepter gets the requester's keys and a 200.
+pub fn accepted(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, now_ms: u64) {
+    if let Some(rec) = core.accounts.by_uid(peer).copied() {
+        core.send(id, &contact_event(&rec, ACCEPTED, Status::Pending, msg_id, now_ms));
+    }
+    core.reply(id, msg_id, AMPU, code::OK, "accepted", now_ms);
+}
+
+/// rjmu: drop a pending request; the requester is told.
+pub fn reject(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<DmReject>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(peer) = peer_uid(core, id, msg_id, RJMU, m.peer(), now_ms) else { return };
+    if !core.mail.contacts.reject(peer, auth.uid()) {
+        return core.reply(id, msg_id, RJMU, code::NOT_FOUND, "no pending request from that user", now_ms);
+    }
+    core.mark_contacts_dirty();
+    let mut ev = DmRejected::new(Status::Ok, code::OK, 0, now_ms);
+    ev.by_uid.set(auth.uid());
+    let _ = ev.set_by(auth.name());
+    post(core, peer, ev.as_bytes(), None, now_ms);
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: RJMU, reason: "rejected" });
+}
+
+/// smpu: store the sealed DM in the recipient's mailbox and deliver it if online.
+pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<SendDm>(frame) else { return };
+    let (dm_id, peer, me) = (m.hdr.msg_id.get(), m.peer_uid.get(), auth.uid());
+    if core.accounts.by_uid(peer).is_none() {
+        return core.reply(id, dm_id, SMPU, code::NOT_FOUND, "no such user", now_ms);
+    }
+    if !core.mail.contacts.accepted(me, peer) {
+        return core.reply(id, dm_id, SMPU, code::FORBIDDEN, "no accepted DM channel with this user", now_ms);
+    }
+    // A resent message (same sender, same id) is stored once; the sender hears its state again.
+    if let Some(seq) = core.mail.boxes.get(&peer).and_then(|b| b.dm_seq((me, dm_id))) {
+        return core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, peer, seq });
+    }
+    let mut ev = ReceiveDm::new(Status::Ok, code::OK, 0, now_ms);
+    ev.sender_uid.set(me);
+    let _ = ev.set_sender(auth.name());
+    ev.server_time.set(now_ms);
+    ev.dm_id.set(dm_id);
+    ev.sent_time = m.hdr.timestamp;
+    ev.eph_pub = m.eph_pub;
+    ev.iv = m.iv;
+    ev.ciphertext = m.ciphertext;
+    ev.tag = m.tag;
+    ev.signature = m.signature;
+    let seq = post(core, peer, ev.as_bytes(), Some((me, dm_id)), now_ms);
+    if core.is_online(peer) {
+        let deadline_ms = now_ms + core.limits().deliver_wait_ms;
+        core.awaiting.insert((peer, seq), Awaiting { conn: id, msg_id: dm_id, deadline_ms, durable: false });
+    }
+    core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, peer, seq });
+}
+
+fn status(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, state: u8, now_ms: u64) {
+    let mut ev = DmStatus::new(Status::Ok, code::OK, msg_id, now_ms);
+    ev.dm_id.set(msg_id);
+    ev.peer_uid.set(peer);
+    let _ = ev.set_peer(&name_of(core, peer));
+    ev.state = state;
+    core.send(id, &ev);
+}
+
+/// The DM is on disk: delivered if already acknowledged, queued if the
+/// recipient is away, otherwise wait (bounded) for the acknowledgement.
+pub fn stored(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, seq: u64, now_ms: u64) {
+    let live = core.mail.boxes.get(&peer).is_some_and(|b| b.is_live(seq));
+    match core.awaiting.get_mut(&(peer, seq)) {
+        Some(w) if live => w.durable = true,
+        _ => {
+            core.awaiting.remove(&(peer, seq));
+            status(core, id, msg_id, peer, if live { QUEUED } else { DELIVERED }, now_ms);
+        }
+    }
+}
+
+/// dack: the client has the event; it leaves the mailbox.
+pub fn ack(core: &mut Core, _id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<MailboxAck>(frame) else { return };
+    let (uid, seq) = (auth.uid(), m.seq.get());
+    let Some(mb) = core.mail.boxes.get_mut(&uid) else { return };
+    if mb.ack(seq, now_ms).is_none() {
+        return;
+    }
+    core.mark_mail_dirty(uid);
+    if let Some(w) = core.awaiting.remove(&(uid, seq)) {
+        if w.durable {
+            status(core, w.conn, w.msg_id, uid, DELIVERED, now_ms);
+        } else {
+            // Not on disk yet: `stored` answers "delivered" once it is.
+            core.awaiting.insert((uid, seq), w);
+        }
+    }
+}
+
+/// After a login: the contacts with their current keys, then the mailbox in order.
+pub fn on_login(core: &mut Core, id: ConnId, uid: u64, now_ms: u64) {
+    for peer in core.mail.contacts.of(uid) {
+        if let Some(rec) = core.accounts.by_uid(peer).copied() {
+            core.send(id, &contact_event(&rec, LISTED, Status::Ok, 0, now_ms));
+        }
+    }
+    let events: Vec<Vec<u8>> =
+        core.mail.boxes.get(&uid).map(|b| b.live().map(|(_, r)| r.event.clone()).collect()).unwrap_or_default();
+    for e in events {
+        core.send_bytes(id, &e);
+    }
+}
+
+/// Answers senders whose recipient did not acknowledge in time, and expires old records.
+pub fn handle_timeout(core: &mut Core, now_ms: u64) {
+    let late: Vec<(u64, u64)> =
+        core.awaiting.iter().filter(|(_, w)| w.durable && w.deadline_ms <= now_ms).map(|(k, _)| *k).collect();
+    for key in late {
+        if let Some(w) = core.awaiting.remove(&key) {
+            status(core, w.conn, w.msg_id, key.0, QUEUED, now_ms);
+        }
+    }
+    let cutoff = now_ms.saturating_sub(core.limits().queue_ttl_ms);
+    let owners: Vec<u64> =
+        core.mail.boxes.iter().filter(|(_, b)| !b.expired(cutoff).is_empty()).map(|(u, _)| *u).collect();
+    for uid in owners {
+        let Some(mb) = core.mail.boxes.get_mut(&uid) else { continue };
+        let mut notices = Vec::new();
+        for seq in mb.expired(cutoff) {
+            if let Some(rec) = mb.ack(seq, now_ms) {
+                notices.extend(rec.dm.map(|(sender, dm_id)| (sender, dm_id, seq)));
+            }
+        }
+        core.mark_mail_dirty(uid);
+        for (sender, dm_id, seq) in notices {
+            core.awaiting.remove(&(uid, seq));
+            let mut ev = DmStatus::new(Status::Ok, code::OK, 0, now_ms);
+            ev.dm_id.set(dm_id);
+            ev.peer_uid.set(uid);
+            let _ = ev.set_peer(&name_of(core, uid));
+            ev.state = EXPIRED;
+            post(core, sender, ev.as_bytes(), None, now_ms);
+        }
+    }
+}
