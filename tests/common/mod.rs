@@ -100,6 +100,14 @@ impl Server {
     }
 }
 
+impl Server {
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -217,8 +225,10 @@ impl Client {
     /// line naming it, or a line of type `cmd` (joined, rooms, who).
     pub fn run(&mut self, line: &str, cmd: &str) -> Value {
         self.send(line);
+        let word = line.split_whitespace().next().unwrap_or_default().trim_start_matches('/').to_owned();
         self.wait_for(&format!("answer to {line}"), |v| {
-            v["cmd"] == cmd && (v["type"] == "ok" || v["type"] == "error") || v["type"] == cmd
+            let named = v["cmd"] == cmd || v["cmd"] == word.as_str();
+            named && (v["type"] == "ok" || v["type"] == "error") || v["type"] == cmd
         })
     }
 
