@@ -81,11 +81,26 @@ decoder_props! {
     decode_send_room_message: SendRoomMessage => |m| [room];
     decode_dm_request: DmRequest => |m| [peer];
     decode_dm_accept: DmAccept => |m| [peer];
-    decode_send_dm: SendDm => |m| [peer];
+    decode_send_dm: SendDm => |_m| [];
+    decode_room_salt_request: RoomSaltRequest => |m| [room];
+    decode_leave_room: LeaveRoom => |m| [room];
+    decode_list_rooms: ListRooms => |m| [filter];
+    decode_who_room: WhoRoom => |m| [room];
+    decode_delete_room: DeleteRoom => |m| [room];
+    decode_dm_reject: DmReject => |m| [peer];
+    decode_mailbox_ack: MailboxAck => |_m| [];
     decode_status_reply: StatusReply => |m| [reason];
+    decode_room_salt: RoomSalt => |m| [room];
     decode_connected: Connected => |m| [username];
-    decode_receive_dm: ReceiveDm => |_m| [];
+    decode_receive_dm: ReceiveDm => |m| [sender];
     decode_receive_room_message: ReceiveRoomMessage => |m| [room];
+    decode_room_member: RoomMember => |m| [room, name];
+    decode_room_list_entry: RoomListEntry => |m| [room];
+    decode_room_deleted: RoomDeleted => |m| [room];
+    decode_dm_requested: DmRequested => |m| [from];
+    decode_contact: Contact => |m| [name];
+    decode_dm_rejected: DmRejected => |m| [by];
+    decode_dm_status: DmStatus => |m| [peer];
 }
 
 /// Reference deframing of a whole stream: bodies, the error, bytes left over.
@@ -130,6 +145,27 @@ proptest! {
         }
         prop_assert_eq!(ClientHello::ref_from_bytes(&bytes).is_ok(), bytes.len() == handshake::CLIENT_HELLO_LEN);
         prop_assert_eq!(ServerHello::ref_from_bytes(&bytes).is_ok(), bytes.len() == handshake::SERVER_HELLO_LEN);
+    }
+
+    #[test]
+    fn decode_room_record(bytes in near(core::mem::size_of::<RoomRecord>(), b"SOTR".to_vec())) {
+        match RoomRecord::ref_from_bytes(&bytes) {
+            Ok(r) => {
+                prop_assert_eq!(r.as_bytes(), &bytes[..]);
+                if let Ok(name) = r.name() {
+                    prop_assert!(name.len() <= 32);
+                }
+            }
+            Err(_) => prop_assert_ne!(bytes.len(), core::mem::size_of::<RoomRecord>()),
+        }
+    }
+
+    #[test]
+    fn decode_room_entry(bytes in near(core::mem::size_of::<RoomEntry>(), Vec::new())) {
+        match RoomEntry::ref_from_bytes(&bytes) {
+            Ok(e) => prop_assert_eq!(e.as_bytes(), &bytes[..]),
+            Err(_) => prop_assert_ne!(bytes.len(), core::mem::size_of::<RoomEntry>()),
+        }
     }
 
     #[test]

@@ -196,7 +196,12 @@ fn no_dm_plaintext_in_the_server_data_directory() {
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
         for t in texts.iter().map(|t| t.as_bytes()).chain([b"quixotic".as_slice(), PW.as_bytes()]) {
-            assert!(!bytes.windows(t.len()).any(|w| w == t), "{} contains {:?}", f.display(), String::from_utf8_lossy(t));
+            assert!(
+                !bytes.windows(t.len()).any(|w| w == t),
+                "{} contains {:?}",
+                f.display(),
+                String::from_utf8_lossy(t)
+            );
         }
     }
 }

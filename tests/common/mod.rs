@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -235,7 +235,11 @@ impl Client {
     /// Takes every `room_message` of `room` in the backlog or arriving until `n` are collected.
     pub fn room_messages(&mut self, room: &str, n: usize) -> Vec<Value> {
         (0..n)
-            .map(|i| self.wait_for(&format!("room message #{i} of {n}"), |v| v["type"] == "room_message" && v["room"] == room))
+            .map(|i| {
+                self.wait_for(&format!("room message #{i} of {n}"), |v| {
+                    v["type"] == "room_message" && v["room"] == room
+                })
+            })
             .collect()
     }
 
