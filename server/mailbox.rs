@@ -90,9 +90,14 @@ impl Mailbox {
         self.live.iter()
     }
 
-    /// Sequence numbers of DMs stored before `cutoff_ms` and still waiting.
+    /// Whether the oldest waiting record was stored before `cutoff_ms` (cheap: records are in time order).
+    pub fn has_expired(&self, cutoff_ms: u64) -> bool {
+        self.live.values().next().is_some_and(|r| r.time_ms < cutoff_ms)
+    }
+
+    /// Sequence numbers of the records stored before `cutoff_ms` and still waiting.
     pub fn expired(&self, cutoff_ms: u64) -> Vec<u64> {
-        self.live.iter().filter(|(_, r)| r.time_ms < cutoff_ms).map(|(s, _)| *s).collect()
+        self.live.iter().take_while(|(_, r)| r.time_ms < cutoff_ms).map(|(s, _)| *s).collect()
     }
 
     /// After a failed commit: what was taken for it is lost, so rewrite the file.
