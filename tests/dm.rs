@@ -205,3 +205,21 @@ fn no_dm_plaintext_in_the_server_data_directory() {
         }
     }
 }
+
+#[test]
+fn undelivered_messages_expire_and_the_sender_is_told() {
+    let dir = TempDir::new("dmttl");
+    let server = Server::start_with(&dir.join("data"), &["--queue-ttl", "1"]);
+    let mut alice = user(&server, &dir, "alice");
+    let mut bob = user(&server, &dir, "bob");
+    contacts(&mut alice, &mut bob);
+    bob.send("/quit");
+    assert!(bob.finish().success());
+    let ids = send_all(&mut alice, 2, "queued");
+    for id in &ids {
+        let v = alice.wait_for("expired", |v| v["type"] == "expired" && v["id"] == id.as_str());
+        assert_eq!(v["id"], id.as_str());
+    }
+    let bob = relogin(&server, &dir, "bob");
+    quit_without_more_dms(bob);
+}
