@@ -6,6 +6,8 @@ mod core;
 #[cfg(test)]
 mod core_tests;
 mod dispatch;
+#[cfg(test)]
+mod dm_tests;
 mod event_loop;
 mod handler;
 mod mailbox;

@@ -236,8 +236,7 @@ pub fn handle_timeout(core: &mut Core, now_ms: u64) {
         }
     }
     let cutoff = now_ms.saturating_sub(core.limits().queue_ttl_ms);
-    let owners: Vec<u64> =
-        core.mail.boxes.iter().filter(|(_, b)| b.has_expired(cutoff)).map(|(u, _)| *u).collect();
+    let owners: Vec<u64> = core.mail.boxes.iter().filter(|(_, b)| b.has_expired(cutoff)).map(|(u, _)| *u).collect();
     for uid in owners {
         let Some(mb) = core.mail.boxes.get_mut(&uid) else { continue };
         let mut notices = Vec::new();

@@ -1,0 +1,231 @@
+//! Direct-message rules in the core, without sockets: two sessions joined by
+//! byte buffers, worker jobs and commits run inline when the test says so.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, OnceLock};
+
+use sotto::frame::Deframer;
+use sotto::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
+use sotto::identity::{self, Signer};
+use sotto::opcodes::{
+    DmAccept, DmRequest, DmStatus, Login, MailboxAck, Passphrase, ReceiveDm, Register, SendDm, StatusReply, CTCT, DMRQ,
+    DMST, RVUM, STAT,
+};
+use sotto::record;
+use sotto::wire::{self, code, Message};
+use zerocopy::IntoBytes;
+
+use crate::core::{Accounts, ConnId, Core, Limits};
+use crate::mailbox::Mail;
+use crate::room::Rooms;
+use crate::store::MemStore;
+use crate::worker::{self, WorkerCtx};
+
+const DEPLOY: [u8; 32] = [3; 32];
+
+fn test_keys() -> &'static (Vec<u8>, Vec<u8>, [u8; 256]) {
+    static K: OnceLock<(Vec<u8>, Vec<u8>, [u8; 256])> = OnceLock::new();
+    K.get_or_init(|| {
+        let server = identity::generate().unwrap().0.to_vec();
+        let (user, n) = identity::generate().unwrap();
+        (server, user.to_vec(), n)
+    })
+}
+
+struct Side {
+    id: ConnId,
+    keys: SessionKeys,
+    deframer: Deframer,
+    uid: u64,
+}
+
+struct World {
+    core: Core,
+    ctx: WorkerCtx,
+    ccfg: ClientConfig,
+    now: u64,
+}
+
+impl World {
+    fn new() -> World {
+        let signer = Signer::from_pkcs8_der(&test_keys().0).unwrap();
+        let build = BuildIdentity::this_build();
+        let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
+        let scfg = ServerConfig { build, deployment_key: DEPLOY };
+        let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
+        let core = Core::new(scfg, Limits::default(), Accounts::default(), Rooms::default(), Mail::default());
+        World { core, ctx, ccfg, now: 1_000 }
+    }
+
+    /// Worker jobs only (no commit): what the loop does before the end of a turn.
+    fn run_jobs(&mut self) {
+        loop {
+            let jobs = self.core.poll_jobs();
+            if jobs.is_empty() {
+                return;
+            }
+            for j in jobs {
+                let done = worker::run(j, &self.ctx);
+                self.core.handle_completion(done, self.now);
+            }
+        }
+    }
+
+    /// The end of a loop turn: the group commit, made durable.
+    fn commit(&mut self) {
+        if let Some(job) = self.core.poll_commit() {
+            let done = worker::run(job, &self.ctx);
+            self.core.handle_completion(done, self.now);
+        }
+    }
+
+    fn connect(&mut self, id: ConnId, name: &str) -> Side {
+        self.core.accept(id, IpAddr::V4(Ipv4Addr::LOCALHOST), self.now);
+        let (state, hello) = handshake::client_hello(&self.ccfg);
+        self.core.handle_input(id, &hello, self.now);
+        self.run_jobs();
+        let out = std::mem::take(self.core.transmit(id).unwrap());
+        let keys = state.handle_server_hello(&self.ccfg, &out[4..]).unwrap();
+        let mut side = Side { id, keys, deframer: Deframer::new(record::MAX_BODY), uid: 0 };
+        let (der, n) = (&test_keys().1, test_keys().2);
+        let enc_pub = [9u8; 32];
+        let sig = Signer::from_pkcs8_der(der).unwrap().sign(&sotto::account::enc_key_binding(name, &enc_pub)).unwrap();
+        let mut reg = Register::request(1, 0);
+        reg.set_username(name).unwrap();
+        reg.set_password("password123").unwrap();
+        reg.set_passphrase("a b c").unwrap();
+        reg.id_pub = n;
+        reg.enc_pub = enc_pub;
+        reg.enc_sig = sig;
+        self.send(&mut side, reg.as_bytes());
+        let mut login = Login::request(2, 0);
+        login.set_username(name).unwrap();
+        login.set_password("password123").unwrap();
+        self.send(&mut side, login.as_bytes());
+        let mut pass = Passphrase::request(3, 0);
+        pass.set_passphrase("a b c").unwrap();
+        let got = self.send(&mut side, pass.as_bytes());
+        side.uid = wire::decode::<sotto::opcodes::Connected>(got.last().unwrap()).unwrap().uid.get();
+        side
+    }
+
+    /// Sends one request and runs the worker jobs; returns what the side received (no commit).
+    fn send(&mut self, side: &mut Side, plaintext: &[u8]) -> Vec<Vec<u8>> {
+        let mut frame = Vec::new();
+        side.keys.sealer.seal(plaintext, &mut frame).unwrap();
+        self.core.handle_input(side.id, &frame, self.now);
+        self.run_jobs();
+        self.take(side)
+    }
+
+    fn take(&mut self, side: &mut Side) -> Vec<Vec<u8>> {
+        let out = std::mem::take(self.core.transmit(side.id).unwrap());
+        side.deframer.push(&out);
+        let mut got = Vec::new();
+        while let Some(b) = side.deframer.pop().unwrap() {
+            got.push(side.keys.opener.open(&b).unwrap());
+        }
+        got
+    }
+}
+
+fn opcodes(frames: &[Vec<u8>]) -> Vec<u32> {
+    frames.iter().map(|f| wire::header(f).unwrap().opcode.get()).collect()
+}
+
+fn named<M: Message>(name: &str) -> M {
+    let mut m = M::request(50, 0);
+    let bytes = m.as_mut_bytes();
+    // Every name-carrying DM request has its `str[32]` right after the header.
+    bytes[24] = name.len() as u8;
+    bytes[25..25 + name.len()].copy_from_slice(name.as_bytes());
+    m
+}
+
+fn dm(to: u64, dm_id: u64) -> SendDm {
+    let mut m = SendDm::request(dm_id, 7);
+    m.peer_uid.set(to);
+    m
+}
+
+fn seq_of(frame: &[u8]) -> u64 {
+    u64::from_be_bytes(frame[24..32].try_into().unwrap())
+}
+
+#[test]
+fn dm_needs_an_accepted_channel_and_reports_delivered_only_after_the_commit_and_the_ack() {
+    let mut w = World::new();
+    let mut alice = w.connect(1, "alice");
+    let mut bob = w.connect(2, "bob");
+    let got = w.send(&mut alice, dm(bob.uid, 77).as_bytes());
+    assert_eq!(wire::decode::<StatusReply>(&got[0]).unwrap().hdr.code.get(), code::FORBIDDEN, "no channel yet");
+
+    assert!(w.send(&mut alice, named::<DmRequest>("bob").as_bytes()).is_empty(), "answered after the commit");
+    assert_eq!(opcodes(&w.take(&mut bob)), [DMRQ], "bob is asked at once");
+    w.commit();
+    assert_eq!(opcodes(&w.take(&mut alice)), [STAT]);
+    w.send(&mut bob, named::<DmAccept>("alice").as_bytes());
+    w.commit();
+    assert_eq!(opcodes(&w.take(&mut bob)), [CTCT, STAT], "bob gets alice's keys, then 200");
+    assert_eq!(opcodes(&w.take(&mut alice)), [CTCT], "alice gets bob's keys");
+
+    // Bob is online: the message reaches him now; alice hears nothing before the commit.
+    assert!(w.send(&mut alice, dm(bob.uid, 77).as_bytes()).is_empty());
+    let got = w.take(&mut bob);
+    assert_eq!(opcodes(&got), [RVUM]);
+    let rvum = wire::decode::<ReceiveDm>(&got[0]).unwrap();
+    assert_eq!((rvum.sender_uid.get(), rvum.dm_id.get(), rvum.sender().unwrap()), (alice.uid, 77, "alice"));
+    w.commit();
+    assert!(w.take(&mut alice).is_empty(), "durable, but bob has not acknowledged yet");
+    let mut ack = MailboxAck::request(9, 0);
+    ack.seq.set(seq_of(&got[0]));
+    w.send(&mut bob, ack.as_bytes());
+    let got = w.take(&mut alice);
+    let st = wire::decode::<DmStatus>(&got[0]).unwrap();
+    assert_eq!((st.hdr.opcode.get(), st.hdr.msg_id.get(), st.state), (DMST, 77, 2), "delivered");
+}
+
+#[test]
+fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_order() {
+    let mut w = World::new();
+    let mut alice = w.connect(1, "alice");
+    let mut bob = w.connect(2, "bob");
+    w.send(&mut alice, named::<DmRequest>("bob").as_bytes());
+    w.send(&mut bob, named::<DmAccept>("alice").as_bytes());
+    w.commit();
+    w.take(&mut alice);
+    w.take(&mut bob);
+    // Bob's request events are acknowledged, then he leaves.
+    w.core.close(bob.id, "test");
+    w.core.remove(bob.id);
+    for id in [10u64, 11, 10] {
+        w.send(&mut alice, dm(bob.uid, id).as_bytes());
+    }
+    w.commit();
+    let states: Vec<(u64, u8)> = w
+        .take(&mut alice)
+        .iter()
+        .map(|f| wire::decode::<DmStatus>(f).unwrap())
+        .map(|s| (s.dm_id.get(), s.state))
+        .collect();
+    assert_eq!(states, [(10, 1), (11, 1), (10, 1)], "queued, and the resend answered again");
+    // A new session of bob: contacts, then the mailbox in order, each DM once.
+    let (state, hello) = handshake::client_hello(&w.ccfg);
+    w.core.accept(4, IpAddr::V4(Ipv4Addr::LOCALHOST), w.now);
+    w.core.handle_input(4, &hello, w.now);
+    w.run_jobs();
+    let out = std::mem::take(w.core.transmit(4).unwrap());
+    let keys = state.handle_server_hello(&w.ccfg, &out[4..]).unwrap();
+    let mut again = Side { id: 4, keys, deframer: Deframer::new(record::MAX_BODY), uid: bob.uid };
+    let mut login = Login::request(2, 0);
+    login.set_username("bob").unwrap();
+    login.set_password("password123").unwrap();
+    w.send(&mut again, login.as_bytes());
+    let mut pass = Passphrase::request(3, 0);
+    pass.set_passphrase("a b c").unwrap();
+    let got = w.send(&mut again, pass.as_bytes());
+    let ops = opcodes(&got);
+    assert_eq!(ops[..2], [sotto::opcodes::CNNT, CTCT]);
+    let dms: Vec<u64> = got.iter().filter_map(|f| wire::decode::<ReceiveDm>(f).ok()).map(|m| m.dm_id.get()).collect();
+    assert_eq!(dms, [10, 11], "in order, the resend not stored twice");
+}
