@@ -1,17 +1,20 @@
 //! Client driver: one poll(2) loop over standard input and the server socket,
 //! shared by the batch and interactive front ends. The only place that joins
 //! the session, the connection, the clock and the local files (key file, room
-//! keys, pins).
+//! keys, pins, contacts, inbox, outbox).
 //!
 //! Invariant: every server record reaches the session in order, at any time
 //! (unsolicited events included); input lines are taken only while no request
 //! is in flight, so each command's outcome is reported before the next starts;
 //! local state the session changed is saved before the event that follows
-//! from it is reported.
+//! from it is reported, and before anything is sent (the outbox first);
+//! mailbox acknowledgements go out only when those saves succeeded. A
+//! connection lost after a login is restored with back-off (0.5 s doubling to
+//! 30 s) and the session logs in again; before a login it ends the client.
 
 use std::io;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -20,12 +23,23 @@ use sotto::identity::{self, Signer};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-use crate::conn::{Conn, ConnError};
+use crate::conn::{self, Conn, ConnError};
+use crate::contacts::{self, Contacts};
+use crate::inbox::{self, Inbox};
 use crate::input::Input;
 use crate::keyring::{self, Keyring, StorageKey};
 use crate::keystore::{self, KeyFileError};
+use crate::outbox::{self, Outbox};
 use crate::pins::{self, Pins};
-use crate::session::{Event, Failure, Local, RoomEvent, Session};
+use crate::session::{DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
+use crate::vault;
+
+/// First wait before reconnecting; it doubles up to [`BACKOFF_MAX_MS`].
+pub const BACKOFF_MIN_MS: u64 = 500;
+/// Longest wait between two reconnection attempts.
+pub const BACKOFF_MAX_MS: u64 = 30_000;
+/// How often kept direct messages are checked for erasure.
+const TICK_MS: u64 = 1000;
 
 /// What the front ends show, in the order it happened.
 pub enum Report {
@@ -56,6 +70,12 @@ pub enum Report {
     },
     /// Something happened in a room.
     Room(RoomEvent),
+    /// Something about direct messages.
+    Dm(DmEvent),
+    /// The connection was lost after a login; reconnecting.
+    Disconnected(String),
+    /// The connection is back (an `Authenticated` follows).
+    Reconnected,
     /// A command failed.
     Failed(Failure),
     /// The user should know, but nothing failed.
@@ -88,11 +108,23 @@ pub trait Frontend {
 
 /// The connection, the protocol session and local state of one run.
 pub struct App {
-    conn: Conn,
+    /// `None` while the connection is lost (after a login).
+    conn: Option<Conn>,
+    server: String,
     session: Session,
     home: PathBuf,
-    /// Where the logged-in user's room keys and pins are saved.
+    /// Where the logged-in user's room keys, pins and DM files are saved.
     files: Option<UserFiles>,
+    /// How long a shown direct message is kept (`--dm-ttl`).
+    dm_ttl_ms: u64,
+    /// When to try to connect again (while the connection is lost).
+    next_attempt: Option<u64>,
+    /// The wait before the attempt after that; `None` once logged in again.
+    backoff: Option<u64>,
+    /// Set when the run must end with this status.
+    exit: Option<u8>,
+    /// A save failed since the last flush: held acknowledgements are dropped.
+    save_failed: bool,
     /// Standard input; front ends read secrets through it.
     pub input: Input,
 }
@@ -100,10 +132,12 @@ pub struct App {
 /// The logged-in user's local files, and whether each may be written.
 struct UserFiles {
     user: String,
-    /// Seals the room keys file; `None` when it could not be read (then it is left alone).
+    /// Seals the room keys and DM files; `None` when the room keys could not be read (then nothing is sealed).
     storage: Option<StorageKey>,
     /// False when the pins file could not be read (then it is left alone).
     pins_writable: bool,
+    /// False when a DM file could not be read (then they are left alone, and nothing is acknowledged).
+    dm_writable: bool,
 }
 
 /// Unix milliseconds now (the only clock the client reads).
@@ -112,9 +146,21 @@ pub fn now_ms() -> u64 {
 }
 
 impl App {
-    /// Wraps an established connection.
-    pub fn new(conn: Conn, home: PathBuf, input: Input) -> App {
-        App { conn, session: Session::new(), home, files: None, input }
+    /// Wraps an established connection to `server`.
+    pub fn new(conn: Conn, server: &str, home: PathBuf, input: Input, dm_ttl_ms: u64) -> App {
+        App {
+            conn: Some(conn),
+            server: server.to_string(),
+            session: Session::new(),
+            home,
+            files: None,
+            dm_ttl_ms,
+            next_attempt: None,
+            backoff: None,
+            exit: None,
+            save_failed: false,
+            input,
+        }
     }
 
     /// Starts a registration (validates, generates keys, queues the request).
@@ -162,6 +208,46 @@ impl App {
         self.session.delete_room(room, now_ms())
     }
 
+    /// Starts `dm @USER`.
+    pub fn dm_request(&mut self, user: &str) -> Result<(), Failure> {
+        self.session.dm_request(user, now_ms())
+    }
+
+    /// Starts `accept @USER`.
+    pub fn dm_accept(&mut self, user: &str) -> Result<(), Failure> {
+        self.session.dm_accept(user, now_ms())
+    }
+
+    /// Starts `reject @USER`.
+    pub fn dm_reject(&mut self, user: &str) -> Result<(), Failure> {
+        self.session.dm_reject(user, now_ms())
+    }
+
+    /// Starts `msg @USER TEXT` (while disconnected: only kept in the outbox).
+    pub fn send_dm(&mut self, user: &str, text: &str) -> Result<(), Failure> {
+        self.session.send_dm(user, text, now_ms())
+    }
+
+    /// `contacts` (local).
+    pub fn contacts(&mut self) -> Result<(), Failure> {
+        self.session.list_contacts()
+    }
+
+    /// `fingerprint @USER` (local).
+    pub fn fingerprint(&mut self, user: &str) -> Result<(), Failure> {
+        self.session.fingerprint(user)
+    }
+
+    /// `trust @USER` (local).
+    pub fn trust(&mut self, user: &str) -> Result<(), Failure> {
+        self.session.trust(user)
+    }
+
+    /// `history @USER` (local).
+    pub fn history(&mut self, user: &str) -> Result<(), Failure> {
+        self.session.history(user)
+    }
+
     /// True once logged in.
     pub fn logged_in(&self) -> bool {
         self.session.logged_in()
@@ -194,6 +280,7 @@ impl App {
                     fe.report(Report::Bye)?;
                     return Ok(0);
                 }
+                self.pump(fe)?;
                 if let Some(code) = self.flush(fe)? {
                     return Ok(code);
                 }
@@ -207,13 +294,16 @@ impl App {
             }
             let (socket_ready, stdin_ready) = self.wait()?;
             if socket_ready {
-                if let Err(e) = self.conn.fill() {
-                    return self.lost(fe, e);
+                if let Some(Err(e)) = self.conn.as_mut().map(Conn::fill) {
+                    if let Some(code) = self.lost(fe, e)? {
+                        return Ok(code);
+                    }
                 }
             }
             if stdin_ready {
                 self.input.fill()?;
             }
+            self.reconnect(fe)?;
             self.session.handle_timeout(now_ms());
             self.pump(fe)?;
             if let Some(code) = self.flush(fe)? {
@@ -222,15 +312,28 @@ impl App {
         }
     }
 
-    /// poll(2) on the socket, and on stdin while idle, until one is ready or a request is overdue.
+    /// poll(2) on the socket (if any), and on stdin while idle, until one is
+    /// ready, a request is overdue, a reconnection is due, or the next tick.
     fn wait(&self) -> io::Result<(bool, bool)> {
-        let timeout = match self.session.poll_timeout() {
-            Some(deadline) => PollTimeout::try_from(deadline.saturating_sub(now_ms())).unwrap_or(PollTimeout::MAX),
+        let now = now_ms();
+        let mut deadline = self.session.poll_timeout();
+        if self.session.logged_in() {
+            // Kept direct messages are checked for erasure every second.
+            deadline = Some(deadline.map_or(now + TICK_MS, |d| d.min(now + TICK_MS)));
+        }
+        if let Some(at) = self.next_attempt {
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        let timeout = match deadline {
+            Some(d) => PollTimeout::try_from(d.saturating_sub(now)).unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
         let want_stdin = !self.session.busy() && !self.input.eof_seen();
         let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
-        let mut fds = vec![PollFd::new(self.conn.as_fd(), PollFlags::POLLIN)];
+        let mut fds = Vec::with_capacity(2);
+        if let Some(conn) = &self.conn {
+            fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
+        }
         if want_stdin {
             fds.push(PollFd::new(self.input.fd(), PollFlags::POLLIN));
         }
@@ -240,13 +343,16 @@ impl App {
             Err(e) => return Err(io::Error::from(e)),
         }
         let is_ready = |fd: Option<&PollFd>| fd.and_then(|f| f.revents()).is_some_and(|r| r.intersects(ready));
-        Ok((is_ready(fds.first()), is_ready(fds.get(1))))
+        let socket = if self.conn.is_some() { is_ready(fds.first()) } else { false };
+        let stdin = want_stdin && is_ready(fds.last());
+        Ok((socket, stdin))
     }
 
     /// Hands every whole record received to the session, and sends what it answers.
     fn drain_frames(&mut self, fe: &mut dyn Frontend) -> io::Result<Option<u8>> {
         loop {
-            match self.conn.poll_frame() {
+            let Some(conn) = self.conn.as_mut() else { return Ok(None) };
+            match conn.poll_frame() {
                 Ok(None) => return Ok(None),
                 Ok(Some(pt)) => {
                     let pt = Zeroizing::new(pt);
@@ -256,24 +362,81 @@ impl App {
                         return Ok(Some(code));
                     }
                 }
-                Err(e) => return self.lost(fe, e).map(Some),
+                Err(e) => {
+                    if let Some(code) = self.lost(fe, e)? {
+                        return Ok(Some(code));
+                    }
+                }
             }
         }
     }
 
-    /// Sends every queued request.
+    /// Saves what changed (the outbox before the message goes out), then
+    /// sends every queued request, the acknowledgements included if the saves succeeded.
     fn flush(&mut self, fe: &mut dyn Frontend) -> io::Result<Option<u8>> {
+        if let Some(code) = self.exit {
+            return Ok(Some(code));
+        }
+        self.persist(fe)?;
+        let durable = self.files.as_ref().is_some_and(|f| f.dm_writable && f.storage.is_some());
+        if std::mem::take(&mut self.save_failed) || !durable {
+            self.session.discard_acks();
+        } else {
+            self.session.release_acks(now_ms());
+        }
         while let Some(pt) = self.session.poll_transmit() {
-            if let Err(e) = self.conn.send(&pt) {
-                return self.lost(fe, e).map(Some);
+            let Some(conn) = self.conn.as_mut() else { break };
+            if let Err(e) = conn.send(&pt) {
+                return self.lost(fe, e);
             }
         }
         Ok(None)
     }
 
-    fn lost(&mut self, fe: &mut dyn Frontend, e: ConnError) -> io::Result<u8> {
-        fe.report(Report::Lost(e.to_string()))?;
-        Ok(1)
+    /// The connection ended: before a login the client ends (status 1);
+    /// after one, it reconnects with back-off.
+    fn lost(&mut self, fe: &mut dyn Frontend, e: ConnError) -> io::Result<Option<u8>> {
+        self.conn = None;
+        if !self.session.logged_in() {
+            fe.report(Report::Lost(e.to_string()))?;
+            return Ok(Some(1));
+        }
+        self.session.connection_lost();
+        self.schedule_retry();
+        fe.report(Report::Disconnected(e.to_string()))?;
+        self.pump(fe)?;
+        Ok(None)
+    }
+
+    /// Plans the next connection attempt: 0.5 s after the first loss, then
+    /// twice as long after each failure, at most 30 s.
+    fn schedule_retry(&mut self) {
+        let wait = self.backoff.unwrap_or(BACKOFF_MIN_MS);
+        self.next_attempt = Some(now_ms().saturating_add(wait));
+        self.backoff = Some(wait.saturating_mul(2).min(BACKOFF_MAX_MS));
+    }
+
+    /// Tries to connect again when the back-off says so, then logs in again.
+    fn reconnect(&mut self, fe: &mut dyn Frontend) -> io::Result<()> {
+        let Some(at) = self.next_attempt else { return Ok(()) };
+        if self.conn.is_some() || now_ms() < at {
+            return Ok(());
+        }
+        self.next_attempt = None;
+        match conn::connect(&self.server) {
+            Ok(c) => {
+                self.conn = Some(c);
+                if !self.session.relogin(now_ms()) {
+                    fe.report(Report::Lost("cannot log in again: no credentials in memory".into()))?;
+                    self.exit = Some(1);
+                }
+            }
+            Err(e) => {
+                self.schedule_retry();
+                fe.report(Report::Notice(format!("reconnecting to {}: {e}", self.server)))?;
+            }
+        }
+        Ok(())
     }
 
     /// Reports every event the session has, saving what it changed first.
@@ -286,7 +449,7 @@ impl App {
         Ok(())
     }
 
-    /// Saves the room keys and the pins if the session changed them.
+    /// Saves the room keys, the pins and the DM files the session changed.
     fn persist(&mut self, fe: &mut dyn Frontend) -> io::Result<()> {
         let Some(files) = &self.files else { return Ok(()) };
         let mut failed = Vec::new();
@@ -303,6 +466,21 @@ impl App {
                     failed.push(format!("the pinned keys could not be saved: {e}"));
                 }
             }
+        }
+        let dm_key = files.storage.as_ref().filter(|_| files.dm_writable);
+        let (home, user) = (&self.home, &files.user);
+        let mut save = |kind: vault::Kind, plain: Option<Zeroizing<Vec<u8>>>, what: &str| {
+            if let (Some(plain), Some(key)) = (plain, dm_key) {
+                if let Err(e) = vault::save(home, user, kind, key, &plain) {
+                    failed.push(format!("the {what} could not be saved: {e}"));
+                }
+            }
+        };
+        save(outbox::KIND, self.session.dirty_outbox().map(Outbox::encode), "outbox");
+        save(contacts::KIND, self.session.dirty_contacts().map(Contacts::encode), "contacts");
+        save(inbox::KIND, self.session.dirty_inbox().map(Inbox::encode), "received direct messages");
+        if !failed.is_empty() {
+            self.save_failed = true;
         }
         for w in failed {
             fe.report(Report::Warning(w))?;
@@ -333,6 +511,24 @@ impl App {
                             Ok(None) => {}
                             Err(e) => fe.report(Report::Warning(format!("older room keys could not be moved: {e}")))?,
                         }
+                        // So are its contacts, received messages and outbox.
+                        for (kind, what) in [
+                            (contacts::KIND, "contacts"),
+                            (inbox::KIND, "received direct messages"),
+                            (outbox::KIND, "outbox"),
+                        ] {
+                            match vault::set_aside(&self.home, &account.username, kind) {
+                                Ok(Some(old)) => fe.report(Report::Warning(format!(
+                                    "older {what} for {} were found and kept as {}",
+                                    account.username,
+                                    old.display()
+                                )))?,
+                                Ok(None) => {}
+                                Err(e) => {
+                                    fe.report(Report::Warning(format!("older {what} could not be moved: {e}")))?
+                                }
+                            }
+                        }
                         fe.report(Report::Registered {
                             user: account.username,
                             key_path: saved.path,
@@ -346,16 +542,42 @@ impl App {
                     ))),
                 }
             }
-            Event::Authenticated { user, uid, password } => {
+            Event::Authenticated { user, uid, again: true, .. } => {
+                self.backoff = None;
+                fe.report(Report::Reconnected)?;
+                let fingerprint = None;
+                fe.report(Report::Authenticated { user, uid, fingerprint })
+            }
+            Event::ReloginFailed(f) if matches!(f.code, 401 | 403) => {
+                fe.report(Report::Failed(f))?;
+                fe.report(Report::Lost("the server no longer accepts this account's credentials".into()))?;
+                self.conn = None;
+                self.exit = Some(1);
+                Ok(())
+            }
+            Event::ReloginFailed(f) => {
+                fe.report(Report::Notice(format!("logging in again failed: {}", f.message)))?;
+                self.conn = None;
+                self.session.connection_lost();
+                self.schedule_retry();
+                Ok(())
+            }
+            Event::Authenticated { user, uid, password, again: false } => {
                 let mut warnings = Vec::new();
-                let (identity, fingerprint) = match self.open_keys(&user, &password) {
-                    Ok((signer, enc_pub, fp)) => (Some((signer, enc_pub)), Some(fp)),
+                let (identity, enc_secret, fingerprint) = match self.open_keys(&user, &password) {
+                    Ok((signer, enc_pub, secret, fp)) => (Some((signer, enc_pub)), Some(secret), Some(fp)),
                     Err(w) => {
                         warnings.push(w);
-                        (None, None)
+                        (None, None, None)
                     }
                 };
                 let (storage, ring) = self.open_keyring(&user, &password, &mut warnings);
+                let (mut dm, dm_writable) = match &storage {
+                    Some(key) => open_dm_files(&self.home, &user, &password, key, &mut warnings),
+                    None => (DmLocal::default(), false),
+                };
+                dm.enc_secret = enc_secret;
+                dm.ttl_ms = self.dm_ttl_ms;
                 let (pins, pins_writable) = match pins::load(&self.home, &user) {
                     Ok(p) => (p, true),
                     Err(e) => {
@@ -365,8 +587,10 @@ impl App {
                         (Pins::new(), false)
                     }
                 };
-                self.files = Some(UserFiles { user: user.clone(), storage, pins_writable });
-                self.session.install(Local { identity, pins, keyring: ring });
+                self.files = Some(UserFiles { user: user.clone(), storage, pins_writable, dm_writable });
+                self.session.install(Local { identity, pins, keyring: ring, dm });
+                // Messages whose time ran out while the client was not running go now.
+                self.session.handle_timeout(now_ms());
                 fe.report(Report::Authenticated { user, uid, fingerprint })?;
                 for w in warnings {
                     fe.report(Report::Warning(w))?;
@@ -375,6 +599,7 @@ impl App {
             }
             Event::Done { cmd, room } => fe.report(Report::Done { cmd, room }),
             Event::Room(r) => fe.report(Report::Room(r)),
+            Event::Dm(d) => fe.report(Report::Dm(d)),
             Event::Failed(f) => fe.report(Report::Failed(f)),
             Event::Warning(w) => fe.report(Report::Warning(w)),
             Event::Notice(n) => fe.report(Report::Notice(n)),
@@ -384,6 +609,24 @@ impl App {
     /// Opens the room keys; a file that does not open with the login password
     /// is kept aside and a new one started, an unreadable one is left alone.
     fn open_keyring(&self, user: &str, password: &str, warnings: &mut Vec<String>) -> (Option<StorageKey>, Keyring) {
+        let (key, ring) = self.open_keyring_file(user, password, warnings);
+        if let Some(key) = &key {
+            if !keyring::path(&self.home, user).exists() {
+                // The DM files are sealed under this key too: its salt must be on disk.
+                if let Err(e) = keyring::save(&self.home, user, key, &ring) {
+                    warnings.push(format!("the room keys of {user} could not be saved: {e}"));
+                }
+            }
+        }
+        (key, ring)
+    }
+
+    fn open_keyring_file(
+        &self,
+        user: &str,
+        password: &str,
+        warnings: &mut Vec<String>,
+    ) -> (Option<StorageKey>, Keyring) {
         match keyring::load(&self.home, user, password) {
             Ok((key, ring)) => (Some(key), ring),
             Err(e @ KeyFileError::Io { .. }) => {
@@ -413,8 +656,9 @@ impl App {
     }
 
     /// Opens the user's key file and checks the identity key in it: the signer,
-    /// the X25519 public key and the fingerprint, or a warning.
-    fn open_keys(&self, user: &str, password: &str) -> Result<(Signer, [u8; 32], String), String> {
+    /// the X25519 public key and secret, and the fingerprint, or a warning.
+    #[allow(clippy::type_complexity)]
+    fn open_keys(&self, user: &str, password: &str) -> Result<(Signer, [u8; 32], Zeroizing<[u8; 32]>, String), String> {
         let keys = match keystore::load(&self.home, user, password) {
             Ok(k) => k,
             Err(KeyFileError::NotFound(path)) => {
@@ -429,6 +673,77 @@ impl App {
         let signer = Signer::from_pkcs8_der(&keys.identity_der).map_err(unusable)?;
         let n = identity::modulus(signer.public()).map_err(unusable)?;
         let enc_pub = PublicKey::from(&StaticSecret::from(*keys.enc_secret)).to_bytes();
-        Ok((signer, enc_pub, sotto::crypto::hex(&identity::fingerprint(&n))))
+        Ok((signer, enc_pub, keys.enc_secret.clone(), sotto::crypto::hex(&identity::fingerprint(&n))))
     }
+}
+
+/// Opens the contacts, the inbox and the outbox. A file that does not open
+/// with the login password (or is damaged) is kept aside and started afresh,
+/// like the room keys; one that cannot be read is left alone, and then no DM
+/// file is written this session and nothing is acknowledged (the server keeps it).
+fn open_dm_files(
+    home: &Path,
+    user: &str,
+    password: &str,
+    key: &StorageKey,
+    warnings: &mut Vec<String>,
+) -> (DmLocal, bool) {
+    let mut dm = DmLocal::default();
+    let mut writable = true;
+    let mut open = |kind: vault::Kind, what: &str| -> Option<Zeroizing<Vec<u8>>> {
+        let failed = match vault::load(home, user, kind, password, key) {
+            Ok(plain) => return plain,
+            Err(e @ KeyFileError::Io { .. }) => {
+                warnings.push(format!(
+                    "the {what} of {user} cannot be read ({e}); that file is left alone, and direct messages are not acknowledged this session"
+                ));
+                writable = false;
+                return None;
+            }
+            Err(e) => e,
+        };
+        match vault::set_aside(home, user, kind) {
+            Ok(old) => {
+                let old = old.map_or_else(String::new, |p| format!(", kept as {}", p.display()));
+                warnings.push(format!("the {what} of {user} cannot be used ({failed}){old}; starting afresh"));
+            }
+            Err(e) => {
+                warnings.push(format!("the {what} of {user} cannot be used ({failed}) nor moved ({e})"));
+                writable = false;
+            }
+        }
+        None
+    };
+    let contacts = open(contacts::KIND, "contacts");
+    let inbox = open(inbox::KIND, "received direct messages");
+    let outbox = open(outbox::KIND, "outbox");
+    let mut damaged = |kind: vault::Kind, what: &str, e: KeyFileError| match vault::set_aside(home, user, kind) {
+        Ok(old) => {
+            let old = old.map_or_else(String::new, |p| format!(", kept as {}", p.display()));
+            warnings.push(format!("the {what} of {user} cannot be used ({e}){old}; starting afresh"));
+        }
+        Err(io) => {
+            warnings.push(format!("the {what} of {user} cannot be used ({e}) nor moved ({io})"));
+            writable = false;
+        }
+    };
+    if let Some(plain) = contacts {
+        match Contacts::decode(&plain) {
+            Ok(c) => dm.contacts = c,
+            Err(e) => damaged(contacts::KIND, "contacts", e),
+        }
+    }
+    if let Some(plain) = inbox {
+        match Inbox::decode(&plain) {
+            Ok(i) => dm.inbox = i,
+            Err(e) => damaged(inbox::KIND, "received direct messages", e),
+        }
+    }
+    if let Some(plain) = outbox {
+        match Outbox::decode(&plain) {
+            Ok(o) => dm.outbox = o,
+            Err(e) => damaged(outbox::KIND, "outbox", e),
+        }
+    }
+    (dm, writable)
 }

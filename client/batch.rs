@@ -14,15 +14,18 @@ use crate::app::{App, Flow, Frontend, Report};
 use crate::conn::Conn;
 use crate::input::Input;
 use crate::json::Object;
-use crate::session::{Failure, Member, RoomEvent, RoomInfo};
+use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomInfo};
 
 const REGISTER_USAGE: &str = "usage: /register NAME PASSWORD WORD1 WORD2 WORD3";
 const LOGIN_USAGE: &str = "usage: /login NAME PASSWORD WORD1 WORD2 WORD3";
 const CREATE_USAGE: &str = "usage: /create ROOM PASSWORD";
 const JOIN_USAGE: &str = "usage: /join ROOM [PASSWORD] (without it, with the stored room key)";
 const SAY_USAGE: &str = "usage: /say ROOM TEXT";
+const MSG_USAGE: &str = "usage: /msg @USER TEXT";
 const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login NAME PASSWORD WORD1 WORD2 WORD3; \
-/create ROOM PASSWORD; /join ROOM [PASSWORD]; /say ROOM TEXT; /leave ROOM; /rooms; /who ROOM; /delete ROOM; /help; /quit";
+/create ROOM PASSWORD; /join ROOM [PASSWORD]; /say ROOM TEXT; /leave ROOM; /rooms; /who ROOM; /delete ROOM; \
+/dm @USER; /accept @USER; /reject @USER; /msg @USER TEXT; /contacts; /fingerprint @USER; /trust @USER; \
+/history @USER; /help; /quit";
 
 /// One parsed batch command.
 pub enum Command {
@@ -73,6 +76,27 @@ pub enum Command {
     Who(String),
     /// `/delete ROOM`.
     Delete(String),
+    /// `/dm @USER`.
+    Dm(String),
+    /// `/accept @USER`.
+    Accept(String),
+    /// `/reject @USER`.
+    Reject(String),
+    /// `/msg @USER TEXT`.
+    Msg {
+        /// User name as typed (with or without `@`).
+        user: String,
+        /// The rest of the line.
+        text: String,
+    },
+    /// `/contacts`.
+    Contacts,
+    /// `/fingerprint @USER`.
+    Fingerprint(String),
+    /// `/trust @USER`.
+    Trust(String),
+    /// `/history @USER`.
+    History(String),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -130,20 +154,36 @@ pub fn parse(line: &str) -> Result<Option<Command>, Failure> {
         ("who", [room]) => Ok(Some(Command::Who(room.to_string()))),
         ("delete", [room]) => Ok(Some(Command::Delete(room.to_string()))),
         ("leave" | "who" | "delete", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd} ROOM"))),
+        ("dm", [user]) => Ok(Some(Command::Dm(user.to_string()))),
+        ("accept", [user]) => Ok(Some(Command::Accept(user.to_string()))),
+        ("reject", [user]) => Ok(Some(Command::Reject(user.to_string()))),
+        ("fingerprint", [user]) => Ok(Some(Command::Fingerprint(user.to_string()))),
+        ("trust", [user]) => Ok(Some(Command::Trust(user.to_string()))),
+        ("history", [user]) => Ok(Some(Command::History(user.to_string()))),
+        ("dm" | "accept" | "reject" | "fingerprint" | "trust" | "history", _) => {
+            Err(Failure::new(cmd, 400, format!("usage: /{cmd} @USER")))
+        }
+        ("msg", [_, _, ..]) => {
+            // TEXT is the rest of the line, its inner spacing kept.
+            let (user, text) = split_word(split_word(line).1);
+            Ok(Some(Command::Msg { user: user.to_string(), text: text.to_string() }))
+        }
+        ("msg", _) => Err(Failure::new(cmd, 400, MSG_USAGE)),
+        ("contacts", []) => Ok(Some(Command::Contacts)),
         ("rooms", []) => Ok(Some(Command::Rooms)),
         ("help", []) => Ok(Some(Command::Help)),
         ("quit", []) => Ok(Some(Command::Quit)),
-        ("help" | "quit" | "rooms", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd}"))),
+        ("help" | "quit" | "rooms" | "contacts", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd}"))),
         _ => Err(Failure::new(cmd, 400, format!("unknown command /{cmd}; see /help"))),
     }
 }
 
 /// Runs batch mode on an established connection; returns the exit status.
-pub fn run(conn: Conn, home: PathBuf, server: &str) -> u8 {
+pub fn run(conn: Conn, home: PathBuf, server: &str, dm_ttl_ms: u64) -> u8 {
     if emit(&Object::new("connected").str("server", server).finish()).is_err() {
         return 1;
     }
-    App::new(conn, home, Input::stdin()).run(&mut Batch)
+    App::new(conn, server, home, Input::stdin(), dm_ttl_ms).run(&mut Batch)
 }
 
 /// Reports a failure before any session exists (`connect`, `home`) and returns exit status 1.
@@ -172,6 +212,14 @@ impl Frontend for Batch {
             Ok(Some(Command::Rooms)) => app.list_rooms(),
             Ok(Some(Command::Who(room))) => app.who_room(&room),
             Ok(Some(Command::Delete(room))) => app.delete_room(&room),
+            Ok(Some(Command::Dm(user))) => app.dm_request(&user),
+            Ok(Some(Command::Accept(user))) => app.dm_accept(&user),
+            Ok(Some(Command::Reject(user))) => app.dm_reject(&user),
+            Ok(Some(Command::Msg { user, text })) => app.send_dm(&user, &text),
+            Ok(Some(Command::Contacts)) => app.contacts(),
+            Ok(Some(Command::Fingerprint(user))) => app.fingerprint(&user),
+            Ok(Some(Command::Trust(user))) => app.trust(&user),
+            Ok(Some(Command::History(user))) => app.history(&user),
             Err(f) => Err(f),
         };
         match started {
@@ -186,6 +234,12 @@ impl Frontend for Batch {
             Report::Authenticated { user, .. } => Object::new("authenticated").str("user", &user).finish(),
             Report::Done { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
             Report::Room(ev) => room_line(ev),
+            Report::Dm(ev) => dm_line(ev),
+            Report::Disconnected(why) => {
+                eprintln!("sotto: {why}; reconnecting");
+                Object::new("disconnected").finish()
+            }
+            Report::Reconnected => Object::new("reconnected").finish(),
             Report::Failed(f) => error_line(&f),
             Report::Warning(w) => Object::new("warning").str("message", &w).finish(),
             Report::Notice(n) => {
@@ -245,6 +299,71 @@ fn room_line(ev: RoomEvent) -> String {
         }
         RoomEvent::Deleted { room } => Object::new("room_deleted").str("room", &room).finish(),
         RoomEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
+    }
+}
+
+/// A message id as shown: 16 lowercase hex digits.
+pub fn dm_id(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// The batch line of a direct-message event (docs/CLIENT.md "Events").
+fn dm_line(ev: DmEvent) -> String {
+    match ev {
+        DmEvent::Requested { from } => Object::new("dm_request").str("from", &from).finish(),
+        DmEvent::Accepted { with, fingerprint } => {
+            Object::new("dm_accepted").str("with", &with).str("fingerprint", &fingerprint).finish()
+        }
+        DmEvent::Rejected { by } => Object::new("dm_rejected").str("by", &by).finish(),
+        DmEvent::Message(m) => {
+            let o = Object::new("dm")
+                .str("from", &m.from)
+                .str("id", &dm_id(m.id))
+                .str("text", &m.text)
+                .num("ts", m.ts)
+                .bool("verified", m.verified);
+            match m.error {
+                Some(e) => o.str("error", e).finish(),
+                None => o.finish(),
+            }
+        }
+        DmEvent::Sent { id, to, delivered } => Object::new("sent")
+            .str("id", &dm_id(id))
+            .str("to", &to)
+            .str("status", if delivered { "delivered" } else { "queued" })
+            .finish(),
+        DmEvent::Pending { id, to } => Object::new("pending").str("id", &dm_id(id)).str("to", &to).finish(),
+        DmEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
+        DmEvent::Expired { id } => Object::new("expired").str("id", &dm_id(id)).finish(),
+        DmEvent::Contacts(list) => {
+            let list = list.into_iter().map(|c| {
+                Object::bare().str("name", &c.name).str("fingerprint", &c.fingerprint).bool("trusted", c.trusted)
+            });
+            Object::new("contacts").list("contacts", list).finish()
+        }
+        DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed } => {
+            let o = Object::new("fingerprint")
+                .str("user", &user)
+                .str("fingerprint", &fingerprint)
+                .str("mine", &mine)
+                .str("safety_number", &safety_number);
+            match listed {
+                Some(l) => o.str("listed", &l).finish(),
+                None => o.finish(),
+            }
+        }
+        DmEvent::History { with, messages } => {
+            let messages = messages.into_iter().map(|m: DmMessage| {
+                Object::bare()
+                    .str("id", &dm_id(m.id))
+                    .str("from", &m.from)
+                    .str("text", &m.text)
+                    .num("ts", m.ts)
+                    .bool("verified", m.verified)
+            });
+            Object::new("history").str("with", &with).list("messages", messages).finish()
+        }
+        DmEvent::Ok { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Invariant: passwords, passphrases and room passwords are only read through
 //! the no-echo prompt, never taken from the command line and never printed; a
-//! room message that did not verify is always shown `[UNVERIFIED]`, and text
-//! from others reaches the terminal without control characters.
+//! room or direct message that did not verify is always shown `[UNVERIFIED]`,
+//! and text from others reaches the terminal without control characters.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 use crate::app::{App, Flow, Frontend, Report};
+use crate::batch::dm_id;
 use crate::batch::split_word;
 use crate::conn::Conn;
 use crate::input::Input;
-use crate::session::{Failure, Member, RoomEvent, RoomMessage};
+use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomMessage};
 
 const HELP: &str = "\
 commands:
@@ -30,17 +31,30 @@ commands:
   /rooms           every room, with its number of members
   /leave [ROOM]    leave ROOM (default: the current room)
   /delete ROOM     delete ROOM and its history (owner only)
+  /dm @USER        ask USER for a direct-message channel
+  /accept @USER    accept USER's request (both keys are then pinned)
+  /reject @USER    reject USER's request
+  /msg @USER TEXT  send TEXT to USER, end-to-end encrypted (kept and sent later when offline)
+  /contacts        your contacts, their fingerprints, and whether they are trusted
+  /fingerprint @USER  USER's fingerprint, yours, and the safety number to compare out of band
+  /trust @USER     accept the new key the server lists for USER
+  /history @USER   the messages from USER still kept (each is erased an hour after it was shown)
   /help            show this list
   /quit            leave (end of input does the same)
-messages read [room] name: text; [UNVERIFIED] marks one whose signature or
-integrity check failed, (history) one replayed from the room's last 20.";
+messages read [room] name: text and [dm] name: text; [UNVERIFIED] marks one
+whose signature or integrity check failed, (history) one replayed from the
+room's last 20.";
 
 /// Runs interactive mode on an established connection; returns the exit status.
-pub fn run(conn: Conn, home: PathBuf, server: &str) -> u8 {
+pub fn run(conn: Conn, home: PathBuf, server: &str, dm_ttl_ms: u64) -> u8 {
     println!("sotto {}", sotto::build_info::describe());
     println!("connected to {server}; server key verified (fingerprint {})", crate::conn::server_fingerprint());
     println!("type /help for the list of commands");
-    App::new(conn, home, Input::stdin()).run(&mut Interactive { prompted: false, current: None })
+    App::new(conn, server, home, Input::stdin(), dm_ttl_ms).run(&mut Interactive {
+        prompted: false,
+        current: None,
+        reconnected: false,
+    })
 }
 
 struct Interactive {
@@ -48,6 +62,8 @@ struct Interactive {
     prompted: bool,
     /// Where a plain line is said.
     current: Option<String>,
+    /// The next `Authenticated` is a login again after a lost connection.
+    reconnected: bool,
 }
 
 impl Interactive {
@@ -152,6 +168,59 @@ impl Interactive {
         }
     }
 
+    fn dm_event(&mut self, ev: DmEvent) {
+        match ev {
+            DmEvent::Requested { from } => {
+                println!("{from} asks for a direct-message channel: /accept @{from} or /reject @{from}")
+            }
+            DmEvent::Accepted { with, fingerprint } => {
+                println!("direct messages with {with} are open; {with}'s fingerprint: {}", group(&fingerprint));
+                println!("compare it with {with} out of band (/fingerprint @{with} shows the safety number)");
+            }
+            DmEvent::Rejected { by } => println!("{by} rejected your direct-message request"),
+            DmEvent::Message(m) => println!("{}", dm_message_line(&m)),
+            DmEvent::Sent { id, to, delivered: true } => println!("(message {} delivered to {to})", dm_id(id)),
+            DmEvent::Sent { id, to, delivered: false } => {
+                println!("(message {} queued on the server until {to} comes online)", dm_id(id))
+            }
+            DmEvent::Pending { id, to } => {
+                println!("(message {} to {to} kept in the outbox; it is sent when the connection is back)", dm_id(id))
+            }
+            DmEvent::KeyChanged { user } => {
+                println!("WARNING: the server now lists ANOTHER KEY for {user}. This may be an attack.");
+                println!("messages to and from {user} are refused; compare /fingerprint @{user} with {user} out of band, then /trust @{user}");
+            }
+            DmEvent::Expired { id } => {
+                println!("(message {} expired on the server without being delivered)", dm_id(id))
+            }
+            DmEvent::Contacts(list) if list.is_empty() => println!("no contacts; /dm @USER asks for one"),
+            DmEvent::Contacts(list) => {
+                for c in list {
+                    let state = if c.trusted { "" } else { "  [KEY CHANGED: /trust to accept]" };
+                    println!("{}  {}{state}", c.name, group(&c.fingerprint));
+                }
+            }
+            DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed } => {
+                println!("{user}: {}", group(&fingerprint));
+                println!("you: {}", group(&mine));
+                println!("safety number: {safety_number}");
+                if let Some(l) = listed {
+                    println!("the server now lists another key for {user}: {}", group(&l));
+                }
+            }
+            DmEvent::History { with, messages } if messages.is_empty() => println!("no messages from {with} kept"),
+            DmEvent::History { messages, .. } => {
+                for m in messages {
+                    println!("{}", dm_message_line(&m));
+                }
+            }
+            DmEvent::Ok { cmd: "dm", user } => println!("asked {user}; you will see when {user} accepts"),
+            DmEvent::Ok { cmd: "reject", user } => println!("rejected {user}'s request"),
+            DmEvent::Ok { cmd: "trust", user } => println!("the key the server lists for {user} is now trusted"),
+            DmEvent::Ok { cmd, user } => println!("{cmd} {user}: ok"),
+        }
+    }
+
     fn forget(&mut self, room: &str) {
         if self.current.as_deref() == Some(room) {
             self.current = None;
@@ -187,6 +256,16 @@ fn message_line(m: &RoomMessage) -> String {
         None => printable(&m.text),
     };
     format!("[{}]{history}{flag} {}: {text}", m.room, m.from)
+}
+
+/// `[dm] [UNVERIFIED] name: text`.
+fn dm_message_line(m: &DmMessage) -> String {
+    let flag = if m.verified { "" } else { " [UNVERIFIED]" };
+    let text = match m.error {
+        Some(why) => format!("({why})"),
+        None => printable(&m.text),
+    };
+    format!("[dm]{flag} {}: {text}", m.from)
 }
 
 fn member_list(members: &[Member]) -> String {
@@ -257,7 +336,22 @@ impl Frontend for Interactive {
             }
             ("/rooms", []) => show(app.list_rooms()),
             ("/delete", [room]) => show(app.delete_room(room)),
-            ("/room" | "/say" | "/rooms" | "/delete", _) => println!("usage: see /help"),
+            ("/dm", [user]) => show(app.dm_request(user)),
+            ("/accept", [user]) => show(app.dm_accept(user)),
+            ("/reject", [user]) => show(app.dm_reject(user)),
+            ("/msg", [_, _, ..]) => {
+                let (user, text) = split_word(rest);
+                show(app.send_dm(user, text));
+            }
+            ("/contacts", []) => show(app.contacts()),
+            ("/fingerprint", [user]) => show(app.fingerprint(user)),
+            ("/trust", [user]) => show(app.trust(user)),
+            ("/history", [user]) => show(app.history(user)),
+            ("/room" | "/say" | "/rooms" | "/delete" | "/contacts", _) => println!("usage: see /help"),
+            ("/dm" | "/accept" | "/reject" | "/fingerprint" | "/trust" | "/history", _) => {
+                println!("usage: {cmd} @USER")
+            }
+            ("/msg", _) => println!("usage: /msg @USER TEXT"),
             _ => println!("unknown command {cmd}; type /help for the list"),
         }
         Ok(Flow::Continue)
@@ -272,6 +366,9 @@ impl Frontend for Interactive {
                 println!("registered {user}; private keys saved in {}", key_path.display());
                 println!("identity fingerprint: {}", group(&fingerprint));
                 println!("log in with /login {user}");
+            }
+            Report::Authenticated { user, uid, .. } if std::mem::take(&mut self.reconnected) => {
+                println!("logged in again as {user} (uid {uid})");
             }
             Report::Authenticated { user, uid, fingerprint } => {
                 self.current = None;
@@ -295,6 +392,14 @@ impl Frontend for Interactive {
             }
             Report::Done { cmd, room } => println!("{cmd} {room}: ok"),
             Report::Room(ev) => self.room_event(ev),
+            Report::Dm(ev) => self.dm_event(ev),
+            Report::Disconnected(why) => {
+                println!("{why}; reconnecting (commands that need the server wait until then)")
+            }
+            Report::Reconnected => {
+                self.reconnected = true;
+                println!("reconnected");
+            }
             Report::Failed(f) => print_failure(&f),
             Report::Warning(w) => println!("warning: {w}"),
             Report::Notice(n) => println!("notice: {n}"),

@@ -132,6 +132,16 @@ impl StorageKey {
     pub fn fresh(password: &str) -> Result<StorageKey, KeyFileError> {
         StorageKey::derive(password, &crypto::random())
     }
+
+    /// The salt it was derived with (the other sealed files record it too).
+    pub fn salt(&self) -> &[u8; SALT_LEN] {
+        &self.salt
+    }
+
+    /// The AES and HMAC keys.
+    pub fn aead(&self) -> &AeadKeys {
+        &self.keys
+    }
 }
 
 /// Encrypts the keyring of `username`.

@@ -7,22 +7,30 @@
 mod app;
 mod batch;
 mod conn;
+mod contacts;
 mod home;
+mod inbox;
 mod input;
 mod interactive;
 mod json;
 mod keyring;
 mod keystore;
+mod outbox;
 mod pins;
 mod session;
+mod vault;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const DEFAULT_SERVER: &str = "127.0.0.1:7777";
+/// Seconds a shown direct message is kept (DESIGN §7: one hour).
+const DEFAULT_DM_TTL: u64 = 3600;
+/// Longest `--dm-ttl` accepted: a year.
+const MAX_DM_TTL: u64 = 365 * 24 * 3600;
 
-const USAGE: &str = "usage: sotto [--server HOST:PORT] [--home DIR] [--batch]
+const USAGE: &str = "usage: sotto [--server HOST:PORT] [--home DIR] [--batch] [--dm-ttl SECONDS]
        sotto --help | --version";
 
 const HELP: &str = "sotto: secure chat client (interactive by default)
@@ -33,6 +41,8 @@ options:
                       (default $XDG_DATA_HOME/sotto, else $HOME/.local/share/sotto;
                       created 0700, refused if group or others can access it)
   --batch             commands on stdin, one JSON event per line on stdout
+  --dm-ttl SECONDS    erase a received direct message this long after it was
+                      shown (default 3600)
   --help              this text
   --version           version, build id and protocol version
 
@@ -44,6 +54,8 @@ struct Options {
     server: String,
     home: Option<PathBuf>,
     batch: bool,
+    /// How long a shown direct message is kept, in seconds.
+    dm_ttl: u64,
 }
 
 #[derive(Debug)]
@@ -54,7 +66,7 @@ enum Parsed {
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
-    let mut opts = Options { server: DEFAULT_SERVER.to_string(), home: None, batch: false };
+    let mut opts = Options { server: DEFAULT_SERVER.to_string(), home: None, batch: false, dm_ttl: DEFAULT_DM_TTL };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let Some(arg) = arg.to_str().map(str::to_string) else {
@@ -71,6 +83,14 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
                 opts.server = v.into_string().map_err(|_| "--server must be valid UTF-8".to_string())?;
             }
             "--home" => opts.home = Some(PathBuf::from(value("--home")?)),
+            "--dm-ttl" => {
+                let v = value("--dm-ttl")?;
+                opts.dm_ttl = v
+                    .to_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .filter(|s| *s <= MAX_DM_TTL)
+                    .ok_or_else(|| format!("--dm-ttl needs a number of seconds (at most {MAX_DM_TTL})"))?;
+            }
             "--batch" if inline.is_none() => opts.batch = true,
             "--help" | "-h" if inline.is_none() => return Ok(Parsed::Help),
             "--version" | "-V" if inline.is_none() => return Ok(Parsed::Version),
@@ -120,10 +140,11 @@ fn run(opts: Options) -> u8 {
         Ok(c) => c,
         Err(e) => return fail("connect", e.to_string()),
     };
+    let dm_ttl_ms = opts.dm_ttl * 1000;
     if opts.batch {
-        batch::run(conn, home, &opts.server)
+        batch::run(conn, home, &opts.server, dm_ttl_ms)
     } else {
-        interactive::run(conn, home, &opts.server)
+        interactive::run(conn, home, &opts.server, dm_ttl_ms)
     }
 }
 
@@ -140,7 +161,11 @@ mod tests {
         let Ok(Parsed::Run(o)) = parse_strs(&["--server=h:1", "--home", "/x", "--batch"]) else { panic!() };
         assert_eq!((o.server.as_str(), o.home, o.batch), ("h:1", Some(PathBuf::from("/x")), true));
         let Ok(Parsed::Run(o)) = parse_strs(&[]) else { panic!() };
-        assert_eq!((o.server.as_str(), o.home, o.batch), (DEFAULT_SERVER, None, false));
+        assert_eq!((o.server.as_str(), o.home, o.batch, o.dm_ttl), (DEFAULT_SERVER, None, false, 3600));
+        let Ok(Parsed::Run(o)) = parse_strs(&["--dm-ttl", "2"]) else { panic!() };
+        assert_eq!(o.dm_ttl, 2);
+        let Ok(Parsed::Run(o)) = parse_strs(&["--dm-ttl=0"]) else { panic!() };
+        assert_eq!(o.dm_ttl, 0);
     }
 
     #[test]
@@ -148,6 +173,9 @@ mod tests {
         assert!(parse_strs(&["--frob"]).unwrap_err().contains("unknown option '--frob'"));
         assert!(parse_strs(&["--server"]).unwrap_err().contains("needs a value"));
         assert!(parse_strs(&["--batch=1"]).is_err());
+        for bad in ["-1", "x", "1.5", "99999999999999"] {
+            assert!(parse_strs(&["--dm-ttl", bad]).unwrap_err().contains("--dm-ttl"), "{bad}");
+        }
         assert!(parse_strs(&["extra"]).is_err());
     }
 }

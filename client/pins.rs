@@ -3,7 +3,8 @@
 //!
 //! Invariant: a pin, once made, is never replaced by what the server lists
 //! later; a different key for a pinned UID only marks the pin `changed`, and
-//! messages from a changed pin are never shown as verified. The file is only
+//! messages from a changed pin are never shown as verified. Only the user's
+//! `/trust` replaces a pin. The file is only
 //! ever written whole (`home::write_atomic`, 0600).
 //!
 //! Format (text, one pin per line after the header line `sotto pins v1`):
@@ -104,6 +105,16 @@ impl Pins {
                 }
                 Seen::Changed
             }
+        }
+    }
+
+    /// Pins these keys for `uid` whatever was pinned before: the user trusted
+    /// them (`/trust`, DESIGN §7); the only way a pin is replaced.
+    pub fn replace(&mut self, uid: u64, name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32]) {
+        let pin = Pin { name: name.to_string(), id_pub: *id_pub, enc_pub: *enc_pub, changed: false };
+        if self.map.get(&uid) != Some(&pin) {
+            self.map.insert(uid, pin);
+            self.dirty = true;
         }
     }
 

@@ -1,14 +1,19 @@
-//! Protocol layer of the client (DESIGN §5, §6): builds requests, matches
+//! Protocol layer of the client (DESIGN §5, §6, §7): builds requests, matches
 //! replies by message id and turns server messages into events. Sans-I/O: it
 //! takes plaintexts and `now`, and hands back plaintexts to send and events
-//! to show; the rooms part is in `session/room.rs`.
+//! to show; the rooms part is in `session/room.rs`, direct messages in
+//! `session/direct.rs`.
 //!
 //! Invariant: at most one request is in flight; a reply completes it only when
 //! its msg_id matches (the parts of a multi-part answer are collected until
 //! its final `stat`); unsolicited events (msg_id 0) are handled at any time;
 //! anything else the server sends becomes a notice, never a panic. Outgoing
-//! plaintexts (they hold passwords) are zeroized on drop.
+//! plaintexts (they hold passwords) are zeroized on drop. Mailbox
+//! acknowledgements are held until the driver has saved what they confirm
+//! (`release_acks`). After a lost connection the session keeps its local
+//! state and logs in again with the credentials it remembers (in memory only).
 
+mod direct;
 mod room;
 
 use std::collections::VecDeque;
@@ -16,7 +21,7 @@ use std::collections::VecDeque;
 use sotto::account;
 use sotto::crypto;
 use sotto::identity::{self, KeyError, Signer, RSA_BYTES};
-use sotto::opcodes::{self, Connected, Login, Passphrase, Register, StatusReply};
+use sotto::opcodes::{self, Connected, Login, MailboxAck, Passphrase, Register, StatusReply};
 use sotto::wire::{self, Message, Status, WireError};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zerocopy::IntoBytes;
@@ -24,6 +29,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::keystore::LocalKeys;
 
+pub use direct::{DmEvent, DmLocal, DmMessage};
 pub use room::{Local, Member, RoomEvent, RoomInfo, RoomMessage};
 
 /// How long a request may wait for its reply.
@@ -94,7 +100,11 @@ pub enum Event {
         uid: u64,
         /// The password (it opens the key file).
         password: Zeroizing<String>,
+        /// A login again after a lost connection (local state is already loaded).
+        again: bool,
     },
+    /// The login again after a lost connection failed.
+    ReloginFailed(Failure),
     /// A room command succeeded (`create`, `say`, `leave`, `delete`).
     Done {
         /// Command name without the slash.
@@ -104,6 +114,8 @@ pub enum Event {
     },
     /// Something happened in a room (PROTOCOL.md §6).
     Room(RoomEvent),
+    /// Something about direct messages (PROTOCOL.md §7).
+    Dm(DmEvent),
     /// A command failed.
     Failed(Failure),
     /// The user should know, but nothing failed (keys that do not verify).
@@ -113,6 +125,7 @@ pub enum Event {
 }
 
 /// Validated, normalised credentials.
+#[derive(Clone)]
 struct Credentials {
     username: String,
     password: Zeroizing<String>,
@@ -122,17 +135,26 @@ struct Credentials {
 /// The request waiting for its reply, by protocol step.
 enum Pending {
     Register(NewAccount),
-    Login(Credentials),
-    Passphrase { user: String, password: Zeroizing<String> },
+    /// `again`: a login after a lost connection, with the remembered credentials.
+    Login {
+        creds: Credentials,
+        again: bool,
+    },
+    Passphrase {
+        creds: Credentials,
+        again: bool,
+    },
     Room(room::Pending),
+    Dm(direct::Pending),
 }
 
 impl Pending {
     fn cmd(&self) -> &'static str {
         match self {
             Pending::Register(_) => "register",
-            Pending::Login(_) | Pending::Passphrase { .. } => "login",
+            Pending::Login { .. } | Pending::Passphrase { .. } => "login",
             Pending::Room(p) => p.cmd(),
+            Pending::Dm(p) => p.cmd(),
         }
     }
 }
@@ -151,6 +173,12 @@ pub struct Session {
     events: VecDeque<Event>,
     /// The logged-in user and its local state (from `cnnt` on).
     me: Option<room::Me>,
+    /// The connection was lost after a login; it is not back yet.
+    offline: bool,
+    /// The credentials of the last successful login, to log in again after a lost connection.
+    remembered: Option<Credentials>,
+    /// Mailbox sequence numbers to acknowledge once their effect is saved.
+    acks: Vec<u64>,
 }
 
 impl Default for Session {
@@ -162,7 +190,16 @@ impl Default for Session {
 impl Session {
     /// A session in the not-logged-in state; message ids start at 1.
     pub fn new() -> Session {
-        Session { next_id: 1, in_flight: None, outbox: VecDeque::new(), events: VecDeque::new(), me: None }
+        Session {
+            next_id: 1,
+            in_flight: None,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            me: None,
+            offline: false,
+            remembered: None,
+            acks: Vec::new(),
+        }
     }
 
     /// True while a request waits for its reply.
@@ -170,7 +207,7 @@ impl Session {
         self.in_flight.is_some()
     }
 
-    /// True once logged in (from `cnnt` on).
+    /// True once logged in (from `cnnt` on; also while the connection is being restored).
     pub fn logged_in(&self) -> bool {
         self.me.is_some()
     }
@@ -216,6 +253,10 @@ impl Session {
     pub fn login(&mut self, name: &str, password: &str, passphrase: &str, now_ms: u64) -> Result<(), Failure> {
         let creds = validate("login", name, password, passphrase, false)?;
         self.check_idle("login")?;
+        self.send_login(creds, false, now_ms)
+    }
+
+    fn send_login(&mut self, creds: Credentials, again: bool, now_ms: u64) -> Result<(), Failure> {
         let id = self.take_id();
         let mut m = Login::request(id, now_ms);
         let filled = m.set_username(&creds.username).and_then(|()| m.set_password(&creds.password));
@@ -224,8 +265,60 @@ impl Session {
             return Err(too_long("login", e));
         }
         self.queue(&mut m);
-        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Login(creds) });
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Login { creds, again } });
         Ok(())
+    }
+
+    /// The connection was lost after a login: the request in flight ends (a
+    /// direct message stays in the outbox), nothing queued is sent, and
+    /// commands that need the server are refused until [`Session::relogin`].
+    pub fn connection_lost(&mut self) {
+        self.offline = true;
+        self.outbox.clear();
+        self.acks.clear();
+        if let Some(me) = self.me.as_mut() {
+            me.dm.resend.clear();
+            me.refresh = None;
+        }
+        let Some(f) = self.in_flight.take() else { return };
+        match f.what {
+            Pending::Dm(direct::Pending::Send { id, peer }) => {
+                self.events.push_back(Event::Dm(DmEvent::Pending { id, to: peer }));
+            }
+            Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. } => {}
+            Pending::Room(room::Pending::Settle { .. }) => {}
+            Pending::Room(room::Pending::Refresh { .. }) => self.release_held(),
+            what => self.events.push_back(Event::Failed(Failure::new(
+                what.cmd(),
+                0,
+                "the connection to the server was lost; reconnecting",
+            ))),
+        }
+    }
+
+    /// A new connection after [`Session::connection_lost`]: logs in again with
+    /// the remembered credentials; false when there are none.
+    pub fn relogin(&mut self, now_ms: u64) -> bool {
+        let Some(creds) = self.remembered.clone() else { return false };
+        self.offline = false;
+        self.in_flight = None;
+        self.send_login(creds, true, now_ms).is_ok()
+    }
+
+    /// Sends the held mailbox acknowledgements (their effect is saved).
+    pub fn release_acks(&mut self, now_ms: u64) {
+        for seq in std::mem::take(&mut self.acks) {
+            let id = self.take_id();
+            let mut m = MailboxAck::request(id, now_ms);
+            m.seq.set(seq);
+            self.queue(&mut m);
+        }
+    }
+
+    /// Drops the held acknowledgements (their effect could not be saved): the
+    /// server delivers those events again at the next login.
+    pub fn discard_acks(&mut self) {
+        self.acks.clear();
     }
 
     /// The next plaintext to send.
@@ -243,11 +336,28 @@ impl Session {
         self.in_flight.as_ref().map(|f| f.deadline_ms)
     }
 
-    /// Fails the request in flight if its reply is overdue.
+    /// Fails the request in flight if its reply is overdue, erases the direct
+    /// messages shown longer ago than their time to live, and sends what waits
+    /// for an idle session (outbox messages again, a members lookup).
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.erase_expired(now_ms);
+        self.expire_request(now_ms);
+        self.poll_refresh(now_ms);
+        self.poll_resend(now_ms);
+    }
+
+    fn expire_request(&mut self, now_ms: u64) {
         let Some(f) = self.in_flight.take_if(|f| f.deadline_ms <= now_ms) else { return };
         let secs = REQUEST_TIMEOUT_MS / 1000;
         match f.what {
+            // Still in the outbox: sent again after the next login.
+            Pending::Dm(direct::Pending::Send { id, peer }) => {
+                self.events.push_back(Event::Dm(DmEvent::Pending { id, to: peer }));
+            }
+            Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. } => {
+                let why = format!("no reply from the server within {secs} s");
+                self.events.push_back(Event::ReloginFailed(Failure::new("login", 0, why)));
+            }
             // The join itself succeeded; only its end marker is missing.
             Pending::Room(room::Pending::Settle { room }) => {
                 self.events.push_back(Event::Notice(format!("no end of the history of {room} within {secs} s")));
@@ -260,7 +370,6 @@ impl Session {
                 format!("no reply from the server within {secs} s"),
             ))),
         }
-        self.poll_refresh(now_ms);
     }
 
     /// Handles one message from the server: completes the request it answers,
@@ -270,6 +379,7 @@ impl Session {
             self.events.push_back(ev);
         }
         self.poll_refresh(now_ms);
+        self.poll_resend(now_ms);
     }
 
     fn dispatch(&mut self, pt: &[u8], now_ms: u64) -> Option<Event> {
@@ -313,6 +423,26 @@ impl Session {
                 Ok(m) => self.handle_deleted(m),
                 Err(e) => self.malformed(false, "rdel", e),
             },
+            opcodes::DMRQ => match wire::decode(pt) {
+                Ok(m) => self.handle_dm_requested(m),
+                Err(e) => self.malformed(false, "dmrq", e),
+            },
+            opcodes::CTCT => match wire::decode(pt) {
+                Ok(m) => self.handle_contact(m, ours),
+                Err(e) => self.malformed(ours, "ctct", e),
+            },
+            opcodes::DMRJ => match wire::decode(pt) {
+                Ok(m) => self.handle_dm_rejected(m),
+                Err(e) => self.malformed(false, "dmrj", e),
+            },
+            opcodes::RVUM => match wire::decode(pt) {
+                Ok(m) => self.handle_receive_dm(m, now_ms),
+                Err(e) => self.malformed(false, "rvum", e),
+            },
+            opcodes::DMST => match wire::decode(pt) {
+                Ok(m) => self.handle_dm_status(m, ours),
+                Err(e) => self.malformed(ours, "dmst", e),
+            },
             other => Some(Event::Notice(match opcodes::info(other) {
                 Some(i) => format!(
                     "ignoring {} ({}) from the server: this client does not handle it",
@@ -328,14 +458,18 @@ impl Session {
         let status = Status::from_u8(r.hdr.status);
         match (f.what, status) {
             (Pending::Register(account), Some(Status::Ok)) => Some(Event::Registered(account)),
-            (Pending::Login(creds), Some(Status::Pending)) => self.send_passphrase(creds, now_ms),
+            (Pending::Login { creds, again }, Some(Status::Pending)) => self.send_passphrase(creds, again, now_ms),
+            (Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. }, _) => {
+                Some(Event::ReloginFailed(refused("login", r)))
+            }
             (Pending::Room(p), _) => self.complete_room(p, r, now_ms),
+            (Pending::Dm(p), _) => self.complete_dm(p, r),
             (what, _) => Some(Event::Failed(refused(what.cmd(), r))),
         }
     }
 
     /// Second login step (opcodes.toml `pass`), sent as soon as the password is accepted.
-    fn send_passphrase(&mut self, creds: Credentials, now_ms: u64) -> Option<Event> {
+    fn send_passphrase(&mut self, creds: Credentials, again: bool, now_ms: u64) -> Option<Event> {
         let id = self.take_id();
         let mut m = Passphrase::request(id, now_ms);
         if let Err(e) = m.set_passphrase(&creds.passphrase) {
@@ -343,7 +477,7 @@ impl Session {
             return Some(Event::Failed(too_long("login", e)));
         }
         self.queue(&mut m);
-        let what = Pending::Passphrase { user: creds.username, password: creds.password };
+        let what = Pending::Passphrase { creds, again };
         self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what });
         None
     }
@@ -351,9 +485,17 @@ impl Session {
     fn complete_connected(&mut self, c: &Connected) -> Option<Event> {
         let f = self.in_flight.take()?;
         match f.what {
-            Pending::Passphrase { user, password } => {
-                self.me = Some(room::Me::new(c.uid.get(), &user));
-                Some(Event::Authenticated { user, uid: c.uid.get(), password })
+            Pending::Passphrase { creds, again } => {
+                let (user, password) = (creds.username.clone(), creds.password.clone());
+                let again = again && self.me.is_some();
+                if again {
+                    // Local state stays loaded; what the outbox holds goes out again.
+                    self.start_resend();
+                } else {
+                    self.me = Some(room::Me::new(c.uid.get(), &user));
+                }
+                self.remembered = Some(creds);
+                Some(Event::Authenticated { user, uid: c.uid.get(), password, again })
             }
             other => {
                 Some(Event::Failed(Failure::new(other.cmd(), 0, "unexpected cnnt (connected) reply from the server")))
@@ -370,6 +512,9 @@ impl Session {
     }
 
     fn check_idle(&self, cmd: &str) -> Result<(), Failure> {
+        if self.offline {
+            return Err(Failure::new(cmd, 0, "not connected to the server; reconnecting"));
+        }
         match self.in_flight {
             Some(_) => Err(Failure::new(cmd, 400, "another request is still waiting for its reply")),
             None => Ok(()),
@@ -497,7 +642,7 @@ mod tests {
         let p = wire::decode::<Passphrase>(&pt).unwrap();
         assert_eq!((p.passphrase().unwrap(), p.hdr.msg_id.get()), ("red green blue", 2));
         match feed(&mut s, &connected(2, "alice")) {
-            Some(Event::Authenticated { user, uid, password }) => {
+            Some(Event::Authenticated { user, uid, password, again: false }) => {
                 assert_eq!((user.as_str(), uid, password.as_str()), ("alice", 42, "password123"));
             }
             _ => panic!("expected authenticated"),

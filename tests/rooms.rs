@@ -33,7 +33,11 @@ fn ok(v: &Value, cmd: &str) {
 }
 
 fn error(v: &Value, cmd: &str, code: u64) {
-    assert_eq!((v["type"].as_str(), v["cmd"].as_str(), v["code"].as_u64()), (Some("error"), Some(cmd), Some(code)), "{v}");
+    assert_eq!(
+        (v["type"].as_str(), v["cmd"].as_str(), v["code"].as_u64()),
+        (Some("error"), Some(cmd), Some(code)),
+        "{v}"
+    );
 }
 
 fn texts(msgs: &[Value]) -> Vec<String> {
@@ -228,7 +232,12 @@ fn server_data_holds_no_text_and_no_room_password() {
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
         for n in &needles {
-            assert!(!bytes.windows(n.len()).any(|w| w == *n), "{} contains {:?}", f.display(), String::from_utf8_lossy(n));
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == *n),
+                "{} contains {:?}",
+                f.display(),
+                String::from_utf8_lossy(n)
+            );
         }
     }
 }

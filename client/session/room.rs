@@ -21,6 +21,7 @@ use sotto::room::{self as rooms, Context, RoomKeys, Sealed, TEXT_MAX};
 use sotto::wire::{code, Message, Status};
 use zeroize::Zeroizing;
 
+use super::direct::{Dm, DmLocal};
 use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
 use crate::keyring::Keyring;
 use crate::pins::{Pins, Seen};
@@ -36,6 +37,7 @@ const HELD_MAX: usize = 1024;
 pub const UNDECRYPTABLE: &str = "could not decrypt";
 
 /// What the client loads at login and hands to the session (see `App`).
+#[derive(Default)]
 pub struct Local {
     /// The identity key that signs room messages, with the user's X25519 public
     /// key; `None` when the key file is not on this machine.
@@ -44,14 +46,16 @@ pub struct Local {
     pub pins: Pins,
     /// The keys of the rooms the user is in.
     pub keyring: Keyring,
+    /// Direct messages: the contacts, the messages kept, the outbox.
+    pub dm: DmLocal,
 }
 
 /// The logged-in user and its local state.
 pub(super) struct Me {
-    uid: u64,
-    user: String,
-    signer: Option<Signer>,
-    pins: Pins,
+    pub(super) uid: u64,
+    pub(super) user: String,
+    pub(super) signer: Option<Signer>,
+    pub(super) pins: Pins,
     keyring: Keyring,
     /// UIDs whose key change (or unverifiable keys) was reported this session.
     announced: BTreeSet<u64>,
@@ -60,7 +64,9 @@ pub(super) struct Me {
     /// Room messages waiting for that answer, in arrival order.
     held: VecDeque<ReceiveRoomMessage>,
     /// The room to ask for next.
-    refresh: Option<String>,
+    pub(super) refresh: Option<String>,
+    /// Direct messages (session/direct.rs).
+    pub(super) dm: Dm,
 }
 
 impl Me {
@@ -75,6 +81,7 @@ impl Me {
             refreshed: BTreeSet::new(),
             held: VecDeque::new(),
             refresh: None,
+            dm: Dm::default(),
         }
     }
 }
@@ -241,13 +248,13 @@ fn copy_keys(k: &RoomKeys) -> RoomKeys {
 }
 
 /// The listed keys bind together: a well-formed identity key signed the name and enc_pub.
-fn keys_verify(name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32], enc_sig: &[u8]) -> bool {
+pub(super) fn keys_verify(name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32], enc_sig: &[u8]) -> bool {
     identity::from_modulus(id_pub)
         .is_ok_and(|k| identity::verify(&k, &account::enc_key_binding(name, enc_pub), enc_sig))
 }
 
 /// A user name from the server, as it must be: already canonical.
-fn canonical_user(name: Result<&str, sotto::wire::WireError>) -> Option<String> {
+pub(super) fn canonical_user(name: Result<&str, sotto::wire::WireError>) -> Option<String> {
     let name = name.ok()?;
     account::normalize_username(name).ok().filter(|n| n == name)
 }
@@ -258,12 +265,16 @@ fn canonical_room(name: Result<&str, sotto::wire::WireError>) -> Option<String> 
 }
 
 impl Session {
-    /// Hands over what was loaded at login: the identity key, the pins and the room keys.
+    /// Hands over what was loaded at login: the identity key, the pins, the room
+    /// keys and the direct-message state; the outbox is then sent again.
     /// The user's own keys are pinned too, so a server that lists others for it is noticed.
     pub fn install(&mut self, local: Local) {
         let Some(me) = self.me.as_mut() else { return };
         me.pins = local.pins;
         me.keyring = local.keyring;
+        me.dm = Dm::from(local.dm);
+        self.start_resend();
+        let Some(me) = self.me.as_mut() else { return };
         if let Some((signer, enc_pub)) = local.identity {
             if let Ok(id_pub) = identity::modulus(signer.public()) {
                 let (uid, user) = (me.uid, me.user.clone());
@@ -630,7 +641,7 @@ impl Session {
 
     /// Sends the wanted members request once nothing else is in flight.
     pub(super) fn poll_refresh(&mut self, now_ms: u64) {
-        if self.in_flight.is_some() {
+        if self.in_flight.is_some() || self.offline {
             return;
         }
         if let Some(room) = self.me.as_mut().and_then(|me| me.refresh.take()) {

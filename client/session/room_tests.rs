@@ -70,7 +70,7 @@ fn alice_session(rooms_in: &[&str], pins: Pins) -> Session {
         keyring.insert(r, lobby_keys());
     }
     let a = alice();
-    s.install(Local { identity: Some((a.signer(), a.enc_pub)), pins, keyring });
+    s.install(Local { identity: Some((a.signer(), a.enc_pub)), pins, keyring, dm: DmLocal::default() });
     assert!(s.poll_event().is_none(), "installing reports nothing");
     assert!(s.dirty_pins().is_some(), "her own keys are pinned");
     let _ = s.dirty_keyring();

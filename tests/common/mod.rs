@@ -176,6 +176,29 @@ impl Client {
         Client { stdin: child.stdin.take(), child, lines, backlog: VecDeque::new(), seen: Vec::new() }
     }
 
+    /// A client with extra command-line flags (e.g. `--dm-ttl 2`) after the usual ones.
+    pub fn start_with_args(server: &str, home: &Path, extra: &[&str]) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
+            .args(["--batch", "--server", server, "--home"])
+            .arg(home)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sotto");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Client { stdin: child.stdin.take(), child, lines, backlog: VecDeque::new(), seen: Vec::new() }
+    }
+
     /// Starts a client and waits for `connected`.
     pub fn connect(server: &Server, home: &Path) -> Client {
         let mut c = Client::start(&server.addr, home);

@@ -1,0 +1,209 @@
+//! Local-state layer: the direct messages received and the ids already shown
+//! (DESIGN §7, §9), sealed in `<home>/<server_tag>/<user>/inbox` (see `vault`).
+//!
+//! Invariant: a message is kept at most `ttl` after it was shown, then erased
+//! (its text is gone from the file at the next save); its id stays in the
+//! seen set for `SEEN_KEEP_MS`, longer than the server keeps an undelivered
+//! message, so a copy delivered again is never shown again.
+//!
+//! Plaintext: `u32 count || count × (id (8) || from_uid (8) || u8 len || from
+//! || ts (8) || shown_at (8) || verified (1) || u16 len || text)`, then
+//! `u32 count || count × (sender_uid (8) || id (8) || seen_at (8))`.
+
+use std::collections::BTreeMap;
+
+use zeroize::Zeroizing;
+
+use crate::keystore::KeyFileError;
+use crate::vault::{self, Kind, Reader};
+
+/// The inbox file.
+pub const KIND: Kind = Kind { file: "inbox", magic: *b"SOTI", label: b"sotto/v1 inbox\0" };
+/// How long an id stays in the seen set: 31 days (the server's queue TTL is 30 by default).
+pub const SEEN_KEEP_MS: u64 = 31 * 24 * 3600 * 1000;
+
+/// One received direct message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The message id.
+    pub id: u64,
+    /// The sender's UID.
+    pub from_uid: u64,
+    /// The sender's name.
+    pub from: String,
+    /// The text (empty when it could not be decrypted).
+    pub text: Zeroizing<String>,
+    /// The sender's timestamp, Unix ms.
+    pub ts: u64,
+    /// Signature and tag verified.
+    pub verified: bool,
+    /// When it was shown, Unix ms.
+    pub shown_at: u64,
+}
+
+/// The kept messages, in arrival order, and the ids seen.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    msgs: Vec<Stored>,
+    seen: BTreeMap<(u64, u64), u64>,
+    dirty: bool,
+}
+
+impl Inbox {
+    /// Empty.
+    pub fn new() -> Inbox {
+        Inbox::default()
+    }
+
+    /// True when message `id` from `sender` was shown before.
+    pub fn seen(&self, sender: u64, id: u64) -> bool {
+        self.seen.contains_key(&(sender, id))
+    }
+
+    /// Keeps a message that was just shown, and its id.
+    pub fn record(&mut self, msg: Stored) {
+        self.seen.insert((msg.from_uid, msg.id), msg.shown_at);
+        self.msgs.push(msg);
+        self.dirty = true;
+    }
+
+    /// The kept messages from `uid`, oldest first.
+    pub fn from(&self, uid: u64) -> impl Iterator<Item = &Stored> {
+        self.msgs.iter().filter(move |m| m.from_uid == uid)
+    }
+
+    /// Erases the messages shown `ttl_ms` or longer ago, and forgets ids older than
+    /// [`SEEN_KEEP_MS`]; the number of messages erased.
+    pub fn erase_expired(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
+        let before = self.msgs.len();
+        self.msgs.retain(|m| m.shown_at.saturating_add(ttl_ms) > now_ms);
+        let erased = before - self.msgs.len();
+        let ids = self.seen.len();
+        self.seen.retain(|_, at| at.saturating_add(SEEN_KEEP_MS) > now_ms);
+        if erased > 0 || ids != self.seen.len() {
+            self.dirty = true;
+        }
+        erased
+    }
+
+    /// True once after every change (then the caller saves).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The plaintext of the file.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(8 + self.msgs.len() * 1100 + self.seen.len() * 24));
+        vault::put_count(&mut out, self.msgs.len());
+        for m in &self.msgs {
+            out.extend_from_slice(&m.id.to_be_bytes());
+            out.extend_from_slice(&m.from_uid.to_be_bytes());
+            vault::put_user(&mut out, &m.from);
+            out.extend_from_slice(&m.ts.to_be_bytes());
+            out.extend_from_slice(&m.shown_at.to_be_bytes());
+            out.push(u8::from(m.verified));
+            // A DM text is at most 1024 bytes (dm::TEXT_MAX).
+            let text = m.text.get(..m.text.len().min(usize::from(u16::MAX))).unwrap_or_default();
+            out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        vault::put_count(&mut out, self.seen.len());
+        for ((sender, id), at) in &self.seen {
+            out.extend_from_slice(&sender.to_be_bytes());
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&at.to_be_bytes());
+        }
+        out
+    }
+
+    /// Parses the plaintext; anything malformed refuses the whole file.
+    pub fn decode(plain: &[u8]) -> Result<Inbox, KeyFileError> {
+        let mut r = Reader::new(plain);
+        let mut msgs = Vec::new();
+        for _ in 0..r.u32()? {
+            let (id, from_uid, from) = (r.u64()?, r.u64()?, r.user()?);
+            let (ts, shown_at) = (r.u64()?, r.u64()?);
+            let verified = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(KeyFileError::Damaged),
+            };
+            let len = r.u16()?;
+            let text = std::str::from_utf8(r.slice(usize::from(len))?).map_err(|_| KeyFileError::Damaged)?;
+            let text = Zeroizing::new(text.to_string());
+            msgs.push(Stored { id, from_uid, from, text, ts, verified, shown_at });
+        }
+        let mut seen = BTreeMap::new();
+        for _ in 0..r.u32()? {
+            seen.insert((r.u64()?, r.u64()?), r.u64()?);
+        }
+        r.end()?;
+        Ok(Inbox { msgs, seen, dirty: false })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::StorageKey;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn msg(id: u64, from_uid: u64, text: &str, shown_at: u64) -> Stored {
+        Stored {
+            id,
+            from_uid,
+            from: format!("user{from_uid}"),
+            text: Zeroizing::new(text.to_string()),
+            ts: shown_at - 10,
+            verified: true,
+            shown_at,
+        }
+    }
+
+    #[test]
+    fn erases_after_the_ttl_but_remembers_the_id() {
+        let mut inbox = Inbox::new();
+        inbox.record(msg(1, 5, "first", T0));
+        inbox.record(msg(2, 5, "second", T0 + 1500));
+        inbox.record(msg(1, 6, "same id, other sender", T0 + 100));
+        assert!(inbox.take_dirty());
+        assert_eq!(inbox.erase_expired(T0 + 1999, 2000), 0);
+        assert!(!inbox.take_dirty());
+        assert_eq!(inbox.erase_expired(T0 + 2100, 2000), 2);
+        assert!(inbox.take_dirty());
+        let left: Vec<&str> = inbox.from(5).map(|m| m.text.as_str()).collect();
+        assert_eq!(left, ["second"]);
+        assert_eq!(inbox.from(6).count(), 0);
+        assert!(inbox.seen(5, 1) && inbox.seen(6, 1) && inbox.seen(5, 2), "erased ids are still seen");
+        assert!(!inbox.seen(5, 3) && !inbox.seen(7, 1));
+        assert!(!inbox.encode().windows(5).any(|w| w == b"first"), "the erased text is gone from the file");
+        // Ids are forgotten only after SEEN_KEEP_MS.
+        inbox.erase_expired(T0 + SEEN_KEEP_MS + 200, 2000);
+        assert!(!inbox.seen(5, 1) && !inbox.seen(6, 1) && inbox.seen(5, 2));
+    }
+
+    #[test]
+    fn roundtrips_sealed_and_refuses_wrong_password_and_damage() {
+        let mut inbox = Inbox::new();
+        inbox.record(msg(0xdead_beef, 5, "héllo \"there\"", T0));
+        let mut bad = msg(9, 6, "", T0 + 1);
+        bad.verified = false;
+        inbox.record(bad);
+        let key = StorageKey::derive("password123", &[4; 16]).unwrap();
+        let sealed = vault::seal(KIND, "alice", &key, &inbox.encode());
+        assert!(!sealed.windows(5).any(|w| w == b"llo \""), "encrypted at rest");
+        let back = Inbox::decode(&vault::unseal(KIND, "alice", "password123", &key, &sealed).unwrap()).unwrap();
+        assert_eq!(back.msgs, inbox.msgs);
+        assert_eq!(back.seen, inbox.seen);
+        let wrong = StorageKey::derive("password124", &[4; 16]).unwrap();
+        assert!(matches!(
+            vault::unseal(KIND, "alice", "password124", &wrong, &sealed),
+            Err(KeyFileError::WrongPassword)
+        ));
+        let plain = inbox.encode();
+        for cut in [0, 5, 30, plain.len() - 1] {
+            assert!(Inbox::decode(&plain[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Local-state layer: direct messages sealed but not yet answered by the
+//! server (DESIGN §9), sealed in `<home>/<server_tag>/<user>/outbox` (see `vault`).
+//!
+//! Invariant: an entry is the exact `smpu` request that was (or will be) sent,
+//! so a resend after a reconnect or a restart carries the same id and the same
+//! bytes, and the server stores it once; entries keep the order they were
+//! typed in, and leave only when the server answered for them.
+//!
+//! Plaintext: `u32 count || count × (u8 len || peer name || smpu request (SendDm, 1424 bytes))`.
+
+use sotto::opcodes::SendDm;
+use sotto::wire;
+use zerocopy::IntoBytes;
+use zeroize::Zeroizing;
+
+use crate::keystore::KeyFileError;
+use crate::vault::{self, Kind, Reader};
+
+/// The outbox file.
+pub const KIND: Kind = Kind { file: "outbox", magic: *b"SOTQ", label: b"sotto/v1 outbox\0" };
+const FRAME: usize = std::mem::size_of::<SendDm>();
+
+/// One message waiting for the server's answer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The recipient's name.
+    pub peer: String,
+    /// The request, as sent.
+    pub frame: SendDm,
+}
+
+impl Entry {
+    /// The message id (the request's msg_id).
+    pub fn id(&self) -> u64 {
+        self.frame.hdr.msg_id.get()
+    }
+}
+
+/// The waiting messages, oldest first.
+#[derive(Default)]
+pub struct Outbox {
+    entries: Vec<Entry>,
+    dirty: bool,
+}
+
+impl Outbox {
+    /// Empty.
+    pub fn new() -> Outbox {
+        Outbox::default()
+    }
+
+    /// Adds a message at the end.
+    pub fn push(&mut self, peer: &str, frame: SendDm) {
+        self.entries.push(Entry { peer: peer.to_string(), frame });
+        self.dirty = true;
+    }
+
+    /// The message `id`.
+    pub fn get(&self, id: u64) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.id() == id)
+    }
+
+    /// Removes the message `id` (answered).
+    pub fn remove(&mut self, id: u64) -> Option<Entry> {
+        let at = self.entries.iter().position(|e| e.id() == id)?;
+        self.dirty = true;
+        Some(self.entries.remove(at))
+    }
+
+    /// The ids, oldest first.
+    pub fn ids(&self) -> Vec<u64> {
+        self.entries.iter().map(Entry::id).collect()
+    }
+
+    /// True once after every change (then the caller saves).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The plaintext of the file.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(4 + self.entries.len() * (33 + FRAME)));
+        vault::put_count(&mut out, self.entries.len());
+        for e in &self.entries {
+            vault::put_user(&mut out, &e.peer);
+            out.extend_from_slice(e.frame.as_bytes());
+        }
+        out
+    }
+
+    /// Parses the plaintext; anything malformed refuses the whole file.
+    pub fn decode(plain: &[u8]) -> Result<Outbox, KeyFileError> {
+        let mut r = Reader::new(plain);
+        let mut entries = Vec::new();
+        for _ in 0..r.u32()? {
+            let peer = r.user()?;
+            let frame = *wire::decode::<SendDm>(r.slice(FRAME)?).map_err(|_| KeyFileError::Damaged)?;
+            if frame.hdr.msg_id.get() == 0 {
+                return Err(KeyFileError::Damaged);
+            }
+            entries.push(Entry { peer, frame });
+        }
+        r.end()?;
+        Ok(Outbox { entries, dirty: false })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::StorageKey;
+    use sotto::wire::Message;
+
+    fn frame(id: u64) -> SendDm {
+        let mut m = SendDm::request(id, 1_700_000_000_000 + id);
+        m.peer_uid.set(77);
+        m.ciphertext = [id as u8; 1040];
+        m
+    }
+
+    #[test]
+    fn keeps_order_and_removes_answered_ones() {
+        let mut o = Outbox::new();
+        for id in [5, 3, 9] {
+            o.push("bob", frame(id));
+        }
+        assert!(o.take_dirty());
+        assert_eq!(o.ids(), [5, 3, 9]);
+        assert_eq!(o.remove(3).map(|e| e.id()), Some(3));
+        assert!(o.take_dirty());
+        assert!(o.remove(3).is_none() && !o.take_dirty());
+        assert_eq!(o.ids(), [5, 9]);
+        assert!(o.get(9).unwrap().frame == frame(9));
+    }
+
+    #[test]
+    fn roundtrips_sealed_with_the_same_bytes_and_refuses_damage() {
+        let mut o = Outbox::new();
+        o.push("bob", frame(5));
+        o.push("carol", frame(6));
+        let key = StorageKey::derive("password123", &[5; 16]).unwrap();
+        let sealed = vault::seal(KIND, "alice", &key, &o.encode());
+        let back = Outbox::decode(&vault::unseal(KIND, "alice", "password123", &key, &sealed).unwrap()).unwrap();
+        assert_eq!(back.ids(), [5, 6]);
+        assert_eq!(back.get(6).unwrap().frame.as_bytes(), frame(6).as_bytes(), "the same bytes are resent");
+        assert_eq!(back.get(6).unwrap().peer, "carol");
+        let wrong = StorageKey::derive("password124", &[5; 16]).unwrap();
+        assert!(matches!(
+            vault::unseal(KIND, "alice", "password124", &wrong, &sealed),
+            Err(KeyFileError::WrongPassword)
+        ));
+        let plain = o.encode();
+        assert!(Outbox::decode(&plain[..plain.len() - 1]).is_err());
+        let mut other = plain.to_vec();
+        other[9] ^= 1; // the opcode of the first frame
+        assert!(Outbox::decode(&other).is_err());
+    }
+}

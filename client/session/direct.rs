@@ -1,0 +1,733 @@
+//! Direct messages, the client's side of PROTOCOL.md §7 (DESIGN §7): request,
+//! accept, reject, the contact book, sealing and sending, the checks on every
+//! message that arrives, and the mailbox acknowledgements.
+//!
+//! Invariant: a message is sent only to a trusted contact, sealed to its
+//! pinned encryption key, and first kept in the outbox; a message received is
+//! shown only from a trusted contact, once (the seen set), and `verified`
+//! only when the signature verifies with the pinned identity key and the
+//! envelope opens. A mailbox event is acknowledged only after what it brought
+//! is recorded (the driver saves, then releases the acknowledgements); events
+//! from a contact that is refused are neither shown nor acknowledged.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use sotto::account;
+use sotto::crypto;
+use sotto::dm::{self, Context, Sealed, TEXT_MAX};
+use sotto::identity;
+use sotto::opcodes::{
+    Contact as ContactMsg, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, ReceiveDm, SendDm,
+    StatusReply,
+};
+use sotto::wire::{code, Message, Status};
+use zerocopy::IntoBytes;
+use zeroize::Zeroizing;
+
+use super::room::{canonical_user, keys_verify, UNDECRYPTABLE};
+use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
+use crate::contacts::{Contacts, Keys, Listed, TrustError};
+use crate::inbox::{Inbox, Stored};
+use crate::outbox::Outbox;
+
+/// `Contact.kind` (opcodes.toml `ctct`).
+const ACCEPTED: u8 = 1;
+const LISTED: u8 = 2;
+/// `DmStatus.state` (opcodes.toml `dmst`).
+const QUEUED: u8 = 1;
+const DELIVERED: u8 = 2;
+const EXPIRED: u8 = 3;
+/// How long a received message is kept after it was shown, unless `--dm-ttl` says otherwise.
+pub const DEFAULT_TTL_MS: u64 = 3600 * 1000;
+
+/// What the client loads at login for direct messages (see `App`).
+pub struct DmLocal {
+    /// The X25519 secret that opens messages; `None` when the key file is not on this machine.
+    pub enc_secret: Option<Zeroizing<[u8; 32]>>,
+    /// The contact book.
+    pub contacts: Contacts,
+    /// The messages kept and the ids seen.
+    pub inbox: Inbox,
+    /// Messages not yet answered by the server.
+    pub outbox: Outbox,
+    /// How long a message is kept after it was shown.
+    pub ttl_ms: u64,
+}
+
+impl Default for DmLocal {
+    fn default() -> DmLocal {
+        DmLocal {
+            enc_secret: None,
+            contacts: Contacts::new(),
+            inbox: Inbox::new(),
+            outbox: Outbox::new(),
+            ttl_ms: DEFAULT_TTL_MS,
+        }
+    }
+}
+
+/// The direct-message state of the logged-in user.
+#[derive(Default)]
+pub(super) struct Dm {
+    enc_secret: Option<Zeroizing<[u8; 32]>>,
+    contacts: Contacts,
+    inbox: Inbox,
+    outbox: Outbox,
+    ttl_ms: u64,
+    /// Contacts whose key change was reported this run.
+    announced: BTreeSet<u64>,
+    /// Outbox ids still to send again after a login, in order.
+    pub(super) resend: VecDeque<u64>,
+    /// Messages arrived that cannot be opened here (no key file): said once.
+    warned_no_keys: bool,
+}
+
+impl From<DmLocal> for Dm {
+    fn from(l: DmLocal) -> Dm {
+        Dm {
+            enc_secret: l.enc_secret,
+            contacts: l.contacts,
+            inbox: l.inbox,
+            outbox: l.outbox,
+            ttl_ms: l.ttl_ms,
+            ..Dm::default()
+        }
+    }
+}
+
+/// A direct message as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmMessage {
+    /// The sender's name.
+    pub from: String,
+    /// The message id.
+    pub id: u64,
+    /// The text; empty when it could not be decrypted.
+    pub text: String,
+    /// The sender's timestamp (signed), Unix ms.
+    pub ts: u64,
+    /// Signature (pinned key) and envelope both verified.
+    pub verified: bool,
+    /// Why there is no text ([`UNDECRYPTABLE`]).
+    pub error: Option<&'static str>,
+}
+
+/// A contact as listed by `/contacts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactInfo {
+    /// User name.
+    pub name: String,
+    /// Hex fingerprint of the pinned identity key.
+    pub fingerprint: String,
+    /// Messages may be exchanged (no key change pending).
+    pub trusted: bool,
+}
+
+/// What happens with direct messages, as the front ends show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmEvent {
+    /// Someone asks for a DM channel.
+    Requested {
+        /// The requester.
+        from: String,
+    },
+    /// A DM channel is open: the contact's keys are pinned.
+    Accepted {
+        /// The contact.
+        with: String,
+        /// Hex fingerprint of the pinned identity key.
+        fingerprint: String,
+    },
+    /// Your request was rejected.
+    Rejected {
+        /// Who rejected it.
+        by: String,
+    },
+    /// A direct message.
+    Message(DmMessage),
+    /// The server holds a message you sent.
+    Sent {
+        /// Message id.
+        id: u64,
+        /// Recipient.
+        to: String,
+        /// The recipient's client has it (else it is queued on the server).
+        delivered: bool,
+    },
+    /// A message waits in the outbox (not connected, or no answer yet).
+    Pending {
+        /// Message id.
+        id: u64,
+        /// Recipient.
+        to: String,
+    },
+    /// The server lists other keys for a contact: refused until `/trust`.
+    KeyChanged {
+        /// The contact.
+        user: String,
+    },
+    /// A message you sent expired undelivered on the server.
+    Expired {
+        /// Message id.
+        id: u64,
+    },
+    /// Answer to `/contacts`.
+    Contacts(Vec<ContactInfo>),
+    /// Answer to `/fingerprint`.
+    Fingerprint {
+        /// The contact.
+        user: String,
+        /// Hex fingerprint of the contact's pinned identity key.
+        fingerprint: String,
+        /// Hex fingerprint of your identity key.
+        mine: String,
+        /// Safety number of both.
+        safety_number: String,
+        /// Hex fingerprint of the other key the server lists, when it changed.
+        listed: Option<String>,
+    },
+    /// Answer to `/history`: the messages still kept.
+    History {
+        /// The contact.
+        with: String,
+        /// Oldest first.
+        messages: Vec<DmMessage>,
+    },
+    /// `/dm`, `/reject` or `/trust` succeeded.
+    Ok {
+        /// Command name without the slash.
+        cmd: &'static str,
+        /// The user concerned.
+        user: String,
+    },
+}
+
+/// A DM request waiting for its answer.
+pub(super) enum Pending {
+    Request {
+        peer: String,
+    },
+    /// The accepted peer's keys arrive (ctct) before the final `stat`.
+    Accept {
+        peer: String,
+        keys: Option<Box<(u64, Keys, bool)>>,
+    },
+    Reject {
+        peer: String,
+    },
+    /// An `smpu` (typed now, or sent again from the outbox): answered by `dmst`.
+    Send {
+        id: u64,
+        peer: String,
+    },
+}
+
+impl Pending {
+    pub(super) fn cmd(&self) -> &'static str {
+        match self {
+            Pending::Request { .. } => "dm",
+            Pending::Accept { .. } => "accept",
+            Pending::Reject { .. } => "reject",
+            Pending::Send { .. } => "msg",
+        }
+    }
+}
+
+/// `@name` or `name`, normalised.
+fn peer_name(cmd: &str, user: &str) -> Result<String, Failure> {
+    let raw = user.strip_prefix('@').unwrap_or(user);
+    account::normalize_username(raw).map_err(|e| Failure::new(cmd, 400, e.to_string()))
+}
+
+fn log_in_first(cmd: &str) -> Failure {
+    Failure::new(cmd, 401, "log in first")
+}
+
+/// A random non-zero message id (unique across restarts, unlike the request counter).
+fn fresh_id() -> u64 {
+    loop {
+        let id = u64::from_be_bytes(crypto::random());
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+impl Session {
+    /// The contact book, once after each change (to be saved).
+    pub fn dirty_contacts(&mut self) -> Option<&Contacts> {
+        let me = self.me.as_mut()?;
+        me.dm.contacts.take_dirty().then_some(&me.dm.contacts)
+    }
+
+    /// The kept messages, once after each change (to be saved).
+    pub fn dirty_inbox(&mut self) -> Option<&Inbox> {
+        let me = self.me.as_mut()?;
+        me.dm.inbox.take_dirty().then_some(&me.dm.inbox)
+    }
+
+    /// The outbox, once after each change (to be saved before anything is sent).
+    pub fn dirty_outbox(&mut self) -> Option<&Outbox> {
+        let me = self.me.as_mut()?;
+        me.dm.outbox.take_dirty().then_some(&me.dm.outbox)
+    }
+
+    /// Erases the kept messages whose time is up.
+    pub(super) fn erase_expired(&mut self, now_ms: u64) {
+        if let Some(me) = self.me.as_mut() {
+            let ttl = me.dm.ttl_ms;
+            me.dm.inbox.erase_expired(now_ms, ttl);
+        }
+    }
+
+    /// Queues the whole outbox to be sent again, in order (after a login).
+    pub(super) fn start_resend(&mut self) {
+        if let Some(me) = self.me.as_mut() {
+            me.dm.resend = me.dm.outbox.ids().into();
+        }
+    }
+
+    /// Sends the next outbox message again once nothing else is in flight.
+    pub(super) fn poll_resend(&mut self, now_ms: u64) {
+        if self.in_flight.is_some() || self.offline {
+            return;
+        }
+        let Some(me) = self.me.as_mut() else { return };
+        while let Some(id) = me.dm.resend.pop_front() {
+            if let Some(e) = me.dm.outbox.get(id) {
+                self.outbox.push_back(Zeroizing::new(e.frame.as_bytes().to_vec()));
+                let what = super::Pending::Dm(Pending::Send { id, peer: e.peer.clone() });
+                self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what });
+                return;
+            }
+        }
+    }
+
+    /// Logged in, nothing in flight, connected, and a valid user name (canonical form returned).
+    fn dm_request_check(&self, cmd: &str, user: &str) -> Result<String, Failure> {
+        let me = self.me.as_ref().ok_or_else(|| log_in_first(cmd))?;
+        let peer = peer_name(cmd, user)?;
+        if peer == me.user {
+            return Err(Failure::new(cmd, 400, "you cannot message yourself"));
+        }
+        self.check_idle(cmd)?;
+        Ok(peer)
+    }
+
+    fn start_dm(&mut self, id: u64, now_ms: u64, what: Pending) {
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: super::Pending::Dm(what) });
+    }
+
+    /// `/dm @user` (jmpu): ask for a DM channel.
+    pub fn dm_request(&mut self, user: &str, now_ms: u64) -> Result<(), Failure> {
+        let peer = self.dm_request_check("dm", user)?;
+        let id = self.take_id();
+        let mut m = DmRequest::request(id, now_ms);
+        m.set_peer(&peer).map_err(|e| too_long("dm", e))?;
+        self.queue(&mut m);
+        self.start_dm(id, now_ms, Pending::Request { peer });
+        Ok(())
+    }
+
+    /// `/accept @user` (ampu): accept a pending request; the peer's keys are pinned.
+    pub fn dm_accept(&mut self, user: &str, now_ms: u64) -> Result<(), Failure> {
+        let peer = self.dm_request_check("accept", user)?;
+        let id = self.take_id();
+        let mut m = DmAccept::request(id, now_ms);
+        m.set_peer(&peer).map_err(|e| too_long("accept", e))?;
+        self.queue(&mut m);
+        self.start_dm(id, now_ms, Pending::Accept { peer, keys: None });
+        Ok(())
+    }
+
+    /// `/reject @user` (rjmu): drop a pending request.
+    pub fn dm_reject(&mut self, user: &str, now_ms: u64) -> Result<(), Failure> {
+        let peer = self.dm_request_check("reject", user)?;
+        let id = self.take_id();
+        let mut m = DmReject::request(id, now_ms);
+        m.set_peer(&peer).map_err(|e| too_long("reject", e))?;
+        self.queue(&mut m);
+        self.start_dm(id, now_ms, Pending::Reject { peer });
+        Ok(())
+    }
+
+    /// `/msg @user TEXT` (smpu): sealed to the contact's pinned key, signed, kept
+    /// in the outbox, then sent; while the connection is lost only kept (`pending`).
+    pub fn send_dm(&mut self, user: &str, text: &str, now_ms: u64) -> Result<(), Failure> {
+        let cmd = "msg";
+        let name = peer_name(cmd, user)?;
+        let me = self.me.as_ref().ok_or_else(|| log_in_first(cmd))?;
+        if !self.offline {
+            self.check_idle(cmd)?;
+        }
+        let Some(contact) = me.dm.contacts.by_name(&name) else {
+            return Err(Failure::new(
+                cmd,
+                403,
+                format!("{name} is not a contact: ask with /dm @{name}, or /accept @{name}'s request"),
+            ));
+        };
+        if !contact.trusted {
+            return Err(Failure::new(
+                cmd,
+                403,
+                format!(
+                    "the server lists another key for {name}: messages to and from {name} are refused until you compare /fingerprint @{name} and run /trust @{name}"
+                ),
+            ));
+        }
+        if text.len() > TEXT_MAX {
+            return Err(Failure::new(cmd, 413, format!("message too long ({} bytes, at most {TEXT_MAX})", text.len())));
+        }
+        let Some(signer) = me.signer.as_ref() else {
+            return Err(Failure::new(
+                cmd,
+                403,
+                "no identity key on this machine to sign with: direct messages can only be sent where the account's keys are",
+            ));
+        };
+        let fail = |why: String| Failure::new(cmd, 500, why);
+        let dm_id = fresh_id();
+        let ctx = Context { sender_uid: me.uid, recipient_uid: contact.uid, dm_id, sent_time: now_ms };
+        let sealed = dm::seal(&contact.keys.enc_pub, &ctx, text).map_err(|e| fail(e.to_string()))?;
+        let signature = signer.sign(&dm::signed_bytes(&ctx, &sealed)).map_err(|e| fail(e.to_string()))?;
+        let mut m = SendDm::request(dm_id, now_ms);
+        m.peer_uid.set(contact.uid);
+        m.eph_pub = sealed.eph_pub;
+        m.iv = sealed.iv;
+        m.ciphertext = sealed.ciphertext;
+        m.tag = sealed.tag;
+        m.signature = signature;
+        let me = self.me.as_mut().ok_or_else(|| log_in_first(cmd))?;
+        // The driver saves the outbox before it sends anything (App::flush).
+        me.dm.outbox.push(&name, m);
+        if self.offline {
+            self.events.push_back(Event::Dm(DmEvent::Pending { id: dm_id, to: name }));
+            return Ok(());
+        }
+        self.outbox.push_back(Zeroizing::new(m.as_bytes().to_vec()));
+        self.start_dm(dm_id, now_ms, Pending::Send { id: dm_id, peer: name });
+        Ok(())
+    }
+
+    /// `/contacts`: the local contact book.
+    pub fn list_contacts(&mut self) -> Result<(), Failure> {
+        let me = self.me.as_ref().ok_or_else(|| log_in_first("contacts"))?;
+        let list = me
+            .dm
+            .contacts
+            .all()
+            .into_iter()
+            .map(|c| ContactInfo { name: c.name.clone(), fingerprint: c.keys.fingerprint(), trusted: c.trusted })
+            .collect();
+        self.events.push_back(Event::Dm(DmEvent::Contacts(list)));
+        Ok(())
+    }
+
+    /// `/fingerprint @user`: both fingerprints and the safety number.
+    pub fn fingerprint(&mut self, user: &str) -> Result<(), Failure> {
+        let cmd = "fingerprint";
+        let me = self.me.as_ref().ok_or_else(|| log_in_first(cmd))?;
+        let name = peer_name(cmd, user)?;
+        let contact =
+            me.dm.contacts.by_name(&name).ok_or_else(|| Failure::new(cmd, 404, format!("{name} is not a contact")))?;
+        let mine = me
+            .signer
+            .as_ref()
+            .and_then(|s| identity::modulus(s.public()).ok())
+            .map(|n| identity::fingerprint(&n))
+            .ok_or_else(|| Failure::new(cmd, 403, "no identity key on this machine"))?;
+        let theirs = identity::fingerprint(&contact.keys.id_pub);
+        let ev = DmEvent::Fingerprint {
+            user: name,
+            fingerprint: crypto::hex(&theirs),
+            mine: crypto::hex(&mine),
+            safety_number: dm::safety_number(&mine, &theirs),
+            listed: contact.listed.map(|l| l.keys.fingerprint()),
+        };
+        self.events.push_back(Event::Dm(ev));
+        Ok(())
+    }
+
+    /// `/trust @user`: pin the keys the server lists now, and talk again.
+    pub fn trust(&mut self, user: &str) -> Result<(), Failure> {
+        let cmd = "trust";
+        let name = peer_name(cmd, user)?;
+        let me = self.me.as_mut().ok_or_else(|| log_in_first(cmd))?;
+        let uid = me
+            .dm
+            .contacts
+            .by_name(&name)
+            .map(|c| c.uid)
+            .ok_or_else(|| Failure::new(cmd, 404, format!("{name} is not a contact")))?;
+        let keys = match me.dm.contacts.trust(uid) {
+            Ok(c) => c.keys,
+            Err(TrustError::Unknown) => return Err(Failure::new(cmd, 404, format!("{name} is not a contact"))),
+            Err(TrustError::Unbound) => {
+                return Err(Failure::new(
+                    cmd,
+                    403,
+                    format!("the keys the server lists for {name} do not verify (their identity key did not sign their encryption key): they cannot be trusted"),
+                ))
+            }
+        };
+        // Room messages from this user verify with the trusted key too.
+        me.pins.replace(uid, &name, &keys.id_pub, &keys.enc_pub);
+        me.dm.announced.remove(&uid);
+        self.events.push_back(Event::Dm(DmEvent::Ok { cmd, user: name }));
+        Ok(())
+    }
+
+    /// `/history @user`: the messages from `user` still kept.
+    pub fn history(&mut self, user: &str) -> Result<(), Failure> {
+        let cmd = "history";
+        let me = self.me.as_ref().ok_or_else(|| log_in_first(cmd))?;
+        let name = peer_name(cmd, user)?;
+        let messages = match me.dm.contacts.by_name(&name) {
+            Some(c) => me
+                .dm
+                .inbox
+                .from(c.uid)
+                .map(|m| DmMessage {
+                    from: m.from.clone(),
+                    id: m.id,
+                    text: m.text.to_string(),
+                    ts: m.ts,
+                    verified: m.verified,
+                    error: None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        self.events.push_back(Event::Dm(DmEvent::History { with: name, messages }));
+        Ok(())
+    }
+
+    /// The final `stat` of a DM request.
+    pub(super) fn complete_dm(&mut self, p: Pending, r: &StatusReply) -> Option<Event> {
+        let ok = r.hdr.code.get() == code::OK && matches!(Status::from_u8(r.hdr.status), Some(Status::Ok));
+        match p {
+            Pending::Request { peer } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "dm", user: peer })),
+            Pending::Reject { peer } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "reject", user: peer })),
+            Pending::Accept { peer, keys } if ok => match keys.map(|k| *k) {
+                Some((uid, keys, binds)) => match self.accepted(uid, &peer, keys, binds) {
+                    Ok(()) => None,
+                    Err(why) => Some(Event::Failed(Failure::new("accept", 0, why))),
+                },
+                None => Some(Event::Failed(Failure::new(
+                    "accept",
+                    0,
+                    format!("the server accepted but sent no keys for {peer}"),
+                ))),
+            },
+            Pending::Send { id, peer } => {
+                let mut f = refused("msg", r);
+                let me = self.me.as_mut()?;
+                // Refused for good (not a contact, no such user): it leaves the outbox.
+                // Otherwise (rate limit, server trouble) it is sent again after the next login.
+                if (400..500).contains(&f.code) && f.code != code::RATE_LIMITED {
+                    me.dm.outbox.remove(id);
+                    f.message.push_str(&format!(" (message {id:016x} to {peer} dropped)"));
+                } else {
+                    f.message
+                        .push_str(&format!(" (message {id:016x} to {peer} kept; sent again after the next login)"));
+                }
+                Some(Event::Failed(f))
+            }
+            p => Some(Event::Failed(refused(p.cmd(), r))),
+        }
+    }
+
+    /// Pins a contact whose channel was accepted, and reports `dm_accepted`
+    /// (and `key_changed` when it is refused); the reason when its keys do not bind.
+    fn accepted(&mut self, uid: u64, name: &str, keys: Keys, binds: bool) -> Result<(), String> {
+        let Some(me) = self.me.as_mut() else { return Err("not logged in".into()) };
+        if !binds {
+            return Err(format!(
+                "the keys the server sent for {name} do not verify; they are not pinned, and direct messages with {name} are not possible"
+            ));
+        }
+        let changed = match me.dm.contacts.get(uid) {
+            Some(_) => me.dm.contacts.observe(uid, Listed { keys, binds }),
+            None => {
+                // First sight wins: keys pinned earlier (a shared room) stay pinned.
+                let first = me.pins.get(uid).map_or(keys, |p| Keys { id_pub: p.id_pub, enc_pub: p.enc_pub });
+                me.dm.contacts.pin(uid, name, first);
+                if me.pins.get(uid).is_none() {
+                    me.pins.observe(uid, name, &keys.id_pub, &keys.enc_pub);
+                }
+                me.dm.contacts.observe(uid, Listed { keys, binds })
+            }
+        };
+        let Some(c) = me.dm.contacts.get(uid) else { return Err("not pinned".into()) };
+        let accepted = DmEvent::Accepted { with: c.name.clone(), fingerprint: c.keys.fingerprint() };
+        self.events.push_back(Event::Dm(accepted));
+        if changed && me.dm.announced.insert(uid) {
+            self.events.push_back(Event::Dm(DmEvent::KeyChanged { user: name.to_string() }));
+        }
+        Ok(())
+    }
+
+    /// `dmrq`: someone asks for a channel.
+    pub(super) fn handle_dm_requested(&mut self, m: &DmRequested) -> Option<Event> {
+        self.me.as_ref()?;
+        let Some(from) = canonical_user(m.from()) else {
+            return Some(Event::Notice("ignoring a dmrq (DM request) with a malformed name".into()));
+        };
+        self.ack(m.seq.get());
+        Some(Event::Dm(DmEvent::Requested { from }))
+    }
+
+    /// `dmrj`: your request was rejected.
+    pub(super) fn handle_dm_rejected(&mut self, m: &DmRejected) -> Option<Event> {
+        self.me.as_ref()?;
+        let Some(by) = canonical_user(m.by()) else {
+            return Some(Event::Notice("ignoring a dmrj (DM rejected) with a malformed name".into()));
+        };
+        self.ack(m.seq.get());
+        Some(Event::Dm(DmEvent::Rejected { by }))
+    }
+
+    /// `ctct`: part of an accept answer (ours), an accept from the mailbox
+    /// (kind 1), or a contact listed at login (kind 2) to compare with the pin.
+    pub(super) fn handle_contact(&mut self, m: &ContactMsg, ours: bool) -> Option<Event> {
+        self.me.as_ref()?;
+        let Some(name) = canonical_user(m.name()) else {
+            return Some(Event::Notice("ignoring a ctct (contact) with a malformed name".into()));
+        };
+        let uid = m.uid.get();
+        let keys = Keys { id_pub: m.id_pub, enc_pub: m.enc_pub };
+        let binds = keys_verify(&name, &m.id_pub, &m.enc_pub, &m.enc_sig);
+        match (m.kind, ours) {
+            (ACCEPTED, true) => match self.in_flight.as_mut().map(|f| &mut f.what) {
+                Some(super::Pending::Dm(Pending::Accept { peer, keys: slot })) if *peer == name => {
+                    *slot = Some(Box::new((uid, keys, binds)));
+                    None
+                }
+                _ => Some(Event::Notice(format!("ignoring a ctct (contact) of {name} for another request"))),
+            },
+            (ACCEPTED, false) => match self.accepted(uid, &name, keys, binds) {
+                Ok(()) => {
+                    self.ack(m.seq.get());
+                    None
+                }
+                Err(why) => Some(Event::Warning(why)),
+            },
+            (LISTED, _) => self.listed(uid, &name, keys, binds),
+            (kind, _) => Some(Event::Notice(format!("ignoring a ctct (contact) of kind {kind}"))),
+        }
+    }
+
+    /// A contact listed at login: a different key than the pinned one refuses the contact.
+    fn listed(&mut self, uid: u64, name: &str, keys: Keys, binds: bool) -> Option<Event> {
+        let me = self.me.as_mut()?;
+        if me.dm.contacts.get(uid).is_none() {
+            // Accepted, but not in this book (another machine, or the accept
+            // itself is still in the mailbox): pinned on first sight.
+            if !binds {
+                return Some(Event::Warning(format!(
+                    "the keys the server lists for your contact {name} do not verify; not pinned"
+                )));
+            }
+            let first = me.pins.get(uid).map_or(keys, |p| Keys { id_pub: p.id_pub, enc_pub: p.enc_pub });
+            me.dm.contacts.pin(uid, name, first);
+            if me.pins.get(uid).is_none() {
+                me.pins.observe(uid, name, &keys.id_pub, &keys.enc_pub);
+            }
+        }
+        let changed = me.dm.contacts.observe(uid, Listed { keys, binds });
+        (changed && me.dm.announced.insert(uid)).then(|| Event::Dm(DmEvent::KeyChanged { user: name.to_string() }))
+    }
+
+    /// `rvum`: a direct message, checked, shown once, kept, then acknowledged.
+    pub(super) fn handle_receive_dm(&mut self, m: &ReceiveDm, now_ms: u64) -> Option<Event> {
+        let me = self.me.as_mut()?;
+        let (seq, sender, dm_id, ts) = (m.seq.get(), m.sender_uid.get(), m.dm_id.get(), m.sent_time.get());
+        let Some(contact) = me.dm.contacts.get(sender) else {
+            let name = canonical_user(m.sender()).unwrap_or_else(|| format!("uid:{sender:016x}"));
+            return Some(Event::Warning(format!(
+                "a direct message from {name}, who is not a contact here, was not shown; it stays on the server"
+            )));
+        };
+        let from = contact.name.clone();
+        if !contact.trusted {
+            return Some(Event::Warning(format!(
+                "a direct message from {from} was not shown: the server lists another key for {from}; compare /fingerprint @{from}, then /trust @{from}; it stays on the server and comes again at the next login"
+            )));
+        }
+        let Some(secret) = me.dm.enc_secret.as_ref() else {
+            return (!std::mem::replace(&mut me.dm.warned_no_keys, true)).then(|| {
+                Event::Warning(
+                    "direct messages arrived that cannot be read here: the account's keys are not on this machine; they stay on the server".into(),
+                )
+            });
+        };
+        if me.dm.inbox.seen(sender, dm_id) {
+            // Delivered again (not acknowledged in time, or stored twice): shown once only.
+            self.ack(seq);
+            return None;
+        }
+        let ctx = Context { sender_uid: sender, recipient_uid: me.uid, dm_id, sent_time: ts };
+        let sealed = Sealed { eph_pub: m.eph_pub, iv: m.iv, ciphertext: m.ciphertext, tag: m.tag };
+        let signed = identity::from_modulus(&contact.keys.id_pub)
+            .is_ok_and(|k| identity::verify(&k, &dm::signed_bytes(&ctx, &sealed), &m.signature));
+        let (text, verified, error) = match dm::open(secret, &ctx, &sealed) {
+            Ok(text) => (text, signed, None),
+            Err(_) => (String::new(), false, Some(UNDECRYPTABLE)),
+        };
+        me.dm.inbox.record(Stored {
+            id: dm_id,
+            from_uid: sender,
+            from: from.clone(),
+            text: Zeroizing::new(text.clone()),
+            ts,
+            verified,
+            shown_at: now_ms,
+        });
+        self.ack(seq);
+        Some(Event::Dm(DmEvent::Message(DmMessage { from, id: dm_id, text, ts, verified, error })))
+    }
+
+    /// `dmst`: the answer to an `smpu` (its msg_id), or, from the mailbox, an expiry.
+    pub(super) fn handle_dm_status(&mut self, m: &DmStatus, ours: bool) -> Option<Event> {
+        let me = self.me.as_mut()?;
+        let (msg_id, state) = (m.hdr.msg_id.get(), m.state);
+        if msg_id == 0 {
+            self.ack(m.seq.get());
+            return Some(match state {
+                EXPIRED => Event::Dm(DmEvent::Expired { id: m.dm_id.get() }),
+                s => Event::Notice(format!("ignoring a dmst (DM status) of state {s} for no message")),
+            });
+        }
+        // Ours, or an answer that came after its request timed out (still in the outbox).
+        let entry = me.dm.outbox.remove(msg_id);
+        let mine =
+            ours && matches!(self.in_flight.as_ref().map(|f| &f.what), Some(super::Pending::Dm(Pending::Send { .. })));
+        let pending = if mine { self.in_flight.take() } else { None };
+        let to = match (entry, pending.map(|f| f.what)) {
+            (Some(e), _) => e.peer,
+            (None, Some(super::Pending::Dm(Pending::Send { peer, .. }))) => peer,
+            _ => {
+                return Some(Event::Notice(format!(
+                    "ignoring a dmst (DM status) for message {msg_id:016x}, not waiting"
+                )))
+            }
+        };
+        Some(match state {
+            QUEUED | DELIVERED => Event::Dm(DmEvent::Sent { id: msg_id, to, delivered: state == DELIVERED }),
+            EXPIRED => Event::Dm(DmEvent::Expired { id: msg_id }),
+            s => Event::Notice(format!("dmst (DM status) of unknown state {s} for message {msg_id:016x}")),
+        })
+    }
+
+    /// Holds the acknowledgement of mailbox event `seq` (0: not from the mailbox).
+    fn ack(&mut self, seq: u64) {
+        if seq != 0 {
+            self.acks.push(seq);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "direct_tests.rs"]
+mod tests;

@@ -1,0 +1,475 @@
+//! Session-level direct-message tests: hand-built server frames in, events,
+//! requests and acknowledgements out.
+
+use std::sync::OnceLock;
+
+use sotto::identity::{Signer, RSA_BYTES};
+use sotto::opcodes::{Connected, MailboxAck};
+use sotto::wire::{self, code};
+use x25519_dalek::{PublicKey, StaticSecret};
+use zerocopy::byteorder::big_endian::U64;
+
+use super::*;
+use crate::session::tests::{feed, sent_id, status, NOW};
+use crate::session::{Local, REQUEST_TIMEOUT_MS};
+
+const ALICE: u64 = 0xa11ce;
+const BOB: u64 = 0xb0b;
+const ALICE_SECRET: [u8; 32] = [11; 32];
+const BOB_SECRET: [u8; 32] = [22; 32];
+
+/// A user's keys: signer and the public keys the server lists.
+struct Ident {
+    der: &'static [u8],
+    id_pub: [u8; RSA_BYTES],
+    enc_pub: [u8; 32],
+}
+
+impl Ident {
+    fn signer(&self) -> Signer {
+        Signer::from_pkcs8_der(self.der).unwrap()
+    }
+
+    fn keys(&self) -> Keys {
+        Keys { id_pub: self.id_pub, enc_pub: self.enc_pub }
+    }
+}
+
+type KeyPair = (Zeroizing<Vec<u8>>, [u8; RSA_BYTES]);
+
+/// RSA generation is slow: three keys serve every test (alice, bob, bob's replacement).
+fn ident(which: usize) -> Ident {
+    static KEYS: OnceLock<Vec<KeyPair>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| (0..3).map(|_| identity::generate().unwrap()).collect());
+    let (der, n) = &keys[which];
+    let secret = if which == 0 { ALICE_SECRET } else { BOB_SECRET };
+    Ident { der, id_pub: *n, enc_pub: PublicKey::from(&StaticSecret::from(secret)).to_bytes() }
+}
+
+fn alice() -> Ident {
+    ident(0)
+}
+
+fn bob() -> Ident {
+    ident(1)
+}
+
+fn bob_new_key() -> Ident {
+    ident(2)
+}
+
+fn with_bob() -> Contacts {
+    let mut c = Contacts::new();
+    c.pin(BOB, "bob", bob().keys());
+    c
+}
+
+/// Logged in as alice with her keys installed and `contacts`; every setup event consumed.
+fn alice_session(contacts: Contacts) -> Session {
+    let mut s = Session::new();
+    s.login("alice", "password123", "red green blue", NOW).unwrap();
+    let id = sent_id(&mut s);
+    assert!(feed(&mut s, &status(id, Status::Pending, code::PENDING, "")).is_none());
+    let id = sent_id(&mut s);
+    let mut c = Connected::new(Status::Ok, code::OK, id, NOW);
+    c.uid = U64::new(ALICE);
+    c.set_username("alice").unwrap();
+    assert!(matches!(feed(&mut s, c.as_bytes()), Some(Event::Authenticated { again: false, .. })));
+    let a = alice();
+    let dm = DmLocal { enc_secret: Some(Zeroizing::new(ALICE_SECRET)), contacts, ..DmLocal::default() };
+    s.install(Local { identity: Some((a.signer(), a.enc_pub)), dm, ..Local::default() });
+    assert!(s.poll_event().is_none());
+    let _ = s.dirty_pins().is_some();
+    let _ = s.dirty_contacts().is_some();
+    let _ = s.dirty_inbox().is_some();
+    let _ = s.dirty_outbox().is_some();
+    s
+}
+
+fn contact_frame(msg_id: u64, st: Status, seq: u64, kind: u8, uid: u64, name: &str, who: &Ident) -> Vec<u8> {
+    let mut m = ContactMsg::new(st, code::OK, msg_id, NOW);
+    m.seq.set(seq);
+    m.kind = kind;
+    m.uid.set(uid);
+    m.set_name(name).unwrap();
+    m.id_pub = who.id_pub;
+    m.enc_pub = who.enc_pub;
+    m.enc_sig = who.signer().sign(&account::enc_key_binding(name, &who.enc_pub)).unwrap();
+    m.as_bytes().to_vec()
+}
+
+/// An rvum from bob to alice, as the server relays it.
+fn rvum(seq: u64, dm_id: u64, text: &str) -> ReceiveDm {
+    let ctx = Context { sender_uid: BOB, recipient_uid: ALICE, dm_id, sent_time: NOW - 50 };
+    let sealed = dm::seal(&alice().enc_pub, &ctx, text).unwrap();
+    let mut m = ReceiveDm::new(Status::Ok, code::OK, 0, NOW);
+    m.seq.set(seq);
+    m.sender_uid.set(BOB);
+    m.set_sender("bob").unwrap();
+    m.server_time.set(NOW - 10);
+    m.dm_id.set(dm_id);
+    m.sent_time.set(ctx.sent_time);
+    m.eph_pub = sealed.eph_pub;
+    m.iv = sealed.iv;
+    m.ciphertext = sealed.ciphertext;
+    m.tag = sealed.tag;
+    m.signature = bob().signer().sign(&dm::signed_bytes(&ctx, &sealed)).unwrap();
+    m
+}
+
+fn dmst(msg_id: u64, seq: u64, dm_id: u64, state: u8) -> Vec<u8> {
+    let mut m = DmStatus::new(Status::Ok, code::OK, msg_id, NOW);
+    m.seq.set(seq);
+    m.dm_id.set(dm_id);
+    m.peer_uid.set(BOB);
+    m.set_peer("bob").unwrap();
+    m.state = state;
+    m.as_bytes().to_vec()
+}
+
+fn dm_event(ev: Option<Event>) -> DmEvent {
+    match ev {
+        Some(Event::Dm(d)) => d,
+        Some(Event::Failed(f)) => panic!("failed: {f:?}"),
+        _ => panic!("expected a DM event"),
+    }
+}
+
+fn message(ev: Option<Event>) -> DmMessage {
+    match dm_event(ev) {
+        DmEvent::Message(m) => m,
+        other => panic!("expected a dm, got {other:?}"),
+    }
+}
+
+/// The seqs acknowledged once the driver releases the held acknowledgements.
+fn acked(s: &mut Session) -> Vec<u64> {
+    s.release_acks(NOW);
+    let mut seqs = Vec::new();
+    while let Some(pt) = s.poll_transmit() {
+        seqs.push(wire::decode::<MailboxAck>(&pt).expect("only acknowledgements").seq.get());
+    }
+    seqs
+}
+
+/// `/msg` to bob: the smpu sent and its id.
+fn send(s: &mut Session, text: &str) -> SendDm {
+    s.send_dm("@bob", text, NOW).unwrap();
+    *wire::decode::<SendDm>(&s.poll_transmit().expect("an smpu")).unwrap()
+}
+
+#[test]
+fn request_then_accept_pins_the_peer_and_reports_its_fingerprint() {
+    let mut s = alice_session(Contacts::new());
+    s.dm_request("@Bob", NOW).unwrap();
+    let pt = s.poll_transmit().unwrap();
+    let req = wire::decode::<DmRequest>(&pt).unwrap();
+    assert_eq!(req.peer().unwrap(), "bob");
+    let ok = status(req.hdr.msg_id.get(), Status::Ok, code::OK, "requested");
+    assert_eq!(dm_event(feed(&mut s, &ok)), DmEvent::Ok { cmd: "dm", user: "bob".into() });
+    assert_eq!(s.dm_request("@alice", NOW).unwrap_err().code, 400, "yourself");
+
+    // Later, from the mailbox: bob accepted.
+    let b = bob();
+    assert_eq!(
+        dm_event(feed(&mut s, &contact_frame(0, Status::Ok, 7, 1, BOB, "bob", &b))),
+        DmEvent::Accepted { with: "bob".into(), fingerprint: b.keys().fingerprint() }
+    );
+    assert!(s.dirty_contacts().is_some_and(|c| c.get(BOB).is_some_and(|c| c.trusted)));
+    assert!(s.dirty_pins().is_some_and(|p| p.get(BOB).is_some()), "room messages verify with the same key");
+    assert_eq!(acked(&mut s), [7], "acknowledged after the pin");
+
+    // Accepting bob's request the other way round: keys arrive, then the 200.
+    let mut s = alice_session(Contacts::new());
+    s.dm_accept("bob", NOW).unwrap();
+    let id = sent_id(&mut s);
+    assert!(feed(&mut s, &contact_frame(id, Status::Pending, 0, 1, BOB, "bob", &b)).is_none());
+    assert!(s.busy());
+    let ev = dm_event(feed(&mut s, &status(id, Status::Ok, code::OK, "accepted")));
+    assert_eq!(ev, DmEvent::Accepted { with: "bob".into(), fingerprint: b.keys().fingerprint() });
+    assert!(acked(&mut s).is_empty(), "not from the mailbox: nothing to acknowledge");
+    s.fingerprint("@bob").unwrap();
+    match dm_event(s.poll_event()) {
+        DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed: None } => {
+            assert_eq!((user.as_str(), fingerprint), ("bob", b.keys().fingerprint()));
+            assert_eq!(mine, alice().keys().fingerprint());
+            let (fa, fb) = (identity::fingerprint(&alice().id_pub), identity::fingerprint(&b.id_pub));
+            assert_eq!(safety_number, dm::safety_number(&fb, &fa));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn accept_with_keys_that_do_not_bind_pins_nothing() {
+    let mut s = alice_session(Contacts::new());
+    s.dm_accept("bob", NOW).unwrap();
+    let id = sent_id(&mut s);
+    let mut frame = contact_frame(id, Status::Pending, 0, 1, BOB, "bob", &bob());
+    let at = frame.len() - 40; // inside enc_sig
+    frame[at] ^= 1;
+    assert!(feed(&mut s, &frame).is_none());
+    match feed(&mut s, &status(id, Status::Ok, code::OK, "accepted")) {
+        Some(Event::Failed(f)) => assert!(f.cmd == "accept" && f.message.contains("do not verify"), "{f:?}"),
+        _ => panic!("expected a failure"),
+    }
+    assert!(s.dirty_contacts().is_none());
+    assert_eq!(s.send_dm("@bob", "hi", NOW).unwrap_err().code, 403);
+}
+
+#[test]
+fn msg_is_sealed_to_the_pinned_key_kept_in_the_outbox_then_reported_sent() {
+    let mut s = alice_session(with_bob());
+    let m = send(&mut s, "hello bob");
+    let id = m.hdr.msg_id.get();
+    assert_ne!(id, 0);
+    assert_eq!((m.peer_uid.get(), m.hdr.timestamp.get()), (BOB, NOW));
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![id]), "kept before it is sent");
+    // Bob opens it with his secret and alice's key.
+    let ctx = Context { sender_uid: ALICE, recipient_uid: BOB, dm_id: id, sent_time: NOW };
+    let sealed = Sealed { eph_pub: m.eph_pub, iv: m.iv, ciphertext: m.ciphertext, tag: m.tag };
+    assert_eq!(dm::open(&BOB_SECRET, &ctx, &sealed).unwrap(), "hello bob");
+    let key = identity::from_modulus(&alice().id_pub).unwrap();
+    assert!(identity::verify(&key, &dm::signed_bytes(&ctx, &sealed), &m.signature));
+
+    assert!(s.busy());
+    let ev = dm_event(feed(&mut s, &dmst(id, 0, id, 1)));
+    assert_eq!(ev, DmEvent::Sent { id, to: "bob".into(), delivered: false });
+    assert!(!s.busy());
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![]), "answered: out of the outbox");
+    let id2 = send(&mut s, "again").hdr.msg_id.get();
+    assert_ne!(id2, id, "a fresh id per message");
+    assert_eq!(
+        dm_event(feed(&mut s, &dmst(id2, 0, id2, 2))),
+        DmEvent::Sent { id: id2, to: "bob".into(), delivered: true }
+    );
+}
+
+#[test]
+fn msg_refusals_are_local_and_send_nothing() {
+    let mut s = alice_session(with_bob());
+    let f = s.send_dm("@carol", "hi", NOW).unwrap_err();
+    assert_eq!((f.cmd.as_str(), f.code), ("msg", 403));
+    let f = s.send_dm("@bob", &"x".repeat(TEXT_MAX + 1), NOW).unwrap_err();
+    assert_eq!(f.code, 413);
+    assert_eq!(s.send_dm("@B!", "hi", NOW).unwrap_err().code, 400);
+    assert!(s.poll_transmit().is_none() && s.dirty_outbox().is_none());
+    assert!(Session::new().send_dm("@bob", "hi", NOW).unwrap_err().code == 401);
+    // A server error drops the message from the outbox.
+    let id = send(&mut s, &"y".repeat(TEXT_MAX)).hdr.msg_id.get();
+    let _ = s.dirty_outbox();
+    match feed(&mut s, &status(id, Status::Error, code::FORBIDDEN, "no accepted DM channel")) {
+        Some(Event::Failed(f)) => assert_eq!((f.cmd.as_str(), f.code), ("msg", 403)),
+        _ => panic!("expected a failure"),
+    }
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![]));
+}
+
+#[test]
+fn a_changed_key_at_login_refuses_the_contact_until_trusted() {
+    let mut s = alice_session(with_bob());
+    let new = bob_new_key();
+    // Listed at login with another identity key.
+    let ev = dm_event(feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, BOB, "bob", &new)));
+    assert_eq!(ev, DmEvent::KeyChanged { user: "bob".into() });
+    assert!(s.dirty_contacts().is_some_and(|c| !c.get(BOB).unwrap().trusted), "saved as refused");
+    assert!(feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, BOB, "bob", &new)).is_none(), "said once a run");
+    // Sending is refused locally.
+    let f = s.send_dm("@bob", "hi", NOW).unwrap_err();
+    assert_eq!((f.cmd.as_str(), f.code), ("msg", 403));
+    assert!(f.message.contains("/trust @bob"), "{f:?}");
+    assert!(s.poll_transmit().is_none());
+    // Messages from bob are not shown and not acknowledged: they stay on the server.
+    assert!(
+        matches!(feed(&mut s, rvum(4, 99, "held").as_bytes()), Some(Event::Warning(w)) if w.contains("/trust @bob"))
+    );
+    assert!(acked(&mut s).is_empty());
+    assert!(s.dirty_inbox().is_none());
+    s.fingerprint("bob").unwrap();
+    assert!(
+        matches!(dm_event(s.poll_event()), DmEvent::Fingerprint { listed: Some(l), .. } if l == new.keys().fingerprint())
+    );
+    s.list_contacts().unwrap();
+    match dm_event(s.poll_event()) {
+        DmEvent::Contacts(list) => {
+            assert_eq!(list.len(), 1);
+            assert_eq!((list[0].name.as_str(), list[0].trusted), ("bob", false));
+            assert_eq!(list[0].fingerprint, bob().keys().fingerprint(), "the pinned key until trusted");
+        }
+        other => panic!("{other:?}"),
+    }
+    // /trust re-pins the listed key; sending works again.
+    s.trust("@bob").unwrap();
+    assert_eq!(dm_event(s.poll_event()), DmEvent::Ok { cmd: "trust", user: "bob".into() });
+    let c = s.dirty_contacts().map(|c| c.get(BOB).unwrap().clone()).unwrap();
+    assert!(c.trusted && c.keys == new.keys());
+    assert!(s.dirty_pins().is_some_and(|p| p.get(BOB).is_some_and(|p| p.id_pub == new.id_pub && !p.changed)));
+    let m = send(&mut s, "hi again");
+    assert_eq!(m.peer_uid.get(), BOB);
+    // Bob still signs with the old key: shown, but not verified.
+    let _ = feed(&mut s, &dmst(m.hdr.msg_id.get(), 0, m.hdr.msg_id.get(), 1));
+    let got = message(feed(&mut s, rvum(4, 99, "held").as_bytes()));
+    assert_eq!((got.text.as_str(), got.verified), ("held", false));
+    assert_eq!(acked(&mut s), [4]);
+}
+
+#[test]
+fn received_messages_are_checked_shown_once_kept_and_acknowledged() {
+    let mut s = alice_session(with_bob());
+    let got = message(feed(&mut s, rvum(5, 0x1234, "hi alice").as_bytes()));
+    assert_eq!(
+        got,
+        DmMessage {
+            from: "bob".into(),
+            id: 0x1234,
+            text: "hi alice".into(),
+            ts: NOW - 50,
+            verified: true,
+            error: None
+        }
+    );
+    assert!(s.dirty_inbox().is_some_and(|i| i.seen(BOB, 0x1234)), "kept before the acknowledgement");
+    assert_eq!(acked(&mut s), [5]);
+
+    // The same message again (another seq, as after a restart): acknowledged, not shown.
+    assert!(feed(&mut s, rvum(6, 0x1234, "hi alice").as_bytes()).is_none());
+    assert!(s.poll_event().is_none());
+    assert_eq!(acked(&mut s), [6]);
+
+    // A bad signature: shown, flagged.
+    let mut m = rvum(7, 0x99, "forged?");
+    m.signature[3] ^= 1;
+    let got = message(feed(&mut s, m.as_bytes()));
+    assert_eq!((got.text.as_str(), got.verified), ("forged?", false));
+    // A bad MAC: no text, flagged.
+    let mut m = rvum(8, 0x9a, "tampered");
+    m.ciphertext[100] ^= 1;
+    let got = message(feed(&mut s, m.as_bytes()));
+    assert_eq!((got.text.as_str(), got.verified, got.error), ("", false, Some(UNDECRYPTABLE)));
+    // Bound to its id: the same body under another id does not open.
+    let mut m = rvum(9, 0x9b, "moved");
+    m.dm_id.set(0x9c);
+    assert!(!message(feed(&mut s, m.as_bytes())).verified);
+    assert_eq!(acked(&mut s), [7, 8, 9]);
+
+    // Not a contact: not shown, not acknowledged.
+    let mut m = rvum(10, 0x77, "stranger");
+    m.sender_uid.set(0x5555);
+    assert!(matches!(feed(&mut s, m.as_bytes()), Some(Event::Warning(_))));
+    assert!(acked(&mut s).is_empty());
+    // History lists what is kept, and TTL erasure empties it.
+    s.history("@bob").unwrap();
+    match dm_event(s.poll_event()) {
+        DmEvent::History { with, messages } => {
+            assert_eq!(with, "bob");
+            assert_eq!(messages.iter().map(|m| m.id).collect::<Vec<_>>(), [0x1234, 0x99, 0x9a, 0x9c]);
+        }
+        other => panic!("{other:?}"),
+    }
+    s.handle_timeout(NOW + DEFAULT_TTL_MS);
+    s.history("bob").unwrap();
+    assert!(matches!(dm_event(s.poll_event()), DmEvent::History { messages, .. } if messages.is_empty()));
+    assert!(s.dirty_inbox().is_some_and(|i| i.seen(BOB, 0x1234)));
+    assert!(feed(&mut s, rvum(11, 0x1234, "hi alice").as_bytes()).is_none(), "never shown again");
+}
+
+#[test]
+fn held_acknowledgements_can_be_dropped_when_nothing_was_saved() {
+    let mut s = alice_session(with_bob());
+    let _ = message(feed(&mut s, rvum(5, 1, "one").as_bytes()));
+    s.discard_acks();
+    assert!(acked(&mut s).is_empty());
+}
+
+#[test]
+fn mailbox_requests_rejections_and_expiries_are_reported_and_acknowledged() {
+    let mut s = alice_session(with_bob());
+    let mut rq = DmRequested::new(Status::Ok, code::OK, 0, NOW);
+    rq.seq.set(3);
+    rq.from_uid.set(0xc);
+    rq.set_from("carol").unwrap();
+    assert_eq!(dm_event(feed(&mut s, rq.as_bytes())), DmEvent::Requested { from: "carol".into() });
+    let mut rj = DmRejected::new(Status::Ok, code::OK, 0, NOW);
+    rj.seq.set(4);
+    rj.set_by("dave").unwrap();
+    assert_eq!(dm_event(feed(&mut s, rj.as_bytes())), DmEvent::Rejected { by: "dave".into() });
+    assert_eq!(dm_event(feed(&mut s, &dmst(0, 5, 0xfeed, 3))), DmEvent::Expired { id: 0xfeed });
+    assert_eq!(acked(&mut s), [3, 4, 5]);
+}
+
+#[test]
+fn a_lost_connection_keeps_messages_in_the_outbox_and_resends_them_after_login() {
+    let mut s = alice_session(with_bob());
+    let first = send(&mut s, "typed online");
+    s.connection_lost();
+    let id1 = first.hdr.msg_id.get();
+    assert_eq!(dm_event(s.poll_event()), DmEvent::Pending { id: id1, to: "bob".into() });
+    assert!(!s.busy());
+    // While disconnected: kept and reported pending; server commands are refused.
+    s.send_dm("@bob", "typed offline", NOW).unwrap();
+    let id2 = match dm_event(s.poll_event()) {
+        DmEvent::Pending { id, to } if to == "bob" => id,
+        other => panic!("{other:?}"),
+    };
+    assert!(s.poll_transmit().is_none());
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![id1, id2]));
+    assert_eq!(s.dm_request("@carol", NOW).unwrap_err().code, 0);
+    s.history("@bob").unwrap();
+    assert!(matches!(s.poll_event(), Some(Event::Dm(DmEvent::History { .. }))), "local commands still work");
+
+    // Back: the remembered credentials log in again, then the outbox goes out, in order, same bytes.
+    assert!(s.relogin(NOW));
+    let pt = s.poll_transmit().unwrap();
+    let login = wire::decode::<sotto::opcodes::Login>(&pt).unwrap();
+    assert_eq!((login.username().unwrap(), login.password().unwrap()), ("alice", "password123"));
+    feed(&mut s, &status(login.hdr.msg_id.get(), Status::Pending, code::PENDING, ""));
+    let id = sent_id(&mut s);
+    let mut c = Connected::new(Status::Ok, code::OK, id, NOW);
+    c.uid = U64::new(ALICE);
+    c.set_username("alice").unwrap();
+    assert!(matches!(feed(&mut s, c.as_bytes()), Some(Event::Authenticated { again: true, .. })));
+    let resent = *wire::decode::<SendDm>(&s.poll_transmit().unwrap()).unwrap();
+    assert_eq!(resent.as_bytes(), first.as_bytes(), "the same request again");
+    assert_eq!(
+        dm_event(feed(&mut s, &dmst(id1, 0, id1, 2))),
+        DmEvent::Sent { id: id1, to: "bob".into(), delivered: true }
+    );
+    let second = *wire::decode::<SendDm>(&s.poll_transmit().unwrap()).unwrap();
+    assert_eq!(second.hdr.msg_id.get(), id2);
+    assert_eq!(
+        dm_event(feed(&mut s, &dmst(id2, 0, id2, 1))),
+        DmEvent::Sent { id: id2, to: "bob".into(), delivered: false }
+    );
+    assert!(!s.busy() && s.poll_transmit().is_none());
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![]));
+}
+
+#[test]
+fn an_outbox_loaded_at_login_is_sent_again_in_order() {
+    let mut outbox = Outbox::new();
+    for id in [9, 3] {
+        let mut m = SendDm::request(id, NOW - 1000);
+        m.peer_uid.set(BOB);
+        outbox.push("bob", m);
+    }
+    let mut s = Session::new();
+    s.login("alice", "password123", "red green blue", NOW).unwrap();
+    let id = sent_id(&mut s);
+    feed(&mut s, &status(id, Status::Pending, code::PENDING, ""));
+    let id = sent_id(&mut s);
+    let mut c = Connected::new(Status::Ok, code::OK, id, NOW);
+    c.uid = U64::new(ALICE);
+    c.set_username("alice").unwrap();
+    feed(&mut s, c.as_bytes());
+    s.install(Local { dm: DmLocal { outbox, contacts: with_bob(), ..DmLocal::default() }, ..Local::default() });
+    s.handle_timeout(NOW);
+    let first = sent_id(&mut s);
+    assert_eq!(first, 9);
+    // No answer in time: it stays in the outbox, reported pending, and the next one goes.
+    s.handle_timeout(NOW + REQUEST_TIMEOUT_MS);
+    assert_eq!(dm_event(s.poll_event()), DmEvent::Pending { id: 9, to: "bob".into() });
+    assert_eq!(sent_id(&mut s), 3);
+    // A late answer for the first one still empties it from the outbox.
+    assert_eq!(dm_event(feed(&mut s, &dmst(9, 0, 9, 1))), DmEvent::Sent { id: 9, to: "bob".into(), delivered: false });
+    assert!(s.busy(), "the second still waits");
+}
