@@ -27,22 +27,10 @@ fn register_then_login_with_passphrase_authenticates() {
     // The private keys stayed on the client, 0600, under a 0700 home.
     let home_mode = std::fs::metadata(dir.join("alice")).unwrap().permissions().mode() & 0o777;
     assert_eq!(home_mode, 0o700);
-    let key_files: Vec<_> = walk(&dir.join("alice")).into_iter().filter(|p| p.ends_with("identity.key")).collect();
+    let key_files: Vec<_> =
+        common::files_under(&dir.join("alice")).into_iter().filter(|p| p.ends_with("identity.key")).collect();
     assert_eq!(key_files.len(), 1, "one key file for alice");
     assert_eq!(std::fs::metadata(&key_files[0]).unwrap().permissions().mode() & 0o777, 0o600);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn assert_error(v: &serde_json::Value, cmd: &str, code: u64) {

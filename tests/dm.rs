@@ -6,24 +6,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Client, Server, TempDir};
+use common::{files_under, relogin, user, Client, Server, TempDir, PW};
 use serde_json::Value;
-
-const PW: &str = "password123";
-const WORDS: &str = "red green blue";
-
-fn user(server: &Server, dir: &TempDir, name: &str) -> Client {
-    let mut c = Client::connect(server, &dir.join(name));
-    assert_eq!(c.register(name, PW, WORDS)["type"], "ok");
-    assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
-    c
-}
-
-fn relogin(server: &Server, dir: &TempDir, name: &str) -> Client {
-    let mut c = Client::connect(server, &dir.join(name));
-    assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
-    c
-}
 
 /// alice asks bob, bob accepts: both have the other pinned.
 fn contacts(alice: &mut Client, bob: &mut Client) {
@@ -83,18 +67,18 @@ fn offline_recipient_receives_fifty_in_order_exactly_once() {
     let dir = TempDir::new("dm50");
     let data = dir.join("data");
     let server = Server::start(&data);
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     contacts(&mut alice, &mut bob);
     bob.send("/quit");
     assert!(bob.finish().success());
     let ids = send_all(&mut alice, 50, "queued");
-    let mut bob = relogin(&server, &dir, "bob");
+    let mut bob = relogin(&server, &dir, "bob", &[]);
     let got = dms(&mut bob, 50);
     assert_in_order_once(&got, &ids);
     quit_without_more_dms(bob);
     // Acknowledged: a new session gets nothing again, and the queue is compacted away.
-    let bob = relogin(&server, &dir, "bob");
+    let bob = relogin(&server, &dir, "bob", &[]);
     quit_without_more_dms(bob);
     drop(alice);
     assert!(server.stop().success());
@@ -105,8 +89,8 @@ fn offline_recipient_receives_fifty_in_order_exactly_once() {
 fn online_recipient_is_reported_delivered() {
     let dir = TempDir::new("dmlive");
     let server = Server::start(&dir.join("data"));
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     contacts(&mut alice, &mut bob);
     let ids = send_all(&mut alice, 3, "delivered");
     assert_in_order_once(&dms(&mut bob, 3), &ids);
@@ -117,8 +101,8 @@ fn kill_dash_nine_after_queued_loses_nothing_and_duplicates_nothing() {
     let dir = TempDir::new("dmkill");
     let data = dir.join("data");
     let server = Server::start(&data);
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     contacts(&mut alice, &mut bob);
     bob.send("/quit");
     assert!(bob.finish().success());
@@ -126,7 +110,7 @@ fn kill_dash_nine_after_queued_loses_nothing_and_duplicates_nothing() {
     server.kill9();
     drop(alice);
     let server = Server::start(&data);
-    let mut bob = relogin(&server, &dir, "bob");
+    let mut bob = relogin(&server, &dir, "bob", &[]);
     let got = dms(&mut bob, 100);
     assert_in_order_once(&got, &ids);
     quit_without_more_dms(bob);
@@ -137,8 +121,8 @@ fn torn_last_record_is_skipped_and_the_rest_delivered() {
     let dir = TempDir::new("dmtorn");
     let data = dir.join("data");
     let server = Server::start(&data);
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     contacts(&mut alice, &mut bob);
     bob.send("/quit");
     assert!(bob.finish().success());
@@ -153,7 +137,7 @@ fn torn_last_record_is_skipped_and_the_rest_delivered() {
     f.set_len(len - 700).unwrap();
     drop(f);
     let server = Server::start(&data);
-    let mut bob = relogin(&server, &dir, "bob");
+    let mut bob = relogin(&server, &dir, "bob", &[]);
     let got = dms(&mut bob, 4);
     assert_in_order_once(&got, &ids[..4]);
     quit_without_more_dms(bob);
@@ -161,26 +145,13 @@ fn torn_last_record_is_skipped_and_the_rest_delivered() {
     assert!(log.contains("torn or corrupt"), "the cut is reported:\n{log}");
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn no_dm_plaintext_in_the_server_data_directory() {
     let dir = TempDir::new("dmscan");
     let data = dir.join("data");
     let server = Server::start(&data);
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     contacts(&mut alice, &mut bob);
     bob.send("/quit");
     assert!(bob.finish().success());
@@ -210,8 +181,8 @@ fn no_dm_plaintext_in_the_server_data_directory() {
 fn undelivered_messages_expire_and_the_sender_is_told() {
     let dir = TempDir::new("dmttl");
     let server = Server::start_with(&dir.join("data"), &["--queue-ttl", "1"]);
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     contacts(&mut alice, &mut bob);
     bob.send("/quit");
     assert!(bob.finish().success());
@@ -220,6 +191,6 @@ fn undelivered_messages_expire_and_the_sender_is_told() {
         let v = alice.wait_for("expired", |v| v["type"] == "expired" && v["id"] == id.as_str());
         assert_eq!(v["id"], id.as_str());
     }
-    let bob = relogin(&server, &dir, "bob");
+    let bob = relogin(&server, &dir, "bob", &[]);
     quit_without_more_dms(bob);
 }

@@ -8,46 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Client, Server, TempDir};
+use common::{client_for, error, ok, relogin, user, Client, Server, TempDir, PW, WORDS};
 use serde_json::Value;
 use sotto::identity::{self, Signer};
-
-const PW: &str = "password123";
-const WORDS: &str = "red green blue";
-
-/// A batch client for `name` (home under `dir`), started with `extra` flags, connected.
-fn start(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
-    let mut c = Client::start_with_args(&server.addr, &dir.join(name), extra);
-    let v = c.next().expect("a first line");
-    assert_eq!(v["type"], "connected", "{v}");
-    c
-}
-
-fn user(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
-    let mut c = start(server, dir, name, extra);
-    assert_eq!(c.register(name, PW, WORDS)["type"], "ok");
-    assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
-    c
-}
-
-fn relogin(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
-    let mut c = start(server, dir, name, extra);
-    let v = c.run(&format!("/login {name} {PW} {WORDS}"), "authenticated");
-    assert_eq!(v["type"], "authenticated", "{v}");
-    c
-}
-
-fn ok(v: &Value, cmd: &str) {
-    assert_eq!((v["type"].as_str(), v["cmd"].as_str()), (Some("ok"), Some(cmd)), "{v}");
-}
-
-fn error(v: &Value, cmd: &str, code: u64) {
-    assert_eq!(
-        (v["type"].as_str(), v["cmd"].as_str(), v["code"].as_u64()),
-        (Some("error"), Some(cmd), Some(code)),
-        "{v}"
-    );
-}
 
 /// `a` asks `b`, `b` accepts: both see `dm_accepted` with the other's fingerprint.
 fn contacts(a: &mut Client, a_name: &str, b: &mut Client, b_name: &str) {
@@ -266,7 +229,7 @@ fn a_changed_key_is_refused_until_trusted() {
 
     replace_identity_key(&data, "bob");
     let server = Server::start(&data);
-    let mut alice = start(&server, &dir, "alice", &[]);
+    let mut alice = client_for(&server, &dir, "alice", &[]);
     alice.send(&format!("/login alice {PW} {WORDS}"));
     assert_eq!(alice.wait_for("authenticated", |v| v["type"] == "authenticated")["user"], "alice");
     let v = alice.wait_for("key_changed", |v| v["type"] == "key_changed");

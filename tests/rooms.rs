@@ -4,41 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Client, Server, TempDir};
+use common::{error, files_under, ok, relogin, user, Client, Server, TempDir, PW, WORDS};
 use serde_json::Value;
 
-const PW: &str = "password123";
-const WORDS: &str = "red green blue";
 const ROOM_PW: &str = "correct-horse-battery";
-
-/// A registered, logged-in batch client named `name`, with its home under `dir`.
-fn user(server: &Server, dir: &TempDir, name: &str) -> Client {
-    let mut c = Client::connect(server, &dir.join(name));
-    assert_eq!(c.register(name, PW, WORDS)["type"], "ok");
-    assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
-    c
-}
-
-/// A new session for an existing account, in its old home.
-fn relogin(server: &Server, dir: &TempDir, name: &str) -> Client {
-    let mut c = Client::connect(server, &dir.join(name));
-    assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
-    c
-}
-
-fn ok(v: &Value, cmd: &str) {
-    assert_eq!((v["type"].as_str(), v["cmd"].as_str()), (Some("ok"), Some(cmd)), "{v}");
-}
-
-fn error(v: &Value, cmd: &str, code: u64) {
-    assert_eq!(
-        (v["type"].as_str(), v["cmd"].as_str(), v["code"].as_u64()),
-        (Some("error"), Some(cmd), Some(code)),
-        "{v}"
-    );
-}
 
 fn texts(msgs: &[Value]) -> Vec<String> {
     msgs.iter().map(|m| m["text"].as_str().unwrap_or_default().to_owned()).collect()
@@ -55,9 +24,9 @@ fn member_names(v: &Value) -> Vec<String> {
 fn three_members_receive_each_others_messages_in_order_verified() {
     let dir = TempDir::new("room3");
     let server = Server::start(&dir.join("data"));
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
-    let mut carol = user(&server, &dir, "carol");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
+    let mut carol = user(&server, &dir, "carol", &[]);
     ok(&alice.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
     let joined = bob.run(&format!("/join lobby {ROOM_PW}"), "joined");
     assert_eq!(member_names(&joined), ["alice", "bob"], "{joined}");
@@ -96,14 +65,14 @@ fn three_members_receive_each_others_messages_in_order_verified() {
 fn newcomer_gets_the_last_twenty_and_a_returning_member_what_it_missed() {
     let dir = TempDir::new("hist");
     let server = Server::start(&dir.join("data"));
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     ok(&alice.run(&format!("/create hist {ROOM_PW}"), "create"), "create");
     bob.run(&format!("/join hist {ROOM_PW}"), "joined");
     for i in 0..25 {
         ok(&alice.run(&format!("/say hist message {i}"), "say"), "say");
     }
-    let mut dave = user(&server, &dir, "dave");
+    let mut dave = user(&server, &dir, "dave", &[]);
     let joined = dave.run(&format!("/join hist {ROOM_PW}"), "joined");
     assert_eq!(member_names(&joined), ["alice", "bob", "dave"]);
     let history = dave.room_messages("hist", 20);
@@ -116,7 +85,7 @@ fn newcomer_gets_the_last_twenty_and_a_returning_member_what_it_missed() {
     for i in 0..3 {
         ok(&alice.run(&format!("/say hist while away {i}"), "say"), "say");
     }
-    let mut bob = relogin(&server, &dir, "bob");
+    let mut bob = relogin(&server, &dir, "bob", &[]);
     // The room key is stored locally: no password needed to rejoin.
     let joined = bob.run("/join hist", "joined");
     assert_eq!(member_names(&joined), ["alice", "bob", "dave"]);
@@ -133,8 +102,8 @@ fn newcomer_gets_the_last_twenty_and_a_returning_member_what_it_missed() {
 fn refusals_wrong_password_non_member_duplicate_and_too_long() {
     let dir = TempDir::new("refuse");
     let server = Server::start(&dir.join("data"));
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     ok(&alice.run(&format!("/create den {ROOM_PW}"), "create"), "create");
     error(&bob.run("/create den another-password", "create"), "create", 409);
     error(&bob.run("/join den wrong-password", "join"), "join", 403);
@@ -169,8 +138,8 @@ fn rooms_membership_and_history_survive_a_restart() {
     let dir = TempDir::new("restart");
     let data = dir.join("data");
     let server = Server::start(&data);
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     ok(&alice.run(&format!("/create keep {ROOM_PW}"), "create"), "create");
     bob.run(&format!("/join keep {ROOM_PW}"), "joined");
     ok(&alice.run("/say keep before the restart", "say"), "say");
@@ -179,8 +148,8 @@ fn rooms_membership_and_history_survive_a_restart() {
     assert!(server.stop().success());
 
     let server = Server::start(&data);
-    let mut alice = relogin(&server, &dir, "alice");
-    let mut bob = relogin(&server, &dir, "bob");
+    let mut alice = relogin(&server, &dir, "alice", &[]);
+    let mut bob = relogin(&server, &dir, "bob", &[]);
     assert_eq!(alice.run("/rooms", "rooms")["rooms"], serde_json::json!([{"name": "keep", "members": 2}]));
     let joined = bob.run("/join keep", "joined");
     assert_eq!(member_names(&joined), ["alice", "bob"]);
@@ -193,26 +162,13 @@ fn rooms_membership_and_history_survive_a_restart() {
     assert_eq!((m["text"].as_str(), m["verified"].as_bool()), (Some("after the restart"), Some(true)));
 }
 
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn server_data_holds_no_text_and_no_room_password() {
     let dir = TempDir::new("scan");
     let data = dir.join("data");
     let server = Server::start(&data);
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     let secret_pw = "zebra-umbrella-quartz";
     ok(&alice.run(&format!("/create vault {secret_pw}"), "create"), "create");
     bob.run(&format!("/join vault {secret_pw}"), "joined");
@@ -247,7 +203,7 @@ fn server_refuses_a_tampered_room_file() {
     let dir = TempDir::new("tamper");
     let data = dir.join("data");
     let server = Server::start(&data);
-    let mut alice = user(&server, &dir, "alice");
+    let mut alice = user(&server, &dir, "alice", &[]);
     ok(&alice.run(&format!("/create lab {ROOM_PW}"), "create"), "create");
     ok(&alice.run("/say lab genuine", "say"), "say");
     drop(alice);
@@ -274,8 +230,8 @@ fn server_refuses_a_tampered_room_file() {
 fn a_member_that_stops_reading_does_not_delay_the_others() {
     let dir = TempDir::new("slow");
     let server = Server::start(&dir.join("data"));
-    let mut alice = user(&server, &dir, "alice");
-    let mut bob = user(&server, &dir, "bob");
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
     // The stalled member: its output is read through a one-line channel.
     let mut stalled = Client::start_buffered(&server.addr, &dir.join("stalled"), 1);
     assert_eq!(stalled.next().unwrap()["type"], "connected");

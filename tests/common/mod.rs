@@ -149,9 +149,14 @@ impl Client {
     /// the test stops reading, the client soon blocks on stdout and stops
     /// reading its socket — a slow consumer.
     pub fn start_buffered(server: &str, home: &Path, depth: usize) -> Client {
+        Client::spawn(server, home, &[], depth)
+    }
+
+    fn spawn(server: &str, home: &Path, extra: &[&str], depth: usize) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
             .args(["--batch", "--server", server, "--home"])
             .arg(home)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -176,27 +181,9 @@ impl Client {
         Client { stdin: child.stdin.take(), child, lines, backlog: VecDeque::new(), seen: Vec::new() }
     }
 
-    /// A client with extra command-line flags (e.g. `--dm-ttl 2`) after the usual ones.
+    /// A client started with extra flags (e.g. `--dm-ttl 2`).
     pub fn start_with_args(server: &str, home: &Path, extra: &[&str]) -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
-            .args(["--batch", "--server", server, "--home"])
-            .arg(home)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sotto");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Client { stdin: child.stdin.take(), child, lines, backlog: VecDeque::new(), seen: Vec::new() }
+        Client::spawn(server, home, extra, usize::MAX)
     }
 
     /// Starts a client and waits for `connected`.
@@ -303,4 +290,58 @@ impl Drop for Client {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The password and passphrase every test account uses.
+pub const PW: &str = "password123";
+pub const WORDS: &str = "red green blue";
+
+/// A connected batch client for `name` with its home under `dir`, started with `extra` flags.
+pub fn client_for(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
+    let mut c = Client::start_with_args(&server.addr, &dir.join(name), extra);
+    let v = c.next().expect("a first line");
+    assert_eq!(v["type"], "connected", "{v}");
+    c
+}
+
+/// A registered, logged-in client named `name`.
+pub fn user(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
+    let mut c = client_for(server, dir, name, extra);
+    assert_eq!(c.register(name, PW, WORDS)["type"], "ok");
+    assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
+    c
+}
+
+/// A new session for an existing account, in its old home.
+pub fn relogin(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
+    let mut c = client_for(server, dir, name, extra);
+    let v = c.run(&format!("/login {name} {PW} {WORDS}"), "authenticated");
+    assert_eq!(v["type"], "authenticated", "{v}");
+    c
+}
+
+pub fn ok(v: &Value, cmd: &str) {
+    assert_eq!((v["type"].as_str(), v["cmd"].as_str()), (Some("ok"), Some(cmd)), "{v}");
+}
+
+pub fn error(v: &Value, cmd: &str, code: u64) {
+    assert_eq!(
+        (v["type"].as_str(), v["cmd"].as_str(), v["code"].as_u64()),
+        (Some("error"), Some(cmd), Some(code)),
+        "{v}"
+    );
+}
+
+/// Every file below `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
