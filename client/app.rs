@@ -40,6 +40,17 @@ pub const BACKOFF_MIN_MS: u64 = 500;
 pub const BACKOFF_MAX_MS: u64 = 30_000;
 /// How often kept direct messages are checked for erasure.
 const TICK_MS: u64 = 1000;
+/// A server silent for this many heartbeat intervals is treated as gone.
+const SILENT_INTERVALS: u64 = 3;
+
+/// Client timers from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a shown DM is kept.
+    pub dm_ttl_ms: u64,
+    /// A quiet session sends a heartbeat this often.
+    pub heartbeat_ms: u64,
+}
 
 /// What the front ends show, in the order it happened.
 pub enum Report {
@@ -117,6 +128,8 @@ pub struct App {
     files: Option<UserFiles>,
     /// How long a shown direct message is kept (`--dm-ttl`).
     dm_ttl_ms: u64,
+    /// Heartbeat interval; silence for `SILENT_INTERVALS` of it means the server is gone.
+    heartbeat_ms: u64,
     /// When to try to connect again (while the connection is lost).
     next_attempt: Option<u64>,
     /// The wait before the attempt after that; `None` once logged in again.
@@ -147,14 +160,15 @@ pub fn now_ms() -> u64 {
 
 impl App {
     /// Wraps an established connection to `server`.
-    pub fn new(conn: Conn, server: &str, home: PathBuf, input: Input, dm_ttl_ms: u64) -> App {
+    pub fn new(conn: Conn, server: &str, home: PathBuf, input: Input, timing: Timing) -> App {
         App {
+            heartbeat_ms: timing.heartbeat_ms,
             conn: Some(conn),
             server: server.to_string(),
             session: Session::new(),
             home,
             files: None,
-            dm_ttl_ms,
+            dm_ttl_ms: timing.dm_ttl_ms,
             next_attempt: None,
             backoff: None,
             exit: None,
@@ -304,6 +318,9 @@ impl App {
                 self.input.fill()?;
             }
             self.reconnect(fe)?;
+            if let Some(code) = self.heartbeat(fe)? {
+                return Ok(code);
+            }
             self.session.handle_timeout(now_ms());
             self.pump(fe)?;
             if let Some(code) = self.flush(fe)? {
@@ -389,6 +406,23 @@ impl App {
             if let Err(e) = conn.send(&pt) {
                 return self.lost(fe, e);
             }
+        }
+        Ok(None)
+    }
+
+    /// A quiet logged-in session pings the server; a server silent for
+    /// `SILENT_INTERVALS` heartbeats is treated as a lost connection.
+    fn heartbeat(&mut self, fe: &mut dyn Frontend) -> io::Result<Option<u8>> {
+        let Some(conn) = &self.conn else { return Ok(None) };
+        if !self.session.logged_in() {
+            return Ok(None);
+        }
+        let now = now_ms();
+        if now.saturating_sub(conn.heard_ms()) > self.heartbeat_ms * SILENT_INTERVALS {
+            return self.lost(fe, ConnError::Silent);
+        }
+        if now.saturating_sub(conn.sent_ms()) >= self.heartbeat_ms {
+            self.session.heartbeat(now);
         }
         Ok(None)
     }

@@ -179,11 +179,11 @@ pub fn parse(line: &str) -> Result<Option<Command>, Failure> {
 }
 
 /// Runs batch mode on an established connection; returns the exit status.
-pub fn run(conn: Conn, home: PathBuf, server: &str, dm_ttl_ms: u64) -> u8 {
+pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
     if emit(&Object::new("connected").str("server", server).finish()).is_err() {
         return 1;
     }
-    App::new(conn, server, home, Input::stdin(), dm_ttl_ms).run(&mut Batch)
+    App::new(conn, server, home, Input::stdin(), timing).run(&mut Batch)
 }
 
 /// Reports a failure before any session exists (`connect`, `home`) and returns exit status 1.
@@ -235,10 +235,7 @@ impl Frontend for Batch {
             Report::Done { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
             Report::Room(ev) => room_line(ev),
             Report::Dm(ev) => dm_line(ev),
-            Report::Disconnected(why) => {
-                eprintln!("sotto: {why}; reconnecting");
-                Object::new("disconnected").finish()
-            }
+            Report::Disconnected(why) => Object::new("disconnected").str("message", &why).finish(),
             Report::Reconnected => Object::new("reconnected").finish(),
             Report::Failed(f) => error_line(&f),
             Report::Warning(w) => Object::new("warning").str("message", &w).finish(),

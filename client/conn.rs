@@ -72,12 +72,15 @@ pub enum ConnError {
     Corrupted,
     /// The socket failed.
     Io(io::Error),
+    /// The server sent nothing, not even an answer to a heartbeat, for too long.
+    Silent,
 }
 
 impl std::fmt::Display for ConnError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnError::Closed => f.write_str("the server closed the connection"),
+            ConnError::Silent => f.write_str("the server stopped answering (no heartbeat reply)"),
             ConnError::Corrupted => f.write_str("connection corrupted"),
             ConnError::Io(e) => write!(f, "connection lost: {e}"),
         }
@@ -88,6 +91,9 @@ impl std::error::Error for ConnError {}
 
 /// An established, verified session with the server.
 pub struct Conn {
+    /// When this client last sent and last received anything, Unix ms.
+    sent_ms: u64,
+    heard_ms: u64,
     stream: TcpStream,
     sealer: Sealer,
     opener: Opener,
@@ -117,7 +123,8 @@ pub fn connect(server: &str) -> Result<Conn, ConnectError> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(ConnectError::Io)?;
     // Anything after the ServerHello is already a record.
     deframer.set_max_body(MAX_BODY);
-    Ok(Conn { stream, sealer, opener, deframer })
+    let now = unix_ms();
+    Ok(Conn { sent_ms: now, heard_ms: now, stream, sealer, opener, deframer })
 }
 
 fn open_tcp(server: &str) -> Result<TcpStream, ConnectError> {
@@ -166,6 +173,7 @@ impl Conn {
     pub fn send(&mut self, plaintext: &[u8]) -> Result<(), ConnError> {
         let mut out = Vec::with_capacity(4 + plaintext.len() + 64);
         self.sealer.seal(plaintext, &mut out).map_err(|_| ConnError::Corrupted)?;
+        self.sent_ms = unix_ms();
         self.stream.write_all(&out).map_err(|e| if closed_by_peer(&e) { ConnError::Closed } else { ConnError::Io(e) })
     }
 
@@ -175,6 +183,7 @@ impl Conn {
         match self.stream.read(&mut buf) {
             Ok(0) => Err(ConnError::Closed),
             Ok(n) => {
+                self.heard_ms = unix_ms();
                 self.deframer.push(buf.get(..n).unwrap_or_default());
                 Ok(())
             }
@@ -192,6 +201,22 @@ impl Conn {
             Err(_) => Err(ConnError::Corrupted),
         }
     }
+}
+
+impl Conn {
+    /// When this client last sent a record.
+    pub fn sent_ms(&self) -> u64 {
+        self.sent_ms
+    }
+
+    /// When the server was last heard from.
+    pub fn heard_ms(&self) -> u64 {
+        self.heard_ms
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl AsFd for Conn {

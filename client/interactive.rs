@@ -46,11 +46,11 @@ whose signature or integrity check failed, (history) one replayed from the
 room's last 20.";
 
 /// Runs interactive mode on an established connection; returns the exit status.
-pub fn run(conn: Conn, home: PathBuf, server: &str, dm_ttl_ms: u64) -> u8 {
+pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
     println!("sotto {}", sotto::build_info::describe());
     println!("connected to {server}; server key verified (fingerprint {})", crate::conn::server_fingerprint());
     println!("type /help for the list of commands");
-    App::new(conn, server, home, Input::stdin(), dm_ttl_ms).run(&mut Interactive {
+    App::new(conn, server, home, Input::stdin(), timing).run(&mut Interactive {
         prompted: false,
         current: None,
         reconnected: false,

@@ -30,7 +30,10 @@ const DEFAULT_DM_TTL: u64 = 3600;
 /// Longest `--dm-ttl` accepted: a year.
 const MAX_DM_TTL: u64 = 365 * 24 * 3600;
 
-const USAGE: &str = "usage: sotto [--server HOST:PORT] [--home DIR] [--batch] [--dm-ttl SECONDS]
+/// Seconds between heartbeats of a quiet session (the server closes one silent for 30 s).
+const DEFAULT_HEARTBEAT: u64 = 10;
+
+const USAGE: &str = "usage: sotto [--server HOST:PORT] [--home DIR] [--batch] [--dm-ttl SECONDS] [--heartbeat SECONDS]
        sotto --help | --version";
 
 const HELP: &str = "sotto: secure chat client (interactive by default)
@@ -43,6 +46,8 @@ options:
   --batch             commands on stdin, one JSON event per line on stdout
   --dm-ttl SECONDS    erase a received direct message this long after it was
                       shown (default 3600)
+  --heartbeat SECONDS ping a quiet server this often (default 10, 1 to 25); a server
+                      silent for three intervals is treated as gone and reconnected
   --help              this text
   --version           version, build id and protocol version
 
@@ -56,6 +61,8 @@ struct Options {
     batch: bool,
     /// How long a shown direct message is kept, in seconds.
     dm_ttl: u64,
+    /// Seconds between heartbeats.
+    heartbeat: u64,
 }
 
 #[derive(Debug)]
@@ -66,7 +73,13 @@ enum Parsed {
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
-    let mut opts = Options { server: DEFAULT_SERVER.to_string(), home: None, batch: false, dm_ttl: DEFAULT_DM_TTL };
+    let mut opts = Options {
+        server: DEFAULT_SERVER.to_string(),
+        home: None,
+        batch: false,
+        dm_ttl: DEFAULT_DM_TTL,
+        heartbeat: DEFAULT_HEARTBEAT,
+    };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let Some(arg) = arg.to_str().map(str::to_string) else {
@@ -90,6 +103,14 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
                     .and_then(|s| s.parse::<u64>().ok())
                     .filter(|s| *s <= MAX_DM_TTL)
                     .ok_or_else(|| format!("--dm-ttl needs a number of seconds (at most {MAX_DM_TTL})"))?;
+            }
+            "--heartbeat" => {
+                let v = value("--heartbeat")?;
+                opts.heartbeat = v
+                    .to_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .filter(|s| (1..=25).contains(s))
+                    .ok_or_else(|| "--heartbeat needs a number of seconds from 1 to 25".to_string())?;
             }
             "--batch" if inline.is_none() => opts.batch = true,
             "--help" | "-h" if inline.is_none() => return Ok(Parsed::Help),
@@ -140,11 +161,11 @@ fn run(opts: Options) -> u8 {
         Ok(c) => c,
         Err(e) => return fail("connect", e.to_string()),
     };
-    let dm_ttl_ms = opts.dm_ttl * 1000;
+    let timing = app::Timing { dm_ttl_ms: opts.dm_ttl * 1000, heartbeat_ms: opts.heartbeat * 1000 };
     if opts.batch {
-        batch::run(conn, home, &opts.server, dm_ttl_ms)
+        batch::run(conn, home, &opts.server, timing)
     } else {
-        interactive::run(conn, home, &opts.server, dm_ttl_ms)
+        interactive::run(conn, home, &opts.server, timing)
     }
 }
 
@@ -161,7 +182,10 @@ mod tests {
         let Ok(Parsed::Run(o)) = parse_strs(&["--server=h:1", "--home", "/x", "--batch"]) else { panic!() };
         assert_eq!((o.server.as_str(), o.home, o.batch), ("h:1", Some(PathBuf::from("/x")), true));
         let Ok(Parsed::Run(o)) = parse_strs(&[]) else { panic!() };
-        assert_eq!((o.server.as_str(), o.home, o.batch, o.dm_ttl), (DEFAULT_SERVER, None, false, 3600));
+        assert_eq!(
+            (o.server.as_str(), o.home, o.batch, o.dm_ttl, o.heartbeat),
+            (DEFAULT_SERVER, None, false, 3600, 10)
+        );
         let Ok(Parsed::Run(o)) = parse_strs(&["--dm-ttl", "2"]) else { panic!() };
         assert_eq!(o.dm_ttl, 2);
         let Ok(Parsed::Run(o)) = parse_strs(&["--dm-ttl=0"]) else { panic!() };

@@ -389,6 +389,8 @@ impl Session {
         let (opcode, id) = (hdr.opcode.get(), hdr.msg_id.get());
         let ours = id != 0 && self.in_flight.as_ref().is_some_and(|f| f.id == id);
         match opcode {
+            // The answer to a heartbeat: hearing it is all that matters.
+            opcodes::PONG => None,
             opcodes::STAT => match wire::decode::<StatusReply>(pt) {
                 Ok(r) if ours => self.complete_status(r, now_ms),
                 Ok(r) => Some(Event::Notice(format!(
@@ -519,6 +521,13 @@ impl Session {
             Some(_) => Err(Failure::new(cmd, 400, "another request is still waiting for its reply")),
             None => Ok(()),
         }
+    }
+
+    /// Queues a heartbeat (not a request in flight: its `pong` needs no matching).
+    pub fn heartbeat(&mut self, now_ms: u64) {
+        let id = self.take_id();
+        let mut m = opcodes::Heartbeat::request(id, now_ms);
+        self.queue(&mut m);
     }
 
     fn take_id(&mut self) -> u64 {

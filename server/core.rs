@@ -45,6 +45,12 @@ pub struct Limits {
     pub queue_ttl_ms: u64,
     /// How long a sender waits for "delivered" before it is told "queued".
     pub deliver_wait_ms: u64,
+    /// A logged-in session with no input for this long is closed (heartbeats count).
+    pub idle_ms: u64,
+    /// Chat messages (room and direct) allowed per window, per connection; None: no limit.
+    pub rate: Option<(u32, u64)>,
+    /// Input bytes per second per connection before reading pauses; 0: no cap.
+    pub max_bps: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +62,9 @@ impl Default for Limits {
             max_output: 1024 * 1024,
             queue_ttl_ms: 30 * 24 * 3600 * 1000,
             deliver_wait_ms: 5_000,
+            idle_ms: 30_000,
+            rate: Some((5, 5_000)),
+            max_bps: 1 << 20,
         }
     }
 }
@@ -77,6 +86,13 @@ struct Conn {
     close: Option<&'static str>,
     /// When the close was first noticed by `handle_timeout` (0: not yet).
     closing_since_ms: u64,
+    /// Last time any input arrived.
+    heard_ms: u64,
+    /// Times of the recent chat messages, for the rate limit.
+    chat: std::collections::VecDeque<u64>,
+    /// Input bytes in the current one-second window, and when it started.
+    window_bytes: u64,
+    window_start_ms: u64,
 }
 
 /// Accounts known to the server, indexed by name and UID.
@@ -227,6 +243,10 @@ impl Core {
             busy: false,
             close: None,
             closing_since_ms: 0,
+            heard_ms: now_ms,
+            chat: Default::default(),
+            window_bytes: 0,
+            window_start_ms: now_ms,
         };
         self.conns.insert(id, conn);
     }
@@ -234,14 +254,42 @@ impl Core {
     /// Bytes received on `id`.
     pub fn handle_input(&mut self, id: ConnId, data: &[u8], now_ms: u64) {
         if let Some(conn) = self.conns.get_mut(&id) {
+            conn.heard_ms = now_ms;
+            if now_ms.saturating_sub(conn.window_start_ms) >= 1_000 {
+                conn.window_start_ms = now_ms;
+                conn.window_bytes = 0;
+            }
+            conn.window_bytes += data.len() as u64;
             conn.deframer.push(data);
             self.pump(id, now_ms);
         }
     }
 
-    /// Whether `id` may take more input now (bounded input, back-pressure).
-    pub fn wants_read(&self, id: ConnId) -> bool {
-        self.conns.get(&id).is_some_and(|c| c.close.is_none() && c.deframer.buffered() < self.limits.max_input)
+    /// Whether `id` may take more input now: bounded input (back-pressure)
+    /// and at most `max_bps` bytes in the current second.
+    pub fn wants_read(&self, id: ConnId, now_ms: u64) -> bool {
+        let max_bps = self.limits.max_bps;
+        self.conns.get(&id).is_some_and(|c| {
+            let fresh_window = now_ms.saturating_sub(c.window_start_ms) >= 1_000;
+            c.close.is_none()
+                && c.deframer.buffered() < self.limits.max_input
+                && (max_bps == 0 || fresh_window || c.window_bytes < max_bps)
+        })
+    }
+
+    /// Counts a chat message of `id` against the rate limit: Err(ms to wait) when over it.
+    pub fn chat_allowed(&mut self, id: ConnId, now_ms: u64) -> Result<(), u64> {
+        let Some((n, window)) = self.limits.rate else { return Ok(()) };
+        let Some(c) = self.conns.get_mut(&id) else { return Ok(()) };
+        while c.chat.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
+            c.chat.pop_front();
+        }
+        if c.chat.len() >= n as usize {
+            let oldest = c.chat.front().copied().unwrap_or(now_ms);
+            return Err((oldest + window).saturating_sub(now_ms).max(1));
+        }
+        c.chat.push_back(now_ms);
+        Ok(())
     }
 
     /// Output waiting for `id`; the caller drains what it wrote.
@@ -439,6 +487,11 @@ impl Core {
                     if age > limits.login_ms =>
                 {
                     "login timeout"
+                }
+                Phase::Open { session: Session::Authenticated(_), .. }
+                    if now_ms.saturating_sub(conn.heard_ms) > limits.idle_ms =>
+                {
+                    "idle timeout"
                 }
                 _ => continue,
             };

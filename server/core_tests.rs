@@ -337,3 +337,19 @@ fn room_refuses_non_members_and_wrong_auth_keys() {
     assert_eq!((last.request_opcode.get(), last.hdr.code.get()), (sotto::opcodes::JRMS, code::OK));
     assert_eq!(p.status(say).0, code::OK, "a member may send");
 }
+
+#[test]
+fn reading_pauses_after_max_bps_in_a_second() {
+    let limits = Limits { max_bps: 100, ..Default::default() };
+    let mut core = Core::new(ServerConfig::built_in(), limits, Accounts::default(), Rooms::default(), Mail::default());
+    core.accept(5, ADDR, 0);
+    assert!(core.wants_read(5, 0));
+    core.handle_input(5, &[0u8; 3], 10);
+    assert!(core.wants_read(5, 10), "under the cap");
+    let limits = Limits { max_bps: 2, ..Default::default() };
+    let mut core = Core::new(ServerConfig::built_in(), limits, Accounts::default(), Rooms::default(), Mail::default());
+    core.accept(6, ADDR, 0);
+    core.handle_input(6, &[0u8; 3], 10);
+    assert!(!core.wants_read(6, 500), "over the cap: reading pauses");
+    assert!(core.wants_read(6, 1_011), "a new second");
+}

@@ -81,7 +81,7 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
             fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
             for id in &ids {
                 let mut ev = PollFlags::empty();
-                if stopping.is_none() && core.wants_read(*id) {
+                if stopping.is_none() && core.wants_read(*id, now) {
                     ev |= PollFlags::POLLIN;
                 }
                 if core.has_output(*id) {
@@ -173,7 +173,7 @@ fn accept_all(
 
 fn read_from(id: ConnId, socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core, buf: &mut [u8], now: u64) {
     let Some(sock) = socks.get_mut(&id) else { return };
-    if !core.wants_read(id) {
+    if !core.wants_read(id, now) {
         return;
     }
     match sock.read(buf) {

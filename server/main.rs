@@ -33,7 +33,8 @@ use crate::store::{FileStore, Store};
 use crate::worker::{Pool, WorkerCtx};
 
 const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
-              [--handshake-timeout SECS] [--login-timeout SECS] [--queue-ttl SECS]
+              [--handshake-timeout SECS] [--login-timeout SECS] [--idle-timeout SECS]
+              [--queue-ttl SECS] [--rate N/SECS|off] [--max-bps BYTES]
        sottod --opcodes | --opcodes-markdown | --version | --help
 
   --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
@@ -43,7 +44,10 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --workers N               threads for RSA signing and argon2id (default 2)
   --handshake-timeout SECS  close connections that have not finished the handshake (default 10)
   --login-timeout SECS      close connections that have not logged in (default 60)
+  --idle-timeout SECS       close logged-in sessions silent this long; clients ping every 10 s (default 30)
   --queue-ttl SECS          undelivered direct messages expire after this (default 2592000 = 30 days)
+  --rate N/SECS | off       chat messages (rooms and DMs) per connection (default 5/5); excess gets 429
+  --max-bps BYTES           input bytes per second per connection before reading pauses (default 1048576; 0: off)
   --opcodes                 print the opcode audit table and exit
   --opcodes-markdown        print docs/OPCODES.md and exit
 
@@ -77,6 +81,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)? * 1000,
             "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)? * 1000,
             "--queue-ttl" => args.limits.queue_ttl_ms = number(&flag, &value()?)?.saturating_mul(1000),
+            "--idle-timeout" => args.limits.idle_ms = number(&flag, &value()?)?.saturating_mul(1000),
+            "--rate" => args.limits.rate = rate(&value()?)?,
+            "--max-bps" => args.limits.max_bps = number(&flag, &value()?)?,
             "--opcodes" => {
                 print!("{}", sotto::opcodes::audit_table());
                 return Ok(None);
@@ -97,6 +104,18 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
     }
     Ok(Some(args))
+}
+
+/// `N/SECS` (N messages per SECS seconds, both at least 1) or `off`.
+fn rate(v: &str) -> Result<Option<(u32, u64)>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    let parsed = v.split_once('/').and_then(|(n, s)| Some((n.parse::<u32>().ok()?, s.parse::<u64>().ok()?)));
+    match parsed {
+        Some((n, secs)) if n > 0 && secs > 0 => Ok(Some((n, secs * 1000))),
+        _ => Err(format!("--rate: `{v}` is not N/SECS (e.g. 5/5) or off")),
+    }
 }
 
 fn number(flag: &str, v: &str) -> Result<u64, String> {

@@ -89,6 +89,8 @@ decoder_props! {
     decode_delete_room: DeleteRoom => |m| [room];
     decode_dm_reject: DmReject => |m| [peer];
     decode_mailbox_ack: MailboxAck => |_m| [];
+    decode_heartbeat: Heartbeat => |_m| [];
+    decode_heartbeat_reply: HeartbeatReply => |_m| [];
     decode_status_reply: StatusReply => |m| [reason];
     decode_room_salt: RoomSalt => |m| [room];
     decode_connected: Connected => |m| [username];

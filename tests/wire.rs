@@ -394,6 +394,26 @@ fn mailbox_ack_golden_bytes() {
     });
 }
 
+#[test]
+fn heartbeat_golden_bytes() {
+    let mut m: Heartbeat = msg(Status::Request, 0, 26, TS);
+    m.reserved_id.set(0);
+    // 24 + 8 bytes is already two blocks: no reserved tail.
+    let expected = Bytes::header(PING, 0, 0x5a, 0, 26, TS).u64("reserved_id", 0).reserved().finish("Heartbeat");
+    assert_eq!(expected.len(), 32);
+    golden(&m, &expected, |d| hdr(d, Status::Request, 0, 26, TS));
+    let mut r: HeartbeatReply = msg(Status::Ok, 200, 26, TS);
+    r.server_time.set(0x0000_0191_0203_0405);
+    let expected = Bytes::header(PONG, 1, 0x5a, 200, 26, TS)
+        .u64("server_time", 0x0000_0191_0203_0405)
+        .reserved()
+        .finish("HeartbeatReply");
+    golden(&r, &expected, |d| {
+        hdr(d, Status::Ok, 200, 26, TS);
+        assert_eq!(d.server_time.get(), 0x0000_0191_0203_0405);
+    });
+}
+
 // ---------------------------------------------------------------- responses and events
 
 #[test]
@@ -883,7 +903,9 @@ macro_rules! for_each_message {
             $f::<DeleteRoom>(),
             $f::<DmReject>(),
             $f::<MailboxAck>(),
+            $f::<Heartbeat>(),
             $f::<StatusReply>(),
+            $f::<HeartbeatReply>(),
             $f::<RoomSalt>(),
             $f::<Connected>(),
             $f::<ReceiveDm>(),

@@ -148,6 +148,9 @@ pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     if !core.mail.contacts.accepted(me, peer) {
         return core.reply(id, dm_id, SMPU, code::FORBIDDEN, "no accepted DM channel with this user", now_ms);
     }
+    if let Err(wait) = core.chat_allowed(id, now_ms) {
+        return core.reply_retry(id, dm_id, SMPU, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
+    }
     // A resent message (same sender, same id) is stored once; the sender hears its state again.
     if let Some(seq) = core.mail.boxes.get(&peer).and_then(|b| b.dm_seq((me, dm_id))) {
         return core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, peer, seq });

@@ -5,4 +5,5 @@
 
 pub mod account;
 pub mod direct;
+pub mod heartbeat;
 pub mod room;

@@ -203,6 +203,10 @@ pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     if !room.is_member(auth.uid()) {
         return core.reply(id, msg_id, SRMS, code::FORBIDDEN, "not a member of this room", now_ms);
     }
+    if let Err(wait) = core.chat_allowed(id, now_ms) {
+        return core.reply_retry(id, msg_id, SRMS, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
+    }
+    let Some(room) = core.rooms.get_mut(&name) else { return };
     let mut entry = RoomEntry::new_zeroed();
     entry.sender_uid.set(auth.uid());
     entry.server_time.set(now_ms);

@@ -88,8 +88,10 @@ impl Server {
         Server { addr: addr.to_owned(), child, stderr }
     }
 
+    /// Starts sottod without the chat rate limit (tests send bursts for other
+    /// reasons); `start_with(data, &[])` keeps every default.
     pub fn start(data: &Path) -> Server {
-        Server::start_with(data, &[])
+        Server::start_with(data, &["--rate", "off"])
     }
 
     /// SIGTERM, then the exit status.
@@ -101,6 +103,11 @@ impl Server {
 }
 
 impl Server {
+    /// Sends `sig` to sottod (e.g. SIGSTOP to freeze it).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
     /// `kill -9`: no chance to flush anything.
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
