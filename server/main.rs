@@ -11,6 +11,7 @@ mod dm_tests;
 mod event_loop;
 mod handler;
 mod mailbox;
+mod privilege;
 mod room;
 mod session;
 mod store;
@@ -34,7 +35,7 @@ use crate::worker::{Pool, WorkerCtx};
 
 const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
               [--handshake-timeout SECS] [--login-timeout SECS] [--idle-timeout SECS]
-              [--queue-ttl SECS] [--rate N/SECS|off] [--max-bps BYTES]
+              [--queue-ttl SECS] [--rate N/SECS|off] [--max-bps BYTES] [--user NAME]
        sottod --opcodes | --opcodes-markdown | --version | --help
 
   --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
@@ -42,6 +43,8 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --key PATH                server private key, PKCS#8 PEM, mode 0600
                             (default keys/server_rsa.pem; the throwaway key in development builds)
   --workers N               threads for RSA signing and argon2id (default 2)
+  --user NAME               started as root: give the data directory to NAME, chroot into it
+                            and become NAME before serving (default nobody)
   --handshake-timeout SECS  close connections that have not finished the handshake (default 10)
   --login-timeout SECS      close connections that have not logged in (default 60)
   --idle-timeout SECS       close logged-in sessions silent this long; clients ping every 10 s (default 30)
@@ -58,6 +61,7 @@ struct Args {
     data: PathBuf,
     key: PathBuf,
     workers: usize,
+    user: String,
     limits: Limits,
 }
 
@@ -68,6 +72,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         data: PathBuf::from("data"),
         key: PathBuf::from(default_key),
         workers: 2,
+        user: "nobody".into(),
         limits: Limits::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -77,6 +82,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--listen" => args.listen = value()?,
             "--data" => args.data = value()?.into(),
             "--key" => args.key = value()?.into(),
+            "--user" => args.user = value()?,
             "--workers" => args.workers = number(&flag, &value()?)?.clamp(1, 64) as usize,
             "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)? * 1000,
             "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)? * 1000,
@@ -191,6 +197,14 @@ fn serve(args: Args) -> Result<(), String> {
     let mail = load_mail(&store)?;
     let listener = TcpListener::bind(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // The key is read and the socket bound; now give up root for good (DESIGN §8).
+    let store = if privilege::is_root() {
+        privilege::drop_root(&args.user, &args.data)?;
+        eprintln!("sottod: chrooted into {} and running as {}", args.data.display(), args.user);
+        FileStore::open(std::path::Path::new("/")).map_err(|e| e.to_string())?
+    } else {
+        store
+    };
     let server = ServerConfig::built_in();
     let ctx = Arc::new(WorkerCtx { server: server.clone(), signer, store: Arc::new(store) as Arc<dyn Store> });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;

@@ -103,6 +103,11 @@ impl Server {
 }
 
 impl Server {
+    /// sottod's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `sig` to sottod (e.g. SIGSTOP to freeze it).
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
