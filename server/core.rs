@@ -51,6 +51,12 @@ pub struct Limits {
     pub rate: Option<(u32, u64)>,
     /// Input bytes per second per connection before reading pauses; 0: no cap.
     pub max_bps: u64,
+    /// Open connections at most, in all.
+    pub max_conns: usize,
+    /// Open connections at most from one address.
+    pub max_conns_per_addr: usize,
+    /// Handshakes the server signs per second for one address.
+    pub handshakes_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -65,6 +71,9 @@ impl Default for Limits {
             idle_ms: 30_000,
             rate: Some((5, 5_000)),
             max_bps: 1 << 20,
+            max_conns: 16_384,
+            max_conns_per_addr: 64,
+            handshakes_per_sec: 50,
         }
     }
 }
@@ -197,6 +206,10 @@ pub struct Core {
     contacts_dirty: bool,
     /// Sessions of each logged-in user.
     online: HashMap<u64, Vec<ConnId>>,
+    /// Open connections per address.
+    per_addr: HashMap<IpAddr, usize>,
+    /// Handshakes signed per address in the current second: (window start, count).
+    handshakes: HashMap<IpAddr, (u64, u32)>,
     /// Rooms changed this turn, and rooms deleted this turn.
     dirty: BTreeSet<String>,
     deleted: BTreeSet<String>,
@@ -224,6 +237,8 @@ impl Core {
             mail_dirty: BTreeSet::new(),
             contacts_dirty: false,
             online: HashMap::new(),
+            per_addr: HashMap::new(),
+            handshakes: HashMap::new(),
             dirty: BTreeSet::new(),
             deleted: BTreeSet::new(),
             deferred: Vec::new(),
@@ -232,8 +247,16 @@ impl Core {
         }
     }
 
-    /// A new connection from `addr`.
-    pub fn accept(&mut self, id: ConnId, addr: IpAddr, now_ms: u64) {
+    /// A new connection from `addr`; `Err(reason)` when a cap refuses it (close it at once).
+    pub fn accept(&mut self, id: ConnId, addr: IpAddr, now_ms: u64) -> Result<(), &'static str> {
+        if self.conns.len() >= self.limits.max_conns {
+            return Err("connection cap reached");
+        }
+        let from_addr = self.per_addr.entry(addr).or_default();
+        if *from_addr >= self.limits.max_conns_per_addr {
+            return Err("too many connections from this address");
+        }
+        *from_addr += 1;
         let conn = Conn {
             addr,
             opened_ms: now_ms,
@@ -249,6 +272,18 @@ impl Core {
             window_start_ms: now_ms,
         };
         self.conns.insert(id, conn);
+        Ok(())
+    }
+
+    /// Counts a handshake to sign for `addr`; false when it is over its rate.
+    fn handshake_allowed(&mut self, addr: IpAddr, now_ms: u64) -> bool {
+        let (start, count) = self.handshakes.entry(addr).or_insert((now_ms, 0));
+        if now_ms.saturating_sub(*start) >= 1_000 {
+            *start = now_ms;
+            *count = 0;
+        }
+        *count += 1;
+        *count <= self.limits.handshakes_per_sec
     }
 
     /// Bytes received on `id`.
@@ -310,6 +345,12 @@ impl Core {
     /// Forgets `id` (the socket is gone); returns why it closed.
     pub fn remove(&mut self, id: ConnId) -> Option<&'static str> {
         let conn = self.conns.remove(&id)?;
+        if let Some(n) = self.per_addr.get_mut(&conn.addr) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_addr.remove(&conn.addr);
+            }
+        }
         if let Phase::Open { session: Session::Authenticated(auth), .. } = &conn.phase {
             if let Some(ids) = self.online.get_mut(&auth.uid()) {
                 ids.retain(|c| *c != id);
@@ -499,6 +540,7 @@ impl Core {
         }
         self.backoff.prune(now_ms);
         self.room_backoff.prune(now_ms);
+        self.handshakes.retain(|_, (start, _)| now_ms.saturating_sub(*start) < 1_000);
         crate::handler::direct::handle_timeout(self, now_ms);
     }
 
@@ -626,6 +668,13 @@ impl Core {
         match &mut conn.phase {
             Phase::AwaitHello => match handshake::check_client_hello(&self.cfg, &body) {
                 HelloVerdict::Accept => {
+                    let addr = conn.addr;
+                    if !self.handshake_allowed(addr, now_ms) {
+                        // One address cannot keep the server signing (DESIGN §4): no answer.
+                        self.close(id, "handshake rate exceeded for this address");
+                        return;
+                    }
+                    let Some(conn) = self.conns.get_mut(&id) else { return };
                     conn.phase = Phase::Handshaking;
                     self.start_job(id, Job::Handshake { conn: id, client_hello: body });
                 }

@@ -58,7 +58,7 @@ impl Pair {
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
         let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
         let mut core = Core::new(scfg, Limits::default(), Accounts::default(), rooms, Mail::default());
-        core.accept(ID, ADDR, 1_000);
+        core.accept(ID, ADDR, 1_000).unwrap();
         let (state, hello) = handshake::client_hello(&ccfg);
         core.handle_input(ID, &hello, 1_000);
         let mut pair = Pair {
@@ -249,7 +249,7 @@ fn times_out_handshake_and_login() {
     assert!(p.closed(), "login timeout");
     let mut core =
         Core::new(ServerConfig::built_in(), Limits::default(), Accounts::default(), Rooms::default(), Mail::default());
-    core.accept(2, ADDR, 0);
+    core.accept(2, ADDR, 0).unwrap();
     core.handle_timeout(10_001);
     assert!(core.is_done(2), "handshake timeout");
 }
@@ -274,7 +274,7 @@ fn foreign_client_hello_gets_no_answer() {
         Rooms::default(),
         Mail::default(),
     );
-    core.accept(3, ADDR, 0);
+    core.accept(3, ADDR, 0).unwrap();
     let ccfg = ClientConfig { build: BuildIdentity::this_build(), deployment_key: [1; 32], server_keys: vec![] };
     let (_, hello) = handshake::client_hello(&ccfg);
     core.handle_input(3, &hello, 0);
@@ -342,14 +342,35 @@ fn room_refuses_non_members_and_wrong_auth_keys() {
 fn reading_pauses_after_max_bps_in_a_second() {
     let limits = Limits { max_bps: 100, ..Default::default() };
     let mut core = Core::new(ServerConfig::built_in(), limits, Accounts::default(), Rooms::default(), Mail::default());
-    core.accept(5, ADDR, 0);
+    core.accept(5, ADDR, 0).unwrap();
     assert!(core.wants_read(5, 0));
     core.handle_input(5, &[0u8; 3], 10);
     assert!(core.wants_read(5, 10), "under the cap");
     let limits = Limits { max_bps: 2, ..Default::default() };
     let mut core = Core::new(ServerConfig::built_in(), limits, Accounts::default(), Rooms::default(), Mail::default());
-    core.accept(6, ADDR, 0);
+    core.accept(6, ADDR, 0).unwrap();
     core.handle_input(6, &[0u8; 3], 10);
     assert!(!core.wants_read(6, 500), "over the cap: reading pauses");
     assert!(core.wants_read(6, 1_011), "a new second");
+}
+
+#[test]
+fn caps_connections_per_address_and_in_all_and_handshakes_per_address() {
+    let limits = Limits { max_conns: 3, max_conns_per_addr: 2, handshakes_per_sec: 1, ..Default::default() };
+    let mut core = Core::new(ServerConfig::built_in(), limits, Accounts::default(), Rooms::default(), Mail::default());
+    let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    assert!(core.accept(1, ADDR, 0).is_ok() && core.accept(2, ADDR, 0).is_ok());
+    assert!(core.accept(3, ADDR, 0).is_err(), "third from one address");
+    assert!(core.accept(4, other, 0).is_ok());
+    assert!(core.accept(5, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)), 0).is_err(), "global cap");
+    core.close(1, "test");
+    core.remove(1);
+    assert!(core.accept(6, ADDR, 0).is_ok(), "a slot freed up");
+    // Two authentic hellos from one address in the same second: only one is signed.
+    let ccfg = ClientConfig::built_in().unwrap();
+    for id in [2, 6] {
+        core.handle_input(id, &handshake::client_hello(&ccfg).1, 10);
+    }
+    assert_eq!(core.poll_jobs().len(), 1, "one signature per second for this address");
+    assert!(core.is_done(6), "the other is closed without an answer");
 }

@@ -80,7 +80,7 @@ impl World {
     }
 
     fn connect(&mut self, id: ConnId, name: &str) -> Side {
-        self.core.accept(id, IpAddr::V4(Ipv4Addr::LOCALHOST), self.now);
+        self.core.accept(id, IpAddr::V4(Ipv4Addr::LOCALHOST), self.now).unwrap();
         let (state, hello) = handshake::client_hello(&self.ccfg);
         self.core.handle_input(id, &hello, self.now);
         self.run_jobs();
@@ -211,7 +211,7 @@ fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_ord
     assert_eq!(states, [(10, 1), (11, 1), (10, 1)], "queued, and the resend answered again");
     // A new session of bob: contacts, then the mailbox in order, each DM once.
     let (state, hello) = handshake::client_hello(&w.ccfg);
-    w.core.accept(4, IpAddr::V4(Ipv4Addr::LOCALHOST), w.now);
+    w.core.accept(4, IpAddr::V4(Ipv4Addr::LOCALHOST), w.now).unwrap();
     w.core.handle_input(4, &hello, w.now);
     w.run_jobs();
     let out = std::mem::take(w.core.transmit(4).unwrap());

@@ -156,8 +156,13 @@ fn accept_all(
                 let _ = stream.set_nodelay(true);
                 let id = *next_id;
                 *next_id += 1;
-                core.accept(id, addr.ip(), now);
-                socks.insert(id, stream);
+                match core.accept(id, addr.ip(), now) {
+                    Ok(()) => {
+                        socks.insert(id, stream);
+                    }
+                    // Dropping the stream closes it: no buffers, no handshake work.
+                    Err(why) => eprintln!("sottod: refused a connection from {}: {why}", addr.ip()),
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

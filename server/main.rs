@@ -36,6 +36,7 @@ use crate::worker::{Pool, WorkerCtx};
 const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
               [--handshake-timeout SECS] [--login-timeout SECS] [--idle-timeout SECS]
               [--queue-ttl SECS] [--rate N/SECS|off] [--max-bps BYTES] [--user NAME]
+              [--max-conns N] [--max-conns-per-addr N] [--handshakes-per-sec N]
        sottod --opcodes | --opcodes-markdown | --version | --help
 
   --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
@@ -51,6 +52,9 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --queue-ttl SECS          undelivered direct messages expire after this (default 2592000 = 30 days)
   --rate N/SECS | off       chat messages (rooms and DMs) per connection (default 5/5); excess gets 429
   --max-bps BYTES           input bytes per second per connection before reading pauses (default 1048576; 0: off)
+  --max-conns N             open connections at most (default 16384)
+  --max-conns-per-addr N    open connections at most from one address (default 64)
+  --handshakes-per-sec N    handshakes signed per second for one address (default 50)
   --opcodes                 print the opcode audit table and exit
   --opcodes-markdown        print docs/OPCODES.md and exit
 
@@ -90,6 +94,11 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--idle-timeout" => args.limits.idle_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--rate" => args.limits.rate = rate(&value()?)?,
             "--max-bps" => args.limits.max_bps = number(&flag, &value()?)?,
+            "--max-conns" => args.limits.max_conns = number(&flag, &value()?)?.max(1) as usize,
+            "--max-conns-per-addr" => args.limits.max_conns_per_addr = number(&flag, &value()?)?.max(1) as usize,
+            "--handshakes-per-sec" => {
+                args.limits.handshakes_per_sec = u32::try_from(number(&flag, &value()?)?.max(1)).unwrap_or(u32::MAX)
+            }
             "--opcodes" => {
                 print!("{}", sotto::opcodes::audit_table());
                 return Ok(None);
