@@ -218,6 +218,8 @@ pub struct Core {
     /// Commits submitted and not yet durable: their rooms and answers.
     inflight: HashMap<u64, (Vec<String>, Vec<Deferred>)>,
     next_token: u64,
+    /// After a failed commit, no new one before this time.
+    commit_retry_at: u64,
 }
 
 impl Core {
@@ -244,6 +246,7 @@ impl Core {
             deferred: Vec::new(),
             inflight: HashMap::new(),
             next_token: 1,
+            commit_retry_at: 0,
         }
     }
 
@@ -430,7 +433,10 @@ impl Core {
     }
 
     /// This turn's commit, if anything changed: one job for the disk thread.
-    pub fn poll_commit(&mut self) -> Option<Job> {
+    pub fn poll_commit(&mut self, now_ms: u64) -> Option<Job> {
+        if now_ms < self.commit_retry_at {
+            return None;
+        }
         let idle = self.dirty.is_empty() && self.deleted.is_empty() && self.mail_dirty.is_empty();
         if idle && !self.contacts_dirty && self.deferred.is_empty() {
             return None;
@@ -468,7 +474,7 @@ impl Core {
                 self.dirty.insert(name.clone());
             }
         }
-        const FAILED: &str = "could not store the change; try again";
+        const FAILED: &str = "storage failed (disk full?): not yet durable; retried";
         for d in answers {
             match d {
                 Deferred::Reply { conn, msg_id, opcode, reason } if ok => {
@@ -484,21 +490,23 @@ impl Core {
                     crate::handler::direct::accepted(self, conn, msg_id, peer, now_ms)
                 }
                 Deferred::Reply { conn, msg_id, opcode, .. } => {
-                    self.reply(conn, msg_id, opcode, code::INTERNAL, FAILED, now_ms)
+                    self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::Joined { conn, msg_id, .. } => {
-                    self.reply(conn, msg_id, sotto::opcodes::JRMS, code::INTERNAL, FAILED, now_ms)
+                    self.reply(conn, msg_id, sotto::opcodes::JRMS, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::DmStored { conn, msg_id, peer, seq } => {
                     self.awaiting.remove(&(peer, seq));
-                    self.reply(conn, msg_id, sotto::opcodes::SMPU, code::INTERNAL, FAILED, now_ms)
+                    self.reply(conn, msg_id, sotto::opcodes::SMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::Accepted { conn, msg_id, .. } => {
-                    self.reply(conn, msg_id, sotto::opcodes::AMPU, code::INTERNAL, FAILED, now_ms)
+                    self.reply(conn, msg_id, sotto::opcodes::AMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
             }
         }
         if !ok {
+            // Do not spin on a full disk: the next attempt waits a second.
+            self.commit_retry_at = now_ms + 1_000;
             // The records stay in memory; rewrite the files from them with the next commit.
             for (uid, b) in self.mail.boxes.iter_mut() {
                 b.force_rewrite();

@@ -79,7 +79,7 @@ impl Pair {
         loop {
             // As the event loop does at the end of a turn: jobs, then the group commit.
             let mut jobs = self.core.poll_jobs();
-            jobs.extend(self.core.poll_commit());
+            jobs.extend(self.core.poll_commit(self.now));
             if jobs.is_empty() {
                 return;
             }
@@ -296,7 +296,7 @@ fn room_change_is_acknowledged_only_after_the_commit() {
     p.core.handle_input(ID, &frame, p.now);
     assert!(p.core.poll_jobs().is_empty());
     assert!(p.responses().is_empty(), "no answer before the commit");
-    let commit = p.core.poll_commit().expect("a commit for the new room");
+    let commit = p.core.poll_commit(p.now).expect("a commit for the new room");
     assert!(p.core.busy(), "a commit in flight keeps shutdown waiting");
     let done = worker::run(commit, &p.ctx);
     p.core.handle_completion(done, p.now);

@@ -73,7 +73,7 @@ impl World {
 
     /// The end of a loop turn: the group commit, made durable.
     fn commit(&mut self) {
-        if let Some(job) = self.core.poll_commit() {
+        if let Some(job) = self.core.poll_commit(self.now) {
             let done = worker::run(job, &self.ctx);
             self.core.handle_completion(done, self.now);
         }

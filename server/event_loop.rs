@@ -124,7 +124,7 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
             pool.submit(job);
         }
         // Group commit: this turn's room changes in one job, acknowledged when durable.
-        if let Some(job) = core.poll_commit() {
+        if let Some(job) = core.poll_commit(now) {
             pool.submit(job);
         }
         flush_all(&mut socks, &mut core);

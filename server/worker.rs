@@ -46,8 +46,10 @@ pub enum Job {
 pub enum RegisterFailure {
     /// The identity signature over the encryption key did not verify.
     BadBinding,
-    /// Hashing or storage failed.
+    /// Hashing failed.
     Internal,
+    /// The account could not be written durably.
+    Storage,
 }
 
 /// The result of a job.
@@ -129,7 +131,7 @@ fn register(rec: &mut UserRecord, password: &str, passphrase: &str, ctx: &Worker
     store::seal_user(rec);
     ctx.store.put_user(rec).map_err(|e| {
         eprintln!("sottod: storing account failed: {e}");
-        RegisterFailure::Internal
+        RegisterFailure::Storage
     })
 }
 

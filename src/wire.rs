@@ -94,6 +94,8 @@ pub mod code {
     pub const INTERNAL: u16 = 500;
     /// Opcode known but not implemented by this server.
     pub const NOT_IMPLEMENTED: u16 = 501;
+    /// The server could not make the change durable (disk full or failing): not acknowledged.
+    pub const INSUFFICIENT_STORAGE: u16 = 507;
 }
 
 /// Session state a request requires (opcodes.toml `state`).

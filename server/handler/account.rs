@@ -78,8 +78,16 @@ pub fn registered(
             core.reply(id, msg_id, CREA, code::BAD_REQUEST, "encryption key signature does not verify", now_ms)
         }
         Err(RegisterFailure::Internal) => {
-            core.reply(id, msg_id, CREA, code::INTERNAL, "could not store the account", now_ms)
+            core.reply(id, msg_id, CREA, code::INTERNAL, "could not hash the secrets", now_ms)
         }
+        Err(RegisterFailure::Storage) => core.reply(
+            id,
+            msg_id,
+            CREA,
+            code::INSUFFICIENT_STORAGE,
+            "storage failed (disk full?): not registered",
+            now_ms,
+        ),
     }
 }
 
