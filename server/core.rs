@@ -24,6 +24,14 @@ use crate::session::Session;
 use crate::store::Change;
 use crate::worker::{Completion, Job};
 
+/// "a 3, b 1" for non-empty counts.
+fn summary(counts: &std::collections::BTreeMap<&'static str, u64>) -> Option<String> {
+    if counts.is_empty() {
+        return None;
+    }
+    Some(counts.iter().map(|(why, n)| format!("{why} {n}")).collect::<Vec<_>>().join(", "))
+}
+
 /// How long a closing connection may take to flush its last output.
 const CLOSE_GRACE_MS: u64 = 5_000;
 
@@ -220,6 +228,9 @@ pub struct Core {
     next_token: u64,
     /// After a failed commit, no new one before this time.
     commit_retry_at: u64,
+    /// What was refused and why since the last summary, and since start.
+    refused: std::collections::BTreeMap<&'static str, u64>,
+    refused_total: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Core {
@@ -247,16 +258,37 @@ impl Core {
             inflight: HashMap::new(),
             next_token: 1,
             commit_retry_at: 0,
+            refused: Default::default(),
+            refused_total: Default::default(),
         }
+    }
+
+    /// Counts one refusal for the summaries.
+    pub fn count(&mut self, why: &'static str) {
+        *self.refused.entry(why).or_default() += 1;
+        *self.refused_total.entry(why).or_default() += 1;
+    }
+
+    /// "refused in the last minute: ..." if anything was refused since the last call.
+    pub fn take_summary(&mut self) -> Option<String> {
+        let line = summary(&std::mem::take(&mut self.refused))?;
+        Some(format!("refused in the last minute: {line}"))
+    }
+
+    /// "refused since start: ..." (or that nothing was).
+    pub fn total_summary(&self) -> String {
+        format!("refused since start: {}", summary(&self.refused_total).unwrap_or_else(|| "nothing".into()))
     }
 
     /// A new connection from `addr`; `Err(reason)` when a cap refuses it (close it at once).
     pub fn accept(&mut self, id: ConnId, addr: IpAddr, now_ms: u64) -> Result<(), &'static str> {
         if self.conns.len() >= self.limits.max_conns {
+            self.count("connection cap reached");
             return Err("connection cap reached");
         }
         let from_addr = self.per_addr.entry(addr).or_default();
         if *from_addr >= self.limits.max_conns_per_addr {
+            self.count("too many connections from one address");
             return Err("too many connections from this address");
         }
         *from_addr += 1;
@@ -362,7 +394,11 @@ impl Core {
                 }
             }
         }
-        Some(conn.close.unwrap_or("peer closed"))
+        let reason = conn.close.unwrap_or("peer closed");
+        if !matches!(reason, "peer closed" | "test") {
+            self.count(reason);
+        }
+        Some(reason)
     }
 
     /// Jobs to hand to the workers.
@@ -621,6 +657,12 @@ impl Core {
             code::PENDING => Status::Pending,
             _ => Status::Error,
         };
+        match code {
+            code::RATE_LIMITED => self.count("rate limited (429)"),
+            code::INSUFFICIENT_STORAGE => self.count("storage failed (507)"),
+            code::UNAUTHORIZED => self.count("unauthorized (401)"),
+            _ => {}
+        }
         self.reply_status(id, msg_id, request, status, code, reason, retry_ms, now_ms);
     }
 
@@ -748,7 +790,7 @@ impl Core {
                             c.phase = Phase::Open { keys, session: Session::AwaitLogin };
                         }
                         Err(e) => {
-                            eprintln!("sottod: conn {conn}: handshake failed: {e}");
+                            crate::log!(Warn, "conn {conn}: handshake failed: {e}");
                             c.close = Some("handshake failed");
                         }
                     }

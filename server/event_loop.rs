@@ -23,6 +23,8 @@ use crate::worker::Pool;
 const TICK_MS: u16 = 250;
 /// How long shutdown waits for jobs in flight and unsent output.
 const DRAIN: Duration = Duration::from_secs(3);
+/// How often the refusal counts are logged.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// Bytes read per connection per turn at most (fairness).
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -69,6 +71,7 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
     let mut accept_paused_until = 0u64;
     let mut stopping: Option<Instant> = None;
     let mut buf = vec![0u8; READ_CHUNK];
+    let mut next_summary = Instant::now() + SUMMARY_EVERY;
 
     loop {
         let now = now_ms();
@@ -103,7 +106,7 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
         let now = now_ms();
 
         if !signal_ready.is_empty() && stopping.is_none() {
-            eprintln!("sottod: signal received; finishing pending work and exiting");
+            crate::log!(Info, "signal received; finishing pending work and exiting");
             stopping = Some(Instant::now());
         }
         if listener_ready {
@@ -128,11 +131,18 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
             pool.submit(job);
         }
         flush_all(&mut socks, &mut core);
+        if Instant::now() >= next_summary {
+            next_summary += SUMMARY_EVERY;
+            if let Some(line) = core.take_summary() {
+                crate::log!(Info, "{line}");
+            }
+        }
 
         if let Some(since) = stopping {
             let settled = !core.busy() && socks.keys().all(|id| !core.has_output(*id));
             if settled || since.elapsed() > DRAIN {
-                eprintln!("sottod: stopped ({} connections closed)", socks.len());
+                crate::log!(Info, "{}", core.total_summary());
+                crate::log!(Info, "stopped ({} connections closed)", socks.len());
                 return Ok(());
             }
         }
@@ -161,14 +171,14 @@ fn accept_all(
                         socks.insert(id, stream);
                     }
                     // Dropping the stream closes it: no buffers, no handshake work.
-                    Err(why) => eprintln!("sottod: refused a connection from {}: {why}", addr.ip()),
+                    Err(why) => crate::log!(Debug, "refused a connection from {}: {why}", addr.ip()),
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // EMFILE/ENFILE and friends: pause accepting instead of spinning.
-                eprintln!("sottod: accept failed: {e}; pausing accepts for 100 ms");
+                crate::log!(Warn, "accept failed: {e}; pausing accepts for 100 ms");
                 *paused_until = now + 100;
                 return;
             }
@@ -216,9 +226,7 @@ fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core) {
     for id in gone {
         socks.remove(&id);
         if let Some(reason) = core.remove(id) {
-            if reason != "peer closed" {
-                eprintln!("sottod: conn {id} closed: {reason}");
-            }
+            crate::log!(Debug, "conn {id} closed: {reason}");
         }
     }
 }

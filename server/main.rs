@@ -10,6 +10,7 @@ mod dispatch;
 mod dm_tests;
 mod event_loop;
 mod handler;
+mod log;
 mod mailbox;
 mod privilege;
 mod room;
@@ -36,7 +37,7 @@ use crate::worker::{Pool, WorkerCtx};
 const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
               [--handshake-timeout SECS] [--login-timeout SECS] [--idle-timeout SECS]
               [--queue-ttl SECS] [--rate N/SECS|off] [--max-bps BYTES] [--user NAME]
-              [--max-conns N] [--max-conns-per-addr N] [--handshakes-per-sec N]
+              [--max-conns N] [--max-conns-per-addr N] [--handshakes-per-sec N] [--log-level LEVEL]
        sottod --opcodes | --opcodes-markdown | --version | --help
 
   --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
@@ -55,6 +56,7 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
   --handshakes-per-sec N    handshakes signed per second for one address (default 50)
+  --log-level LEVEL         error, warn, info (default) or debug (every connection closed, with why)
   --opcodes                 print the opcode audit table and exit
   --opcodes-markdown        print docs/OPCODES.md and exit
 
@@ -87,6 +89,12 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--data" => args.data = value()?.into(),
             "--key" => args.key = value()?.into(),
             "--user" => args.user = value()?,
+            "--log-level" => {
+                let v = value()?;
+                log::set_level(
+                    log::Level::parse(&v).ok_or(format!("--log-level: `{v}` is not error, warn, info or debug"))?,
+                )
+            }
             "--workers" => args.workers = number(&flag, &value()?)?.clamp(1, 64) as usize,
             "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)? * 1000,
             "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)? * 1000,
@@ -170,8 +178,9 @@ fn load_mail(store: &FileStore) -> Result<Mail, String> {
     for q in store.load_queues().map_err(|e| e.to_string())? {
         let loaded = mailbox::load(&q.bytes, dm_key);
         if loaded.good_len < q.bytes.len() {
-            eprintln!(
-                "sottod: queue {:016x}: skipped {} bytes of torn or corrupt records at offset {}; the records before are kept",
+            crate::log!(
+                Warn,
+                "queue {:016x}: skipped {} bytes of torn or corrupt records at offset {}; the records before are kept",
                 q.uid,
                 q.bytes.len() - loaded.good_len,
                 loaded.good_len
@@ -191,7 +200,7 @@ fn dm_key(event: &[u8]) -> Option<(u64, u64)> {
 
 fn serve(args: Args) -> Result<(), String> {
     if build_info::DEV_KEYS {
-        eprintln!("sottod: WARNING: built with throwaway development keys; run `make keys && make` for a deployment");
+        crate::log!(Warn, "built with throwaway development keys; run `make keys && make` for a deployment");
     }
     let signer = load_key(&args.key)?;
     let store = FileStore::open(&args.data).map_err(|e| e.to_string())?;
@@ -209,7 +218,7 @@ fn serve(args: Args) -> Result<(), String> {
     // The key is read and the socket bound; now give up root for good (DESIGN §8).
     let store = if privilege::is_root() {
         privilege::drop_root(&args.user, &args.data)?;
-        eprintln!("sottod: chrooted into {} and running as {}", args.data.display(), args.user);
+        crate::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
         FileStore::open(std::path::Path::new("/")).map_err(|e| e.to_string())?
     } else {
         store
@@ -221,10 +230,12 @@ fn serve(args: Args) -> Result<(), String> {
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    eprintln!(
-        "sottod {} serving {} accounts from {}",
+    crate::log!(
+        Info,
+        "sottod {} serving {} accounts and {} rooms from {}",
         build_info::describe(),
         core.accounts.len(),
+        core.rooms.len(),
         args.data.display()
     );
     event_loop::run(listener, core, pool).map_err(|e| format!("event loop: {e}"))

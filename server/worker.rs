@@ -111,7 +111,7 @@ pub fn run(job: Job, ctx: &WorkerCtx) -> Completion {
         Job::Commit { token, writes } => {
             let result = ctx.store.commit(&writes);
             if let Err(e) = &result {
-                eprintln!("sottod: commit failed: {e}");
+                crate::log!(Error, "commit failed: {e}");
             }
             Completion::Committed { token, ok: result.is_ok() }
         }
@@ -130,7 +130,7 @@ fn register(rec: &mut UserRecord, password: &str, passphrase: &str, ctx: &Worker
     rec.set_passphrase_hash(&pp).map_err(|_| RegisterFailure::Internal)?;
     store::seal_user(rec);
     ctx.store.put_user(rec).map_err(|e| {
-        eprintln!("sottod: storing account failed: {e}");
+        crate::log!(Error, "storing account failed: {e}");
         RegisterFailure::Storage
     })
 }

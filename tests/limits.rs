@@ -31,7 +31,7 @@ fn chat_rate_limit_answers_429_with_the_wait_and_keeps_the_connection() {
 #[test]
 fn heartbeats_keep_a_quiet_session_past_the_idle_timeout() {
     let dir = TempDir::new("beat");
-    let server = Server::start_with(&dir.join("data"), &["--idle-timeout", "2"]);
+    let server = Server::start_with(&dir.join("data"), &["--idle-timeout", "2", "--log-level", "debug"]);
     let mut alice = user(&server, &dir, "alice", &["--heartbeat", "1"]);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(alice.run("/rooms", "rooms")["type"], "rooms");
@@ -43,7 +43,7 @@ fn heartbeats_keep_a_quiet_session_past_the_idle_timeout() {
 #[test]
 fn a_silent_session_is_closed_and_the_client_reconnects() {
     let dir = TempDir::new("idle");
-    let server = Server::start_with(&dir.join("data"), &["--idle-timeout", "2"]);
+    let server = Server::start_with(&dir.join("data"), &["--idle-timeout", "2", "--log-level", "debug"]);
     // Heartbeats every 10 s: too slow for a 2 s idle timeout.
     let mut alice = user(&server, &dir, "alice", &[]);
     let v = alice.wait_for("disconnected", |v| v["type"] == "disconnected");

@@ -70,7 +70,7 @@ pub fn registered(
     core.accounts.release(username);
     match result {
         Ok(rec) => {
-            eprintln!("sottod: registered user {username} (uid {:016x})", rec.uid.get());
+            crate::log!(Info, "conn {id}: registered user {username} (uid {:016x})", rec.uid.get());
             core.accounts.insert(*rec);
             core.reply(id, msg_id, CREA, code::OK, "registered", now_ms);
         }
@@ -154,7 +154,7 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             core.send(id, &reply);
             crate::handler::direct::on_login(core, id, uid, now_ms);
             if let Some(addr) = core.addr(id) {
-                eprintln!("sottod: conn {id}: {name} logged in from {addr}");
+                crate::log!(Info, "conn {id}: {name} logged in from {addr}");
             }
         }
         _ => {
