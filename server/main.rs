@@ -198,6 +198,29 @@ fn dm_key(event: &[u8]) -> Option<(u64, u64)> {
     Some((m.sender_uid.get(), m.dm_id.get()))
 }
 
+/// Binds with SO_REUSEADDR and the largest listen backlog the kernel allows,
+/// so a burst of honest connects is queued rather than dropped.
+fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the address resolves to nothing");
+    for sa in addr.to_socket_addrs()? {
+        let family = if sa.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        let attempt = (|| -> nix::Result<TcpListener> {
+            let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+            socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(sa))?;
+            socket::listen(&fd, Backlog::MAXCONN)?;
+            Ok(TcpListener::from(fd))
+        })();
+        match attempt {
+            Ok(l) => return Ok(l),
+            Err(e) => last = e.into(),
+        }
+    }
+    Err(last)
+}
+
 fn serve(args: Args) -> Result<(), String> {
     if build_info::DEV_KEYS {
         crate::log!(Warn, "built with throwaway development keys; run `make keys && make` for a deployment");
@@ -213,7 +236,7 @@ fn serve(args: Args) -> Result<(), String> {
         rooms.insert(room);
     }
     let mail = load_mail(&store)?;
-    let listener = TcpListener::bind(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener = listen(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // The key is read and the socket bound; now give up root for good (DESIGN §8).
     let store = if privilege::is_root() {
