@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{run_server_expecting_exit, Client, Server, TempDir};
+use common::{server_exit, Client, Server, TempDir};
 
 const PW: &str = "password123";
 const WORDS: &str = "red green blue";
@@ -107,15 +107,7 @@ fn refuses_data_dir_readable_by_others() {
     let data = dir.join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let key = common::build_key();
-    let (status, err) = run_server_expecting_exit(&[
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--data".as_ref(),
-        data.as_os_str(),
-        "--key".as_ref(),
-        key.as_os_str(),
-    ]);
+    let (status, err) = server_exit(&data, &common::build_key(), &[]);
     assert!(!status.success());
     assert!(err.contains("mode 0755") && err.contains("chmod 700"), "{err}");
 }
@@ -127,11 +119,7 @@ fn refuses_loose_or_foreign_key() {
     let loose = dir.join("loose.pem");
     std::fs::copy(common::build_key(), &loose).unwrap();
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let args = |key: &std::path::Path| -> Vec<std::ffi::OsString> {
-        vec!["--listen".into(), "127.0.0.1:0".into(), "--data".into(), data.clone().into(), "--key".into(), key.into()]
-    };
-    let a = args(&loose);
-    let (status, err) = run_server_expecting_exit(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    let (status, err) = server_exit(&data, &loose, &[]);
     assert!(!status.success() && err.contains("chmod 600"), "{err}");
 
     use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
@@ -140,12 +128,10 @@ fn refuses_loose_or_foreign_key() {
     let foreign = dir.join("foreign.pem");
     std::fs::write(&foreign, pem.as_bytes()).unwrap();
     std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let a = args(&foreign);
-    let (status, err) = run_server_expecting_exit(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    let (status, err) = server_exit(&data, &foreign, &[]);
     assert!(!status.success() && err.contains("does not match the public key"), "{err}");
 
-    let a = args(&dir.join("missing.pem"));
-    let (status, err) = run_server_expecting_exit(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    let (status, err) = server_exit(&data, &dir.join("missing.pem"), &[]);
     assert!(!status.success() && err.contains("make keys"), "{err}");
 }
 

@@ -74,14 +74,7 @@ fn bad_rate_flag_is_refused_with_a_clear_message() {
     let data = dir.join("data");
     let key = common::build_key();
     for bad in ["0/5", "5", "x/y", "5/0"] {
-        let (status, err) = common::run_server_expecting_exit(&[
-            "--data".as_ref(),
-            data.as_os_str(),
-            "--key".as_ref(),
-            key.as_os_str(),
-            "--rate".as_ref(),
-            bad.as_ref(),
-        ]);
+        let (status, err) = common::server_exit(&data, &key, &["--rate", bad]);
         assert!(!status.success() && err.contains("--rate") && err.contains("N/SECS"), "{bad}: {err}");
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{run_server_expecting_exit, user, Server, TempDir};
+use common::{server_exit, user, Server, TempDir};
 
 fn status_line(pid: u32, key: &str) -> Vec<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -52,16 +52,7 @@ fn refuses_a_root_or_unknown_service_user() {
     let data = dir.join("data");
     let key = common::build_key();
     for (name, why) in [("root", "does not serve as root"), ("no-such-user-here", "no such user")] {
-        let (status, err) = run_server_expecting_exit(&[
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--data".as_ref(),
-            data.as_os_str(),
-            "--key".as_ref(),
-            key.as_os_str(),
-            "--user".as_ref(),
-            name.as_ref(),
-        ]);
+        let (status, err) = server_exit(&data, &key, &["--user", name]);
         assert!(!status.success() && err.contains(why), "{name}: {err}");
     }
 }

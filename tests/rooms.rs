@@ -214,14 +214,7 @@ fn server_refuses_a_tampered_room_file() {
     bytes[at] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
     let key = common::build_key();
-    let (status, err) = common::run_server_expecting_exit(&[
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--data".as_ref(),
-        data.as_os_str(),
-        "--key".as_ref(),
-        key.as_os_str(),
-    ]);
+    let (status, err) = common::server_exit(&data, &key, &[]);
     assert!(!status.success());
     assert!(err.contains("lab.room") && err.contains("corrupt"), "{err}");
 }

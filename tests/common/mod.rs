@@ -142,6 +142,16 @@ pub fn run_server_expecting_exit(args: &[&std::ffi::OsStr]) -> (ExitStatus, Stri
     (status, err)
 }
 
+/// Runs sottod on 127.0.0.1:0 with `data`, `key` and `extra` flags, expecting
+/// it to refuse to start: (status, stderr).
+pub fn server_exit(data: &Path, key: &Path, extra: &[&str]) -> (ExitStatus, String) {
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["--listen".as_ref(), "127.0.0.1:0".as_ref(), "--data".as_ref(), data.as_os_str(), "--key".as_ref()];
+    args.push(key.as_os_str());
+    args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
+    run_server_expecting_exit(&args)
+}
+
 /// A running `sotto --batch`.
 pub struct Client {
     child: Child,
