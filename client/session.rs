@@ -465,7 +465,7 @@ impl Session {
                 Some(Event::ReloginFailed(refused("login", r)))
             }
             (Pending::Room(p), _) => self.complete_room(p, r, now_ms),
-            (Pending::Dm(p), _) => self.complete_dm(p, r),
+            (Pending::Dm(p), _) => self.complete_dm(p, r, now_ms),
             (what, _) => Some(Event::Failed(refused(what.cmd(), r))),
         }
     }

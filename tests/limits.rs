@@ -78,3 +78,35 @@ fn bad_rate_flag_is_refused_with_a_clear_message() {
         assert!(!status.success() && err.contains("--rate") && err.contains("N/SECS"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn an_outbox_larger_than_the_rate_is_sent_after_reconnecting_without_a_new_login() {
+    let dir = TempDir::new("outboxrate");
+    let data = dir.join("data");
+    // All defaults: 5 chat messages per 5 s.
+    let server = Server::start_with(&data, &[]);
+    let addr = server.addr.clone();
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
+    alice.run("/dm @bob", "dm");
+    bob.wait_for("dm_request", |v| v["type"] == "dm_request");
+    bob.run("/accept @alice", "dm_accepted");
+    alice.wait_for("dm_accepted", |v| v["type"] == "dm_accepted");
+    drop(bob);
+    assert!(server.stop().success());
+    alice.wait_for("disconnected", |v| v["type"] == "disconnected");
+    let ids: Vec<String> = (0..7)
+        .map(|i| alice.run(&format!("/msg @bob typed offline {i}"), "pending")["id"].as_str().unwrap().to_owned())
+        .collect();
+    let server = Server::start_with(&data, &["--listen", &addr]);
+    alice.wait_for("reconnected", |v| v["type"] == "reconnected");
+    let sent: Vec<String> = (0..7)
+        .map(|i| alice.wait_for(&format!("sent #{i}"), |v| v["type"] == "sent")["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent, ids, "every message, in order, once");
+    let mut bob = common::relogin(&server, &dir, "bob", &[]);
+    let got: Vec<String> = (0..7)
+        .map(|i| bob.wait_for(&format!("dm #{i}"), |v| v["type"] == "dm")["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, ids);
+}

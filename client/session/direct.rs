@@ -78,6 +78,8 @@ pub(super) struct Dm {
     announced: BTreeSet<u64>,
     /// Outbox ids still to send again after a login, in order.
     pub(super) resend: VecDeque<u64>,
+    /// After a 429: no resend before this time.
+    resend_after_ms: u64,
     /// Messages arrived that cannot be opened here (no key file): said once.
     warned_no_keys: bool,
 }
@@ -293,6 +295,9 @@ impl Session {
             return;
         }
         let Some(me) = self.me.as_mut() else { return };
+        if now_ms < me.dm.resend_after_ms {
+            return;
+        }
         while let Some(id) = me.dm.resend.pop_front() {
             if let Some(e) = me.dm.outbox.get(id) {
                 self.outbox.push_back(Zeroizing::new(e.frame.as_bytes().to_vec()));
@@ -504,7 +509,7 @@ impl Session {
     }
 
     /// The final `stat` of a DM request.
-    pub(super) fn complete_dm(&mut self, p: Pending, r: &StatusReply) -> Option<Event> {
+    pub(super) fn complete_dm(&mut self, p: Pending, r: &StatusReply, now_ms: u64) -> Option<Event> {
         let ok = r.hdr.code.get() == code::OK && matches!(Status::from_u8(r.hdr.status), Some(Status::Ok));
         match p {
             Pending::Request { peer } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "dm", user: peer })),
@@ -525,7 +530,12 @@ impl Session {
                 let me = self.me.as_mut()?;
                 // Refused for good (not a contact, no such user): it leaves the outbox.
                 // Otherwise (rate limit, server trouble) it is sent again after the next login.
-                if (400..500).contains(&f.code) && f.code != code::RATE_LIMITED {
+                if f.code == code::RATE_LIMITED {
+                    // Sending too fast: the server says when to try again; no new login needed.
+                    me.dm.resend.push_front(id);
+                    me.dm.resend_after_ms = now_ms + u64::from(f.retry_after_ms.max(1));
+                    f.message.push_str(&format!(" (message {id:016x} to {peer} kept; sent again when allowed)"));
+                } else if (400..500).contains(&f.code) {
                     me.dm.outbox.remove(id);
                     f.message.push_str(&format!(" (message {id:016x} to {peer} dropped)"));
                 } else {
