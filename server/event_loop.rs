@@ -149,6 +149,9 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
     }
 }
 
+/// SO_SNDBUF of every connection (the kernel doubles it for its bookkeeping).
+const KERNEL_SNDBUF: usize = 256 * 1024;
+
 fn accept_all(
     listener: &TcpListener,
     core: &mut Core,
@@ -164,6 +167,10 @@ fn accept_all(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
+                // A fixed kernel send buffer: with autotuning, a peer that does
+                // not read could park megabytes in the kernel on top of the
+                // core's own output bound.
+                let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &KERNEL_SNDBUF);
                 let id = *next_id;
                 *next_id += 1;
                 match core.accept(id, addr.ip(), now) {
@@ -226,7 +233,11 @@ fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core) {
     for id in gone {
         socks.remove(&id);
         if let Some(reason) = core.remove(id) {
-            crate::log!(Debug, "conn {id} closed: {reason}");
+            if reason.starts_with("slow consumer") {
+                crate::log!(Warn, "conn {id} closed: {reason}");
+            } else {
+                crate::log!(Debug, "conn {id} closed: {reason}");
+            }
         }
     }
 }

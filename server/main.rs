@@ -265,6 +265,15 @@ fn serve(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // argon2id takes 19 MiB per hash. With glibc's dynamic mmap threshold,
+    // freed buffers that size raise the threshold, later ones come from the
+    // heap of whichever worker ran them, and the resident set keeps them. A
+    // fixed threshold keeps large buffers in their own mappings, returned at free.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
     let result = parse_args().and_then(|a| a.map_or(Ok(()), serve));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -66,8 +68,13 @@ fn collect_lines(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String
 impl Server {
     /// Starts sottod on 127.0.0.1:0 with `data` and the build key, plus `extra` flags.
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        Server::start_on(data, "127.0.0.1:0", extra)
+    }
+
+    /// Starts sottod listening on `listen` (a restart on the port it had before).
+    pub fn start_on(data: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sottod"))
-            .args(["--listen", "127.0.0.1:0", "--data"])
+            .args(["--listen", listen, "--data"])
             .arg(data)
             .arg("--key")
             .arg(build_key())
@@ -111,6 +118,13 @@ impl Server {
     /// Sends `sig` to sottod (e.g. SIGSTOP to freeze it).
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    /// sottod's resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS value")
     }
 
     /// `kill -9`: no chance to flush anything.
