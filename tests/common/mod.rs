@@ -289,6 +289,21 @@ impl Client {
             .collect()
     }
 
+    /// Reads every line that arrives within `quiet` of the previous one into
+    /// the backlog (and `seen`): lets late or duplicate events show up.
+    pub fn settle(&mut self, quiet: Duration) {
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            self.seen.push(v.clone());
+            self.backlog.push_back(v);
+        }
+    }
+
+    /// Takes the lines read but not yet consumed by a `wait_for`.
+    pub fn take_backlog(&mut self) -> Vec<Value> {
+        self.backlog.drain(..).collect()
+    }
+
     /// Sends `line` and returns the next output line.
     pub fn ask(&mut self, line: &str) -> Value {
         self.send(line);
