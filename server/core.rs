@@ -335,16 +335,25 @@ impl Core {
         }
     }
 
-    /// Whether `id` may take more input now: bounded input (back-pressure)
-    /// and at most `max_bps` bytes in the current second.
-    pub fn wants_read(&self, id: ConnId, now_ms: u64) -> bool {
+    /// How many bytes `id` may take now (0: none): what fits in its input
+    /// bound (back-pressure), and what is left of `max_bps` in this second.
+    pub fn read_allowance(&self, id: ConnId, now_ms: u64) -> usize {
+        let Some(c) = self.conns.get(&id) else { return 0 };
+        if c.close.is_some() {
+            return 0;
+        }
+        let room = self.limits.max_input.saturating_sub(c.deframer.buffered());
         let max_bps = self.limits.max_bps;
-        self.conns.get(&id).is_some_and(|c| {
-            let fresh_window = now_ms.saturating_sub(c.window_start_ms) >= 1_000;
-            c.close.is_none()
-                && c.deframer.buffered() < self.limits.max_input
-                && (max_bps == 0 || fresh_window || c.window_bytes < max_bps)
-        })
+        if max_bps == 0 {
+            return room;
+        }
+        let used = if now_ms.saturating_sub(c.window_start_ms) >= 1_000 { 0 } else { c.window_bytes };
+        room.min(usize::try_from(max_bps.saturating_sub(used)).unwrap_or(usize::MAX))
+    }
+
+    /// Whether `id` may take any input now (see [`Core::read_allowance`]).
+    pub fn wants_read(&self, id: ConnId, now_ms: u64) -> bool {
+        self.read_allowance(id, now_ms) > 0
     }
 
     /// Counts a chat message of `id` against the rate limit: Err(ms to wait) when over it.

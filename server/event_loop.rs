@@ -184,8 +184,12 @@ fn accept_all(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                // EMFILE/ENFILE and friends: pause accepting instead of spinning.
-                crate::log!(Warn, "accept failed: {e}; pausing accepts for 100 ms");
+                // EMFILE/ENFILE and friends: pause accepting instead of spinning,
+                // and retry every 100 ms; logged once per episode, counted always.
+                if now > paused_until.saturating_add(1_000) {
+                    crate::log!(Warn, "accept failed: {e}; pausing accepts, retrying every 100 ms");
+                }
+                core.count("accept failed (out of descriptors?)");
                 *paused_until = now + 100;
                 return;
             }
@@ -195,9 +199,8 @@ fn accept_all(
 
 fn read_from(id: ConnId, socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core, buf: &mut [u8], now: u64) {
     let Some(sock) = socks.get_mut(&id) else { return };
-    if !core.wants_read(id, now) {
-        return;
-    }
+    let allowed = core.read_allowance(id, now).min(buf.len());
+    let Some(buf) = buf.get_mut(..allowed).filter(|b| !b.is_empty()) else { return };
     match sock.read(buf) {
         Ok(0) => core.close(id, "peer closed"),
         Ok(n) => core.handle_input(id, buf.get(..n).unwrap_or_default(), now),

@@ -6,8 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{closed_by_peer, connect_from, Raw};
 use common::{client_for, error, ok, user, Server, TempDir, PW, WORDS};
 use nix::sys::signal::Signal;
+use zerocopy::FromZeros;
 
 #[test]
 fn chat_rate_limit_answers_429_with_the_wait_and_keeps_the_connection() {
@@ -109,4 +111,105 @@ fn an_outbox_larger_than_the_rate_is_sent_after_reconnecting_without_a_new_login
         .map(|i| bob.wait_for(&format!("dm #{i}"), |v| v["type"] == "dm")["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(got, ids);
+}
+
+/// Raw TCP connections from `src` until the server closes one at once (the cap), or `max`.
+fn fill_from(src: std::net::Ipv4Addr, addr: &str, max: usize) -> (Vec<std::net::TcpStream>, bool) {
+    let mut held = Vec::new();
+    for _ in 0..max {
+        let mut c = connect_from(src, addr, None).unwrap();
+        if closed_by_peer(&mut c, Duration::from_millis(300)) {
+            return (held, true);
+        }
+        held.push(c);
+    }
+    (held, false)
+}
+
+fn attacker(i: u8) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, 0, 2 + i)
+}
+
+#[test]
+fn connections_are_capped_per_address_and_in_all() {
+    let dir = TempDir::new("caps");
+    let server = Server::start_with(&dir.join("data"), &["--max-conns-per-addr", "3", "--max-conns", "6"]);
+    // Per address: the fourth from 127.0.0.2 is closed at once; 127.0.0.1 is not affected.
+    let (mut held, capped) = fill_from(attacker(0), &server.addr, 10);
+    assert!(capped && held.len() == 3, "{} held, capped {capped}", held.len());
+    assert!(Raw::connect(&server.addr).alive_pre_auth());
+    // Closing one makes room for one more.
+    held.pop();
+    std::thread::sleep(Duration::from_millis(200));
+    let (more, capped) = fill_from(attacker(0), &server.addr, 10);
+    assert!(capped && more.len() == 1, "{} more", more.len());
+    held.extend(more);
+    // In all: 3 from .2 and 3 from .3 fill the six; the next, from anywhere, is closed at once.
+    let (more, capped) = fill_from(attacker(1), &server.addr, 10);
+    assert!(capped && more.len() == 3, "{} from the second address", more.len());
+    held.extend(more);
+    let (none, capped) = fill_from(attacker(2), &server.addr, 1);
+    assert!(capped && none.is_empty());
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(Raw::connect(&server.addr).alive_pre_auth());
+}
+
+#[test]
+fn handshakes_are_signed_at_most_n_per_second_per_address() {
+    let dir = TempDir::new("hsrate");
+    let server = Server::start_with(&dir.join("data"), &["--handshakes-per-sec", "2"]);
+    let started = std::time::Instant::now();
+    let answered: Vec<bool> =
+        (0..5).map(|_| Raw::handshake(connect_from(attacker(0), &server.addr, None).unwrap()).is_ok()).collect();
+    if started.elapsed() < Duration::from_millis(900) {
+        assert_eq!(answered, [true, true, false, false, false]);
+    }
+    // Another address is not affected, and a second later this one may sign again.
+    assert!(Raw::handshake(connect_from(attacker(1), &server.addr, None).unwrap()).is_ok());
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(Raw::handshake(connect_from(attacker(0), &server.addr, None).unwrap()).is_ok());
+}
+
+#[test]
+fn input_beyond_max_bps_is_read_later_not_dropped() {
+    let dir = TempDir::new("bps");
+    let server = Server::start_with(&dir.join("data"), &["--max-bps", "4096"]);
+    let mut s = Raw::connect(&server.addr);
+    // 192 requests of 48 bytes on the wire (a 16-byte message sealed): 9216 bytes,
+    // more than two seconds' worth at 4096 bytes a second.
+    let started = std::time::Instant::now();
+    let ids: Vec<u64> = (0..192).map(|_| s.request(sotto::opcodes::Heartbeat::new_zeroed())).collect();
+    for id in ids {
+        assert!(s.stat_for(id).is_some(), "request {id} was dropped");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500), "read at more than the cap: {took:?}");
+}
+
+#[test]
+fn out_of_descriptors_pauses_accepting_without_spinning_and_recovers() {
+    let dir = TempDir::new("emfile");
+    let server = Server::start_with_nofile(&dir.join("data"), &["--log-level", "debug"], 48);
+    // Fill the descriptor table from several addresses (the per-address cap is 64).
+    let mut held = Vec::new();
+    for i in 0..60u8 {
+        held.push(connect_from(attacker(i % 4), &server.addr, None).unwrap());
+    }
+    let log = || server.stderr.lock().unwrap().join("\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !log().contains("accept failed") {
+        assert!(std::time::Instant::now() < deadline, "no accept failure logged: {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Paused, not spinning: well under a tenth of a core over two seconds.
+    let before = server.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = server.cpu_ticks() - before;
+    assert!(used < 20, "sottod used {used} ticks in 2 s while out of descriptors");
+    assert_eq!(log().matches("accept failed").count(), 1, "logged more than once: {}", log());
+    // Descriptors free up: accepting resumes.
+    drop(held);
+    let mut s = Raw::connect(&server.addr);
+    assert!(s.alive_pre_auth());
 }

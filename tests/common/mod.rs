@@ -73,7 +73,31 @@ impl Server {
 
     /// Starts sottod listening on `listen` (a restart on the port it had before).
     pub fn start_on(data: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sottod"))
+        Server::spawn(data, listen, extra, None)
+    }
+
+    /// Starts sottod on 127.0.0.1:0 allowed at most `nofile` open descriptors.
+    pub fn start_with_nofile(data: &Path, extra: &[&str], nofile: u64) -> Server {
+        Server::spawn(data, "127.0.0.1:0", extra, Some(nofile))
+    }
+
+    fn spawn(data: &Path, listen: &str, extra: &[&str], nofile: Option<u64>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sottod"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: setrlimit is async-signal-safe and only touches the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = cmd
             .args(["--listen", listen, "--data"])
             .arg(data)
             .arg("--key")
@@ -125,6 +149,15 @@ impl Server {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
         line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS value")
+    }
+
+    /// CPU time sottod has used (user + system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name, which is in parentheses: utime and stime are 14 and 15.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
     }
 
     /// `kill -9`: no chance to flush anything.

@@ -167,6 +167,12 @@ impl Raw {
         self.wait_opcode(PONG).is_some()
     }
 
+    /// Before a login: a heartbeat is answered (with a 401), so the session is alive.
+    pub fn alive_pre_auth(&mut self) -> bool {
+        let id = self.request(Heartbeat::new_zeroed());
+        self.stat_for(id).is_some()
+    }
+
     /// Logs in an existing account (password, then passphrase).
     pub fn login(&mut self, user: &str, password: &str, words: &str) {
         let mut l = Login::new_zeroed();
