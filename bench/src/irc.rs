@@ -1,0 +1,1 @@
+//! IRC client for the peer servers, plain and TLS.

@@ -1,0 +1,1 @@
+//! The peer IRC servers: installing, configuring, starting and stopping them.
