@@ -38,6 +38,7 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
               [--handshake-timeout SECS] [--login-timeout SECS] [--idle-timeout SECS]
               [--queue-ttl SECS] [--rate N/SECS|off] [--max-bps BYTES] [--user NAME]
               [--max-conns N] [--max-conns-per-addr N] [--handshakes-per-sec N] [--log-level LEVEL]
+              [--kdf-memory KIB]
        sottod --opcodes | --opcodes-markdown | --version | --help
 
   --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
@@ -57,6 +58,8 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --max-conns-per-addr N    open connections at most from one address (default 64)
   --handshakes-per-sec N    handshakes signed per second for one address (default 50)
   --log-level LEVEL         error, warn, info (default) or debug (every connection closed, with why)
+  --kdf-memory KIB          argon2id memory for password and passphrase hashes made from now on
+                            (default 19456 = 19 MiB); lower only for benchmark set-ups
   --opcodes                 print the opcode audit table and exit
   --opcodes-markdown        print docs/OPCODES.md and exit
 
@@ -69,6 +72,7 @@ struct Args {
     workers: usize,
     user: String,
     limits: Limits,
+    kdf_kib: u32,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -80,6 +84,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         workers: 2,
         user: "nobody".into(),
         limits: Limits::default(),
+        kdf_kib: sotto::crypto::STORED_HASH_KIB,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -94,6 +99,13 @@ fn parse_args() -> Result<Option<Args>, String> {
                 log::set_level(
                     log::Level::parse(&v).ok_or(format!("--log-level: `{v}` is not error, warn, info or debug"))?,
                 )
+            }
+            "--kdf-memory" => {
+                let kib = number(&flag, &value()?)?;
+                let kib = u32::try_from(kib).ok().filter(|k| (8..=4 * 1024 * 1024).contains(k));
+                let kib = kib.ok_or("--kdf-memory: KiB between 8 and 4194304")?;
+                sotto::crypto::set_stored_hash_kib(kib);
+                args.kdf_kib = kib;
             }
             "--workers" => args.workers = number(&flag, &value()?)?.clamp(1, 64) as usize,
             "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)? * 1000,
@@ -261,6 +273,14 @@ fn serve(args: Args) -> Result<(), String> {
         core.rooms.len(),
         args.data.display()
     );
+    if args.kdf_kib < sotto::crypto::STORED_HASH_KIB {
+        crate::log!(
+            Warn,
+            "--kdf-memory {} KiB: new password hashes are cheaper to crack than the default {} KiB; for benchmarks only",
+            args.kdf_kib,
+            sotto::crypto::STORED_HASH_KIB
+        );
+    }
     event_loop::run(listener, core, pool).map_err(|e| format!("event loop: {e}"))
 }
 

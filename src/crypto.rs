@@ -184,11 +184,31 @@ fn argon2_hasher() -> argon2::Argon2<'static> {
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
+/// Memory cost, KiB, of the stored hashes made from now on in this process
+/// (the default is [`STORED_HASH_KIB`]; see [`set_stored_hash_kib`]).
+static STORED_KIB: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(STORED_HASH_KIB);
+
+/// The memory cost of stored hashes: 19 MiB (OWASP).
+pub const STORED_HASH_KIB: u32 = 19 * 1024;
+
+/// Lowers or raises the memory cost of stored hashes made from now on (at
+/// least 8 KiB). Existing hashes keep their parameters, which their PHC
+/// strings carry. sottod's `--kdf-memory`, for benchmark set-ups only.
+pub fn set_stored_hash_kib(kib: u32) {
+    STORED_KIB.store(kib.max(8), std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Hashes a secret into an argon2id PHC string with a fresh salt.
 pub fn hash_secret(secret: &[u8]) -> Result<String, argon2::password_hash::Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::encode_b64(&random::<16>())?;
-    Ok(argon2_hasher().hash_password(secret, &salt)?.to_string())
+    let kib = STORED_KIB.load(std::sync::atomic::Ordering::Relaxed);
+    if kib == STORED_HASH_KIB {
+        return Ok(argon2_hasher().hash_password(secret, &salt)?.to_string());
+    }
+    let params = argon2::Params::new(kib, 2, 1, None).map_err(argon2::password_hash::Error::from)?;
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    Ok(hasher.hash_password(secret, &salt)?.to_string())
 }
 
 /// Verifies a secret against a PHC string (constant-time inside argon2).
@@ -209,6 +229,22 @@ pub fn derive_key(password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), ar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cheaper_stored_hash_carries_its_parameters_and_verifies() {
+        let phc = {
+            use argon2::password_hash::{PasswordHasher, SaltString};
+            let params = argon2::Params::new(8, 2, 1, None).unwrap();
+            let salt = SaltString::encode_b64(&[1u8; 16]).unwrap();
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                .hash_password(b"pw", &salt)
+                .unwrap()
+                .to_string()
+        };
+        assert!(phc.contains("m=8,"), "{phc}");
+        assert!(verify_secret(&phc, b"pw"));
+        assert!(!verify_secret(&phc, b"other"));
+    }
 
     #[test]
     fn seal_open_roundtrip_and_tamper() {

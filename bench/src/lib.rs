@@ -1,5 +1,10 @@
 //! sotto-bench: load generator for sottod and, through IRC (plain and TLS),
 //! for the peer servers it is compared with (docs/BENCHMARKS.md).
 
+pub mod engine;
 pub mod irc;
+pub mod proto;
+pub mod server;
+pub mod stats;
+pub mod sys;
 pub mod peers;

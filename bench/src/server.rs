@@ -1,0 +1,78 @@
+//! sottod under test: started from the release build next to this binary,
+//! pinned to its own core, with the limits meant for the internet lifted
+//! where a benchmark would only measure them (rate limit, per-address caps).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use crate::sys::{self, TempDir};
+
+/// A running sottod and its data directory.
+pub struct Sottod {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data: TempDir,
+    /// The flags it was started with (for the report).
+    pub flags: Vec<String>,
+}
+
+/// The flags every benchmark server gets, besides listen, data and key.
+pub const BENCH_FLAGS: &[&str] = &[
+    "--rate",
+    "off",
+    "--max-bps",
+    "0",
+    "--max-conns",
+    "60000",
+    "--max-conns-per-addr",
+    "60000",
+    "--handshakes-per-sec",
+    "1000000",
+    "--idle-timeout",
+    "600",
+    "--log-level",
+    "warn",
+];
+
+impl Sottod {
+    /// Starts sottod on `cpu` with [`BENCH_FLAGS`] plus `extra`.
+    pub fn start(cpu: Option<usize>, extra: &[&str]) -> std::io::Result<Sottod> {
+        let data = TempDir::new("data")?;
+        let bin = sys::bin_dir().join("sottod");
+        let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(&data.0)
+            .arg("--key")
+            .arg(sotto::build_info::BUILD_KEY_PATH)
+            .args(&flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = sys::spawn_pinned(&mut cmd, cpu)?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("{} did not start: {line:?}", bin.display())))?;
+        Ok(Sottod { child, addr, data, flags })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        sys::rss_kib(self.pid())
+    }
+}
+
+impl Drop for Sottod {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
