@@ -5,7 +5,7 @@
 //! every failure is the same `Invalid`, so there is no oracle. Sequence
 //! numbers are implicit, so a replayed, reordered or dropped record fails.
 
-use crate::crypto::{self, AeadKeys, Invalid, BLOCK, TAG};
+use crate::crypto::{AeadKeys, Cbc, Invalid, MacKey, BLOCK, TAG};
 use crate::opcodes::MAX_MESSAGE;
 
 /// Largest record body (after the length): IV, largest message, tag.
@@ -15,25 +15,35 @@ pub const MIN_BODY: usize = BLOCK + BLOCK + TAG;
 
 /// Seals outgoing records for one direction.
 pub struct Sealer {
-    keys: AeadKeys,
+    cbc: Cbc,
+    mac: MacKey,
     seq: u64,
 }
 
 /// Opens incoming records for one direction.
 pub struct Opener {
-    keys: AeadKeys,
+    cbc: Cbc,
+    mac: MacKey,
     seq: u64,
 }
 
 impl Sealer {
     /// A sealer starting at sequence 0.
     pub fn new(keys: AeadKeys) -> Sealer {
-        Sealer { keys, seq: 0 }
+        Sealer { cbc: Cbc::new(&keys.enc), mac: MacKey::new(&keys.mac[..]), seq: 0 }
     }
 
     /// Appends the framed record for `plaintext` (whole blocks) to `out`.
+    ///
+    /// The IV is `AES-128(enc_key, "sotto iv" || seq)`: unpredictable without
+    /// the key and never repeated under it (NIST SP 800-38A, appendix C),
+    /// with no system call per record. Receivers take any IV.
     pub fn seal(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
-        self.seal_with_iv(plaintext, &crypto::random(), out)
+        let mut iv = [0u8; 16];
+        iv[..8].copy_from_slice(b"sotto iv");
+        iv[8..].copy_from_slice(&self.seq.to_be_bytes());
+        self.cbc.encrypt_block(&mut iv);
+        self.seal_with_iv(plaintext, &iv, out)
     }
 
     /// As [`Sealer::seal`] with a chosen IV (test vectors only need this).
@@ -45,12 +55,13 @@ impl Sealer {
         self.seq = seq.checked_add(1).ok_or(Invalid)?;
         let len = (BLOCK + plaintext.len() + TAG) as u32;
         let at = out.len();
+        out.reserve(4 + len as usize);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(iv);
         out.extend_from_slice(plaintext);
         let ct_at = at + 4 + BLOCK;
-        crypto::cbc_encrypt(&self.keys.enc, iv, &mut out[ct_at..])?;
-        let tag = crypto::hmac(&self.keys.mac[..], &[&seq.to_be_bytes(), &out[at..]]);
+        self.cbc.encrypt(iv, &mut out[ct_at..])?;
+        let tag = self.mac.tag(&[&seq.to_be_bytes(), &out[at..]]);
         out.extend_from_slice(&tag);
         Ok(())
     }
@@ -59,7 +70,7 @@ impl Sealer {
 impl Opener {
     /// An opener expecting sequence 0 next.
     pub fn new(keys: AeadKeys) -> Opener {
-        Opener { keys, seq: 0 }
+        Opener { cbc: Cbc::new(&keys.enc), mac: MacKey::new(&keys.mac[..]), seq: 0 }
     }
 
     /// Opens one record body (what follows the length) into its plaintext.
@@ -69,14 +80,14 @@ impl Opener {
         }
         let len = (body.len() as u32).to_be_bytes();
         let (signed, tag) = body.split_at(body.len() - TAG);
-        if !crypto::hmac_verify(&self.keys.mac[..], &[&self.seq.to_be_bytes(), &len, signed], tag) {
+        if !self.mac.verify(&[&self.seq.to_be_bytes(), &len, signed], tag) {
             return Err(Invalid);
         }
         self.seq = self.seq.checked_add(1).ok_or(Invalid)?;
         let (iv, ct) = signed.split_at(BLOCK);
         let iv: [u8; 16] = iv.try_into().map_err(|_| Invalid)?;
         let mut pt = ct.to_vec();
-        crypto::cbc_decrypt(&self.keys.enc, &iv, &mut pt)?;
+        self.cbc.decrypt(&iv, &mut pt)?;
         Ok(pt)
     }
 }
@@ -95,6 +106,23 @@ mod tests {
         let mut d = Deframer::new(MAX_BODY);
         d.push(frame);
         d.pop().unwrap().unwrap()
+    }
+
+    #[test]
+    fn iv_is_the_block_cipher_of_the_sequence_number() {
+        let keys = AeadKeys::from_material(&[3u8; 48]);
+        let (mut s, mut o) = pair();
+        let cbc = Cbc::new(&keys.enc);
+        for seq in 0u64..3 {
+            let mut out = Vec::new();
+            s.seal(&[9u8; 32], &mut out).unwrap();
+            let mut want = [0u8; 16];
+            want[..8].copy_from_slice(b"sotto iv");
+            want[8..].copy_from_slice(&seq.to_be_bytes());
+            cbc.encrypt_block(&mut want);
+            assert_eq!(&out[4..20], &want, "seq {seq}");
+            assert_eq!(o.open(&body(&out)).unwrap(), vec![9u8; 32]);
+        }
     }
 
     #[test]
@@ -127,7 +155,7 @@ mod tests {
 
     impl Opener {
         fn clone_for_test(&self) -> Opener {
-            Opener { keys: self.keys.clone(), seq: self.seq }
+            Opener { cbc: self.cbc.clone(), mac: self.mac.clone(), seq: self.seq }
         }
     }
 }

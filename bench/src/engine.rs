@@ -125,11 +125,7 @@ pub fn drive(
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
-            fds.iter()
-                .enumerate()
-                .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
-                .map(|(i, _)| i)
-                .collect()
+            fds.iter().enumerate().filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty())).map(|(i, _)| i).collect()
         };
         let now = Instant::now();
         for i in ready {

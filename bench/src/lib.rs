@@ -1,10 +1,14 @@
 //! sotto-bench: load generator for sottod and, through IRC (plain and TLS),
 //! for the peer servers it is compared with (docs/BENCHMARKS.md).
 
+pub mod doc;
 pub mod engine;
 pub mod irc;
+pub mod peers;
+pub mod peers_run;
 pub mod proto;
+pub mod report;
 pub mod server;
 pub mod stats;
 pub mod sys;
-pub mod peers;
+pub mod work;

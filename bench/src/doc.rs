@@ -1,0 +1,138 @@
+//! docs/BENCHMARKS.md from one run.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::peers_run::Peers;
+use crate::report::Report;
+use crate::server::BENCH_FLAGS;
+use crate::sys;
+
+/// A target line: what was asked, what was reached, met or not.
+fn target(out: &mut String, what: &str, reached: Option<String>, met: Option<bool>) {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured in this run",
+    };
+    let _ = writeln!(out, "| {what} | {} | {verdict} |", reached.unwrap_or_else(|| "-".into()));
+}
+
+/// The whole report.
+pub fn render(r: &Report, quick: bool, took: Duration, peers: Option<&Peers>, server_cpu: Option<usize>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `make bench{}` ({}); every figure below comes from that one run, which took {:.0} s. \
+         Do not edit by hand: run it again.\n",
+        if quick { " QUICK=1" } else { "" },
+        if quick { "the quick variant: fewer connections, shorter steps" } else { "the full run" },
+        took.as_secs_f64()
+    );
+    let _ = writeln!(out, "## Machine and versions\n");
+    let _ = writeln!(out, "- Machine: {}", sys::machine());
+    let _ = writeln!(
+        out,
+        "- Placement: {}",
+        match server_cpu {
+            Some(c) => format!("the server under test pinned to CPU {c}, the load generator to the other"),
+            None => "one CPU: server and generator share it".into(),
+        }
+    );
+    let _ = writeln!(out, "- sottod: {} (release build)", sotto::build_info::describe());
+    let _ = writeln!(out, "- rustc: {}", sys::version_of("rustc", &["--version"]));
+    let _ = writeln!(out, "- OpenSSL: {}", sys::version_of("openssl", &["version"]));
+    if let Some(p) = peers {
+        for n in &p.names {
+            let _ = writeln!(out, "- {n}");
+        }
+    } else {
+        let _ = writeln!(out, "- IRC peers: not run (`--no-peers`, or they could not be installed)");
+    }
+    let _ = writeln!(out, "\nsottod runs with `{}` plus, for the workloads that log in thousands of sessions, `--kdf-memory 8` (cheap stored hashes, so that set-up is not argon2id; W1 measures logins at the default cost).\n", BENCH_FLAGS.join(" "));
+
+    let _ = writeln!(out, "## Targets\n");
+    let _ = writeln!(out, "| target | reached | |\n|---|---|---|");
+    let f = |k: &str| r.get(k);
+    // W4 vs ngircd-TLS and the loopback limit.
+    let w4 = f("w4.sotto.10.1.deliveries");
+    let ng = f("w4.ngircd-tls.10.1.deliveries");
+    target(
+        &mut out,
+        "W4: deliveries/s at least 3× ngircd-TLS (room of 10, 1 publisher)",
+        w4.map(|v| format!("{v:.0}/s{}", ng.map_or(String::new(), |n| format!(" vs {n:.0}/s = {:.2}×", v / n)))),
+        w4.zip(ng).map(|(a, b)| a >= 3.0 * b),
+    );
+    let lim = f("loopback.small_writes");
+    target(
+        &mut out,
+        "W4: at least 70% of the loopback small-write limit",
+        w4.zip(lim).map(|(a, b)| format!("{:.0}% of {b:.0}/s", 100.0 * a / b)),
+        w4.zip(lim).map(|(a, b)| a >= 0.7 * b),
+    );
+    let half = f("w4.sotto.10.1.p99_half_us");
+    target(
+        &mut out,
+        "W4: p99 below 1 ms at half the saturating load",
+        half.map(|v| format!("{v:.0} µs")),
+        half.map(|v| v < 1000.0),
+    );
+    let w1 = f("w1.sotto.64.rate");
+    let ng1 = f("w1.ngircd-tls-rsa.64.rate");
+    target(
+        &mut out,
+        "W1: handshakes/s at least 2× ngircd-TLS with RSA-2048",
+        w1.map(|v| format!("{v:.0}/s{}", ng1.map_or(String::new(), |n| format!(" vs {n:.0}/s = {:.2}×", v / n)))),
+        w1.zip(ng1).map(|(a, b)| a >= 2.0 * b),
+    );
+    let probe = f("w1.sotto.256.probe_p99_us").or(f("w1.sotto.64.probe_p99_us"));
+    target(
+        &mut out,
+        "W1: established client's p99 during W1 below 5 ms",
+        probe.map(|v| format!("{v:.0} µs")),
+        probe.map(|v| v < 5000.0),
+    );
+    let rss = f("w2.sotto.10000.rss_per_conn");
+    target(
+        &mut out,
+        "W2: at most 4 KiB RSS per idle connection at 10,000",
+        rss.map(|v| format!("{:.2} KiB", v / 1024.0)),
+        rss.map(|v| v <= 4096.0),
+    );
+    let held = f("w2.sotto.max_held");
+    target(&mut out, "W2: 15,000 connections held", held.map(|v| format!("{v:.0}")), held.map(|v| v >= 15_000.0));
+    let w7 = f("w7.sotto.queued_rate");
+    target(
+        &mut out,
+        "W7: at least 50,000 durable queued messages/s",
+        w7.map(|v| format!("{v:.0}/s")),
+        w7.map(|v| v >= 50_000.0),
+    );
+    for n in [64, 256, 1024] {
+        for op in ["seal", "open"] {
+            let v = f(&format!("micro.{n}.{op}_ratio"));
+            target(
+                &mut out,
+                &format!("{op} of {n} B within 1.5× of openssl speed"),
+                v.map(|v| format!("{v:.2}×")),
+                v.map(|v| v <= 1.5),
+            );
+        }
+    }
+    let _ = writeln!(out, "\n## Results\n");
+    out.push_str(&r.markdown());
+    out.push_str(&crate::doc::reproduce());
+    out
+}
+
+/// How to reproduce one row.
+pub fn reproduce() -> String {
+    "## Reproducing\n\n\
+     - Everything: `make bench` (about 15 minutes), or `make bench QUICK=1` (under 3).\n\
+     - One workload: `cargo build --release --bins -p sotto -p sotto-bench && \
+     target/release/sotto-bench --only W4` (add `--no-peers` for sottod alone, `--quick` for shorter \
+     steps). The tables print as they fill; `--report FILE` writes this page.\n\
+     - The machine is shared and noisy: compare figures from the same run, not across runs.\n"
+        .into()
+}
