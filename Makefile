@@ -5,7 +5,7 @@ CARGO  ?= cargo
 PREFIX ?= /usr/local
 BINS   := sottod sotto
 
-.PHONY: all keys run test opcodes lint install clean
+.PHONY: all keys run test bench opcodes lint install clean
 
 all:
 	$(CARGO) build --release --bins
@@ -28,6 +28,14 @@ run:
 test:
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+
+# Benchmarks (docs/BENCHMARKS.md): sottod against ngircd and InspIRCd (installed
+# from Debian's packages when missing and possible), plain and TLS, in one run;
+# rewrites docs/BENCHMARKS.md. About 15 minutes; QUICK=1 under 3. Never part of
+# `make test`.
+bench:
+	$(CARGO) build --release --bins -p sotto -p sotto-bench
+	target/release/sotto-bench $(if $(QUICK),--quick) --report docs/BENCHMARKS.md
 
 opcodes:
 	$(CARGO) build --bin sottod

@@ -21,6 +21,8 @@ use crate::worker::Pool;
 
 /// Longest wait in poll, so that timers are checked at least this often.
 const TICK_MS: u16 = 250;
+/// How often deadlines (handshake, login, idle, DM delivery waits) are checked, in ms.
+const TIMERS_MS: u64 = 50;
 /// How long shutdown waits for jobs in flight and unsent output.
 const DRAIN: Duration = Duration::from_secs(3);
 /// How often the refusal counts are logged.
@@ -72,6 +74,7 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
     let mut stopping: Option<Instant> = None;
     let mut buf = vec![0u8; READ_CHUNK];
     let mut next_summary = Instant::now() + SUMMARY_EVERY;
+    let mut next_timers = 0u64;
 
     loop {
         let now = now_ms();
@@ -122,7 +125,11 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
                 read_from(*id, &mut socks, &mut core, &mut buf, now);
             }
         }
-        core.handle_timeout(now);
+        // Timeouts walk every connection: at most every TIMERS_MS, not every turn.
+        if now >= next_timers {
+            core.handle_timeout(now);
+            next_timers = now + TIMERS_MS;
+        }
         for job in core.poll_jobs() {
             pool.submit(job);
         }

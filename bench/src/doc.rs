@@ -122,6 +122,12 @@ pub fn render(r: &Report, quick: bool, took: Duration, peers: Option<&Peers>, se
     }
     let _ = writeln!(out, "\n## Results\n");
     out.push_str(&r.markdown());
+    if !r.texts.is_empty() {
+        let _ = writeln!(out, "## Peer configurations\n");
+        for (title, text) in &r.texts {
+            let _ = writeln!(out, "### {title}\n\n```\n{}\n```\n", text.trim_end());
+        }
+    }
     out.push_str(&crate::doc::reproduce());
     out
 }

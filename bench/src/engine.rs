@@ -87,7 +87,8 @@ pub enum Event<'a> {
 }
 
 /// Runs until `until`: `tick` queues sends (called at least every `tick_every`
-/// and after every poll) and returns false to stop early; `event` sees input.
+/// and after every poll; `Duration::ZERO` spins) and returns false to stop
+/// early; `event` sees input.
 pub fn drive(
     peers: &mut [Peer],
     until: Instant,
@@ -120,6 +121,8 @@ pub fn drive(
                     PollFd::new(p.s.stream.as_fd(), ev)
                 })
                 .collect();
+            // Zero: spin (the generator has a core of its own), so that no send waits
+            // for a poll timeout; latency is measured from the scheduled send time.
             let wait = PollTimeout::try_from(tick_every.as_millis().min(100) as u32).unwrap_or(PollTimeout::ZERO);
             match poll(&mut fds, wait) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}

@@ -112,7 +112,7 @@ fn run(args: &Args) -> io::Result<()> {
         }
         println!("{name} took {:.0} s", t.elapsed().as_secs_f64());
     }
-    if want("W4") && args.peers {
+    if want("W4") || want("loopback") {
         peers_run::loopback_limit(&ctx, &mut r);
     }
     let elapsed = started.elapsed();

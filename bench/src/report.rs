@@ -18,6 +18,8 @@ pub struct Report {
     pub sections: Vec<Section>,
     /// Named figures (e.g. `w4.sotto.deliveries`), for targets and ratios.
     pub figures: BTreeMap<String, f64>,
+    /// Verbatim texts (peer configurations): title, text.
+    pub texts: Vec<(String, String)>,
 }
 
 impl Report {
@@ -30,6 +32,16 @@ impl Report {
             rows: Vec::new(),
         });
         self.sections.len() - 1
+    }
+
+    /// The table titled `title` (started if missing).
+    pub fn section_id(&mut self, title: &str) -> usize {
+        self.sections.iter().position(|s| s.title == title).unwrap_or_else(|| self.section(title, "", &[]))
+    }
+
+    /// Keeps a verbatim text for the report.
+    pub fn text(&mut self, title: &str, text: &str) {
+        self.texts.push((title.into(), text.into()));
     }
 
     /// Adds a row to table `s` and prints it.

@@ -11,9 +11,11 @@ pub fn pin_self(cpu: usize) -> bool {
     set.set(cpu).is_ok() && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
 }
 
-/// Number of online CPUs.
+/// Number of online CPUs (not only those this process may use).
 pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
 }
 
 /// Raises this process's descriptor limit to its hard limit; returns the new soft limit.

@@ -456,7 +456,7 @@ fn fanout_step(
     engine::drive(
         peers,
         deadline,
-        Duration::from_millis(1),
+        Duration::ZERO,
         |now, peers| {
             while sent.len() < total && now >= start + interval * sent.len() as u32 {
                 let k = sent.len();
@@ -766,7 +766,7 @@ pub fn w3(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
                 engine::drive(
                     &mut peers,
                     start + Duration::from_secs_f64(secs) + Duration::from_secs(2),
-                    Duration::from_millis(1),
+                    Duration::ZERO,
                     |now, peers| {
                         let mut sent = sent.borrow_mut();
                         while sent.len() < total && now >= start + interval * sent.len() as u32 {
