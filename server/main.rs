@@ -203,7 +203,11 @@ fn serve(args: Args) -> Result<(), String> {
         store
     };
     let server = ServerConfig::built_in();
-    let ctx = Arc::new(WorkerCtx { server: server.clone(), signer, store: Arc::new(store) as Arc<dyn Store> });
+    let ctx = Arc::new(WorkerCtx {
+        server: server.clone(),
+        signer: Arc::new(signer),
+        store: Arc::new(store) as Arc<dyn Store>,
+    });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
     let core = Core::new(server, args.limits, accounts, rooms, mail);

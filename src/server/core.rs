@@ -742,14 +742,17 @@ impl Core {
             },
             Phase::Handshaking => conn.close = Some("data during handshake"),
             Phase::Open { keys, .. } => match keys.opener.open(&body) {
-                Ok(mut plaintext) => {
-                    self.dispatch(id, &plaintext, now_ms);
-                    plaintext.zeroize();
-                }
+                Ok(plaintext) => self.handle_plaintext(id, plaintext, now_ms),
                 // One failure for every bad record: no oracle, no answer.
                 Err(_) => conn.close = Some("bad record"),
             },
         }
+    }
+
+    /// A record opened on `id`: its plaintext is dispatched, then wiped.
+    fn handle_plaintext(&mut self, id: ConnId, mut plaintext: Vec<u8>, now_ms: u64) {
+        self.dispatch(id, &plaintext, now_ms);
+        plaintext.zeroize();
     }
 
     /// Checks opcode, size and state against the generated table, then runs the handler.
@@ -823,5 +826,59 @@ impl Core {
             c.busy = false;
         }
         self.pump(id, now_ms);
+    }
+}
+
+/// What the fuzzing seam (`server::fuzz`) needs of the core; not built into sottod.
+#[cfg(any(test, fuzzing))]
+impl Core {
+    /// Connection `id` as after a handshake that agreed on `keys` and a login
+    /// as `uid`, without either: its session is `Authenticated`.
+    pub(crate) fn open_authenticated(
+        &mut self,
+        id: ConnId,
+        addr: IpAddr,
+        keys: SessionKeys,
+        uid: u64,
+        now_ms: u64,
+    ) -> Result<(), &'static str> {
+        let name = self.accounts.by_uid(uid).and_then(|r| r.username().ok()).ok_or("no such account")?.to_owned();
+        self.accept(id, addr, now_ms)?;
+        let Some(conn) = self.conns.get_mut(&id) else { return Err("not accepted") };
+        conn.deframer.set_max_body(record::MAX_BODY);
+        conn.phase = Phase::Open { keys, session: Session::AwaitLogin };
+        let auth = crate::server::session::Authenticated::without_login(uid, name);
+        self.set_session(id, Session::Authenticated(auth));
+        Ok(())
+    }
+
+    /// `plaintext` on `id` as if a record had just opened to it: the input is
+    /// heard, and the frame taken as `pump` takes one and dispatched as
+    /// `handle_frame` dispatches it. False when `id` takes no frame now (gone,
+    /// busy, closing, handshake not done) or no record opens to `plaintext`
+    /// (empty, not whole blocks, longer than a message).
+    pub(crate) fn handle_opened(&mut self, id: ConnId, plaintext: &[u8], now_ms: u64) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else { return false };
+        conn.heard_ms = now_ms;
+        let opens =
+            !plaintext.is_empty() && plaintext.len() % 16 == 0 && plaintext.len() <= crate::opcodes::MAX_MESSAGE;
+        if !opens || conn.busy || conn.close.is_some() || !matches!(conn.phase, Phase::Open { .. }) {
+            return false;
+        }
+        self.handle_plaintext(id, plaintext.to_vec(), now_ms);
+        true
+    }
+
+    /// The user `id` is logged in as, if its session is `Authenticated`.
+    pub(crate) fn session_uid(&self, id: ConnId) -> Option<u64> {
+        match self.conns.get(&id)?.phase {
+            Phase::Open { session: Session::Authenticated(ref auth), .. } => Some(auth.uid()),
+            _ => None,
+        }
+    }
+
+    /// Why `id` is closing, if it is.
+    pub(crate) fn closing(&self, id: ConnId) -> Option<&'static str> {
+        self.conns.get(&id)?.close
     }
 }

@@ -56,7 +56,7 @@ impl Pair {
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
-        let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
+        let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
         let mut core = Core::new(scfg, Limits::default(), Accounts::default(), rooms, Mail::default());
         core.accept(ID, ADDR, 1_000).unwrap();
         let (state, hello) = handshake::client_hello(&ccfg);

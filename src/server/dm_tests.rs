@@ -52,7 +52,7 @@ impl World {
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
-        let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
+        let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
         let core = Core::new(scfg, Limits::default(), Accounts::default(), Rooms::default(), Mail::default());
         World { core, ctx, ccfg, now: 1_000 }
     }

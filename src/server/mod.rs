@@ -21,6 +21,9 @@ pub(crate) mod dispatch;
 pub(crate) mod handler;
 pub(crate) mod session;
 
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
+
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]

@@ -70,8 +70,8 @@ pub enum Completion {
 pub struct WorkerCtx {
     /// Server handshake parameters.
     pub server: ServerConfig,
-    /// The server's signing key.
-    pub signer: Signer,
+    /// The server's signing key (shared: the fuzzing seam's worlds all use one).
+    pub signer: Arc<Signer>,
     /// Account storage.
     pub store: Arc<dyn Store>,
 }
