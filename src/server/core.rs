@@ -47,7 +47,8 @@ pub struct Limits {
     pub login_ms: u64,
     /// Most unprocessed input held per connection.
     pub max_input: usize,
-    /// Most unsent output held per connection before it is dropped as a slow consumer.
+    /// Most unsent output held per connection before it is dropped as a slow
+    /// consumer (then nothing more is buffered for it).
     pub max_output: usize,
     /// Undelivered mailbox records expire after this long.
     pub queue_ttl_ms: u64,
@@ -633,6 +634,11 @@ impl Core {
         let max = self.limits.max_output;
         let Some(conn) = self.conns.get_mut(&id) else { return };
         let Phase::Open { keys, .. } = &mut conn.phase else { return };
+        // Over its bound the connection is being dropped as a slow consumer:
+        // nothing more is buffered for it, so it holds at most one record more.
+        if conn.out.len() > max {
+            return;
+        }
         if keys.sealer.seal(msg, &mut conn.out).is_err() {
             conn.close.get_or_insert("sequence number exhausted");
         } else if conn.out.len() > max {

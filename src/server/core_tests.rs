@@ -374,3 +374,26 @@ fn caps_connections_per_address_and_in_all_and_handshakes_per_address() {
     assert_eq!(core.poll_jobs().len(), 1, "one signature per second for this address");
     assert!(core.is_done(6), "the other is closed without an answer");
 }
+
+#[test]
+fn output_of_a_slow_consumer_stays_bounded_after_it_is_closed() {
+    // Found by the dispatch fuzz target: events for a connection already over
+    // its bound kept being sealed into its output until the close grace ended.
+    let mut w = crate::server::fuzz::World::new();
+    let (alice, _) = w.open(0).unwrap();
+    let (bob, _) = w.open(1).unwrap();
+    // Alice never reads; her answers pile up until she is dropped.
+    while w.dispatch(alice, crate::opcodes::ListRooms::request(1, 0).as_bytes()) {
+        w.settle();
+    }
+    assert_eq!(w.closing(alice), Some("slow consumer: output bound exceeded"));
+    for i in 0..5 {
+        let mut say = crate::opcodes::SendRoomMessage::request(i, 0);
+        say.set_room("lobby").unwrap();
+        assert!(w.dispatch(bob, say.as_bytes()));
+        w.settle();
+    }
+    let held = w.core().transmit(alice).unwrap().len();
+    let bound = crate::server::fuzz::limits().max_output + 4 + record::MAX_BODY;
+    assert!(held <= bound, "{held} bytes held, bound {bound}");
+}

@@ -244,6 +244,19 @@ impl World {
     pub fn is_online(&self, uid: u64) -> bool {
         self.core.is_online(uid)
     }
+
+    /// For unit tests: everything sealed to `id` so far, opened with `opener`.
+    #[cfg(test)]
+    pub(crate) fn received(&mut self, id: ConnId, opener: &mut Opener) -> Vec<Vec<u8>> {
+        let out = self.core.transmit(id).map(std::mem::take).unwrap_or_default();
+        let mut d = crate::frame::Deframer::new(crate::record::MAX_BODY);
+        d.push(&out);
+        let mut got = Vec::new();
+        while let Ok(Some(body)) = d.pop() {
+            got.push(opener.open(&body).unwrap());
+        }
+        got
+    }
 }
 
 impl Default for World {
@@ -258,18 +271,6 @@ mod tests {
     use crate::opcodes::{DmRequested, Heartbeat, HeartbeatReply, StatusReply, CTCT, DMRQ, STAT};
     use crate::wire::{self, code};
     use zerocopy::IntoBytes;
-
-    /// Everything sealed to `id` so far, opened.
-    fn read(w: &mut World, id: ConnId, opener: &mut Opener) -> Vec<Vec<u8>> {
-        let out = std::mem::take(w.core().transmit(id).unwrap());
-        let mut d = crate::frame::Deframer::new(crate::record::MAX_BODY);
-        d.push(&out);
-        let mut got = Vec::new();
-        while let Some(body) = d.pop().unwrap() {
-            got.push(opener.open(&body).unwrap());
-        }
-        got
-    }
 
     #[test]
     fn world_is_made_by_the_handlers() {
@@ -288,7 +289,7 @@ mod tests {
         let (id, mut opener) = w.open(0).unwrap();
         assert_eq!(w.session_uid(id), Some(uid(0)));
         assert!(w.is_online(uid(0)));
-        let got = read(&mut w, id, &mut opener);
+        let got = w.received(id, &mut opener);
         let ops: Vec<u32> = got.iter().map(|m| wire::header(m).unwrap().opcode.get()).collect();
         assert_eq!(ops, [CTCT, CTCT, DMRQ], "contacts, then the mailbox: bob's accept and carol's request");
         assert_eq!(wire::decode::<DmRequested>(got.last().unwrap()).unwrap().from().unwrap(), "carol");
@@ -299,14 +300,14 @@ mod tests {
     fn dispatches_through_the_table_and_takes_only_what_a_record_opens_to() {
         let mut w = World::new();
         let (id, mut opener) = w.open(1).unwrap();
-        read(&mut w, id, &mut opener);
+        w.received(id, &mut opener);
         assert!(w.dispatch(id, Heartbeat::request(7, 0).as_bytes()));
         let mut login = crate::opcodes::Login::request(8, 0);
         let _ = login.set_username("bob");
         assert!(w.dispatch(id, login.as_bytes()));
         assert!(!w.dispatch(id, &[0; 15]), "not whole blocks");
         assert_eq!(w.settle(), 0, "no worker job from an authenticated session");
-        let got = read(&mut w, id, &mut opener);
+        let got = w.received(id, &mut opener);
         assert_eq!(wire::decode::<HeartbeatReply>(&got[0]).unwrap().hdr.msg_id.get(), 7);
         let r = wire::decode::<StatusReply>(&got[1]).unwrap();
         assert_eq!((r.hdr.opcode.get(), r.hdr.code.get()), (STAT, code::FORBIDDEN), "no second login");
