@@ -3,7 +3,7 @@
 //! Outputs in $OUT_DIR:
 //! - `opcodes.rs`: one `#[repr(C)]` zerocopy struct per row, opcode constants,
 //!   the audit metadata and the table hash (included by `src/opcodes.rs`);
-//! - `dispatch.rs`: the server's function-pointer table (included by `server/dispatch.rs`);
+//! - `dispatch.rs`: the server's function-pointer table (included by `src/server/dispatch.rs`);
 //! - `OPCODES.md`: the auditors' table (committed as docs/OPCODES.md, checked by a test);
 //! - `keys.rs`: the server public key(s), deployment key, version and build id.
 //!
@@ -405,7 +405,7 @@ fn gen_dispatch(messages: &[Message]) -> String {
         };
         let _ = writeln!(
             out,
-            "    Entry {{ opcode: {}, mnemonic: {:?}, size: core::mem::size_of::<sotto::opcodes::{}>(), state: State::{}, handler: Handler::{variant}(crate::handler::{}) }},",
+            "    Entry {{ opcode: {}, mnemonic: {:?}, size: core::mem::size_of::<crate::opcodes::{}>(), state: State::{}, handler: Handler::{variant}(crate::server::handler::{}) }},",
             m.opcode,
             m.mnemonic,
             m.def.name,

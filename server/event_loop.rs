@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
-use crate::core::{ConnId, Core};
-use crate::worker::Pool;
+use sotto::server::core::{ConnId, Core};
+use sotto::server::worker::Pool;
 
 /// Longest wait in poll, so that timers are checked at least this often.
 const TICK_MS: u16 = 250;
@@ -109,7 +109,7 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
         let now = now_ms();
 
         if !signal_ready.is_empty() && stopping.is_none() {
-            crate::log!(Info, "signal received; finishing pending work and exiting");
+            sotto::log!(Info, "signal received; finishing pending work and exiting");
             stopping = Some(Instant::now());
         }
         if listener_ready {
@@ -141,15 +141,15 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
         if Instant::now() >= next_summary {
             next_summary += SUMMARY_EVERY;
             if let Some(line) = core.take_summary() {
-                crate::log!(Info, "{line}");
+                sotto::log!(Info, "{line}");
             }
         }
 
         if let Some(since) = stopping {
             let settled = !core.busy() && socks.keys().all(|id| !core.has_output(*id));
             if settled || since.elapsed() > DRAIN {
-                crate::log!(Info, "{}", core.total_summary());
-                crate::log!(Info, "stopped ({} connections closed)", socks.len());
+                sotto::log!(Info, "{}", core.total_summary());
+                sotto::log!(Info, "stopped ({} connections closed)", socks.len());
                 return Ok(());
             }
         }
@@ -185,7 +185,7 @@ fn accept_all(
                         socks.insert(id, stream);
                     }
                     // Dropping the stream closes it: no buffers, no handshake work.
-                    Err(why) => crate::log!(Debug, "refused a connection from {}: {why}", addr.ip()),
+                    Err(why) => sotto::log!(Debug, "refused a connection from {}: {why}", addr.ip()),
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -194,7 +194,7 @@ fn accept_all(
                 // EMFILE/ENFILE and friends: pause accepting instead of spinning,
                 // and retry every 100 ms; logged once per episode, counted always.
                 if now > paused_until.saturating_add(1_000) {
-                    crate::log!(Warn, "accept failed: {e}; pausing accepts, retrying every 100 ms");
+                    sotto::log!(Warn, "accept failed: {e}; pausing accepts, retrying every 100 ms");
                 }
                 core.count("accept failed (out of descriptors?)");
                 *paused_until = now + 100;
@@ -244,9 +244,9 @@ fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core) {
         socks.remove(&id);
         if let Some(reason) = core.remove(id) {
             if reason.starts_with("slow consumer") {
-                crate::log!(Warn, "conn {id} closed: {reason}");
+                sotto::log!(Warn, "conn {id} closed: {reason}");
             } else {
-                crate::log!(Debug, "conn {id} closed: {reason}");
+                sotto::log!(Debug, "conn {id} closed: {reason}");
             }
         }
     }

@@ -1,22 +1,7 @@
 //! sottod: parse arguments, load the key and the accounts, bind, hand over to the loop.
 
-mod backoff;
-mod contacts;
-mod core;
-#[cfg(test)]
-mod core_tests;
-mod dispatch;
-#[cfg(test)]
-mod dm_tests;
 mod event_loop;
-mod handler;
-mod log;
-mod mailbox;
 mod privilege;
-mod room;
-mod session;
-mod store;
-mod worker;
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -28,11 +13,12 @@ use sotto::build_info;
 use sotto::handshake::ServerConfig;
 use sotto::identity::{self, Signer};
 
-use crate::core::{Accounts, Core, Limits};
-use crate::mailbox::Mail;
-use crate::room::Rooms;
-use crate::store::{FileStore, Store};
-use crate::worker::{Pool, WorkerCtx};
+use sotto::server::core::{Accounts, Core, Limits};
+use sotto::server::log;
+use sotto::server::mailbox::Mail;
+use sotto::server::room::Rooms;
+use sotto::server::store::{FileStore, Store};
+use sotto::server::worker::{Pool, WorkerCtx};
 
 const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
               [--handshake-timeout SECS] [--login-timeout SECS] [--idle-timeout SECS]
@@ -180,36 +166,6 @@ fn load_key(path: &PathBuf) -> Result<Signer, String> {
     Ok(signer)
 }
 
-/// Mailboxes and contacts from disk; a torn or corrupt queue tail is reported and cut off.
-fn load_mail(store: &FileStore) -> Result<Mail, String> {
-    let mut mail = Mail::default();
-    if let Some(bytes) = store.load_contacts().map_err(|e| e.to_string())? {
-        mail.contacts = contacts::Contacts::decode(&bytes)
-            .map_err(|why| format!("contacts.db: corrupt ({why}); move it aside to start without it"))?;
-    }
-    for q in store.load_queues().map_err(|e| e.to_string())? {
-        let loaded = mailbox::load(&q.bytes, dm_key);
-        if loaded.good_len < q.bytes.len() {
-            crate::log!(
-                Warn,
-                "queue {:016x}: skipped {} bytes of torn or corrupt records at offset {}; the records before are kept",
-                q.uid,
-                q.bytes.len() - loaded.good_len,
-                loaded.good_len
-            );
-            store.truncate_queue(q.uid, loaded.good_len as u64).map_err(|e| e.to_string())?;
-        }
-        mail.boxes.insert(q.uid, loaded.mailbox);
-    }
-    Ok(mail)
-}
-
-/// (sender, DM id) of a stored `rvum`, for de-duplication.
-fn dm_key(event: &[u8]) -> Option<(u64, u64)> {
-    let m = sotto::wire::decode::<sotto::opcodes::ReceiveDm>(event).ok()?;
-    Some((m.sender_uid.get(), m.dm_id.get()))
-}
-
 /// Binds with SO_REUSEADDR and the largest listen backlog the kernel allows,
 /// so a burst of honest connects is queued rather than dropped.
 fn listen(addr: &str) -> std::io::Result<TcpListener> {
@@ -235,7 +191,7 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
 
 fn serve(args: Args) -> Result<(), String> {
     if build_info::DEV_KEYS {
-        crate::log!(Warn, "built with throwaway development keys; run `make keys && make` for a deployment");
+        sotto::log!(Warn, "built with throwaway development keys; run `make keys && make` for a deployment");
     }
     let signer = load_key(&args.key)?;
     let store = FileStore::open(&args.data).map_err(|e| e.to_string())?;
@@ -247,34 +203,39 @@ fn serve(args: Args) -> Result<(), String> {
     for room in store.load_rooms().map_err(|e| e.to_string())? {
         rooms.insert(room);
     }
-    let mail = load_mail(&store)?;
+    let mail = Mail::load(&store)?;
     let listener = listen(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // The key is read and the socket bound; now give up root for good (DESIGN §8).
     let store = if privilege::is_root() {
         privilege::drop_root(&args.user, &args.data)?;
-        crate::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
+        sotto::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
         FileStore::open(std::path::Path::new("/")).map_err(|e| e.to_string())?
     } else {
         store
     };
     let server = ServerConfig::built_in();
-    let ctx = Arc::new(WorkerCtx { server: server.clone(), signer, store: Arc::new(store) as Arc<dyn Store> });
+    let ctx = Arc::new(WorkerCtx {
+        server: server.clone(),
+        signer: Arc::new(signer),
+        store: Arc::new(store) as Arc<dyn Store>,
+    });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
+    let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
     let core = Core::new(server, args.limits, accounts, rooms, mail);
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    crate::log!(
+    sotto::log!(
         Info,
         "sottod {} serving {} accounts and {} rooms from {}",
         build_info::describe(),
-        core.accounts.len(),
-        core.rooms.len(),
+        n_accounts,
+        n_rooms,
         args.data.display()
     );
     if args.kdf_kib < sotto::crypto::STORED_HASH_KIB {
-        crate::log!(
+        sotto::log!(
             Warn,
             "--kdf-memory {} KiB: new password hashes are cheaper to crack than the default {} KiB; for benchmarks only",
             args.kdf_kib,

@@ -1,5 +1,7 @@
 //! sotto: what the server and the client share — wire codec, crypto, handshake,
-//! record layer and account rules. Nothing here touches a socket or the clock.
+//! record layer and account rules — and `server`, sottod's protocol core.
+//! Nothing here touches a socket or reads the clock, except `server::store`
+//! (files), `server::worker` (threads) and `server::log` (stderr).
 
 pub mod account;
 pub mod build_info;
@@ -11,4 +13,5 @@ pub mod identity;
 pub mod opcodes;
 pub mod record;
 pub mod room;
+pub mod server;
 pub mod wire;

@@ -9,8 +9,10 @@ use std::path::Path;
 
 use sotto::frame;
 use sotto::handshake::{self, HelloVerdict};
-use sotto::opcodes::{ServerHello, TABLE_HASH};
+use sotto::opcodes::*;
 use sotto::record::Sealer;
+use sotto::server::fuzz::{room_auth_key, uid};
+use sotto::wire::{Message, WireError};
 use sotto_fuzz::*;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -66,10 +68,174 @@ fn main() -> std::io::Result<()> {
     sh.version.set(sh.version.get() + 1);
     seed("handshake", "server-hello-mismatch", &[&[2][..], sh.as_bytes()].concat())?;
 
+    // dispatch: one valid request of every opcode from alice, then sequences (sotto_fuzz::dispatch).
+    for (name, frame) in requests() {
+        seed("dispatch", name, &dispatch::step(0, &frame))?;
+    }
+    for (name, steps) in sequences() {
+        seed(
+            "dispatch",
+            name,
+            &steps.iter().flat_map(|(ctl, frame)| dispatch::step(*ctl, frame)).collect::<Vec<u8>>(),
+        )?;
+    }
+
     println!("wrote {n} seeds under {}", root.display());
     Ok(())
 }
 
 fn invalid(what: &str) -> std::io::Error {
     std::io::Error::other(format!("fixture does not work: {what}"))
+}
+
+/// A request with `msg_id` and `set` applied.
+fn request<M: Message>(msg_id: u64, set: impl FnOnce(&mut M) -> Result<(), WireError>) -> Vec<u8> {
+    let mut m = M::request(msg_id, 1_700_000_000_000);
+    // NOTE(unwrap): the sample names fit their fields.
+    set(&mut m).unwrap();
+    m.as_bytes().to_vec()
+}
+
+fn create(msg_id: u64, room: &str) -> Vec<u8> {
+    request::<CreateRoom>(msg_id, |m| {
+        m.salt = [0x33; 16];
+        m.verifier = sotto::room::verifier(&room_auth_key(room));
+        m.set_room(room)
+    })
+}
+
+fn join(msg_id: u64, room: &str) -> Vec<u8> {
+    request::<JoinRoom>(msg_id, |m| {
+        m.auth_key = room_auth_key(room);
+        m.set_room(room)
+    })
+}
+
+fn say(msg_id: u64, room: &str) -> Vec<u8> {
+    request::<SendRoomMessage>(msg_id, |m| {
+        m.iv = [0x17; 16];
+        m.ciphertext.fill(0x42);
+        m.set_room(room)
+    })
+}
+
+fn dm(msg_id: u64, to: usize) -> Vec<u8> {
+    request::<SendDm>(msg_id, |m| {
+        m.peer_uid.set(uid(to));
+        m.ciphertext.fill(0x24);
+        Ok(())
+    })
+}
+
+fn ack(msg_id: u64, seq: u64) -> Vec<u8> {
+    request::<MailboxAck>(msg_id, |m| {
+        m.seq.set(seq);
+        Ok(())
+    })
+}
+
+fn ping(msg_id: u64) -> Vec<u8> {
+    request::<Heartbeat>(msg_id, |_| Ok(()))
+}
+
+/// One valid request of every opcode, as alice would send it in the world of
+/// `sotto::server::fuzz` (the first three are refused: she is logged in).
+fn requests() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("crea", request::<Register>(1, |m| m.set_username("dave"))),
+        ("auth", request::<Login>(2, |m| m.set_username("alice"))),
+        ("pass", request::<Passphrase>(3, |m| m.set_passphrase("red green blue"))),
+        ("crms", create(4, "garden")),
+        ("jrms", join(5, "club")),
+        ("srms", say(6, "lobby")),
+        ("jmpu", request::<DmRequest>(7, |m| m.set_peer("carol"))),
+        ("ampu", request::<DmAccept>(8, |m| m.set_peer("carol"))),
+        ("smpu", dm(9, 1)),
+        ("gslt", request::<RoomSaltRequest>(10, |m| m.set_room("club"))),
+        ("lvrm", request::<LeaveRoom>(11, |m| m.set_room("lobby"))),
+        ("lsrm", request::<ListRooms>(12, |_| Ok(()))),
+        ("whor", request::<WhoRoom>(13, |m| m.set_room("lobby"))),
+        ("dlrm", request::<DeleteRoom>(14, |m| m.set_room("lobby"))),
+        ("rjmu", request::<DmReject>(15, |m| m.set_peer("carol"))),
+        ("dack", ack(16, 2)),
+        ("ping", ping(17)),
+    ]
+}
+
+/// Steps of the `dispatch` target: control byte and frame.
+type Steps = Vec<(u8, Vec<u8>)>;
+
+/// Step control bytes: session slot, reconnect, switch reading, seconds.
+const ALICE: u8 = 0;
+const BOB: u8 = 1;
+const ALICE2: u8 = 2;
+const CAROL: u8 = 3;
+const RECONNECT: u8 = 4;
+const SWITCH_READING: u8 = 8;
+const fn secs(n: u8) -> u8 {
+    n << 4
+}
+
+/// Sequences over several sessions: a room's life, a DM channel's, two
+/// sessions of one user, a client that stops reading, a mailbox that expires.
+fn sequences() -> Vec<(&'static str, Steps)> {
+    vec![
+        (
+            "seq-room",
+            vec![
+                (ALICE, create(20, "garden")),
+                (BOB, request::<RoomSaltRequest>(21, |m| m.set_room("garden"))),
+                (BOB, join(22, "garden")),
+                (BOB, say(23, "garden")),
+                (ALICE, request::<WhoRoom>(24, |m| m.set_room("garden"))),
+                (BOB, request::<LeaveRoom>(25, |m| m.set_room("garden"))),
+                (ALICE, request::<DeleteRoom>(26, |m| m.set_room("garden"))),
+            ],
+        ),
+        (
+            "seq-dm",
+            vec![
+                (CAROL, request::<DmRequest>(30, |m| m.set_peer("bob"))),
+                (BOB, request::<DmAccept>(31, |m| m.set_peer("carol"))),
+                (CAROL, dm(32, 1)),
+                (BOB, ack(33, 3)),
+                (ALICE, request::<DmAccept>(34, |m| m.set_peer("carol"))),
+                (CAROL | secs(6), ping(35)),
+            ],
+        ),
+        (
+            "seq-sessions",
+            vec![
+                (ALICE2, say(40, "lobby")),
+                (BOB | RECONNECT, ping(41)),
+                (ALICE, dm(42, 1)),
+                (BOB, ack(43, 2)),
+                (ALICE2, request::<ListRooms>(44, |_| Ok(()))),
+                (ALICE2 | RECONNECT | secs(3), ping(45)),
+            ],
+        ),
+        (
+            "seq-slow-reader",
+            vec![
+                (ALICE | SWITCH_READING, join(50, "lobby")),
+                (ALICE, join(51, "lobby")),
+                (BOB, say(52, "lobby")),
+                (BOB, say(53, "lobby")),
+                (ALICE | SWITCH_READING, ping(54)),
+            ],
+        ),
+        (
+            "seq-expiry",
+            vec![
+                (ALICE | secs(15), ping(60)),
+                (ALICE | secs(15), ping(61)),
+                (ALICE | secs(15), dm(62, 1)),
+                (ALICE | secs(15), ping(63)),
+                (ALICE | secs(15), ping(64)),
+                (ALICE | secs(15), ping(65)),
+                (ALICE | secs(15), ping(66)),
+                (ALICE | secs(15), ping(67)),
+            ],
+        ),
+    ]
 }

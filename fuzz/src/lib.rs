@@ -1,8 +1,11 @@
-//! Fuzzing fixtures: fixed keys and configurations, and the decoder table,
-//! shared by the targets in `fuzz_targets/` and the seed generator in `examples/`.
+//! Fuzzing fixtures: fixed keys and configurations, the decoder table and the
+//! `dispatch` target's model, shared by the targets in `fuzz_targets/` and the
+//! seed generator in `examples/`.
 //!
 //! Invariant: nothing here depends on the build's own keys, build id or build
 //! time, so a committed seed means the same thing to every build.
+
+pub mod dispatch;
 
 use std::sync::LazyLock;
 
@@ -77,6 +80,8 @@ pub struct Decoder {
     pub check: fn(&[u8]),
     /// A valid encoding (strings set, other fields zero).
     pub sample: fn() -> Vec<u8>,
+    /// Whether the bytes decode as this struct and every string in it reads.
+    pub reads: fn(&[u8]) -> bool,
 }
 
 /// Decodes `bytes` as the message `T`: on success it re-encodes to `bytes`, carries
@@ -144,6 +149,7 @@ macro_rules! messages {
             opcode: Some(<$t as Message>::OPCODE),
             check: |b| check_message::<$t>(b, |_m| vec![$(_m.$get()),*]),
             sample: || sample_message::<$t>(|_m| { $(_m.$set($val)?;)* Ok(()) }),
+            reads: |b| wire::decode::<$t>(b).is_ok_and(|_m| { let oks: &[bool] = &[$(_m.$get().is_ok()),*]; oks.iter().all(|ok| *ok) }),
         }),*]
     };
 }
@@ -156,6 +162,7 @@ macro_rules! structs {
             opcode: None,
             check: |b| check_struct::<$t>(b, |_r| vec![$(_r.$get()),*]),
             sample: || sample_struct::<$t>($magic, |_r| { $(_r.$set($val)?;)* Ok(()) }),
+            reads: |b| <$t>::ref_from_bytes(b).is_ok_and(|_r| { let oks: &[bool] = &[$(_r.$get().is_ok()),*]; oks.iter().all(|ok| *ok) }),
         }),*]
     };
 }

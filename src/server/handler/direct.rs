@@ -7,15 +7,15 @@
 //! after the record is on disk, and a record leaves the mailbox only when
 //! the recipient's client acknowledges it.
 
-use sotto::opcodes::{
+use crate::opcodes::{
     Contact, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, MailboxAck, ReceiveDm, SendDm,
     UserRecord, AMPU, JMPU, RJMU, SMPU,
 };
-use sotto::wire::{code, decode, Message, Status};
+use crate::wire::{code, decode, Message, Status};
 use zerocopy::IntoBytes;
 
-use crate::core::{Awaiting, ConnId, Core, Deferred};
-use crate::session::Authenticated;
+use crate::server::core::{Awaiting, ConnId, Core, Deferred};
+use crate::server::session::Authenticated;
 
 /// `Contact.kind`.
 const ACCEPTED: u8 = 1;
@@ -31,10 +31,10 @@ fn peer_uid(
     id: ConnId,
     msg_id: u64,
     opcode: u32,
-    raw: Result<&str, sotto::wire::WireError>,
+    raw: Result<&str, crate::wire::WireError>,
     now_ms: u64,
 ) -> Option<u64> {
-    let name = raw.ok().and_then(|n| sotto::account::normalize_username(n).ok());
+    let name = raw.ok().and_then(|n| crate::account::normalize_username(n).ok());
     let Some(name) = name else {
         core.reply(id, msg_id, opcode, code::BAD_REQUEST, "invalid user name", now_ms);
         return None;

@@ -6,18 +6,18 @@
 //! members from one plaintext, and kept in the room's ring of 20. Every
 //! state change is acknowledged only after this turn's commit is durable.
 
-use sotto::crypto;
-use sotto::opcodes::{
+use crate::crypto;
+use crate::opcodes::{
     CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, ReceiveRoomMessage, RoomDeleted, RoomEntry, RoomListEntry,
     RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessage, WhoRoom, CRMS, DLRM, GSLT, JRMS, LSRM, LVRM, SRMS, WHOR,
 };
-use sotto::room::normalize_name;
-use sotto::wire::{code, decode, Message, Status};
+use crate::room::normalize_name;
+use crate::wire::{code, decode, Message, Status};
 use zerocopy::FromZeros;
 
-use crate::core::{ConnId, Core, Deferred};
-use crate::room::{Room, MAX_MEMBERS};
-use crate::session::Authenticated;
+use crate::server::core::{ConnId, Core, Deferred};
+use crate::server::room::{Room, MAX_MEMBERS};
+use crate::server::session::Authenticated;
 
 /// `RoomMember.kind` values.
 const LISTED: u8 = 0;
@@ -33,7 +33,7 @@ fn room_name(
     id: ConnId,
     msg_id: u64,
     opcode: u32,
-    raw: Result<&str, sotto::wire::WireError>,
+    raw: Result<&str, crate::wire::WireError>,
     now_ms: u64,
 ) -> Option<String> {
     let name = raw.ok().and_then(|n| normalize_name(n).ok());
@@ -132,7 +132,7 @@ pub fn join(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
             now_ms,
         );
     }
-    if !crypto::ct_eq(&sotto::room::verifier(&m.auth_key), &verifier) {
+    if !crypto::ct_eq(&crate::room::verifier(&m.auth_key), &verifier) {
         core.room_backoff.fail(Some(key), addr, now_ms);
         return core.reply(id, msg_id, JRMS, code::FORBIDDEN, "wrong room password", now_ms);
     }

@@ -9,20 +9,20 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use sotto::frame::Deframer;
-use sotto::handshake::{self, HelloVerdict, ServerConfig, SessionKeys};
-use sotto::opcodes::{StatusReply, UserRecord};
-use sotto::record;
-use sotto::wire::{self, code, Message, Status};
+use crate::frame::Deframer;
+use crate::handshake::{self, HelloVerdict, ServerConfig, SessionKeys};
+use crate::opcodes::{StatusReply, UserRecord};
+use crate::record;
+use crate::wire::{self, code, Message, Status};
 use zeroize::Zeroize;
 
-use crate::backoff::Backoff;
-use crate::dispatch::{self, Handler};
-use crate::mailbox::Mail;
-use crate::room::Rooms;
-use crate::session::Session;
-use crate::store::Change;
-use crate::worker::{Completion, Job};
+use crate::server::backoff::Backoff;
+use crate::server::dispatch::{self, Handler};
+use crate::server::mailbox::Mail;
+use crate::server::room::Rooms;
+use crate::server::session::Session;
+use crate::server::store::Change;
+use crate::server::worker::{Completion, Job};
 
 /// "a 3, b 1" for non-empty counts.
 fn summary(counts: &std::collections::BTreeMap<&'static str, u64>) -> Option<String> {
@@ -47,7 +47,8 @@ pub struct Limits {
     pub login_ms: u64,
     /// Most unprocessed input held per connection.
     pub max_input: usize,
-    /// Most unsent output held per connection before it is dropped as a slow consumer.
+    /// Most unsent output held per connection before it is dropped as a slow
+    /// consumer (then nothing more is buffered for it).
     pub max_output: usize,
     /// Undelivered mailbox records expire after this long.
     pub queue_ttl_ms: u64,
@@ -131,25 +132,25 @@ impl Accounts {
     }
 
     /// The account named `name`.
-    pub fn by_name(&self, name: &str) -> Option<&UserRecord> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<&UserRecord> {
         self.by_name.get(name).and_then(|uid| self.by_uid.get(uid))
     }
 
     /// The account with `uid`.
-    pub fn by_uid(&self, uid: u64) -> Option<&UserRecord> {
+    pub(crate) fn by_uid(&self, uid: u64) -> Option<&UserRecord> {
         self.by_uid.get(&uid)
     }
 
     /// Whether `name` is taken or being registered.
-    pub fn is_taken(&self, name: &str) -> bool {
+    pub(crate) fn is_taken(&self, name: &str) -> bool {
         self.by_name.contains_key(name) || self.reserved.contains(name)
     }
 
     /// Marks `name` as being registered; returns a fresh non-zero UID for it.
-    pub fn reserve(&mut self, name: &str) -> u64 {
+    pub(crate) fn reserve(&mut self, name: &str) -> u64 {
         self.reserved.insert(name.to_owned());
         loop {
-            let uid = u64::from_be_bytes(sotto::crypto::random());
+            let uid = u64::from_be_bytes(crate::crypto::random());
             if uid != 0 && !self.by_uid.contains_key(&uid) {
                 return uid;
             }
@@ -157,7 +158,7 @@ impl Accounts {
     }
 
     /// Ends a registration, successful or not.
-    pub fn release(&mut self, name: &str) {
+    pub(crate) fn release(&mut self, name: &str) {
         self.reserved.remove(name);
     }
 
@@ -165,11 +166,16 @@ impl Accounts {
     pub fn len(&self) -> usize {
         self.by_uid.len()
     }
+
+    /// Whether there is no account.
+    pub fn is_empty(&self) -> bool {
+        self.by_uid.is_empty()
+    }
 }
 
 /// What to send once a commit is durable (DESIGN §8: nothing is acknowledged
 /// before it is on disk).
-pub enum Deferred {
+pub(crate) enum Deferred {
     /// A status reply.
     Reply { conn: ConnId, msg_id: u64, opcode: u32, reason: &'static str },
     /// The answer to a join: members, status, history.
@@ -181,15 +187,15 @@ pub enum Deferred {
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
-pub struct Awaiting {
+pub(crate) struct Awaiting {
     /// The sender's connection and request.
-    pub conn: ConnId,
+    pub(crate) conn: ConnId,
     /// The smpu msg_id (the DM id).
-    pub msg_id: u64,
+    pub(crate) msg_id: u64,
     /// Reply "queued" after this.
-    pub deadline_ms: u64,
+    pub(crate) deadline_ms: u64,
     /// Whether the record is on disk yet (no answer before that).
-    pub durable: bool,
+    pub(crate) durable: bool,
 }
 
 /// The whole server state.
@@ -199,17 +205,17 @@ pub struct Core {
     conns: HashMap<ConnId, Conn>,
     jobs: Vec<Job>,
     /// Accounts (handlers read and update it).
-    pub accounts: Accounts,
+    pub(crate) accounts: Accounts,
     /// Failed-login counters.
-    pub backoff: Backoff,
+    pub(crate) backoff: Backoff,
     /// Rooms (handlers read and update it; call `mark_dirty` after a change).
-    pub rooms: Rooms,
+    pub(crate) rooms: Rooms,
     /// Failed room-password counters, keyed by room.
-    pub room_backoff: Backoff,
+    pub(crate) room_backoff: Backoff,
     /// Mailboxes and contacts (handlers read and update it; call `mark_mail_dirty`).
-    pub mail: Mail,
+    pub(crate) mail: Mail,
     /// DMs delivered live and not yet acknowledged: (recipient, seq) -> sender.
-    pub awaiting: HashMap<(u64, u64), Awaiting>,
+    pub(crate) awaiting: HashMap<(u64, u64), Awaiting>,
     mail_dirty: BTreeSet<u64>,
     contacts_dirty: bool,
     /// Sessions of each logged-in user.
@@ -357,7 +363,7 @@ impl Core {
     }
 
     /// Counts a chat message of `id` against the rate limit: Err(ms to wait) when over it.
-    pub fn chat_allowed(&mut self, id: ConnId, now_ms: u64) -> Result<(), u64> {
+    pub(crate) fn chat_allowed(&mut self, id: ConnId, now_ms: u64) -> Result<(), u64> {
         let Some((n, window)) = self.limits.rate else { return Ok(()) };
         let Some(c) = self.conns.get_mut(&id) else { return Ok(()) };
         while c.chat.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
@@ -426,19 +432,19 @@ impl Core {
     }
 
     /// Whether `uid` has a session now.
-    pub fn is_online(&self, uid: u64) -> bool {
+    pub(crate) fn is_online(&self, uid: u64) -> bool {
         self.online.contains_key(&uid)
     }
 
     /// Sends a stored event to every session of `uid`.
-    pub fn send_bytes_to_user(&mut self, uid: u64, msg: &[u8]) {
+    pub(crate) fn send_bytes_to_user(&mut self, uid: u64, msg: &[u8]) {
         for id in self.online.get(&uid).cloned().unwrap_or_default() {
             self.send_bytes(id, msg);
         }
     }
 
     /// Sends `msg` to every session of `uid` except `except`.
-    pub fn send_to_user<M: Message>(&mut self, uid: u64, msg: &M, except: Option<ConnId>) {
+    pub(crate) fn send_to_user<M: Message>(&mut self, uid: u64, msg: &M, except: Option<ConnId>) {
         let ids = self.online.get(&uid).cloned().unwrap_or_default();
         for id in ids.into_iter().filter(|id| Some(*id) != except) {
             self.send(id, msg);
@@ -446,34 +452,34 @@ impl Core {
     }
 
     /// Notes that `name` changed and must be written in this turn's commit.
-    pub fn mark_dirty(&mut self, name: &str) {
+    pub(crate) fn mark_dirty(&mut self, name: &str) {
         self.deleted.remove(name);
         self.dirty.insert(name.to_owned());
     }
 
     /// Notes that `name` was deleted (its file goes in this turn's commit).
-    pub fn mark_deleted(&mut self, name: &str) {
+    pub(crate) fn mark_deleted(&mut self, name: &str) {
         self.dirty.remove(name);
         self.deleted.insert(name.to_owned());
     }
 
     /// Notes that `uid`'s mailbox changed.
-    pub fn mark_mail_dirty(&mut self, uid: u64) {
+    pub(crate) fn mark_mail_dirty(&mut self, uid: u64) {
         self.mail_dirty.insert(uid);
     }
 
     /// Notes that the contacts changed.
-    pub fn mark_contacts_dirty(&mut self) {
+    pub(crate) fn mark_contacts_dirty(&mut self) {
         self.contacts_dirty = true;
     }
 
     /// The limits in force.
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         self.limits
     }
 
     /// Queues an answer for after this turn's commit is durable.
-    pub fn defer(&mut self, d: Deferred) {
+    pub(crate) fn defer(&mut self, d: Deferred) {
         self.deferred.push(d);
     }
 
@@ -526,26 +532,26 @@ impl Core {
                     self.reply(conn, msg_id, opcode, code::OK, reason, now_ms)
                 }
                 Deferred::Joined { conn, msg_id, room } if ok => {
-                    crate::handler::room::join_answer(self, conn, msg_id, &room, now_ms)
+                    crate::server::handler::room::join_answer(self, conn, msg_id, &room, now_ms)
                 }
                 Deferred::DmStored { conn, msg_id, peer, seq } if ok => {
-                    crate::handler::direct::stored(self, conn, msg_id, peer, seq, now_ms)
+                    crate::server::handler::direct::stored(self, conn, msg_id, peer, seq, now_ms)
                 }
                 Deferred::Accepted { conn, msg_id, peer } if ok => {
-                    crate::handler::direct::accepted(self, conn, msg_id, peer, now_ms)
+                    crate::server::handler::direct::accepted(self, conn, msg_id, peer, now_ms)
                 }
                 Deferred::Reply { conn, msg_id, opcode, .. } => {
                     self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::Joined { conn, msg_id, .. } => {
-                    self.reply(conn, msg_id, sotto::opcodes::JRMS, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, crate::opcodes::JRMS, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::DmStored { conn, msg_id, peer, seq } => {
                     self.awaiting.remove(&(peer, seq));
-                    self.reply(conn, msg_id, sotto::opcodes::SMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, crate::opcodes::SMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::Accepted { conn, msg_id, .. } => {
-                    self.reply(conn, msg_id, sotto::opcodes::AMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, crate::opcodes::AMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
             }
         }
@@ -594,7 +600,7 @@ impl Core {
         self.backoff.prune(now_ms);
         self.room_backoff.prune(now_ms);
         self.handshakes.retain(|_, (start, _)| now_ms.saturating_sub(*start) < 1_000);
-        crate::handler::direct::handle_timeout(self, now_ms);
+        crate::server::handler::direct::handle_timeout(self, now_ms);
     }
 
     /// Marks `id` for closing once its output is flushed.
@@ -605,12 +611,12 @@ impl Core {
     }
 
     /// The peer address of `id`.
-    pub fn addr(&self, id: ConnId) -> Option<IpAddr> {
+    pub(crate) fn addr(&self, id: ConnId) -> Option<IpAddr> {
         self.conns.get(&id).map(|c| c.addr)
     }
 
     /// Hands `job` to the workers; `id` processes no further frame until it completes.
-    pub fn start_job(&mut self, id: ConnId, job: Job) {
+    pub(crate) fn start_job(&mut self, id: ConnId, job: Job) {
         if let Some(c) = self.conns.get_mut(&id) {
             c.busy = true;
             self.jobs.push(job);
@@ -618,7 +624,7 @@ impl Core {
     }
 
     /// Sets the session state of `id`, keeping the index of who is online.
-    pub fn set_session(&mut self, id: ConnId, next: Session) {
+    pub(crate) fn set_session(&mut self, id: ConnId, next: Session) {
         if let Some(Conn { phase: Phase::Open { session, .. }, .. }) = self.conns.get_mut(&id) {
             if let Session::Authenticated(auth) = &next {
                 self.online.entry(auth.uid()).or_default().push(id);
@@ -628,15 +634,20 @@ impl Core {
     }
 
     /// Seals `msg` into `id`'s output.
-    pub fn send<M: Message>(&mut self, id: ConnId, msg: &M) {
+    pub(crate) fn send<M: Message>(&mut self, id: ConnId, msg: &M) {
         self.send_bytes(id, msg.as_bytes());
     }
 
     /// Seals a message already in wire form (a stored mailbox event).
-    pub fn send_bytes(&mut self, id: ConnId, msg: &[u8]) {
+    pub(crate) fn send_bytes(&mut self, id: ConnId, msg: &[u8]) {
         let max = self.limits.max_output;
         let Some(conn) = self.conns.get_mut(&id) else { return };
         let Phase::Open { keys, .. } = &mut conn.phase else { return };
+        // Over its bound the connection is being dropped as a slow consumer:
+        // nothing more is buffered for it, so it holds at most one record more.
+        if conn.out.len() > max {
+            return;
+        }
         if keys.sealer.seal(msg, &mut conn.out).is_err() {
             conn.close.get_or_insert("sequence number exhausted");
         } else if conn.out.len() > max {
@@ -645,13 +656,13 @@ impl Core {
     }
 
     /// Answers request `msg_id` with a status reply.
-    pub fn reply(&mut self, id: ConnId, msg_id: u64, request: u32, code: u16, reason: &str, now_ms: u64) {
+    pub(crate) fn reply(&mut self, id: ConnId, msg_id: u64, request: u32, code: u16, reason: &str, now_ms: u64) {
         self.reply_retry(id, msg_id, request, code, reason, 0, now_ms);
     }
 
     /// As [`Core::reply`] with a retry-after for 429.
     #[allow(clippy::too_many_arguments)]
-    pub fn reply_retry(
+    pub(crate) fn reply_retry(
         &mut self,
         id: ConnId,
         msg_id: u64,
@@ -676,7 +687,7 @@ impl Core {
     }
 
     /// Ends a multi-part answer (a listing) with status `done`.
-    pub fn reply_done(&mut self, id: ConnId, msg_id: u64, request: u32, reason: &str, now_ms: u64) {
+    pub(crate) fn reply_done(&mut self, id: ConnId, msg_id: u64, request: u32, reason: &str, now_ms: u64) {
         self.reply_status(id, msg_id, request, Status::Done, code::OK, reason, 0, now_ms);
     }
 
@@ -746,14 +757,17 @@ impl Core {
             },
             Phase::Handshaking => conn.close = Some("data during handshake"),
             Phase::Open { keys, .. } => match keys.opener.open(&body) {
-                Ok(mut plaintext) => {
-                    self.dispatch(id, &plaintext, now_ms);
-                    plaintext.zeroize();
-                }
+                Ok(plaintext) => self.handle_plaintext(id, plaintext, now_ms),
                 // One failure for every bad record: no oracle, no answer.
                 Err(_) => conn.close = Some("bad record"),
             },
         }
+    }
+
+    /// A record opened on `id`: its plaintext is dispatched, then wiped.
+    fn handle_plaintext(&mut self, id: ConnId, mut plaintext: Vec<u8>, now_ms: u64) {
+        self.dispatch(id, &plaintext, now_ms);
+        plaintext.zeroize();
     }
 
     /// Checks opcode, size and state against the generated table, then runs the handler.
@@ -807,15 +821,15 @@ impl Core {
                 conn
             }
             Completion::Registered { conn, msg_id, username, result } => {
-                crate::handler::account::registered(self, conn, msg_id, &username, result, now_ms);
+                crate::server::handler::account::registered(self, conn, msg_id, &username, result, now_ms);
                 conn
             }
             Completion::Password { conn, msg_id, uid, ok } => {
-                crate::handler::account::password_checked(self, conn, msg_id, uid, ok, now_ms);
+                crate::server::handler::account::password_checked(self, conn, msg_id, uid, ok, now_ms);
                 conn
             }
             Completion::Passphrase { conn, msg_id, uid, ok } => {
-                crate::handler::account::passphrase_checked(self, conn, msg_id, uid, ok, now_ms);
+                crate::server::handler::account::passphrase_checked(self, conn, msg_id, uid, ok, now_ms);
                 conn
             }
             Completion::Committed { token, ok } => {
@@ -827,5 +841,59 @@ impl Core {
             c.busy = false;
         }
         self.pump(id, now_ms);
+    }
+}
+
+/// What the fuzzing seam (`server::fuzz`) needs of the core; not built into sottod.
+#[cfg(any(test, fuzzing))]
+impl Core {
+    /// Connection `id` as after a handshake that agreed on `keys` and a login
+    /// as `uid`, without either: its session is `Authenticated`.
+    pub(crate) fn open_authenticated(
+        &mut self,
+        id: ConnId,
+        addr: IpAddr,
+        keys: SessionKeys,
+        uid: u64,
+        now_ms: u64,
+    ) -> Result<(), &'static str> {
+        let name = self.accounts.by_uid(uid).and_then(|r| r.username().ok()).ok_or("no such account")?.to_owned();
+        self.accept(id, addr, now_ms)?;
+        let Some(conn) = self.conns.get_mut(&id) else { return Err("not accepted") };
+        conn.deframer.set_max_body(record::MAX_BODY);
+        conn.phase = Phase::Open { keys, session: Session::AwaitLogin };
+        let auth = crate::server::session::Authenticated::without_login(uid, name);
+        self.set_session(id, Session::Authenticated(auth));
+        Ok(())
+    }
+
+    /// `plaintext` on `id` as if a record had just opened to it: the input is
+    /// heard, and the frame taken as `pump` takes one and dispatched as
+    /// `handle_frame` dispatches it. False when `id` takes no frame now (gone,
+    /// busy, closing, handshake not done) or no record opens to `plaintext`
+    /// (empty, not whole blocks, longer than a message).
+    pub(crate) fn handle_opened(&mut self, id: ConnId, plaintext: &[u8], now_ms: u64) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else { return false };
+        conn.heard_ms = now_ms;
+        let opens =
+            !plaintext.is_empty() && plaintext.len() % 16 == 0 && plaintext.len() <= crate::opcodes::MAX_MESSAGE;
+        if !opens || conn.busy || conn.close.is_some() || !matches!(conn.phase, Phase::Open { .. }) {
+            return false;
+        }
+        self.handle_plaintext(id, plaintext.to_vec(), now_ms);
+        true
+    }
+
+    /// The user `id` is logged in as, if its session is `Authenticated`.
+    pub(crate) fn session_uid(&self, id: ConnId) -> Option<u64> {
+        match self.conns.get(&id)?.phase {
+            Phase::Open { session: Session::Authenticated(ref auth), .. } => Some(auth.uid()),
+            _ => None,
+        }
+    }
+
+    /// Why `id` is closing, if it is.
+    pub(crate) fn closing(&self, id: ConnId) -> Option<&'static str> {
+        self.conns.get(&id)?.close
     }
 }

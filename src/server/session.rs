@@ -37,6 +37,13 @@ impl Authenticated {
         Authenticated { uid: step.uid, name }
     }
 
+    /// Only for the fuzzing seam (`Core::open_authenticated`): a session that
+    /// skipped the login. Never built into sottod.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn without_login(uid: u64, name: String) -> Authenticated {
+        Authenticated { uid, name }
+    }
+
     /// The logged-in user.
     pub fn uid(&self) -> u64 {
         self.uid

@@ -9,8 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sotto::crypto;
-use sotto::opcodes::MAX_MESSAGE;
+use crate::crypto;
+use crate::opcodes::MAX_MESSAGE;
+use crate::server::contacts::Contacts;
+use crate::server::store::Store;
 
 /// Record kinds in a queue file.
 const EVENT: u8 = 1;
@@ -20,11 +22,11 @@ const HEAD: usize = 24;
 /// Truncated SHA-256 over head and payload.
 const SUM: usize = 8;
 /// Byte offset of `seq` in every mailbox event (right after the 24-byte header).
-pub const SEQ_OFFSET: usize = 24;
+pub(crate) const SEQ_OFFSET: usize = 24;
 
 /// One event waiting in a mailbox.
 #[derive(Clone)]
-pub struct Record {
+pub(crate) struct Record {
     /// When it was stored, Unix ms.
     pub time_ms: u64,
     /// The event message, its `seq` field set.
@@ -35,7 +37,7 @@ pub struct Record {
 
 /// A user's mailbox in memory, with what is not yet on disk.
 #[derive(Default)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     next_seq: u64,
     live: BTreeMap<u64, Record>,
     /// DMs stored since load, live or acknowledged: (sender, id) -> seq.
@@ -136,9 +138,42 @@ impl Mailbox {
 #[derive(Default)]
 pub struct Mail {
     /// Mailboxes by owner UID (created on first use).
-    pub boxes: HashMap<u64, Mailbox>,
+    pub(crate) boxes: HashMap<u64, Mailbox>,
     /// Requests and accepted pairs.
-    pub contacts: crate::contacts::Contacts,
+    pub(crate) contacts: Contacts,
+}
+
+impl Mail {
+    /// Mailboxes and contacts from `store`; a torn or corrupt queue tail is
+    /// reported and cut off, and the records before it kept.
+    pub fn load(store: &dyn Store) -> Result<Mail, String> {
+        let mut mail = Mail::default();
+        if let Some(bytes) = store.load_contacts().map_err(|e| e.to_string())? {
+            mail.contacts = Contacts::decode(&bytes)
+                .map_err(|why| format!("contacts.db: corrupt ({why}); move it aside to start without it"))?;
+        }
+        for q in store.load_queues().map_err(|e| e.to_string())? {
+            let loaded = load(&q.bytes, dm_key);
+            if loaded.good_len < q.bytes.len() {
+                crate::log!(
+                    Warn,
+                    "queue {:016x}: skipped {} bytes of torn or corrupt records at offset {}; the records before are kept",
+                    q.uid,
+                    q.bytes.len() - loaded.good_len,
+                    loaded.good_len
+                );
+                store.truncate_queue(q.uid, loaded.good_len as u64).map_err(|e| e.to_string())?;
+            }
+            mail.boxes.insert(q.uid, loaded.mailbox);
+        }
+        Ok(mail)
+    }
+}
+
+/// (sender, DM id) of a stored `rvum`, for de-duplication.
+fn dm_key(event: &[u8]) -> Option<(u64, u64)> {
+    let m = crate::wire::decode::<crate::opcodes::ReceiveDm>(event).ok()?;
+    Some((m.sender_uid.get(), m.dm_id.get()))
 }
 
 /// A change to a queue file.
@@ -170,7 +205,7 @@ fn encode(out: &mut Vec<u8>, kind: u8, seq: u64, time_ms: u64, payload: &[u8]) {
 }
 
 /// A queue file read back: the mailbox, and how many bytes were good.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The rebuilt mailbox.
     pub mailbox: Mailbox,
     /// Length of the valid prefix; anything after it is a torn or corrupt tail.
@@ -178,7 +213,7 @@ pub struct Loaded {
 }
 
 /// Rebuilds a mailbox from its file; `dm_of` extracts (sender, id) from a DM event.
-pub fn load(bytes: &[u8], dm_of: impl Fn(&[u8]) -> Option<(u64, u64)>) -> Loaded {
+pub(crate) fn load(bytes: &[u8], dm_of: impl Fn(&[u8]) -> Option<(u64, u64)>) -> Loaded {
     let mut mb = Mailbox::default();
     let mut at = 0;
     while let Some(head) = bytes.get(at..at + HEAD) {

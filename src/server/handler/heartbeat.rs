@@ -1,11 +1,11 @@
 //! Heartbeat (ping -> pong): keeps a quiet session from the idle timeout and
 //! shows the client that the server is alive.
 
-use sotto::opcodes::{Heartbeat, HeartbeatReply};
-use sotto::wire::{code, decode, Message, Status};
+use crate::opcodes::{Heartbeat, HeartbeatReply};
+use crate::wire::{code, decode, Message, Status};
 
-use crate::core::{ConnId, Core};
-use crate::session::Authenticated;
+use crate::server::core::{ConnId, Core};
+use crate::server::session::Authenticated;
 
 /// ping: answer pong with the server's clock.
 pub fn ping(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {

@@ -11,15 +11,15 @@ use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
 
-use sotto::account;
-use sotto::crypto;
-use sotto::handshake::{self, HandshakeError, ServerConfig, SessionKeys};
-use sotto::identity::{self, Signer};
-use sotto::opcodes::UserRecord;
+use crate::account;
+use crate::crypto;
+use crate::handshake::{self, HandshakeError, ServerConfig, SessionKeys};
+use crate::identity::{self, Signer};
+use crate::opcodes::UserRecord;
 use zeroize::Zeroizing;
 
-use crate::core::ConnId;
-use crate::store::{self, Change, Store};
+use crate::server::core::ConnId;
+use crate::server::store::{self, Change, Store};
 
 /// Work for a worker thread.
 pub enum Job {
@@ -70,8 +70,8 @@ pub enum Completion {
 pub struct WorkerCtx {
     /// Server handshake parameters.
     pub server: ServerConfig,
-    /// The server's signing key.
-    pub signer: Signer,
+    /// The server's signing key (shared: the fuzzing seam's worlds all use one).
+    pub signer: Arc<Signer>,
     /// Account storage.
     pub store: Arc<dyn Store>,
 }
@@ -84,7 +84,7 @@ fn dummy_phc() -> &'static str {
 }
 
 /// Runs one job to completion (on a worker, or inline in tests).
-pub fn run(job: Job, ctx: &WorkerCtx) -> Completion {
+pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
     match job {
         Job::Handshake { conn, client_hello } => {
             Completion::Handshake { conn, result: handshake::server_hello(&ctx.server, &ctx.signer, &client_hello) }

@@ -4,10 +4,10 @@
 //! required state are checked by `Core::dispatch` before any handler runs;
 //! the handler variant carries the proof its state requires.
 
-use sotto::wire::State;
+use crate::wire::State;
 
-use crate::core::{ConnId, Core};
-use crate::session::{Authenticated, PasswordAccepted};
+use crate::server::core::{ConnId, Core};
+use crate::server::session::{Authenticated, PasswordAccepted};
 
 /// A handler, typed by the session state it requires.
 pub enum Handler {
@@ -48,7 +48,7 @@ mod tests {
     fn table_is_sorted_and_matches_the_audit_metadata() {
         assert!(DISPATCH.windows(2).all(|w| w[0].opcode < w[1].opcode));
         for e in DISPATCH.iter() {
-            let info = sotto::opcodes::info(e.opcode).unwrap();
+            let info = crate::opcodes::info(e.opcode).unwrap();
             assert_eq!((info.size, info.state, info.mnemonic), (e.size, Some(e.state), e.mnemonic));
             let variant_state = match e.handler {
                 Handler::PreAuth(_) => State::AwaitLogin,
@@ -57,7 +57,7 @@ mod tests {
             };
             assert_eq!(variant_state, e.state, "{}", e.mnemonic);
         }
-        let requests = sotto::opcodes::OPCODES.iter().filter(|i| i.state.is_some()).count();
+        let requests = crate::opcodes::OPCODES.iter().filter(|i| i.state.is_some()).count();
         assert_eq!(requests, DISPATCH.len());
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use sotto::crypto;
+use crate::crypto;
 
 const MAGIC: &[u8; 4] = b"SOTC";
 const VERSION: u8 = 1;

@@ -4,20 +4,20 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 
-use sotto::frame::Deframer;
-use sotto::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
-use sotto::identity::{self, Signer};
-use sotto::opcodes::{CreateRoom, DmRequest, Login, Passphrase, Register, StatusReply, CNNT, STAT};
-use sotto::record;
-use sotto::wire::{self, code, Message};
+use crate::frame::Deframer;
+use crate::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
+use crate::identity::{self, Signer};
+use crate::opcodes::{CreateRoom, DmRequest, Login, Passphrase, Register, StatusReply, CNNT, STAT};
+use crate::record;
+use crate::wire::{self, code, Message};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zerocopy::IntoBytes;
 
-use crate::core::{Accounts, Core, Limits};
-use crate::mailbox::Mail;
-use crate::room::Rooms;
-use crate::store::MemStore;
-use crate::worker::{self, WorkerCtx};
+use crate::server::core::{Accounts, Core, Limits};
+use crate::server::mailbox::Mail;
+use crate::server::room::Rooms;
+use crate::server::store::MemStore;
+use crate::server::worker::{self, WorkerCtx};
 
 const DEPLOY: [u8; 32] = [9; 32];
 const ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -56,7 +56,7 @@ impl Pair {
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
-        let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
+        let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
         let mut core = Core::new(scfg, Limits::default(), Accounts::default(), rooms, Mail::default());
         core.accept(ID, ADDR, 1_000).unwrap();
         let (state, hello) = handshake::client_hello(&ccfg);
@@ -128,9 +128,9 @@ impl Pair {
         let secret = StaticSecret::from([5u8; 32]);
         let enc_pub = PublicKey::from(&secret).to_bytes();
         // Clients sign the canonical (case-folded) name, as the server checks it.
-        let canonical = sotto::account::normalize_username(name).unwrap_or_default();
+        let canonical = crate::account::normalize_username(name).unwrap_or_default();
         let sig =
-            Signer::from_pkcs8_der(der).unwrap().sign(&sotto::account::enc_key_binding(&canonical, &enc_pub)).unwrap();
+            Signer::from_pkcs8_der(der).unwrap().sign(&crate::account::enc_key_binding(&canonical, &enc_pub)).unwrap();
         let mut m = Register::request(0, 0);
         m.set_username(name).unwrap();
         m.set_password(password).unwrap();
@@ -161,7 +161,7 @@ impl Pair {
 
 /// Keys that are replaced right after the handshake; they never seal anything.
 fn placeholder_keys() -> SessionKeys {
-    let k = sotto::crypto::AeadKeys::from_material(&[0; 48]);
+    let k = crate::crypto::AeadKeys::from_material(&[0; 48]);
     SessionKeys { sealer: record::Sealer::new(k.clone()), opener: record::Opener::new(k) }
 }
 
@@ -171,7 +171,7 @@ fn registers_logs_in_and_authenticates() {
     assert_eq!(p.register("Alice", "password123", "red green blue"), code::OK);
     assert_eq!(p.login("alice", "password123"), code::PENDING);
     let got = p.passphrase("Red green  BLUE");
-    let c = wire::decode::<sotto::opcodes::Connected>(&got[0]).unwrap();
+    let c = wire::decode::<crate::opcodes::Connected>(&got[0]).unwrap();
     assert_eq!((c.hdr.opcode.get(), c.hdr.code.get(), c.username().unwrap()), (CNNT, code::OK, "alice"));
     assert_ne!(c.uid.get(), 0);
     assert_eq!(p.status(DmRequest::request(0, 0)).0, code::BAD_REQUEST, "a DM request names a user");
@@ -309,12 +309,12 @@ fn room_change_is_acknowledged_only_after_the_commit() {
 
 #[test]
 fn room_refuses_non_members_and_wrong_auth_keys() {
-    let keys = sotto::room::from_master("club", &[4; 32], &[5; 16]);
+    let keys = crate::room::from_master("club", &[4; 32], &[5; 16]);
     let mut rooms = Rooms::default();
-    rooms.insert(crate::room::Room {
+    rooms.insert(crate::server::room::Room {
         name: "club".into(),
         salt: [5; 16],
-        verifier: sotto::room::verifier(&keys.auth),
+        verifier: crate::room::verifier(&keys.auth),
         owner: 1,
         created: 0,
         members: vec![1],
@@ -324,17 +324,17 @@ fn room_refuses_non_members_and_wrong_auth_keys() {
     assert_eq!(p.register("hank", "password123", "a b c"), code::OK);
     assert_eq!(p.login("hank", "password123"), code::PENDING);
     p.passphrase("a b c");
-    let mut say = sotto::opcodes::SendRoomMessage::request(0, 0);
+    let mut say = crate::opcodes::SendRoomMessage::request(0, 0);
     say.set_room("club").unwrap();
     assert_eq!(p.status(say).0, code::FORBIDDEN, "non-member send");
-    let mut join = sotto::opcodes::JoinRoom::request(0, 0);
+    let mut join = crate::opcodes::JoinRoom::request(0, 0);
     join.set_room("club").unwrap();
     join.auth_key = [9; 32];
     assert_eq!(p.status(join).0, code::FORBIDDEN, "wrong auth key");
     join.auth_key = *keys.auth;
     let got = p.send(join);
     let last = wire::decode::<StatusReply>(got.last().unwrap()).unwrap();
-    assert_eq!((last.request_opcode.get(), last.hdr.code.get()), (sotto::opcodes::JRMS, code::OK));
+    assert_eq!((last.request_opcode.get(), last.hdr.code.get()), (crate::opcodes::JRMS, code::OK));
     assert_eq!(p.status(say).0, code::OK, "a member may send");
 }
 
@@ -373,4 +373,27 @@ fn caps_connections_per_address_and_in_all_and_handshakes_per_address() {
     }
     assert_eq!(core.poll_jobs().len(), 1, "one signature per second for this address");
     assert!(core.is_done(6), "the other is closed without an answer");
+}
+
+#[test]
+fn output_of_a_slow_consumer_stays_bounded_after_it_is_closed() {
+    // Found by the dispatch fuzz target: events for a connection already over
+    // its bound kept being sealed into its output until the close grace ended.
+    let mut w = crate::server::fuzz::World::new();
+    let (alice, _) = w.open(0).unwrap();
+    let (bob, _) = w.open(1).unwrap();
+    // Alice never reads; her answers pile up until she is dropped.
+    while w.dispatch(alice, crate::opcodes::ListRooms::request(1, 0).as_bytes()) {
+        w.settle();
+    }
+    assert_eq!(w.closing(alice), Some("slow consumer: output bound exceeded"));
+    for i in 0..5 {
+        let mut say = crate::opcodes::SendRoomMessage::request(i, 0);
+        say.set_room("lobby").unwrap();
+        assert!(w.dispatch(bob, say.as_bytes()));
+        w.settle();
+    }
+    let held = w.core().transmit(alice).unwrap().len();
+    let bound = crate::server::fuzz::limits().max_output + 4 + record::MAX_BODY;
+    assert!(held <= bound, "{held} bytes held, bound {bound}");
 }

@@ -4,16 +4,16 @@
 //! password or passphrase counts against the account and the address, and
 //! an unknown user is indistinguishable from a wrong password.
 
-use sotto::account;
-use sotto::identity;
-use sotto::opcodes::{Connected, Login, Passphrase, Register, UserRecord, AUTH, CREA, PASS};
-use sotto::wire::{code, decode, Message, Status};
+use crate::account;
+use crate::identity;
+use crate::opcodes::{Connected, Login, Passphrase, Register, UserRecord, AUTH, CREA, PASS};
+use crate::wire::{code, decode, Message, Status};
 use zerocopy::FromZeros;
 use zeroize::Zeroizing;
 
-use crate::core::{ConnId, Core};
-use crate::session::{Authenticated, PasswordAccepted, Session};
-use crate::worker::{Job, RegisterFailure};
+use crate::server::core::{ConnId, Core};
+use crate::server::session::{Authenticated, PasswordAccepted, Session};
+use crate::server::worker::{Job, RegisterFailure};
 
 const BAD_LOGIN: &str = "wrong user name or password";
 
@@ -152,7 +152,7 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             let step = PasswordAccepted::after_password_verified(uid);
             core.set_session(id, Session::Authenticated(Authenticated::after_passphrase_verified(step, name.clone())));
             core.send(id, &reply);
-            crate::handler::direct::on_login(core, id, uid, now_ms);
+            crate::server::handler::direct::on_login(core, id, uid, now_ms);
             if let Some(addr) = core.addr(id) {
                 crate::log!(Info, "conn {id}: {name} logged in from {addr}");
             }

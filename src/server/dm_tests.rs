@@ -4,22 +4,22 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 
-use sotto::frame::Deframer;
-use sotto::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
-use sotto::identity::{self, Signer};
-use sotto::opcodes::{
+use crate::frame::Deframer;
+use crate::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
+use crate::identity::{self, Signer};
+use crate::opcodes::{
     DmAccept, DmRequest, DmStatus, Login, MailboxAck, Passphrase, ReceiveDm, Register, SendDm, StatusReply, CTCT, DMRQ,
     DMST, RVUM, STAT,
 };
-use sotto::record;
-use sotto::wire::{self, code, Message};
+use crate::record;
+use crate::wire::{self, code, Message};
 use zerocopy::IntoBytes;
 
-use crate::core::{Accounts, ConnId, Core, Limits};
-use crate::mailbox::Mail;
-use crate::room::Rooms;
-use crate::store::MemStore;
-use crate::worker::{self, WorkerCtx};
+use crate::server::core::{Accounts, ConnId, Core, Limits};
+use crate::server::mailbox::Mail;
+use crate::server::room::Rooms;
+use crate::server::store::MemStore;
+use crate::server::worker::{self, WorkerCtx};
 
 const DEPLOY: [u8; 32] = [3; 32];
 
@@ -52,7 +52,7 @@ impl World {
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
-        let ctx = WorkerCtx { server: scfg.clone(), signer, store: Arc::new(MemStore::default()) };
+        let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
         let core = Core::new(scfg, Limits::default(), Accounts::default(), Rooms::default(), Mail::default());
         World { core, ctx, ccfg, now: 1_000 }
     }
@@ -89,7 +89,7 @@ impl World {
         let mut side = Side { id, keys, deframer: Deframer::new(record::MAX_BODY), uid: 0 };
         let (der, n) = (&test_keys().1, test_keys().2);
         let enc_pub = [9u8; 32];
-        let sig = Signer::from_pkcs8_der(der).unwrap().sign(&sotto::account::enc_key_binding(name, &enc_pub)).unwrap();
+        let sig = Signer::from_pkcs8_der(der).unwrap().sign(&crate::account::enc_key_binding(name, &enc_pub)).unwrap();
         let mut reg = Register::request(1, 0);
         reg.set_username(name).unwrap();
         reg.set_password("password123").unwrap();
@@ -105,7 +105,7 @@ impl World {
         let mut pass = Passphrase::request(3, 0);
         pass.set_passphrase("a b c").unwrap();
         let got = self.send(&mut side, pass.as_bytes());
-        side.uid = wire::decode::<sotto::opcodes::Connected>(got.last().unwrap()).unwrap().uid.get();
+        side.uid = wire::decode::<crate::opcodes::Connected>(got.last().unwrap()).unwrap().uid.get();
         side
     }
 
@@ -225,7 +225,7 @@ fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_ord
     pass.set_passphrase("a b c").unwrap();
     let got = w.send(&mut again, pass.as_bytes());
     let ops = opcodes(&got);
-    assert_eq!(ops[..2], [sotto::opcodes::CNNT, CTCT]);
+    assert_eq!(ops[..2], [crate::opcodes::CNNT, CTCT]);
     let dms: Vec<u64> = got.iter().filter_map(|f| wire::decode::<ReceiveDm>(f).ok()).map(|m| m.dm_id.get()).collect();
     assert_eq!(dms, [10, 11], "in order, the resend not stored twice");
 }

@@ -66,6 +66,6 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! log {
     ($level:ident, $($arg:tt)*) => {
-        $crate::log::write($crate::log::Level::$level, format_args!($($arg)*))
+        $crate::server::log::write($crate::server::log::Level::$level, format_args!($($arg)*))
     };
 }

@@ -9,17 +9,17 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use sotto::crypto;
+use crate::crypto;
 
-use crate::mailbox::QueueWrite;
-use crate::room::Room;
-use sotto::opcodes::UserRecord;
+use crate::opcodes::UserRecord;
+use crate::server::mailbox::QueueWrite;
+use crate::server::room::Room;
 use zerocopy::{FromBytes, IntoBytes};
 
 /// Magic of a user record file.
-pub const USER_MAGIC: [u8; 4] = *b"SOTU";
+pub(crate) const USER_MAGIC: [u8; 4] = *b"SOTU";
 /// Version of the user record format.
-pub const USER_VERSION: u16 = 1;
+pub(crate) const USER_VERSION: u16 = 1;
 const CHECKSUM_AT: usize = core::mem::size_of::<UserRecord>() - 32;
 
 /// A storage failure, with the path involved.
@@ -95,14 +95,14 @@ pub trait Store: Send + Sync {
 }
 
 /// Seals a record: sets magic, version and checksum.
-pub fn seal_user(rec: &mut UserRecord) {
+pub(crate) fn seal_user(rec: &mut UserRecord) {
     rec.magic = USER_MAGIC;
     rec.version.set(USER_VERSION);
     rec.checksum = crypto::sha256(&[&rec.as_bytes()[..CHECKSUM_AT]]);
 }
 
 /// Parses and checks a record read from disk.
-pub fn parse_user(bytes: &[u8]) -> Result<UserRecord, &'static str> {
+pub(crate) fn parse_user(bytes: &[u8]) -> Result<UserRecord, &'static str> {
     let rec = UserRecord::read_from_bytes(bytes).map_err(|_| "wrong size")?;
     if rec.magic != USER_MAGIC || rec.version.get() != USER_VERSION {
         return Err("bad magic or version");
@@ -175,7 +175,7 @@ impl FileStore {
 }
 
 /// Creates `dir` with mode 0700 if missing; refuses one accessible by group or others.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
     match fs::symlink_metadata(dir) {
         Ok(meta) => {
             if !meta.is_dir() {
@@ -203,7 +203,7 @@ fn check_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
 const MAX_RECORD_FILE: u64 = 1 << 20;
 
 /// Writes `bytes` to `path` atomically and durably, mode 0600.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     write_file_synced(path, bytes)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
@@ -326,15 +326,15 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Accounts in memory, for unit tests.
-#[cfg(test)]
+/// Accounts and rooms in memory, for unit tests and the fuzzing seam.
+#[cfg(any(test, fuzzing))]
 #[derive(Default)]
 pub struct MemStore {
     users: std::sync::Mutex<std::collections::HashMap<u64, UserRecord>>,
     rooms: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 impl Store for MemStore {
     fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         Ok(self.users.lock().map(|m| m.values().copied().collect()).unwrap_or_default())

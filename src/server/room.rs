@@ -7,17 +7,17 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use sotto::crypto;
-use sotto::opcodes::{RoomEntry, RoomRecord};
-use sotto::room::HISTORY;
+use crate::crypto;
+use crate::opcodes::{RoomEntry, RoomRecord};
+use crate::room::HISTORY;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// Magic of a room file.
-pub const ROOM_MAGIC: [u8; 4] = *b"SOTR";
+pub(crate) const ROOM_MAGIC: [u8; 4] = *b"SOTR";
 /// Version of the room file format.
-pub const ROOM_VERSION: u16 = 1;
+pub(crate) const ROOM_VERSION: u16 = 1;
 /// Most members a room may have.
-pub const MAX_MEMBERS: usize = 65_536;
+pub(crate) const MAX_MEMBERS: usize = 65_536;
 
 const HEAD: usize = core::mem::size_of::<RoomRecord>();
 const ENTRY: usize = core::mem::size_of::<RoomEntry>();
@@ -26,29 +26,29 @@ const ENTRY: usize = core::mem::size_of::<RoomEntry>();
 #[derive(Clone)]
 pub struct Room {
     /// Canonical name.
-    pub name: String,
+    pub(crate) name: String,
     /// Salt for the members' key derivation.
-    pub salt: [u8; 16],
+    pub(crate) salt: [u8; 16],
     /// SHA-256 of the auth key.
-    pub verifier: [u8; 32],
+    pub(crate) verifier: [u8; 32],
     /// Owner's UID.
-    pub owner: u64,
+    pub(crate) owner: u64,
     /// Creation time, Unix ms.
-    pub created: u64,
+    pub(crate) created: u64,
     /// Member UIDs in joining order.
-    pub members: Vec<u64>,
+    pub(crate) members: Vec<u64>,
     /// The last `HISTORY` messages, oldest first.
-    pub history: VecDeque<RoomEntry>,
+    pub(crate) history: VecDeque<RoomEntry>,
 }
 
 impl Room {
     /// Whether `uid` is a member.
-    pub fn is_member(&self, uid: u64) -> bool {
+    pub(crate) fn is_member(&self, uid: u64) -> bool {
         self.members.contains(&uid)
     }
 
     /// Appends a message, dropping the oldest beyond `HISTORY`.
-    pub fn push(&mut self, entry: RoomEntry) {
+    pub(crate) fn push(&mut self, entry: RoomEntry) {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -56,7 +56,7 @@ impl Room {
     }
 
     /// The file bytes: head, member UIDs, entries, SHA-256 of all that.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut head = RoomRecord::new_zeroed();
         head.magic = ROOM_MAGIC;
         head.version.set(ROOM_VERSION);
@@ -82,7 +82,7 @@ impl Room {
     }
 
     /// Parses and checks a room file.
-    pub fn decode(bytes: &[u8]) -> Result<Room, &'static str> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Room, &'static str> {
         let (head, rest) = RoomRecord::read_from_prefix(bytes).map_err(|_| "truncated head")?;
         if head.magic != ROOM_MAGIC || head.version.get() != ROOM_VERSION {
             return Err("bad magic or version");
@@ -100,7 +100,7 @@ impl Room {
             return Err("checksum mismatch");
         }
         let name = head.name().map_err(|_| "bad name")?;
-        let name = sotto::room::normalize_name(name).map_err(|_| "bad name")?;
+        let name = crate::room::normalize_name(name).map_err(|_| "bad name")?;
         let (uids, entries) = rest.split_at(members * 8);
         let members = uids.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default())).collect();
         let history =
@@ -130,28 +130,33 @@ impl Rooms {
     }
 
     /// The room named `name`.
-    pub fn get(&self, name: &str) -> Option<&Room> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Room> {
         self.map.get(name)
     }
 
     /// The room named `name`, mutably.
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Room> {
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut Room> {
         self.map.get_mut(name)
     }
 
     /// Removes a room.
-    pub fn remove(&mut self, name: &str) -> Option<Room> {
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Room> {
         self.map.remove(name)
     }
 
     /// Rooms in name order.
-    pub fn iter(&self) -> impl Iterator<Item = &Room> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Room> {
         self.map.values()
     }
 
     /// Number of rooms.
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Whether there is no room.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 

@@ -1,0 +1,30 @@
+//! sottod's core, sans I/O: the connection state machines (`core`), the
+//! generated dispatch table, the request handlers, the sessions and their
+//! proof tokens, rooms, mailboxes and contacts; plus what the binary drives
+//! them with: storage (`store`), the worker pool (`worker`) and the log.
+//!
+//! Invariant: the public surface is what `server/main.rs` and
+//! `server/event_loop.rs` need, plus the fuzzing seam (`fuzz`, only under
+//! `cfg(fuzzing)`); handlers, sessions and proof tokens are crate-private, so
+//! nothing outside this crate can run a handler or forge a session.
+
+pub mod core;
+pub mod log;
+pub mod mailbox;
+pub mod room;
+pub mod store;
+pub mod worker;
+
+pub(crate) mod backoff;
+pub(crate) mod contacts;
+pub(crate) mod dispatch;
+pub(crate) mod handler;
+pub(crate) mod session;
+
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
+
+#[cfg(test)]
+mod core_tests;
+#[cfg(test)]
+mod dm_tests;
