@@ -137,7 +137,9 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
         if let Some(job) = core.poll_commit(now) {
             pool.submit(job);
         }
-        flush_all(&mut socks, &mut core);
+        let writable: Vec<ConnId> =
+            ready.iter().filter(|(_, ev)| ev.contains(PollFlags::POLLOUT)).map(|(id, _)| *id).collect();
+        flush_all(&mut socks, &mut core, &writable);
         if Instant::now() >= next_summary {
             next_summary += SUMMARY_EVERY;
             if let Some(line) = core.take_summary() {
@@ -216,10 +218,16 @@ fn read_from(id: ConnId, socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core
     }
 }
 
-fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core) {
+/// Writes what the active connections have queued (those that gained output
+/// or started closing this turn, and those the kernel just found writable),
+/// and removes the finished ones.
+fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core, writable: &[ConnId]) {
     let mut gone = Vec::new();
-    for (id, sock) in socks.iter_mut() {
-        if let Some(out) = core.transmit(*id) {
+    let mut ids = core.take_active();
+    ids.extend_from_slice(writable);
+    for id in ids {
+        let Some(sock) = socks.get_mut(&id) else { continue };
+        if let Some(out) = core.transmit(id) {
             while !out.is_empty() {
                 match sock.write(out) {
                     Ok(0) => break,
@@ -230,14 +238,14 @@ fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
                         out.clear();
-                        core.close(*id, "write error");
+                        core.close(id, "write error");
                         break;
                     }
                 }
             }
         }
-        if core.is_done(*id) {
-            gone.push(*id);
+        if core.is_done(id) {
+            gone.push(id);
         }
     }
     for id in gone {

@@ -111,6 +111,8 @@ struct Conn {
     /// Input bytes in the current one-second window, and when it started.
     window_bytes: u64,
     window_start_ms: u64,
+    /// Listed in `Core::active` since the last `take_active`.
+    listed: bool,
 }
 
 /// Accounts known to the server, indexed by name and UID.
@@ -198,11 +200,18 @@ pub(crate) struct Awaiting {
     pub(crate) durable: bool,
 }
 
+/// A commit on its way to disk: the rooms it writes (with how many messages
+/// each had then) and the answers waiting for it.
+type Inflight = (Vec<(String, u64)>, Vec<Deferred>);
+
 /// The whole server state.
 pub struct Core {
     cfg: ServerConfig,
     limits: Limits,
     conns: HashMap<ConnId, Conn>,
+    /// Connections that may have output to write or be finished closing: the
+    /// event loop visits these, not every connection, after each turn.
+    active: Vec<ConnId>,
     jobs: Vec<Job>,
     /// Accounts (handlers read and update it).
     pub(crate) accounts: Accounts,
@@ -230,7 +239,7 @@ pub struct Core {
     /// Answers waiting for this turn's commit.
     deferred: Vec<Deferred>,
     /// Commits submitted and not yet durable: their rooms and answers.
-    inflight: HashMap<u64, (Vec<String>, Vec<Deferred>)>,
+    inflight: HashMap<u64, Inflight>,
     next_token: u64,
     /// After a failed commit, no new one before this time.
     commit_retry_at: u64,
@@ -246,6 +255,7 @@ impl Core {
             cfg,
             limits,
             conns: HashMap::new(),
+            active: Vec::new(),
             jobs: Vec::new(),
             accounts,
             backoff: Backoff::default(),
@@ -311,6 +321,7 @@ impl Core {
             chat: Default::default(),
             window_bytes: 0,
             window_start_ms: now_ms,
+            listed: false,
         };
         self.conns.insert(id, conn);
         Ok(())
@@ -338,6 +349,7 @@ impl Core {
             conn.window_bytes += data.len() as u64;
             conn.deframer.push(data);
             self.pump(id, now_ms);
+            self.touch(id);
         }
     }
 
@@ -375,6 +387,28 @@ impl Core {
         }
         c.chat.push_back(now_ms);
         Ok(())
+    }
+
+    /// Lists `id` for the event loop's next pass over active connections.
+    fn touch(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            if !c.listed {
+                c.listed = true;
+                self.active.push(id);
+            }
+        }
+    }
+
+    /// The connections that gained output or started closing since the last
+    /// call (each once); the event loop writes to them and removes the finished.
+    pub fn take_active(&mut self) -> Vec<ConnId> {
+        let ids = std::mem::take(&mut self.active);
+        for id in &ids {
+            if let Some(c) = self.conns.get_mut(id) {
+                c.listed = false;
+            }
+        }
+        ids
     }
 
     /// Output waiting for `id`; the caller drains what it wrote.
@@ -497,7 +531,7 @@ impl Core {
         for name in std::mem::take(&mut self.dirty) {
             if let Some(room) = self.rooms.get(&name) {
                 writes.push(Change::Room(name.clone(), Some(room.encode())));
-                names.push(name);
+                names.push((name, room.pushed));
             }
         }
         for name in std::mem::take(&mut self.deleted) {
@@ -520,8 +554,14 @@ impl Core {
     /// A commit finished: send its answers, or report the failure and retry the rooms.
     fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
         let Some((names, answers)) = self.inflight.remove(&token) else { return };
-        if !ok {
-            for name in names.iter().filter(|n| self.rooms.get(n).is_some()) {
+        if ok {
+            for (name, pushed) in &names {
+                if let Some(room) = self.rooms.get_mut(name) {
+                    room.durable = room.durable.max(*pushed);
+                }
+            }
+        } else {
+            for (name, _) in names.iter().filter(|(n, _)| self.rooms.get(n).is_some()) {
                 self.dirty.insert(name.clone());
             }
         }
@@ -570,7 +610,8 @@ impl Core {
     /// Closes connections past their handshake or login deadline.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let limits = self.limits;
-        for conn in self.conns.values_mut() {
+        let mut closing = Vec::new();
+        for (id, conn) in self.conns.iter_mut() {
             if conn.close.is_some() {
                 // A peer that does not read its last bytes gets a grace period, not forever.
                 if conn.closing_since_ms == 0 {
@@ -578,6 +619,7 @@ impl Core {
                 } else if now_ms.saturating_sub(conn.closing_since_ms) > CLOSE_GRACE_MS {
                     conn.out.clear();
                 }
+                closing.push(*id);
                 continue;
             }
             let age = now_ms.saturating_sub(conn.opened_ms);
@@ -596,6 +638,10 @@ impl Core {
                 _ => continue,
             };
             conn.close = Some(reason);
+            closing.push(*id);
+        }
+        for id in closing {
+            self.touch(id);
         }
         self.backoff.prune(now_ms);
         self.room_backoff.prune(now_ms);
@@ -608,6 +654,7 @@ impl Core {
         if let Some(c) = self.conns.get_mut(&id) {
             c.close.get_or_insert(reason);
         }
+        self.touch(id);
     }
 
     /// The peer address of `id`.
@@ -653,6 +700,7 @@ impl Core {
         } else if conn.out.len() > max {
             conn.close.get_or_insert("slow consumer: output bound exceeded");
         }
+        self.touch(id);
     }
 
     /// Answers request `msg_id` with a status reply.
@@ -841,6 +889,7 @@ impl Core {
             c.busy = false;
         }
         self.pump(id, now_ms);
+        self.touch(id);
     }
 }
 

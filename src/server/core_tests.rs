@@ -319,6 +319,8 @@ fn room_refuses_non_members_and_wrong_auth_keys() {
         created: 0,
         members: vec![1],
         history: Default::default(),
+        pushed: 0,
+        durable: 0,
     });
     let mut p = Pair::connect_with(rooms);
     assert_eq!(p.register("hank", "password123", "a b c"), code::OK);

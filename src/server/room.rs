@@ -39,6 +39,12 @@ pub struct Room {
     pub(crate) members: Vec<u64>,
     /// The last `HISTORY` messages, oldest first.
     pub(crate) history: VecDeque<RoomEntry>,
+    /// Messages pushed since the room was loaded or created (the newest
+    /// entry's number), and how many of those a finished commit made durable:
+    /// a join's history shows only durable entries, so that what a reader saw
+    /// survives a crash.
+    pub(crate) pushed: u64,
+    pub(crate) durable: u64,
 }
 
 impl Room {
@@ -53,6 +59,13 @@ impl Room {
             self.history.pop_front();
         }
         self.history.push_back(entry);
+        self.pushed += 1;
+    }
+
+    /// The kept messages a commit has made durable, oldest first.
+    pub(crate) fn durable_history(&self) -> impl Iterator<Item = &RoomEntry> {
+        let undurable = usize::try_from(self.pushed.saturating_sub(self.durable)).unwrap_or(usize::MAX);
+        self.history.iter().take(self.history.len().saturating_sub(undurable))
     }
 
     /// The file bytes: head, member UIDs, entries, SHA-256 of all that.
@@ -112,6 +125,8 @@ impl Room {
             owner: head.owner.get(),
             created: head.created.get(),
             members,
+            pushed: history.len() as u64,
+            durable: history.len() as u64,
             history,
         })
     }
@@ -173,6 +188,8 @@ mod tests {
             created: 5,
             members: vec![9, 10],
             history: VecDeque::new(),
+            pushed: 0,
+            durable: 0,
         };
         for i in 0..25u64 {
             let mut e = RoomEntry::new_zeroed();
@@ -180,6 +197,20 @@ mod tests {
             r.push(e);
         }
         r
+    }
+
+    #[test]
+    fn durable_history_leaves_out_what_no_commit_finished() {
+        let mut r = room();
+        assert_eq!(r.history.len(), 20);
+        assert_eq!(r.durable_history().count(), 0);
+        r.durable = 23;
+        let ids: Vec<u64> = r.durable_history().map(|e| e.sent_msg_id.get()).collect();
+        assert_eq!(ids, (5..23).collect::<Vec<_>>());
+        r.durable = 25;
+        assert_eq!(r.durable_history().count(), 20);
+        let back = Room::decode(&r.encode()).unwrap();
+        assert_eq!((back.pushed, back.durable, back.durable_history().count()), (20, 20, 20));
     }
 
     #[test]

@@ -273,49 +273,69 @@ impl Store for FileStore {
     }
 
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
-        let (mut rooms, mut queues, mut data) = (false, false, false);
-        for w in writes {
-            match w {
-                Change::Room(name, Some(b)) => {
-                    write_file_synced(&self.room_path(name), b)?;
-                    rooms = true;
-                }
-                Change::Room(name, None) => {
-                    remove_if_present(&self.room_path(name))?;
-                    rooms = true;
-                }
-                Change::Queue(uid, QueueWrite::Append(b)) => {
-                    let path = self.queue_path(*uid);
-                    let mut f = fs::OpenOptions::new()
-                        .append(true)
-                        .create(true)
-                        .mode(0o600)
-                        .open(&path)
-                        .map_err(io_err(&path))?;
-                    f.write_all(b).and_then(|()| f.sync_data()).map_err(io_err(&path))?;
-                    // A new file needs its directory entry made durable too.
-                    queues = true;
-                }
-                Change::Queue(uid, QueueWrite::Replace(b)) => {
-                    write_file_synced(&self.queue_path(*uid), b)?;
-                    queues = true;
-                }
-                Change::Queue(uid, QueueWrite::Remove) => {
-                    remove_if_present(&self.queue_path(*uid))?;
-                    queues = true;
-                }
-                Change::Contacts(b) => {
-                    write_file_synced(&self.data.join("contacts.db"), b)?;
-                    data = true;
-                }
-            }
-        }
-        for (touched, dir) in [(rooms, &self.rooms), (queues, &self.queues), (data, &self.data)] {
-            if touched {
+        // Every file of the batch is written and synced, several at a time:
+        // the file system overlaps (and its journal batches) concurrent syncs,
+        // where one after another each waits for the disk. Then the
+        // directories whose entries changed are synced. Nothing is
+        // acknowledged before all of it returned.
+        let dirs = if writes.len() <= 1 {
+            writes.iter().try_fold(0u8, |acc, w| self.apply(w).map(|d| acc | d))?
+        } else {
+            let threads = writes.len().min(COMMIT_THREADS);
+            let per = writes.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = writes
+                    .chunks(per)
+                    .map(|chunk| {
+                        scope.spawn(move || chunk.iter().try_fold(0u8, |acc, w| self.apply(w).map(|d| acc | d)))
+                    })
+                    .collect();
+                handles.into_iter().try_fold(0u8, |acc, h| match h.join() {
+                    Ok(r) => r.map(|d| acc | d),
+                    Err(_) => Err(StoreError::Io {
+                        path: self.data.clone(),
+                        source: io::Error::other("a commit thread panicked"),
+                    }),
+                })
+            })?
+        };
+        for (bit, dir) in [(DIR_ROOMS, &self.rooms), (DIR_QUEUES, &self.queues), (DIR_DATA, &self.data)] {
+            if dirs & bit != 0 {
                 sync_dir(dir)?;
             }
         }
         Ok(())
+    }
+}
+
+/// Files a commit writes at once, at most.
+const COMMIT_THREADS: usize = 8;
+/// Directories a change needs synced afterwards (bits).
+const DIR_ROOMS: u8 = 1;
+const DIR_QUEUES: u8 = 2;
+const DIR_DATA: u8 = 4;
+
+impl FileStore {
+    /// Makes one change durable; returns the directories to sync after it.
+    fn apply(&self, w: &Change) -> Result<u8, StoreError> {
+        match w {
+            Change::Room(name, Some(b)) => write_file_synced(&self.room_path(name), b).map(|()| DIR_ROOMS),
+            Change::Room(name, None) => remove_if_present(&self.room_path(name)).map(|()| DIR_ROOMS),
+            Change::Queue(uid, QueueWrite::Append(b)) => {
+                let path = self.queue_path(*uid);
+                // Only a new file needs its directory entry made durable too.
+                let created = !path.exists();
+                let mut f =
+                    fs::OpenOptions::new().append(true).create(true).mode(0o600).open(&path).map_err(io_err(&path))?;
+                f.write_all(b).and_then(|()| f.sync_data()).map_err(io_err(&path))?;
+                Ok(if created { DIR_QUEUES } else { 0 })
+            }
+            Change::Queue(uid, QueueWrite::Replace(b)) => {
+                write_file_synced(&self.queue_path(*uid), b).map(|()| DIR_QUEUES)
+            }
+            Change::Queue(uid, QueueWrite::Remove) => remove_if_present(&self.queue_path(*uid)).map(|()| DIR_QUEUES),
+            Change::Contacts(b) => write_file_synced(&self.data.join("contacts.db"), b).map(|()| DIR_DATA),
+        }
     }
 }
 

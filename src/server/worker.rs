@@ -138,7 +138,11 @@ fn register(rec: &mut UserRecord, password: &str, passphrase: &str, ctx: &Worker
 /// A fixed set of worker threads, plus one disk thread that applies
 /// commits in the order they were submitted.
 pub struct Pool {
-    jobs: Option<mpsc::Sender<Job>>,
+    /// Handshake signatures: `n` threads at a lower priority than the loop.
+    sign: Option<mpsc::Sender<Job>>,
+    /// argon2id (registrations and logins): `n` threads at normal priority.
+    kdf: Option<mpsc::Sender<Job>>,
+    /// Commits: one thread, in order.
     disk: Option<mpsc::Sender<Job>>,
     done: Arc<Mutex<Vec<Completion>>>,
     wake: UnixStream,
@@ -146,43 +150,59 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `n` workers sharing `ctx`.
+    /// Starts `n` signing workers, `n` argon2id workers and the disk thread, sharing `ctx`.
     pub fn new(n: usize, ctx: Arc<WorkerCtx>) -> std::io::Result<Pool> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        let (disk_tx, disk_rx) = mpsc::channel::<Job>();
-        let disk_rx = Arc::new(Mutex::new(disk_rx));
+        let queue = || {
+            let (tx, rx) = mpsc::channel::<Job>();
+            (tx, Arc::new(Mutex::new(rx)))
+        };
+        let (sign_tx, sign_rx) = queue();
+        let (kdf_tx, kdf_rx) = queue();
+        let (disk_tx, disk_rx) = queue();
         let done = Arc::new(Mutex::new(Vec::new()));
         let (wake, wake_tx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         wake_tx.set_nonblocking(true)?;
         let wake_tx = Arc::new(wake_tx);
         let mut threads = Vec::new();
+        // (name, queue, nice): a flood of handshakes must not stall the loop,
+        // whose own work is short; so signing yields to it.
         let queues = (0..n.max(1))
-            .map(|i| (format!("sottod-worker-{i}"), rx.clone()))
-            .chain([("sottod-disk".to_owned(), disk_rx)]);
-        for (name, rx) in queues {
+            .map(|i| (format!("sottod-sign-{i}"), sign_rx.clone(), true))
+            .chain((0..n.max(1)).map(|i| (format!("sottod-kdf-{i}"), kdf_rx.clone(), false)))
+            .chain([("sottod-disk".to_owned(), disk_rx, false)]);
+        for (name, rx, nice) in queues {
             let (done, wake_tx, ctx) = (done.clone(), wake_tx.clone(), ctx.clone());
-            threads.push(thread::Builder::new().name(name).spawn(move || loop {
-                let job = match rx.lock() {
-                    Ok(guard) => guard.recv(),
-                    Err(_) => return,
-                };
-                let Ok(job) = job else { return };
-                let completion = run(job, &ctx);
-                if let Ok(mut d) = done.lock() {
-                    d.push(completion);
+            threads.push(thread::Builder::new().name(name).spawn(move || {
+                if nice {
+                    lower_priority();
                 }
-                // A full wake-up buffer already guarantees a wake-up.
-                let _ = (&*wake_tx).write(&[1]);
+                loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let completion = run(job, &ctx);
+                    if let Ok(mut d) = done.lock() {
+                        d.push(completion);
+                    }
+                    // A full wake-up buffer already guarantees a wake-up.
+                    let _ = (&*wake_tx).write(&[1]);
+                }
             })?);
         }
-        Ok(Pool { jobs: Some(tx), disk: Some(disk_tx), done, wake, threads })
+        Ok(Pool { sign: Some(sign_tx), kdf: Some(kdf_tx), disk: Some(disk_tx), done, wake, threads })
     }
 
-    /// Queues a job: commits to the disk thread (in order), the rest to the workers.
+    /// Queues a job: commits to the disk thread (in order), handshakes to the
+    /// signing workers, the rest (argon2id) to the KDF workers.
     pub fn submit(&self, job: Job) {
-        let queue = if matches!(job, Job::Commit { .. }) { &self.disk } else { &self.jobs };
+        let queue = match job {
+            Job::Commit { .. } => &self.disk,
+            Job::Handshake { .. } => &self.sign,
+            _ => &self.kdf,
+        };
         if let Some(tx) = queue {
             let _ = tx.send(job);
         }
@@ -203,10 +223,23 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.jobs = None;
+        self.sign = None;
+        self.kdf = None;
         self.disk = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// Signing yields to the poll loop when they share a core: this worker thread
+/// runs at nice +10 (Linux: the nice value is per thread). The loop keeps
+/// answering established sessions during a flood of handshakes, which queue
+/// instead.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority have no memory-safety preconditions.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }

@@ -91,6 +91,8 @@ pub fn create(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
         created: now_ms,
         members: vec![auth.uid()],
         history: Default::default(),
+        pushed: 0,
+        durable: 0,
     };
     core.rooms.insert(room);
     core.mark_dirty(&name);
@@ -159,10 +161,12 @@ pub fn join_answer(core: &mut Core, id: ConnId, msg_id: u64, name: &str, now_ms:
     };
     let members = room.members.clone();
     let mut former: Vec<u64> =
-        room.history.iter().map(|e| e.sender_uid.get()).filter(|u| !members.contains(u)).collect();
+        room.durable_history().map(|e| e.sender_uid.get()).filter(|u| !members.contains(u)).collect();
     former.sort_unstable();
     former.dedup();
-    let history: Vec<RoomEntry> = room.history.iter().copied().collect();
+    // Only what a finished commit made durable: a message still on its way to
+    // disk could vanish in a crash after the reader saw it.
+    let history: Vec<RoomEntry> = room.durable_history().copied().collect();
     let listed = members.iter().map(|u| (LISTED, *u)).chain(former.iter().map(|u| (FORMER, *u)));
     for (kind, uid) in listed {
         if let Some(ev) = member(core, name, kind, uid, Status::Pending, msg_id, now_ms) {
