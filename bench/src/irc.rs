@@ -21,6 +21,8 @@ use line::{channel_name, check_word, classify, Incoming, ACK_PREFIX};
 
 /// Longest line accepted from a server: RFC 2812's 512 bytes plus IRCv3 tags (8191), with room.
 pub const MAX_LINE: usize = 8192 + 512;
+/// Plaintext per TLS record this client sends (see `TlsTarget::from_der`).
+pub const MAX_RECORD_PLAINTEXT: usize = 2048;
 /// How long connecting, registering, joining or flushing may take before `TimedOut`.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Buffered commands past this size are written out at once, without waiting for `flush`.
@@ -35,8 +37,8 @@ pub struct TlsTarget {
 
 impl TlsTarget {
     /// Trusts only the (self-signed, `localhost`) certificate in the PEM file `cert`; TLS 1.3
-    /// with TLS13_AES_128_GCM_SHA256 only, and no session resumption, so that every handshake
-    /// is a full one with the server's signature.
+    /// with TLS13_AES_128_GCM_SHA256 only, no session resumption (every handshake is a full
+    /// one with the server's signature), records of at most 2 KiB of plaintext.
     pub fn from_cert_file(cert: &Path) -> io::Result<TlsTarget> {
         let der = CertificateDer::from_pem_file(cert)
             .map_err(|e| io::Error::new(ErrorKind::InvalidData, format!("{}: {e}", cert.display())))?;
@@ -55,6 +57,9 @@ impl TlsTarget {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.resumption = rustls::client::Resumption::disabled();
+        // ngircd reads 2048 bytes of plaintext per readable event and leaves the rest of a
+        // larger record inside GnuTLS until the client sends again: records no larger than that.
+        config.max_fragment_size = Some(MAX_RECORD_PLAINTEXT + 5);
         Ok(TlsTarget { config: Arc::new(config), name: ServerName::try_from("localhost").map_err(invalid_data)? })
     }
 
@@ -94,6 +99,7 @@ pub struct Irc {
     acks: Acks,
     refusals: u64,
     last_refusal: Option<String>,
+    quick_ack: bool,
 }
 
 /// Opens a connection, does the TLS handshake if `tls` is given and registers as `nick`.
@@ -182,7 +188,9 @@ impl Irc {
             acks: Acks::default(),
             refusals: 0,
             last_refusal: None,
+            quick_ack: true,
         };
+        irc.arm_quick_ack()?;
         irc.handshake(deadline)?;
         Ok(irc)
     }
@@ -348,6 +356,36 @@ impl Irc {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Acknowledge every segment at once (TCP_QUICKACK, set again after each read: Linux
+    /// clears it); on by default. Neither peer sets TCP_NODELAY (sottod does), so without it
+    /// Nagle's algorithm there and delayed ACKs here hold the end of a burst back 40 ms.
+    pub fn set_quick_ack(&mut self, on: bool) -> io::Result<()> {
+        self.quick_ack = on;
+        self.arm_quick_ack()
+    }
+
+    fn arm_quick_ack(&self) -> io::Result<()> {
+        if !self.quick_ack {
+            return Ok(());
+        }
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket, and a pointer to an int with its size, as tcp(7) asks.
+        let r = unsafe {
+            libc::setsockopt(
+                self.tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
 
@@ -564,7 +602,7 @@ impl Irc {
             Ok(0) => Err(self.closed()),
             Ok(n) => {
                 self.rbuf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-                Ok(())
+                self.arm_quick_ack()
             }
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err(self.closed()),
             Err(e) => Err(e),
