@@ -1,15 +1,459 @@
-//! (temporary stub)
-use crate::report::Report;
+//! The IRC peers in the same run: W1, W2, W4 and W6 against ngircd and
+//! InspIRCd, plain and TLS, and the loopback limits.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::irc::{self, Event, Irc, TlsTarget};
+use crate::peers::{self, Certs, Kind, Peer, PeerOpts};
+use crate::report::{rate, Report};
+use crate::stats::{us, Samples};
+use crate::sys::TempDir;
 use crate::work::Ctx;
+
+/// The peers that could be started in this run.
 pub struct Peers {
+    /// "ngircd 26.1 ..." lines for the report.
     pub names: Vec<String>,
+    kinds: Vec<Kind>,
+    dir: TempDir,
+    certs: Certs,
+    ecdsa: TlsTarget,
+    rsa: TlsTarget,
 }
+
+/// One way to reach a peer.
+#[derive(Clone, Copy)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+/// A started peer and how to reach it: label ("ngircd-tls"), address, TLS target.
+struct Target<'a> {
+    label: String,
+    addr: SocketAddr,
+    tls: Option<&'a TlsTarget>,
+    kind: Kind,
+}
+
 impl Peers {
-    pub fn prepare(_ctx: &Ctx, _r: &mut Report) -> Option<Peers> {
-        None
+    /// Installs and checks the peers; None when none can run here.
+    pub fn prepare(_ctx: &Ctx, r: &mut Report) -> Option<Peers> {
+        let dir = TempDir::new("peers").ok()?;
+        let certs = match peers::make_certs(&dir.0.join("certs")) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("sotto-bench: no certificates for the peers ({e}); running sottod alone");
+                return None;
+            }
+        };
+        let ecdsa = TlsTarget::from_cert_file(&certs.ecdsa.cert).ok()?;
+        let rsa = TlsTarget::from_cert_file(&certs.rsa.cert).ok()?;
+        let mut kinds = Vec::new();
+        let mut names = Vec::new();
+        for kind in Kind::ALL {
+            if let Err(e) = peers::ensure_installed(kind) {
+                eprintln!("sotto-bench: {kind} not available: {e}");
+                continue;
+            }
+            match Peer::start(kind, &dir.0.join(format!("probe-{kind}")), &certs.ecdsa, &PeerOpts::default()) {
+                Ok(p) => {
+                    names.push(format!("{kind}: {} (Debian package), TLS by {}", p.version(), peers::tls_library()));
+                    r.text(&format!("{kind} configuration (TLS with the ECDSA P-256 certificate)"), p.config_text());
+                    kinds.push(kind);
+                }
+                Err(e) => eprintln!("sotto-bench: {kind} does not start: {e}"),
+            }
+        }
+        if kinds.is_empty() {
+            return None;
+        }
+        Some(Peers { names, kinds, dir, certs, ecdsa, rsa })
     }
-    pub fn run(&self, _name: &str, _ctx: &Ctx, _r: &mut Report) {}
+
+    /// Starts `kind` with the ECDSA (or RSA) certificate on the server core.
+    fn start(&self, ctx: &Ctx, kind: Kind, rsa: bool, tag: &str) -> io::Result<Peer> {
+        let opts = PeerOpts { cpu: ctx.server_cpu, ..PeerOpts::default() };
+        let cert = if rsa { &self.certs.rsa } else { &self.certs.ecdsa };
+        Peer::start(kind, &self.dir.0.join(format!("{kind}-{tag}")), cert, &opts)
+    }
+
+    fn target<'a>(&'a self, p: &Peer, t: Transport, rsa: bool) -> Target<'a> {
+        let kind = p.kind();
+        match t {
+            Transport::Plain => Target { label: kind.name().to_string(), addr: p.plain_addr(), tls: None, kind },
+            Transport::Tls => Target {
+                label: format!("{kind}-tls{}", if rsa { "-rsa" } else { "" }),
+                addr: p.tls_addr(),
+                tls: Some(if rsa { &self.rsa } else { &self.ecdsa }),
+                kind,
+            },
+        }
+    }
+
+    /// Runs workload `name` against every peer.
+    pub fn run(&self, name: &str, ctx: &Ctx, r: &mut Report) {
+        for &kind in &self.kinds {
+            let res = match name {
+                "W1" => self.w1(ctx, kind, r),
+                "W2" => self.w2(ctx, kind, r),
+                "W4" => self.w4(ctx, kind, r),
+                "W6" => self.w6(ctx, kind, r),
+                _ => Ok(()),
+            };
+            if let Err(e) = res {
+                eprintln!("{name} against {kind} failed: {e}");
+            }
+        }
+    }
+
+    fn w1(&self, ctx: &Ctx, kind: Kind, r: &mut Report) -> io::Result<()> {
+        let s = r.section_id("W1 handshakes (sotto)");
+        let n = if ctx.quick { 1000 } else { 5000 };
+        for rsa in [true, false] {
+            let p = self.start(ctx, kind, rsa, if rsa { "w1rsa" } else { "w1" })?;
+            let tg = self.target(&p, Transport::Tls, rsa);
+            for inflight in [64, 256] {
+                // ngircd listens with a backlog of 10 and accepts one connection per
+                // loop pass: more in flight overflow it and the kernel drops SYNs.
+                let cap = inflight.min(kind.connect_in_flight());
+                let (rate_, mut lat) = crate::work::handshakes(n, cap, || Irc::open(tg.addr, tg.tls).map(drop))?;
+                let l = lat.summary();
+                r.fig(&format!("w1.{}.{inflight}.rate", tg.label), rate_);
+                let shown = if cap < inflight { format!("{inflight} (capped at {cap})") } else { inflight.to_string() };
+                r.row(
+                    s,
+                    vec![
+                        format!("{} (TLS 1.3 handshake, {})", tg.label, if rsa { "RSA-2048" } else { "ECDSA P-256" }),
+                        n.to_string(),
+                        shown,
+                        rate(rate_),
+                        us(l.p50),
+                        us(l.p99),
+                        us(l.p999),
+                        "-".into(),
+                    ],
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn w2(&self, ctx: &Ctx, kind: Kind, r: &mut Report) -> io::Result<()> {
+        let s = r.section_id("W2 idle authenticated connections (sotto)");
+        let sizes: &[usize] = if ctx.quick { &[1000] } else { &[1000, 10_000] };
+        for &n in sizes {
+            for t in [Transport::Tls, Transport::Plain] {
+                let p = self.start(ctx, kind, false, "w2")?;
+                let tg = self.target(&p, t, false);
+                std::thread::sleep(Duration::from_millis(200));
+                let base = p.rss_kib()?;
+                let conns = connect_many(&tg, n)?;
+                std::thread::sleep(Duration::from_millis(500));
+                let per = p.rss_kib()?.saturating_sub(base) as f64 * 1024.0 / n as f64;
+                let cpu0 = p.cpu_time()?;
+                let secs = if ctx.quick { 5 } else { 10 };
+                let start = Instant::now();
+                let mut lat = heartbeats(conns, Duration::from_secs(secs))?;
+                let cpu = (p.cpu_time()? - cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
+                let l = lat.summary();
+                r.fig(&format!("w2.{}.{n}.rss_per_conn", tg.label), per);
+                r.row(
+                    s,
+                    vec![
+                        tg.label.clone(),
+                        rate(n as f64),
+                        format!("{:.2} KiB", per / 1024.0),
+                        format!("{:.1}%", cpu * 100.0),
+                        us(l.p50),
+                        us(l.p99),
+                        "-".into(),
+                    ],
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn w4(&self, ctx: &Ctx, kind: Kind, r: &mut Report) -> io::Result<()> {
+        let s = r.section_id("W4 room fan-out (sotto)");
+        let sizes: &[usize] = if ctx.quick { &[10, 100] } else { &[10, 100, 1000] };
+        let secs = if ctx.quick { 0.6 } else { 1.5 };
+        for &m in sizes {
+            for pubs in [1usize, 5] {
+                for t in [Transport::Tls, Transport::Plain] {
+                    let p = self.start(ctx, kind, false, "w4")?;
+                    let tg = self.target(&p, t, false);
+                    let mut conns = connect_many(&tg, m)?;
+                    for c in conns.iter_mut() {
+                        c.join("w4")?;
+                        c.set_send_window(kind.send_window());
+                    }
+                    for c in conns.iter_mut() {
+                        c.sync(Duration::from_secs(30))?;
+                        while c.poll_event()?.is_some() {}
+                    }
+                    let mut msgs = 20_000.0 / (m - 1) as f64;
+                    let mut best: Option<(f64, f64, Samples)> = None;
+                    for _ in 0..14 {
+                        let (deliv, lat, complete) = irc_fanout_step(&mut conns, pubs, msgs, secs)?;
+                        let ok = complete && lat.clone().percentile(99.0) < Duration::from_millis(50);
+                        if !ok {
+                            break;
+                        }
+                        best = Some((msgs, deliv, lat));
+                        msgs *= 1.5;
+                    }
+                    match best {
+                        Some((best_msgs, deliv, mut lat)) => {
+                            let (_, mut half, _) = irc_fanout_step(&mut conns, pubs, best_msgs / 2.0, secs)?;
+                            let half99 = half.percentile(99.0);
+                            r.fig(&format!("w4.{}.{m}.{pubs}.deliveries", tg.label), deliv);
+                            r.fig(&format!("w4.{}.{m}.{pubs}.p99_half_us", tg.label), half99.as_secs_f64() * 1e6);
+                            r.row(
+                                s,
+                                vec![
+                                    tg.label.clone(),
+                                    m.to_string(),
+                                    pubs.to_string(),
+                                    rate(deliv),
+                                    us(lat.percentile(50.0)),
+                                    us(lat.percentile(99.0)),
+                                    us(half99),
+                                ],
+                            );
+                        }
+                        None => {
+                            r.row(s, vec![tg.label.clone(), m.to_string(), pubs.to_string(), "did not keep up".into()])
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn w6(&self, ctx: &Ctx, kind: Kind, r: &mut Report) -> io::Result<()> {
+        let s = r.section_id("W6 burst fairness (sotto)");
+        let n = if ctx.quick { 20_000 } else { 100_000 };
+        for t in [Transport::Tls, Transport::Plain] {
+            let p = self.start(ctx, kind, false, "w6")?;
+            let tg = self.target(&p, t, false);
+            let mut conns = connect_many(&tg, 12)?;
+            for c in conns.iter_mut().take(2) {
+                c.join("burst")?;
+            }
+            conns[0].set_send_window(kind.send_window());
+            let quiet = probe_rtts(&mut conns[2..], Duration::from_secs(2))?;
+            let (mut busy, burst_rate) = {
+                let (burster, rest) = conns.split_at_mut(1);
+                let (receiver, probes) = rest.split_at_mut(1);
+                burst(&mut burster[0], &mut receiver[0], probes, n)?
+            };
+            let mut quiet = quiet;
+            r.fig(&format!("w6.{}.others_p99_us", tg.label), busy.percentile(99.0).as_secs_f64() * 1e6);
+            r.row(
+                s,
+                vec![
+                    tg.label.clone(),
+                    rate(n as f64),
+                    rate(burst_rate),
+                    us(busy.percentile(50.0)),
+                    us(busy.percentile(99.0)),
+                    us(quiet.percentile(99.0)),
+                ],
+            );
+        }
+        Ok(())
+    }
 }
+
+static NICKS: AtomicUsize = AtomicUsize::new(0);
+
+/// `n` registered connections (registrations in flight as the peer takes them).
+fn connect_many(tg: &Target<'_>, n: usize) -> io::Result<Vec<Irc>> {
+    let prefix = format!("c{}x", NICKS.fetch_add(1, Ordering::SeqCst));
+    irc::connect_many(tg.addr, tg.tls, &prefix, n, tg.kind.connect_in_flight())
+}
+
+/// Waits (poll) until one of `conns` is readable or writable, at most `wait`.
+fn ready(conns: &[Irc], wait: Duration) -> io::Result<Vec<usize>> {
+    let mut fds: Vec<PollFd> = conns
+        .iter()
+        .map(|c| {
+            let mut ev = PollFlags::POLLIN;
+            if c.wants_write() {
+                ev |= PollFlags::POLLOUT;
+            }
+            PollFd::new(c.as_fd(), ev)
+        })
+        .collect();
+    let t = PollTimeout::try_from(wait.as_millis().min(100) as u32).unwrap_or(PollTimeout::ZERO);
+    match poll(&mut fds, t) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(fds.iter().enumerate().filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty())).map(|(i, _)| i).collect())
+}
+
+/// Each connection pings every 10 s (spread evenly) for `secs`; the round trips.
+fn heartbeats(mut conns: Vec<Irc>, secs: Duration) -> io::Result<Samples> {
+    let n = conns.len();
+    let period = Duration::from_secs(10);
+    let start = Instant::now();
+    let mut sent: Vec<Option<Instant>> = vec![None; n];
+    let mut next = 0usize;
+    let mut lat = Samples::default();
+    while start.elapsed() < secs {
+        let now = Instant::now();
+        while now >= start + period.mul_f64((next % n) as f64 / n as f64) + period * (next / n) as u32 {
+            let i = next % n;
+            conns[i].ping("hb")?;
+            sent[i] = Some(now);
+            next += 1;
+        }
+        for i in ready(&conns, Duration::from_millis(2))? {
+            while let Some(ev) = conns[i].poll_event()? {
+                if let Event::Pong(_) = ev {
+                    if let Some(t) = sent[i].take() {
+                        lat.push(t.elapsed());
+                    }
+                }
+            }
+        }
+    }
+    Ok(lat)
+}
+
+/// One open-loop step on an IRC channel: publishers `conns[..p]`.
+fn irc_fanout_step(conns: &mut [Irc], p: usize, msgs_per_s: f64, secs: f64) -> io::Result<(f64, Samples, bool)> {
+    let m = conns.len();
+    let interval = Duration::from_secs_f64(1.0 / msgs_per_s);
+    let total = (msgs_per_s * secs).round().max(1.0) as usize;
+    let start = Instant::now() + Duration::from_millis(5);
+    let mut sent: Vec<Instant> = Vec::with_capacity(total);
+    let mut arrivals = vec![0u32; total];
+    let mut last: Vec<Option<Instant>> = vec![None; total];
+    let expected = (m - p) as u32;
+    let mut delivered = 0usize;
+    let deadline = start + Duration::from_secs_f64(secs) + Duration::from_secs(3);
+    let tag = NICKS.fetch_add(1, Ordering::SeqCst);
+    while Instant::now() < deadline && !(sent.len() == total && delivered == total) {
+        let now = Instant::now();
+        while sent.len() < total && now >= start + interval * sent.len() as u32 {
+            let k = sent.len();
+            conns[k % p].privmsg("w4", &format!("{tag} {k}"))?;
+            sent.push(start + interval * k as u32);
+        }
+        for i in ready(conns, Duration::from_millis(1))? {
+            while let Some(ev) = conns[i].poll_event()? {
+                if i < p {
+                    continue;
+                }
+                if let Event::Message(text) = ev {
+                    let mut it = text.split(' ');
+                    if it.next().and_then(|t| t.parse::<usize>().ok()) != Some(tag) {
+                        continue;
+                    }
+                    if let Some(k) = it.next().and_then(|k| k.parse::<usize>().ok()).filter(|k| *k < total) {
+                        arrivals[k] += 1;
+                        last[k] = Some(last[k].map_or(now, |t: Instant| t.max(Instant::now())));
+                        if arrivals[k] == expected {
+                            delivered += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut lat = Samples::default();
+    for k in 0..sent.len() {
+        if arrivals[k] >= expected {
+            if let Some(t) = last[k] {
+                lat.push(t.saturating_duration_since(sent[k]));
+            }
+        }
+    }
+    let deliveries = delivered as f64 * (m - 1) as f64 / secs;
+    Ok((deliveries, lat, delivered == total))
+}
+
+/// Heartbeat round trips of `probes` every 10 ms for `secs`.
+fn probe_rtts(probes: &mut [Irc], secs: Duration) -> io::Result<Samples> {
+    let mut lat = Samples::default();
+    let start = Instant::now();
+    while start.elapsed() < secs {
+        let t = Instant::now();
+        for p in probes.iter_mut() {
+            p.ping("p")?;
+        }
+        for p in probes.iter_mut() {
+            if p.next_pong(Duration::from_secs(10))?.is_some() {
+                lat.push(t.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(lat)
+}
+
+/// The burster pipelines `n` messages (as fast as the server reads them) to
+/// the receiver while the probes measure; (probe round trips, burst msgs/s).
+fn burst(b: &mut Irc, rcv: &mut Irc, probes: &mut [Irc], n: usize) -> io::Result<(Samples, f64)> {
+    let stop = AtomicBool::new(false);
+    let got = Cell::new(0usize);
+    let lat = std::sync::Mutex::new(Samples::default());
+    let start = Instant::now();
+    std::thread::scope(|s| -> io::Result<()> {
+        let h = s.spawn(|| -> io::Result<()> {
+            while !stop.load(Ordering::SeqCst) {
+                let t = Instant::now();
+                for p in probes.iter_mut() {
+                    p.ping("p")?;
+                }
+                let mut l = Samples::default();
+                for p in probes.iter_mut() {
+                    if p.next_pong(Duration::from_secs(30))?.is_some() {
+                        l.push(t.elapsed());
+                    }
+                }
+                lat.lock().map_err(|_| io::Error::other("poisoned"))?.extend(l);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        });
+        let mut k = 0;
+        while got.get() < n && start.elapsed() < Duration::from_secs(120) {
+            for _ in 0..100 {
+                if k < n {
+                    b.privmsg("burst", &format!("burst {k}"))?;
+                    k += 1;
+                }
+            }
+            while let Some(ev) = rcv.poll_event()? {
+                if let Event::Message(_) = ev {
+                    got.set(got.get() + 1);
+                }
+            }
+            while b.poll_event()?.is_some() {}
+            let _ = ready(std::slice::from_ref(rcv), Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::SeqCst);
+        h.join().map_err(|_| io::Error::other("probe thread panicked"))??;
+        Ok(())
+    })?;
+    let took = start.elapsed().as_secs_f64();
+    let lat = lat.into_inner().map_err(|_| io::Error::other("poisoned"))?;
+    Ok((lat, got.get() as f64 / took))
+}
+
 /// Small writes over loopback TCP, one write(2) per message to 100
 /// connections in turn, from the server's core to a reader on the other:
 /// the physical limit of a fan-out that makes one system call per delivery.

@@ -33,7 +33,8 @@ impl Samples {
             return Duration::ZERO;
         }
         self.0.sort_unstable();
-        let rank = ((p / 100.0) * self.0.len() as f64).ceil() as usize;
+        // Nearest rank; the epsilon keeps 99.9% of 1000 at rank 999, not 1000.
+        let rank = ((p / 100.0) * self.0.len() as f64 - 1e-9).ceil() as usize;
         Duration::from_nanos(self.0[rank.clamp(1, self.0.len()) - 1])
     }
 
