@@ -117,7 +117,8 @@ impl Peers {
     fn w1(&self, ctx: &Ctx, kind: Kind, r: &mut Report) -> io::Result<()> {
         let s = r.section_id("W1 handshakes (sotto)");
         let n = if ctx.quick { 1000 } else { 5000 };
-        for rsa in [true, false] {
+        let certs: &[bool] = if ctx.quick { &[true] } else { &[true, false] };
+        for &rsa in certs {
             let p = self.start(ctx, kind, rsa, if rsa { "w1rsa" } else { "w1" })?;
             let tg = self.target(&p, Transport::Tls, rsa);
             for inflight in [64, 256] {
@@ -149,8 +150,9 @@ impl Peers {
     fn w2(&self, ctx: &Ctx, kind: Kind, r: &mut Report) -> io::Result<()> {
         let s = r.section_id("W2 idle authenticated connections (sotto)");
         let sizes: &[usize] = if ctx.quick { &[1000] } else { &[1000, 10_000] };
+        let transports: &[Transport] = if ctx.quick { &[Transport::Tls] } else { &[Transport::Tls, Transport::Plain] };
         for &n in sizes {
-            for t in [Transport::Tls, Transport::Plain] {
+            for &t in transports {
                 let p = self.start(ctx, kind, false, "w2")?;
                 let tg = self.target(&p, t, false);
                 std::thread::sleep(Duration::from_millis(200));
@@ -159,7 +161,7 @@ impl Peers {
                 std::thread::sleep(Duration::from_millis(500));
                 let per = p.rss_kib()?.saturating_sub(base) as f64 * 1024.0 / n as f64;
                 let cpu0 = p.cpu_time()?;
-                let secs = if ctx.quick { 5 } else { 10 };
+                let secs = if ctx.quick { 3 } else { 10 };
                 let start = Instant::now();
                 let mut lat = heartbeats(conns, Duration::from_secs(secs))?;
                 let cpu = (p.cpu_time()? - cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
@@ -184,11 +186,20 @@ impl Peers {
 
     fn w4(&self, ctx: &Ctx, kind: Kind, r: &mut Report) -> io::Result<()> {
         let s = r.section_id("W4 room fan-out (sotto)");
-        let sizes: &[usize] = if ctx.quick { &[10, 100] } else { &[10, 100, 1000] };
-        let secs = if ctx.quick { 0.6 } else { 1.5 };
+        let sizes: &[usize] = if ctx.quick { &[10] } else { &[10, 100, 1000] };
+        let publishers: &[usize] = if ctx.quick { &[1] } else { &[1, 5] };
+        let secs = if ctx.quick { 0.6 } else { 1.0 };
+        // Plain IRC is for reference only: in the full run, for the rooms of 10.
+        let transports = |m: usize| -> &'static [Transport] {
+            if ctx.quick || m > 10 {
+                &[Transport::Tls]
+            } else {
+                &[Transport::Tls, Transport::Plain]
+            }
+        };
         for &m in sizes {
-            for pubs in [1usize, 5] {
-                for t in [Transport::Tls, Transport::Plain] {
+            for &pubs in publishers {
+                for &t in transports(m) {
                     let p = self.start(ctx, kind, false, "w4")?;
                     let tg = self.target(&p, t, false);
                     let mut conns = connect_many(&tg, m)?;
@@ -209,7 +220,7 @@ impl Peers {
                             break;
                         }
                         best = Some((msgs, deliv, lat));
-                        msgs *= 1.5;
+                        msgs *= 2.0;
                     }
                     match best {
                         Some((best_msgs, deliv, mut lat)) => {
@@ -243,7 +254,8 @@ impl Peers {
     fn w6(&self, ctx: &Ctx, kind: Kind, r: &mut Report) -> io::Result<()> {
         let s = r.section_id("W6 burst fairness (sotto)");
         let n = if ctx.quick { 20_000 } else { 100_000 };
-        for t in [Transport::Tls, Transport::Plain] {
+        let transports: &[Transport] = if ctx.quick { &[Transport::Tls] } else { &[Transport::Tls, Transport::Plain] };
+        for &t in transports {
             let p = self.start(ctx, kind, false, "w6")?;
             let tg = self.target(&p, t, false);
             let mut conns = connect_many(&tg, 12)?;

@@ -42,6 +42,10 @@ impl Sottod {
         let bin = sys::bin_dir().join("sottod");
         let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
         flags.extend(extra.iter().map(|s| s.to_string()));
+        // SOTTO_BENCH_LOG=debug shows the server's log (to stderr) when a run goes wrong.
+        if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
+            flags.extend(["--log-level".to_string(), level]);
+        }
         let mut cmd = Command::new(&bin);
         cmd.args(["--listen", "127.0.0.1:0", "--data"])
             .arg(&data.0)

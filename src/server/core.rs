@@ -517,9 +517,12 @@ impl Core {
         self.deferred.push(d);
     }
 
-    /// This turn's commit, if anything changed: one job for the disk thread.
+    /// The next commit, if anything changed: one job for the disk thread.
+    /// Group commit: while one is on its way to disk, changes accumulate and
+    /// the next carries all of them, so a busy server makes fewer, larger
+    /// commits instead of a queue of rewrites of the same files.
     pub fn poll_commit(&mut self, now_ms: u64) -> Option<Job> {
-        if now_ms < self.commit_retry_at {
+        if now_ms < self.commit_retry_at || !self.inflight.is_empty() {
             return None;
         }
         let idle = self.dirty.is_empty() && self.deleted.is_empty() && self.mail_dirty.is_empty();

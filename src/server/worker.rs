@@ -165,12 +165,12 @@ impl Pool {
         wake_tx.set_nonblocking(true)?;
         let wake_tx = Arc::new(wake_tx);
         let mut threads = Vec::new();
-        // (name, queue, nice): a flood of handshakes must not stall the loop,
-        // whose own work is short; so signing yields to it.
+        // (name, queue, nice): a flood of handshakes or a slow disk must not
+        // stall the loop, whose own work is short; so signing and commits yield to it.
         let queues = (0..n.max(1))
             .map(|i| (format!("sottod-sign-{i}"), sign_rx.clone(), true))
             .chain((0..n.max(1)).map(|i| (format!("sottod-kdf-{i}"), kdf_rx.clone(), false)))
-            .chain([("sottod-disk".to_owned(), disk_rx, false)]);
+            .chain([("sottod-disk".to_owned(), disk_rx, true)]);
         for (name, rx, nice) in queues {
             let (done, wake_tx, ctx) = (done.clone(), wake_tx.clone(), ctx.clone());
             threads.push(thread::Builder::new().name(name).spawn(move || {
@@ -232,10 +232,11 @@ impl Drop for Pool {
     }
 }
 
-/// Signing yields to the poll loop when they share a core: this worker thread
-/// runs at nice +10 (Linux: the nice value is per thread). The loop keeps
-/// answering established sessions during a flood of handshakes, which queue
-/// instead.
+/// Signing and the disk thread yield to the poll loop when they share a
+/// core: this thread runs at nice +10 (Linux: the nice value is per thread).
+/// The loop keeps answering established sessions during a flood of
+/// handshakes, which queue instead, and a commit's system calls do not take
+/// the loop's turn; both still get a share of a saturated core.
 fn lower_priority() {
     // SAFETY: gettid and setpriority have no memory-safety preconditions.
     unsafe {
