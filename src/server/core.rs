@@ -190,8 +190,9 @@ pub(crate) enum Deferred {
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
 pub(crate) struct Awaiting {
-    /// The sender's connection and request.
-    pub(crate) conn: ConnId,
+    /// The sender's connections waiting for the answer: the first request's,
+    /// then those of resends from other sessions (PROTOCOL, "Sending").
+    pub(crate) conns: Vec<ConnId>,
     /// The smpu msg_id (the DM id).
     pub(crate) msg_id: u64,
     /// Reply "queued" after this.
@@ -587,7 +588,13 @@ impl Core {
                     self.reply(conn, msg_id, crate::opcodes::JRMS, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::DmStored { conn, msg_id, peer, seq } => {
-                    self.awaiting.remove(&(peer, seq));
+                    // This request waits no longer; a resend's failure leaves the others waiting.
+                    if let Some(w) = self.awaiting.get_mut(&(peer, seq)) {
+                        w.conns.retain(|c| *c != conn);
+                        if w.conns.is_empty() {
+                            self.awaiting.remove(&(peer, seq));
+                        }
+                    }
                     self.reply(conn, msg_id, crate::opcodes::SMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::Accepted { conn, msg_id, .. } => {
