@@ -104,6 +104,9 @@ struct Conn {
     close: Option<&'static str>,
     /// When the close was first noticed by `handle_timeout` (0: not yet).
     closing_since_ms: u64,
+    /// The close grace ran out and the unsent output was dropped: nothing is
+    /// sealed for it any more (no later record could open at the client).
+    out_dropped: bool,
     /// Last time any input arrived.
     heard_ms: u64,
     /// Times of the recent chat messages, for the rate limit.
@@ -318,6 +321,7 @@ impl Core {
             busy: false,
             close: None,
             closing_since_ms: 0,
+            out_dropped: false,
             heard_ms: now_ms,
             chat: Default::default(),
             window_bytes: 0,
@@ -625,6 +629,7 @@ impl Core {
                     conn.closing_since_ms = now_ms.max(1);
                 } else if now_ms.saturating_sub(conn.closing_since_ms) > CLOSE_GRACE_MS {
                     conn.out.clear();
+                    conn.out_dropped = true;
                 }
                 closing.push(*id);
                 continue;
@@ -699,7 +704,8 @@ impl Core {
         let Phase::Open { keys, .. } = &mut conn.phase else { return };
         // Over its bound the connection is being dropped as a slow consumer:
         // nothing more is buffered for it, so it holds at most one record more.
-        if conn.out.len() > max {
+        // Once its output was dropped, a new record could not open: none is sealed.
+        if conn.out.len() > max || conn.out_dropped {
             return;
         }
         if keys.sealer.seal(msg, &mut conn.out).is_err() {
