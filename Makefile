@@ -60,7 +60,7 @@ clean:
 # take the -Z flags of the libFuzzer build. A crash stops here with the input
 # saved in fuzz/artifacts/<target>/. `make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=decode`
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= deframer record decode handshake
+FUZZ_TARGETS ?= deframer record decode handshake dispatch
 
 .PHONY: fuzz
 fuzz:

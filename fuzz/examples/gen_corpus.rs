@@ -13,6 +13,7 @@ use sotto::opcodes::*;
 use sotto::record::Sealer;
 use sotto::server::fuzz::{room_auth_key, uid};
 use sotto::wire::{Message, WireError};
+use sotto_fuzz::dispatch::{secs, RECONNECT, RESEND, SWITCH_READING};
 use sotto_fuzz::*;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -165,19 +166,15 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
 /// Steps of the `dispatch` target: control byte and frame.
 type Steps = Vec<(u8, Vec<u8>)>;
 
-/// Step control bytes: session slot, reconnect, switch reading, seconds.
+/// Session slots of a step's control byte (ORed with `dispatch::{RECONNECT, SWITCH_READING, RESEND, secs}`).
 const ALICE: u8 = 0;
 const BOB: u8 = 1;
 const ALICE2: u8 = 2;
 const CAROL: u8 = 3;
-const RECONNECT: u8 = 4;
-const SWITCH_READING: u8 = 8;
-const fn secs(n: u8) -> u8 {
-    n << 4
-}
 
 /// Sequences over several sessions: a room's life, a DM channel's, two
-/// sessions of one user, a client that stops reading, a mailbox that expires.
+/// sessions of one user, a client that stops reading, a resent DM, a mailbox
+/// that expires.
 fn sequences() -> Vec<(&'static str, Steps)> {
     vec![
         (
@@ -218,10 +215,20 @@ fn sequences() -> Vec<(&'static str, Steps)> {
             "seq-slow-reader",
             vec![
                 (ALICE | SWITCH_READING, join(50, "lobby")),
+                (ALICE | RESEND, vec![]),
                 (ALICE, join(51, "lobby")),
                 (BOB, say(52, "lobby")),
                 (BOB, say(53, "lobby")),
                 (ALICE | SWITCH_READING, ping(54)),
+            ],
+        ),
+        (
+            "seq-resend",
+            vec![
+                (ALICE, dm(70, 1)),
+                (ALICE | RESEND, vec![]),
+                (BOB | secs(2), ping(71)),
+                (BOB | RESEND | secs(4), vec![]),
             ],
         ),
         (

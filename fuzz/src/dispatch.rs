@@ -4,11 +4,12 @@
 //! checked after every step.
 //!
 //! A step is `ctl, n, frame` with `frame` of `16 * (n + 1)` bytes (whole
-//! blocks, at most 4096: what a record can open to). `ctl` bits 0-1 pick the
-//! session (alice, bob, alice's second session, carol; the last two open
-//! when first used); bit 2 reconnects it first (the old connection is gone);
-//! bit 3 switches whether its client reads; bits 4-7 move the clock that
-//! many seconds first. A short last frame is cut to whole blocks.
+//! blocks, at most 4096: what a record can open to), or `ctl` alone when it
+//! resends the previous step's frame. `ctl` bits 0-1 pick the session
+//! (alice, bob, alice's second session, carol; the last two open when first
+//! used); bit 2 reconnects it first (the old connection is gone); bit 3
+//! switches whether its client reads; bit 4 resends; bits 5-7 move the clock
+//! twice that many seconds first. A short last frame is cut to whole blocks.
 //!
 //! Invariant: every check below is a property of the design, so a failure
 //! is a bug in the server core, not in the model.
@@ -41,8 +42,24 @@ const DURABLE: [u32; 9] = [
 /// Largest record on the wire: length prefix and largest body.
 const MAX_RECORD: usize = 4 + MAX_BODY;
 
-/// One step of an input, for the seeds: `frame` padded to whole blocks.
+/// `ctl` bits: the session slot, then what happens around the frame.
+pub const RECONNECT: u8 = 4;
+/// Switches whether the slot's client reads its output.
+pub const SWITCH_READING: u8 = 8;
+/// The frame is the previous step's again (as a client resends after a reconnect).
+pub const RESEND: u8 = 16;
+
+/// `ctl` bits moving the clock `s` seconds first (in steps of 2, at most 14).
+pub const fn secs(s: u8) -> u8 {
+    (s / 2) << 5
+}
+
+/// One step of an input, for the seeds: `frame` padded to whole blocks
+/// (nothing when `ctl` resends).
 pub fn step(ctl: u8, frame: &[u8]) -> Vec<u8> {
+    if ctl & RESEND != 0 {
+        return vec![ctl];
+    }
     let blocks = frame.len().div_ceil(16).clamp(1, MAX_MESSAGE / 16);
     let mut out = vec![ctl, (blocks - 1) as u8];
     out.extend_from_slice(frame);
@@ -76,14 +93,21 @@ pub fn run(data: &[u8]) {
     run.open(1);
     run.turn();
     let mut rest = data;
-    while let [ctl, n, tail @ ..] = rest {
-        let len = ((usize::from(*n) + 1) * 16).min(tail.len() / 16 * 16);
-        if len == 0 {
-            break;
+    let mut last: &[u8] = &[];
+    while let [ctl, tail @ ..] = rest {
+        if ctl & RESEND != 0 {
+            rest = tail;
+        } else {
+            let [n, tail @ ..] = tail else { break };
+            let len = ((usize::from(*n) + 1) * 16).min(tail.len() / 16 * 16);
+            if len == 0 {
+                break;
+            }
+            (last, rest) = tail.split_at(len);
         }
-        let (frame, next) = tail.split_at(len);
-        run.step(*ctl, frame);
-        rest = next;
+        if !last.is_empty() {
+            run.step(*ctl, last);
+        }
     }
     // Past every delivery deadline, with every client reading: nothing is still owed.
     run.slots.iter_mut().flatten().for_each(|c| c.reading = true);
@@ -112,13 +136,13 @@ impl Run {
     }
 
     fn step(&mut self, ctl: u8, frame: &[u8]) {
-        let secs = u64::from(ctl >> 4);
+        let secs = 2 * u64::from(ctl >> 5);
         if secs > 0 {
             self.world.advance(secs * 1000);
             self.turn();
         }
         let slot = usize::from(ctl & 3);
-        if ctl & 4 != 0 {
+        if ctl & RECONNECT != 0 {
             if let Some(old) = self.slots[slot].take() {
                 self.world.core().close(old.id, "peer closed");
                 self.world.core().remove(old.id);
@@ -129,8 +153,12 @@ impl Run {
         }
         let now = self.world.now_ms();
         let Some(c) = self.slots[slot].as_mut() else { return };
-        if ctl & 8 != 0 {
+        if ctl & SWITCH_READING != 0 {
             c.reading = !c.reading;
+        }
+        if c.reading {
+            // What came before this frame, so that what follows is its doing alone.
+            read(&mut self.world, c);
         }
         if self.world.dispatch(c.id, frame) {
             let hdr = wire::header(frame).ok();

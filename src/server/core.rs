@@ -104,6 +104,9 @@ struct Conn {
     close: Option<&'static str>,
     /// When the close was first noticed by `handle_timeout` (0: not yet).
     closing_since_ms: u64,
+    /// The close grace ran out and the unsent output was dropped: nothing is
+    /// sealed for it any more (no later record could open at the client).
+    out_dropped: bool,
     /// Last time any input arrived.
     heard_ms: u64,
     /// Times of the recent chat messages, for the rate limit.
@@ -190,8 +193,9 @@ pub(crate) enum Deferred {
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
 pub(crate) struct Awaiting {
-    /// The sender's connection and request.
-    pub(crate) conn: ConnId,
+    /// The sender's connections waiting for the answer: the first request's,
+    /// then those of resends from other sessions (PROTOCOL, "Sending").
+    pub(crate) conns: Vec<ConnId>,
     /// The smpu msg_id (the DM id).
     pub(crate) msg_id: u64,
     /// Reply "queued" after this.
@@ -317,6 +321,7 @@ impl Core {
             busy: false,
             close: None,
             closing_since_ms: 0,
+            out_dropped: false,
             heard_ms: now_ms,
             chat: Default::default(),
             window_bytes: 0,
@@ -590,7 +595,13 @@ impl Core {
                     self.reply(conn, msg_id, crate::opcodes::JRMS, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::DmStored { conn, msg_id, peer, seq } => {
-                    self.awaiting.remove(&(peer, seq));
+                    // This request waits no longer; a resend's failure leaves the others waiting.
+                    if let Some(w) = self.awaiting.get_mut(&(peer, seq)) {
+                        w.conns.retain(|c| *c != conn);
+                        if w.conns.is_empty() {
+                            self.awaiting.remove(&(peer, seq));
+                        }
+                    }
                     self.reply(conn, msg_id, crate::opcodes::SMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::Accepted { conn, msg_id, .. } => {
@@ -621,6 +632,7 @@ impl Core {
                     conn.closing_since_ms = now_ms.max(1);
                 } else if now_ms.saturating_sub(conn.closing_since_ms) > CLOSE_GRACE_MS {
                     conn.out.clear();
+                    conn.out_dropped = true;
                 }
                 closing.push(*id);
                 continue;
@@ -695,7 +707,8 @@ impl Core {
         let Phase::Open { keys, .. } = &mut conn.phase else { return };
         // Over its bound the connection is being dropped as a slow consumer:
         // nothing more is buffered for it, so it holds at most one record more.
-        if conn.out.len() > max {
+        // Once its output was dropped, a new record could not open: none is sealed.
+        if conn.out.len() > max || conn.out_dropped {
             return;
         }
         if keys.sealer.seal(msg, &mut conn.out).is_err() {

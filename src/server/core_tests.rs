@@ -399,3 +399,23 @@ fn output_of_a_slow_consumer_stays_bounded_after_it_is_closed() {
     let bound = crate::server::fuzz::limits().max_output + 4 + record::MAX_BODY;
     assert!(held <= bound, "{held} bytes held, bound {bound}");
 }
+
+#[test]
+fn nothing_is_sealed_for_a_connection_after_its_output_was_dropped() {
+    // Found by the dispatch fuzz target: once the close grace had dropped a
+    // connection's unsent output, a DM status due in the same timer run was
+    // still sealed for it, a record its client could never open (the ones
+    // before it were never sent).
+    let mut w = crate::server::fuzz::World::new();
+    let (alice, _) = w.open(0).unwrap();
+    let _bob = w.open(1).unwrap();
+    let mut dm = crate::opcodes::SendDm::request(7, 0);
+    dm.peer_uid.set(crate::server::fuzz::uid(1));
+    assert!(w.dispatch(alice, dm.as_bytes()));
+    w.settle();
+    // Bob is online and does not acknowledge: alice's answer waits 5 s. She stops reading and is closed.
+    w.core().close(alice, "test");
+    w.advance(1);
+    w.advance(5_001);
+    assert!(w.core().transmit(alice).unwrap().is_empty(), "dropped, and nothing sealed after");
+}

@@ -229,3 +229,43 @@ fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_ord
     let dms: Vec<u64> = got.iter().filter_map(|f| wire::decode::<ReceiveDm>(f).ok()).map(|m| m.dm_id.get()).collect();
     assert_eq!(dms, [10, 11], "in order, the resend not stored twice");
 }
+
+/// (dm_id, state) of every `dmst` sealed to `id` so far.
+fn dm_states(w: &mut crate::server::fuzz::World, id: ConnId, opener: &mut record::Opener) -> Vec<(u64, u8)> {
+    let got = w.received(id, opener);
+    got.iter().filter_map(|f| wire::decode::<DmStatus>(f).ok()).map(|s| (s.dm_id.get(), s.state)).collect()
+}
+
+#[test]
+fn dm_resent_from_another_session_is_answered_in_that_session_too() {
+    // Found by the dispatch fuzz target: a resend while the first request
+    // waited for the recipient's ack was never answered in its own session.
+    use crate::server::fuzz::{limits, uid, World as Seam};
+    let mut w = Seam::new();
+    let (first, mut o1) = w.open(0).unwrap();
+    let (second, mut o2) = w.open(0).unwrap();
+    let (bob, mut ob) = w.open(1).unwrap();
+    w.received(bob, &mut ob);
+    // Bob acknowledges while both requests wait: both hear "delivered".
+    for id in [first, second] {
+        assert!(w.dispatch(id, dm(uid(1), 5).as_bytes()));
+        w.settle();
+    }
+    let got = w.received(bob, &mut ob);
+    assert_eq!(opcodes(&got), [RVUM], "stored and delivered once");
+    let mut ack = MailboxAck::request(9, 0);
+    ack.seq.set(seq_of(&got[0]));
+    assert!(w.dispatch(bob, ack.as_bytes()));
+    w.settle();
+    assert_eq!(dm_states(&mut w, first, &mut o1), [(5, 2)]);
+    assert_eq!(dm_states(&mut w, second, &mut o2), [(5, 2)]);
+    // Bob does not acknowledge in time: both hear "queued".
+    for id in [first, second] {
+        assert!(w.dispatch(id, dm(uid(1), 6).as_bytes()));
+        w.settle();
+    }
+    w.advance(limits().deliver_wait_ms + 1);
+    w.settle();
+    assert_eq!(dm_states(&mut w, first, &mut o1), [(6, 1)]);
+    assert_eq!(dm_states(&mut w, second, &mut o2), [(6, 1)]);
+}

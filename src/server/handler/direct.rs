@@ -169,7 +169,7 @@ pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     let seq = post(core, peer, ev.as_bytes(), Some((me, dm_id)), now_ms);
     if core.is_online(peer) {
         let deadline_ms = now_ms + core.limits().deliver_wait_ms;
-        core.awaiting.insert((peer, seq), Awaiting { conn: id, msg_id: dm_id, deadline_ms, durable: false });
+        core.awaiting.insert((peer, seq), Awaiting { conns: vec![id], msg_id: dm_id, deadline_ms, durable: false });
     }
     core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, peer, seq });
 }
@@ -184,14 +184,26 @@ fn status(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, state: u8, now_ms
 }
 
 /// The DM is on disk: delivered if already acknowledged, queued if the
-/// recipient is away, otherwise wait (bounded) for the acknowledgement.
+/// recipient is away, otherwise wait (bounded) for the acknowledgement. A
+/// resend (same sender and id) waits with the request it repeats, and is
+/// answered with it, in its own session.
 pub fn stored(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, seq: u64, now_ms: u64) {
     let live = core.mail.boxes.get(&peer).is_some_and(|b| b.is_live(seq));
     match core.awaiting.get_mut(&(peer, seq)) {
-        Some(w) if live => w.durable = true,
+        Some(w) if live => {
+            w.durable = true;
+            if !w.conns.contains(&id) {
+                w.conns.push(id);
+            }
+        }
         _ => {
-            core.awaiting.remove(&(peer, seq));
-            status(core, id, msg_id, peer, if live { QUEUED } else { DELIVERED }, now_ms);
+            let mut conns = core.awaiting.remove(&(peer, seq)).map(|w| w.conns).unwrap_or_default();
+            if !conns.contains(&id) {
+                conns.push(id);
+            }
+            for conn in conns {
+                status(core, conn, msg_id, peer, if live { QUEUED } else { DELIVERED }, now_ms);
+            }
         }
     }
 }
@@ -207,7 +219,9 @@ pub fn ack(core: &mut Core, _id: ConnId, auth: &Authenticated, frame: &[u8], now
     core.mark_mail_dirty(uid);
     if let Some(w) = core.awaiting.remove(&(uid, seq)) {
         if w.durable {
-            status(core, w.conn, w.msg_id, uid, DELIVERED, now_ms);
+            for conn in &w.conns {
+                status(core, *conn, w.msg_id, uid, DELIVERED, now_ms);
+            }
         } else {
             // Not on disk yet: `stored` answers "delivered" once it is.
             core.awaiting.insert((uid, seq), w);
@@ -235,7 +249,9 @@ pub fn handle_timeout(core: &mut Core, now_ms: u64) {
         core.awaiting.iter().filter(|(_, w)| w.durable && w.deadline_ms <= now_ms).map(|(k, _)| *k).collect();
     for key in late {
         if let Some(w) = core.awaiting.remove(&key) {
-            status(core, w.conn, w.msg_id, key.0, QUEUED, now_ms);
+            for conn in &w.conns {
+                status(core, *conn, w.msg_id, key.0, QUEUED, now_ms);
+            }
         }
     }
     let cutoff = now_ms.saturating_sub(core.limits().queue_ttl_ms);
