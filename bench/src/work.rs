@@ -369,15 +369,7 @@ pub fn w2(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
                 }
                 true
             },
-            |now, ev, _| {
-                if let Event::Message(i, m) = ev {
-                    if wire::header(m).map(|h| h.opcode.get()) == Ok(PONG) {
-                        if let Some(t) = sent_at.borrow_mut()[i].take() {
-                            lat.push(now - t);
-                        }
-                    }
-                }
-            },
+            |now, ev, _| pong(now, &ev, &sent_at, &mut lat),
         )?;
         let cpu = (sys::cpu_time(srv.pid()) - cpu0).as_secs_f64() / start.elapsed().as_secs_f64();
         let held = if n == *sizes.last().unwrap_or(&0) && !ctx.quick {
@@ -415,6 +407,17 @@ pub fn w2(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A heartbeat answer to session `i`: its round trip since `sent_at[i]`.
+fn pong(now: Instant, ev: &Event<'_>, sent_at: &RefCell<Vec<Option<Instant>>>, lat: &mut Samples) {
+    if let Event::Message(i, m) = ev {
+        if wire::header(m).map(|h| h.opcode.get()) == Ok(PONG) {
+            if let Some(t) = sent_at.borrow_mut()[*i].take() {
+                lat.push(now - t);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- open-loop fan-out (W4, W5)
@@ -675,15 +678,7 @@ pub fn w6(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
                 }
                 done_at.is_none()
             },
-            |now, ev, _| {
-                if let Event::Message(i, m) = ev {
-                    if wire::header(m).map(|h| h.opcode.get()) == Ok(PONG) {
-                        if let Some(t) = sent_at.borrow_mut()[i].take() {
-                            lat.push(now - t);
-                        }
-                    }
-                }
-            },
+            |now, ev, _| pong(now, &ev, &sent_at, &mut lat),
         )?;
         let took = done_at.map_or(start.elapsed(), |t| t - start).as_secs_f64();
         Ok((lat, if burst > 0 { burst as f64 / took } else { 0.0 }))
