@@ -44,6 +44,8 @@ impl Session {
     pub fn connect(addr: SocketAddr, cfg: &ClientConfig) -> io::Result<Session> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
+        // A server out of descriptors stops accepting: the handshake times out, no hang.
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let (state, hello) = handshake::client_hello(cfg);
         stream.write_all(&hello)?;
         let mut deframer = Deframer::new(SERVER_HELLO_LEN);
