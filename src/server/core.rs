@@ -116,6 +116,8 @@ struct Conn {
     window_start_ms: u64,
     /// Listed in `Core::active` since the last `take_active`.
     listed: bool,
+    /// The highest mailbox sequence number sent to this session.
+    mail_cursor: u64,
 }
 
 /// Accounts known to the server, indexed by name and UID.
@@ -327,6 +329,7 @@ impl Core {
             window_bytes: 0,
             window_start_ms: now_ms,
             listed: false,
+            mail_cursor: 0,
         };
         self.conns.insert(id, conn);
         Ok(())
@@ -476,9 +479,20 @@ impl Core {
     }
 
     /// Sends a stored event to every session of `uid`.
-    pub(crate) fn send_bytes_to_user(&mut self, uid: u64, msg: &[u8]) {
-        for id in self.online.get(&uid).cloned().unwrap_or_default() {
-            self.send_bytes(id, msg);
+    /// The sessions of `uid`.
+    pub(crate) fn sessions_of(&self, uid: u64) -> Vec<ConnId> {
+        self.online.get(&uid).cloned().unwrap_or_default()
+    }
+
+    /// The highest mailbox sequence number sent to `id`.
+    pub(crate) fn mail_cursor(&self, id: ConnId) -> u64 {
+        self.conns.get(&id).map_or(0, |c| c.mail_cursor)
+    }
+
+    /// Records that `id` was sent mailbox records up to `seq`.
+    pub(crate) fn set_mail_cursor(&mut self, id: ConnId, seq: u64) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.mail_cursor = c.mail_cursor.max(seq);
         }
     }
 

@@ -48,12 +48,16 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::new_with(Limits::default())
+    }
+
+    fn new_with(limits: Limits) -> World {
         let signer = Signer::from_pkcs8_der(&test_keys().0).unwrap();
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
         let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
-        let core = Core::new(scfg, Limits::default(), Accounts::default(), Rooms::default(), Mail::default());
+        let core = Core::new(scfg, limits, Accounts::default(), Rooms::default(), Mail::default());
         World { core, ctx, ccfg, now: 1_000 }
     }
 
@@ -268,4 +272,62 @@ fn dm_resent_from_another_session_is_answered_in_that_session_too() {
     w.settle();
     assert_eq!(dm_states(&mut w, first, &mut o1), [(6, 1)]);
     assert_eq!(dm_states(&mut w, second, &mut o2), [(6, 1)]);
+}
+
+#[test]
+fn a_mailbox_longer_than_the_output_bound_is_delivered_a_window_at_a_time() {
+    use crate::server::handler::direct::MAIL_WINDOW;
+    let mut w = World::new_with(Limits { rate: None, ..Limits::default() });
+    let mut alice = w.connect(1, "alice");
+    let mut bob = w.connect(2, "bob");
+    w.send(&mut alice, named::<DmRequest>("bob").as_bytes());
+    w.send(&mut bob, named::<DmAccept>("alice").as_bytes());
+    w.commit();
+    w.take(&mut alice);
+    w.core.close(bob.id, "test");
+    w.core.remove(bob.id);
+    // 1,000 sealed DMs of 1,476 bytes each: about 1.4 MiB, over the 1 MiB output bound.
+    let n = 1_000u64;
+    for i in 0..n {
+        w.send(&mut alice, dm(bob.uid, 100 + i).as_bytes());
+    }
+    w.commit();
+    w.take(&mut alice);
+    let (state, hello) = handshake::client_hello(&w.ccfg);
+    w.core.accept(4, IpAddr::V4(Ipv4Addr::LOCALHOST), w.now).unwrap();
+    w.core.handle_input(4, &hello, w.now);
+    w.run_jobs();
+    let out = std::mem::take(w.core.transmit(4).unwrap());
+    let keys = state.handle_server_hello(&w.ccfg, &out[4..]).unwrap();
+    let mut again = Side { id: 4, keys, deframer: Deframer::new(record::MAX_BODY), uid: bob.uid };
+    let mut login = Login::request(2, 0);
+    login.set_username("bob").unwrap();
+    login.set_password("password123").unwrap();
+    w.send(&mut again, login.as_bytes());
+    let mut pass = Passphrase::request(3, 0);
+    pass.set_passphrase("a b c").unwrap();
+    let mut pending: Vec<Vec<u8>> = w.send(&mut again, pass.as_bytes());
+    // Mailbox events carry their sequence number (bob's unacknowledged request events too).
+    let from_mailbox = |f: &Vec<u8>| {
+        let op = wire::header(f).map(|h| h.opcode.get()).unwrap_or(0);
+        [crate::opcodes::RVUM, crate::opcodes::DMRQ, crate::opcodes::DMST, CTCT].contains(&op) && seq_of(f) != 0
+    };
+    let window = pending.iter().filter(|f| from_mailbox(f)).count();
+    assert_eq!(window, MAIL_WINDOW, "a login gets one window of the mailbox");
+    // Acknowledging each lets the next one come, in order, each once; the session stays open.
+    let mut ids = Vec::new();
+    while let Some(f) = pending.pop() {
+        if from_mailbox(&f) {
+            if let Ok(m) = wire::decode::<ReceiveDm>(&f) {
+                ids.push(m.dm_id.get());
+            }
+            let mut ack = crate::opcodes::MailboxAck::request(9, 0);
+            ack.seq.set(seq_of(&f));
+            let more = w.send(&mut again, ack.as_bytes());
+            pending.splice(0..0, more.into_iter().rev());
+        }
+        assert!(!w.core.is_done(again.id), "closed after {} DMs", ids.len());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (100..100 + n).collect::<Vec<_>>());
 }

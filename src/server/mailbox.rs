@@ -88,8 +88,19 @@ impl Mailbox {
     }
 
     /// Waiting records in order.
+    #[cfg(test)]
     pub fn live(&self) -> impl Iterator<Item = (&u64, &Record)> {
         self.live.iter()
+    }
+
+    /// Waiting records with a sequence number above `after`, in order.
+    pub fn live_after(&self, after: u64) -> impl Iterator<Item = (&u64, &Record)> {
+        self.live.range(after.saturating_add(1)..)
+    }
+
+    /// How many waiting records have a sequence number up to `upto` (sent, not yet acknowledged).
+    pub fn waiting_upto(&self, upto: u64) -> usize {
+        self.live.range(..=upto).count()
     }
 
     /// Whether the oldest waiting record was stored before `cutoff_ms` (cheap: records are in time order).

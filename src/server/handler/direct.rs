@@ -51,12 +51,29 @@ fn post(core: &mut Core, uid: u64, event: &[u8], dm: Option<(u64, u64)>, now_ms:
     let mb = core.mail.boxes.entry(uid).or_default();
     let seq = mb.push(event.to_vec(), dm, now_ms);
     core.mark_mail_dirty(uid);
-    if let Some(stored) =
-        core.mail.boxes.get(&uid).and_then(|b| b.live().find(|(s, _)| **s == seq)).map(|(_, r)| r.event.clone())
-    {
-        core.send_bytes_to_user(uid, &stored);
-    }
+    deliver(core, uid);
     seq
+}
+
+/// Mailbox records a session holds unacknowledged at most. A login with a
+/// long mailbox gets the first ones; each acknowledgement lets the next one
+/// go. Without this a mailbox larger than the output bound (1 MiB, about 700
+/// DMs) would close every session of its owner as a slow consumer at login.
+pub(crate) const MAIL_WINDOW: usize = 256;
+
+/// Sends each session of `uid` the waiting records it has not had, in order,
+/// as far as its window allows.
+fn deliver(core: &mut Core, uid: u64) {
+    for id in core.sessions_of(uid) {
+        let cursor = core.mail_cursor(id);
+        let Some(mb) = core.mail.boxes.get(&uid) else { return };
+        let room = MAIL_WINDOW.saturating_sub(mb.waiting_upto(cursor));
+        let next: Vec<(u64, Vec<u8>)> = mb.live_after(cursor).take(room).map(|(s, r)| (*s, r.event.clone())).collect();
+        for (seq, event) in next {
+            core.send_bytes(id, &event);
+            core.set_mail_cursor(id, seq);
+        }
+    }
 }
 
 fn contact_event(rec: &UserRecord, kind: u8, status: Status, msg_id: u64, now_ms: u64) -> Contact {
@@ -217,6 +234,7 @@ pub fn ack(core: &mut Core, _id: ConnId, auth: &Authenticated, frame: &[u8], now
         return;
     }
     core.mark_mail_dirty(uid);
+    deliver(core, uid);
     if let Some(w) = core.awaiting.remove(&(uid, seq)) {
         if w.durable {
             for conn in &w.conns {
@@ -236,11 +254,9 @@ pub fn on_login(core: &mut Core, id: ConnId, uid: u64, now_ms: u64) {
             core.send(id, &contact_event(&rec, LISTED, Status::Ok, 0, now_ms));
         }
     }
-    let events: Vec<Vec<u8>> =
-        core.mail.boxes.get(&uid).map(|b| b.live().map(|(_, r)| r.event.clone()).collect()).unwrap_or_default();
-    for e in events {
-        core.send_bytes(id, &e);
-    }
+    // The mailbox in order, a window at a time (see MAIL_WINDOW); a new
+    // session's cursor starts at the beginning.
+    deliver(core, uid);
 }
 
 /// Answers senders whose recipient did not acknowledge in time, and expires old records.
