@@ -190,9 +190,9 @@ fn analysis(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "- **W1 handshakes vs ngircd-TLS with RSA-2048 ({:.2}×, target 2×).** Both servers make one \
-                 RSA-2048 signature per handshake on one core; sottod's is ring's constant-time RSA-PSS (about \
-                 {:.2} ms here, which bounds it to about {} handshakes/s). The rest of sottod's handshake (X25519, \
-                 HKDF) is small next to it.",
+                 RSA-2048 signature per handshake on a single core; sottod's is ring's constant-time RSA-PSS. \
+                 sottod used {:.2} ms of its core per handshake (the inverse of its {} handshakes/s). Not \
+                 profiled further.",
                 w1 / ng,
                 1000.0 / w1,
                 crate::report::rate(w1)
@@ -203,8 +203,8 @@ fn analysis(r: &Report) -> String {
         let _ = writeln!(
             out,
             "- **Established client during W1 ({p:.0} µs p99, target 5 ms).** Signing runs on worker threads at \
-             nice +10, so the loop preempts them; what remains is the same scheduling floor as in W4, plus the \
-             queue of new connections the loop accepts and hands over in the same turns."
+             nice +10 (it was 66-86 ms at nice 0), so the loop preempts them; the loop still shares its core with \
+             them and does the rest of every handshake itself. The remaining cause was not profiled."
         );
     }
     if let Some(q) = f("w7.sotto.queued_rate").filter(|q| *q < 50_000.0) {
