@@ -28,6 +28,7 @@ run:
 test:
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+	$(CARGO) test -p sotto-bench --lib
 
 # Benchmarks (docs/BENCHMARKS.md): sottod against ngircd and InspIRCd (installed
 # from Debian's packages when missing and possible), plain and TLS, in one run;
