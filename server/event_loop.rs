@@ -225,6 +225,9 @@ fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core, writable: 
     let mut gone = Vec::new();
     let mut ids = core.take_active();
     ids.extend_from_slice(writable);
+    // Both lists may name a connection: each is written, and removed, once.
+    ids.sort_unstable();
+    ids.dedup();
     for id in ids {
         let Some(sock) = socks.get_mut(&id) else { continue };
         if let Some(out) = core.transmit(id) {

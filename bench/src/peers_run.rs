@@ -234,12 +234,14 @@ impl Peers {
                     }
                     match best {
                         Some((best_msgs, deliv, mut lat)) => {
-                            let half99 = match irc_fanout_step(&mut conns, pubs, best_msgs / 2.0, secs) {
-                                Ok((_, mut half, _)) => half.percentile(99.0),
-                                Err(_) => Duration::ZERO,
-                            };
+                            // None when the peer dropped a member in the search: no half-load figure.
+                            let half99 = irc_fanout_step(&mut conns, pubs, best_msgs / 2.0, secs)
+                                .ok()
+                                .map(|(_, mut half, _)| half.percentile(99.0));
                             r.fig(&format!("w4.{}.{m}.{pubs}.deliveries", tg.label), deliv);
-                            r.fig(&format!("w4.{}.{m}.{pubs}.p99_half_us", tg.label), half99.as_secs_f64() * 1e6);
+                            if let Some(h) = half99 {
+                                r.fig(&format!("w4.{}.{m}.{pubs}.p99_half_us", tg.label), h.as_secs_f64() * 1e6);
+                            }
                             r.row(
                                 s,
                                 vec![
@@ -249,7 +251,7 @@ impl Peers {
                                     rate(deliv),
                                     us(lat.percentile(50.0)),
                                     us(lat.percentile(99.0)),
-                                    us(half99),
+                                    half99.map_or("-".into(), us),
                                 ],
                             );
                         }

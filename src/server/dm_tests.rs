@@ -113,6 +113,26 @@ impl World {
         side
     }
 
+    /// A new session `id` of an existing account: handshake, password and
+    /// passphrase; returns it and what it received after the passphrase.
+    fn login_again(&mut self, id: ConnId, name: &str, uid: u64) -> (Side, Vec<Vec<u8>>) {
+        let (state, hello) = handshake::client_hello(&self.ccfg);
+        self.core.accept(id, IpAddr::V4(Ipv4Addr::LOCALHOST), self.now).unwrap();
+        self.core.handle_input(id, &hello, self.now);
+        self.run_jobs();
+        let out = std::mem::take(self.core.transmit(id).unwrap());
+        let keys = state.handle_server_hello(&self.ccfg, &out[4..]).unwrap();
+        let mut side = Side { id, keys, deframer: Deframer::new(record::MAX_BODY), uid };
+        let mut login = Login::request(2, 0);
+        login.set_username(name).unwrap();
+        login.set_password("password123").unwrap();
+        self.send(&mut side, login.as_bytes());
+        let mut pass = Passphrase::request(3, 0);
+        pass.set_passphrase("a b c").unwrap();
+        let got = self.send(&mut side, pass.as_bytes());
+        (side, got)
+    }
+
     /// Sends one request and runs the worker jobs; returns what the side received (no commit).
     fn send(&mut self, side: &mut Side, plaintext: &[u8]) -> Vec<Vec<u8>> {
         let mut frame = Vec::new();
@@ -214,20 +234,7 @@ fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_ord
         .collect();
     assert_eq!(states, [(10, 1), (11, 1), (10, 1)], "queued, and the resend answered again");
     // A new session of bob: contacts, then the mailbox in order, each DM once.
-    let (state, hello) = handshake::client_hello(&w.ccfg);
-    w.core.accept(4, IpAddr::V4(Ipv4Addr::LOCALHOST), w.now).unwrap();
-    w.core.handle_input(4, &hello, w.now);
-    w.run_jobs();
-    let out = std::mem::take(w.core.transmit(4).unwrap());
-    let keys = state.handle_server_hello(&w.ccfg, &out[4..]).unwrap();
-    let mut again = Side { id: 4, keys, deframer: Deframer::new(record::MAX_BODY), uid: bob.uid };
-    let mut login = Login::request(2, 0);
-    login.set_username("bob").unwrap();
-    login.set_password("password123").unwrap();
-    w.send(&mut again, login.as_bytes());
-    let mut pass = Passphrase::request(3, 0);
-    pass.set_passphrase("a b c").unwrap();
-    let got = w.send(&mut again, pass.as_bytes());
+    let (_again, got) = w.login_again(4, "bob", bob.uid);
     let ops = opcodes(&got);
     assert_eq!(ops[..2], [crate::opcodes::CNNT, CTCT]);
     let dms: Vec<u64> = got.iter().filter_map(|f| wire::decode::<ReceiveDm>(f).ok()).map(|m| m.dm_id.get()).collect();
@@ -293,20 +300,7 @@ fn a_mailbox_longer_than_the_output_bound_is_delivered_a_window_at_a_time() {
     }
     w.commit();
     w.take(&mut alice);
-    let (state, hello) = handshake::client_hello(&w.ccfg);
-    w.core.accept(4, IpAddr::V4(Ipv4Addr::LOCALHOST), w.now).unwrap();
-    w.core.handle_input(4, &hello, w.now);
-    w.run_jobs();
-    let out = std::mem::take(w.core.transmit(4).unwrap());
-    let keys = state.handle_server_hello(&w.ccfg, &out[4..]).unwrap();
-    let mut again = Side { id: 4, keys, deframer: Deframer::new(record::MAX_BODY), uid: bob.uid };
-    let mut login = Login::request(2, 0);
-    login.set_username("bob").unwrap();
-    login.set_password("password123").unwrap();
-    w.send(&mut again, login.as_bytes());
-    let mut pass = Passphrase::request(3, 0);
-    pass.set_passphrase("a b c").unwrap();
-    let mut pending: Vec<Vec<u8>> = w.send(&mut again, pass.as_bytes());
+    let (mut again, mut pending) = w.login_again(4, "bob", bob.uid);
     // Mailbox events carry their sequence number (bob's unacknowledged request events too).
     let from_mailbox = |f: &Vec<u8>| {
         let op = wire::header(f).map(|h| h.opcode.get()).unwrap_or(0);
