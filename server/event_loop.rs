@@ -1,25 +1,35 @@
-//! The event loop: one thread, poll(2) over the listener, every connection,
-//! the workers' wake-up socket and the signal pipe. It only moves bytes
-//! between sockets and the core, and jobs to the workers.
+//! The event loop: one thread, level-triggered epoll(7) over the listener,
+//! every connection, the workers' wake-up socket and the signal pipe. It
+//! only moves bytes between sockets and the core, and jobs to the workers.
 //!
-//! Invariant: sockets are non-blocking and the loop never waits on anything
-//! but poll; output is written once per turn per connection (coalesced).
+//! Invariants: sockets are non-blocking and the loop never waits on anything
+//! but `epoll_wait`; output is written once per turn per connection
+//! (coalesced); the work of a turn is proportional to the descriptors that
+//! are ready or gained output, never to the number of connections (only the
+//! 50 ms deadline check walks them all). A connection's interest set is
+//! changed only when what it wants changes: EPOLLIN while the core takes
+//! input, EPOLLOUT while output is left over after a write.
+//!
+//! DESIGN §8 names poll(2). With 10,000 idle sessions every wake-up of a
+//! poll(2) loop scanned all of them, in the kernel and here, and the loop
+//! used most of a core doing nothing (docs/BENCHMARKS.md, W2); epoll keeps
+//! the same single-threaded readiness model at a cost per ready descriptor.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use sotto::server::core::{ConnId, Core};
 use sotto::server::worker::Pool;
 
-/// Longest wait in poll, so that timers are checked at least this often.
+/// Longest wait in epoll, so that timers are checked at least this often.
 const TICK_MS: u16 = 250;
 /// How often deadlines (handshake, login, idle, DM delivery waits) are checked, in ms.
 const TIMERS_MS: u64 = 50;
@@ -29,6 +39,14 @@ const DRAIN: Duration = Duration::from_secs(3);
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// Bytes read per connection per turn at most (fairness).
 const READ_CHUNK: usize = 16 * 1024;
+/// Events taken per `epoll_wait`; more stay ready for the next turn.
+const EVENTS: usize = 1024;
+
+/// epoll data of the descriptors that are not connections (connection ids
+/// count up from 1 and never reach these).
+const LISTENER: u64 = u64::MAX;
+const WAKE: u64 = u64::MAX - 1;
+const SIGNALS: u64 = u64::MAX - 2;
 
 static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -64,11 +82,79 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A connection's socket and what epoll watches it for.
+struct Sock {
+    stream: TcpStream,
+    interest: EpollFlags,
+    /// Listed in `Conns::throttled`: it takes no input now and may again later.
+    throttled: bool,
+}
+
+/// The open sockets, their epoll registrations, and the connections whose
+/// read interest waits on time (the `--max-bps` second, a full input bound).
+struct Conns {
+    epoll: Epoll,
+    socks: HashMap<ConnId, Sock>,
+    throttled: Vec<ConnId>,
+}
+
+impl Conns {
+    /// Registers a new connection for input.
+    fn add(&mut self, id: ConnId, stream: TcpStream) -> io::Result<()> {
+        self.epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, id))?;
+        self.socks.insert(id, Sock { stream, interest: EpollFlags::EPOLLIN, throttled: false });
+        Ok(())
+    }
+
+    /// Brings `id`'s interest set in line with what the core wants of it:
+    /// input while it takes input (and the server is not stopping), output
+    /// while output is waiting.
+    fn sync(&mut self, id: ConnId, core: &mut Core, now: u64, stopping: bool) {
+        let Some(s) = self.socks.get_mut(&id) else { return };
+        let mut want = EpollFlags::empty();
+        let reads = !stopping && core.wants_read(id, now);
+        if reads {
+            want |= EpollFlags::EPOLLIN;
+        }
+        if core.has_output(id) {
+            want |= EpollFlags::EPOLLOUT;
+        }
+        if want != s.interest {
+            if self.epoll.modify(&s.stream, &mut EpollEvent::new(want, id)).is_err() {
+                core.close(id, "epoll_ctl failed");
+            }
+            s.interest = want;
+        }
+        // Throttled: open, not reading, and time may change that. A closing
+        // connection or a stopping server never reads again.
+        if !reads && !stopping && !core.is_closing(id) && !s.throttled {
+            s.throttled = true;
+            self.throttled.push(id);
+        }
+    }
+
+    /// Rechecks the throttled connections (every TIMERS_MS).
+    fn sync_throttled(&mut self, core: &mut Core, now: u64, stopping: bool) {
+        for id in std::mem::take(&mut self.throttled) {
+            if let Some(s) = self.socks.get_mut(&id) {
+                s.throttled = false;
+                self.sync(id, core, now, stopping);
+            }
+        }
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then drains and returns.
 pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let signals = install_signals()?;
-    let mut socks: HashMap<ConnId, TcpStream> = HashMap::new();
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
+    epoll.add(pool.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+    epoll.add(&signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+    let mut conns = Conns { epoll, socks: HashMap::new(), throttled: Vec::new() };
+    let mut listening = true;
+    let mut events = vec![EpollEvent::empty(); EVENTS];
     let mut next_id: ConnId = 1;
     let mut accept_paused_until = 0u64;
     let mut stopping: Option<Instant> = None;
@@ -77,43 +163,45 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
     let mut next_timers = 0u64;
 
     loop {
-        let now = now_ms();
-        let ids: Vec<ConnId> = socks.keys().copied().collect();
-        let (ready, listener_ready, wake_ready, signal_ready) = {
-            let mut fds: Vec<PollFd> = Vec::with_capacity(ids.len() + 3);
-            let accepting = stopping.is_none() && now >= accept_paused_until;
-            fds.push(PollFd::new(listener.as_fd(), if accepting { PollFlags::POLLIN } else { PollFlags::empty() }));
-            fds.push(PollFd::new(pool.wake_fd(), PollFlags::POLLIN));
-            fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
-            for id in &ids {
-                let mut ev = PollFlags::empty();
-                if stopping.is_none() && core.wants_read(*id, now) {
-                    ev |= PollFlags::POLLIN;
-                }
-                if core.has_output(*id) {
-                    ev |= PollFlags::POLLOUT;
-                }
-                // NOTE(unwrap-free): ids were just taken from socks' keys.
-                let fd: BorrowedFd = socks.get(id).map_or(signals.as_fd(), |s| s.as_fd());
-                fds.push(PollFd::new(fd, ev));
-            }
-            match poll(&mut fds, PollTimeout::from(TICK_MS)) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let flags = |i: usize| fds.get(i).and_then(|f| f.revents()).unwrap_or(PollFlags::empty());
-            let ready: Vec<(ConnId, PollFlags)> = ids.iter().enumerate().map(|(i, id)| (*id, flags(i + 3))).collect();
-            (ready, flags(0).contains(PollFlags::POLLIN), flags(1).contains(PollFlags::POLLIN), flags(2))
+        let accepting = stopping.is_none() && now_ms() >= accept_paused_until;
+        if accepting != listening {
+            let flags = if accepting { EpollFlags::EPOLLIN } else { EpollFlags::empty() };
+            conns.epoll.modify(&listener, &mut EpollEvent::new(flags, LISTENER))?;
+            listening = accepting;
+        }
+        let n = match conns.epoll.wait(&mut events, EpollTimeout::from(TICK_MS)) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         };
         let now = now_ms();
-
-        if !signal_ready.is_empty() && stopping.is_none() {
-            sotto::log!(Info, "signal received; finishing pending work and exiting");
-            stopping = Some(Instant::now());
+        let (mut listener_ready, mut wake_ready, mut signal_ready) = (false, false, false);
+        let mut ready: Vec<(ConnId, EpollFlags)> = Vec::with_capacity(n);
+        for ev in events.get(..n).unwrap_or_default() {
+            match ev.data() {
+                LISTENER => listener_ready = true,
+                WAKE => wake_ready = true,
+                SIGNALS => signal_ready = true,
+                id => ready.push((id, ev.events())),
+            }
         }
-        if listener_ready {
-            accept_all(&listener, &mut core, &mut socks, &mut next_id, &mut accept_paused_until, now);
+
+        if signal_ready {
+            // Drain the pipe so that it does not stay ready.
+            let mut sink = [0u8; 64];
+            while matches!((&signals).read(&mut sink), Ok(n) if n > 0) {}
+            if stopping.is_none() {
+                sotto::log!(Info, "signal received; finishing pending work and exiting");
+                stopping = Some(Instant::now());
+                // No connection reads again: one pass over all of them, once.
+                let ids: Vec<ConnId> = conns.socks.keys().copied().collect();
+                for id in ids {
+                    conns.sync(id, &mut core, now, true);
+                }
+            }
+        }
+        if listener_ready && listening {
+            accept_all(&listener, &mut core, &mut conns, &mut next_id, &mut accept_paused_until, now);
         }
         if wake_ready {
             for done in pool.drain() {
@@ -121,13 +209,22 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
             }
         }
         for (id, ev) in &ready {
-            if ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) && stopping.is_none() {
-                read_from(*id, &mut socks, &mut core, &mut buf, now);
+            if ev.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+                read_from(
+                    *id,
+                    ev.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR),
+                    &mut conns,
+                    &mut core,
+                    &mut buf,
+                    now,
+                    stopping.is_some(),
+                );
             }
         }
         // Timeouts walk every connection: at most every TIMERS_MS, not every turn.
         if now >= next_timers {
             core.handle_timeout(now);
+            conns.sync_throttled(&mut core, now, stopping.is_some());
             next_timers = now + TIMERS_MS;
         }
         for job in core.poll_jobs() {
@@ -138,8 +235,8 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
             pool.submit(job);
         }
         let writable: Vec<ConnId> =
-            ready.iter().filter(|(_, ev)| ev.contains(PollFlags::POLLOUT)).map(|(id, _)| *id).collect();
-        flush_all(&mut socks, &mut core, &writable);
+            ready.iter().filter(|(_, ev)| ev.contains(EpollFlags::EPOLLOUT)).map(|(id, _)| *id).collect();
+        flush_all(&mut conns, &mut core, &writable, now, stopping.is_some());
         if Instant::now() >= next_summary {
             next_summary += SUMMARY_EVERY;
             if let Some(line) = core.take_summary() {
@@ -148,10 +245,10 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
         }
 
         if let Some(since) = stopping {
-            let settled = !core.busy() && socks.keys().all(|id| !core.has_output(*id));
+            let settled = !core.busy() && conns.socks.keys().all(|id| !core.has_output(*id));
             if settled || since.elapsed() > DRAIN {
                 sotto::log!(Info, "{}", core.total_summary());
-                sotto::log!(Info, "stopped ({} connections closed)", socks.len());
+                sotto::log!(Info, "stopped ({} connections closed)", conns.socks.len());
                 return Ok(());
             }
         }
@@ -164,7 +261,7 @@ const KERNEL_SNDBUF: usize = 256 * 1024;
 fn accept_all(
     listener: &TcpListener,
     core: &mut Core,
-    socks: &mut HashMap<ConnId, TcpStream>,
+    conns: &mut Conns,
     next_id: &mut ConnId,
     paused_until: &mut u64,
     now: u64,
@@ -184,7 +281,10 @@ fn accept_all(
                 *next_id += 1;
                 match core.accept(id, addr.ip(), now) {
                     Ok(()) => {
-                        socks.insert(id, stream);
+                        if let Err(e) = conns.add(id, stream) {
+                            sotto::log!(Warn, "cannot watch a new connection: {e}");
+                            core.remove(id);
+                        }
                     }
                     // Dropping the stream closes it: no buffers, no handshake work.
                     Err(why) => sotto::log!(Debug, "refused a connection from {}: {why}", addr.ip()),
@@ -206,11 +306,19 @@ fn accept_all(
     }
 }
 
-fn read_from(id: ConnId, socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core, buf: &mut [u8], now: u64) {
-    let Some(sock) = socks.get_mut(&id) else { return };
-    let allowed = core.read_allowance(id, now).min(buf.len());
-    let Some(buf) = buf.get_mut(..allowed).filter(|b| !b.is_empty()) else { return };
-    match sock.read(buf) {
+/// Reads what `id` may take now. `hangup`: epoll reported a hang-up or an
+/// error, which stays reported until the socket goes; a connection that
+/// cannot take input then (or a stopping server) closes it instead.
+fn read_from(id: ConnId, hangup: bool, conns: &mut Conns, core: &mut Core, buf: &mut [u8], now: u64, stopping: bool) {
+    let Some(sock) = conns.socks.get_mut(&id) else { return };
+    let allowed = if stopping { 0 } else { core.read_allowance(id, now).min(buf.len()) };
+    let Some(buf) = buf.get_mut(..allowed).filter(|b| !b.is_empty()) else {
+        if hangup {
+            core.close(id, "peer closed");
+        }
+        return;
+    };
+    match sock.stream.read(buf) {
         Ok(0) => core.close(id, "peer closed"),
         Ok(n) => core.handle_input(id, buf.get(..n).unwrap_or_default(), now),
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
@@ -220,8 +328,8 @@ fn read_from(id: ConnId, socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core
 
 /// Writes what the active connections have queued (those that gained output
 /// or started closing this turn, and those the kernel just found writable),
-/// and removes the finished ones.
-fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core, writable: &[ConnId]) {
+/// removes the finished ones, and updates the others' interest sets.
+fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, stopping: bool) {
     let mut gone = Vec::new();
     let mut ids = core.take_active();
     ids.extend_from_slice(writable);
@@ -229,10 +337,10 @@ fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core, writable: 
     ids.sort_unstable();
     ids.dedup();
     for id in ids {
-        let Some(sock) = socks.get_mut(&id) else { continue };
+        let Some(sock) = conns.socks.get_mut(&id) else { continue };
         if let Some(out) = core.transmit(id) {
             while !out.is_empty() {
-                match sock.write(out) {
+                match sock.stream.write(out) {
                     Ok(0) => break,
                     Ok(n) => {
                         out.drain(..n);
@@ -249,10 +357,13 @@ fn flush_all(socks: &mut HashMap<ConnId, TcpStream>, core: &mut Core, writable: 
         }
         if core.is_done(id) {
             gone.push(id);
+        } else {
+            conns.sync(id, core, now, stopping);
         }
     }
     for id in gone {
-        socks.remove(&id);
+        // Closing the descriptor takes it out of the epoll set.
+        conns.socks.remove(&id);
         if let Some(reason) = core.remove(id) {
             if reason.starts_with("slow consumer") {
                 sotto::log!(Warn, "conn {id} closed: {reason}");

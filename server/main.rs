@@ -32,7 +32,7 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --key PATH                server private key, PKCS#8 PEM, mode 0600
                             (default keys/server_rsa.pem; the throwaway key in development builds)
   --workers N               threads for RSA signing, and as many for argon2id (default 2);
-                            signing runs at a lower priority than the poll loop
+                            signing runs at a lower priority than the event loop
   --user NAME               started as root: give the data directory to NAME, chroot into it
                             and become NAME before serving (default nobody)
   --handshake-timeout SECS  close connections that have not finished the handshake (default 10)

@@ -179,12 +179,18 @@ fn input_beyond_max_bps_is_read_later_not_dropped() {
     // 192 requests of 48 bytes on the wire (a 16-byte message sealed): 9216 bytes,
     // more than two seconds' worth at 4096 bytes a second.
     let started = std::time::Instant::now();
+    let cpu_before = server.cpu_ticks();
     let ids: Vec<u64> = (0..192).map(|_| s.request(sotto::opcodes::Heartbeat::new_zeroed())).collect();
     for id in ids {
         assert!(s.stat_for(id).is_some(), "request {id} was dropped");
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1500), "read at more than the cap: {took:?}");
+    // Waiting out the cap with input pending is idle, not a spin on a
+    // readable socket: well under a third of a core.
+    let used = server.cpu_ticks() - cpu_before;
+    let ticks = took.as_millis() as u64 / 10;
+    assert!(used * 3 < ticks, "sottod used {used} ticks in {took:?} while throttling one connection");
 }
 
 #[test]

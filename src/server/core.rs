@@ -429,6 +429,11 @@ impl Core {
         self.conns.get(&id).is_some_and(|c| !c.out.is_empty())
     }
 
+    /// Whether `id` is marked for closing (it reads nothing more).
+    pub fn is_closing(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.close.is_some())
+    }
+
     /// Whether `id` is finished: marked for closing and nothing left to send.
     pub fn is_done(&self, id: ConnId) -> bool {
         self.conns.get(&id).is_none_or(|c| c.close.is_some() && c.out.is_empty())

@@ -1,6 +1,6 @@
 //! Worker pool: the slow work (RSA signing, argon2id, fsync of account files)
 //! off the event loop. Completions come back through a queue and a wake-up
-//! socket the loop polls with the connections.
+//! socket the loop watches with the connections.
 //!
 //! Invariant: a job never touches connection state; it returns a
 //! `Completion` naming its connection, which the loop may have closed since.
@@ -232,7 +232,7 @@ impl Drop for Pool {
     }
 }
 
-/// Signing and the disk thread yield to the poll loop when they share a
+/// Signing and the disk thread yield to the event loop when they share a
 /// core: this thread runs at nice +10 (Linux: the nice value is per thread).
 /// The loop keeps answering established sessions during a flood of
 /// handshakes, which queue instead, and a commit's system calls do not take
