@@ -8,14 +8,14 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use crate::irc::{self, Event, Irc, TlsTarget};
 use crate::peers::{self, Certs, Kind, Peer, PeerOpts};
 use crate::report::{rate, Report};
 use crate::stats::{us, Samples};
 use crate::sys::TempDir;
-use crate::work::Ctx;
+use crate::work::{saturate, Ctx, StepVerdict};
 
 /// The peers that could be started in this run.
 pub struct Peers {
@@ -218,22 +218,18 @@ impl Peers {
                         c.sync(Duration::from_secs(30))?;
                         while c.poll_event()?.is_some() {}
                     }
-                    let mut msgs = 20_000.0 / (m - 1) as f64;
-                    let mut best: Option<(f64, f64, Samples)> = None;
-                    for _ in 0..14 {
+                    let best = saturate(20_000.0 / (m - 1) as f64, ctx.quick, |msgs| {
                         // A peer that drops a member past saturation ends the search there.
-                        let Ok((deliv, lat, complete)) = irc_fanout_step(&mut conns, pubs, msgs, secs) else {
-                            break;
-                        };
-                        let ok = complete && lat.clone().percentile(99.0) < Duration::from_millis(50);
-                        if !ok {
-                            break;
+                        match irc_fanout_step(&mut conns, pubs, msgs, secs) {
+                            Ok((deliv, lat, true)) if lat.clone().percentile(99.0) < Duration::from_millis(50) => {
+                                StepVerdict::Kept(deliv, lat)
+                            }
+                            Ok((_, _, true)) => StepVerdict::Slow,
+                            _ => StepVerdict::Broken,
                         }
-                        best = Some((msgs, deliv, lat));
-                        msgs *= 2.0;
-                    }
+                    });
                     match best {
-                        Some((best_msgs, deliv, mut lat)) => {
+                        Some((best_msgs, (deliv, mut lat))) => {
                             // None when the peer dropped a member in the search: no half-load figure.
                             let half99 = irc_fanout_step(&mut conns, pubs, best_msgs / 2.0, secs)
                                 .ok()
@@ -309,24 +305,45 @@ fn connect_many(tg: &Target<'_>, n: usize) -> io::Result<Vec<Irc>> {
     irc::connect_many(tg.addr, tg.tls, &prefix, n, tg.kind.connect_in_flight())
 }
 
-/// Waits (poll) until one of `conns` is readable or writable, at most `wait`.
-fn ready(conns: &[Irc], wait: Duration) -> io::Result<Vec<usize>> {
-    let mut fds: Vec<PollFd> = conns
-        .iter()
-        .map(|c| {
-            let mut ev = PollFlags::POLLIN;
-            if c.wants_write() {
-                ev |= PollFlags::POLLOUT;
-            }
-            PollFd::new(c.as_fd(), ev)
-        })
-        .collect();
-    let t = PollTimeout::try_from(wait.as_millis().min(100) as u32).unwrap_or(PollTimeout::ZERO);
-    match poll(&mut fds, t) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-        Err(e) => return Err(e.into()),
+/// Readiness of many IRC connections through epoll, as sotto's sessions get
+/// in engine.rs: the generator's cost per wait follows the ready connections,
+/// not their number, so that it adds the same (small) delay to every server.
+struct Watch {
+    epoll: Epoll,
+    interest: Vec<EpollFlags>,
+    events: Vec<EpollEvent>,
+}
+
+impl Watch {
+    fn new(conns: &[Irc]) -> io::Result<Watch> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        for (i, c) in conns.iter().enumerate() {
+            epoll.add(c.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;
+        }
+        Ok(Watch { epoll, interest: vec![EpollFlags::EPOLLIN; conns.len()], events: vec![EpollEvent::empty(); 1024] })
     }
-    Ok(fds.iter().enumerate().filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty())).map(|(i, _)| i).collect())
+
+    /// Waits until one of `conns` (those given to `new`) is readable, or
+    /// writable with output left, at most `wait`.
+    fn ready(&mut self, conns: &[Irc], wait: Duration) -> io::Result<Vec<usize>> {
+        for (i, c) in conns.iter().enumerate() {
+            let mut want = EpollFlags::EPOLLIN;
+            if c.wants_write() {
+                want |= EpollFlags::EPOLLOUT;
+            }
+            if self.interest.get(i) != Some(&want) {
+                self.epoll.modify(c.as_fd(), &mut EpollEvent::new(want, i as u64))?;
+                self.interest[i] = want;
+            }
+        }
+        let t = EpollTimeout::try_from(wait.as_millis().min(100) as u32).unwrap_or(EpollTimeout::ZERO);
+        let n = match self.epoll.wait(&mut self.events, t) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(self.events[..n].iter().map(|e| e.data() as usize).filter(|i| *i < conns.len()).collect())
+    }
 }
 
 /// Each connection pings every 10 s (spread evenly) for `secs`; the round trips.
@@ -337,6 +354,7 @@ fn heartbeats(mut conns: Vec<Irc>, secs: Duration) -> io::Result<Samples> {
     let mut sent: Vec<Option<Instant>> = vec![None; n];
     let mut next = 0usize;
     let mut lat = Samples::default();
+    let mut watch = Watch::new(&conns)?;
     while start.elapsed() < secs {
         let now = Instant::now();
         while now >= start + period.mul_f64((next % n) as f64 / n as f64) + period * (next / n) as u32 {
@@ -345,7 +363,7 @@ fn heartbeats(mut conns: Vec<Irc>, secs: Duration) -> io::Result<Samples> {
             sent[i] = Some(now);
             next += 1;
         }
-        for i in ready(&conns, Duration::from_millis(2))? {
+        for i in watch.ready(&conns, Duration::from_millis(2))? {
             while let Some(ev) = conns[i].poll_event()? {
                 if let Event::Pong(_) = ev {
                     if let Some(t) = sent[i].take() {
@@ -371,6 +389,7 @@ fn irc_fanout_step(conns: &mut [Irc], p: usize, msgs_per_s: f64, secs: f64) -> i
     let mut delivered = 0usize;
     let deadline = start + Duration::from_secs_f64(secs) + Duration::from_secs(3);
     let tag = NICKS.fetch_add(1, Ordering::SeqCst);
+    let mut watch = Watch::new(conns)?;
     while Instant::now() < deadline && !(sent.len() == total && delivered == total) {
         let now = Instant::now();
         while sent.len() < total && now >= start + interval * sent.len() as u32 {
@@ -378,7 +397,7 @@ fn irc_fanout_step(conns: &mut [Irc], p: usize, msgs_per_s: f64, secs: f64) -> i
             conns[k % p].privmsg("w4", &format!("{tag} {k}"))?;
             sent.push(start + interval * k as u32);
         }
-        for i in ready(conns, Duration::from_millis(1))? {
+        for i in watch.ready(conns, Duration::from_millis(1))? {
             while let Some(ev) = conns[i].poll_event()? {
                 if i < p {
                     continue;
@@ -456,6 +475,7 @@ fn burst(b: &mut Irc, rcv: &mut Irc, probes: &mut [Irc], n: usize) -> io::Result
             Ok(())
         });
         let mut k = 0;
+        let mut watch = Watch::new(std::slice::from_ref(&*rcv))?;
         while got.get() < n && start.elapsed() < Duration::from_secs(120) {
             for _ in 0..100 {
                 if k < n {
@@ -469,7 +489,7 @@ fn burst(b: &mut Irc, rcv: &mut Irc, probes: &mut [Irc], n: usize) -> io::Result
                 }
             }
             while b.poll_event()?.is_some() {}
-            let _ = ready(std::slice::from_ref(rcv), Duration::from_millis(1));
+            let _ = watch.ready(std::slice::from_ref(&*rcv), Duration::from_millis(1));
         }
         stop.store(true, Ordering::SeqCst);
         h.join().map_err(|_| io::Error::other("probe thread panicked"))??;
