@@ -219,3 +219,48 @@ fn out_of_descriptors_pauses_accepting_without_spinning_and_recovers() {
     let mut s = Raw::connect(&server.addr);
     assert!(s.alive_pre_auth());
 }
+
+/// Scheduling policy and nice value of each of the server's threads, by name.
+fn thread_priorities(pid: u32) -> Vec<(String, u32, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        let (name, rest) =
+            (&stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()], &stat[stat.rfind(')').unwrap() + 2..]);
+        // After the name: field 3 is state; nice is field 19, policy field 41.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        out.push((name.to_owned(), f[38].parse().unwrap(), f[16].parse().unwrap()));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn signing_and_commits_yield_to_the_event_loop() {
+    let dir = TempDir::new("prio");
+    let server = Server::start_with(&dir.join("data"), &["--workers", "2"]);
+    // Each worker names itself and sets its own priority once running: wait for that.
+    let expected = |t: &[(String, u32, i64)]| {
+        t.iter().any(|t| t.0 == "sottod-disk" && t.2 == 10)
+            && t.iter().filter(|t| t.0.starts_with("sottod-sign-") && t.1 == libc::SCHED_IDLE as u32).count() == 2
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut threads = thread_priorities(server.pid());
+    while !expected(&threads) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        threads = thread_priorities(server.pid());
+    }
+    let find = |name: &str| threads.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("no {name}: {threads:?}"));
+    // The loop (the main thread) and argon2id: normal. Signing: SCHED_IDLE (5). Disk: nice +10.
+    assert_eq!((find("sottod").1, find("sottod").2), (libc::SCHED_OTHER as u32, 0), "{threads:?}");
+    for k in ["sottod-kdf-0", "sottod-kdf-1"] {
+        assert_eq!((find(k).1, find(k).2), (libc::SCHED_OTHER as u32, 0), "{threads:?}");
+    }
+    for s in ["sottod-sign-0", "sottod-sign-1"] {
+        assert_eq!(find(s).1, libc::SCHED_IDLE as u32, "{threads:?}");
+    }
+    assert_eq!((find("sottod-disk").1, find("sottod-disk").2), (libc::SCHED_OTHER as u32, 10), "{threads:?}");
+    // And a handshake still gets signed while nothing else wants the CPU.
+    let mut s = Raw::connect(&server.addr);
+    assert!(s.alive_pre_auth());
+}

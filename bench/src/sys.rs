@@ -11,6 +11,16 @@ pub fn pin_self(cpu: usize) -> bool {
     set.set(cpu).is_ok() && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
 }
 
+/// Lowers the calling thread to nice +10, so that a latency probe on the
+/// same core runs before it (the load threads of W1 are hundreds).
+pub fn nice_thread() {
+    // SAFETY: gettid and setpriority have no memory-safety preconditions.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 /// Number of online CPUs (not only those this process may use).
 pub fn cpus() -> usize {
     // SAFETY: sysconf has no preconditions.

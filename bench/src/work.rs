@@ -221,10 +221,13 @@ fn openssl_ns(alg: &[&str], bytes: usize, quick: bool) -> Option<f64> {
 // ---------------------------------------------------------------- W1
 
 /// Handshakes at `inflight` concurrency: (handshakes/s, latency samples).
+/// The load threads run at nice +10: W1's probe thread shares their core
+/// and measures the server, not its wait behind hundreds of them.
 pub fn handshakes(n: usize, inflight: usize, one: impl Fn() -> io::Result<()> + Sync) -> io::Result<(f64, Samples)> {
     let samples = Mutex::new(Samples::default());
     let started = Instant::now();
     parallel(n, inflight, |_| {
+        sys::nice_thread();
         let t = Instant::now();
         one()?;
         samples.lock().unwrap().push(t.elapsed());
