@@ -162,10 +162,13 @@ fn analysis(r: &Report) -> String {
                  signature, a tag) sealed for that member's session with AES-128-CBC and HMAC-SHA256. IRC \
                  delivers a line of about 60 bytes, sealed with AES-GCM. Sealing alone costs {} per delivery on \
                  this machine, a ceiling of {} deliveries/s for one core before any system call, against the {} \
-                 sottod reached and the {} of ngircd-TLS. sottod writes each member's output once per loop turn \
-                 (several messages per write(2) under load), which is why it passes the one-write-per-message \
-                 loopback limit. Tripling ngircd would need the per-delivery cost below that of the crypto the \
-                 design requires: per-recipient sealing of a padded, signed message. Not fixed; recorded.",
+                 sottod reached and the {} of ngircd-TLS. A profile of sottod's loop at saturation (perf, by \
+                 hand, room of 10) put 38% of its time in send(2), which on loopback includes the receiving \
+                 side's TCP processing, and 27% in AES and SHA-256; epoll_wait, parsing and the room's bookkeeping \
+                 are a few percent. sottod writes each member's output once per loop turn, so under load one \
+                 write(2) carries several messages. Tripling ngircd would need the per-delivery cost below that \
+                 of the crypto the design requires: per-recipient sealing of a padded, signed message. Not \
+                 fixed; recorded.",
                 w4 / ng,
                 per.map_or("n/a".into(), |p| format!("{:.1} µs", p / 1000.0)),
                 per.map_or("n/a".into(), |p| crate::report::rate(1e9 / p)),
@@ -180,7 +183,8 @@ fn analysis(r: &Report) -> String {
             out,
             "- **W4 p99 at half load ({h:.0} µs{peer}, target 1 ms).** Timing sottod's loop turns during W4 showed \
              turns of about 4 ms (one scheduler tick at 250 Hz) inside write(2) and read(2) calls, in no \
-             particular part of the loop, with the disk thread and the signing workers at nice +10 and idle: the \
+             particular part of the loop, with the disk thread (nice +10) and the signing workers (SCHED_IDLE) \
+             idle: the \
              thread is preempted on this 2-vCPU virtual machine. A ping-pong between two processes on the two \
              CPUs shows the same floor (p99.9 about 2 ms). The medians are well under 1 ms."
         );
@@ -202,9 +206,10 @@ fn analysis(r: &Report) -> String {
     if let Some(p) = f("w1.sotto.64.probe_p99_us").filter(|p| *p >= 5000.0) {
         let _ = writeln!(
             out,
-            "- **Established client during W1 ({p:.0} µs p99, target 5 ms).** Signing runs on worker threads at \
-             nice +10 (it was 66-86 ms at nice 0), so the loop preempts them; the loop still shares its core with \
-             them and does the rest of every handshake itself. The remaining cause was not profiled."
+            "- **Established client during W1 ({p:.0} µs p99, target 5 ms).** Signing runs on worker threads \
+             under SCHED_IDLE, so a waking loop preempts them at once (66-86 ms at nice 0, 4-8 ms at nice +10); \
+             the loop still shares its core with them and the kernel's connection handling. The remaining \
+             cause was not profiled."
         );
     }
     if let Some(q) = f("w7.sotto.queued_rate").filter(|q| *q < 50_000.0) {
