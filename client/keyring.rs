@@ -146,26 +146,12 @@ impl StorageKey {
 
 /// Encrypts the keyring of `username`.
 pub fn seal(username: &str, key: &StorageKey, ring: &Keyring) -> Vec<u8> {
-    let sealed = key.keys.seal(&aad(username), &ring.encode());
-    let mut out = Vec::with_capacity(4 + 1 + SALT_LEN + sealed.len());
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(&key.salt);
-    out.extend_from_slice(&sealed);
-    out
+    keystore::framed(MAGIC, VERSION, &key.salt, &key.keys.seal(&aad(username), &ring.encode()))
 }
 
 /// Decrypts a room keys file; returns the storage key (for later saves) and the keyring.
 pub fn unseal(username: &str, password: &str, bytes: &[u8]) -> Result<(StorageKey, Keyring), KeyFileError> {
-    let (magic, rest) = bytes.split_first_chunk::<4>().ok_or(KeyFileError::NotKeyFile)?;
-    if *magic != MAGIC {
-        return Err(KeyFileError::NotKeyFile);
-    }
-    let (&version, rest) = rest.split_first().ok_or(KeyFileError::NotKeyFile)?;
-    if version != VERSION {
-        return Err(KeyFileError::UnsupportedVersion(version));
-    }
-    let (salt, sealed) = rest.split_first_chunk::<SALT_LEN>().ok_or(KeyFileError::Damaged)?;
+    let (salt, sealed) = keystore::unframe(MAGIC, VERSION, bytes)?;
     let key = StorageKey::derive(password, salt)?;
     let plain = key.keys.open(&aad(username), sealed).map_err(|_| KeyFileError::WrongPassword)?;
     Ok((key, Keyring::decode(&plain)?))

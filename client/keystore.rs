@@ -113,25 +113,36 @@ fn seal_with_salt(
     plain.extend_from_slice(&keys.identity_der);
     plain.extend_from_slice(&keys.enc_secret[..]);
     let aead = file_keys(password, salt)?;
-    let mut out = Vec::with_capacity(4 + 1 + SALT_LEN + plain.len() + 64);
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    Ok(framed(MAGIC, VERSION, salt, &aead.seal(&aad(username), &plain)))
+}
+
+/// A sealed file: magic, version, salt, then the sealed body (this file and
+/// the room keys file share the layout).
+pub fn framed(magic: [u8; 4], version: u8, salt: &[u8; SALT_LEN], sealed: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 1 + SALT_LEN + sealed.len());
+    out.extend_from_slice(&magic);
+    out.push(version);
     out.extend_from_slice(salt);
-    out.extend_from_slice(&aead.seal(&aad(username), &plain));
-    Ok(out)
+    out.extend_from_slice(sealed);
+    out
+}
+
+/// Splits a file made by [`framed`] into its salt and sealed body, checking magic and version.
+pub fn unframe(magic: [u8; 4], version: u8, bytes: &[u8]) -> Result<(&[u8; SALT_LEN], &[u8]), KeyFileError> {
+    let (found, rest) = bytes.split_first_chunk::<4>().ok_or(KeyFileError::NotKeyFile)?;
+    if *found != magic {
+        return Err(KeyFileError::NotKeyFile);
+    }
+    let (&found, rest) = rest.split_first().ok_or(KeyFileError::NotKeyFile)?;
+    if found != version {
+        return Err(KeyFileError::UnsupportedVersion(found));
+    }
+    rest.split_first_chunk::<SALT_LEN>().ok_or(KeyFileError::Damaged)
 }
 
 /// Decrypts a key file's bytes; any damage is an error, never a panic.
 pub fn unseal(username: &str, password: &str, bytes: &[u8]) -> Result<LocalKeys, KeyFileError> {
-    let (magic, rest) = bytes.split_first_chunk::<4>().ok_or(KeyFileError::NotKeyFile)?;
-    if *magic != MAGIC {
-        return Err(KeyFileError::NotKeyFile);
-    }
-    let (&version, rest) = rest.split_first().ok_or(KeyFileError::NotKeyFile)?;
-    if version != VERSION {
-        return Err(KeyFileError::UnsupportedVersion(version));
-    }
-    let (salt, sealed) = rest.split_first_chunk::<SALT_LEN>().ok_or(KeyFileError::Damaged)?;
+    let (salt, sealed) = unframe(MAGIC, VERSION, bytes)?;
     let plain = file_keys(password, salt)?.open(&aad(username), sealed).map_err(|_| KeyFileError::WrongPassword)?;
     let (len, rest) = plain.split_first_chunk::<2>().ok_or(KeyFileError::Damaged)?;
     let (der, secret) = rest.split_at_checked(usize::from(u16::from_be_bytes(*len))).ok_or(KeyFileError::Damaged)?;
@@ -259,6 +270,10 @@ mod tests {
         let mut v2 = sealed.clone();
         v2[4] = 2;
         assert!(matches!(unseal("alice", "password123", &v2), Err(KeyFileError::UnsupportedVersion(2))));
+        // The room keys file shares the layout under its own magic: not taken for a key file.
+        let mut rooms = sealed.clone();
+        rooms[..4].copy_from_slice(&crate::keyring::MAGIC);
+        assert!(matches!(unseal("alice", "password123", &rooms), Err(KeyFileError::NotKeyFile)));
     }
 
     #[test]
