@@ -186,7 +186,8 @@ fn analysis(r: &Report) -> String {
              particular part of the loop, with the disk thread (nice +10) and the signing workers (SCHED_IDLE) \
              idle: the \
              thread is preempted on this 2-vCPU virtual machine. A ping-pong between two processes on the two \
-             CPUs shows the same floor (p99.9 about 2 ms). The medians are well under 1 ms."
+             CPUs shows the same floor (p99.9 about 2 ms). The figure is already the median of three \
+             half-load steps' p99s."
         );
     }
     if let (Some(w1), Some(ng)) = (f("w1.sotto.64.rate"), f("w1.ngircd-tls-rsa.64.rate")) {
