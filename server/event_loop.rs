@@ -120,10 +120,17 @@ impl Conns {
             want |= EpollFlags::EPOLLOUT;
         }
         if want != s.interest {
-            if self.epoll.modify(&s.stream, &mut EpollEvent::new(want, id)).is_err() {
+            if self.epoll.modify(&s.stream, &mut EpollEvent::new(want, id)).is_ok() {
+                s.interest = want;
+            } else {
+                // The kernel kept the old set, which could report the socket
+                // ready every turn: take it out of the set, and close. The
+                // deadline walk flushes what it can until the close grace ends.
+                let _ = self.epoll.delete(&s.stream);
+                s.interest = EpollFlags::empty();
                 core.close(id, "epoll_ctl failed");
+                return;
             }
-            s.interest = want;
         }
         // Throttled: open, not reading, and time may change that. A closing
         // connection or a stopping server never reads again.
@@ -169,7 +176,10 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
             conns.epoll.modify(&listener, &mut EpollEvent::new(flags, LISTENER))?;
             listening = accepting;
         }
-        let n = match conns.epoll.wait(&mut events, EpollTimeout::from(TICK_MS)) {
+        // Throttled readers and paused accepts wait on time alone: wake for them.
+        let timed = !conns.throttled.is_empty() || (!listening && stopping.is_none());
+        let wait = if timed { TIMERS_MS as u16 } else { TICK_MS };
+        let n = match conns.epoll.wait(&mut events, EpollTimeout::from(wait)) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -200,7 +210,9 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
                 }
             }
         }
-        if listener_ready && listening {
+        // Not after a signal in this same turn: a new connection would be
+        // registered for input that a stopping server never reads.
+        if listener_ready && listening && stopping.is_none() {
             accept_all(&listener, &mut core, &mut conns, &mut next_id, &mut accept_paused_until, now);
         }
         if wake_ready {
