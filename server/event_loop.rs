@@ -163,14 +163,16 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
     let mut listening = true;
     let mut events = vec![EpollEvent::empty(); EVENTS];
     let mut next_id: ConnId = 1;
-    let mut accept_paused_until = 0u64;
+    // The loop's own deadlines are monotonic: a step of the wall clock must
+    // not freeze them (the core keeps wall-clock time for what it stamps).
+    let mut accept_paused_until: Option<Instant> = None;
     let mut stopping: Option<Instant> = None;
     let mut buf = vec![0u8; READ_CHUNK];
     let mut next_summary = Instant::now() + SUMMARY_EVERY;
-    let mut next_timers = 0u64;
+    let mut next_timers = Instant::now();
 
     loop {
-        let accepting = stopping.is_none() && now_ms() >= accept_paused_until;
+        let accepting = stopping.is_none() && accept_paused_until.is_none_or(|t| Instant::now() >= t);
         if accepting != listening {
             let flags = if accepting { EpollFlags::EPOLLIN } else { EpollFlags::empty() };
             conns.epoll.modify(&listener, &mut EpollEvent::new(flags, LISTENER))?;
@@ -234,10 +236,10 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> 
             }
         }
         // Timeouts walk every connection: at most every TIMERS_MS, not every turn.
-        if now >= next_timers {
+        if Instant::now() >= next_timers {
             core.handle_timeout(now);
             conns.sync_throttled(&mut core, now, stopping.is_some());
-            next_timers = now + TIMERS_MS;
+            next_timers = Instant::now() + Duration::from_millis(TIMERS_MS);
         }
         for job in core.poll_jobs() {
             pool.submit(job);
@@ -275,7 +277,7 @@ fn accept_all(
     core: &mut Core,
     conns: &mut Conns,
     next_id: &mut ConnId,
-    paused_until: &mut u64,
+    paused_until: &mut Option<Instant>,
     now: u64,
 ) {
     loop {
@@ -307,11 +309,11 @@ fn accept_all(
             Err(e) => {
                 // EMFILE/ENFILE and friends: pause accepting instead of spinning,
                 // and retry every 100 ms; logged once per episode, counted always.
-                if now > paused_until.saturating_add(1_000) {
+                if paused_until.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                     sotto::log!(Warn, "accept failed: {e}; pausing accepts, retrying every 100 ms");
                 }
                 core.count("accept failed (out of descriptors?)");
-                *paused_until = now + 100;
+                *paused_until = Some(Instant::now() + Duration::from_millis(100));
                 return;
             }
         }
