@@ -162,13 +162,14 @@ fn analysis(r: &Report) -> String {
                  signature, a tag) sealed for that member's session with AES-128-CBC and HMAC-SHA256. IRC \
                  delivers a line of about 60 bytes, sealed with AES-GCM. Sealing alone costs {} per delivery on \
                  this machine, a ceiling of {} deliveries/s for one core before any system call, against the {} \
-                 sottod reached and the {} of ngircd-TLS. A profile of sottod's loop at saturation (perf, by \
-                 hand, room of 10) put 38% of its time in send(2), which on loopback includes the receiving \
-                 side's TCP processing, and 27% in AES and SHA-256; epoll_wait, parsing and the room's bookkeeping \
-                 are a few percent. sottod writes each member's output once per loop turn, so under load one \
-                 write(2) carries several messages. Tripling ngircd would need the per-delivery cost below that \
-                 of the crypto the design requires: per-recipient sealing of a padded, signed message. Not \
-                 fixed; recorded.",
+                 sottod reached and the {} of ngircd-TLS. Measured by hand per thread (`SOTTO_BENCH_DEBUG=1`, \
+                 a quick run, room of 10): at 25,000 to 36,000 messages/s sottod's loop used about 36 µs of CPU \
+                 per message, 4 µs per delivery, of which sealing is the figure above and most of the rest \
+                 send(2), which on loopback includes the receiving side's TCP processing (a perf profile over \
+                 all of W4's steps: 38% of the loop's samples in send(2), 27% in AES and SHA-256). sottod writes \
+                 each member's output once per loop turn, so under load one write(2) carries several messages. \
+                 Tripling ngircd would need the per-delivery cost below that of the crypto the design requires: \
+                 per-recipient sealing of a padded, signed message. Not fixed; recorded.",
                 w4 / ng,
                 per.map_or("n/a".into(), |p| format!("{:.1} µs", p / 1000.0)),
                 per.map_or("n/a".into(), |p| crate::report::rate(1e9 / p)),

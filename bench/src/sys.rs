@@ -47,6 +47,23 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of each thread of `pid`, by thread name (for SOTTO_BENCH_DEBUG).
+pub fn thread_cpu(pid: u32) -> Vec<(String, Duration)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut out: Vec<(String, Duration)> = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat.get(open + 1..close).unwrap_or("").to_owned();
+        let f: Vec<&str> = stat.get(close + 2..).unwrap_or("").split_whitespace().collect();
+        let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.push((name, Duration::from_millis(ticks * 10)));
+    }
+    out.sort();
+    out
+}
+
 /// CPU time (user + system) of `pid`.
 pub fn cpu_time(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };

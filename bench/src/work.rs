@@ -612,9 +612,17 @@ pub fn w4(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
             let mut overloaded = false;
             let best = saturate(20_000.0 / (m - 1) as f64, ctx.quick, |msgs| {
                 let cpu0 = sys::cpu_time(srv.pid());
+                let threads0 = sys::thread_cpu(srv.pid());
                 let step = fanout_step(&mut peers, p, "w4", msgs, secs, srv.pid(), None);
                 if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
                     let cpu = sys::cpu_time(srv.pid()).saturating_sub(cpu0);
+                    let by_thread: Vec<String> = sys::thread_cpu(srv.pid())
+                        .iter()
+                        .zip(&threads0)
+                        .filter(|((a, t1), (b, t0))| a == b && t1 > t0)
+                        .map(|((a, t1), (_, t0))| format!("{a} {:?}", t1.saturating_sub(*t0)))
+                        .collect();
+                    eprintln!("W4 {m}x{p} step {msgs:.0} msgs/s: threads {}", by_thread.join(", "));
                     match &step {
                         Ok(st) => eprintln!(
                             "W4 {m}x{p} step {msgs:.0} msgs/s: complete {}, p99 {:?}, server cpu {cpu:?}",
