@@ -176,6 +176,17 @@ fn analysis(r: &Report) -> String {
                 crate::report::rate(w4),
                 crate::report::rate(ng),
             );
+            if let (Some(nd), Some(nagle)) = (f("loopback.sockperf_nodelay"), f("loopback.sockperf_nagle")) {
+                let _ = writeln!(
+                    out,
+                    "  For the loopback itself: sockperf moved {} messages of 1,476 bytes per second over one \
+                     connection with TCP_NODELAY and {} with Nagle's coalescing, so a server that packs many \
+                     short lines into each write(2), as the IRC servers do, is not held to the one-write-per-\
+                     delivery limit.",
+                    crate::report::rate(nd),
+                    crate::report::rate(nagle)
+                );
+            }
         }
     }
     if let Some(h) = f("w4.sotto.10.1.p99_half_us").filter(|h| *h >= 1000.0) {

@@ -113,7 +113,7 @@ fn run(args: &Args) -> io::Result<()> {
         println!("{name} took {:.0} s", t.elapsed().as_secs_f64());
     }
     if want("W4") || want("loopback") {
-        peers_run::loopback_limit(&ctx, &mut r);
+        peers_run::loopback_limit(&ctx, &mut r, args.peers);
     }
     let elapsed = started.elapsed();
     println!("done in {:.0} s", elapsed.as_secs_f64());

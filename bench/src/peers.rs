@@ -79,22 +79,24 @@ impl fmt::Display for Kind {
 /// Installs the daemon's Debian package if its binary is missing (root only), without letting
 /// the packaged service start.
 pub fn ensure_installed(kind: Kind) -> Result<(), String> {
-    if Path::new(kind.binary()).exists() {
+    ensure_package(kind.name(), kind.binary())
+}
+
+/// Installs Debian package `package` if `binary` is missing (root only), without letting a
+/// packaged service start.
+pub fn ensure_package(package: &str, binary: &str) -> Result<(), String> {
+    if Path::new(binary).exists() {
         return Ok(());
     }
     if !nix::unistd::geteuid().is_root() {
-        return Err(format!(
-            "{} is missing and installing it needs root: apt-get install {}",
-            kind.binary(),
-            kind.name()
-        ));
+        return Err(format!("{binary} is missing and installing it needs root: apt-get install {package}"));
     }
     let _policy = NoServiceStart::new().map_err(|e| format!("policy-rc.d: {e}"))?;
     let install = || {
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"])
-            .arg(kind.name())
+            .arg(package)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdin(Stdio::null())
             .output()
@@ -108,19 +110,19 @@ pub fn ensure_installed(kind: Kind) -> Result<(), String> {
     if !out.status.success() {
         return Err(format!(
             "apt-get install {} failed ({}): {}",
-            kind.name(),
+            package,
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
     if Path::new("/run/systemd/system").exists() {
         // Where systemd runs, policy-rc.d is not always asked: stop and disable explicitly.
-        let _ = Command::new("systemctl").args(["disable", "--now", kind.name()]).stdin(Stdio::null()).output();
+        let _ = Command::new("systemctl").args(["disable", "--now", package]).stdin(Stdio::null()).output();
     }
-    if Path::new(kind.binary()).exists() {
+    if Path::new(binary).exists() {
         Ok(())
     } else {
-        Err(format!("{} still missing after apt-get install {}", kind.binary(), kind.name()))
+        Err(format!("{binary} still missing after apt-get install {package}"))
     }
 }
 

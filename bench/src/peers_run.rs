@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -510,12 +511,15 @@ fn burst(b: &mut Irc, rcv: &mut Irc, probes: &mut [Irc], n: usize) -> io::Result
 /// the physical limit of a fan-out that makes one system call per delivery.
 /// Messages of the size of a sotto room delivery (1476 bytes on the wire)
 /// and of a short IRC line (100 bytes).
-pub fn loopback_limit(ctx: &Ctx, r: &mut Report) {
+pub fn loopback_limit(ctx: &Ctx, r: &mut Report, install: bool) {
     let s = r.section(
         "Loopback small-write limit",
         "One thread on the server's core writes one message per write(2) to 100 loopback TCP connections in \
-         turn; a reader on the other core drains them. Messages per second: the ceiling for deliveries/s \
-         when every delivery is its own system call.",
+         turn (TCP_NODELAY, as sottod's sockets); a reader on the other core drains them. Messages per \
+         second: the ceiling for deliveries/s when every delivery is its own system call. Then the same \
+         from standard tools when installed (with the peers): sockperf's throughput mode over one \
+         connection, with TCP_NODELAY and with Nagle's coalescing (several messages per segment), and \
+         iperf3's bulk rate.",
         &["message size", "writes/s", "MB/s"],
     );
     for size in [1476usize, 100] {
@@ -532,17 +536,107 @@ pub fn loopback_limit(ctx: &Ctx, r: &mut Report) {
             Err(e) => r.row(s, vec![format!("{size} B"), format!("failed: {e}"), "-".into()]),
         }
     }
-    let iperf = crate::sys::version_of("iperf3", &["--version"]);
-    if iperf != "not found" {
-        r.row(
-            s,
-            vec![
-                "(iperf3 present, not used: it measures bulk transfer, not small writes)".into(),
-                "-".into(),
-                "-".into(),
-            ],
-        );
+    // The same limits from standard tools, installed with the peers: sockperf
+    // with TCP_NODELAY (as sottod writes) and with Nagle's coalescing, and
+    // iperf3's bulk transfer; one connection each, the writer on the server's core.
+    let secs = if ctx.quick { "1" } else { "2" };
+    let have = |package: &str, binary: &str| {
+        Path::new(binary).exists() || (install && crate::peers::ensure_package(package, binary).is_ok())
+    };
+    if have("sockperf", "/usr/bin/sockperf") {
+        let v = crate::sys::version_of("sockperf", &["--version"]);
+        let labels = [
+            (format!("{v}: 1476 B, TCP_NODELAY, one connection"), true),
+            (format!("{v}: 1476 B, Nagle, one connection"), false),
+        ];
+        for (label, nodelay) in labels {
+            let row = match sockperf(ctx.server_cpu, secs, nodelay) {
+                Ok(rate_) => {
+                    r.fig(&format!("loopback.sockperf_{}", if nodelay { "nodelay" } else { "nagle" }), rate_);
+                    vec![label, crate::report::rate(rate_), format!("{:.0}", rate_ * 1476.0 / 1e6)]
+                }
+                Err(e) => vec![label, format!("failed: {e}"), "-".into()],
+            };
+            r.row(s, row);
+        }
     }
+    if have("iperf3", "/usr/bin/iperf3") {
+        let label = format!("{}: bulk TCP, one connection", crate::sys::version_of("iperf3", &["--version"]));
+        let row = match iperf3(ctx.server_cpu, secs) {
+            Ok(bps) => vec![label, "-".into(), format!("{:.0}", bps / 8.0 / 1e6)],
+            Err(e) => vec![label, format!("failed: {e}"), "-".into()],
+        };
+        r.row(s, row);
+    }
+}
+
+/// A free loopback port (bound and released; the tool binds it right after).
+fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `sockperf throughput` over TCP with 1476-byte messages: messages/s. The
+/// server reads on the generator's core; the client writes on `cpu`.
+fn sockperf(cpu: Option<usize>, secs: &str, nodelay: bool) -> io::Result<f64> {
+    let port = free_port()?.to_string();
+    let mut server = crate::sys::spawn_pinned(
+        std::process::Command::new("sockperf")
+            .args(["server", "--tcp", "-i", "127.0.0.1", "-p", &port])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+        None,
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut client = std::process::Command::new("sockperf");
+    client.args(["throughput", "--tcp", "-i", "127.0.0.1", "-p", &port, "-m", "1476", "-t", secs]);
+    // In throughput mode sockperf enables Nagle by default; this flag turns it off.
+    if nodelay {
+        client.arg("--tcp-avoid-nodelay");
+    }
+    let out =
+        crate::sys::spawn_pinned(client.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()), cpu)
+            .and_then(|c| c.wait_with_output());
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out?.stdout).into_owned();
+    // "sockperf: Summary: Message Rate is 171543 [msg/sec], ..."
+    text.split("Message Rate is ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .ok_or_else(|| io::Error::other("no message rate in sockperf's output"))
+}
+
+/// `iperf3` bulk TCP: bits/s received. The server receives on the generator's
+/// core; the client sends on `cpu`.
+fn iperf3(cpu: Option<usize>, secs: &str) -> io::Result<f64> {
+    let port = free_port()?.to_string();
+    let mut server = crate::sys::spawn_pinned(
+        std::process::Command::new("iperf3")
+            .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+        None,
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let out = crate::sys::spawn_pinned(
+        std::process::Command::new("iperf3")
+            .args(["-c", "127.0.0.1", "-p", &port, "-t", secs, "-J"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+        cpu,
+    )
+    .and_then(|c| c.wait_with_output());
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out?.stdout).into_owned();
+    // The JSON's "end": { ..., "sum_received": { ..., "bits_per_second": N, ... } }
+    text.split("\"sum_received\"")
+        .nth(1)
+        .and_then(|t| t.split("\"bits_per_second\":").nth(1))
+        .and_then(|t| t.trim_start().split([',', '\n', '}']).next())
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .ok_or_else(|| io::Error::other("no bits_per_second in iperf3's output"))
 }
 
 fn small_writes(size: usize, secs: f64, cpu: Option<usize>) -> std::io::Result<f64> {
