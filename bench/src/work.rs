@@ -831,6 +831,28 @@ fn dm(peer_uid: u64, seq: u64) -> SendDm {
     m
 }
 
+/// Drives `peers` without sending until nothing has arrived for 300 ms (10 s
+/// at most), acknowledging every DM, so that the mailboxes are empty.
+fn settle_dms(peers: &mut [Peer]) -> io::Result<()> {
+    let last = Cell::new(Instant::now());
+    engine::drive(
+        peers,
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(10),
+        |now, _| now.saturating_duration_since(last.get()) < Duration::from_millis(300),
+        |now, ev, acks| {
+            last.set(now);
+            if let Event::Message(i, m) = ev {
+                if let Ok(d) = ReceiveDm::read_from_bytes(m) {
+                    if d.hdr.opcode.get() == RVUM {
+                        acks.push((i, d.seq.get()));
+                    }
+                }
+            }
+        },
+    )
+}
+
 pub fn w3(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let s = r.section(
         "W3 direct messages (sotto)",
@@ -909,6 +931,8 @@ pub fn w3(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
                 }
                 best = Some((rate_, lat));
             }
+            // A failed step can leave DMs in flight: they must not reach the next search.
+            settle_dms(&mut peers)?;
             match best {
                 Some((rate_, mut lat)) => {
                     let l = lat.summary();
