@@ -958,6 +958,9 @@ pub fn w3(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     Ok(())
 }
 
+/// W7: unanswered DMs per sender at most (4,096 answers are about 0.5 MiB).
+const W7_WINDOW: usize = 4096;
+
 pub fn w7(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let s = r.section(
         "W7 offline queue (sotto)",
@@ -998,25 +1001,35 @@ pub fn w7(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let mut peers: Vec<Peer> = senders.into_iter().map(|x| Peer::new(x, Mode::Open)).collect::<io::Result<_>>()?;
     let queued = Cell::new(0usize);
     let mut next = 0usize;
+    // Per sender: DMs sent, and answers received.
+    let mut sent = vec![0usize; ns];
+    let answered: Vec<Cell<usize>> = (0..ns).map(|_| Cell::new(0)).collect();
     let start = Instant::now();
     engine::drive(
         &mut peers,
         start + Duration::from_secs(300),
         Duration::from_millis(1),
         |_, peers| {
-            // Keep each sender's pipe full (about 256 KiB queued).
+            // Keep each sender's pipe full (about 256 KiB queued), with at most
+            // W7_WINDOW DMs unanswered, as a client with a send window: the
+            // answers of a whole group commit arrive at once, and a sender that
+            // let them pass the server's 1 MiB output bound would be dropped.
             for (i, p) in peers.iter_mut().enumerate() {
-                while next < n && p.s.pending() < 256 * 1024 {
+                while next < n && p.s.pending() < 256 * 1024 && sent[i] - answered[i].get() < W7_WINDOW {
                     p.s.queue(dm(ruids[(next / ns + i) % nr], next as u64));
                     next += 1;
+                    sent[i] += 1;
                 }
             }
             queued.get() < n
         },
         |_, ev, _| {
-            if let Event::Message(_, m) = ev {
+            if let Event::Message(i, m) = ev {
                 if wire::header(m).map(|h| h.opcode.get()) == Ok(DMST) {
                     queued.set(queued.get() + 1);
+                    if let Some(a) = answered.get(i) {
+                        a.set(a.get() + 1);
+                    }
                 }
             }
         },
