@@ -575,30 +575,36 @@ fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Runs a tool's `server` (reading on the generator's core, where this
+/// process runs) and then its `client` pinned to `cpu`; the client's output.
+fn tool_pair(
+    server: &mut std::process::Command,
+    client: &mut std::process::Command,
+    cpu: Option<usize>,
+) -> io::Result<String> {
+    use std::process::Stdio;
+    let mut server = crate::sys::spawn_pinned(server.stdout(Stdio::null()).stderr(Stdio::null()), None)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let out = crate::sys::spawn_pinned(client.stdout(Stdio::piped()).stderr(Stdio::null()), cpu)
+        .and_then(|c| c.wait_with_output());
+    let _ = server.kill();
+    let _ = server.wait();
+    Ok(String::from_utf8_lossy(&out?.stdout).into_owned())
+}
+
 /// `sockperf throughput` over TCP with 1476-byte messages: messages/s. The
 /// server reads on the generator's core; the client writes on `cpu`.
 fn sockperf(cpu: Option<usize>, secs: &str, nodelay: bool) -> io::Result<f64> {
     let port = free_port()?.to_string();
-    let mut server = crate::sys::spawn_pinned(
-        std::process::Command::new("sockperf")
-            .args(["server", "--tcp", "-i", "127.0.0.1", "-p", &port])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-        None,
-    )?;
-    std::thread::sleep(Duration::from_millis(500));
+    let mut server = std::process::Command::new("sockperf");
+    server.args(["server", "--tcp", "-i", "127.0.0.1", "-p", &port]);
     let mut client = std::process::Command::new("sockperf");
     client.args(["throughput", "--tcp", "-i", "127.0.0.1", "-p", &port, "-m", "1476", "-t", secs]);
     // In throughput mode sockperf enables Nagle by default; this flag turns it off.
     if nodelay {
         client.arg("--tcp-avoid-nodelay");
     }
-    let out =
-        crate::sys::spawn_pinned(client.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()), cpu)
-            .and_then(|c| c.wait_with_output());
-    let _ = server.kill();
-    let _ = server.wait();
-    let text = String::from_utf8_lossy(&out?.stdout).into_owned();
+    let text = tool_pair(&mut server, &mut client, cpu)?;
     // "sockperf: Summary: Message Rate is 171543 [msg/sec], ..."
     text.split("Message Rate is ")
         .nth(1)
@@ -611,25 +617,11 @@ fn sockperf(cpu: Option<usize>, secs: &str, nodelay: bool) -> io::Result<f64> {
 /// core; the client sends on `cpu`.
 fn iperf3(cpu: Option<usize>, secs: &str) -> io::Result<f64> {
     let port = free_port()?.to_string();
-    let mut server = crate::sys::spawn_pinned(
-        std::process::Command::new("iperf3")
-            .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-        None,
-    )?;
-    std::thread::sleep(Duration::from_millis(500));
-    let out = crate::sys::spawn_pinned(
-        std::process::Command::new("iperf3")
-            .args(["-c", "127.0.0.1", "-p", &port, "-t", secs, "-J"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null()),
-        cpu,
-    )
-    .and_then(|c| c.wait_with_output());
-    let _ = server.kill();
-    let _ = server.wait();
-    let text = String::from_utf8_lossy(&out?.stdout).into_owned();
+    let mut server = std::process::Command::new("iperf3");
+    server.args(["-s", "-1", "-B", "127.0.0.1", "-p", &port]);
+    let mut client = std::process::Command::new("iperf3");
+    client.args(["-c", "127.0.0.1", "-p", &port, "-t", secs, "-J"]);
+    let text = tool_pair(&mut server, &mut client, cpu)?;
     // The JSON's "end": { ..., "sum_received": { ..., "bits_per_second": N, ... } }
     text.split("\"sum_received\"")
         .nth(1)
