@@ -102,13 +102,7 @@ impl World {
         reg.enc_pub = enc_pub;
         reg.enc_sig = sig;
         self.send(&mut side, reg.as_bytes());
-        let mut login = Login::request(2, 0);
-        login.set_username(name).unwrap();
-        login.set_password("password123").unwrap();
-        self.send(&mut side, login.as_bytes());
-        let mut pass = Passphrase::request(3, 0);
-        pass.set_passphrase("a b c").unwrap();
-        let got = self.send(&mut side, pass.as_bytes());
+        let got = self.log_in(&mut side, name);
         side.uid = wire::decode::<crate::opcodes::Connected>(got.last().unwrap()).unwrap().uid.get();
         side
     }
@@ -123,14 +117,19 @@ impl World {
         let out = std::mem::take(self.core.transmit(id).unwrap());
         let keys = state.handle_server_hello(&self.ccfg, &out[4..]).unwrap();
         let mut side = Side { id, keys, deframer: Deframer::new(record::MAX_BODY), uid };
+        let got = self.log_in(&mut side, name);
+        (side, got)
+    }
+
+    /// Password, then passphrase, on `side`; what it received after the passphrase.
+    fn log_in(&mut self, side: &mut Side, name: &str) -> Vec<Vec<u8>> {
         let mut login = Login::request(2, 0);
         login.set_username(name).unwrap();
         login.set_password("password123").unwrap();
-        self.send(&mut side, login.as_bytes());
+        self.send(side, login.as_bytes());
         let mut pass = Passphrase::request(3, 0);
         pass.set_passphrase("a b c").unwrap();
-        let got = self.send(&mut side, pass.as_bytes());
-        (side, got)
+        self.send(side, pass.as_bytes())
     }
 
     /// Sends one request and runs the worker jobs; returns what the side received (no commit).
@@ -140,6 +139,15 @@ impl World {
         self.core.handle_input(side.id, &frame, self.now);
         self.run_jobs();
         self.take(side)
+    }
+
+    /// `a` asks `b` (named `b_name`) for direct messages and `b` accepts;
+    /// `a`'s answers are taken.
+    fn befriend(&mut self, (a, a_name): (&mut Side, &str), (b, b_name): (&mut Side, &str)) {
+        self.send(a, named::<DmRequest>(b_name).as_bytes());
+        self.send(b, named::<DmAccept>(a_name).as_bytes());
+        self.commit();
+        self.take(a);
     }
 
     fn take(&mut self, side: &mut Side) -> Vec<Vec<u8>> {
@@ -214,10 +222,7 @@ fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_ord
     let mut w = World::new();
     let mut alice = w.connect(1, "alice");
     let mut bob = w.connect(2, "bob");
-    w.send(&mut alice, named::<DmRequest>("bob").as_bytes());
-    w.send(&mut bob, named::<DmAccept>("alice").as_bytes());
-    w.commit();
-    w.take(&mut alice);
+    w.befriend((&mut alice, "alice"), (&mut bob, "bob"));
     w.take(&mut bob);
     // Bob's request events are acknowledged, then he leaves.
     w.core.close(bob.id, "test");
@@ -287,10 +292,7 @@ fn a_mailbox_longer_than_the_output_bound_is_delivered_a_window_at_a_time() {
     let mut w = World::new_with(Limits { rate: None, ..Limits::default() });
     let mut alice = w.connect(1, "alice");
     let mut bob = w.connect(2, "bob");
-    w.send(&mut alice, named::<DmRequest>("bob").as_bytes());
-    w.send(&mut bob, named::<DmAccept>("alice").as_bytes());
-    w.commit();
-    w.take(&mut alice);
+    w.befriend((&mut alice, "alice"), (&mut bob, "bob"));
     w.core.close(bob.id, "test");
     w.core.remove(bob.id);
     // 1,000 sealed DMs of 1,476 bytes each: about 1.4 MiB, over the 1 MiB output bound.

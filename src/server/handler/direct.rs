@@ -34,11 +34,8 @@ fn peer_uid(
     raw: Result<&str, crate::wire::WireError>,
     now_ms: u64,
 ) -> Option<u64> {
-    let name = raw.ok().and_then(|n| crate::account::normalize_username(n).ok());
-    let Some(name) = name else {
-        core.reply(id, msg_id, opcode, code::BAD_REQUEST, "invalid user name", now_ms);
-        return None;
-    };
+    let request = (id, msg_id, opcode);
+    let name = super::name_or_400(core, request, raw, crate::account::normalize_username, "invalid user name", now_ms)?;
     let uid = core.accounts.by_name(&name).map(|r| r.uid.get());
     if uid.is_none() {
         core.reply(id, msg_id, opcode, code::NOT_FOUND, "no such user", now_ms);

@@ -7,3 +7,23 @@ pub mod account;
 pub mod direct;
 pub mod heartbeat;
 pub mod room;
+
+use crate::server::core::{ConnId, Core};
+use crate::wire::{code, WireError};
+
+/// A name field of a request, normalised by `normalize`; otherwise the
+/// request is answered 400 with `reason` and the result is None.
+fn name_or_400<E>(
+    core: &mut Core,
+    (id, msg_id, opcode): (ConnId, u64, u32),
+    raw: Result<&str, WireError>,
+    normalize: fn(&str) -> Result<String, E>,
+    reason: &str,
+    now_ms: u64,
+) -> Option<String> {
+    let name = raw.ok().and_then(|n| normalize(n).ok());
+    if name.is_none() {
+        core.reply(id, msg_id, opcode, code::BAD_REQUEST, reason, now_ms);
+    }
+    name
+}

@@ -36,11 +36,14 @@ fn room_name(
     raw: Result<&str, crate::wire::WireError>,
     now_ms: u64,
 ) -> Option<String> {
-    let name = raw.ok().and_then(|n| normalize_name(n).ok());
-    if name.is_none() {
-        core.reply(id, msg_id, opcode, code::BAD_REQUEST, "invalid room name: 1-32 of a-z 0-9 _ -", now_ms);
-    }
-    name
+    super::name_or_400(
+        core,
+        (id, msg_id, opcode),
+        raw,
+        normalize_name,
+        "invalid room name: 1-32 of a-z 0-9 _ -",
+        now_ms,
+    )
 }
 
 /// Room back-off is keyed by (room, user), like logins by account, plus the
