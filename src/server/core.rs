@@ -519,6 +519,11 @@ impl Core {
     pub(crate) fn mark_deleted(&mut self, name: &str) {
         self.dirty.remove(name);
         self.deleted.insert(name.to_owned());
+        // A commit in flight counted the deleted room's messages: when it
+        // finishes it must not credit a new room of the same name with them.
+        for (names, _) in self.inflight.values_mut() {
+            names.retain(|(n, _)| n != name);
+        }
     }
 
     /// Notes that `uid`'s mailbox changed.

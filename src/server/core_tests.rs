@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 use crate::frame::Deframer;
 use crate::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
 use crate::identity::{self, Signer};
-use crate::opcodes::{CreateRoom, DmRequest, Login, Passphrase, Register, StatusReply, CNNT, STAT};
+use crate::opcodes::{
+    CreateRoom, DeleteRoom, DmRequest, Login, Passphrase, Register, SendRoomMessage, StatusReply, CNNT, STAT,
+};
 use crate::record;
 use crate::wire::{self, code, Message};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -418,4 +420,36 @@ fn nothing_is_sealed_for_a_connection_after_its_output_was_dropped() {
     w.advance(1);
     w.advance(5_001);
     assert!(w.core().transmit(alice).unwrap().is_empty(), "dropped, and nothing sealed after");
+}
+
+#[test]
+fn a_commit_of_a_deleted_room_does_not_make_a_new_room_of_its_name_durable() {
+    let mut p = Pair::connect();
+    assert_eq!(p.register("gina", "password123", "a b c"), code::OK);
+    assert_eq!(p.login("gina", "password123"), code::PENDING);
+    p.passphrase("a b c");
+    let mut create = CreateRoom::request(1, 0);
+    create.set_room("club").unwrap();
+    assert_eq!(p.status(create.clone()).0, code::OK);
+    // Without running the commit: a message, then its commit taken but not finished.
+    let request = |p: &mut Pair, m: &[u8]| {
+        let mut frame = Vec::new();
+        p.keys.sealer.seal(m, &mut frame).unwrap();
+        p.core.handle_input(ID, &frame, p.now);
+    };
+    let mut say = SendRoomMessage::request(2, 0);
+    say.set_room("club").unwrap();
+    request(&mut p, say.as_bytes());
+    let old_commit = p.core.poll_commit(p.now).expect("a commit for the message");
+    // The room is deleted and made again under its name, with one message of its own.
+    let mut delete = DeleteRoom::request(3, 0);
+    delete.set_room("club").unwrap();
+    request(&mut p, delete.as_bytes());
+    request(&mut p, create.as_bytes());
+    request(&mut p, say.as_bytes());
+    let done = worker::run(old_commit, &p.ctx);
+    p.core.handle_completion(done, p.now);
+    let room = p.core.rooms.get("club").expect("the new room");
+    assert_eq!(room.pushed, 1);
+    assert_eq!(room.durable_history().count(), 0, "the new room's message is not on disk yet");
 }
