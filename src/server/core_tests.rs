@@ -430,7 +430,7 @@ fn a_commit_of_a_deleted_room_does_not_make_a_new_room_of_its_name_durable() {
     p.passphrase("a b c");
     let mut create = CreateRoom::request(1, 0);
     create.set_room("club").unwrap();
-    assert_eq!(p.status(create.clone()).0, code::OK);
+    assert_eq!(p.status(create).0, code::OK);
     // Without running the commit: a message, then its commit taken but not finished.
     let request = |p: &mut Pair, m: &[u8]| {
         let mut frame = Vec::new();

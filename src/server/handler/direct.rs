@@ -64,6 +64,11 @@ fn deliver(core: &mut Core, uid: u64) {
     for id in core.sessions_of(uid) {
         let cursor = core.mail_cursor(id);
         let Some(mb) = core.mail.boxes.get(&uid) else { return };
+        // Nothing new for this session: no need to count its window (a walk
+        // of up to MAIL_WINDOW records, on every acknowledgement).
+        if mb.live_after(cursor).next().is_none() {
+            continue;
+        }
         let room = MAIL_WINDOW.saturating_sub(mb.waiting_upto(cursor));
         let next: Vec<(u64, Vec<u8>)> = mb.live_after(cursor).take(room).map(|(s, r)| (*s, r.event.clone())).collect();
         for (seq, event) in next {
