@@ -1,16 +1,20 @@
 //! Local-state layer: the contact book of direct messages (DESIGN §7, §9),
 //! sealed in `<home>/<server_tag>/<user>/contacts` (see `vault`).
 //!
-//! Invariant: a contact's keys are pinned when the DM channel is accepted and
-//! replaced only by `/trust`; other keys the server lists later are kept
-//! aside as `listed`, and the contact is not trusted until the user trusts
-//! them. Nothing is sent to, or shown from, a contact that is not trusted.
+//! Invariant: contacts are keyed by canonical user name. A contact is pinned
+//! only when it answers the user's own request (`/dm`, recorded here until
+//! answered) or accept (`/accept`); its UID and keys are then replaced only
+//! by `/trust`. Another UID or other keys the server lists later for that name
+//! are kept aside as `listed`, and the contact is not trusted until the user
+//! trusts them. Nothing is sent to, or shown from, a contact that is not
+//! trusted, and a UID that two contacts claim resolves to neither.
 //!
 //! Plaintext: `u32 count || count × (uid (8) || u8 len || name || id_pub (256)
 //! || enc_pub (32) || flags (1: bit 0 trusted, bit 1 listed keys follow, bit 2
-//! they bind) || [listed id_pub (256) || listed enc_pub (32)])`.
+//! they bind) || [listed uid (8) || listed id_pub (256) || listed enc_pub (32)])
+//! || u32 requests || requests × (u8 len || name)`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sotto::identity::{self, RSA_BYTES};
 use zeroize::Zeroizing;
@@ -24,6 +28,8 @@ pub const KIND: Kind = Kind { file: "contacts", magic: *b"SOTC", label: b"sotto/
 const TRUSTED: u8 = 1;
 const LISTED: u8 = 2;
 const BINDS: u8 = 4;
+/// Requests of ours kept waiting for an answer; beyond, the oldest (by name) are forgotten.
+pub const REQUESTS_MAX: usize = 1024;
 
 /// Public keys as the server lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +47,14 @@ impl Keys {
     }
 }
 
-/// Keys the server listed that differ from the pinned ones.
+/// A UID and keys the server listed that differ from the pinned ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listed {
+    /// The UID listed.
+    pub uid: u64,
     /// The keys.
     pub keys: Keys,
-    /// Their identity key signed the name and encryption key.
+    /// Their identity key signed the deployment, UID, name and encryption key.
     pub binds: bool,
 }
 
@@ -59,9 +67,9 @@ pub struct Contact {
     pub name: String,
     /// The pinned keys.
     pub keys: Keys,
-    /// False after the server listed other keys, until `/trust`.
+    /// False after the server listed another UID or other keys, until `/trust`.
     pub trusted: bool,
-    /// The other keys the server listed, if any.
+    /// The other UID and keys the server listed, if any.
     pub listed: Option<Listed>,
 }
 
@@ -74,10 +82,12 @@ pub enum TrustError {
     Unbound,
 }
 
-/// Every contact, by UID, and whether they changed since the last save.
+/// Every contact, by name, our requests not yet answered, and whether they
+/// changed since the last save.
 #[derive(Debug, Default)]
 pub struct Contacts {
-    map: BTreeMap<u64, Contact>,
+    map: BTreeMap<String, Contact>,
+    requested: BTreeSet<String>,
     dirty: bool,
 }
 
@@ -87,35 +97,59 @@ impl Contacts {
         Contacts::default()
     }
 
-    /// The contact `uid`.
-    pub fn get(&self, uid: u64) -> Option<&Contact> {
-        self.map.get(&uid)
+    /// The contact named `name` (canonical).
+    pub fn get(&self, name: &str) -> Option<&Contact> {
+        self.map.get(name)
     }
 
-    /// The contact named `name` (canonical).
-    pub fn by_name(&self, name: &str) -> Option<&Contact> {
-        self.map.values().find(|c| c.name == name)
+    /// The one contact with `uid`; `None` when none, or more than one, claims it.
+    pub fn by_uid(&self, uid: u64) -> Option<&Contact> {
+        let mut found = self.map.values().filter(|c| c.uid == uid);
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
     }
 
     /// Every contact, by name.
     pub fn all(&self) -> Vec<&Contact> {
-        let mut all: Vec<&Contact> = self.map.values().collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
+        self.map.values().collect()
     }
 
-    /// Pins a new contact (replacing nothing: callers check `get` first).
+    /// Our requests (`/dm`) still waiting for an answer, by name.
+    pub fn requests(&self) -> impl Iterator<Item = &str> {
+        self.requested.iter().map(String::as_str)
+    }
+
+    /// Notes that we asked `name` for a channel: its accept may pin it.
+    pub fn request(&mut self, name: &str) {
+        if self.requested.len() >= REQUESTS_MAX && !self.requested.contains(name) {
+            self.requested.pop_first();
+        }
+        self.dirty |= self.requested.insert(name.to_string());
+    }
+
+    /// Whether we asked `name` for a channel and have no answer yet.
+    pub fn requested(&self, name: &str) -> bool {
+        self.requested.contains(name)
+    }
+
+    /// Forgets our request to `name` (answered: accepted or rejected).
+    pub fn answered(&mut self, name: &str) {
+        self.dirty |= self.requested.remove(name);
+    }
+
+    /// Pins a new contact (replacing nothing: callers check `get` first); its request is answered.
     pub fn pin(&mut self, uid: u64, name: &str, keys: Keys) {
         let c = Contact { uid, name: name.to_string(), keys, trusted: true, listed: None };
-        self.map.insert(uid, c);
+        self.map.insert(name.to_string(), c);
+        self.requested.remove(name);
         self.dirty = true;
     }
 
-    /// Notes keys the server lists for `uid`: true when they differ from the pinned ones
-    /// (then the contact is not trusted any more).
-    pub fn observe(&mut self, uid: u64, listed: Listed) -> bool {
-        let Some(c) = self.map.get_mut(&uid) else { return false };
-        if c.keys == listed.keys {
+    /// Notes the UID and keys the server lists for `name`: true when they
+    /// differ from the pinned ones (then the contact is not trusted any more).
+    pub fn observe(&mut self, name: &str, listed: Listed) -> bool {
+        let Some(c) = self.map.get_mut(name) else { return false };
+        if c.uid == listed.uid && c.keys == listed.keys {
             return false;
         }
         if c.trusted || c.listed != Some(listed) {
@@ -126,12 +160,12 @@ impl Contacts {
         true
     }
 
-    /// `/trust`: the listed keys (if any) become the pinned ones, and the contact is trusted.
-    pub fn trust(&mut self, uid: u64) -> Result<&Contact, TrustError> {
-        let c = self.map.get_mut(&uid).ok_or(TrustError::Unknown)?;
+    /// `/trust`: the listed UID and keys (if any) become the pinned ones, and the contact is trusted.
+    pub fn trust(&mut self, name: &str) -> Result<&Contact, TrustError> {
+        let c = self.map.get_mut(name).ok_or(TrustError::Unknown)?;
         match c.listed {
             Some(l) if !l.binds => return Err(TrustError::Unbound),
-            Some(l) => c.keys = l.keys,
+            Some(l) => (c.uid, c.keys) = (l.uid, l.keys),
             None => {}
         }
         if !c.trusted || c.listed.is_some() {
@@ -149,7 +183,8 @@ impl Contacts {
 
     /// The plaintext of the file.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(4 + self.map.len() * (8 + 33 + 2 * (RSA_BYTES + 32) + 1)));
+        let each = 8 + 33 + 2 * (RSA_BYTES + 32) + 9;
+        let mut out = Zeroizing::new(Vec::with_capacity(8 + self.map.len() * each + self.requested.len() * 33));
         vault::put_count(&mut out, self.map.len());
         for c in self.map.values() {
             out.extend_from_slice(&c.uid.to_be_bytes());
@@ -162,9 +197,14 @@ impl Contacts {
             }
             out.push(flags);
             if let Some(l) = &c.listed {
+                out.extend_from_slice(&l.uid.to_be_bytes());
                 out.extend_from_slice(&l.keys.id_pub);
                 out.extend_from_slice(&l.keys.enc_pub);
             }
+        }
+        vault::put_count(&mut out, self.requested.len());
+        for name in &self.requested {
+            vault::put_user(&mut out, name);
         }
         out
     }
@@ -182,14 +222,25 @@ impl Contacts {
                 return Err(KeyFileError::Damaged);
             }
             let listed = if flags & LISTED != 0 {
-                Some(Listed { keys: Keys { id_pub: r.array()?, enc_pub: r.array()? }, binds: flags & BINDS != 0 })
+                let uid = r.u64()?;
+                let keys = Keys { id_pub: r.array()?, enc_pub: r.array()? };
+                Some(Listed { uid, keys, binds: flags & BINDS != 0 })
             } else {
                 None
             };
-            map.insert(uid, Contact { uid, name, keys, trusted: flags & TRUSTED != 0, listed });
+            let c = Contact { uid, name: name.clone(), keys, trusted: flags & TRUSTED != 0, listed };
+            if map.insert(name, c).is_some() {
+                return Err(KeyFileError::Damaged);
+            }
+        }
+        let mut requested = BTreeSet::new();
+        for _ in 0..r.u32()? {
+            if !requested.insert(r.user()?) || requested.len() > REQUESTS_MAX {
+                return Err(KeyFileError::Damaged);
+            }
         }
         r.end()?;
-        Ok(Contacts { map, dirty: false })
+        Ok(Contacts { map, requested, dirty: false })
     }
 }
 
@@ -202,27 +253,64 @@ mod tests {
         Keys { id_pub: [b; RSA_BYTES], enc_pub: [b + 1; 32] }
     }
 
+    fn listed(uid: u64, b: u8, binds: bool) -> Listed {
+        Listed { uid, keys: keys(b), binds }
+    }
+
     #[test]
-    fn refuses_a_changed_key_until_trusted() {
+    fn refuses_a_changed_key_or_uid_until_trusted() {
         let mut c = Contacts::new();
         c.pin(7, "bob", keys(1));
-        assert!(c.take_dirty() && c.get(7).unwrap().trusted);
-        assert!(!c.observe(7, Listed { keys: keys(1), binds: true }), "the same keys");
+        assert!(c.take_dirty() && c.get("bob").unwrap().trusted);
+        assert!(!c.observe("bob", listed(7, 1, true)), "the same UID and keys");
         assert!(!c.take_dirty());
-        assert!(c.observe(7, Listed { keys: keys(5), binds: true }));
+        assert!(c.observe("bob", listed(7, 5, true)));
         assert!(c.take_dirty());
-        let bob = c.by_name("bob").unwrap();
+        let bob = c.get("bob").unwrap();
         assert_eq!((bob.trusted, bob.keys), (false, keys(1)), "the pinned keys stay");
-        assert!(c.observe(7, Listed { keys: keys(5), binds: true }));
+        assert!(c.observe("bob", listed(7, 5, true)));
         assert!(!c.take_dirty(), "already noted");
-        assert_eq!(c.trust(7).unwrap().keys, keys(5));
+        assert_eq!(c.trust("bob").unwrap().keys, keys(5));
         assert!(c.take_dirty());
-        let bob = c.get(7).unwrap();
+        let bob = c.get("bob").unwrap();
         assert!(bob.trusted && bob.listed.is_none());
-        assert_eq!(c.trust(8).unwrap_err(), TrustError::Unknown);
-        c.observe(7, Listed { keys: keys(9), binds: false });
-        assert_eq!(c.trust(7).unwrap_err(), TrustError::Unbound);
-        assert!(!c.get(7).unwrap().trusted);
+        assert_eq!(c.trust("carol").unwrap_err(), TrustError::Unknown);
+        c.observe("bob", listed(7, 9, false));
+        assert_eq!(c.trust("bob").unwrap_err(), TrustError::Unbound);
+        assert!(!c.get("bob").unwrap().trusted);
+    }
+
+    #[test]
+    fn the_same_name_under_another_uid_is_a_key_change() {
+        let mut c = Contacts::new();
+        c.pin(7, "bob", keys(1));
+        assert!(c.observe("bob", listed(8, 1, true)), "same keys, other UID");
+        assert!(!c.get("bob").unwrap().trusted);
+        assert_eq!(c.by_uid(7).map(|b| b.name.as_str()), Some("bob"));
+        assert!(c.by_uid(8).is_none(), "the listed UID is not the contact");
+        assert_eq!(c.trust("bob").unwrap().uid, 8, "until trusted");
+    }
+
+    #[test]
+    fn an_ambiguous_uid_is_no_contact() {
+        let mut c = Contacts::new();
+        c.pin(7, "bob", keys(1));
+        c.pin(7, "bobby", keys(2));
+        assert!(c.by_uid(7).is_none());
+    }
+
+    #[test]
+    fn a_request_is_kept_until_answered() {
+        let mut c = Contacts::new();
+        c.request("bob");
+        assert!(c.take_dirty() && c.requested("bob") && !c.requested("carol"));
+        c.request("bob");
+        assert!(!c.take_dirty(), "already asked");
+        c.pin(7, "bob", keys(1));
+        assert!(!c.requested("bob"), "pinned: answered");
+        c.request("carol");
+        c.answered("carol");
+        assert!(!c.requested("carol"));
     }
 
     #[test]
@@ -230,13 +318,15 @@ mod tests {
         let mut c = Contacts::new();
         c.pin(7, "bob", keys(1));
         c.pin(9, "carol.x", keys(3));
-        c.observe(9, Listed { keys: keys(4), binds: true });
+        c.observe("carol.x", listed(10, 4, true));
+        c.request("dave");
         let key = StorageKey::derive("password123", &[3; 16]).unwrap();
         let sealed = vault::seal(KIND, "alice", &key, &c.encode());
         let plain = vault::unseal(KIND, "alice", "password123", &key, &sealed).unwrap();
         let back = Contacts::decode(&plain).unwrap();
-        assert_eq!(back.get(7), c.get(7));
-        assert_eq!(back.get(9), c.get(9));
+        assert_eq!(back.get("bob"), c.get("bob"));
+        assert_eq!(back.get("carol.x"), c.get("carol.x"));
+        assert!(back.requested("dave"));
         assert_eq!(back.all().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["bob", "carol.x"]);
         let wrong = StorageKey::derive("password124", &[3; 16]).unwrap();
         assert!(matches!(

@@ -1,14 +1,17 @@
 //! Local-state layer: the public keys of other users, pinned on first sight
-//! (DESIGN §6, §9), in `<home>/<server_tag>/<user>/pins`.
+//! by canonical user name (DESIGN §6, §7, §9), in `<home>/<server_tag>/<user>/pins`.
 //!
-//! Invariant: a pin, once made, is never replaced by what the server lists
-//! later; a different key for a pinned UID only marks the pin `changed`, and
-//! messages from a changed pin are never shown as verified. Only the user's
-//! `/trust` replaces a pin. The file is only
-//! ever written whole (`home::write_atomic`, 0600).
+//! Invariant: a pin maps a name to one UID and one pair of keys, and, once
+//! made, is never replaced by what the server lists later. The same name
+//! under another UID, or with other keys, is a key change: the pin is kept,
+//! marked `changed` with what was listed, and messages from that name are
+//! never shown as verified until the user's `/trust`, the only way a pin is
+//! replaced. A UID that two pins claim is ambiguous and resolves to no one.
+//! The file is only ever written whole (`home::write_atomic`, 0600).
 //!
-//! Format (text, one pin per line after the header line `sotto pins v1`):
-//! `<uid, 16 hex> <name> <pinned|changed> <id_pub, 512 hex> <enc_pub, 64 hex>`.
+//! Format (text, one pin per line after the header line `sotto pins v2`):
+//! `<name> <uid, 16 hex> <id_pub, 512 hex> <enc_pub, 64 hex>`, followed, for
+//! a changed pin, by ` <listed uid> <listed id_pub> <listed enc_pub> <binds: 0|1>`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,19 +22,42 @@ use sotto::identity::RSA_BYTES;
 
 /// Name of the pins file inside the user's directory.
 pub const FILE_NAME: &str = "pins";
-const HEADER: &str = "sotto pins v1";
+const HEADER: &str = "sotto pins v2";
 
-/// What the client trusts about one user.
+/// A UID with its keys, as pinned or as the server listed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    /// The account's UID.
+    pub uid: u64,
+    /// RSA-2048 identity modulus.
+    pub id_pub: [u8; RSA_BYTES],
+    /// X25519 encryption key (for direct messages).
+    pub enc_pub: [u8; 32],
+}
+
+/// What the server listed for a pinned name that differs from the pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    /// UID and keys as listed.
+    pub binding: Binding,
+    /// Their identity key signed the deployment, UID, name and encryption key.
+    pub binds: bool,
+}
+
+/// What the client trusts about one user name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {
-    /// User name as first listed.
-    pub name: String,
-    /// RSA-2048 identity modulus as first listed.
-    pub id_pub: [u8; RSA_BYTES],
-    /// X25519 encryption key as first listed (for direct messages).
-    pub enc_pub: [u8; 32],
-    /// The server later listed other keys for this UID.
-    pub changed: bool,
+    /// UID and keys as first listed, or as trusted last.
+    pub binding: Binding,
+    /// The server later listed another UID or other keys for this name.
+    pub listed: Option<Listed>,
+}
+
+impl Pin {
+    /// A key change is pending: nothing from this name verifies until `/trust`.
+    pub fn changed(&self) -> bool {
+        self.listed.is_some()
+    }
 }
 
 /// How listed keys compare with the pin.
@@ -39,9 +65,9 @@ pub struct Pin {
 pub enum Seen {
     /// First sight: pinned now.
     New,
-    /// The pinned keys.
+    /// The pinned UID and keys.
     Same,
-    /// Other keys than the pinned ones: the pin is kept and marked changed.
+    /// Another UID or other keys than the pinned ones: the pin is kept and marked changed.
     Changed,
 }
 
@@ -70,10 +96,10 @@ impl std::fmt::Display for PinsError {
 
 impl std::error::Error for PinsError {}
 
-/// Every pin, by UID, and whether they changed since the last save.
+/// Every pin, by canonical user name, and whether they changed since the last save.
 #[derive(Debug, Default)]
 pub struct Pins {
-    map: BTreeMap<u64, Pin>,
+    map: BTreeMap<String, Pin>,
     dirty: bool,
 }
 
@@ -83,24 +109,33 @@ impl Pins {
         Pins::default()
     }
 
-    /// The pin of `uid`.
-    pub fn get(&self, uid: u64) -> Option<&Pin> {
-        self.map.get(&uid)
+    /// The pin of `name` (canonical).
+    pub fn get(&self, name: &str) -> Option<&Pin> {
+        self.map.get(name)
     }
 
-    /// Compares listed keys with the pin of `uid`, pinning them on first sight.
-    pub fn observe(&mut self, uid: u64, name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32]) -> Seen {
-        match self.map.get_mut(&uid) {
+    /// The one name pinned to `uid`, with its pin; `None` when no pin, or more
+    /// than one, claims it (an ambiguous UID is never resolved to the first).
+    pub fn by_uid(&self, uid: u64) -> Option<(&str, &Pin)> {
+        let mut found = self.map.iter().filter(|(_, p)| p.binding.uid == uid);
+        let first = found.next()?;
+        found.next().is_none().then_some((first.0.as_str(), first.1))
+    }
+
+    /// Compares what the server lists for `name` with its pin, pinning it on
+    /// first sight; `binds` says whether the listed identity key signed the rest.
+    pub fn observe(&mut self, name: &str, listed: Binding, binds: bool) -> Seen {
+        match self.map.get_mut(name) {
             None => {
-                let pin = Pin { name: name.to_string(), id_pub: *id_pub, enc_pub: *enc_pub, changed: false };
-                self.map.insert(uid, pin);
+                self.map.insert(name.to_string(), Pin { binding: listed, listed: None });
                 self.dirty = true;
                 Seen::New
             }
-            Some(p) if p.id_pub == *id_pub && p.enc_pub == *enc_pub => Seen::Same,
+            Some(p) if p.binding == listed => Seen::Same,
             Some(p) => {
-                if !p.changed {
-                    p.changed = true;
+                let l = Some(Listed { binding: listed, binds });
+                if p.listed != l {
+                    p.listed = l;
                     self.dirty = true;
                 }
                 Seen::Changed
@@ -108,12 +143,12 @@ impl Pins {
         }
     }
 
-    /// Pins these keys for `uid` whatever was pinned before: the user trusted
-    /// them (`/trust`, DESIGN §7); the only way a pin is replaced.
-    pub fn replace(&mut self, uid: u64, name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32]) {
-        let pin = Pin { name: name.to_string(), id_pub: *id_pub, enc_pub: *enc_pub, changed: false };
-        if self.map.get(&uid) != Some(&pin) {
-            self.map.insert(uid, pin);
+    /// Pins `binding` for `name` whatever was pinned before: the user trusted
+    /// it (`/trust`, DESIGN §7); the only way a pin is replaced.
+    pub fn replace(&mut self, name: &str, binding: Binding) {
+        let pin = Pin { binding, listed: None };
+        if self.map.get(name) != Some(&pin) {
+            self.map.insert(name.to_string(), pin);
             self.dirty = true;
         }
     }
@@ -125,17 +160,18 @@ impl Pins {
 
     /// The file text.
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(HEADER.len() + 1 + self.map.len() * (16 + 34 + 9 + 512 + 64 + 5));
+        let line = 34 + 17 + 513 + 65;
+        let mut out = String::with_capacity(HEADER.len() + 1 + self.map.len() * 2 * line);
         out.push_str(HEADER);
         out.push('\n');
-        for (uid, p) in &self.map {
-            let state = if p.changed { "changed" } else { "pinned" };
-            out.push_str(&format!(
-                "{uid:016x} {} {state} {} {}\n",
-                p.name,
-                crypto::hex(&p.id_pub),
-                crypto::hex(&p.enc_pub)
-            ));
+        for (name, p) in &self.map {
+            out.push_str(name);
+            push_binding(&mut out, &p.binding);
+            if let Some(l) = &p.listed {
+                push_binding(&mut out, &l.binding);
+                out.push_str(if l.binds { " 1" } else { " 0" });
+            }
+            out.push('\n');
         }
         out
     }
@@ -148,25 +184,43 @@ impl Pins {
         }
         let mut map = BTreeMap::new();
         for (i, line) in lines.enumerate() {
-            let (uid, pin) = parse_line(line).ok_or(PinsError::Damaged(i + 2))?;
-            map.insert(uid, pin);
+            let (name, pin) = parse_line(line).ok_or(PinsError::Damaged(i + 2))?;
+            if map.insert(name, pin).is_some() {
+                return Err(PinsError::Damaged(i + 2));
+            }
         }
         Ok(Pins { map, dirty: false })
     }
 }
 
-fn parse_line(line: &str) -> Option<(u64, Pin)> {
-    let [uid, name, state, id_pub, enc_pub] = line.split(' ').collect::<Vec<_>>().try_into().ok()?;
+fn push_binding(out: &mut String, b: &Binding) {
+    out.push_str(&format!(" {:016x} {} {}", b.uid, crypto::hex(&b.id_pub), crypto::hex(&b.enc_pub)));
+}
+
+fn parse_binding(uid: &str, id_pub: &str, enc_pub: &str) -> Option<Binding> {
     let uid = u64::from_str_radix(uid, 16).ok().filter(|_| uid.len() == 16)?;
-    let name = sotto::account::normalize_username(name).ok().filter(|n| n == name)?;
-    let changed = match state {
-        "pinned" => false,
-        "changed" => true,
-        _ => return None,
-    };
     let id_pub = crypto::unhex(id_pub)?.try_into().ok()?;
     let enc_pub = crypto::unhex(enc_pub)?.try_into().ok()?;
-    Some((uid, Pin { name, id_pub, enc_pub, changed }))
+    Some(Binding { uid, id_pub, enc_pub })
+}
+
+fn parse_line(line: &str) -> Option<(String, Pin)> {
+    let fields: Vec<&str> = line.split(' ').collect();
+    let (name, binding, listed) = match fields[..] {
+        [name, uid, id_pub, enc_pub] => (name, parse_binding(uid, id_pub, enc_pub)?, None),
+        [name, uid, id_pub, enc_pub, luid, lid, lenc, binds] => {
+            let binds = match binds {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            };
+            let listed = Listed { binding: parse_binding(luid, lid, lenc)?, binds };
+            (name, parse_binding(uid, id_pub, enc_pub)?, Some(listed))
+        }
+        _ => return None,
+    };
+    let name = sotto::account::normalize_username(name).ok().filter(|n| n == name)?;
+    Some((name, Pin { binding, listed }))
 }
 
 /// `<home>/<server_tag>/<username>/pins`.
@@ -194,51 +248,70 @@ pub fn save(home: &Path, username: &str, pins: &Pins) -> Result<(), PinsError> {
 mod tests {
     use super::*;
 
-    fn key(b: u8) -> [u8; RSA_BYTES] {
-        [b; RSA_BYTES]
+    fn binding(uid: u64, b: u8) -> Binding {
+        Binding { uid, id_pub: [b; RSA_BYTES], enc_pub: [b.wrapping_add(1); 32] }
     }
 
     #[test]
-    fn pins_on_first_sight_and_keeps_the_pin_when_the_key_changes() {
+    fn pins_a_name_on_first_sight_and_keeps_it_when_the_uid_or_key_changes() {
         let mut pins = Pins::new();
-        assert_eq!(pins.observe(7, "alice", &key(1), &[2; 32]), Seen::New);
+        assert_eq!(pins.observe("alice", binding(7, 1), true), Seen::New);
         assert!(pins.take_dirty() && !pins.take_dirty());
-        assert_eq!(pins.observe(7, "alice", &key(1), &[2; 32]), Seen::Same);
+        assert_eq!(pins.observe("alice", binding(7, 1), true), Seen::Same);
         assert!(!pins.take_dirty());
-        assert_eq!(pins.observe(7, "alice", &key(9), &[2; 32]), Seen::Changed);
+        assert_eq!(pins.observe("alice", binding(8, 1), true), Seen::Changed, "the same keys under another UID");
         assert!(pins.take_dirty());
-        assert_eq!(pins.observe(7, "alice", &key(1), &[3; 32]), Seen::Changed, "enc_pub counts too");
-        assert!(!pins.take_dirty(), "already marked");
-        let p = pins.get(7).unwrap();
-        assert_eq!((p.id_pub, p.changed), (key(1), true), "the first key stays pinned");
+        assert_eq!(pins.observe("alice", binding(7, 9), true), Seen::Changed, "other keys under the same UID");
+        assert!(pins.take_dirty(), "what was listed is noted");
+        assert_eq!(pins.observe("alice", binding(7, 9), true), Seen::Changed);
+        assert!(!pins.take_dirty(), "already noted");
+        let p = pins.get("alice").unwrap();
+        assert_eq!((p.binding, p.changed()), (binding(7, 1), true), "the first binding stays pinned");
+        assert_eq!(pins.by_uid(7).map(|(n, _)| n), Some("alice"));
+        assert!(pins.by_uid(8).is_none(), "the impostor's UID resolves to no one");
+        pins.replace("alice", binding(7, 9));
+        assert_eq!((pins.get("alice").unwrap().binding, pins.get("alice").unwrap().changed()), (binding(7, 9), false));
+    }
+
+    #[test]
+    fn an_ambiguous_uid_resolves_to_no_one() {
+        let mut pins = Pins::new();
+        pins.observe("alice", binding(7, 1), true);
+        assert!(pins.by_uid(7).is_some());
+        pins.observe("mallory", binding(7, 2), true);
+        assert!(pins.by_uid(7).is_none(), "two names claim UID 7: neither is taken");
     }
 
     #[test]
     fn roundtrips_through_the_file_text() {
         let mut pins = Pins::new();
-        pins.observe(0xdead_beef, "bob", &key(0xab), &[0xcd; 32]);
-        pins.observe(1, "carol.x", &key(1), &[0; 32]);
-        pins.observe(1, "carol.x", &key(2), &[0; 32]);
+        pins.observe("bob", binding(0xdead_beef, 0xab), true);
+        pins.observe("carol.x", binding(1, 1), true);
+        pins.observe("carol.x", binding(2, 1), false);
         let text = pins.encode();
-        assert!(text.starts_with("sotto pins v1\n0000000000000001 carol.x changed 0101"));
+        assert!(text.starts_with("sotto pins v2\nbob 00000000deadbeef abab"), "{text}");
         let back = Pins::decode(&text).unwrap();
-        assert_eq!(back.get(0xdead_beef), pins.get(0xdead_beef));
-        assert_eq!(back.get(1), pins.get(1));
+        assert_eq!(back.get("bob"), pins.get("bob"));
+        assert_eq!(back.get("carol.x"), pins.get("carol.x"));
+        assert!(back.get("carol.x").unwrap().changed());
         assert_eq!(back.encode(), text);
     }
 
     #[test]
     fn refuses_damaged_files() {
         let mut pins = Pins::new();
-        pins.observe(5, "dave", &key(3), &[4; 32]);
+        pins.observe("dave", binding(5, 3), true);
+        pins.observe("erin", binding(6, 3), true);
+        pins.observe("erin", binding(6, 4), true);
         let text = pins.encode();
         for bad in [
             String::new(),
-            text.replace("v1", "v2"),
+            text.replace("v2", "v1"),
             text.replace("dave", "Dave"),
-            text.replace("pinned", "trusted"),
+            text.replace(" 1\n", " 2\n"),
             text.replace("0303", "030"),
             format!("{text}garbage\n"),
+            format!("{text}{}", text.lines().nth(1).unwrap()),
         ] {
             assert!(matches!(Pins::decode(&bad), Err(PinsError::Damaged(_))), "{bad:?}");
         }
@@ -249,13 +322,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let home = std::env::temp_dir().join(format!("sotto-pins-test-{}", crypto::hex(&crypto::random::<6>())));
         crate::home::prepare(&home).unwrap();
-        assert!(load(&home, "alice").unwrap().get(5).is_none());
+        assert!(load(&home, "alice").unwrap().get("dave").is_none());
         let mut pins = Pins::new();
-        pins.observe(5, "dave", &key(3), &[4; 32]);
+        pins.observe("dave", binding(5, 3), true);
         save(&home, "alice", &pins).unwrap();
         let file = path(&home, "alice");
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(load(&home, "alice").unwrap().get(5), pins.get(5));
+        assert_eq!(load(&home, "alice").unwrap().get("dave"), pins.get("dave"));
         std::fs::remove_dir_all(&home).unwrap();
     }
 }

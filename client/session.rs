@@ -224,9 +224,13 @@ impl Session {
         self.check_idle("register")?;
         let local = |e: KeyError| Failure::new("register", 500, format!("cannot sign the encryption key: {e}"));
         let signer = Signer::from_pkcs8_der(&keys.local.identity_der).map_err(local)?;
-        let enc_sig = signer.sign(&account::enc_key_binding(&creds.username, &keys.enc_pub)).map_err(local)?;
+        // The UID is ours to choose, so that the binding can sign it (PROTOCOL.md §5).
+        let uid = u64::from_be_bytes(crypto::random()).max(1);
+        let binding = account::enc_key_binding(&account::deployment_id(), uid, &creds.username, &keys.enc_pub);
+        let enc_sig = signer.sign(&binding).map_err(local)?;
         let id = self.take_id();
         let mut m = Register::request(id, now_ms);
+        m.uid.set(uid);
         let filled = m
             .set_username(&creds.username)
             .and_then(|()| m.set_password(&creds.password))
@@ -701,7 +705,9 @@ mod tests {
         assert_eq!(m.username().unwrap(), "bob");
         assert_eq!(m.passphrase().unwrap(), "one two three");
         let public = identity::from_modulus(&m.id_pub).unwrap();
-        assert!(identity::verify(&public, &account::enc_key_binding("bob", &m.enc_pub), &m.enc_sig));
+        let binding = account::enc_key_binding(&account::deployment_id(), m.uid.get(), "bob", &m.enc_pub);
+        assert!(m.uid.get() != 0);
+        assert!(identity::verify(&public, &binding, &m.enc_sig));
         let id = m.hdr.msg_id.get();
         match feed(&mut s, &status(id, Status::Ok, code::OK, "registered")) {
             Some(Event::Registered(a)) => {

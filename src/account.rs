@@ -70,13 +70,28 @@ pub fn normalize_passphrase(phrase: &str) -> Result<String, AccountError> {
     Ok(joined)
 }
 
+/// Identifies the deployment in signed bindings: the first 16 bytes of
+/// SHA-256 of a label and the deployment key (PROTOCOL.md §5). Not a secret:
+/// it only keeps a binding made for one deployment from being shown in another.
+pub fn deployment_id() -> [u8; 16] {
+    let h = crate::crypto::sha256(&[b"sotto/v1 deployment id\0", &crate::build_info::DEPLOYMENT_KEY]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h[..16]);
+    id
+}
+
 /// The bytes a user's identity key signs to bind its X25519 encryption key
-/// (PROTOCOL.md §5): label, length-prefixed user name, encryption key.
-pub fn enc_key_binding(username: &str, enc_pub: &[u8; 32]) -> Vec<u8> {
+/// (PROTOCOL.md §5): label, deployment id, UID, length-prefixed user name,
+/// encryption key. The server can present these keys under no other name,
+/// UID or deployment: the signature would not verify.
+pub fn enc_key_binding(deployment: &[u8; 16], uid: u64, username: &str, enc_pub: &[u8; 32]) -> Vec<u8> {
     let label = b"sotto/v1 encryption key\0";
-    let mut m = Vec::with_capacity(label.len() + 1 + username.len() + 32);
+    let mut m = Vec::with_capacity(label.len() + 16 + 8 + 1 + username.len() + 32);
     m.extend_from_slice(label);
-    m.push(username.len() as u8);
+    m.extend_from_slice(deployment);
+    m.extend_from_slice(&uid.to_be_bytes());
+    // User names are at most USERNAME_MAX (32) bytes: the length fits a byte.
+    m.push(username.len().min(usize::from(u8::MAX)) as u8);
     m.extend_from_slice(username.as_bytes());
     m.extend_from_slice(enc_pub);
     m

@@ -189,6 +189,7 @@ fn a_shown_message_is_erased_after_the_ttl_and_never_shown_again() {
 /// a new RSA-2048 modulus, `enc_sig` made again with the new key (so the keys
 /// bind, as after a genuine key change), and the trailing SHA-256 checksum.
 fn replace_identity_key(data: &Path, name: &str) {
+    const UID: usize = 8;
     const NAME: usize = 24;
     const ID_PUB: usize = 315;
     const ENC_PUB: usize = 571;
@@ -207,7 +208,9 @@ fn replace_identity_key(data: &Path, name: &str) {
     let (der, n) = identity::generate().unwrap();
     bytes[ID_PUB..ENC_PUB].copy_from_slice(&n);
     let enc_pub: [u8; 32] = bytes[ENC_PUB..ENC_SIG].try_into().unwrap();
-    let sig = Signer::from_pkcs8_der(&der).unwrap().sign(&sotto::account::enc_key_binding(name, &enc_pub)).unwrap();
+    let uid = u64::from_be_bytes(bytes[UID..UID + 8].try_into().unwrap());
+    let binding = sotto::account::enc_key_binding(&sotto::account::deployment_id(), uid, name, &enc_pub);
+    let sig = Signer::from_pkcs8_der(&der).unwrap().sign(&binding).unwrap();
     bytes[ENC_SIG..CHECKSUM].copy_from_slice(&sig);
     let sum = sotto::crypto::sha256(&[&bytes[..CHECKSUM]]);
     bytes[CHECKSUM..].copy_from_slice(&sum);

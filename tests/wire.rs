@@ -169,6 +169,7 @@ fn register_golden_bytes() {
     m.id_pub = pat(0x10);
     m.enc_pub = pat(0x80);
     m.enc_sig = pat(0xc0);
+    m.uid.set(0x0123_4567_89ab_cdef);
     let expected = Bytes::header(CREA, 0, 0x5a, 0, ID, TS)
         .str("username", "alice", 32)
         .str("password", "correct horse battery staple", 128)
@@ -176,15 +177,17 @@ fn register_golden_bytes() {
         .put("id_pub", &pat::<256>(0x10))
         .put("enc_pub", &pat::<32>(0x80))
         .put("enc_sig", &pat::<256>(0xc0))
+        .u64("uid", 0x0123_4567_89ab_cdef)
         .reserved()
         .finish("Register");
-    assert_eq!(expected.len(), 832);
+    assert_eq!(expected.len(), 848);
     golden(&m, &expected, |d| {
         hdr(d, Status::Request, 0, ID, TS);
         assert_eq!(d.username(), Ok("alice"));
         assert_eq!(d.password(), Ok("correct horse battery staple"));
         assert_eq!(d.passphrase(), Ok("alpha bravo charlie"));
         assert_eq!((d.id_pub, d.enc_pub, d.enc_sig), (pat(0x10), pat(0x80), pat(0xc0)));
+        assert_eq!(d.uid.get(), 0x0123_4567_89ab_cdef);
     });
 }
 

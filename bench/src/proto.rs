@@ -251,10 +251,9 @@ impl BenchIdentity {
         r.set_passphrase(WORDS).map_err(|_| err("words"))?;
         r.id_pub = self.id_pub;
         r.enc_pub = x25519_public(user);
-        r.enc_sig = self
-            .signer
-            .sign(&sotto::account::enc_key_binding(user, &r.enc_pub))
-            .map_err(|e| err(format!("sign: {e}")))?;
+        r.uid.set(u64::from_be_bytes(sotto::crypto::random()).max(1));
+        let binding = sotto::account::enc_key_binding(&sotto::account::deployment_id(), r.uid.get(), user, &r.enc_pub);
+        r.enc_sig = self.signer.sign(&binding).map_err(|e| err(format!("sign: {e}")))?;
         s.call(r).map(drop)
     }
 }

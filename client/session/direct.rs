@@ -2,11 +2,14 @@
 //! accept, reject, the contact book, sealing and sending, the checks on every
 //! message that arrives, and the mailbox acknowledgements.
 //!
-//! Invariant: a message is sent only to a trusted contact, sealed to its
-//! pinned encryption key, and first kept in the outbox; a message received is
-//! shown only from a trusted contact, once (the seen set), and `verified`
-//! only when the signature verifies with the pinned identity key and the
-//! envelope opens. A mailbox event is acknowledged only after what it brought
+//! Invariant: a contact is pinned only when it answers the user's own `/dm`
+//! or `/accept`; one the server pushes otherwise is dropped, and the user is
+//! told. A message is sent only to a trusted contact, sealed to its pinned
+//! encryption key, and first kept in the outbox; a message received is shown
+//! only from a trusted contact, once (the seen set), and `verified` only when
+//! the signature verifies with the pinned identity key and the envelope
+//! opens. A message from the peer of an accept still completing is held
+//! until the contact is stored, never dropped. A mailbox event is acknowledged only after what it brought
 //! is recorded (the driver saves, then releases the acknowledgements); events
 //! from a contact that is refused are neither shown nor acknowledged.
 
@@ -29,6 +32,7 @@ use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
 use crate::contacts::{Contacts, Keys, Listed, TrustError};
 use crate::inbox::{Inbox, Stored};
 use crate::outbox::Outbox;
+use crate::pins::Binding;
 
 /// `Contact.kind` (opcodes.toml `ctct`).
 const ACCEPTED: u8 = 1;
@@ -39,6 +43,8 @@ const DELIVERED: u8 = 2;
 const EXPIRED: u8 = 3;
 /// How long a received message is kept after it was shown, unless `--dm-ttl` says otherwise.
 pub const DEFAULT_TTL_MS: u64 = 3600 * 1000;
+/// Messages held while an accept completes; beyond, they stay on the server until the next login.
+const HELD_MAX: usize = 256;
 
 /// What the client loads at login for direct messages (see `App`).
 pub struct DmLocal {
@@ -74,8 +80,10 @@ pub(super) struct Dm {
     inbox: Inbox,
     outbox: Outbox,
     ttl_ms: u64,
-    /// Contacts whose key change was reported this run.
-    announced: BTreeSet<u64>,
+    /// Contacts whose key change (or refused push) was reported this run.
+    announced: BTreeSet<String>,
+    /// Messages from the peer of an accept still completing, in arrival order.
+    held: VecDeque<ReceiveDm>,
     /// Outbox ids still to send again after a login, in order.
     pub(super) resend: VecDeque<u64>,
     /// After a 429: no resend before this time.
@@ -206,8 +214,11 @@ pub enum DmEvent {
 
 /// A DM request waiting for its answer.
 pub(super) enum Pending {
+    /// Answered 200, or 409 with the peer's keys first (ctct) when the server
+    /// already has the two as contacts (another machine of this user accepted).
     Request {
         peer: String,
+        keys: Option<Box<(u64, Keys, bool)>>,
     },
     /// The accepted peer's keys arrive (ctct) before the final `stat`.
     Accept {
@@ -330,7 +341,11 @@ impl Session {
         let mut m = DmRequest::request(id, now_ms);
         m.set_peer(&peer).map_err(|e| too_long("dm", e))?;
         self.queue(&mut m);
-        self.start_dm(id, now_ms, Pending::Request { peer });
+        // Its answer, and only it, may pin the peer: recorded before it can come.
+        if let Some(me) = self.me.as_mut() {
+            me.dm.contacts.request(&peer);
+        }
+        self.start_dm(id, now_ms, Pending::Request { peer, keys: None });
         Ok(())
     }
 
@@ -365,7 +380,7 @@ impl Session {
         if !self.offline {
             self.check_idle(cmd)?;
         }
-        let Some(contact) = me.dm.contacts.by_name(&name) else {
+        let Some(contact) = me.dm.contacts.get(&name) else {
             return Err(Failure::new(
                 cmd,
                 403,
@@ -435,7 +450,7 @@ impl Session {
         let me = self.me.as_ref().ok_or_else(|| log_in_first(cmd))?;
         let name = peer_name(cmd, user)?;
         let contact =
-            me.dm.contacts.by_name(&name).ok_or_else(|| Failure::new(cmd, 404, format!("{name} is not a contact")))?;
+            me.dm.contacts.get(&name).ok_or_else(|| Failure::new(cmd, 404, format!("{name} is not a contact")))?;
         let mine = me
             .signer
             .as_ref()
@@ -454,31 +469,36 @@ impl Session {
         Ok(())
     }
 
-    /// `/trust @user`: pin the keys the server lists now, and talk again.
+    /// `/trust @user`: pin the UID and keys the server lists now for a contact
+    /// or a pinned name, and talk again.
     pub fn trust(&mut self, user: &str) -> Result<(), Failure> {
         let cmd = "trust";
         let name = peer_name(cmd, user)?;
         let me = self.me.as_mut().ok_or_else(|| log_in_first(cmd))?;
-        let uid = me
-            .dm
-            .contacts
-            .by_name(&name)
-            .map(|c| c.uid)
-            .ok_or_else(|| Failure::new(cmd, 404, format!("{name} is not a contact")))?;
-        let keys = match me.dm.contacts.trust(uid) {
-            Ok(c) => c.keys,
-            Err(TrustError::Unknown) => return Err(Failure::new(cmd, 404, format!("{name} is not a contact"))),
-            Err(TrustError::Unbound) => {
-                return Err(Failure::new(
-                    cmd,
-                    403,
-                    format!("the keys the server lists for {name} do not verify (their identity key did not sign their encryption key): they cannot be trusted"),
-                ))
-            }
+        let unbound = || {
+            Failure::new(
+                cmd,
+                403,
+                format!("the keys the server lists for {name} do not verify (their identity key did not sign their UID and encryption key): they cannot be trusted"),
+            )
+        };
+        let binding = match me.dm.contacts.trust(&name) {
+            Ok(c) => Binding { uid: c.uid, id_pub: c.keys.id_pub, enc_pub: c.keys.enc_pub },
+            Err(TrustError::Unbound) => return Err(unbound()),
+            // Not a contact: a room member whose key changed.
+            Err(TrustError::Unknown) => match me.pins.get(&name).map(|p| p.listed) {
+                Some(Some(l)) if l.binds => l.binding,
+                Some(Some(_)) => return Err(unbound()),
+                Some(None) => {
+                    self.events.push_back(Event::Dm(DmEvent::Ok { cmd, user: name }));
+                    return Ok(());
+                }
+                None => return Err(Failure::new(cmd, 404, format!("{name} is not a contact"))),
+            },
         };
         // Room messages from this user verify with the trusted key too.
-        me.pins.replace(uid, &name, &keys.id_pub, &keys.enc_pub);
-        me.dm.announced.remove(&uid);
+        me.pins.replace(&name, binding);
+        me.dm.announced.remove(&name);
         self.events.push_back(Event::Dm(DmEvent::Ok { cmd, user: name }));
         Ok(())
     }
@@ -488,7 +508,7 @@ impl Session {
         let cmd = "history";
         let me = self.me.as_ref().ok_or_else(|| log_in_first(cmd))?;
         let name = peer_name(cmd, user)?;
-        let messages = match me.dm.contacts.by_name(&name) {
+        let messages = match me.dm.contacts.get(&name) {
             Some(c) => me
                 .dm
                 .inbox
@@ -512,19 +532,49 @@ impl Session {
     pub(super) fn complete_dm(&mut self, p: Pending, r: &StatusReply, now_ms: u64) -> Option<Event> {
         let ok = r.hdr.code.get() == code::OK && matches!(Status::from_u8(r.hdr.status), Some(Status::Ok));
         match p {
-            Pending::Request { peer } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "dm", user: peer })),
-            Pending::Reject { peer } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "reject", user: peer })),
-            Pending::Accept { peer, keys } if ok => match keys.map(|k| *k) {
-                Some((uid, keys, binds)) => match self.accepted(uid, &peer, keys, binds) {
+            Pending::Request { peer, .. } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "dm", user: peer })),
+            Pending::Request { peer, keys: Some(k) } if r.hdr.code.get() == code::CONFLICT => {
+                // Already contacts on the server: the keys answer this /dm.
+                let (uid, keys, binds) = *k;
+                match self.accepted(uid, &peer, keys, binds) {
                     Ok(()) => None,
-                    Err(why) => Some(Event::Failed(Failure::new("accept", 0, why))),
-                },
-                None => Some(Event::Failed(Failure::new(
-                    "accept",
-                    0,
-                    format!("the server accepted but sent no keys for {peer}"),
-                ))),
-            },
+                    Err(why) => Some(Event::Failed(Failure::new("dm", 0, why))),
+                }
+            }
+            Pending::Request { peer, .. } => {
+                let f = refused("dm", r);
+                // Refused (no such user): nothing can answer it. "Already requested" stays.
+                if f.code != code::CONFLICT {
+                    if let Some(me) = self.me.as_mut() {
+                        me.dm.contacts.answered(&peer);
+                    }
+                }
+                Some(Event::Failed(f))
+            }
+            Pending::Reject { peer } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "reject", user: peer })),
+            Pending::Accept { peer, keys } if ok => {
+                let done = match keys.map(|k| *k) {
+                    Some((uid, keys, binds)) => match self.accepted(uid, &peer, keys, binds) {
+                        Ok(()) => None,
+                        Err(why) => Some(Event::Failed(Failure::new("accept", 0, why))),
+                    },
+                    None => Some(Event::Failed(Failure::new(
+                        "accept",
+                        0,
+                        format!("the server accepted but sent no keys for {peer}"),
+                    ))),
+                };
+                if let Some(ev) = done {
+                    self.events.push_back(ev);
+                }
+                self.release_held_dms(now_ms);
+                None
+            }
+            Pending::Accept { .. } => {
+                self.events.push_back(Event::Failed(refused("accept", r)));
+                self.release_held_dms(now_ms);
+                None
+            }
             Pending::Send { id, peer } => {
                 let mut f = refused("msg", r);
                 let me = self.me.as_mut()?;
@@ -548,34 +598,49 @@ impl Session {
         }
     }
 
-    /// Pins a contact whose channel was accepted, and reports `dm_accepted`
-    /// (and `key_changed` when it is refused); the reason when its keys do not bind.
+    /// Pins a contact whose channel was accepted (answering our `/dm` or
+    /// `/accept`), and reports `dm_accepted` (and `key_changed` when it is
+    /// refused); the reason when its keys do not bind.
     fn accepted(&mut self, uid: u64, name: &str, keys: Keys, binds: bool) -> Result<(), String> {
         let Some(me) = self.me.as_mut() else { return Err("not logged in".into()) };
         if !binds {
+            me.dm.contacts.answered(name);
             return Err(format!(
                 "the keys the server sent for {name} do not verify; they are not pinned, and direct messages with {name} are not possible"
             ));
         }
-        let changed = match me.dm.contacts.get(uid) {
-            Some(_) => me.dm.contacts.observe(uid, Listed { keys, binds }),
-            None => {
-                // First sight wins: keys pinned earlier (a shared room) stay pinned.
-                let first = me.pins.get(uid).map_or(keys, |p| Keys { id_pub: p.id_pub, enc_pub: p.enc_pub });
-                me.dm.contacts.pin(uid, name, first);
-                if me.pins.get(uid).is_none() {
-                    me.pins.observe(uid, name, &keys.id_pub, &keys.enc_pub);
-                }
-                me.dm.contacts.observe(uid, Listed { keys, binds })
+        let listed = Listed { uid, keys, binds };
+        if me.dm.contacts.get(name).is_none() {
+            // First sight wins: a name pinned earlier (a shared room) keeps its UID and keys.
+            let (first_uid, first) = me.pins.get(name).map_or((uid, keys), |p| {
+                (p.binding.uid, Keys { id_pub: p.binding.id_pub, enc_pub: p.binding.enc_pub })
+            });
+            me.dm.contacts.pin(first_uid, name, first);
+            if me.pins.get(name).is_none() {
+                me.pins.observe(name, Binding { uid, id_pub: keys.id_pub, enc_pub: keys.enc_pub }, true);
             }
-        };
-        let Some(c) = me.dm.contacts.get(uid) else { return Err("not pinned".into()) };
+        }
+        let changed = me.dm.contacts.observe(name, listed);
+        let Some(c) = me.dm.contacts.get(name) else { return Err("not pinned".into()) };
         let accepted = DmEvent::Accepted { with: c.name.clone(), fingerprint: c.keys.fingerprint() };
         self.events.push_back(Event::Dm(accepted));
-        if changed && me.dm.announced.insert(uid) {
+        if changed && me.dm.announced.insert(name.to_string()) {
             self.events.push_back(Event::Dm(DmEvent::KeyChanged { user: name.to_string() }));
         }
         Ok(())
+    }
+
+    /// Hands the messages held during an accept to the checks again, in order.
+    fn release_held_dms(&mut self, now_ms: u64) {
+        let held = match self.me.as_mut() {
+            Some(me) => std::mem::take(&mut me.dm.held),
+            None => return,
+        };
+        for m in held {
+            if let Some(ev) = self.handle_receive_dm(&m, now_ms) {
+                self.events.push_back(ev);
+            }
+        }
     }
 
     /// `dmrq`: someone asks for a channel.
@@ -598,8 +663,9 @@ impl Session {
         Some(Event::Dm(DmEvent::Rejected { by }))
     }
 
-    /// `ctct`: part of an accept answer (ours), an accept from the mailbox
-    /// (kind 1), or a contact listed at login (kind 2) to compare with the pin.
+    /// `ctct`: part of an accept answer or of a 409 to a request (ours), an
+    /// accept from the mailbox (kind 1), or a contact listed at login (kind 2).
+    /// Only an answer to this client's own `/dm` or `/accept` pins a contact.
     pub(super) fn handle_contact(&mut self, m: &ContactMsg, ours: bool) -> Option<Event> {
         self.me.as_ref()?;
         let Some(name) = canonical_user(m.name()) else {
@@ -607,54 +673,61 @@ impl Session {
         };
         let uid = m.uid.get();
         let keys = Keys { id_pub: m.id_pub, enc_pub: m.enc_pub };
-        let binds = keys_verify(&name, &m.id_pub, &m.enc_pub, &m.enc_sig);
-        match (m.kind, ours) {
-            (ACCEPTED, true) => match self.in_flight.as_mut().map(|f| &mut f.what) {
-                Some(super::Pending::Dm(Pending::Accept { peer, keys: slot })) if *peer == name => {
+        let binds = keys_verify(uid, &name, &m.id_pub, &m.enc_pub, &m.enc_sig);
+        if ours {
+            return match self.in_flight.as_mut().map(|f| &mut f.what) {
+                Some(super::Pending::Dm(
+                    Pending::Accept { peer, keys: slot } | Pending::Request { peer, keys: slot },
+                )) if *peer == name => {
                     *slot = Some(Box::new((uid, keys, binds)));
                     None
                 }
                 _ => Some(Event::Notice(format!("ignoring a ctct (contact) of {name} for another request"))),
-            },
-            (ACCEPTED, false) => match self.accepted(uid, &name, keys, binds) {
-                Ok(()) => {
-                    self.ack(m.seq.get());
-                    None
-                }
-                Err(why) => Some(Event::Warning(why)),
-            },
-            (LISTED, _) => self.listed(uid, &name, keys, binds),
-            (kind, _) => Some(Event::Notice(format!("ignoring a ctct (contact) of kind {kind}"))),
+            };
         }
-    }
-
-    /// A contact listed at login: a different key than the pinned one refuses the contact.
-    fn listed(&mut self, uid: u64, name: &str, keys: Keys, binds: bool) -> Option<Event> {
         let me = self.me.as_mut()?;
-        if me.dm.contacts.get(uid).is_none() {
-            // Accepted, but not in this book (another machine, or the accept
-            // itself is still in the mailbox): pinned on first sight.
-            if !binds {
-                return Some(Event::Warning(format!(
-                    "the keys the server lists for your contact {name} do not verify; not pinned"
-                )));
+        let known = me.dm.contacts.get(&name).is_some();
+        let asked = me.dm.contacts.requested(&name);
+        match m.kind {
+            ACCEPTED | LISTED if known => {
+                self.ack(m.seq.get());
+                let me = self.me.as_mut()?;
+                let changed = me.dm.contacts.observe(&name, Listed { uid, keys, binds });
+                (changed && me.dm.announced.insert(name.clone())).then(|| Event::Dm(DmEvent::KeyChanged { user: name }))
             }
-            let first = me.pins.get(uid).map_or(keys, |p| Keys { id_pub: p.id_pub, enc_pub: p.enc_pub });
-            me.dm.contacts.pin(uid, name, first);
-            if me.pins.get(uid).is_none() {
-                me.pins.observe(uid, name, &keys.id_pub, &keys.enc_pub);
+            ACCEPTED | LISTED if asked => {
+                self.ack(m.seq.get());
+                self.accepted(uid, &name, keys, binds).err().map(Event::Warning)
             }
+            ACCEPTED | LISTED => {
+                // Pushed without our request: dropped (acknowledged), and said once.
+                let first = me.dm.announced.insert(name.clone());
+                self.ack(m.seq.get());
+                first.then(|| {
+                    Event::Warning(format!(
+                        "the server presents {name} as a contact, but this client neither asked {name} (/dm) nor accepted {name} (/accept): not pinned. If you did on another machine, run /dm @{name} here"
+                    ))
+                })
+            }
+            kind => Some(Event::Notice(format!("ignoring a ctct (contact) of kind {kind}"))),
         }
-        let changed = me.dm.contacts.observe(uid, Listed { keys, binds });
-        (changed && me.dm.announced.insert(uid)).then(|| Event::Dm(DmEvent::KeyChanged { user: name.to_string() }))
     }
 
     /// `rvum`: a direct message, checked, shown once, kept, then acknowledged.
     pub(super) fn handle_receive_dm(&mut self, m: &ReceiveDm, now_ms: u64) -> Option<Event> {
         let me = self.me.as_mut()?;
         let (seq, sender, dm_id, ts) = (m.seq.get(), m.sender_uid.get(), m.dm_id.get(), m.sent_time.get());
-        let Some(contact) = me.dm.contacts.get(sender) else {
+        let Some(contact) = me.dm.contacts.by_uid(sender) else {
             let name = canonical_user(m.sender()).unwrap_or_else(|| format!("uid:{sender:016x}"));
+            // The peer of our accept may write before the accept's answer is here.
+            let accepting = matches!(
+                self.in_flight.as_ref().map(|f| &f.what),
+                Some(super::Pending::Dm(Pending::Accept { peer, .. })) if *peer == name
+            );
+            if accepting && me.dm.held.len() < HELD_MAX {
+                me.dm.held.push_back(*m);
+                return None;
+            }
             return Some(Event::Warning(format!(
                 "a direct message from {name}, who is not a contact here, was not shown; it stays on the server"
             )));

@@ -94,7 +94,8 @@ fn contact_frame(msg_id: u64, st: Status, seq: u64, kind: u8, uid: u64, name: &s
     m.set_name(name).unwrap();
     m.id_pub = who.id_pub;
     m.enc_pub = who.enc_pub;
-    m.enc_sig = who.signer().sign(&account::enc_key_binding(name, &who.enc_pub)).unwrap();
+    let binding = account::enc_key_binding(&account::deployment_id(), uid, name, &who.enc_pub);
+    m.enc_sig = who.signer().sign(&binding).unwrap();
     m.as_bytes().to_vec()
 }
 
@@ -175,8 +176,8 @@ fn request_then_accept_pins_the_peer_and_reports_its_fingerprint() {
         dm_event(feed(&mut s, &contact_frame(0, Status::Ok, 7, 1, BOB, "bob", &b))),
         DmEvent::Accepted { with: "bob".into(), fingerprint: b.keys().fingerprint() }
     );
-    assert!(s.dirty_contacts().is_some_and(|c| c.get(BOB).is_some_and(|c| c.trusted)));
-    assert!(s.dirty_pins().is_some_and(|p| p.get(BOB).is_some()), "room messages verify with the same key");
+    assert!(s.dirty_contacts().is_some_and(|c| c.get("bob").is_some_and(|c| c.trusted)));
+    assert!(s.dirty_pins().is_some_and(|p| p.get("bob").is_some()), "room messages verify with the same key");
     assert_eq!(acked(&mut s), [7], "acknowledged after the pin");
 
     // Accepting bob's request the other way round: keys arrive, then the 200.
@@ -272,7 +273,7 @@ fn a_changed_key_at_login_refuses_the_contact_until_trusted() {
     // Listed at login with another identity key.
     let ev = dm_event(feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, BOB, "bob", &new)));
     assert_eq!(ev, DmEvent::KeyChanged { user: "bob".into() });
-    assert!(s.dirty_contacts().is_some_and(|c| !c.get(BOB).unwrap().trusted), "saved as refused");
+    assert!(s.dirty_contacts().is_some_and(|c| !c.get("bob").unwrap().trusted), "saved as refused");
     assert!(feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, BOB, "bob", &new)).is_none(), "said once a run");
     // Sending is refused locally.
     let f = s.send_dm("@bob", "hi", NOW).unwrap_err();
@@ -301,9 +302,11 @@ fn a_changed_key_at_login_refuses_the_contact_until_trusted() {
     // /trust re-pins the listed key; sending works again.
     s.trust("@bob").unwrap();
     assert_eq!(dm_event(s.poll_event()), DmEvent::Ok { cmd: "trust", user: "bob".into() });
-    let c = s.dirty_contacts().map(|c| c.get(BOB).unwrap().clone()).unwrap();
+    let c = s.dirty_contacts().map(|c| c.get("bob").unwrap().clone()).unwrap();
     assert!(c.trusted && c.keys == new.keys());
-    assert!(s.dirty_pins().is_some_and(|p| p.get(BOB).is_some_and(|p| p.id_pub == new.id_pub && !p.changed)));
+    assert!(s
+        .dirty_pins()
+        .is_some_and(|p| p.get("bob").is_some_and(|p| p.binding.id_pub == new.id_pub && !p.changed())));
     let m = send(&mut s, "hi again");
     assert_eq!(m.peer_uid.get(), BOB);
     // Bob still signs with the old key: shown, but not verified.
@@ -472,4 +475,118 @@ fn an_outbox_loaded_at_login_is_sent_again_in_order() {
     // A late answer for the first one still empties it from the outbox.
     assert_eq!(dm_event(feed(&mut s, &dmst(9, 0, 9, 1))), DmEvent::Sent { id: 9, to: "bob".into(), delivered: false });
     assert!(s.busy(), "the second still waits");
+}
+
+/// An rvum to alice from `uid` named `name`, signed and sealed with `who`'s keys.
+fn rvum_from(uid: u64, name: &str, who: &Ident, seq: u64, dm_id: u64, text: &str) -> ReceiveDm {
+    let ctx = Context { sender_uid: uid, recipient_uid: ALICE, dm_id, sent_time: NOW - 50 };
+    let sealed = dm::seal(&alice().enc_pub, &ctx, text).unwrap();
+    let mut m = rvum(seq, dm_id, text);
+    m.sender_uid.set(uid);
+    m.set_sender(name).unwrap();
+    (m.eph_pub, m.iv, m.ciphertext, m.tag) = (sealed.eph_pub, sealed.iv, sealed.ciphertext, sealed.tag);
+    m.signature = who.signer().sign(&dm::signed_bytes(&ctx, &sealed)).unwrap();
+    m
+}
+
+const IMPOSTOR: u64 = 0xbad;
+
+#[test]
+fn a_pushed_impostor_of_a_verified_contact_is_not_pinned_and_msg_still_seals_to_the_real_one() {
+    let mut s = alice_session(with_bob());
+    let fake = bob_new_key();
+    // At login the server lists "bob" under a new UID with its own keys, and
+    // pushes an accept from "bob" (the impostor) through the mailbox.
+    let ev = dm_event(feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, IMPOSTOR, "bob", &fake)));
+    assert_eq!(ev, DmEvent::KeyChanged { user: "bob".into() }, "loud: a key change");
+    assert!(feed(&mut s, &contact_frame(0, Status::Ok, 9, 1, IMPOSTOR, "bob", &fake)).is_none(), "said once");
+    let book = s.dirty_contacts().expect("the listing is noted");
+    let c = book.get("bob").unwrap();
+    assert_eq!((c.uid, c.keys, c.trusted), (BOB, bob().keys(), false), "the verified bob stays pinned");
+    assert!(book.by_uid(IMPOSTOR).is_none());
+    // /msg refuses until /trust: nothing is ever sealed to the impostor.
+    let f = s.send_dm("@bob", "secret", NOW).unwrap_err();
+    assert_eq!(f.code, 403, "{f:?}");
+    assert!(s.poll_transmit().is_none());
+    // A message from the impostor's UID is not taken for bob's.
+    match feed(&mut s, rvum_from(IMPOSTOR, "bob", &fake, 11, 0x77, "it is me").as_bytes()) {
+        Some(Event::Warning(w)) => assert!(w.contains("not a contact"), "{w}"),
+        _ => panic!("expected a warning"),
+    }
+    assert_eq!(acked(&mut s), [9], "only the dropped push is acknowledged");
+}
+
+#[test]
+fn a_pushed_impostor_with_the_same_uid_leaves_msg_sealed_to_the_verified_keys_once_trusted_back() {
+    let mut s = alice_session(with_bob());
+    let fake = bob_new_key();
+    let _ = feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, BOB, "bob", &fake));
+    // Listed again with the verified keys: still refused until the user decides.
+    let _ = feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, BOB, "bob", &bob()));
+    assert!(s.send_dm("@bob", "hi", NOW).is_err());
+    s.trust("@bob").unwrap();
+    let m = send(&mut s, "hi");
+    let ctx = Context { sender_uid: ALICE, recipient_uid: BOB, dm_id: m.hdr.msg_id.get(), sent_time: NOW };
+    let sealed = Sealed { eph_pub: m.eph_pub, iv: m.iv, ciphertext: m.ciphertext, tag: m.tag };
+    assert_eq!(dm::open(&BOB_SECRET, &ctx, &sealed).unwrap(), "hi", "sealed to the verified bob");
+}
+
+#[test]
+fn a_contact_pushed_without_a_request_is_dropped_and_the_user_told() {
+    let mut s = alice_session(Contacts::new());
+    // Listed at login, and "accepted" from the mailbox, with no /dm or /accept of ours.
+    match feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, BOB, "bob", &bob())) {
+        Some(Event::Warning(w)) => assert!(w.contains("not pinned") && w.contains("/dm @bob"), "{w}"),
+        _ => panic!("expected a warning"),
+    }
+    assert!(feed(&mut s, &contact_frame(0, Status::Ok, 3, 1, BOB, "bob", &bob())).is_none(), "said once");
+    assert!(s.dirty_contacts().is_none_or(|c| c.get("bob").is_none()), "nothing pinned");
+    assert!(s.dirty_pins().is_none_or(|p| p.get("bob").is_none()));
+    assert_eq!(acked(&mut s), [3], "dropped: it does not come back at every login");
+    assert_eq!(s.send_dm("@bob", "hi", NOW).unwrap_err().code, 403);
+}
+
+#[test]
+fn a_request_answered_already_contacts_pins_the_keys_that_came_with_it() {
+    let mut s = alice_session(Contacts::new());
+    s.dm_request("@bob", NOW).unwrap();
+    let id = sent_id(&mut s);
+    // Another machine of alice's had accepted bob: the server sends his keys, then 409.
+    assert!(feed(&mut s, &contact_frame(id, Status::Pending, 0, 2, BOB, "bob", &bob())).is_none());
+    let ev = dm_event(feed(&mut s, &status(id, Status::Error, code::CONFLICT, "already contacts")));
+    assert_eq!(ev, DmEvent::Accepted { with: "bob".into(), fingerprint: bob().keys().fingerprint() });
+    assert!(s.dirty_contacts().is_some_and(|c| c.get("bob").is_some_and(|c| c.trusted && c.uid == BOB)));
+}
+
+#[test]
+fn a_dm_that_arrives_while_the_accept_completes_is_held_then_shown() {
+    // bob's side, accepting alice: alice writes the moment she hears of the accept.
+    let mut s = alice_session(Contacts::new());
+    s.dm_accept("@bob", NOW).unwrap();
+    let id = sent_id(&mut s);
+    assert!(feed(&mut s, rvum(4, 0x51, "quick").as_bytes()).is_none(), "held, no warning");
+    assert!(feed(&mut s, &contact_frame(id, Status::Pending, 0, 1, BOB, "bob", &bob())).is_none());
+    assert!(feed(&mut s, rvum(5, 0x52, "quicker").as_bytes()).is_none(), "still held");
+    assert!(acked(&mut s).is_empty(), "nothing acknowledged while held");
+    let ev = dm_event(feed(&mut s, &status(id, Status::Ok, code::OK, "accepted")));
+    assert!(matches!(ev, DmEvent::Accepted { .. }), "{ev:?}");
+    let first = message(s.poll_event());
+    let second = message(s.poll_event());
+    assert_eq!((first.text.as_str(), first.verified), ("quick", true));
+    assert_eq!((second.text.as_str(), second.verified), ("quicker", true));
+    assert_eq!(acked(&mut s), [4, 5]);
+}
+
+#[test]
+fn a_dm_held_for_an_accept_that_fails_stays_on_the_server() {
+    let mut s = alice_session(Contacts::new());
+    s.dm_accept("@bob", NOW).unwrap();
+    let id = sent_id(&mut s);
+    assert!(feed(&mut s, rvum(4, 0x51, "quick").as_bytes()).is_none());
+    match feed(&mut s, &status(id, Status::Error, code::NOT_FOUND, "no pending request")) {
+        Some(Event::Failed(f)) => assert_eq!(f.cmd, "accept"),
+        _ => panic!("expected a failure"),
+    }
+    assert!(matches!(s.poll_event(), Some(Event::Warning(w)) if w.contains("not a contact")));
+    assert!(acked(&mut s).is_empty(), "not acknowledged: it comes again at the next login");
 }

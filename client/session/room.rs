@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 use super::direct::{Dm, DmLocal};
 use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
 use crate::keyring::Keyring;
-use crate::pins::{Pins, Seen};
+use crate::pins::{Binding, Pins, Seen};
 
 /// `RoomMember.kind` (opcodes.toml `mbrs`).
 const LISTED: u8 = 0;
@@ -57,8 +57,8 @@ pub(super) struct Me {
     pub(super) signer: Option<Signer>,
     pub(super) pins: Pins,
     keyring: Keyring,
-    /// UIDs whose key change (or unverifiable keys) was reported this session.
-    announced: BTreeSet<u64>,
+    /// Names whose key change (or unverifiable keys) was reported this session.
+    announced: BTreeSet<String>,
     /// Rooms whose members were asked for because of an unknown sender.
     refreshed: BTreeSet<String>,
     /// Room messages waiting for that answer, in arrival order.
@@ -247,10 +247,11 @@ fn copy_keys(k: &RoomKeys) -> RoomKeys {
     RoomKeys { auth: k.auth.clone(), content: k.content.clone() }
 }
 
-/// The listed keys bind together: a well-formed identity key signed the name and enc_pub.
-pub(super) fn keys_verify(name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32], enc_sig: &[u8]) -> bool {
-    identity::from_modulus(id_pub)
-        .is_ok_and(|k| identity::verify(&k, &account::enc_key_binding(name, enc_pub), enc_sig))
+/// The listed keys bind together: a well-formed identity key signed this
+/// deployment, the UID, the name and enc_pub (PROTOCOL.md §5).
+pub(super) fn keys_verify(uid: u64, name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32], enc_sig: &[u8]) -> bool {
+    let binding = account::enc_key_binding(&account::deployment_id(), uid, name, enc_pub);
+    identity::from_modulus(id_pub).is_ok_and(|k| identity::verify(&k, &binding, enc_sig))
 }
 
 /// A user name from the server, as it must be: already canonical.
@@ -630,7 +631,9 @@ impl Session {
     fn wants_refresh(&mut self, m: &ReceiveRoomMessage) -> bool {
         let Some(me) = self.me.as_mut() else { return false };
         let Some(room) = canonical_room(m.room()) else { return false };
-        if me.pins.get(m.sender_uid.get()).is_some() || me.keyring.get(&room).is_none() || me.refreshed.contains(&room)
+        if me.pins.by_uid(m.sender_uid.get()).is_some()
+            || me.keyring.get(&room).is_none()
+            || me.refreshed.contains(&room)
         {
             return false;
         }
@@ -677,10 +680,12 @@ impl Session {
         let ctx =
             Context { room: &room, sender_uid: sender, msg_id: m.sent_msg_id.get(), sent_time: m.sent_time.get() };
         let sealed = Sealed { iv: m.iv, ciphertext: m.ciphertext, tag: m.tag };
-        let pin = me.pins.get(sender);
-        let from = pin.map_or_else(|| format!("uid:{sender:016x}"), |p| p.name.clone());
-        let signed = pin.filter(|p| !p.changed).is_some_and(|p| {
-            identity::from_modulus(&p.id_pub)
+        // The sender is the one name pinned to this UID; a name whose key
+        // changed verifies nothing until /trust (DESIGN §7).
+        let pin = me.pins.by_uid(sender);
+        let from = pin.map_or_else(|| format!("uid:{sender:016x}"), |(name, _)| name.to_string());
+        let signed = pin.filter(|(_, p)| !p.changed()).is_some_and(|(_, p)| {
+            identity::from_modulus(&p.binding.id_pub)
                 .is_ok_and(|k| identity::verify(&k, &rooms::signed_bytes(&ctx, &sealed), &m.signature))
         });
         let opened = me.keyring.get(&room).map(|k| rooms::open(&k.content, &ctx, &sealed));
@@ -692,18 +697,19 @@ impl Session {
         Some(Event::Room(RoomEvent::Message(RoomMessage { room, from, text, ts, verified, history, error })))
     }
 
-    /// Pins listed keys on first sight (when they bind: `enc_sig`); reports a changed key once a session.
+    /// Pins what the server lists for `name` on first sight (when it binds:
+    /// `enc_sig`, none for the user's own keys); another UID or other keys for
+    /// a pinned name are a key change, reported once a session.
     fn pin(&mut self, uid: u64, name: &str, id_pub: &[u8; RSA_BYTES], enc_pub: &[u8; 32], enc_sig: Option<&[u8]>) {
         let Some(me) = self.me.as_mut() else { return };
-        let event = match me.pins.get(uid) {
-            Some(p) if p.id_pub == *id_pub && p.enc_pub == *enc_pub => return,
-            Some(_) => {
-                let pinned = me.pins.get(uid).map(|p| p.name.clone()).unwrap_or_default();
-                (me.pins.observe(uid, name, id_pub, enc_pub) == Seen::Changed)
-                    .then_some(Event::Room(RoomEvent::KeyChanged { user: pinned }))
-            }
-            None if enc_sig.is_none_or(|sig| keys_verify(name, id_pub, enc_pub, sig)) => {
-                me.pins.observe(uid, name, id_pub, enc_pub);
+        let listed = Binding { uid, id_pub: *id_pub, enc_pub: *enc_pub };
+        let binds = || enc_sig.is_none_or(|sig| keys_verify(uid, name, id_pub, enc_pub, sig));
+        let event = match me.pins.get(name) {
+            Some(p) if p.binding == listed => return,
+            Some(_) => (me.pins.observe(name, listed, binds()) == Seen::Changed)
+                .then(|| Event::Room(RoomEvent::KeyChanged { user: name.to_string() })),
+            None if binds() => {
+                me.pins.observe(name, listed, true);
                 None
             }
             None => Some(Event::Warning(format!(
@@ -711,7 +717,7 @@ impl Session {
             ))),
         };
         if let Some(ev) = event {
-            if me.announced.insert(uid) {
+            if me.announced.insert(name.to_string()) {
                 self.events.push_back(ev);
             }
         }

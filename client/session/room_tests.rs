@@ -26,8 +26,9 @@ impl Ident {
         Signer::from_pkcs8_der(self.der).unwrap()
     }
 
-    fn enc_sig(&self, name: &str) -> [u8; RSA_BYTES] {
-        self.signer().sign(&account::enc_key_binding(name, &self.enc_pub)).unwrap()
+    fn enc_sig(&self, uid: u64, name: &str) -> [u8; RSA_BYTES] {
+        let binding = account::enc_key_binding(&account::deployment_id(), uid, name, &self.enc_pub);
+        self.signer().sign(&binding).unwrap()
     }
 }
 
@@ -80,7 +81,7 @@ fn alice_session(rooms_in: &[&str], pins: Pins) -> Session {
 fn pins_with_bob() -> Pins {
     let mut pins = Pins::new();
     let b = bob();
-    pins.observe(BOB, "bob", &b.id_pub, &b.enc_pub);
+    pins.observe("bob", Binding { uid: BOB, id_pub: b.id_pub, enc_pub: b.enc_pub }, true);
     pins
 }
 
@@ -94,7 +95,7 @@ fn member_frame(msg_id: u64, st: Status, kind: u8, online: bool, uid: u64, name:
     if kind != LEFT {
         m.id_pub = who.id_pub;
         m.enc_pub = who.enc_pub;
-        m.enc_sig = who.enc_sig(name);
+        m.enc_sig = who.enc_sig(uid, name);
     }
     m.as_bytes().to_vec()
 }
@@ -267,13 +268,43 @@ fn a_changed_key_is_reported_once_and_unverifies_the_sender() {
     assert!(matches!(s.poll_event(), Some(Event::Room(RoomEvent::KeyChanged { user })) if user == "bob"));
     let joined = RoomEvent::MemberJoined { room: "lobby".into(), name: "bob".into() };
     assert_eq!(s.poll_event().map(|e| matches!(e, Event::Room(r) if r == joined)), Some(true));
-    assert!(s.dirty_pins().is_some_and(|p| p.get(BOB).is_some_and(|p| p.changed && p.id_pub == bob().id_pub)));
+    assert!(s
+        .dirty_pins()
+        .is_some_and(|p| p.get("bob").is_some_and(|p| p.changed() && p.binding.id_pub == bob().id_pub)));
     s.handle_frame(&frame, NOW);
     assert!(matches!(s.poll_event(), Some(Event::Room(RoomEvent::MemberJoined { .. }))), "reported once");
     assert!(s.poll_event().is_none());
     // Even a message that verifies with the first key is no longer shown as genuine.
     let m = message(feed(&mut s, rvrm(0, false, BOB, &lobby_keys().content, &bob().signer(), "hi").as_bytes()));
     assert_eq!((m.text.as_str(), m.verified), ("hi", false));
+}
+
+#[test]
+fn a_member_listed_under_a_new_uid_is_a_key_change_and_verifies_nothing() {
+    const IMPOSTOR: u64 = 0xbad;
+    let mut s = alice_session(&["lobby"], pins_with_bob());
+    // The server presents "bob" under a new UID with keys that bind (its own).
+    let frame = member_frame(0, Status::Ok, JOINED, true, IMPOSTOR, "bob", &alice());
+    s.handle_frame(&frame, NOW);
+    assert!(matches!(s.poll_event(), Some(Event::Room(RoomEvent::KeyChanged { user })) if user == "bob"));
+    let _ = s.poll_event();
+    let pins = s.dirty_pins().expect("the change is noted");
+    let bob_pin = pins.get("bob").unwrap();
+    assert_eq!((bob_pin.binding.uid, bob_pin.changed()), (BOB, true), "the first UID stays pinned");
+    // The impostor's messages are not bob's, and bob's no longer verify until /trust.
+    let keys = lobby_keys().content;
+    assert!(feed(&mut s, rvrm(0, false, IMPOSTOR, &keys, &alice().signer(), "it is bob").as_bytes()).is_none());
+    let id = sent_id(&mut s);
+    assert!(feed(&mut s, &member_frame(id, Status::Pending, LISTED, true, IMPOSTOR, "bob", &alice())).is_none());
+    let m = message(feed(&mut s, &done_stat(id)));
+    assert_eq!((m.from.as_str(), m.verified), ("uid:0000000000000bad", false), "looked up, still not bob");
+    let m = message(feed(&mut s, rvrm(0, false, BOB, &keys, &bob().signer(), "really").as_bytes()));
+    assert_eq!((m.from.as_str(), m.verified), ("bob", false));
+    // /trust takes the listed binding: the new UID is bob from now on.
+    s.trust("@bob").unwrap();
+    assert!(matches!(s.poll_event(), Some(Event::Dm(super::super::direct::DmEvent::Ok { cmd: "trust", .. }))));
+    let m = message(feed(&mut s, rvrm(0, false, IMPOSTOR, &keys, &alice().signer(), "trusted").as_bytes()));
+    assert_eq!((m.from.as_str(), m.verified), ("bob", true));
 }
 
 #[test]

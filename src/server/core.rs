@@ -6,7 +6,7 @@
 //! every frame is bounded before it is buffered, opcode, size and state are
 //! checked before any handler runs, and a peer's error closes only that peer.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::frame::Deframer;
@@ -125,8 +125,8 @@ struct Conn {
 pub struct Accounts {
     by_name: HashMap<String, u64>,
     by_uid: HashMap<u64, UserRecord>,
-    /// Names with a registration in flight.
-    reserved: HashSet<String>,
+    /// Names with a registration in flight, and the UIDs they asked for.
+    reserved: HashMap<String, u64>,
 }
 
 impl Accounts {
@@ -150,18 +150,18 @@ impl Accounts {
 
     /// Whether `name` is taken or being registered.
     pub(crate) fn is_taken(&self, name: &str) -> bool {
-        self.by_name.contains_key(name) || self.reserved.contains(name)
+        self.by_name.contains_key(name) || self.reserved.contains_key(name)
     }
 
-    /// Marks `name` as being registered; returns a fresh non-zero UID for it.
-    pub(crate) fn reserve(&mut self, name: &str) -> u64 {
-        self.reserved.insert(name.to_owned());
-        loop {
-            let uid = u64::from_be_bytes(crate::crypto::random());
-            if uid != 0 && !self.by_uid.contains_key(&uid) {
-                return uid;
-            }
-        }
+    /// Whether `uid` is zero, taken or being registered.
+    pub(crate) fn uid_taken(&self, uid: u64) -> bool {
+        uid == 0 || self.by_uid.contains_key(&uid) || self.reserved.values().any(|&u| u == uid)
+    }
+
+    /// Marks `name` as being registered under `uid` (the client's choice: its
+    /// key binding signs it, PROTOCOL.md §5); callers check both are free first.
+    pub(crate) fn reserve(&mut self, name: &str, uid: u64) {
+        self.reserved.insert(name.to_owned(), uid);
     }
 
     /// Ends a registration, successful or not.

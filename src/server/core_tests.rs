@@ -131,9 +131,11 @@ impl Pair {
         let enc_pub = PublicKey::from(&secret).to_bytes();
         // Clients sign the canonical (case-folded) name, as the server checks it.
         let canonical = crate::account::normalize_username(name).unwrap_or_default();
-        let sig =
-            Signer::from_pkcs8_der(der).unwrap().sign(&crate::account::enc_key_binding(&canonical, &enc_pub)).unwrap();
+        let uid = u64::from_be_bytes(crate::crypto::random()).max(1);
+        let binding = crate::account::enc_key_binding(&crate::account::deployment_id(), uid, &canonical, &enc_pub);
+        let sig = Signer::from_pkcs8_der(der).unwrap().sign(&binding).unwrap();
         let mut m = Register::request(0, 0);
+        m.uid.set(uid);
         m.set_username(name).unwrap();
         m.set_password(password).unwrap();
         m.set_passphrase(phrase).unwrap();

@@ -93,8 +93,11 @@ impl World {
         let mut side = Side { id, keys, deframer: Deframer::new(record::MAX_BODY), uid: 0 };
         let (der, n) = (&test_keys().1, test_keys().2);
         let enc_pub = [9u8; 32];
-        let sig = Signer::from_pkcs8_der(der).unwrap().sign(&crate::account::enc_key_binding(name, &enc_pub)).unwrap();
+        let uid = u64::from_be_bytes(crate::crypto::random()).max(1);
+        let binding = crate::account::enc_key_binding(&crate::account::deployment_id(), uid, name, &enc_pub);
+        let sig = Signer::from_pkcs8_der(der).unwrap().sign(&binding).unwrap();
         let mut reg = Register::request(1, 0);
+        reg.uid.set(uid);
         reg.set_username(name).unwrap();
         reg.set_password("password123").unwrap();
         reg.set_passphrase("a b c").unwrap();

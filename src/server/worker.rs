@@ -121,7 +121,11 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
 fn register(rec: &mut UserRecord, password: &str, passphrase: &str, ctx: &WorkerCtx) -> Result<(), RegisterFailure> {
     let username = rec.username().map_err(|_| RegisterFailure::BadBinding)?;
     let key = identity::from_modulus(&rec.id_pub).map_err(|_| RegisterFailure::BadBinding)?;
-    if !identity::verify(&key, &account::enc_key_binding(username, &rec.enc_pub), &rec.enc_sig) {
+    if !identity::verify(
+        &key,
+        &account::enc_key_binding(&account::deployment_id(), rec.uid.get(), username, &rec.enc_pub),
+        &rec.enc_sig,
+    ) {
         return Err(RegisterFailure::BadBinding);
     }
     let pw = crypto::hash_secret(password.as_bytes()).map_err(|_| RegisterFailure::Internal)?;

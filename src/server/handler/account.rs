@@ -39,7 +39,11 @@ pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
     if core.accounts.is_taken(&name) {
         return fail(core, code::CONFLICT, "user name already taken");
     }
-    let uid = core.accounts.reserve(&name);
+    let uid = m.uid.get();
+    if core.accounts.uid_taken(uid) {
+        return fail(core, code::CONFLICT, "uid taken: choose another at random");
+    }
+    core.accounts.reserve(&name, uid);
     let mut record = Box::new(UserRecord::new_zeroed());
     record.uid.set(uid);
     record.created.set(now_ms);

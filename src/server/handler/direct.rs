@@ -103,6 +103,11 @@ pub fn request(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], 
         return core.reply(id, msg_id, JMPU, code::BAD_REQUEST, "you cannot message yourself", now_ms);
     }
     if core.mail.contacts.accepted(me, peer) {
+        // The peer's keys first, so that a client that lost the contact (or
+        // another machine of this user) pins it as the answer to its own request.
+        if let Some(rec) = core.accounts.by_uid(peer).copied() {
+            core.send(id, &contact_event(&rec, LISTED, Status::Pending, msg_id, now_ms));
+        }
         return core.reply(id, msg_id, JMPU, code::CONFLICT, "already contacts", now_ms);
     }
     if core.mail.contacts.requested(me, peer) {
