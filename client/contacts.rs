@@ -114,11 +114,6 @@ impl Contacts {
         self.map.values().collect()
     }
 
-    /// Our requests (`/dm`) still waiting for an answer, by name.
-    pub fn requests(&self) -> impl Iterator<Item = &str> {
-        self.requested.iter().map(String::as_str)
-    }
-
     /// Notes that we asked `name` for a channel: its accept may pin it.
     pub fn request(&mut self, name: &str) {
         if self.requested.len() >= REQUESTS_MAX && !self.requested.contains(name) {

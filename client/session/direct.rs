@@ -533,20 +533,31 @@ impl Session {
         let ok = r.hdr.code.get() == code::OK && matches!(Status::from_u8(r.hdr.status), Some(Status::Ok));
         match p {
             Pending::Request { peer, .. } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "dm", user: peer })),
-            Pending::Request { peer, keys: Some(k) } if r.hdr.code.get() == code::CONFLICT => {
-                // Already contacts on the server: the keys answer this /dm.
+            Pending::Request { peer, keys: Some(k) }
+                if r.hdr.code.get() == code::CONFLICT
+                    && self.me.as_ref().is_some_and(|me| me.dm.contacts.get(&peer).is_none()) =>
+            {
+                // Already contacts on the server, not in this book (another
+                // machine accepted): the keys answer this /dm.
                 let (uid, keys, binds) = *k;
                 match self.accepted(uid, &peer, keys, binds) {
                     Ok(()) => None,
                     Err(why) => Some(Event::Failed(Failure::new("dm", 0, why))),
                 }
             }
-            Pending::Request { peer, .. } => {
+            Pending::Request { peer, keys } => {
                 let f = refused("dm", r);
-                // Refused (no such user): nothing can answer it. "Already requested" stays.
-                if f.code != code::CONFLICT {
-                    if let Some(me) = self.me.as_mut() {
-                        me.dm.contacts.answered(&peer);
+                // Refused (no such user, already contacts): nothing more can
+                // answer it. "Already requested" (409 without keys) stays.
+                let me = self.me.as_mut()?;
+                if f.code != code::CONFLICT || keys.is_some() {
+                    me.dm.contacts.answered(&peer);
+                }
+                if let Some((uid, keys, binds)) = keys.map(|k| *k) {
+                    if me.dm.contacts.observe(&peer, Listed { uid, keys, binds })
+                        && me.dm.announced.insert(peer.clone())
+                    {
+                        self.events.push_back(Event::Dm(DmEvent::KeyChanged { user: peer }));
                     }
                 }
                 Some(Event::Failed(f))
