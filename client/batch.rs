@@ -273,7 +273,8 @@ fn room_line(ev: RoomEvent) -> String {
                 .str("text", &m.text)
                 .num("ts", m.ts)
                 .bool("verified", m.verified)
-                .bool("history", m.history);
+                .bool("history", m.history)
+                .bool("replayed", m.replayed);
             match m.error {
                 Some(e) => o.str("error", e).finish(),
                 None => o.finish(),
@@ -466,9 +467,10 @@ mod tests {
                     ts: 1_700_000_000_000,
                     verified: true,
                     history: false,
+                    replayed: false,
                     error: None,
                 }),
-                r#"{"type":"room_message","room":"lobby","from":"alice","text":"hi \"there\"","ts":1700000000000,"verified":true,"history":false}"#,
+                r#"{"type":"room_message","room":"lobby","from":"alice","text":"hi \"there\"","ts":1700000000000,"verified":true,"history":false,"replayed":false}"#,
             ),
             (
                 RoomEvent::Message(RoomMessage {
@@ -478,9 +480,10 @@ mod tests {
                     ts: 5,
                     verified: false,
                     history: true,
+                    replayed: true,
                     error: Some("could not decrypt"),
                 }),
-                r#"{"type":"room_message","room":"lobby","from":"uid:00000000000000ff","text":"","ts":5,"verified":false,"history":true,"error":"could not decrypt"}"#,
+                r#"{"type":"room_message","room":"lobby","from":"uid:00000000000000ff","text":"","ts":5,"verified":false,"history":true,"replayed":true,"error":"could not decrypt"}"#,
             ),
             (
                 RoomEvent::MemberJoined { room: "lobby".into(), name: "bob".into() },

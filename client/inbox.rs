@@ -2,25 +2,24 @@
 //! (DESIGN §7, §9), sealed in `<home>/<server_tag>/<user>/inbox` (see `vault`).
 //!
 //! Invariant: a message is kept at most `ttl` after it was shown, then erased
-//! (its text is gone from the file at the next save); its id stays in the
-//! seen set for `SEEN_KEEP_MS`, longer than the server keeps an undelivered
-//! message, so a copy delivered again is never shown again.
+//! (its text is gone from the file at the next save); what was shown, of
+//! direct messages and room messages alike, stays in the marks (`fresh`), so
+//! a copy delivered again, replayed or restored is never shown as new.
 //!
 //! Plaintext: `u32 count || count × (id (8) || from_uid (8) || u8 len || from
-//! || ts (8) || shown_at (8) || verified (1) || u16 len || text)`, then
-//! `u32 count || count × (sender_uid (8) || id (8) || seen_at (8))`.
+//! || ts (8) || shown_at (8) || verified (1) || u16 len || text)`, then the
+//! marks (`fresh::Marks`).
 
 use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
+use crate::fresh::{self, Marks, Verdict};
 use crate::keystore::KeyFileError;
 use crate::vault::{self, Kind, Reader};
 
 /// The inbox file.
 pub const KIND: Kind = Kind { file: "inbox", magic: *b"SOTI", label: b"sotto/v1 inbox\0" };
-/// How long an id stays in the seen set: 31 days (the server's queue TTL is 30 by default).
-pub const SEEN_KEEP_MS: u64 = 31 * 24 * 3600 * 1000;
 
 /// One received direct message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +40,11 @@ pub struct Stored {
     pub shown_at: u64,
 }
 
-/// The kept messages, in arrival order, and the ids seen.
+/// The kept messages, in arrival order, and the marks of what was shown.
 #[derive(Debug, Default)]
 pub struct Inbox {
     msgs: Vec<Stored>,
-    seen: BTreeMap<(u64, u64), u64>,
+    marks: Marks,
     dirty: bool,
 }
 
@@ -55,15 +54,26 @@ impl Inbox {
         Inbox::default()
     }
 
-    /// True when message `id` from `sender` was shown before.
-    pub fn seen(&self, sender: u64, id: u64) -> bool {
-        self.seen.contains_key(&(sender, id))
+    /// How direct message `id` from `sender`, signed at `ts`, compares with what was shown.
+    pub fn check(&self, sender: u64, ts: u64, id: u64) -> Verdict {
+        self.marks.check(fresh::DM_SCOPE, sender, ts, id)
     }
 
-    /// Keeps a message that was just shown, and its id.
+    /// Keeps a direct message that was just shown, and marks it shown.
     pub fn record(&mut self, msg: Stored) {
-        self.seen.insert((msg.from_uid, msg.id), msg.shown_at);
+        self.marks.record(fresh::DM_SCOPE, msg.from_uid, msg.ts, msg.id);
         self.msgs.push(msg);
+        self.dirty = true;
+    }
+
+    /// How room message `id` from `sender` in `room`, signed at `ts`, compares with what was shown.
+    pub fn check_room(&self, room: &str, sender: u64, ts: u64, id: u64) -> Verdict {
+        self.marks.check(room, sender, ts, id)
+    }
+
+    /// Marks a room message shown.
+    pub fn record_room(&mut self, room: &str, sender: u64, ts: u64, id: u64) {
+        self.marks.record(room, sender, ts, id);
         self.dirty = true;
     }
 
@@ -72,15 +82,12 @@ impl Inbox {
         self.msgs.iter().filter(move |m| m.from_uid == uid)
     }
 
-    /// Erases the messages shown `ttl_ms` or longer ago, and forgets ids older than
-    /// [`SEEN_KEEP_MS`]; the number of messages erased.
+    /// Erases the messages shown `ttl_ms` or longer ago (their marks stay); the number erased.
     pub fn erase_expired(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
         let before = self.msgs.len();
         self.msgs.retain(|m| m.shown_at.saturating_add(ttl_ms) > now_ms);
         let erased = before - self.msgs.len();
-        let ids = self.seen.len();
-        self.seen.retain(|_, at| at.saturating_add(SEEN_KEEP_MS) > now_ms);
-        if erased > 0 || ids != self.seen.len() {
+        if erased > 0 {
             self.dirty = true;
         }
         erased
@@ -93,7 +100,7 @@ impl Inbox {
 
     /// The plaintext of the file.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(8 + self.msgs.len() * 1100 + self.seen.len() * 24));
+        let mut out = Zeroizing::new(Vec::with_capacity(16 + self.msgs.len() * 1100));
         vault::put_count(&mut out, self.msgs.len());
         for m in &self.msgs {
             out.extend_from_slice(&m.id.to_be_bytes());
@@ -107,12 +114,7 @@ impl Inbox {
             out.extend_from_slice(&(text.len() as u16).to_be_bytes());
             out.extend_from_slice(text.as_bytes());
         }
-        vault::put_count(&mut out, self.seen.len());
-        for ((sender, id), at) in &self.seen {
-            out.extend_from_slice(&sender.to_be_bytes());
-            out.extend_from_slice(&id.to_be_bytes());
-            out.extend_from_slice(&at.to_be_bytes());
-        }
+        self.marks.encode_into(&mut out);
         out
     }
 
@@ -133,12 +135,9 @@ impl Inbox {
             let text = Zeroizing::new(text.to_string());
             msgs.push(Stored { id, from_uid, from, text, ts, verified, shown_at });
         }
-        let mut seen = BTreeMap::new();
-        for _ in 0..r.u32()? {
-            seen.insert((r.u64()?, r.u64()?), r.u64()?);
-        }
+        let marks = Marks::decode_from(&mut r)?;
         r.end()?;
-        Ok(Inbox { msgs, seen, dirty: false })
+        Ok(Inbox { msgs, marks, dirty: false })
     }
 }
 
@@ -175,12 +174,14 @@ mod tests {
         let left: Vec<&str> = inbox.from(5).map(|m| m.text.as_str()).collect();
         assert_eq!(left, ["second"]);
         assert_eq!(inbox.from(6).count(), 0);
-        assert!(inbox.seen(5, 1) && inbox.seen(6, 1) && inbox.seen(5, 2), "erased ids are still seen");
-        assert!(!inbox.seen(5, 3) && !inbox.seen(7, 1));
+        let seen = |i: &Inbox, s: u64, id: u64, ts: u64| i.check(s, ts, id) == Verdict::Seen;
+        let all = |i: &Inbox| seen(i, 5, 1, T0 - 10) && seen(i, 6, 1, T0 + 90) && seen(i, 5, 2, T0 + 1490);
+        assert!(all(&inbox), "erased ids are still seen");
+        assert!(!seen(&inbox, 5, 3, T0) && !seen(&inbox, 7, 1, T0 - 10));
         assert!(!inbox.encode().windows(5).any(|w| w == b"first"), "the erased text is gone from the file");
-        // Ids are forgotten only after SEEN_KEEP_MS.
-        inbox.erase_expired(T0 + SEEN_KEEP_MS + 200, 2000);
-        assert!(!inbox.seen(5, 1) && !inbox.seen(6, 1) && inbox.seen(5, 2));
+        // Never forgotten by age: a year later they are still seen.
+        inbox.erase_expired(T0 + 365 * 24 * 3600 * 1000, 2000);
+        assert!(all(&inbox));
     }
 
     #[test]
@@ -195,7 +196,7 @@ mod tests {
         assert!(!sealed.windows(5).any(|w| w == b"llo \""), "encrypted at rest");
         let back = Inbox::decode(&vault::unseal(KIND, "alice", "password123", &key, &sealed).unwrap()).unwrap();
         assert_eq!(back.msgs, inbox.msgs);
-        assert_eq!(back.seen, inbox.seen);
+        assert_eq!(back.marks, inbox.marks);
         let wrong = StorageKey::derive("password124", &[4; 16]).unwrap();
         assert!(matches!(
             vault::unseal(KIND, "alice", "password124", &wrong, &sealed),

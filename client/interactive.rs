@@ -247,15 +247,16 @@ fn show(started: Result<(), Failure>) {
     }
 }
 
-/// `[room] (history) [UNVERIFIED] name: text`.
+/// `[room] (history) [REPLAYED] [UNVERIFIED] name: text`.
 fn message_line(m: &RoomMessage) -> String {
     let history = if m.history { " (history)" } else { "" };
+    let replayed = if m.replayed { " [REPLAYED: shown before, not new]" } else { "" };
     let flag = if m.verified { "" } else { " [UNVERIFIED]" };
     let text = match m.error {
         Some(why) => format!("({why})"),
         None => printable(&m.text),
     };
-    format!("[{}]{history}{flag} {}: {text}", m.room, m.from)
+    format!("[{}]{history}{replayed}{flag} {}: {text}", m.room, printable(&m.from))
 }
 
 /// `[dm] [UNVERIFIED] name: text`.
@@ -452,6 +453,7 @@ mod tests {
             ts: 1,
             verified,
             history,
+            replayed: false,
             error,
         }
     }

@@ -8,6 +8,7 @@ mod app;
 mod batch;
 mod conn;
 mod contacts;
+mod fresh;
 mod home;
 mod inbox;
 mod input;

@@ -30,6 +30,7 @@ use zeroize::Zeroizing;
 use super::room::{canonical_user, keys_verify, UNDECRYPTABLE};
 use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
 use crate::contacts::{Contacts, Keys, Listed, TrustError};
+use crate::fresh::Verdict;
 use crate::inbox::{Inbox, Stored};
 use crate::outbox::Outbox;
 use crate::pins::Binding;
@@ -77,7 +78,8 @@ impl Default for DmLocal {
 pub(super) struct Dm {
     enc_secret: Option<Zeroizing<[u8; 32]>>,
     contacts: Contacts,
-    inbox: Inbox,
+    /// Kept messages, and the marks of what was shown (room messages too).
+    pub(super) inbox: Inbox,
     outbox: Outbox,
     ttl_ms: u64,
     /// Contacts whose key change (or refused push) was reported this run.
@@ -756,10 +758,19 @@ impl Session {
                 )
             });
         };
-        if me.dm.inbox.seen(sender, dm_id) {
-            // Delivered again (not acknowledged in time, or stored twice): shown once only.
+        let verdict = me.dm.inbox.check(sender, ts, dm_id);
+        if verdict != Verdict::New {
+            // Delivered again (not acknowledged in time, stored twice, replayed,
+            // or restored from old server data): never shown as new.
             self.ack(seq);
-            return None;
+            let why = if verdict == Verdict::Seen {
+                "was shown before"
+            } else {
+                "is older than what this client remembers of the sender"
+            };
+            return Some(Event::Notice(format!(
+                "a direct message from {from} (id {dm_id:016x}) came again and {why}: not shown again"
+            )));
         }
         let ctx = Context { sender_uid: sender, recipient_uid: me.uid, dm_id, sent_time: ts };
         let sealed = Sealed { eph_pub: m.eph_pub, iv: m.iv, ciphertext: m.ciphertext, tag: m.tag };

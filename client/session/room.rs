@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 
 use super::direct::{Dm, DmLocal};
 use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
+use crate::fresh::Verdict;
 use crate::keyring::Keyring;
 use crate::pins::{Binding, Pins, Seen};
 
@@ -119,6 +120,9 @@ pub struct RoomMessage {
     pub verified: bool,
     /// Replayed from the kept history after a join.
     pub history: bool,
+    /// A live message that was shown before, or signed before what this client
+    /// remembers of its sender: replayed, never new.
+    pub replayed: bool,
     /// Why there is no text ([`UNDECRYPTABLE`]).
     pub error: Option<&'static str>,
 }
@@ -670,9 +674,12 @@ impl Session {
         }
     }
 
-    /// Verifies the signature with the pinned key and opens the message with the room key.
-    fn check_message(&self, m: &ReceiveRoomMessage) -> Option<Event> {
-        let me = self.me.as_ref()?;
+    /// Verifies the signature with the pinned key, opens the message with the
+    /// room key, and flags a live message that was shown before or is older
+    /// than what is remembered of its sender (`fresh`); a verified message is
+    /// marked shown.
+    fn check_message(&mut self, m: &ReceiveRoomMessage) -> Option<Event> {
+        let me = self.me.as_mut()?;
         let Some(room) = canonical_room(m.room()) else {
             return Some(Event::Notice("ignoring an rvrm (room message) with a malformed room name".into()));
         };
@@ -694,7 +701,14 @@ impl Session {
             _ => (String::new(), false, Some(UNDECRYPTABLE)),
         };
         let (ts, history) = (m.sent_time.get(), m.history != 0);
-        Some(Event::Room(RoomEvent::Message(RoomMessage { room, from, text, ts, verified, history, error })))
+        let verdict = me.dm.inbox.check_room(&room, sender, ts, m.sent_msg_id.get());
+        // History is shown as history whatever it holds; a live message must be new.
+        let replayed = !history && verdict != Verdict::New;
+        if verified && verdict == Verdict::New {
+            me.dm.inbox.record_room(&room, sender, ts, m.sent_msg_id.get());
+        }
+        let msg = RoomMessage { room, from, text, ts, verified, history, replayed, error };
+        Some(Event::Room(RoomEvent::Message(msg)))
     }
 
     /// Pins what the server lists for `name` on first sight (when it binds:

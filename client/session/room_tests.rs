@@ -204,6 +204,7 @@ fn live_messages_verify_only_when_the_pinned_signature_and_the_tag_agree() {
             ts: NOW - 5,
             verified: true,
             history: false,
+            replayed: false,
             error: None,
         }
     );
@@ -445,4 +446,29 @@ fn room_commands_need_a_login() {
         assert_eq!((f.code, f.message.as_str()), (401, "log in first"), "{}", f.cmd);
     }
     assert!(s.poll_transmit().is_none());
+}
+
+#[test]
+fn a_live_room_message_shown_before_is_flagged_replayed_and_history_stays_history() {
+    let mut s = alice_session(&["lobby"], pins_with_bob());
+    let (keys, signer) = (lobby_keys().content, bob().signer());
+    let live = rvrm(0, false, BOB, &keys, &signer, "once");
+    let m = message(feed(&mut s, live.as_bytes()));
+    assert!(m.verified && !m.replayed);
+    assert!(s.dirty_inbox().is_some(), "what was shown is saved");
+    // The server (or a recording of it) sends the same message again as live.
+    let again = message(feed(&mut s, live.as_bytes()));
+    assert_eq!((again.text.as_str(), again.replayed, again.history), ("once", true, false));
+    // As history after a join it is history, as it should be, not a replay.
+    let hist = message(feed(&mut s, rvrm(0, true, BOB, &keys, &signer, "once").as_bytes()));
+    assert!(hist.history && !hist.replayed);
+    // The same request id from a new run of bob's client (another time) is new.
+    let mut fresh = rvrm(0, false, BOB, &keys, &signer, "twice");
+    let ctx = Context { room: "lobby", sender_uid: BOB, msg_id: 77, sent_time: NOW - 1 };
+    let sealed = rooms::seal(&keys, &ctx, "twice").unwrap();
+    (fresh.sent_time, fresh.iv, fresh.ciphertext, fresh.tag) =
+        (U64::new(NOW - 1), sealed.iv, sealed.ciphertext, sealed.tag);
+    fresh.signature = signer.sign(&rooms::signed_bytes(&ctx, &sealed)).unwrap();
+    let m = message(feed(&mut s, fresh.as_bytes()));
+    assert!(m.verified && !m.replayed, "{m:?}");
 }
