@@ -8,21 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{client_for, error, ok, relogin, user, Client, Server, TempDir, PW, WORDS};
+use common::{client_for, contacts, error, ok, relogin, user, Client, Server, TempDir, PW, WORDS};
 use serde_json::Value;
 use sotto::identity::{self, Signer};
-
-/// `a` asks `b`, `b` accepts: both see `dm_accepted` with the other's fingerprint.
-fn contacts(a: &mut Client, a_name: &str, b: &mut Client, b_name: &str) {
-    ok(&a.run(&format!("/dm @{b_name}"), "dm"), "dm");
-    let v = b.wait_for("dm_request", |v| v["type"] == "dm_request");
-    assert_eq!(v["from"], a_name);
-    let v = b.run(&format!("/accept @{a_name}"), "dm_accepted");
-    assert_eq!((v["type"].as_str(), v["with"].as_str()), (Some("dm_accepted"), Some(a_name)), "{v}");
-    assert_eq!(v["fingerprint"].as_str().map(str::len), Some(64));
-    let v = a.wait_for("dm_accepted", |v| v["type"] == "dm_accepted");
-    assert_eq!(v["with"], b_name);
-}
 
 /// `/msg` answered by `sent`; returns its id.
 fn send(c: &mut Client, to: &str, text: &str, status: &str) -> String {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod raw;
 
 use std::collections::VecDeque;
@@ -398,10 +399,30 @@ pub fn user(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Clien
 
 /// A new session for an existing account, in its old home.
 pub fn relogin(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
-    let mut c = client_for(server, dir, name, extra);
+    relogin_at(&server.addr, dir, name, extra)
+}
+
+/// A new session for an existing account, in its old home, through `addr`
+/// (a proxy in front of the server).
+pub fn relogin_at(addr: &str, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
+    let mut c = Client::start_with_args(addr, &dir.join(name), extra);
+    let v = c.next().expect("a first line");
+    assert_eq!(v["type"], "connected", "{v}");
     let v = c.run(&format!("/login {name} {PW} {WORDS}"), "authenticated");
     assert_eq!(v["type"], "authenticated", "{v}");
     c
+}
+
+/// `a` asks `b`, `b` accepts: both see `dm_accepted` with the other's fingerprint.
+pub fn contacts(a: &mut Client, a_name: &str, b: &mut Client, b_name: &str) {
+    ok(&a.run(&format!("/dm @{b_name}"), "dm"), "dm");
+    let v = b.wait_for("dm_request", |v| v["type"] == "dm_request");
+    assert_eq!(v["from"], a_name);
+    let v = b.run(&format!("/accept @{a_name}"), "dm_accepted");
+    assert_eq!((v["type"].as_str(), v["with"].as_str()), (Some("dm_accepted"), Some(a_name)), "{v}");
+    assert_eq!(v["fingerprint"].as_str().map(str::len), Some(64));
+    let v = a.wait_for("dm_accepted", |v| v["type"] == "dm_accepted");
+    assert_eq!(v["with"], b_name);
 }
 
 pub fn ok(v: &Value, cmd: &str) {
