@@ -240,11 +240,11 @@ impl Frontend for Batch {
             Report::Failed(f) => error_line(&f),
             Report::Warning(w) => Object::new("warning").str("message", &w).finish(),
             Report::Notice(n) => {
-                eprintln!("sotto: {n}");
+                eprintln!("sotto: {}", crate::text::neutralise(&n));
                 return Ok(());
             }
             Report::Lost(why) => {
-                eprintln!("sotto: {why}");
+                eprintln!("sotto: {}", crate::text::neutralise(&why));
                 error_line(&Failure::new("connection", 0, why))
             }
             Report::Bye => Object::new("bye").finish(),

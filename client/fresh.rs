@@ -63,11 +63,6 @@ pub struct Marks {
 }
 
 impl Marks {
-    /// Nothing seen.
-    pub fn new() -> Marks {
-        Marks::default()
-    }
-
     /// How message `id` from `sender` in `scope`, signed at `ts`, compares with what was shown.
     pub fn check(&self, scope: &str, sender: u64, ts: u64, id: u64) -> Verdict {
         match self.map.get(&(scope.to_string(), sender)) {
@@ -151,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_shown_id_is_seen_and_anything_before_the_floor_is_old() {
-        let mut m = Marks::new();
+        let mut m = Marks::default();
         assert_eq!(m.check(DM_SCOPE, 7, 100, 1), Verdict::New);
         m.record(DM_SCOPE, 7, 100, 1);
         assert_eq!(m.check(DM_SCOPE, 7, 100, 1), Verdict::Seen);
@@ -169,7 +164,7 @@ mod tests {
 
     #[test]
     fn sources_are_bounded_under_a_global_floor() {
-        let mut m = Marks::new();
+        let mut m = Marks::default();
         for s in 0..=SOURCES_MAX as u64 {
             m.record(DM_SCOPE, s, 1_000 + s, 1);
         }
@@ -181,7 +176,7 @@ mod tests {
 
     #[test]
     fn roundtrips_and_refuses_damage() {
-        let mut m = Marks::new();
+        let mut m = Marks::default();
         m.record(DM_SCOPE, 7, 100, 1);
         m.record("lobby", 9, 50, 2);
         for i in 0..=ROOM_IDS as u64 {

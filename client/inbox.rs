@@ -10,8 +10,6 @@
 //! || ts (8) || shown_at (8) || verified (1) || u16 len || text)`, then the
 //! marks (`fresh::Marks`).
 
-use std::collections::BTreeMap;
-
 use zeroize::Zeroizing;
 
 use crate::fresh::{self, Marks, Verdict};

@@ -17,6 +17,18 @@ use crate::batch::split_word;
 use crate::conn::Conn;
 use crate::input::Input;
 use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomMessage};
+use crate::text;
+
+/// Prints one line (or several) of output. Every line is neutralised
+/// (`text`): it may hold names, texts, reasons and room names from the network.
+macro_rules! out {
+    () => {
+        println!()
+    };
+    ($($arg:tt)*) => {
+        println!("{}", text::neutralise_lines(&format!($($arg)*)))
+    };
+}
 
 const HELP: &str = "\
 commands:
@@ -47,9 +59,9 @@ room's last 20.";
 
 /// Runs interactive mode on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
-    println!("sotto {}", sotto::build_info::describe());
-    println!("connected to {server}; server key verified (fingerprint {})", crate::conn::server_fingerprint());
-    println!("type /help for the list of commands");
+    out!("sotto {}", sotto::build_info::describe());
+    out!("connected to {server}; server key verified (fingerprint {})", crate::conn::server_fingerprint());
+    out!("type /help for the list of commands");
     App::new(conn, server, home, Input::stdin(), timing).run(&mut Interactive {
         prompted: false,
         current: None,
@@ -71,11 +83,11 @@ impl Interactive {
         let Some(password) = ask(app, "Password: ")? else { return Ok(()) };
         let Some(repeat) = ask(app, "Repeat password: ")? else { return Ok(()) };
         if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
-            println!("error: the passwords do not match");
+            out!("error: the passwords do not match");
             return Ok(());
         }
         let Some(passphrase) = ask(app, "Passphrase (three words): ")? else { return Ok(()) };
-        println!("generating keys…");
+        out!("generating keys…");
         if let Err(f) = app.register(name, &password, &passphrase) {
             print_failure(&f);
         }
@@ -98,7 +110,7 @@ impl Interactive {
         let Some(password) = ask(app, "Room password: ")? else { return Ok(()) };
         let Some(repeat) = ask(app, "Repeat room password: ")? else { return Ok(()) };
         if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
-            println!("error: the passwords do not match");
+            out!("error: the passwords do not match");
             return Ok(());
         }
         show(app.create_room(room, &password));
@@ -110,7 +122,7 @@ impl Interactive {
             return Ok(());
         }
         if app.has_room(room) {
-            println!("joining with the stored key of {room}");
+            out!("joining with the stored key of {room}");
             show(app.join_room(room, None));
             return Ok(());
         }
@@ -123,11 +135,11 @@ impl Interactive {
     fn switch(&mut self, app: &App, room: &str) {
         match sotto::room::normalize_name(room) {
             Ok(room) if app.has_room(&room) => {
-                println!("current room: {room}");
+                out!("current room: {room}");
                 self.current = Some(room);
             }
-            Ok(room) => println!("error 403: not in room {room}; /join it first"),
-            Err(e) => println!("error 400: {e}"),
+            Ok(room) => out!("error 403: not in room {room}; /join it first"),
+            Err(e) => out!("error 400: {e}"),
         }
     }
 
@@ -137,7 +149,7 @@ impl Interactive {
             ([room], _) => Some(room),
             ([], Some(current)) => Some(current),
             _ => {
-                println!("usage: {cmd} [ROOM] (without ROOM, the current room; there is none yet)");
+                out!("usage: {cmd} [ROOM] (without ROOM, the current room; there is none yet)");
                 None
             }
         }
@@ -146,23 +158,23 @@ impl Interactive {
     fn room_event(&mut self, ev: RoomEvent) {
         match ev {
             RoomEvent::Joined { room, members } => {
-                println!("joined {room}; members: {}; it is now the current room", member_list(&members));
+                out!("joined {room}; members: {}; it is now the current room", member_list(&members));
                 self.current = Some(room);
             }
-            RoomEvent::Message(m) => println!("{}", message_line(&m)),
-            RoomEvent::MemberJoined { room, name } => println!("[{room}] {name} joined"),
-            RoomEvent::MemberLeft { room, name } => println!("[{room}] {name} left"),
-            RoomEvent::Rooms(rooms) if rooms.is_empty() => println!("no rooms"),
+            RoomEvent::Message(m) => out!("{}", message_line(&m)),
+            RoomEvent::MemberJoined { room, name } => out!("[{room}] {name} joined"),
+            RoomEvent::MemberLeft { room, name } => out!("[{room}] {name} left"),
+            RoomEvent::Rooms(rooms) if rooms.is_empty() => out!("no rooms"),
             RoomEvent::Rooms(rooms) => {
                 let list: Vec<String> = rooms.iter().map(|r| format!("{} ({} members)", r.name, r.members)).collect();
-                println!("rooms: {}", list.join(", "));
+                out!("rooms: {}", list.join(", "));
             }
-            RoomEvent::Who { room, members } => println!("[{room}] members: {}", member_list(&members)),
+            RoomEvent::Who { room, members } => out!("[{room}] members: {}", member_list(&members)),
             RoomEvent::Deleted { room } => {
-                println!("room {room} was deleted by its owner");
+                out!("room {room} was deleted by its owner");
                 self.forget(&room);
             }
-            RoomEvent::KeyChanged { user } => println!(
+            RoomEvent::KeyChanged { user } => out!(
                 "warning: the server now lists other keys for {user}; the first ones stay pinned, and {user}'s messages show [UNVERIFIED]"
             ),
         }
@@ -171,53 +183,53 @@ impl Interactive {
     fn dm_event(&mut self, ev: DmEvent) {
         match ev {
             DmEvent::Requested { from } => {
-                println!("{from} asks for a direct-message channel: /accept @{from} or /reject @{from}")
+                out!("{from} asks for a direct-message channel: /accept @{from} or /reject @{from}")
             }
             DmEvent::Accepted { with, fingerprint } => {
-                println!("direct messages with {with} are open; {with}'s fingerprint: {}", group(&fingerprint));
-                println!("compare it with {with} out of band (/fingerprint @{with} shows the safety number)");
+                out!("direct messages with {with} are open; {with}'s fingerprint: {}", group(&fingerprint));
+                out!("compare it with {with} out of band (/fingerprint @{with} shows the safety number)");
             }
-            DmEvent::Rejected { by } => println!("{by} rejected your direct-message request"),
-            DmEvent::Message(m) => println!("{}", dm_message_line(&m)),
-            DmEvent::Sent { id, to, delivered: true } => println!("(message {} delivered to {to})", dm_id(id)),
+            DmEvent::Rejected { by } => out!("{by} rejected your direct-message request"),
+            DmEvent::Message(m) => out!("{}", dm_message_line(&m)),
+            DmEvent::Sent { id, to, delivered: true } => out!("(message {} delivered to {to})", dm_id(id)),
             DmEvent::Sent { id, to, delivered: false } => {
-                println!("(message {} queued on the server until {to} comes online)", dm_id(id))
+                out!("(message {} queued on the server until {to} comes online)", dm_id(id))
             }
             DmEvent::Pending { id, to } => {
-                println!("(message {} to {to} kept in the outbox; it is sent when the connection is back)", dm_id(id))
+                out!("(message {} to {to} kept in the outbox; it is sent when the connection is back)", dm_id(id))
             }
             DmEvent::KeyChanged { user } => {
-                println!("WARNING: the server now lists ANOTHER KEY for {user}. This may be an attack.");
-                println!("messages to and from {user} are refused; compare /fingerprint @{user} with {user} out of band, then /trust @{user}");
+                out!("WARNING: the server now lists ANOTHER KEY for {user}. This may be an attack.");
+                out!("messages to and from {user} are refused; compare /fingerprint @{user} with {user} out of band, then /trust @{user}");
             }
             DmEvent::Expired { id } => {
-                println!("(message {} expired on the server without being delivered)", dm_id(id))
+                out!("(message {} expired on the server without being delivered)", dm_id(id))
             }
-            DmEvent::Contacts(list) if list.is_empty() => println!("no contacts; /dm @USER asks for one"),
+            DmEvent::Contacts(list) if list.is_empty() => out!("no contacts; /dm @USER asks for one"),
             DmEvent::Contacts(list) => {
                 for c in list {
                     let state = if c.trusted { "" } else { "  [KEY CHANGED: /trust to accept]" };
-                    println!("{}  {}{state}", c.name, group(&c.fingerprint));
+                    out!("{}  {}{state}", c.name, group(&c.fingerprint));
                 }
             }
             DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed } => {
-                println!("{user}: {}", group(&fingerprint));
-                println!("you: {}", group(&mine));
-                println!("safety number: {safety_number}");
+                out!("{user}: {}", group(&fingerprint));
+                out!("you: {}", group(&mine));
+                out!("safety number: {safety_number}");
                 if let Some(l) = listed {
-                    println!("the server now lists another key for {user}: {}", group(&l));
+                    out!("the server now lists another key for {user}: {}", group(&l));
                 }
             }
-            DmEvent::History { with, messages } if messages.is_empty() => println!("no messages from {with} kept"),
+            DmEvent::History { with, messages } if messages.is_empty() => out!("no messages from {with} kept"),
             DmEvent::History { messages, .. } => {
                 for m in messages {
-                    println!("{}", dm_message_line(&m));
+                    out!("{}", dm_message_line(&m));
                 }
             }
-            DmEvent::Ok { cmd: "dm", user } => println!("asked {user}; you will see when {user} accepts"),
-            DmEvent::Ok { cmd: "reject", user } => println!("rejected {user}'s request"),
-            DmEvent::Ok { cmd: "trust", user } => println!("the key the server lists for {user} is now trusted"),
-            DmEvent::Ok { cmd, user } => println!("{cmd} {user}: ok"),
+            DmEvent::Ok { cmd: "dm", user } => out!("asked {user}; you will see when {user} accepts"),
+            DmEvent::Ok { cmd: "reject", user } => out!("rejected {user}'s request"),
+            DmEvent::Ok { cmd: "trust", user } => out!("the key the server lists for {user} is now trusted"),
+            DmEvent::Ok { cmd, user } => out!("{cmd} {user}: ok"),
         }
     }
 
@@ -231,11 +243,11 @@ impl Interactive {
 /// Checks what can be checked before asking for a room password.
 fn ready(app: &App, room: &str) -> bool {
     if !app.logged_in() {
-        println!("error 401: log in first");
+        out!("error 401: log in first");
         return false;
     }
     if let Err(e) = sotto::room::normalize_name(room) {
-        println!("error 400: {e}");
+        out!("error 400: {e}");
         return false;
     }
     true
@@ -252,21 +264,21 @@ fn message_line(m: &RoomMessage) -> String {
     let history = if m.history { " (history)" } else { "" };
     let replayed = if m.replayed { " [REPLAYED: shown before, not new]" } else { "" };
     let flag = if m.verified { "" } else { " [UNVERIFIED]" };
-    let text = match m.error {
+    let body = match m.error {
         Some(why) => format!("({why})"),
-        None => printable(&m.text),
+        None => text::neutralise(&m.text).into_owned(),
     };
-    format!("[{}]{history}{replayed}{flag} {}: {text}", m.room, printable(&m.from))
+    format!("[{}]{history}{replayed}{flag} {}: {body}", m.room, text::neutralise(&m.from))
 }
 
 /// `[dm] [UNVERIFIED] name: text`.
 fn dm_message_line(m: &DmMessage) -> String {
     let flag = if m.verified { "" } else { " [UNVERIFIED]" };
-    let text = match m.error {
+    let body = match m.error {
         Some(why) => format!("({why})"),
-        None => printable(&m.text),
+        None => text::neutralise(&m.text).into_owned(),
     };
-    format!("[dm]{flag} {}: {text}", m.from)
+    format!("[dm]{flag} {}: {body}", text::neutralise(&m.from))
 }
 
 fn member_list(members: &[Member]) -> String {
@@ -275,16 +287,11 @@ fn member_list(members: &[Member]) -> String {
     names.join(", ")
 }
 
-/// Text from others without control characters (no terminal escapes).
-fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
-}
-
 /// Asks for a secret; prints "cancelled" when input ended or a signal interrupted the prompt.
 fn ask(app: &mut App, prompt: &str) -> io::Result<Option<Zeroizing<String>>> {
     let answer = app.input.read_secret(prompt)?;
     if answer.is_none() {
-        println!("\ncancelled");
+        out!("\ncancelled");
     }
     Ok(answer)
 }
@@ -299,27 +306,27 @@ impl Frontend for Interactive {
         if !cmd.starts_with('/') {
             match (&self.current, app.logged_in()) {
                 (Some(room), _) => show(app.say(room, line)),
-                (None, true) => println!("no current room: /join one, or use /say ROOM TEXT"),
-                (None, false) => println!("not a command; type /help for the list of commands"),
+                (None, true) => out!("no current room: /join one, or use /say ROOM TEXT"),
+                (None, false) => out!("not a command; type /help for the list of commands"),
             }
             return Ok(Flow::Continue);
         }
         let args: Vec<&str> = rest.split_whitespace().collect();
         match (cmd, args.as_slice()) {
-            ("/help", _) => println!("{HELP}"),
+            ("/help", _) => out!("{HELP}"),
             ("/quit", _) => return Ok(Flow::Quit),
             ("/register", [name]) => self.register(app, name)?,
             ("/login", [name]) => self.login(app, name)?,
             ("/register" | "/login", _) => {
-                println!("usage: {cmd} NAME (the password and passphrase are asked for, without echo)");
+                out!("usage: {cmd} NAME (the password and passphrase are asked for, without echo)");
             }
             ("/create", [room]) => self.create(app, room)?,
             ("/join", [room]) => self.join(app, room)?,
-            ("/create" | "/join", _) => println!("usage: {cmd} ROOM (the room password is asked for, without echo)"),
+            ("/create" | "/join", _) => out!("usage: {cmd} ROOM (the room password is asked for, without echo)"),
             ("/room", [room]) => self.switch(app, room),
             ("/room", []) => match &self.current {
-                Some(room) => println!("current room: {room}"),
-                None => println!("no current room"),
+                Some(room) => out!("current room: {room}"),
+                None => out!("no current room"),
             },
             ("/say", [_, _, ..]) => {
                 let (room, text) = split_word(rest);
@@ -348,64 +355,64 @@ impl Frontend for Interactive {
             ("/fingerprint", [user]) => show(app.fingerprint(user)),
             ("/trust", [user]) => show(app.trust(user)),
             ("/history", [user]) => show(app.history(user)),
-            ("/room" | "/say" | "/rooms" | "/delete" | "/contacts", _) => println!("usage: see /help"),
+            ("/room" | "/say" | "/rooms" | "/delete" | "/contacts", _) => out!("usage: see /help"),
             ("/dm" | "/accept" | "/reject" | "/fingerprint" | "/trust" | "/history", _) => {
-                println!("usage: {cmd} @USER")
+                out!("usage: {cmd} @USER")
             }
-            ("/msg", _) => println!("usage: /msg @USER TEXT"),
-            _ => println!("unknown command {cmd}; type /help for the list"),
+            ("/msg", _) => out!("usage: /msg @USER TEXT"),
+            _ => out!("unknown command {cmd}; type /help for the list"),
         }
         Ok(Flow::Continue)
     }
 
     fn report(&mut self, report: Report) -> io::Result<()> {
         if std::mem::take(&mut self.prompted) {
-            println!();
+            out!();
         }
         match report {
             Report::Registered { user, key_path, fingerprint } => {
-                println!("registered {user}; private keys saved in {}", key_path.display());
-                println!("identity fingerprint: {}", group(&fingerprint));
-                println!("log in with /login {user}");
+                out!("registered {user}; private keys saved in {}", key_path.display());
+                out!("identity fingerprint: {}", group(&fingerprint));
+                out!("log in with /login {user}");
             }
             Report::Authenticated { user, uid, .. } if std::mem::take(&mut self.reconnected) => {
-                println!("logged in again as {user} (uid {uid})");
+                out!("logged in again as {user} (uid {uid})");
             }
             Report::Authenticated { user, uid, fingerprint } => {
                 self.current = None;
-                println!("logged in as {user} (uid {uid})");
+                out!("logged in as {user} (uid {uid})");
                 if let Some(fp) = fingerprint {
-                    println!("identity fingerprint: {}", group(&fp));
+                    out!("identity fingerprint: {}", group(&fp));
                 }
             }
             Report::Done { cmd: "create", room } => {
-                println!("created room {room}; you own it, and it is now the current room");
+                out!("created room {room}; you own it, and it is now the current room");
                 self.current = Some(room);
             }
             Report::Done { cmd: "say", .. } => {}
             Report::Done { cmd: "leave", room } => {
-                println!("left {room}");
+                out!("left {room}");
                 self.forget(&room);
             }
             Report::Done { cmd: "delete", room } => {
-                println!("deleted room {room}");
+                out!("deleted room {room}");
                 self.forget(&room);
             }
-            Report::Done { cmd, room } => println!("{cmd} {room}: ok"),
+            Report::Done { cmd, room } => out!("{cmd} {room}: ok"),
             Report::Room(ev) => self.room_event(ev),
             Report::Dm(ev) => self.dm_event(ev),
             Report::Disconnected(why) => {
-                println!("{why}; reconnecting (commands that need the server wait until then)")
+                out!("{why}; reconnecting (commands that need the server wait until then)")
             }
             Report::Reconnected => {
                 self.reconnected = true;
-                println!("reconnected");
+                out!("reconnected");
             }
             Report::Failed(f) => print_failure(&f),
-            Report::Warning(w) => println!("warning: {w}"),
-            Report::Notice(n) => println!("notice: {n}"),
-            Report::Lost(why) => println!("error: {why}"),
-            Report::Bye => println!("bye"),
+            Report::Warning(w) => out!("warning: {w}"),
+            Report::Notice(n) => out!("notice: {n}"),
+            Report::Lost(why) => out!("error: {why}"),
+            Report::Bye => out!("bye"),
         }
         io::stdout().flush()
     }
@@ -414,7 +421,7 @@ impl Frontend for Interactive {
         if !self.prompted {
             self.prompted = true;
             match &self.current {
-                Some(room) => print!("[{room}]> "),
+                Some(room) => print!("[{}]> ", text::neutralise(room)),
                 None => print!("> "),
             }
             io::stdout().flush()?;
@@ -430,8 +437,8 @@ fn print_failure(f: &Failure) {
         ms => format!(" (try again in {} s)", ms.div_ceil(1000)),
     };
     match f.code {
-        0 => println!("error: {}{retry}", f.message),
-        code => println!("error {code}: {}{retry}", f.message),
+        0 => out!("error: {}{retry}", f.message),
+        code => out!("error {code}: {}{retry}", f.message),
     }
 }
 
@@ -460,9 +467,9 @@ mod tests {
 
     #[test]
     fn shows_unverified_and_history_messages_flagged_and_without_escapes() {
-        assert_eq!(message_line(&message(true, false, None)), "[lobby] alice: hi\u{fffd}[2J there");
-        assert_eq!(message_line(&message(false, false, None)), "[lobby] [UNVERIFIED] alice: hi\u{fffd}[2J there");
-        assert_eq!(message_line(&message(true, true, None)), "[lobby] (history) alice: hi\u{fffd}[2J there");
+        assert_eq!(message_line(&message(true, false, None)), "[lobby] alice: hi\\u{001b}[2J there");
+        assert_eq!(message_line(&message(false, false, None)), "[lobby] [UNVERIFIED] alice: hi\\u{001b}[2J there");
+        assert_eq!(message_line(&message(true, true, None)), "[lobby] (history) alice: hi\\u{001b}[2J there");
         assert_eq!(
             message_line(&message(false, true, Some("could not decrypt"))),
             "[lobby] (history) [UNVERIFIED] alice: (could not decrypt)"

@@ -1,9 +1,10 @@
 //! Output layer of batch mode: a minimal writer of JSON objects (strings,
 //! numbers, booleans, and arrays of objects).
 //!
-//! Invariant: every key and string value is escaped (quote, backslash, control
-//! characters as `\u00XX`), and arrays hold only objects built here, so one
-//! event is always exactly one valid JSON line.
+//! Invariant: every key and string value is escaped (quote, backslash, and
+//! every character `text::is_unsafe` names, controls and format characters
+//! such as U+202E, as `\uXXXX`), and arrays hold only objects built here, so
+//! one event is always exactly one valid JSON line, harmless on a terminal.
 
 use std::fmt::Write as _;
 
@@ -83,8 +84,14 @@ pub fn escape_into(out: &mut String, s: &str) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c < ' ' || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            // Controls, and the format characters a terminal would act on
+            // (bidi overrides, zero-width): escaped, so the line stays exact JSON
+            // and harmless on a screen (`text`).
+            c if crate::text::is_unsafe(c) => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{:04x}", u);
+                }
             }
             c => out.push(c),
         }
@@ -98,10 +105,12 @@ mod tests {
 
     #[test]
     fn escapes_quotes_backslashes_and_control_characters() {
-        let nasty = "a\"b\\c\nd\re\tf\u{0}g\u{1f}h\u{7f}ü€😀";
+        let nasty = "a\"b\\c\nd\re\tf\u{0}g\u{1f}h\u{7f}ü€😀\u{202e}\u{e0041}\u{1b}]52;c;x\u{7}";
         let line = Object::new("error").str("message", nasty).num("code", 401).finish();
         assert!(!line.contains('\n') && !line.contains('\r'));
         assert!(line.contains("\\u000a") && line.contains("\\u0000") && line.contains("\\u001f"));
+        assert!(line.contains("\\u202e") && line.contains("\\udb40\\udc41") && !line.contains('\u{1b}'));
+        assert!(!line.chars().any(crate::text::is_unsafe), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["message"], nasty);

@@ -19,6 +19,7 @@ mod keystore;
 mod outbox;
 mod pins;
 mod session;
+mod text;
 mod vault;
 
 use std::ffi::OsString;

@@ -18,6 +18,8 @@ use sotto::wire;
 type ToClient = Arc<Mutex<Option<(Sealer, TcpStream)>>>;
 /// The latest connection's.
 type Latest = Arc<Mutex<ToClient>>;
+/// Changes a server message on its way to the client.
+pub type Rewrite = fn(&mut [u8]);
 
 /// A running proxy; its threads end with the test process.
 pub struct Proxy {
@@ -30,6 +32,11 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on a free loopback port and relays each connection to `upstream`.
     pub fn start(upstream: &str) -> Proxy {
+        Proxy::start_rewriting(upstream, |_| {})
+    }
+
+    /// As [`Proxy::start`], and passes every server message through `rewrite` first.
+    pub fn start_rewriting(upstream: &str, rewrite: Rewrite) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let recorded = Arc::new(Mutex::new(Vec::new()));
@@ -40,7 +47,7 @@ impl Proxy {
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 let (up, rec, sink, signer) = (upstream.clone(), rec.clone(), sink.clone(), signer.clone());
-                std::thread::spawn(move || relay(client, &up, &signer, rec, sink));
+                std::thread::spawn(move || relay(client, &up, &signer, rec, sink, rewrite));
             }
         });
         Proxy { addr, recorded, latest }
@@ -76,7 +83,14 @@ fn read_frame(s: &mut TcpStream, d: &mut Deframer) -> Option<Vec<u8>> {
     }
 }
 
-fn relay(mut client: TcpStream, upstream: &str, signer: &Signer, recorded: Arc<Mutex<Vec<Vec<u8>>>>, latest: Latest) {
+fn relay(
+    mut client: TcpStream,
+    upstream: &str,
+    signer: &Signer,
+    recorded: Arc<Mutex<Vec<Vec<u8>>>>,
+    latest: Latest,
+    rewrite: Rewrite,
+) {
     // The client's handshake, answered as the server.
     let mut from_client = Deframer::new(CLIENT_HELLO_LEN);
     let Some(hello) = read_frame(&mut client, &mut from_client) else { return };
@@ -101,7 +115,8 @@ fn relay(mut client: TcpStream, upstream: &str, signer: &Signer, recorded: Arc<M
     let (mut server_r, mut up_opener) = (server.try_clone().unwrap(), up.opener);
     std::thread::spawn(move || {
         while let Some(body) = read_frame(&mut server_r, &mut from_server) {
-            let Ok(message) = up_opener.open(&body) else { return };
+            let Ok(mut message) = up_opener.open(&body) else { return };
+            rewrite(&mut message);
             recorded.lock().unwrap().push(message.clone());
             let mut guard = sink.lock().unwrap();
             let Some((sealer, stream)) = guard.as_mut() else { return };

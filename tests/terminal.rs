@@ -1,0 +1,136 @@
+//! Terminal safety (issue 11), through a real pseudo-terminal: what the
+//! network sends (a room message from another user, and an error reason a
+//! malicious server writes) reaches the interactive client's screen as
+//! harmless text, never as escape sequences, OSC 52 clipboard writes or bidi
+//! overrides.
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::proxy::Proxy;
+use common::{ok, user, Server, TempDir, PW, WORDS};
+use sotto::opcodes::{StatusReply, STAT};
+use sotto::wire::{self, code};
+use zerocopy::FromBytes;
+
+const ROOM_PW: &str = "correct-horse-battery";
+/// Clears the screen, writes "evil" to the clipboard (OSC 52), rings, and reverses what follows.
+const NASTY: &str = "\u{1b}[2J\u{1b}]52;c;ZXZpbA==\u{7}\u{202e}gnp.exe\u{2066}";
+
+/// The interactive client on a pseudo-terminal, and everything it wrote to the screen.
+struct Screen {
+    child: Child,
+    master: File,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Screen {
+    fn start(server: &str, home: &std::path::Path) -> Screen {
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        let slave = File::from(pty.slave);
+        let child = Command::new(env!("CARGO_BIN_EXE_sotto"))
+            .args(["--server", server, "--home"])
+            .arg(home)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .expect("spawn sotto");
+        let master = File::from(pty.master);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (mut reader, sink) = (master.try_clone().unwrap(), seen.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Screen { child, master, seen }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.master.write_all(format!("{line}\r").as_bytes()).unwrap();
+    }
+
+    /// Waits until the screen shows `text` after what was shown before `from`; where it ends.
+    fn wait_for(&self, text: &str, from: usize) -> usize {
+        let deadline = Instant::now() + common::WAIT;
+        loop {
+            {
+                let seen = self.seen.lock().unwrap();
+                let tail = &seen[from.min(seen.len())..];
+                if let Some(at) = tail.windows(text.len()).position(|w| w == text.as_bytes()) {
+                    return from + at + text.len();
+                }
+            }
+            assert!(Instant::now() < deadline, "no {text:?} on screen: {:?}", self.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The malicious server's touch: every 404 carries the nasty reason.
+fn nasty_reasons(message: &mut [u8]) {
+    if wire::header(message).is_ok_and(|h| h.opcode.get() == STAT && h.code.get() == code::NOT_FOUND) {
+        if let Ok(reply) = StatusReply::mut_from_bytes(message) {
+            reply.set_reason(NASTY).unwrap();
+        }
+    }
+}
+
+#[test]
+fn network_text_with_escapes_osc52_and_bidi_reaches_the_screen_as_harmless_text() {
+    let dir = TempDir::new("terminal");
+    let server = Server::start(&dir.join("data"));
+    let proxy = Proxy::start_rewriting(&server.addr, nasty_reasons);
+    let mut alice = user(&server, &dir, "alice", &[]);
+    user(&server, &dir, "bob", &[]).finish();
+    ok(&alice.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+
+    let mut bob = Screen::start(&proxy.addr, &dir.join("bob"));
+    let at = bob.wait_for("type /help", 0);
+    bob.type_line("/login bob");
+    let at = bob.wait_for("Password: ", at);
+    bob.type_line(PW);
+    let at = bob.wait_for("Passphrase: ", at);
+    bob.type_line(WORDS);
+    let at = bob.wait_for("logged in as bob", at);
+    bob.type_line("/join lobby");
+    let at = bob.wait_for("Room password: ", at);
+    bob.type_line(ROOM_PW);
+    let at = bob.wait_for("joined lobby", at);
+
+    ok(&alice.run(&format!("/say lobby look {NASTY} here"), "say"), "say");
+    let at = bob.wait_for("here", at);
+    bob.type_line("/dm @nobody");
+    bob.wait_for("gnp.exe", at);
+
+    let screen = bob.seen.lock().unwrap().clone();
+    let text = String::from_utf8_lossy(&screen);
+    assert!(!screen.contains(&0x1b), "no escape byte reached the terminal: {text:?}");
+    assert!(!screen.contains(&0x07), "no bell: {text:?}");
+    assert!(!text.contains('\u{202e}') && !text.contains('\u{2066}'), "no bidi control: {text:?}");
+    assert!(!text.contains('\u{9b}'), "no C1 CSI: {text:?}");
+    let shown = "\\u{001b}[2J\\u{001b}]52;c;ZXZpbA==\\u{0007}\\u{202e}gnp.exe\\u{2066}";
+    assert!(text.contains(&format!("[lobby] alice: look {shown} here")), "the room message, as text: {text:?}");
+    assert!(text.contains(&format!("error 404: {shown}")), "the reason, as text: {text:?}");
+}
