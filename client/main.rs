@@ -18,6 +18,7 @@ mod keystore;
 mod outbox;
 mod pins;
 mod session;
+mod store;
 mod vault;
 
 use std::ffi::OsString;
