@@ -488,7 +488,8 @@ impl App {
     /// Saves the room keys, the pins and the DM files the session changed.
     fn persist(&mut self, fe: &mut dyn Frontend) -> io::Result<()> {
         let Some(files) = &mut self.files else { return Ok(()) };
-        let (rooms_writable, pins_writable, dm_writable) = (files.rooms_writable, files.pins_writable, files.dm_writable);
+        let (rooms_writable, pins_writable, dm_writable) =
+            (files.rooms_writable, files.pins_writable, files.dm_writable);
         let Some(store) = files.store.as_mut() else { return Ok(()) };
         let mut failed = Vec::new();
         if let Some(ring) = self.session.dirty_keyring() {
@@ -583,7 +584,8 @@ impl App {
                         (None, None, None)
                     }
                 };
-                let (ring, rooms_writable) = open_file(store.as_mut(), keyring::KIND, &user, &mut warnings, keyring::load);
+                let (ring, rooms_writable) =
+                    open_file(store.as_mut(), keyring::KIND, &user, &mut warnings, keyring::load);
                 let (pins, pins_writable) = open_file(store.as_mut(), pins::KIND, &user, &mut warnings, |s| {
                     pins::load(s).map_err(|e| match e {
                         PinsError::Store(e) => e,
@@ -594,12 +596,7 @@ impl App {
                 dm.enc_secret = enc_secret;
                 dm.ttl_ms = self.dm_ttl_ms;
                 self.files = Some(UserFiles { store, rooms_writable, pins_writable, dm_writable });
-                let local = Local {
-                    identity,
-                    pins: pins.unwrap_or_default(),
-                    keyring: ring.unwrap_or_default(),
-                    dm,
-                };
+                let local = Local { identity, pins: pins.unwrap_or_default(), keyring: ring.unwrap_or_default(), dm };
                 self.session.install(local);
                 // Messages whose time ran out while the client was not running go now.
                 self.session.handle_timeout(now_ms());
@@ -626,7 +623,9 @@ impl App {
             Err(KeyFileError::NotFound(_)) => match Store::create(&self.home, user, password) {
                 Ok(store) => Some(store),
                 Err(e) => {
-                    warnings.push(format!("a key store for {user} could not be made ({e}); local files are not written this session"));
+                    warnings.push(format!(
+                        "a key store for {user} could not be made ({e}); local files are not written this session"
+                    ));
                     None
                 }
             },
@@ -686,7 +685,9 @@ fn open_file<T>(
         Err(e) => e,
     };
     if e.leave_alone() {
-        warnings.push(format!("the {what} of {user} cannot be used: {e}; that file is left alone and not written this session"));
+        warnings.push(format!(
+            "the {what} of {user} cannot be used: {e}; that file is left alone and not written this session"
+        ));
         return (None, false);
     }
     match store.set_aside(kind) {

@@ -238,10 +238,7 @@ mod tests {
         assert_eq!(back.get(9), c.get(9));
         assert_eq!(back.all().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["bob", "carol.x"]);
         let wrong = vault::subkey(&[0x77; 32], KIND);
-        assert!(matches!(
-            vault::unseal(KIND, "alice", &wrong, &sealed),
-            Err(KeyFileError::WrongPassword)
-        ));
+        assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));
         let plain = c.encode();
         for cut in [0, 3, 10, plain.len() - 1] {
             assert!(Contacts::decode(&plain[..cut]).is_err(), "cut at {cut}");

@@ -196,10 +196,7 @@ mod tests {
         assert_eq!(back.msgs, inbox.msgs);
         assert_eq!(back.seen, inbox.seen);
         let wrong = vault::subkey(&[0x77; 32], KIND);
-        assert!(matches!(
-            vault::unseal(KIND, "alice", &wrong, &sealed),
-            Err(KeyFileError::WrongPassword)
-        ));
+        assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));
         let plain = inbox.encode();
         for cut in [0, 5, 30, plain.len() - 1] {
             assert!(Inbox::decode(&plain[..cut]).is_err(), "cut at {cut}");

@@ -222,7 +222,8 @@ mod tests {
     }
 
     fn temp_home() -> PathBuf {
-        let home = std::env::temp_dir().join(format!("sotto-keystore-test-{}", sotto::crypto::hex(&sotto::crypto::random::<6>())));
+        let home = std::env::temp_dir()
+            .join(format!("sotto-keystore-test-{}", sotto::crypto::hex(&sotto::crypto::random::<6>())));
         crate::home::prepare(&home).unwrap();
         home
     }
@@ -256,7 +257,11 @@ mod tests {
         let mut store = Store::open(&home, "alice", "otherpassword").unwrap();
         assert!(load(&mut store, &home, "alice").is_ok());
         assert!(store.load(crate::contacts::KIND).unwrap().is_none());
-        assert_eq!(fs::read_dir(dir).unwrap().count(), 5, "two key files, two manifests, a contacts file; no temporary file");
+        assert_eq!(
+            fs::read_dir(dir).unwrap().count(),
+            5,
+            "two key files, two manifests, a contacts file; no temporary file"
+        );
         fs::remove_dir_all(&home).unwrap();
     }
 

@@ -144,10 +144,7 @@ mod tests {
         assert_eq!(back.get(6).unwrap().frame.as_bytes(), frame(6).as_bytes(), "the same bytes are resent");
         assert_eq!(back.get(6).unwrap().peer, "carol");
         let wrong = vault::subkey(&[0x77; 32], KIND);
-        assert!(matches!(
-            vault::unseal(KIND, "alice", &wrong, &sealed),
-            Err(KeyFileError::WrongPassword)
-        ));
+        assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));
         let plain = o.encode();
         assert!(Outbox::decode(&plain[..plain.len() - 1]).is_err());
         let mut other = plain.to_vec();

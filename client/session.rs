@@ -785,7 +785,10 @@ mod tests {
 
         for bytes in &sent {
             for secret in [PW, "correct horse", "4242", "alpha bravo charlie", "Alpha", "alpha", "bravo", "charlie"] {
-                assert!(!bytes.windows(secret.len()).any(|w| w.eq_ignore_ascii_case(secret.as_bytes())), "{secret:?} sent");
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w.eq_ignore_ascii_case(secret.as_bytes())),
+                    "{secret:?} sent"
+                );
             }
         }
         assert_ne!(auth, pass);

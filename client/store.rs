@@ -195,7 +195,11 @@ impl Store {
             Ok((generation, plain)) => {
                 if let Some(e) = entry {
                     if generation < e.generation {
-                        return Err(KeyFileError::RolledBack { what: kind.what, found: generation, expected: e.generation });
+                        return Err(KeyFileError::RolledBack {
+                            what: kind.what,
+                            found: generation,
+                            expected: e.generation,
+                        });
                     }
                 }
                 // Newer than the manifest: a crash came between the file and the manifest.

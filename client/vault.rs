@@ -116,9 +116,15 @@ pub fn unframe(kind: Kind, header_len: usize, bytes: &[u8]) -> Result<Framed<'_>
 }
 
 /// Opens a file of `kind` (without a header) for `username`; its generation and plaintext.
-pub fn unseal(kind: Kind, username: &str, key: &AeadKeys, bytes: &[u8]) -> Result<(u64, Zeroizing<Vec<u8>>), KeyFileError> {
+pub fn unseal(
+    kind: Kind,
+    username: &str,
+    key: &AeadKeys,
+    bytes: &[u8],
+) -> Result<(u64, Zeroizing<Vec<u8>>), KeyFileError> {
     let f = unframe(kind, 0, bytes)?;
-    let plain = key.open(&aad(kind, username, f.generation, f.header), f.sealed).map_err(|_| KeyFileError::WrongPassword)?;
+    let plain =
+        key.open(&aad(kind, username, f.generation, f.header), f.sealed).map_err(|_| KeyFileError::WrongPassword)?;
     Ok((f.generation, plain))
 }
 

@@ -94,7 +94,12 @@ pub fn secret_salt(label: &[u8], deployment_key: &[u8; 32], username: &str) -> [
     salt
 }
 
-fn derive_secret(label: &[u8], deployment_key: &[u8; 32], username: &str, secret: &[u8]) -> Zeroizing<[u8; SECRET_LEN]> {
+fn derive_secret(
+    label: &[u8],
+    deployment_key: &[u8; 32],
+    username: &str,
+    secret: &[u8],
+) -> Zeroizing<[u8; SECRET_LEN]> {
     let salt = secret_salt(label, deployment_key, username);
     let mut out = Zeroizing::new([0u8; SECRET_LEN]);
     // NOTE: constant, valid parameters and a 16-byte salt: argon2 cannot refuse them;

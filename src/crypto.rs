@@ -303,7 +303,8 @@ pub fn derive_key_with(
     out: &mut [u8],
 ) -> Result<(), argon2::Error> {
     let params = argon2::Params::new(m_kib, t, p, Some(out.len()))?;
-    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params).hash_password_into(secret, salt, out)
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(secret, salt, out)
 }
 
 /// Derives `out.len()` key bytes from a password and salt with argon2id

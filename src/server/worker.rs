@@ -34,7 +34,13 @@ pub enum Job {
         pass_secret: Zeroizing<[u8; account::SECRET_LEN]>,
     },
     /// Check an auth secret against a stored hash (`uid` None: unknown user, checked against a dummy).
-    Password { conn: ConnId, msg_id: u64, uid: Option<u64>, phc: String, auth_secret: Zeroizing<[u8; account::SECRET_LEN]> },
+    Password {
+        conn: ConnId,
+        msg_id: u64,
+        uid: Option<u64>,
+        phc: String,
+        auth_secret: Zeroizing<[u8; account::SECRET_LEN]>,
+    },
     /// Check a passphrase secret against a stored hash.
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, pass_secret: Zeroizing<[u8; account::SECRET_LEN]> },
     /// Make one loop turn's room changes durable (runs on the disk thread, in order).
@@ -118,7 +124,12 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
     }
 }
 
-fn register(rec: &mut UserRecord, auth_secret: &[u8], pass_secret: &[u8], ctx: &WorkerCtx) -> Result<(), RegisterFailure> {
+fn register(
+    rec: &mut UserRecord,
+    auth_secret: &[u8],
+    pass_secret: &[u8],
+    ctx: &WorkerCtx,
+) -> Result<(), RegisterFailure> {
     let username = rec.username().map_err(|_| RegisterFailure::BadBinding)?;
     let key = identity::from_modulus(&rec.id_pub).map_err(|_| RegisterFailure::BadBinding)?;
     if !identity::verify(&key, &account::enc_key_binding(username, &rec.enc_pub), &rec.enc_sig) {
