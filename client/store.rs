@@ -62,6 +62,33 @@ pub const SALT_LEN: usize = 16;
 const HEADER_LEN: usize = 12 + SALT_LEN;
 /// At most this many entries in a manifest (one per kind of file).
 const MAX_ENTRIES: u8 = 32;
+/// The largest sealed file read (checked before reading it): far above what
+/// the stores hold (the outbox and inbox are bounded by the session's limits).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// The largest manifest: header, generation, 32 entries, IV, padding and tag.
+const MAX_MANIFEST_BYTES: u64 = 1024;
+
+/// Reads a file of at most `max` bytes; `Ok(None)` when there is none.
+fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>, KeyFileError> {
+    use std::io::Read;
+    let io_err = |source| KeyFileError::Io { path: path.to_path_buf(), source };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    let len = file.metadata().map_err(io_err)?.len();
+    if len > max {
+        return Err(KeyFileError::Damaged);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // `take` bounds it also if the file grew since.
+    file.take(max + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    if bytes.len() as u64 > max {
+        return Err(KeyFileError::Damaged);
+    }
+    Ok(Some(bytes))
+}
 
 /// The manifest file.
 pub const MANIFEST: Kind = Kind { file: "manifest", magic: *b"SOTS", name: "manifest", id: 0, what: "manifest" };
@@ -141,10 +168,8 @@ impl Store {
     /// without a manifest; `WrongPassword` when it does not open.
     pub fn open(home: &Path, username: &str, password: &str) -> Result<Store, KeyFileError> {
         let path = vault::path(home, username, MANIFEST);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeyFileError::NotFound(path)),
-            Err(source) => return Err(KeyFileError::Io { path, source }),
+        let Some(bytes) = read_bounded(&path, MAX_MANIFEST_BYTES)? else {
+            return Err(KeyFileError::NotFound(path));
         };
         let f = vault::unframe(MANIFEST, HEADER_LEN, &bytes)?;
         let mut r = Reader::new(f.header);
@@ -181,15 +206,15 @@ impl Store {
     pub fn load(&mut self, kind: Kind) -> Result<Option<Zeroizing<Vec<u8>>>, KeyFileError> {
         let path = vault::path(&self.home, &self.user, kind);
         let entry = self.entries.get(&kind.id).copied();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return match entry {
-                    Some(e) if e.present => Err(KeyFileError::Missing { what: kind.what, generation: e.generation }),
-                    _ => Ok(None),
-                };
+        let recorded = entry.filter(|e| e.present);
+        let bytes = match (read_bounded(&path, MAX_FILE_BYTES), recorded) {
+            (Ok(Some(bytes)), _) => bytes,
+            (Ok(None), None) => return Ok(None),
+            (Ok(None), Some(e)) => return Err(KeyFileError::Missing { what: kind.what, generation: e.generation }),
+            (Err(KeyFileError::Damaged), Some(e)) => {
+                return Err(KeyFileError::Altered { what: kind.what, generation: e.generation })
             }
-            Err(source) => return Err(KeyFileError::Io { path, source }),
+            (Err(e), _) => return Err(e),
         };
         match vault::unseal(kind, &self.user, &vault::subkey(&self.kek, kind), &bytes) {
             Ok((generation, plain)) => {
