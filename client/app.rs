@@ -620,6 +620,18 @@ impl App {
     fn open_store(&self, user: &str, password: &str, warnings: &mut Vec<String>) -> Option<Store> {
         match Store::open(&self.home, user, password) {
             Ok(store) => Some(store),
+            Err(KeyFileError::NotFound(path)) if !Store::orphans(&self.home, user).is_empty() => {
+                // A new key store would never open them (the salt was in the manifest), and
+                // starting one would hide that they are there: they are left alone.
+                warnings.push(format!(
+                    "the key store of {user} has no manifest ({}), but files sealed under it are there ({}); \
+                     they cannot be opened without it: restore it from a backup, or move the directory away \
+                     to start afresh; nothing is written this session",
+                    path.display(),
+                    Store::orphans(&self.home, user).join(", ")
+                ));
+                None
+            }
             Err(KeyFileError::NotFound(_)) => match Store::create(&self.home, user, password) {
                 Ok(store) => Some(store),
                 Err(e) => {

@@ -18,6 +18,8 @@
 //!   writes leaves the file newer than the manifest, which is accepted.
 //! - Undetectable: rolling back the manifest together with the files it
 //!   covers (the whole directory, or a consistent part of an old copy).
+//! - The salt is only in the manifest: files of this format found without
+//!   one are named ([`Store::orphans`]) and a new key store is not made over them.
 //!
 //! Manifest: `"SOTS" || version (1) = 2 || m (u32 KiB) || t (u32) || p (u32) ||
 //! salt (16) || generation (u64) || sealed` as in `vault` (the 28 header bytes
@@ -194,6 +196,23 @@ impl Store {
             entries,
             generation: f.generation,
         })
+    }
+
+    /// What the files of `username` sealed in this format hold, when there is
+    /// no manifest: they were sealed under a key store whose salt only the
+    /// lost manifest had, so a new one would never open them.
+    pub fn orphans(home: &Path, username: &str) -> Vec<&'static str> {
+        kinds()
+            .into_iter()
+            .filter(|&kind| {
+                use std::io::Read;
+                let mut head = [0u8; 5];
+                let read =
+                    std::fs::File::open(vault::path(home, username, kind)).and_then(|mut f| f.read_exact(&mut head));
+                read.is_ok() && head[..4] == kind.magic && head[4] == vault::VERSION
+            })
+            .map(|kind| kind.what)
+            .collect()
     }
 
     /// The argon2id parameters of the KEK.
@@ -427,6 +446,19 @@ mod tests {
         assert!(again.load(kind).unwrap().is_none());
         std::fs::write(vault::path(&home, "alice", kind), &four).unwrap();
         assert!(matches!(again.load(kind), Err(KeyFileError::RolledBack { .. })));
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn names_sealed_files_left_without_their_manifest() {
+        let home = temp_home();
+        let mut store = Store::create_with(&home, "alice", "password123", CHEAP).unwrap();
+        assert!(Store::orphans(&home, "alice").is_empty());
+        store.save(crate::contacts::KIND, b"c").unwrap();
+        std::fs::write(vault::path(&home, "alice", crate::inbox::KIND), b"SOTI\x01 protocol 1").unwrap();
+        std::fs::remove_file(vault::path(&home, "alice", MANIFEST)).unwrap();
+        assert!(matches!(Store::open(&home, "alice", "password123"), Err(KeyFileError::NotFound(_))));
+        assert_eq!(Store::orphans(&home, "alice"), ["contacts"], "protocol-1 files are not orphans");
         std::fs::remove_dir_all(&home).unwrap();
     }
 
