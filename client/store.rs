@@ -449,6 +449,40 @@ mod tests {
         std::fs::remove_dir_all(&home).unwrap();
     }
 
+    /// tests/vectors/keystore.txt, computed independently of this code.
+    #[test]
+    fn opens_the_vector_key_store() {
+        let text = include_str!("../tests/vectors/keystore.txt");
+        let field = |name: &str| {
+            let line = text.lines().find(|l| l.split_once(" = ").is_some_and(|(k, _)| k == name));
+            line.and_then(|l| l.split_once(" = ")).map(|(_, v)| v.to_owned()).unwrap_or_else(|| panic!("no {name}"))
+        };
+        let bytes = |name: &str| crypto::unhex(&field(name)).unwrap_or_else(|| panic!("{name} is not hex"));
+        let (password, user) = (field("password"), field("username"));
+        let salt: [u8; SALT_LEN] = bytes("salt").try_into().unwrap();
+        let params = Params {
+            m_kib: field("m_kib").parse().unwrap(),
+            t: field("t").parse().unwrap(),
+            p: field("p").parse().unwrap(),
+        };
+        assert_eq!(params, DEFAULT_PARAMS);
+        let kek = derive(&password, &salt, params).unwrap();
+        assert_eq!(crypto::hex(&kek[..]), field("kek"));
+        for (kind, name) in [(MANIFEST, "manifest_subkey"), (crate::contacts::KIND, "contacts_subkey")] {
+            let k = vault::subkey(&kek, kind);
+            assert_eq!(crypto::hex(&[&k.enc[..], &k.mac[..]].concat()), field(name), "{name}");
+        }
+        let home = temp_home();
+        crate::home::create_private_dir(vault::path(&home, &user, MANIFEST).parent().unwrap()).unwrap();
+        std::fs::write(vault::path(&home, &user, MANIFEST), bytes("manifest")).unwrap();
+        std::fs::write(vault::path(&home, &user, crate::contacts::KIND), bytes("contacts")).unwrap();
+        let mut store = Store::open(&home, &user, &password).unwrap();
+        assert_eq!((store.params(), store.salt, store.generation), (params, salt, 3));
+        assert_eq!(store.entries.get(&4), Some(&Entry { generation: 7, present: true }));
+        assert_eq!(store.load(crate::contacts::KIND).unwrap().unwrap().to_vec(), bytes("contacts_plaintext"));
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
     #[test]
     fn names_sealed_files_left_without_their_manifest() {
         let home = temp_home();
