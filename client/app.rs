@@ -14,7 +14,7 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -27,12 +27,13 @@ use crate::conn::{self, Conn, ConnError};
 use crate::contacts::{self, Contacts};
 use crate::inbox::{self, Inbox};
 use crate::input::Input;
-use crate::keyring::{self, Keyring, StorageKey};
+use crate::keyring;
 use crate::keystore::{self, KeyFileError};
 use crate::outbox::{self, Outbox};
-use crate::pins::{self, Pins};
+use crate::pins::{self, PinsError};
 use crate::session::{DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
-use crate::vault;
+use crate::store::Store;
+use crate::vault::{self, Kind};
 
 /// First wait before reconnecting; it doubles up to [`BACKOFF_MAX_MS`].
 pub const BACKOFF_MIN_MS: u64 = 500;
@@ -144,10 +145,11 @@ pub struct App {
 
 /// The logged-in user's local files, and whether each may be written.
 struct UserFiles {
-    user: String,
-    /// Seals the room keys and DM files; `None` when the room keys could not be read (then nothing is sealed).
-    storage: Option<StorageKey>,
-    /// False when the pins file could not be read (then it is left alone).
+    /// The user's key store: seals every file; `None` when it could not be opened (then nothing is written).
+    store: Option<Store>,
+    /// False when the room keys file could not be used (then it is left alone).
+    rooms_writable: bool,
+    /// False when the pins file could not be used (then it is left alone).
     pins_writable: bool,
     /// False when a DM file could not be read (then they are left alone, and nothing is acknowledged).
     dm_writable: bool,
@@ -395,7 +397,7 @@ impl App {
             return Ok(Some(code));
         }
         self.persist(fe)?;
-        let durable = self.files.as_ref().is_some_and(|f| f.dm_writable && f.storage.is_some());
+        let durable = self.files.as_ref().is_some_and(|f| f.dm_writable && f.store.is_some());
         if std::mem::take(&mut self.save_failed) || !durable {
             self.session.discard_acks();
         } else {
@@ -485,27 +487,28 @@ impl App {
 
     /// Saves the room keys, the pins and the DM files the session changed.
     fn persist(&mut self, fe: &mut dyn Frontend) -> io::Result<()> {
-        let Some(files) = &self.files else { return Ok(()) };
+        let Some(files) = &mut self.files else { return Ok(()) };
+        let (rooms_writable, pins_writable, dm_writable) =
+            (files.rooms_writable, files.pins_writable, files.dm_writable);
+        let Some(store) = files.store.as_mut() else { return Ok(()) };
         let mut failed = Vec::new();
         if let Some(ring) = self.session.dirty_keyring() {
-            if let Some(key) = &files.storage {
-                if let Err(e) = keyring::save(&self.home, &files.user, key, ring) {
+            if rooms_writable {
+                if let Err(e) = keyring::save(store, ring) {
                     failed.push(format!("the room keys could not be saved: {e}"));
                 }
             }
         }
         if let Some(pins) = self.session.dirty_pins() {
-            if files.pins_writable {
-                if let Err(e) = pins::save(&self.home, &files.user, pins) {
+            if pins_writable {
+                if let Err(e) = pins::save(store, pins) {
                     failed.push(format!("the pinned keys could not be saved: {e}"));
                 }
             }
         }
-        let dm_key = files.storage.as_ref().filter(|_| files.dm_writable);
-        let (home, user) = (&self.home, &files.user);
-        let mut save = |kind: vault::Kind, plain: Option<Zeroizing<Vec<u8>>>, what: &str| {
-            if let (Some(plain), Some(key)) = (plain, dm_key) {
-                if let Err(e) = vault::save(home, user, kind, key, &plain) {
+        let mut save = |kind: Kind, plain: Option<Zeroizing<Vec<u8>>>, what: &str| {
+            if let (Some(plain), true) = (plain, dm_writable) {
+                if let Err(e) = store.save(kind, &plain) {
                     failed.push(format!("the {what} could not be saved: {e}"));
                 }
             }
@@ -528,40 +531,13 @@ impl App {
             Event::Registered(account) => {
                 match keystore::save(&self.home, &account.username, &account.password, &account.keys) {
                     Ok(saved) => {
-                        if let Some(old) = saved.moved_aside {
+                        // Files of an earlier account of this name: sealed under its key store.
+                        for (what, old) in saved.moved_aside {
                             fe.report(Report::Warning(format!(
-                                "an older key file for {} was found and kept as {}",
+                                "an older {what} file for {} was found and kept as {}",
                                 account.username,
                                 old.display()
                             )))?;
-                        }
-                        // Room keys of an earlier account of this name are sealed with its password.
-                        match keyring::set_aside(&self.home, &account.username) {
-                            Ok(Some(old)) => fe.report(Report::Warning(format!(
-                                "older room keys for {} were found and kept as {}",
-                                account.username,
-                                old.display()
-                            )))?,
-                            Ok(None) => {}
-                            Err(e) => fe.report(Report::Warning(format!("older room keys could not be moved: {e}")))?,
-                        }
-                        // So are its contacts, received messages and outbox.
-                        for (kind, what) in [
-                            (contacts::KIND, "contacts"),
-                            (inbox::KIND, "received direct messages"),
-                            (outbox::KIND, "outbox"),
-                        ] {
-                            match vault::set_aside(&self.home, &account.username, kind) {
-                                Ok(Some(old)) => fe.report(Report::Warning(format!(
-                                    "older {what} for {} were found and kept as {}",
-                                    account.username,
-                                    old.display()
-                                )))?,
-                                Ok(None) => {}
-                                Err(e) => {
-                                    fe.report(Report::Warning(format!("older {what} could not be moved: {e}")))?
-                                }
-                            }
                         }
                         fe.report(Report::Registered {
                             user: account.username,
@@ -598,31 +574,30 @@ impl App {
             }
             Event::Authenticated { user, uid, password, again: false } => {
                 let mut warnings = Vec::new();
-                let (identity, enc_secret, fingerprint) = match self.open_keys(&user, &password) {
+                // The one argon2id derivation of the KEK for this login.
+                let mut store = self.open_store(&user, &password, &mut warnings);
+                drop(password);
+                let (identity, enc_secret, fingerprint) = match self.open_keys(store.as_mut(), &user) {
                     Ok((signer, enc_pub, secret, fp)) => (Some((signer, enc_pub)), Some(secret), Some(fp)),
                     Err(w) => {
                         warnings.push(w);
                         (None, None, None)
                     }
                 };
-                let (storage, ring) = self.open_keyring(&user, &password, &mut warnings);
-                let (mut dm, dm_writable) = match &storage {
-                    Some(key) => open_dm_files(&self.home, &user, &password, key, &mut warnings),
-                    None => (DmLocal::default(), false),
-                };
+                let (ring, rooms_writable) =
+                    open_file(store.as_mut(), keyring::KIND, &user, &mut warnings, keyring::load);
+                let (pins, pins_writable) = open_file(store.as_mut(), pins::KIND, &user, &mut warnings, |s| {
+                    pins::load(s).map_err(|e| match e {
+                        PinsError::Store(e) => e,
+                        PinsError::Damaged(_) => KeyFileError::Damaged,
+                    })
+                });
+                let (mut dm, dm_writable) = open_dm_files(store.as_mut(), &user, &mut warnings);
                 dm.enc_secret = enc_secret;
                 dm.ttl_ms = self.dm_ttl_ms;
-                let (pins, pins_writable) = match pins::load(&self.home, &user) {
-                    Ok(p) => (p, true),
-                    Err(e) => {
-                        warnings.push(format!(
-                            "the pinned keys of {user} cannot be read ({e}); that file is left alone, and keys seen now are not saved"
-                        ));
-                        (Pins::new(), false)
-                    }
-                };
-                self.files = Some(UserFiles { user: user.clone(), storage, pins_writable, dm_writable });
-                self.session.install(Local { identity, pins, keyring: ring, dm });
+                self.files = Some(UserFiles { store, rooms_writable, pins_writable, dm_writable });
+                let local = Local { identity, pins: pins.unwrap_or_default(), keyring: ring.unwrap_or_default(), dm };
+                self.session.install(local);
                 // Messages whose time ran out while the client was not running go now.
                 self.session.handle_timeout(now_ms());
                 fe.report(Report::Authenticated { user, uid, fingerprint })?;
@@ -640,51 +615,39 @@ impl App {
         }
     }
 
-    /// Opens the room keys; a file that does not open with the login password
-    /// is kept aside and a new one started, an unreadable one is left alone.
-    fn open_keyring(&self, user: &str, password: &str, warnings: &mut Vec<String>) -> (Option<StorageKey>, Keyring) {
-        let (key, ring) = self.open_keyring_file(user, password, warnings);
-        if let Some(key) = &key {
-            if !keyring::path(&self.home, user).exists() {
-                // The DM files are sealed under this key too: its salt must be on disk.
-                if let Err(e) = keyring::save(&self.home, user, key, &ring) {
-                    warnings.push(format!("the room keys of {user} could not be saved: {e}"));
+    /// Opens the user's key store (argon2id once); a new one when there is none.
+    /// One that exists but does not open is left alone, and then nothing is written this session.
+    fn open_store(&self, user: &str, password: &str, warnings: &mut Vec<String>) -> Option<Store> {
+        match Store::open(&self.home, user, password) {
+            Ok(store) => Some(store),
+            Err(KeyFileError::NotFound(path)) if !Store::orphans(&self.home, user).is_empty() => {
+                // A new key store would never open them (the salt was in the manifest), and
+                // starting one would hide that they are there: they are left alone.
+                warnings.push(format!(
+                    "the key store of {user} has no manifest ({}), but files sealed under it are there ({}); \
+                     they cannot be opened without it: restore it from a backup, or move the directory away \
+                     to start afresh; nothing is written this session",
+                    path.display(),
+                    Store::orphans(&self.home, user).join(", ")
+                ));
+                None
+            }
+            Err(KeyFileError::NotFound(_)) => match Store::create(&self.home, user, password) {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    warnings.push(format!(
+                        "a key store for {user} could not be made ({e}); local files are not written this session"
+                    ));
+                    None
                 }
-            }
-        }
-        (key, ring)
-    }
-
-    fn open_keyring_file(
-        &self,
-        user: &str,
-        password: &str,
-        warnings: &mut Vec<String>,
-    ) -> (Option<StorageKey>, Keyring) {
-        match keyring::load(&self.home, user, password) {
-            Ok((key, ring)) => (Some(key), ring),
-            Err(e @ KeyFileError::Io { .. }) => {
-                warnings.push(format!("the room keys of {user} cannot be read ({e}); they are not saved this session"));
-                (None, Keyring::new())
-            }
+            },
             Err(e) => {
-                let kept = keyring::set_aside(&self.home, user);
-                let fresh = StorageKey::fresh(password);
-                match (kept, fresh) {
-                    (Ok(old), Ok(key)) => {
-                        let old = old.map_or_else(String::new, |p| format!(", kept as {}", p.display()));
-                        warnings.push(format!("the room keys of {user} cannot be used ({e}){old}; starting afresh"));
-                        (Some(key), Keyring::new())
-                    }
-                    (Err(io), _) => {
-                        warnings.push(format!("the room keys of {user} cannot be used ({e}) nor moved ({io})"));
-                        (None, Keyring::new())
-                    }
-                    (_, Err(k)) => {
-                        warnings.push(format!("the room keys of {user} cannot be used ({e}): {k}"));
-                        (None, Keyring::new())
-                    }
-                }
+                let path = vault::path(&self.home, user, crate::store::MANIFEST);
+                warnings.push(format!(
+                    "the key store of {user} ({}) cannot be used: {e}; the local files are left alone and not written this session (to start afresh, move that directory away)",
+                    path.display()
+                ));
+                None
             }
         }
     }
@@ -692,8 +655,13 @@ impl App {
     /// Opens the user's key file and checks the identity key in it: the signer,
     /// the X25519 public key and secret, and the fingerprint, or a warning.
     #[allow(clippy::type_complexity)]
-    fn open_keys(&self, user: &str, password: &str) -> Result<(Signer, [u8; 32], Zeroizing<[u8; 32]>, String), String> {
-        let keys = match keystore::load(&self.home, user, password) {
+    fn open_keys(
+        &self,
+        store: Option<&mut Store>,
+        user: &str,
+    ) -> Result<(Signer, [u8; 32], Zeroizing<[u8; 32]>, String), String> {
+        let Some(store) = store else { return Err(format!("the local keys of {user} cannot be used: no key store")) };
+        let keys = match keystore::load(store, &self.home, user) {
             Ok(k) => k,
             Err(KeyFileError::NotFound(path)) => {
                 return Err(format!(
@@ -711,73 +679,62 @@ impl App {
     }
 }
 
-/// Opens the contacts, the inbox and the outbox. A file that does not open
-/// with the login password (or is damaged) is kept aside and started afresh,
-/// like the room keys; one that cannot be read is left alone, and then no DM
-/// file is written this session and nothing is acknowledged (the server keeps it).
-fn open_dm_files(
-    home: &Path,
+/// Opens one sealed file. One that cannot be read, or that the manifest shows
+/// rolled back, removed or altered, is left alone and not written this session;
+/// one that does not open or parse otherwise (of an earlier key store, protocol 1,
+/// damaged) is kept aside and started afresh. `None` then, and whether it may be written.
+fn open_file<T>(
+    store: Option<&mut Store>,
+    kind: Kind,
     user: &str,
-    password: &str,
-    key: &StorageKey,
     warnings: &mut Vec<String>,
-) -> (DmLocal, bool) {
-    let mut dm = DmLocal::default();
-    let mut writable = true;
-    let mut open = |kind: vault::Kind, what: &str| -> Option<Zeroizing<Vec<u8>>> {
-        let failed = match vault::load(home, user, kind, password, key) {
-            Ok(plain) => return plain,
-            Err(e @ KeyFileError::Io { .. }) => {
-                warnings.push(format!(
-                    "the {what} of {user} cannot be read ({e}); that file is left alone, and direct messages are not acknowledged this session"
-                ));
-                writable = false;
-                return None;
-            }
-            Err(e) => e,
-        };
-        match vault::set_aside(home, user, kind) {
-            Ok(old) => {
-                let old = old.map_or_else(String::new, |p| format!(", kept as {}", p.display()));
-                warnings.push(format!("the {what} of {user} cannot be used ({failed}){old}; starting afresh"));
-            }
-            Err(e) => {
-                warnings.push(format!("the {what} of {user} cannot be used ({failed}) nor moved ({e})"));
-                writable = false;
-            }
-        }
-        None
+    load: impl FnOnce(&mut Store) -> Result<T, KeyFileError>,
+) -> (Option<T>, bool) {
+    let Some(store) = store else { return (None, false) };
+    let what = kind.what;
+    let e = match load(store) {
+        Ok(v) => return (Some(v), true),
+        Err(e) => e,
     };
-    let contacts = open(contacts::KIND, "contacts");
-    let inbox = open(inbox::KIND, "received direct messages");
-    let outbox = open(outbox::KIND, "outbox");
-    let mut damaged = |kind: vault::Kind, what: &str, e: KeyFileError| match vault::set_aside(home, user, kind) {
+    if e.leave_alone() {
+        warnings.push(format!(
+            "the {what} of {user} cannot be used: {e}; that file is left alone and not written this session"
+        ));
+        return (None, false);
+    }
+    match store.set_aside(kind) {
         Ok(old) => {
             let old = old.map_or_else(String::new, |p| format!(", kept as {}", p.display()));
             warnings.push(format!("the {what} of {user} cannot be used ({e}){old}; starting afresh"));
+            (None, true)
         }
         Err(io) => {
             warnings.push(format!("the {what} of {user} cannot be used ({e}) nor moved ({io})"));
-            writable = false;
-        }
-    };
-    if let Some(plain) = contacts {
-        match Contacts::decode(&plain) {
-            Ok(c) => dm.contacts = c,
-            Err(e) => damaged(contacts::KIND, "contacts", e),
+            (None, false)
         }
     }
-    if let Some(plain) = inbox {
-        match Inbox::decode(&plain) {
-            Ok(i) => dm.inbox = i,
-            Err(e) => damaged(inbox::KIND, "received direct messages", e),
-        }
-    }
-    if let Some(plain) = outbox {
-        match Outbox::decode(&plain) {
-            Ok(o) => dm.outbox = o,
-            Err(e) => damaged(outbox::KIND, "outbox", e),
-        }
+}
+
+/// Opens the contacts, the inbox and the outbox (see [`open_file`]); when one
+/// is left alone, no DM file is written this session and nothing is
+/// acknowledged (the server keeps it).
+fn open_dm_files(mut store: Option<&mut Store>, user: &str, warnings: &mut Vec<String>) -> (DmLocal, bool) {
+    let mut dm = DmLocal::default();
+    let (contacts, ok_c) = open_file(store.as_deref_mut(), contacts::KIND, user, warnings, |s| {
+        s.load(contacts::KIND)?.map(|p| Contacts::decode(&p)).transpose()
+    });
+    let (inbox, ok_i) = open_file(store.as_deref_mut(), inbox::KIND, user, warnings, |s| {
+        s.load(inbox::KIND)?.map(|p| Inbox::decode(&p)).transpose()
+    });
+    let (outbox, ok_o) = open_file(store.as_deref_mut(), outbox::KIND, user, warnings, |s| {
+        s.load(outbox::KIND)?.map(|p| Outbox::decode(&p)).transpose()
+    });
+    dm.contacts = contacts.flatten().unwrap_or_default();
+    dm.inbox = inbox.flatten().unwrap_or_default();
+    dm.outbox = outbox.flatten().unwrap_or_default();
+    let writable = ok_c && ok_i && ok_o;
+    if !writable && store.is_some() {
+        warnings.push("direct messages are not acknowledged this session: the server keeps them".to_string());
     }
     (dm, writable)
 }

@@ -23,7 +23,7 @@ use crate::keystore::KeyFileError;
 use crate::vault::{self, Kind, Reader};
 
 /// The contacts file.
-pub const KIND: Kind = Kind { file: "contacts", magic: *b"SOTC", label: b"sotto/v1 contacts\0" };
+pub const KIND: Kind = Kind { file: "contacts", magic: *b"SOTC", name: "contacts", id: 4, what: "contacts" };
 
 const TRUSTED: u8 = 1;
 const LISTED: u8 = 2;
@@ -242,7 +242,6 @@ impl Contacts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyring::StorageKey;
 
     fn keys(b: u8) -> Keys {
         Keys { id_pub: [b; RSA_BYTES], enc_pub: [b + 1; 32] }
@@ -315,19 +314,16 @@ mod tests {
         c.pin(9, "carol.x", keys(3));
         c.observe("carol.x", listed(10, 4, true));
         c.request("dave");
-        let key = StorageKey::derive("password123", &[3; 16]).unwrap();
-        let sealed = vault::seal(KIND, "alice", &key, &c.encode());
-        let plain = vault::unseal(KIND, "alice", "password123", &key, &sealed).unwrap();
+        let key = vault::subkey(&[3; 32], KIND);
+        let sealed = vault::seal(KIND, "alice", &key, 1, &[], &c.encode());
+        let plain = vault::unseal(KIND, "alice", &key, &sealed).unwrap().1;
         let back = Contacts::decode(&plain).unwrap();
         assert_eq!(back.get("bob"), c.get("bob"));
         assert_eq!(back.get("carol.x"), c.get("carol.x"));
         assert!(back.requested("dave"));
         assert_eq!(back.all().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["bob", "carol.x"]);
-        let wrong = StorageKey::derive("password124", &[3; 16]).unwrap();
-        assert!(matches!(
-            vault::unseal(KIND, "alice", "password124", &wrong, &sealed),
-            Err(KeyFileError::WrongPassword)
-        ));
+        let wrong = vault::subkey(&[0x77; 32], KIND);
+        assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));
         let plain = c.encode();
         for cut in [0, 3, 10, plain.len() - 1] {
             assert!(Contacts::decode(&plain[..cut]).is_err(), "cut at {cut}");

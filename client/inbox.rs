@@ -17,7 +17,7 @@ use crate::keystore::KeyFileError;
 use crate::vault::{self, Kind, Reader};
 
 /// The inbox file.
-pub const KIND: Kind = Kind { file: "inbox", magic: *b"SOTI", label: b"sotto/v1 inbox\0" };
+pub const KIND: Kind = Kind { file: "inbox", magic: *b"SOTI", name: "inbox", id: 5, what: "received messages" };
 
 /// One received direct message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +142,6 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyring::StorageKey;
 
     const T0: u64 = 1_700_000_000_000;
 
@@ -189,17 +188,14 @@ mod tests {
         let mut bad = msg(9, 6, "", T0 + 1);
         bad.verified = false;
         inbox.record(bad);
-        let key = StorageKey::derive("password123", &[4; 16]).unwrap();
-        let sealed = vault::seal(KIND, "alice", &key, &inbox.encode());
+        let key = vault::subkey(&[4; 32], KIND);
+        let sealed = vault::seal(KIND, "alice", &key, 1, &[], &inbox.encode());
         assert!(!sealed.windows(5).any(|w| w == b"llo \""), "encrypted at rest");
-        let back = Inbox::decode(&vault::unseal(KIND, "alice", "password123", &key, &sealed).unwrap()).unwrap();
+        let back = Inbox::decode(&vault::unseal(KIND, "alice", &key, &sealed).unwrap().1).unwrap();
         assert_eq!(back.msgs, inbox.msgs);
         assert_eq!(back.marks, inbox.marks);
-        let wrong = StorageKey::derive("password124", &[4; 16]).unwrap();
-        assert!(matches!(
-            vault::unseal(KIND, "alice", "password124", &wrong, &sealed),
-            Err(KeyFileError::WrongPassword)
-        ));
+        let wrong = vault::subkey(&[0x77; 32], KIND);
+        assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));
         let plain = inbox.encode();
         for cut in [0, 5, 30, plain.len() - 1] {
             assert!(Inbox::decode(&plain[..cut]).is_err(), "cut at {cut}");

@@ -2,32 +2,23 @@
 //! `<home>/<server_tag>/<user>/rooms` (DESIGN §6, §9), so that the room
 //! password is asked only once.
 //!
-//! Invariant: the file is encrypted and authenticated like the key file, with
-//! its own salt; it opens only with the user's password, and it is only ever
-//! written whole (`home::write_atomic`, 0600). The storage key is derived once
-//! per login and kept in memory (zeroized on drop), never the password.
+//! Invariant: the file is sealed in the user's key store (`store`, format in
+//! `vault`) and only ever written whole (`home::write_atomic`, 0600).
 //!
-//! Format: `"SOTM" || version (1) || salt (16) || AeadKeys::seal(aad, plaintext)`,
-//! keys = argon2id(password, salt) -> 48 bytes, aad = `"sotto/v1 room keys\0" || username`,
-//! plaintext = `u16 BE count || count × (u8 len(name) || name || auth (32) || enc (16) || mac (32))`.
+//! Plaintext: `u16 BE count || count × (u8 len(name) || name || auth (32) || enc (16) || mac (32))`.
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::{Path, PathBuf};
 
 use sotto::crypto::{self, AeadKeys};
 use sotto::room::{self, RoomKeys};
 use zeroize::Zeroizing;
 
-use crate::keystore::{self, KeyFileError, SALT_LEN};
+use crate::keystore::KeyFileError;
+use crate::store::Store;
+use crate::vault::Kind;
 
-/// First bytes of a room keys file.
-pub const MAGIC: [u8; 4] = *b"SOTM";
-/// The format version this client writes and reads.
-pub const VERSION: u8 = 1;
-/// Name of the file inside the user's directory.
-pub const FILE_NAME: &str = "rooms";
-const AAD_LABEL: &[u8] = b"sotto/v1 room keys\0";
+/// The room keys file.
+pub const KIND: Kind = Kind { file: "rooms", magic: *b"SOTM", name: "rooms", id: 2, what: "room keys" };
 const ENTRY_KEYS: usize = 32 + 16 + 32;
 
 /// The keys of every room the user is in, by canonical room name.
@@ -116,83 +107,17 @@ fn take<'a, const N: usize>(buf: &mut &'a [u8]) -> Result<&'a [u8; N], KeyFileEr
     Ok(head)
 }
 
-/// The key that seals the room keys file: argon2id of the password with the file's salt.
-pub struct StorageKey {
-    salt: [u8; SALT_LEN],
-    keys: AeadKeys,
-}
-
-impl StorageKey {
-    /// Derives the storage key for `salt` (slow: argon2id).
-    pub fn derive(password: &str, salt: &[u8; SALT_LEN]) -> Result<StorageKey, KeyFileError> {
-        Ok(StorageKey { salt: *salt, keys: keystore::file_keys(password, salt)? })
-    }
-
-    /// A storage key with a fresh salt, for a user without a room keys file yet.
-    pub fn fresh(password: &str) -> Result<StorageKey, KeyFileError> {
-        StorageKey::derive(password, &crypto::random())
-    }
-
-    /// The salt it was derived with (the other sealed files record it too).
-    pub fn salt(&self) -> &[u8; SALT_LEN] {
-        &self.salt
-    }
-
-    /// The AES and HMAC keys.
-    pub fn aead(&self) -> &AeadKeys {
-        &self.keys
+/// Opens the room keys in `store`; without a file, an empty keyring.
+pub fn load(store: &mut Store) -> Result<Keyring, KeyFileError> {
+    match store.load(KIND)? {
+        Some(plain) => Keyring::decode(&plain),
+        None => Ok(Keyring::new()),
     }
 }
 
-/// Encrypts the keyring of `username`.
-pub fn seal(username: &str, key: &StorageKey, ring: &Keyring) -> Vec<u8> {
-    keystore::framed(MAGIC, VERSION, &key.salt, &key.keys.seal(&aad(username), &ring.encode()))
-}
-
-/// Decrypts a room keys file; returns the storage key (for later saves) and the keyring.
-pub fn unseal(username: &str, password: &str, bytes: &[u8]) -> Result<(StorageKey, Keyring), KeyFileError> {
-    let (salt, sealed) = keystore::unframe(MAGIC, VERSION, bytes)?;
-    let key = StorageKey::derive(password, salt)?;
-    let plain = key.keys.open(&aad(username), sealed).map_err(|_| KeyFileError::WrongPassword)?;
-    Ok((key, Keyring::decode(&plain)?))
-}
-
-/// `<home>/<server_tag>/<username>/rooms`.
-pub fn path(home: &Path, username: &str) -> PathBuf {
-    home.join(keystore::server_tag()).join(username).join(FILE_NAME)
-}
-
-/// Opens the room keys of `username`; without a file, an empty keyring and a fresh storage key.
-pub fn load(home: &Path, username: &str, password: &str) -> Result<(StorageKey, Keyring), KeyFileError> {
-    let path = path(home, username);
-    match std::fs::read(&path) {
-        Ok(bytes) => unseal(username, password, &bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((StorageKey::fresh(password)?, Keyring::new())),
-        Err(source) => Err(KeyFileError::Io { path, source }),
-    }
-}
-
-/// Writes the room keys of `username` whole.
-pub fn save(home: &Path, username: &str, key: &StorageKey, ring: &Keyring) -> Result<(), KeyFileError> {
-    let path = path(home, username);
-    crate::home::write_atomic(&path, &seal(username, key, ring)).map_err(|source| KeyFileError::Io { path, source })
-}
-
-/// Renames the room keys file of `username`, if any, to `rooms.replaced-<unix s>-<random>`
-/// (it belongs to an earlier account of that name, or does not open); the new name.
-pub fn set_aside(home: &Path, username: &str) -> io::Result<Option<PathBuf>> {
-    let path = path(home, username);
-    if std::fs::symlink_metadata(&path).is_err() {
-        return Ok(None);
-    }
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let aside = path.with_file_name(format!("{FILE_NAME}.replaced-{stamp}-{}", crypto::hex(&crypto::random::<2>())));
-    std::fs::rename(&path, &aside)?;
-    Ok(Some(aside))
-}
-
-fn aad(username: &str) -> Vec<u8> {
-    [AAD_LABEL, username.as_bytes()].concat()
+/// Writes the room keys whole, as the next generation.
+pub fn save(store: &mut Store, ring: &Keyring) -> Result<(), KeyFileError> {
+    store.save(KIND, &ring.encode())
 }
 
 #[cfg(test)]
@@ -211,33 +136,18 @@ mod tests {
     }
 
     #[test]
-    fn roundtrips_and_keeps_the_salt() {
-        let key = StorageKey::derive("password123", &[7; SALT_LEN]).unwrap();
-        let sealed = seal("alice", &key, &ring());
-        let (key2, back) = unseal("alice", "password123", &sealed).unwrap();
-        assert_eq!(key2.salt, [7; SALT_LEN]);
+    fn roundtrips_and_refuses_damage() {
+        let back = Keyring::decode(&ring().encode()).unwrap();
         for name in ["lobby", "a-b_c"] {
             let (a, b) = (ring(), back.get(name).unwrap());
             assert_eq!(*a.get(name).unwrap().auth, *b.auth);
             assert_eq!(*a.get(name).unwrap().content.mac, *b.content.mac);
         }
         assert!(back.get("other").is_none());
-        // Sealed again with the kept key: opens with the same password.
-        assert!(unseal("alice", "password123", &seal("alice", &key2, &back)).is_ok());
-    }
-
-    #[test]
-    fn refuses_wrong_password_other_user_and_damage() {
-        let key = StorageKey::derive("password123", &[7; SALT_LEN]).unwrap();
-        let sealed = seal("alice", &key, &ring());
-        assert!(matches!(unseal("alice", "password124", &sealed), Err(KeyFileError::WrongPassword)));
-        assert!(matches!(unseal("bob", "password123", &sealed), Err(KeyFileError::WrongPassword)));
-        for at in [0, 4, 30, sealed.len() - 1] {
-            let mut bad = sealed.clone();
-            bad[at] ^= 0x10;
-            assert!(unseal("alice", "password123", &bad).is_err(), "flipped byte {at}");
+        let plain = ring().encode();
+        for cut in [0, 1, 2, 3, 20, plain.len() - 1] {
+            assert!(Keyring::decode(&plain[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(unseal("alice", "password123", &sealed[..20]).is_err());
     }
 
     #[test]
@@ -252,16 +162,16 @@ mod tests {
 
         let home = std::env::temp_dir().join(format!("sotto-keyring-test-{}", crypto::hex(&crypto::random::<6>())));
         crate::home::prepare(&home).unwrap();
-        let (key, empty) = load(&home, "alice", "password123").unwrap();
+        let cheap = crate::store::Params { m_kib: 8, t: 1, p: 1 };
+        let mut store = Store::create_with(&home, "alice", "password123", cheap).unwrap();
+        let empty = load(&mut store).unwrap();
         assert!(empty.get("a-b_c").is_none());
-        save(&home, "alice", &key, &r).unwrap();
-        assert_eq!(std::fs::metadata(path(&home, "alice")).unwrap().permissions().mode() & 0o777, 0o600);
-        let (_, back) = load(&home, "alice", "password123").unwrap();
+        save(&mut store, &r).unwrap();
+        let path = crate::vault::path(&home, "alice", KIND);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut store = Store::open(&home, "alice", "password123").unwrap();
+        let back = load(&mut store).unwrap();
         assert!(back.get("a-b_c").is_some() && back.get("lobby").is_none());
-        assert!(matches!(load(&home, "alice", "wrong-password"), Err(KeyFileError::WrongPassword)));
-        let aside = set_aside(&home, "alice").unwrap().expect("a file to move");
-        assert!(unseal("alice", "password123", &std::fs::read(aside).unwrap()).is_ok());
-        assert!(set_aside(&home, "alice").unwrap().is_none());
         std::fs::remove_dir_all(&home).unwrap();
     }
 }

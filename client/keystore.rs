@@ -1,31 +1,22 @@
 //! Local-state layer: a user's private keys at rest, `<home>/<server_tag>/<user>/identity.key`
-//! (DESIGN §5).
+//! (DESIGN §5), sealed in the user's key store (`store`, format in `vault`).
 //!
-//! Invariant: a key file is only ever written whole (temp file 0600, fsync,
-//! rename, fsync of the directory), never replaces an existing key file, and
-//! opens only with the password it was sealed with.
+//! Invariant: a key file is written only at registration, in a new key store
+//! (every older file of that name is moved aside first, never overwritten),
+//! and opens only with the KEK of that store, derived from the password.
 //!
-//! Format: `"SOTK" || version (1) || salt (16) || AeadKeys::seal(aad, plaintext)`,
-//! keys = argon2id(password, salt) -> 48 bytes, aad = `"sotto/v1 key file\0" || username`,
-//! plaintext = `u16 BE len(der) || PKCS#8 DER || X25519 secret (32)`.
+//! Plaintext: `u16 BE len(der) || PKCS#8 DER || X25519 secret (32)`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use sotto::crypto::{self, AeadKeys};
 use zeroize::Zeroizing;
 
-/// First bytes of every key file.
-pub const MAGIC: [u8; 4] = *b"SOTK";
-/// The format version this client writes and reads.
-pub const VERSION: u8 = 1;
-/// Name of the key file inside the user's directory.
-pub const FILE_NAME: &str = "identity.key";
-/// Length of a key file's salt.
-pub const SALT_LEN: usize = 16;
-const AAD_LABEL: &[u8] = b"sotto/v1 key file\0";
+use crate::store::{self, Params, Store};
+use crate::vault::{self, Kind};
+
+/// The key file.
+pub const KIND: Kind = Kind { file: "identity.key", magic: *b"SOTK", name: "identity", id: 1, what: "key" };
 
 /// A user's private keys: the RSA identity key (PKCS#8 DER) and the X25519 encryption secret.
 pub struct LocalKeys {
@@ -57,6 +48,47 @@ pub enum KeyFileError {
     WrongPassword,
     /// The contents opened but are not well-formed.
     Damaged,
+    /// Older than the generation the manifest records: rolled back.
+    RolledBack {
+        /// What the file holds.
+        what: &'static str,
+        /// The file's generation.
+        found: u64,
+        /// The manifest's.
+        expected: u64,
+    },
+    /// The manifest records the file, but it is gone.
+    Missing {
+        /// What the file holds.
+        what: &'static str,
+        /// The manifest's generation for it.
+        generation: u64,
+    },
+    /// The manifest records the file, but it does not open.
+    Altered {
+        /// What the file holds.
+        what: &'static str,
+        /// The manifest's generation for it.
+        generation: u64,
+    },
+    /// The manifest asks for argon2id parameters out of bounds.
+    Parameters(Params),
+}
+
+impl KeyFileError {
+    /// True when the file must be left alone (and not written this session)
+    /// rather than moved aside and started afresh: it could not be read, or the
+    /// manifest shows it was rolled back, removed or altered.
+    pub fn leave_alone(&self) -> bool {
+        matches!(
+            self,
+            KeyFileError::Io { .. }
+                | KeyFileError::Unsafe(_)
+                | KeyFileError::RolledBack { .. }
+                | KeyFileError::Missing { .. }
+                | KeyFileError::Altered { .. }
+        )
+    }
 }
 
 impl std::fmt::Display for KeyFileError {
@@ -66,24 +98,47 @@ impl std::fmt::Display for KeyFileError {
             KeyFileError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             KeyFileError::Unsafe(why) => f.write_str(why),
             KeyFileError::NotKeyFile => f.write_str("not a sotto key file"),
-            KeyFileError::UnsupportedVersion(v) => write!(f, "key file version {v} is not supported by this client"),
+            KeyFileError::UnsupportedVersion(vault::VERSION_1) => f.write_str(
+                "it was written by a protocol-1 client, which sealed it under the login password, and this client \
+                 cannot open it: register the account again (older files are then kept aside as *.replaced-*)",
+            ),
+            KeyFileError::UnsupportedVersion(v) => write!(f, "file format version {v} is not supported by this client"),
             KeyFileError::WrongPassword => {
-                f.write_str("the key file does not open with this password (or it was altered)")
+                f.write_str("it does not open with this password's key store (or it was altered)")
             }
-            KeyFileError::Damaged => f.write_str("the key file is damaged"),
+            KeyFileError::Damaged => f.write_str("the file is damaged"),
+            KeyFileError::RolledBack { what, found, expected } => write!(
+                f,
+                "the {what} file is older than the last one this client wrote (generation {found}, expected {expected}): \
+                 it was rolled back or restored from a backup"
+            ),
+            KeyFileError::Missing { what, generation } => write!(
+                f,
+                "the {what} file is missing, though this client wrote it (generation {generation}): \
+                 it was removed, or restored from a backup"
+            ),
+            KeyFileError::Altered { what, generation } => write!(
+                f,
+                "the {what} file does not open, though this client wrote it (generation {generation}): \
+                 it was altered, damaged or replaced by another file"
+            ),
+            KeyFileError::Parameters(p) => write!(
+                f,
+                "the key store asks for argon2id parameters out of bounds (m = {} KiB, t = {}, p = {})",
+                p.m_kib, p.t, p.p
+            ),
         }
     }
 }
 
 impl std::error::Error for KeyFileError {}
 
-/// Where a save put the keys, and where an older key file it found was moved.
-#[derive(Debug)]
+/// Where a save put the keys, and what older files it found and moved aside.
 pub struct Saved {
     /// The new key file.
     pub path: PathBuf,
-    /// An earlier key file of the same name, kept under a new name.
-    pub moved_aside: Option<PathBuf>,
+    /// Older files of the same name (what they held, where they are now).
+    pub moved_aside: Vec<(&'static str, PathBuf)>,
 }
 
 /// Names this server's directory: the first 8 bytes of SHA-256 of its public key, in hex.
@@ -93,140 +148,71 @@ pub fn server_tag() -> String {
 
 /// `<home>/<server_tag>/<username>/identity.key`; `username` must be normalised (no `/`).
 pub fn key_path(home: &Path, username: &str) -> PathBuf {
-    home.join(server_tag()).join(username).join(FILE_NAME)
+    vault::path(home, username, KIND)
 }
 
-/// Encrypts `keys` for `username` under `password` with a fresh salt.
-pub fn seal(username: &str, password: &str, keys: &LocalKeys) -> Result<Vec<u8>, KeyFileError> {
-    seal_with_salt(username, password, keys, &crypto::random())
-}
-
-fn seal_with_salt(
-    username: &str,
-    password: &str,
-    keys: &LocalKeys,
-    salt: &[u8; SALT_LEN],
-) -> Result<Vec<u8>, KeyFileError> {
+fn encode(keys: &LocalKeys) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let der_len = u16::try_from(keys.identity_der.len()).map_err(|_| KeyFileError::Damaged)?;
     let mut plain = Zeroizing::new(Vec::with_capacity(2 + keys.identity_der.len() + 32));
     plain.extend_from_slice(&der_len.to_be_bytes());
     plain.extend_from_slice(&keys.identity_der);
     plain.extend_from_slice(&keys.enc_secret[..]);
-    let aead = file_keys(password, salt)?;
-    Ok(framed(MAGIC, VERSION, salt, &aead.seal(&aad(username), &plain)))
+    Ok(plain)
 }
 
-/// A sealed file: magic, version, salt, then the sealed body (this file and
-/// the room keys file share the layout).
-pub fn framed(magic: [u8; 4], version: u8, salt: &[u8; SALT_LEN], sealed: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 1 + SALT_LEN + sealed.len());
-    out.extend_from_slice(&magic);
-    out.push(version);
-    out.extend_from_slice(salt);
-    out.extend_from_slice(sealed);
-    out
-}
-
-/// Splits a file made by [`framed`] into its salt and sealed body, checking magic and version.
-pub fn unframe(magic: [u8; 4], version: u8, bytes: &[u8]) -> Result<(&[u8; SALT_LEN], &[u8]), KeyFileError> {
-    let (found, rest) = bytes.split_first_chunk::<4>().ok_or(KeyFileError::NotKeyFile)?;
-    if *found != magic {
-        return Err(KeyFileError::NotKeyFile);
-    }
-    let (&found, rest) = rest.split_first().ok_or(KeyFileError::NotKeyFile)?;
-    if found != version {
-        return Err(KeyFileError::UnsupportedVersion(found));
-    }
-    rest.split_first_chunk::<SALT_LEN>().ok_or(KeyFileError::Damaged)
-}
-
-/// Decrypts a key file's bytes; any damage is an error, never a panic.
-pub fn unseal(username: &str, password: &str, bytes: &[u8]) -> Result<LocalKeys, KeyFileError> {
-    let (salt, sealed) = unframe(MAGIC, VERSION, bytes)?;
-    let plain = file_keys(password, salt)?.open(&aad(username), sealed).map_err(|_| KeyFileError::WrongPassword)?;
+fn decode(plain: &[u8]) -> Result<LocalKeys, KeyFileError> {
     let (len, rest) = plain.split_first_chunk::<2>().ok_or(KeyFileError::Damaged)?;
     let (der, secret) = rest.split_at_checked(usize::from(u16::from_be_bytes(*len))).ok_or(KeyFileError::Damaged)?;
     let secret: [u8; 32] = secret.try_into().map_err(|_| KeyFileError::Damaged)?;
     Ok(LocalKeys { identity_der: Zeroizing::new(der.to_vec()), enc_secret: Zeroizing::new(secret) })
 }
 
-/// Writes the key file for `username` atomically; an existing one is moved aside, never overwritten.
+/// At registration: moves every older file of `username` aside (an earlier
+/// account of that name), makes a new key store (argon2id once) and seals the keys in it.
 pub fn save(home: &Path, username: &str, password: &str, keys: &LocalKeys) -> Result<Saved, KeyFileError> {
-    let path = key_path(home, username);
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| home.to_path_buf());
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| KeyFileError::Io { path, source }
-    };
-    crate::home::create_private_dir(&dir).map_err(io_err(&dir))?;
+    save_with(home, username, password, keys, store::DEFAULT_PARAMS)
+}
+
+fn save_with(
+    home: &Path,
+    username: &str,
+    password: &str,
+    keys: &LocalKeys,
+    params: Params,
+) -> Result<Saved, KeyFileError> {
+    let plain = encode(keys)?;
+    let dir = key_path(home, username).parent().map(Path::to_path_buf).unwrap_or_else(|| home.to_path_buf());
+    crate::home::create_private_dir(&dir).map_err(|source| KeyFileError::Io { path: dir.clone(), source })?;
     crate::home::check_private(&dir).map_err(|e| KeyFileError::Unsafe(e.to_string()))?;
-    let sealed = seal(username, password, keys)?;
-
-    let tmp = dir.join(format!(".{FILE_NAME}.tmp-{}-{}", std::process::id(), crypto::hex(&crypto::random::<4>())));
-    let written = write_synced(&tmp, &sealed);
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    // Another account's keys (an earlier registration of this name, e.g. before
-    // the server's data was reset) are kept, not replaced.
-    let moved_aside = if fs::symlink_metadata(&path).is_ok() {
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let aside = dir.join(format!("{FILE_NAME}.replaced-{stamp}-{}", crypto::hex(&crypto::random::<2>())));
-        if let Err(e) = fs::rename(&path, &aside) {
-            let _ = fs::remove_file(&tmp);
-            return Err(KeyFileError::Io { path, source: e });
+    let mut moved_aside = Vec::new();
+    for kind in store::kinds().into_iter().chain([store::MANIFEST]) {
+        let path = vault::path(home, username, kind);
+        match vault::set_aside(home, username, kind) {
+            Ok(Some(old)) => moved_aside.push((kind.what, old)),
+            Ok(None) => {}
+            Err(source) => return Err(KeyFileError::Io { path, source }),
         }
-        Some(aside)
-    } else {
-        None
-    };
-    if let Err(e) = fs::rename(&tmp, &path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(KeyFileError::Io { path, source: e });
     }
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
-    Ok(Saved { path, moved_aside })
+    let mut store = Store::create_with(home, username, password, params)?;
+    store.save(KIND, &plain)?;
+    Ok(Saved { path: key_path(home, username), moved_aside })
 }
 
-/// Reads and decrypts the key file of `username`.
-pub fn load(home: &Path, username: &str, password: &str) -> Result<LocalKeys, KeyFileError> {
-    let path = key_path(home, username);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeyFileError::NotFound(path)),
-        Err(source) => return Err(KeyFileError::Io { path, source }),
-    };
-    unseal(username, password, &bytes)
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| KeyFileError::Io { path: path.to_path_buf(), source })?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|source| KeyFileError::Io { path: path.to_path_buf(), source })
-}
-
-/// The 48 key bytes of a file sealed under `password`: argon2id(password, salt).
-pub fn file_keys(password: &str, salt: &[u8; SALT_LEN]) -> Result<AeadKeys, KeyFileError> {
-    let mut okm = Zeroizing::new([0u8; 48]);
-    crypto::derive_key(password.as_bytes(), salt, &mut okm[..]).map_err(|_| KeyFileError::Damaged)?;
-    Ok(AeadKeys::from_material(&okm))
-}
-
-fn aad(username: &str) -> Vec<u8> {
-    [AAD_LABEL, username.as_bytes()].concat()
+/// Opens the key file in `store`.
+pub fn load(store: &mut Store, home: &Path, username: &str) -> Result<LocalKeys, KeyFileError> {
+    match store.load(KIND)? {
+        Some(plain) => decode(&plain),
+        None => Err(KeyFileError::NotFound(key_path(home, username))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
+
+    const CHEAP: Params = Params { m_kib: 8, t: 1, p: 1 };
 
     fn sample() -> LocalKeys {
         LocalKeys {
@@ -236,62 +222,59 @@ mod tests {
     }
 
     fn temp_home() -> PathBuf {
-        let home = std::env::temp_dir().join(format!("sotto-keystore-test-{}", crypto::hex(&crypto::random::<6>())));
+        let home = std::env::temp_dir()
+            .join(format!("sotto-keystore-test-{}", sotto::crypto::hex(&sotto::crypto::random::<6>())));
         crate::home::prepare(&home).unwrap();
         home
     }
 
     #[test]
-    fn roundtrips() {
-        let sealed = seal("alice", "password123", &sample()).unwrap();
-        let keys = unseal("alice", "password123", &sealed).unwrap();
-        assert_eq!(keys.identity_der, sample().identity_der);
-        assert_eq!(keys.enc_secret, sample().enc_secret);
-    }
-
-    #[test]
-    fn refuses_wrong_password_and_other_user() {
-        let sealed = seal("alice", "password123", &sample()).unwrap();
-        assert!(matches!(unseal("alice", "password124", &sealed), Err(KeyFileError::WrongPassword)));
-        assert!(matches!(unseal("bob", "password123", &sealed), Err(KeyFileError::WrongPassword)));
-    }
-
-    #[test]
-    fn refuses_truncated_or_corrupt_files_without_panic() {
-        let sealed = seal_with_salt("alice", "password123", &sample(), &[1; SALT_LEN]).unwrap();
-        for cut in [0, 3, 4, 5, 20, 21, 22, 60, sealed.len() - 1] {
-            assert!(unseal("alice", "password123", &sealed[..cut]).is_err(), "cut at {cut}");
+    fn refuses_damaged_plaintext_without_panic() {
+        let plain = encode(&sample()).unwrap();
+        assert_eq!(decode(&plain).unwrap().enc_secret, sample().enc_secret);
+        for cut in [0, 1, 2, 100, plain.len() - 1] {
+            assert!(decode(&plain[..cut]).is_err(), "cut at {cut}");
         }
-        for at in [0, 4, 5, 30, sealed.len() - 1] {
-            let mut bad = sealed.clone();
-            bad[at] ^= 0x40;
-            assert!(unseal("alice", "password123", &bad).is_err(), "flipped byte {at}");
-        }
-        let mut v2 = sealed.clone();
-        v2[4] = 2;
-        assert!(matches!(unseal("alice", "password123", &v2), Err(KeyFileError::UnsupportedVersion(2))));
-        // The room keys file shares the layout under its own magic: not taken for a key file.
-        let mut rooms = sealed.clone();
-        rooms[..4].copy_from_slice(&crate::keyring::MAGIC);
-        assert!(matches!(unseal("alice", "password123", &rooms), Err(KeyFileError::NotKeyFile)));
+        assert!(decode(&[plain.as_slice(), b"x"].concat()).is_err());
     }
 
     #[test]
-    fn saves_private_files_and_never_overwrites() {
+    fn saves_private_files_in_a_new_store_and_never_overwrites() {
         let home = temp_home();
-        assert!(matches!(load(&home, "alice", "password123"), Err(KeyFileError::NotFound(_))));
-        let first = save(&home, "alice", "password123", &sample()).unwrap();
-        assert!(first.moved_aside.is_none());
+        let first = save_with(&home, "alice", "password123", &sample(), CHEAP).unwrap();
+        assert!(first.moved_aside.is_empty());
         assert_eq!(fs::metadata(&first.path).unwrap().permissions().mode() & 0o777, 0o600);
         let dir = first.path.parent().unwrap();
         assert_eq!(fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(load(&home, "alice", "password123").unwrap().enc_secret, sample().enc_secret);
+        let mut store = Store::open(&home, "alice", "password123").unwrap();
+        assert_eq!(load(&mut store, &home, "alice").unwrap().enc_secret, sample().enc_secret);
+        assert!(matches!(Store::open(&home, "alice", "password124"), Err(KeyFileError::WrongPassword)));
+        store.save(crate::contacts::KIND, b"c").unwrap();
 
-        let second = save(&home, "alice", "otherpassword", &sample()).unwrap();
-        let aside = second.moved_aside.expect("the first file is kept");
-        assert!(unseal("alice", "password123", &fs::read(aside).unwrap()).is_ok());
-        assert!(load(&home, "alice", "otherpassword").is_ok());
-        assert_eq!(fs::read_dir(dir).unwrap().count(), 2, "no temporary file left behind");
+        let second = save_with(&home, "alice", "otherpassword", &sample(), CHEAP).unwrap();
+        let moved: Vec<_> = second.moved_aside.iter().map(|(what, _)| *what).collect();
+        assert_eq!(moved, ["key", "contacts", "manifest"]);
+        let mut store = Store::open(&home, "alice", "otherpassword").unwrap();
+        assert!(load(&mut store, &home, "alice").is_ok());
+        assert!(store.load(crate::contacts::KIND).unwrap().is_none());
+        assert_eq!(
+            fs::read_dir(dir).unwrap().count(),
+            5,
+            "two key files, two manifests, a contacts file; no temporary file"
+        );
+        fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn names_a_protocol_1_key_file() {
+        let home = temp_home();
+        let mut store = Store::create_with(&home, "alice", "password123", CHEAP).unwrap();
+        let mut v1 = b"SOTK\x01".to_vec();
+        v1.extend_from_slice(&[0; 100]);
+        fs::write(key_path(&home, "alice"), &v1).unwrap();
+        let err = load(&mut store, &home, "alice").err().unwrap();
+        assert!(matches!(err, KeyFileError::UnsupportedVersion(1)));
+        assert!(err.to_string().contains("protocol-1") && err.to_string().contains("register the account again"));
         fs::remove_dir_all(&home).unwrap();
     }
 }

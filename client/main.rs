@@ -19,6 +19,7 @@ mod keystore;
 mod outbox;
 mod pins;
 mod session;
+mod store;
 mod text;
 mod vault;
 

@@ -17,7 +17,7 @@ use crate::keystore::KeyFileError;
 use crate::vault::{self, Kind, Reader};
 
 /// The outbox file.
-pub const KIND: Kind = Kind { file: "outbox", magic: *b"SOTQ", label: b"sotto/v1 outbox\0" };
+pub const KIND: Kind = Kind { file: "outbox", magic: *b"SOTQ", name: "outbox", id: 6, what: "outbox" };
 const FRAME: usize = std::mem::size_of::<SendDm>();
 
 /// One message waiting for the server's answer.
@@ -108,7 +108,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyring::StorageKey;
     use sotto::wire::Message;
 
     fn frame(id: u64) -> SendDm {
@@ -138,17 +137,14 @@ mod tests {
         let mut o = Outbox::new();
         o.push("bob", frame(5));
         o.push("carol", frame(6));
-        let key = StorageKey::derive("password123", &[5; 16]).unwrap();
-        let sealed = vault::seal(KIND, "alice", &key, &o.encode());
-        let back = Outbox::decode(&vault::unseal(KIND, "alice", "password123", &key, &sealed).unwrap()).unwrap();
+        let key = vault::subkey(&[5; 32], KIND);
+        let sealed = vault::seal(KIND, "alice", &key, 1, &[], &o.encode());
+        let back = Outbox::decode(&vault::unseal(KIND, "alice", &key, &sealed).unwrap().1).unwrap();
         assert_eq!(back.ids(), [5, 6]);
         assert_eq!(back.get(6).unwrap().frame.as_bytes(), frame(6).as_bytes(), "the same bytes are resent");
         assert_eq!(back.get(6).unwrap().peer, "carol");
-        let wrong = StorageKey::derive("password124", &[5; 16]).unwrap();
-        assert!(matches!(
-            vault::unseal(KIND, "alice", "password124", &wrong, &sealed),
-            Err(KeyFileError::WrongPassword)
-        ));
+        let wrong = vault::subkey(&[0x77; 32], KIND);
+        assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));
         let plain = o.encode();
         assert!(Outbox::decode(&plain[..plain.len() - 1]).is_err());
         let mut other = plain.to_vec();

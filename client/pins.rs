@@ -7,22 +7,27 @@
 //! marked `changed` with what was listed, and messages from that name are
 //! never shown as verified until the user's `/trust`, the only way a pin is
 //! replaced. A UID that two pins claim is ambiguous and resolves to no one.
-//! The file is only ever written whole (`home::write_atomic`, 0600).
+//! The file is sealed in the user's key store (`store`, format in `vault`)
+//! and only ever written whole (`home::write_atomic`, 0600).
 //!
-//! Format (text, one pin per line after the header line `sotto pins v2`):
+//! Plaintext (text, one pin per line after the header line `sotto pins v2`):
 //! `<name> <uid, 16 hex> <id_pub, 512 hex> <enc_pub, 64 hex>`, followed, for
 //! a changed pin, by ` <listed uid> <listed id_pub> <listed enc_pub> <binds: 0|1>`.
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::{Path, PathBuf};
 
 use sotto::crypto;
 use sotto::identity::RSA_BYTES;
 
-/// Name of the pins file inside the user's directory.
-pub const FILE_NAME: &str = "pins";
+use crate::keystore::KeyFileError;
+use crate::store::Store;
+use crate::vault::Kind;
+
+/// The pins file.
+pub const KIND: Kind = Kind { file: "pins", magic: *b"SOTP", name: "pins", id: 3, what: "pins" };
 const HEADER: &str = "sotto pins v2";
+/// How the protocol-1 pins file began (it was plain text, keyed by UID).
+pub const TEXT_HEADER: &str = "sotto pins v1";
 
 /// A UID with its keys, as pinned or as the server listed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,13 +79,8 @@ pub enum Seen {
 /// Why the pins file could not be read or written.
 #[derive(Debug)]
 pub enum PinsError {
-    /// The file system refused.
-    Io {
-        /// The pins file.
-        path: PathBuf,
-        /// What the system said.
-        source: io::Error,
-    },
+    /// The sealed file could not be read or opened.
+    Store(KeyFileError),
     /// A line does not parse (1-based line number).
     Damaged(usize),
 }
@@ -88,7 +88,7 @@ pub enum PinsError {
 impl std::fmt::Display for PinsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PinsError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            PinsError::Store(e) => write!(f, "{e}"),
             PinsError::Damaged(line) => write!(f, "the pins file is damaged (line {line})"),
         }
     }
@@ -223,25 +223,17 @@ fn parse_line(line: &str) -> Option<(String, Pin)> {
     Some((name, Pin { binding, listed }))
 }
 
-/// `<home>/<server_tag>/<username>/pins`.
-pub fn path(home: &Path, username: &str) -> PathBuf {
-    home.join(crate::keystore::server_tag()).join(username).join(FILE_NAME)
-}
-
-/// Reads the pins of `username`; none yet is an empty set.
-pub fn load(home: &Path, username: &str) -> Result<Pins, PinsError> {
-    let path = path(home, username);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Pins::decode(&text),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Pins::new()),
-        Err(source) => Err(PinsError::Io { path, source }),
+/// Opens the pins in `store`; none yet is an empty set.
+pub fn load(store: &mut Store) -> Result<Pins, PinsError> {
+    match store.load(KIND).map_err(PinsError::Store)? {
+        Some(plain) => Pins::decode(std::str::from_utf8(&plain).map_err(|_| PinsError::Damaged(1))?),
+        None => Ok(Pins::new()),
     }
 }
 
-/// Writes the pins of `username` whole.
-pub fn save(home: &Path, username: &str, pins: &Pins) -> Result<(), PinsError> {
-    let path = path(home, username);
-    crate::home::write_atomic(&path, pins.encode().as_bytes()).map_err(|source| PinsError::Io { path, source })
+/// Writes the pins whole, as the next generation.
+pub fn save(store: &mut Store, pins: &Pins) -> Result<(), PinsError> {
+    store.save(KIND, pins.encode().as_bytes()).map_err(PinsError::Store)
 }
 
 #[cfg(test)]
@@ -318,17 +310,27 @@ mod tests {
     }
 
     #[test]
-    fn saves_and_loads_a_private_file() {
+    fn saves_and_loads_a_sealed_private_file() {
         use std::os::unix::fs::PermissionsExt;
         let home = std::env::temp_dir().join(format!("sotto-pins-test-{}", crypto::hex(&crypto::random::<6>())));
         crate::home::prepare(&home).unwrap();
-        assert!(load(&home, "alice").unwrap().get("dave").is_none());
+        let cheap = crate::store::Params { m_kib: 8, t: 1, p: 1 };
+        let mut store = Store::create_with(&home, "alice", "password123", cheap).unwrap();
+        assert!(load(&mut store).unwrap().get("dave").is_none());
         let mut pins = Pins::new();
         pins.observe("dave", binding(5, 3), true);
-        save(&home, "alice", &pins).unwrap();
-        let file = path(&home, "alice");
+        save(&mut store, &pins).unwrap();
+        let file = crate::vault::path(&home, "alice", KIND);
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(load(&home, "alice").unwrap().get("dave"), pins.get("dave"));
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(bytes.starts_with(b"SOTP\x02"), "sealed, not text");
+        assert!(!bytes.windows(4).any(|w| w == b"dave"), "the names are not in clear");
+        let mut store = Store::open(&home, "alice", "password123").unwrap();
+        assert_eq!(load(&mut store).unwrap().get("dave"), pins.get("dave"));
+        // A protocol-1 text file is named as such.
+        let mut fresh = Store::create_with(&home, "alice", "password123", cheap).unwrap();
+        std::fs::write(&file, format!("{TEXT_HEADER}\n")).unwrap();
+        assert!(matches!(load(&mut fresh), Err(PinsError::Store(KeyFileError::UnsupportedVersion(1)))));
         std::fs::remove_dir_all(&home).unwrap();
     }
 }

@@ -8,7 +8,7 @@
 //! its msg_id matches (the parts of a multi-part answer are collected until
 //! its final `stat`); unsolicited events (msg_id 0) are handled at any time;
 //! anything else the server sends becomes a notice, never a panic. Outgoing
-//! plaintexts (they hold passwords) are zeroized on drop. Mailbox
+//! plaintexts (they hold secrets) are zeroized on drop. Mailbox
 //! acknowledgements are held until the driver has saved what they confirm
 //! (`release_acks`). After a lost connection the session keeps its local
 //! state and logs in again with the credentials it remembers (in memory only).
@@ -24,7 +24,6 @@ use sotto::identity::{self, KeyError, Signer, RSA_BYTES};
 use sotto::opcodes::{self, Connected, Login, MailboxAck, Passphrase, Register, StatusReply};
 use sotto::wire::{self, Message, Status, WireError};
 use x25519_dalek::{PublicKey, StaticSecret};
-use zerocopy::IntoBytes;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::keystore::LocalKeys;
@@ -124,12 +123,18 @@ pub enum Event {
     Notice(String),
 }
 
-/// Validated, normalised credentials.
+/// Validated, normalised credentials, and the secrets derived from them
+/// (PROTOCOL.md §5): only `auth` and `pass` are ever sent.
 #[derive(Clone)]
 struct Credentials {
     username: String,
+    /// The password, until the login completes (it opens the local key store);
+    /// empty in the credentials remembered for logging in again.
     password: Zeroizing<String>,
-    passphrase: Zeroizing<String>,
+    /// argon2id auth secret of the password (`auth`, `crea`).
+    auth: Zeroizing<[u8; account::SECRET_LEN]>,
+    /// argon2id secret of the normalised passphrase (`pass`, `crea`).
+    pass: Zeroizing<[u8; account::SECRET_LEN]>,
 }
 
 /// The request waiting for its reply, by protocol step.
@@ -231,14 +236,11 @@ impl Session {
         let id = self.take_id();
         let mut m = Register::request(id, now_ms);
         m.uid.set(uid);
-        let filled = m
-            .set_username(&creds.username)
-            .and_then(|()| m.set_password(&creds.password))
-            .and_then(|()| m.set_passphrase(&creds.passphrase));
-        if let Err(e) = filled {
-            m.as_mut_bytes().zeroize();
+        if let Err(e) = m.set_username(&creds.username) {
             return Err(too_long("register", e));
         }
+        m.auth_secret = *creds.auth;
+        m.pass_secret = *creds.pass;
         m.id_pub = keys.id_pub;
         m.enc_pub = keys.enc_pub;
         m.enc_sig = enc_sig;
@@ -263,11 +265,10 @@ impl Session {
     fn send_login(&mut self, creds: Credentials, again: bool, now_ms: u64) -> Result<(), Failure> {
         let id = self.take_id();
         let mut m = Login::request(id, now_ms);
-        let filled = m.set_username(&creds.username).and_then(|()| m.set_password(&creds.password));
-        if let Err(e) = filled {
-            m.as_mut_bytes().zeroize();
+        if let Err(e) = m.set_username(&creds.username) {
             return Err(too_long("login", e));
         }
+        m.auth_secret = *creds.auth;
         self.queue(&mut m);
         self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Login { creds, again } });
         Ok(())
@@ -478,10 +479,7 @@ impl Session {
     fn send_passphrase(&mut self, creds: Credentials, again: bool, now_ms: u64) -> Option<Event> {
         let id = self.take_id();
         let mut m = Passphrase::request(id, now_ms);
-        if let Err(e) = m.set_passphrase(&creds.passphrase) {
-            m.as_mut_bytes().zeroize();
-            return Some(Event::Failed(too_long("login", e)));
-        }
+        m.pass_secret = *creds.pass;
         self.queue(&mut m);
         let what = Pending::Passphrase { creds, again };
         self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what });
@@ -491,8 +489,10 @@ impl Session {
     fn complete_connected(&mut self, c: &Connected) -> Option<Event> {
         let f = self.in_flight.take()?;
         match f.what {
-            Pending::Passphrase { creds, again } => {
-                let (user, password) = (creds.username.clone(), creds.password.clone());
+            Pending::Passphrase { mut creds, again } => {
+                let user = creds.username.clone();
+                // The password leaves the session here; only the derived secrets stay, to log in again.
+                let password = std::mem::take(&mut creds.password);
                 let again = again && self.me.is_some();
                 if again {
                     // Local state stays loaded; what the outbox holds goes out again.
@@ -581,8 +581,10 @@ fn too_long(cmd: &str, e: WireError) -> Failure {
     Failure::new(cmd, 400, format!("a value does not fit its protocol field: {e}"))
 }
 
-/// Normalises a user name and passphrase and checks the password, as the server will (DESIGN §5).
-/// Registration applies the password rule; login only what the wire field needs,
+/// Normalises a user name and passphrase and checks the password (DESIGN §5;
+/// the server sees only the secrets, so these rules are the client's), then
+/// derives the auth and passphrase secrets (argon2id, twice 19 MiB).
+/// Registration applies the password rule; login only the length limit,
 /// so a wrong password is the server's 401, not a local verdict.
 fn validate(cmd: &str, name: &str, password: &str, passphrase: &str, new: bool) -> Result<Credentials, Failure> {
     let bad = |e: account::AccountError| Failure::new(cmd, 400, e.to_string());
@@ -593,7 +595,9 @@ fn validate(cmd: &str, name: &str, password: &str, passphrase: &str, new: bool) 
         return Err(bad(account::AccountError::BadPassword));
     }
     let passphrase = Zeroizing::new(account::normalize_passphrase(passphrase).map_err(bad)?);
-    Ok(Credentials { username, password: Zeroizing::new(password.to_string()), passphrase })
+    let auth = account::auth_secret(&username, password);
+    let pass = account::pass_secret(&username, &passphrase);
+    Ok(Credentials { username, password: Zeroizing::new(password.to_string()), auth, pass })
 }
 
 #[cfg(test)]
@@ -601,6 +605,7 @@ mod tests {
     use super::*;
     use sotto::wire::code;
     use std::sync::OnceLock;
+    use zerocopy::IntoBytes;
 
     pub(super) const NOW: u64 = 1_700_000_000_000;
 
@@ -648,12 +653,14 @@ mod tests {
         s.login("Alice", "password123", "Red  green blue", NOW).unwrap();
         let pt = s.poll_transmit().unwrap();
         let m = wire::decode::<Login>(&pt).unwrap();
-        assert_eq!((m.username().unwrap(), m.password().unwrap()), ("alice", "password123"));
+        assert_eq!(m.username().unwrap(), "alice");
+        assert_eq!(m.auth_secret, *account::auth_secret("alice", "password123"));
         assert_eq!(m.hdr.msg_id.get(), 1);
         assert!(feed(&mut s, &status(1, Status::Pending, code::PENDING, "passphrase required")).is_none());
         let pt = s.poll_transmit().unwrap();
         let p = wire::decode::<Passphrase>(&pt).unwrap();
-        assert_eq!((p.passphrase().unwrap(), p.hdr.msg_id.get()), ("red green blue", 2));
+        assert_eq!(p.hdr.msg_id.get(), 2);
+        assert_eq!(p.pass_secret, *account::pass_secret("alice", "red green blue"), "of the normalised phrase");
         match feed(&mut s, &connected(2, "alice")) {
             Some(Event::Authenticated { user, uid, password, again: false }) => {
                 assert_eq!((user.as_str(), uid, password.as_str()), ("alice", 42, "password123"));
@@ -703,7 +710,8 @@ mod tests {
         let pt = s.poll_transmit().unwrap();
         let m = wire::decode::<Register>(&pt).unwrap();
         assert_eq!(m.username().unwrap(), "bob");
-        assert_eq!(m.passphrase().unwrap(), "one two three");
+        assert_eq!(m.auth_secret, *account::auth_secret("bob", "password123"));
+        assert_eq!(m.pass_secret, *account::pass_secret("bob", "one two three"));
         let public = identity::from_modulus(&m.id_pub).unwrap();
         let binding = account::enc_key_binding(&account::deployment_id(), m.uid.get(), "bob", &m.enc_pub);
         assert!(m.uid.get() != 0);
@@ -743,5 +751,75 @@ mod tests {
         s.handle_timeout(NOW + REQUEST_TIMEOUT_MS);
         assert!(matches!(s.poll_event(), Some(Event::Failed(f)) if f.code == 0));
         assert!(!s.busy());
+    }
+
+    /// Issue 11: the bytes the server receives at registration, login and
+    /// passphrase hold neither the password nor the passphrase, nor anything
+    /// that opens the key store those credentials sealed.
+    #[test]
+    fn the_server_never_receives_the_password_nor_what_opens_the_key_store() {
+        const PW: &str = "correct horse 4242";
+        const WORDS: &str = "Alpha  bravo charlie";
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+
+        let mut s = Session::new();
+        s.register_with(validate("register", "alice", PW, WORDS, true).unwrap(), test_keys(), NOW).unwrap();
+        let reg = s.poll_transmit().unwrap().to_vec();
+        let r = wire::decode::<Register>(&reg).unwrap();
+        let (auth, pass) = (r.auth_secret, r.pass_secret);
+        let account = match feed(&mut s, &status(r.hdr.msg_id.get(), Status::Ok, code::OK, "registered")) {
+            Some(Event::Registered(a)) => a,
+            _ => panic!("expected registered"),
+        };
+        sent.push(reg);
+
+        let mut s = Session::new();
+        s.login("Alice", PW, WORDS, NOW).unwrap();
+        let login = s.poll_transmit().unwrap().to_vec();
+        assert_eq!(wire::decode::<Login>(&login).unwrap().auth_secret, auth, "the same secret at login");
+        feed(&mut s, &status(1, Status::Pending, code::PENDING, ""));
+        let phrase = s.poll_transmit().unwrap().to_vec();
+        assert_eq!(wire::decode::<Passphrase>(&phrase).unwrap().pass_secret, pass);
+        assert!(matches!(feed(&mut s, &connected(2, "alice")), Some(Event::Authenticated { again: false, .. })));
+        sent.extend([login, phrase]);
+        // Logging in again after a lost connection: the remembered secrets, not the password.
+        s.connection_lost();
+        assert!(s.relogin(NOW));
+        let again = s.poll_transmit().unwrap().to_vec();
+        assert_eq!(wire::decode::<Login>(&again).unwrap().auth_secret, auth);
+        sent.push(again);
+
+        for bytes in &sent {
+            for secret in [PW, "correct horse", "4242", "alpha bravo charlie", "Alpha", "alpha", "bravo", "charlie"] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w.eq_ignore_ascii_case(secret.as_bytes())),
+                    "{secret:?} sent"
+                );
+            }
+        }
+        assert_ne!(auth, pass);
+
+        // The key store sealed with that password at registration.
+        let home = std::env::temp_dir().join(format!("sotto-session-test-{}", crypto::hex(&crypto::random::<6>())));
+        crate::home::prepare(&home).unwrap();
+        crate::keystore::save(&home, "alice", &account.password, &account.keys).unwrap();
+        let path = crate::keystore::key_path(&home, "alice");
+        let key_file = std::fs::read(&path).unwrap();
+        for secret in [auth, pass] {
+            // Neither as a password (hex or raw) ...
+            for guess in [crypto::hex(&secret), String::from_utf8_lossy(&secret).into_owned()] {
+                assert!(matches!(
+                    crate::store::Store::open(&home, "alice", &guess),
+                    Err(crate::keystore::KeyFileError::WrongPassword)
+                ));
+            }
+            // ... nor as the key-encryption key itself.
+            let kind = crate::keystore::KIND;
+            assert!(crate::vault::unseal(kind, "alice", &crate::vault::subkey(&secret, kind), &key_file).is_err());
+            assert!(!key_file.windows(32).any(|w| w == secret), "not in the file either");
+        }
+        let mut store = crate::store::Store::open(&home, "alice", PW).unwrap();
+        assert!(crate::keystore::load(&mut store, &home, "alice").is_ok(), "the password opens it");
+        std::fs::remove_dir_all(&home).unwrap();
     }
 }

@@ -1,37 +1,49 @@
-//! Local-state layer: the sealed file format of the direct-message files
-//! (`contacts`, `inbox`, `outbox`; DESIGN §9), and a bounds-checked reader for
-//! their plaintexts.
+//! Local-state layer: the sealed file format shared by every file of a
+//! user's key store (`identity.key`, `rooms`, `pins`, `contacts`, `inbox`,
+//! `outbox`, and the `manifest`; DESIGN §5, §9; docs/CLIENT.md "Home
+//! directory"), and a bounds-checked reader for their plaintexts.
 //!
-//! Invariant: these files are encrypted and authenticated with the storage key
-//! of the room keys file (argon2id of the login password), each under its own
-//! label, and only ever written whole (`home::write_atomic`, 0600). A file
-//! sealed under another salt (the room keys file was replaced since) still
-//! opens with the password; it is sealed again under the current key on the
-//! next save. Malformed plaintext is an error, never a panic.
+//! Invariant: a sealed file opens only under the subkey of its own kind, for
+//! its own user, at the generation its header states: the MAC covers all of
+//! them, as length-prefixed fields, so a file cannot be passed off as another
+//! kind, another user's, or another generation. Every failure is an error,
+//! never a panic; nothing is allocated from a length read in a file.
 //!
-//! Format: `magic (4) || version (1) || salt (16) || AeadKeys::seal(aad, plaintext)`,
-//! aad = `label || username`.
+//! Format: `magic (4) || version (1) = 2 || header (kind-specific; empty but
+//! for the manifest) || generation (u64 BE) || iv (16) || AES-128-CBC(PKCS#7(plaintext)) || tag (32)`,
+//! tag = HMAC-SHA256(mac key, aad || iv || ciphertext), aad = `lp("sotto/v2 sealed file")
+//! || lp(username) || lp(kind name) || lp(generation, 8 bytes BE) || lp(header)`, `lp(x) = u32 BE len(x) || x`;
+//! the 16 AES and 32 HMAC key bytes are `HKDF-SHA256(salt = "", ikm = KEK,
+//! info = "sotto/v2 file key\0" || kind name)` (see `store` for the KEK).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use sotto::crypto::{self, AeadKeys};
 use zeroize::Zeroizing;
 
-use crate::keyring::StorageKey;
-use crate::keystore::{KeyFileError, SALT_LEN};
+use crate::keystore::KeyFileError;
 
 /// The format version this client writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The first format (protocol 1: sealed under the login password itself).
+pub const VERSION_1: u8 = 1;
+const AAD_LABEL: &[u8] = b"sotto/v2 sealed file";
+const SUBKEY_LABEL: &[u8] = b"sotto/v2 file key\0";
 
 /// One kind of sealed file.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kind {
     /// Name of the file inside the user's directory.
     pub file: &'static str,
     /// First bytes of the file.
     pub magic: [u8; 4],
-    /// Binds the sealed part to this kind of file.
-    pub label: &'static [u8],
+    /// Binds the file to its kind: in its subkey and its MAC.
+    pub name: &'static str,
+    /// Its number in the manifest (0: the manifest itself).
+    pub id: u8,
+    /// What it holds, for messages ("the contacts file ...").
+    pub what: &'static str,
 }
 
 /// `<home>/<server_tag>/<username>/<file>`.
@@ -39,30 +51,57 @@ pub fn path(home: &Path, username: &str, kind: Kind) -> PathBuf {
     home.join(crate::keystore::server_tag()).join(username).join(kind.file)
 }
 
-fn aad(kind: Kind, username: &str) -> Vec<u8> {
-    [kind.label, username.as_bytes()].concat()
+/// The 48 key bytes of one kind of file, from the key-encryption key.
+pub fn subkey(kek: &[u8; 32], kind: Kind) -> AeadKeys {
+    let mut okm = Zeroizing::new([0u8; 48]);
+    crypto::hkdf(&[], kek, &[SUBKEY_LABEL, kind.name.as_bytes()], &mut okm[..]);
+    AeadKeys::from_material(&okm)
 }
 
-/// Encrypts `plain` for `username` under the storage key.
-pub fn seal(kind: Kind, username: &str, key: &StorageKey, plain: &[u8]) -> Vec<u8> {
-    let sealed = key.aead().seal(&aad(kind, username), plain);
-    let mut out = Vec::with_capacity(4 + 1 + SALT_LEN + sealed.len());
+fn lp(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(field);
+}
+
+/// The associated data of a sealed file: length-prefixed label, user, kind, generation and header.
+pub fn aad(kind: Kind, username: &str, generation: u64, header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(AAD_LABEL.len() + username.len() + kind.name.len() + 8 + header.len() + 20);
+    lp(&mut out, AAD_LABEL);
+    lp(&mut out, username.as_bytes());
+    lp(&mut out, kind.name.as_bytes());
+    lp(&mut out, &generation.to_be_bytes());
+    lp(&mut out, header);
+    out
+}
+
+/// Seals `plain` as generation `generation` of `kind` for `username`.
+pub fn seal(kind: Kind, username: &str, key: &AeadKeys, generation: u64, header: &[u8], plain: &[u8]) -> Vec<u8> {
+    let sealed = key.seal(&aad(kind, username, generation, header), plain);
+    let mut out = Vec::with_capacity(4 + 1 + header.len() + 8 + sealed.len());
     out.extend_from_slice(&kind.magic);
     out.push(VERSION);
-    out.extend_from_slice(key.salt());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&generation.to_be_bytes());
     out.extend_from_slice(&sealed);
     out
 }
 
-/// Decrypts a sealed file; the storage key serves when the salt is its own,
-/// otherwise the key is derived again from the password (slow: argon2id).
-pub fn unseal(
-    kind: Kind,
-    username: &str,
-    password: &str,
-    key: &StorageKey,
-    bytes: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+/// A sealed file split into its parts, before the MAC is checked.
+pub struct Framed<'a> {
+    /// The kind-specific header.
+    pub header: &'a [u8],
+    /// The generation the file claims (authenticated once opened).
+    pub generation: u64,
+    /// IV, ciphertext and tag.
+    pub sealed: &'a [u8],
+}
+
+/// Splits a file of `kind` with a header of `header_len` bytes, checking magic and version.
+pub fn unframe(kind: Kind, header_len: usize, bytes: &[u8]) -> Result<Framed<'_>, KeyFileError> {
+    if bytes.starts_with(crate::pins::TEXT_HEADER.as_bytes()) {
+        // The protocol-1 pins file was text.
+        return Err(KeyFileError::UnsupportedVersion(VERSION_1));
+    }
     let (magic, rest) = bytes.split_first_chunk::<4>().ok_or(KeyFileError::NotKeyFile)?;
     if *magic != kind.magic {
         return Err(KeyFileError::NotKeyFile);
@@ -71,38 +110,22 @@ pub fn unseal(
     if version != VERSION {
         return Err(KeyFileError::UnsupportedVersion(version));
     }
-    let (salt, sealed) = rest.split_first_chunk::<SALT_LEN>().ok_or(KeyFileError::Damaged)?;
-    let other;
-    let key = if salt == key.salt() {
-        key
-    } else {
-        other = StorageKey::derive(password, salt)?;
-        &other
-    };
-    key.aead().open(&aad(kind, username), sealed).map_err(|_| KeyFileError::WrongPassword)
+    let (header, rest) = rest.split_at_checked(header_len).ok_or(KeyFileError::Damaged)?;
+    let (generation, sealed) = rest.split_first_chunk::<8>().ok_or(KeyFileError::Damaged)?;
+    Ok(Framed { header, generation: u64::from_be_bytes(*generation), sealed })
 }
 
-/// Reads and opens the file; `None` when there is none yet.
-pub fn load(
-    home: &Path,
-    username: &str,
+/// Opens a file of `kind` (without a header) for `username`; its generation and plaintext.
+pub fn unseal(
     kind: Kind,
-    password: &str,
-    key: &StorageKey,
-) -> Result<Option<Zeroizing<Vec<u8>>>, KeyFileError> {
-    let path = path(home, username, kind);
-    match std::fs::read(&path) {
-        Ok(bytes) => unseal(kind, username, password, key, &bytes).map(Some),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(KeyFileError::Io { path, source }),
-    }
-}
-
-/// Seals `plain` and writes the file whole.
-pub fn save(home: &Path, username: &str, kind: Kind, key: &StorageKey, plain: &[u8]) -> Result<(), KeyFileError> {
-    let path = path(home, username, kind);
-    crate::home::write_atomic(&path, &seal(kind, username, key, plain))
-        .map_err(|source| KeyFileError::Io { path, source })
+    username: &str,
+    key: &AeadKeys,
+    bytes: &[u8],
+) -> Result<(u64, Zeroizing<Vec<u8>>), KeyFileError> {
+    let f = unframe(kind, 0, bytes)?;
+    let plain =
+        key.open(&aad(kind, username, f.generation, f.header), f.sealed).map_err(|_| KeyFileError::WrongPassword)?;
+    Ok((f.generation, plain))
 }
 
 /// Renames the file, if any, to `<file>.replaced-<unix s>-<random>` (it belongs
@@ -113,7 +136,7 @@ pub fn set_aside(home: &Path, username: &str, kind: Kind) -> io::Result<Option<P
         return Ok(None);
     }
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let rand = sotto::crypto::hex(&sotto::crypto::random::<2>());
+    let rand = crypto::hex(&crypto::random::<2>());
     let aside = path.with_file_name(format!("{}.replaced-{stamp}-{rand}", kind.file));
     std::fs::rename(&path, &aside)?;
     Ok(Some(aside))
@@ -195,33 +218,51 @@ pub fn put_count(out: &mut Vec<u8>, n: usize) {
 mod tests {
     use super::*;
 
-    const KIND: Kind = Kind { file: "test", magic: *b"SOTT", label: b"sotto/v1 test\0" };
+    const KIND: Kind = Kind { file: "test", magic: *b"SOTT", name: "test", id: 9, what: "test" };
 
     #[test]
-    fn roundtrips_and_refuses_wrong_password_other_user_and_damage() {
-        let key = StorageKey::derive("password123", &[7; SALT_LEN]).unwrap();
-        let sealed = seal(KIND, "alice", &key, b"plaintext");
-        assert_eq!(&unseal(KIND, "alice", "password123", &key, &sealed).unwrap()[..], b"plaintext");
-        let other = StorageKey::derive("password124", &[7; SALT_LEN]).unwrap();
-        assert!(matches!(unseal(KIND, "alice", "password124", &other, &sealed), Err(KeyFileError::WrongPassword)));
-        assert!(matches!(unseal(KIND, "bob", "password123", &key, &sealed), Err(KeyFileError::WrongPassword)));
-        let kind2 = Kind { label: b"sotto/v1 other\0", ..KIND };
-        assert!(unseal(kind2, "alice", "password123", &key, &sealed).is_err(), "labels separate the files");
-        for at in [0, 4, 10, sealed.len() - 1] {
+    fn roundtrips_and_refuses_other_key_user_kind_generation_and_damage() {
+        let key = subkey(&[7; 32], KIND);
+        let sealed = seal(KIND, "alice", &key, 5, &[], b"plaintext");
+        let (generation, plain) = unseal(KIND, "alice", &key, &sealed).unwrap();
+        assert_eq!((generation, &plain[..]), (5, &b"plaintext"[..]));
+        let other = subkey(&[8; 32], KIND);
+        assert!(matches!(unseal(KIND, "alice", &other, &sealed), Err(KeyFileError::WrongPassword)));
+        assert!(matches!(unseal(KIND, "bob", &key, &sealed), Err(KeyFileError::WrongPassword)));
+        // Another kind under the same KEK: another subkey, another name in the MAC.
+        let kind2 = Kind { name: "other", ..KIND };
+        assert!(unseal(kind2, "alice", &subkey(&[7; 32], kind2), &sealed).is_err(), "kinds are separate");
+        assert!(unseal(kind2, "alice", &key, &sealed).is_err(), "the kind name is in the MAC");
+        // The generation is authenticated: rewriting it in the header breaks the MAC.
+        let mut older = sealed.clone();
+        older[5..13].copy_from_slice(&4u64.to_be_bytes());
+        assert!(matches!(unseal(KIND, "alice", &key, &older), Err(KeyFileError::WrongPassword)));
+        for at in [0, 4, 10, 20, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[at] ^= 0x20;
-            assert!(unseal(KIND, "alice", "password123", &key, &bad).is_err(), "flipped byte {at}");
+            assert!(unseal(KIND, "alice", &key, &bad).is_err(), "flipped byte {at}");
         }
-        assert!(unseal(KIND, "alice", "password123", &key, &sealed[..12]).is_err());
+        for cut in [0, 3, 4, 5, 12, 13, 40, sealed.len() - 1] {
+            assert!(unseal(KIND, "alice", &key, &sealed[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut v1 = sealed.clone();
+        v1[4] = VERSION_1;
+        assert!(matches!(unseal(KIND, "alice", &key, &v1), Err(KeyFileError::UnsupportedVersion(1))));
     }
 
     #[test]
-    fn opens_a_file_sealed_under_another_salt_with_the_password() {
-        let old = StorageKey::derive("password123", &[1; SALT_LEN]).unwrap();
-        let now = StorageKey::derive("password123", &[2; SALT_LEN]).unwrap();
-        let sealed = seal(KIND, "alice", &old, b"kept");
-        assert_eq!(&unseal(KIND, "alice", "password123", &now, &sealed).unwrap()[..], b"kept");
-        assert!(unseal(KIND, "alice", "password999", &now, &sealed).is_err());
+    fn associated_data_is_length_prefixed() {
+        // "ab" + "c" and "a" + "bc" must not give the same associated data.
+        let k1 = Kind { name: "c", ..KIND };
+        let k2 = Kind { name: "bc", ..KIND };
+        assert_ne!(aad(k1, "ab", 1, &[]), aad(k2, "a", 1, &[]));
+        let a = aad(KIND, "alice", 0x0102, b"h");
+        let mut want = Vec::new();
+        for field in [&b"sotto/v2 sealed file"[..], b"alice", b"test", &0x0102u64.to_be_bytes(), b"h"] {
+            want.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            want.extend_from_slice(field);
+        }
+        assert_eq!(a, want);
     }
 
     #[test]

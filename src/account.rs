@@ -2,7 +2,11 @@
 //! passphrases, and the signed binding of a user's encryption key.
 //!
 //! Invariant: both sides normalise the same way, so what the client checks
-//! is exactly what the server enforces.
+//! is exactly what the server enforces. The client turns password and
+//! passphrase into secrets (argon2id) before anything is sent: the server
+//! never receives either.
+
+use zeroize::Zeroizing;
 
 /// Why a credential is not acceptable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +82,63 @@ pub fn deployment_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     id.copy_from_slice(&h[..16]);
     id
+}
+
+/// Length of the secrets the client derives from the password and the passphrase.
+pub const SECRET_LEN: usize = 32;
+/// argon2id memory (KiB) of the auth and passphrase secrets: the stored-hash cost.
+pub const SECRET_KDF_KIB: u32 = crate::crypto::STORED_HASH_KIB;
+/// argon2id passes of the auth and passphrase secrets.
+pub const SECRET_KDF_T: u32 = 2;
+const AUTH_SALT_LABEL: &[u8] = b"sotto/v1 auth salt\0";
+const PASS_SALT_LABEL: &[u8] = b"sotto/v1 passphrase salt\0";
+
+/// The salt of a user's auth or passphrase secret (PROTOCOL.md §5): the first
+/// 16 bytes of `SHA-256(label || deployment_key || u8 len(username) || username)`.
+pub fn secret_salt(label: &[u8], deployment_key: &[u8; 32], username: &str) -> [u8; 16] {
+    let name = username.as_bytes();
+    let len = [u8::try_from(name.len()).unwrap_or(u8::MAX)];
+    let digest = crate::crypto::sha256(&[label, deployment_key, &len, name]);
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&digest[..16]);
+    salt
+}
+
+fn derive_secret(
+    label: &[u8],
+    deployment_key: &[u8; 32],
+    username: &str,
+    secret: &[u8],
+) -> Zeroizing<[u8; SECRET_LEN]> {
+    let salt = secret_salt(label, deployment_key, username);
+    let mut out = Zeroizing::new([0u8; SECRET_LEN]);
+    // NOTE: constant, valid parameters and a 16-byte salt: argon2 cannot refuse them;
+    // were it to, the all-zero secret simply fails at the server.
+    let _ = crate::crypto::derive_key_with(secret, &salt, SECRET_KDF_KIB, SECRET_KDF_T, 1, &mut out[..]);
+    out
+}
+
+/// The auth secret of `username` (normalised) and `password`, under a
+/// deployment key: `argon2id(password, secret_salt("sotto/v1 auth salt\0", ..))`,
+/// 19 MiB, t = 2, p = 1, 32 bytes. The only form of the password the server receives.
+pub fn auth_secret_for(deployment_key: &[u8; 32], username: &str, password: &str) -> Zeroizing<[u8; SECRET_LEN]> {
+    derive_secret(AUTH_SALT_LABEL, deployment_key, username, password.as_bytes())
+}
+
+/// The passphrase secret of `username` and its normalised passphrase, like
+/// [`auth_secret_for`] under the label `"sotto/v1 passphrase salt\0"`.
+pub fn pass_secret_for(deployment_key: &[u8; 32], username: &str, passphrase: &str) -> Zeroizing<[u8; SECRET_LEN]> {
+    derive_secret(PASS_SALT_LABEL, deployment_key, username, passphrase.as_bytes())
+}
+
+/// [`auth_secret_for`] under this build's deployment key.
+pub fn auth_secret(username: &str, password: &str) -> Zeroizing<[u8; SECRET_LEN]> {
+    auth_secret_for(&crate::build_info::DEPLOYMENT_KEY, username, password)
+}
+
+/// [`pass_secret_for`] under this build's deployment key.
+pub fn pass_secret(username: &str, passphrase: &str) -> Zeroizing<[u8; SECRET_LEN]> {
+    pass_secret_for(&crate::build_info::DEPLOYMENT_KEY, username, passphrase)
 }
 
 /// The bytes a user's identity key signs to bind its X25519 encryption key

@@ -292,8 +292,23 @@ pub fn verify_secret(phc: &str, secret: &[u8]) -> bool {
     }
 }
 
+/// Derives `out.len()` key bytes from `secret` and `salt` with argon2id at
+/// explicit parameters (memory KiB, passes, lanes); out-of-range parameters are an error.
+pub fn derive_key_with(
+    secret: &[u8],
+    salt: &[u8],
+    m_kib: u32,
+    t: u32,
+    p: u32,
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let params = argon2::Params::new(m_kib, t, p, Some(out.len()))?;
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(secret, salt, out)
+}
+
 /// Derives `out.len()` key bytes from a password and salt with argon2id
-/// (the stored-hash parameters), for keys at rest on the client.
+/// (the stored-hash parameters), for room keys.
 pub fn derive_key(password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), argon2::Error> {
     argon2_hasher().hash_password_into(password, salt, out)
 }

@@ -31,6 +31,20 @@ fn register_then_login_with_passphrase_authenticates() {
         common::files_under(&dir.join("alice")).into_iter().filter(|p| p.ends_with("identity.key")).collect();
     assert_eq!(key_files.len(), 1, "one key file for alice");
     assert_eq!(std::fs::metadata(&key_files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    // Sealed in a key store whose manifest records the KEK's argon2id parameters
+    // (m = 64 MiB, t = 3, p = 1) beside its salt (docs/CLIENT.md, "The key store").
+    let manifest = key_files[0].with_file_name("manifest");
+    let bytes = std::fs::read(&manifest).unwrap();
+    assert_eq!(&bytes[..5], b"SOTS\x02");
+    assert_eq!(&bytes[5..17], &[0, 1, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1]);
+    assert!(std::fs::read(&key_files[0]).unwrap().starts_with(b"SOTK\x02"));
+    // Nothing in it is the password, nor the secret the server checks.
+    let auth = sotto::account::auth_secret("alice", PW);
+    for file in common::files_under(&dir.join("alice")) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!bytes.windows(PW.len()).any(|w| w == PW.as_bytes()), "{file:?}");
+        assert!(!bytes.windows(32).any(|w| w == &auth[..]), "{file:?}");
+    }
 }
 
 fn assert_error(v: &serde_json::Value, cmd: &str, code: u64) {

@@ -73,9 +73,9 @@ macro_rules! decoder_props {
 }
 
 decoder_props! {
-    decode_register: Register => |m| [username, password, passphrase];
-    decode_login: Login => |m| [username, password];
-    decode_passphrase: Passphrase => |m| [passphrase];
+    decode_register: Register => |m| [username];
+    decode_login: Login => |m| [username];
+    decode_passphrase: Passphrase => |_m| [];
     decode_create_room: CreateRoom => |m| [room];
     decode_join_room: JoinRoom => |m| [room];
     decode_send_room_message: SendRoomMessage => |m| [room];

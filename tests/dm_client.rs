@@ -121,7 +121,8 @@ fn a_shown_message_is_erased_after_the_ttl_and_never_shown_again() {
     contacts(&mut alice, "alice", &mut bob, "bob");
 
     // The message is typed while the server is down: it waits in alice's outbox,
-    // whose file is copied to replay it later.
+    // whose file is copied to replay it later, with the key store's manifest of
+    // that moment (an outbox restored alone is refused as rolled back).
     assert!(server.stop().success());
     alice.wait_for("disconnected", |v| v["type"] == "disconnected");
     bob.wait_for("disconnected", |v| v["type"] == "disconnected");
@@ -132,6 +133,9 @@ fn a_shown_message_is_erased_after_the_ttl_and_never_shown_again() {
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     let saved = std::fs::read(&outbox[0]).unwrap();
     assert!(!saved.windows(4).any(|w| w == b"note"), "the outbox is encrypted");
+    let manifest = files_named(&dir.join("alice"), "manifest");
+    assert_eq!(manifest.len(), 1, "{manifest:?}");
+    let saved_manifest = std::fs::read(&manifest[0]).unwrap();
 
     // Both clients come back by themselves; the message is sent and shown once.
     let server = Server::start_with(&data, &["--listen", &addr]);
@@ -154,7 +158,9 @@ fn a_shown_message_is_erased_after_the_ttl_and_never_shown_again() {
 
     // The same message delivered again (alice's old outbox replayed against a
     // restarted server that no longer knows it): bob's client never shows it again.
+    // (Outbox and manifest together: a consistent rollback, which the client cannot tell.)
     std::fs::write(&outbox[0], &saved).unwrap();
+    std::fs::write(&manifest[0], &saved_manifest).unwrap();
     let server = Server::start(&data);
     let mut alice = relogin(&server, &dir, "alice", &[]);
     let v = alice.wait_for("sent", |v| v["type"] == "sent");

@@ -265,7 +265,7 @@ fn garbage_after_a_valid_handshake_ends_that_session_only() {
 fn login_request(user: &str) -> Login {
     let mut l = Login::new_zeroed();
     l.set_username(user).unwrap();
-    l.set_password(PW).unwrap();
+    l.auth_secret = *sotto::account::auth_secret(user, PW);
     *l.header_mut() = *Login::request(7, common::raw::now_ms()).header();
     l
 }
@@ -491,7 +491,7 @@ fn a_valid_session_sending_every_opcode_in_the_wrong_state() {
             assert_eq!(s.stat_for(id).unwrap().hdr.code.get(), code::PENDING);
             checked += every_opcode_refused(&mut s, State::AwaitPassphrase);
             let mut p = sotto::opcodes::Passphrase::new_zeroed();
-            p.set_passphrase(WORDS).unwrap();
+            p.pass_secret = *sotto::account::pass_secret("mallory", WORDS);
             s.request(p);
             assert!(s.wait_opcode(sotto::opcodes::CNNT).is_some(), "the session cannot log in after the junk");
             checked += every_opcode_refused(&mut s, State::Authenticated);

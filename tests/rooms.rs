@@ -244,3 +244,32 @@ fn a_member_that_stops_reading_does_not_delay_the_others() {
     assert_eq!(texts(&got), expected, "bob got every message, in order");
     drop(stalled);
 }
+
+/// Issue 11: the room keys file restored from an older copy is refused, loudly,
+/// and left alone; the client neither uses nor overwrites it.
+#[test]
+fn a_rolled_back_room_keys_file_is_refused_and_left_alone() {
+    let dir = TempDir::new("rooms-rollback");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice", &[]);
+    ok(&alice.run(&format!("/create first {ROOM_PW}"), "create"), "create");
+    let file = files_under(&dir.join("alice")).into_iter().find(|p| p.ends_with("rooms")).expect("a room keys file");
+    let old = std::fs::read(&file).unwrap();
+    assert!(old.starts_with(b"SOTM\x02"), "sealed in the format of protocol 2");
+    ok(&alice.run(&format!("/create second {ROOM_PW}"), "create"), "create");
+    drop(alice);
+
+    std::fs::write(&file, &old).unwrap();
+    let mut alice = relogin(&server, &dir, "alice", &[]);
+    let w = alice.wait_for("warning", |v| v["type"] == "warning");
+    let text = w["message"].as_str().unwrap();
+    assert!(
+        text.contains("the room keys file is older than the last one this client wrote")
+            && text.contains("rolled back or restored from a backup"),
+        "{w}"
+    );
+    // Not used: neither room's keys are known; not written: the file stays as it was.
+    error(&alice.run("/join second", "join"), "join", 400);
+    assert_eq!(alice.run(&format!("/join first {ROOM_PW}"), "joined")["type"], "joined");
+    assert_eq!(std::fs::read(&file).unwrap(), old, "left alone, also after the join");
+}

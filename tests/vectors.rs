@@ -147,6 +147,29 @@ fn session_key_schedule() {
 }
 
 #[test]
+fn login_secrets() {
+    let n = each("login_secrets.txt", include_str!("vectors/login_secrets.txt"), |v| {
+        let dk = v.array::<32>("deployment_key");
+        let (user, password, phrase) = (v.text("username"), v.text("password"), v.text("passphrase"));
+        assert_eq!(
+            hex(&sotto::account::secret_salt(b"sotto/v1 auth salt\0", &dk, user)),
+            v.text("auth_salt"),
+            "{}",
+            v.at()
+        );
+        assert_eq!(
+            hex(&sotto::account::secret_salt(b"sotto/v1 passphrase salt\0", &dk, user)),
+            v.text("pass_salt"),
+            "{}",
+            v.at()
+        );
+        assert_eq!(hex(&sotto::account::auth_secret_for(&dk, user, password)[..]), v.text("auth_secret"), "{}", v.at());
+        assert_eq!(hex(&sotto::account::pass_secret_for(&dk, user, phrase)[..]), v.text("pass_secret"), "{}", v.at());
+    });
+    assert_eq!(n, 2);
+}
+
+#[test]
 fn record_layer() {
     let n = each("record.txt", include_str!("vectors/record.txt"), |v| {
         let keys = AeadKeys::from_material(&v.array("material"));

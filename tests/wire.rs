@@ -164,28 +164,27 @@ fn header_golden_bytes() {
 fn register_golden_bytes() {
     let mut m: Register = msg(Status::Request, 0, ID, TS);
     m.set_username("alice").unwrap();
-    m.set_password("correct horse battery staple").unwrap();
-    m.set_passphrase("alpha bravo charlie").unwrap();
+    m.auth_secret = pat(0x20);
+    m.pass_secret = pat(0x40);
     m.id_pub = pat(0x10);
     m.enc_pub = pat(0x80);
     m.enc_sig = pat(0xc0);
     m.uid.set(0x0123_4567_89ab_cdef);
     let expected = Bytes::header(CREA, 0, 0x5a, 0, ID, TS)
         .str("username", "alice", 32)
-        .str("password", "correct horse battery staple", 128)
-        .str("passphrase", "alpha bravo charlie", 96)
+        .put("auth_secret", &pat::<32>(0x20))
+        .put("pass_secret", &pat::<32>(0x40))
         .put("id_pub", &pat::<256>(0x10))
         .put("enc_pub", &pat::<32>(0x80))
         .put("enc_sig", &pat::<256>(0xc0))
         .u64("uid", 0x0123_4567_89ab_cdef)
         .reserved()
         .finish("Register");
-    assert_eq!(expected.len(), 848);
+    assert_eq!(expected.len(), 688);
     golden(&m, &expected, |d| {
         hdr(d, Status::Request, 0, ID, TS);
         assert_eq!(d.username(), Ok("alice"));
-        assert_eq!(d.password(), Ok("correct horse battery staple"));
-        assert_eq!(d.passphrase(), Ok("alpha bravo charlie"));
+        assert_eq!((d.auth_secret, d.pass_secret), (pat(0x20), pat(0x40)));
         assert_eq!((d.id_pub, d.enc_pub, d.enc_sig), (pat(0x10), pat(0x80), pat(0xc0)));
         assert_eq!(d.uid.get(), 0x0123_4567_89ab_cdef);
     });
@@ -195,29 +194,29 @@ fn register_golden_bytes() {
 fn login_golden_bytes() {
     let mut m: Login = msg(Status::Request, 0, ID, TS);
     m.set_username("bob_2").unwrap();
-    m.set_password("hunter2hunter2").unwrap();
+    m.auth_secret = pat(0x33);
     let expected = Bytes::header(AUTH, 0, 0x5a, 0, ID, TS)
         .str("username", "bob_2", 32)
-        .str("password", "hunter2hunter2", 128)
+        .put("auth_secret", &pat::<32>(0x33))
         .reserved()
         .finish("Login");
     golden(&m, &expected, |d| {
         hdr(d, Status::Request, 0, ID, TS);
-        assert_eq!((d.username(), d.password()), (Ok("bob_2"), Ok("hunter2hunter2")));
+        assert_eq!((d.username(), d.auth_secret), (Ok("bob_2"), pat(0x33)));
     });
 }
 
 #[test]
 fn passphrase_golden_bytes() {
     let mut m: Passphrase = msg(Status::Request, 0, ID + 1, TS);
-    m.set_passphrase("one two three").unwrap();
+    m.pass_secret = pat(0x44);
     let expected = Bytes::header(PASS, 0, 0x5a, 0, ID + 1, TS)
-        .str("passphrase", "one two three", 96)
+        .put("pass_secret", &pat::<32>(0x44))
         .reserved()
         .finish("Passphrase");
     golden(&m, &expected, |d| {
         hdr(d, Status::Request, 0, ID + 1, TS);
-        assert_eq!(d.passphrase(), Ok("one two three"));
+        assert_eq!(d.pass_secret, pat(0x44));
     });
 }
 
@@ -960,7 +959,7 @@ fn rejects_string_length_beyond_its_array() {
         bytes[24] = len;
         let d = wire::decode::<Login>(&bytes).expect("sizes are checked at decode, strings on access");
         assert_eq!(d.username(), Err(WireError::BadString), "length {len}");
-        assert_eq!(d.password(), Ok(""), "the other field is unaffected");
+        assert_eq!(d.auth_secret, [0; 32], "the other field is unaffected");
     }
     bytes[24] = 32;
     assert!(wire::decode::<Login>(&bytes).unwrap().username().is_ok(), "a full-length string is fine");
@@ -986,10 +985,9 @@ fn set_rejects_too_long_value_and_leaves_the_field_alone() {
     m.set_username("alice").unwrap();
     let before = m;
     assert_eq!(m.set_username(&"a".repeat(33)), Err(WireError::TooLong));
-    assert_eq!(m.set_password(&"p".repeat(129)), Err(WireError::TooLong));
-    assert_eq!(m.set_passphrase(&"é".repeat(49)), Err(WireError::TooLong), "98 bytes in a 96-byte field");
+    assert_eq!(m.set_username(&"é".repeat(17)), Err(WireError::TooLong), "34 bytes in a 32-byte field");
     assert!(m == before);
-    assert_eq!(m.set_passphrase(&"é".repeat(48)), Ok(()), "exactly 96 bytes");
+    assert_eq!(m.set_username(&"é".repeat(16)), Ok(()), "exactly 32 bytes");
     let mut s: StatusReply = StatusReply::new(Status::Error, 400, 1, 2);
     assert_eq!(s.set_reason(&"r".repeat(65)), Err(WireError::TooLong));
     // Shortening zero-fills what the longer value left behind.

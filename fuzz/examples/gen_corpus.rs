@@ -145,7 +145,13 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("crea", request::<Register>(1, |m| m.set_username("dave"))),
         ("auth", request::<Login>(2, |m| m.set_username("alice"))),
-        ("pass", request::<Passphrase>(3, |m| m.set_passphrase("red green blue"))),
+        (
+            "pass",
+            request::<Passphrase>(3, |m| {
+                m.pass_secret = [7; 32];
+                Ok(())
+            }),
+        ),
         ("crms", create(4, "garden")),
         ("jrms", join(5, "club")),
         ("srms", say(6, "lobby")),

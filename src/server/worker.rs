@@ -30,13 +30,19 @@ pub enum Job {
         conn: ConnId,
         msg_id: u64,
         record: Box<UserRecord>,
-        password: Zeroizing<String>,
-        passphrase: Zeroizing<String>,
+        auth_secret: Zeroizing<[u8; account::SECRET_LEN]>,
+        pass_secret: Zeroizing<[u8; account::SECRET_LEN]>,
     },
-    /// Check a password against a stored hash (`uid` None: unknown user, checked against a dummy).
-    Password { conn: ConnId, msg_id: u64, uid: Option<u64>, phc: String, password: Zeroizing<String> },
-    /// Check a passphrase against a stored hash.
-    Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, passphrase: Zeroizing<String> },
+    /// Check an auth secret against a stored hash (`uid` None: unknown user, checked against a dummy).
+    Password {
+        conn: ConnId,
+        msg_id: u64,
+        uid: Option<u64>,
+        phc: String,
+        auth_secret: Zeroizing<[u8; account::SECRET_LEN]>,
+    },
+    /// Check a passphrase secret against a stored hash.
+    Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, pass_secret: Zeroizing<[u8; account::SECRET_LEN]> },
     /// Make one loop turn's room changes durable (runs on the disk thread, in order).
     Commit { token: u64, writes: Vec<Change> },
 }
@@ -89,24 +95,24 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
         Job::Handshake { conn, client_hello } => {
             Completion::Handshake { conn, result: handshake::server_hello(&ctx.server, &ctx.signer, &client_hello) }
         }
-        Job::Register { conn, msg_id, mut record, password, passphrase } => {
+        Job::Register { conn, msg_id, mut record, auth_secret, pass_secret } => {
             let username = record.username().unwrap_or_default().to_owned();
-            let result = register(&mut record, &password, &passphrase, ctx).map(|()| record);
+            let result = register(&mut record, &auth_secret[..], &pass_secret[..], ctx).map(|()| record);
             Completion::Registered { conn, msg_id, username, result }
         }
-        Job::Password { conn, msg_id, uid, phc, password } => {
+        Job::Password { conn, msg_id, uid, phc, auth_secret } => {
             let ok = match uid {
-                Some(_) => crypto::verify_secret(&phc, password.as_bytes()),
+                Some(_) => crypto::verify_secret(&phc, &auth_secret[..]),
                 None => {
                     // Same work as a real check, result ignored: no user-name oracle by timing.
-                    let _ = crypto::verify_secret(dummy_phc(), password.as_bytes());
+                    let _ = crypto::verify_secret(dummy_phc(), &auth_secret[..]);
                     false
                 }
             };
             Completion::Password { conn, msg_id, uid, ok }
         }
-        Job::Passphrase { conn, msg_id, uid, phc, passphrase } => {
-            Completion::Passphrase { conn, msg_id, uid, ok: crypto::verify_secret(&phc, passphrase.as_bytes()) }
+        Job::Passphrase { conn, msg_id, uid, phc, pass_secret } => {
+            Completion::Passphrase { conn, msg_id, uid, ok: crypto::verify_secret(&phc, &pass_secret[..]) }
         }
         Job::Commit { token, writes } => {
             let result = ctx.store.commit(&writes);
@@ -118,7 +124,12 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
     }
 }
 
-fn register(rec: &mut UserRecord, password: &str, passphrase: &str, ctx: &WorkerCtx) -> Result<(), RegisterFailure> {
+fn register(
+    rec: &mut UserRecord,
+    auth_secret: &[u8],
+    pass_secret: &[u8],
+    ctx: &WorkerCtx,
+) -> Result<(), RegisterFailure> {
     let username = rec.username().map_err(|_| RegisterFailure::BadBinding)?;
     let key = identity::from_modulus(&rec.id_pub).map_err(|_| RegisterFailure::BadBinding)?;
     if !identity::verify(
@@ -128,8 +139,8 @@ fn register(rec: &mut UserRecord, password: &str, passphrase: &str, ctx: &Worker
     ) {
         return Err(RegisterFailure::BadBinding);
     }
-    let pw = crypto::hash_secret(password.as_bytes()).map_err(|_| RegisterFailure::Internal)?;
-    let pp = crypto::hash_secret(passphrase.as_bytes()).map_err(|_| RegisterFailure::Internal)?;
+    let pw = crypto::hash_secret(auth_secret).map_err(|_| RegisterFailure::Internal)?;
+    let pp = crypto::hash_secret(pass_secret).map_err(|_| RegisterFailure::Internal)?;
     rec.set_password_hash(&pw).map_err(|_| RegisterFailure::Internal)?;
     rec.set_passphrase_hash(&pp).map_err(|_| RegisterFailure::Internal)?;
     store::seal_user(rec);

@@ -177,12 +177,13 @@ impl Raw {
     pub fn login(&mut self, user: &str, password: &str, words: &str) {
         let mut l = Login::new_zeroed();
         l.set_username(user).unwrap();
-        l.set_password(password).unwrap();
+        l.auth_secret = *sotto::account::auth_secret(user, password);
         let id = self.request(l);
         let st = self.stat_for(id).expect("answer to auth");
         assert_eq!(st.hdr.code.get(), sotto::wire::code::PENDING, "auth: {:?}", st.reason());
         let mut p = Passphrase::new_zeroed();
-        p.set_passphrase(words).unwrap();
+        let words = sotto::account::normalize_passphrase(words).unwrap();
+        p.pass_secret = *sotto::account::pass_secret(user, &words);
         self.request(p);
         assert!(self.wait_opcode(CNNT).is_some(), "no cnnt after the passphrase");
     }

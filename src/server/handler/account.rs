@@ -1,7 +1,8 @@
 //! Accounts: register (crea), login (auth), passphrase (pass) — DESIGN §5.
 //!
-//! Invariant: secrets are checked and hashed only on workers; a failed
-//! password or passphrase counts against the account and the address, and
+//! Invariant: secrets are checked and hashed only on workers; the server
+//! receives only the client's argon2id secrets, never a password or
+//! passphrase (PROTOCOL.md §5); a failed password or passphrase counts against the account and the address, and
 //! an unknown user is indistinguishable from a wrong password.
 
 use crate::account;
@@ -25,14 +26,8 @@ pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
     let Ok(name) = m.username().map_err(drop).and_then(|n| account::normalize_username(n).map_err(drop)) else {
         return fail(core, code::BAD_REQUEST, "invalid user name: 3-32 of a-z 0-9 _ . -");
     };
-    let Ok(password) = m.password() else { return fail(core, code::BAD_REQUEST, "malformed password") };
-    if account::check_password(password).is_err() {
-        return fail(core, code::BAD_REQUEST, "password must be at least 10 characters");
-    }
-    let Ok(passphrase) = m.passphrase().map_err(drop).and_then(|p| account::normalize_passphrase(p).map_err(drop))
-    else {
-        return fail(core, code::BAD_REQUEST, "passphrase must be exactly three words");
-    };
+    // The password and passphrase rules are the client's: only their argon2id
+    // secrets arrive (PROTOCOL.md §5), which the server hashes again.
     if identity::from_modulus(&m.id_pub).is_err() {
         return fail(core, code::BAD_REQUEST, "identity key must be RSA-2048 with e=65537");
     }
@@ -56,8 +51,8 @@ pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
         conn: id,
         msg_id,
         record,
-        password: Zeroizing::new(password.to_owned()),
-        passphrase: Zeroizing::new(passphrase),
+        auth_secret: Zeroizing::new(m.auth_secret),
+        pass_secret: Zeroizing::new(m.pass_secret),
     };
     core.start_job(id, job);
 }
@@ -109,8 +104,8 @@ pub fn login(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
     if let Some(wait) = core.backoff.check(uid, addr, now_ms) {
         return core.reply_retry(id, msg_id, AUTH, code::RATE_LIMITED, "too many failed logins; wait", wait, now_ms);
     }
-    let password = Zeroizing::new(m.password().unwrap_or_default().to_owned());
-    core.start_job(id, Job::Password { conn: id, msg_id, uid, phc, password });
+    let auth_secret = Zeroizing::new(m.auth_secret);
+    core.start_job(id, Job::Password { conn: id, msg_id, uid, phc, auth_secret });
 }
 
 /// The password check finished.
@@ -138,9 +133,8 @@ pub fn passphrase(core: &mut Core, id: ConnId, step: &PasswordAccepted, frame: &
         return core.reply(id, msg_id, PASS, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
     };
     let phc = rec.passphrase_hash().unwrap_or_default().to_owned();
-    // A malformed phrase still costs a check, and fails it.
-    let phrase = m.passphrase().ok().and_then(|p| account::normalize_passphrase(p).ok()).unwrap_or_default();
-    let job = Job::Passphrase { conn: id, msg_id, uid: step.uid(), phc, passphrase: Zeroizing::new(phrase) };
+    let pass_secret = Zeroizing::new(m.pass_secret);
+    let job = Job::Passphrase { conn: id, msg_id, uid: step.uid(), phc, pass_secret };
     core.start_job(id, job);
 }
 
