@@ -22,6 +22,7 @@ use crate::server::mailbox::Mail;
 use crate::server::room::Rooms;
 use crate::server::session::Session;
 use crate::server::store::Change;
+use crate::server::throttle::{bucket, Throttle};
 use crate::server::worker::{Completion, Job};
 
 /// "a 3, b 1" for non-empty counts.
@@ -56,8 +57,18 @@ pub struct Limits {
     pub deliver_wait_ms: u64,
     /// A logged-in session with no input for this long is closed (heartbeats count).
     pub idle_ms: u64,
-    /// Chat messages (room and direct) allowed per window, per connection; None: no limit.
+    /// Chat messages (room and direct) allowed per window, per user over all
+    /// of its sessions; None: no limit.
     pub rate: Option<(u32, u64)>,
+    /// Registrations allowed per window from one address (bucket), checked
+    /// before any argon2id work; None: no limit.
+    pub registrations: Option<(u32, u64)>,
+    /// Room creations allowed per window from one address (bucket); None: no limit.
+    pub room_creations: Option<(u32, u64)>,
+    /// Events waiting at most in one user's mailbox.
+    pub mailbox_max_msgs: usize,
+    /// Bytes of waiting events at most in one user's mailbox.
+    pub mailbox_max_bytes: usize,
     /// Input bytes per second per connection before reading pauses; 0: no cap.
     pub max_bps: u64,
     /// Open connections at most, in all.
@@ -79,6 +90,10 @@ impl Default for Limits {
             deliver_wait_ms: 5_000,
             idle_ms: 30_000,
             rate: Some((5, 5_000)),
+            registrations: Some((3, 60_000)),
+            room_creations: Some((10, 60_000)),
+            mailbox_max_msgs: 10_000,
+            mailbox_max_bytes: 16 << 20,
             max_bps: 1 << 20,
             max_conns: 16_384,
             max_conns_per_addr: 64,
@@ -109,8 +124,6 @@ struct Conn {
     out_dropped: bool,
     /// Last time any input arrived.
     heard_ms: u64,
-    /// Times of the recent chat messages, for the rate limit.
-    chat: std::collections::VecDeque<u64>,
     /// Input bytes in the current one-second window, and when it started.
     window_bytes: u64,
     window_start_ms: u64,
@@ -118,6 +131,8 @@ struct Conn {
     listed: bool,
     /// The highest mailbox sequence number sent to this session.
     mail_cursor: u64,
+    /// The (case-folded) name of the last login attempt, which its failure counts against.
+    login_name: Option<String>,
 }
 
 /// Accounts known to the server, indexed by name and UID.
@@ -127,15 +142,29 @@ pub struct Accounts {
     by_uid: HashMap<u64, UserRecord>,
     /// Names with a registration in flight.
     reserved: HashSet<String>,
+    /// How many stored password hashes use each argon2id memory cost (KiB).
+    hash_kib: std::collections::BTreeMap<u32, usize>,
 }
 
 impl Accounts {
     /// Indexes a stored account.
     pub fn insert(&mut self, rec: UserRecord) {
         if let Ok(name) = rec.username() {
+            if let Some(kib) = rec.password_hash().ok().and_then(crate::crypto::phc_kib) {
+                *self.hash_kib.entry(kib).or_default() += 1;
+            }
             self.by_name.insert(name.to_owned(), rec.uid.get());
             self.by_uid.insert(rec.uid.get(), rec);
         }
+    }
+
+    /// The argon2id memory cost (KiB) of the dummy hash an unknown user name
+    /// is checked against: that of most stored password hashes, so that an
+    /// unknown name costs what a known one does; with no account yet, that
+    /// of the hashes made from now on (`--kdf-memory`).
+    pub(crate) fn dummy_kib(&self) -> u32 {
+        let most = self.hash_kib.iter().max_by_key(|(kib, n)| (**n, **kib)).map(|(kib, _)| *kib);
+        most.unwrap_or_else(crate::crypto::stored_hash_kib)
     }
 
     /// The account named `name`.
@@ -221,12 +250,18 @@ pub struct Core {
     jobs: Vec<Job>,
     /// Accounts (handlers read and update it).
     pub(crate) accounts: Accounts,
-    /// Failed-login counters.
-    pub(crate) backoff: Backoff,
+    /// Failed-login counters, keyed by the case-folded account name.
+    pub(crate) backoff: Backoff<String>,
     /// Rooms (handlers read and update it; call `mark_dirty` after a change).
     pub(crate) rooms: Rooms,
-    /// Failed room-password counters, keyed by room.
-    pub(crate) room_backoff: Backoff,
+    /// Failed room-password counters, keyed by room and user.
+    pub(crate) room_backoff: Backoff<u64>,
+    /// Registrations per address, before any argon2id work.
+    pub(crate) registrations: Throttle,
+    /// Room creations per address.
+    pub(crate) room_creations: Throttle,
+    /// Times of each user's recent chat messages (all its sessions), for the rate limit.
+    chat: HashMap<u64, std::collections::VecDeque<u64>>,
     /// Mailboxes and contacts (handlers read and update it; call `mark_mail_dirty`).
     pub(crate) mail: Mail,
     /// DMs delivered live and not yet acknowledged: (recipient, seq) -> sender.
@@ -235,9 +270,9 @@ pub struct Core {
     contacts_dirty: bool,
     /// Sessions of each logged-in user.
     online: HashMap<u64, Vec<ConnId>>,
-    /// Open connections per address.
+    /// Open connections per address bucket.
     per_addr: HashMap<IpAddr, usize>,
-    /// Handshakes signed per address in the current second: (window start, count).
+    /// Handshakes signed per address bucket in the current second: (window start, count).
     handshakes: HashMap<IpAddr, (u64, u32)>,
     /// Rooms changed this turn, and rooms deleted this turn.
     dirty: BTreeSet<String>,
@@ -264,9 +299,12 @@ impl Core {
             active: Vec::new(),
             jobs: Vec::new(),
             accounts,
-            backoff: Backoff::default(),
+            backoff: Backoff::login(),
             rooms,
-            room_backoff: Backoff::default(),
+            room_backoff: Backoff::room(),
+            registrations: Throttle::new(limits.registrations),
+            room_creations: Throttle::new(limits.room_creations),
+            chat: HashMap::new(),
             mail,
             awaiting: HashMap::new(),
             mail_dirty: BTreeSet::new(),
@@ -308,7 +346,7 @@ impl Core {
             self.count("connection cap reached");
             return Err("connection cap reached");
         }
-        let from_addr = self.per_addr.entry(addr).or_default();
+        let from_addr = self.per_addr.entry(bucket(addr)).or_default();
         if *from_addr >= self.limits.max_conns_per_addr {
             self.count("too many connections from one address");
             return Err("too many connections from this address");
@@ -325,11 +363,11 @@ impl Core {
             closing_since_ms: 0,
             out_dropped: false,
             heard_ms: now_ms,
-            chat: Default::default(),
             window_bytes: 0,
             window_start_ms: now_ms,
             listed: false,
             mail_cursor: 0,
+            login_name: None,
         };
         self.conns.insert(id, conn);
         Ok(())
@@ -337,7 +375,7 @@ impl Core {
 
     /// Counts a handshake to sign for `addr`; false when it is over its rate.
     fn handshake_allowed(&mut self, addr: IpAddr, now_ms: u64) -> bool {
-        let (start, count) = self.handshakes.entry(addr).or_insert((now_ms, 0));
+        let (start, count) = self.handshakes.entry(bucket(addr)).or_insert((now_ms, 0));
         if now_ms.saturating_sub(*start) >= 1_000 {
             *start = now_ms;
             *count = 0;
@@ -382,18 +420,19 @@ impl Core {
         self.read_allowance(id, now_ms) > 0
     }
 
-    /// Counts a chat message of `id` against the rate limit: Err(ms to wait) when over it.
-    pub(crate) fn chat_allowed(&mut self, id: ConnId, now_ms: u64) -> Result<(), u64> {
+    /// Counts a chat message of `uid` (from any of its sessions) against the
+    /// rate limit: Err(ms to wait) when over it.
+    pub(crate) fn chat_allowed(&mut self, uid: u64, now_ms: u64) -> Result<(), u64> {
         let Some((n, window)) = self.limits.rate else { return Ok(()) };
-        let Some(c) = self.conns.get_mut(&id) else { return Ok(()) };
-        while c.chat.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
-            c.chat.pop_front();
+        let times = self.chat.entry(uid).or_default();
+        while times.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
+            times.pop_front();
         }
-        if c.chat.len() >= n as usize {
-            let oldest = c.chat.front().copied().unwrap_or(now_ms);
+        if times.len() >= n as usize {
+            let oldest = times.front().copied().unwrap_or(now_ms);
             return Err((oldest + window).saturating_sub(now_ms).max(1));
         }
-        c.chat.push_back(now_ms);
+        times.push_back(now_ms);
         Ok(())
     }
 
@@ -442,10 +481,11 @@ impl Core {
     /// Forgets `id` (the socket is gone); returns why it closed.
     pub fn remove(&mut self, id: ConnId) -> Option<&'static str> {
         let conn = self.conns.remove(&id)?;
-        if let Some(n) = self.per_addr.get_mut(&conn.addr) {
+        let key = bucket(conn.addr);
+        if let Some(n) = self.per_addr.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                self.per_addr.remove(&conn.addr);
+                self.per_addr.remove(&key);
             }
         }
         if let Phase::Open { session: Session::Authenticated(auth), .. } = &conn.phase {
@@ -684,6 +724,11 @@ impl Core {
         }
         self.backoff.prune(now_ms);
         self.room_backoff.prune(now_ms);
+        self.registrations.prune(now_ms);
+        self.room_creations.prune(now_ms);
+        if let Some((_, window)) = self.limits.rate {
+            self.chat.retain(|_, t| t.back().is_some_and(|last| now_ms.saturating_sub(*last) < window));
+        }
         self.handshakes.retain(|_, (start, _)| now_ms.saturating_sub(*start) < 1_000);
         crate::server::handler::direct::handle_timeout(self, now_ms);
     }
@@ -694,6 +739,18 @@ impl Core {
             c.close.get_or_insert(reason);
         }
         self.touch(id);
+    }
+
+    /// Records the name `id` is trying to log in as (for the back-off).
+    pub(crate) fn set_login_name(&mut self, id: ConnId, name: String) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.login_name = Some(name);
+        }
+    }
+
+    /// The name `id` last tried to log in as.
+    pub(crate) fn login_name(&self, id: ConnId) -> Option<String> {
+        self.conns.get(&id).and_then(|c| c.login_name.clone())
     }
 
     /// The peer address of `id`.
@@ -768,6 +825,7 @@ impl Core {
         match code {
             code::RATE_LIMITED => self.count("rate limited (429)"),
             code::INSUFFICIENT_STORAGE => self.count("storage failed (507)"),
+            code::MAILBOX_FULL => self.count("mailbox full (508)"),
             code::UNAUTHORIZED => self.count("unauthorized (401)"),
             _ => {}
         }

@@ -13,7 +13,7 @@ use crate::opcodes::{
 use crate::record;
 use crate::wire::{self, code, Message};
 use x25519_dalek::{PublicKey, StaticSecret};
-use zerocopy::IntoBytes;
+use zerocopy::{FromZeros, IntoBytes};
 
 use crate::server::core::{Accounts, Core, Limits};
 use crate::server::mailbox::Mail;
@@ -54,12 +54,16 @@ impl Pair {
     }
 
     fn connect_with(rooms: Rooms) -> Pair {
+        Pair::connect_limited(rooms, Limits::default())
+    }
+
+    fn connect_limited(rooms: Rooms, limits: Limits) -> Pair {
         let signer = Signer::from_pkcs8_der(server_key()).unwrap();
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
         let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
-        let mut core = Core::new(scfg, Limits::default(), Accounts::default(), rooms, Mail::default());
+        let mut core = Core::new(scfg, limits, Accounts::default(), rooms, Mail::default());
         core.accept(ID, ADDR, 1_000).unwrap();
         let (state, hello) = handshake::client_hello(&ccfg);
         core.handle_input(ID, &hello, 1_000);
@@ -205,9 +209,94 @@ fn wrong_password_or_passphrase_is_401_and_backs_off() {
     assert_eq!(p.login("dave", "password123"), code::PENDING);
     let got = p.passphrase("one two four");
     assert_eq!(wire::decode::<StatusReply>(&got[0]).unwrap().hdr.code.get(), code::UNAUTHORIZED);
-    assert_eq!(p.login("dave", "password123"), code::RATE_LIMITED, "three failures from this address");
+    assert_eq!(p.login("dave", "wrongpassword"), code::UNAUTHORIZED);
+    assert_eq!(p.login("dave", "password123"), code::RATE_LIMITED, "three failures of dave from this address");
+    // An unknown name collects the same strikes as a known one.
+    assert_eq!(p.login("nobody", "password123"), code::UNAUTHORIZED);
+    assert_eq!(p.login("nobody", "password123"), code::UNAUTHORIZED);
+    assert_eq!(p.login("nobody", "password123"), code::RATE_LIMITED, "three failures of nobody");
     p.now += 1_001;
     assert_eq!(p.login("dave", "password123"), code::PENDING);
+}
+
+#[test]
+fn registrations_are_throttled_per_address_before_any_argon2id_job() {
+    let limits = Limits { registrations: Some((3, 60_000)), ..Limits::default() };
+    let mut p = Pair::connect_limited(Rooms::default(), limits);
+    for name in ["reg1", "reg2", "reg3"] {
+        assert_eq!(p.register(name, "password123", "a b c"), code::OK);
+    }
+    // The fourth within the minute: 429, and no job reaches the workers.
+    let (der, n) = user_key();
+    let enc_pub = [5u8; 32];
+    let sig = Signer::from_pkcs8_der(der).unwrap().sign(&crate::account::enc_key_binding("reg4", &enc_pub)).unwrap();
+    let mut m = Register::request(99, 0);
+    m.set_username("reg4").unwrap();
+    m.set_password("password123").unwrap();
+    m.set_passphrase("a b c").unwrap();
+    m.id_pub = *n;
+    m.enc_pub = enc_pub;
+    m.enc_sig = sig;
+    let mut frame = Vec::new();
+    p.keys.sealer.seal(m.as_bytes(), &mut frame).unwrap();
+    p.core.handle_input(ID, &frame, p.now);
+    assert!(p.core.poll_jobs().is_empty(), "no argon2id job for a throttled registration");
+    let got = p.responses();
+    let r = wire::decode::<StatusReply>(&got[0]).unwrap();
+    assert_eq!(r.hdr.code.get(), code::RATE_LIMITED);
+    assert!(r.retry_after_ms.get() > 0 && r.retry_after_ms.get() <= 60_000);
+    // A minute later it is allowed again.
+    p.now += 60_000;
+    assert_eq!(p.register("reg4", "password123", "a b c"), code::OK);
+}
+
+#[test]
+fn room_creations_are_throttled_per_address() {
+    let limits = Limits { room_creations: Some((2, 60_000)), ..Limits::default() };
+    let mut p = Pair::connect_limited(Rooms::default(), limits);
+    assert_eq!(p.register("erin", "password123", "a b c"), code::OK);
+    assert_eq!(p.login("erin", "password123"), code::PENDING);
+    p.passphrase("a b c");
+    for (room, want) in [("r1", code::OK), ("r2", code::OK), ("r3", code::RATE_LIMITED)] {
+        let mut m = CreateRoom::request(0, 0);
+        m.set_room(room).unwrap();
+        assert_eq!(p.status(m).0, want, "{room}");
+    }
+}
+
+#[test]
+fn the_dummy_hash_of_unknown_names_follows_the_stored_hashes() {
+    // With no account, the cost of the hashes made from now on (--kdf-memory).
+    crate::crypto::set_stored_hash_kib(16);
+    let empty = Accounts::default();
+    assert_eq!(empty.dummy_kib(), 16);
+    crate::crypto::set_stored_hash_kib(crate::crypto::STORED_HASH_KIB);
+    assert_eq!(empty.dummy_kib(), crate::crypto::STORED_HASH_KIB);
+    assert_eq!(crate::crypto::phc_kib(&worker::dummy_phc(8)), Some(8));
+    // With accounts, the cost most stored hashes have, whatever --kdf-memory says now.
+    let mut accounts = Accounts::default();
+    for (i, kib) in [(1u64, 8u32), (2, 8), (3, 16)] {
+        let mut rec = crate::opcodes::UserRecord::new_zeroed();
+        rec.uid.set(i);
+        rec.set_username(&format!("user{i}")).unwrap();
+        rec.set_password_hash(&crate::crypto::hash_secret_kib(b"pw", kib).unwrap()).unwrap();
+        accounts.insert(rec);
+    }
+    assert_eq!(accounts.dummy_kib(), 8);
+    // An unknown name is checked against a dummy of that cost.
+    let mut p = Pair::connect();
+    p.core.accounts = accounts;
+    let mut m = Login::request(7, 0);
+    m.set_username("ghost").unwrap();
+    m.set_password("password123").unwrap();
+    let mut frame = Vec::new();
+    p.keys.sealer.seal(m.as_bytes(), &mut frame).unwrap();
+    p.core.handle_input(ID, &frame, p.now);
+    let jobs = p.core.poll_jobs();
+    assert!(
+        matches!(jobs.as_slice(), [worker::Job::Password { uid: None, dummy_kib: 8, .. }]),
+        "one password job, against an 8 KiB dummy"
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ pub(crate) mod contacts;
 pub(crate) mod dispatch;
 pub(crate) mod handler;
 pub(crate) mod session;
+pub(crate) mod throttle;
 
 #[cfg(any(test, fuzzing))]
 pub mod fuzz;

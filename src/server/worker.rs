@@ -33,8 +33,9 @@ pub enum Job {
         password: Zeroizing<String>,
         passphrase: Zeroizing<String>,
     },
-    /// Check a password against a stored hash (`uid` None: unknown user, checked against a dummy).
-    Password { conn: ConnId, msg_id: u64, uid: Option<u64>, phc: String, password: Zeroizing<String> },
+    /// Check a password against a stored hash (`uid` None: unknown user,
+    /// checked against a dummy hash of `dummy_kib` KiB instead of `phc`).
+    Password { conn: ConnId, msg_id: u64, uid: Option<u64>, phc: String, dummy_kib: u32, password: Zeroizing<String> },
     /// Check a passphrase against a stored hash.
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, passphrase: Zeroizing<String> },
     /// Make one loop turn's room changes durable (runs on the disk thread, in order).
@@ -76,11 +77,24 @@ pub struct WorkerCtx {
     pub store: Arc<dyn Store>,
 }
 
-/// A PHC string to verify against when the user does not exist, so that an
-/// unknown name costs the same argon2id work as a wrong password.
-fn dummy_phc() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| crypto::hash_secret(b"sotto dummy password").unwrap_or_default())
+/// A PHC string of `kib` KiB to verify against when the user does not
+/// exist, so that an unknown name costs the same argon2id work as a wrong
+/// password (the core picks `kib` from the stored hashes: `Accounts::dummy_kib`).
+/// One is made per memory cost asked for (a handful: those of the stored hashes).
+pub(crate) fn dummy_phc(kib: u32) -> String {
+    static DUMMIES: OnceLock<Mutex<Vec<(u32, String)>>> = OnceLock::new();
+    let dummies = DUMMIES.get_or_init(Default::default);
+    if let Some(phc) = dummies.lock().ok().and_then(|d| d.iter().find(|(k, _)| *k == kib).map(|(_, p)| p.clone())) {
+        return phc;
+    }
+    let phc = crypto::hash_secret_kib(b"sotto dummy password", kib).unwrap_or_default();
+    if let Ok(mut d) = dummies.lock() {
+        // Bounded: a dummy per memory cost of a stored hash, and stored costs are few.
+        if d.len() < 16 {
+            d.push((kib, phc.clone()));
+        }
+    }
+    phc
 }
 
 /// Runs one job to completion (on a worker, or inline in tests).
@@ -94,12 +108,12 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
             let result = register(&mut record, &password, &passphrase, ctx).map(|()| record);
             Completion::Registered { conn, msg_id, username, result }
         }
-        Job::Password { conn, msg_id, uid, phc, password } => {
+        Job::Password { conn, msg_id, uid, phc, dummy_kib, password } => {
             let ok = match uid {
                 Some(_) => crypto::verify_secret(&phc, password.as_bytes()),
                 None => {
                     // Same work as a real check, result ignored: no user-name oracle by timing.
-                    let _ = crypto::verify_secret(dummy_phc(), password.as_bytes());
+                    let _ = crypto::verify_secret(&dummy_phc(dummy_kib), password.as_bytes());
                     false
                 }
             };
