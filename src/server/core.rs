@@ -883,8 +883,9 @@ impl Core {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         match &mut conn.phase {
             Phase::AwaitHello => match handshake::check_client_hello(&self.cfg, &body) {
-                HelloVerdict::Accept => {
+                verdict @ (HelloVerdict::Accept | HelloVerdict::Mismatch) => {
                     let addr = conn.addr;
+                    // A mismatch answer is signed too: the same rate and the same signing pool.
                     if !self.handshake_allowed(addr, now_ms) {
                         // One address cannot keep the server signing (DESIGN §4): no answer.
                         self.close(id, "handshake rate exceeded for this address");
@@ -892,11 +893,12 @@ impl Core {
                     }
                     let Some(conn) = self.conns.get_mut(&id) else { return };
                     conn.phase = Phase::Handshaking;
-                    self.start_job(id, Job::Handshake { conn: id, client_hello: body });
-                }
-                HelloVerdict::Mismatch(frame) => {
-                    conn.out.extend_from_slice(&frame);
-                    conn.close = Some("protocol mismatch");
+                    let job = if verdict == HelloVerdict::Accept {
+                        Job::Handshake { conn: id, client_hello: body }
+                    } else {
+                        Job::Mismatch { conn: id, client_hello: body }
+                    };
+                    self.start_job(id, job);
                 }
                 // Not one of our binaries: no answer, no RSA work (DESIGN §4).
                 HelloVerdict::Drop => conn.close = Some("bad client hello"),
@@ -960,6 +962,21 @@ impl Core {
                         }
                         Err(e) => {
                             crate::log!(Warn, "conn {conn}: handshake failed: {e}");
+                            c.close = Some("handshake failed");
+                        }
+                    }
+                }
+                conn
+            }
+            Completion::Mismatch { conn, result } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    match result {
+                        Ok(frame) => {
+                            c.out.extend_from_slice(&frame);
+                            c.close = Some("protocol mismatch");
+                        }
+                        Err(e) => {
+                            crate::log!(Warn, "conn {conn}: signing the mismatch answer failed: {e}");
                             c.close = Some("handshake failed");
                         }
                     }

@@ -542,3 +542,36 @@ fn a_commit_of_a_deleted_room_does_not_make_a_new_room_of_its_name_durable() {
     assert_eq!(room.pushed, 1);
     assert_eq!(room.durable_history().count(), 0, "the new room's message is not on disk yet");
 }
+
+#[test]
+fn a_protocol_mismatch_is_answered_signed_through_the_signing_pool_and_the_handshake_rate() {
+    let limits = Limits { handshakes_per_sec: 1, ..Default::default() };
+    let signer = Signer::from_pkcs8_der(server_key()).unwrap();
+    let build = BuildIdentity::this_build();
+    let scfg = ServerConfig { build, deployment_key: DEPLOY };
+    let mut ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
+    ccfg.build.table_hash[0] ^= 1;
+    let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
+    let mut core = Core::new(scfg, limits, Accounts::default(), Rooms::default(), Mail::default());
+    core.accept(1, ADDR, 0).unwrap();
+    core.accept(2, ADDR, 0).unwrap();
+    let (state, hello) = handshake::client_hello(&ccfg);
+    core.handle_input(1, &hello, 10);
+    assert!(!core.has_output(1), "nothing is sent before the signature");
+    let jobs = core.poll_jobs();
+    assert!(matches!(jobs.as_slice(), [worker::Job::Mismatch { conn: 1, .. }]), "one signing job");
+    // A second mismatch hello from the address in the same second: closed unanswered, no job.
+    core.handle_input(2, &handshake::client_hello(&ccfg).1, 20);
+    assert!(core.poll_jobs().is_empty() && core.is_done(2), "over the handshake rate");
+    for job in jobs {
+        let done = worker::run(job, &ctx);
+        core.handle_completion(done, 30);
+    }
+    let out = std::mem::take(core.transmit(1).unwrap());
+    assert!(core.is_closing(1));
+    match state.handle_server_hello(&ccfg, &out[4..]) {
+        Err(handshake::HandshakeError::Mismatch { .. }) => {}
+        Err(e) => panic!("expected a verified mismatch, got {e}"),
+        Ok(_) => panic!("expected a verified mismatch, got keys"),
+    }
+}

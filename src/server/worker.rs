@@ -25,6 +25,8 @@ use crate::server::store::{self, Change, Store};
 pub enum Job {
     /// Sign a ServerHello for this ClientHello.
     Handshake { conn: ConnId, client_hello: Vec<u8> },
+    /// Sign a protocol-mismatch ServerHello for this (authentic) ClientHello.
+    Mismatch { conn: ConnId, client_hello: Vec<u8> },
     /// Verify the key binding, hash the secrets, write the account.
     Register {
         conn: ConnId,
@@ -57,6 +59,8 @@ pub enum RegisterFailure {
 pub enum Completion {
     /// The ServerHello frame and the server's keys, or why not.
     Handshake { conn: ConnId, result: Result<(Vec<u8>, SessionKeys), HandshakeError> },
+    /// The signed mismatch ServerHello frame, or why not.
+    Mismatch { conn: ConnId, result: Result<Vec<u8>, HandshakeError> },
     /// The account as stored, or why not.
     Registered { conn: ConnId, msg_id: u64, username: String, result: Result<Box<UserRecord>, RegisterFailure> },
     /// Whether the password verified.
@@ -102,6 +106,9 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
     match job {
         Job::Handshake { conn, client_hello } => {
             Completion::Handshake { conn, result: handshake::server_hello(&ctx.server, &ctx.signer, &client_hello) }
+        }
+        Job::Mismatch { conn, client_hello } => {
+            Completion::Mismatch { conn, result: handshake::mismatch_hello(&ctx.server, &ctx.signer, &client_hello) }
         }
         Job::Register { conn, msg_id, mut record, password, passphrase } => {
             let username = record.username().unwrap_or_default().to_owned();
@@ -212,7 +219,7 @@ impl Pool {
     pub fn submit(&self, job: Job) {
         let queue = match job {
             Job::Commit { .. } => &self.disk,
-            Job::Handshake { .. } => &self.sign,
+            Job::Handshake { .. } | Job::Mismatch { .. } => &self.sign,
             _ => &self.kdf,
         };
         if let Some(tx) = queue {
