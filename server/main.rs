@@ -35,7 +35,8 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --workers N               threads for RSA signing, and as many for argon2id (default 2);
                             signing runs at a lower priority than the event loop
   --user NAME               started as root: give the data directory to NAME, chroot into it
-                            and become NAME before serving (default nobody)
+                            and become NAME before serving (default sotto, a dedicated account:
+                            useradd --system --home-dir /var/lib/sotto --shell /usr/sbin/nologin sotto)
   --handshake-timeout SECS  close connections that have not finished the handshake (default 10)
   --login-timeout SECS      close connections that have not logged in (default 60)
   --idle-timeout SECS       close logged-in sessions silent this long; clients ping every 10 s (default 30)
@@ -78,7 +79,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         data: PathBuf::from("data"),
         key: PathBuf::from(default_key),
         workers: 2,
-        user: "nobody".into(),
+        user: privilege::DEFAULT_USER.into(),
         limits: Limits::default(),
         kdf_kib: sotto::crypto::STORED_HASH_KIB,
     };
