@@ -575,3 +575,21 @@ fn a_protocol_mismatch_is_answered_signed_through_the_signing_pool_and_the_hands
         Ok(_) => panic!("expected a verified mismatch, got keys"),
     }
 }
+
+#[test]
+fn connections_and_handshakes_of_an_ipv6_host_count_by_its_64() {
+    let limits = Limits { max_conns_per_addr: 2, handshakes_per_sec: 1, ..Default::default() };
+    let mut core = Core::new(ServerConfig::built_in(), limits, Accounts::default(), Rooms::default(), Mail::default());
+    let host = |i: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 5, 6, i, i, i, i));
+    assert!(core.accept(1, host(1), 0).is_ok() && core.accept(2, host(2), 0).is_ok());
+    assert!(core.accept(3, host(3), 0).is_err(), "a third address of the same /64");
+    assert!(core.accept(4, IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 5, 7, 0, 0, 0, 1)), 0).is_ok());
+    let ccfg = ClientConfig::built_in().unwrap();
+    for id in [1, 2] {
+        core.handle_input(id, &handshake::client_hello(&ccfg).1, 10);
+    }
+    assert_eq!(core.poll_jobs().len(), 1, "one signature per second for the /64");
+    core.close(1, "test");
+    core.remove(1);
+    assert!(core.accept(5, host(9), 0).is_ok(), "a slot of the /64 freed up");
+}
