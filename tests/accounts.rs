@@ -206,3 +206,28 @@ fn a_fourth_registration_from_one_address_within_a_minute_is_429() {
     assert_error(&v, "register", 429);
     assert!(v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0 && ms <= 60_000), "{v}");
 }
+
+#[test]
+fn guesses_from_another_address_do_not_lock_the_owner_out() {
+    use common::raw::{connect_from, Raw};
+    use sotto::opcodes::Login;
+    use zerocopy::FromZeros;
+    let dir = TempDir::new("lockout");
+    let server = Server::start(&dir.join("data"));
+    let mut owner = Client::connect(&server, &dir.join("owner"));
+    assert_eq!(owner.register("victim", PW, WORDS)["type"], "ok");
+    // An attacker at 127.0.0.2 guesses until it is made to wait.
+    let mut attacker = Raw::handshake(connect_from([127, 0, 0, 2].into(), &server.addr, None).unwrap()).unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let mut l = Login::new_zeroed();
+        l.set_username("victim").unwrap();
+        l.set_password("not-the-password").unwrap();
+        let id = attacker.request(l);
+        codes.push(attacker.stat_for(id).expect("an answer").hdr.code.get());
+    }
+    assert_eq!(codes, [401, 401, 401, 429, 429], "the attacker's own address backs off");
+    // The owner, from 127.0.0.1, is not kept waiting.
+    let v = owner.login("victim", PW, WORDS);
+    assert_eq!(v["type"], "authenticated", "{v}");
+}
