@@ -1,8 +1,10 @@
 //! Accounts: register (crea), login (auth), passphrase (pass) — DESIGN §5.
 //!
-//! Invariant: secrets are checked and hashed only on workers; a failed
-//! password or passphrase counts against the account and the address, and
-//! an unknown user is indistinguishable from a wrong password.
+//! Invariant: secrets are checked and hashed only on workers, and a
+//! registration is throttled per address before its job is queued; a failed
+//! password or passphrase counts against the (name, address) pair, the name
+//! and the address (`backoff`), and an unknown user is indistinguishable
+//! from a wrong password: same strikes, same argon2id cost, same answer.
 
 use crate::account;
 use crate::identity;
