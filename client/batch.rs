@@ -513,5 +513,7 @@ mod tests {
     fn error_lines_have_the_documented_fields() {
         let line = error_line(&Failure::new("login", 401, "wrong user name or password"));
         assert_eq!(line, r#"{"type":"error","cmd":"login","code":401,"message":"wrong user name or password"}"#);
+        let line = error_line(&Failure::new("msg", 508, "mailbox of bob is full"));
+        assert_eq!(line, r#"{"type":"error","cmd":"msg","code":508,"message":"mailbox of bob is full"}"#);
     }
 }

@@ -24,7 +24,8 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
               [--handshake-timeout SECS] [--login-timeout SECS] [--idle-timeout SECS]
               [--queue-ttl SECS] [--rate N/SECS|off] [--max-bps BYTES] [--user NAME]
               [--max-conns N] [--max-conns-per-addr N] [--handshakes-per-sec N] [--log-level LEVEL]
-              [--kdf-memory KIB]
+              [--kdf-memory KIB] [--registrations N/SECS|off] [--room-creations N/SECS|off]
+              [--mailbox-max-msgs N] [--mailbox-max-bytes BYTES]
        sottod --opcodes | --opcodes-markdown | --version | --help
 
   --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
@@ -34,12 +35,21 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
   --workers N               threads for RSA signing, and as many for argon2id (default 2);
                             signing runs at a lower priority than the event loop
   --user NAME               started as root: give the data directory to NAME, chroot into it
-                            and become NAME before serving (default nobody)
+                            and become NAME before serving (default sotto, a dedicated account:
+                            useradd --system --home-dir /var/lib/sotto --shell /usr/sbin/nologin sotto)
   --handshake-timeout SECS  close connections that have not finished the handshake (default 10)
   --login-timeout SECS      close connections that have not logged in (default 60)
   --idle-timeout SECS       close logged-in sessions silent this long; clients ping every 10 s (default 30)
   --queue-ttl SECS          undelivered direct messages expire after this (default 2592000 = 30 days)
-  --rate N/SECS | off       chat messages (rooms and DMs) per connection (default 5/5); excess gets 429
+  --rate N/SECS | off       chat messages (rooms and DMs) per user, all its sessions together
+                            (default 5/5); excess gets 429
+  --registrations N/SECS | off
+                            registrations per address (an IPv6 /64) (default 3/60); excess gets 429
+                            before any password hashing
+  --room-creations N/SECS | off
+                            room creations per address (an IPv6 /64) (default 10/60); excess gets 429
+  --mailbox-max-msgs N      events waiting at most in one user's mailbox (default 10000); more get 508
+  --mailbox-max-bytes BYTES bytes waiting at most in one user's mailbox (default 16777216); more get 508
   --max-bps BYTES           input bytes per second per connection before reading pauses (default 1048576; 0: off)
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
@@ -69,7 +79,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         data: PathBuf::from("data"),
         key: PathBuf::from(default_key),
         workers: 2,
-        user: "nobody".into(),
+        user: privilege::DEFAULT_USER.into(),
         limits: Limits::default(),
         kdf_kib: sotto::crypto::STORED_HASH_KIB,
     };
@@ -99,7 +109,15 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)? * 1000,
             "--queue-ttl" => args.limits.queue_ttl_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--idle-timeout" => args.limits.idle_ms = number(&flag, &value()?)?.saturating_mul(1000),
-            "--rate" => args.limits.rate = rate(&value()?)?,
+            "--rate" => args.limits.rate = rate(&flag, &value()?)?,
+            "--registrations" => args.limits.registrations = rate(&flag, &value()?)?,
+            "--room-creations" => args.limits.room_creations = rate(&flag, &value()?)?,
+            "--mailbox-max-msgs" => {
+                args.limits.mailbox_max_msgs = usize::try_from(number(&flag, &value()?)?.max(1)).unwrap_or(usize::MAX)
+            }
+            "--mailbox-max-bytes" => {
+                args.limits.mailbox_max_bytes = usize::try_from(number(&flag, &value()?)?.max(1)).unwrap_or(usize::MAX)
+            }
             "--max-bps" => args.limits.max_bps = number(&flag, &value()?)?,
             "--max-conns" => args.limits.max_conns = number(&flag, &value()?)?.max(1) as usize,
             "--max-conns-per-addr" => args.limits.max_conns_per_addr = number(&flag, &value()?)?.max(1) as usize,
@@ -128,15 +146,15 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(args))
 }
 
-/// `N/SECS` (N messages per SECS seconds, both at least 1) or `off`.
-fn rate(v: &str) -> Result<Option<(u32, u64)>, String> {
+/// `N/SECS` (N events per SECS seconds, both at least 1) or `off`.
+fn rate(flag: &str, v: &str) -> Result<Option<(u32, u64)>, String> {
     if v == "off" {
         return Ok(None);
     }
     let parsed = v.split_once('/').and_then(|(n, s)| Some((n.parse::<u32>().ok()?, s.parse::<u64>().ok()?)));
     match parsed {
         Some((n, secs)) if n > 0 && secs > 0 => Ok(Some((n, secs * 1000))),
-        _ => Err(format!("--rate: `{v}` is not N/SECS (e.g. 5/5) or off")),
+        _ => Err(format!("{flag}: `{v}` is not N/SECS (e.g. 5/5) or off")),
     }
 }
 

@@ -270,11 +270,27 @@ pub fn set_stored_hash_kib(kib: u32) {
     STORED_KIB.store(kib.max(8), std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Hashes a secret into an argon2id PHC string with a fresh salt.
+/// The memory cost, KiB, of stored hashes made from now on (see [`set_stored_hash_kib`]).
+pub fn stored_hash_kib() -> u32 {
+    STORED_KIB.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The memory cost, KiB, an argon2 PHC string carries (its `m=` parameter).
+pub fn phc_kib(phc: &str) -> Option<u32> {
+    let hash = argon2::password_hash::PasswordHash::new(phc).ok()?;
+    argon2::Params::try_from(&hash).ok().map(|p| p.m_cost())
+}
+
+/// Hashes a secret into an argon2id PHC string with a fresh salt, at the
+/// memory cost of [`stored_hash_kib`].
 pub fn hash_secret(secret: &[u8]) -> Result<String, argon2::password_hash::Error> {
+    hash_secret_kib(secret, stored_hash_kib())
+}
+
+/// Hashes a secret into an argon2id PHC string with a fresh salt, at `kib` KiB (t = 2, p = 1).
+pub fn hash_secret_kib(secret: &[u8], kib: u32) -> Result<String, argon2::password_hash::Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::encode_b64(&random::<16>())?;
-    let kib = STORED_KIB.load(std::sync::atomic::Ordering::Relaxed);
     if kib == STORED_HASH_KIB {
         return Ok(argon2_hasher().hash_password(secret, &salt)?.to_string());
     }

@@ -82,6 +82,9 @@ pub enum HandshakeError {
     },
     /// The server's signature did not verify against any trusted key.
     Unverified,
+    /// A ServerHello claiming a protocol mismatch whose signature did not
+    /// verify: nothing in it is believed (a man in the middle could forge one).
+    UnverifiedMismatch,
     /// The peer's ephemeral key is of low order.
     BadKey,
     /// The server could not sign.
@@ -101,6 +104,7 @@ impl std::fmt::Display for HandshakeError {
                 write!(f, "protocol mismatch: {who} (server protocol {server_version}, built at {server_build_time})")
             }
             HandshakeError::Unverified => f.write_str("server identity could not be verified"),
+            HandshakeError::UnverifiedMismatch => f.write_str("the server's answer could not be verified"),
             HandshakeError::BadKey => f.write_str("peer sent an invalid ephemeral key"),
             HandshakeError::Sign(e) => write!(f, "server signing failed: {e}"),
         }
@@ -192,10 +196,16 @@ impl AwaitServerHello {
         if sh.magic != MAGIC {
             return Err(HandshakeError::Malformed);
         }
-        if sh.status.get() == STATUS_MISMATCH
+        let claims_mismatch = sh.status.get() == STATUS_MISMATCH
             || sh.version.get() != cfg.build.version
-            || sh.table_hash != cfg.build.table_hash
-        {
+            || sh.table_hash != cfg.build.table_hash;
+        // Every ServerHello is signed, a mismatch answer too: nothing unsigned
+        // is believed or shown (PROTOCOL §3).
+        let signed = signed_bytes(self.hello.as_bytes(), body);
+        if !cfg.server_keys.iter().any(|k| identity::verify(k, &signed, &sh.signature)) {
+            return Err(if claims_mismatch { HandshakeError::UnverifiedMismatch } else { HandshakeError::Unverified });
+        }
+        if claims_mismatch {
             let (sv, st) = (sh.version.get(), sh.build_time.get());
             let older = match (cfg.build.version.cmp(&sv), cfg.build.build_time.cmp(&st)) {
                 (std::cmp::Ordering::Less, _) => Older::Client,
@@ -208,10 +218,6 @@ impl AwaitServerHello {
         }
         if sh.status.get() != STATUS_OK {
             return Err(HandshakeError::Malformed);
-        }
-        let signed = signed_bytes(self.hello.as_bytes(), body);
-        if !cfg.server_keys.iter().any(|k| identity::verify(k, &signed, &sh.signature)) {
-            return Err(HandshakeError::Unverified);
         }
         let shared = self.secret.diffie_hellman(&PublicKey::from(sh.eph_pub));
         if !shared.was_contributory() {
@@ -227,8 +233,9 @@ impl AwaitServerHello {
 pub enum HelloVerdict {
     /// Well-formed, authentic, same protocol: sign a ServerHello (on a worker).
     Accept,
-    /// Authentic but another version or table: send this framed answer and close.
-    Mismatch(Vec<u8>),
+    /// Authentic but another version or table: sign a mismatch answer
+    /// ([`mismatch_hello`], on a worker), send it and close.
+    Mismatch,
     /// Not from a binary of this deployment: close without a word.
     Drop,
 }
@@ -241,13 +248,28 @@ pub fn check_client_hello(cfg: &ServerConfig, body: &[u8]) -> HelloVerdict {
         return HelloVerdict::Drop;
     }
     if ch.version.get() != cfg.build.version || ch.table_hash != cfg.build.table_hash {
-        let mut sh = server_hello_fields(cfg);
-        sh.status = U16::new(STATUS_MISMATCH);
-        let mut frame = Vec::with_capacity(4 + SERVER_HELLO_LEN);
-        crate::frame::encode(sh.as_bytes(), &mut frame);
-        return HelloVerdict::Mismatch(frame);
+        return HelloVerdict::Mismatch;
     }
     HelloVerdict::Accept
+}
+
+/// Answers an authentic ClientHello of another version or table: the framed
+/// ServerHello with status 1 (mismatch), the server's version, table hash,
+/// build id and build time, zero key and nonce, signed like any ServerHello
+/// (over the label, the ClientHello and its first 128 bytes), so that a man
+/// in the middle cannot make a client believe it is out of date. Costs one
+/// RSA signature: run it on a worker thread.
+pub fn mismatch_hello(cfg: &ServerConfig, signer: &Signer, client_hello: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+    if client_hello.len() != CLIENT_HELLO_LEN {
+        return Err(HandshakeError::Malformed);
+    }
+    let mut sh = server_hello_fields(cfg);
+    sh.status = U16::new(STATUS_MISMATCH);
+    let signed = signed_bytes(client_hello, sh.as_bytes());
+    sh.signature = signer.sign(&signed).map_err(HandshakeError::Sign)?;
+    let mut frame = Vec::with_capacity(4 + SERVER_HELLO_LEN);
+    crate::frame::encode(sh.as_bytes(), &mut frame);
+    Ok(frame)
 }
 
 /// Answers an accepted ClientHello: the framed ServerHello and the server's keys.

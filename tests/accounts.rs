@@ -67,14 +67,21 @@ fn wrong_password_and_wrong_passphrase_are_401() {
     // Two failures are free: the right credentials still work.
     let mut c2 = Client::connect(&server, &dir.join("home2"));
     assert_eq!(c2.login("bob", PW, WORDS)["type"], "authenticated");
-    // An unknown user is the same 401, and a third failure from this address backs off.
-    assert_error(&c.login("nobody", PW, WORDS), "login", 401);
-    let v = c.login("bob", PW, WORDS);
+    // An unknown user is the same 401, and collects the same strikes: a
+    // fourth try at that name from this address backs off.
+    for _ in 0..3 {
+        assert_error(&c.login("nobody", PW, WORDS), "login", 401);
+    }
+    let v = c.login("nobody", PW, WORDS);
     assert_error(&v, "login", 429);
     assert!(v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0 && ms <= 1000), "{v}");
+    // Those failures were at another name: bob still logs in from this address.
+    let mut c3 = Client::connect(&server, &dir.join("home3"));
+    assert_eq!(c3.login("bob", PW, WORDS)["type"], "authenticated");
     // Nothing secret reaches the server's log.
     drop(c);
     drop(c2);
+    drop(c3);
     let log = server.stderr.lock().unwrap().join("\n");
     for secret in [PW, "password124", "green", "black"] {
         assert!(!log.contains(secret), "server log contains {secret:?}:\n{log}");
@@ -198,4 +205,43 @@ fn batch_client_reports_an_unreachable_server() {
     let v = c.next().expect("an error line");
     assert_error(&v, "connect", 0);
     assert!(!c.finish().success());
+}
+
+#[test]
+fn a_fourth_registration_from_one_address_within_a_minute_is_429() {
+    let dir = TempDir::new("regflood");
+    let server = Server::start_with(&dir.join("data"), &["--registrations", "3/60"]);
+    for (i, name) in ["reg1", "reg2", "reg3"].iter().enumerate() {
+        let mut c = Client::connect(&server, &dir.join(&format!("home{i}")));
+        assert_eq!(c.register(name, PW, WORDS)["type"], "ok", "{name}");
+    }
+    let mut c = Client::connect(&server, &dir.join("home4"));
+    let v = c.register("reg4", PW, WORDS);
+    assert_error(&v, "register", 429);
+    assert!(v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0 && ms <= 60_000), "{v}");
+}
+
+#[test]
+fn guesses_from_another_address_do_not_lock_the_owner_out() {
+    use common::raw::{connect_from, Raw};
+    use sotto::opcodes::Login;
+    use zerocopy::FromZeros;
+    let dir = TempDir::new("lockout");
+    let server = Server::start(&dir.join("data"));
+    let mut owner = Client::connect(&server, &dir.join("owner"));
+    assert_eq!(owner.register("victim", PW, WORDS)["type"], "ok");
+    // An attacker at 127.0.0.2 guesses until it is made to wait.
+    let mut attacker = Raw::handshake(connect_from([127, 0, 0, 2].into(), &server.addr, None).unwrap()).unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let mut l = Login::new_zeroed();
+        l.set_username("victim").unwrap();
+        l.auth_secret = *sotto::account::auth_secret("victim", "not-the-password");
+        let id = attacker.request(l);
+        codes.push(attacker.stat_for(id).expect("an answer").hdr.code.get());
+    }
+    assert_eq!(codes, [401, 401, 401, 429, 429], "the attacker's own address backs off");
+    // The owner, from 127.0.0.1, is not kept waiting.
+    let v = owner.login("victim", PW, WORDS);
+    assert_eq!(v["type"], "authenticated", "{v}");
 }

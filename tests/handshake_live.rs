@@ -109,3 +109,38 @@ fn batch_client_refuses_an_unverifiable_server() {
     assert!(!c.finish().success(), "non-zero exit");
     assert!(fake.join().unwrap().is_empty(), "client sent nothing after the failed verification");
 }
+
+/// A man in the middle answers with an unsigned "protocol mismatch" that
+/// claims a newer server: the real client says only that it could not verify
+/// the answer (not "get a current client"), sends nothing more and exits non-zero.
+#[test]
+fn batch_client_does_not_believe_an_unsigned_mismatch() {
+    use sotto::opcodes::{ServerHello, MAGIC};
+    use zerocopy::{FromZeros, IntoBytes};
+    let dir = TempDir::new("hs-forged-mismatch");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        read_frame(&mut s, handshake::CLIENT_HELLO_LEN).unwrap();
+        let mut sh = ServerHello::new_zeroed();
+        sh.magic = MAGIC;
+        sh.version.set(sotto::opcodes::PROTOCOL_VERSION + 1);
+        sh.status.set(handshake::STATUS_MISMATCH);
+        sh.build_time.set(u64::MAX / 2);
+        let mut frame = Vec::new();
+        sotto::frame::encode(sh.as_bytes(), &mut frame);
+        s.write_all(&frame).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        rest
+    });
+    let mut c = Client::start(&addr, &dir.join("home"));
+    c.send("/login alice password123 red green blue");
+    let v = c.next().expect("an error line");
+    assert_eq!((v["type"].as_str(), v["cmd"].as_str()), (Some("error"), Some("connect")), "{v}");
+    assert_eq!(v["message"], "the server's answer could not be verified");
+    assert!(!c.finish().success(), "non-zero exit");
+    assert!(fake.join().unwrap().is_empty(), "client sent nothing after the unverified answer");
+}

@@ -241,10 +241,10 @@ fn mismatch(change: impl Fn(&mut BuildIdentity)) -> (ClientConfig, Vec<u8>) {
     let mut cfg = client_cfg();
     change(&mut cfg.build);
     let (_, frame) = fixed_client_hello(&cfg);
-    match handshake::check_client_hello(&server_cfg(), &body(&frame)) {
-        HelloVerdict::Mismatch(answer) => (cfg, answer),
-        other => panic!("expected Mismatch, got {other:?}"),
-    }
+    let ch = body(&frame);
+    assert_eq!(handshake::check_client_hello(&server_cfg(), &ch), HelloVerdict::Mismatch);
+    let answer = handshake::mismatch_hello(&server_cfg(), signer(), &ch).expect("server signs");
+    (cfg, answer)
 }
 
 #[test]
@@ -254,7 +254,8 @@ fn answers_another_table_hash_with_protocol_mismatch() {
     let sh = ServerHello::ref_from_bytes(&sh_body).expect("a whole ServerHello");
     assert_eq!(sh.status.get(), STATUS_MISMATCH);
     assert_eq!(sh.table_hash, BuildIdentity::this_build().table_hash);
-    assert!(sh.eph_pub == [0; 32] && sh.nonce == [0; 32] && sh.signature == [0; 256], "no key material");
+    assert!(sh.eph_pub == [0; 32] && sh.nonce == [0; 32], "no key material");
+    assert_ne!(sh.signature, [0; 256], "signed like any ServerHello");
     let err = client_verdict(&cfg, &sh_body).unwrap_err();
     assert!(matches!(err, HandshakeError::Mismatch { .. }), "{err:?}");
     assert!(err.to_string().contains("protocol mismatch"), "{err}");
@@ -357,4 +358,39 @@ fn rejects_record_from_another_session() {
     let (_client2, mut server2) = connect();
     let a = seal(&mut client1, 1);
     assert!(server2.opener.open(&a).is_err(), "session 2 opened a session 1 record");
+}
+
+#[test]
+fn a_forged_unsigned_mismatch_is_not_believed() {
+    // What a man in the middle (or the old server) sends: status 1, an older
+    // version, no signature. The client says only that it could not verify it.
+    let (cfg, answer) = mismatch(|b| b.table_hash[0] ^= 1);
+    let mut forged = body(&answer);
+    let sh = ServerHello::mut_from_bytes(&mut forged).unwrap();
+    sh.signature = [0; 256];
+    sh.version.set(0);
+    let err = client_verdict(&cfg, &forged).unwrap_err();
+    assert_eq!(err, HandshakeError::UnverifiedMismatch);
+    let shown = err.to_string();
+    assert_eq!(shown, "the server's answer could not be verified");
+    assert!(!shown.contains("mismatch") && !shown.contains("older") && !shown.contains("current client"), "{shown}");
+    // The same with a current client: a claimed mismatch it cannot verify.
+    assert_eq!(client_verdict(&client_cfg(), &forged), Err(HandshakeError::UnverifiedMismatch));
+}
+
+#[test]
+fn a_mismatch_signed_by_another_key_or_for_another_hello_is_not_believed() {
+    let mut cfg = client_cfg();
+    cfg.build.table_hash[0] ^= 1;
+    let (_, frame) = fixed_client_hello(&cfg);
+    let ch = body(&frame);
+    let other = handshake::mismatch_hello(&server_cfg(), other_signer(), &ch).unwrap();
+    assert_eq!(client_verdict(&cfg, &body(&other)), Err(HandshakeError::UnverifiedMismatch));
+    // Signed by the right key, but for another ClientHello (a replay): refused too.
+    let (_, fresh) = handshake::client_hello(&cfg);
+    let replayed = handshake::mismatch_hello(&server_cfg(), signer(), &body(&fresh)).unwrap();
+    assert_eq!(client_verdict(&cfg, &body(&replayed)), Err(HandshakeError::UnverifiedMismatch));
+    // The genuine one is believed.
+    let genuine = handshake::mismatch_hello(&server_cfg(), signer(), &ch).unwrap();
+    assert!(matches!(client_verdict(&cfg, &body(&genuine)), Err(HandshakeError::Mismatch { .. })));
 }

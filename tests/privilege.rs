@@ -5,6 +5,12 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use common::{server_exit, user, Server, TempDir};
 
 fn status_line(pid: u32, key: &str) -> Vec<u32> {
@@ -55,4 +61,110 @@ fn refuses_a_root_or_unknown_service_user() {
         let (status, err) = server_exit(&data, &key, &["--user", name]);
         assert!(!status.success() && err.contains(why), "{name}: {err}");
     }
+}
+
+#[test]
+fn the_default_service_user_is_sotto_and_its_absence_says_how_to_create_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: --user is only used when started as root");
+        return;
+    }
+    if nix::unistd::User::from_name("sotto").ok().flatten().is_some() {
+        eprintln!("this machine has a `sotto` account: the missing-account message cannot be shown");
+        return;
+    }
+    let dir = TempDir::new("privdefault");
+    let (status, err) = server_exit(&dir.join("data"), &common::build_key(), &[]);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("no such user `sotto`"), "{err}");
+    assert!(err.contains("useradd --system --home-dir /var/lib/sotto --shell /usr/sbin/nologin sotto"), "{err}");
+}
+
+/// Starts sottod as root on `data` (service user nobody), waits until it
+/// serves or fails, and stops it.
+fn start_and_stop(data: &std::path::Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sottod"))
+        .args(["--listen", "127.0.0.1:0", "--user", "nobody", "--data"])
+        .arg(data)
+        .arg("--key")
+        .arg(common::build_key())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first line comes after the privilege drop; EOF if the start failed.
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_link_swapped_in_during_start_up_never_gives_a_root_file_away() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: the privilege drop is exercised only when the tests run as root (as CI does)");
+        return;
+    }
+    let dir = TempDir::new("privrace");
+    let data = dir.join("data");
+    // Root's directory outside the data directory, with files whose names
+    // the attacker knows (as it knows /etc/shadow's).
+    let victim = dir.join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let names: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
+    for name in &names {
+        std::fs::write(victim.join(name), b"root's").unwrap();
+    }
+    drop(Server::start(&data));
+    // The service user owns the data directory now and may put anything in
+    // it: a subdirectory holding files of those names, which it keeps
+    // swapping (atomically, RENAME_EXCHANGE) with a link to root's directory.
+    let junk = data.join("junk");
+    std::fs::create_dir(&junk).unwrap();
+    for name in &names {
+        std::fs::write(junk.join(name), b"x").unwrap();
+    }
+    let link = data.join("junk.link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let (a, b) = (cstr(&junk), cstr(&link));
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: two valid C paths; renameat2 touches nothing else.
+                let rc = unsafe {
+                    libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
+                };
+                swaps += u64::from(rc == 0);
+            }
+            swaps
+        })
+    };
+    let given_away = || {
+        let mut owners: Vec<u32> = names.iter().map(|n| std::fs::metadata(victim.join(n)).unwrap().uid()).collect();
+        owners.push(std::fs::metadata(&victim).unwrap().uid());
+        owners.into_iter().filter(|uid| *uid != 0).count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut starts = 0;
+    while starts < 100 && std::time::Instant::now() < deadline {
+        start_and_stop(&data);
+        starts += 1;
+        let n = given_away();
+        if n > 0 {
+            stop.store(true, Ordering::Relaxed);
+            let _ = swapper.join();
+            panic!("after {starts} starts, {n} of root's files were given to the service user");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 1000, "the swapper ran ({swaps} swaps over {starts} starts)");
+}
+
+fn cstr(p: &std::path::Path) -> std::ffi::CString {
+    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).unwrap()
 }

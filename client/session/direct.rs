@@ -238,6 +238,14 @@ pub(super) enum Pending {
 }
 
 impl Pending {
+    /// The user the request is about.
+    fn peer(&self) -> &str {
+        match self {
+            Pending::Request { peer, .. } | Pending::Accept { peer, .. } | Pending::Reject { peer } => peer,
+            Pending::Send { peer, .. } => peer,
+        }
+    }
+
     pub(super) fn cmd(&self) -> &'static str {
         match self {
             Pending::Request { .. } => "dm",
@@ -533,6 +541,15 @@ impl Session {
     /// The final `stat` of a DM request.
     pub(super) fn complete_dm(&mut self, p: Pending, r: &StatusReply, now_ms: u64) -> Option<Event> {
         let ok = r.hdr.code.get() == code::OK && matches!(Status::from_u8(r.hdr.status), Some(Status::Ok));
+        // The server's reason names no one; the user is told whose mailbox (PROTOCOL §5, 508).
+        let whose = p.peer().to_owned();
+        let refused = |cmd: &str, r: &StatusReply| {
+            let mut f = refused(cmd, r);
+            if f.code == code::MAILBOX_FULL {
+                f.message = format!("mailbox of {whose} is full");
+            }
+            f
+        };
         match p {
             Pending::Request { peer, .. } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "dm", user: peer })),
             Pending::Request { peer, keys: Some(k) }

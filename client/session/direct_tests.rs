@@ -634,3 +634,28 @@ fn a_dm_signed_before_what_is_remembered_of_its_sender_is_old() {
         _ => panic!("expected a notice"),
     }
 }
+
+#[test]
+fn a_full_mailbox_is_reported_with_the_recipients_name() {
+    // A DM: 508 names bob; the message stays in the outbox for after the next login.
+    let mut s = alice_session(with_bob());
+    let id = send(&mut s, "hello").hdr.msg_id.get();
+    match feed(&mut s, &status(id, Status::Error, code::MAILBOX_FULL, "the recipient's mailbox is full")) {
+        Some(Event::Failed(f)) => {
+            assert_eq!((f.cmd.as_str(), f.code), ("msg", 508));
+            assert!(f.message.starts_with("mailbox of bob is full"), "{f:?}");
+            assert!(f.message.contains("kept"), "{f:?}");
+        }
+        _ => panic!("expected a failure"),
+    }
+    // A DM request the same way.
+    let mut s = alice_session(Contacts::new());
+    s.dm_request("@bob", NOW).unwrap();
+    let id = sent_id(&mut s);
+    match feed(&mut s, &status(id, Status::Error, code::MAILBOX_FULL, "the recipient's mailbox is full")) {
+        Some(Event::Failed(f)) => {
+            assert_eq!((f.cmd.as_str(), f.code, f.message.as_str()), ("dm", 508, "mailbox of bob is full"))
+        }
+        _ => panic!("expected a failure"),
+    }
+}

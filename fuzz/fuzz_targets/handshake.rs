@@ -6,11 +6,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use sotto::crypto::hmac;
-use sotto::handshake::{check_client_hello, HelloVerdict, CLIENT_HELLO_LEN, SERVER_HELLO_LEN, STATUS_MISMATCH};
+use sotto::handshake::{check_client_hello, HelloVerdict, CLIENT_HELLO_LEN, SERVER_HELLO_LEN};
 use sotto::identity::RSA_BYTES;
-use sotto::opcodes::{ServerHello, MAGIC, PROTOCOL_VERSION, TABLE_HASH};
+use sotto::opcodes::{MAGIC, PROTOCOL_VERSION, TABLE_HASH};
 use sotto_fuzz::{client, DEPLOYMENT_KEY, SERVER, SIGNED_SERVER_HELLO};
-use zerocopy::FromBytes;
 
 const MAC_AT: usize = CLIENT_HELLO_LEN - 32;
 
@@ -45,10 +44,10 @@ fn client_hello(body: &[u8]) {
     match verdict {
         HelloVerdict::Drop => assert!(!authentic, "dropped an authentic ClientHello"),
         HelloVerdict::Accept => assert!(same, "accepted a ClientHello whose MAC, magic, version or table is wrong"),
-        HelloVerdict::Mismatch(frame) => {
-            assert!(authentic && !same, "answered a mismatch to an unauthenticated or matching ClientHello");
-            let sh = ServerHello::ref_from_bytes(&frame[4..]).unwrap();
-            assert_eq!((sh.status.get(), sh.eph_pub, sh.signature), (STATUS_MISMATCH, [0; 32], [0; 256]));
+        // The signed answer is made on a worker (`mismatch_hello`): an RSA
+        // signature per input would slow the target down a thousandfold.
+        HelloVerdict::Mismatch => {
+            assert!(authentic && !same, "answered a mismatch to an unauthenticated or matching ClientHello")
         }
     }
 }

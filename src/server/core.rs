@@ -11,17 +11,19 @@ use std::net::IpAddr;
 
 use crate::frame::Deframer;
 use crate::handshake::{self, HelloVerdict, ServerConfig, SessionKeys};
-use crate::opcodes::{StatusReply, UserRecord};
+use crate::opcodes::StatusReply;
 use crate::record;
 use crate::wire::{self, code, Message, Status};
 use zeroize::Zeroize;
 
+pub use crate::server::accounts::Accounts;
 use crate::server::backoff::Backoff;
 use crate::server::dispatch::{self, Handler};
 use crate::server::mailbox::Mail;
 use crate::server::room::Rooms;
 use crate::server::session::Session;
 use crate::server::store::Change;
+use crate::server::throttle::{bucket, Throttle};
 use crate::server::worker::{Completion, Job};
 
 /// "a 3, b 1" for non-empty counts.
@@ -56,8 +58,18 @@ pub struct Limits {
     pub deliver_wait_ms: u64,
     /// A logged-in session with no input for this long is closed (heartbeats count).
     pub idle_ms: u64,
-    /// Chat messages (room and direct) allowed per window, per connection; None: no limit.
+    /// Chat messages (room and direct) allowed per window, per user over all
+    /// of its sessions; None: no limit.
     pub rate: Option<(u32, u64)>,
+    /// Registrations allowed per window from one address (bucket), checked
+    /// before any argon2id work; None: no limit.
+    pub registrations: Option<(u32, u64)>,
+    /// Room creations allowed per window from one address (bucket); None: no limit.
+    pub room_creations: Option<(u32, u64)>,
+    /// Events waiting at most in one user's mailbox.
+    pub mailbox_max_msgs: usize,
+    /// Bytes of waiting events at most in one user's mailbox.
+    pub mailbox_max_bytes: usize,
     /// Input bytes per second per connection before reading pauses; 0: no cap.
     pub max_bps: u64,
     /// Open connections at most, in all.
@@ -79,6 +91,10 @@ impl Default for Limits {
             deliver_wait_ms: 5_000,
             idle_ms: 30_000,
             rate: Some((5, 5_000)),
+            registrations: Some((3, 60_000)),
+            room_creations: Some((10, 60_000)),
+            mailbox_max_msgs: 10_000,
+            mailbox_max_bytes: 16 << 20,
             max_bps: 1 << 20,
             max_conns: 16_384,
             max_conns_per_addr: 64,
@@ -109,8 +125,6 @@ struct Conn {
     out_dropped: bool,
     /// Last time any input arrived.
     heard_ms: u64,
-    /// Times of the recent chat messages, for the rate limit.
-    chat: std::collections::VecDeque<u64>,
     /// Input bytes in the current one-second window, and when it started.
     window_bytes: u64,
     window_start_ms: u64,
@@ -118,66 +132,8 @@ struct Conn {
     listed: bool,
     /// The highest mailbox sequence number sent to this session.
     mail_cursor: u64,
-}
-
-/// Accounts known to the server, indexed by name and UID.
-#[derive(Default)]
-pub struct Accounts {
-    by_name: HashMap<String, u64>,
-    by_uid: HashMap<u64, UserRecord>,
-    /// Names with a registration in flight, and the UIDs they asked for.
-    reserved: HashMap<String, u64>,
-}
-
-impl Accounts {
-    /// Indexes a stored account.
-    pub fn insert(&mut self, rec: UserRecord) {
-        if let Ok(name) = rec.username() {
-            self.by_name.insert(name.to_owned(), rec.uid.get());
-            self.by_uid.insert(rec.uid.get(), rec);
-        }
-    }
-
-    /// The account named `name`.
-    pub(crate) fn by_name(&self, name: &str) -> Option<&UserRecord> {
-        self.by_name.get(name).and_then(|uid| self.by_uid.get(uid))
-    }
-
-    /// The account with `uid`.
-    pub(crate) fn by_uid(&self, uid: u64) -> Option<&UserRecord> {
-        self.by_uid.get(&uid)
-    }
-
-    /// Whether `name` is taken or being registered.
-    pub(crate) fn is_taken(&self, name: &str) -> bool {
-        self.by_name.contains_key(name) || self.reserved.contains_key(name)
-    }
-
-    /// Whether `uid` is zero, taken or being registered.
-    pub(crate) fn uid_taken(&self, uid: u64) -> bool {
-        uid == 0 || self.by_uid.contains_key(&uid) || self.reserved.values().any(|&u| u == uid)
-    }
-
-    /// Marks `name` as being registered under `uid` (the client's choice: its
-    /// key binding signs it, PROTOCOL.md §5); callers check both are free first.
-    pub(crate) fn reserve(&mut self, name: &str, uid: u64) {
-        self.reserved.insert(name.to_owned(), uid);
-    }
-
-    /// Ends a registration, successful or not.
-    pub(crate) fn release(&mut self, name: &str) {
-        self.reserved.remove(name);
-    }
-
-    /// Number of accounts.
-    pub fn len(&self) -> usize {
-        self.by_uid.len()
-    }
-
-    /// Whether there is no account.
-    pub fn is_empty(&self) -> bool {
-        self.by_uid.is_empty()
-    }
+    /// The (case-folded) name of the last login attempt, which its failure counts against.
+    login_name: Option<String>,
 }
 
 /// What to send once a commit is durable (DESIGN §8: nothing is acknowledged
@@ -221,12 +177,18 @@ pub struct Core {
     jobs: Vec<Job>,
     /// Accounts (handlers read and update it).
     pub(crate) accounts: Accounts,
-    /// Failed-login counters.
-    pub(crate) backoff: Backoff,
+    /// Failed-login counters, keyed by the case-folded account name.
+    pub(crate) backoff: Backoff<String>,
     /// Rooms (handlers read and update it; call `mark_dirty` after a change).
     pub(crate) rooms: Rooms,
-    /// Failed room-password counters, keyed by room.
-    pub(crate) room_backoff: Backoff,
+    /// Failed room-password counters, keyed by room and user.
+    pub(crate) room_backoff: Backoff<u64>,
+    /// Registrations per address, before any argon2id work.
+    pub(crate) registrations: Throttle,
+    /// Room creations per address.
+    pub(crate) room_creations: Throttle,
+    /// Times of each user's recent chat messages (all its sessions), for the rate limit.
+    chat: HashMap<u64, std::collections::VecDeque<u64>>,
     /// Mailboxes and contacts (handlers read and update it; call `mark_mail_dirty`).
     pub(crate) mail: Mail,
     /// DMs delivered live and not yet acknowledged: (recipient, seq) -> sender.
@@ -235,9 +197,9 @@ pub struct Core {
     contacts_dirty: bool,
     /// Sessions of each logged-in user.
     online: HashMap<u64, Vec<ConnId>>,
-    /// Open connections per address.
+    /// Open connections per address bucket.
     per_addr: HashMap<IpAddr, usize>,
-    /// Handshakes signed per address in the current second: (window start, count).
+    /// Handshakes signed per address bucket in the current second: (window start, count).
     handshakes: HashMap<IpAddr, (u64, u32)>,
     /// Rooms changed this turn, and rooms deleted this turn.
     dirty: BTreeSet<String>,
@@ -264,9 +226,12 @@ impl Core {
             active: Vec::new(),
             jobs: Vec::new(),
             accounts,
-            backoff: Backoff::default(),
+            backoff: Backoff::login(),
             rooms,
-            room_backoff: Backoff::default(),
+            room_backoff: Backoff::room(),
+            registrations: Throttle::new(limits.registrations),
+            room_creations: Throttle::new(limits.room_creations),
+            chat: HashMap::new(),
             mail,
             awaiting: HashMap::new(),
             mail_dirty: BTreeSet::new(),
@@ -308,7 +273,7 @@ impl Core {
             self.count("connection cap reached");
             return Err("connection cap reached");
         }
-        let from_addr = self.per_addr.entry(addr).or_default();
+        let from_addr = self.per_addr.entry(bucket(addr)).or_default();
         if *from_addr >= self.limits.max_conns_per_addr {
             self.count("too many connections from one address");
             return Err("too many connections from this address");
@@ -325,11 +290,11 @@ impl Core {
             closing_since_ms: 0,
             out_dropped: false,
             heard_ms: now_ms,
-            chat: Default::default(),
             window_bytes: 0,
             window_start_ms: now_ms,
             listed: false,
             mail_cursor: 0,
+            login_name: None,
         };
         self.conns.insert(id, conn);
         Ok(())
@@ -337,7 +302,7 @@ impl Core {
 
     /// Counts a handshake to sign for `addr`; false when it is over its rate.
     fn handshake_allowed(&mut self, addr: IpAddr, now_ms: u64) -> bool {
-        let (start, count) = self.handshakes.entry(addr).or_insert((now_ms, 0));
+        let (start, count) = self.handshakes.entry(bucket(addr)).or_insert((now_ms, 0));
         if now_ms.saturating_sub(*start) >= 1_000 {
             *start = now_ms;
             *count = 0;
@@ -382,18 +347,19 @@ impl Core {
         self.read_allowance(id, now_ms) > 0
     }
 
-    /// Counts a chat message of `id` against the rate limit: Err(ms to wait) when over it.
-    pub(crate) fn chat_allowed(&mut self, id: ConnId, now_ms: u64) -> Result<(), u64> {
+    /// Counts a chat message of `uid` (from any of its sessions) against the
+    /// rate limit: Err(ms to wait) when over it.
+    pub(crate) fn chat_allowed(&mut self, uid: u64, now_ms: u64) -> Result<(), u64> {
         let Some((n, window)) = self.limits.rate else { return Ok(()) };
-        let Some(c) = self.conns.get_mut(&id) else { return Ok(()) };
-        while c.chat.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
-            c.chat.pop_front();
+        let times = self.chat.entry(uid).or_default();
+        while times.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
+            times.pop_front();
         }
-        if c.chat.len() >= n as usize {
-            let oldest = c.chat.front().copied().unwrap_or(now_ms);
+        if times.len() >= n as usize {
+            let oldest = times.front().copied().unwrap_or(now_ms);
             return Err((oldest + window).saturating_sub(now_ms).max(1));
         }
-        c.chat.push_back(now_ms);
+        times.push_back(now_ms);
         Ok(())
     }
 
@@ -442,10 +408,11 @@ impl Core {
     /// Forgets `id` (the socket is gone); returns why it closed.
     pub fn remove(&mut self, id: ConnId) -> Option<&'static str> {
         let conn = self.conns.remove(&id)?;
-        if let Some(n) = self.per_addr.get_mut(&conn.addr) {
+        let key = bucket(conn.addr);
+        if let Some(n) = self.per_addr.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                self.per_addr.remove(&conn.addr);
+                self.per_addr.remove(&key);
             }
         }
         if let Phase::Open { session: Session::Authenticated(auth), .. } = &conn.phase {
@@ -684,6 +651,11 @@ impl Core {
         }
         self.backoff.prune(now_ms);
         self.room_backoff.prune(now_ms);
+        self.registrations.prune(now_ms);
+        self.room_creations.prune(now_ms);
+        if let Some((_, window)) = self.limits.rate {
+            self.chat.retain(|_, t| t.back().is_some_and(|last| now_ms.saturating_sub(*last) < window));
+        }
         self.handshakes.retain(|_, (start, _)| now_ms.saturating_sub(*start) < 1_000);
         crate::server::handler::direct::handle_timeout(self, now_ms);
     }
@@ -694,6 +666,18 @@ impl Core {
             c.close.get_or_insert(reason);
         }
         self.touch(id);
+    }
+
+    /// Records the name `id` is trying to log in as (for the back-off).
+    pub(crate) fn set_login_name(&mut self, id: ConnId, name: String) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.login_name = Some(name);
+        }
+    }
+
+    /// The name `id` last tried to log in as.
+    pub(crate) fn login_name(&self, id: ConnId) -> Option<String> {
+        self.conns.get(&id).and_then(|c| c.login_name.clone())
     }
 
     /// The peer address of `id`.
@@ -768,6 +752,7 @@ impl Core {
         match code {
             code::RATE_LIMITED => self.count("rate limited (429)"),
             code::INSUFFICIENT_STORAGE => self.count("storage failed (507)"),
+            code::MAILBOX_FULL => self.count("mailbox full (508)"),
             code::UNAUTHORIZED => self.count("unauthorized (401)"),
             _ => {}
         }
@@ -825,8 +810,9 @@ impl Core {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         match &mut conn.phase {
             Phase::AwaitHello => match handshake::check_client_hello(&self.cfg, &body) {
-                HelloVerdict::Accept => {
+                verdict @ (HelloVerdict::Accept | HelloVerdict::Mismatch) => {
                     let addr = conn.addr;
+                    // A mismatch answer is signed too: the same rate and the same signing pool.
                     if !self.handshake_allowed(addr, now_ms) {
                         // One address cannot keep the server signing (DESIGN §4): no answer.
                         self.close(id, "handshake rate exceeded for this address");
@@ -834,11 +820,12 @@ impl Core {
                     }
                     let Some(conn) = self.conns.get_mut(&id) else { return };
                     conn.phase = Phase::Handshaking;
-                    self.start_job(id, Job::Handshake { conn: id, client_hello: body });
-                }
-                HelloVerdict::Mismatch(frame) => {
-                    conn.out.extend_from_slice(&frame);
-                    conn.close = Some("protocol mismatch");
+                    let job = if verdict == HelloVerdict::Accept {
+                        Job::Handshake { conn: id, client_hello: body }
+                    } else {
+                        Job::Mismatch { conn: id, client_hello: body }
+                    };
+                    self.start_job(id, job);
                 }
                 // Not one of our binaries: no answer, no RSA work (DESIGN §4).
                 HelloVerdict::Drop => conn.close = Some("bad client hello"),
@@ -902,6 +889,21 @@ impl Core {
                         }
                         Err(e) => {
                             crate::log!(Warn, "conn {conn}: handshake failed: {e}");
+                            c.close = Some("handshake failed");
+                        }
+                    }
+                }
+                conn
+            }
+            Completion::Mismatch { conn, result } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    match result {
+                        Ok(frame) => {
+                            c.out.extend_from_slice(&frame);
+                            c.close = Some("protocol mismatch");
+                        }
+                        Err(e) => {
+                            crate::log!(Warn, "conn {conn}: signing the mismatch answer failed: {e}");
                             c.close = Some("handshake failed");
                         }
                     }

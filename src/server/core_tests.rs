@@ -13,7 +13,7 @@ use crate::opcodes::{
 use crate::record;
 use crate::wire::{self, code, Message};
 use x25519_dalek::{PublicKey, StaticSecret};
-use zerocopy::IntoBytes;
+use zerocopy::{FromZeros, IntoBytes};
 
 use crate::server::core::{Accounts, Core, Limits};
 use crate::server::mailbox::Mail;
@@ -54,12 +54,16 @@ impl Pair {
     }
 
     fn connect_with(rooms: Rooms) -> Pair {
+        Pair::connect_limited(rooms, Limits::default())
+    }
+
+    fn connect_limited(rooms: Rooms, limits: Limits) -> Pair {
         let signer = Signer::from_pkcs8_der(server_key()).unwrap();
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
         let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
-        let mut core = Core::new(scfg, Limits::default(), Accounts::default(), rooms, Mail::default());
+        let mut core = Core::new(scfg, limits, Accounts::default(), rooms, Mail::default());
         core.accept(ID, ADDR, 1_000).unwrap();
         let (state, hello) = handshake::client_hello(&ccfg);
         core.handle_input(ID, &hello, 1_000);
@@ -126,12 +130,17 @@ impl Pair {
     }
 
     fn register(&mut self, name: &str, password: &str, phrase: &str) -> u16 {
+        let uid = u64::from_be_bytes(crate::crypto::random()).max(1);
+        self.register_as(name, uid, password, phrase)
+    }
+
+    /// Registers under a UID of the test's choice (clients choose theirs at random).
+    fn register_as(&mut self, name: &str, uid: u64, password: &str, phrase: &str) -> u16 {
         let (der, n) = user_key();
         let secret = StaticSecret::from([5u8; 32]);
         let enc_pub = PublicKey::from(&secret).to_bytes();
         // Clients sign the canonical (case-folded) name, as the server checks it.
         let canonical = crate::account::normalize_username(name).unwrap_or_default();
-        let uid = u64::from_be_bytes(crate::crypto::random()).max(1);
         let binding = crate::account::enc_key_binding(&crate::account::deployment_id(), uid, &canonical, &enc_pub);
         let sig = Signer::from_pkcs8_der(der).unwrap().sign(&binding).unwrap();
         let mut m = Register::request(0, 0);
@@ -183,6 +192,23 @@ fn registers_logs_in_and_authenticates() {
 }
 
 #[test]
+fn a_uid_already_taken_is_refused_and_the_binding_must_sign_the_uid() {
+    let mut p = Pair::connect();
+    assert_eq!(p.register_as("bob", 7, "password123", "a b c"), code::OK);
+    assert_eq!(p.register_as("carol", 7, "password123", "a b c"), code::CONFLICT, "bob's UID");
+    // A binding signed for another UID does not verify for this one.
+    let (der, n) = user_key();
+    let enc_pub = [5u8; 32];
+    let binding = crate::account::enc_key_binding(&crate::account::deployment_id(), 8, "dave", &enc_pub);
+    let mut m = Register::request(0, 0);
+    m.set_username("dave").unwrap();
+    m.uid.set(9);
+    (m.auth_secret, m.pass_secret) = (test_secret("password123"), test_secret("a b c"));
+    (m.id_pub, m.enc_pub, m.enc_sig) = (*n, enc_pub, Signer::from_pkcs8_der(der).unwrap().sign(&binding).unwrap());
+    assert_eq!(p.status(m).0, code::BAD_REQUEST);
+}
+
+#[test]
 fn rejects_duplicate_and_invalid_registrations() {
     let mut p = Pair::connect();
     assert_eq!(p.register("bob", "password123", "a b c"), code::OK);
@@ -197,7 +223,6 @@ fn rejects_duplicate_and_invalid_registrations() {
     assert_eq!(p.status(m).0, code::CONFLICT, "uid 0 is never an account's");
     m.uid.set(7);
     assert_eq!(p.status(m).0, code::BAD_REQUEST, "unsigned encryption key");
-    assert_eq!(p.register("dave", "password123", "a b c"), code::OK);
 }
 
 #[test]
@@ -209,9 +234,96 @@ fn wrong_password_or_passphrase_is_401_and_backs_off() {
     assert_eq!(p.login("dave", "password123"), code::PENDING);
     let got = p.passphrase("one two four");
     assert_eq!(wire::decode::<StatusReply>(&got[0]).unwrap().hdr.code.get(), code::UNAUTHORIZED);
-    assert_eq!(p.login("dave", "password123"), code::RATE_LIMITED, "three failures from this address");
+    assert_eq!(p.login("dave", "wrongpassword"), code::UNAUTHORIZED);
+    assert_eq!(p.login("dave", "password123"), code::RATE_LIMITED, "three failures of dave from this address");
+    // An unknown name collects the same strikes as a known one.
+    assert_eq!(p.login("nobody", "password123"), code::UNAUTHORIZED);
+    assert_eq!(p.login("nobody", "password123"), code::UNAUTHORIZED);
+    assert_eq!(p.login("nobody", "password123"), code::RATE_LIMITED, "three failures of nobody");
     p.now += 1_001;
     assert_eq!(p.login("dave", "password123"), code::PENDING);
+}
+
+#[test]
+fn registrations_are_throttled_per_address_before_any_argon2id_job() {
+    let limits = Limits { registrations: Some((3, 60_000)), ..Limits::default() };
+    let mut p = Pair::connect_limited(Rooms::default(), limits);
+    for name in ["reg1", "reg2", "reg3"] {
+        assert_eq!(p.register(name, "password123", "a b c"), code::OK);
+    }
+    // The fourth within the minute: 429, and no job reaches the workers.
+    let (der, n) = user_key();
+    let enc_pub = [5u8; 32];
+    let binding = crate::account::enc_key_binding(&crate::account::deployment_id(), 44, "reg4", &enc_pub);
+    let sig = Signer::from_pkcs8_der(der).unwrap().sign(&binding).unwrap();
+    let mut m = Register::request(99, 0);
+    m.uid.set(44);
+    m.set_username("reg4").unwrap();
+    m.auth_secret = test_secret("password123");
+    m.pass_secret = test_secret("a b c");
+    m.id_pub = *n;
+    m.enc_pub = enc_pub;
+    m.enc_sig = sig;
+    let mut frame = Vec::new();
+    p.keys.sealer.seal(m.as_bytes(), &mut frame).unwrap();
+    p.core.handle_input(ID, &frame, p.now);
+    assert!(p.core.poll_jobs().is_empty(), "no argon2id job for a throttled registration");
+    let got = p.responses();
+    let r = wire::decode::<StatusReply>(&got[0]).unwrap();
+    assert_eq!(r.hdr.code.get(), code::RATE_LIMITED);
+    assert!(r.retry_after_ms.get() > 0 && r.retry_after_ms.get() <= 60_000);
+    // A minute later it is allowed again.
+    p.now += 60_000;
+    assert_eq!(p.register("reg4", "password123", "a b c"), code::OK);
+}
+
+#[test]
+fn room_creations_are_throttled_per_address() {
+    let limits = Limits { room_creations: Some((2, 60_000)), ..Limits::default() };
+    let mut p = Pair::connect_limited(Rooms::default(), limits);
+    assert_eq!(p.register("erin", "password123", "a b c"), code::OK);
+    assert_eq!(p.login("erin", "password123"), code::PENDING);
+    p.passphrase("a b c");
+    for (room, want) in [("r1", code::OK), ("r2", code::OK), ("r3", code::RATE_LIMITED)] {
+        let mut m = CreateRoom::request(0, 0);
+        m.set_room(room).unwrap();
+        assert_eq!(p.status(m).0, want, "{room}");
+    }
+}
+
+#[test]
+fn the_dummy_hash_of_unknown_names_follows_the_stored_hashes() {
+    // With no account, the cost of the hashes made from now on (--kdf-memory).
+    crate::crypto::set_stored_hash_kib(16);
+    let empty = Accounts::default();
+    assert_eq!(empty.dummy_kib(), 16);
+    crate::crypto::set_stored_hash_kib(crate::crypto::STORED_HASH_KIB);
+    assert_eq!(empty.dummy_kib(), crate::crypto::STORED_HASH_KIB);
+    assert_eq!(crate::crypto::phc_kib(&worker::dummy_phc(8)), Some(8));
+    // With accounts, the cost most stored hashes have, whatever --kdf-memory says now.
+    let mut accounts = Accounts::default();
+    for (i, kib) in [(1u64, 8u32), (2, 8), (3, 16)] {
+        let mut rec = crate::opcodes::UserRecord::new_zeroed();
+        rec.uid.set(i);
+        rec.set_username(&format!("user{i}")).unwrap();
+        rec.set_password_hash(&crate::crypto::hash_secret_kib(b"pw", kib).unwrap()).unwrap();
+        accounts.insert(rec);
+    }
+    assert_eq!(accounts.dummy_kib(), 8);
+    // An unknown name is checked against a dummy of that cost.
+    let mut p = Pair::connect();
+    p.core.accounts = accounts;
+    let mut m = Login::request(7, 0);
+    m.set_username("ghost").unwrap();
+    m.auth_secret = test_secret("password123");
+    let mut frame = Vec::new();
+    p.keys.sealer.seal(m.as_bytes(), &mut frame).unwrap();
+    p.core.handle_input(ID, &frame, p.now);
+    let jobs = p.core.poll_jobs();
+    assert!(
+        matches!(jobs.as_slice(), [worker::Job::Password { uid: None, dummy_kib: 8, .. }]),
+        "one password job, against an 8 KiB dummy"
+    );
 }
 
 #[test]
@@ -461,4 +573,55 @@ fn a_commit_of_a_deleted_room_does_not_make_a_new_room_of_its_name_durable() {
 /// A stand-in for the client's argon2id secrets (the server only hashes what it gets).
 fn test_secret(s: &str) -> [u8; 32] {
     crate::crypto::sha256(&[s.as_bytes()])
+}
+
+#[test]
+fn a_protocol_mismatch_is_answered_signed_through_the_signing_pool_and_the_handshake_rate() {
+    let limits = Limits { handshakes_per_sec: 1, ..Default::default() };
+    let signer = Signer::from_pkcs8_der(server_key()).unwrap();
+    let build = BuildIdentity::this_build();
+    let scfg = ServerConfig { build, deployment_key: DEPLOY };
+    let mut ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
+    ccfg.build.table_hash[0] ^= 1;
+    let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
+    let mut core = Core::new(scfg, limits, Accounts::default(), Rooms::default(), Mail::default());
+    core.accept(1, ADDR, 0).unwrap();
+    core.accept(2, ADDR, 0).unwrap();
+    let (state, hello) = handshake::client_hello(&ccfg);
+    core.handle_input(1, &hello, 10);
+    assert!(!core.has_output(1), "nothing is sent before the signature");
+    let jobs = core.poll_jobs();
+    assert!(matches!(jobs.as_slice(), [worker::Job::Mismatch { conn: 1, .. }]), "one signing job");
+    // A second mismatch hello from the address in the same second: closed unanswered, no job.
+    core.handle_input(2, &handshake::client_hello(&ccfg).1, 20);
+    assert!(core.poll_jobs().is_empty() && core.is_done(2), "over the handshake rate");
+    for job in jobs {
+        let done = worker::run(job, &ctx);
+        core.handle_completion(done, 30);
+    }
+    let out = std::mem::take(core.transmit(1).unwrap());
+    assert!(core.is_closing(1));
+    match state.handle_server_hello(&ccfg, &out[4..]) {
+        Err(handshake::HandshakeError::Mismatch { .. }) => {}
+        Err(e) => panic!("expected a verified mismatch, got {e}"),
+        Ok(_) => panic!("expected a verified mismatch, got keys"),
+    }
+}
+
+#[test]
+fn connections_and_handshakes_of_an_ipv6_host_count_by_its_64() {
+    let limits = Limits { max_conns_per_addr: 2, handshakes_per_sec: 1, ..Default::default() };
+    let mut core = Core::new(ServerConfig::built_in(), limits, Accounts::default(), Rooms::default(), Mail::default());
+    let host = |i: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 5, 6, i, i, i, i));
+    assert!(core.accept(1, host(1), 0).is_ok() && core.accept(2, host(2), 0).is_ok());
+    assert!(core.accept(3, host(3), 0).is_err(), "a third address of the same /64");
+    assert!(core.accept(4, IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 5, 7, 0, 0, 0, 1)), 0).is_ok());
+    let ccfg = ClientConfig::built_in().unwrap();
+    for id in [1, 2] {
+        core.handle_input(id, &handshake::client_hello(&ccfg).1, 10);
+    }
+    assert_eq!(core.poll_jobs().len(), 1, "one signature per second for the /64");
+    core.close(1, "test");
+    core.remove(1);
+    assert!(core.accept(5, host(9), 0).is_ok(), "a slot of the /64 freed up");
 }

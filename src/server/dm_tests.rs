@@ -52,6 +52,8 @@ impl World {
     }
 
     fn new_with(limits: Limits) -> World {
+        // Every connection of a world comes from one address: no per-address registration throttle.
+        let limits = Limits { registrations: None, ..limits };
         let signer = Signer::from_pkcs8_der(&test_keys().0).unwrap();
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
@@ -334,4 +336,91 @@ fn a_mailbox_longer_than_the_output_bound_is_delivered_a_window_at_a_time() {
 /// A stand-in for the client's argon2id secrets (the server only hashes what it gets).
 fn test_secret(s: &str) -> [u8; 32] {
     crate::crypto::sha256(&[s.as_bytes()])
+}
+
+/// The code of the one status reply in `got`.
+fn code_of(got: &[Vec<u8>]) -> u16 {
+    let stat: Vec<_> = got.iter().filter_map(|f| wire::decode::<StatusReply>(f).ok()).collect();
+    assert_eq!(stat.len(), 1, "one status reply in {:?}", opcodes(got));
+    stat[0].hdr.code.get()
+}
+
+#[test]
+fn the_chat_rate_counts_every_session_of_a_user_together() {
+    let mut w = World::new_with(Limits { rate: Some((5, 5_000)), ..Limits::default() });
+    let mut alice = w.connect(1, "alice");
+    let mut bob = w.connect(2, "bob");
+    w.befriend((&mut alice, "alice"), (&mut bob, "bob"));
+    let (mut alice2, _) = w.login_again(3, "alice", alice.uid);
+    for dm_id in 1..=3 {
+        w.send(&mut alice, dm(bob.uid, dm_id).as_bytes());
+    }
+    for dm_id in 4..=5 {
+        w.send(&mut alice2, dm(bob.uid, dm_id).as_bytes());
+    }
+    w.commit();
+    w.take(&mut alice);
+    w.take(&mut alice2);
+    // Five in the window from two sessions: the sixth, from either, is refused.
+    for side in [&mut alice, &mut alice2] {
+        let got = w.send(side, dm(bob.uid, 100 + side.id).as_bytes());
+        assert_eq!(code_of(&got), code::RATE_LIMITED, "session {}", side.id);
+    }
+    // Another user is not limited by alice's messages.
+    w.take(&mut bob);
+    assert!(w.send(&mut bob, dm(alice.uid, 1).as_bytes()).iter().all(|f| wire::decode::<StatusReply>(f).is_err()));
+    w.now += 5_000;
+    assert!(w.send(&mut alice2, dm(bob.uid, 200).as_bytes()).iter().all(|f| wire::decode::<StatusReply>(f).is_err()));
+}
+
+#[test]
+fn a_full_mailbox_refuses_with_508_before_acknowledging_and_keeps_what_it_acknowledged() {
+    let msg = size_of::<ReceiveDm>();
+    // Room for four DMs by count and by bytes (whichever binds first is tested in turn).
+    for (max_msgs, max_bytes) in [(4, usize::MAX), (1_000, 4 * msg + msg / 2)] {
+        let mut w = World::new_with(Limits {
+            rate: None,
+            mailbox_max_msgs: max_msgs,
+            mailbox_max_bytes: max_bytes,
+            ..Limits::default()
+        });
+        let mut alice = w.connect(1, "alice");
+        let mut bob = w.connect(2, "bob");
+        w.befriend((&mut alice, "alice"), (&mut bob, "bob"));
+        // Bob acknowledges alice's request (the first event of his mailbox),
+        // so his mailbox is empty; then he goes away.
+        let mut ack = MailboxAck::request(9, 0);
+        ack.seq.set(1);
+        w.send(&mut bob, ack.as_bytes());
+        w.commit();
+        w.core.close(bob.id, "test");
+        w.core.remove(bob.id);
+        let mut acked = Vec::new();
+        for dm_id in 1..=6u64 {
+            let mut got = w.send(&mut alice, dm(bob.uid, dm_id).as_bytes());
+            w.commit();
+            got.extend(w.take(&mut alice));
+            match wire::decode::<DmStatus>(&got[0]) {
+                Ok(st) => {
+                    assert_eq!((st.dm_id.get(), st.state), (dm_id, 1), "queued");
+                    acked.push(dm_id);
+                }
+                Err(_) => assert_eq!(code_of(&got), code::MAILBOX_FULL, "dm {dm_id} ({max_msgs}, {max_bytes})"),
+            }
+        }
+        assert_eq!(acked, [1, 2, 3, 4], "({max_msgs}, {max_bytes})");
+        // Bob logs in: every acknowledged DM is there, in order; nothing else.
+        let (mut bob, got) = w.login_again(4, "bob", bob.uid);
+        let ids: Vec<u64> =
+            got.iter().filter_map(|f| wire::decode::<ReceiveDm>(f).ok()).map(|r| r.dm_id.get()).collect();
+        assert_eq!(ids, acked);
+        // Once he acknowledges one, there is room again.
+        let first = got.iter().find(|f| wire::decode::<ReceiveDm>(f).is_ok()).unwrap();
+        let mut ack = MailboxAck::request(9, 0);
+        ack.seq.set(seq_of(first));
+        w.send(&mut bob, ack.as_bytes());
+        w.commit();
+        let got = w.send(&mut alice, dm(bob.uid, 7).as_bytes());
+        assert!(got.iter().all(|f| wire::decode::<StatusReply>(f).is_err()), "stored");
+    }
 }

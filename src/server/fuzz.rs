@@ -39,7 +39,7 @@ pub const START_MS: u64 = 1_700_000_000_000;
 /// answer with a full history fits) and mailbox records that expire after a
 /// minute, so that both bounds are within a fuzz input's reach.
 pub fn limits() -> Limits {
-    Limits { max_output: 48 * 1024, queue_ttl_ms: 60_000, ..Limits::default() }
+    Limits { max_output: 48 * 1024, queue_ttl_ms: 60_000, room_creations: None, ..Limits::default() }
 }
 
 /// The UID of `USERS[user]`.

@@ -48,6 +48,8 @@ pub(crate) struct Mailbox {
     file_records: usize,
     /// A commit failed: the file must be rewritten from memory.
     rewrite: bool,
+    /// Bytes of the waiting events (for the per-user cap).
+    live_bytes: usize,
 }
 
 impl Mailbox {
@@ -65,13 +67,21 @@ impl Mailbox {
         if let Some(key) = dm {
             self.dms.insert(key, seq);
         }
+        self.live_bytes += event.len();
         self.live.insert(seq, Record { time_ms: now_ms, event, dm });
         seq
+    }
+
+    /// Whether an event of `len` bytes fits under the caps (`max_msgs`
+    /// waiting events, `max_bytes` bytes of them).
+    pub fn has_room(&self, len: usize, max_msgs: usize, max_bytes: usize) -> bool {
+        self.live.len() < max_msgs && self.live_bytes.saturating_add(len) <= max_bytes
     }
 
     /// Removes `seq` if it is waiting; returns the record.
     pub fn ack(&mut self, seq: u64, now_ms: u64) -> Option<Record> {
         let rec = self.live.remove(&seq)?;
+        self.live_bytes = self.live_bytes.saturating_sub(rec.event.len());
         encode(&mut self.pending, ACK, seq, now_ms, &[]);
         self.file_records += 1;
         Some(rec)
@@ -245,9 +255,12 @@ pub(crate) fn load(bytes: &[u8], dm_of: impl Fn(&[u8]) -> Option<(u64, u64)>) ->
             if let Some(key) = dm {
                 mb.dms.insert(key, seq);
             }
-            mb.live.insert(seq, Record { time_ms, event: payload.to_vec(), dm });
-        } else {
-            mb.live.remove(&seq);
+            mb.live_bytes += payload.len();
+            if let Some(old) = mb.live.insert(seq, Record { time_ms, event: payload.to_vec(), dm }) {
+                mb.live_bytes = mb.live_bytes.saturating_sub(old.event.len());
+            }
+        } else if let Some(old) = mb.live.remove(&seq) {
+            mb.live_bytes = mb.live_bytes.saturating_sub(old.event.len());
         }
         mb.next_seq = mb.next_seq.max(seq + 1);
         mb.file_records += 1;

@@ -8,6 +8,7 @@
 //! `cfg(fuzzing)`); handlers, sessions and proof tokens are crate-private, so
 //! nothing outside this crate can run a handler or forge a session.
 
+pub mod accounts;
 pub mod core;
 pub mod log;
 pub mod mailbox;
@@ -20,6 +21,7 @@ pub(crate) mod contacts;
 pub(crate) mod dispatch;
 pub(crate) mod handler;
 pub(crate) mod session;
+pub(crate) mod throttle;
 
 #[cfg(any(test, fuzzing))]
 pub mod fuzz;

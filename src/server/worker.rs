@@ -25,6 +25,8 @@ use crate::server::store::{self, Change, Store};
 pub enum Job {
     /// Sign a ServerHello for this ClientHello.
     Handshake { conn: ConnId, client_hello: Vec<u8> },
+    /// Sign a protocol-mismatch ServerHello for this (authentic) ClientHello.
+    Mismatch { conn: ConnId, client_hello: Vec<u8> },
     /// Verify the key binding, hash the secrets, write the account.
     Register {
         conn: ConnId,
@@ -33,12 +35,14 @@ pub enum Job {
         auth_secret: Zeroizing<[u8; account::SECRET_LEN]>,
         pass_secret: Zeroizing<[u8; account::SECRET_LEN]>,
     },
-    /// Check an auth secret against a stored hash (`uid` None: unknown user, checked against a dummy).
+    /// Check an auth secret against a stored hash (`uid` None: unknown user,
+    /// checked against a dummy hash of `dummy_kib` KiB instead of `phc`).
     Password {
         conn: ConnId,
         msg_id: u64,
         uid: Option<u64>,
         phc: String,
+        dummy_kib: u32,
         auth_secret: Zeroizing<[u8; account::SECRET_LEN]>,
     },
     /// Check a passphrase secret against a stored hash.
@@ -62,6 +66,8 @@ pub enum RegisterFailure {
 pub enum Completion {
     /// The ServerHello frame and the server's keys, or why not.
     Handshake { conn: ConnId, result: Result<(Vec<u8>, SessionKeys), HandshakeError> },
+    /// The signed mismatch ServerHello frame, or why not.
+    Mismatch { conn: ConnId, result: Result<Vec<u8>, HandshakeError> },
     /// The account as stored, or why not.
     Registered { conn: ConnId, msg_id: u64, username: String, result: Result<Box<UserRecord>, RegisterFailure> },
     /// Whether the password verified.
@@ -82,11 +88,24 @@ pub struct WorkerCtx {
     pub store: Arc<dyn Store>,
 }
 
-/// A PHC string to verify against when the user does not exist, so that an
-/// unknown name costs the same argon2id work as a wrong password.
-fn dummy_phc() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| crypto::hash_secret(b"sotto dummy password").unwrap_or_default())
+/// A PHC string of `kib` KiB to verify against when the user does not
+/// exist, so that an unknown name costs the same argon2id work as a wrong
+/// password (the core picks `kib` from the stored hashes: `Accounts::dummy_kib`).
+/// One is made per memory cost asked for (a handful: those of the stored hashes).
+pub(crate) fn dummy_phc(kib: u32) -> String {
+    static DUMMIES: OnceLock<Mutex<Vec<(u32, String)>>> = OnceLock::new();
+    let dummies = DUMMIES.get_or_init(Default::default);
+    if let Some(phc) = dummies.lock().ok().and_then(|d| d.iter().find(|(k, _)| *k == kib).map(|(_, p)| p.clone())) {
+        return phc;
+    }
+    let phc = crypto::hash_secret_kib(b"sotto dummy password", kib).unwrap_or_default();
+    if let Ok(mut d) = dummies.lock() {
+        // Bounded: a dummy per memory cost of a stored hash, and stored costs are few.
+        if d.len() < 16 {
+            d.push((kib, phc.clone()));
+        }
+    }
+    phc
 }
 
 /// Runs one job to completion (on a worker, or inline in tests).
@@ -95,17 +114,20 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
         Job::Handshake { conn, client_hello } => {
             Completion::Handshake { conn, result: handshake::server_hello(&ctx.server, &ctx.signer, &client_hello) }
         }
+        Job::Mismatch { conn, client_hello } => {
+            Completion::Mismatch { conn, result: handshake::mismatch_hello(&ctx.server, &ctx.signer, &client_hello) }
+        }
         Job::Register { conn, msg_id, mut record, auth_secret, pass_secret } => {
             let username = record.username().unwrap_or_default().to_owned();
             let result = register(&mut record, &auth_secret[..], &pass_secret[..], ctx).map(|()| record);
             Completion::Registered { conn, msg_id, username, result }
         }
-        Job::Password { conn, msg_id, uid, phc, auth_secret } => {
+        Job::Password { conn, msg_id, uid, phc, dummy_kib, auth_secret } => {
             let ok = match uid {
                 Some(_) => crypto::verify_secret(&phc, &auth_secret[..]),
                 None => {
                     // Same work as a real check, result ignored: no user-name oracle by timing.
-                    let _ = crypto::verify_secret(dummy_phc(), &auth_secret[..]);
+                    let _ = crypto::verify_secret(&dummy_phc(dummy_kib), &auth_secret[..]);
                     false
                 }
             };
@@ -213,7 +235,7 @@ impl Pool {
     pub fn submit(&self, job: Job) {
         let queue = match job {
             Job::Commit { .. } => &self.disk,
-            Job::Handshake { .. } => &self.sign,
+            Job::Handshake { .. } | Job::Mismatch { .. } => &self.sign,
             _ => &self.kdf,
         };
         if let Some(tx) = queue {

@@ -43,6 +43,19 @@ impl Drop for TempDir {
     }
 }
 
+/// Flags every test server starts with, before the test's own (which win):
+/// the per-address registration and room-creation throttles off, since every
+/// test client connects from 127.0.0.1 (tests of the throttles set them); and,
+/// as root, the service user `nobody`, since the default `sotto` account is
+/// not on a test machine.
+pub fn test_defaults() -> Vec<&'static str> {
+    let mut flags = vec!["--registrations", "off", "--room-creations", "off"];
+    if nix::unistd::geteuid().is_root() {
+        flags.extend(["--user", "nobody"]);
+    }
+    flags
+}
+
 /// A running `sottod`.
 pub struct Server {
     child: Child,
@@ -103,6 +116,7 @@ impl Server {
             .arg(data)
             .arg("--key")
             .arg(build_key())
+            .args(test_defaults())
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -2,8 +2,11 @@
 //!
 //! Invariant: secrets are checked and hashed only on workers; the server
 //! receives only the client's argon2id secrets, never a password or
-//! passphrase (PROTOCOL.md §5); a failed password or passphrase counts against the account and the address, and
-//! an unknown user is indistinguishable from a wrong password.
+//! passphrase (PROTOCOL.md §5), and a registration is throttled per address
+//! before its job is queued; a failed password or passphrase counts against
+//! the (name, address) pair, the name and the address (`backoff`), and an
+//! unknown user is indistinguishable from a wrong password: same strikes,
+//! same argon2id cost, same answer.
 
 use crate::account;
 use crate::identity;
@@ -33,6 +36,11 @@ pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
     }
     if core.accounts.is_taken(&name) {
         return fail(core, code::CONFLICT, "user name already taken");
+    }
+    // Before any argon2id work: a flood from one address costs no CPU.
+    let Some(addr) = core.addr(id) else { return };
+    if let Err(wait) = core.registrations.allow(addr, now_ms) {
+        return core.reply_retry(id, msg_id, CREA, code::RATE_LIMITED, "too many registrations; wait", wait, now_ms);
     }
     let uid = m.uid.get();
     if core.accounts.uid_taken(uid) {
@@ -95,17 +103,21 @@ pub fn login(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
     let Ok(m) = decode::<Login>(frame) else { return };
     let msg_id = m.hdr.msg_id.get();
     let Some(addr) = core.addr(id) else { return };
-    let rec =
-        m.username().ok().and_then(|n| account::normalize_username(n).ok()).and_then(|n| core.accounts.by_name(&n));
-    let (uid, phc) = match rec {
+    // Strikes are keyed by the name as given (case-folded), known or not: an
+    // unknown name backs off exactly like a known one.
+    let raw = m.username().unwrap_or_default();
+    let key = account::normalize_username(raw).unwrap_or_else(|_| raw.to_owned());
+    let (uid, phc) = match core.accounts.by_name(&key) {
         Some(r) => (Some(r.uid.get()), r.password_hash().unwrap_or_default().to_owned()),
         None => (None, String::new()),
     };
-    if let Some(wait) = core.backoff.check(uid, addr, now_ms) {
+    if let Some(wait) = core.backoff.check(&key, addr, now_ms) {
         return core.reply_retry(id, msg_id, AUTH, code::RATE_LIMITED, "too many failed logins; wait", wait, now_ms);
     }
     let auth_secret = Zeroizing::new(m.auth_secret);
-    core.start_job(id, Job::Password { conn: id, msg_id, uid, phc, auth_secret });
+    let dummy_kib = core.accounts.dummy_kib();
+    core.start_job(id, Job::Password { conn: id, msg_id, uid, phc, dummy_kib, auth_secret });
+    core.set_login_name(id, key);
 }
 
 /// The password check finished.
@@ -116,8 +128,8 @@ pub fn password_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: Option<u6
             core.reply(id, msg_id, AUTH, code::PENDING, "password accepted; send the passphrase", now_ms);
         }
         _ => {
-            if let Some(addr) = core.addr(id) {
-                core.backoff.fail(uid, addr, now_ms);
+            if let (Some(addr), Some(key)) = (core.addr(id), core.login_name(id)) {
+                core.backoff.fail(&key, addr, now_ms);
             }
             core.reply(id, msg_id, AUTH, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
         }
@@ -143,7 +155,9 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
     let name = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).map(str::to_owned);
     match name {
         Some(name) if ok => {
-            core.backoff.succeed(uid);
+            if let Some(addr) = core.addr(id) {
+                core.backoff.succeed(&name, addr);
+            }
             let mut reply = Connected::new(Status::Ok, code::OK, msg_id, now_ms);
             reply.uid.set(uid);
             let _ = reply.set_username(&name);
@@ -156,8 +170,8 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             }
         }
         _ => {
-            if let Some(addr) = core.addr(id) {
-                core.backoff.fail(Some(uid), addr, now_ms);
+            if let (Some(addr), Some(key)) = (core.addr(id), name) {
+                core.backoff.fail(&key, addr, now_ms);
             }
             core.set_session(id, Session::AwaitLogin);
             core.reply(id, msg_id, PASS, code::UNAUTHORIZED, "wrong passphrase", now_ms);

@@ -43,6 +43,20 @@ fn peer_uid(
     uid
 }
 
+/// Whether `uid`'s mailbox is at its cap for an event of `len` bytes; if so,
+/// answers 508 to request `msg_id` of `id`. Checked before anything is
+/// changed or acknowledged, so a refusal leaves no trace. (Expiry notices,
+/// made by the server, are not refused: each stands for a DM that left a mailbox.)
+fn refuse_if_full(core: &mut Core, id: ConnId, msg_id: u64, opcode: u32, uid: u64, len: usize, now_ms: u64) -> bool {
+    let limits = core.limits();
+    let fits =
+        core.mail.boxes.get(&uid).is_none_or(|b| b.has_room(len, limits.mailbox_max_msgs, limits.mailbox_max_bytes));
+    if !fits {
+        core.reply(id, msg_id, opcode, code::MAILBOX_FULL, "the recipient's mailbox is full", now_ms);
+    }
+    !fits
+}
+
 /// Stores `event` in `uid`'s mailbox and hands it to `uid`'s sessions now.
 fn post(core: &mut Core, uid: u64, event: &[u8], dm: Option<(u64, u64)>, now_ms: u64) -> u64 {
     let mb = core.mail.boxes.entry(uid).or_default();
@@ -113,6 +127,9 @@ pub fn request(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], 
     if core.mail.contacts.requested(me, peer) {
         return core.reply(id, msg_id, JMPU, code::CONFLICT, "already requested", now_ms);
     }
+    if refuse_if_full(core, id, msg_id, JMPU, peer, size_of::<DmRequested>(), now_ms) {
+        return;
+    }
     core.mail.contacts.request(me, peer);
     core.mark_contacts_dirty();
     let mut ev = DmRequested::new(Status::Ok, code::OK, 0, now_ms);
@@ -127,6 +144,11 @@ pub fn accept(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
     let Ok(m) = decode::<DmAccept>(frame) else { return };
     let msg_id = m.hdr.msg_id.get();
     let Some(peer) = peer_uid(core, id, msg_id, AMPU, m.peer(), now_ms) else { return };
+    if core.mail.contacts.requested(peer, auth.uid())
+        && refuse_if_full(core, id, msg_id, AMPU, peer, size_of::<Contact>(), now_ms)
+    {
+        return;
+    }
     if !core.mail.contacts.accept(peer, auth.uid()) {
         return core.reply(id, msg_id, AMPU, code::NOT_FOUND, "no pending request from that user", now_ms);
     }
@@ -151,6 +173,11 @@ pub fn reject(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
     let Ok(m) = decode::<DmReject>(frame) else { return };
     let msg_id = m.hdr.msg_id.get();
     let Some(peer) = peer_uid(core, id, msg_id, RJMU, m.peer(), now_ms) else { return };
+    if core.mail.contacts.requested(peer, auth.uid())
+        && refuse_if_full(core, id, msg_id, RJMU, peer, size_of::<DmRejected>(), now_ms)
+    {
+        return;
+    }
     if !core.mail.contacts.reject(peer, auth.uid()) {
         return core.reply(id, msg_id, RJMU, code::NOT_FOUND, "no pending request from that user", now_ms);
     }
@@ -172,12 +199,16 @@ pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     if !core.mail.contacts.accepted(me, peer) {
         return core.reply(id, dm_id, SMPU, code::FORBIDDEN, "no accepted DM channel with this user", now_ms);
     }
-    if let Err(wait) = core.chat_allowed(id, now_ms) {
-        return core.reply_retry(id, dm_id, SMPU, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
-    }
-    // A resent message (same sender, same id) is stored once; the sender hears its state again.
+    // A resent message (same sender, same id) is stored once; the sender
+    // hears its state again. It stores nothing, so it is not counted as chat.
     if let Some(seq) = core.mail.boxes.get(&peer).and_then(|b| b.dm_seq((me, dm_id))) {
         return core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, peer, seq });
+    }
+    if refuse_if_full(core, id, dm_id, SMPU, peer, size_of::<ReceiveDm>(), now_ms) {
+        return;
+    }
+    if let Err(wait) = core.chat_allowed(me, now_ms) {
+        return core.reply_retry(id, dm_id, SMPU, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
     }
     let mut ev = ReceiveDm::new(Status::Ok, code::OK, 0, now_ms);
     ev.sender_uid.set(me);

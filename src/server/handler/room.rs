@@ -86,6 +86,10 @@ pub fn create(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
     if core.rooms.get(&name).is_some() {
         return core.reply(id, msg_id, CRMS, code::CONFLICT, "room already exists", now_ms);
     }
+    let Some(addr) = core.addr(id) else { return };
+    if let Err(wait) = core.room_creations.allow(addr, now_ms) {
+        return core.reply_retry(id, msg_id, CRMS, code::RATE_LIMITED, "creating rooms too fast; wait", wait, now_ms);
+    }
     let room = Room {
         name: name.clone(),
         salt: m.salt,
@@ -126,7 +130,7 @@ pub fn join(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
         return core.reply(id, msg_id, JRMS, code::NOT_FOUND, "no such room", now_ms);
     };
     let key = room_key(&name, auth.uid());
-    if let Some(wait) = core.room_backoff.check(Some(key), addr, now_ms) {
+    if let Some(wait) = core.room_backoff.check(&key, addr, now_ms) {
         return core.reply_retry(
             id,
             msg_id,
@@ -138,7 +142,7 @@ pub fn join(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
         );
     }
     if !crypto::ct_eq(&crate::room::verifier(&m.auth_key), &verifier) {
-        core.room_backoff.fail(Some(key), addr, now_ms);
+        core.room_backoff.fail(&key, addr, now_ms);
         return core.reply(id, msg_id, JRMS, code::FORBIDDEN, "wrong room password", now_ms);
     }
     let uid = auth.uid();
@@ -210,7 +214,7 @@ pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     if !room.is_member(auth.uid()) {
         return core.reply(id, msg_id, SRMS, code::FORBIDDEN, "not a member of this room", now_ms);
     }
-    if let Err(wait) = core.chat_allowed(id, now_ms) {
+    if let Err(wait) = core.chat_allowed(auth.uid(), now_ms) {
         return core.reply_retry(id, msg_id, SRMS, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
     }
     let Some(room) = core.rooms.get_mut(&name) else { return };

@@ -1,0 +1,83 @@
+//! Accounts the server knows, indexed by name and UID, with the names whose
+//! registration is in flight and the memory costs of the stored hashes.
+//!
+//! Invariant: a name is in `by_name` exactly when its account is in
+//! `by_uid`; a reserved name is taken until its registration ends.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::opcodes::UserRecord;
+
+/// Accounts known to the server, indexed by name and UID.
+#[derive(Default)]
+pub struct Accounts {
+    by_name: HashMap<String, u64>,
+    by_uid: HashMap<u64, UserRecord>,
+    /// Names with a registration in flight.
+    reserved: HashMap<String, u64>,
+    /// How many stored password hashes use each argon2id memory cost (KiB).
+    hash_kib: BTreeMap<u32, usize>,
+}
+
+impl Accounts {
+    /// Indexes a stored account.
+    pub fn insert(&mut self, rec: UserRecord) {
+        if let Ok(name) = rec.username() {
+            if let Some(kib) = rec.password_hash().ok().and_then(crate::crypto::phc_kib) {
+                *self.hash_kib.entry(kib).or_default() += 1;
+            }
+            self.by_name.insert(name.to_owned(), rec.uid.get());
+            self.by_uid.insert(rec.uid.get(), rec);
+        }
+    }
+
+    /// The argon2id memory cost (KiB) of the dummy hash an unknown user name
+    /// is checked against: that of most stored password hashes, so that an
+    /// unknown name costs what a known one does; with no account yet, that
+    /// of the hashes made from now on (`--kdf-memory`).
+    pub(crate) fn dummy_kib(&self) -> u32 {
+        let most = self.hash_kib.iter().max_by_key(|(kib, n)| (**n, **kib)).map(|(kib, _)| *kib);
+        most.unwrap_or_else(crate::crypto::stored_hash_kib)
+    }
+
+    /// The account named `name`.
+    pub(crate) fn by_name(&self, name: &str) -> Option<&UserRecord> {
+        self.by_name.get(name).and_then(|uid| self.by_uid.get(uid))
+    }
+
+    /// The account with `uid`.
+    pub(crate) fn by_uid(&self, uid: u64) -> Option<&UserRecord> {
+        self.by_uid.get(&uid)
+    }
+
+    /// Whether `name` is taken or being registered.
+    pub(crate) fn is_taken(&self, name: &str) -> bool {
+        self.by_name.contains_key(name) || self.reserved.contains_key(name)
+    }
+
+    /// Whether `uid` is zero, taken or being registered.
+    pub(crate) fn uid_taken(&self, uid: u64) -> bool {
+        uid == 0 || self.by_uid.contains_key(&uid) || self.reserved.values().any(|&u| u == uid)
+    }
+
+    /// Marks `name` as being registered under `uid` (the client's choice: its
+    /// key binding signs it, PROTOCOL.md §5); callers check both are free first.
+    pub(crate) fn reserve(&mut self, name: &str, uid: u64) {
+        self.reserved.insert(name.to_owned(), uid);
+    }
+
+    /// Ends a registration, successful or not.
+    pub(crate) fn release(&mut self, name: &str) {
+        self.reserved.remove(name);
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.by_uid.len()
+    }
+
+    /// Whether there is no account.
+    pub fn is_empty(&self) -> bool {
+        self.by_uid.is_empty()
+    }
+}
