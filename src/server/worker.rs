@@ -295,8 +295,11 @@ impl Priority {
             match self {
                 Priority::Normal => {}
                 Priority::Nice => {
+                    // Ten steps below the loop, relative to the nice value sottod
+                    // was started with (a new thread inherits it), at most 19.
                     let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                    libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+                    let inherited = libc::getpriority(libc::PRIO_PROCESS, tid);
+                    libc::setpriority(libc::PRIO_PROCESS, tid, (inherited + 10).min(19));
                 }
                 Priority::Idle => {
                     let param = libc::sched_param { sched_priority: 0 };
