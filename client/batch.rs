@@ -18,7 +18,7 @@ use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomInfo};
 
 const REGISTER_USAGE: &str = "usage: /register NAME PASSWORD WORD1 WORD2 WORD3";
 const LOGIN_USAGE: &str = "usage: /login NAME PASSWORD WORD1 WORD2 WORD3";
-const CREATE_USAGE: &str = "usage: /create ROOM PASSWORD";
+const CREATE_USAGE: &str = "usage: /create ROOM [PASSWORD] (without one, four generated words, printed once)";
 const JOIN_USAGE: &str = "usage: /join ROOM [PASSWORD] (without it, with the stored room key)";
 const SAY_USAGE: &str = "usage: /say ROOM TEXT";
 const MSG_USAGE: &str = "usage: /msg @USER TEXT";
@@ -47,6 +47,8 @@ pub enum Command {
         /// The three words joined by spaces.
         passphrase: Zeroizing<String>,
     },
+    /// `/create ROOM`: a generated password of four words, printed once.
+    Generate(String),
     /// `/create ROOM PASSWORD`.
     Create {
         /// Room name as typed.
@@ -138,6 +140,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, Failure> {
         ("create", [room, password]) => {
             Ok(Some(Command::Create { room: room.to_string(), password: Zeroizing::new(password.to_string()) }))
         }
+        ("create", [room]) => Ok(Some(Command::Generate(room.to_string()))),
         ("create", _) => Err(Failure::new(cmd, 400, CREATE_USAGE)),
         ("join", [room]) => Ok(Some(Command::Join { room: room.to_string(), password: None })),
         ("join", [room, password]) => {
@@ -206,6 +209,11 @@ impl Frontend for Batch {
             Ok(Some(Command::Register { name, password, passphrase })) => app.register(&name, &password, &passphrase),
             Ok(Some(Command::Login { name, password, passphrase })) => app.login(&name, &password, &passphrase),
             Ok(Some(Command::Create { room, password })) => app.create_room(&room, &password),
+            Ok(Some(Command::Generate(room))) => {
+                let password = crate::words::secret(crate::words::ROOM_WORDS);
+                emit(&Object::new("generated").str("room", &room).str("password", &password).finish())?;
+                app.create_room(&room, &password)
+            }
             Ok(Some(Command::Join { room, password })) => app.join_room(&room, password.as_deref().map(String::as_str)),
             Ok(Some(Command::Say { room, text })) => app.say(&room, &text),
             Ok(Some(Command::Leave(room))) => app.leave_room(&room),
@@ -412,6 +420,7 @@ mod tests {
             _ => panic!("expected say"),
         }
         assert!(matches!(parse("/create lobby pw"), Ok(Some(Command::Create { .. }))));
+        assert!(matches!(parse("/create lobby"), Ok(Some(Command::Generate(r))) if r == "lobby"));
         assert!(matches!(parse("/join lobby"), Ok(Some(Command::Join { password: None, .. }))));
         assert!(matches!(parse("/join lobby pw"), Ok(Some(Command::Join { password: Some(_), .. }))));
         assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(r))) if r == "lobby"));
@@ -431,7 +440,6 @@ mod tests {
         assert_eq!((f.cmd.as_str(), f.code), ("Frob", 400));
         assert_eq!(err("/quit now").cmd, "quit");
         for (line, cmd) in [
-            ("/create lobby", "create"),
             ("/create lobby two words", "create"),
             ("/join", "join"),
             ("/join lobby a b", "join"),

@@ -107,7 +107,19 @@ impl Interactive {
         if !ready(app, room) {
             return Ok(());
         }
-        let Some(password) = ask(app, "Room password: ")? else { return Ok(()) };
+        let prompt = "Room password (at least 10 characters; Enter alone for four generated words): ";
+        let Some(password) = ask(app, prompt)? else { return Ok(()) };
+        if password.is_empty() {
+            let generated = crate::words::secret(crate::words::ROOM_WORDS);
+            out!("the password of {room} is: {}", generated.as_str());
+            out!("give it to its members out of band; it is not shown again (the keys are kept here)");
+            show(app.create_room(room, &generated));
+            return Ok(());
+        }
+        if let Err(e) = sotto::room::check_password(&password) {
+            out!("error: {e}");
+            return Ok(());
+        }
         let Some(repeat) = ask(app, "Repeat room password: ")? else { return Ok(()) };
         if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
             out!("error: the passwords do not match");

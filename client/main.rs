@@ -22,6 +22,7 @@ mod session;
 mod store;
 mod text;
 mod vault;
+mod words;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -177,11 +177,24 @@ impl MacKey {
     }
 }
 
+// hmac 0.12 offers no zeroize (its 0.13 does; the RustCrypto family stays on
+// the digest 0.10 generation here), so MacKey wipes the keyed state itself.
+// The SAFETY argument below needs that the state has no drop glue: checked.
+const _: () = assert!(!core::mem::needs_drop::<HmacSha256>());
+
 impl Drop for MacKey {
     fn drop(&mut self) {
-        // SAFETY: an HMAC-SHA256 state is plain integers and byte arrays with no
-        // drop glue of its own, so all-zero bytes are a valid value; volatile
-        // writes keep the compiler from eliding them.
+        // SAFETY: `p` comes from the exclusive `&mut` of the boxed state, so it
+        // is valid, aligned and unaliased for `size_of::<HmacSha256>()` bytes.
+        // In the versions Cargo.lock pins (hmac 0.12.1, digest 0.10.7,
+        // sha2 0.10, block-buffer 0.10.4) `HmacSha256` is
+        // `CoreWrapper<HmacCore<Sha256>>`: two `[u32; 8]` chaining states with
+        // `u64` block counts, a `[u8; 64]` buffer and a `u8` position; no
+        // pointer, reference, enum or `NonZero` field, so all-zero bytes are a
+        // valid value of it (writing padding bytes is allowed too). After this,
+        // the value is only dropped, which reads nothing: it has no drop glue
+        // (the `needs_drop` assertion above). Volatile writes keep the compiler
+        // from eliding the wipe of memory about to be freed.
         unsafe {
             let p = (&mut *self.0 as *mut HmacSha256).cast::<u8>();
             for i in 0..core::mem::size_of::<HmacSha256>() {

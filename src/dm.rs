@@ -90,11 +90,23 @@ fn keys(shared: &[u8; 32], ctx: &Context, eph_pub: &[u8; 32]) -> AeadKeys {
 /// Seals `text` to the recipient's encryption key.
 pub fn seal(recipient_enc_pub: &[u8; 32], ctx: &Context, text: &str) -> Result<Sealed, DmError> {
     let eph: Zeroizing<[u8; 32]> = Zeroizing::new(crypto::random());
-    seal_with(recipient_enc_pub, ctx, text, &eph, &crypto::random())
+    seal_from(recipient_enc_pub, ctx, text, &eph, &crypto::random())
 }
 
-/// As [`seal`] with a chosen ephemeral secret and IV (test vectors).
+/// As [`seal`] with a chosen ephemeral secret and IV: for test vectors only
+/// (feature `vectors`).
+#[cfg(any(test, feature = "vectors"))]
 pub fn seal_with(
+    recipient_enc_pub: &[u8; 32],
+    ctx: &Context,
+    text: &str,
+    eph_secret: &[u8; 32],
+    iv: &[u8; 16],
+) -> Result<Sealed, DmError> {
+    seal_from(recipient_enc_pub, ctx, text, eph_secret, iv)
+}
+
+fn seal_from(
     recipient_enc_pub: &[u8; 32],
     ctx: &Context,
     text: &str,

@@ -168,11 +168,17 @@ pub struct AwaitServerHello {
 /// Builds the ClientHello with fresh randomness; returns the state and the framed hello.
 pub fn client_hello(cfg: &ClientConfig) -> (AwaitServerHello, Vec<u8>) {
     let secret: Zeroizing<[u8; 32]> = Zeroizing::new(crypto::random());
-    client_hello_with(cfg, &secret, &crypto::random())
+    client_hello_from(cfg, &secret, &crypto::random())
 }
 
-/// As [`client_hello`] with a given ephemeral secret and nonce (test vectors).
+/// As [`client_hello`] with a given ephemeral secret and nonce: for test
+/// vectors and fuzzing only (feature `vectors`).
+#[cfg(any(test, feature = "vectors"))]
 pub fn client_hello_with(cfg: &ClientConfig, secret: &[u8; 32], nonce: &[u8; 32]) -> (AwaitServerHello, Vec<u8>) {
+    client_hello_from(cfg, secret, nonce)
+}
+
+fn client_hello_from(cfg: &ClientConfig, secret: &[u8; 32], nonce: &[u8; 32]) -> (AwaitServerHello, Vec<u8>) {
     let secret = StaticSecret::from(*secret);
     let mut hello = ClientHello::new_zeroed();
     hello.magic = MAGIC;
@@ -280,11 +286,23 @@ pub fn server_hello(
     client_hello: &[u8],
 ) -> Result<(Vec<u8>, SessionKeys), HandshakeError> {
     let secret: Zeroizing<[u8; 32]> = Zeroizing::new(crypto::random());
-    server_hello_with(cfg, signer, client_hello, &secret, &crypto::random())
+    server_hello_from(cfg, signer, client_hello, &secret, &crypto::random())
 }
 
-/// As [`server_hello`] with a given ephemeral secret and nonce (test vectors).
+/// As [`server_hello`] with a given ephemeral secret and nonce: for test
+/// vectors and fuzzing only (feature `vectors`).
+#[cfg(any(test, feature = "vectors"))]
 pub fn server_hello_with(
+    cfg: &ServerConfig,
+    signer: &Signer,
+    client_hello: &[u8],
+    secret: &[u8; 32],
+    nonce: &[u8; 32],
+) -> Result<(Vec<u8>, SessionKeys), HandshakeError> {
+    server_hello_from(cfg, signer, client_hello, secret, nonce)
+}
+
+fn server_hello_from(
     cfg: &ServerConfig,
     signer: &Signer,
     client_hello: &[u8],

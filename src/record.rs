@@ -4,6 +4,8 @@
 //! Invariant: the tag is checked in constant time before any decryption, and
 //! every failure is the same `Invalid`, so there is no oracle. Sequence
 //! numbers are implicit, so a replayed, reordered or dropped record fails.
+//! A caller cannot choose the IV in a normal build: `seal_with_iv` exists
+//! only with the `vectors` feature (test vectors, fuzzing).
 
 use crate::crypto::{AeadKeys, Cbc, Invalid, MacKey, BLOCK, TAG};
 use crate::opcodes::MAX_MESSAGE;
@@ -43,11 +45,17 @@ impl Sealer {
         iv[..8].copy_from_slice(b"sotto iv");
         iv[8..].copy_from_slice(&self.seq.to_be_bytes());
         self.cbc.encrypt_block(&mut iv);
-        self.seal_with_iv(plaintext, &iv, out)
+        self.seal_iv(plaintext, &iv, out)
     }
 
-    /// As [`Sealer::seal`] with a chosen IV (test vectors only need this).
+    /// As [`Sealer::seal`] with a chosen IV: for test vectors and fuzzing
+    /// only (feature `vectors`), never in a build that talks to anyone.
+    #[cfg(any(test, feature = "vectors"))]
     pub fn seal_with_iv(&mut self, plaintext: &[u8], iv: &[u8; 16], out: &mut Vec<u8>) -> Result<(), Invalid> {
+        self.seal_iv(plaintext, iv, out)
+    }
+
+    fn seal_iv(&mut self, plaintext: &[u8], iv: &[u8; 16], out: &mut Vec<u8>) -> Result<(), Invalid> {
         if plaintext.is_empty() || plaintext.len() % BLOCK != 0 || plaintext.len() > MAX_MESSAGE {
             return Err(Invalid);
         }

@@ -34,6 +34,21 @@ pub enum RoomError {
     TooLong,
     /// The key derivation failed.
     Derive,
+    /// A new room's password is shorter than `PASSWORD_MIN` characters.
+    WeakPassword,
+}
+
+/// Shortest password of a new room, in characters: the room's confidentiality
+/// rests on it against an offline guess by the server (which holds the salt
+/// and the verifier), so a client offers four generated words instead.
+pub const PASSWORD_MIN: usize = 10;
+
+/// Checks the password of a room being created (joining takes any password).
+pub fn check_password(password: &str) -> Result<(), RoomError> {
+    if password.chars().count() < PASSWORD_MIN {
+        return Err(RoomError::WeakPassword);
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for RoomError {
@@ -42,6 +57,9 @@ impl std::fmt::Display for RoomError {
             RoomError::BadName => "room names are 1-32 characters of a-z, 0-9, '_' and '-'",
             RoomError::TooLong => "room messages are at most 1024 bytes",
             RoomError::Derive => "room key derivation failed",
+            RoomError::WeakPassword => {
+                "a room password is at least 10 characters (or let /create generate four words): the server could guess a shorter one offline"
+            }
         })
     }
 }
@@ -127,11 +145,16 @@ pub struct Sealed {
 
 /// Encrypts `text` for the room.
 pub fn seal(keys: &AeadKeys, ctx: &Context<'_>, text: &str) -> Result<Sealed, RoomError> {
-    seal_with_iv(keys, ctx, text, &crypto::random())
+    seal_iv(keys, ctx, text, &crypto::random())
 }
 
-/// As [`seal`] with a chosen IV (test vectors).
+/// As [`seal`] with a chosen IV: for test vectors only (feature `vectors`).
+#[cfg(any(test, feature = "vectors"))]
 pub fn seal_with_iv(keys: &AeadKeys, ctx: &Context<'_>, text: &str, iv: &[u8; 16]) -> Result<Sealed, RoomError> {
+    seal_iv(keys, ctx, text, iv)
+}
+
+fn seal_iv(keys: &AeadKeys, ctx: &Context<'_>, text: &str, iv: &[u8; 16]) -> Result<Sealed, RoomError> {
     if text.len() > TEXT_MAX {
         return Err(RoomError::TooLong);
     }

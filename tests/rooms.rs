@@ -273,3 +273,24 @@ fn a_rolled_back_room_keys_file_is_refused_and_left_alone() {
     assert_eq!(alice.run(&format!("/join first {ROOM_PW}"), "joined")["type"], "joined");
     assert_eq!(std::fs::read(&file).unwrap(), old, "left alone, also after the join");
 }
+
+#[test]
+fn a_new_room_needs_ten_characters_or_takes_four_generated_words() {
+    let dir = TempDir::new("room-pw");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
+    let v = alice.run("/create weak short", "create");
+    error(&v, "create", 400);
+    assert!(v["message"].as_str().unwrap().contains("at least 10 characters"), "{v}");
+    alice.send("/create strong");
+    let generated = alice.wait_for("the generated password", |v| v["type"] == "generated");
+    assert_eq!(generated["room"], "strong");
+    let password = generated["password"].as_str().unwrap().to_owned();
+    assert_eq!(password.split('.').count(), 4, "{password}");
+    ok(&alice.wait_for("create", |v| v["cmd"] == "create"), "create");
+    let joined = bob.run(&format!("/join strong {password}"), "joined");
+    assert_eq!(joined["type"], "joined", "{joined}");
+    // Joining an existing room takes whatever password it has.
+    error(&bob.run("/join strong nope", "join"), "join", 403);
+}

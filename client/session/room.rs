@@ -310,9 +310,7 @@ impl Session {
     /// `create ROOM PASSWORD` (crms): a fresh salt, the verifier of the derived auth key.
     pub fn create_room(&mut self, room: &str, password: &str, now_ms: u64) -> Result<(), Failure> {
         let room = self.room_request("create", room)?;
-        if password.is_empty() {
-            return Err(Failure::new("create", 400, "the room password must not be empty"));
-        }
+        rooms::check_password(password).map_err(|e| Failure::new("create", 400, e.to_string()))?;
         let salt: [u8; 16] = crypto::random();
         let keys = rooms::derive(&room, password, &salt).map_err(|e| Failure::new("create", 500, e.to_string()))?;
         let id = self.take_id();
