@@ -99,7 +99,8 @@ fn main() {
     let doc: toml::Value = text.parse().unwrap_or_else(|e| fail(&format!("opcodes.toml: {e}")));
     let (meta, structs, messages) = parse(&doc);
 
-    let hash = table_hash(&meta, &structs, &messages);
+    let (canon, hash) = table_hash(&meta, &structs, &messages);
+    write(&out.join("canonical_table.txt"), &canon);
     write(&out.join("opcodes.rs"), &gen_rust(&meta, &structs, &messages, &hash));
     write(&out.join("dispatch.rs"), &gen_dispatch(&messages));
     let md = gen_markdown(&meta, &structs, &messages, &hash);
@@ -252,7 +253,8 @@ fn fields_of(row: &toml::Value, ctx: &str) -> Vec<Field> {
 }
 
 /// SHA-256 over a canonical text form of everything that shapes the wire.
-fn table_hash(meta: &Meta, structs: &[StructDef], messages: &[Message]) -> [u8; 32] {
+/// The canonical table text (PROTOCOL.md §1) and its SHA-256.
+fn table_hash(meta: &Meta, structs: &[StructDef], messages: &[Message]) -> (String, [u8; 32]) {
     let mut canon = format!("sotto opcode table\nversion {}\nmagic {}\n", meta.version, meta.magic);
     let mut sorted: BTreeMap<&str, &StructDef> = BTreeMap::new();
     for s in structs {
@@ -265,7 +267,8 @@ fn table_hash(meta: &Meta, structs: &[StructDef], messages: &[Message]) -> [u8; 
         let head = format!("message {} {} {} {}", m.opcode, m.mnemonic, m.direction, m.state.as_deref().unwrap_or("-"));
         canon_struct(&mut canon, &head, &m.def);
     }
-    Sha256::digest(canon.as_bytes()).into()
+    let hash = Sha256::digest(canon.as_bytes()).into();
+    (canon, hash)
 }
 
 fn canon_struct(out: &mut String, head: &str, s: &StructDef) {
@@ -341,6 +344,7 @@ fn gen_rust(meta: &Meta, structs: &[StructDef], messages: &[Message], hash: &[u8
     let _ = writeln!(out, "/// Protocol version from `[meta]`.\npub const PROTOCOL_VERSION: u16 = {};", meta.version);
     let _ = writeln!(out, "/// Handshake magic from `[meta]`.\npub const MAGIC: [u8; 4] = *b\"{}\";", meta.magic);
     let _ = writeln!(out, "/// SHA-256 of the canonical opcode table, exchanged in the handshake.\npub const TABLE_HASH: [u8; 32] = {hash:?};");
+    let _ = writeln!(out, "/// The canonical opcode table text whose SHA-256 is `TABLE_HASH` (PROTOCOL.md §1).\npub const CANONICAL_TABLE: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/canonical_table.txt\"));");
     let _ = writeln!(out, "/// Largest message body, in bytes.\npub const MAX_MESSAGE: usize = {MAX_MESSAGE};\n");
     for s in structs {
         gen_struct(&mut out, s, false);

@@ -26,7 +26,7 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
               [--max-conns N] [--max-conns-per-addr N] [--handshakes-per-sec N] [--log-level LEVEL]
               [--kdf-memory KIB] [--registrations N/SECS|off] [--room-creations N/SECS|off]
               [--mailbox-max-msgs N] [--mailbox-max-bytes BYTES]
-       sottod --opcodes | --opcodes-markdown | --version | --help
+       sottod --opcodes | --opcodes-markdown | --opcodes-canonical | --version | --help
 
   --listen ADDR             address to listen on (default 127.0.0.1:7777; port 0 picks one)
   --data DIR                data directory, mode 0700, created if missing (default ./data)
@@ -59,6 +59,7 @@ const USAGE: &str = "usage: sottod [--listen ADDR] [--data DIR] [--key PATH] [--
                             (default 19456 = 19 MiB); lower only for benchmark set-ups
   --opcodes                 print the opcode audit table and exit
   --opcodes-markdown        print docs/OPCODES.md and exit
+  --opcodes-canonical       print the canonical opcode table text (its SHA-256 is the table hash) and exit
 
 The first line on stdout is `listening HOST:PORT`. SIGINT/SIGTERM finish pending work and exit 0.";
 
@@ -130,6 +131,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--opcodes-markdown" => {
                 print!("{}", sotto::opcodes::OPCODES_MD);
+                return Ok(None);
+            }
+            "--opcodes-canonical" => {
+                print!("{}", sotto::opcodes::CANONICAL_TABLE);
                 return Ok(None);
             }
             "--version" => {
