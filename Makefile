@@ -25,8 +25,9 @@ run:
 	$(CARGO) build --release --bins
 	target/release/sottod --listen 127.0.0.1:7777 --data ./data --key keys/server_rsa.pem
 
+# --no-fail-fast: every test binary runs even when one fails, so one run shows all failures.
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
 	$(CARGO) test -p sotto-bench --lib
 

@@ -356,16 +356,16 @@ fn say_seals_and_signs_or_refuses_locally() {
 #[test]
 fn create_keeps_the_keys_only_on_200() {
     let mut s = alice_session(&[], Pins::new());
-    s.create_room("den", "pw", NOW).unwrap();
+    s.create_room("den", "den-password", NOW).unwrap();
     let pt = s.poll_transmit().unwrap();
     let m = wire::decode::<CreateRoom>(&pt).unwrap();
-    let keys = rooms::derive("den", "pw", &m.salt).unwrap();
+    let keys = rooms::derive("den", "den-password", &m.salt).unwrap();
     assert_eq!(m.verifier, rooms::verifier(&keys.auth));
     let f = failure(feed(&mut s, &status(m.hdr.msg_id.get(), Status::Error, code::CONFLICT, "room already exists")));
     assert_eq!((f.cmd.as_str(), f.code, f.message.as_str()), ("create", 409, "room already exists"));
     assert!(!s.has_room("den"));
 
-    s.create_room("den", "pw", NOW).unwrap();
+    s.create_room("den", "den-password", NOW).unwrap();
     let id = sent_id(&mut s);
     assert!(matches!(
         feed(&mut s, &status(id, Status::Ok, code::OK, "room created")),
@@ -373,6 +373,10 @@ fn create_keeps_the_keys_only_on_200() {
     ));
     assert!(s.has_room("den") && s.dirty_keyring().is_some());
     assert_eq!(s.create_room("x", "", NOW).unwrap_err().code, 400, "an empty password");
+    let f = s.create_room("x", "ninechars", NOW).unwrap_err();
+    assert!(f.code == 400 && f.message.contains("at least 10 characters"), "{f:?}");
+    assert!(s.poll_transmit().is_none(), "nothing sent");
+    s.create_room("x", "tencharsok", NOW).unwrap();
 }
 
 #[test]
