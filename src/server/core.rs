@@ -351,16 +351,7 @@ impl Core {
     /// rate limit: Err(ms to wait) when over it.
     pub(crate) fn chat_allowed(&mut self, uid: u64, now_ms: u64) -> Result<(), u64> {
         let Some((n, window)) = self.limits.rate else { return Ok(()) };
-        let times = self.chat.entry(uid).or_default();
-        while times.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
-            times.pop_front();
-        }
-        if times.len() >= n as usize {
-            let oldest = times.front().copied().unwrap_or(now_ms);
-            return Err((oldest + window).saturating_sub(now_ms).max(1));
-        }
-        times.push_back(now_ms);
-        Ok(())
+        crate::server::throttle::admit(self.chat.entry(uid).or_default(), n, window, now_ms)
     }
 
     /// Lists `id` for the event loop's next pass over active connections.

@@ -10,6 +10,21 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 
+/// A sliding window of at most `n` events per `window` ms, as the times of
+/// the events counted: Err(ms to wait) when full (a refused event is not
+/// counted). Shared by the per-address throttles and the per-user chat rate.
+pub(crate) fn admit(times: &mut VecDeque<u64>, n: u32, window: u64, now_ms: u64) -> Result<(), u64> {
+    while times.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
+        times.pop_front();
+    }
+    if times.len() >= n as usize {
+        let oldest = times.front().copied().unwrap_or(now_ms);
+        return Err((oldest + window).saturating_sub(now_ms).max(1));
+    }
+    times.push_back(now_ms);
+    Ok(())
+}
+
 /// The key an address counts under: an IPv4 address as itself, an
 /// IPv4-mapped IPv6 address as its IPv4 address, any other IPv6 address as
 /// its /64 (the host part zeroed).
@@ -43,16 +58,7 @@ impl Throttle {
     /// (a refused event is not counted).
     pub fn allow(&mut self, addr: IpAddr, now_ms: u64) -> Result<(), u64> {
         let Some((n, window)) = self.limit else { return Ok(()) };
-        let times = self.recent.entry(bucket(addr)).or_default();
-        while times.front().is_some_and(|t| now_ms.saturating_sub(*t) >= window) {
-            times.pop_front();
-        }
-        if times.len() >= n as usize {
-            let oldest = times.front().copied().unwrap_or(now_ms);
-            return Err((oldest + window).saturating_sub(now_ms).max(1));
-        }
-        times.push_back(now_ms);
-        Ok(())
+        admit(self.recent.entry(bucket(addr)).or_default(), n, window, now_ms)
     }
 
     /// Forgets buckets with no event inside the window.
