@@ -173,7 +173,14 @@ fn the_scanner_finds_lists_wrapped_references_and_missing_sections() {
     let got: Vec<(&str, u32, usize)> = references(&text).iter().map(|r| (r.doc, r.section, r.line)).collect();
     assert_eq!(
         got,
-        [("DESIGN", 5, 1), ("DESIGN", 9, 1), ("DESIGN", 8, 4), ("DESIGN", 4, 4), ("PROTOCOL", 7, 2), ("PROTOCOL", 12, 2)]
+        [
+            ("DESIGN", 5, 1),
+            ("DESIGN", 9, 1),
+            ("DESIGN", 8, 4),
+            ("DESIGN", 4, 4),
+            ("PROTOCOL", 7, 2),
+            ("PROTOCOL", 12, 2)
+        ]
     );
     let design = sections("# t\n## 1. One\n### 1.1 not a section\n## 4. Four\n## 5. Five\n## 8. Eight\n## Nine\n");
     assert_eq!(design, [1, 4, 5, 8].into_iter().collect());
