@@ -41,7 +41,7 @@ bench:
 
 opcodes:
 	$(CARGO) build --bin sottod
-	target/debug/sottod --opcodes-markdown > docs/OPCODES.md.tmp
+	$(or $(CARGO_TARGET_DIR),target)/debug/sottod --opcodes-markdown > docs/OPCODES.md.tmp
 	mv docs/OPCODES.md.tmp docs/OPCODES.md
 
 lint:

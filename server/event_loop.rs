@@ -10,7 +10,8 @@
 //! changed only when what it wants changes: EPOLLIN while the core takes
 //! input, EPOLLOUT while output is left over after a write.
 //!
-//! DESIGN §8 names poll(2). With 10,000 idle sessions every wake-up of a
+//! The plan named poll(2); DESIGN §8 records why this is epoll instead.
+//! With 10,000 idle sessions every wake-up of a
 //! poll(2) loop scanned all of them, in the kernel and here, and the loop
 //! used most of a core doing nothing (docs/BENCHMARKS.md, W2); epoll keeps
 //! the same single-threaded readiness model at a cost per ready descriptor.

@@ -805,7 +805,7 @@ impl Core {
                     let addr = conn.addr;
                     // A mismatch answer is signed too: the same rate and the same signing pool.
                     if !self.handshake_allowed(addr, now_ms) {
-                        // One address cannot keep the server signing (DESIGN §4): no answer.
+                        // One address cannot keep the server signing (DESIGN §8, quotas): no answer.
                         self.close(id, "handshake rate exceeded for this address");
                         return;
                     }
