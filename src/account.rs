@@ -78,7 +78,12 @@ pub fn normalize_passphrase(phrase: &str) -> Result<String, AccountError> {
 /// SHA-256 of a label and the deployment key (PROTOCOL.md §5). Not a secret:
 /// it only keeps a binding made for one deployment from being shown in another.
 pub fn deployment_id() -> [u8; 16] {
-    let h = crate::crypto::sha256(&[b"sotto/v1 deployment id\0", &crate::build_info::DEPLOYMENT_KEY]);
+    deployment_id_for(&crate::build_info::DEPLOYMENT_KEY)
+}
+
+/// [`deployment_id`] of any deployment key (test vectors, other deployments).
+pub fn deployment_id_for(deployment_key: &[u8; 32]) -> [u8; 16] {
+    let h = crate::crypto::sha256(&[b"sotto/v1 deployment id\0", deployment_key]);
     let mut id = [0u8; 16];
     id.copy_from_slice(&h[..16]);
     id

@@ -170,6 +170,36 @@ fn login_secrets() {
 }
 
 #[test]
+fn key_binding() {
+    let n = each("key_binding.txt", include_str!("vectors/key_binding.txt"), |v| {
+        let id = sotto::account::deployment_id_for(&v.array::<32>("deployment_key"));
+        assert_eq!(hex(&id), v.text("deployment_id"), "{}", v.at());
+        let uid = u64::from_be_bytes(v.array::<8>("uid"));
+        let binding = sotto::account::enc_key_binding(&id, uid, v.text("username"), &v.array::<32>("enc_pub"));
+        assert_eq!(hex(&binding), v.text("binding"), "{}", v.at());
+        // Signed and verified; another UID, name or deployment does not verify.
+        let (der, n) = sotto::identity::generate().unwrap();
+        let sig = sotto::identity::Signer::from_pkcs8_der(&der).unwrap().sign(&binding).unwrap();
+        let key = sotto::identity::from_modulus(&n).unwrap();
+        assert!(sotto::identity::verify(&key, &binding, &sig));
+        let enc = v.array::<32>("enc_pub");
+        for other in [
+            sotto::account::enc_key_binding(&id, uid ^ 1, v.text("username"), &enc),
+            sotto::account::enc_key_binding(&id, uid, "mallory", &enc),
+            sotto::account::enc_key_binding(
+                &sotto::account::deployment_id_for(&[9; 32]),
+                uid,
+                v.text("username"),
+                &enc,
+            ),
+        ] {
+            assert!(!sotto::identity::verify(&key, &other, &sig), "{}", v.at());
+        }
+    });
+    assert_eq!(n, 1);
+}
+
+#[test]
 fn record_layer() {
     let n = each("record.txt", include_str!("vectors/record.txt"), |v| {
         let keys = AeadKeys::from_material(&v.array("material"));
