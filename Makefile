@@ -3,13 +3,17 @@
 
 CARGO  ?= cargo
 PREFIX ?= /usr/local
-BINS   := sottod sotto
+BINS   := sottod sotto sotto-keygen
+# The target directory cargo uses (CARGO_TARGET_DIR, a config file, or ./target).
+TARGET_DIR := $(or $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),target)
+# Where `make install` takes the binaries from.
+BUILT  ?= $(TARGET_DIR)/release
 
 .PHONY: all keys run test bench opcodes lint install clean
 
 all:
 	$(CARGO) build --release --bins
-	@echo "binaries: target/release/sottod target/release/sotto"
+	@echo "binaries: $(TARGET_DIR)/release/sottod $(TARGET_DIR)/release/sotto"
 	@if [ -f keys/server_rsa.pub.der ] && [ -f keys/deployment.key ]; then \
 		echo "keys: embedded from keys/ (server key keys/server_rsa.pem)"; \
 	else \
@@ -17,13 +21,15 @@ all:
 	fi
 
 keys:
-	SOTTO_QUIET_DEV_KEYS=1 $(CARGO) run --release --quiet --bin sotto-keygen -- $(if $(FORCE),--force) keys
+	@echo "building the key tool (sotto-keygen) ..."
+	SOTTO_QUIET_DEV_KEYS=1 $(CARGO) build --release --bin sotto-keygen
+	$(TARGET_DIR)/release/sotto-keygen $(if $(FORCE),--force) keys
 	@echo "now run 'make' to build binaries that embed these keys"
 
 run:
 	@[ -f keys/server_rsa.pem ] || $(MAKE) keys
 	$(CARGO) build --release --bins
-	target/release/sottod --listen 127.0.0.1:7777 --data ./data --key keys/server_rsa.pem
+	$(TARGET_DIR)/release/sottod --listen 127.0.0.1:7777 --data ./data --key keys/server_rsa.pem
 
 # --no-fail-fast: every test binary runs even when one fails, so one run shows all failures.
 test:
@@ -37,11 +43,11 @@ test:
 # `make test`.
 bench:
 	$(CARGO) build --release --bins -p sotto -p sotto-bench
-	target/release/sotto-bench $(if $(QUICK),--quick) --report docs/BENCHMARKS.md
+	$(TARGET_DIR)/release/sotto-bench $(if $(QUICK),--quick) --report docs/BENCHMARKS.md
 
 opcodes:
 	$(CARGO) build --bin sottod
-	$(or $(CARGO_TARGET_DIR),target)/debug/sottod --opcodes-markdown > docs/OPCODES.md.tmp
+	$(TARGET_DIR)/debug/sottod --opcodes-markdown > docs/OPCODES.md.tmp
 	mv docs/OPCODES.md.tmp docs/OPCODES.md
 
 lint:
@@ -49,10 +55,21 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # No dependency on `all`: `sudo make install` should not run cargo as root.
+# Lays out, under $(DESTDIR)$(PREFIX): bin/ (sottod, sotto, sotto-keygen),
+# share/man/man8/sottod.8 and man1/sotto.1 (made by the binaries from their
+# --help text), lib/systemd/system/sottod.service, and share/doc/sotto/
+# (OPERATIONS.md and an example sottod.toml). `BUILT=dir` installs other builds.
 install:
-	@for b in $(BINS); do [ -x target/release/$$b ] || { echo "target/release/$$b missing: run 'make' first"; exit 1; }; done
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(addprefix target/release/,$(BINS)) $(DESTDIR)$(PREFIX)/bin/
+	@for b in $(BINS); do [ -x $(BUILT)/$$b ] || { echo "$(BUILT)/$$b missing: run 'make' first"; exit 1; }; done
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/sotto
+	install -m 0755 $(addprefix $(BUILT)/,$(BINS)) $(DESTDIR)$(PREFIX)/bin/
+	$(BUILT)/sottod --man > $(DESTDIR)$(PREFIX)/share/man/man8/sottod.8
+	$(BUILT)/sotto --man > $(DESTDIR)$(PREFIX)/share/man/man1/sotto.1
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/sottod.8 $(DESTDIR)$(PREFIX)/share/man/man1/sotto.1
+	sed 's|/usr/bin/sottod|$(PREFIX)/bin/sottod|' contrib/sottod.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/sottod.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/sottod.service
+	install -m 0644 docs/OPERATIONS.md contrib/sottod.toml.example $(DESTDIR)$(PREFIX)/share/doc/sotto/
 
 clean:
 	$(CARGO) clean

@@ -38,7 +38,7 @@ const MAX_DM_TTL: u64 = 365 * 24 * 3600;
 const DEFAULT_HEARTBEAT: u64 = 10;
 
 const USAGE: &str = "usage: sotto [--server HOST:PORT] [--home DIR] [--batch] [--dm-ttl SECONDS] [--heartbeat SECONDS]
-       sotto --help | --version";
+       sotto --help | --version | --man";
 
 const HELP: &str = "sotto: secure chat client (interactive by default)
 
@@ -54,6 +54,7 @@ options:
                       silent for three intervals is treated as gone and reconnected
   --help              this text
   --version           version, build id and protocol version
+  --man               this text as a manual page, sotto(1)
 
 See docs/CLIENT.md for the commands and the batch events.";
 
@@ -74,6 +75,7 @@ enum Parsed {
     Run(Options),
     Help,
     Version,
+    Man,
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
@@ -119,6 +121,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
             "--batch" if inline.is_none() => opts.batch = true,
             "--help" | "-h" if inline.is_none() => return Ok(Parsed::Help),
             "--version" | "-V" if inline.is_none() => return Ok(Parsed::Version),
+            "--man" if inline.is_none() => return Ok(Parsed::Man),
             _ if arg.starts_with('-') => return Err(format!("unknown option '{arg}'")),
             _ => return Err(format!("unexpected argument '{arg}'")),
         }
@@ -135,6 +138,11 @@ fn main() -> ExitCode {
         }
         Ok(Parsed::Version) => {
             println!("sotto {}", sotto::build_info::describe());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Man) => {
+            let text = format!("{HELP}\n\n{USAGE}");
+            print!("{}", sotto::manpage::render("sotto", 1, "the sotto secure chat client", &text, "sottod(8)"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {

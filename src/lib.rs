@@ -10,6 +10,7 @@ pub mod dm;
 pub mod frame;
 pub mod handshake;
 pub mod identity;
+pub mod manpage;
 pub mod opcodes;
 pub mod record;
 pub mod room;

@@ -43,7 +43,10 @@ fn logs_of_a_whole_conversation_hold_no_secret_and_no_text_and_count_refusals() 
     for line in log.lines() {
         let mut parts = line.splitn(3, ' ');
         let (ts, level) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-        assert!(ts.parse::<u64>().is_ok() && ["ERROR", "WARN", "INFO", "DEBUG"].contains(&level), "{line}");
+        // An RFC 3339 UTC time with milliseconds: 2026-12-04T16:05:02.123Z.
+        let t = ts.as_bytes();
+        let time = ts.len() == 24 && t[4] == b'-' && t[10] == b'T' && t[19] == b'.' && ts.ends_with('Z');
+        assert!(time && ["ERROR", "WARN", "INFO", "DEBUG"].contains(&level), "{line}");
     }
     assert!(log.contains("INFO conn ") && log.contains("logged in from 127.0.0.1"), "{log}");
     assert!(log.contains("DEBUG conn ") && log.contains(" closed: "), "debug shows closes:\n{log}");

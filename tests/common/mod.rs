@@ -111,6 +111,9 @@ impl Server {
                 });
             }
         }
+        // Log lines carry their time unless stderr is systemd's journal: a test
+        // run from a systemd service must not inherit that.
+        cmd.env_remove("JOURNAL_STREAM");
         let mut child = cmd
             .args(["--listen", listen, "--data"])
             .arg(data)
