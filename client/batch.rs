@@ -341,6 +341,7 @@ fn dm_line(ev: DmEvent) -> String {
         DmEvent::Pending { id, to } => Object::new("pending").str("id", &dm_id(id)).str("to", &to).finish(),
         DmEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
         DmEvent::Expired { id } => Object::new("expired").str("id", &dm_id(id)).finish(),
+        DmEvent::Delivered { id, to } => Object::new("delivered").str("id", &dm_id(id)).str("to", &to).finish(),
         DmEvent::Contacts(list) => {
             let list = list.into_iter().map(|c| {
                 Object::bare().str("name", &c.name).str("fingerprint", &c.fingerprint).bool("trusted", c.trusted)

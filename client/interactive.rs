@@ -214,6 +214,9 @@ impl Interactive {
                 out!("WARNING: the server now lists ANOTHER KEY for {user}. This may be an attack.");
                 out!("messages to and from {user} are refused; compare /fingerprint @{user} with {user} out of band, then /trust @{user}");
             }
+            DmEvent::Delivered { id, to } => {
+                out!("(message {} delivered to {to}, who was offline when it was sent)", dm_id(id))
+            }
             DmEvent::Expired { id } => {
                 out!("(message {} expired on the server without being delivered)", dm_id(id))
             }

@@ -322,3 +322,18 @@ fn the_outbox_survives_a_killed_client_and_is_sent_once() {
     assert_eq!(next_dm(&mut bob)["id"], marker.as_str());
     assert_eq!(alice.seen.iter().filter(|v| v["type"] == "sent").count(), 1, "{:?}", alice.seen);
 }
+
+#[test]
+fn a_queued_message_is_reported_delivered_once_the_recipient_has_it() {
+    let dir = TempDir::new("dmc-delivered");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
+    contacts(&mut alice, "alice", &mut bob, "bob");
+    drop(bob);
+    let id = send(&mut alice, "bob", "while you were out", "queued");
+    let mut bob = relogin(&server, &dir, "bob", &[]);
+    assert_eq!(next_dm(&mut bob)["id"], id.as_str());
+    let v = alice.wait_for("delivered", |v| v["type"] == "delivered");
+    assert_eq!((v["id"].as_str(), v["to"].as_str()), (Some(id.as_str()), Some("bob")), "{v}");
+}

@@ -178,6 +178,13 @@ pub enum DmEvent {
         /// The contact.
         user: String,
     },
+    /// A message the server had answered "queued" reached the recipient's client since.
+    Delivered {
+        /// Message id.
+        id: u64,
+        /// Recipient.
+        to: String,
+    },
     /// A message you sent expired undelivered on the server.
     Expired {
         /// Message id.
@@ -818,6 +825,11 @@ impl Session {
             self.ack(m.seq.get());
             return Some(match state {
                 EXPIRED => Event::Dm(DmEvent::Expired { id: m.dm_id.get() }),
+                // A message answered "queued" has now reached the recipient's client.
+                DELIVERED => match canonical_user(m.peer()) {
+                    Some(to) => Event::Dm(DmEvent::Delivered { id: m.dm_id.get(), to }),
+                    None => Event::Notice("ignoring a dmst (DM status) with a malformed name".into()),
+                },
                 s => Event::Notice(format!("ignoring a dmst (DM status) of state {s} for no message")),
             });
         }

@@ -251,6 +251,34 @@ fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_ord
     assert_eq!(dms, [10, 11], "in order, the resend not stored twice");
 }
 
+#[test]
+fn a_queued_dm_acknowledged_later_is_reported_delivered_to_its_sender() {
+    let mut w = World::new();
+    let mut alice = w.connect(1, "alice");
+    let mut bob = w.connect(2, "bob");
+    w.befriend((&mut alice, "alice"), (&mut bob, "bob"));
+    w.take(&mut bob);
+    w.core.close(bob.id, "test");
+    w.core.remove(bob.id);
+    w.send(&mut alice, dm(bob.uid, 10).as_bytes());
+    w.commit();
+    let queued = w.take(&mut alice);
+    assert_eq!(wire::decode::<DmStatus>(&queued[0]).unwrap().state, 1, "queued");
+    // Bob comes back and acknowledges the DM: alice hears "delivered", from her mailbox.
+    let (mut again, got) = w.login_again(4, "bob", bob.uid);
+    let rvum = got.iter().find_map(|f| wire::decode::<ReceiveDm>(f).ok()).expect("the DM");
+    let mut ack = MailboxAck::request(9, 0);
+    ack.seq.set(rvum.seq.get());
+    w.send(&mut again, ack.as_bytes());
+    w.commit();
+    let later: Vec<DmStatus> =
+        w.take(&mut alice).iter().filter_map(|f| wire::decode::<DmStatus>(f).ok().copied()).collect();
+    assert_eq!(later.len(), 1, "one notice");
+    let n = &later[0];
+    assert_eq!((n.hdr.msg_id.get(), n.dm_id.get(), n.state, n.peer().unwrap()), (0, 10, 2, "bob"), "delivered");
+    assert_ne!(n.seq.get(), 0, "from the mailbox: alice acknowledges it");
+}
+
 /// (dm_id, state) of every `dmst` sealed to `id` so far.
 fn dm_states(w: &mut crate::server::fuzz::World, id: ConnId, opener: &mut record::Opener) -> Vec<(u64, u8)> {
     let got = w.received(id, opener);

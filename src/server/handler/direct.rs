@@ -268,19 +268,29 @@ pub fn ack(core: &mut Core, _id: ConnId, auth: &Authenticated, frame: &[u8], now
     let Ok(m) = decode::<MailboxAck>(frame) else { return };
     let (uid, seq) = (auth.uid(), m.seq.get());
     let Some(mb) = core.mail.boxes.get_mut(&uid) else { return };
-    if mb.ack(seq, now_ms).is_none() {
-        return;
-    }
+    let Some(rec) = mb.ack(seq, now_ms) else { return };
     core.mark_mail_dirty(uid);
     deliver(core, uid);
-    if let Some(w) = core.awaiting.remove(&(uid, seq)) {
-        if w.durable {
+    match core.awaiting.remove(&(uid, seq)) {
+        Some(w) if w.durable => {
             for conn in &w.conns {
                 status(core, *conn, w.msg_id, uid, DELIVERED, now_ms);
             }
-        } else {
-            // Not on disk yet: `stored` answers "delivered" once it is.
+        }
+        // Not on disk yet: `stored` answers "delivered" once it is.
+        Some(w) => {
             core.awaiting.insert((uid, seq), w);
+        }
+        // The sender heard "queued": now it hears "delivered", through its mailbox.
+        None => {
+            if let Some((sender, dm_id)) = rec.dm {
+                let mut ev = DmStatus::new(Status::Ok, code::OK, 0, now_ms);
+                ev.dm_id.set(dm_id);
+                ev.peer_uid.set(uid);
+                let _ = ev.set_peer(&name_of(core, uid));
+                ev.state = DELIVERED;
+                post(core, sender, ev.as_bytes(), None, now_ms);
+            }
         }
     }
 }
