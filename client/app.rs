@@ -184,6 +184,11 @@ impl App {
         self.session.register(name, password, passphrase, now_ms())
     }
 
+    /// Starts a registration that logs in once the account exists (interactive front ends).
+    pub fn register_then_login(&mut self, name: &str, password: &str, passphrase: &str) -> Result<(), Failure> {
+        self.session.register_then_login(name, password, passphrase, now_ms())
+    }
+
     /// Starts a login.
     pub fn login(&mut self, name: &str, password: &str, passphrase: &str) -> Result<(), Failure> {
         self.session.login(name, password, passphrase, now_ms())

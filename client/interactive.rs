@@ -88,7 +88,7 @@ impl Interactive {
         }
         let Some(passphrase) = ask(app, "Passphrase (three words): ")? else { return Ok(()) };
         out!("generating keys…");
-        if let Err(f) = app.register(name, &password, &passphrase) {
+        if let Err(f) = app.register_then_login(name, &password, &passphrase) {
             print_failure(&f);
         }
         Ok(())

@@ -139,7 +139,8 @@ struct Credentials {
 
 /// The request waiting for its reply, by protocol step.
 enum Pending {
-    Register(NewAccount),
+    /// With the credentials to log in with once registered, if asked.
+    Register(NewAccount, Option<Box<Credentials>>),
     /// `again`: a login after a lost connection, with the remembered credentials.
     Login {
         creds: Credentials,
@@ -156,7 +157,7 @@ enum Pending {
 impl Pending {
     fn cmd(&self) -> &'static str {
         match self {
-            Pending::Register(_) => "register",
+            Pending::Register(..) => "register",
             Pending::Login { .. } | Pending::Passphrase { .. } => "login",
             Pending::Room(p) => p.cmd(),
             Pending::Dm(p) => p.cmd(),
@@ -219,13 +220,37 @@ impl Session {
 
     /// Validates locally, generates both key pairs and queues a `Register` (crea).
     pub fn register(&mut self, name: &str, password: &str, passphrase: &str, now_ms: u64) -> Result<(), Failure> {
-        let creds = validate("register", name, password, passphrase, true)?;
-        let keys =
-            NewKeys::generate().map_err(|e| Failure::new("register", 500, format!("cannot generate keys: {e}")))?;
-        self.register_with(creds, keys, now_ms)
+        self.register_as(name, password, passphrase, false, now_ms)
     }
 
-    fn register_with(&mut self, creds: Credentials, keys: NewKeys, now_ms: u64) -> Result<(), Failure> {
+    /// As [`Session::register`], then logs in with the same credentials once
+    /// the server accepts the account (the interactive front ends: nothing
+    /// to type twice).
+    pub fn register_then_login(
+        &mut self,
+        name: &str,
+        password: &str,
+        passphrase: &str,
+        now_ms: u64,
+    ) -> Result<(), Failure> {
+        self.register_as(name, password, passphrase, true, now_ms)
+    }
+
+    fn register_as(&mut self, name: &str, pw: &str, phrase: &str, login: bool, now_ms: u64) -> Result<(), Failure> {
+        let creds = validate("register", name, pw, phrase, true)?;
+        let keys =
+            NewKeys::generate().map_err(|e| Failure::new("register", 500, format!("cannot generate keys: {e}")))?;
+        let login = login.then(|| Box::new(creds.clone()));
+        self.register_with(creds, keys, login, now_ms)
+    }
+
+    fn register_with(
+        &mut self,
+        creds: Credentials,
+        keys: NewKeys,
+        login: Option<Box<Credentials>>,
+        now_ms: u64,
+    ) -> Result<(), Failure> {
         self.check_idle("register")?;
         let local = |e: KeyError| Failure::new("register", 500, format!("cannot sign the encryption key: {e}"));
         let signer = Signer::from_pkcs8_der(&keys.local.identity_der).map_err(local)?;
@@ -251,7 +276,7 @@ impl Session {
             keys: keys.local,
             fingerprint: identity::fingerprint(&keys.id_pub),
         };
-        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Register(account) });
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Register(account, login) });
         Ok(())
     }
 
@@ -464,7 +489,15 @@ impl Session {
         let f = self.in_flight.take()?;
         let status = Status::from_u8(r.hdr.status);
         match (f.what, status) {
-            (Pending::Register(account), Some(Status::Ok)) => Some(Event::Registered(account)),
+            (Pending::Register(account, login), Some(Status::Ok)) => {
+                // The driver saves the keys on `Registered`, before the login's answer can come.
+                if let Some(creds) = login {
+                    if let Err(f) = self.send_login(*creds, false, now_ms) {
+                        self.events.push_back(Event::Failed(f));
+                    }
+                }
+                Some(Event::Registered(account))
+            }
             (Pending::Login { creds, again }, Some(Status::Pending)) => self.send_passphrase(creds, again, now_ms),
             (Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. }, _) => {
                 Some(Event::ReloginFailed(refused("login", r)))
@@ -706,7 +739,7 @@ mod tests {
     fn register_sends_signed_keys_and_hands_them_back_on_success() {
         let mut s = Session::new();
         let creds = validate("register", "Bob", "password123", "one two three", true).unwrap();
-        s.register_with(creds, test_keys(), NOW).unwrap();
+        s.register_with(creds, test_keys(), None, NOW).unwrap();
         let pt = s.poll_transmit().unwrap();
         let m = wire::decode::<Register>(&pt).unwrap();
         assert_eq!(m.username().unwrap(), "bob");
@@ -724,6 +757,33 @@ mod tests {
             }
             _ => panic!("expected registered"),
         }
+        assert!(s.poll_transmit().is_none(), "register alone logs nothing in");
+    }
+
+    #[test]
+    fn register_then_login_logs_in_with_the_same_secrets_once_registered() {
+        let mut s = Session::new();
+        let creds = validate("register", "bob", "password123", "one two three", true).unwrap();
+        let again = Some(Box::new(creds.clone()));
+        s.register_with(creds, test_keys(), again, NOW).unwrap();
+        let id = sent_id(&mut s);
+        assert!(s.poll_transmit().is_none(), "no login before the account exists");
+        assert!(matches!(feed(&mut s, &status(id, Status::Ok, code::OK, "registered")), Some(Event::Registered(_))));
+        let pt = s.poll_transmit().expect("a login");
+        let login = wire::decode::<Login>(&pt).unwrap();
+        assert_eq!((login.username(), login.auth_secret), (Ok("bob"), *account::auth_secret("bob", "password123")));
+        let id = login.hdr.msg_id.get();
+        assert!(feed(&mut s, &status(id, Status::Pending, code::PENDING, "")).is_none());
+        let pt = s.poll_transmit().expect("the passphrase");
+        let pass = wire::decode::<Passphrase>(&pt).unwrap();
+        assert_eq!(pass.pass_secret, *account::pass_secret("bob", "one two three"));
+        // A refused registration logs nothing in.
+        let mut s = Session::new();
+        let creds = validate("register", "bob", "password123", "one two three", true).unwrap();
+        s.register_with(creds.clone(), test_keys(), Some(Box::new(creds)), NOW).unwrap();
+        let id = sent_id(&mut s);
+        assert!(matches!(feed(&mut s, &status(id, Status::Error, code::CONFLICT, "taken")), Some(Event::Failed(_))));
+        assert!(s.poll_transmit().is_none());
     }
 
     #[test]
@@ -763,7 +823,7 @@ mod tests {
         let mut sent: Vec<Vec<u8>> = Vec::new();
 
         let mut s = Session::new();
-        s.register_with(validate("register", "alice", PW, WORDS, true).unwrap(), test_keys(), NOW).unwrap();
+        s.register_with(validate("register", "alice", PW, WORDS, true).unwrap(), test_keys(), None, NOW).unwrap();
         let reg = s.poll_transmit().unwrap().to_vec();
         let r = wire::decode::<Register>(&reg).unwrap();
         let (auth, pass) = (r.auth_secret, r.pass_secret);

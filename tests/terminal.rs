@@ -134,3 +134,20 @@ fn network_text_with_escapes_osc52_and_bidi_reaches_the_screen_as_harmless_text(
     assert!(text.contains(&format!("[lobby] alice: look {shown} here")), "the room message, as text: {text:?}");
     assert!(text.contains(&format!("error 404: {shown}")), "the reason, as text: {text:?}");
 }
+
+#[test]
+fn registering_interactively_logs_in_without_asking_again() {
+    let dir = TempDir::new("terminal-register");
+    let server = Server::start(&dir.join("data"));
+    let mut carol = Screen::start(&server.addr, &dir.join("carol"));
+    let at = carol.wait_for("type /help", 0);
+    carol.type_line("/register carol");
+    let at = carol.wait_for("Password: ", at);
+    carol.type_line(PW);
+    let at = carol.wait_for("Repeat password: ", at);
+    carol.type_line(PW);
+    let at = carol.wait_for("Passphrase (three words): ", at);
+    carol.type_line(WORDS);
+    carol.wait_for("logged in as carol", at);
+    assert_eq!(carol.text().matches("Password: ").count(), 1, "asked once: {:?}", carol.text());
+}
