@@ -62,8 +62,10 @@ fn wrong_password_and_wrong_passphrase_are_401() {
     let server = Server::start(&dir.join("data"));
     let mut c = Client::connect(&server, &dir.join("home"));
     assert_eq!(c.register("bob", PW, WORDS)["type"], "ok");
-    assert_error(&c.login("bob", "password124", WORDS), "login", 401);
-    assert_error(&c.login("bob", PW, "red green black"), "login", 401);
+    let (wrong_pw, wrong_words) = (c.login("bob", "password124", WORDS), c.login("bob", PW, "red green black"));
+    assert_error(&wrong_pw, "login", 401);
+    assert_error(&wrong_words, "login", 401);
+    assert_eq!(wrong_pw["message"], wrong_words["message"], "one message: which secret was wrong is not said");
     // Two failures are free: the right credentials still work.
     let mut c2 = Client::connect(&server, &dir.join("home2"));
     assert_eq!(c2.login("bob", PW, WORDS)["type"], "authenticated");

@@ -19,7 +19,8 @@ use crate::server::core::{ConnId, Core};
 use crate::server::session::{Authenticated, PasswordAccepted, Session};
 use crate::server::worker::{Job, RegisterFailure};
 
-const BAD_LOGIN: &str = "wrong user name or password";
+/// One answer for every failed login step: which secret was wrong is not said.
+const BAD_LOGIN: &str = "wrong user name, password or passphrase";
 
 /// crea: validate, reserve the name, hand hashing and storage to a worker.
 pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
@@ -174,7 +175,7 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
                 core.backoff.fail(&key, addr, now_ms);
             }
             core.set_session(id, Session::AwaitLogin);
-            core.reply(id, msg_id, PASS, code::UNAUTHORIZED, "wrong passphrase", now_ms);
+            core.reply(id, msg_id, PASS, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
         }
     }
 }
