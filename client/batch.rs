@@ -342,11 +342,16 @@ fn dm_line(ev: DmEvent) -> String {
         DmEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
         DmEvent::Expired { id } => Object::new("expired").str("id", &dm_id(id)).finish(),
         DmEvent::Delivered { id, to } => Object::new("delivered").str("id", &dm_id(id)).str("to", &to).finish(),
-        DmEvent::Contacts(list) => {
-            let list = list.into_iter().map(|c| {
+        DmEvent::Contacts { contacts, sent, received } => {
+            let list = contacts.into_iter().map(|c| {
                 Object::bare().str("name", &c.name).str("fingerprint", &c.fingerprint).bool("trusted", c.trusted)
             });
-            Object::new("contacts").list("contacts", list).finish()
+            let names = |v: Vec<String>| v.into_iter().map(|n| Object::bare().str("name", &n)).collect::<Vec<_>>();
+            Object::new("contacts")
+                .list("contacts", list)
+                .list("requests_sent", names(sent))
+                .list("requests_received", names(received))
+                .finish()
         }
         DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed } => {
             let o = Object::new("fingerprint")

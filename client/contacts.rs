@@ -12,7 +12,9 @@
 //! Plaintext: `u32 count || count × (uid (8) || u8 len || name || id_pub (256)
 //! || enc_pub (32) || flags (1: bit 0 trusted, bit 1 listed keys follow, bit 2
 //! they bind) || [listed uid (8) || listed id_pub (256) || listed enc_pub (32)])
-//! || u32 requests || requests × (u8 len || name)`.
+//! || u32 requests || requests × (u8 len || name) || u32 received || received
+//! × (u8 len || name)`: our requests not answered yet, then the requests we
+//! received and did not answer yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,6 +90,7 @@ pub enum TrustError {
 pub struct Contacts {
     map: BTreeMap<String, Contact>,
     requested: BTreeSet<String>,
+    received: BTreeSet<String>,
     dirty: bool,
 }
 
@@ -122,6 +125,29 @@ impl Contacts {
         self.dirty |= self.requested.insert(name.to_string());
     }
 
+    /// Our requests (`/dm`) still waiting for an answer, by name.
+    pub fn requests(&self) -> impl Iterator<Item = &str> {
+        self.requested.iter().map(String::as_str)
+    }
+
+    /// Requests we received and did not answer yet, by name.
+    pub fn received(&self) -> impl Iterator<Item = &str> {
+        self.received.iter().map(String::as_str)
+    }
+
+    /// Notes a request from `name` (`dmrq`), until we accept or reject it.
+    pub fn receive(&mut self, name: &str) {
+        if self.received.len() >= REQUESTS_MAX && !self.received.contains(name) {
+            self.received.pop_first();
+        }
+        self.dirty |= self.received.insert(name.to_string());
+    }
+
+    /// Forgets the request from `name` (accepted or rejected).
+    pub fn handled(&mut self, name: &str) {
+        self.dirty |= self.received.remove(name);
+    }
+
     /// Whether we asked `name` for a channel and have no answer yet.
     pub fn requested(&self, name: &str) -> bool {
         self.requested.contains(name)
@@ -137,6 +163,7 @@ impl Contacts {
         let c = Contact { uid, name: name.to_string(), keys, trusted: true, listed: None };
         self.map.insert(name.to_string(), c);
         self.requested.remove(name);
+        self.received.remove(name);
         self.dirty = true;
     }
 
@@ -197,9 +224,11 @@ impl Contacts {
                 out.extend_from_slice(&l.keys.enc_pub);
             }
         }
-        vault::put_count(&mut out, self.requested.len());
-        for name in &self.requested {
-            vault::put_user(&mut out, name);
+        for set in [&self.requested, &self.received] {
+            vault::put_count(&mut out, set.len());
+            for name in set {
+                vault::put_user(&mut out, name);
+            }
         }
         out
     }
@@ -228,14 +257,17 @@ impl Contacts {
                 return Err(KeyFileError::Damaged);
             }
         }
-        let mut requested = BTreeSet::new();
-        for _ in 0..r.u32()? {
-            if !requested.insert(r.user()?) || requested.len() > REQUESTS_MAX {
-                return Err(KeyFileError::Damaged);
+        let mut sets = [BTreeSet::new(), BTreeSet::new()];
+        for set in &mut sets {
+            for _ in 0..r.u32()? {
+                if !set.insert(r.user()?) || set.len() > REQUESTS_MAX {
+                    return Err(KeyFileError::Damaged);
+                }
             }
         }
         r.end()?;
-        Ok(Contacts { map, requested, dirty: false })
+        let [requested, received] = sets;
+        Ok(Contacts { map, requested, received, dirty: false })
     }
 }
 
@@ -314,6 +346,7 @@ mod tests {
         c.pin(9, "carol.x", keys(3));
         c.observe("carol.x", listed(10, 4, true));
         c.request("dave");
+        c.receive("erin");
         let key = vault::subkey(&[3; 32], KIND);
         let sealed = vault::seal(KIND, "alice", &key, 1, &[], &c.encode());
         let plain = vault::unseal(KIND, "alice", &key, &sealed).unwrap().1;
@@ -321,6 +354,7 @@ mod tests {
         assert_eq!(back.get("bob"), c.get("bob"));
         assert_eq!(back.get("carol.x"), c.get("carol.x"));
         assert!(back.requested("dave"));
+        assert_eq!(back.received().collect::<Vec<_>>(), ["erin"]);
         assert_eq!(back.all().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["bob", "carol.x"]);
         let wrong = vault::subkey(&[0x77; 32], KIND);
         assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));

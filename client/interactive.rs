@@ -220,11 +220,19 @@ impl Interactive {
             DmEvent::Expired { id } => {
                 out!("(message {} expired on the server without being delivered)", dm_id(id))
             }
-            DmEvent::Contacts(list) if list.is_empty() => out!("no contacts; /dm @USER asks for one"),
-            DmEvent::Contacts(list) => {
-                for c in list {
-                    let state = if c.trusted { "" } else { "  [KEY CHANGED: /trust to accept]" };
+            DmEvent::Contacts { contacts, sent, received } => {
+                if contacts.is_empty() {
+                    out!("no contacts; /dm @USER asks for one");
+                }
+                for c in contacts {
+                    let state = if c.trusted { "  trusted" } else { "  [KEY CHANGED: /trust to accept]" };
                     out!("{}  {}{state}", c.name, group(&c.fingerprint));
+                }
+                for name in sent {
+                    out!("{name}  (you asked; waiting for {name} to accept)");
+                }
+                for name in received {
+                    out!("{name}  (asks you: /accept @{name} or /reject @{name})");
                 }
             }
             DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed } => {

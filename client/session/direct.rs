@@ -191,7 +191,14 @@ pub enum DmEvent {
         id: u64,
     },
     /// Answer to `/contacts`.
-    Contacts(Vec<ContactInfo>),
+    Contacts {
+        /// Every contact, by name.
+        contacts: Vec<ContactInfo>,
+        /// Our requests not answered yet.
+        sent: Vec<String>,
+        /// Requests to us not answered yet.
+        received: Vec<String>,
+    },
     /// Answer to `/fingerprint`.
     Fingerprint {
         /// The contact.
@@ -457,7 +464,9 @@ impl Session {
             .into_iter()
             .map(|c| ContactInfo { name: c.name.clone(), fingerprint: c.keys.fingerprint(), trusted: c.trusted })
             .collect();
-        self.events.push_back(Event::Dm(DmEvent::Contacts(list)));
+        let sent = me.dm.contacts.requests().map(str::to_owned).collect();
+        let received = me.dm.contacts.received().map(str::to_owned).collect();
+        self.events.push_back(Event::Dm(DmEvent::Contacts { contacts: list, sent, received }));
         Ok(())
     }
 
@@ -588,7 +597,12 @@ impl Session {
                 }
                 Some(Event::Failed(f))
             }
-            Pending::Reject { peer } if ok => Some(Event::Dm(DmEvent::Ok { cmd: "reject", user: peer })),
+            Pending::Reject { peer } if ok => {
+                if let Some(me) = self.me.as_mut() {
+                    me.dm.contacts.handled(&peer);
+                }
+                Some(Event::Dm(DmEvent::Ok { cmd: "reject", user: peer }))
+            }
             Pending::Accept { peer, keys } if ok => {
                 let done = match keys.map(|k| *k) {
                     Some((uid, keys, binds)) => match self.accepted(uid, &peer, keys, binds) {
@@ -607,8 +621,15 @@ impl Session {
                 self.release_held_dms(now_ms);
                 None
             }
-            Pending::Accept { .. } => {
-                self.events.push_back(Event::Failed(refused("accept", r)));
+            Pending::Accept { peer, .. } => {
+                let f = refused("accept", r);
+                if f.code == code::NOT_FOUND {
+                    // The server holds no request from `peer`: nothing to answer any more.
+                    if let Some(me) = self.me.as_mut() {
+                        me.dm.contacts.handled(&peer);
+                    }
+                }
+                self.events.push_back(Event::Failed(f));
                 self.release_held_dms(now_ms);
                 None
             }
@@ -686,6 +707,10 @@ impl Session {
         let Some(from) = canonical_user(m.from()) else {
             return Some(Event::Notice("ignoring a dmrq (DM request) with a malformed name".into()));
         };
+        if let Some(me) = self.me.as_mut() {
+            // Saved before the acknowledgement is released (App::persist).
+            me.dm.contacts.receive(&from);
+        }
         self.ack(m.seq.get());
         Some(Event::Dm(DmEvent::Requested { from }))
     }

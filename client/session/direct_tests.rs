@@ -292,7 +292,7 @@ fn a_changed_key_at_login_refuses_the_contact_until_trusted() {
     );
     s.list_contacts().unwrap();
     match dm_event(s.poll_event()) {
-        DmEvent::Contacts(list) => {
+        DmEvent::Contacts { contacts: list, .. } => {
             assert_eq!(list.len(), 1);
             assert_eq!((list[0].name.as_str(), list[0].trusted), ("bob", false));
             assert_eq!(list[0].fingerprint, bob().keys().fingerprint(), "the pinned key until trusted");
@@ -660,4 +660,31 @@ fn a_full_mailbox_is_reported_with_the_recipients_name() {
         }
         _ => panic!("expected a failure"),
     }
+}
+
+#[test]
+fn contacts_lists_pending_requests_both_ways_until_answered() {
+    let mut s = alice_session(with_bob());
+    s.dm_request("@carol", NOW).unwrap();
+    let id = sent_id(&mut s);
+    let _ = feed(&mut s, &status(id, Status::Ok, code::OK, "requested"));
+    let mut rq = DmRequested::new(Status::Ok, code::OK, 0, NOW);
+    rq.seq.set(3);
+    rq.set_from("dave").unwrap();
+    let _ = feed(&mut s, rq.as_bytes());
+    assert!(s.dirty_contacts().is_some_and(|c| c.received().any(|n| n == "dave")), "saved before the ack");
+    s.list_contacts().unwrap();
+    match dm_event(s.poll_event()) {
+        DmEvent::Contacts { contacts, sent, received } => {
+            assert_eq!(contacts.iter().map(|c| (c.name.as_str(), c.trusted)).collect::<Vec<_>>(), [("bob", true)]);
+            assert_eq!((sent, received), (vec!["carol".to_string()], vec!["dave".to_string()]));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Rejecting dave answers his request.
+    s.dm_reject("@dave", NOW).unwrap();
+    let id = sent_id(&mut s);
+    let _ = feed(&mut s, &status(id, Status::Ok, code::OK, "rejected"));
+    s.list_contacts().unwrap();
+    assert!(matches!(dm_event(s.poll_event()), DmEvent::Contacts { received, .. } if received.is_empty()));
 }
