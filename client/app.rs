@@ -472,10 +472,9 @@ impl App {
                     self.exit = Some(1);
                 }
             }
-            Err(e) => {
-                self.schedule_retry();
-                fe.report(Report::Notice(format!("reconnecting to {}: {e}", self.server)))?;
-            }
+            // Said once: `Disconnected` when the connection dropped, then
+            // `Reconnected` when it is back; not once per attempt.
+            Err(_) => self.schedule_retry(),
         }
         Ok(())
     }
@@ -570,8 +569,8 @@ impl App {
                 self.exit = Some(1);
                 Ok(())
             }
-            Event::ReloginFailed(f) => {
-                fe.report(Report::Notice(format!("logging in again failed: {}", f.message)))?;
+            Event::ReloginFailed(_) => {
+                // Not said: another attempt follows (see `reconnect`).
                 self.conn = None;
                 self.session.connection_lost();
                 self.schedule_retry();

@@ -151,3 +151,30 @@ fn registering_interactively_logs_in_without_asking_again() {
     carol.wait_for("logged in as carol", at);
     assert_eq!(carol.text().matches("Password: ").count(), 1, "asked once: {:?}", carol.text());
 }
+
+#[test]
+fn an_outage_is_said_once_when_it_starts_and_once_when_it_ends() {
+    let dir = TempDir::new("terminal-outage");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let addr = server.addr.clone();
+    user(&server, &dir, "dave", &[]).finish();
+    let mut dave = Screen::start(&addr, &dir.join("dave"));
+    let at = dave.wait_for("type /help", 0);
+    dave.type_line("/login dave");
+    let at = dave.wait_for("Password: ", at);
+    dave.type_line(PW);
+    let at = dave.wait_for("Passphrase: ", at);
+    dave.type_line(WORDS);
+    let at = dave.wait_for("logged in as dave", at);
+    server.kill9();
+    let at = dave.wait_for("reconnecting", at);
+    // Several attempts fail meanwhile (0.5 s, 1 s, 2 s apart).
+    std::thread::sleep(Duration::from_millis(4000));
+    let _server = Server::start_on(&data, &addr, &[]);
+    dave.wait_for("logged in again as dave", at);
+    let text = dave.text();
+    let after = &text[text.find("logged in as dave").unwrap()..];
+    assert_eq!(after.matches("reconnecting").count(), 1, "one notice for the outage: {after:?}");
+    assert_eq!(after.matches("reconnected").count(), 1, "one for its end: {after:?}");
+}
