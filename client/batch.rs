@@ -239,7 +239,9 @@ impl Frontend for Batch {
     fn report(&mut self, report: Report) -> io::Result<()> {
         let line = match report {
             Report::Registered { .. } => Object::new("ok").str("cmd", "register").finish(),
-            Report::Authenticated { user, .. } => Object::new("authenticated").str("user", &user).finish(),
+            Report::Authenticated { user, uid, .. } => {
+                Object::new("authenticated").str("user", &user).str("uid", &format!("{uid:016x}")).finish()
+            }
             Report::Done { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
             Report::Room(ev) => room_line(ev),
             Report::Dm(ev) => dm_line(ev),

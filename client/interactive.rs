@@ -399,11 +399,11 @@ impl Frontend for Interactive {
                 out!("log in with /login {user}");
             }
             Report::Authenticated { user, uid, .. } if std::mem::take(&mut self.reconnected) => {
-                out!("logged in again as {user} (uid {uid})");
+                out!("logged in again as {user} (uid {uid:016x})");
             }
             Report::Authenticated { user, uid, fingerprint } => {
                 self.current = None;
-                out!("logged in as {user} (uid {uid})");
+                out!("logged in as {user} (uid {uid:016x})");
                 if let Some(fp) = fingerprint {
                     out!("identity fingerprint: {}", group(&fp));
                 }

@@ -68,7 +68,10 @@ fn wrong_password_and_wrong_passphrase_are_401() {
     assert_eq!(wrong_pw["message"], wrong_words["message"], "one message: which secret was wrong is not said");
     // Two failures are free: the right credentials still work.
     let mut c2 = Client::connect(&server, &dir.join("home2"));
-    assert_eq!(c2.login("bob", PW, WORDS)["type"], "authenticated");
+    let v = c2.login("bob", PW, WORDS);
+    assert_eq!(v["type"], "authenticated");
+    let uid = v["uid"].as_str().unwrap_or_default();
+    assert!(uid.len() == 16 && uid.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{v}");
     // An unknown user is the same 401, and collects the same strikes: a
     // fourth try at that name from this address backs off.
     for _ in 0..3 {

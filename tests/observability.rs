@@ -49,6 +49,15 @@ fn logs_of_a_whole_conversation_hold_no_secret_and_no_text_and_count_refusals() 
         assert!(time && ["ERROR", "WARN", "INFO", "DEBUG"].contains(&level), "{line}");
     }
     assert!(log.contains("INFO conn ") && log.contains("logged in from 127.0.0.1"), "{log}");
+    // User ids are written one way: 16 hex digits, at registration and at login alike.
+    let uid_in = |after: &str, line_has: &str| {
+        let line = log.lines().find(|l| l.contains(line_has)).unwrap_or_else(|| panic!("no {line_has:?}"));
+        let at = line.find(after).unwrap() + after.len();
+        line[at..at + 16].to_owned()
+    };
+    let registered = uid_in("(uid ", "registered user alice");
+    assert_eq!(uid_in("(uid ", "alice (uid "), registered, "{log}");
+    assert!(registered.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{registered}");
     assert!(log.contains("DEBUG conn ") && log.contains(" closed: "), "debug shows closes:\n{log}");
     let summary = log.lines().find(|l| l.contains("refused since start:")).expect("a summary at exit");
     assert!(summary.contains("unauthorized (401) 1"), "{summary}");

@@ -167,7 +167,7 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             core.send(id, &reply);
             crate::server::handler::direct::on_login(core, id, uid, now_ms);
             if let Some(addr) = core.addr(id) {
-                crate::log!(Info, "conn {id}: {name} logged in from {addr}");
+                crate::log!(Info, "conn {id}: {name} (uid {uid:016x}) logged in from {addr}");
             }
         }
         _ => {
