@@ -273,6 +273,9 @@ fn room_line(ev: RoomEvent) -> String {
         members.into_iter().map(|m| Object::bare().str("name", &m.name).bool("online", m.online)).collect::<Vec<_>>()
     };
     match ev {
+        RoomEvent::Waiting { room, queued } => {
+            Object::new("pending").str("cmd", "say").str("room", &room).num("queued", queued as u64).finish()
+        }
         RoomEvent::Joined { room, members: m } => {
             Object::new("joined").str("room", &room).list("members", members(m)).finish()
         }

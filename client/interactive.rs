@@ -169,6 +169,9 @@ impl Interactive {
 
     fn room_event(&mut self, ev: RoomEvent) {
         match ev {
+            RoomEvent::Waiting { room, queued } => {
+                out!("[{room}] (not sent yet: {queued} line(s) wait, and go out in order as soon as they can)")
+            }
             RoomEvent::Joined { room, members } => {
                 out!("joined {room}; members: {}; it is now the current room", member_list(&members));
                 self.current = Some(room);

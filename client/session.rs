@@ -315,6 +315,8 @@ impl Session {
             Pending::Dm(direct::Pending::Send { id, peer }) => {
                 self.events.push_back(Event::Dm(DmEvent::Pending { id, to: peer }));
             }
+            // Sent again, unchanged, once logged in again.
+            Pending::Room(room::Pending::Say { room, frame }) => self.requeue_say(room, frame, 0),
             Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. } => {}
             Pending::Room(room::Pending::Settle { .. }) => {}
             Pending::Room(room::Pending::Refresh { .. }) => self.release_held(),
@@ -374,6 +376,7 @@ impl Session {
         self.expire_request(now_ms);
         self.poll_refresh(now_ms);
         self.poll_resend(now_ms);
+        self.poll_says(now_ms);
     }
 
     fn expire_request(&mut self, now_ms: u64) {
@@ -410,6 +413,7 @@ impl Session {
         }
         self.poll_refresh(now_ms);
         self.poll_resend(now_ms);
+        self.poll_says(now_ms);
     }
 
     fn dispatch(&mut self, pt: &[u8], now_ms: u64) -> Option<Event> {

@@ -294,3 +294,25 @@ fn a_new_room_needs_ten_characters_or_takes_four_generated_words() {
     // Joining an existing room takes whatever password it has.
     error(&bob.run("/join strong nope", "join"), "join", 403);
 }
+
+#[test]
+fn a_line_typed_while_disconnected_waits_and_is_sent_once_back() {
+    let dir = TempDir::new("room-offline");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let addr = server.addr.clone();
+    let mut alice = user(&server, &dir, "alice", &[]);
+    ok(&alice.run(&format!("/create den {ROOM_PW}"), "create"), "create");
+    server.kill9();
+    alice.wait_for("disconnected", |v| v["type"] == "disconnected");
+    alice.send("/say den typed while the server was away");
+    let v = alice.wait_for("pending", |v| v["type"] == "pending" && v["cmd"] == "say");
+    assert_eq!((v["room"].as_str(), v["queued"].as_u64()), (Some("den"), Some(1)), "{v}");
+    let server = Server::start_on(&data, &addr, &["--rate", "off"]);
+    alice.wait_for("reconnected", |v| v["type"] == "reconnected");
+    ok(&alice.wait_for("the line, sent", |v| v["cmd"] == "say"), "say");
+    let mut bob = user(&server, &dir, "bob", &[]);
+    bob.run(&format!("/join den {ROOM_PW}"), "joined");
+    let history = bob.room_messages("den", 1);
+    assert_eq!(texts(&history), ["typed while the server was away"]);
+}

@@ -66,6 +66,11 @@ pub(super) struct Me {
     held: VecDeque<ReceiveRoomMessage>,
     /// The room to ask for next.
     pub(super) refresh: Option<String>,
+    /// Room lines waiting to be sent (disconnected, or paced after a 429), in
+    /// order, sealed when they were typed.
+    pub(super) says: VecDeque<(String, Box<SendRoomMessage>)>,
+    /// After a 429: no room line before this time.
+    say_after_ms: u64,
     /// Direct messages (session/direct.rs).
     pub(super) dm: Dm,
 }
@@ -82,6 +87,8 @@ impl Me {
             refreshed: BTreeSet::new(),
             held: VecDeque::new(),
             refresh: None,
+            says: VecDeque::new(),
+            say_after_ms: 0,
             dm: Dm::default(),
         }
     }
@@ -130,6 +137,14 @@ pub struct RoomMessage {
 /// What happens in rooms, as the front ends show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
+    /// A line for `room` waits: the connection is lost, or the server's rate
+    /// limit paces it; it is sent, in order, as soon as it can be.
+    Waiting {
+        /// Room name.
+        room: String,
+        /// Lines waiting in all.
+        queued: usize,
+    },
     /// A join succeeded; current members in the server's order (self included).
     Joined {
         /// Room name.
@@ -196,8 +211,11 @@ pub(super) enum Pending {
     Settle {
         room: String,
     },
+    /// With the request as sealed, to send again unchanged after a 429 or a
+    /// lost connection (a copy the server did store shows as a replay).
     Say {
         room: String,
+        frame: Box<SendRoomMessage>,
     },
     Leave {
         room: String,
@@ -238,7 +256,7 @@ impl Pending {
             | Pending::Salt { room, .. }
             | Pending::Join { room, .. }
             | Pending::Settle { room }
-            | Pending::Say { room }
+            | Pending::Say { room, .. }
             | Pending::Leave { room }
             | Pending::Who { room, .. }
             | Pending::Refresh { room }
@@ -349,9 +367,14 @@ impl Session {
         Ok(())
     }
 
-    /// `say ROOM TEXT` (srms): sealed with the room's content key, signed with the identity key.
+    /// `say ROOM TEXT` (srms): sealed with the room's content key, signed with
+    /// the identity key; while disconnected, busy or paced by a 429 it waits, in order.
     pub fn say(&mut self, room: &str, text: &str, now_ms: u64) -> Result<(), Failure> {
-        let room = self.room_request("say", room)?;
+        // Not `room_request`: a line typed while disconnected or busy waits instead.
+        if self.me.is_none() {
+            return Err(Failure::new("say", 401, "log in first"));
+        }
+        let room = rooms::normalize_name(room).map_err(|e| Failure::new("say", 400, e.to_string()))?;
         let me = self.me.as_ref().ok_or_else(|| Failure::new("say", 401, "log in first"))?;
         if me.keyring.get(&room).is_none() {
             return Err(Failure::new("say", 403, format!("not in room {room}; /join it first")));
@@ -371,10 +394,48 @@ impl Session {
             ));
         }
         let id = self.take_id();
-        let mut m = self.seal_message(&room, text, id, now_ms)?;
-        self.queue(&mut m);
-        self.start(id, now_ms, Pending::Say { room });
+        let frame = Box::new(self.seal_message(&room, text, id, now_ms)?);
+        let me = self.me.as_mut().ok_or_else(|| Failure::new("say", 401, "log in first"))?;
+        if self.offline || !me.says.is_empty() || self.in_flight.is_some() || now_ms < me.say_after_ms {
+            // Kept, in order, and sent by `poll_says` when it can be.
+            me.says.push_back((room.clone(), frame));
+            let queued = me.says.len();
+            self.events.push_back(Event::Room(RoomEvent::Waiting { room, queued }));
+            return Ok(());
+        }
+        self.send_say(room, frame, now_ms);
         Ok(())
+    }
+
+    fn send_say(&mut self, room: String, frame: Box<SendRoomMessage>, now_ms: u64) {
+        let id = frame.hdr.msg_id.get();
+        // `queue` wipes what it is given; the sealed request (no secret in it)
+        // stays here to be sent again unchanged.
+        let mut copy = *frame;
+        self.queue(&mut copy);
+        self.start(id, now_ms, Pending::Say { room, frame });
+    }
+
+    /// Sends the next waiting room line once connected, idle, and allowed by the rate limit.
+    pub(super) fn poll_says(&mut self, now_ms: u64) {
+        if self.in_flight.is_some() || self.offline {
+            return;
+        }
+        let Some(me) = self.me.as_mut() else { return };
+        if now_ms < me.say_after_ms {
+            return;
+        }
+        let Some((room, frame)) = me.says.pop_front() else { return };
+        self.send_say(room, frame, now_ms);
+    }
+
+    /// A line that was in flight waits again, first in line (lost connection, 429).
+    pub(super) fn requeue_say(&mut self, room: String, frame: Box<SendRoomMessage>, not_before_ms: u64) {
+        let Some(me) = self.me.as_mut() else { return };
+        me.says.push_front((room.clone(), frame));
+        me.say_after_ms = me.say_after_ms.max(not_before_ms);
+        let queued = me.says.len();
+        self.events.push_back(Event::Room(RoomEvent::Waiting { room, queued }));
     }
 
     fn seal_message(&self, room: &str, text: &str, id: u64, now_ms: u64) -> Result<SendRoomMessage, Failure> {
@@ -493,7 +554,13 @@ impl Session {
                 self.release_held();
                 None
             }
-            Pending::Say { room } if ok => done("say", room),
+            Pending::Say { room, .. } if ok => done("say", room),
+            // Sending faster than the server allows: paced, never dropped.
+            Pending::Say { room, frame } if r.hdr.code.get() == code::RATE_LIMITED => {
+                let wait = u64::from(r.retry_after_ms.get()).max(1);
+                self.requeue_say(room, frame, now_ms.saturating_add(wait));
+                None
+            }
             Pending::Leave { room } if ok => {
                 me.keyring.remove(&room);
                 done("leave", room)

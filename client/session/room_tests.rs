@@ -476,3 +476,30 @@ fn a_live_room_message_shown_before_is_flagged_replayed_and_history_stays_histor
     let m = message(feed(&mut s, fresh.as_bytes()));
     assert!(m.verified && !m.replayed, "{m:?}");
 }
+
+#[test]
+fn a_line_over_the_rate_limit_waits_and_goes_out_unchanged_when_allowed() {
+    let mut s = alice_session(&["lobby"], Pins::new());
+    s.say("lobby", "one", NOW).unwrap();
+    let first = wire::decode::<SendRoomMessage>(&s.poll_transmit().unwrap()).unwrap().to_owned();
+    let id = first.hdr.msg_id.get();
+    let mut r =
+        wire::decode::<StatusReply>(&status(id, Status::Error, code::RATE_LIMITED, "slow down")).unwrap().to_owned();
+    r.retry_after_ms.set(2_000);
+    assert!(
+        matches!(feed(&mut s, r.as_bytes()), Some(Event::Room(RoomEvent::Waiting { room, queued: 1 })) if room == "lobby")
+    );
+    assert!(!s.busy() && s.poll_transmit().is_none(), "nothing before the wait");
+    // Another line meanwhile waits behind it, in order.
+    s.say("lobby", "two", NOW + 10).unwrap();
+    assert!(matches!(s.poll_event(), Some(Event::Room(RoomEvent::Waiting { queued: 2, .. }))));
+    s.handle_timeout(NOW + 1_999);
+    assert!(s.poll_transmit().is_none());
+    s.handle_timeout(NOW + 2_000);
+    let again = wire::decode::<SendRoomMessage>(&s.poll_transmit().expect("sent when allowed")).unwrap().to_owned();
+    assert_eq!(again.as_bytes(), first.as_bytes(), "the same request, unchanged");
+    s.handle_frame(&status(id, Status::Ok, code::OK, "stored"), NOW + 2_001);
+    assert!(matches!(s.poll_event(), Some(Event::Done { cmd: "say", .. })));
+    let second = wire::decode::<SendRoomMessage>(&s.poll_transmit().expect("then the next")).unwrap().to_owned();
+    assert_ne!(second.hdr.msg_id.get(), id);
+}
