@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::raw::{closed_by_peer, connect_from, Raw};
-use common::{client_for, error, ok, user, Server, TempDir, PW, WORDS};
+use common::{client_for, ok, user, Server, TempDir, PW, WORDS};
 use nix::sys::signal::Signal;
 use zerocopy::FromZeros;
 
