@@ -253,6 +253,7 @@ fn signing_and_commits_yield_to_the_event_loop() {
     // Each worker names itself and sets its own priority once running: wait for that.
     let expected = |t: &[(String, u32, i64)]| {
         t.iter().any(|t| t.0 == "sottod-disk" && t.2 == disk)
+            && t.iter().filter(|t| t.0.starts_with("sottod-kdf-")).count() == 2
             && t.iter().filter(|t| t.0.starts_with("sottod-sign-") && t.1 == libc::SCHED_IDLE as u32).count() == 2
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
