@@ -2,9 +2,11 @@
 //! (DESIGN §7, §9), sealed in `<home>/<server_tag>/<user>/inbox` (see `vault`).
 //!
 //! Invariant: a message is kept at most `ttl` after it was shown, then erased
-//! (its text is gone from the file at the next save); what was shown, of
-//! direct messages and room messages alike, stays in the marks (`fresh`), so
-//! a copy delivered again, replayed or restored is never shown as new.
+//! (its text is gone from the file at the next save); what was shown and
+//! verified, of direct messages and room messages alike, stays in the marks
+//! (`fresh`), so a copy delivered again, replayed or restored is never shown
+//! as new. A message that did not verify leaves no mark: its signed time and
+//! id are not known to be its sender's.
 //!
 //! Plaintext: `u32 count || count × (id (8) || from_uid (8) || u8 len || from
 //! || ts (8) || shown_at (8) || verified (1) || u16 len || text)`, then the
@@ -57,9 +59,14 @@ impl Inbox {
         self.marks.check(fresh::DM_SCOPE, sender, ts, id)
     }
 
-    /// Keeps a direct message that was just shown, and marks it shown.
+    /// Keeps a direct message that was just shown, and marks it shown when it
+    /// verified: the time and id of one that did not are the server's word
+    /// (anyone can send them under a contact's UID), and would let it mark a
+    /// genuine message as seen, or raise the floor above it, before it comes.
     pub fn record(&mut self, msg: Stored) {
-        self.marks.record(fresh::DM_SCOPE, msg.from_uid, msg.ts, msg.id);
+        if msg.verified {
+            self.marks.record(fresh::DM_SCOPE, msg.from_uid, msg.ts, msg.id);
+        }
         self.msgs.push(msg);
         self.dirty = true;
     }

@@ -659,3 +659,28 @@ fn a_full_mailbox_is_reported_with_the_recipients_name() {
         _ => panic!("expected a failure"),
     }
 }
+
+#[test]
+fn forged_dms_that_do_not_verify_leave_no_mark_that_refuses_the_genuine_one() {
+    // A server holds back bob's genuine message and first delivers copies
+    // under his UID that it cannot sign: its (time, id), and many signed far
+    // in the future to raise the floor. They show as unverified; they must
+    // not make the genuine message "seen" or "old".
+    let mut s = alice_session(with_bob());
+    let genuine = rvum(900, 0x4242, "the real one");
+    let mut forged = genuine;
+    forged.seq.set(1);
+    forged.signature = [0u8; RSA_BYTES];
+    assert!(!message(feed(&mut s, forged.as_bytes())).verified);
+    for i in 0..=crate::fresh::DM_IDS as u64 {
+        let mut f = forged;
+        f.seq.set(2 + i);
+        f.dm_id.set(0x9000 + i);
+        f.sent_time.set(u64::MAX - 1000 + i);
+        assert!(!message(feed(&mut s, f.as_bytes())).verified);
+    }
+    let m = message(feed(&mut s, genuine.as_bytes()));
+    assert_eq!((m.text.as_str(), m.verified), ("the real one", true));
+    // And the genuine one, once shown, is not shown again.
+    assert!(matches!(feed(&mut s, genuine.as_bytes()), Some(Event::Notice(n)) if n.contains("not shown again")));
+}
