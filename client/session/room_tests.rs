@@ -476,3 +476,20 @@ fn a_live_room_message_shown_before_is_flagged_replayed_and_history_stays_histor
     let m = message(feed(&mut s, fresh.as_bytes()));
     assert!(m.verified && !m.replayed, "{m:?}");
 }
+
+#[test]
+fn list_answers_are_bounded_however_many_parts_the_server_sends() {
+    let mut s = alice_session(&["lobby"], Pins::new());
+    s.list_rooms(NOW).unwrap();
+    let id = sent_id(&mut s);
+    let mut e = RoomListEntry::new(Status::Pending, code::OK, id, NOW);
+    e.set_room("lobby").unwrap();
+    for _ in 0..PARTS_MAX {
+        assert!(feed(&mut s, e.as_bytes()).is_none());
+    }
+    assert!(matches!(feed(&mut s, e.as_bytes()), Some(Event::Notice(n)) if n.contains("past")));
+    match feed(&mut s, &done_stat(id)) {
+        Some(Event::Room(RoomEvent::Rooms(r))) => assert_eq!(r.len(), PARTS_MAX),
+        _ => panic!("expected rooms"),
+    }
+}
