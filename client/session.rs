@@ -285,6 +285,7 @@ impl Session {
             me.dm.resend.clear();
             me.refresh = None;
         }
+        self.forget_held_dms();
         let Some(f) = self.in_flight.take() else { return };
         match f.what {
             Pending::Dm(direct::Pending::Send { id, peer }) => {
@@ -354,6 +355,7 @@ impl Session {
     fn expire_request(&mut self, now_ms: u64) {
         let Some(f) = self.in_flight.take_if(|f| f.deadline_ms <= now_ms) else { return };
         let secs = REQUEST_TIMEOUT_MS / 1000;
+        let accept = matches!(f.what, Pending::Dm(direct::Pending::Accept { .. }));
         match f.what {
             // Still in the outbox: sent again after the next login.
             Pending::Dm(direct::Pending::Send { id, peer }) => {
@@ -374,6 +376,10 @@ impl Session {
                 0,
                 format!("no reply from the server within {secs} s"),
             ))),
+        }
+        if accept {
+            // Held for that accept: checked again (not a contact yet, they stay on the server).
+            self.release_held_dms(now_ms);
         }
     }
 

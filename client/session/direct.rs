@@ -660,8 +660,9 @@ impl Session {
         Ok(())
     }
 
-    /// Hands the messages held during an accept to the checks again, in order.
-    fn release_held_dms(&mut self, now_ms: u64) {
+    /// Hands the messages held during an accept to the checks again, in order
+    /// (the accept answered, or timed out).
+    pub(super) fn release_held_dms(&mut self, now_ms: u64) {
         let held = match self.me.as_mut() {
             Some(me) => std::mem::take(&mut me.dm.held),
             None => return,
@@ -670,6 +671,14 @@ impl Session {
             if let Some(ev) = self.handle_receive_dm(&m, now_ms) {
                 self.events.push_back(ev);
             }
+        }
+    }
+
+    /// Forgets the messages held during an accept: the connection was lost
+    /// before they were acknowledged, so the server delivers them again.
+    pub(super) fn forget_held_dms(&mut self) {
+        if let Some(me) = self.me.as_mut() {
+            me.dm.held.clear();
         }
     }
 

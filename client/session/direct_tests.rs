@@ -684,3 +684,41 @@ fn forged_dms_that_do_not_verify_leave_no_mark_that_refuses_the_genuine_one() {
     // And the genuine one, once shown, is not shown again.
     assert!(matches!(feed(&mut s, genuine.as_bytes()), Some(Event::Notice(n)) if n.contains("not shown again")));
 }
+
+#[test]
+fn a_dm_held_for_an_accept_that_times_out_is_said_and_one_held_when_the_connection_drops_is_not_kept() {
+    // The accept gets no answer: the held message is not kept silently.
+    let mut s = alice_session(Contacts::new());
+    s.dm_accept("@bob", NOW).unwrap();
+    let _ = sent_id(&mut s);
+    assert!(feed(&mut s, rvum(4, 0x51, "quick").as_bytes()).is_none());
+    s.handle_timeout(NOW + REQUEST_TIMEOUT_MS);
+    let mut warned = false;
+    while let Some(ev) = s.poll_event() {
+        warned |= matches!(ev, Event::Warning(w) if w.contains("not a contact") && w.contains("stays on the server"));
+    }
+    assert!(warned, "the held message is said to stay on the server");
+    assert!(acked(&mut s).is_empty());
+
+    // The connection drops during the accept: the server delivers the message
+    // again after the new login, so the held copy is not kept for a later
+    // accept to report as "shown before".
+    let mut s = alice_session(Contacts::new());
+    s.dm_accept("@bob", NOW).unwrap();
+    let _ = sent_id(&mut s);
+    assert!(feed(&mut s, rvum(4, 0x51, "quick").as_bytes()).is_none());
+    s.connection_lost();
+    while s.poll_event().is_some() {}
+    let mut contacts = with_bob();
+    contacts.answered("bob");
+    s.me.as_mut().unwrap().dm.contacts = contacts;
+    s.offline = false;
+    assert_eq!(message(feed(&mut s, rvum(4, 0x51, "quick").as_bytes())).text, "quick");
+    s.dm_accept("@carol", NOW).unwrap();
+    let id = sent_id(&mut s);
+    assert!(matches!(
+        feed(&mut s, &status(id, Status::Error, code::NOT_FOUND, "no pending request")),
+        Some(Event::Failed(_))
+    ));
+    assert!(s.poll_event().is_none(), "nothing held from before the connection was lost");
+}
