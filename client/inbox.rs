@@ -73,7 +73,7 @@ impl Inbox {
     /// genuine message as seen, or raise the floor above it, before it comes.
     pub fn record(&mut self, msg: Stored) {
         if msg.verified {
-            self.marks.record(fresh::DM_SCOPE, msg.from_uid, msg.ts, msg.id);
+            self.marks.record(fresh::DM_SCOPE, msg.from_uid, msg.ts, msg.id, msg.shown_at);
         }
         if self.msgs.len() >= MSGS_MAX {
             let excess = self.msgs.len() + 1 - MSGS_MAX;
@@ -88,9 +88,9 @@ impl Inbox {
         self.marks.check(room, sender, ts, id)
     }
 
-    /// Marks a room message shown.
-    pub fn record_room(&mut self, room: &str, sender: u64, ts: u64, id: u64) {
-        self.marks.record(room, sender, ts, id);
+    /// Marks a room message shown at `now`.
+    pub fn record_room(&mut self, room: &str, sender: u64, ts: u64, id: u64, now: u64) {
+        self.marks.record(room, sender, ts, id, now);
         self.dirty = true;
     }
 

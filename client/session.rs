@@ -184,6 +184,8 @@ pub struct Session {
     remembered: Option<Credentials>,
     /// Mailbox sequence numbers to acknowledge once their effect is saved.
     acks: Vec<u64>,
+    /// The latest time the driver gave (Unix ms): no freshness floor rises past it.
+    clock_ms: u64,
 }
 
 impl Default for Session {
@@ -204,6 +206,7 @@ impl Session {
             offline: false,
             remembered: None,
             acks: Vec::new(),
+            clock_ms: 0,
         }
     }
 
@@ -346,6 +349,7 @@ impl Session {
     /// messages shown longer ago than their time to live, and sends what waits
     /// for an idle session (outbox messages again, a members lookup).
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         self.erase_expired(now_ms);
         self.expire_request(now_ms);
         self.poll_refresh(now_ms);
@@ -386,6 +390,7 @@ impl Session {
     /// Handles one message from the server: completes the request it answers,
     /// or turns it into events; see [`Session::poll_event`].
     pub fn handle_frame(&mut self, pt: &[u8], now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         if let Some(ev) = self.dispatch(pt, now_ms) {
             self.events.push_back(ev);
         }

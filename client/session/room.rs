@@ -714,7 +714,7 @@ impl Session {
         // History is shown as history whatever it holds; a live message must be new.
         let replayed = !history && verdict != Verdict::New;
         if verified && verdict == Verdict::New {
-            me.dm.inbox.record_room(&room, sender, ts, m.sent_msg_id.get());
+            me.dm.inbox.record_room(&room, sender, ts, m.sent_msg_id.get(), self.clock_ms);
         }
         let msg = RoomMessage { room, from, text, ts, verified, history, replayed, error };
         Some(Event::Room(RoomEvent::Message(msg)))
