@@ -10,7 +10,7 @@
 //! run of the sender's client: only time and id together identify it.) Memory is bounded:
 //! when a source holds more ids than its limit, the oldest is forgotten and
 //! the floor rises past it; when there are more sources than `SOURCES_MAX`,
-//! the least recent source of the same kind (direct or room) is forgotten
+//! the least recent source of the more numerous kind (direct or room) is forgotten
 //! and the global floor rises past its newest message. No floor rises past
 //! the receiving client's clock, so times signed in the future cannot make
 //! later messages refused. Nothing is forgotten by age alone, so an old message is
@@ -78,10 +78,10 @@ impl Marks {
     /// Remembers that message `id` (signed at `ts`) from `sender` in `scope`
     /// was shown at `now` (this client's clock). A floor never rises past
     /// `now`: a time signed in the future (a sender's choice) cannot make
-    /// messages signed later refused. A room source is never forgotten to
-    /// make room for another room source while DM sources are kept, and the
-    /// other way round: the members a server lists in a room cannot push the
-    /// marks of direct messages out.
+    /// messages signed later refused. Past [`SOURCES_MAX`] the least recent
+    /// source of the more numerous kind (direct or room) is forgotten: the
+    /// members a server lists in rooms cannot push the marks of direct
+    /// messages out.
     pub fn record(&mut self, scope: &str, sender: u64, ts: u64, id: u64, now: u64) {
         let dm = scope == DM_SCOPE;
         let limit = if dm { DM_IDS } else { ROOM_IDS };
@@ -93,11 +93,12 @@ impl Marks {
             m.floor = m.floor.max(at.min(now).saturating_add(1));
         }
         while self.map.len() > SOURCES_MAX {
-            let least = |same: bool| {
-                let of_kind = self.map.iter().filter(|((s, _), _)| (s == DM_SCOPE) == (dm == same));
-                of_kind.min_by_key(|(_, m)| m.newest()).map(|(k, _)| k.clone())
-            };
-            let Some(key) = least(true).or_else(|| least(false)) else { break };
+            // From the more numerous kind: a flood of room senders pushes out
+            // room senders, and a new DM sender is not the one forgotten.
+            let dms = self.map.keys().filter(|(s, _)| s == DM_SCOPE).count();
+            let of_dms = dms * 2 > self.map.len();
+            let of_kind = self.map.iter().filter(|((s, _), _)| (s == DM_SCOPE) == of_dms);
+            let Some(key) = of_kind.min_by_key(|(_, m)| m.newest()).map(|(k, _)| k.clone()) else { break };
             if let Some(gone) = self.map.remove(&key) {
                 self.floor = self.floor.max(gone.newest().min(now).saturating_add(1));
             }
@@ -206,6 +207,10 @@ mod tests {
         assert_eq!(m.check(DM_SCOPE, 9, now + 5, 1), Verdict::New, "the global floor stops at now");
         assert_eq!(m.check("lobby", 100_000, now + 5, 1), Verdict::New);
         assert_eq!(m.check(DM_SCOPE, 9, now - 10, 1), Verdict::Old, "what came before an eviction stays old");
+        // A new DM sender among as many room senders is kept.
+        m.record(DM_SCOPE, 9, now + 1, 1, now);
+        assert_eq!(m.check(DM_SCOPE, 9, now + 1, 1), Verdict::Seen);
+        assert_eq!(m.check(DM_SCOPE, 7, now - 10, 1), Verdict::Seen);
     }
 
     #[test]
