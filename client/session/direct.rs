@@ -692,12 +692,14 @@ impl Session {
         Some(Event::Dm(DmEvent::Requested { from }))
     }
 
-    /// `dmrj`: your request was rejected.
+    /// `dmrj`: your request was rejected; it is answered, so no contact the
+    /// server pushes for that name later pins it.
     pub(super) fn handle_dm_rejected(&mut self, m: &DmRejected) -> Option<Event> {
-        self.me.as_ref()?;
+        let me = self.me.as_mut()?;
         let Some(by) = canonical_user(m.by()) else {
             return Some(Event::Notice("ignoring a dmrj (DM rejected) with a malformed name".into()));
         };
+        me.dm.contacts.answered(&by);
         self.ack(m.seq.get());
         Some(Event::Dm(DmEvent::Rejected { by }))
     }

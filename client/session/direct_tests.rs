@@ -722,3 +722,22 @@ fn a_dm_held_for_an_accept_that_times_out_is_said_and_one_held_when_the_connecti
     ));
     assert!(s.poll_event().is_none(), "nothing held from before the connection was lost");
 }
+
+#[test]
+fn a_request_that_was_rejected_no_longer_lets_a_pushed_contact_pin() {
+    let mut s = alice_session(Contacts::new());
+    s.dm_request("@bob", NOW).unwrap();
+    let id = sent_id(&mut s);
+    assert!(matches!(dm_event(feed(&mut s, &status(id, Status::Ok, code::OK, "requested"))), DmEvent::Ok { .. }));
+    let mut rj = DmRejected::new(Status::Ok, code::OK, 0, NOW);
+    rj.seq.set(4);
+    rj.set_by("bob").unwrap();
+    assert_eq!(dm_event(feed(&mut s, rj.as_bytes())), DmEvent::Rejected { by: "bob".into() });
+    assert!(s.dirty_contacts().is_some_and(|c| !c.requested("bob")), "the rejection answers the request");
+    // The server then presents bob (keys of its choosing) as a contact: no request of ours is open.
+    match feed(&mut s, &contact_frame(0, Status::Ok, 5, 1, BOB, "bob", &bob_new_key())) {
+        Some(Event::Warning(w)) => assert!(w.contains("not pinned"), "{w}"),
+        _ => panic!("expected a warning"),
+    }
+    assert!(s.dirty_contacts().is_none_or(|c| c.get("bob").is_none()), "nothing pinned");
+}
