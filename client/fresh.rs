@@ -10,8 +10,10 @@
 //! run of the sender's client: only time and id together identify it.) Memory is bounded:
 //! when a source holds more ids than its limit, the oldest is forgotten and
 //! the floor rises past it; when there are more sources than `SOURCES_MAX`,
-//! the least recent source is forgotten and the global floor rises past its
-//! newest message. Nothing is forgotten by age alone, so an old message is
+//! the least recent source of the more numerous kind (direct or room) is forgotten
+//! and the global floor rises past its newest message. No floor rises past
+//! the receiving client's clock, so times signed in the future cannot make
+//! later messages refused. Nothing is forgotten by age alone, so an old message is
 //! never taken for new however long ago it was shown.
 //!
 //! Encoding: `global floor (8) || u32 sources || sources × (u8 len || scope ||
@@ -73,20 +75,32 @@ impl Marks {
         }
     }
 
-    /// Remembers that message `id` (signed at `ts`) from `sender` in `scope` was shown.
-    pub fn record(&mut self, scope: &str, sender: u64, ts: u64, id: u64) {
-        let limit = if scope == DM_SCOPE { DM_IDS } else { ROOM_IDS };
+    /// Remembers that message `id` (signed at `ts`) from `sender` in `scope`
+    /// was shown at `now` (this client's clock). A floor never rises past
+    /// `now`: a time signed in the future (a sender's choice) cannot make
+    /// messages signed later refused. Past [`SOURCES_MAX`] the least recent
+    /// source of the more numerous kind (direct or room) is forgotten: the
+    /// members a server lists in rooms cannot push the marks of direct
+    /// messages out.
+    pub fn record(&mut self, scope: &str, sender: u64, ts: u64, id: u64, now: u64) {
+        let dm = scope == DM_SCOPE;
+        let limit = if dm { DM_IDS } else { ROOM_IDS };
         let floor = self.floor;
         let m = self.map.entry((scope.to_string(), sender)).or_insert_with(|| Mark { floor, shown: BTreeSet::new() });
         m.shown.insert((ts, id));
         while m.shown.len() > limit {
             let Some((at, _)) = m.shown.pop_first() else { break };
-            m.floor = m.floor.max(at.saturating_add(1));
+            m.floor = m.floor.max(at.min(now).saturating_add(1));
         }
         while self.map.len() > SOURCES_MAX {
-            let Some(key) = self.map.iter().min_by_key(|(_, m)| m.newest()).map(|(k, _)| k.clone()) else { break };
+            // From the more numerous kind: a flood of room senders pushes out
+            // room senders, and a new DM sender is not the one forgotten.
+            let dms = self.map.keys().filter(|(s, _)| s == DM_SCOPE).count();
+            let of_dms = dms * 2 > self.map.len();
+            let of_kind = self.map.iter().filter(|((s, _), _)| (s == DM_SCOPE) == of_dms);
+            let Some(key) = of_kind.min_by_key(|(_, m)| m.newest()).map(|(k, _)| k.clone()) else { break };
             if let Some(gone) = self.map.remove(&key) {
-                self.floor = self.floor.max(gone.newest().saturating_add(1));
+                self.floor = self.floor.max(gone.newest().min(now).saturating_add(1));
             }
         }
     }
@@ -148,13 +162,13 @@ mod tests {
     fn a_shown_id_is_seen_and_anything_before_the_floor_is_old() {
         let mut m = Marks::default();
         assert_eq!(m.check(DM_SCOPE, 7, 100, 1), Verdict::New);
-        m.record(DM_SCOPE, 7, 100, 1);
+        m.record(DM_SCOPE, 7, 100, 1, u64::MAX / 2);
         assert_eq!(m.check(DM_SCOPE, 7, 100, 1), Verdict::Seen);
         assert_eq!(m.check(DM_SCOPE, 7, 101, 1), Verdict::New, "the same id at another time: a new run's counter");
         assert_eq!(m.check(DM_SCOPE, 7, 5, 2), Verdict::New, "older but within what is remembered");
         assert_eq!(m.check("lobby", 7, 100, 1), Verdict::New, "another scope");
         for i in 0..DM_IDS as u64 {
-            m.record(DM_SCOPE, 7, 200 + i, 10 + i);
+            m.record(DM_SCOPE, 7, 200 + i, 10 + i, u64::MAX / 2);
         }
         assert_eq!(m.check(DM_SCOPE, 7, 100, 1), Verdict::Old, "forgotten, and below the floor");
         assert_eq!(m.check(DM_SCOPE, 7, 100, 99_999), Verdict::Old, "an unseen id signed before the floor");
@@ -166,7 +180,7 @@ mod tests {
     fn sources_are_bounded_under_a_global_floor() {
         let mut m = Marks::default();
         for s in 0..=SOURCES_MAX as u64 {
-            m.record(DM_SCOPE, s, 1_000 + s, 1);
+            m.record(DM_SCOPE, s, 1_000 + s, 1, u64::MAX / 2);
         }
         assert_eq!(m.map.len(), SOURCES_MAX);
         assert_eq!(m.check(DM_SCOPE, 0, 1_000, 1), Verdict::Old, "the least recent source is gone, under the floor");
@@ -175,12 +189,37 @@ mod tests {
     }
 
     #[test]
+    fn times_signed_in_the_future_and_room_members_cannot_refuse_later_direct_messages() {
+        // A sender (or a server that knows a room's key and lists members
+        // of its own) signs times far ahead, in more sources than are kept.
+        let now = 1_000_000;
+        let mut m = Marks::default();
+        m.record(DM_SCOPE, 7, now - 10, 1, now);
+        for i in 0..=DM_IDS as u64 {
+            m.record(DM_SCOPE, 8, u64::MAX - i, i, now);
+        }
+        for s in 0..=SOURCES_MAX as u64 {
+            m.record("lobby", 100 + s, u64::MAX - s, 1, now);
+        }
+        assert_eq!(m.check(DM_SCOPE, 7, now - 10, 1), Verdict::Seen, "a DM source is not pushed out by room sources");
+        assert_eq!(m.check(DM_SCOPE, 7, now + 5, 2), Verdict::New);
+        assert_eq!(m.check(DM_SCOPE, 8, now + 5, 99_999), Verdict::New, "the sender's floor stops at now");
+        assert_eq!(m.check(DM_SCOPE, 9, now + 5, 1), Verdict::New, "the global floor stops at now");
+        assert_eq!(m.check("lobby", 100_000, now + 5, 1), Verdict::New);
+        assert_eq!(m.check(DM_SCOPE, 9, now - 10, 1), Verdict::Old, "what came before an eviction stays old");
+        // A new DM sender among as many room senders is kept.
+        m.record(DM_SCOPE, 9, now + 1, 1, now);
+        assert_eq!(m.check(DM_SCOPE, 9, now + 1, 1), Verdict::Seen);
+        assert_eq!(m.check(DM_SCOPE, 7, now - 10, 1), Verdict::Seen);
+    }
+
+    #[test]
     fn roundtrips_and_refuses_damage() {
         let mut m = Marks::default();
-        m.record(DM_SCOPE, 7, 100, 1);
-        m.record("lobby", 9, 50, 2);
+        m.record(DM_SCOPE, 7, 100, 1, u64::MAX / 2);
+        m.record("lobby", 9, 50, 2, u64::MAX / 2);
         for i in 0..=ROOM_IDS as u64 {
-            m.record("lobby", 3, i, i);
+            m.record("lobby", 3, i, i, u64::MAX / 2);
         }
         let mut out = Vec::new();
         m.encode_into(&mut out);

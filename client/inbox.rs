@@ -1,10 +1,13 @@
 //! Local-state layer: the direct messages received and the ids already shown
 //! (DESIGN §7, §9), sealed in `<home>/<server_tag>/<user>/inbox` (see `vault`).
 //!
-//! Invariant: a message is kept at most `ttl` after it was shown, then erased
-//! (its text is gone from the file at the next save); what was shown, of
-//! direct messages and room messages alike, stays in the marks (`fresh`), so
-//! a copy delivered again, replayed or restored is never shown as new.
+//! Invariant: a message is kept at most `ttl` after it was shown, and at most
+//! [`MSGS_MAX`] messages (the oldest go first), then erased
+//! (its text is gone from the file at the next save); what was shown and
+//! verified, of direct messages and room messages alike, stays in the marks
+//! (`fresh`), so a copy delivered again, replayed or restored is never shown
+//! as new. A message that did not verify leaves no mark: its signed time and
+//! id are not known to be its sender's.
 //!
 //! Plaintext: `u32 count || count × (id (8) || from_uid (8) || u8 len || from
 //! || ts (8) || shown_at (8) || verified (1) || u16 len || text)`, then the
@@ -15,6 +18,13 @@ use zeroize::Zeroizing;
 use crate::fresh::{self, Marks, Verdict};
 use crate::keystore::KeyFileError;
 use crate::vault::{self, Kind, Reader};
+
+/// Messages kept; beyond, the oldest is erased before its time (its mark
+/// stays). A full inbox (1,092 bytes a message at most) and the largest marks
+/// (`fresh`) stay far below what the key store reads back (`store::MAX_FILE_BYTES`):
+/// a file written larger would be refused at the next login, and the marks in
+/// it lost, which would let old messages show as new.
+pub const MSGS_MAX: usize = 4096;
 
 /// The inbox file.
 pub const KIND: Kind = Kind { file: "inbox", magic: *b"SOTI", name: "inbox", id: 5, what: "received messages" };
@@ -57,9 +67,18 @@ impl Inbox {
         self.marks.check(fresh::DM_SCOPE, sender, ts, id)
     }
 
-    /// Keeps a direct message that was just shown, and marks it shown.
+    /// Keeps a direct message that was just shown, and marks it shown when it
+    /// verified: the time and id of one that did not are the server's word
+    /// (anyone can send them under a contact's UID), and would let it mark a
+    /// genuine message as seen, or raise the floor above it, before it comes.
     pub fn record(&mut self, msg: Stored) {
-        self.marks.record(fresh::DM_SCOPE, msg.from_uid, msg.ts, msg.id);
+        if msg.verified {
+            self.marks.record(fresh::DM_SCOPE, msg.from_uid, msg.ts, msg.id, msg.shown_at);
+        }
+        if self.msgs.len() >= MSGS_MAX {
+            let excess = self.msgs.len() + 1 - MSGS_MAX;
+            self.msgs.drain(..excess);
+        }
         self.msgs.push(msg);
         self.dirty = true;
     }
@@ -69,9 +88,9 @@ impl Inbox {
         self.marks.check(room, sender, ts, id)
     }
 
-    /// Marks a room message shown.
-    pub fn record_room(&mut self, room: &str, sender: u64, ts: u64, id: u64) {
-        self.marks.record(room, sender, ts, id);
+    /// Marks a room message shown at `now`.
+    pub fn record_room(&mut self, room: &str, sender: u64, ts: u64, id: u64, now: u64) {
+        self.marks.record(room, sender, ts, id, now);
         self.dirty = true;
     }
 
@@ -133,6 +152,10 @@ impl Inbox {
             let text = Zeroizing::new(text.to_string());
             msgs.push(Stored { id, from_uid, from, text, ts, verified, shown_at });
         }
+        // A file of an earlier client may hold more: the newest are kept.
+        if msgs.len() > MSGS_MAX {
+            msgs.drain(..msgs.len() - MSGS_MAX);
+        }
         let marks = Marks::decode_from(&mut r)?;
         r.end()?;
         Ok(Inbox { msgs, marks, dirty: false })
@@ -179,6 +202,25 @@ mod tests {
         // Never forgotten by age: a year later they are still seen.
         inbox.erase_expired(T0 + 365 * 24 * 3600 * 1000, 2000);
         assert!(all(&inbox));
+    }
+
+    #[test]
+    fn a_flood_of_messages_keeps_the_file_within_what_is_read_back() {
+        // A server (or a contact within the rate) sends more DMs within the
+        // hour than the file may hold; the file must still open next time,
+        // else its marks are lost and old messages show as new.
+        let mut inbox = Inbox::new();
+        let text = "x".repeat(sotto::dm::TEXT_MAX);
+        let n = crate::store::MAX_FILE_BYTES as usize / sotto::dm::TEXT_MAX + 1;
+        for i in 0..n as u64 {
+            inbox.record(msg(i, 5 + i % 2000, &text, T0 + i));
+        }
+        let plain = inbox.encode();
+        assert!((plain.len() as u64) < crate::store::MAX_FILE_BYTES / 2, "{} bytes", plain.len());
+        assert_eq!(inbox.msgs.len(), MSGS_MAX);
+        assert_eq!(inbox.msgs.last().map(|m| m.id), Some(n as u64 - 1), "the newest are kept");
+        assert_eq!(inbox.check(5 + (n as u64 - 1) % 2000, T0 + n as u64 - 11, n as u64 - 1), Verdict::Seen);
+        assert_eq!(Inbox::decode(&plain).unwrap().msgs.len(), MSGS_MAX);
     }
 
     #[test]

@@ -29,6 +29,14 @@ const HEADER: &str = "sotto pins v2";
 /// How the protocol-1 pins file began (it was plain text, keyed by UID).
 pub const TEXT_HEADER: &str = "sotto pins v1";
 
+/// Names pinned at most; past it a name the server lists is not pinned (its
+/// messages show unverified). A full file (1,260 bytes a changed pin) stays
+/// far below what the key store reads back (`store::MAX_FILE_BYTES`): one
+/// written larger would be refused at the next login and every name, an
+/// impostor's too, pinned afresh. Names are not forgotten to make room, for
+/// the same reason.
+pub const PINS_MAX: usize = 16_384;
+
 /// A UID with its keys, as pinned or as the server listed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binding {
@@ -74,6 +82,8 @@ pub enum Seen {
     Same,
     /// Another UID or other keys than the pinned ones: the pin is kept and marked changed.
     Changed,
+    /// Not pinned: [`PINS_MAX`] names are pinned already.
+    Full,
 }
 
 /// Why the pins file could not be read or written.
@@ -125,7 +135,9 @@ impl Pins {
     /// Compares what the server lists for `name` with its pin, pinning it on
     /// first sight; `binds` says whether the listed identity key signed the rest.
     pub fn observe(&mut self, name: &str, listed: Binding, binds: bool) -> Seen {
+        let full = self.map.len() >= PINS_MAX;
         match self.map.get_mut(name) {
+            None if full => Seen::Full,
             None => {
                 self.map.insert(name.to_string(), Pin { binding: listed, listed: None });
                 self.dirty = true;
@@ -242,6 +254,30 @@ mod tests {
 
     fn binding(uid: u64, b: u8) -> Binding {
         Binding { uid, id_pub: [b; RSA_BYTES], enc_pub: [b.wrapping_add(1); 32] }
+    }
+
+    #[test]
+    fn a_flood_of_names_listed_by_the_server_stays_within_what_is_read_back() {
+        // A server lists ever more members (joins, who answers): past the cap
+        // nothing more is pinned, so the file still opens at the next login
+        // (refused, it would leave every name to be pinned afresh, impostors too).
+        let mut pins = Pins::new();
+        let n = crate::store::MAX_FILE_BYTES as usize / (2 * RSA_BYTES) + 1;
+        let mut full = 0;
+        for i in 0..n as u64 {
+            if pins.observe(&format!("u{i}"), binding(i, 1), true) == Seen::Full {
+                full += 1;
+            }
+        }
+        assert_eq!(pins.map.len(), PINS_MAX);
+        assert_eq!(full, n - PINS_MAX);
+        // Changed pins (twice the line) of every name still fit.
+        for i in 0..PINS_MAX as u64 {
+            assert_eq!(pins.observe(&format!("u{i}"), binding(i, 2), true), Seen::Changed);
+        }
+        let len = pins.encode().len() as u64;
+        assert!(len < crate::store::MAX_FILE_BYTES / 2, "{len} bytes");
+        assert_eq!(pins.observe("u0", binding(0, 1), true), Seen::Same, "pinned names are still compared");
     }
 
     #[test]

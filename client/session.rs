@@ -185,6 +185,8 @@ pub struct Session {
     remembered: Option<Credentials>,
     /// Mailbox sequence numbers to acknowledge once their effect is saved.
     acks: Vec<u64>,
+    /// The latest time the driver gave (Unix ms): no freshness floor rises past it.
+    clock_ms: u64,
 }
 
 impl Default for Session {
@@ -205,6 +207,7 @@ impl Session {
             offline: false,
             remembered: None,
             acks: Vec::new(),
+            clock_ms: 0,
         }
     }
 
@@ -310,6 +313,7 @@ impl Session {
             me.dm.resend.clear();
             me.refresh = None;
         }
+        self.forget_held_dms();
         let Some(f) = self.in_flight.take() else { return };
         match f.what {
             Pending::Dm(direct::Pending::Send { id, peer }) => {
@@ -372,6 +376,7 @@ impl Session {
     /// messages shown longer ago than their time to live, and sends what waits
     /// for an idle session (outbox messages again, a members lookup).
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         self.erase_expired(now_ms);
         self.expire_request(now_ms);
         self.poll_refresh(now_ms);
@@ -382,6 +387,7 @@ impl Session {
     fn expire_request(&mut self, now_ms: u64) {
         let Some(f) = self.in_flight.take_if(|f| f.deadline_ms <= now_ms) else { return };
         let secs = REQUEST_TIMEOUT_MS / 1000;
+        let accept = matches!(f.what, Pending::Dm(direct::Pending::Accept { .. }));
         match f.what {
             // Still in the outbox: sent again after the next login.
             Pending::Dm(direct::Pending::Send { id, peer }) => {
@@ -403,11 +409,16 @@ impl Session {
                 format!("no reply from the server within {secs} s"),
             ))),
         }
+        if accept {
+            // Held for that accept: checked again (not a contact yet, they stay on the server).
+            self.release_held_dms(now_ms);
+        }
     }
 
     /// Handles one message from the server: completes the request it answers,
     /// or turns it into events; see [`Session::poll_event`].
     pub fn handle_frame(&mut self, pt: &[u8], now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         if let Some(ev) = self.dispatch(pt, now_ms) {
             self.events.push_back(ev);
         }

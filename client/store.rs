@@ -65,7 +65,8 @@ const HEADER_LEN: usize = 12 + SALT_LEN;
 /// At most this many entries in a manifest (one per kind of file).
 const MAX_ENTRIES: u8 = 32;
 /// The largest sealed file read (checked before reading it): far above what
-/// the stores hold (the outbox and inbox are bounded by the session's limits).
+/// the stores hold (the inbox is bounded by `inbox::MSGS_MAX` and the marks'
+/// limits; the outbox holds what the user typed and the server did not answer).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 /// The largest manifest: header, generation, 32 entries, IV, padding and tag.
 const MAX_MANIFEST_BYTES: u64 = 1024;

@@ -185,8 +185,8 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
                 args.kdf_kib = kib;
             }
             "--workers" => args.workers = number(&flag, &value()?)?.clamp(1, 64) as usize,
-            "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)? * 1000,
-            "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)? * 1000,
+            "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)?.saturating_mul(1000),
+            "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--queue-ttl" => args.limits.queue_ttl_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--idle-timeout" => args.limits.idle_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--rate" => args.limits.rate = rate(&flag, &value()?)?,
@@ -278,7 +278,7 @@ fn rate(flag: &str, v: &str) -> Result<Option<(u32, u64)>, String> {
     }
     let parsed = v.split_once('/').and_then(|(n, s)| Some((n.parse::<u32>().ok()?, s.parse::<u64>().ok()?)));
     match parsed {
-        Some((n, secs)) if n > 0 && secs > 0 => Ok(Some((n, secs * 1000))),
+        Some((n, secs)) if n > 0 && secs > 0 => Ok(Some((n, secs.saturating_mul(1000)))),
         _ => Err(format!("{flag}: `{v}` is not N/SECS (e.g. 5/5) or off")),
     }
 }

@@ -72,7 +72,22 @@ fn serve(args: Args) -> Result<(), String> {
         sotto::log!(Warn, "built with throwaway development keys; run `make keys && make` for a deployment");
     }
     let signer = load_key(&args.key)?;
-    let store = FileStore::open(&args.data).map_err(|e| e.to_string())?;
+    let listener = listen(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // The key is read and the socket bound; now give up root for good (DESIGN §8).
+    // As root nothing in the data directory is read or written: the service
+    // user owns what is in it and could swap a link in between a check and a
+    // use (a torn mailbox file is cut back at load). The store is opened and
+    // loaded after the drop, inside the chroot.
+    let store = if privilege::is_root() {
+        sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
+        privilege::drop_root(&args.user, &args.data)?;
+        sotto::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
+        FileStore::open(std::path::Path::new("/"))
+            .map_err(|e| format!("{e} (inside the data directory {})", args.data.display()))?
+    } else {
+        FileStore::open(&args.data).map_err(|e| e.to_string())?
+    };
     let mut accounts = Accounts::default();
     for rec in store.load_users().map_err(|e| e.to_string())? {
         accounts.insert(rec);
@@ -82,16 +97,6 @@ fn serve(args: Args) -> Result<(), String> {
         rooms.insert(room);
     }
     let mail = Mail::load(&store)?;
-    let listener = listen(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    // The key is read and the socket bound; now give up root for good (DESIGN §8).
-    let store = if privilege::is_root() {
-        privilege::drop_root(&args.user, &args.data)?;
-        sotto::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
-        FileStore::open(std::path::Path::new("/")).map_err(|e| e.to_string())?
-    } else {
-        store
-    };
     let server = ServerConfig::built_in();
     let ctx = Arc::new(WorkerCtx {
         server: server.clone(),

@@ -165,6 +165,84 @@ fn a_link_swapped_in_during_start_up_never_gives_a_root_file_away() {
     assert!(swaps > 1000, "the swapper ran ({swaps} swaps over {starts} starts)");
 }
 
+#[test]
+fn a_queue_directory_swapped_for_a_link_during_start_up_never_lets_root_cut_a_file() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: the privilege drop is exercised only when the tests run as root (as CI does)");
+        return;
+    }
+    let dir = TempDir::new("privqueue");
+    let data = dir.join("data");
+    // Root's private files (0600) outside the data directory, under names a
+    // mailbox file could have (as the attacker knows /etc/shadow's name).
+    let victim = dir.join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let names: Vec<String> = (1..=20u64).map(|uid| format!("{uid:016x}.q")).collect();
+    for name in &names {
+        std::fs::write(victim.join(name), b"root's own file, not a mailbox").unwrap();
+        std::fs::set_permissions(victim.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    drop(Server::start(&data));
+    // The service user owns the data directory: it puts torn mailbox files of
+    // those names in its queues directory (a start cuts them back) and keeps
+    // swapping that directory with a link to root's directory.
+    let queues = data.join("queues");
+    // SAFETY: a valid C path; the descriptor is checked, then owned.
+    let real = unsafe { libc::open(cstr(&queues).as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    assert!(real >= 0);
+    // SAFETY: just opened, owned by nobody else.
+    let real = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(real) };
+    let tear = || {
+        for name in &names {
+            let c = std::ffi::CString::new(name.as_str()).unwrap();
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            // SAFETY: a directory descriptor and a valid C name; the result is checked and closed.
+            let fd = unsafe { libc::openat(std::os::fd::AsRawFd::as_raw_fd(&real), c.as_ptr(), flags, 0o600) };
+            assert!(fd >= 0, "{name}");
+            // SAFETY: fd is open; one byte is written from a valid buffer.
+            unsafe {
+                libc::write(fd, b"x".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
+        }
+    };
+    let link = data.join("queues.link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let (a, b) = (cstr(&queues), cstr(&link));
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: two valid C paths; renameat2 touches nothing else.
+                let rc = unsafe {
+                    libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
+                };
+                swaps += u64::from(rc == 0);
+            }
+            swaps
+        })
+    };
+    let cut = || names.iter().filter(|n| std::fs::metadata(victim.join(n)).unwrap().len() != 30).count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut starts = 0;
+    while starts < 300 && std::time::Instant::now() < deadline {
+        tear();
+        start_and_stop(&data);
+        starts += 1;
+        let n = cut();
+        if n > 0 {
+            stop.store(true, Ordering::Relaxed);
+            let _ = swapper.join();
+            panic!("after {starts} starts, root cut {n} of its own files outside the data directory");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 1000, "the swapper ran ({swaps} swaps over {starts} starts)");
+}
+
 fn cstr(p: &std::path::Path) -> std::ffi::CString {
     std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).unwrap()
 }

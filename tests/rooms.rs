@@ -214,7 +214,8 @@ fn server_refuses_a_tampered_room_file() {
     bytes[at] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
     let key = common::build_key();
-    let (status, err) = common::server_exit(&data, &key, &[]);
+    // As root the files are read after the privilege drop: the test's service user.
+    let (status, err) = common::server_exit(&data, &key, &common::test_defaults());
     assert!(!status.success());
     assert!(err.contains("lab.room") && err.contains("corrupt"), "{err}");
 }

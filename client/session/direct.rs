@@ -688,8 +688,9 @@ impl Session {
         Ok(())
     }
 
-    /// Hands the messages held during an accept to the checks again, in order.
-    fn release_held_dms(&mut self, now_ms: u64) {
+    /// Hands the messages held during an accept to the checks again, in order
+    /// (the accept answered, or timed out).
+    pub(super) fn release_held_dms(&mut self, now_ms: u64) {
         let held = match self.me.as_mut() {
             Some(me) => std::mem::take(&mut me.dm.held),
             None => return,
@@ -698,6 +699,14 @@ impl Session {
             if let Some(ev) = self.handle_receive_dm(&m, now_ms) {
                 self.events.push_back(ev);
             }
+        }
+    }
+
+    /// Forgets the messages held during an accept: the connection was lost
+    /// before they were acknowledged, so the server delivers them again.
+    pub(super) fn forget_held_dms(&mut self) {
+        if let Some(me) = self.me.as_mut() {
+            me.dm.held.clear();
         }
     }
 
@@ -715,12 +724,14 @@ impl Session {
         Some(Event::Dm(DmEvent::Requested { from }))
     }
 
-    /// `dmrj`: your request was rejected.
+    /// `dmrj`: your request was rejected; it is answered, so no contact the
+    /// server pushes for that name later pins it.
     pub(super) fn handle_dm_rejected(&mut self, m: &DmRejected) -> Option<Event> {
-        self.me.as_ref()?;
+        let me = self.me.as_mut()?;
         let Some(by) = canonical_user(m.by()) else {
             return Some(Event::Notice("ignoring a dmrj (DM rejected) with a malformed name".into()));
         };
+        me.dm.contacts.answered(&by);
         self.ack(m.seq.get());
         Some(Event::Dm(DmEvent::Rejected { by }))
     }

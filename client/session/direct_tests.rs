@@ -688,3 +688,85 @@ fn contacts_lists_pending_requests_both_ways_until_answered() {
     s.list_contacts().unwrap();
     assert!(matches!(dm_event(s.poll_event()), DmEvent::Contacts { received, .. } if received.is_empty()));
 }
+
+#[test]
+fn forged_dms_that_do_not_verify_leave_no_mark_that_refuses_the_genuine_one() {
+    // A server holds back bob's genuine message and first delivers copies
+    // under his UID that it cannot sign: its (time, id), and many signed far
+    // in the future to raise the floor. They show as unverified; they must
+    // not make the genuine message "seen" or "old".
+    let mut s = alice_session(with_bob());
+    let genuine = rvum(900, 0x4242, "the real one");
+    let mut forged = genuine;
+    forged.seq.set(1);
+    forged.signature = [0u8; RSA_BYTES];
+    assert!(!message(feed(&mut s, forged.as_bytes())).verified);
+    for i in 0..=crate::fresh::DM_IDS as u64 {
+        let mut f = forged;
+        f.seq.set(2 + i);
+        f.dm_id.set(0x9000 + i);
+        f.sent_time.set(u64::MAX - 1000 + i);
+        assert!(!message(feed(&mut s, f.as_bytes())).verified);
+    }
+    let m = message(feed(&mut s, genuine.as_bytes()));
+    assert_eq!((m.text.as_str(), m.verified), ("the real one", true));
+    // And the genuine one, once shown, is not shown again.
+    assert!(matches!(feed(&mut s, genuine.as_bytes()), Some(Event::Notice(n)) if n.contains("not shown again")));
+}
+
+#[test]
+fn a_dm_held_for_an_accept_that_times_out_is_said_and_one_held_when_the_connection_drops_is_not_kept() {
+    // The accept gets no answer: the held message is not kept silently.
+    let mut s = alice_session(Contacts::new());
+    s.dm_accept("@bob", NOW).unwrap();
+    let _ = sent_id(&mut s);
+    assert!(feed(&mut s, rvum(4, 0x51, "quick").as_bytes()).is_none());
+    s.handle_timeout(NOW + REQUEST_TIMEOUT_MS);
+    let mut warned = false;
+    while let Some(ev) = s.poll_event() {
+        warned |= matches!(ev, Event::Warning(w) if w.contains("not a contact") && w.contains("stays on the server"));
+    }
+    assert!(warned, "the held message is said to stay on the server");
+    assert!(acked(&mut s).is_empty());
+
+    // The connection drops during the accept: the server delivers the message
+    // again after the new login, so the held copy is not kept for a later
+    // accept to report as "shown before".
+    let mut s = alice_session(Contacts::new());
+    s.dm_accept("@bob", NOW).unwrap();
+    let _ = sent_id(&mut s);
+    assert!(feed(&mut s, rvum(4, 0x51, "quick").as_bytes()).is_none());
+    s.connection_lost();
+    while s.poll_event().is_some() {}
+    let mut contacts = with_bob();
+    contacts.answered("bob");
+    s.me.as_mut().unwrap().dm.contacts = contacts;
+    s.offline = false;
+    assert_eq!(message(feed(&mut s, rvum(4, 0x51, "quick").as_bytes())).text, "quick");
+    s.dm_accept("@carol", NOW).unwrap();
+    let id = sent_id(&mut s);
+    assert!(matches!(
+        feed(&mut s, &status(id, Status::Error, code::NOT_FOUND, "no pending request")),
+        Some(Event::Failed(_))
+    ));
+    assert!(s.poll_event().is_none(), "nothing held from before the connection was lost");
+}
+
+#[test]
+fn a_request_that_was_rejected_no_longer_lets_a_pushed_contact_pin() {
+    let mut s = alice_session(Contacts::new());
+    s.dm_request("@bob", NOW).unwrap();
+    let id = sent_id(&mut s);
+    assert!(matches!(dm_event(feed(&mut s, &status(id, Status::Ok, code::OK, "requested"))), DmEvent::Ok { .. }));
+    let mut rj = DmRejected::new(Status::Ok, code::OK, 0, NOW);
+    rj.seq.set(4);
+    rj.set_by("bob").unwrap();
+    assert_eq!(dm_event(feed(&mut s, rj.as_bytes())), DmEvent::Rejected { by: "bob".into() });
+    assert!(s.dirty_contacts().is_some_and(|c| !c.requested("bob")), "the rejection answers the request");
+    // The server then presents bob (keys of its choosing) as a contact: no request of ours is open.
+    match feed(&mut s, &contact_frame(0, Status::Ok, 5, 1, BOB, "bob", &bob_new_key())) {
+        Some(Event::Warning(w)) => assert!(w.contains("not pinned"), "{w}"),
+        _ => panic!("expected a warning"),
+    }
+    assert!(s.dirty_contacts().is_none_or(|c| c.get("bob").is_none()), "nothing pinned");
+}

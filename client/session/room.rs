@@ -34,6 +34,10 @@ const LEFT: u8 = 2;
 const FORMER: u8 = 3;
 /// Room messages held while the keys of an unknown sender are asked for; beyond, they go out unheld.
 const HELD_MAX: usize = 1024;
+/// Parts of one list answer kept (rooms of `/list`, members of a join or
+/// `/who`): a room holds at most 65,536 members on sottod; past it the server
+/// is not believed, and memory stays bounded.
+pub const PARTS_MAX: usize = 65_536;
 /// What an undecryptable message says instead of its text.
 pub const UNDECRYPTABLE: &str = "could not decrypt";
 
@@ -645,10 +649,14 @@ impl Session {
             Some(super::Pending::Room(Pending::Join { room: r, members, .. } | Pending::Who { room: r, members }))
                 if *r == room =>
             {
-                if m.kind == LISTED {
+                if m.kind != LISTED {
+                    None
+                } else if members.len() < PARTS_MAX {
                     members.push(member);
+                    None
+                } else {
+                    Some(Event::Notice(format!("ignoring an mbrs (room member) past {PARTS_MAX} in one answer")))
                 }
-                None
             }
             Some(super::Pending::Room(Pending::Refresh { room: r })) if *r == room => None,
             _ => Some(Event::Notice(format!("ignoring an mbrs (room member) of room {room} for another request"))),
@@ -661,9 +669,12 @@ impl Session {
             return Some(Event::Notice("ignoring an rmls (room list entry) with a malformed name".into()));
         };
         match self.in_flight.as_mut().map(|f| &mut f.what) {
-            Some(super::Pending::Room(Pending::List { rooms })) if ours => {
+            Some(super::Pending::Room(Pending::List { rooms })) if ours && rooms.len() < PARTS_MAX => {
                 rooms.push(RoomInfo { name, members: m.members.get() });
                 None
+            }
+            Some(super::Pending::Room(Pending::List { .. })) if ours => {
+                Some(Event::Notice(format!("ignoring an rmls (room list entry) past {PARTS_MAX} in one answer")))
             }
             _ => Some(Event::Notice("ignoring an rmls (room list entry) for no pending list".into())),
         }
@@ -770,7 +781,7 @@ impl Session {
         // History is shown as history whatever it holds; a live message must be new.
         let replayed = !history && verdict != Verdict::New;
         if verified && verdict == Verdict::New {
-            me.dm.inbox.record_room(&room, sender, ts, m.sent_msg_id.get());
+            me.dm.inbox.record_room(&room, sender, ts, m.sent_msg_id.get(), self.clock_ms);
         }
         let msg = RoomMessage { room, from, text, ts, verified, history, replayed, error };
         Some(Event::Room(RoomEvent::Message(msg)))
@@ -787,10 +798,12 @@ impl Session {
             Some(p) if p.binding == listed => return,
             Some(_) => (me.pins.observe(name, listed, binds()) == Seen::Changed)
                 .then(|| Event::Room(RoomEvent::KeyChanged { user: name.to_string() })),
-            None if binds() => {
-                me.pins.observe(name, listed, true);
-                None
-            }
+            None if binds() => (me.pins.observe(name, listed, true) == Seen::Full).then(|| {
+                Event::Warning(format!(
+                    "{} names are pinned already: {name} is not pinned, so {name}'s messages show as unverified",
+                    crate::pins::PINS_MAX
+                ))
+            }),
             None => Some(Event::Warning(format!(
                 "the keys the server lists for {name} do not verify; not pinned, so {name}'s messages show as unverified"
             ))),

@@ -503,3 +503,20 @@ fn a_line_over_the_rate_limit_waits_and_goes_out_unchanged_when_allowed() {
     let second = wire::decode::<SendRoomMessage>(&s.poll_transmit().expect("then the next")).unwrap().to_owned();
     assert_ne!(second.hdr.msg_id.get(), id);
 }
+
+#[test]
+fn list_answers_are_bounded_however_many_parts_the_server_sends() {
+    let mut s = alice_session(&["lobby"], Pins::new());
+    s.list_rooms(NOW).unwrap();
+    let id = sent_id(&mut s);
+    let mut e = RoomListEntry::new(Status::Pending, code::OK, id, NOW);
+    e.set_room("lobby").unwrap();
+    for _ in 0..PARTS_MAX {
+        assert!(feed(&mut s, e.as_bytes()).is_none());
+    }
+    assert!(matches!(feed(&mut s, e.as_bytes()), Some(Event::Notice(n)) if n.contains("past")));
+    match feed(&mut s, &done_stat(id)) {
+        Some(Event::Room(RoomEvent::Rooms(r))) => assert_eq!(r.len(), PARTS_MAX),
+        _ => panic!("expected rooms"),
+    }
+}

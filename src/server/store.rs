@@ -175,7 +175,7 @@ impl FileStore {
 }
 
 /// Creates `dir` with mode 0700 if missing; refuses one accessible by group or others.
-pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
+pub fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
     match fs::symlink_metadata(dir) {
         Ok(meta) => {
             if !meta.is_dir() {

@@ -19,7 +19,7 @@ pub(crate) fn admit(times: &mut VecDeque<u64>, n: u32, window: u64, now_ms: u64)
     }
     if times.len() >= n as usize {
         let oldest = times.front().copied().unwrap_or(now_ms);
-        return Err((oldest + window).saturating_sub(now_ms).max(1));
+        return Err(oldest.saturating_add(window).saturating_sub(now_ms).max(1));
     }
     times.push_back(now_ms);
     Ok(())
@@ -71,6 +71,14 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_as_long_as_the_operator_likes_does_not_overflow() {
+        let mut times = VecDeque::new();
+        let now = 1_700_000_000_000;
+        assert_eq!(admit(&mut times, 1, u64::MAX, now), Ok(()));
+        assert_eq!(admit(&mut times, 1, u64::MAX, now + 5), Err(u64::MAX - now - 5));
+    }
 
     #[test]
     fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
