@@ -8,9 +8,8 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use zeroize::Zeroizing;
-
 use crate::app::{App, Flow, Frontend, Report};
+use crate::command::{self, dm_id, Command, ParseError};
 use crate::conn::Conn;
 use crate::input::Input;
 use crate::json::Object;
@@ -27,157 +26,39 @@ const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login 
 /dm @USER; /accept @USER; /reject @USER; /msg @USER TEXT; /contacts; /fingerprint @USER; /trust @USER; \
 /history @USER; /help; /quit";
 
-/// One parsed batch command.
-pub enum Command {
-    /// `/register NAME PASSWORD W1 W2 W3`.
-    Register {
-        /// User name as typed.
-        name: String,
-        /// Password.
-        password: Zeroizing<String>,
-        /// The three words joined by spaces.
-        passphrase: Zeroizing<String>,
-    },
-    /// `/login NAME PASSWORD W1 W2 W3`.
-    Login {
-        /// User name as typed.
-        name: String,
-        /// Password.
-        password: Zeroizing<String>,
-        /// The three words joined by spaces.
-        passphrase: Zeroizing<String>,
-    },
-    /// `/create ROOM`: a generated password of four words, printed once.
-    Generate(String),
-    /// `/create ROOM PASSWORD`.
-    Create {
-        /// Room name as typed.
-        room: String,
-        /// Room password.
-        password: Zeroizing<String>,
-    },
-    /// `/join ROOM [PASSWORD]`.
-    Join {
-        /// Room name as typed.
-        room: String,
-        /// Room password; `None` to use the stored room key.
-        password: Option<Zeroizing<String>>,
-    },
-    /// `/say ROOM TEXT`.
-    Say {
-        /// Room name as typed.
-        room: String,
-        /// The rest of the line.
-        text: String,
-    },
-    /// `/leave ROOM`.
-    Leave(String),
-    /// `/rooms`.
-    Rooms,
-    /// `/who ROOM`.
-    Who(String),
-    /// `/delete ROOM`.
-    Delete(String),
-    /// `/dm @USER`.
-    Dm(String),
-    /// `/accept @USER`.
-    Accept(String),
-    /// `/reject @USER`.
-    Reject(String),
-    /// `/msg @USER TEXT`.
-    Msg {
-        /// User name as typed (with or without `@`).
-        user: String,
-        /// The rest of the line.
-        text: String,
-    },
-    /// `/contacts`.
-    Contacts,
-    /// `/fingerprint @USER`.
-    Fingerprint(String),
-    /// `/trust @USER`.
-    Trust(String),
-    /// `/history @USER`.
-    History(String),
-    /// `/help`.
-    Help,
-    /// `/quit`.
-    Quit,
-}
-
-/// The first whitespace-separated word of `s` and the rest after the whitespace that follows it.
-pub fn split_word(s: &str) -> (&str, &str) {
-    let s = s.trim_start();
-    match s.find(char::is_whitespace) {
-        Some(i) => {
-            let (word, rest) = s.split_at(i);
-            (word, rest.trim_start())
-        }
-        None => (s, ""),
+/// The usage line batch mode gives for a command with the wrong arguments.
+fn usage(cmd: &str) -> String {
+    match cmd {
+        "register" => REGISTER_USAGE.to_string(),
+        "login" => LOGIN_USAGE.to_string(),
+        "create" => CREATE_USAGE.to_string(),
+        "join" => JOIN_USAGE.to_string(),
+        "say" => SAY_USAGE.to_string(),
+        "msg" => MSG_USAGE.to_string(),
+        "leave" | "who" | "delete" => format!("usage: /{cmd} ROOM"),
+        "dm" | "accept" | "reject" | "fingerprint" | "trust" | "history" => format!("usage: /{cmd} @USER"),
+        _ => format!("usage: /{cmd}"),
     }
 }
 
-/// Parses a line; `Ok(None)` for a blank line. Errors carry code 400.
-pub fn parse(line: &str) -> Result<Option<Command>, Failure> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let Some((&first, args)) = words.split_first() else { return Ok(None) };
-    let Some(cmd) = first.strip_prefix('/') else {
+/// Parses a line with the shared grammar (`command`), keeping what batch
+/// mode requires: secrets on the line, a room for `/who` and `/leave`; no
+/// `/room` or `/query` (there is no window). Errors carry code 400.
+fn parse(line: &str) -> Result<Option<Command>, Failure> {
+    let unknown = |cmd: &str| Failure::new(cmd, 400, format!("unknown command /{cmd}; see /help"));
+    match command::parse(line) {
         // Not echoed back: a stray line could be a secret.
-        return Err(Failure::new("", 400, "not a command: commands start with '/'; see /help"));
-    };
-    let creds = |usage: &str| match args {
-        [name, password, w1, w2, w3] => {
-            Ok((name.to_string(), Zeroizing::new(password.to_string()), Zeroizing::new(format!("{w1} {w2} {w3}"))))
-        }
-        _ => Err(Failure::new(cmd, 400, usage)),
-    };
-    match (cmd, args) {
-        ("register", _) => creds(REGISTER_USAGE)
-            .map(|(name, password, passphrase)| Some(Command::Register { name, password, passphrase })),
-        ("login", _) => {
-            creds(LOGIN_USAGE).map(|(name, password, passphrase)| Some(Command::Login { name, password, passphrase }))
-        }
-        ("create", [room, password]) => {
-            Ok(Some(Command::Create { room: room.to_string(), password: Zeroizing::new(password.to_string()) }))
-        }
-        ("create", [room]) => Ok(Some(Command::Generate(room.to_string()))),
-        ("create", _) => Err(Failure::new(cmd, 400, CREATE_USAGE)),
-        ("join", [room]) => Ok(Some(Command::Join { room: room.to_string(), password: None })),
-        ("join", [room, password]) => {
-            Ok(Some(Command::Join { room: room.to_string(), password: Some(Zeroizing::new(password.to_string())) }))
-        }
-        ("join", _) => Err(Failure::new(cmd, 400, JOIN_USAGE)),
-        ("say", [_, _, ..]) => {
-            // TEXT is the rest of the line, its inner spacing kept.
-            let (room, text) = split_word(split_word(line).1);
-            Ok(Some(Command::Say { room: room.to_string(), text: text.to_string() }))
-        }
-        ("say", _) => Err(Failure::new(cmd, 400, SAY_USAGE)),
-        ("leave", [room]) => Ok(Some(Command::Leave(room.to_string()))),
-        ("who", [room]) => Ok(Some(Command::Who(room.to_string()))),
-        ("delete", [room]) => Ok(Some(Command::Delete(room.to_string()))),
-        ("leave" | "who" | "delete", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd} ROOM"))),
-        ("dm", [user]) => Ok(Some(Command::Dm(user.to_string()))),
-        ("accept", [user]) => Ok(Some(Command::Accept(user.to_string()))),
-        ("reject", [user]) => Ok(Some(Command::Reject(user.to_string()))),
-        ("fingerprint", [user]) => Ok(Some(Command::Fingerprint(user.to_string()))),
-        ("trust", [user]) => Ok(Some(Command::Trust(user.to_string()))),
-        ("history", [user]) => Ok(Some(Command::History(user.to_string()))),
-        ("dm" | "accept" | "reject" | "fingerprint" | "trust" | "history", _) => {
-            Err(Failure::new(cmd, 400, format!("usage: /{cmd} @USER")))
-        }
-        ("msg", [_, _, ..]) => {
-            // TEXT is the rest of the line, its inner spacing kept.
-            let (user, text) = split_word(split_word(line).1);
-            Ok(Some(Command::Msg { user: user.to_string(), text: text.to_string() }))
-        }
-        ("msg", _) => Err(Failure::new(cmd, 400, MSG_USAGE)),
-        ("contacts", []) => Ok(Some(Command::Contacts)),
-        ("rooms", []) => Ok(Some(Command::Rooms)),
-        ("help", []) => Ok(Some(Command::Help)),
-        ("quit", []) => Ok(Some(Command::Quit)),
-        ("help" | "quit" | "rooms" | "contacts", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd}"))),
-        _ => Err(Failure::new(cmd, 400, format!("unknown command /{cmd}; see /help"))),
+        Ok(Some(Command::Text(_))) => Err(Failure::new("", 400, "not a command: commands start with '/'; see /help")),
+        Ok(Some(Command::Register { creds: None, .. })) => Err(Failure::new("register", 400, REGISTER_USAGE)),
+        Ok(Some(Command::Login { creds: None, .. })) => Err(Failure::new("login", 400, LOGIN_USAGE)),
+        Ok(Some(Command::Who(None))) => Err(Failure::new("who", 400, usage("who"))),
+        Ok(Some(Command::Leave(None))) => Err(Failure::new("leave", 400, usage("leave"))),
+        Ok(Some(Command::Room(_))) => Err(unknown("room")),
+        Ok(Some(Command::Query(_))) => Err(unknown("query")),
+        Ok(other) => Ok(other),
+        Err(ParseError::Usage(cmd)) if cmd == "room" || cmd == "query" => Err(unknown(&cmd)),
+        Err(ParseError::Usage(cmd)) => Err(Failure::new(&cmd, 400, usage(&cmd))),
+        Err(ParseError::Unknown(cmd)) => Err(unknown(&cmd)),
     }
 }
 
@@ -206,19 +87,19 @@ impl Frontend for Batch {
             Ok(Some(Command::Help)) => {
                 return emit(&Object::new("help").str("message", HELP).finish()).map(|()| Flow::Continue)
             }
-            Ok(Some(Command::Register { name, password, passphrase })) => app.register(&name, &password, &passphrase),
-            Ok(Some(Command::Login { name, password, passphrase })) => app.login(&name, &password, &passphrase),
-            Ok(Some(Command::Create { room, password })) => app.create_room(&room, &password),
-            Ok(Some(Command::Generate(room))) => {
+            Ok(Some(Command::Register { name, creds: Some(c) })) => app.register(&name, &c.password, &c.passphrase),
+            Ok(Some(Command::Login { name, creds: Some(c) })) => app.login(&name, &c.password, &c.passphrase),
+            Ok(Some(Command::Create { room, password: Some(password) })) => app.create_room(&room, &password),
+            Ok(Some(Command::Create { room, password: None })) => {
                 let password = crate::words::secret(crate::words::ROOM_WORDS);
                 emit(&Object::new("generated").str("room", &room).str("password", &password).finish())?;
                 app.create_room(&room, &password)
             }
             Ok(Some(Command::Join { room, password })) => app.join_room(&room, password.as_deref().map(String::as_str)),
             Ok(Some(Command::Say { room, text })) => app.say(&room, &text),
-            Ok(Some(Command::Leave(room))) => app.leave_room(&room),
+            Ok(Some(Command::Leave(Some(room)))) => app.leave_room(&room),
             Ok(Some(Command::Rooms)) => app.list_rooms(),
-            Ok(Some(Command::Who(room))) => app.who_room(&room),
+            Ok(Some(Command::Who(Some(room)))) => app.who_room(&room),
             Ok(Some(Command::Delete(room))) => app.delete_room(&room),
             Ok(Some(Command::Dm(user))) => app.dm_request(&user),
             Ok(Some(Command::Accept(user))) => app.dm_accept(&user),
@@ -228,6 +109,16 @@ impl Frontend for Batch {
             Ok(Some(Command::Fingerprint(user))) => app.fingerprint(&user),
             Ok(Some(Command::Trust(user))) => app.trust(&user),
             Ok(Some(Command::History(user))) => app.history(&user),
+            // Refused by `parse` above.
+            Ok(Some(
+                Command::Register { creds: None, .. }
+                | Command::Login { creds: None, .. }
+                | Command::Who(None)
+                | Command::Leave(None)
+                | Command::Room(_)
+                | Command::Query(_)
+                | Command::Text(_),
+            )) => Ok(()),
             Err(f) => Err(f),
         };
         match started {
@@ -306,11 +197,6 @@ fn room_line(ev: RoomEvent) -> String {
         RoomEvent::Deleted { room } => Object::new("room_deleted").str("room", &room).finish(),
         RoomEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
     }
-}
-
-/// A message id as shown: 16 lowercase hex digits.
-pub fn dm_id(id: u64) -> String {
-    format!("{id:016x}")
 }
 
 /// The batch line of a direct-message event (docs/CLIENT.md "Events").
@@ -403,9 +289,9 @@ mod tests {
     #[test]
     fn parses_commands_with_their_arguments() {
         match parse("  /login alice password123 red green  blue ") {
-            Ok(Some(Command::Login { name, password, passphrase })) => {
+            Ok(Some(Command::Login { name, creds: Some(c) })) => {
                 assert_eq!(
-                    (name.as_str(), password.as_str(), passphrase.as_str()),
+                    (name.as_str(), c.password.as_str(), c.passphrase.as_str()),
                     ("alice", "password123", "red green blue")
                 );
             }
@@ -419,12 +305,14 @@ mod tests {
             }
             _ => panic!("expected say"),
         }
-        assert!(matches!(parse("/create lobby pw"), Ok(Some(Command::Create { .. }))));
-        assert!(matches!(parse("/create lobby"), Ok(Some(Command::Generate(r))) if r == "lobby"));
+        assert!(matches!(parse("/create lobby pw"), Ok(Some(Command::Create { password: Some(_), .. }))));
+        assert!(
+            matches!(parse("/create lobby"), Ok(Some(Command::Create { room, password: None })) if room == "lobby")
+        );
         assert!(matches!(parse("/join lobby"), Ok(Some(Command::Join { password: None, .. }))));
         assert!(matches!(parse("/join lobby pw"), Ok(Some(Command::Join { password: Some(_), .. }))));
-        assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(r))) if r == "lobby"));
-        assert!(matches!(parse("/who lobby"), Ok(Some(Command::Who(_)))));
+        assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(Some(r)))) if r == "lobby"));
+        assert!(matches!(parse("/who lobby"), Ok(Some(Command::Who(Some(_))))));
         assert!(matches!(parse("/delete lobby"), Ok(Some(Command::Delete(_)))));
         assert!(matches!(parse("/rooms"), Ok(Some(Command::Rooms))));
         assert!(matches!(parse("/help"), Ok(Some(Command::Help))));
@@ -449,11 +337,16 @@ mod tests {
             ("/who a b", "who"),
             ("/delete", "delete"),
             ("/rooms x", "rooms"),
+            ("/who", "who"),
+            ("/leave", "leave"),
+            ("/login alice", "login"),
         ] {
             let f = err(line);
             assert_eq!((f.cmd.as_str(), f.code), (cmd, 400), "{line}");
             assert!(f.message.starts_with("usage: /"), "{line}: {}", f.message);
         }
+        let f = err("/room lobby");
+        assert_eq!((f.cmd.as_str(), f.message.as_str()), ("room", "unknown command /room; see /help"));
         let f = err("hunter2hunter2");
         assert!(f.cmd.is_empty() && !f.message.contains("hunter2"));
     }

@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 use crate::app::{App, Flow, Frontend, Report};
-use crate::batch::dm_id;
-use crate::batch::split_word;
+use crate::command::{self, dm_id, Command, ParseError};
 use crate::conn::Conn;
 use crate::input::Input;
 use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomMessage};
@@ -37,6 +36,7 @@ commands:
   /create ROOM     create a room (asks for its password); you own it, and it becomes the current room
   /join ROOM       join a room (asks for its password, unless its key is stored here); it becomes current
   /room ROOM       make ROOM, a room you are in, the current room
+  /query @USER     plain lines go to USER as direct messages until the next /room
   TEXT             a line not starting with / is said in the current room
   /say ROOM TEXT   say TEXT in ROOM
   /who [ROOM]      the members of ROOM (default: the current room), and who is online
@@ -73,7 +73,7 @@ struct Interactive {
     /// A `> ` prompt is on screen and nothing has been printed after it.
     prompted: bool,
     /// Where a plain line is said.
-    current: Option<String>,
+    current: Option<Target>,
     /// The next `Authenticated` is a login again after a lost connection.
     reconnected: bool,
 }
@@ -148,7 +148,7 @@ impl Interactive {
         match sotto::room::normalize_name(room) {
             Ok(room) if app.has_room(&room) => {
                 out!("current room: {room}");
-                self.current = Some(room);
+                self.current = Some(Target::Room(room));
             }
             Ok(room) => out!("error 403: not in room {room}; /join it first"),
             Err(e) => out!("error 400: {e}"),
@@ -156,10 +156,10 @@ impl Interactive {
     }
 
     /// The room named on the line, or the current one.
-    fn room_or_current<'a>(&'a self, args: &[&'a str], cmd: &str) -> Option<&'a str> {
-        match (args, &self.current) {
-            ([room], _) => Some(room),
-            ([], Some(current)) => Some(current),
+    fn room_or_current(&self, room: Option<String>, cmd: &str) -> Option<String> {
+        match (room, &self.current) {
+            (Some(room), _) => Some(room),
+            (None, Some(Target::Room(current))) => Some(current.clone()),
             _ => {
                 out!("usage: {cmd} [ROOM] (without ROOM, the current room; there is none yet)");
                 None
@@ -171,7 +171,7 @@ impl Interactive {
         match ev {
             RoomEvent::Joined { room, members } => {
                 out!("joined {room}; members: {}; it is now the current room", member_list(&members));
-                self.current = Some(room);
+                self.current = Some(Target::Room(room));
             }
             RoomEvent::Message(m) => out!("{}", message_line(&m)),
             RoomEvent::MemberJoined { room, name } => out!("[{room}] {name} joined"),
@@ -246,9 +246,41 @@ impl Interactive {
     }
 
     fn forget(&mut self, room: &str) {
-        if self.current.as_deref() == Some(room) {
+        if matches!(&self.current, Some(Target::Room(r)) if r == room) {
             self.current = None;
         }
+    }
+}
+
+/// Where a plain line goes.
+enum Target {
+    /// Said in this room.
+    Room(String),
+    /// Sent to this user as a direct message (`/query`).
+    Dm(String),
+}
+
+impl Target {
+    /// `lobby` or `@bob`.
+    fn label(&self) -> String {
+        match self {
+            Target::Room(room) => room.clone(),
+            Target::Dm(user) => format!("@{user}"),
+        }
+    }
+}
+
+/// The usage line for a command given the wrong arguments (secrets are asked for, never typed).
+fn usage(cmd: &str) -> String {
+    match cmd {
+        "register" | "login" => format!("usage: /{cmd} NAME (the password and passphrase are asked for, without echo)"),
+        "create" | "join" => format!("usage: /{cmd} ROOM (the room password is asked for, without echo)"),
+        "who" | "leave" | "room" => format!("usage: /{cmd} [ROOM]"),
+        "say" => "usage: /say ROOM TEXT".to_string(),
+        "msg" => "usage: /msg @USER TEXT".to_string(),
+        "delete" => "usage: /delete ROOM".to_string(),
+        "dm" | "accept" | "reject" | "fingerprint" | "trust" | "history" | "query" => format!("usage: /{cmd} @USER"),
+        _ => format!("usage: /{cmd} (no arguments)"),
     }
 }
 
@@ -311,68 +343,67 @@ fn ask(app: &mut App, prompt: &str) -> io::Result<Option<Zeroizing<String>>> {
 impl Frontend for Interactive {
     fn command(&mut self, app: &mut App, line: &str) -> io::Result<Flow> {
         self.prompted = false;
-        let (cmd, rest) = split_word(line);
-        if cmd.is_empty() {
-            return Ok(Flow::Continue);
-        }
-        if !cmd.starts_with('/') {
-            match (&self.current, app.logged_in()) {
-                (Some(room), _) => show(app.say(room, line)),
+        let command = match command::parse(line) {
+            Ok(None) => return Ok(Flow::Continue),
+            Ok(Some(c)) => c,
+            Err(ParseError::Usage(cmd)) => {
+                out!("{}", usage(&cmd));
+                return Ok(Flow::Continue);
+            }
+            Err(ParseError::Unknown(cmd)) => {
+                out!("unknown command /{cmd}; type /help for the list");
+                return Ok(Flow::Continue);
+            }
+        };
+        match command {
+            Command::Text(text) => match (&self.current, app.logged_in()) {
+                (Some(Target::Room(room)), _) => show(app.say(room, &text)),
+                (Some(Target::Dm(user)), _) => show(app.send_dm(user, &text)),
                 (None, true) => out!("no current room: /join one, or use /say ROOM TEXT"),
                 (None, false) => out!("not a command; type /help for the list of commands"),
-            }
-            return Ok(Flow::Continue);
-        }
-        let args: Vec<&str> = rest.split_whitespace().collect();
-        match (cmd, args.as_slice()) {
-            ("/help", _) => out!("{HELP}"),
-            ("/quit", _) => return Ok(Flow::Quit),
-            ("/register", [name]) => self.register(app, name)?,
-            ("/login", [name]) => self.login(app, name)?,
-            ("/register" | "/login", _) => {
-                out!("usage: {cmd} NAME (the password and passphrase are asked for, without echo)");
-            }
-            ("/create", [room]) => self.create(app, room)?,
-            ("/join", [room]) => self.join(app, room)?,
-            ("/create" | "/join", _) => out!("usage: {cmd} ROOM (the room password is asked for, without echo)"),
-            ("/room", [room]) => self.switch(app, room),
-            ("/room", []) => match &self.current {
-                Some(room) => out!("current room: {room}"),
+            },
+            Command::Help => out!("{HELP}"),
+            Command::Quit => return Ok(Flow::Quit),
+            Command::Register { name, creds: None } => self.register(app, &name)?,
+            Command::Login { name, creds: None } => self.login(app, &name)?,
+            Command::Create { room, password: None } => self.create(app, &room)?,
+            Command::Join { room, password: None } => self.join(app, &room)?,
+            // Secrets typed on the line would stay in the terminal's scrollback.
+            Command::Register { .. } => out!("{}", usage("register")),
+            Command::Login { .. } => out!("{}", usage("login")),
+            Command::Create { .. } => out!("{}", usage("create")),
+            Command::Join { .. } => out!("{}", usage("join")),
+            Command::Room(Some(room)) => self.switch(app, &room),
+            Command::Room(None) => match &self.current {
+                Some(target) => out!("current: {}", target.label()),
                 None => out!("no current room"),
             },
-            ("/say", [_, _, ..]) => {
-                let (room, text) = split_word(rest);
-                show(app.say(room, text));
+            Command::Query(user) => {
+                let user = user.strip_prefix('@').unwrap_or(&user).to_string();
+                out!("plain lines now go to {user} as direct messages; /room ROOM switches back");
+                self.current = Some(Target::Dm(user));
             }
-            ("/who", _) => {
-                if let Some(room) = self.room_or_current(&args, cmd) {
-                    show(app.who_room(room));
+            Command::Say { room, text } => show(app.say(&room, &text)),
+            Command::Who(room) => {
+                if let Some(room) = self.room_or_current(room, "/who") {
+                    show(app.who_room(&room));
                 }
             }
-            ("/leave", _) => {
-                if let Some(room) = self.room_or_current(&args, cmd) {
-                    show(app.leave_room(room));
+            Command::Leave(room) => {
+                if let Some(room) = self.room_or_current(room, "/leave") {
+                    show(app.leave_room(&room));
                 }
             }
-            ("/rooms", []) => show(app.list_rooms()),
-            ("/delete", [room]) => show(app.delete_room(room)),
-            ("/dm", [user]) => show(app.dm_request(user)),
-            ("/accept", [user]) => show(app.dm_accept(user)),
-            ("/reject", [user]) => show(app.dm_reject(user)),
-            ("/msg", [_, _, ..]) => {
-                let (user, text) = split_word(rest);
-                show(app.send_dm(user, text));
-            }
-            ("/contacts", []) => show(app.contacts()),
-            ("/fingerprint", [user]) => show(app.fingerprint(user)),
-            ("/trust", [user]) => show(app.trust(user)),
-            ("/history", [user]) => show(app.history(user)),
-            ("/room" | "/say" | "/rooms" | "/delete" | "/contacts", _) => out!("usage: see /help"),
-            ("/dm" | "/accept" | "/reject" | "/fingerprint" | "/trust" | "/history", _) => {
-                out!("usage: {cmd} @USER")
-            }
-            ("/msg", _) => out!("usage: /msg @USER TEXT"),
-            _ => out!("unknown command {cmd}; type /help for the list"),
+            Command::Rooms => show(app.list_rooms()),
+            Command::Delete(room) => show(app.delete_room(&room)),
+            Command::Dm(user) => show(app.dm_request(&user)),
+            Command::Accept(user) => show(app.dm_accept(&user)),
+            Command::Reject(user) => show(app.dm_reject(&user)),
+            Command::Msg { user, text } => show(app.send_dm(&user, &text)),
+            Command::Contacts => show(app.contacts()),
+            Command::Fingerprint(user) => show(app.fingerprint(&user)),
+            Command::Trust(user) => show(app.trust(&user)),
+            Command::History(user) => show(app.history(&user)),
         }
         Ok(Flow::Continue)
     }
@@ -399,7 +430,7 @@ impl Frontend for Interactive {
             }
             Report::Done { cmd: "create", room } => {
                 out!("created room {room}; you own it, and it is now the current room");
-                self.current = Some(room);
+                self.current = Some(Target::Room(room));
             }
             Report::Done { cmd: "say", .. } => {}
             Report::Done { cmd: "leave", room } => {
@@ -433,7 +464,7 @@ impl Frontend for Interactive {
         if !self.prompted {
             self.prompted = true;
             match &self.current {
-                Some(room) => print!("[{}]> ", text::neutralise(room)),
+                Some(target) => print!("[{}]> ", text::neutralise(&target.label())),
                 None => print!("> "),
             }
             io::stdout().flush()?;

@@ -6,6 +6,7 @@
 
 mod app;
 mod batch;
+mod command;
 mod conn;
 mod contacts;
 mod fresh;
