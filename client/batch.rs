@@ -9,11 +9,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use crate::app::{App, Flow, Frontend, Report};
-use crate::command::{self, dm_id, Command, ParseError};
+use crate::command::{self, Command, ParseError};
 use crate::conn::Conn;
+use crate::event::Event;
 use crate::input::Input;
-use crate::json::Object;
-use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomInfo};
+use crate::session::{DmEvent, Failure, RoomEvent};
 
 const REGISTER_USAGE: &str = "usage: /register NAME PASSWORD WORD1 WORD2 WORD3";
 const LOGIN_USAGE: &str = "usage: /login NAME PASSWORD WORD1 WORD2 WORD3";
@@ -64,7 +64,7 @@ fn parse(line: &str) -> Result<Option<Command>, Failure> {
 
 /// Runs batch mode on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
-    if emit(&Object::new("connected").str("server", server).finish()).is_err() {
+    if emit(&Event::Connected { server }.line()).is_err() {
         return 1;
     }
     App::new(conn, server, home, Input::stdin(), timing).run(&mut Batch)
@@ -84,15 +84,13 @@ impl Frontend for Batch {
         let started = match parse(line) {
             Ok(None) => Ok(()),
             Ok(Some(Command::Quit)) => return Ok(Flow::Quit),
-            Ok(Some(Command::Help)) => {
-                return emit(&Object::new("help").str("message", HELP).finish()).map(|()| Flow::Continue)
-            }
+            Ok(Some(Command::Help)) => return emit(&Event::Help { message: HELP }.line()).map(|()| Flow::Continue),
             Ok(Some(Command::Register { name, creds: Some(c) })) => app.register(&name, &c.password, &c.passphrase),
             Ok(Some(Command::Login { name, creds: Some(c) })) => app.login(&name, &c.password, &c.passphrase),
             Ok(Some(Command::Create { room, password: Some(password) })) => app.create_room(&room, &password),
             Ok(Some(Command::Create { room, password: None })) => {
                 let password = crate::words::secret(crate::words::ROOM_WORDS);
-                emit(&Object::new("generated").str("room", &room).str("password", &password).finish())?;
+                emit(&Event::Generated { room: &room, password: &password }.line())?;
                 app.create_room(&room, &password)
             }
             Ok(Some(Command::Join { room, password })) => app.join_room(&room, password.as_deref().map(String::as_str)),
@@ -129,15 +127,15 @@ impl Frontend for Batch {
 
     fn report(&mut self, report: Report) -> io::Result<()> {
         let line = match report {
-            Report::Registered { .. } => Object::new("ok").str("cmd", "register").finish(),
-            Report::Authenticated { user, .. } => Object::new("authenticated").str("user", &user).finish(),
-            Report::Done { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
+            Report::Registered { .. } => Event::Ok { cmd: "register" }.line(),
+            Report::Authenticated { user, .. } => Event::Authenticated { user: &user }.line(),
+            Report::Done { cmd, .. } => Event::Ok { cmd }.line(),
             Report::Room(ev) => room_line(ev),
             Report::Dm(ev) => dm_line(ev),
-            Report::Disconnected(why) => Object::new("disconnected").str("message", &why).finish(),
-            Report::Reconnected => Object::new("reconnected").finish(),
+            Report::Disconnected(why) => Event::Disconnected { message: &why }.line(),
+            Report::Reconnected => Event::Reconnected.line(),
             Report::Failed(f) => error_line(&f),
-            Report::Warning(w) => Object::new("warning").str("message", &w).finish(),
+            Report::Warning(w) => Event::Warning { message: &w }.line(),
             Report::Notice(n) => {
                 eprintln!("sotto: {}", crate::text::neutralise(&n));
                 return Ok(());
@@ -146,7 +144,7 @@ impl Frontend for Batch {
                 eprintln!("sotto: {}", crate::text::neutralise(&why));
                 error_line(&Failure::new("connection", 0, why))
             }
-            Report::Bye => Object::new("bye").finish(),
+            Report::Bye => Event::Bye.line(),
         };
         emit(&line)
     }
@@ -158,113 +156,16 @@ impl Frontend for Batch {
 
 /// The batch line of a room event (docs/CLIENT.md "Events").
 fn room_line(ev: RoomEvent) -> String {
-    let members = |members: Vec<Member>| {
-        members.into_iter().map(|m| Object::bare().str("name", &m.name).bool("online", m.online)).collect::<Vec<_>>()
-    };
-    match ev {
-        RoomEvent::Joined { room, members: m } => {
-            Object::new("joined").str("room", &room).list("members", members(m)).finish()
-        }
-        RoomEvent::Message(m) => {
-            let o = Object::new("room_message")
-                .str("room", &m.room)
-                .str("from", &m.from)
-                .str("text", &m.text)
-                .num("ts", m.ts)
-                .bool("verified", m.verified)
-                .bool("history", m.history)
-                .bool("replayed", m.replayed);
-            match m.error {
-                Some(e) => o.str("error", e).finish(),
-                None => o.finish(),
-            }
-        }
-        RoomEvent::MemberJoined { room, name } => {
-            Object::new("member_joined").str("room", &room).str("name", &name).finish()
-        }
-        RoomEvent::MemberLeft { room, name } => {
-            Object::new("member_left").str("room", &room).str("name", &name).finish()
-        }
-        RoomEvent::Rooms(rooms) => {
-            let rooms = rooms
-                .into_iter()
-                .map(|r: RoomInfo| Object::bare().str("name", &r.name).num("members", u64::from(r.members)));
-            Object::new("rooms").list("rooms", rooms).finish()
-        }
-        RoomEvent::Who { room, members: m } => {
-            Object::new("who").str("room", &room).list("members", members(m)).finish()
-        }
-        RoomEvent::Deleted { room } => Object::new("room_deleted").str("room", &room).finish(),
-        RoomEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
-    }
+    Event::room(&ev).line()
 }
 
 /// The batch line of a direct-message event (docs/CLIENT.md "Events").
 fn dm_line(ev: DmEvent) -> String {
-    match ev {
-        DmEvent::Requested { from } => Object::new("dm_request").str("from", &from).finish(),
-        DmEvent::Accepted { with, fingerprint } => {
-            Object::new("dm_accepted").str("with", &with).str("fingerprint", &fingerprint).finish()
-        }
-        DmEvent::Rejected { by } => Object::new("dm_rejected").str("by", &by).finish(),
-        DmEvent::Message(m) => {
-            let o = Object::new("dm")
-                .str("from", &m.from)
-                .str("id", &dm_id(m.id))
-                .str("text", &m.text)
-                .num("ts", m.ts)
-                .bool("verified", m.verified);
-            match m.error {
-                Some(e) => o.str("error", e).finish(),
-                None => o.finish(),
-            }
-        }
-        DmEvent::Sent { id, to, delivered } => Object::new("sent")
-            .str("id", &dm_id(id))
-            .str("to", &to)
-            .str("status", if delivered { "delivered" } else { "queued" })
-            .finish(),
-        DmEvent::Pending { id, to } => Object::new("pending").str("id", &dm_id(id)).str("to", &to).finish(),
-        DmEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
-        DmEvent::Expired { id } => Object::new("expired").str("id", &dm_id(id)).finish(),
-        DmEvent::Contacts(list) => {
-            let list = list.into_iter().map(|c| {
-                Object::bare().str("name", &c.name).str("fingerprint", &c.fingerprint).bool("trusted", c.trusted)
-            });
-            Object::new("contacts").list("contacts", list).finish()
-        }
-        DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed } => {
-            let o = Object::new("fingerprint")
-                .str("user", &user)
-                .str("fingerprint", &fingerprint)
-                .str("mine", &mine)
-                .str("safety_number", &safety_number);
-            match listed {
-                Some(l) => o.str("listed", &l).finish(),
-                None => o.finish(),
-            }
-        }
-        DmEvent::History { with, messages } => {
-            let messages = messages.into_iter().map(|m: DmMessage| {
-                Object::bare()
-                    .str("id", &dm_id(m.id))
-                    .str("from", &m.from)
-                    .str("text", &m.text)
-                    .num("ts", m.ts)
-                    .bool("verified", m.verified)
-            });
-            Object::new("history").str("with", &with).list("messages", messages).finish()
-        }
-        DmEvent::Ok { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
-    }
+    Event::dm(&ev).line()
 }
 
 fn error_line(f: &Failure) -> String {
-    let o = Object::new("error").str("cmd", &f.cmd).num("code", u64::from(f.code)).str("message", &f.message);
-    match f.retry_after_ms {
-        0 => o.finish(),
-        ms => o.num("retry_after_ms", u64::from(ms)).finish(),
-    }
+    Event::error(f).line()
 }
 
 /// Writes one line to stdout and flushes it.
@@ -278,6 +179,8 @@ fn emit(line: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::ContactInfo;
+    use crate::session::{DmMessage, Member, RoomInfo};
 
     fn err(line: &str) -> Failure {
         match parse(line) {
@@ -407,6 +310,77 @@ mod tests {
         ];
         for (ev, line) in cases {
             assert_eq!(room_line(ev), line);
+        }
+    }
+
+    #[test]
+    fn dm_events_have_the_documented_shapes() {
+        let message = |error: Option<&'static str>| DmMessage {
+            from: "bob".into(),
+            id: 0x1f,
+            text: "hi \u{202e}".into(),
+            ts: 7,
+            verified: error.is_none(),
+            error,
+        };
+        let cases = [
+            (DmEvent::Requested { from: "bob".into() }, r#"{"type":"dm_request","from":"bob"}"#),
+            (
+                DmEvent::Accepted { with: "bob".into(), fingerprint: "ab12".into() },
+                r#"{"type":"dm_accepted","with":"bob","fingerprint":"ab12"}"#,
+            ),
+            (DmEvent::Rejected { by: "bob".into() }, r#"{"type":"dm_rejected","by":"bob"}"#),
+            (
+                DmEvent::Message(message(None)),
+                r#"{"type":"dm","from":"bob","id":"000000000000001f","text":"hi \u202e","ts":7,"verified":true}"#,
+            ),
+            (
+                DmEvent::Message(message(Some("could not decrypt"))),
+                r#"{"type":"dm","from":"bob","id":"000000000000001f","text":"hi \u202e","ts":7,"verified":false,"error":"could not decrypt"}"#,
+            ),
+            (
+                DmEvent::Sent { id: 2, to: "bob".into(), delivered: true },
+                r#"{"type":"sent","id":"0000000000000002","to":"bob","status":"delivered"}"#,
+            ),
+            (
+                DmEvent::Sent { id: 2, to: "bob".into(), delivered: false },
+                r#"{"type":"sent","id":"0000000000000002","to":"bob","status":"queued"}"#,
+            ),
+            (DmEvent::Pending { id: 3, to: "bob".into() }, r#"{"type":"pending","id":"0000000000000003","to":"bob"}"#),
+            (DmEvent::KeyChanged { user: "bob".into() }, r#"{"type":"key_changed","user":"bob"}"#),
+            (DmEvent::Expired { id: 4 }, r#"{"type":"expired","id":"0000000000000004"}"#),
+            (
+                DmEvent::Contacts(vec![ContactInfo { name: "bob".into(), fingerprint: "ab".into(), trusted: false }]),
+                r#"{"type":"contacts","contacts":[{"name":"bob","fingerprint":"ab","trusted":false}]}"#,
+            ),
+            (
+                DmEvent::Fingerprint {
+                    user: "bob".into(),
+                    fingerprint: "ab".into(),
+                    mine: "cd".into(),
+                    safety_number: "12345".into(),
+                    listed: None,
+                },
+                r#"{"type":"fingerprint","user":"bob","fingerprint":"ab","mine":"cd","safety_number":"12345"}"#,
+            ),
+            (
+                DmEvent::Fingerprint {
+                    user: "bob".into(),
+                    fingerprint: "ab".into(),
+                    mine: "cd".into(),
+                    safety_number: "12345".into(),
+                    listed: Some("ef".into()),
+                },
+                r#"{"type":"fingerprint","user":"bob","fingerprint":"ab","mine":"cd","safety_number":"12345","listed":"ef"}"#,
+            ),
+            (
+                DmEvent::History { with: "bob".into(), messages: vec![message(None)] },
+                r#"{"type":"history","with":"bob","messages":[{"id":"000000000000001f","from":"bob","text":"hi \u202e","ts":7,"verified":true}]}"#,
+            ),
+            (DmEvent::Ok { cmd: "trust", user: "bob".into() }, r#"{"type":"ok","cmd":"trust"}"#),
+        ];
+        for (ev, line) in cases {
+            assert_eq!(dm_line(ev), line);
         }
     }
 
