@@ -181,9 +181,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ("join", [room, password @ ..]) if password.len() <= 1 => {
             Ok(Command::Join { room: room.to_string(), password: password.first().map(secret) })
         }
-        ("room", [room @ ..]) if room.len() <= 1 => Ok(Command::Room(room.first().map(word))),
-        ("who", [room @ ..]) if room.len() <= 1 => Ok(Command::Who(room.first().map(word))),
-        ("leave", [room @ ..]) if room.len() <= 1 => Ok(Command::Leave(room.first().map(word))),
+        ("room", room) if room.len() <= 1 => Ok(Command::Room(room.first().map(word))),
+        ("who", room) if room.len() <= 1 => Ok(Command::Who(room.first().map(word))),
+        ("leave", room) if room.len() <= 1 => Ok(Command::Leave(room.first().map(word))),
         ("say", [_, _, ..]) => {
             let (room, text) = rest2();
             Ok(Command::Say { room: room.to_string(), text: text.to_string() })

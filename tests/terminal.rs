@@ -34,7 +34,7 @@ impl Screen {
         let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
         let slave = File::from(pty.slave);
         let child = Command::new(env!("CARGO_BIN_EXE_sotto"))
-            .args(["--server", server, "--home"])
+            .args(["--plain", "--server", server, "--home"])
             .arg(home)
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
