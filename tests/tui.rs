@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::proxy::Proxy;
 use common::{ok, user, Server, TempDir, PW, WORDS};
 use nix::pty::Winsize;
+use nix::sys::termios::LocalFlags;
 use sotto::opcodes::{StatusReply, STAT};
 use sotto::wire::{self, code};
 use zerocopy::FromBytes;
@@ -135,6 +136,16 @@ impl Tui {
         self.wait_for(&format!("logged in as {name}"));
     }
 
+    /// The client left the alternate screen and the terminal is back in cooked mode with echo.
+    fn assert_restored(&self) {
+        let raw = self.raw.lock().unwrap().clone();
+        let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(300)..]).into_owned();
+        assert!(tail.contains("\u{1b}[?1049l"), "left the alternate screen: {tail:?}");
+        let mode = nix::sys::termios::tcgetattr(&self.master).expect("the pty's mode");
+        let cooked = LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG;
+        assert!(mode.local_flags.contains(cooked), "raw mode undone: {:?}", mode.local_flags);
+    }
+
     fn resize(&mut self, rows: u16, cols: u16) {
         self.screen.lock().unwrap().set_size(rows, cols);
         // SAFETY: TIOCSWINSZ reads one Winsize from the pointer, which lives across the call.
@@ -237,9 +248,7 @@ fn two_people_chat_edit_lines_see_times_and_unread_counts_and_resize() {
     bob.keys("\u{4}");
     let status = common::wait_child(&mut bob.child);
     assert!(status.success(), "{status:?}");
-    let raw = bob.raw.lock().unwrap().clone();
-    let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(200)..]).into_owned();
-    assert!(tail.contains("\u{1b}[?1049l"), "left the alternate screen: {tail:?}");
+    bob.assert_restored();
 }
 
 /// The malicious server's touch: every 404 carries the nasty reason.
@@ -280,4 +289,11 @@ fn network_text_with_escapes_osc52_and_bidi_reaches_the_full_screen_as_harmless_
     assert!(!text.contains('\u{202e}') && !text.contains('\u{2066}'), "no bidi control");
     assert!(!text.contains('\u{9b}'), "no C1 CSI");
     assert!(bob.contents().contains("look \\u{001b}[2J"), "the screen was not cleared by the message");
+
+    // A terminating signal ends the client with the terminal restored.
+    let pid = nix::unistd::Pid::from_raw(bob.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = common::wait_child(&mut bob.child);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    bob.assert_restored();
 }

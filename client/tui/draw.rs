@@ -90,7 +90,7 @@ pub fn draw(ui: &Ui, frame: &mut Frame) {
         .constraints([Constraint::Length(side), Constraint::Min(1)])
         .split(body);
     draw_side(ui, &styles, frame, cols[0]);
-    draw_conversation(ui.current(), ui.utc_offset_s, &styles, frame, cols[1]);
+    draw_conversation(ui.current(), ui, &styles, frame, cols[1]);
     draw_bar(ui, &styles, frame, bar);
     draw_input(ui, frame, input);
 }
@@ -178,21 +178,46 @@ fn wrap(spans: Vec<(String, Style)>, width: usize) -> Vec<Line<'static>> {
     rows
 }
 
-fn draw_conversation(w: &Window, offset_s: i64, styles: &Styles, frame: &mut Frame, area: Rect) {
+/// The local day of a Unix time in milliseconds: days since 1970-01-01.
+pub fn day(ts_ms: u64, offset_s: i64) -> i64 {
+    i64::try_from(ts_ms / 1000).unwrap_or(i64::MAX).saturating_add(offset_s).div_euclid(86_400)
+}
+
+/// `YYYY-MM-DD` of a day since 1970-01-01 (the proleptic Gregorian calendar).
+pub fn date(days: i64) -> String {
+    // H. Hinnant's civil_from_days.
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe.saturating_add(era.saturating_mul(400)) + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn draw_conversation(w: &Window, ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
     let height = usize::from(area.height);
     let width = usize::from(area.width);
-    // Only the newest entries that can show are wrapped.
-    let mut rows: Vec<Line> = Vec::new();
+    let offset_s = ui.utc_offset_s;
+    // Only the newest entries that can show are wrapped (each takes a row at least).
     let want = height + w.scroll;
-    for e in w.lines.iter().rev() {
-        let mut r = wrap(spans(e, offset_s, styles), width);
-        r.reverse();
-        rows.extend(r);
-        if rows.len() >= want {
-            break;
+    let first = w.lines.len().saturating_sub(want);
+    let (before, shown) = w.lines.split_at(first);
+    let mut last_day = before.iter().rev().find_map(|e| e.ts).map(|ts| day(ts, offset_s));
+    let mut rows: Vec<Line> = Vec::new();
+    for e in shown {
+        if let Some(d) = e.ts.map(|ts| day(ts, offset_s)) {
+            // A separator where the day changes, and before the first line of another day than today.
+            if last_day.map_or(d != ui.today, |last| last != d) {
+                rows.push(Line::styled(format!("----- {} -----", date(d)), styles.time()));
+            }
+            last_day = Some(d);
         }
+        rows.extend(wrap(spans(e, offset_s, styles), width));
     }
-    rows.reverse();
     let scroll = w.scroll.min(rows.len().saturating_sub(height));
     let end = rows.len().saturating_sub(scroll);
     let start = end.saturating_sub(height);
@@ -336,6 +361,25 @@ mod tests {
         assert!(!rows.join("").contains("hunter2") && rows[23].starts_with("Password: "));
         screen(&ui, 10, 3);
         screen(&ui, 1, 1);
+    }
+
+    #[test]
+    fn separates_other_days() {
+        let mut ui = Ui::new("s", true, 0);
+        ui.today = day(1_700_000_000_000, 0);
+        ui.push(0, message("bob", "old", 1_699_900_000_000, vec![]));
+        ui.push(0, message("bob", "new", 1_700_000_000_000, vec![]));
+        ui.push(0, message("bob", "newer", 1_700_000_000_000, vec![]));
+        let (rows, _) = screen(&ui, 80, 24);
+        let text = rows.join("\n");
+        let at = rows.iter().position(|r| r.contains("----- 2023-11-13 -----")).expect(&text);
+        assert!(rows[at + 1].contains("bob: old") && rows[at + 2].contains("----- 2023-11-14 -----"), "{text}");
+        assert!(rows[at + 3].contains("bob: new") && rows[at + 4].contains("bob: newer"), "{text}");
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(-1), "1969-12-31");
+        assert_eq!(date(day(1_709_164_800_000, 0)), "2024-02-29");
+        date(i64::MAX);
+        date(i64::MIN);
     }
 
     #[test]

@@ -165,6 +165,8 @@ pub struct Ui {
     pub color: bool,
     /// Local time offset from UTC, seconds (for `HH:MM`).
     pub utc_offset_s: i64,
+    /// Today, in local days since 1970-01-01 (other days get a date line).
+    pub today: i64,
     /// Users whose listed keys changed (their messages are marked).
     pub key_changed: BTreeSet<String>,
     /// Users seen (for `@` completion).
@@ -186,6 +188,7 @@ impl Ui {
             prompt: None,
             color,
             utc_offset_s,
+            today: 0,
             key_changed: BTreeSet::new(),
             users: BTreeSet::new(),
             page: 10,
