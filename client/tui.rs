@@ -14,6 +14,7 @@
 
 mod draw;
 mod editor;
+mod show;
 mod state;
 
 use std::collections::VecDeque;
@@ -31,11 +32,12 @@ use ratatui::Terminal;
 use zeroize::Zeroizing;
 
 use crate::app::{now_ms, App, Flow, Frontend, Report};
-use crate::command::{self, dm_id, Command, ParseError};
+use crate::command::{self, Command, ParseError};
 use crate::conn::Conn;
 use crate::input::Input;
-use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomMessage};
-use state::{Entry, Kind, Link, Mark, Output, Tone, Ui};
+use crate::session::Failure;
+use show::group;
+use state::{Entry, Kind, Link, Output, Tone, Ui};
 
 const HELP: &str = "commands: /register NAME, /login NAME (secrets are asked for, hidden), \
 /create ROOM, /join ROOM, /room ROOM, /query @USER, /who [ROOM], /rooms, /leave [ROOM], /delete ROOM, \
@@ -298,17 +300,7 @@ impl Tui {
             Ok(()) => {
                 let me = self.ui.user.clone();
                 let i = self.ui.current;
-                self.ui.push(
-                    i,
-                    Entry {
-                        ts: Some(now_ms()),
-                        from: me,
-                        text: text.to_string(),
-                        marks: vec![],
-                        tone: Tone::Own,
-                        history: false,
-                    },
-                );
+                self.ui.push(i, own(me, text));
             }
             Err(f) => self.failed(&f),
         }
@@ -347,155 +339,11 @@ impl Tui {
             }
         }
     }
-
-    fn entry(&self, from: &str, text: &str, ts: u64, verified: bool, error: Option<&str>) -> Entry {
-        let mut marks = Vec::new();
-        if !verified {
-            marks.push(Mark::Unverified);
-        }
-        if self.ui.key_changed.contains(from) {
-            marks.push(Mark::KeyChanged);
-        }
-        let text = error.map_or_else(|| text.to_string(), |why| format!("({why})"));
-        Entry { ts: Some(ts), from: Some(from.to_string()), text, marks, tone: Tone::Message, history: false }
-    }
-
-    fn room_message(&mut self, m: RoomMessage) {
-        let mut e = self.entry(&m.from, &m.text, m.ts, m.verified, m.error);
-        if m.replayed {
-            e.marks.push(Mark::Replayed);
-        }
-        e.history = m.history;
-        let i = self.ui.window(Kind::Room(m.room));
-        self.ui.push(i, e);
-    }
-
-    fn dm_message(&mut self, m: DmMessage) {
-        let e = self.entry(&m.from, &m.text, m.ts, m.verified, m.error);
-        let i = self.ui.window(Kind::Dm(m.from));
-        self.ui.push(i, e);
-    }
-
-    fn room_event(&mut self, ev: RoomEvent) {
-        match ev {
-            RoomEvent::Joined { room, members } => {
-                self.ui.users.extend(members.iter().map(|m| m.name.clone()));
-                let i = self.ui.window(Kind::Room(room.clone()));
-                self.ui.switch(i);
-                self.ui.info(i, format!("joined {room}; members: {}", member_list(&members)));
-            }
-            RoomEvent::Message(m) => self.room_message(m),
-            RoomEvent::MemberJoined { room, name } => {
-                let i = self.ui.window(Kind::Room(room));
-                self.ui.info(i, format!("{name} joined"));
-                self.ui.users.insert(name);
-            }
-            RoomEvent::MemberLeft { room, name } => {
-                let i = self.ui.window(Kind::Room(room));
-                self.ui.info(i, format!("{name} left"));
-            }
-            RoomEvent::Rooms(rooms) if rooms.is_empty() => self.ui.say("no rooms"),
-            RoomEvent::Rooms(rooms) => {
-                let list: Vec<String> = rooms.iter().map(|r| format!("{} ({} members)", r.name, r.members)).collect();
-                self.ui.say(format!("rooms: {}", list.join(", ")));
-            }
-            RoomEvent::Who { room, members } => {
-                self.ui.users.extend(members.iter().map(|m| m.name.clone()));
-                self.ui.say(format!("{room}: {}", member_list(&members)));
-            }
-            RoomEvent::Deleted { room } => {
-                let i = self.ui.window(Kind::Room(room.clone()));
-                self.ui.alert(i, format!("room {room} was deleted by its owner"));
-            }
-            RoomEvent::KeyChanged { user } => {
-                self.ui.warn(format!(
-                    "the server now lists other keys for {user}; the first ones stay pinned, and {user}'s messages show [UNVERIFIED]"
-                ));
-                self.ui.key_changed.insert(user);
-            }
-        }
-    }
-
-    fn dm_event(&mut self, ev: DmEvent) {
-        let dm = |ui: &mut Ui, user: &str| ui.window(Kind::Dm(user.to_string()));
-        match ev {
-            DmEvent::Requested { from } => {
-                let i = dm(&mut self.ui, &from);
-                self.ui
-                    .info(i, format!("{from} asks for a direct-message channel: /accept @{from} or /reject @{from}"));
-                self.ui.users.insert(from);
-            }
-            DmEvent::Accepted { with, fingerprint } => {
-                let i = dm(&mut self.ui, &with);
-                self.ui.info(i, format!("direct messages with {with} are open; fingerprint {}", group(&fingerprint)));
-                self.ui.info(i, format!("compare it with {with} out of band (/fingerprint @{with})"));
-                self.ui.users.insert(with);
-            }
-            DmEvent::Rejected { by } => {
-                let i = dm(&mut self.ui, &by);
-                self.ui.alert(i, format!("{by} rejected your direct-message request"));
-            }
-            DmEvent::Message(m) => self.dm_message(m),
-            DmEvent::Sent { id, to, delivered } => {
-                let i = dm(&mut self.ui, &to);
-                let how = if delivered { "delivered" } else { "queued on the server until they come online" };
-                self.ui.info(i, format!("message {} {how}", dm_id(id)));
-            }
-            DmEvent::Pending { id, to } => {
-                let i = dm(&mut self.ui, &to);
-                self.ui.info(i, format!("message {} kept in the outbox until the connection is back", dm_id(id)));
-            }
-            DmEvent::KeyChanged { user } => {
-                let i = dm(&mut self.ui, &user);
-                self.ui.alert(i, format!("the server now lists ANOTHER KEY for {user}: this may be an attack"));
-                self.ui.alert(
-                    i,
-                    format!("messages are refused; compare /fingerprint @{user} out of band, then /trust @{user}"),
-                );
-                self.ui.key_changed.insert(user);
-            }
-            DmEvent::Expired { id } => self.ui.info(0, format!("message {} expired undelivered", dm_id(id))),
-            DmEvent::Contacts(list) if list.is_empty() => self.ui.say("no contacts; /dm @USER asks for one"),
-            DmEvent::Contacts(list) => {
-                for c in list {
-                    let state = if c.trusted { "trusted" } else { "KEY CHANGED: /trust to accept" };
-                    self.ui.say(format!("{}  {}  {state}", c.name, group(&c.fingerprint)));
-                    self.ui.users.insert(c.name);
-                }
-            }
-            DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed } => {
-                self.ui.say(format!("{user}: {}", group(&fingerprint)));
-                self.ui.say(format!("you: {}", group(&mine)));
-                self.ui.say(format!("safety number: {safety_number}"));
-                if let Some(l) = listed {
-                    self.ui.warn(format!("the server now lists another key for {user}: {}", group(&l)));
-                }
-            }
-            DmEvent::History { with, messages } if messages.is_empty() => {
-                self.ui.say(format!("no messages from {with} kept"))
-            }
-            DmEvent::History { messages, .. } => messages.into_iter().for_each(|m| self.dm_message(m)),
-            DmEvent::Ok { cmd: "dm", user } => self.ui.say(format!("asked {user}; you will see when {user} accepts")),
-            DmEvent::Ok { cmd: "reject", user } => self.ui.say(format!("rejected {user}'s request")),
-            DmEvent::Ok { cmd: "trust", user } => {
-                self.ui.say(format!("the key the server lists for {user} is now trusted"));
-                self.ui.key_changed.remove(&user);
-            }
-            DmEvent::Ok { cmd, user } => self.ui.say(format!("{cmd} {user}: ok")),
-        }
-    }
 }
 
-fn member_list(members: &[Member]) -> String {
-    let names: Vec<String> =
-        members.iter().map(|m| if m.online { format!("{} (online)", m.name) } else { m.name.clone() }).collect();
-    names.join(", ")
-}
-
-/// Hex in groups of four, for reading aloud.
-fn group(hex: &str) -> String {
-    let chars: Vec<char> = hex.chars().collect();
-    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(" ")
+/// A line of our own, as sent now.
+fn own(me: Option<String>, text: &str) -> Entry {
+    Entry { ts: Some(now_ms()), from: me, text: text.to_string(), marks: vec![], tone: Tone::Own, history: false }
 }
 
 impl Frontend for Tui {
@@ -583,10 +431,16 @@ impl Frontend for Tui {
                 let started = app.dm_reject(&user);
                 self.show(started);
             }
-            Command::Msg { user, text } => {
-                self.query(&user);
-                self.text(app, &text);
-            }
+            Command::Msg { user, text } => match app.send_dm(&user, &text) {
+                Ok(()) => {
+                    let user = user.strip_prefix('@').unwrap_or(&user);
+                    let user = sotto::account::normalize_username(user).unwrap_or_else(|_| user.to_string());
+                    let i = self.ui.window(Kind::Dm(user));
+                    let me = self.ui.user.clone();
+                    self.ui.push(i, own(me, &text));
+                }
+                Err(f) => self.failed(&f),
+            },
             Command::Contacts => {
                 let started = app.contacts();
                 self.show(started);

@@ -222,8 +222,9 @@ impl Ui {
         if w.lines.len() >= SCROLLBACK {
             w.lines.remove(0);
         }
+        let own = matches!(entry.tone, Tone::Own);
         w.lines.push(entry);
-        if i != current {
+        if i != current && !own {
             w.unread = w.unread.saturating_add(1);
         } else if w.scroll > 0 {
             // Keep the view still while reading back.
