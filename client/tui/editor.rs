@@ -5,6 +5,8 @@
 //! escape sequence typed or pasted can reach another user; the cursor is
 //! always a valid index (0..=len); every edit is total (no panic on any key).
 
+use zeroize::{Zeroize, Zeroizing};
+
 /// Most lines kept in the history.
 const HISTORY: usize = 200;
 
@@ -133,11 +135,11 @@ impl Editor {
         self.buf.is_empty()
     }
 
-    /// Takes the line, adding it to the history when `remember`.
-    pub fn take(&mut self, remember: bool) -> String {
+    /// Takes the line, adding it to the history.
+    pub fn take(&mut self) -> String {
         let line = self.text();
         self.clear();
-        if remember && !line.trim().is_empty() && self.history.last() != Some(&line) {
+        if !line.trim().is_empty() && self.history.last() != Some(&line) {
             if self.history.len() >= HISTORY {
                 self.history.remove(0);
             }
@@ -150,6 +152,14 @@ impl Editor {
         self.buf = s.chars().collect();
         self.cursor = self.buf.len();
         self.completion = None;
+    }
+
+    /// Takes the line as a secret: not remembered, and the buffer wiped.
+    pub fn take_secret(&mut self) -> Zeroizing<String> {
+        let secret = Zeroizing::new(self.buf.iter().collect::<String>());
+        self.buf.zeroize();
+        self.clear();
+        secret
     }
 
     /// The line before in the history.
@@ -270,11 +280,11 @@ mod tests {
     #[test]
     fn walks_the_history_and_keeps_the_draft() {
         let mut e = typed("first");
-        assert_eq!(e.take(true), "first");
+        assert_eq!(e.take(), "first");
         e.paste("second");
-        e.take(true);
+        e.take();
         e.paste("secret");
-        e.take(false);
+        assert_eq!(e.take_secret().as_str(), "secret");
         e.paste("draft");
         e.up();
         assert_eq!(e.text(), "second");

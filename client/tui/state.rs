@@ -293,9 +293,9 @@ impl Ui {
             Action::Complete => {}
             Action::Submit => {
                 if self.prompt.take().is_some() {
-                    return Some(Output::Secret(Zeroizing::new(e.take(false))));
+                    return Some(Output::Secret(e.take_secret()));
                 }
-                let line = e.take(true);
+                let line = e.take();
                 return Some(Output::Line(line));
             }
             Action::PageUp => {
@@ -315,7 +315,7 @@ impl Ui {
             }
             Action::Interrupt if self.prompt.is_some() => {
                 self.prompt = None;
-                e.take(false);
+                e.take_secret();
                 return Some(Output::Cancelled);
             }
             Action::Interrupt => return Some(Output::Quit),
