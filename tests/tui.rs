@@ -251,6 +251,41 @@ fn two_people_chat_edit_lines_see_times_and_unread_counts_and_resize() {
     bob.assert_restored();
 }
 
+#[test]
+fn direct_messages_open_a_window_of_their_own() {
+    let dir = TempDir::new("tui-dm");
+    let server = Server::start(&dir.join("data"));
+    user(&server, &dir, "alice", &[]).finish();
+    user(&server, &dir, "bob", &[]).finish();
+    let mut alice = Tui::start(&server.addr, &dir.join("alice"), 24, 80);
+    alice.login("alice");
+    assert!(!alice.contents().contains(PW) && !alice.contents().contains(WORDS), "secrets are never shown");
+    let mut bob = Tui::start(&server.addr, &dir.join("bob"), 24, 80);
+    bob.login("bob");
+
+    alice.line("/dm @bob");
+    bob.wait_row("the request, in alice's window", |r| r.starts_with("2 @alice 1"));
+    bob.line("/accept @alice");
+    alice.wait_row("the channel opened, in bob's window", |r| r.starts_with("2 @bob 2"));
+
+    alice.line("/query @bob");
+    alice.wait_row("the DM window current", |r| r.contains("| alice | connected | @bob"));
+    alice.wait_for("direct messages with bob are open");
+    alice.line("hello bob");
+    alice.wait_for("alice: hello bob");
+    alice.wait_for("delivered");
+    bob.wait_row("the request, the channel and the message unread", |r| r.starts_with("2 @alice 4"));
+    bob.keys("\u{e}");
+    bob.wait_row("@alice current", |r| r.contains("| bob | connected | @alice"));
+    let row = bob.wait_for("alice: hello bob");
+    assert!(timed(&row, "alice: hello bob"), "{row:?}");
+    // Tab completes the contact's name.
+    bob.keys("/msg @al\t");
+    assert_eq!(bob.input(), "> /msg @alice");
+    bob.line("back to you");
+    alice.wait_for("bob: back to you");
+}
+
 /// The malicious server's touch: every 404 carries the nasty reason.
 fn nasty_reasons(message: &mut [u8]) {
     if wire::header(message).is_ok_and(|h| h.opcode.get() == STAT && h.code.get() == code::NOT_FOUND) {
