@@ -126,6 +126,15 @@ impl Tui {
         self.rows().last().cloned().unwrap_or_default().trim_end().to_string()
     }
 
+    /// Waits until the input line reads `expected`.
+    fn wait_input(&self, expected: &str) {
+        let deadline = Instant::now() + common::WAIT;
+        while self.input() != expected {
+            assert!(Instant::now() < deadline, "input line {:?}, not {expected:?}", self.input());
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
     fn login(&mut self, name: &str) {
         self.wait_for("type /help");
         self.line(&format!("/login {name}"));
@@ -206,7 +215,7 @@ fn two_people_chat_edit_lines_see_times_and_unread_counts_and_resize() {
     bob.keys(LEFT);
     bob.keys(LEFT);
     bob.keys("X");
-    assert_eq!(bob.input(), "> aXbc");
+    bob.wait_input("> aXbc");
     bob.keys("\r");
     let row = alice.wait_for("bob: aXbc");
     assert!(timed(&row, "bob: aXbc"), "HH:MM before the sender: {row:?}");
@@ -216,7 +225,7 @@ fn two_people_chat_edit_lines_see_times_and_unread_counts_and_resize() {
     alice.keys("hal");
     bob.line("ping");
     alice.wait_for("bob: ping");
-    assert_eq!(alice.input(), "> hal");
+    alice.wait_input("> hal");
     alice.keys("lo\r");
     bob.wait_for("alice: hallo");
 
@@ -281,7 +290,7 @@ fn direct_messages_open_a_window_of_their_own() {
     assert!(timed(&row, "alice: hello bob"), "{row:?}");
     // Tab completes the contact's name.
     bob.keys("/msg @al\t");
-    assert_eq!(bob.input(), "> /msg @alice");
+    bob.wait_input("> /msg @alice");
     bob.line("back to you");
     alice.wait_for("bob: back to you");
 }
