@@ -206,7 +206,8 @@ impl Ui {
 
     /// The current window.
     pub fn current(&self) -> &Window {
-        // NOTE(unwrap): `current` is only set to an index of `windows`, which starts with the status window and never shrinks.
+        // NOTE(unwrap): `current` is only set to an index of `windows`, which
+        // starts with the status window and never shrinks.
         self.windows.get(self.current).or(self.windows.first()).expect("the status window is always there")
     }
 
