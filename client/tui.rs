@@ -13,7 +13,6 @@
 //! cannot see.
 
 mod draw;
-mod editor;
 mod show;
 mod state;
 
@@ -516,7 +515,7 @@ impl Frontend for Tui {
     fn readable(&mut self, _input: &mut Input) -> io::Result<()> {
         // Every event ready now: crossterm then holds nothing poll(2) cannot see.
         while crossterm::event::poll(Duration::ZERO)? {
-            let Some(action) = state::action(crossterm::event::read()?) else { continue };
+            let Some(action) = crate::keys::action(crossterm::event::read()?) else { continue };
             let users: Vec<String> = self.ui.users.iter().cloned().collect();
             let rooms: Vec<String> = self
                 .ui

@@ -1,4 +1,5 @@
-//! Full-screen front end: the input line, its history and tab completion.
+//! Front-end layer: the input line of the full-screen client and of plain
+//! mode's line editor, its history and tab completion.
 //!
 //! Invariant: the buffer only ever holds printable characters (no control or
 //! format character, `text::is_unsafe`), whatever keys or paste arrive, so no
