@@ -23,6 +23,7 @@ mod outbox;
 mod pins;
 mod session;
 mod store;
+mod term;
 mod text;
 mod tui;
 mod vault;

@@ -19,13 +19,11 @@ mod state;
 use std::collections::VecDeque;
 use std::io::{self, Stdout};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen, SetTitle};
 use crossterm::{cursor, execute};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use zeroize::Zeroizing;
@@ -72,49 +70,14 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
 
 /// Raw mode, the alternate screen, bracketed paste, and a panic hook that undoes them.
 fn setup() -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        restore();
-        previous(info);
-    }));
-    catch_terminate()?;
+    crate::term::restore_on_panic(restore);
+    crate::term::catch_terminate()?;
     terminal::enable_raw_mode()?;
     execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste)?;
     // Starts crossterm's event source now, with its SIGWINCH handler, so a
     // resize interrupts the driver's poll(2) and the next draw fits the new size.
     crossterm::event::poll(Duration::ZERO)?;
     Terminal::new(CrosstermBackend::new(io::stdout()))
-}
-
-/// The terminating signal caught, or 0.
-static TERMINATED: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_terminate(sig: libc::c_int) {
-    TERMINATED.store(sig, Ordering::SeqCst);
-}
-
-/// SIGTERM, SIGHUP and SIGQUIT end the front end through its error path, so
-/// the terminal is restored (in raw mode the keys send no signal themselves).
-fn catch_terminate() -> io::Result<()> {
-    // No SA_RESTART: the driver's poll(2) returns, and the next draw sees the signal.
-    let action = SigAction::new(SigHandler::Handler(on_terminate), SaFlags::empty(), SigSet::empty());
-    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
-        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
-        unsafe { sigaction(sig, &action) }?;
-    }
-    Ok(())
-}
-
-/// An error once a terminating signal was caught (its reason kept for after the restore).
-fn check_signal(last_error: &mut Option<String>) -> io::Result<()> {
-    match TERMINATED.load(Ordering::SeqCst) {
-        0 => Ok(()),
-        sig => {
-            let why = format!("ended by signal {sig}");
-            *last_error = Some(why.clone());
-            Err(io::Error::other(why))
-        }
-    }
 }
 
 /// Puts the terminal back as it was (safe to call more than once).
@@ -186,7 +149,7 @@ impl Drop for Tui {
 
 impl Tui {
     fn redraw(&mut self) -> io::Result<()> {
-        check_signal(&mut self.last_error)?;
+        crate::term::check_signal(&mut self.last_error)?;
         let ui = &mut self.ui;
         ui.today = draw::day(now_ms(), ui.utc_offset_s);
         let size = self.terminal.size()?;
