@@ -15,6 +15,7 @@ use crate::app::{App, Flow, Frontend, Report};
 use crate::command::{self, dm_id, Command, ParseError};
 use crate::conn::Conn;
 use crate::input::Input;
+use crate::lineedit::LineEdit;
 use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomMessage};
 use crate::text;
 
@@ -62,11 +63,26 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
     out!("sotto {}", sotto::build_info::describe());
     out!("connected to {server}; server key verified (fingerprint {})", crate::conn::server_fingerprint());
     out!("type /help for the list of commands");
-    App::new(conn, server, home, Input::stdin(), timing).run(&mut Interactive {
-        prompted: false,
-        current: None,
-        reconnected: false,
-    })
+    // A line editor when a person types at a terminal; else lines as they come.
+    let line = if terminals() {
+        match LineEdit::start() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                out!("(no line editing: {e})");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut fe = Interactive { prompted: false, current: None, reconnected: false, line };
+    App::new(conn, server, home, Input::stdin(), timing).run(&mut fe)
+}
+
+/// True when standard input and output are both terminals.
+fn terminals() -> bool {
+    use std::io::IsTerminal;
+    io::stdin().is_terminal() && io::stdout().is_terminal()
 }
 
 struct Interactive {
@@ -76,17 +92,32 @@ struct Interactive {
     current: Option<Target>,
     /// The next `Authenticated` is a login again after a lost connection.
     reconnected: bool,
+    /// The line editor, on a terminal.
+    line: Option<LineEdit>,
 }
 
 impl Interactive {
+    /// Asks for a secret without showing it; prints "cancelled" when input
+    /// ended, Ctrl-C or Ctrl-D was typed, or a signal interrupted the prompt.
+    fn ask(&mut self, app: &mut App, prompt: &str) -> io::Result<Option<Zeroizing<String>>> {
+        let answer = match &mut self.line {
+            Some(line) => line.read_secret(prompt)?,
+            None => app.input.read_secret(prompt)?,
+        };
+        if answer.is_none() {
+            out!("\ncancelled");
+        }
+        Ok(answer)
+    }
+
     fn register(&mut self, app: &mut App, name: &str) -> io::Result<()> {
-        let Some(password) = ask(app, "Password: ")? else { return Ok(()) };
-        let Some(repeat) = ask(app, "Repeat password: ")? else { return Ok(()) };
+        let Some(password) = self.ask(app, "Password: ")? else { return Ok(()) };
+        let Some(repeat) = self.ask(app, "Repeat password: ")? else { return Ok(()) };
         if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
             out!("error: the passwords do not match");
             return Ok(());
         }
-        let Some(passphrase) = ask(app, "Passphrase (three words): ")? else { return Ok(()) };
+        let Some(passphrase) = self.ask(app, "Passphrase (three words): ")? else { return Ok(()) };
         out!("generating keys…");
         if let Err(f) = app.register(name, &password, &passphrase) {
             print_failure(&f);
@@ -95,8 +126,8 @@ impl Interactive {
     }
 
     fn login(&mut self, app: &mut App, name: &str) -> io::Result<()> {
-        let Some(password) = ask(app, "Password: ")? else { return Ok(()) };
-        let Some(passphrase) = ask(app, "Passphrase: ")? else { return Ok(()) };
+        let Some(password) = self.ask(app, "Password: ")? else { return Ok(()) };
+        let Some(passphrase) = self.ask(app, "Passphrase: ")? else { return Ok(()) };
         if let Err(f) = app.login(name, &password, &passphrase) {
             print_failure(&f);
         }
@@ -108,7 +139,7 @@ impl Interactive {
             return Ok(());
         }
         let prompt = "Room password (at least 10 characters; Enter alone for four generated words): ";
-        let Some(password) = ask(app, prompt)? else { return Ok(()) };
+        let Some(password) = self.ask(app, prompt)? else { return Ok(()) };
         if password.is_empty() {
             let generated = crate::words::secret(crate::words::ROOM_WORDS);
             out!("the password of {room} is: {}", generated.as_str());
@@ -120,7 +151,7 @@ impl Interactive {
             out!("error: {e}");
             return Ok(());
         }
-        let Some(repeat) = ask(app, "Repeat room password: ")? else { return Ok(()) };
+        let Some(repeat) = self.ask(app, "Repeat room password: ")? else { return Ok(()) };
         if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
             out!("error: the passwords do not match");
             return Ok(());
@@ -138,7 +169,7 @@ impl Interactive {
             show(app.join_room(room, None));
             return Ok(());
         }
-        let Some(password) = ask(app, "Room password: ")? else { return Ok(()) };
+        let Some(password) = self.ask(app, "Room password: ")? else { return Ok(()) };
         show(app.join_room(room, Some(&password)));
         Ok(())
     }
@@ -331,15 +362,6 @@ fn member_list(members: &[Member]) -> String {
     names.join(", ")
 }
 
-/// Asks for a secret; prints "cancelled" when input ended or a signal interrupted the prompt.
-fn ask(app: &mut App, prompt: &str) -> io::Result<Option<Zeroizing<String>>> {
-    let answer = app.input.read_secret(prompt)?;
-    if answer.is_none() {
-        out!("\ncancelled");
-    }
-    Ok(answer)
-}
-
 impl Frontend for Interactive {
     fn command(&mut self, app: &mut App, line: &str) -> io::Result<Flow> {
         self.prompted = false;
@@ -410,7 +432,10 @@ impl Frontend for Interactive {
 
     fn report(&mut self, report: Report) -> io::Result<()> {
         if std::mem::take(&mut self.prompted) {
-            out!();
+            match &mut self.line {
+                Some(line) => line.erase()?,
+                None => out!(),
+            }
         }
         match report {
             Report::Registered { user, key_path, fingerprint } => {
@@ -461,15 +486,39 @@ impl Frontend for Interactive {
     }
 
     fn idle(&mut self) -> io::Result<()> {
+        crate::term::check_signal(&mut None)?;
         if !self.prompted {
             self.prompted = true;
-            match &self.current {
-                Some(target) => print!("[{}]> ", text::neutralise(&target.label())),
-                None => print!("> "),
+            let prompt = match &self.current {
+                Some(target) => format!("[{}]> ", text::neutralise(&target.label())),
+                None => "> ".to_string(),
+            };
+            match &mut self.line {
+                Some(line) => line.draw(&prompt)?,
+                None => {
+                    print!("{prompt}");
+                    io::stdout().flush()?;
+                }
             }
-            io::stdout().flush()?;
         }
         Ok(())
+    }
+
+    fn next_line(&mut self, input: &mut Input) -> Option<Zeroizing<String>> {
+        match &mut self.line {
+            Some(line) => line.next_line(),
+            None => input.next_line(),
+        }
+    }
+
+    fn readable(&mut self, input: &mut Input) -> io::Result<()> {
+        match &mut self.line {
+            Some(line) => {
+                crate::term::check_signal(&mut None)?;
+                line.read_keys()
+            }
+            None => input.fill(),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod interactive;
 mod keyring;
 mod keys;
 mod keystore;
+mod lineedit;
 mod outbox;
 mod pins;
 mod session;
