@@ -1,4 +1,6 @@
-//! Front end for people: a banner, a `> ` prompt, commands, a current room
+//! Front end for people, line by line (`--plain`, or when stdin or stdout is
+//! not a terminal): a banner, a `> ` prompt (with a line editor on a
+//! terminal, `lineedit`), commands (`command`), a current room or contact
 //! for plain lines, and secrets asked for without echo.
 //!
 //! Invariant: passwords, passphrases and room passwords are only read through
