@@ -1,9 +1,10 @@
-//! Front end for people on a terminal, full screen (docs/CLIENT.md
-//! "Full-screen mode"): windows for rooms and contacts with unread counts, a
-//! conversation with times and loud marks, an input line, a status bar.
-//! `state` holds the screen's state and turns keys into actions, `draw`
-//! draws it, `editor` is the input line; this file joins them to the shared
-//! driver (`app`): lines become commands (`command`), reports become lines.
+//! Front end for people on a terminal, full screen (docs/CLIENT.md "Front
+//! ends"): windows for rooms and contacts with unread counts, a conversation
+//! with times and loud marks, an input line, a status bar. `state` holds the
+//! screen's state and applies actions (`keys`) to it and its input line
+//! (`editor`), `draw` draws it, `show` turns reports into lines; this file
+//! joins them to the shared driver (`app`): lines become commands
+//! (`command`).
 //!
 //! Invariant: the terminal is restored however the front end ends: a normal
 //! end, an error, or a panic (a hook restores it before the message is
@@ -105,6 +106,7 @@ enum Purpose {
     Join(String),
 }
 
+/// What is being asked, and the answers so far.
 struct Ask {
     purpose: Purpose,
     answers: Vec<Zeroizing<String>>,
@@ -117,7 +119,7 @@ impl Ask {
             Purpose::Register(_) => &["Password: ", "Repeat password: ", "Passphrase (three words): "],
             Purpose::Login(_) => &["Password: ", "Passphrase: "],
             // Enter alone at the first: generated words, and no repeat.
-            Purpose::Create(_) if self.answers.first().is_some_and(|a| a.is_empty()) => &[""],
+            Purpose::Create(_) if self.answers.first().is_some_and(|a| a.is_empty()) => &[],
             Purpose::Create(_) => &["Room password (Enter alone: four generated words): ", "Repeat room password: "],
             Purpose::Join(_) => &["Room password: "],
         };
@@ -187,7 +189,7 @@ impl Tui {
     fn answer(&mut self, app: &mut App, secret: &str) {
         let Some(mut ask) = self.ask.take() else { return };
         ask.answers.push(Zeroizing::new(secret.to_string()));
-        if let Some(next) = ask.prompt().filter(|p| !p.is_empty()) {
+        if let Some(next) = ask.prompt() {
             self.ui.prompt = Some(next.to_string());
             self.ask = Some(ask);
             return;
@@ -525,7 +527,7 @@ mod tests {
         let mut ask = Ask { purpose: Purpose::Create("r".into()), answers: Vec::new() };
         assert!(ask.prompt().is_some_and(|p| p.starts_with("Room password")));
         ask.answers.push(Zeroizing::new(String::new()));
-        assert_eq!(ask.prompt().filter(|p| !p.is_empty()), None, "Enter alone: generated, no repeat");
+        assert_eq!(ask.prompt(), None, "Enter alone: generated, no repeat");
     }
 
     #[test]
