@@ -125,6 +125,36 @@ impl Ask {
         };
         prompts.get(self.answers.len()).copied()
     }
+
+    /// Checks the last answer; when it is refused, drops it (both, for a
+    /// repeat that does not match) and says why.
+    fn check(&mut self) -> Option<String> {
+        let same = |a: &[Zeroizing<String>]| match a {
+            [first, repeat] => sotto::crypto::ct_eq(first.as_bytes(), repeat.as_bytes()),
+            _ => true,
+        };
+        let answers = self.answers.as_slice();
+        let refused = |e: String| Some((e, false));
+        let mismatch = Some(("the passwords do not match".to_string(), true));
+        let (why, both) = match (&self.purpose, answers) {
+            (Purpose::Register(_), [password]) => refused(sotto::account::check_password(password).err()?.to_string()),
+            (Purpose::Register(_), [_, _]) if !same(answers) => mismatch,
+            (Purpose::Register(_), [_, _, phrase]) => {
+                refused(sotto::account::normalize_passphrase(phrase).err()?.to_string())
+            }
+            (Purpose::Create(_), [password]) if !password.is_empty() => {
+                refused(sotto::room::check_password(password).err()?.to_string())
+            }
+            (Purpose::Create(_), [_, _]) if !same(answers) => mismatch,
+            _ => None,
+        }?;
+        if both {
+            self.answers.clear();
+        } else {
+            self.answers.pop();
+        }
+        Some(why)
+    }
 }
 
 struct Tui {
@@ -189,6 +219,10 @@ impl Tui {
     fn answer(&mut self, app: &mut App, secret: &str) {
         let Some(mut ask) = self.ask.take() else { return };
         ask.answers.push(Zeroizing::new(secret.to_string()));
+        // What can be checked is checked at once, and only that answer asked again.
+        if let Some(why) = ask.check() {
+            self.ui.warn(format!("{why}; again"));
+        }
         if let Some(next) = ask.prompt() {
             self.ui.prompt = Some(next.to_string());
             self.ask = Some(ask);
@@ -196,9 +230,6 @@ impl Tui {
         }
         let a = |i: usize| ask.answers.get(i).map_or("", |s| s.as_str());
         let started = match &ask.purpose {
-            Purpose::Register(_) if !sotto::crypto::ct_eq(a(0).as_bytes(), a(1).as_bytes()) => {
-                Err(Failure::new("register", 0, "the passwords do not match"))
-            }
             Purpose::Register(name) => {
                 self.ui.say("generating keys…");
                 app.register(name, a(0), a(2))
@@ -210,13 +241,7 @@ impl Tui {
                 self.ui.say("give it to its members out of band; it is not shown again");
                 app.create_room(room, &generated)
             }
-            Purpose::Create(_) if !sotto::crypto::ct_eq(a(0).as_bytes(), a(1).as_bytes()) => {
-                Err(Failure::new("create", 0, "the passwords do not match"))
-            }
-            Purpose::Create(room) => match sotto::room::check_password(a(0)) {
-                Ok(()) => app.create_room(room, a(0)),
-                Err(e) => Err(Failure::new("create", 0, e.to_string())),
-            },
+            Purpose::Create(room) => app.create_room(room, a(0)),
             Purpose::Join(room) => app.join_room(room, Some(a(0))),
         };
         self.show(started);
@@ -338,6 +363,14 @@ impl Frontend for Tui {
             }
             Command::Create { password: Some(_), .. } | Command::Join { password: Some(_), .. } => {
                 self.ui.warn("type only the room: its password is asked for, hidden")
+            }
+            // The name's format is checked before any prompt.
+            Command::Register { name, creds: None } | Command::Login { name, creds: None }
+                if sotto::account::normalize_username(&name).is_err() =>
+            {
+                if let Err(e) = sotto::account::normalize_username(&name) {
+                    self.ui.warn(format!("error: {e}"));
+                }
             }
             Command::Register { name, creds: None } => self.ask(Purpose::Register(name)),
             Command::Login { name, creds: None } => self.ask(Purpose::Login(name)),
@@ -528,6 +561,29 @@ mod tests {
         assert!(ask.prompt().is_some_and(|p| p.starts_with("Room password")));
         ask.answers.push(Zeroizing::new(String::new()));
         assert_eq!(ask.prompt(), None, "Enter alone: generated, no repeat");
+    }
+
+    #[test]
+    fn asks_a_refused_answer_again_at_once() {
+        let answer = |ask: &mut Ask, s: &str| {
+            ask.answers.push(Zeroizing::new(s.into()));
+            ask.check()
+        };
+        let mut ask = Ask { purpose: Purpose::Register("a".into()), answers: Vec::new() };
+        assert!(answer(&mut ask, "short").is_some());
+        assert_eq!(ask.prompt(), Some("Password: "));
+        assert!(answer(&mut ask, "password123").is_none());
+        assert!(answer(&mut ask, "password124").is_some_and(|w| w.contains("do not match")));
+        assert_eq!(ask.prompt(), Some("Password: "), "a mismatch asks for both again");
+        assert!(answer(&mut ask, "password123").is_none() && answer(&mut ask, "password123").is_none());
+        assert!(answer(&mut ask, "two words").is_some());
+        assert_eq!(ask.prompt(), Some("Passphrase (three words): "));
+        assert!(answer(&mut ask, "red green blue").is_none());
+        assert_eq!(ask.prompt(), None);
+        let mut ask = Ask { purpose: Purpose::Create("r".into()), answers: Vec::new() };
+        assert!(answer(&mut ask, "short").is_some());
+        assert!(answer(&mut ask, "").is_none(), "Enter alone: generated");
+        assert_eq!(ask.prompt(), None);
     }
 
     #[test]

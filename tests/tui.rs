@@ -295,6 +295,47 @@ fn direct_messages_open_a_window_of_their_own() {
     alice.wait_for("bob: back to you");
 }
 
+#[test]
+fn registers_and_logs_in_with_hidden_prompts() {
+    let dir = TempDir::new("tui-register");
+    let server = Server::start(&dir.join("data"));
+    let mut carol = Tui::start(&server.addr, &dir.join("carol"), 24, 80);
+    carol.wait_for("type /help");
+    carol.line("/register no way");
+    carol.wait_for("wrong arguments for /register");
+    carol.line("/register x");
+    carol.wait_row("the name refused before any prompt", |r| r.contains("!! error:"));
+    assert!(!carol.contents().contains("Password:"));
+    carol.line("/register carol");
+    carol.wait_for("Password: ");
+    carol.line(PW);
+    carol.wait_for("Repeat password: ");
+    carol.line("not the same");
+    // A mismatch, or a password too short, is asked again at once.
+    carol.wait_for("the passwords do not match; again");
+    carol.wait_for("Password: ");
+    carol.line("short");
+    carol.wait_row("the length refused", |r| r.contains("!! ") && r.contains("; again") && !r.contains("match"));
+    carol.wait_for("Password: ");
+    carol.line(PW);
+    carol.wait_for("Repeat password: ");
+    carol.line(PW);
+    carol.wait_for("Passphrase (three words): ");
+    carol.line(WORDS);
+    carol.wait_for("registered carol");
+    carol.login("carol");
+    carol.wait_row("the status bar", |r| r.contains("| carol | connected | status"));
+    let seen = carol.contents();
+    assert!(!seen.contains(PW) && !seen.contains(WORDS) && !seen.contains("not the same"), "{seen}");
+    // Up walks the history, which holds no secret.
+    carol.keys("\u{1b}[A");
+    carol.wait_input("> /login carol");
+    carol.keys("\u{1b}[A");
+    carol.wait_input("> /register carol");
+    carol.keys("\u{1b}[A");
+    carol.wait_input("> /register x");
+}
+
 /// The malicious server's touch: every 404 carries the nasty reason.
 fn nasty_reasons(message: &mut [u8]) {
     if wire::header(message).is_ok_and(|h| h.opcode.get() == STAT && h.code.get() == code::NOT_FOUND) {
