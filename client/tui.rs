@@ -20,6 +20,7 @@ mod state;
 use std::collections::VecDeque;
 use std::io::{self, Stdout};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
@@ -73,6 +74,7 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
 fn setup() -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
     crate::term::restore_on_panic(restore);
     crate::term::catch_terminate()?;
+    TAKEN.store(true, Ordering::SeqCst);
     terminal::enable_raw_mode()?;
     execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste)?;
     // Starts crossterm's event source now, with its SIGWINCH handler, so a
@@ -81,8 +83,14 @@ fn setup() -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
     Terminal::new(CrosstermBackend::new(io::stdout()))
 }
 
-/// Puts the terminal back as it was (safe to call more than once).
+/// Whether the terminal is taken over (raw mode, alternate screen).
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Puts the terminal back as it was (once, however many paths call it).
 fn restore() {
+    if !TAKEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let _ = execute!(io::stdout(), DisableBracketedPaste, LeaveAlternateScreen, cursor::Show);
     let _ = terminal::disable_raw_mode();
 }

@@ -336,6 +336,22 @@ fn registers_and_logs_in_with_hidden_prompts() {
     carol.wait_input("> /register x");
 }
 
+#[test]
+fn a_connection_lost_before_login_ends_it_with_the_terminal_restored_and_the_reason_shown() {
+    let dir = TempDir::new("tui-lost");
+    let server = Server::start(&dir.join("data"));
+    let mut tui = Tui::start(&server.addr, &dir.join("x"), 24, 80);
+    tui.wait_for("type /help");
+    server.kill9();
+    let status = common::wait_child(&mut tui.child);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    tui.assert_restored();
+    let raw = tui.raw.lock().unwrap().clone();
+    let text = String::from_utf8_lossy(&raw);
+    let after = text.rsplit("\u{1b}[?1049l").next().unwrap_or_default();
+    assert!(after.contains("sotto: "), "the reason, after the screen was restored: {after:?}");
+}
+
 /// The malicious server's touch: every 404 carries the nasty reason.
 fn nasty_reasons(message: &mut [u8]) {
     if wire::header(message).is_ok_and(|h| h.opcode.get() == STAT && h.code.get() == code::NOT_FOUND) {
