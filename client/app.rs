@@ -116,6 +116,15 @@ pub trait Frontend {
     fn report(&mut self, report: Report) -> io::Result<()>;
     /// Called before waiting while nothing is in flight (a prompt, for people).
     fn idle(&mut self) -> io::Result<()>;
+    /// The next input line, if one is complete (default: a line of standard input).
+    fn next_line(&mut self, input: &mut Input) -> Option<Zeroizing<String>> {
+        input.next_line()
+    }
+    /// Standard input is readable (default: read it into `input`; the
+    /// full-screen front end reads key events instead).
+    fn readable(&mut self, input: &mut Input) -> io::Result<()> {
+        input.fill()
+    }
 }
 
 /// The connection, the protocol session and local state of one run.
@@ -296,7 +305,7 @@ impl App {
                 return Ok(code);
             }
             while !self.session.busy() {
-                let Some(line) = self.input.next_line() else { break };
+                let Some(line) = fe.next_line(&mut self.input) else { break };
                 if let Flow::Quit = fe.command(self, &line)? {
                     fe.report(Report::Bye)?;
                     return Ok(0);
@@ -322,7 +331,7 @@ impl App {
                 }
             }
             if stdin_ready {
-                self.input.fill()?;
+                fe.readable(&mut self.input)?;
             }
             self.reconnect(fe)?;
             if let Some(code) = self.heartbeat(fe)? {

@@ -8,13 +8,12 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use zeroize::Zeroizing;
-
 use crate::app::{App, Flow, Frontend, Report};
+use crate::command::{self, Command, ParseError};
 use crate::conn::Conn;
+use crate::event::Event;
 use crate::input::Input;
-use crate::json::Object;
-use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomInfo};
+use crate::session::{DmEvent, Failure, RoomEvent};
 
 const REGISTER_USAGE: &str = "usage: /register NAME PASSWORD WORD1 WORD2 WORD3";
 const LOGIN_USAGE: &str = "usage: /login NAME PASSWORD WORD1 WORD2 WORD3";
@@ -27,163 +26,45 @@ const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login 
 /dm @USER; /accept @USER; /reject @USER; /msg @USER TEXT; /contacts; /fingerprint @USER; /trust @USER; \
 /history @USER; /help; /quit";
 
-/// One parsed batch command.
-pub enum Command {
-    /// `/register NAME PASSWORD W1 W2 W3`.
-    Register {
-        /// User name as typed.
-        name: String,
-        /// Password.
-        password: Zeroizing<String>,
-        /// The three words joined by spaces.
-        passphrase: Zeroizing<String>,
-    },
-    /// `/login NAME PASSWORD W1 W2 W3`.
-    Login {
-        /// User name as typed.
-        name: String,
-        /// Password.
-        password: Zeroizing<String>,
-        /// The three words joined by spaces.
-        passphrase: Zeroizing<String>,
-    },
-    /// `/create ROOM`: a generated password of four words, printed once.
-    Generate(String),
-    /// `/create ROOM PASSWORD`.
-    Create {
-        /// Room name as typed.
-        room: String,
-        /// Room password.
-        password: Zeroizing<String>,
-    },
-    /// `/join ROOM [PASSWORD]`.
-    Join {
-        /// Room name as typed.
-        room: String,
-        /// Room password; `None` to use the stored room key.
-        password: Option<Zeroizing<String>>,
-    },
-    /// `/say ROOM TEXT`.
-    Say {
-        /// Room name as typed.
-        room: String,
-        /// The rest of the line.
-        text: String,
-    },
-    /// `/leave ROOM`.
-    Leave(String),
-    /// `/rooms`.
-    Rooms,
-    /// `/who ROOM`.
-    Who(String),
-    /// `/delete ROOM`.
-    Delete(String),
-    /// `/dm @USER`.
-    Dm(String),
-    /// `/accept @USER`.
-    Accept(String),
-    /// `/reject @USER`.
-    Reject(String),
-    /// `/msg @USER TEXT`.
-    Msg {
-        /// User name as typed (with or without `@`).
-        user: String,
-        /// The rest of the line.
-        text: String,
-    },
-    /// `/contacts`.
-    Contacts,
-    /// `/fingerprint @USER`.
-    Fingerprint(String),
-    /// `/trust @USER`.
-    Trust(String),
-    /// `/history @USER`.
-    History(String),
-    /// `/help`.
-    Help,
-    /// `/quit`.
-    Quit,
-}
-
-/// The first whitespace-separated word of `s` and the rest after the whitespace that follows it.
-pub fn split_word(s: &str) -> (&str, &str) {
-    let s = s.trim_start();
-    match s.find(char::is_whitespace) {
-        Some(i) => {
-            let (word, rest) = s.split_at(i);
-            (word, rest.trim_start())
-        }
-        None => (s, ""),
+/// The usage line batch mode gives for a command with the wrong arguments.
+fn usage(cmd: &str) -> String {
+    match cmd {
+        "register" => REGISTER_USAGE.to_string(),
+        "login" => LOGIN_USAGE.to_string(),
+        "create" => CREATE_USAGE.to_string(),
+        "join" => JOIN_USAGE.to_string(),
+        "say" => SAY_USAGE.to_string(),
+        "msg" => MSG_USAGE.to_string(),
+        "leave" | "who" | "delete" => format!("usage: /{cmd} ROOM"),
+        "dm" | "accept" | "reject" | "fingerprint" | "trust" | "history" => format!("usage: /{cmd} @USER"),
+        _ => format!("usage: /{cmd}"),
     }
 }
 
-/// Parses a line; `Ok(None)` for a blank line. Errors carry code 400.
-pub fn parse(line: &str) -> Result<Option<Command>, Failure> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let Some((&first, args)) = words.split_first() else { return Ok(None) };
-    let Some(cmd) = first.strip_prefix('/') else {
+/// Parses a line with the shared grammar (`command`), keeping what batch
+/// mode requires: secrets on the line, a room for `/who` and `/leave`; no
+/// `/room` or `/query` (there is no window). Errors carry code 400.
+fn parse(line: &str) -> Result<Option<Command>, Failure> {
+    let unknown = |cmd: &str| Failure::new(cmd, 400, format!("unknown command /{cmd}; see /help"));
+    match command::parse(line) {
         // Not echoed back: a stray line could be a secret.
-        return Err(Failure::new("", 400, "not a command: commands start with '/'; see /help"));
-    };
-    let creds = |usage: &str| match args {
-        [name, password, w1, w2, w3] => {
-            Ok((name.to_string(), Zeroizing::new(password.to_string()), Zeroizing::new(format!("{w1} {w2} {w3}"))))
-        }
-        _ => Err(Failure::new(cmd, 400, usage)),
-    };
-    match (cmd, args) {
-        ("register", _) => creds(REGISTER_USAGE)
-            .map(|(name, password, passphrase)| Some(Command::Register { name, password, passphrase })),
-        ("login", _) => {
-            creds(LOGIN_USAGE).map(|(name, password, passphrase)| Some(Command::Login { name, password, passphrase }))
-        }
-        ("create", [room, password]) => {
-            Ok(Some(Command::Create { room: room.to_string(), password: Zeroizing::new(password.to_string()) }))
-        }
-        ("create", [room]) => Ok(Some(Command::Generate(room.to_string()))),
-        ("create", _) => Err(Failure::new(cmd, 400, CREATE_USAGE)),
-        ("join", [room]) => Ok(Some(Command::Join { room: room.to_string(), password: None })),
-        ("join", [room, password]) => {
-            Ok(Some(Command::Join { room: room.to_string(), password: Some(Zeroizing::new(password.to_string())) }))
-        }
-        ("join", _) => Err(Failure::new(cmd, 400, JOIN_USAGE)),
-        ("say", [_, _, ..]) => {
-            // TEXT is the rest of the line, its inner spacing kept.
-            let (room, text) = split_word(split_word(line).1);
-            Ok(Some(Command::Say { room: room.to_string(), text: text.to_string() }))
-        }
-        ("say", _) => Err(Failure::new(cmd, 400, SAY_USAGE)),
-        ("leave", [room]) => Ok(Some(Command::Leave(room.to_string()))),
-        ("who", [room]) => Ok(Some(Command::Who(room.to_string()))),
-        ("delete", [room]) => Ok(Some(Command::Delete(room.to_string()))),
-        ("leave" | "who" | "delete", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd} ROOM"))),
-        ("dm", [user]) => Ok(Some(Command::Dm(user.to_string()))),
-        ("accept", [user]) => Ok(Some(Command::Accept(user.to_string()))),
-        ("reject", [user]) => Ok(Some(Command::Reject(user.to_string()))),
-        ("fingerprint", [user]) => Ok(Some(Command::Fingerprint(user.to_string()))),
-        ("trust", [user]) => Ok(Some(Command::Trust(user.to_string()))),
-        ("history", [user]) => Ok(Some(Command::History(user.to_string()))),
-        ("dm" | "accept" | "reject" | "fingerprint" | "trust" | "history", _) => {
-            Err(Failure::new(cmd, 400, format!("usage: /{cmd} @USER")))
-        }
-        ("msg", [_, _, ..]) => {
-            // TEXT is the rest of the line, its inner spacing kept.
-            let (user, text) = split_word(split_word(line).1);
-            Ok(Some(Command::Msg { user: user.to_string(), text: text.to_string() }))
-        }
-        ("msg", _) => Err(Failure::new(cmd, 400, MSG_USAGE)),
-        ("contacts", []) => Ok(Some(Command::Contacts)),
-        ("rooms", []) => Ok(Some(Command::Rooms)),
-        ("help", []) => Ok(Some(Command::Help)),
-        ("quit", []) => Ok(Some(Command::Quit)),
-        ("help" | "quit" | "rooms" | "contacts", _) => Err(Failure::new(cmd, 400, format!("usage: /{cmd}"))),
-        _ => Err(Failure::new(cmd, 400, format!("unknown command /{cmd}; see /help"))),
+        Ok(Some(Command::Text(_))) => Err(Failure::new("", 400, "not a command: commands start with '/'; see /help")),
+        Ok(Some(Command::Register { creds: None, .. })) => Err(Failure::new("register", 400, REGISTER_USAGE)),
+        Ok(Some(Command::Login { creds: None, .. })) => Err(Failure::new("login", 400, LOGIN_USAGE)),
+        Ok(Some(Command::Who(None))) => Err(Failure::new("who", 400, usage("who"))),
+        Ok(Some(Command::Leave(None))) => Err(Failure::new("leave", 400, usage("leave"))),
+        Ok(Some(Command::Room(_))) => Err(unknown("room")),
+        Ok(Some(Command::Query(_))) => Err(unknown("query")),
+        Ok(other) => Ok(other),
+        Err(ParseError::Usage(cmd)) if cmd == "room" || cmd == "query" => Err(unknown(&cmd)),
+        Err(ParseError::Usage(cmd)) => Err(Failure::new(&cmd, 400, usage(&cmd))),
+        Err(ParseError::Unknown(cmd)) => Err(unknown(&cmd)),
     }
 }
 
 /// Runs batch mode on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
-    if emit(&Object::new("connected").str("server", server).finish()).is_err() {
+    if emit(&Event::Connected { server }.line()).is_err() {
         return 1;
     }
     App::new(conn, server, home, Input::stdin(), timing).run(&mut Batch)
@@ -203,22 +84,20 @@ impl Frontend for Batch {
         let started = match parse(line) {
             Ok(None) => Ok(()),
             Ok(Some(Command::Quit)) => return Ok(Flow::Quit),
-            Ok(Some(Command::Help)) => {
-                return emit(&Object::new("help").str("message", HELP).finish()).map(|()| Flow::Continue)
-            }
-            Ok(Some(Command::Register { name, password, passphrase })) => app.register(&name, &password, &passphrase),
-            Ok(Some(Command::Login { name, password, passphrase })) => app.login(&name, &password, &passphrase),
-            Ok(Some(Command::Create { room, password })) => app.create_room(&room, &password),
-            Ok(Some(Command::Generate(room))) => {
+            Ok(Some(Command::Help)) => return emit(&Event::Help { message: HELP }.line()).map(|()| Flow::Continue),
+            Ok(Some(Command::Register { name, creds: Some(c) })) => app.register(&name, &c.password, &c.passphrase),
+            Ok(Some(Command::Login { name, creds: Some(c) })) => app.login(&name, &c.password, &c.passphrase),
+            Ok(Some(Command::Create { room, password: Some(password) })) => app.create_room(&room, &password),
+            Ok(Some(Command::Create { room, password: None })) => {
                 let password = crate::words::secret(crate::words::ROOM_WORDS);
-                emit(&Object::new("generated").str("room", &room).str("password", &password).finish())?;
+                emit(&Event::Generated { room: &room, password: &password }.line())?;
                 app.create_room(&room, &password)
             }
             Ok(Some(Command::Join { room, password })) => app.join_room(&room, password.as_deref().map(String::as_str)),
             Ok(Some(Command::Say { room, text })) => app.say(&room, &text),
-            Ok(Some(Command::Leave(room))) => app.leave_room(&room),
+            Ok(Some(Command::Leave(Some(room)))) => app.leave_room(&room),
             Ok(Some(Command::Rooms)) => app.list_rooms(),
-            Ok(Some(Command::Who(room))) => app.who_room(&room),
+            Ok(Some(Command::Who(Some(room)))) => app.who_room(&room),
             Ok(Some(Command::Delete(room))) => app.delete_room(&room),
             Ok(Some(Command::Dm(user))) => app.dm_request(&user),
             Ok(Some(Command::Accept(user))) => app.dm_accept(&user),
@@ -228,6 +107,16 @@ impl Frontend for Batch {
             Ok(Some(Command::Fingerprint(user))) => app.fingerprint(&user),
             Ok(Some(Command::Trust(user))) => app.trust(&user),
             Ok(Some(Command::History(user))) => app.history(&user),
+            // Refused by `parse` above.
+            Ok(Some(
+                Command::Register { creds: None, .. }
+                | Command::Login { creds: None, .. }
+                | Command::Who(None)
+                | Command::Leave(None)
+                | Command::Room(_)
+                | Command::Query(_)
+                | Command::Text(_),
+            )) => Ok(()),
             Err(f) => Err(f),
         };
         match started {
@@ -238,17 +127,17 @@ impl Frontend for Batch {
 
     fn report(&mut self, report: Report) -> io::Result<()> {
         let line = match report {
-            Report::Registered { .. } => Object::new("ok").str("cmd", "register").finish(),
+            Report::Registered { .. } => Event::Ok { cmd: "register" }.line(),
             Report::Authenticated { user, uid, .. } => {
-                Object::new("authenticated").str("user", &user).str("uid", &format!("{uid:016x}")).finish()
+                Event::Authenticated { user: &user, uid: format!("{uid:016x}") }.line()
             }
-            Report::Done { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
+            Report::Done { cmd, .. } => Event::Ok { cmd }.line(),
             Report::Room(ev) => room_line(ev),
             Report::Dm(ev) => dm_line(ev),
-            Report::Disconnected(why) => Object::new("disconnected").str("message", &why).finish(),
-            Report::Reconnected => Object::new("reconnected").finish(),
+            Report::Disconnected(why) => Event::Disconnected { message: &why }.line(),
+            Report::Reconnected => Event::Reconnected.line(),
             Report::Failed(f) => error_line(&f),
-            Report::Warning(w) => Object::new("warning").str("message", &w).finish(),
+            Report::Warning(w) => Event::Warning { message: &w }.line(),
             Report::Notice(n) => {
                 eprintln!("sotto: {}", crate::text::neutralise(&n));
                 return Ok(());
@@ -257,7 +146,7 @@ impl Frontend for Batch {
                 eprintln!("sotto: {}", crate::text::neutralise(&why));
                 error_line(&Failure::new("connection", 0, why))
             }
-            Report::Bye => Object::new("bye").finish(),
+            Report::Bye => Event::Bye.line(),
         };
         emit(&line)
     }
@@ -269,127 +158,16 @@ impl Frontend for Batch {
 
 /// The batch line of a room event (docs/CLIENT.md "Events").
 fn room_line(ev: RoomEvent) -> String {
-    let members = |members: Vec<Member>| {
-        members.into_iter().map(|m| Object::bare().str("name", &m.name).bool("online", m.online)).collect::<Vec<_>>()
-    };
-    match ev {
-        RoomEvent::Waiting { room, queued } => {
-            Object::new("pending").str("cmd", "say").str("room", &room).num("queued", queued as u64).finish()
-        }
-        RoomEvent::Joined { room, members: m } => {
-            Object::new("joined").str("room", &room).list("members", members(m)).finish()
-        }
-        RoomEvent::Message(m) => {
-            let o = Object::new("room_message")
-                .str("room", &m.room)
-                .str("from", &m.from)
-                .str("text", &m.text)
-                .num("ts", m.ts)
-                .bool("verified", m.verified)
-                .bool("history", m.history)
-                .bool("replayed", m.replayed);
-            match m.error {
-                Some(e) => o.str("error", e).finish(),
-                None => o.finish(),
-            }
-        }
-        RoomEvent::MemberJoined { room, name } => {
-            Object::new("member_joined").str("room", &room).str("name", &name).finish()
-        }
-        RoomEvent::MemberLeft { room, name } => {
-            Object::new("member_left").str("room", &room).str("name", &name).finish()
-        }
-        RoomEvent::Rooms(rooms) => {
-            let rooms = rooms
-                .into_iter()
-                .map(|r: RoomInfo| Object::bare().str("name", &r.name).num("members", u64::from(r.members)));
-            Object::new("rooms").list("rooms", rooms).finish()
-        }
-        RoomEvent::Who { room, members: m } => {
-            Object::new("who").str("room", &room).list("members", members(m)).finish()
-        }
-        RoomEvent::Deleted { room } => Object::new("room_deleted").str("room", &room).finish(),
-        RoomEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
-    }
-}
-
-/// A message id as shown: 16 lowercase hex digits.
-pub fn dm_id(id: u64) -> String {
-    format!("{id:016x}")
+    Event::room(&ev).line()
 }
 
 /// The batch line of a direct-message event (docs/CLIENT.md "Events").
 fn dm_line(ev: DmEvent) -> String {
-    match ev {
-        DmEvent::Requested { from } => Object::new("dm_request").str("from", &from).finish(),
-        DmEvent::Accepted { with, fingerprint } => {
-            Object::new("dm_accepted").str("with", &with).str("fingerprint", &fingerprint).finish()
-        }
-        DmEvent::Rejected { by } => Object::new("dm_rejected").str("by", &by).finish(),
-        DmEvent::Message(m) => {
-            let o = Object::new("dm")
-                .str("from", &m.from)
-                .str("id", &dm_id(m.id))
-                .str("text", &m.text)
-                .num("ts", m.ts)
-                .bool("verified", m.verified);
-            match m.error {
-                Some(e) => o.str("error", e).finish(),
-                None => o.finish(),
-            }
-        }
-        DmEvent::Sent { id, to, delivered } => Object::new("sent")
-            .str("id", &dm_id(id))
-            .str("to", &to)
-            .str("status", if delivered { "delivered" } else { "queued" })
-            .finish(),
-        DmEvent::Pending { id, to } => Object::new("pending").str("id", &dm_id(id)).str("to", &to).finish(),
-        DmEvent::KeyChanged { user } => Object::new("key_changed").str("user", &user).finish(),
-        DmEvent::Expired { id } => Object::new("expired").str("id", &dm_id(id)).finish(),
-        DmEvent::Delivered { id, to } => Object::new("delivered").str("id", &dm_id(id)).str("to", &to).finish(),
-        DmEvent::Contacts { contacts, sent, received } => {
-            let list = contacts.into_iter().map(|c| {
-                Object::bare().str("name", &c.name).str("fingerprint", &c.fingerprint).bool("trusted", c.trusted)
-            });
-            let names = |v: Vec<String>| v.into_iter().map(|n| Object::bare().str("name", &n)).collect::<Vec<_>>();
-            Object::new("contacts")
-                .list("contacts", list)
-                .list("requests_sent", names(sent))
-                .list("requests_received", names(received))
-                .finish()
-        }
-        DmEvent::Fingerprint { user, fingerprint, mine, safety_number, listed } => {
-            let o = Object::new("fingerprint")
-                .str("user", &user)
-                .str("fingerprint", &fingerprint)
-                .str("mine", &mine)
-                .str("safety_number", &safety_number);
-            match listed {
-                Some(l) => o.str("listed", &l).finish(),
-                None => o.finish(),
-            }
-        }
-        DmEvent::History { with, messages } => {
-            let messages = messages.into_iter().map(|m: DmMessage| {
-                Object::bare()
-                    .str("id", &dm_id(m.id))
-                    .str("from", &m.from)
-                    .str("text", &m.text)
-                    .num("ts", m.ts)
-                    .bool("verified", m.verified)
-            });
-            Object::new("history").str("with", &with).list("messages", messages).finish()
-        }
-        DmEvent::Ok { cmd, .. } => Object::new("ok").str("cmd", cmd).finish(),
-    }
+    Event::dm(&ev).line()
 }
 
 fn error_line(f: &Failure) -> String {
-    let o = Object::new("error").str("cmd", &f.cmd).num("code", u64::from(f.code)).str("message", &f.message);
-    match f.retry_after_ms {
-        0 => o.finish(),
-        ms => o.num("retry_after_ms", u64::from(ms)).finish(),
-    }
+    Event::error(f).line()
 }
 
 /// Writes one line to stdout and flushes it.
@@ -403,6 +181,8 @@ fn emit(line: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::ContactInfo;
+    use crate::session::{DmMessage, Member, RoomInfo};
 
     fn err(line: &str) -> Failure {
         match parse(line) {
@@ -414,9 +194,9 @@ mod tests {
     #[test]
     fn parses_commands_with_their_arguments() {
         match parse("  /login alice password123 red green  blue ") {
-            Ok(Some(Command::Login { name, password, passphrase })) => {
+            Ok(Some(Command::Login { name, creds: Some(c) })) => {
                 assert_eq!(
-                    (name.as_str(), password.as_str(), passphrase.as_str()),
+                    (name.as_str(), c.password.as_str(), c.passphrase.as_str()),
                     ("alice", "password123", "red green blue")
                 );
             }
@@ -430,12 +210,14 @@ mod tests {
             }
             _ => panic!("expected say"),
         }
-        assert!(matches!(parse("/create lobby pw"), Ok(Some(Command::Create { .. }))));
-        assert!(matches!(parse("/create lobby"), Ok(Some(Command::Generate(r))) if r == "lobby"));
+        assert!(matches!(parse("/create lobby pw"), Ok(Some(Command::Create { password: Some(_), .. }))));
+        assert!(
+            matches!(parse("/create lobby"), Ok(Some(Command::Create { room, password: None })) if room == "lobby")
+        );
         assert!(matches!(parse("/join lobby"), Ok(Some(Command::Join { password: None, .. }))));
         assert!(matches!(parse("/join lobby pw"), Ok(Some(Command::Join { password: Some(_), .. }))));
-        assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(r))) if r == "lobby"));
-        assert!(matches!(parse("/who lobby"), Ok(Some(Command::Who(_)))));
+        assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(Some(r)))) if r == "lobby"));
+        assert!(matches!(parse("/who lobby"), Ok(Some(Command::Who(Some(_))))));
         assert!(matches!(parse("/delete lobby"), Ok(Some(Command::Delete(_)))));
         assert!(matches!(parse("/rooms"), Ok(Some(Command::Rooms))));
         assert!(matches!(parse("/help"), Ok(Some(Command::Help))));
@@ -460,11 +242,16 @@ mod tests {
             ("/who a b", "who"),
             ("/delete", "delete"),
             ("/rooms x", "rooms"),
+            ("/who", "who"),
+            ("/leave", "leave"),
+            ("/login alice", "login"),
         ] {
             let f = err(line);
             assert_eq!((f.cmd.as_str(), f.code), (cmd, 400), "{line}");
             assert!(f.message.starts_with("usage: /"), "{line}: {}", f.message);
         }
+        let f = err("/room lobby");
+        assert_eq!((f.cmd.as_str(), f.message.as_str()), ("room", "unknown command /room; see /help"));
         let f = err("hunter2hunter2");
         assert!(f.cmd.is_empty() && !f.message.contains("hunter2"));
     }
@@ -525,6 +312,85 @@ mod tests {
         ];
         for (ev, line) in cases {
             assert_eq!(room_line(ev), line);
+        }
+    }
+
+    #[test]
+    fn dm_events_have_the_documented_shapes() {
+        let message = |error: Option<&'static str>| DmMessage {
+            from: "bob".into(),
+            id: 0x1f,
+            text: "hi \u{202e}".into(),
+            ts: 7,
+            verified: error.is_none(),
+            error,
+        };
+        let cases = [
+            (DmEvent::Requested { from: "bob".into() }, r#"{"type":"dm_request","from":"bob"}"#),
+            (
+                DmEvent::Accepted { with: "bob".into(), fingerprint: "ab12".into() },
+                r#"{"type":"dm_accepted","with":"bob","fingerprint":"ab12"}"#,
+            ),
+            (DmEvent::Rejected { by: "bob".into() }, r#"{"type":"dm_rejected","by":"bob"}"#),
+            (
+                DmEvent::Message(message(None)),
+                r#"{"type":"dm","from":"bob","id":"000000000000001f","text":"hi \u202e","ts":7,"verified":true}"#,
+            ),
+            (
+                DmEvent::Message(message(Some("could not decrypt"))),
+                r#"{"type":"dm","from":"bob","id":"000000000000001f","text":"hi \u202e","ts":7,"verified":false,"error":"could not decrypt"}"#,
+            ),
+            (
+                DmEvent::Sent { id: 2, to: "bob".into(), delivered: true },
+                r#"{"type":"sent","id":"0000000000000002","to":"bob","status":"delivered"}"#,
+            ),
+            (
+                DmEvent::Sent { id: 2, to: "bob".into(), delivered: false },
+                r#"{"type":"sent","id":"0000000000000002","to":"bob","status":"queued"}"#,
+            ),
+            (DmEvent::Pending { id: 3, to: "bob".into() }, r#"{"type":"pending","id":"0000000000000003","to":"bob"}"#),
+            (DmEvent::KeyChanged { user: "bob".into() }, r#"{"type":"key_changed","user":"bob"}"#),
+            (DmEvent::Expired { id: 4 }, r#"{"type":"expired","id":"0000000000000004"}"#),
+            (
+                DmEvent::Contacts {
+                    contacts: vec![ContactInfo { name: "bob".into(), fingerprint: "ab".into(), trusted: false }],
+                    sent: vec!["carol".into()],
+                    received: vec![],
+                },
+                r#"{"type":"contacts","contacts":[{"name":"bob","fingerprint":"ab","trusted":false}],"requests_sent":[{"name":"carol"}],"requests_received":[]}"#,
+            ),
+            (
+                DmEvent::Delivered { id: 5, to: "bob".into() },
+                r#"{"type":"delivered","id":"0000000000000005","to":"bob"}"#,
+            ),
+            (
+                DmEvent::Fingerprint {
+                    user: "bob".into(),
+                    fingerprint: "ab".into(),
+                    mine: "cd".into(),
+                    safety_number: "12345".into(),
+                    listed: None,
+                },
+                r#"{"type":"fingerprint","user":"bob","fingerprint":"ab","mine":"cd","safety_number":"12345"}"#,
+            ),
+            (
+                DmEvent::Fingerprint {
+                    user: "bob".into(),
+                    fingerprint: "ab".into(),
+                    mine: "cd".into(),
+                    safety_number: "12345".into(),
+                    listed: Some("ef".into()),
+                },
+                r#"{"type":"fingerprint","user":"bob","fingerprint":"ab","mine":"cd","safety_number":"12345","listed":"ef"}"#,
+            ),
+            (
+                DmEvent::History { with: "bob".into(), messages: vec![message(None)] },
+                r#"{"type":"history","with":"bob","messages":[{"id":"000000000000001f","from":"bob","text":"hi \u202e","ts":7,"verified":true}]}"#,
+            ),
+            (DmEvent::Ok { cmd: "trust", user: "bob".into() }, r#"{"type":"ok","cmd":"trust"}"#),
+        ];
+        for (ev, line) in cases {
+            assert_eq!(dm_line(ev), line);
         }
     }
 

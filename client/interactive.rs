@@ -1,4 +1,6 @@
-//! Front end for people: a banner, a `> ` prompt, commands, a current room
+//! Front end for people, line by line (`--plain`, or when stdin or stdout is
+//! not a terminal): a banner, a `> ` prompt (with a line editor on a
+//! terminal, `lineedit`), commands (`command`), a current room or contact
 //! for plain lines, and secrets asked for without echo.
 //!
 //! Invariant: passwords, passphrases and room passwords are only read through
@@ -12,10 +14,10 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 use crate::app::{App, Flow, Frontend, Report};
-use crate::batch::dm_id;
-use crate::batch::split_word;
+use crate::command::{self, dm_id, Command, ParseError};
 use crate::conn::Conn;
 use crate::input::Input;
+use crate::lineedit::LineEdit;
 use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomMessage};
 use crate::text;
 
@@ -37,6 +39,7 @@ commands:
   /create ROOM     create a room (asks for its password); you own it, and it becomes the current room
   /join ROOM       join a room (asks for its password, unless its key is stored here); it becomes current
   /room ROOM       make ROOM, a room you are in, the current room
+  /query @USER     plain lines go to USER as direct messages until the next /room
   TEXT             a line not starting with / is said in the current room
   /say ROOM TEXT   say TEXT in ROOM
   /who [ROOM]      the members of ROOM (default: the current room), and who is online
@@ -62,31 +65,61 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
     out!("sotto {}", sotto::build_info::describe());
     out!("connected to {server}; server key verified (fingerprint {})", crate::conn::server_fingerprint());
     out!("type /help for the list of commands");
-    App::new(conn, server, home, Input::stdin(), timing).run(&mut Interactive {
-        prompted: false,
-        current: None,
-        reconnected: false,
-    })
+    // A line editor when a person types at a terminal; else lines as they come.
+    let line = if terminals() {
+        match LineEdit::start() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                out!("(no line editing: {e})");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut fe = Interactive { prompted: false, current: None, reconnected: false, line };
+    App::new(conn, server, home, Input::stdin(), timing).run(&mut fe)
+}
+
+/// True when standard input and output are both terminals.
+fn terminals() -> bool {
+    use std::io::IsTerminal;
+    io::stdin().is_terminal() && io::stdout().is_terminal()
 }
 
 struct Interactive {
     /// A `> ` prompt is on screen and nothing has been printed after it.
     prompted: bool,
     /// Where a plain line is said.
-    current: Option<String>,
+    current: Option<Target>,
     /// The next `Authenticated` is a login again after a lost connection.
     reconnected: bool,
+    /// The line editor, on a terminal.
+    line: Option<LineEdit>,
 }
 
 impl Interactive {
+    /// Asks for a secret without showing it; prints "cancelled" when input
+    /// ended, Ctrl-C or Ctrl-D was typed, or a signal interrupted the prompt.
+    fn ask(&mut self, app: &mut App, prompt: &str) -> io::Result<Option<Zeroizing<String>>> {
+        let answer = match &mut self.line {
+            Some(line) => line.read_secret(prompt)?,
+            None => app.input.read_secret(prompt)?,
+        };
+        if answer.is_none() {
+            out!("\ncancelled");
+        }
+        Ok(answer)
+    }
+
     fn register(&mut self, app: &mut App, name: &str) -> io::Result<()> {
-        let Some(password) = ask(app, "Password: ")? else { return Ok(()) };
-        let Some(repeat) = ask(app, "Repeat password: ")? else { return Ok(()) };
+        let Some(password) = self.ask(app, "Password: ")? else { return Ok(()) };
+        let Some(repeat) = self.ask(app, "Repeat password: ")? else { return Ok(()) };
         if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
             out!("error: the passwords do not match");
             return Ok(());
         }
-        let Some(passphrase) = ask(app, "Passphrase (three words): ")? else { return Ok(()) };
+        let Some(passphrase) = self.ask(app, "Passphrase (three words): ")? else { return Ok(()) };
         out!("generating keys…");
         if let Err(f) = app.register_then_login(name, &password, &passphrase) {
             print_failure(&f);
@@ -95,8 +128,8 @@ impl Interactive {
     }
 
     fn login(&mut self, app: &mut App, name: &str) -> io::Result<()> {
-        let Some(password) = ask(app, "Password: ")? else { return Ok(()) };
-        let Some(passphrase) = ask(app, "Passphrase: ")? else { return Ok(()) };
+        let Some(password) = self.ask(app, "Password: ")? else { return Ok(()) };
+        let Some(passphrase) = self.ask(app, "Passphrase: ")? else { return Ok(()) };
         if let Err(f) = app.login(name, &password, &passphrase) {
             print_failure(&f);
         }
@@ -108,7 +141,7 @@ impl Interactive {
             return Ok(());
         }
         let prompt = "Room password (at least 10 characters; Enter alone for four generated words): ";
-        let Some(password) = ask(app, prompt)? else { return Ok(()) };
+        let Some(password) = self.ask(app, prompt)? else { return Ok(()) };
         if password.is_empty() {
             let generated = crate::words::secret(crate::words::ROOM_WORDS);
             out!("the password of {room} is: {}", generated.as_str());
@@ -120,7 +153,7 @@ impl Interactive {
             out!("error: {e}");
             return Ok(());
         }
-        let Some(repeat) = ask(app, "Repeat room password: ")? else { return Ok(()) };
+        let Some(repeat) = self.ask(app, "Repeat room password: ")? else { return Ok(()) };
         if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
             out!("error: the passwords do not match");
             return Ok(());
@@ -138,7 +171,7 @@ impl Interactive {
             show(app.join_room(room, None));
             return Ok(());
         }
-        let Some(password) = ask(app, "Room password: ")? else { return Ok(()) };
+        let Some(password) = self.ask(app, "Room password: ")? else { return Ok(()) };
         show(app.join_room(room, Some(&password)));
         Ok(())
     }
@@ -148,7 +181,7 @@ impl Interactive {
         match sotto::room::normalize_name(room) {
             Ok(room) if app.has_room(&room) => {
                 out!("current room: {room}");
-                self.current = Some(room);
+                self.current = Some(Target::Room(room));
             }
             Ok(room) => out!("error 403: not in room {room}; /join it first"),
             Err(e) => out!("error 400: {e}"),
@@ -156,10 +189,10 @@ impl Interactive {
     }
 
     /// The room named on the line, or the current one.
-    fn room_or_current<'a>(&'a self, args: &[&'a str], cmd: &str) -> Option<&'a str> {
-        match (args, &self.current) {
-            ([room], _) => Some(room),
-            ([], Some(current)) => Some(current),
+    fn room_or_current(&self, room: Option<String>, cmd: &str) -> Option<String> {
+        match (room, &self.current) {
+            (Some(room), _) => Some(room),
+            (None, Some(Target::Room(current))) => Some(current.clone()),
             _ => {
                 out!("usage: {cmd} [ROOM] (without ROOM, the current room; there is none yet)");
                 None
@@ -174,7 +207,7 @@ impl Interactive {
             }
             RoomEvent::Joined { room, members } => {
                 out!("joined {room}; members: {}; it is now the current room", member_list(&members));
-                self.current = Some(room);
+                self.current = Some(Target::Room(room));
             }
             RoomEvent::Message(m) => out!("{}", message_line(&m)),
             RoomEvent::MemberJoined { room, name } => out!("[{room}] {name} joined"),
@@ -260,9 +293,41 @@ impl Interactive {
     }
 
     fn forget(&mut self, room: &str) {
-        if self.current.as_deref() == Some(room) {
+        if matches!(&self.current, Some(Target::Room(r)) if r == room) {
             self.current = None;
         }
+    }
+}
+
+/// Where a plain line goes.
+enum Target {
+    /// Said in this room.
+    Room(String),
+    /// Sent to this user as a direct message (`/query`).
+    Dm(String),
+}
+
+impl Target {
+    /// `lobby` or `@bob`.
+    fn label(&self) -> String {
+        match self {
+            Target::Room(room) => room.clone(),
+            Target::Dm(user) => format!("@{user}"),
+        }
+    }
+}
+
+/// The usage line for a command given the wrong arguments (secrets are asked for, never typed).
+fn usage(cmd: &str) -> String {
+    match cmd {
+        "register" | "login" => format!("usage: /{cmd} NAME (the password and passphrase are asked for, without echo)"),
+        "create" | "join" => format!("usage: /{cmd} ROOM (the room password is asked for, without echo)"),
+        "who" | "leave" | "room" => format!("usage: /{cmd} [ROOM]"),
+        "say" => "usage: /say ROOM TEXT".to_string(),
+        "msg" => "usage: /msg @USER TEXT".to_string(),
+        "delete" => "usage: /delete ROOM".to_string(),
+        "dm" | "accept" | "reject" | "fingerprint" | "trust" | "history" | "query" => format!("usage: /{cmd} @USER"),
+        _ => format!("usage: /{cmd} (no arguments)"),
     }
 }
 
@@ -313,87 +378,80 @@ fn member_list(members: &[Member]) -> String {
     names.join(", ")
 }
 
-/// Asks for a secret; prints "cancelled" when input ended or a signal interrupted the prompt.
-fn ask(app: &mut App, prompt: &str) -> io::Result<Option<Zeroizing<String>>> {
-    let answer = app.input.read_secret(prompt)?;
-    if answer.is_none() {
-        out!("\ncancelled");
-    }
-    Ok(answer)
-}
-
 impl Frontend for Interactive {
     fn command(&mut self, app: &mut App, line: &str) -> io::Result<Flow> {
         self.prompted = false;
-        let (cmd, rest) = split_word(line);
-        if cmd.is_empty() {
-            return Ok(Flow::Continue);
-        }
-        if !cmd.starts_with('/') {
-            match (&self.current, app.logged_in()) {
-                (Some(room), _) => show(app.say(room, line)),
+        let command = match command::parse(line) {
+            Ok(None) => return Ok(Flow::Continue),
+            Ok(Some(c)) => c,
+            Err(ParseError::Usage(cmd)) => {
+                out!("{}", usage(&cmd));
+                return Ok(Flow::Continue);
+            }
+            Err(ParseError::Unknown(cmd)) => {
+                out!("unknown command /{cmd}; type /help for the list");
+                return Ok(Flow::Continue);
+            }
+        };
+        match command {
+            Command::Text(text) => match (&self.current, app.logged_in()) {
+                (Some(Target::Room(room)), _) => show(app.say(room, &text)),
+                (Some(Target::Dm(user)), _) => show(app.send_dm(user, &text)),
                 (None, true) => out!("no current room: /join one, or use /say ROOM TEXT"),
                 (None, false) => out!("not a command; type /help for the list of commands"),
-            }
-            return Ok(Flow::Continue);
-        }
-        let args: Vec<&str> = rest.split_whitespace().collect();
-        match (cmd, args.as_slice()) {
-            ("/help", _) => out!("{HELP}"),
-            ("/quit", _) => return Ok(Flow::Quit),
-            ("/register", [name]) => self.register(app, name)?,
-            ("/login", [name]) => self.login(app, name)?,
-            ("/register" | "/login", _) => {
-                out!("usage: {cmd} NAME (the password and passphrase are asked for, without echo)");
-            }
-            ("/create", [room]) => self.create(app, room)?,
-            ("/join", [room]) => self.join(app, room)?,
-            ("/create" | "/join", _) => out!("usage: {cmd} ROOM (the room password is asked for, without echo)"),
-            ("/room", [room]) => self.switch(app, room),
-            ("/room", []) => match &self.current {
-                Some(room) => out!("current room: {room}"),
+            },
+            Command::Help => out!("{HELP}"),
+            Command::Quit => return Ok(Flow::Quit),
+            Command::Register { name, creds: None } => self.register(app, &name)?,
+            Command::Login { name, creds: None } => self.login(app, &name)?,
+            Command::Create { room, password: None } => self.create(app, &room)?,
+            Command::Join { room, password: None } => self.join(app, &room)?,
+            // Secrets typed on the line would stay in the terminal's scrollback.
+            Command::Register { .. } => out!("{}", usage("register")),
+            Command::Login { .. } => out!("{}", usage("login")),
+            Command::Create { .. } => out!("{}", usage("create")),
+            Command::Join { .. } => out!("{}", usage("join")),
+            Command::Room(Some(room)) => self.switch(app, &room),
+            Command::Room(None) => match &self.current {
+                Some(target) => out!("current: {}", target.label()),
                 None => out!("no current room"),
             },
-            ("/say", [_, _, ..]) => {
-                let (room, text) = split_word(rest);
-                show(app.say(room, text));
+            Command::Query(user) => {
+                let user = user.strip_prefix('@').unwrap_or(&user).to_string();
+                out!("plain lines now go to {user} as direct messages; /room ROOM switches back");
+                self.current = Some(Target::Dm(user));
             }
-            ("/who", _) => {
-                if let Some(room) = self.room_or_current(&args, cmd) {
-                    show(app.who_room(room));
+            Command::Say { room, text } => show(app.say(&room, &text)),
+            Command::Who(room) => {
+                if let Some(room) = self.room_or_current(room, "/who") {
+                    show(app.who_room(&room));
                 }
             }
-            ("/leave", _) => {
-                if let Some(room) = self.room_or_current(&args, cmd) {
-                    show(app.leave_room(room));
+            Command::Leave(room) => {
+                if let Some(room) = self.room_or_current(room, "/leave") {
+                    show(app.leave_room(&room));
                 }
             }
-            ("/rooms", []) => show(app.list_rooms()),
-            ("/delete", [room]) => show(app.delete_room(room)),
-            ("/dm", [user]) => show(app.dm_request(user)),
-            ("/accept", [user]) => show(app.dm_accept(user)),
-            ("/reject", [user]) => show(app.dm_reject(user)),
-            ("/msg", [_, _, ..]) => {
-                let (user, text) = split_word(rest);
-                show(app.send_dm(user, text));
-            }
-            ("/contacts", []) => show(app.contacts()),
-            ("/fingerprint", [user]) => show(app.fingerprint(user)),
-            ("/trust", [user]) => show(app.trust(user)),
-            ("/history", [user]) => show(app.history(user)),
-            ("/room" | "/say" | "/rooms" | "/delete" | "/contacts", _) => out!("usage: see /help"),
-            ("/dm" | "/accept" | "/reject" | "/fingerprint" | "/trust" | "/history", _) => {
-                out!("usage: {cmd} @USER")
-            }
-            ("/msg", _) => out!("usage: /msg @USER TEXT"),
-            _ => out!("unknown command {cmd}; type /help for the list"),
+            Command::Rooms => show(app.list_rooms()),
+            Command::Delete(room) => show(app.delete_room(&room)),
+            Command::Dm(user) => show(app.dm_request(&user)),
+            Command::Accept(user) => show(app.dm_accept(&user)),
+            Command::Reject(user) => show(app.dm_reject(&user)),
+            Command::Msg { user, text } => show(app.send_dm(&user, &text)),
+            Command::Contacts => show(app.contacts()),
+            Command::Fingerprint(user) => show(app.fingerprint(&user)),
+            Command::Trust(user) => show(app.trust(&user)),
+            Command::History(user) => show(app.history(&user)),
         }
         Ok(Flow::Continue)
     }
 
     fn report(&mut self, report: Report) -> io::Result<()> {
         if std::mem::take(&mut self.prompted) {
-            out!();
+            match &mut self.line {
+                Some(line) => line.erase()?,
+                None => out!(),
+            }
         }
         match report {
             Report::Registered { user, key_path, fingerprint } => {
@@ -413,7 +471,7 @@ impl Frontend for Interactive {
             }
             Report::Done { cmd: "create", room } => {
                 out!("created room {room}; you own it, and it is now the current room");
-                self.current = Some(room);
+                self.current = Some(Target::Room(room));
             }
             Report::Done { cmd: "say", .. } => {}
             Report::Done { cmd: "leave", room } => {
@@ -444,15 +502,39 @@ impl Frontend for Interactive {
     }
 
     fn idle(&mut self) -> io::Result<()> {
+        crate::term::check_signal(&mut None)?;
         if !self.prompted {
             self.prompted = true;
-            match &self.current {
-                Some(room) => print!("[{}]> ", text::neutralise(room)),
-                None => print!("> "),
+            let prompt = match &self.current {
+                Some(target) => format!("[{}]> ", text::neutralise(&target.label())),
+                None => "> ".to_string(),
+            };
+            match &mut self.line {
+                Some(line) => line.draw(&prompt)?,
+                None => {
+                    print!("{prompt}");
+                    io::stdout().flush()?;
+                }
             }
-            io::stdout().flush()?;
         }
         Ok(())
+    }
+
+    fn next_line(&mut self, input: &mut Input) -> Option<Zeroizing<String>> {
+        match &mut self.line {
+            Some(line) => line.next_line(),
+            None => input.next_line(),
+        }
+    }
+
+    fn readable(&mut self, input: &mut Input) -> io::Result<()> {
+        match &mut self.line {
+            Some(line) => {
+                crate::term::check_signal(&mut None)?;
+                line.read_keys()
+            }
+            None => input.fill(),
+        }
     }
 }
 

@@ -6,21 +6,27 @@
 
 mod app;
 mod batch;
+mod command;
 mod conn;
 mod contacts;
+mod editor;
+mod event;
 mod fresh;
 mod home;
 mod inbox;
 mod input;
 mod interactive;
-mod json;
 mod keyring;
+mod keys;
 mod keystore;
+mod lineedit;
 mod outbox;
 mod pins;
 mod session;
 mod store;
+mod term;
 mod text;
+mod tui;
 mod vault;
 mod words;
 
@@ -37,10 +43,11 @@ const MAX_DM_TTL: u64 = 365 * 24 * 3600;
 /// Seconds between heartbeats of a quiet session (the server closes one silent for 30 s).
 const DEFAULT_HEARTBEAT: u64 = 10;
 
-const USAGE: &str = "usage: sotto [--server HOST:PORT] [--home DIR] [--batch] [--dm-ttl SECONDS] [--heartbeat SECONDS]
+const USAGE: &str =
+    "usage: sotto [--server HOST:PORT] [--home DIR] [--batch | --plain] [--dm-ttl SECONDS] [--heartbeat SECONDS]
        sotto --help | --version | --man";
 
-const HELP: &str = "sotto: secure chat client (interactive by default)
+const HELP: &str = "sotto: secure chat client (full screen on a terminal, else line by line)
 
 options:
   --server HOST:PORT  server to connect to (default 127.0.0.1:7777)
@@ -48,6 +55,8 @@ options:
                       (default $XDG_DATA_HOME/sotto, else $HOME/.local/share/sotto;
                       created 0700, refused if group or others can access it)
   --batch             commands on stdin, one JSON event per line on stdout
+  --plain             line by line with a prompt, also on a terminal (the
+                      default when stdin or stdout is not a terminal)
   --dm-ttl SECONDS    erase a received direct message this long after it was
                       shown (default 3600)
   --heartbeat SECONDS ping a quiet server this often (default 10, 1 to 25); a server
@@ -64,6 +73,8 @@ struct Options {
     server: String,
     home: Option<PathBuf>,
     batch: bool,
+    /// Line mode even on a terminal.
+    plain: bool,
     /// How long a shown direct message is kept, in seconds.
     dm_ttl: u64,
     /// Seconds between heartbeats.
@@ -83,6 +94,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
         server: DEFAULT_SERVER.to_string(),
         home: None,
         batch: false,
+        plain: false,
         dm_ttl: DEFAULT_DM_TTL,
         heartbeat: DEFAULT_HEARTBEAT,
     };
@@ -119,6 +131,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
                     .ok_or_else(|| "--heartbeat needs a number of seconds from 1 to 25".to_string())?;
             }
             "--batch" if inline.is_none() => opts.batch = true,
+            "--plain" if inline.is_none() => opts.plain = true,
             "--help" | "-h" if inline.is_none() => return Ok(Parsed::Help),
             "--version" | "-V" if inline.is_none() => return Ok(Parsed::Version),
             "--man" if inline.is_none() => return Ok(Parsed::Man),
@@ -176,9 +189,17 @@ fn run(opts: Options) -> u8 {
     let timing = app::Timing { dm_ttl_ms: opts.dm_ttl * 1000, heartbeat_ms: opts.heartbeat * 1000 };
     if opts.batch {
         batch::run(conn, home, &opts.server, timing)
-    } else {
+    } else if opts.plain || !terminals() {
         interactive::run(conn, home, &opts.server, timing)
+    } else {
+        tui::run(conn, home, &opts.server, timing)
     }
+}
+
+/// True when standard input and output are both terminals (then the full screen is the default).
+fn terminals() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
 #[cfg(test)]

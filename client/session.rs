@@ -28,7 +28,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::keystore::LocalKeys;
 
-pub use direct::{DmEvent, DmLocal, DmMessage};
+pub use direct::{ContactInfo, DmEvent, DmLocal, DmMessage};
 pub use room::{Local, Member, RoomEvent, RoomInfo, RoomMessage};
 
 /// How long a request may wait for its reply.

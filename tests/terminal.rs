@@ -34,7 +34,7 @@ impl Screen {
         let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
         let slave = File::from(pty.slave);
         let child = Command::new(env!("CARGO_BIN_EXE_sotto"))
-            .args(["--server", server, "--home"])
+            .args(["--plain", "--server", server, "--home"])
             .arg(home)
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
@@ -177,4 +177,60 @@ fn an_outage_is_said_once_when_it_starts_and_once_when_it_ends() {
     let after = &text[text.find("logged in as dave").unwrap()..];
     assert_eq!(after.matches("reconnecting").count(), 1, "one notice for the outage: {after:?}");
     assert_eq!(after.matches("reconnected").count(), 1, "one for its end: {after:?}");
+}
+
+/// Writes keys, each escape sequence in a read of its own.
+fn keys(screen: &mut Screen, keys: &str) {
+    screen.master.write_all(keys.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+}
+
+#[test]
+fn plain_mode_edits_lines_with_arrow_keys_and_keeps_the_line_when_a_message_arrives() {
+    let dir = TempDir::new("terminal-edit");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice", &[]);
+    user(&server, &dir, "bob", &[]).finish();
+    ok(&alice.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+
+    let mut bob = Screen::start(&server.addr, &dir.join("bob"));
+    let at = bob.wait_for("type /help", 0);
+    bob.type_line("/login bob");
+    let at = bob.wait_for("Password: ", at);
+    bob.type_line(PW);
+    let at = bob.wait_for("Passphrase: ", at);
+    bob.type_line(WORDS);
+    let at = bob.wait_for("logged in as bob", at);
+    bob.type_line("/join lobby");
+    let at = bob.wait_for("Room password: ", at);
+    bob.type_line(ROOM_PW);
+    let at = bob.wait_for("[lobby]> ", at);
+
+    // The arrows move the cursor: they are keys, not text.
+    for k in ["abc", "\u{1b}[D", "\u{1b}[D", "X", "\r"] {
+        keys(&mut bob, k);
+    }
+    let said = alice.room_messages("lobby", 1);
+    assert_eq!(said[0]["text"], "aXbc", "{said:?}");
+
+    // A message arriving mid-line is printed above it, and the line is kept.
+    keys(&mut bob, "hal");
+    ok(&alice.run("/say lobby ping", "say"), "say");
+    let at = bob.wait_for("[lobby] alice: ping", at);
+    bob.wait_for("[lobby]> hal", at);
+    bob.type_line("lo");
+    let said = alice.room_messages("lobby", 1);
+    assert_eq!(said[0]["text"], "hallo", "{said:?}");
+
+    // Up brings the last line back; Ctrl-D on an empty line leaves.
+    keys(&mut bob, "\u{1b}[A");
+    keys(&mut bob, "\r");
+    assert_eq!(alice.room_messages("lobby", 1)[0]["text"], "hallo");
+    keys(&mut bob, "\u{4}");
+    let status = common::wait_child(&mut bob.child);
+    assert!(status.success(), "{status:?}");
+    let mode = nix::sys::termios::tcgetattr(&bob.master).unwrap();
+    let cooked = nix::sys::termios::LocalFlags::ICANON | nix::sys::termios::LocalFlags::ECHO;
+    assert!(mode.local_flags.contains(cooked), "the terminal mode is restored: {:?}", mode.local_flags);
+    assert!(!bob.seen.lock().unwrap().contains(&0x1b), "plain mode writes no escape sequence");
 }

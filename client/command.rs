@@ -1,0 +1,295 @@
+//! Front-end layer: the one command grammar every front end (batch, plain
+//! line mode, full screen) parses input lines with (docs/CLIENT.md "Commands").
+//!
+//! Invariant: parsing is pure and never fails on any input (no panic, no
+//! indexing); arguments are only split on whitespace, except a message text,
+//! which is the rest of the line with its inner spacing kept; a line that does
+//! not start with `/` is handed back whole as [`Command::Text`], never echoed
+//! in an error (it could be a secret). Which arguments a front end requires
+//! (batch takes secrets on the line, people are asked for them) is the front
+//! end's choice: the grammar accepts both shapes and each front end words its
+//! own usage lines.
+
+use zeroize::Zeroizing;
+
+/// A password and a three-word passphrase typed on the command line (batch).
+pub struct Creds {
+    /// Account password.
+    pub password: Zeroizing<String>,
+    /// The three words joined by single spaces.
+    pub passphrase: Zeroizing<String>,
+}
+
+/// One parsed input line.
+pub enum Command {
+    /// `/register NAME [PASSWORD W1 W2 W3]`.
+    Register {
+        /// User name as typed.
+        name: String,
+        /// The secrets, when typed on the line.
+        creds: Option<Creds>,
+    },
+    /// `/login NAME [PASSWORD W1 W2 W3]`.
+    Login {
+        /// User name as typed.
+        name: String,
+        /// The secrets, when typed on the line.
+        creds: Option<Creds>,
+    },
+    /// `/create ROOM [PASSWORD]`.
+    Create {
+        /// Room name as typed.
+        room: String,
+        /// Room password, when typed on the line.
+        password: Option<Zeroizing<String>>,
+    },
+    /// `/join ROOM [PASSWORD]`.
+    Join {
+        /// Room name as typed.
+        room: String,
+        /// Room password, when typed on the line.
+        password: Option<Zeroizing<String>>,
+    },
+    /// `/room [ROOM]`: switch to a room (people only).
+    Room(Option<String>),
+    /// `/query @USER`: open a direct-message window (people only).
+    Query(String),
+    /// `/say ROOM TEXT`.
+    Say {
+        /// Room name as typed.
+        room: String,
+        /// The rest of the line.
+        text: String,
+    },
+    /// A line that does not start with `/`, whole.
+    Text(String),
+    /// `/leave [ROOM]`.
+    Leave(Option<String>),
+    /// `/who [ROOM]`.
+    Who(Option<String>),
+    /// `/delete ROOM`.
+    Delete(String),
+    /// `/rooms`.
+    Rooms,
+    /// `/dm @USER`.
+    Dm(String),
+    /// `/accept @USER`.
+    Accept(String),
+    /// `/reject @USER`.
+    Reject(String),
+    /// `/msg @USER TEXT`.
+    Msg {
+        /// User name as typed (with or without `@`).
+        user: String,
+        /// The rest of the line.
+        text: String,
+    },
+    /// `/contacts`.
+    Contacts,
+    /// `/fingerprint @USER`.
+    Fingerprint(String),
+    /// `/trust @USER`.
+    Trust(String),
+    /// `/history @USER`.
+    History(String),
+    /// `/help`.
+    Help,
+    /// `/quit`.
+    Quit,
+}
+
+/// Why a line is not a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// A known command with the wrong arguments; the command name without the slash.
+    Usage(String),
+    /// No such command; its name without the slash.
+    Unknown(String),
+}
+
+/// Every command name, with its slash, for completion and help.
+pub const NAMES: &[&str] = &[
+    "/accept",
+    "/contacts",
+    "/create",
+    "/delete",
+    "/dm",
+    "/fingerprint",
+    "/help",
+    "/history",
+    "/join",
+    "/leave",
+    "/login",
+    "/msg",
+    "/query",
+    "/quit",
+    "/register",
+    "/reject",
+    "/room",
+    "/rooms",
+    "/say",
+    "/trust",
+    "/who",
+];
+
+/// The first whitespace-separated word of `s` and the rest after the whitespace that follows it.
+pub fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => {
+            let (word, rest) = s.split_at(i);
+            (word, rest.trim_start())
+        }
+        None => (s, ""),
+    }
+}
+
+/// A message id as shown and typed: 16 lowercase hex digits.
+pub fn dm_id(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// Parses a line; `Ok(None)` for a blank line.
+pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some((&first, args)) = words.split_first() else { return Ok(None) };
+    let Some(cmd) = first.strip_prefix('/') else { return Ok(Some(Command::Text(line.to_string()))) };
+    let usage = || ParseError::Usage(cmd.to_string());
+    // TEXT is the rest of the line after two words, its inner spacing kept.
+    let rest2 = || split_word(split_word(line).1);
+    let creds = |name: &str, secrets: &[&str]| match secrets {
+        [] => Ok((name.to_string(), None)),
+        [password, w1, w2, w3] => Ok((
+            name.to_string(),
+            Some(Creds {
+                password: Zeroizing::new(password.to_string()),
+                passphrase: Zeroizing::new(format!("{w1} {w2} {w3}")),
+            }),
+        )),
+        _ => Err(usage()),
+    };
+    let word = |s: &&str| s.to_string();
+    let secret = |s: &&str| Zeroizing::new(s.to_string());
+    let command = match (cmd, args) {
+        ("register", [name, secrets @ ..]) => {
+            creds(name, secrets).map(|(name, creds)| Command::Register { name, creds })
+        }
+        ("login", [name, secrets @ ..]) => creds(name, secrets).map(|(name, creds)| Command::Login { name, creds }),
+        ("create", [room, password @ ..]) if password.len() <= 1 => {
+            Ok(Command::Create { room: room.to_string(), password: password.first().map(secret) })
+        }
+        ("join", [room, password @ ..]) if password.len() <= 1 => {
+            Ok(Command::Join { room: room.to_string(), password: password.first().map(secret) })
+        }
+        ("room", room) if room.len() <= 1 => Ok(Command::Room(room.first().map(word))),
+        ("who", room) if room.len() <= 1 => Ok(Command::Who(room.first().map(word))),
+        ("leave", room) if room.len() <= 1 => Ok(Command::Leave(room.first().map(word))),
+        ("say", [_, _, ..]) => {
+            let (room, text) = rest2();
+            Ok(Command::Say { room: room.to_string(), text: text.to_string() })
+        }
+        ("msg", [_, _, ..]) => {
+            let (user, text) = rest2();
+            Ok(Command::Msg { user: user.to_string(), text: text.to_string() })
+        }
+        ("delete", [room]) => Ok(Command::Delete(room.to_string())),
+        ("query", [user]) => Ok(Command::Query(user.to_string())),
+        ("dm", [user]) => Ok(Command::Dm(user.to_string())),
+        ("accept", [user]) => Ok(Command::Accept(user.to_string())),
+        ("reject", [user]) => Ok(Command::Reject(user.to_string())),
+        ("fingerprint", [user]) => Ok(Command::Fingerprint(user.to_string())),
+        ("trust", [user]) => Ok(Command::Trust(user.to_string())),
+        ("history", [user]) => Ok(Command::History(user.to_string())),
+        ("contacts", []) => Ok(Command::Contacts),
+        ("rooms", []) => Ok(Command::Rooms),
+        ("help", []) => Ok(Command::Help),
+        ("quit", []) => Ok(Command::Quit),
+        (name, _) if NAMES.iter().any(|n| n.get(1..) == Some(name)) => Err(usage()),
+        _ => Err(ParseError::Unknown(cmd.to_string())),
+    };
+    command.map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(line: &str) -> String {
+        match parse(line) {
+            Err(ParseError::Usage(cmd)) => cmd,
+            Err(e) => panic!("{line:?}: {e:?}"),
+            Ok(_) => panic!("{line:?} should fail"),
+        }
+    }
+
+    #[test]
+    fn parses_commands_with_their_arguments() {
+        match parse("  /login alice password123 red green  blue ") {
+            Ok(Some(Command::Login { name, creds: Some(c) })) => {
+                assert_eq!(
+                    (name.as_str(), c.password.as_str(), c.passphrase.as_str()),
+                    ("alice", "password123", "red green blue")
+                );
+            }
+            _ => panic!("expected login"),
+        }
+        assert!(matches!(parse("/login alice"), Ok(Some(Command::Login { creds: None, .. }))));
+        assert!(matches!(parse("/register a b c d e"), Ok(Some(Command::Register { creds: Some(_), .. }))));
+        assert!(matches!(parse("/quit"), Ok(Some(Command::Quit))));
+        match parse("/say  Lobby   two  spaces, kept ") {
+            Ok(Some(Command::Say { room, text })) => {
+                assert_eq!((room.as_str(), text.as_str()), ("Lobby", "two  spaces, kept "))
+            }
+            _ => panic!("expected say"),
+        }
+        match parse("/msg @bob  hi  there") {
+            Ok(Some(Command::Msg { user, text })) => assert_eq!((user.as_str(), text.as_str()), ("@bob", "hi  there")),
+            _ => panic!("expected msg"),
+        }
+        assert!(matches!(parse("/create lobby pw"), Ok(Some(Command::Create { password: Some(_), .. }))));
+        assert!(matches!(parse("/create lobby"), Ok(Some(Command::Create { password: None, .. }))));
+        assert!(matches!(parse("/join lobby"), Ok(Some(Command::Join { password: None, .. }))));
+        assert!(matches!(parse("/join lobby pw"), Ok(Some(Command::Join { password: Some(_), .. }))));
+        assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(Some(r)))) if r == "lobby"));
+        assert!(matches!(parse("/leave"), Ok(Some(Command::Leave(None)))));
+        assert!(matches!(parse("/who"), Ok(Some(Command::Who(None)))));
+        assert!(matches!(parse("/room lobby"), Ok(Some(Command::Room(Some(_))))));
+        assert!(matches!(parse("/query @bob"), Ok(Some(Command::Query(u))) if u == "@bob"));
+        assert!(matches!(parse("/delete lobby"), Ok(Some(Command::Delete(_)))));
+        assert!(matches!(parse("/rooms"), Ok(Some(Command::Rooms))));
+        assert!(matches!(parse("/help"), Ok(Some(Command::Help))));
+        assert!(matches!(parse("   "), Ok(None)));
+        assert!(matches!(parse(" hello  you"), Ok(Some(Command::Text(t))) if t == " hello  you"));
+    }
+
+    #[test]
+    fn reports_usage_and_unknown_commands() {
+        for (line, cmd) in [
+            ("/login alice password123 red green", "login"),
+            ("/register", "register"),
+            ("/create lobby two words", "create"),
+            ("/join", "join"),
+            ("/join lobby a b", "join"),
+            ("/say lobby", "say"),
+            ("/say", "say"),
+            ("/who a b", "who"),
+            ("/delete", "delete"),
+            ("/rooms x", "rooms"),
+            ("/quit now", "quit"),
+            ("/query", "query"),
+            ("/msg @bob", "msg"),
+        ] {
+            assert_eq!(usage(line), cmd, "{line}");
+        }
+        assert!(matches!(parse("/Frob x"), Err(ParseError::Unknown(c)) if c == "Frob"));
+        assert!(matches!(parse("/"), Err(ParseError::Unknown(c)) if c.is_empty()));
+    }
+
+    #[test]
+    fn splits_words_and_formats_ids() {
+        assert_eq!(split_word("  a  b c "), ("a", "b c "));
+        assert_eq!(split_word("one"), ("one", ""));
+        assert_eq!(split_word(""), ("", ""));
+        assert_eq!(dm_id(255), "00000000000000ff");
+    }
+}

@@ -1,0 +1,393 @@
+//! Full-screen front end: the screen as a pure function of the state
+//! (`draw(&Ui, &mut Frame)`), so ratatui's `TestBackend` can check it whole.
+//!
+//! Invariant: every string that may come from the network (names, room
+//! names, texts, reasons) is neutralised (`text::neutralise`) before it is
+//! put on the screen; the marks of an unverified, replayed or key-changed
+//! message are always drawn; with colours off no cell gets a colour.
+
+use ratatui::layout::{Constraint, Direction, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+use unicode_width::UnicodeWidthChar;
+
+use super::state::{Entry, Link, Mark, Tone, Ui, Window};
+use crate::text::neutralise;
+
+/// Width of the side list of windows.
+const SIDE: u16 = 18;
+/// Width of the time gutter, `HH:MM `.
+const GUTTER: usize = 6;
+
+/// `HH:MM` of a Unix time in milliseconds, shifted by `offset_s`.
+pub fn clock(ts_ms: u64, offset_s: i64) -> String {
+    let secs = i64::try_from(ts_ms / 1000).unwrap_or(i64::MAX).saturating_add(offset_s);
+    let day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02}", day / 3600, day / 60 % 60)
+}
+
+struct Styles {
+    color: bool,
+}
+
+impl Styles {
+    fn pick(&self, colored: Style, plain: Style) -> Style {
+        if self.color {
+            colored
+        } else {
+            plain
+        }
+    }
+    fn mark(&self) -> Style {
+        self.pick(
+            Style::default().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
+            Style::default().add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        )
+    }
+    fn time(&self) -> Style {
+        self.pick(Style::default().fg(Color::DarkGray), Style::default())
+    }
+    fn sender(&self, own: bool) -> Style {
+        let c = if own { Color::Green } else { Color::Cyan };
+        self.pick(Style::default().fg(c).add_modifier(Modifier::BOLD), Style::default().add_modifier(Modifier::BOLD))
+    }
+    fn info(&self) -> Style {
+        self.pick(Style::default().fg(Color::Yellow), Style::default())
+    }
+    fn alert(&self) -> Style {
+        self.pick(
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+            Style::default().add_modifier(Modifier::BOLD),
+        )
+    }
+    fn bar(&self) -> Style {
+        self.pick(Style::default().fg(Color::White).bg(Color::Blue), Style::default().add_modifier(Modifier::REVERSED))
+    }
+    fn selected(&self) -> Style {
+        self.pick(Style::default().fg(Color::Black).bg(Color::Cyan), Style::default().add_modifier(Modifier::REVERSED))
+    }
+    fn unread(&self) -> Style {
+        self.pick(
+            Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            Style::default().add_modifier(Modifier::BOLD),
+        )
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(ui: &Ui, frame: &mut Frame) {
+    let styles = Styles { color: ui.color };
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Min(1), Constraint::Length(1), Constraint::Length(1)])
+        .split(frame.area());
+    let (body, bar, input) = (rows[0], rows[1], rows[2]);
+    let side = if body.width >= 50 { SIDE } else { 0 };
+    let cols = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Length(side), Constraint::Min(1)])
+        .split(body);
+    draw_side(ui, &styles, frame, cols[0]);
+    draw_conversation(ui.current(), ui, &styles, frame, cols[1]);
+    draw_bar(ui, &styles, frame, bar);
+    draw_input(ui, frame, input);
+}
+
+fn draw_side(ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
+    if area.width == 0 {
+        return;
+    }
+    let width = usize::from(area.width).saturating_sub(1);
+    let lines: Vec<Line> = ui
+        .windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let count = if w.unread > 0 { format!(" {}", w.unread) } else { String::new() };
+            let name = cut(&format!("{} {}", i + 1, neutralise(&w.label())), width.saturating_sub(count.len()));
+            let style = if i == ui.current { styles.selected() } else { Style::default() };
+            Line::from(vec![Span::styled(name, style), Span::styled(count, styles.unread())])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// Cuts `s` to at most `width` columns.
+fn cut(s: &str, width: usize) -> String {
+    let mut used = 0;
+    s.chars()
+        .take_while(|c| {
+            used += c.width().unwrap_or(0);
+            used <= width
+        })
+        .collect()
+}
+
+/// The spans of one entry, before wrapping.
+fn spans(e: &Entry, offset_s: i64, styles: &Styles) -> Vec<(String, Style)> {
+    let time = e.ts.map_or_else(|| " ".repeat(GUTTER - 1), |ts| clock(ts, offset_s));
+    let mut out = vec![(format!("{time} "), styles.time())];
+    for m in &e.marks {
+        let text = match m {
+            Mark::Unverified => "[UNVERIFIED]",
+            Mark::Replayed => "[REPLAYED]",
+            Mark::KeyChanged => "[KEY CHANGED]",
+        };
+        out.push((text.to_string(), styles.mark()));
+        out.push((" ".to_string(), Style::default()));
+    }
+    if e.history {
+        out.push(("(history) ".to_string(), styles.time()));
+    }
+    match e.tone {
+        Tone::Message | Tone::Own => {
+            let from = e.from.as_deref().unwrap_or("?");
+            out.push((format!("{}:", neutralise(from)), styles.sender(e.tone == Tone::Own)));
+            out.push((format!(" {}", neutralise(&e.text)), Style::default()));
+        }
+        Tone::Info => out.push((format!("-- {}", neutralise(&e.text)), styles.info())),
+        Tone::Alert => out.push((format!("!! {}", neutralise(&e.text)), styles.alert())),
+    }
+    out
+}
+
+/// Wraps spans to `width` columns; continuation rows are indented past the time gutter.
+fn wrap(spans: Vec<(String, Style)>, width: usize) -> Vec<Line<'static>> {
+    let width = width.max(GUTTER + 4);
+    let mut rows = Vec::new();
+    let mut row: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for (text, style) in spans {
+        let mut piece = String::new();
+        for c in text.chars() {
+            let w = c.width().unwrap_or(0);
+            if used + w > width {
+                row.push(Span::styled(std::mem::take(&mut piece), style));
+                rows.push(Line::from(std::mem::take(&mut row)));
+                row.push(Span::raw(" ".repeat(GUTTER)));
+                used = GUTTER;
+            }
+            piece.push(c);
+            used += w;
+        }
+        row.push(Span::styled(piece, style));
+    }
+    rows.push(Line::from(row));
+    rows
+}
+
+/// The local day of a Unix time in milliseconds: days since 1970-01-01.
+pub fn day(ts_ms: u64, offset_s: i64) -> i64 {
+    i64::try_from(ts_ms / 1000).unwrap_or(i64::MAX).saturating_add(offset_s).div_euclid(86_400)
+}
+
+/// `YYYY-MM-DD` of a day since 1970-01-01 (the proleptic Gregorian calendar).
+pub fn date(days: i64) -> String {
+    // H. Hinnant's civil_from_days.
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe.saturating_add(era.saturating_mul(400)) + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn draw_conversation(w: &Window, ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
+    let height = usize::from(area.height);
+    let width = usize::from(area.width);
+    let offset_s = ui.utc_offset_s;
+    // Only the newest entries that can show are wrapped (each takes a row at least).
+    let want = height + w.scroll;
+    let first = w.lines.len().saturating_sub(want);
+    let (before, shown) = w.lines.split_at(first);
+    let mut last_day = before.iter().rev().find_map(|e| e.ts).map(|ts| day(ts, offset_s));
+    let mut rows: Vec<Line> = Vec::new();
+    for e in shown {
+        if let Some(d) = e.ts.map(|ts| day(ts, offset_s)) {
+            // A separator where the day changes, and before the first line of another day than today.
+            if last_day.map_or(d != ui.today, |last| last != d) {
+                rows.push(Line::styled(format!("----- {} -----", date(d)), styles.time()));
+            }
+            last_day = Some(d);
+        }
+        rows.extend(wrap(spans(e, offset_s, styles), width));
+    }
+    let scroll = w.scroll.min(rows.len().saturating_sub(height));
+    let end = rows.len().saturating_sub(scroll);
+    let start = end.saturating_sub(height);
+    let shown: Vec<Line> = rows.get(start..end).map(<[Line]>::to_vec).unwrap_or_default();
+    // The newest line sits at the bottom, as in every chat client.
+    let used = u16::try_from(shown.len()).unwrap_or(area.height).min(area.height);
+    let area = Rect { y: area.y + (area.height - used), height: used, ..area };
+    frame.render_widget(Paragraph::new(shown), area);
+}
+
+fn draw_bar(ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
+    let user = ui.user.as_deref().map_or_else(|| "not logged in".to_string(), |u| neutralise(u).into_owned());
+    let link = match ui.link {
+        Link::Up => "connected",
+        Link::Reconnecting => "RECONNECTING",
+    };
+    let mut text = format!(" {} | {} | {} | {}", neutralise(&ui.server), user, link, neutralise(&ui.current().label()));
+    if ui.current().scroll > 0 {
+        text.push_str(" | scrolled back: PgDn");
+    }
+    let text = cut(&text, usize::from(area.width));
+    frame.render_widget(Paragraph::new(Line::from(text)).style(styles.bar()), area);
+}
+
+fn draw_input(ui: &Ui, frame: &mut Frame, area: Rect) {
+    let width = usize::from(area.width);
+    if let Some(prompt) = &ui.prompt {
+        // A secret: nothing of it is shown, not even its length.
+        let prompt = cut(&format!("{prompt}(hidden) "), width);
+        let x = u16::try_from(prompt.chars().count()).unwrap_or(0).min(area.width.saturating_sub(1));
+        frame.render_widget(Paragraph::new(prompt), area);
+        frame.set_cursor_position(Position::new(area.x + x, area.y));
+        return;
+    }
+    let prefix = "> ";
+    let chars: Vec<char> = ui.editor.text().chars().collect();
+    let cursor = ui.editor.cursor().min(chars.len());
+    let room = width.saturating_sub(prefix.len() + 1).max(1);
+    // Scrolls horizontally so the cursor stays visible.
+    let start = cursor.saturating_sub(room);
+    let shown: String = chars.get(start..).unwrap_or_default().iter().collect();
+    let shown = cut(&shown, room);
+    let before: usize = chars.get(start..cursor).unwrap_or_default().iter().map(|c| c.width().unwrap_or(0)).sum();
+    frame.render_widget(Paragraph::new(format!("{prefix}{shown}")), area);
+    let x = u16::try_from(prefix.len() + before).unwrap_or(u16::MAX).min(area.width.saturating_sub(1));
+    frame.set_cursor_position(Position::new(area.x + x, area.y));
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    use super::super::state::Kind;
+    use super::*;
+
+    fn message(from: &str, text: &str, ts: u64, marks: Vec<Mark>) -> Entry {
+        Entry { ts: Some(ts), from: Some(from.into()), text: text.into(), marks, tone: Tone::Message, history: false }
+    }
+
+    fn screen(ui: &Ui, w: u16, h: u16) -> (Vec<String>, ratatui::buffer::Buffer) {
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| draw(ui, f)).unwrap();
+        let buf = term.backend().buffer().clone();
+        let rows =
+            (0..h).map(|y| (0..w).map(|x| buf.cell((x, y)).map_or(" ", |c| c.symbol())).collect::<String>()).collect();
+        (rows, buf)
+    }
+
+    fn sample(color: bool) -> Ui {
+        let mut ui = Ui::new("127.0.0.1:7777", color, 0);
+        ui.user = Some("alice".into());
+        let lobby = ui.window(Kind::Room("lobby".into()));
+        let dm = ui.window(Kind::Dm("bob".into()));
+        ui.switch(lobby);
+        // 2023-11-14 22:13:20 UTC
+        ui.push(lobby, message("bob", "hello", 1_700_000_000_000, vec![]));
+        ui.push(lobby, message("eve", "forged", 1_700_000_060_000, vec![Mark::Unverified]));
+        ui.push(dm, message("bob", "psst", 1_700_000_120_000, vec![]));
+        ui.push(dm, message("bob", "again", 1_700_000_120_000, vec![]));
+        ui.editor.paste("typing");
+        ui
+    }
+
+    #[test]
+    fn draws_the_layout_at_80x24() {
+        let (rows, _) = screen(&sample(true), 80, 24);
+        let text = rows.join("\n");
+        assert!(rows[0].starts_with("1 status"), "{text}");
+        assert!(rows[1].starts_with("2 #lobby "), "current window listed: {text}");
+        assert!(rows[2].starts_with("3 @bob 2"), "unread count of the DM window: {text}");
+        assert!(rows[20].ends_with(&format!("22:13 bob: hello{}", " ".repeat(46))), "time, sender, text: {text}");
+        assert!(rows[21].contains("22:14 [UNVERIFIED] eve: forged"), "loud mark: {text}");
+        assert!(rows[22].starts_with(" 127.0.0.1:7777 | alice | connected | #lobby"), "status bar: {text}");
+        assert_eq!(rows[23].trim_end(), "> typing");
+    }
+
+    #[test]
+    fn neutralises_network_text_and_wraps_long_lines() {
+        let mut ui = Ui::new("s", true, 3600);
+        ui.push(0, message("m\u{1b}[31mallory", "a\u{202e}b \u{1b}]52;c;eA==\u{7}", 0, vec![Mark::Replayed]));
+        ui.push(0, message("bob", &"x".repeat(100), 0, vec![Mark::KeyChanged]));
+        let (rows, buf) = screen(&ui, 80, 24);
+        let text = rows.join("\n");
+        assert!(buf.content().iter().all(|c| !c.symbol().chars().any(crate::text::is_unsafe)), "{text}");
+        assert!(text.contains("01:00 [REPLAYED] m\\u{001b}[31mallory: a\\u{202e}b \\u{001b}]52;c"), "{text}");
+        assert!(text.contains("eA==\\u{0007}"), "{text}");
+        let at = rows.iter().position(|r| r.contains("01:00 [KEY CHANGED] bob: xxx")).expect("the key-changed mark");
+        assert!(rows[at + 1].starts_with(&format!("{}xxx", " ".repeat(usize::from(SIDE) + GUTTER))), "{text}");
+    }
+
+    #[test]
+    fn no_color_draws_no_colour() {
+        let (_, buf) = screen(&sample(false), 80, 24);
+        assert!(buf.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+        let (_, buf) = screen(&sample(true), 80, 24);
+        assert!(buf.content().iter().any(|c| c.bg == Color::Red), "the mark is red with colours");
+    }
+
+    #[test]
+    fn scrolls_back_a_page() {
+        let mut ui = Ui::new("s", true, 0);
+        for i in 0..50 {
+            ui.info(0, format!("line {i}"));
+        }
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[21].contains("line 49"));
+        ui.page = 22;
+        ui.update(super::super::state::Action::PageUp, |_, _| Vec::new());
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[21].contains("line 28") && rows[22].contains("scrolled back"), "{}", rows.join("\n"));
+    }
+
+    #[test]
+    fn hides_secrets_and_fits_small_screens() {
+        let mut ui = sample(true);
+        ui.prompt = Some("Password: ".into());
+        ui.editor.clear();
+        ui.editor.paste("hunter2hunter2");
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(!rows.join("").contains("hunter2") && rows[23].starts_with("Password: "));
+        screen(&ui, 10, 3);
+        screen(&ui, 1, 1);
+    }
+
+    #[test]
+    fn separates_other_days() {
+        let mut ui = Ui::new("s", true, 0);
+        ui.today = day(1_700_000_000_000, 0);
+        ui.push(0, message("bob", "old", 1_699_900_000_000, vec![]));
+        ui.push(0, message("bob", "new", 1_700_000_000_000, vec![]));
+        ui.push(0, message("bob", "newer", 1_700_000_000_000, vec![]));
+        let (rows, _) = screen(&ui, 80, 24);
+        let text = rows.join("\n");
+        let at = rows.iter().position(|r| r.contains("----- 2023-11-13 -----")).expect(&text);
+        assert!(rows[at + 1].contains("bob: old") && rows[at + 2].contains("----- 2023-11-14 -----"), "{text}");
+        assert!(rows[at + 3].contains("bob: new") && rows[at + 4].contains("bob: newer"), "{text}");
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(-1), "1969-12-31");
+        assert_eq!(date(day(1_709_164_800_000, 0)), "2024-02-29");
+        date(i64::MAX);
+        date(i64::MIN);
+    }
+
+    #[test]
+    fn clock_is_hours_and_minutes() {
+        assert_eq!(clock(0, 0), "00:00");
+        assert_eq!(clock(1_700_000_000_000, 0), "22:13");
+        assert_eq!(clock(1_700_000_000_000, 3600 * 2), "00:13");
+        assert_eq!(clock(0, -60), "23:59");
+        assert_eq!(clock(u64::MAX, i64::MAX), clock(u64::MAX, i64::MAX));
+    }
+}

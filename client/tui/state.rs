@@ -1,0 +1,337 @@
+//! Full-screen front end: the state of the screen (windows, their lines and
+//! unread counts, the input line, the status) and how key events change it.
+//!
+//! Invariant: keys are events, never text: only a printable character is ever
+//! inserted into the input line (`editor`); a secret prompt's answer is never
+//! shown, never kept in the history and handed on only as a secret; every
+//! string kept for display may hold network text and is neutralised when
+//! drawn (`draw`), never here.
+
+use std::collections::BTreeSet;
+
+use zeroize::Zeroizing;
+
+use crate::editor::Editor;
+pub use crate::keys::Action;
+
+/// Most lines kept per window (older ones are dropped).
+const SCROLLBACK: usize = 2000;
+
+/// What a window shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// Notices, errors and replies not tied to a room or contact.
+    Status,
+    /// A room, by canonical name.
+    Room(String),
+    /// Direct messages with a user.
+    Dm(String),
+}
+
+/// A loud mark on a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Its signature or integrity check failed.
+    Unverified,
+    /// Shown before (a replay), not new.
+    Replayed,
+    /// The server lists another key for its sender.
+    KeyChanged,
+}
+
+/// How a line is styled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// A message from someone.
+    Message,
+    /// A message of our own.
+    Own,
+    /// Information from the client.
+    Info,
+    /// An error or warning.
+    Alert,
+}
+
+/// One line of a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Unix milliseconds, when known.
+    pub ts: Option<u64>,
+    /// The sender, for a message.
+    pub from: Option<String>,
+    /// The text.
+    pub text: String,
+    /// Loud marks.
+    pub marks: Vec<Mark>,
+    /// How it is styled.
+    pub tone: Tone,
+    /// From the room's history (sent before we joined or looked).
+    pub history: bool,
+}
+
+/// A window: a room, a contact, or the status window.
+pub struct Window {
+    /// What it shows.
+    pub kind: Kind,
+    /// Its lines, oldest first.
+    pub lines: Vec<Entry>,
+    /// Lines added while it was not the current window.
+    pub unread: u32,
+    /// Lines scrolled back from the newest (0: following new lines).
+    pub scroll: usize,
+}
+
+impl Window {
+    /// Its name in the list and the status bar.
+    pub fn label(&self) -> String {
+        match &self.kind {
+            Kind::Status => "status".to_string(),
+            Kind::Room(r) => format!("#{r}"),
+            Kind::Dm(u) => format!("@{u}"),
+        }
+    }
+}
+
+/// The connection, as the status bar shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Connected.
+    Up,
+    /// Lost; reconnecting.
+    Reconnecting,
+}
+
+/// What the front end must do after an action.
+pub enum Output {
+    /// A line was entered.
+    Line(String),
+    /// A secret was entered at a prompt.
+    Secret(Zeroizing<String>),
+    /// The prompt was cancelled.
+    Cancelled,
+    /// Leave.
+    Quit,
+}
+
+/// The whole screen's state.
+pub struct Ui {
+    /// The server, as given.
+    pub server: String,
+    /// The logged-in user.
+    pub user: Option<String>,
+    /// The connection.
+    pub link: Link,
+    /// Status window first, then rooms and contacts in the order they appeared.
+    pub windows: Vec<Window>,
+    /// The current window (an index into `windows`).
+    pub current: usize,
+    /// The input line.
+    pub editor: Editor,
+    /// A secret prompt: what is asked; the input is hidden meanwhile.
+    pub prompt: Option<String>,
+    /// Whether colours are used (`NO_COLOR` unset).
+    pub color: bool,
+    /// Local time offset from UTC, seconds (for `HH:MM`).
+    pub utc_offset_s: i64,
+    /// Today, in local days since 1970-01-01 (other days get a date line).
+    pub today: i64,
+    /// Users whose listed keys changed (their messages are marked).
+    pub key_changed: BTreeSet<String>,
+    /// Users seen (for `@` completion).
+    pub users: BTreeSet<String>,
+    /// Height of the conversation area at the last draw (for PageUp/PageDown).
+    pub page: usize,
+}
+
+impl Ui {
+    /// A screen with only the status window.
+    pub fn new(server: &str, color: bool, utc_offset_s: i64) -> Ui {
+        Ui {
+            server: server.to_string(),
+            user: None,
+            link: Link::Up,
+            windows: vec![Window { kind: Kind::Status, lines: Vec::new(), unread: 0, scroll: 0 }],
+            current: 0,
+            editor: Editor::default(),
+            prompt: None,
+            color,
+            utc_offset_s,
+            today: 0,
+            key_changed: BTreeSet::new(),
+            users: BTreeSet::new(),
+            page: 10,
+        }
+    }
+
+    /// The index of the window of `kind`, made when there is none.
+    pub fn window(&mut self, kind: Kind) -> usize {
+        if let Some(i) = self.windows.iter().position(|w| w.kind == kind) {
+            return i;
+        }
+        self.windows.push(Window { kind, lines: Vec::new(), unread: 0, scroll: 0 });
+        self.windows.len() - 1
+    }
+
+    /// The current window.
+    pub fn current(&self) -> &Window {
+        // NOTE(unwrap): `current` is only set to an index of `windows`, which
+        // starts with the status window and never shrinks.
+        self.windows.get(self.current).or(self.windows.first()).expect("the status window is always there")
+    }
+
+    /// Adds a line to window `i`; counts it unread when that window is not current.
+    pub fn push(&mut self, i: usize, entry: Entry) {
+        if let Some(from) = &entry.from {
+            if !matches!(entry.tone, Tone::Own) {
+                self.users.insert(from.clone());
+            }
+        }
+        let current = self.current;
+        let Some(w) = self.windows.get_mut(i) else { return };
+        if w.lines.len() >= SCROLLBACK {
+            w.lines.remove(0);
+        }
+        let own = matches!(entry.tone, Tone::Own);
+        w.lines.push(entry);
+        if i != current && !own {
+            w.unread = w.unread.saturating_add(1);
+        } else if w.scroll > 0 {
+            // Keep the view still while reading back.
+            w.scroll += 1;
+        }
+    }
+
+    /// A line of the client's own in window `i`.
+    pub fn info(&mut self, i: usize, text: impl Into<String>) {
+        self.push(
+            i,
+            Entry { ts: None, from: None, text: text.into(), marks: Vec::new(), tone: Tone::Info, history: false },
+        );
+    }
+
+    /// An error or warning in window `i`.
+    pub fn alert(&mut self, i: usize, text: impl Into<String>) {
+        self.push(
+            i,
+            Entry { ts: None, from: None, text: text.into(), marks: Vec::new(), tone: Tone::Alert, history: false },
+        );
+    }
+
+    /// A line of the client's own in the current window.
+    pub fn say(&mut self, text: impl Into<String>) {
+        self.info(self.current, text);
+    }
+
+    /// An error in the current window.
+    pub fn warn(&mut self, text: impl Into<String>) {
+        self.alert(self.current, text);
+    }
+
+    /// Makes window `i` current, clearing its unread count.
+    pub fn switch(&mut self, i: usize) {
+        if let Some(w) = self.windows.get_mut(i) {
+            w.unread = 0;
+            self.current = i;
+        }
+    }
+
+    /// Sum of the unread counts (for the terminal title).
+    pub fn unread(&self) -> u32 {
+        self.windows.iter().map(|w| w.unread).fold(0, u32::saturating_add)
+    }
+
+    /// Applies an action; what the front end must do next, if anything.
+    pub fn update(&mut self, action: Action, candidates: impl FnOnce(&str, bool) -> Vec<String>) -> Option<Output> {
+        let e = &mut self.editor;
+        match action {
+            Action::Insert(c) => e.insert(c),
+            Action::Paste(s) => e.paste(&s),
+            Action::Left => e.left(),
+            Action::Right => e.right(),
+            Action::WordLeft => e.word_left(),
+            Action::WordRight => e.word_right(),
+            Action::Home => e.home(),
+            Action::End => e.end(),
+            Action::Backspace => e.backspace(),
+            Action::Delete => e.delete(),
+            Action::DeleteWord => e.delete_word(),
+            Action::Up if self.prompt.is_none() => e.up(),
+            Action::Down if self.prompt.is_none() => e.down(),
+            Action::Up | Action::Down => {}
+            Action::Complete if self.prompt.is_none() => e.complete(candidates),
+            Action::Complete => {}
+            Action::Submit => {
+                if self.prompt.take().is_some() {
+                    return Some(Output::Secret(e.take_secret()));
+                }
+                let line = e.take();
+                return Some(Output::Line(line));
+            }
+            Action::PageUp => {
+                let page = self.page.max(2) - 1;
+                let w = self.windows.get_mut(self.current)?;
+                w.scroll = (w.scroll + page).min(w.lines.len().saturating_sub(1));
+            }
+            Action::PageDown => {
+                let page = self.page.max(2) - 1;
+                let w = self.windows.get_mut(self.current)?;
+                w.scroll = w.scroll.saturating_sub(page);
+            }
+            Action::Window(i) => self.switch(i),
+            Action::NextWindow => self.switch((self.current + 1) % self.windows.len().max(1)),
+            Action::PrevWindow => {
+                self.switch((self.current + self.windows.len().max(1) - 1) % self.windows.len().max(1))
+            }
+            Action::Interrupt if self.prompt.is_some() => {
+                self.prompt = None;
+                e.take_secret();
+                return Some(Output::Cancelled);
+            }
+            Action::Interrupt => return Some(Output::Quit),
+            Action::EndOfInput if e.is_empty() => {
+                if self.prompt.take().is_some() {
+                    return Some(Output::Cancelled);
+                }
+                return Some(Output::Quit);
+            }
+            Action::EndOfInput => e.delete(),
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_counts_rise_elsewhere_and_clear_on_switch() {
+        let mut ui = Ui::new("s", true, 0);
+        let lobby = ui.window(Kind::Room("lobby".into()));
+        ui.info(lobby, "one");
+        ui.info(lobby, "two");
+        ui.info(0, "here");
+        assert_eq!((ui.windows[lobby].unread, ui.windows[0].unread, ui.unread()), (2, 0, 2));
+        ui.update(Action::NextWindow, |_, _| Vec::new());
+        assert_eq!((ui.current, ui.unread()), (lobby, 0));
+        ui.update(Action::Window(0), |_, _| Vec::new());
+        assert_eq!(ui.current, 0);
+        ui.update(Action::Window(7), |_, _| Vec::new());
+        assert_eq!(ui.current, 0, "no such window: unchanged");
+    }
+
+    #[test]
+    fn secrets_are_not_kept_in_the_history() {
+        let mut ui = Ui::new("s", true, 0);
+        ui.prompt = Some("Password: ".into());
+        ui.update(Action::Paste("hunter2hunter2".into()), |_, _| Vec::new());
+        assert!(
+            matches!(ui.update(Action::Submit, |_, _| Vec::new()), Some(Output::Secret(s)) if s.as_str() == "hunter2hunter2")
+        );
+        ui.update(Action::Up, |_, _| Vec::new());
+        assert_eq!(ui.editor.text(), "");
+        ui.prompt = Some("Password: ".into());
+        assert!(matches!(ui.update(Action::Interrupt, |_, _| Vec::new()), Some(Output::Cancelled)));
+        assert!(matches!(ui.update(Action::Interrupt, |_, _| Vec::new()), Some(Output::Quit)));
+    }
+}
