@@ -233,6 +233,11 @@ impl App {
         self.session.who_room(room, now_ms())
     }
 
+    /// Starts `who` without a room: who is online of the users sharing a room or a DM channel.
+    pub fn who_online(&mut self) -> Result<(), Failure> {
+        self.session.who_online(now_ms())
+    }
+
     /// Starts `delete ROOM`.
     pub fn delete_room(&mut self, room: &str) -> Result<(), Failure> {
         self.session.delete_room(room, now_ms())

@@ -51,7 +51,6 @@ fn parse(line: &str) -> Result<Option<Command>, Failure> {
         Ok(Some(Command::Text(_))) => Err(Failure::new("", 400, "not a command: commands start with '/'; see /help")),
         Ok(Some(Command::Register { creds: None, .. })) => Err(Failure::new("register", 400, REGISTER_USAGE)),
         Ok(Some(Command::Login { creds: None, .. })) => Err(Failure::new("login", 400, LOGIN_USAGE)),
-        Ok(Some(Command::Who(None))) => Err(Failure::new("who", 400, usage("who"))),
         Ok(Some(Command::Leave(None))) => Err(Failure::new("leave", 400, usage("leave"))),
         Ok(Some(Command::Room(_))) => Err(unknown("room")),
         Ok(Some(Command::Query(_))) => Err(unknown("query")),
@@ -98,6 +97,7 @@ impl Frontend for Batch {
             Ok(Some(Command::Leave(Some(room)))) => app.leave_room(&room),
             Ok(Some(Command::Rooms)) => app.list_rooms(),
             Ok(Some(Command::Who(Some(room)))) => app.who_room(&room),
+            Ok(Some(Command::Who(None))) => app.who_online(),
             Ok(Some(Command::Delete(room))) => app.delete_room(&room),
             Ok(Some(Command::Dm(user))) => app.dm_request(&user),
             Ok(Some(Command::Accept(user))) => app.dm_accept(&user),
@@ -111,7 +111,6 @@ impl Frontend for Batch {
             Ok(Some(
                 Command::Register { creds: None, .. }
                 | Command::Login { creds: None, .. }
-                | Command::Who(None)
                 | Command::Leave(None)
                 | Command::Room(_)
                 | Command::Query(_)

@@ -54,6 +54,8 @@ pub enum Event<'a> {
     Rooms { rooms: Vec<RoomOut<'a>> },
     /// The members of a room.
     Who { room: &'a str, members: Vec<MemberOut<'a>> },
+    /// Who is online of the users sharing a room or a DM channel (`/who`).
+    Online { users: Vec<OnlineOut<'a>> },
     /// A room was deleted.
     RoomDeleted { room: &'a str },
     /// The server lists other keys for a user.
@@ -132,6 +134,14 @@ pub struct MemberOut<'a> {
     online: bool,
 }
 
+/// A user in `online`.
+#[derive(Serialize)]
+pub struct OnlineOut<'a> {
+    name: &'a str,
+    rooms: u16,
+    contact: bool,
+}
+
 /// A room in `rooms`.
 #[derive(Serialize)]
 pub struct RoomOut<'a> {
@@ -182,6 +192,9 @@ impl<'a> Event<'a> {
                 rooms: rooms.iter().map(|r: &RoomInfo| RoomOut { name: &r.name, members: r.members }).collect(),
             },
             RoomEvent::Who { room, members: m } => Event::Who { room, members: members(m) },
+            RoomEvent::Online(users) => Event::Online {
+                users: users.iter().map(|u| OnlineOut { name: &u.name, rooms: u.rooms, contact: u.contact }).collect(),
+            },
             RoomEvent::Deleted { room } => Event::RoomDeleted { room },
             RoomEvent::KeyChanged { user } => Event::KeyChanged { user },
         }

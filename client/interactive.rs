@@ -218,6 +218,10 @@ impl Interactive {
                 out!("rooms: {}", list.join(", "));
             }
             RoomEvent::Who { room, members } => out!("[{room}] members: {}", member_list(&members)),
+            RoomEvent::Online(users) if users.is_empty() => {
+                out!("nobody you share a room or direct messages with is online")
+            }
+            RoomEvent::Online(users) => out!("online: {}", online_list(&users)),
             RoomEvent::Deleted { room } => {
                 out!("room {room} was deleted by its owner");
                 self.forget(&room);
@@ -372,6 +376,24 @@ fn dm_message_line(m: &DmMessage) -> String {
     format!("[dm]{flag} {}: {body}", text::neutralise(&m.from))
 }
 
+/// `bob (2 rooms, contact), carol (1 room)`.
+pub(crate) fn online_list(users: &[crate::session::OnlineInfo]) -> String {
+    let one = |u: &crate::session::OnlineInfo| {
+        let rooms = match u.rooms {
+            0 => String::new(),
+            1 => "1 room".to_owned(),
+            n => format!("{n} rooms"),
+        };
+        let how = match (rooms.is_empty(), u.contact) {
+            (false, true) => format!("{rooms}, contact"),
+            (true, true) => "contact".to_owned(),
+            (_, false) => rooms,
+        };
+        format!("{} ({how})", u.name)
+    };
+    users.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
 fn member_list(members: &[Member]) -> String {
     let names: Vec<String> =
         members.iter().map(|m| if m.online { format!("{} (online)", m.name) } else { m.name.clone() }).collect();
@@ -422,11 +444,8 @@ impl Frontend for Interactive {
                 self.current = Some(Target::Dm(user));
             }
             Command::Say { room, text } => show(app.say(&room, &text)),
-            Command::Who(room) => {
-                if let Some(room) = self.room_or_current(room, "/who") {
-                    show(app.who_room(&room));
-                }
-            }
+            Command::Who(Some(room)) => show(app.who_room(&room)),
+            Command::Who(None) => show(app.who_online()),
             Command::Leave(room) => {
                 if let Some(room) = self.room_or_current(room, "/leave") {
                     show(app.leave_room(&room));

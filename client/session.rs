@@ -29,7 +29,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::keystore::LocalKeys;
 
 pub use direct::{ContactInfo, DmEvent, DmLocal, DmMessage};
-pub use room::{Local, Member, RoomEvent, RoomInfo, RoomMessage};
+pub use room::{Local, Member, OnlineInfo, RoomEvent, RoomInfo, RoomMessage};
 
 /// How long a request may wait for its reply.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
@@ -457,6 +457,10 @@ impl Session {
             opcodes::MBRS => match wire::decode(pt) {
                 Ok(m) => self.handle_member(m, ours),
                 Err(e) => self.malformed(ours, "mbrs", e),
+            },
+            opcodes::ONLN => match wire::decode(pt) {
+                Ok(m) => self.handle_online(m, ours),
+                Err(e) => self.malformed(ours, "onln", e),
             },
             opcodes::RMLS => match wire::decode(pt) {
                 Ok(m) => self.handle_list_entry(m, ours),

@@ -404,11 +404,13 @@ impl Frontend for Tui {
                 let started = app.say(&room, &text);
                 self.show(started);
             }
-            Command::Who(room) => {
-                if let Some(room) = self.room_or_current(room) {
-                    let started = app.who_room(&room);
-                    self.show(started);
-                }
+            Command::Who(Some(room)) => {
+                let started = app.who_room(&room);
+                self.show(started);
+            }
+            Command::Who(None) => {
+                let started = app.who_online();
+                self.show(started);
             }
             Command::Leave(room) => {
                 if let Some(room) = self.room_or_current(room) {

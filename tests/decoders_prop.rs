@@ -86,6 +86,8 @@ decoder_props! {
     decode_leave_room: LeaveRoom => |m| [room];
     decode_list_rooms: ListRooms => |m| [filter];
     decode_who_room: WhoRoom => |m| [room];
+    decode_who_online: WhoOnline => |m| [filter];
+    decode_online_user: OnlineUser => |m| [name];
     decode_delete_room: DeleteRoom => |m| [room];
     decode_dm_reject: DmReject => |m| [peer];
     decode_mailbox_ack: MailboxAck => |_m| [];

@@ -317,3 +317,30 @@ fn a_line_typed_while_disconnected_waits_and_is_sent_once_back() {
     let history = bob.room_messages("den", 1);
     assert_eq!(texts(&history), ["typed while the server was away"]);
 }
+
+#[test]
+fn who_without_a_room_lists_the_online_users_sharing_a_room_or_direct_messages() {
+    let dir = TempDir::new("who-online");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
+    let mut carol = user(&server, &dir, "carol", &[]);
+    let _dave = user(&server, &dir, "dave", &[]);
+    let mut erin = user(&server, &dir, "erin", &[]);
+    ok(&alice.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    bob.run(&format!("/join lobby {ROOM_PW}"), "joined");
+    erin.run(&format!("/join lobby {ROOM_PW}"), "joined");
+    common::contacts(&mut alice, "alice", &mut carol, "carol");
+    drop(erin); // shares the room, but is not online
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let v = alice.run("/who", "online");
+    assert_eq!(v["type"], "online", "{v}");
+    assert_eq!(
+        v["users"],
+        serde_json::json!([
+            {"name": "bob", "rooms": 1, "contact": false},
+            {"name": "carol", "rooms": 0, "contact": true}
+        ]),
+        "dave shares nothing, erin is offline, alice is not listed"
+    );
+}

@@ -902,6 +902,8 @@ macro_rules! for_each_message {
             $f::<LeaveRoom>(),
             $f::<ListRooms>(),
             $f::<WhoRoom>(),
+            $f::<WhoOnline>(),
+            $f::<OnlineUser>(),
             $f::<DeleteRoom>(),
             $f::<DmReject>(),
             $f::<MailboxAck>(),

@@ -14,8 +14,8 @@ use sotto::account;
 use sotto::crypto;
 use sotto::identity::{self, Signer, RSA_BYTES};
 use sotto::opcodes::{
-    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, ReceiveRoomMessage, RoomDeleted, RoomListEntry, RoomMember,
-    RoomSalt, RoomSaltRequest, SendRoomMessage, StatusReply, WhoRoom,
+    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, OnlineUser, ReceiveRoomMessage, RoomDeleted, RoomListEntry,
+    RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessage, StatusReply, WhoOnline, WhoRoom,
 };
 use sotto::room::{self as rooms, Context, RoomKeys, Sealed, TEXT_MAX};
 use sotto::wire::{code, Message, Status};
@@ -107,6 +107,17 @@ pub struct Member {
     pub online: bool,
 }
 
+/// A user online, in the answer to `/who` without a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineInfo {
+    /// User name.
+    pub name: String,
+    /// Rooms shared with you.
+    pub rooms: u16,
+    /// An accepted DM contact on the server.
+    pub contact: bool,
+}
+
 /// A room in a list: `{"name":R,"members":N}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomInfo {
@@ -174,6 +185,8 @@ pub enum RoomEvent {
     },
     /// Answer to `rooms`.
     Rooms(Vec<RoomInfo>),
+    /// Answer to `/who` without a room: who is online of the users sharing a room or a DM channel.
+    Online(Vec<OnlineInfo>),
     /// Answer to `who`.
     Who {
         /// Room name.
@@ -227,6 +240,10 @@ pub(super) enum Pending {
     List {
         rooms: Vec<RoomInfo>,
     },
+    /// `/who` without a room (whoa): the users online sharing a room or a DM channel.
+    Online {
+        users: Vec<OnlineInfo>,
+    },
     Who {
         room: String,
         members: Vec<Member>,
@@ -248,6 +265,7 @@ impl Pending {
             Pending::Say { .. } => "say",
             Pending::Leave { .. } => "leave",
             Pending::List { .. } => "rooms",
+            Pending::Online { .. } => "who",
             Pending::Who { .. } | Pending::Refresh { .. } => "who",
             Pending::Delete { .. } => "delete",
         }
@@ -255,7 +273,7 @@ impl Pending {
 
     fn room(&self) -> Option<&str> {
         match self {
-            Pending::List { .. } => None,
+            Pending::List { .. } | Pending::Online { .. } => None,
             Pending::Create { room, .. }
             | Pending::Salt { room, .. }
             | Pending::Join { room, .. }
@@ -490,6 +508,19 @@ impl Session {
         self.send_who(room, false, now_ms)
     }
 
+    /// `/who` without a room (whoa): who is online of the users sharing a room or a DM channel.
+    pub fn who_online(&mut self, now_ms: u64) -> Result<(), Failure> {
+        if self.me.is_none() {
+            return Err(Failure::new("who", 401, "log in first"));
+        }
+        self.check_idle("who")?;
+        let id = self.take_id();
+        let mut m = WhoOnline::request(id, now_ms);
+        self.queue(&mut m);
+        self.start(id, now_ms, Pending::Online { users: Vec::new() });
+        Ok(())
+    }
+
     /// `delete ROOM` (dlrm): owner only.
     pub fn delete_room(&mut self, room: &str, now_ms: u64) -> Result<(), Failure> {
         let room = self.room_request("delete", room)?;
@@ -571,6 +602,7 @@ impl Session {
             }
             Pending::List { rooms } if ok => Some(Event::Room(RoomEvent::Rooms(rooms))),
             Pending::Who { room, members } if ok => Some(Event::Room(RoomEvent::Who { room, members })),
+            Pending::Online { users } if ok => Some(Event::Room(RoomEvent::Online(users))),
             Pending::Delete { room } if ok => {
                 me.keyring.remove(&room);
                 done("delete", room)
@@ -664,6 +696,23 @@ impl Session {
     }
 
     /// `rmls`: one room of a list answer.
+    /// `onln`: one user of a `/who` without a room.
+    pub(super) fn handle_online(&mut self, m: &OnlineUser, ours: bool) -> Option<Event> {
+        let Some(name) = canonical_user(m.name()) else {
+            return Some(Event::Notice("ignoring an onln (online user) with a malformed name".into()));
+        };
+        match self.in_flight.as_mut().map(|f| &mut f.what) {
+            Some(super::Pending::Room(Pending::Online { users })) if ours && users.len() < PARTS_MAX => {
+                users.push(OnlineInfo { name, rooms: m.rooms.get(), contact: m.contact != 0 });
+                None
+            }
+            Some(super::Pending::Room(Pending::Online { .. })) if ours => {
+                Some(Event::Notice(format!("ignoring an onln (online user) past {PARTS_MAX} in one answer")))
+            }
+            _ => Some(Event::Notice("ignoring an onln (online user) for no pending /who".into())),
+        }
+    }
+
     pub(super) fn handle_list_entry(&mut self, m: &RoomListEntry, ours: bool) -> Option<Event> {
         let Some(name) = canonical_room(m.room()) else {
             return Some(Event::Notice("ignoring an rmls (room list entry) with a malformed name".into()));

@@ -42,6 +42,10 @@ impl Tui {
 
     pub(super) fn room_event(&mut self, ev: RoomEvent) {
         match ev {
+            RoomEvent::Online(users) if users.is_empty() => {
+                self.ui.say("nobody you share a room or direct messages with is online")
+            }
+            RoomEvent::Online(users) => self.ui.say(format!("online: {}", crate::interactive::online_list(&users))),
             RoomEvent::Waiting { room, queued } => {
                 let i = self.ui.window(Kind::Room(room));
                 self.ui

@@ -166,6 +166,7 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
         ("rjmu", request::<DmReject>(15, |m| m.set_peer("carol"))),
         ("dack", ack(16, 2)),
         ("ping", ping(17)),
+        ("whoa", request::<WhoOnline>(18, |_| Ok(()))),
     ]
 }
 

@@ -168,7 +168,7 @@ macro_rules! structs {
 }
 
 /// Every message struct in opcode order (as `OPCODES`; the `decode` target checks it).
-pub static MESSAGES: [Decoder; 30] = messages! {
+pub static MESSAGES: [Decoder; 32] = messages! {
     Connected => [username set_username "alice"];
     ReceiveDm => [sender set_sender "bob"];
     ReceiveRoomMessage => [room set_room "lobby"];
@@ -192,6 +192,8 @@ pub static MESSAGES: [Decoder; 30] = messages! {
     LeaveRoom => [room set_room "lobby"];
     ListRooms => [filter set_filter "lo"];
     WhoRoom => [room set_room "lobby"];
+    WhoOnline => [filter set_filter ""];
+    OnlineUser => [name set_name "bob"];
     DeleteRoom => [room set_room "lobby"];
     DmReject => [peer set_peer "bob"];
     MailboxAck => [];

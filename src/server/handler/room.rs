@@ -8,8 +8,9 @@
 
 use crate::crypto;
 use crate::opcodes::{
-    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, ReceiveRoomMessage, RoomDeleted, RoomEntry, RoomListEntry,
-    RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessage, WhoRoom, CRMS, DLRM, GSLT, JRMS, LSRM, LVRM, SRMS, WHOR,
+    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, OnlineUser, ReceiveRoomMessage, RoomDeleted, RoomEntry,
+    RoomListEntry, RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessage, WhoOnline, WhoRoom, CRMS, DLRM, GSLT, JRMS,
+    LSRM, LVRM, SRMS, WHOA, WHOR,
 };
 use crate::room::normalize_name;
 use crate::wire::{code, decode, Message, Status};
@@ -293,6 +294,48 @@ pub fn who(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_
         }
     }
     core.reply_done(id, msg_id, WHOR, "end of list", now_ms);
+}
+
+/// Users listed at most by one `whoa` answer.
+const ONLINE_MAX: usize = 1000;
+
+/// whoa: the users online now that share a room or a DM channel with the
+/// caller, by name (each once, with how many rooms and whether a contact),
+/// then a done. Only what the caller could learn anyway (room members'
+/// presence through `whor`, contacts through their answers).
+pub fn online(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<WhoOnline>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let me = auth.uid();
+    // uid -> (rooms shared, contact)
+    let mut peers: std::collections::BTreeMap<u64, (u16, bool)> = std::collections::BTreeMap::new();
+    for room in core.rooms.iter().filter(|r| r.is_member(me)) {
+        for &uid in room.members.iter().filter(|&&u| u != me) {
+            let e = peers.entry(uid).or_default();
+            e.0 = e.0.saturating_add(1);
+        }
+    }
+    for uid in core.mail.contacts.of(me) {
+        peers.entry(uid).or_default().1 = true;
+    }
+    let mut listed: Vec<(String, u64, u16, bool)> = peers
+        .into_iter()
+        .filter(|(uid, _)| !core.sessions_of(*uid).is_empty())
+        .filter_map(|(uid, (rooms, contact))| {
+            let name = core.accounts.by_uid(uid)?.username().ok()?.to_owned();
+            Some((name, uid, rooms, contact))
+        })
+        .collect();
+    listed.sort();
+    for (name, uid, rooms, contact) in listed.into_iter().take(ONLINE_MAX) {
+        let mut ev = OnlineUser::new(Status::Pending, code::OK, msg_id, now_ms);
+        ev.uid.set(uid);
+        let _ = ev.set_name(&name);
+        ev.rooms.set(rooms);
+        ev.contact = u8::from(contact);
+        core.send(id, &ev);
+    }
+    core.reply_done(id, msg_id, WHOA, "end of list", now_ms);
 }
 
 /// dlrm: the owner removes the room, its file and its history.
