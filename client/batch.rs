@@ -217,6 +217,7 @@ mod tests {
         assert!(matches!(parse("/join lobby pw"), Ok(Some(Command::Join { password: Some(_), .. }))));
         assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(Some(r)))) if r == "lobby"));
         assert!(matches!(parse("/who lobby"), Ok(Some(Command::Who(Some(_))))));
+        assert!(matches!(parse("/who"), Ok(Some(Command::Who(None)))), "who is online");
         assert!(matches!(parse("/delete lobby"), Ok(Some(Command::Delete(_)))));
         assert!(matches!(parse("/rooms"), Ok(Some(Command::Rooms))));
         assert!(matches!(parse("/help"), Ok(Some(Command::Help))));
@@ -241,7 +242,6 @@ mod tests {
             ("/who a b", "who"),
             ("/delete", "delete"),
             ("/rooms x", "rooms"),
-            ("/who", "who"),
             ("/leave", "leave"),
             ("/login alice", "login"),
         ] {
