@@ -61,8 +61,10 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
 }
 
-/// Installs SIGINT/SIGTERM handlers that make `signals` readable.
-fn install_signals() -> io::Result<UnixStream> {
+/// Installs SIGINT/SIGTERM handlers that make the returned socket readable;
+/// called before `listening` is printed, so that a signal sent the moment
+/// sottod says it listens is already a clean stop, never the default death.
+pub fn install_signals() -> io::Result<UnixStream> {
     let (rx, tx) = UnixStream::pair()?;
     rx.set_nonblocking(true)?;
     tx.set_nonblocking(true)?;
@@ -152,10 +154,9 @@ impl Conns {
     }
 }
 
-/// Serves until SIGINT or SIGTERM, then drains and returns.
-pub fn run(listener: TcpListener, mut core: Core, pool: Pool) -> io::Result<()> {
+/// Serves until SIGINT or SIGTERM (as `signals` reports them), then drains and returns.
+pub fn run(listener: TcpListener, mut core: Core, pool: Pool, signals: UnixStream) -> io::Result<()> {
     listener.set_nonblocking(true)?;
-    let signals = install_signals()?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
     epoll.add(pool.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;

@@ -106,6 +106,7 @@ fn serve(args: Args) -> Result<(), String> {
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
     let core = Core::new(server, args.limits, accounts, rooms, mail);
+    let signals = event_loop::install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
@@ -125,7 +126,7 @@ fn serve(args: Args) -> Result<(), String> {
             sotto::crypto::STORED_HASH_KIB
         );
     }
-    event_loop::run(listener, core, pool).map_err(|e| format!("event loop: {e}"))
+    event_loop::run(listener, core, pool, signals).map_err(|e| format!("event loop: {e}"))
 }
 
 fn main() -> ExitCode {

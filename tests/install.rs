@@ -151,6 +151,7 @@ fn log_lines_carry_rfc3339_times_or_none_under_systemd() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
             .unwrap();
         let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "a SIGTERM just after `listening` is a clean stop: {:?}", out.status);
         let log = String::from_utf8(out.stderr).unwrap();
         // Every line (the start-up lines come before `listening`).
         let levels = ["ERROR ", "WARN ", "INFO ", "DEBUG "];
