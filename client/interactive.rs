@@ -183,8 +183,8 @@ impl Interactive {
                 out!("current room: {room}");
                 self.current = Some(Target::Room(room));
             }
-            Ok(room) => out!("error 403: not in room {room}; /join it first"),
-            Err(e) => out!("error 400: {e}"),
+            Ok(room) => out!("error: not in room {room}; /join it first"),
+            Err(e) => out!("error: {e}"),
         }
     }
 
@@ -334,11 +334,11 @@ fn usage(cmd: &str) -> String {
 /// Checks what can be checked before asking for a room password.
 fn ready(app: &App, room: &str) -> bool {
     if !app.logged_in() {
-        out!("error 401: log in first");
+        out!("error: log in first");
         return false;
     }
     if let Err(e) = sotto::room::normalize_name(room) {
-        out!("error 400: {e}");
+        out!("error: {e}");
         return false;
     }
     true
@@ -538,16 +538,14 @@ impl Frontend for Interactive {
     }
 }
 
-/// `error 401: wrong user name or password`, with the wait for 429.
+/// `error: wrong user name or password`, in words (`command::describe`).
 fn print_failure(f: &Failure) {
-    let retry = match f.retry_after_ms {
-        0 => String::new(),
-        ms => format!(" (try again in {} s)", ms.div_ceil(1000)),
-    };
-    match f.code {
-        0 => out!("error: {}{retry}", f.message),
-        code => out!("error {code}: {}{retry}", f.message),
-    }
+    out!("{}", failure_line(f));
+}
+
+/// The line a failure is shown as: words, no code.
+fn failure_line(f: &Failure) -> String {
+    format!("error: {}", command::describe(f))
 }
 
 /// Hex in groups of four, for reading aloud.

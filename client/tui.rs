@@ -262,11 +262,7 @@ impl Tui {
     }
 
     fn failed(&mut self, f: &Failure) {
-        let retry = match f.retry_after_ms {
-            0 => String::new(),
-            ms => format!(" (try again in {} s)", ms.div_ceil(1000)),
-        };
-        self.ui.warn(format!("error: {}{retry}", f.message));
+        self.ui.warn(format!("error: {}", command::describe(f)));
     }
 
     /// Checks what can be checked before asking for a room password.
