@@ -58,7 +58,7 @@ commands:
   /quit            leave (end of input does the same)
 messages read [room] name: text and [dm] name: text; [UNVERIFIED] marks one
 whose signature or integrity check failed, (history) one replayed from the
-room's last 20.";
+room's last 20. A room message or direct message is at most 1024 bytes (UTF-8).";
 
 /// Runs interactive mode on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
@@ -580,5 +580,18 @@ mod tests {
             message_line(&message(false, true, Some("could not decrypt"))),
             "[lobby] (history) [UNVERIFIED] alice: (could not decrypt)"
         );
+    }
+
+    #[test]
+    fn help_names_the_size_limit() {
+        assert!(HELP.contains("at most 1024 bytes"), "{HELP}");
+    }
+
+    #[test]
+    fn failures_are_shown_in_words() {
+        assert_eq!(failure_line(&Failure::new("dm", 404, "no such user")), "error: no such user");
+        let mut f = Failure::new("say", 429, "slow down");
+        f.retry_after_ms = 3000;
+        assert_eq!(failure_line(&f), "error: too fast: try again in 3 s");
     }
 }
