@@ -77,7 +77,7 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
     } else {
         None
     };
-    let mut fe = Interactive { prompted: false, current: None, reconnected: false, line };
+    let mut fe = Interactive { prompted: false, current: None, reconnected: false, line, confirm: None };
     App::new(conn, server, home, Input::stdin(), timing).run(&mut fe)
 }
 
@@ -96,6 +96,8 @@ struct Interactive {
     reconnected: bool,
     /// The line editor, on a terminal.
     line: Option<LineEdit>,
+    /// A `/delete` waiting for `yes`: the room.
+    confirm: Option<String>,
 }
 
 impl Interactive {
@@ -381,6 +383,14 @@ fn member_list(members: &[Member]) -> String {
 impl Frontend for Interactive {
     fn command(&mut self, app: &mut App, line: &str) -> io::Result<Flow> {
         self.prompted = false;
+        if let Some(room) = self.confirm.take() {
+            if command::confirmed(line) {
+                show(app.delete_room(&room));
+            } else {
+                out!("not deleted: {room} is kept");
+            }
+            return Ok(Flow::Continue);
+        }
         let command = match command::parse(line) {
             Ok(None) => return Ok(Flow::Continue),
             Ok(Some(c)) => c,
@@ -433,7 +443,12 @@ impl Frontend for Interactive {
                 }
             }
             Command::Rooms => show(app.list_rooms()),
-            Command::Delete(room) => show(app.delete_room(&room)),
+            Command::Delete(room) => {
+                if ready(app, &room) {
+                    out!("{}", command::delete_question(&room));
+                    self.confirm = Some(room);
+                }
+            }
             Command::Dm(user) => show(app.dm_request(&user)),
             Command::Accept(user) => show(app.dm_accept(&user)),
             Command::Reject(user) => show(app.dm_reject(&user)),

@@ -63,7 +63,8 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
             return 1;
         }
     };
-    let mut tui = Tui { ui, terminal, lines: VecDeque::new(), ask: None, title: None, last_error: None };
+    let mut tui =
+        Tui { ui, terminal, lines: VecDeque::new(), ask: None, title: None, last_error: None, confirm: None };
     let code = App::new(conn, server, home, Input::stdin(), timing).run(&mut tui);
     drop(tui);
     restore();
@@ -176,6 +177,8 @@ struct Tui {
     title: Option<u32>,
     /// Why the connection ended, printed after the screen is restored.
     last_error: Option<String>,
+    /// A `/delete` waiting for `yes`: the room.
+    confirm: Option<String>,
 }
 
 impl Drop for Tui {
@@ -345,6 +348,15 @@ impl Frontend for Tui {
             self.answer(app, line);
             return self.redraw().map(|()| Flow::Continue);
         }
+        if let Some(room) = self.confirm.take() {
+            if command::confirmed(line) {
+                let started = app.delete_room(&room);
+                self.show(started);
+            } else {
+                self.ui.say(format!("not deleted: {room} is kept"));
+            }
+            return self.redraw().map(|()| Flow::Continue);
+        }
         let command = match command::parse(line) {
             Ok(None) => return Ok(Flow::Continue),
             Ok(Some(c)) => c,
@@ -417,8 +429,10 @@ impl Frontend for Tui {
                 self.show(started);
             }
             Command::Delete(room) => {
-                let started = app.delete_room(&room);
-                self.show(started);
+                if self.ready(app, &room) {
+                    self.ui.warn(command::delete_question(&room));
+                    self.confirm = Some(room);
+                }
             }
             Command::Dm(user) => {
                 let started = app.dm_request(&user);

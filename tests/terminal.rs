@@ -234,3 +234,29 @@ fn plain_mode_edits_lines_with_arrow_keys_and_keeps_the_line_when_a_message_arri
     assert!(mode.local_flags.contains(cooked), "the terminal mode is restored: {:?}", mode.local_flags);
     assert!(!bob.seen.lock().unwrap().contains(&0x1b), "plain mode writes no escape sequence");
 }
+
+#[test]
+fn plain_mode_asks_before_deleting_a_room() {
+    let dir = TempDir::new("terminal-delete");
+    let server = Server::start(&dir.join("data"));
+    let mut batch = user(&server, &dir, "alice", &[]);
+    ok(&batch.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    batch.finish();
+    let mut alice = Screen::start(&server.addr, &dir.join("alice"));
+    let at = alice.wait_for("type /help", 0);
+    alice.type_line("/login alice");
+    let at = alice.wait_for("Password: ", at);
+    alice.type_line(PW);
+    let at = alice.wait_for("Passphrase: ", at);
+    alice.type_line(WORDS);
+    let at = alice.wait_for("logged in as alice", at);
+    alice.type_line("/delete lobby");
+    let at = alice.wait_for("delete room lobby and its history for everyone? type yes", at);
+    alice.type_line("no");
+    let at = alice.wait_for("not deleted: lobby is kept", at);
+    alice.type_line("/rooms");
+    let at = alice.wait_for("rooms: lobby", at);
+    alice.type_line("/delete lobby");
+    alice.type_line("yes");
+    alice.wait_for("deleted room lobby", at);
+}

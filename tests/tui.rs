@@ -398,3 +398,46 @@ fn network_text_with_escapes_osc52_and_bidi_reaches_the_full_screen_as_harmless_
     assert_eq!(status.code(), Some(1), "{status:?}");
     bob.assert_restored();
 }
+
+#[test]
+fn deleting_a_room_asks_first() {
+    let dir = TempDir::new("tui-delete");
+    let server = Server::start(&dir.join("data"));
+    let mut batch = user(&server, &dir, "alice", &[]);
+    ok(&batch.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    batch.finish();
+    let mut alice = Tui::start(&server.addr, &dir.join("alice"), 24, 120);
+    alice.login("alice");
+    alice.line("/delete lobby");
+    alice.wait_for("delete room lobby and its history for everyone? type yes");
+    alice.line("no");
+    alice.wait_for("not deleted: lobby is kept");
+    alice.line("/rooms");
+    alice.wait_for("rooms: lobby");
+    alice.line("/delete lobby");
+    alice.line("yes");
+    alice.wait_for("delete lobby: done");
+}
+
+#[test]
+fn the_rooms_are_listed_after_a_login_and_a_reconnect_keeps_the_current_window() {
+    let dir = TempDir::new("tui-rooms");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let addr = server.addr.clone();
+    let mut batch = user(&server, &dir, "alice", &[]);
+    ok(&batch.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    ok(&batch.run(&format!("/create dev {ROOM_PW}"), "create"), "create");
+    batch.finish();
+    let mut alice = Tui::start(&addr, &dir.join("alice"), 24, 80);
+    alice.login("alice");
+    alice.wait_for("your rooms: dev, lobby");
+    alice.wait_row("a window for each room", |r| r.starts_with("3 #lobby"));
+    alice.line("/room lobby");
+    alice.wait_row("#lobby current", |r| r.contains("| alice | connected | #lobby"));
+    server.kill9();
+    alice.wait_row("the outage", |r| r.contains("| alice | RECONNECTING | #lobby"));
+    let _server = Server::start_on(&data, &addr, &[]);
+    alice.wait_for("logged in as alice; still in #lobby");
+    alice.wait_row("#lobby still current", |r| r.contains("| alice | connected | #lobby"));
+}
