@@ -72,6 +72,8 @@ pub enum Report {
         uid: u64,
         /// Identity fingerprint from the local key file, hex, when it opened.
         fingerprint: Option<String>,
+        /// The rooms whose keys are stored (the rooms you are in), in name order.
+        rooms: Vec<String>,
     },
     /// A room command succeeded (`create`, `say`, `leave`, `delete`).
     Done {
@@ -568,8 +570,8 @@ impl App {
             Event::Authenticated { user, uid, again: true, .. } => {
                 self.backoff = None;
                 fe.report(Report::Reconnected)?;
-                let fingerprint = None;
-                fe.report(Report::Authenticated { user, uid, fingerprint })
+                let (fingerprint, rooms) = (None, self.session.rooms());
+                fe.report(Report::Authenticated { user, uid, fingerprint, rooms })
             }
             Event::ReloginFailed(f) if matches!(f.code, 401 | 403) => {
                 fe.report(Report::Failed(f))?;
@@ -613,7 +615,8 @@ impl App {
                 self.session.install(local);
                 // Messages whose time ran out while the client was not running go now.
                 self.session.handle_timeout(now_ms());
-                fe.report(Report::Authenticated { user, uid, fingerprint })?;
+                let rooms = self.session.rooms();
+                fe.report(Report::Authenticated { user, uid, fingerprint, rooms })?;
                 for w in warnings {
                     fe.report(Report::Warning(w))?;
                 }

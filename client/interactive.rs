@@ -474,15 +474,21 @@ impl Frontend for Interactive {
                 out!("identity fingerprint: {}", group(&fingerprint));
                 out!("log in with /login {user}");
             }
-            Report::Authenticated { user, uid, .. } if std::mem::take(&mut self.reconnected) => {
+            Report::Authenticated { user, uid, rooms, .. } if std::mem::take(&mut self.reconnected) => {
                 out!("logged in again as {user} (uid {uid:016x})");
+                out!("{}", command::rooms_line(&rooms));
+                // The current room or contact is kept across a reconnect.
+                if let Some(target) = &self.current {
+                    out!("current: {}", target.label());
+                }
             }
-            Report::Authenticated { user, uid, fingerprint } => {
+            Report::Authenticated { user, uid, fingerprint, rooms } => {
                 self.current = None;
                 out!("logged in as {user} (uid {uid:016x})");
                 if let Some(fp) = fingerprint {
                     out!("identity fingerprint: {}", group(&fp));
                 }
+                out!("{}", command::rooms_line(&rooms));
             }
             Report::Done { cmd: "create", room } => {
                 out!("created room {room}; you own it, and it is now the current room");

@@ -484,10 +484,19 @@ impl Frontend for Tui {
                 self.ui.say(format!("identity fingerprint: {}", group(&fingerprint)));
                 self.ui.say(format!("log in with /login {user}"));
             }
-            Report::Authenticated { user, uid, fingerprint } => {
+            Report::Authenticated { user, uid, fingerprint, rooms } => {
                 self.ui.info(0, format!("logged in as {user} (uid {uid:016x})"));
                 if let Some(fp) = fingerprint {
                     self.ui.info(0, format!("identity fingerprint: {}", group(&fp)));
+                }
+                // Each room you are in has its window; the current window is kept.
+                for room in &rooms {
+                    self.ui.window(Kind::Room(room.clone()));
+                }
+                self.ui.info(0, command::rooms_line(&rooms));
+                if self.ui.current != 0 {
+                    let here = self.ui.current().label();
+                    self.ui.say(format!("logged in as {user}; still in {here}"));
                 }
                 self.ui.user = Some(user);
             }

@@ -158,7 +158,9 @@ fn an_outage_is_said_once_when_it_starts_and_once_when_it_ends() {
     let data = dir.join("data");
     let server = Server::start(&data);
     let addr = server.addr.clone();
-    user(&server, &dir, "dave", &[]).finish();
+    let mut batch = user(&server, &dir, "dave", &[]);
+    ok(&batch.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    batch.finish();
     let mut dave = Screen::start(&addr, &dir.join("dave"));
     let at = dave.wait_for("type /help", 0);
     dave.type_line("/login dave");
@@ -167,12 +169,19 @@ fn an_outage_is_said_once_when_it_starts_and_once_when_it_ends() {
     let at = dave.wait_for("Passphrase: ", at);
     dave.type_line(WORDS);
     let at = dave.wait_for("logged in as dave", at);
+    // The rooms you are in are listed after a login.
+    let at = dave.wait_for("your rooms: lobby", at);
+    dave.type_line("/room lobby");
+    let at = dave.wait_for("current room: lobby", at);
     server.kill9();
     let at = dave.wait_for("reconnecting", at);
     // Several attempts fail meanwhile (0.5 s, 1 s, 2 s apart).
     std::thread::sleep(Duration::from_millis(4000));
     let _server = Server::start_on(&data, &addr, &[]);
-    dave.wait_for("logged in again as dave", at);
+    let at = dave.wait_for("logged in again as dave", at);
+    // And after a reconnect, with the current room kept.
+    let at = dave.wait_for("your rooms: lobby", at);
+    dave.wait_for("current: lobby", at);
     let text = dave.text();
     let after = &text[text.find("logged in as dave").unwrap()..];
     assert_eq!(after.matches("reconnecting").count(), 1, "one notice for the outage: {after:?}");
