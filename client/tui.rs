@@ -63,8 +63,7 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
             return 1;
         }
     };
-    let mut tui =
-        Tui { ui, terminal, lines: VecDeque::new(), ask: None, title: None, last_error: None, confirm: None };
+    let mut tui = Tui { ui, terminal, lines: VecDeque::new(), ask: None, title: None, last_error: None, confirm: None };
     let code = App::new(conn, server, home, Input::stdin(), timing).run(&mut tui);
     drop(tui);
     restore();
