@@ -257,6 +257,12 @@ impl App {
 
     /// Starts `msg @USER TEXT` (while disconnected: only kept in the outbox).
     pub fn send_dm(&mut self, user: &str, text: &str) -> Result<(), Failure> {
+        self.session.send_dm(user, text, now_ms()).map(|_| ())
+    }
+
+    /// Starts `msg @USER TEXT`, and gives the id of the message (the one its
+    /// `sent`, `pending` and `delivered` reports carry).
+    pub fn send_dm_id(&mut self, user: &str, text: &str) -> Result<u64, Failure> {
         self.session.send_dm(user, text, now_ms())
     }
 

@@ -36,7 +36,7 @@ use crate::conn::Conn;
 use crate::input::Input;
 use crate::session::Failure;
 use show::group;
-use state::{Entry, Kind, Link, Output, Tone, Ui};
+use state::{Delivery, Entry, Kind, Link, Output, Tone, Ui};
 
 const HELP: &str = "commands: /register NAME, /login NAME (secrets are asked for, hidden), \
 /create ROOM, /join ROOM, /room ROOM, /query @USER, /who [ROOM], /rooms, /leave [ROOM], /delete ROOM, \
@@ -283,19 +283,35 @@ impl Tui {
     /// A line typed into the current window.
     fn text(&mut self, app: &mut App, text: &str) {
         let kind = self.ui.current().kind.clone();
-        let started = match &kind {
-            Kind::Room(room) => app.say(room, text),
-            Kind::Dm(user) => app.send_dm(user, text),
-            Kind::Status => {
-                self.ui.warn("this is the status window: /join a room, /query @USER, or see /help");
-                return;
-            }
-        };
-        match started {
+        match &kind {
+            Kind::Room(room) => self.say(app, room, text),
+            Kind::Dm(user) => self.msg(app, user, text),
+            Kind::Status => self.ui.warn("this is the status window: /join a room, /query @USER, or see /help"),
+        }
+    }
+
+    /// Says `text` in `room`, shown at once as sending.
+    fn say(&mut self, app: &mut App, room: &str, text: &str) {
+        match app.say(room, text) {
             Ok(()) => {
+                let room = sotto::room::normalize_name(room).unwrap_or_else(|_| room.to_string());
+                let i = self.ui.window(Kind::Room(room));
                 let me = self.ui.user.clone();
-                let i = self.ui.current;
-                self.ui.push(i, own(me, text));
+                self.ui.push(i, own(me, text, None));
+            }
+            Err(f) => self.failed(&f),
+        }
+    }
+
+    /// Sends `text` to `user`, shown at once as sending, with its id for the marks that follow.
+    fn msg(&mut self, app: &mut App, user: &str, text: &str) {
+        match app.send_dm_id(user, text) {
+            Ok(id) => {
+                let user = user.strip_prefix('@').unwrap_or(user);
+                let user = sotto::account::normalize_username(user).unwrap_or_else(|_| user.to_string());
+                let i = self.ui.window(Kind::Dm(user));
+                let me = self.ui.user.clone();
+                self.ui.push(i, own(me, text, Some(id)));
             }
             Err(f) => self.failed(&f),
         }
@@ -336,9 +352,18 @@ impl Tui {
     }
 }
 
-/// A line of our own, as sent now.
-fn own(me: Option<String>, text: &str) -> Entry {
-    Entry { ts: Some(now_ms()), from: me, text: text.to_string(), marks: vec![], tone: Tone::Own, history: false }
+/// A line of our own, as sent now (a direct message with its id).
+fn own(me: Option<String>, text: &str, id: Option<u64>) -> Entry {
+    Entry {
+        ts: Some(now_ms()),
+        from: me,
+        text: text.to_string(),
+        marks: vec![],
+        tone: Tone::Own,
+        history: false,
+        delivery: Some(Delivery::Sending),
+        id,
+    }
 }
 
 impl Frontend for Tui {
@@ -407,10 +432,7 @@ impl Frontend for Tui {
             Command::Room(Some(room)) => self.switch_room(app, &room),
             Command::Room(None) => self.ui.say(format!("current window: {}", self.ui.current().label())),
             Command::Query(user) => self.query(&user),
-            Command::Say { room, text } => {
-                let started = app.say(&room, &text);
-                self.show(started);
-            }
+            Command::Say { room, text } => self.say(app, &room, &text),
             Command::Who(room) => {
                 if let Some(room) = self.room_or_current(room) {
                     let started = app.who_room(&room);
@@ -445,16 +467,7 @@ impl Frontend for Tui {
                 let started = app.dm_reject(&user);
                 self.show(started);
             }
-            Command::Msg { user, text } => match app.send_dm(&user, &text) {
-                Ok(()) => {
-                    let user = user.strip_prefix('@').unwrap_or(&user);
-                    let user = sotto::account::normalize_username(user).unwrap_or_else(|_| user.to_string());
-                    let i = self.ui.window(Kind::Dm(user));
-                    let me = self.ui.user.clone();
-                    self.ui.push(i, own(me, &text));
-                }
-                Err(f) => self.failed(&f),
-            },
+            Command::Msg { user, text } => self.msg(app, &user, &text),
             Command::Contacts => {
                 let started = app.contacts();
                 self.show(started);
@@ -504,7 +517,9 @@ impl Frontend for Tui {
                 self.ui.switch(i);
                 self.ui.info(i, format!("created room {room}; you own it"));
             }
-            Report::Done { cmd: "say", .. } => {}
+            Report::Done { cmd: "say", room } => {
+                self.ui.mark_room(&room, &[Delivery::Sending, Delivery::Waiting], Delivery::Stored);
+            }
             Report::Done { cmd, room } => self.ui.say(format!("{cmd} {room}: done")),
             Report::Room(ev) => self.room_event(ev),
             Report::Dm(ev) => self.dm_event(ev),
@@ -516,7 +531,14 @@ impl Frontend for Tui {
                 self.ui.link = Link::Up;
                 self.ui.info(0, "reconnected");
             }
-            Report::Failed(f) => self.failed(&f),
+            Report::Failed(f) => {
+                match f.cmd.as_str() {
+                    "say" => self.ui.mark_failed(true),
+                    "msg" => self.ui.mark_failed(false),
+                    _ => {}
+                }
+                self.failed(&f);
+            }
             Report::Warning(w) => self.ui.warn(format!("warning: {w}")),
             Report::Notice(n) => self.ui.info(0, n),
             Report::Lost(why) => {

@@ -217,6 +217,7 @@ fn two_people_chat_edit_lines_see_times_and_unread_counts_and_resize() {
     bob.keys("X");
     bob.wait_input("> aXbc");
     bob.keys("\r");
+    bob.wait_for("bob: aXbc (sent)");
     let row = alice.wait_for("bob: aXbc");
     assert!(timed(&row, "bob: aXbc"), "HH:MM before the sender: {row:?}");
     assert!(!alice.contents().contains("[D"), "no escape sequence reached alice");
@@ -281,8 +282,8 @@ fn direct_messages_open_a_window_of_their_own() {
     alice.wait_row("the DM window current", |r| r.contains("| alice | connected | @bob"));
     alice.wait_for("direct messages with bob are open");
     alice.line("hello bob");
-    alice.wait_for("alice: hello bob");
-    alice.wait_for("delivered");
+    // Our own line, then its mark changed in place.
+    alice.wait_for("alice: hello bob (delivered)");
     bob.wait_row("the request, the channel and the message unread", |r| r.starts_with("2 @alice 4"));
     bob.keys("\u{e}");
     bob.wait_row("@alice current", |r| r.contains("| bob | connected | @alice"));

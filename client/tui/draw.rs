@@ -13,7 +13,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 use unicode_width::UnicodeWidthChar;
 
-use super::state::{Entry, Link, Mark, Tone, Ui, Window};
+use super::state::{Delivery, Entry, Link, Mark, Tone, Ui, Window};
 use crate::text::neutralise;
 
 /// Width of the side list of windows.
@@ -146,6 +146,10 @@ fn spans(e: &Entry, offset_s: i64, styles: &Styles) -> Vec<(String, Style)> {
             let from = e.from.as_deref().unwrap_or("?");
             out.push((format!("{}:", neutralise(from)), styles.sender(e.tone == Tone::Own)));
             out.push((format!(" {}", neutralise(&e.text)), Style::default()));
+            if let Some(d) = e.delivery {
+                let style = if d == Delivery::Failed { styles.alert() } else { styles.time() };
+                out.push((format!(" {}", d.label()), style));
+            }
         }
         Tone::Info => out.push((format!("-- {}", neutralise(&e.text)), styles.info())),
         Tone::Alert => out.push((format!("!! {}", neutralise(&e.text)), styles.alert())),
@@ -275,7 +279,16 @@ mod tests {
     use super::*;
 
     fn message(from: &str, text: &str, ts: u64, marks: Vec<Mark>) -> Entry {
-        Entry { ts: Some(ts), from: Some(from.into()), text: text.into(), marks, tone: Tone::Message, history: false }
+        Entry {
+            ts: Some(ts),
+            from: Some(from.into()),
+            text: text.into(),
+            marks,
+            tone: Tone::Message,
+            history: false,
+            delivery: None,
+            id: None,
+        }
     }
 
     fn screen(ui: &Ui, w: u16, h: u16) -> (Vec<String>, ratatui::buffer::Buffer) {
@@ -335,6 +348,48 @@ mod tests {
         assert!(buf.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
         let (_, buf) = screen(&sample(true), 80, 24);
         assert!(buf.content().iter().any(|c| c.bg == Color::Red), "the mark is red with colours");
+    }
+
+    #[test]
+    fn own_messages_show_as_sending_then_their_mark_changes_in_place() {
+        let mut ui = Ui::new("s", false, 0);
+        ui.user = Some("alice".into());
+        let dm = ui.window(Kind::Dm("bob".into()));
+        let lobby = ui.window(Kind::Room("lobby".into()));
+        ui.switch(dm);
+        let own = |text: &str, id| Entry {
+            ts: Some(0),
+            from: Some("alice".into()),
+            text: text.into(),
+            marks: vec![],
+            tone: Tone::Own,
+            history: false,
+            delivery: Some(Delivery::Sending),
+            id,
+        };
+        ui.push(dm, own("one", Some(7)));
+        ui.push(dm, own("two", Some(8)));
+        let row = |ui: &Ui, what: &str| screen(ui, 80, 24).0.into_iter().find(|r| r.contains(what)).unwrap();
+        assert!(row(&ui, "alice: one").contains("alice: one (sending)"));
+        assert!(ui.mark_dm("bob", 7, Delivery::Queued));
+        assert!(ui.mark_dm("bob", 8, Delivery::Delivered));
+        assert!(!ui.mark_dm("bob", 9, Delivery::Delivered), "not shown: not marked");
+        assert!(row(&ui, "alice: one").contains("alice: one (queued)"));
+        assert!(ui.mark_dm("bob", 7, Delivery::Delivered));
+        assert!(row(&ui, "alice: one").contains("alice: one (delivered)"));
+        assert!(ui.mark_dm("bob", 8, Delivery::Queued), "found");
+        assert!(row(&ui, "alice: two").contains("(delivered)"), "delivered is final");
+        assert_eq!(ui.windows[dm].lines.len(), 2, "marked in place, no new line");
+        ui.push(lobby, own("hi", None));
+        ui.push(lobby, own("again", None));
+        ui.switch(lobby);
+        assert!(ui.mark_room("lobby", &[Delivery::Sending], Delivery::Stored));
+        assert!(ui.mark_room("lobby", &[Delivery::Sending], Delivery::Waiting));
+        assert!(row(&ui, "alice: hi").contains("alice: hi (sent)"));
+        assert!(row(&ui, "alice: again").contains("alice: again (waiting to be sent)"));
+        assert!(ui.mark_room("lobby", &[Delivery::Sending, Delivery::Waiting], Delivery::Stored));
+        assert!(row(&ui, "alice: again").contains("alice: again (sent)"));
+        assert!(!ui.mark_room("lobby", &[Delivery::Sending], Delivery::Stored));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `Unverified` mark, and one from a user whose key changed the `KeyChanged`
 //! mark until `/trust`; text is kept as it came (`draw` neutralises it).
 
-use super::state::{Entry, Kind, Mark, Tone, Ui};
+use super::state::{Delivery, Entry, Kind, Mark, Tone, Ui};
 use super::Tui;
 use crate::command::dm_id;
 use crate::session::{DmEvent, DmMessage, Member, RoomEvent, RoomMessage};
@@ -21,7 +21,16 @@ impl Tui {
             marks.push(Mark::KeyChanged);
         }
         let text = error.map_or_else(|| text.to_string(), |why| format!("({why})"));
-        Entry { ts: Some(ts), from: Some(from.to_string()), text, marks, tone: Tone::Message, history: false }
+        Entry {
+            ts: Some(ts),
+            from: Some(from.to_string()),
+            text,
+            marks,
+            tone: Tone::Message,
+            history: false,
+            delivery: None,
+            id: None,
+        }
     }
 
     fn room_message(&mut self, m: RoomMessage) {
@@ -43,6 +52,8 @@ impl Tui {
     pub(super) fn room_event(&mut self, ev: RoomEvent) {
         match ev {
             RoomEvent::Waiting { room, queued } => {
+                // Our line is marked waiting where it is; the count is said too.
+                self.ui.mark_room(&room, &[Delivery::Sending], Delivery::Waiting);
                 let i = self.ui.window(Kind::Room(room));
                 self.ui
                     .info(i, format!("not sent yet: {queued} line(s) wait, and go out in order as soon as they can"));
@@ -106,11 +117,18 @@ impl Tui {
             }
             DmEvent::Message(m) => self.dm_message(m),
             DmEvent::Sent { id, to, delivered } => {
+                let mark = if delivered { Delivery::Delivered } else { Delivery::Queued };
+                if self.ui.mark_dm(&to, id, mark) {
+                    return;
+                }
                 let i = dm(&mut self.ui, &to);
                 let how = if delivered { "delivered" } else { "queued on the server until they come online" };
                 self.ui.info(i, format!("message {} {how}", dm_id(id)));
             }
             DmEvent::Pending { id, to } => {
+                if self.ui.mark_dm(&to, id, Delivery::Outbox) {
+                    return;
+                }
                 let i = dm(&mut self.ui, &to);
                 self.ui.info(i, format!("message {} kept in the outbox until the connection is back", dm_id(id)));
             }
@@ -141,6 +159,9 @@ impl Tui {
                 }
             }
             DmEvent::Delivered { id, to } => {
+                if self.ui.mark_dm(&to, id, Delivery::Delivered) {
+                    return;
+                }
                 let i = dm(&mut self.ui, &to);
                 self.ui.info(i, format!("message {} delivered (it was queued)", dm_id(id)));
             }

@@ -52,6 +52,40 @@ pub enum Tone {
     Alert,
 }
 
+/// Where a message of our own is on its way (its mark changes in place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Handed to the session; no answer yet.
+    Sending,
+    /// A room line the server stored (`ok`).
+    Stored,
+    /// A room line waiting to go out (`pending`).
+    Waiting,
+    /// A direct message the recipient received.
+    Delivered,
+    /// A direct message the server keeps until its recipient comes online.
+    Queued,
+    /// A direct message kept in the outbox until the connection is back.
+    Outbox,
+    /// Refused (the error is said beside it).
+    Failed,
+}
+
+impl Delivery {
+    /// The mark drawn after the text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Delivery::Sending => "(sending)",
+            Delivery::Stored => "(sent)",
+            Delivery::Waiting => "(waiting to be sent)",
+            Delivery::Delivered => "(delivered)",
+            Delivery::Queued => "(queued)",
+            Delivery::Outbox => "(in the outbox)",
+            Delivery::Failed => "(NOT SENT)",
+        }
+    }
+}
+
 /// One line of a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -67,6 +101,10 @@ pub struct Entry {
     pub tone: Tone,
     /// From the room's history (sent before we joined or looked).
     pub history: bool,
+    /// A message of our own: where it is on its way.
+    pub delivery: Option<Delivery>,
+    /// A direct message of our own: its id.
+    pub id: Option<u64>,
 }
 
 /// A window: a room, a contact, or the status window.
@@ -205,7 +243,16 @@ impl Ui {
     pub fn info(&mut self, i: usize, text: impl Into<String>) {
         self.push(
             i,
-            Entry { ts: None, from: None, text: text.into(), marks: Vec::new(), tone: Tone::Info, history: false },
+            Entry {
+                ts: None,
+                from: None,
+                text: text.into(),
+                marks: Vec::new(),
+                tone: Tone::Info,
+                history: false,
+                delivery: None,
+                id: None,
+            },
         );
     }
 
@@ -213,7 +260,16 @@ impl Ui {
     pub fn alert(&mut self, i: usize, text: impl Into<String>) {
         self.push(
             i,
-            Entry { ts: None, from: None, text: text.into(), marks: Vec::new(), tone: Tone::Alert, history: false },
+            Entry {
+                ts: None,
+                from: None,
+                text: text.into(),
+                marks: Vec::new(),
+                tone: Tone::Alert,
+                history: false,
+                delivery: None,
+                id: None,
+            },
         );
     }
 
@@ -232,6 +288,44 @@ impl Ui {
         if let Some(w) = self.windows.get_mut(i) {
             w.unread = 0;
             self.current = i;
+        }
+    }
+
+    /// Marks our direct message `id` in `user`'s window; false when it is not shown there.
+    pub fn mark_dm(&mut self, user: &str, id: u64, delivery: Delivery) -> bool {
+        let kind = Kind::Dm(user.to_string());
+        let Some(w) = self.windows.iter_mut().find(|w| w.kind == kind) else { return false };
+        let Some(e) = w.lines.iter_mut().rev().find(|e| e.tone == Tone::Own && e.id == Some(id)) else { return false };
+        // Delivered is final: a late `queued` does not undo it.
+        if e.delivery != Some(Delivery::Delivered) {
+            e.delivery = Some(delivery);
+        }
+        true
+    }
+
+    /// Marks the oldest of our lines in `room` that is in one of the states `from`; false when there is none.
+    pub fn mark_room(&mut self, room: &str, from: &[Delivery], delivery: Delivery) -> bool {
+        let kind = Kind::Room(room.to_string());
+        let Some(w) = self.windows.iter_mut().find(|w| w.kind == kind) else { return false };
+        let found = w.lines.iter_mut().find(|e| e.tone == Tone::Own && e.delivery.is_some_and(|d| from.contains(&d)));
+        match found {
+            Some(e) => {
+                e.delivery = Some(delivery);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Marks the oldest line of ours still sending, in a room (`room`) or a DM window, as refused.
+    pub fn mark_failed(&mut self, room: bool) {
+        let lines = self
+            .windows
+            .iter_mut()
+            .filter(|w| matches!((&w.kind, room), (Kind::Room(_), true) | (Kind::Dm(_), false)))
+            .flat_map(|w| w.lines.iter_mut());
+        if let Some(e) = lines.filter(|e| e.delivery == Some(Delivery::Sending)).min_by_key(|e| e.ts) {
+            e.delivery = Some(Delivery::Failed);
         }
     }
 
