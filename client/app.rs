@@ -31,7 +31,7 @@ use crate::keyring;
 use crate::keystore::{self, KeyFileError};
 use crate::outbox::{self, Outbox};
 use crate::pins::{self, PinsError};
-use crate::session::{DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
+use crate::session::{ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
 use crate::store::Store;
 use crate::vault::{self, Kind};
 
@@ -74,6 +74,8 @@ pub enum Report {
         fingerprint: Option<String>,
         /// The rooms whose keys are stored (the rooms you are in), in name order.
         rooms: Vec<String>,
+        /// The contacts, with their fingerprints and trust (for the status bar).
+        contacts: Vec<ContactInfo>,
     },
     /// A room command succeeded (`create`, `say`, `leave`, `delete`).
     Done {
@@ -576,8 +578,8 @@ impl App {
             Event::Authenticated { user, uid, again: true, .. } => {
                 self.backoff = None;
                 fe.report(Report::Reconnected)?;
-                let (fingerprint, rooms) = (None, self.session.rooms());
-                fe.report(Report::Authenticated { user, uid, fingerprint, rooms })
+                let (fingerprint, rooms, contacts) = (None, self.session.rooms(), self.session.contacts());
+                fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts })
             }
             Event::ReloginFailed(f) if matches!(f.code, 401 | 403) => {
                 fe.report(Report::Failed(f))?;
@@ -621,8 +623,8 @@ impl App {
                 self.session.install(local);
                 // Messages whose time ran out while the client was not running go now.
                 self.session.handle_timeout(now_ms());
-                let rooms = self.session.rooms();
-                fe.report(Report::Authenticated { user, uid, fingerprint, rooms })?;
+                let (rooms, contacts) = (self.session.rooms(), self.session.contacts());
+                fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts })?;
                 for w in warnings {
                     fe.report(Report::Warning(w))?;
                 }

@@ -482,7 +482,7 @@ impl Frontend for Interactive {
                     out!("current: {}", target.label());
                 }
             }
-            Report::Authenticated { user, uid, fingerprint, rooms } => {
+            Report::Authenticated { user, uid, fingerprint, rooms, .. } => {
                 self.current = None;
                 out!("logged in as {user} (uid {uid:016x})");
                 if let Some(fp) = fingerprint {

@@ -496,7 +496,13 @@ impl Frontend for Tui {
                 self.ui.say(format!("identity fingerprint: {}", group(&fingerprint)));
                 self.ui.say(format!("log in with /login {user}"));
             }
-            Report::Authenticated { user, uid, fingerprint, rooms } => {
+            Report::Authenticated { user, uid, fingerprint, rooms, contacts } => {
+                for c in contacts {
+                    if !c.trusted {
+                        self.ui.key_changed.insert(c.name.clone());
+                    }
+                    self.ui.contacts.insert(c.name, c.fingerprint);
+                }
                 self.ui.info(0, format!("logged in as {user} (uid {uid:016x})"));
                 if let Some(fp) = fingerprint {
                     self.ui.info(0, format!("identity fingerprint: {}", group(&fp)));

@@ -454,16 +454,21 @@ impl Session {
         Ok(dm_id)
     }
 
-    /// `/contacts`: the local contact book.
-    pub fn list_contacts(&mut self) -> Result<(), Failure> {
-        let me = self.me.as_ref().ok_or_else(|| log_in_first("contacts"))?;
-        let list = me
-            .dm
+    /// The contact book as it is (read only): each contact's fingerprint and trust.
+    pub fn contacts(&self) -> Vec<ContactInfo> {
+        let Some(me) = self.me.as_ref() else { return Vec::new() };
+        me.dm
             .contacts
             .all()
             .into_iter()
             .map(|c| ContactInfo { name: c.name.clone(), fingerprint: c.keys.fingerprint(), trusted: c.trusted })
-            .collect();
+            .collect()
+    }
+
+    /// `/contacts`: the local contact book.
+    pub fn list_contacts(&mut self) -> Result<(), Failure> {
+        let list = self.contacts();
+        let me = self.me.as_ref().ok_or_else(|| log_in_first("contacts"))?;
         let sent = me.dm.contacts.requests().map(str::to_owned).collect();
         let received = me.dm.contacts.received().map(str::to_owned).collect();
         self.events.push_back(Event::Dm(DmEvent::Contacts { contacts: list, sent, received }));

@@ -239,6 +239,9 @@ fn draw_bar(ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
         Link::Reconnecting => "RECONNECTING",
     };
     let mut text = format!(" {} | {} | {} | {}", neutralise(&ui.server), user, link, neutralise(&ui.current().label()));
+    if let Some(v) = ui.verification() {
+        text.push_str(&format!(" | {}", neutralise(&v)));
+    }
     if ui.current().scroll > 0 {
         text.push_str(" | scrolled back: PgDn");
     }
@@ -390,6 +393,25 @@ mod tests {
         assert!(ui.mark_room("lobby", &[Delivery::Sending, Delivery::Waiting], Delivery::Stored));
         assert!(row(&ui, "alice: again").contains("alice: again (sent)"));
         assert!(!ui.mark_room("lobby", &[Delivery::Sending], Delivery::Stored));
+    }
+
+    #[test]
+    fn the_status_bar_shows_the_verification_state_of_the_window() {
+        let bar = |ui: &Ui| screen(ui, 120, 24).0[22].clone();
+        let mut ui = sample(true);
+        let dm = 2;
+        ui.members.insert("lobby".into(), [("bob".to_string(), true), ("eve".to_string(), false)].into());
+        assert!(bar(&ui).contains("| #lobby | member keys as pinned"), "{}", bar(&ui));
+        ui.key_changed.insert("eve".into());
+        assert!(bar(&ui).contains("| #lobby | KEY CHANGED: eve"), "{}", bar(&ui));
+        ui.switch(dm);
+        assert!(bar(&ui).contains("| @bob | not a contact"), "{}", bar(&ui));
+        ui.contacts.insert("bob".into(), "1a2b3c4d5e6f".into());
+        assert!(bar(&ui).contains("| @bob | trusted key 1a2b3c4d"), "{}", bar(&ui));
+        ui.key_changed.insert("bob".into());
+        assert!(bar(&ui).contains("| @bob | KEY CHANGED"), "{}", bar(&ui));
+        ui.switch(0);
+        assert!(bar(&ui).trim_end().ends_with("| status"), "{}", bar(&ui));
     }
 
     #[test]

@@ -60,17 +60,23 @@ impl Tui {
             }
             RoomEvent::Joined { room, members } => {
                 self.ui.users.extend(members.iter().map(|m| m.name.clone()));
+                self.ui.members.insert(room.clone(), members.iter().map(|m| (m.name.clone(), m.online)).collect());
                 let i = self.ui.window(Kind::Room(room.clone()));
                 self.ui.switch(i);
                 self.ui.info(i, format!("joined {room}; members: {}", member_list(&members)));
             }
             RoomEvent::Message(m) => self.room_message(m),
             RoomEvent::MemberJoined { room, name } => {
+                let room_name = room.clone();
                 let i = self.ui.window(Kind::Room(room));
                 self.ui.info(i, format!("{name} joined"));
+                self.ui.members.entry(room_name).or_default().insert(name.clone(), true);
                 self.ui.users.insert(name);
             }
             RoomEvent::MemberLeft { room, name } => {
+                if let Some(m) = self.ui.members.get_mut(&room) {
+                    m.remove(&name);
+                }
                 let i = self.ui.window(Kind::Room(room));
                 self.ui.info(i, format!("{name} left"));
             }
@@ -81,6 +87,7 @@ impl Tui {
             }
             RoomEvent::Who { room, members } => {
                 self.ui.users.extend(members.iter().map(|m| m.name.clone()));
+                self.ui.members.insert(room.clone(), members.iter().map(|m| (m.name.clone(), m.online)).collect());
                 self.ui.say(format!("{room}: {}", member_list(&members)));
             }
             RoomEvent::Deleted { room } => {
@@ -106,6 +113,7 @@ impl Tui {
                 self.ui.users.insert(from);
             }
             DmEvent::Accepted { with, fingerprint } => {
+                self.ui.contacts.insert(with.clone(), fingerprint.clone());
                 let i = dm(&mut self.ui, &with);
                 self.ui.info(i, format!("direct messages with {with} are open; fingerprint {}", group(&fingerprint)));
                 self.ui.info(i, format!("compare it with {with} out of band (/fingerprint @{with})"));
@@ -147,6 +155,10 @@ impl Tui {
                     self.ui.say("no contacts; /dm @USER asks for one");
                 }
                 for c in contacts {
+                    self.ui.contacts.insert(c.name.clone(), c.fingerprint.clone());
+                    if !c.trusted {
+                        self.ui.key_changed.insert(c.name.clone());
+                    }
                     let state = if c.trusted { "trusted" } else { "KEY CHANGED: /trust to accept" };
                     self.ui.say(format!("{}  {}  {state}", c.name, group(&c.fingerprint)));
                     self.ui.users.insert(c.name);

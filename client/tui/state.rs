@@ -7,7 +7,7 @@
 //! string kept for display may hold network text and is neutralised when
 //! drawn (`draw`), never here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use zeroize::Zeroizing;
 
@@ -177,6 +177,10 @@ pub struct Ui {
     pub key_changed: BTreeSet<String>,
     /// Users seen (for `@` completion).
     pub users: BTreeSet<String>,
+    /// Contacts and the fingerprint of the key pinned for each (hex).
+    pub contacts: BTreeMap<String, String>,
+    /// Each room's members as last listed, and whether each is online.
+    pub members: BTreeMap<String, BTreeMap<String, bool>>,
     /// Height of the conversation area at the last draw (for PageUp/PageDown).
     pub page: usize,
 }
@@ -197,6 +201,8 @@ impl Ui {
             today: 0,
             key_changed: BTreeSet::new(),
             users: BTreeSet::new(),
+            contacts: BTreeMap::new(),
+            members: BTreeMap::new(),
             page: 10,
         }
     }
@@ -326,6 +332,35 @@ impl Ui {
             .flat_map(|w| w.lines.iter_mut());
         if let Some(e) = lines.filter(|e| e.delivery == Some(Delivery::Sending)).min_by_key(|e| e.ts) {
             e.delivery = Some(Delivery::Failed);
+        }
+    }
+
+    /// The verification state of the current window, for the status bar: a
+    /// contact's trust (its pinned fingerprint, or KEY CHANGED), or whether
+    /// any member of a room has a changed key.
+    pub fn verification(&self) -> Option<String> {
+        match &self.current().kind {
+            Kind::Status => None,
+            Kind::Dm(user) if self.key_changed.contains(user) => Some("KEY CHANGED: /fingerprint, then /trust".into()),
+            Kind::Dm(user) => Some(match self.contacts.get(user) {
+                Some(fp) => format!("trusted key {}", fp.get(..8).unwrap_or(fp)),
+                None => "not a contact".to_string(),
+            }),
+            Kind::Room(room) => {
+                let changed: Vec<&str> = self
+                    .members
+                    .get(room)
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .filter(|n| self.key_changed.contains(*n))
+                    .map(String::as_str)
+                    .collect();
+                Some(if changed.is_empty() {
+                    "member keys as pinned".to_string()
+                } else {
+                    format!("KEY CHANGED: {}", changed.join(", "))
+                })
+            }
         }
     }
 
