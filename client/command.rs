@@ -181,6 +181,47 @@ pub fn rooms_line(rooms: &[String]) -> String {
     }
 }
 
+/// The largest room message or direct message, in bytes of UTF-8.
+pub const TEXT_MAX: usize = sotto::room::TEXT_MAX;
+
+/// Splits a text over `max` bytes into messages that fit, each marked
+/// `(part I/N) `: at line breaks where it can (a line break that ends a
+/// part is dropped), inside a line over the limit at a character
+/// boundary. A text that fits is one part, unmarked.
+pub fn split_text(text: &str, max: usize) -> Vec<String> {
+    if text.len() <= max {
+        return vec![text.to_string()];
+    }
+    // Room for the mark, up to "(part 99999/99999) ".
+    let budget = max.saturating_sub(20).max(4);
+    let mut chunks: Vec<String> = Vec::new();
+    let mut chunk = String::new();
+    for line in text.split_inclusive('\n') {
+        if chunk.len() + line.len() > budget && !chunk.is_empty() {
+            chunks.push(std::mem::take(&mut chunk));
+        }
+        if line.len() <= budget {
+            chunk.push_str(line);
+            continue;
+        }
+        for c in line.chars() {
+            if chunk.len() + c.len_utf8() > budget {
+                chunks.push(std::mem::take(&mut chunk));
+            }
+            chunk.push(c);
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| format!("(part {}/{n}) {}", i + 1, c.strip_suffix('\n').unwrap_or(&c)))
+        .collect()
+}
+
 /// What the interactive front ends ask before `/delete ROOM`.
 pub fn delete_question(room: &str) -> String {
     format!("delete room {room} and its history for everyone? type yes")
@@ -333,6 +374,27 @@ mod tests {
         assert_eq!(split_word("one"), ("one", ""));
         assert_eq!(split_word(""), ("", ""));
         assert_eq!(dm_id(255), "00000000000000ff");
+    }
+
+    #[test]
+    fn splits_a_long_text_at_line_breaks_with_visible_marks() {
+        assert_eq!(split_text("a\nb", 1024), ["a\nb"], "fits: one message, line breaks kept");
+        let line = "x".repeat(300);
+        let text = vec![line.as_str(); 7].join("\n");
+        let parts = split_text(&text, 1024);
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= 1024 && p.starts_with(&format!("(part {}/3) x", i + 1)), "{p}");
+            assert!(p.split('\n').all(|l| l.ends_with(&line)), "cut only at line breaks: {p}");
+        }
+        let lines: usize = parts.iter().map(|p| p.split('\n').count()).sum();
+        assert_eq!(lines, 7);
+        // One line over the limit is cut at a character boundary.
+        let long = "é".repeat(1500);
+        let parts = split_text(&long, 1024);
+        assert!(parts.len() == 3 && parts.iter().all(|p| p.len() <= 1024), "{parts:?}");
+        let joined: String = parts.iter().map(|p| p.split_once(") ").unwrap().1).collect();
+        assert_eq!(joined, long);
     }
 
     #[test]

@@ -290,8 +290,31 @@ impl Tui {
         }
     }
 
+    /// A text over the limit: split into marked parts, said first, each
+    /// queued as a line of its own (they go one after the other).
+    fn split(&mut self, command: &str, text: &str) -> bool {
+        if text.len() <= command::TEXT_MAX {
+            return false;
+        }
+        let parts = command::split_text(text, command::TEXT_MAX);
+        self.ui.say(format!(
+            "{} bytes is over the limit of {} bytes a message: it goes as {} messages, marked (part 1/{}) and on",
+            text.len(),
+            command::TEXT_MAX,
+            parts.len(),
+            parts.len()
+        ));
+        for p in parts {
+            self.lines.push_back(Zeroizing::new(format!("{command} {p}")));
+        }
+        true
+    }
+
     /// Says `text` in `room`, shown at once as sending.
     fn say(&mut self, app: &mut App, room: &str, text: &str) {
+        if self.split(&format!("/say {room}"), text) {
+            return;
+        }
         match app.say(room, text) {
             Ok(()) => {
                 let room = sotto::room::normalize_name(room).unwrap_or_else(|_| room.to_string());
@@ -305,6 +328,10 @@ impl Tui {
 
     /// Sends `text` to `user`, shown at once as sending, with its id for the marks that follow.
     fn msg(&mut self, app: &mut App, user: &str, text: &str) {
+        let at = if user.starts_with('@') { "" } else { "@" };
+        if self.split(&format!("/msg {at}{user}"), text) {
+            return;
+        }
         match app.send_dm_id(user, text) {
             Ok(id) => {
                 let user = user.strip_prefix('@').unwrap_or(user);

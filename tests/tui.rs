@@ -442,3 +442,41 @@ fn the_rooms_are_listed_after_a_login_and_a_reconnect_keeps_the_current_window()
     alice.wait_for("logged in as alice; still in #lobby");
     alice.wait_row("#lobby still current", |r| r.contains("| alice | connected | #lobby"));
 }
+
+#[test]
+fn a_multi_line_paste_goes_as_one_message_or_in_marked_parts() {
+    let dir = TempDir::new("tui-paste");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice", &[]);
+    user(&server, &dir, "bob", &[]).finish();
+    ok(&alice.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    let mut bob = Tui::start(&server.addr, &dir.join("bob"), 24, 80);
+    bob.login("bob");
+    bob.line("/join lobby");
+    bob.wait_for("Room password: ");
+    bob.line(ROOM_PW);
+    bob.wait_for("joined lobby");
+
+    // A bracketed paste with line breaks (a terminal sends them as CR): one message.
+    bob.keys("\u{1b}[200~line one\rline two\u{1b}[201~");
+    bob.wait_input("> line one⏎line two");
+    bob.keys("\r");
+    assert_eq!(alice.room_messages("lobby", 1)[0]["text"], "line one\nline two");
+    let rows = bob.rows();
+    let at = rows.iter().position(|r| r.contains("bob: line one")).expect("the first line");
+    assert!(rows[at + 1].contains("line two"), "the second line on a row of its own:\n{}", rows.join("\n"));
+
+    // Over 1024 bytes: split at line breaks, each part marked.
+    let line = "y".repeat(300);
+    let paste = vec![line.as_str(); 7].join("\r");
+    bob.keys(&format!("\u{1b}[200~{paste}\u{1b}[201~"));
+    bob.keys("\r");
+    let said = alice.room_messages("lobby", 3);
+    bob.wait_for("bob: (part 3/3) yyy");
+    let raw = String::from_utf8_lossy(&bob.raw.lock().unwrap()).into_owned();
+    assert!(raw.contains("it goes as 3 messages"), "the split is said");
+    for (i, m) in said.iter().enumerate() {
+        let text = m["text"].as_str().unwrap();
+        assert!(text.starts_with(&format!("(part {}/3) yyy", i + 1)) && text.len() <= 1024, "{said:?}");
+    }
+}

@@ -145,7 +145,14 @@ fn spans(e: &Entry, offset_s: i64, styles: &Styles) -> Vec<(String, Style)> {
         Tone::Message | Tone::Own => {
             let from = e.from.as_deref().unwrap_or("?");
             out.push((format!("{}:", neutralise(from)), styles.sender(e.tone == Tone::Own)));
-            out.push((format!(" {}", neutralise(&e.text)), Style::default()));
+            // Each line of the text neutralised on its own; a line break starts a new row.
+            for (i, line) in e.text.split('\n').enumerate() {
+                if i > 0 {
+                    out.push((BREAK.to_string(), Style::default()));
+                }
+                let lead = if i == 0 { " " } else { "" };
+                out.push((format!("{lead}{}", neutralise(line)), Style::default()));
+            }
             if let Some(d) = e.delivery {
                 let style = if d == Delivery::Failed { styles.alert() } else { styles.time() };
                 out.push((format!(" {}", d.label()), style));
@@ -157,6 +164,10 @@ fn spans(e: &Entry, offset_s: i64, styles: &Styles) -> Vec<(String, Style)> {
     out
 }
 
+/// A span of exactly this ends the row (a line break in a message; a
+/// neutralised text never holds a raw line break).
+const BREAK: &str = "\n";
+
 /// Wraps spans to `width` columns; continuation rows are indented past the time gutter.
 fn wrap(spans: Vec<(String, Style)>, width: usize) -> Vec<Line<'static>> {
     let width = width.max(GUTTER + 4);
@@ -164,6 +175,12 @@ fn wrap(spans: Vec<(String, Style)>, width: usize) -> Vec<Line<'static>> {
     let mut row: Vec<Span<'static>> = Vec::new();
     let mut used = 0;
     for (text, style) in spans {
+        if text == BREAK {
+            rows.push(Line::from(std::mem::take(&mut row)));
+            row.push(Span::raw(" ".repeat(GUTTER)));
+            used = GUTTER;
+            continue;
+        }
         let mut piece = String::new();
         for c in text.chars() {
             let w = c.width().unwrap_or(0);
@@ -260,7 +277,8 @@ fn draw_input(ui: &Ui, frame: &mut Frame, area: Rect) {
         return;
     }
     let prefix = "> ";
-    let chars: Vec<char> = ui.editor.text().chars().collect();
+    // A line break of a paste shows as ⏎ on the one input row.
+    let chars: Vec<char> = ui.editor.text().chars().map(|c| if c == '\n' { '⏎' } else { c }).collect();
     let cursor = ui.editor.cursor().min(chars.len());
     let room = width.saturating_sub(prefix.len() + 1).max(1);
     // Scrolls horizontally so the cursor stays visible.
@@ -412,6 +430,21 @@ mod tests {
         assert!(bar(&ui).contains("| @bob | KEY CHANGED"), "{}", bar(&ui));
         ui.switch(0);
         assert!(bar(&ui).trim_end().ends_with("| status"), "{}", bar(&ui));
+    }
+
+    #[test]
+    fn a_line_break_in_a_message_starts_a_new_row_and_each_line_is_neutralised() {
+        let mut ui = Ui::new("s", true, 0);
+        ui.push(0, message("bob", "first\nsecond \u{1b}[2J\r\nthird", 0, vec![]));
+        let (rows, buf) = screen(&ui, 80, 24);
+        let text = rows.join("\n");
+        assert!(buf.content().iter().all(|c| !c.symbol().chars().any(crate::text::is_unsafe)), "{text}");
+        let at = rows.iter().position(|r| r.contains("00:00 bob: first")).expect("the first line");
+        assert!(rows[at].trim_end().ends_with("bob: first"), "{text}");
+        let pad = " ".repeat(usize::from(SIDE) + GUTTER);
+        assert!(rows[at + 1].starts_with(&format!("{pad}second \\u{{001b}}[2J\\u{{000d}}")), "{text}");
+        assert!(rows[at + 2].starts_with(&format!("{pad}third")), "{text}");
+        assert!(!text.contains("u{000a}"), "a line break is a new row, not an escape: {text}");
     }
 
     #[test]

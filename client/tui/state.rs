@@ -374,7 +374,9 @@ impl Ui {
         let e = &mut self.editor;
         match action {
             Action::Insert(c) => e.insert(c),
-            Action::Paste(s) => e.paste(&s),
+            // A secret is one line; a message keeps the line breaks of a paste.
+            Action::Paste(s) if self.prompt.is_some() => e.paste(&s),
+            Action::Paste(s) => e.paste_lines(&s),
             Action::Left => e.left(),
             Action::Right => e.right(),
             Action::WordLeft => e.word_left(),
