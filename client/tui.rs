@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
+use crossterm::event::{DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen, SetTitle};
 use crossterm::{cursor, execute};
 use ratatui::backend::CrosstermBackend;
@@ -42,7 +42,7 @@ const HELP: &str = "commands: /register NAME, /login NAME (secrets are asked for
 /create ROOM, /join ROOM, /room ROOM, /query @USER, /who [ROOM], /rooms, /leave [ROOM], /delete ROOM, \
 /dm @USER, /accept @USER, /reject @USER, /msg @USER TEXT, /contacts, /fingerprint @USER, /trust @USER, \
 /history @USER, /quit. A line without / goes to the current window. Keys: Alt-1..9, Ctrl-N, Ctrl-P switch \
-windows; PageUp/PageDown scroll; Up/Down history; Tab completes commands, rooms and @users; \
+windows; PageUp/PageDown and the mouse wheel scroll; Up/Down history; Tab completes commands, rooms and @users; \
 Ctrl-C or Ctrl-D on an empty line quits. A room message or direct message is at most 1024 bytes (UTF-8).";
 
 /// Runs the full-screen front end on an established connection; returns the exit status.
@@ -70,13 +70,14 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
     code
 }
 
-/// Raw mode, the alternate screen, bracketed paste, and a panic hook that undoes them.
+/// Raw mode, the alternate screen, bracketed paste, mouse capture (for the
+/// wheel), and a panic hook that undoes them.
 fn setup() -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
     crate::term::restore_on_panic(restore);
     crate::term::catch_terminate()?;
     TAKEN.store(true, Ordering::SeqCst);
     terminal::enable_raw_mode()?;
-    execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste)?;
+    execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste, EnableMouseCapture)?;
     // Starts crossterm's event source now, with its SIGWINCH handler, so a
     // resize interrupts the driver's poll(2) and the next draw fits the new size.
     crossterm::event::poll(Duration::ZERO)?;
@@ -91,7 +92,7 @@ fn restore() {
     if !TAKEN.swap(false, Ordering::SeqCst) {
         return;
     }
-    let _ = execute!(io::stdout(), DisableBracketedPaste, LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(io::stdout(), DisableMouseCapture, DisableBracketedPaste, LeaveAlternateScreen, cursor::Show);
     let _ = terminal::disable_raw_mode();
 }
 

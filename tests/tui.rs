@@ -480,3 +480,27 @@ fn a_multi_line_paste_goes_as_one_message_or_in_marked_parts() {
         assert!(text.starts_with(&format!("(part {}/3) yyy", i + 1)) && text.len() <= 1024, "{said:?}");
     }
 }
+
+#[test]
+fn the_mouse_wheel_scrolls_and_mouse_capture_ends_with_the_client() {
+    let dir = TempDir::new("tui-wheel");
+    let server = Server::start(&dir.join("data"));
+    user(&server, &dir, "alice", &[]).finish();
+    let mut alice = Tui::start(&server.addr, &dir.join("alice"), 24, 80);
+    alice.login("alice");
+    let raw = String::from_utf8_lossy(&alice.raw.lock().unwrap()).into_owned();
+    assert!(raw.contains("\u{1b}[?1000h"), "mouse capture on");
+    // The wheel, as an xterm reports it (SGR): up, then down.
+    alice.keys("\u{1b}[<64;30;5M");
+    alice.wait_row("scrolled back", |r| r.contains("| status | scrolled back"));
+    alice.keys("\u{1b}[<65;30;5M");
+    alice.wait_row("following again", |r| r.contains("| alice | connected | status") && !r.contains("scrolled"));
+    assert_eq!(alice.input(), ">", "no mouse report reached the input line");
+    alice.keys("\u{4}");
+    let status = common::wait_child(&mut alice.child);
+    assert!(status.success(), "{status:?}");
+    alice.assert_restored();
+    let raw = alice.raw.lock().unwrap().clone();
+    let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(300)..]).into_owned();
+    assert!(tail.contains("\u{1b}[?1000l"), "mouse capture off at the end: {tail:?}");
+}

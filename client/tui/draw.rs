@@ -448,6 +448,20 @@ mod tests {
     }
 
     #[test]
+    fn the_mouse_wheel_scrolls_the_conversation() {
+        let mut ui = Ui::new("s", true, 0);
+        for i in 0..50 {
+            ui.info(0, format!("line {i}"));
+        }
+        ui.update(super::super::state::Action::ScrollUp, |_, _| Vec::new());
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[21].contains("line 46") && rows[22].contains("scrolled back"), "{}", rows.join("\n"));
+        ui.update(super::super::state::Action::ScrollDown, |_, _| Vec::new());
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[21].contains("line 49") && !rows[22].contains("scrolled back"), "{}", rows.join("\n"));
+    }
+
+    #[test]
     fn scrolls_back_a_page() {
         let mut ui = Ui::new("s", true, 0);
         for i in 0..50 {

@@ -14,6 +14,9 @@ use zeroize::Zeroizing;
 use crate::editor::Editor;
 pub use crate::keys::Action;
 
+/// Lines one step of the mouse wheel scrolls.
+const WHEEL: usize = 3;
+
 /// Most lines kept per window (older ones are dropped).
 const SCROLLBACK: usize = 2000;
 
@@ -407,6 +410,14 @@ impl Ui {
                 let page = self.page.max(2) - 1;
                 let w = self.windows.get_mut(self.current)?;
                 w.scroll = w.scroll.saturating_sub(page);
+            }
+            Action::ScrollUp => {
+                let w = self.windows.get_mut(self.current)?;
+                w.scroll = (w.scroll + WHEEL).min(w.lines.len().saturating_sub(1));
+            }
+            Action::ScrollDown => {
+                let w = self.windows.get_mut(self.current)?;
+                w.scroll = w.scroll.saturating_sub(WHEEL);
             }
             Action::Window(i) => self.switch(i),
             Action::NextWindow => self.switch((self.current + 1) % self.windows.len().max(1)),
