@@ -209,6 +209,8 @@ fn two_people_chat_edit_lines_see_times_and_unread_counts_and_resize() {
     bob.line(ROOM_PW);
     bob.wait_for("joined lobby");
     bob.wait_row("the status bar", |r| r.contains("| bob | connected | #lobby"));
+    // Presence: the room's members in the side list, those online marked.
+    bob.wait_row("alice online in the side list", |r| r.starts_with("*alice"));
 
     // Editing with the arrow keys: the escape sequences are keys, not text.
     bob.keys("abc");

@@ -13,7 +13,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 use unicode_width::UnicodeWidthChar;
 
-use super::state::{Delivery, Entry, Link, Mark, Tone, Ui, Window};
+use super::state::{Delivery, Entry, Kind, Link, Mark, Tone, Ui, Window};
 use crate::text::neutralise;
 
 /// Width of the side list of windows.
@@ -68,6 +68,9 @@ impl Styles {
     fn selected(&self) -> Style {
         self.pick(Style::default().fg(Color::Black).bg(Color::Cyan), Style::default().add_modifier(Modifier::REVERSED))
     }
+    fn online(&self) -> Style {
+        self.pick(Style::default().fg(Color::Green), Style::default())
+    }
     fn unread(&self) -> Style {
         self.pick(
             Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD),
@@ -100,17 +103,33 @@ fn draw_side(ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
         return;
     }
     let width = usize::from(area.width).saturating_sub(1);
-    let lines: Vec<Line> = ui
+    let mut lines: Vec<Line> = ui
         .windows
         .iter()
         .enumerate()
         .map(|(i, w)| {
             let count = if w.unread > 0 { format!(" {}", w.unread) } else { String::new() };
-            let name = cut(&format!("{} {}", i + 1, neutralise(&w.label())), width.saturating_sub(count.len()));
+            // A contact known to be online is marked `*`.
+            let on = matches!(&w.kind, Kind::Dm(u) if ui.online(u));
+            let label = format!("{} {}{}", i + 1, neutralise(&w.label()), if on { "*" } else { "" });
+            let name = cut(&label, width.saturating_sub(count.len()));
             let style = if i == ui.current { styles.selected() } else { Style::default() };
             Line::from(vec![Span::styled(name, style), Span::styled(count, styles.unread())])
         })
         .collect();
+    // The current room's members, those online marked `*`.
+    if let Kind::Room(room) = &ui.current().kind {
+        if let Some(members) = ui.members.get(room) {
+            lines.push(Line::from(""));
+            let online = members.values().filter(|o| **o).count();
+            lines.push(Line::styled(cut(&format!("members, {online} on"), width), styles.time()));
+            for (name, on) in members {
+                let mark = if *on { "*" } else { " " };
+                let style = if *on { styles.online() } else { Style::default() };
+                lines.push(Line::styled(cut(&format!("{mark}{}", neutralise(name)), width), style));
+            }
+        }
+    }
     frame.render_widget(Paragraph::new(lines), area);
 }
 
@@ -296,7 +315,6 @@ mod tests {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
-    use super::super::state::Kind;
     use super::*;
 
     fn message(from: &str, text: &str, ts: u64, marks: Vec<Mark>) -> Entry {
@@ -459,6 +477,22 @@ mod tests {
         ui.update(super::super::state::Action::ScrollDown, |_, _| Vec::new());
         let (rows, _) = screen(&ui, 80, 24);
         assert!(rows[21].contains("line 49") && !rows[22].contains("scrolled back"), "{}", rows.join("\n"));
+    }
+
+    #[test]
+    fn the_side_list_marks_who_is_online() {
+        let mut ui = sample(false);
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[2].starts_with("3 @bob 2 "), "{}", rows.join("\n"));
+        ui.members.insert("lobby".into(), [("bob".to_string(), true), ("eve".to_string(), false)].into());
+        let (rows, _) = screen(&ui, 80, 24);
+        let text = rows.join("\n");
+        assert!(rows[2].starts_with("3 @bob* 2 "), "the contact online: {text}");
+        assert!(rows[4].starts_with("members, 1 on "), "{text}");
+        assert!(rows[5].starts_with("*bob ") && rows[6].starts_with(" eve "), "{text}");
+        ui.members.get_mut("lobby").unwrap().remove("bob");
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[2].starts_with("3 @bob 2 "), "left: not known online: {}", rows.join("\n"));
     }
 
     #[test]

@@ -338,6 +338,11 @@ impl Ui {
         }
     }
 
+    /// True when `user` is listed online in a room (from `joined`, `who` and `member_joined`).
+    pub fn online(&self, user: &str) -> bool {
+        self.members.values().any(|m| m.get(user).copied().unwrap_or(false))
+    }
+
     /// The verification state of the current window, for the status bar: a
     /// contact's trust (its pinned fingerprint, or KEY CHANGED), or whether
     /// any member of a room has a changed key.
