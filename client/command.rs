@@ -380,7 +380,7 @@ mod tests {
     fn splits_a_long_text_at_line_breaks_with_visible_marks() {
         assert_eq!(split_text("a\nb", 1024), ["a\nb"], "fits: one message, line breaks kept");
         let line = "x".repeat(300);
-        let text = vec![line.as_str(); 7].join("\n");
+        let text = [line.as_str(); 7].join("\n");
         let parts = split_text(&text, 1024);
         assert_eq!(parts.len(), 3, "{parts:?}");
         for (i, p) in parts.iter().enumerate() {

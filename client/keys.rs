@@ -5,7 +5,7 @@
 //! character becomes `Insert`; every other key is an action or ignored, so
 //! no escape sequence a key sends is ever taken as typed text.
 
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
 /// What a key asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +98,7 @@ fn key_action(key: KeyEvent) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossterm::event::MouseEvent;
 
     fn key(code: KeyCode, modifiers: KeyModifiers) -> Event {
         Event::Key(KeyEvent::new(code, modifiers))

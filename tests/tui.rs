@@ -470,7 +470,7 @@ fn a_multi_line_paste_goes_as_one_message_or_in_marked_parts() {
 
     // Over 1024 bytes: split at line breaks, each part marked.
     let line = "y".repeat(300);
-    let paste = vec![line.as_str(); 7].join("\r");
+    let paste = [line.as_str(); 7].join("\r");
     bob.keys(&format!("\u{1b}[200~{paste}\u{1b}[201~"));
     bob.keys("\r");
     let said = alice.room_messages("lobby", 3);
