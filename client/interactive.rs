@@ -383,6 +383,10 @@ fn member_list(members: &[Member]) -> String {
 impl Frontend for Interactive {
     fn command(&mut self, app: &mut App, line: &str) -> io::Result<Flow> {
         self.prompted = false;
+        // A command instead of the answer (Ctrl-C's /quit too) is a no, and is carried out.
+        if let Some(room) = self.confirm.take_if(|_| line.trim_start().starts_with('/')) {
+            out!("not deleted: {room} is kept");
+        }
         if let Some(room) = self.confirm.take() {
             if command::confirmed(line) {
                 show(app.delete_room(&room));

@@ -400,6 +400,10 @@ impl Frontend for Tui {
             self.answer(app, line);
             return self.redraw().map(|()| Flow::Continue);
         }
+        // A command instead of the answer (Ctrl-C's /quit too) is a no, and is carried out.
+        if let Some(room) = self.confirm.take_if(|_| line.trim_start().starts_with('/')) {
+            self.ui.say(format!("not deleted: {room} is kept"));
+        }
         if let Some(room) = self.confirm.take() {
             if command::confirmed(line) {
                 let started = app.delete_room(&room);

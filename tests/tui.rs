@@ -420,6 +420,10 @@ fn deleting_a_room_asks_first() {
     alice.line("/delete lobby");
     alice.line("yes");
     alice.wait_for("delete lobby: done");
+    // A command instead of the answer is a no, and is carried out.
+    alice.line("/delete lobby");
+    alice.line("/room");
+    alice.wait_for("current window: status");
 }
 
 #[test]
