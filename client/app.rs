@@ -31,7 +31,7 @@ use crate::keyring;
 use crate::keystore::{self, KeyFileError};
 use crate::outbox::{self, Outbox};
 use crate::pins::{self, PinsError};
-use crate::session::{DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
+use crate::session::{ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
 use crate::store::Store;
 use crate::vault::{self, Kind};
 
@@ -72,6 +72,10 @@ pub enum Report {
         uid: u64,
         /// Identity fingerprint from the local key file, hex, when it opened.
         fingerprint: Option<String>,
+        /// The rooms whose keys are stored (the rooms you are in), in name order.
+        rooms: Vec<String>,
+        /// The contacts, with their fingerprints and trust (for the status bar).
+        contacts: Vec<ContactInfo>,
     },
     /// A room command succeeded (`create`, `say`, `leave`, `delete`).
     Done {
@@ -260,6 +264,12 @@ impl App {
 
     /// Starts `msg @USER TEXT` (while disconnected: only kept in the outbox).
     pub fn send_dm(&mut self, user: &str, text: &str) -> Result<(), Failure> {
+        self.session.send_dm(user, text, now_ms()).map(|_| ())
+    }
+
+    /// Starts `msg @USER TEXT`, and gives the id of the message (the one its
+    /// `sent`, `pending` and `delivered` reports carry).
+    pub fn send_dm_id(&mut self, user: &str, text: &str) -> Result<u64, Failure> {
         self.session.send_dm(user, text, now_ms())
     }
 
@@ -573,8 +583,8 @@ impl App {
             Event::Authenticated { user, uid, again: true, .. } => {
                 self.backoff = None;
                 fe.report(Report::Reconnected)?;
-                let fingerprint = None;
-                fe.report(Report::Authenticated { user, uid, fingerprint })
+                let (fingerprint, rooms, contacts) = (None, self.session.rooms(), self.session.contacts());
+                fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts })
             }
             Event::ReloginFailed(f) if matches!(f.code, 401 | 403) => {
                 fe.report(Report::Failed(f))?;
@@ -618,7 +628,8 @@ impl App {
                 self.session.install(local);
                 // Messages whose time ran out while the client was not running go now.
                 self.session.handle_timeout(now_ms());
-                fe.report(Report::Authenticated { user, uid, fingerprint })?;
+                let (rooms, contacts) = (self.session.rooms(), self.session.contacts());
+                fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts })?;
                 for w in warnings {
                     fe.report(Report::Warning(w))?;
                 }

@@ -149,6 +149,89 @@ pub fn dm_id(id: u64) -> String {
     format!("{id:016x}")
 }
 
+/// A failure in words, for people (the interactive front ends): what
+/// happened, never the code; the server's reason is kept where it is the
+/// explanation. Batch keeps the codes.
+pub fn describe(f: &crate::session::Failure) -> String {
+    let reason = f.message.trim();
+    let with = |what: &str| if reason.is_empty() { what.to_string() } else { format!("{what}: {reason}") };
+    let plain = |what: &str| if reason.is_empty() { what.to_string() } else { reason.to_string() };
+    match f.code {
+        403 => with("not allowed"),
+        404 => plain("not found"),
+        409 => plain("already exists"),
+        413 => plain("too long"),
+        429 => match f.retry_after_ms {
+            0 => "too fast: try again in a moment".to_string(),
+            ms => format!("too fast: try again in {} s", ms.div_ceil(1000)),
+        },
+        500 | 501 => with("the server failed"),
+        507 => with("the server could not store it"),
+        508 => with("their mailbox is full"),
+        _ => plain("failed"),
+    }
+}
+
+/// The line that lists the rooms you are in, after a login or a reconnect.
+pub fn rooms_line(rooms: &[String]) -> String {
+    if rooms.is_empty() {
+        "you are in no room yet: /join ROOM or /create ROOM".to_string()
+    } else {
+        format!("your rooms: {}", rooms.join(", "))
+    }
+}
+
+/// The largest room message or direct message, in bytes of UTF-8.
+pub const TEXT_MAX: usize = sotto::room::TEXT_MAX;
+
+/// Splits a text over `max` bytes into messages that fit, each marked
+/// `(part I/N) `: at line breaks where it can (a line break that ends a
+/// part is dropped), inside a line over the limit at a character
+/// boundary. A text that fits is one part, unmarked.
+pub fn split_text(text: &str, max: usize) -> Vec<String> {
+    if text.len() <= max {
+        return vec![text.to_string()];
+    }
+    // Room for the mark, up to "(part 99999/99999) ".
+    let budget = max.saturating_sub(20).max(4);
+    let mut chunks: Vec<String> = Vec::new();
+    let mut chunk = String::new();
+    for line in text.split_inclusive('\n') {
+        if chunk.len() + line.len() > budget && !chunk.is_empty() {
+            chunks.push(std::mem::take(&mut chunk));
+        }
+        if line.len() <= budget {
+            chunk.push_str(line);
+            continue;
+        }
+        for c in line.chars() {
+            if chunk.len() + c.len_utf8() > budget {
+                chunks.push(std::mem::take(&mut chunk));
+            }
+            chunk.push(c);
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| format!("(part {}/{n}) {}", i + 1, c.strip_suffix('\n').unwrap_or(&c)))
+        .collect()
+}
+
+/// What the interactive front ends ask before `/delete ROOM`.
+pub fn delete_question(room: &str) -> String {
+    format!("delete room {room} and its history for everyone? type yes")
+}
+
+/// True when the answer to a question is `yes` (anything else keeps things as they are).
+pub fn confirmed(answer: &str) -> bool {
+    answer.trim().eq_ignore_ascii_case("yes")
+}
+
 /// Parses a line; `Ok(None)` for a blank line.
 pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -291,5 +374,42 @@ mod tests {
         assert_eq!(split_word("one"), ("one", ""));
         assert_eq!(split_word(""), ("", ""));
         assert_eq!(dm_id(255), "00000000000000ff");
+    }
+
+    #[test]
+    fn splits_a_long_text_at_line_breaks_with_visible_marks() {
+        assert_eq!(split_text("a\nb", 1024), ["a\nb"], "fits: one message, line breaks kept");
+        let line = "x".repeat(300);
+        let text = [line.as_str(); 7].join("\n");
+        let parts = split_text(&text, 1024);
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= 1024 && p.starts_with(&format!("(part {}/3) x", i + 1)), "{p}");
+            assert!(p.split('\n').all(|l| l.ends_with(&line)), "cut only at line breaks: {p}");
+        }
+        let lines: usize = parts.iter().map(|p| p.split('\n').count()).sum();
+        assert_eq!(lines, 7);
+        // One line over the limit is cut at a character boundary.
+        let long = "é".repeat(1500);
+        let parts = split_text(&long, 1024);
+        assert!(parts.len() == 3 && parts.iter().all(|p| p.len() <= 1024), "{parts:?}");
+        let joined: String = parts.iter().map(|p| p.split_once(") ").unwrap().1).collect();
+        assert_eq!(joined, long);
+    }
+
+    #[test]
+    fn describes_failures_in_words_without_codes() {
+        use crate::session::Failure;
+        let f = |code, msg: &str| describe(&Failure::new("x", code, msg));
+        assert_eq!(f(404, "no such user"), "no such user");
+        assert_eq!(f(403, "only the owner can delete a room"), "not allowed: only the owner can delete a room");
+        assert_eq!(f(401, "wrong user name or password"), "wrong user name or password");
+        let mut limited = Failure::new("say", 429, "rate limited");
+        limited.retry_after_ms = 2500;
+        assert_eq!(describe(&limited), "too fast: try again in 3 s");
+        assert_eq!(f(500, ""), "the server failed");
+        for code in [0, 400, 401, 403, 404, 409, 413, 429, 500, 501, 507, 508, 599] {
+            assert!(!f(code, "why").contains(&code.to_string()), "{code}");
+        }
     }
 }

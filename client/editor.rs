@@ -57,6 +57,25 @@ impl Editor {
         }
     }
 
+    /// Inserts pasted text keeping its line breaks (`\r\n`, `\r` and `\n`
+    /// each become one `\n`; a trailing one is dropped); tabs become spaces,
+    /// other controls are dropped (the full-screen front end, which sends a
+    /// multi-line paste as one message).
+    pub fn paste_lines(&mut self, s: &str) {
+        let s = s.replace("\r\n", "\n").replace('\r', "\n");
+        for c in s.trim_end_matches('\n').chars() {
+            match c {
+                '\n' => {
+                    self.completion = None;
+                    self.buf.insert(self.cursor, '\n');
+                    self.cursor += 1;
+                }
+                '\t' => self.insert(' '),
+                c => self.insert(c),
+            }
+        }
+    }
+
     /// Moves one character left.
     pub fn left(&mut self) {
         self.cursor = self.cursor.saturating_sub(1);

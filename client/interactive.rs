@@ -58,7 +58,7 @@ commands:
   /quit            leave (end of input does the same)
 messages read [room] name: text and [dm] name: text; [UNVERIFIED] marks one
 whose signature or integrity check failed, (history) one replayed from the
-room's last 20.";
+room's last 20. A room message or direct message is at most 1024 bytes (UTF-8).";
 
 /// Runs interactive mode on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
@@ -77,7 +77,7 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
     } else {
         None
     };
-    let mut fe = Interactive { prompted: false, current: None, reconnected: false, line };
+    let mut fe = Interactive { prompted: false, current: None, reconnected: false, line, confirm: None };
     App::new(conn, server, home, Input::stdin(), timing).run(&mut fe)
 }
 
@@ -96,6 +96,8 @@ struct Interactive {
     reconnected: bool,
     /// The line editor, on a terminal.
     line: Option<LineEdit>,
+    /// A `/delete` waiting for `yes`: the room.
+    confirm: Option<String>,
 }
 
 impl Interactive {
@@ -183,8 +185,8 @@ impl Interactive {
                 out!("current room: {room}");
                 self.current = Some(Target::Room(room));
             }
-            Ok(room) => out!("error 403: not in room {room}; /join it first"),
-            Err(e) => out!("error 400: {e}"),
+            Ok(room) => out!("error: not in room {room}; /join it first"),
+            Err(e) => out!("error: {e}"),
         }
     }
 
@@ -338,11 +340,11 @@ fn usage(cmd: &str) -> String {
 /// Checks what can be checked before asking for a room password.
 fn ready(app: &App, room: &str) -> bool {
     if !app.logged_in() {
-        out!("error 401: log in first");
+        out!("error: log in first");
         return false;
     }
     if let Err(e) = sotto::room::normalize_name(room) {
-        out!("error 400: {e}");
+        out!("error: {e}");
         return false;
     }
     true
@@ -403,6 +405,18 @@ fn member_list(members: &[Member]) -> String {
 impl Frontend for Interactive {
     fn command(&mut self, app: &mut App, line: &str) -> io::Result<Flow> {
         self.prompted = false;
+        // A command instead of the answer (Ctrl-C's /quit too) is a no, and is carried out.
+        if let Some(room) = self.confirm.take_if(|_| line.trim_start().starts_with('/')) {
+            out!("not deleted: {room} is kept");
+        }
+        if let Some(room) = self.confirm.take() {
+            if command::confirmed(line) {
+                show(app.delete_room(&room));
+            } else {
+                out!("not deleted: {room} is kept");
+            }
+            return Ok(Flow::Continue);
+        }
         let command = match command::parse(line) {
             Ok(None) => return Ok(Flow::Continue),
             Ok(Some(c)) => c,
@@ -452,7 +466,12 @@ impl Frontend for Interactive {
                 }
             }
             Command::Rooms => show(app.list_rooms()),
-            Command::Delete(room) => show(app.delete_room(&room)),
+            Command::Delete(room) => {
+                if ready(app, &room) {
+                    out!("{}", command::delete_question(&room));
+                    self.confirm = Some(room);
+                }
+            }
             Command::Dm(user) => show(app.dm_request(&user)),
             Command::Accept(user) => show(app.dm_accept(&user)),
             Command::Reject(user) => show(app.dm_reject(&user)),
@@ -478,15 +497,21 @@ impl Frontend for Interactive {
                 out!("identity fingerprint: {}", group(&fingerprint));
                 out!("log in with /login {user}");
             }
-            Report::Authenticated { user, uid, .. } if std::mem::take(&mut self.reconnected) => {
+            Report::Authenticated { user, uid, rooms, .. } if std::mem::take(&mut self.reconnected) => {
                 out!("logged in again as {user} (uid {uid:016x})");
+                out!("{}", command::rooms_line(&rooms));
+                // The current room or contact is kept across a reconnect.
+                if let Some(target) = &self.current {
+                    out!("current: {}", target.label());
+                }
             }
-            Report::Authenticated { user, uid, fingerprint } => {
+            Report::Authenticated { user, uid, fingerprint, rooms, .. } => {
                 self.current = None;
                 out!("logged in as {user} (uid {uid:016x})");
                 if let Some(fp) = fingerprint {
                     out!("identity fingerprint: {}", group(&fp));
                 }
+                out!("{}", command::rooms_line(&rooms));
             }
             Report::Done { cmd: "create", room } => {
                 out!("created room {room}; you own it, and it is now the current room");
@@ -557,16 +582,14 @@ impl Frontend for Interactive {
     }
 }
 
-/// `error 401: wrong user name or password`, with the wait for 429.
+/// `error: wrong user name or password`, in words (`command::describe`).
 fn print_failure(f: &Failure) {
-    let retry = match f.retry_after_ms {
-        0 => String::new(),
-        ms => format!(" (try again in {} s)", ms.div_ceil(1000)),
-    };
-    match f.code {
-        0 => out!("error: {}{retry}", f.message),
-        code => out!("error {code}: {}{retry}", f.message),
-    }
+    out!("{}", failure_line(f));
+}
+
+/// The line a failure is shown as: words, no code.
+fn failure_line(f: &Failure) -> String {
+    format!("error: {}", command::describe(f))
 }
 
 /// Hex in groups of four, for reading aloud.
@@ -601,5 +624,18 @@ mod tests {
             message_line(&message(false, true, Some("could not decrypt"))),
             "[lobby] (history) [UNVERIFIED] alice: (could not decrypt)"
         );
+    }
+
+    #[test]
+    fn help_names_the_size_limit() {
+        assert!(HELP.contains("at most 1024 bytes"), "{HELP}");
+    }
+
+    #[test]
+    fn failures_are_shown_in_words() {
+        assert_eq!(failure_line(&Failure::new("dm", 404, "no such user")), "error: no such user");
+        let mut f = Failure::new("say", 429, "slow down");
+        f.retry_after_ms = 3000;
+        assert_eq!(failure_line(&f), "error: too fast: try again in 3 s");
     }
 }

@@ -34,6 +34,11 @@ impl Keyring {
         Keyring::default()
     }
 
+    /// The rooms whose keys are kept, in name order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rooms.keys().map(String::as_str)
+    }
+
     /// The keys of `room` (canonical name).
     pub fn get(&self, room: &str) -> Option<&RoomKeys> {
         self.rooms.get(room)

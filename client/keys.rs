@@ -5,7 +5,7 @@
 //! character becomes `Insert`; every other key is an action or ignored, so
 //! no escape sequence a key sends is ever taken as typed text.
 
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
 /// What a key asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,10 @@ pub enum Action {
     Submit,
     PageUp,
     PageDown,
+    /// Mouse wheel up: scroll the conversation back a few lines.
+    ScrollUp,
+    /// Mouse wheel down: scroll it forward.
+    ScrollDown,
     /// Window by position (0-based).
     Window(usize),
     NextWindow,
@@ -40,11 +44,14 @@ pub enum Action {
 }
 
 /// The action of a terminal event; `None` for what is ignored (key
-/// releases, unbound keys, mouse, focus; a resize is handled by the next draw).
+/// releases, unbound keys, mouse clicks and moves, focus; a resize is
+/// handled by the next draw; the wheel scrolls).
 pub fn action(ev: Event) -> Option<Action> {
     match ev {
         Event::Key(key) => key_action(key),
         Event::Paste(s) => Some(Action::Paste(s)),
+        Event::Mouse(m) if m.kind == MouseEventKind::ScrollUp => Some(Action::ScrollUp),
+        Event::Mouse(m) if m.kind == MouseEventKind::ScrollDown => Some(Action::ScrollDown),
         _ => None,
     }
 }
@@ -91,6 +98,7 @@ fn key_action(key: KeyEvent) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossterm::event::MouseEvent;
 
     fn key(code: KeyCode, modifiers: KeyModifiers) -> Event {
         Event::Key(KeyEvent::new(code, modifiers))
@@ -106,5 +114,9 @@ mod tests {
         assert_eq!(action(key(KeyCode::Char('z'), KeyModifiers::CONTROL)), None);
         assert_eq!(action(key(KeyCode::F(5), none)), None);
         assert_eq!(action(key(KeyCode::Esc, none)), None);
+        let mouse = |kind| Event::Mouse(MouseEvent { kind, column: 1, row: 1, modifiers: none });
+        assert_eq!(action(mouse(MouseEventKind::ScrollUp)), Some(Action::ScrollUp));
+        assert_eq!(action(mouse(MouseEventKind::ScrollDown)), Some(Action::ScrollDown));
+        assert_eq!(action(mouse(MouseEventKind::Moved)), None);
     }
 }

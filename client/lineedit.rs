@@ -109,7 +109,13 @@ impl LineEdit {
                 Action::Interrupt => self.quit(),
                 Action::EndOfInput if e.is_empty() => self.quit(),
                 Action::EndOfInput => e.delete(),
-                Action::PageUp | Action::PageDown | Action::Window(_) | Action::NextWindow | Action::PrevWindow => {}
+                Action::PageUp
+                | Action::PageDown
+                | Action::ScrollUp
+                | Action::ScrollDown
+                | Action::Window(_)
+                | Action::NextWindow
+                | Action::PrevWindow => {}
             }
             if self.drawn > 0 {
                 self.draw(&self.prompt.clone())?;

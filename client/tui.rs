@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
+use crossterm::event::{DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen, SetTitle};
 use crossterm::{cursor, execute};
 use ratatui::backend::CrosstermBackend;
@@ -36,14 +36,14 @@ use crate::conn::Conn;
 use crate::input::Input;
 use crate::session::Failure;
 use show::group;
-use state::{Entry, Kind, Link, Output, Tone, Ui};
+use state::{Delivery, Entry, Kind, Link, Output, Tone, Ui};
 
 const HELP: &str = "commands: /register NAME, /login NAME (secrets are asked for, hidden), \
 /create ROOM, /join ROOM, /room ROOM, /query @USER, /who [ROOM], /rooms, /leave [ROOM], /delete ROOM, \
 /dm @USER, /accept @USER, /reject @USER, /msg @USER TEXT, /contacts, /fingerprint @USER, /trust @USER, \
 /history @USER, /quit. A line without / goes to the current window. Keys: Alt-1..9, Ctrl-N, Ctrl-P switch \
-windows; PageUp/PageDown scroll; Up/Down history; Tab completes commands, rooms and @users; \
-Ctrl-C or Ctrl-D on an empty line quits.";
+windows; PageUp/PageDown and the mouse wheel scroll; Up/Down history; Tab completes commands, rooms and @users; \
+Ctrl-C or Ctrl-D on an empty line quits. A room message or direct message is at most 1024 bytes (UTF-8).";
 
 /// Runs the full-screen front end on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
@@ -63,20 +63,21 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
             return 1;
         }
     };
-    let mut tui = Tui { ui, terminal, lines: VecDeque::new(), ask: None, title: None, last_error: None };
+    let mut tui = Tui { ui, terminal, lines: VecDeque::new(), ask: None, title: None, last_error: None, confirm: None };
     let code = App::new(conn, server, home, Input::stdin(), timing).run(&mut tui);
     drop(tui);
     restore();
     code
 }
 
-/// Raw mode, the alternate screen, bracketed paste, and a panic hook that undoes them.
+/// Raw mode, the alternate screen, bracketed paste, mouse capture (for the
+/// wheel), and a panic hook that undoes them.
 fn setup() -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
     crate::term::restore_on_panic(restore);
     crate::term::catch_terminate()?;
     TAKEN.store(true, Ordering::SeqCst);
     terminal::enable_raw_mode()?;
-    execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste)?;
+    execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste, EnableMouseCapture)?;
     // Starts crossterm's event source now, with its SIGWINCH handler, so a
     // resize interrupts the driver's poll(2) and the next draw fits the new size.
     crossterm::event::poll(Duration::ZERO)?;
@@ -91,7 +92,7 @@ fn restore() {
     if !TAKEN.swap(false, Ordering::SeqCst) {
         return;
     }
-    let _ = execute!(io::stdout(), DisableBracketedPaste, LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(io::stdout(), DisableMouseCapture, DisableBracketedPaste, LeaveAlternateScreen, cursor::Show);
     let _ = terminal::disable_raw_mode();
 }
 
@@ -176,6 +177,8 @@ struct Tui {
     title: Option<u32>,
     /// Why the connection ended, printed after the screen is restored.
     last_error: Option<String>,
+    /// A `/delete` waiting for `yes`: the room.
+    confirm: Option<String>,
 }
 
 impl Drop for Tui {
@@ -262,11 +265,7 @@ impl Tui {
     }
 
     fn failed(&mut self, f: &Failure) {
-        let retry = match f.retry_after_ms {
-            0 => String::new(),
-            ms => format!(" (try again in {} s)", ms.div_ceil(1000)),
-        };
-        self.ui.warn(format!("error: {}{retry}", f.message));
+        self.ui.warn(format!("error: {}", command::describe(f)));
     }
 
     /// Checks what can be checked before asking for a room password.
@@ -285,19 +284,62 @@ impl Tui {
     /// A line typed into the current window.
     fn text(&mut self, app: &mut App, text: &str) {
         let kind = self.ui.current().kind.clone();
-        let started = match &kind {
-            Kind::Room(room) => app.say(room, text),
-            Kind::Dm(user) => app.send_dm(user, text),
-            Kind::Status => {
-                self.ui.warn("this is the status window: /join a room, /query @USER, or see /help");
-                return;
-            }
-        };
-        match started {
+        match &kind {
+            Kind::Room(room) => self.say(app, room, text),
+            Kind::Dm(user) => self.msg(app, user, text),
+            Kind::Status => self.ui.warn("this is the status window: /join a room, /query @USER, or see /help"),
+        }
+    }
+
+    /// A text over the limit: split into marked parts, said first, each
+    /// queued as a line of its own (they go one after the other).
+    fn split(&mut self, command: &str, text: &str) -> bool {
+        if text.len() <= command::TEXT_MAX {
+            return false;
+        }
+        let parts = command::split_text(text, command::TEXT_MAX);
+        self.ui.say(format!(
+            "{} bytes is over the limit of {} bytes a message: it goes as {} messages, marked (part 1/{}) and on",
+            text.len(),
+            command::TEXT_MAX,
+            parts.len(),
+            parts.len()
+        ));
+        for p in parts {
+            self.lines.push_back(Zeroizing::new(format!("{command} {p}")));
+        }
+        true
+    }
+
+    /// Says `text` in `room`, shown at once as sending.
+    fn say(&mut self, app: &mut App, room: &str, text: &str) {
+        if self.split(&format!("/say {room}"), text) {
+            return;
+        }
+        match app.say(room, text) {
             Ok(()) => {
+                let room = sotto::room::normalize_name(room).unwrap_or_else(|_| room.to_string());
+                let i = self.ui.window(Kind::Room(room));
                 let me = self.ui.user.clone();
-                let i = self.ui.current;
-                self.ui.push(i, own(me, text));
+                self.ui.push(i, own(me, text, None));
+            }
+            Err(f) => self.failed(&f),
+        }
+    }
+
+    /// Sends `text` to `user`, shown at once as sending, with its id for the marks that follow.
+    fn msg(&mut self, app: &mut App, user: &str, text: &str) {
+        let at = if user.starts_with('@') { "" } else { "@" };
+        if self.split(&format!("/msg {at}{user}"), text) {
+            return;
+        }
+        match app.send_dm_id(user, text) {
+            Ok(id) => {
+                let user = user.strip_prefix('@').unwrap_or(user);
+                let user = sotto::account::normalize_username(user).unwrap_or_else(|_| user.to_string());
+                let i = self.ui.window(Kind::Dm(user));
+                let me = self.ui.user.clone();
+                self.ui.push(i, own(me, text, Some(id)));
             }
             Err(f) => self.failed(&f),
         }
@@ -338,15 +380,37 @@ impl Tui {
     }
 }
 
-/// A line of our own, as sent now.
-fn own(me: Option<String>, text: &str) -> Entry {
-    Entry { ts: Some(now_ms()), from: me, text: text.to_string(), marks: vec![], tone: Tone::Own, history: false }
+/// A line of our own, as sent now (a direct message with its id).
+fn own(me: Option<String>, text: &str, id: Option<u64>) -> Entry {
+    Entry {
+        ts: Some(now_ms()),
+        from: me,
+        text: text.to_string(),
+        marks: vec![],
+        tone: Tone::Own,
+        history: false,
+        delivery: Some(Delivery::Sending),
+        id,
+    }
 }
 
 impl Frontend for Tui {
     fn command(&mut self, app: &mut App, line: &str) -> io::Result<Flow> {
         if self.ask.is_some() {
             self.answer(app, line);
+            return self.redraw().map(|()| Flow::Continue);
+        }
+        // A command instead of the answer (Ctrl-C's /quit too) is a no, and is carried out.
+        if let Some(room) = self.confirm.take_if(|_| line.trim_start().starts_with('/')) {
+            self.ui.say(format!("not deleted: {room} is kept"));
+        }
+        if let Some(room) = self.confirm.take() {
+            if command::confirmed(line) {
+                let started = app.delete_room(&room);
+                self.show(started);
+            } else {
+                self.ui.say(format!("not deleted: {room} is kept"));
+            }
             return self.redraw().map(|()| Flow::Continue);
         }
         let command = match command::parse(line) {
@@ -400,10 +464,7 @@ impl Frontend for Tui {
             Command::Room(Some(room)) => self.switch_room(app, &room),
             Command::Room(None) => self.ui.say(format!("current window: {}", self.ui.current().label())),
             Command::Query(user) => self.query(&user),
-            Command::Say { room, text } => {
-                let started = app.say(&room, &text);
-                self.show(started);
-            }
+            Command::Say { room, text } => self.say(app, &room, &text),
             Command::Who(Some(room)) => {
                 let started = app.who_room(&room);
                 self.show(started);
@@ -423,8 +484,10 @@ impl Frontend for Tui {
                 self.show(started);
             }
             Command::Delete(room) => {
-                let started = app.delete_room(&room);
-                self.show(started);
+                if self.ready(app, &room) {
+                    self.ui.warn(command::delete_question(&room));
+                    self.confirm = Some(room);
+                }
             }
             Command::Dm(user) => {
                 let started = app.dm_request(&user);
@@ -438,16 +501,7 @@ impl Frontend for Tui {
                 let started = app.dm_reject(&user);
                 self.show(started);
             }
-            Command::Msg { user, text } => match app.send_dm(&user, &text) {
-                Ok(()) => {
-                    let user = user.strip_prefix('@').unwrap_or(&user);
-                    let user = sotto::account::normalize_username(user).unwrap_or_else(|_| user.to_string());
-                    let i = self.ui.window(Kind::Dm(user));
-                    let me = self.ui.user.clone();
-                    self.ui.push(i, own(me, &text));
-                }
-                Err(f) => self.failed(&f),
-            },
+            Command::Msg { user, text } => self.msg(app, &user, &text),
             Command::Contacts => {
                 let started = app.contacts();
                 self.show(started);
@@ -476,10 +530,25 @@ impl Frontend for Tui {
                 self.ui.say(format!("identity fingerprint: {}", group(&fingerprint)));
                 self.ui.say(format!("log in with /login {user}"));
             }
-            Report::Authenticated { user, uid, fingerprint } => {
+            Report::Authenticated { user, uid, fingerprint, rooms, contacts } => {
+                for c in contacts {
+                    if !c.trusted {
+                        self.ui.key_changed.insert(c.name.clone());
+                    }
+                    self.ui.contacts.insert(c.name, c.fingerprint);
+                }
                 self.ui.info(0, format!("logged in as {user} (uid {uid:016x})"));
                 if let Some(fp) = fingerprint {
                     self.ui.info(0, format!("identity fingerprint: {}", group(&fp)));
+                }
+                // Each room you are in has its window; the current window is kept.
+                for room in &rooms {
+                    self.ui.window(Kind::Room(room.clone()));
+                }
+                self.ui.info(0, command::rooms_line(&rooms));
+                if self.ui.current != 0 {
+                    let here = self.ui.current().label();
+                    self.ui.say(format!("logged in as {user}; still in {here}"));
                 }
                 self.ui.user = Some(user);
             }
@@ -488,7 +557,9 @@ impl Frontend for Tui {
                 self.ui.switch(i);
                 self.ui.info(i, format!("created room {room}; you own it"));
             }
-            Report::Done { cmd: "say", .. } => {}
+            Report::Done { cmd: "say", room } => {
+                self.ui.mark_room(&room, &[Delivery::Sending, Delivery::Waiting], Delivery::Stored);
+            }
             Report::Done { cmd, room } => self.ui.say(format!("{cmd} {room}: done")),
             Report::Room(ev) => self.room_event(ev),
             Report::Dm(ev) => self.dm_event(ev),
@@ -500,7 +571,14 @@ impl Frontend for Tui {
                 self.ui.link = Link::Up;
                 self.ui.info(0, "reconnected");
             }
-            Report::Failed(f) => self.failed(&f),
+            Report::Failed(f) => {
+                match f.cmd.as_str() {
+                    "say" => self.ui.mark_failed(true),
+                    "msg" => self.ui.mark_failed(false),
+                    _ => {}
+                }
+                self.failed(&f);
+            }
             Report::Warning(w) => self.ui.warn(format!("warning: {w}")),
             Report::Notice(n) => self.ui.info(0, n),
             Report::Lost(why) => {
@@ -594,6 +672,11 @@ mod tests {
         assert!(answer(&mut ask, "short").is_some());
         assert!(answer(&mut ask, "").is_none(), "Enter alone: generated");
         assert_eq!(ask.prompt(), None);
+    }
+
+    #[test]
+    fn help_names_the_size_limit() {
+        assert!(HELP.contains("at most 1024 bytes"), "{HELP}");
     }
 
     #[test]

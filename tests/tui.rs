@@ -209,6 +209,8 @@ fn two_people_chat_edit_lines_see_times_and_unread_counts_and_resize() {
     bob.line(ROOM_PW);
     bob.wait_for("joined lobby");
     bob.wait_row("the status bar", |r| r.contains("| bob | connected | #lobby"));
+    // Presence: the room's members in the side list, those online marked.
+    bob.wait_row("alice online in the side list", |r| r.starts_with("*alice"));
 
     // Editing with the arrow keys: the escape sequences are keys, not text.
     bob.keys("abc");
@@ -217,6 +219,7 @@ fn two_people_chat_edit_lines_see_times_and_unread_counts_and_resize() {
     bob.keys("X");
     bob.wait_input("> aXbc");
     bob.keys("\r");
+    bob.wait_for("bob: aXbc (sent)");
     let row = alice.wait_for("bob: aXbc");
     assert!(timed(&row, "bob: aXbc"), "HH:MM before the sender: {row:?}");
     assert!(!alice.contents().contains("[D"), "no escape sequence reached alice");
@@ -281,8 +284,8 @@ fn direct_messages_open_a_window_of_their_own() {
     alice.wait_row("the DM window current", |r| r.contains("| alice | connected | @bob"));
     alice.wait_for("direct messages with bob are open");
     alice.line("hello bob");
-    alice.wait_for("alice: hello bob");
-    alice.wait_for("delivered");
+    // Our own line, then its mark changed in place.
+    alice.wait_for("alice: hello bob (delivered)");
     bob.wait_row("the request, the channel and the message unread", |r| r.starts_with("2 @alice 4"));
     bob.keys("\u{e}");
     bob.wait_row("@alice current", |r| r.contains("| bob | connected | @alice"));
@@ -397,4 +400,113 @@ fn network_text_with_escapes_osc52_and_bidi_reaches_the_full_screen_as_harmless_
     let status = common::wait_child(&mut bob.child);
     assert_eq!(status.code(), Some(1), "{status:?}");
     bob.assert_restored();
+}
+
+#[test]
+fn deleting_a_room_asks_first() {
+    let dir = TempDir::new("tui-delete");
+    let server = Server::start(&dir.join("data"));
+    let mut batch = user(&server, &dir, "alice", &[]);
+    ok(&batch.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    batch.finish();
+    let mut alice = Tui::start(&server.addr, &dir.join("alice"), 24, 120);
+    alice.login("alice");
+    alice.line("/delete lobby");
+    alice.wait_for("delete room lobby and its history for everyone? type yes");
+    alice.line("no");
+    alice.wait_for("not deleted: lobby is kept");
+    alice.line("/rooms");
+    alice.wait_for("rooms: lobby");
+    alice.line("/delete lobby");
+    alice.line("yes");
+    alice.wait_for("delete lobby: done");
+    // A command instead of the answer is a no, and is carried out.
+    alice.line("/delete lobby");
+    alice.line("/room");
+    alice.wait_for("current window: status");
+}
+
+#[test]
+fn the_rooms_are_listed_after_a_login_and_a_reconnect_keeps_the_current_window() {
+    let dir = TempDir::new("tui-rooms");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let addr = server.addr.clone();
+    let mut batch = user(&server, &dir, "alice", &[]);
+    ok(&batch.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    ok(&batch.run(&format!("/create dev {ROOM_PW}"), "create"), "create");
+    batch.finish();
+    let mut alice = Tui::start(&addr, &dir.join("alice"), 24, 80);
+    alice.login("alice");
+    alice.wait_for("your rooms: dev, lobby");
+    alice.wait_row("a window for each room", |r| r.starts_with("3 #lobby"));
+    alice.line("/room lobby");
+    alice.wait_row("#lobby current", |r| r.contains("| alice | connected | #lobby"));
+    server.kill9();
+    alice.wait_row("the outage", |r| r.contains("| alice | RECONNECTING | #lobby"));
+    let _server = Server::start_on(&data, &addr, &[]);
+    alice.wait_for("logged in as alice; still in #lobby");
+    alice.wait_row("#lobby still current", |r| r.contains("| alice | connected | #lobby"));
+}
+
+#[test]
+fn a_multi_line_paste_goes_as_one_message_or_in_marked_parts() {
+    let dir = TempDir::new("tui-paste");
+    let server = Server::start(&dir.join("data"));
+    let mut alice = user(&server, &dir, "alice", &[]);
+    user(&server, &dir, "bob", &[]).finish();
+    ok(&alice.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    let mut bob = Tui::start(&server.addr, &dir.join("bob"), 24, 80);
+    bob.login("bob");
+    bob.line("/join lobby");
+    bob.wait_for("Room password: ");
+    bob.line(ROOM_PW);
+    bob.wait_for("joined lobby");
+
+    // A bracketed paste with line breaks (a terminal sends them as CR): one message.
+    bob.keys("\u{1b}[200~line one\rline two\u{1b}[201~");
+    bob.wait_input("> line one⏎line two");
+    bob.keys("\r");
+    assert_eq!(alice.room_messages("lobby", 1)[0]["text"], "line one\nline two");
+    let rows = bob.rows();
+    let at = rows.iter().position(|r| r.contains("bob: line one")).expect("the first line");
+    assert!(rows[at + 1].contains("line two"), "the second line on a row of its own:\n{}", rows.join("\n"));
+
+    // Over 1024 bytes: split at line breaks, each part marked.
+    let line = "y".repeat(300);
+    let paste = [line.as_str(); 7].join("\r");
+    bob.keys(&format!("\u{1b}[200~{paste}\u{1b}[201~"));
+    bob.keys("\r");
+    let said = alice.room_messages("lobby", 3);
+    bob.wait_for("bob: (part 3/3) yyy");
+    let raw = String::from_utf8_lossy(&bob.raw.lock().unwrap()).into_owned();
+    assert!(raw.contains("it goes as 3 messages"), "the split is said");
+    for (i, m) in said.iter().enumerate() {
+        let text = m["text"].as_str().unwrap();
+        assert!(text.starts_with(&format!("(part {}/3) yyy", i + 1)) && text.len() <= 1024, "{said:?}");
+    }
+}
+
+#[test]
+fn the_mouse_wheel_scrolls_and_mouse_capture_ends_with_the_client() {
+    let dir = TempDir::new("tui-wheel");
+    let server = Server::start(&dir.join("data"));
+    user(&server, &dir, "alice", &[]).finish();
+    let mut alice = Tui::start(&server.addr, &dir.join("alice"), 24, 80);
+    alice.login("alice");
+    let raw = String::from_utf8_lossy(&alice.raw.lock().unwrap()).into_owned();
+    assert!(raw.contains("\u{1b}[?1000h"), "mouse capture on");
+    // The wheel, as an xterm reports it (SGR): up, then down.
+    alice.keys("\u{1b}[<64;30;5M");
+    alice.wait_row("scrolled back", |r| r.contains("| status | scrolled back"));
+    alice.keys("\u{1b}[<65;30;5M");
+    alice.wait_row("following again", |r| r.contains("| alice | connected | status") && !r.contains("scrolled"));
+    assert_eq!(alice.input(), ">", "no mouse report reached the input line");
+    alice.keys("\u{4}");
+    let status = common::wait_child(&mut alice.child);
+    assert!(status.success(), "{status:?}");
+    alice.assert_restored();
+    let raw = alice.raw.lock().unwrap().clone();
+    let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(300)..]).into_owned();
+    assert!(tail.contains("\u{1b}[?1000l"), "mouse capture off at the end: {tail:?}");
 }

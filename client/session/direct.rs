@@ -397,7 +397,7 @@ impl Session {
 
     /// `/msg @user TEXT` (smpu): sealed to the contact's pinned key, signed, kept
     /// in the outbox, then sent; while the connection is lost only kept (`pending`).
-    pub fn send_dm(&mut self, user: &str, text: &str, now_ms: u64) -> Result<(), Failure> {
+    pub fn send_dm(&mut self, user: &str, text: &str, now_ms: u64) -> Result<u64, Failure> {
         let cmd = "msg";
         let name = peer_name(cmd, user)?;
         let me = self.me.as_ref().ok_or_else(|| log_in_first(cmd))?;
@@ -447,23 +447,28 @@ impl Session {
         me.dm.outbox.push(&name, m);
         if self.offline {
             self.events.push_back(Event::Dm(DmEvent::Pending { id: dm_id, to: name }));
-            return Ok(());
+            return Ok(dm_id);
         }
         self.outbox.push_back(Zeroizing::new(m.as_bytes().to_vec()));
         self.start_dm(dm_id, now_ms, Pending::Send { id: dm_id, peer: name });
-        Ok(())
+        Ok(dm_id)
     }
 
-    /// `/contacts`: the local contact book.
-    pub fn list_contacts(&mut self) -> Result<(), Failure> {
-        let me = self.me.as_ref().ok_or_else(|| log_in_first("contacts"))?;
-        let list = me
-            .dm
+    /// The contact book as it is (read only): each contact's fingerprint and trust.
+    pub fn contacts(&self) -> Vec<ContactInfo> {
+        let Some(me) = self.me.as_ref() else { return Vec::new() };
+        me.dm
             .contacts
             .all()
             .into_iter()
             .map(|c| ContactInfo { name: c.name.clone(), fingerprint: c.keys.fingerprint(), trusted: c.trusted })
-            .collect();
+            .collect()
+    }
+
+    /// `/contacts`: the local contact book.
+    pub fn list_contacts(&mut self) -> Result<(), Failure> {
+        let list = self.contacts();
+        let me = self.me.as_ref().ok_or_else(|| log_in_first("contacts"))?;
         let sent = me.dm.contacts.requests().map(str::to_owned).collect();
         let received = me.dm.contacts.received().map(str::to_owned).collect();
         self.events.push_back(Event::Dm(DmEvent::Contacts { contacts: list, sent, received }));

@@ -347,6 +347,11 @@ impl Session {
         self.me.as_ref().is_some_and(|me| me.keyring.get(&room).is_some())
     }
 
+    /// The rooms whose keys are stored (read only; those this client knows it is in), in name order.
+    pub fn rooms(&self) -> Vec<String> {
+        self.me.as_ref().map(|me| me.keyring.names().map(str::to_string).collect()).unwrap_or_default()
+    }
+
     /// `create ROOM PASSWORD` (crms): a fresh salt, the verifier of the derived auth key.
     pub fn create_room(&mut self, room: &str, password: &str, now_ms: u64) -> Result<(), Failure> {
         let room = self.room_request("create", room)?;

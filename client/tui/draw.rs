@@ -13,7 +13,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 use unicode_width::UnicodeWidthChar;
 
-use super::state::{Entry, Link, Mark, Tone, Ui, Window};
+use super::state::{Delivery, Entry, Kind, Link, Mark, Tone, Ui, Window};
 use crate::text::neutralise;
 
 /// Width of the side list of windows.
@@ -68,6 +68,9 @@ impl Styles {
     fn selected(&self) -> Style {
         self.pick(Style::default().fg(Color::Black).bg(Color::Cyan), Style::default().add_modifier(Modifier::REVERSED))
     }
+    fn online(&self) -> Style {
+        self.pick(Style::default().fg(Color::Green), Style::default())
+    }
     fn unread(&self) -> Style {
         self.pick(
             Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD),
@@ -100,17 +103,33 @@ fn draw_side(ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
         return;
     }
     let width = usize::from(area.width).saturating_sub(1);
-    let lines: Vec<Line> = ui
+    let mut lines: Vec<Line> = ui
         .windows
         .iter()
         .enumerate()
         .map(|(i, w)| {
             let count = if w.unread > 0 { format!(" {}", w.unread) } else { String::new() };
-            let name = cut(&format!("{} {}", i + 1, neutralise(&w.label())), width.saturating_sub(count.len()));
+            // A contact known to be online is marked `*`.
+            let on = matches!(&w.kind, Kind::Dm(u) if ui.online(u));
+            let label = format!("{} {}{}", i + 1, neutralise(&w.label()), if on { "*" } else { "" });
+            let name = cut(&label, width.saturating_sub(count.len()));
             let style = if i == ui.current { styles.selected() } else { Style::default() };
             Line::from(vec![Span::styled(name, style), Span::styled(count, styles.unread())])
         })
         .collect();
+    // The current room's members, those online marked `*`.
+    if let Kind::Room(room) = &ui.current().kind {
+        if let Some(members) = ui.members.get(room) {
+            lines.push(Line::from(""));
+            let online = members.values().filter(|o| **o).count();
+            lines.push(Line::styled(cut(&format!("members, {online} on"), width), styles.time()));
+            for (name, on) in members {
+                let mark = if *on { "*" } else { " " };
+                let style = if *on { styles.online() } else { Style::default() };
+                lines.push(Line::styled(cut(&format!("{mark}{}", neutralise(name)), width), style));
+            }
+        }
+    }
     frame.render_widget(Paragraph::new(lines), area);
 }
 
@@ -145,13 +164,28 @@ fn spans(e: &Entry, offset_s: i64, styles: &Styles) -> Vec<(String, Style)> {
         Tone::Message | Tone::Own => {
             let from = e.from.as_deref().unwrap_or("?");
             out.push((format!("{}:", neutralise(from)), styles.sender(e.tone == Tone::Own)));
-            out.push((format!(" {}", neutralise(&e.text)), Style::default()));
+            // Each line of the text neutralised on its own; a line break starts a new row.
+            for (i, line) in e.text.split('\n').enumerate() {
+                if i > 0 {
+                    out.push((BREAK.to_string(), Style::default()));
+                }
+                let lead = if i == 0 { " " } else { "" };
+                out.push((format!("{lead}{}", neutralise(line)), Style::default()));
+            }
+            if let Some(d) = e.delivery {
+                let style = if d == Delivery::Failed { styles.alert() } else { styles.time() };
+                out.push((format!(" {}", d.label()), style));
+            }
         }
         Tone::Info => out.push((format!("-- {}", neutralise(&e.text)), styles.info())),
         Tone::Alert => out.push((format!("!! {}", neutralise(&e.text)), styles.alert())),
     }
     out
 }
+
+/// A span of exactly this ends the row (a line break in a message; a
+/// neutralised text never holds a raw line break).
+const BREAK: &str = "\n";
 
 /// Wraps spans to `width` columns; continuation rows are indented past the time gutter.
 fn wrap(spans: Vec<(String, Style)>, width: usize) -> Vec<Line<'static>> {
@@ -160,6 +194,12 @@ fn wrap(spans: Vec<(String, Style)>, width: usize) -> Vec<Line<'static>> {
     let mut row: Vec<Span<'static>> = Vec::new();
     let mut used = 0;
     for (text, style) in spans {
+        if text == BREAK {
+            rows.push(Line::from(std::mem::take(&mut row)));
+            row.push(Span::raw(" ".repeat(GUTTER)));
+            used = GUTTER;
+            continue;
+        }
         let mut piece = String::new();
         for c in text.chars() {
             let w = c.width().unwrap_or(0);
@@ -235,6 +275,9 @@ fn draw_bar(ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
         Link::Reconnecting => "RECONNECTING",
     };
     let mut text = format!(" {} | {} | {} | {}", neutralise(&ui.server), user, link, neutralise(&ui.current().label()));
+    if let Some(v) = ui.verification() {
+        text.push_str(&format!(" | {}", neutralise(&v)));
+    }
     if ui.current().scroll > 0 {
         text.push_str(" | scrolled back: PgDn");
     }
@@ -253,7 +296,8 @@ fn draw_input(ui: &Ui, frame: &mut Frame, area: Rect) {
         return;
     }
     let prefix = "> ";
-    let chars: Vec<char> = ui.editor.text().chars().collect();
+    // A line break of a paste shows as ⏎ on the one input row.
+    let chars: Vec<char> = ui.editor.text().chars().map(|c| if c == '\n' { '⏎' } else { c }).collect();
     let cursor = ui.editor.cursor().min(chars.len());
     let room = width.saturating_sub(prefix.len() + 1).max(1);
     // Scrolls horizontally so the cursor stays visible.
@@ -271,11 +315,19 @@ mod tests {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
-    use super::super::state::Kind;
     use super::*;
 
     fn message(from: &str, text: &str, ts: u64, marks: Vec<Mark>) -> Entry {
-        Entry { ts: Some(ts), from: Some(from.into()), text: text.into(), marks, tone: Tone::Message, history: false }
+        Entry {
+            ts: Some(ts),
+            from: Some(from.into()),
+            text: text.into(),
+            marks,
+            tone: Tone::Message,
+            history: false,
+            delivery: None,
+            id: None,
+        }
     }
 
     fn screen(ui: &Ui, w: u16, h: u16) -> (Vec<String>, ratatui::buffer::Buffer) {
@@ -335,6 +387,112 @@ mod tests {
         assert!(buf.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
         let (_, buf) = screen(&sample(true), 80, 24);
         assert!(buf.content().iter().any(|c| c.bg == Color::Red), "the mark is red with colours");
+    }
+
+    #[test]
+    fn own_messages_show_as_sending_then_their_mark_changes_in_place() {
+        let mut ui = Ui::new("s", false, 0);
+        ui.user = Some("alice".into());
+        let dm = ui.window(Kind::Dm("bob".into()));
+        let lobby = ui.window(Kind::Room("lobby".into()));
+        ui.switch(dm);
+        let own = |text: &str, id| Entry {
+            ts: Some(0),
+            from: Some("alice".into()),
+            text: text.into(),
+            marks: vec![],
+            tone: Tone::Own,
+            history: false,
+            delivery: Some(Delivery::Sending),
+            id,
+        };
+        ui.push(dm, own("one", Some(7)));
+        ui.push(dm, own("two", Some(8)));
+        let row = |ui: &Ui, what: &str| screen(ui, 80, 24).0.into_iter().find(|r| r.contains(what)).unwrap();
+        assert!(row(&ui, "alice: one").contains("alice: one (sending)"));
+        assert!(ui.mark_dm("bob", 7, Delivery::Queued));
+        assert!(ui.mark_dm("bob", 8, Delivery::Delivered));
+        assert!(!ui.mark_dm("bob", 9, Delivery::Delivered), "not shown: not marked");
+        assert!(row(&ui, "alice: one").contains("alice: one (queued)"));
+        assert!(ui.mark_dm("bob", 7, Delivery::Delivered));
+        assert!(row(&ui, "alice: one").contains("alice: one (delivered)"));
+        assert!(ui.mark_dm("bob", 8, Delivery::Queued), "found");
+        assert!(row(&ui, "alice: two").contains("(delivered)"), "delivered is final");
+        assert_eq!(ui.windows[dm].lines.len(), 2, "marked in place, no new line");
+        ui.push(lobby, own("hi", None));
+        ui.push(lobby, own("again", None));
+        ui.switch(lobby);
+        assert!(ui.mark_room("lobby", &[Delivery::Sending], Delivery::Stored));
+        assert!(ui.mark_room("lobby", &[Delivery::Sending], Delivery::Waiting));
+        assert!(row(&ui, "alice: hi").contains("alice: hi (sent)"));
+        assert!(row(&ui, "alice: again").contains("alice: again (waiting to be sent)"));
+        assert!(ui.mark_room("lobby", &[Delivery::Sending, Delivery::Waiting], Delivery::Stored));
+        assert!(row(&ui, "alice: again").contains("alice: again (sent)"));
+        assert!(!ui.mark_room("lobby", &[Delivery::Sending], Delivery::Stored));
+    }
+
+    #[test]
+    fn the_status_bar_shows_the_verification_state_of_the_window() {
+        let bar = |ui: &Ui| screen(ui, 120, 24).0[22].clone();
+        let mut ui = sample(true);
+        let dm = 2;
+        ui.members.insert("lobby".into(), [("bob".to_string(), true), ("eve".to_string(), false)].into());
+        assert!(bar(&ui).contains("| #lobby | member keys as pinned"), "{}", bar(&ui));
+        ui.key_changed.insert("eve".into());
+        assert!(bar(&ui).contains("| #lobby | KEY CHANGED: eve"), "{}", bar(&ui));
+        ui.switch(dm);
+        assert!(bar(&ui).contains("| @bob | not a contact"), "{}", bar(&ui));
+        ui.contacts.insert("bob".into(), "1a2b3c4d5e6f".into());
+        assert!(bar(&ui).contains("| @bob | trusted key 1a2b3c4d"), "{}", bar(&ui));
+        ui.key_changed.insert("bob".into());
+        assert!(bar(&ui).contains("| @bob | KEY CHANGED"), "{}", bar(&ui));
+        ui.switch(0);
+        assert!(bar(&ui).trim_end().ends_with("| status"), "{}", bar(&ui));
+    }
+
+    #[test]
+    fn a_line_break_in_a_message_starts_a_new_row_and_each_line_is_neutralised() {
+        let mut ui = Ui::new("s", true, 0);
+        ui.push(0, message("bob", "first\nsecond \u{1b}[2J\r\nthird", 0, vec![]));
+        let (rows, buf) = screen(&ui, 80, 24);
+        let text = rows.join("\n");
+        assert!(buf.content().iter().all(|c| !c.symbol().chars().any(crate::text::is_unsafe)), "{text}");
+        let at = rows.iter().position(|r| r.contains("00:00 bob: first")).expect("the first line");
+        assert!(rows[at].trim_end().ends_with("bob: first"), "{text}");
+        let pad = " ".repeat(usize::from(SIDE) + GUTTER);
+        assert!(rows[at + 1].starts_with(&format!("{pad}second \\u{{001b}}[2J\\u{{000d}}")), "{text}");
+        assert!(rows[at + 2].starts_with(&format!("{pad}third")), "{text}");
+        assert!(!text.contains("u{000a}"), "a line break is a new row, not an escape: {text}");
+    }
+
+    #[test]
+    fn the_mouse_wheel_scrolls_the_conversation() {
+        let mut ui = Ui::new("s", true, 0);
+        for i in 0..50 {
+            ui.info(0, format!("line {i}"));
+        }
+        ui.update(super::super::state::Action::ScrollUp, |_, _| Vec::new());
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[21].contains("line 46") && rows[22].contains("scrolled back"), "{}", rows.join("\n"));
+        ui.update(super::super::state::Action::ScrollDown, |_, _| Vec::new());
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[21].contains("line 49") && !rows[22].contains("scrolled back"), "{}", rows.join("\n"));
+    }
+
+    #[test]
+    fn the_side_list_marks_who_is_online() {
+        let mut ui = sample(false);
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[2].starts_with("3 @bob 2 "), "{}", rows.join("\n"));
+        ui.members.insert("lobby".into(), [("bob".to_string(), true), ("eve".to_string(), false)].into());
+        let (rows, _) = screen(&ui, 80, 24);
+        let text = rows.join("\n");
+        assert!(rows[2].starts_with("3 @bob* 2 "), "the contact online: {text}");
+        assert!(rows[4].starts_with("members, 1 on "), "{text}");
+        assert!(rows[5].starts_with("*bob ") && rows[6].starts_with(" eve "), "{text}");
+        ui.members.get_mut("lobby").unwrap().remove("bob");
+        let (rows, _) = screen(&ui, 80, 24);
+        assert!(rows[2].starts_with("3 @bob 2 "), "left: not known online: {}", rows.join("\n"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `Unverified` mark, and one from a user whose key changed the `KeyChanged`
 //! mark until `/trust`; text is kept as it came (`draw` neutralises it).
 
-use super::state::{Entry, Kind, Mark, Tone, Ui};
+use super::state::{Delivery, Entry, Kind, Mark, Tone, Ui};
 use super::Tui;
 use crate::command::dm_id;
 use crate::session::{DmEvent, DmMessage, Member, RoomEvent, RoomMessage};
@@ -21,7 +21,16 @@ impl Tui {
             marks.push(Mark::KeyChanged);
         }
         let text = error.map_or_else(|| text.to_string(), |why| format!("({why})"));
-        Entry { ts: Some(ts), from: Some(from.to_string()), text, marks, tone: Tone::Message, history: false }
+        Entry {
+            ts: Some(ts),
+            from: Some(from.to_string()),
+            text,
+            marks,
+            tone: Tone::Message,
+            history: false,
+            delivery: None,
+            id: None,
+        }
     }
 
     fn room_message(&mut self, m: RoomMessage) {
@@ -47,23 +56,31 @@ impl Tui {
             }
             RoomEvent::Online(users) => self.ui.say(format!("online: {}", crate::interactive::online_list(&users))),
             RoomEvent::Waiting { room, queued } => {
+                // Our line is marked waiting where it is; the count is said too.
+                self.ui.mark_room(&room, &[Delivery::Sending], Delivery::Waiting);
                 let i = self.ui.window(Kind::Room(room));
                 self.ui
                     .info(i, format!("not sent yet: {queued} line(s) wait, and go out in order as soon as they can"));
             }
             RoomEvent::Joined { room, members } => {
                 self.ui.users.extend(members.iter().map(|m| m.name.clone()));
+                self.ui.members.insert(room.clone(), members.iter().map(|m| (m.name.clone(), m.online)).collect());
                 let i = self.ui.window(Kind::Room(room.clone()));
                 self.ui.switch(i);
                 self.ui.info(i, format!("joined {room}; members: {}", member_list(&members)));
             }
             RoomEvent::Message(m) => self.room_message(m),
             RoomEvent::MemberJoined { room, name } => {
+                let room_name = room.clone();
                 let i = self.ui.window(Kind::Room(room));
                 self.ui.info(i, format!("{name} joined"));
+                self.ui.members.entry(room_name).or_default().insert(name.clone(), true);
                 self.ui.users.insert(name);
             }
             RoomEvent::MemberLeft { room, name } => {
+                if let Some(m) = self.ui.members.get_mut(&room) {
+                    m.remove(&name);
+                }
                 let i = self.ui.window(Kind::Room(room));
                 self.ui.info(i, format!("{name} left"));
             }
@@ -74,6 +91,7 @@ impl Tui {
             }
             RoomEvent::Who { room, members } => {
                 self.ui.users.extend(members.iter().map(|m| m.name.clone()));
+                self.ui.members.insert(room.clone(), members.iter().map(|m| (m.name.clone(), m.online)).collect());
                 self.ui.say(format!("{room}: {}", member_list(&members)));
             }
             RoomEvent::Deleted { room } => {
@@ -99,6 +117,7 @@ impl Tui {
                 self.ui.users.insert(from);
             }
             DmEvent::Accepted { with, fingerprint } => {
+                self.ui.contacts.insert(with.clone(), fingerprint.clone());
                 let i = dm(&mut self.ui, &with);
                 self.ui.info(i, format!("direct messages with {with} are open; fingerprint {}", group(&fingerprint)));
                 self.ui.info(i, format!("compare it with {with} out of band (/fingerprint @{with})"));
@@ -110,11 +129,18 @@ impl Tui {
             }
             DmEvent::Message(m) => self.dm_message(m),
             DmEvent::Sent { id, to, delivered } => {
+                let mark = if delivered { Delivery::Delivered } else { Delivery::Queued };
+                if self.ui.mark_dm(&to, id, mark) {
+                    return;
+                }
                 let i = dm(&mut self.ui, &to);
                 let how = if delivered { "delivered" } else { "queued on the server until they come online" };
                 self.ui.info(i, format!("message {} {how}", dm_id(id)));
             }
             DmEvent::Pending { id, to } => {
+                if self.ui.mark_dm(&to, id, Delivery::Outbox) {
+                    return;
+                }
                 let i = dm(&mut self.ui, &to);
                 self.ui.info(i, format!("message {} kept in the outbox until the connection is back", dm_id(id)));
             }
@@ -133,6 +159,10 @@ impl Tui {
                     self.ui.say("no contacts; /dm @USER asks for one");
                 }
                 for c in contacts {
+                    self.ui.contacts.insert(c.name.clone(), c.fingerprint.clone());
+                    if !c.trusted {
+                        self.ui.key_changed.insert(c.name.clone());
+                    }
                     let state = if c.trusted { "trusted" } else { "KEY CHANGED: /trust to accept" };
                     self.ui.say(format!("{}  {}  {state}", c.name, group(&c.fingerprint)));
                     self.ui.users.insert(c.name);
@@ -145,6 +175,9 @@ impl Tui {
                 }
             }
             DmEvent::Delivered { id, to } => {
+                if self.ui.mark_dm(&to, id, Delivery::Delivered) {
+                    return;
+                }
                 let i = dm(&mut self.ui, &to);
                 self.ui.info(i, format!("message {} delivered (it was queued)", dm_id(id)));
             }

@@ -7,12 +7,15 @@
 //! string kept for display may hold network text and is neutralised when
 //! drawn (`draw`), never here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use zeroize::Zeroizing;
 
 use crate::editor::Editor;
 pub use crate::keys::Action;
+
+/// Lines one step of the mouse wheel scrolls.
+const WHEEL: usize = 3;
 
 /// Most lines kept per window (older ones are dropped).
 const SCROLLBACK: usize = 2000;
@@ -52,6 +55,40 @@ pub enum Tone {
     Alert,
 }
 
+/// Where a message of our own is on its way (its mark changes in place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Handed to the session; no answer yet.
+    Sending,
+    /// A room line the server stored (`ok`).
+    Stored,
+    /// A room line waiting to go out (`pending`).
+    Waiting,
+    /// A direct message the recipient received.
+    Delivered,
+    /// A direct message the server keeps until its recipient comes online.
+    Queued,
+    /// A direct message kept in the outbox until the connection is back.
+    Outbox,
+    /// Refused (the error is said beside it).
+    Failed,
+}
+
+impl Delivery {
+    /// The mark drawn after the text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Delivery::Sending => "(sending)",
+            Delivery::Stored => "(sent)",
+            Delivery::Waiting => "(waiting to be sent)",
+            Delivery::Delivered => "(delivered)",
+            Delivery::Queued => "(queued)",
+            Delivery::Outbox => "(in the outbox)",
+            Delivery::Failed => "(NOT SENT)",
+        }
+    }
+}
+
 /// One line of a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -67,6 +104,10 @@ pub struct Entry {
     pub tone: Tone,
     /// From the room's history (sent before we joined or looked).
     pub history: bool,
+    /// A message of our own: where it is on its way.
+    pub delivery: Option<Delivery>,
+    /// A direct message of our own: its id.
+    pub id: Option<u64>,
 }
 
 /// A window: a room, a contact, or the status window.
@@ -139,6 +180,10 @@ pub struct Ui {
     pub key_changed: BTreeSet<String>,
     /// Users seen (for `@` completion).
     pub users: BTreeSet<String>,
+    /// Contacts and the fingerprint of the key pinned for each (hex).
+    pub contacts: BTreeMap<String, String>,
+    /// Each room's members as last listed, and whether each is online.
+    pub members: BTreeMap<String, BTreeMap<String, bool>>,
     /// Height of the conversation area at the last draw (for PageUp/PageDown).
     pub page: usize,
 }
@@ -159,6 +204,8 @@ impl Ui {
             today: 0,
             key_changed: BTreeSet::new(),
             users: BTreeSet::new(),
+            contacts: BTreeMap::new(),
+            members: BTreeMap::new(),
             page: 10,
         }
     }
@@ -205,7 +252,16 @@ impl Ui {
     pub fn info(&mut self, i: usize, text: impl Into<String>) {
         self.push(
             i,
-            Entry { ts: None, from: None, text: text.into(), marks: Vec::new(), tone: Tone::Info, history: false },
+            Entry {
+                ts: None,
+                from: None,
+                text: text.into(),
+                marks: Vec::new(),
+                tone: Tone::Info,
+                history: false,
+                delivery: None,
+                id: None,
+            },
         );
     }
 
@@ -213,7 +269,16 @@ impl Ui {
     pub fn alert(&mut self, i: usize, text: impl Into<String>) {
         self.push(
             i,
-            Entry { ts: None, from: None, text: text.into(), marks: Vec::new(), tone: Tone::Alert, history: false },
+            Entry {
+                ts: None,
+                from: None,
+                text: text.into(),
+                marks: Vec::new(),
+                tone: Tone::Alert,
+                history: false,
+                delivery: None,
+                id: None,
+            },
         );
     }
 
@@ -235,6 +300,78 @@ impl Ui {
         }
     }
 
+    /// Marks our direct message `id` in `user`'s window; false when it is not shown there.
+    pub fn mark_dm(&mut self, user: &str, id: u64, delivery: Delivery) -> bool {
+        let kind = Kind::Dm(user.to_string());
+        let Some(w) = self.windows.iter_mut().find(|w| w.kind == kind) else { return false };
+        let Some(e) = w.lines.iter_mut().rev().find(|e| e.tone == Tone::Own && e.id == Some(id)) else { return false };
+        // Delivered is final: a late `queued` does not undo it.
+        if e.delivery != Some(Delivery::Delivered) {
+            e.delivery = Some(delivery);
+        }
+        true
+    }
+
+    /// Marks the oldest of our lines in `room` that is in one of the states `from`; false when there is none.
+    pub fn mark_room(&mut self, room: &str, from: &[Delivery], delivery: Delivery) -> bool {
+        let kind = Kind::Room(room.to_string());
+        let Some(w) = self.windows.iter_mut().find(|w| w.kind == kind) else { return false };
+        let found = w.lines.iter_mut().find(|e| e.tone == Tone::Own && e.delivery.is_some_and(|d| from.contains(&d)));
+        match found {
+            Some(e) => {
+                e.delivery = Some(delivery);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Marks the oldest line of ours still sending, in a room (`room`) or a DM window, as refused.
+    pub fn mark_failed(&mut self, room: bool) {
+        let lines = self
+            .windows
+            .iter_mut()
+            .filter(|w| matches!((&w.kind, room), (Kind::Room(_), true) | (Kind::Dm(_), false)))
+            .flat_map(|w| w.lines.iter_mut());
+        if let Some(e) = lines.filter(|e| e.delivery == Some(Delivery::Sending)).min_by_key(|e| e.ts) {
+            e.delivery = Some(Delivery::Failed);
+        }
+    }
+
+    /// True when `user` is listed online in a room (from `joined`, `who` and `member_joined`).
+    pub fn online(&self, user: &str) -> bool {
+        self.members.values().any(|m| m.get(user).copied().unwrap_or(false))
+    }
+
+    /// The verification state of the current window, for the status bar: a
+    /// contact's trust (its pinned fingerprint, or KEY CHANGED), or whether
+    /// any member of a room has a changed key.
+    pub fn verification(&self) -> Option<String> {
+        match &self.current().kind {
+            Kind::Status => None,
+            Kind::Dm(user) if self.key_changed.contains(user) => Some("KEY CHANGED: /fingerprint, then /trust".into()),
+            Kind::Dm(user) => Some(match self.contacts.get(user) {
+                Some(fp) => format!("trusted key {}", fp.get(..8).unwrap_or(fp)),
+                None => "not a contact".to_string(),
+            }),
+            Kind::Room(room) => {
+                let changed: Vec<&str> = self
+                    .members
+                    .get(room)
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .filter(|n| self.key_changed.contains(*n))
+                    .map(String::as_str)
+                    .collect();
+                Some(if changed.is_empty() {
+                    "member keys as pinned".to_string()
+                } else {
+                    format!("KEY CHANGED: {}", changed.join(", "))
+                })
+            }
+        }
+    }
+
     /// Sum of the unread counts (for the terminal title).
     pub fn unread(&self) -> u32 {
         self.windows.iter().map(|w| w.unread).fold(0, u32::saturating_add)
@@ -245,7 +382,9 @@ impl Ui {
         let e = &mut self.editor;
         match action {
             Action::Insert(c) => e.insert(c),
-            Action::Paste(s) => e.paste(&s),
+            // A secret is one line; a message keeps the line breaks of a paste.
+            Action::Paste(s) if self.prompt.is_some() => e.paste(&s),
+            Action::Paste(s) => e.paste_lines(&s),
             Action::Left => e.left(),
             Action::Right => e.right(),
             Action::WordLeft => e.word_left(),
@@ -276,6 +415,14 @@ impl Ui {
                 let page = self.page.max(2) - 1;
                 let w = self.windows.get_mut(self.current)?;
                 w.scroll = w.scroll.saturating_sub(page);
+            }
+            Action::ScrollUp => {
+                let w = self.windows.get_mut(self.current)?;
+                w.scroll = (w.scroll + WHEEL).min(w.lines.len().saturating_sub(1));
+            }
+            Action::ScrollDown => {
+                let w = self.windows.get_mut(self.current)?;
+                w.scroll = w.scroll.saturating_sub(WHEEL);
             }
             Action::Window(i) => self.switch(i),
             Action::NextWindow => self.switch((self.current + 1) % self.windows.len().max(1)),
