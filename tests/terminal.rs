@@ -56,6 +56,16 @@ impl Screen {
         Screen { child, master, seen }
     }
 
+    /// `/login NAME`, the password and the passphrase at their prompts; where the screen ends.
+    fn log_in(&mut self, name: &str, from: usize) -> usize {
+        self.type_line(&format!("/login {name}"));
+        let at = self.wait_for("Password: ", from);
+        self.type_line(PW);
+        let at = self.wait_for("Passphrase: ", at);
+        self.type_line(WORDS);
+        self.wait_for(&format!("logged in as {name}"), at)
+    }
+
     fn type_line(&mut self, line: &str) {
         self.master.write_all(format!("{line}\r").as_bytes()).unwrap();
     }
@@ -108,12 +118,7 @@ fn network_text_with_escapes_osc52_and_bidi_reaches_the_screen_as_harmless_text(
 
     let mut bob = Screen::start(&proxy.addr, &dir.join("bob"));
     let at = bob.wait_for("type /help", 0);
-    bob.type_line("/login bob");
-    let at = bob.wait_for("Password: ", at);
-    bob.type_line(PW);
-    let at = bob.wait_for("Passphrase: ", at);
-    bob.type_line(WORDS);
-    let at = bob.wait_for("logged in as bob", at);
+    let at = bob.log_in("bob", at);
     bob.type_line("/join lobby");
     let at = bob.wait_for("Room password: ", at);
     bob.type_line(ROOM_PW);
@@ -121,7 +126,10 @@ fn network_text_with_escapes_osc52_and_bidi_reaches_the_screen_as_harmless_text(
 
     ok(&alice.run(&format!("/say lobby look {NASTY} here"), "say"), "say");
     let at = bob.wait_for("here", at);
-    bob.type_line("/dm @nobody");
+    // A room that does not exist: the server's 404 reason (rewritten) is shown.
+    bob.type_line("/join nowhere");
+    let at = bob.wait_for("Room password: ", at);
+    bob.type_line("any-password-at-all");
     bob.wait_for("gnp.exe", at);
 
     let screen = bob.seen.lock().unwrap().clone();
@@ -163,12 +171,7 @@ fn an_outage_is_said_once_when_it_starts_and_once_when_it_ends() {
     batch.finish();
     let mut dave = Screen::start(&addr, &dir.join("dave"));
     let at = dave.wait_for("type /help", 0);
-    dave.type_line("/login dave");
-    let at = dave.wait_for("Password: ", at);
-    dave.type_line(PW);
-    let at = dave.wait_for("Passphrase: ", at);
-    dave.type_line(WORDS);
-    let at = dave.wait_for("logged in as dave", at);
+    let at = dave.log_in("dave", at);
     // The rooms you are in are listed after a login.
     let at = dave.wait_for("your rooms: lobby", at);
     dave.type_line("/room lobby");
@@ -204,12 +207,7 @@ fn plain_mode_edits_lines_with_arrow_keys_and_keeps_the_line_when_a_message_arri
 
     let mut bob = Screen::start(&server.addr, &dir.join("bob"));
     let at = bob.wait_for("type /help", 0);
-    bob.type_line("/login bob");
-    let at = bob.wait_for("Password: ", at);
-    bob.type_line(PW);
-    let at = bob.wait_for("Passphrase: ", at);
-    bob.type_line(WORDS);
-    let at = bob.wait_for("logged in as bob", at);
+    let at = bob.log_in("bob", at);
     bob.type_line("/join lobby");
     let at = bob.wait_for("Room password: ", at);
     bob.type_line(ROOM_PW);
@@ -253,12 +251,7 @@ fn plain_mode_asks_before_deleting_a_room() {
     batch.finish();
     let mut alice = Screen::start(&server.addr, &dir.join("alice"));
     let at = alice.wait_for("type /help", 0);
-    alice.type_line("/login alice");
-    let at = alice.wait_for("Password: ", at);
-    alice.type_line(PW);
-    let at = alice.wait_for("Passphrase: ", at);
-    alice.type_line(WORDS);
-    let at = alice.wait_for("logged in as alice", at);
+    let at = alice.log_in("alice", at);
     alice.type_line("/delete lobby");
     let at = alice.wait_for("delete room lobby and its history for everyone? type yes", at);
     alice.type_line("no");

@@ -408,7 +408,8 @@ impl Session {
             return Err(Failure::new(
                 cmd,
                 403,
-                format!("{name} is not a contact: ask with /dm @{name}, or /accept @{name}'s request"),
+                // Worded like /dm's answer for a name the server does not know.
+                format!("no user named {name} among your contacts: /dm @{name} asks {name} first, or /accept @{name}'s request"),
             ));
         };
         if !contact.trusted {
@@ -586,7 +587,11 @@ impl Session {
                 }
             }
             Pending::Request { peer, keys } => {
-                let f = refused("dm", r);
+                let mut f = refused("dm", r);
+                if f.code == code::NOT_FOUND {
+                    // Said like /msg to a name that is no contact.
+                    f.message = format!("no user named {peer}");
+                }
                 // Refused (no such user, already contacts): nothing more can
                 // answer it. "Already requested" (409 without keys) stays.
                 let me = self.me.as_mut()?;

@@ -770,3 +770,17 @@ fn a_request_that_was_rejected_no_longer_lets_a_pushed_contact_pin() {
     }
     assert!(s.dirty_contacts().is_none_or(|c| c.get("bob").is_none()), "nothing pinned");
 }
+
+#[test]
+fn msg_and_dm_to_an_unknown_user_say_the_same_thing() {
+    let mut s = alice_session(with_bob());
+    let by_msg = s.send_dm("@bobb", "hi", NOW).unwrap_err();
+    s.dm_request("@bobb", NOW).unwrap();
+    let id = sent_id(&mut s);
+    let by_dm = match feed(&mut s, &status(id, Status::Error, code::NOT_FOUND, "no such user")) {
+        Some(Event::Failed(f)) => f,
+        _ => panic!("expected a failure"),
+    };
+    assert_eq!(by_dm.message, "no user named bobb");
+    assert!(by_msg.message.starts_with("no user named bobb"), "{by_msg:?}");
+}
