@@ -383,7 +383,10 @@ fn network_text_with_escapes_osc52_and_bidi_reaches_the_full_screen_as_harmless_
     ok(&alice.run(&format!("/say lobby look {NASTY} here"), "say"), "say");
     let shown = "\\u{001b}[2J\\u{001b}]52;c;ZXZpbA==\\u{0007}\\u{202e}gnp.exe\\u{2066}";
     bob.wait_for(&format!("alice: look {shown} here"));
-    bob.line("/dm @nobody");
+    // A room that does not exist: the server's 404 reason (rewritten) is shown.
+    bob.line("/join nowhere");
+    bob.wait_for("Room password: ");
+    bob.line("any-password-at-all");
     bob.wait_for(&format!("error: {shown}"));
 
     let raw = bob.raw.lock().unwrap().clone();
