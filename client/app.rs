@@ -129,6 +129,15 @@ pub trait Frontend {
     fn readable(&mut self, input: &mut Input) -> io::Result<()> {
         input.fill()
     }
+    /// Reads keys while a request waits for its answer (the full-screen front
+    /// end: typing goes on, and Ctrl-C quits at once); default no.
+    fn keys_while_busy(&self) -> bool {
+        false
+    }
+    /// The user asked to quit now, whatever is in flight (Ctrl-C in the full screen).
+    fn quit_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// The connection, the protocol session and local state of one run.
@@ -337,7 +346,7 @@ impl App {
                 }
                 fe.idle()?;
             }
-            let (socket_ready, stdin_ready) = self.wait()?;
+            let (socket_ready, stdin_ready) = self.wait(fe.keys_while_busy())?;
             if socket_ready {
                 if let Some(Err(e)) = self.conn.as_mut().map(Conn::fill) {
                     if let Some(code) = self.lost(fe, e)? {
@@ -347,6 +356,11 @@ impl App {
             }
             if stdin_ready {
                 fe.readable(&mut self.input)?;
+                if fe.quit_requested() {
+                    // Saved state is already on disk (`pump` saves before it reports).
+                    fe.report(Report::Bye)?;
+                    return Ok(0);
+                }
             }
             self.reconnect(fe)?;
             if let Some(code) = self.heartbeat(fe)? {
@@ -362,7 +376,7 @@ impl App {
 
     /// poll(2) on the socket (if any), and on stdin while idle, until one is
     /// ready, a request is overdue, a reconnection is due, or the next tick.
-    fn wait(&self) -> io::Result<(bool, bool)> {
+    fn wait(&self, keys_while_busy: bool) -> io::Result<(bool, bool)> {
         let now = now_ms();
         let mut deadline = self.session.poll_timeout();
         if self.session.logged_in() {
@@ -376,7 +390,7 @@ impl App {
             Some(d) => PollTimeout::try_from(d.saturating_sub(now)).unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let want_stdin = !self.session.busy() && !self.input.eof_seen();
+        let want_stdin = (!self.session.busy() || keys_while_busy) && !self.input.eof_seen();
         let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
         let mut fds = Vec::with_capacity(2);
         if let Some(conn) = &self.conn {

@@ -63,7 +63,16 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
             return 1;
         }
     };
-    let mut tui = Tui { ui, terminal, lines: VecDeque::new(), ask: None, title: None, last_error: None, confirm: None };
+    let mut tui = Tui {
+        ui,
+        terminal,
+        lines: VecDeque::new(),
+        quitting: false,
+        ask: None,
+        title: None,
+        last_error: None,
+        confirm: None,
+    };
     let code = App::new(conn, server, home, Input::stdin(), timing).run(&mut tui);
     drop(tui);
     restore();
@@ -171,6 +180,8 @@ struct Tui {
     terminal: Terminal<CrosstermBackend<Stdout>>,
     /// Lines entered and not yet taken by the driver.
     lines: VecDeque<Zeroizing<String>>,
+    /// Ctrl-C (or Ctrl-D on an empty line): quit now, even while a request waits.
+    quitting: bool,
     /// Secrets being asked for.
     ask: Option<Ask>,
     /// The terminal title last set (the unread count).
@@ -594,6 +605,14 @@ impl Frontend for Tui {
         self.redraw()
     }
 
+    fn keys_while_busy(&self) -> bool {
+        true
+    }
+
+    fn quit_requested(&mut self) -> bool {
+        self.quitting
+    }
+
     fn next_line(&mut self, _input: &mut Input) -> Option<Zeroizing<String>> {
         self.lines.pop_front()
     }
@@ -624,6 +643,7 @@ impl Frontend for Tui {
                 Some(Output::Quit) => {
                     self.ask = None;
                     self.ui.prompt = None;
+                    self.quitting = true;
                     self.lines.push_back(Zeroizing::new("/quit".to_string()));
                 }
             }

@@ -513,3 +513,23 @@ fn the_mouse_wheel_scrolls_and_mouse_capture_ends_with_the_client() {
     let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(300)..]).into_owned();
     assert!(tail.contains("\u{1b}[?1000l"), "mouse capture off at the end: {tail:?}");
 }
+
+#[test]
+fn ctrl_c_quits_at_once_even_while_a_request_waits() {
+    let dir = TempDir::new("tui-ctrl-c");
+    let server = Server::start(&dir.join("data"));
+    user(&server, &dir, "alice", &[]).finish();
+    let mut alice = Tui::start(&server.addr, &dir.join("alice"), 24, 120);
+    alice.login("alice");
+    // The server stops answering: /rooms waits for its reply (up to 30 s).
+    let sottod = nix::unistd::Pid::from_raw(server.pid() as i32);
+    nix::sys::signal::kill(sottod, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    alice.line("/rooms");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    alice.master.write_all(b"\x03").unwrap();
+    let status = common::wait_child(&mut alice.child);
+    nix::sys::signal::kill(sottod, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5), "quit at once, not after the request's 30 s");
+}
