@@ -51,3 +51,27 @@ pub fn check_signal(last_error: &mut Option<String>) -> io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    static ORDER: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    fn restore() {
+        ORDER.lock().unwrap().push("restore");
+    }
+
+    #[test]
+    fn a_panic_restores_the_terminal_before_its_message_is_printed() {
+        // The hook is process-wide: stand in for the message printer, then put the default back.
+        std::panic::set_hook(Box::new(|_| ORDER.lock().unwrap().push("message")));
+        restore_on_panic(restore);
+        let result = std::panic::catch_unwind(|| panic!("boom"));
+        let _ = std::panic::take_hook();
+        assert!(result.is_err());
+        let order = ORDER.lock().unwrap().clone();
+        assert_eq!(order, ["restore", "message"]);
+    }
+}
