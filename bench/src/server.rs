@@ -41,6 +41,10 @@ pub const BENCH_FLAGS: &[&str] = &[
     "600",
     "--log-level",
     "warn",
+    // Started as root (make bench installs the peers as root), sottod drops to
+    // this account; the dedicated `sotto` account need not exist here.
+    "--user",
+    "nobody",
 ];
 
 impl Sottod {
