@@ -128,21 +128,7 @@ fn a_link_swapped_in_during_start_up_never_gives_a_root_file_away() {
     let link = data.join("junk.link");
     std::os::unix::fs::symlink(&victim, &link).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let swapper = {
-        let stop = stop.clone();
-        let (a, b) = (cstr(&junk), cstr(&link));
-        std::thread::spawn(move || {
-            let mut swaps = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                // SAFETY: two valid C paths; renameat2 touches nothing else.
-                let rc = unsafe {
-                    libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
-                };
-                swaps += u64::from(rc == 0);
-            }
-            swaps
-        })
-    };
+    let swapper = swap_until_stopped(&junk, &link, stop.clone());
     let given_away = || {
         let mut owners: Vec<u32> = names.iter().map(|n| std::fs::metadata(victim.join(n)).unwrap().uid()).collect();
         owners.push(std::fs::metadata(&victim).unwrap().uid());
@@ -209,21 +195,7 @@ fn a_queue_directory_swapped_for_a_link_during_start_up_never_lets_root_cut_a_fi
     let link = data.join("queues.link");
     std::os::unix::fs::symlink(&victim, &link).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let swapper = {
-        let stop = stop.clone();
-        let (a, b) = (cstr(&queues), cstr(&link));
-        std::thread::spawn(move || {
-            let mut swaps = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                // SAFETY: two valid C paths; renameat2 touches nothing else.
-                let rc = unsafe {
-                    libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
-                };
-                swaps += u64::from(rc == 0);
-            }
-            swaps
-        })
-    };
+    let swapper = swap_until_stopped(&queues, &link, stop.clone());
     let cut = || names.iter().filter(|n| std::fs::metadata(victim.join(n)).unwrap().len() != 30).count();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut starts = 0;
@@ -241,6 +213,23 @@ fn a_queue_directory_swapped_for_a_link_during_start_up_never_lets_root_cut_a_fi
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().unwrap();
     assert!(swaps > 1000, "the swapper ran ({swaps} swaps over {starts} starts)");
+}
+
+/// A thread that swaps `a` and `b` (RENAME_EXCHANGE, atomically) until
+/// `stop`; it returns how many swaps succeeded.
+fn swap_until_stopped(a: &std::path::Path, b: &std::path::Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let (a, b) = (cstr(a), cstr(b));
+    std::thread::spawn(move || {
+        let mut swaps = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: two valid C paths; renameat2 touches nothing else.
+            let rc = unsafe {
+                libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
+            };
+            swaps += u64::from(rc == 0);
+        }
+        swaps
+    })
 }
 
 fn cstr(p: &std::path::Path) -> std::ffi::CString {
