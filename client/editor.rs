@@ -4,7 +4,8 @@
 //! Invariant: the buffer only ever holds printable characters (no control or
 //! format character, `text::is_unsafe`), whatever keys or paste arrive, so no
 //! escape sequence typed or pasted can reach another user; the cursor is
-//! always a valid index (0..=len); every edit is total (no panic on any key).
+//! always a valid index (0..=len); every edit is total (no panic on any key);
+//! a moved cursor ends a completion, so Tab never replaces text it did not put there.
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -78,16 +79,19 @@ impl Editor {
 
     /// Moves one character left.
     pub fn left(&mut self) {
+        self.completion = None;
         self.cursor = self.cursor.saturating_sub(1);
     }
 
     /// Moves one character right.
     pub fn right(&mut self) {
+        self.completion = None;
         self.cursor = (self.cursor + 1).min(self.buf.len());
     }
 
     /// Moves to the start of the word before the cursor.
     pub fn word_left(&mut self) {
+        self.completion = None;
         while self.cursor > 0 && !self.buf.get(self.cursor - 1).copied().is_some_and(is_word) {
             self.cursor -= 1;
         }
@@ -98,6 +102,7 @@ impl Editor {
 
     /// Moves past the end of the word after the cursor.
     pub fn word_right(&mut self) {
+        self.completion = None;
         let len = self.buf.len();
         while self.cursor < len && !self.buf.get(self.cursor).copied().is_some_and(is_word) {
             self.cursor += 1;
@@ -109,11 +114,13 @@ impl Editor {
 
     /// Moves to the start.
     pub fn home(&mut self) {
+        self.completion = None;
         self.cursor = 0;
     }
 
     /// Moves to the end.
     pub fn end(&mut self) {
+        self.completion = None;
         self.cursor = self.buf.len();
     }
 
@@ -335,5 +342,20 @@ mod tests {
         assert_eq!(e.text(), "/msg @bob  hi");
         e.complete(|_, _| Vec::new());
         assert_eq!(e.text(), "/msg @bea  hi");
+    }
+
+    #[test]
+    fn tab_after_moving_the_cursor_starts_a_new_completion_and_loses_no_text() {
+        let names =
+            |w: &str, _: bool| ["@bob", "@bea"].iter().filter(|n| n.starts_with(w)).map(|n| n.to_string()).collect();
+        let mut e = typed("/msg @b hi there");
+        e.home();
+        e.word_right();
+        e.word_right();
+        e.complete(names);
+        assert_eq!(e.text(), "/msg @bob  hi there");
+        e.end();
+        e.complete(names);
+        assert_eq!(e.text(), "/msg @bob  hi there", "no candidate for `there`: nothing typed is replaced");
     }
 }
