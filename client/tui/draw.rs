@@ -548,4 +548,42 @@ mod tests {
         assert_eq!(clock(0, -60), "23:59");
         assert_eq!(clock(u64::MAX, i64::MAX), clock(u64::MAX, i64::MAX));
     }
+
+    #[test]
+    fn hostile_text_draws_at_every_small_size() {
+        let texts = [
+            "漢字漢字漢字漢字漢字漢字漢字漢字",
+            "e\u{301}\u{301}\u{301}a\u{20dd}",
+            "\u{301}leading combining",
+            "👩\u{200d}👩\u{200d}👧 ❤\u{fe0f} 🇫🇷",
+            "a\u{202e}b\u{2066}c\u{200b}d\u{feff}",
+            "\n\n\r\n\u{1b}[2J\u{9b}1m\u{85}\u{2028}",
+            "\u{fe0f}\u{fe0f}漢\u{fe0f}",
+            "ｗｉｄｅ\u{3000}\u{3000}",
+            "x\n\u{301}\u{302}\n\u{fe0f}y\n",
+            &"漢".repeat(400),
+        ];
+        let mut ui = sample(true);
+        ui.members.insert("lobby".into(), [("bob".to_string(), true)].into());
+        ui.server = "\u{301}漢字\u{1b}]0;x\u{7}".into();
+        for t in texts {
+            ui.push(1, message("bob", t, 1_700_000_000_000, vec![Mark::Unverified]));
+            ui.info(1, t);
+            ui.alert(1, t);
+            ui.editor.paste_lines(t);
+        }
+        ui.editor.home();
+        for w in 0..30u16 {
+            for h in 0..6u16 {
+                let (_, buf) = screen(&ui, w, h);
+                assert!(buf.content().iter().all(|c| !c.symbol().chars().any(crate::text::is_unsafe)));
+            }
+        }
+        ui.editor.end();
+        for w in [0u16, 1, 2, 3, 4, 11, 13, 49, 50, 51] {
+            for h in [0u16, 1, 2, 3, 4] {
+                screen(&ui, w, h);
+            }
+        }
+    }
 }
