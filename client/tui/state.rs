@@ -243,8 +243,8 @@ impl Ui {
         if i != current && !own {
             w.unread = w.unread.saturating_add(1);
         } else if w.scroll > 0 {
-            // Keep the view still while reading back.
-            w.scroll += 1;
+            // Keep the view still while reading back (at most back to the oldest line kept).
+            w.scroll = (w.scroll + 1).min(w.lines.len().saturating_sub(1));
         }
     }
 
@@ -480,5 +480,23 @@ mod tests {
         ui.prompt = Some("Password: ".into());
         assert!(matches!(ui.update(Action::Interrupt, |_, _| Vec::new()), Some(Output::Cancelled)));
         assert!(matches!(ui.update(Action::Interrupt, |_, _| Vec::new()), Some(Output::Quit)));
+    }
+
+    #[test]
+    fn reading_back_while_lines_arrive_at_the_scrollback_limit_keeps_the_scroll_within_the_lines() {
+        let mut ui = Ui::new("s", true, 0);
+        for i in 0..SCROLLBACK {
+            ui.info(0, format!("line {i}"));
+        }
+        ui.update(Action::ScrollUp, |_, _| Vec::new());
+        for i in 0..3 * SCROLLBACK {
+            ui.info(0, format!("more {i}"));
+        }
+        assert!(ui.windows[0].scroll < ui.windows[0].lines.len(), "scroll {}", ui.windows[0].scroll);
+        ui.page = 10;
+        for _ in 0..SCROLLBACK / 9 + 1 {
+            ui.update(Action::PageDown, |_, _| Vec::new());
+        }
+        assert_eq!(ui.windows[0].scroll, 0, "PageDown through the kept lines comes back to the newest");
     }
 }
