@@ -220,11 +220,11 @@ fn visible(prompt: &str, text: &str, cursor: usize, width: usize) -> (String, St
     let prompt_w: usize = prompt.chars().map(|c| c.width().unwrap_or(0)).sum();
     let room = width.saturating_sub(prompt_w).max(1);
     // Scrolls so the cursor stays visible.
+    // (The columns from `start` to the cursor kept as a running total: linear in the line.)
     let mut start = 0;
-    let col = |from: usize, to: usize| -> usize {
-        chars.get(from..to).unwrap_or_default().iter().map(|c| c.width().unwrap_or(0)).sum()
-    };
-    while col(start, cursor) >= room && start < cursor {
+    let mut col: usize = chars.get(..cursor).unwrap_or_default().iter().map(|c| c.width().unwrap_or(0)).sum();
+    while col >= room && start < cursor {
+        col -= chars.get(start).and_then(|c| c.width()).unwrap_or(0);
         start += 1;
     }
     let mut shown = String::new();
@@ -255,5 +255,16 @@ mod tests {
         let (line, before) = visible("> ", &long, 0, 20);
         assert!(line.starts_with("> xxx") && line.chars().count() <= 20 && before == "> ", "{line}");
         visible("a very long prompt> ", "text", 2, 3);
+    }
+
+    #[test]
+    fn a_long_paste_is_drawn_in_time_linear_in_its_length() {
+        // Scrolling to the cursor took a sum over the line per character skipped: a paste
+        // of some hundred thousand characters froze plain mode's editor for minutes.
+        let long = "漢".repeat(200_000);
+        let started = std::time::Instant::now();
+        let (line, before) = visible("> ", &long, 200_000, 80);
+        assert!(line.starts_with("> 漢") && line == before, "{line}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 }
