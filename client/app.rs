@@ -317,7 +317,7 @@ impl App {
         match self.run_loop(fe) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("sotto: {e}");
+                eprintln!("sotto: {}", crate::text::neutralise(&e.to_string()));
                 1
             }
         }
