@@ -171,7 +171,7 @@ fn run(opts: Options) -> u8 {
         if opts.batch {
             batch::fatal(cmd, &message)
         } else {
-            eprintln!("sotto: {message}");
+            eprintln!("sotto: {}", text::neutralise(&message));
             1
         }
     };
