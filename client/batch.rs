@@ -71,7 +71,7 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
 
 /// Reports a failure before any session exists (`connect`, `home`) and returns exit status 1.
 pub fn fatal(cmd: &str, message: &str) -> u8 {
-    eprintln!("sotto: {message}");
+    eprintln!("sotto: {}", crate::text::neutralise(message));
     let _ = emit(&error_line(&Failure::new(cmd, 0, message)));
     1
 }
