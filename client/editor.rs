@@ -31,6 +31,26 @@ fn is_word(c: char) -> bool {
 }
 
 impl Editor {
+    /// Applies an action that only edits the line (insert, move, delete);
+    /// false for any other, which the front end handles itself.
+    pub fn edit(&mut self, action: &crate::keys::Action) -> bool {
+        use crate::keys::Action;
+        match action {
+            Action::Insert(c) => self.insert(*c),
+            Action::Left => self.left(),
+            Action::Right => self.right(),
+            Action::WordLeft => self.word_left(),
+            Action::WordRight => self.word_right(),
+            Action::Home => self.home(),
+            Action::End => self.end(),
+            Action::Backspace => self.backspace(),
+            Action::Delete => self.delete(),
+            Action::DeleteWord => self.delete_word(),
+            _ => return false,
+        }
+        true
+    }
+
     /// The text as typed.
     pub fn text(&self) -> String {
         self.buf.iter().collect()

@@ -81,17 +81,8 @@ impl LineEdit {
             let Some(action) = keys::action(event::read()?) else { continue };
             let e = &mut self.editor;
             match action {
-                Action::Insert(c) => e.insert(c),
+                _ if e.edit(&action) => {}
                 Action::Paste(s) => e.paste(&s),
-                Action::Left => e.left(),
-                Action::Right => e.right(),
-                Action::WordLeft => e.word_left(),
-                Action::WordRight => e.word_right(),
-                Action::Home => e.home(),
-                Action::End => e.end(),
-                Action::Backspace => e.backspace(),
-                Action::Delete => e.delete(),
-                Action::DeleteWord => e.delete_word(),
                 Action::Up => e.up(),
                 Action::Down => e.down(),
                 Action::Complete => e.complete(|word, first| {
@@ -109,6 +100,17 @@ impl LineEdit {
                 Action::Interrupt => self.quit(),
                 Action::EndOfInput if e.is_empty() => self.quit(),
                 Action::EndOfInput => e.delete(),
+                // Applied by `Editor::edit` in the first arm.
+                Action::Insert(_)
+                | Action::Left
+                | Action::Right
+                | Action::WordLeft
+                | Action::WordRight
+                | Action::Home
+                | Action::End
+                | Action::Backspace
+                | Action::Delete
+                | Action::DeleteWord => {}
                 Action::PageUp
                 | Action::PageDown
                 | Action::ScrollUp

@@ -381,19 +381,10 @@ impl Ui {
     pub fn update(&mut self, action: Action, candidates: impl FnOnce(&str, bool) -> Vec<String>) -> Option<Output> {
         let e = &mut self.editor;
         match action {
-            Action::Insert(c) => e.insert(c),
+            _ if e.edit(&action) => {}
             // A secret is one line; a message keeps the line breaks of a paste.
             Action::Paste(s) if self.prompt.is_some() => e.paste(&s),
             Action::Paste(s) => e.paste_lines(&s),
-            Action::Left => e.left(),
-            Action::Right => e.right(),
-            Action::WordLeft => e.word_left(),
-            Action::WordRight => e.word_right(),
-            Action::Home => e.home(),
-            Action::End => e.end(),
-            Action::Backspace => e.backspace(),
-            Action::Delete => e.delete(),
-            Action::DeleteWord => e.delete_word(),
             Action::Up if self.prompt.is_none() => e.up(),
             Action::Down if self.prompt.is_none() => e.down(),
             Action::Up | Action::Down => {}
@@ -406,6 +397,17 @@ impl Ui {
                 let line = e.take();
                 return Some(Output::Line(line));
             }
+            // Applied by `Editor::edit` in the first arm.
+            Action::Insert(_)
+            | Action::Left
+            | Action::Right
+            | Action::WordLeft
+            | Action::WordRight
+            | Action::Home
+            | Action::End
+            | Action::Backspace
+            | Action::Delete
+            | Action::DeleteWord => {}
             Action::PageUp => {
                 let page = self.page.max(2) - 1;
                 let w = self.windows.get_mut(self.current)?;
