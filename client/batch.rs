@@ -195,37 +195,18 @@ mod tests {
         assert!(HELP.contains("at most 1024 bytes"), "{HELP}");
     }
 
+    /// The grammar itself is tested in `command`; here, what batch lets through
+    /// of it (the rest it refuses below).
     #[test]
-    fn parses_commands_with_their_arguments() {
-        match parse("  /login alice password123 red green  blue ") {
-            Ok(Some(Command::Login { name, creds: Some(c) })) => {
-                assert_eq!(
-                    (name.as_str(), c.password.as_str(), c.passphrase.as_str()),
-                    ("alice", "password123", "red green blue")
-                );
-            }
-            _ => panic!("expected login"),
-        }
-        assert!(matches!(parse("/register a b c d e"), Ok(Some(Command::Register { .. }))));
-        assert!(matches!(parse("/quit"), Ok(Some(Command::Quit))));
-        match parse("/say  Lobby   two  spaces, kept ") {
-            Ok(Some(Command::Say { room, text })) => {
-                assert_eq!((room.as_str(), text.as_str()), ("Lobby", "two  spaces, kept "))
-            }
-            _ => panic!("expected say"),
-        }
-        assert!(matches!(parse("/create lobby pw"), Ok(Some(Command::Create { password: Some(_), .. }))));
-        assert!(
-            matches!(parse("/create lobby"), Ok(Some(Command::Create { room, password: None })) if room == "lobby")
-        );
-        assert!(matches!(parse("/join lobby"), Ok(Some(Command::Join { password: None, .. }))));
-        assert!(matches!(parse("/join lobby pw"), Ok(Some(Command::Join { password: Some(_), .. }))));
-        assert!(matches!(parse("/leave lobby"), Ok(Some(Command::Leave(Some(r)))) if r == "lobby"));
-        assert!(matches!(parse("/who lobby"), Ok(Some(Command::Who(Some(_))))));
+    fn takes_the_shared_grammar_with_secrets_on_the_line() {
+        assert!(matches!(
+            parse("/login alice password123 red green blue"),
+            Ok(Some(Command::Login { creds: Some(_), .. }))
+        ));
+        assert!(matches!(parse("/register a b c d e"), Ok(Some(Command::Register { creds: Some(_), .. }))));
+        assert!(matches!(parse("/create lobby"), Ok(Some(Command::Create { password: None, .. }))));
         assert!(matches!(parse("/who"), Ok(Some(Command::Who(None)))), "who is online");
-        assert!(matches!(parse("/delete lobby"), Ok(Some(Command::Delete(_)))));
-        assert!(matches!(parse("/rooms"), Ok(Some(Command::Rooms))));
-        assert!(matches!(parse("/help"), Ok(Some(Command::Help))));
+        assert!(matches!(parse("/quit"), Ok(Some(Command::Quit))));
         assert!(matches!(parse("   "), Ok(None)));
     }
 
