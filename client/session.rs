@@ -599,6 +599,22 @@ impl Session {
     }
 }
 
+/// Names whose key change or refusal is remembered as said, per session;
+/// beyond (a server listing ever new names), it is said again rather than
+/// remembered: memory stays bounded.
+const ANNOUNCED_MAX: usize = 4096;
+
+/// True the first time `name` is announced in `said` (and when `said` is full).
+fn first_time(said: &mut std::collections::BTreeSet<String>, name: &str) -> bool {
+    if said.contains(name) {
+        return false;
+    }
+    if said.len() < ANNOUNCED_MAX {
+        said.insert(name.to_owned());
+    }
+    true
+}
+
 fn deadline(now_ms: u64) -> u64 {
     now_ms.saturating_add(REQUEST_TIMEOUT_MS)
 }
@@ -803,6 +819,18 @@ mod tests {
         let id = sent_id(&mut s);
         assert!(matches!(feed(&mut s, &status(id, Status::Error, code::CONFLICT, "taken")), Some(Event::Failed(_))));
         assert!(s.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn what_was_said_is_remembered_within_a_bound() {
+        let mut said = std::collections::BTreeSet::new();
+        assert!(first_time(&mut said, "bob") && !first_time(&mut said, "bob"));
+        for i in 0..2 * ANNOUNCED_MAX {
+            first_time(&mut said, &format!("u{i}"));
+        }
+        assert_eq!(said.len(), ANNOUNCED_MAX, "a server sending ever new names cannot grow it");
+        assert!(first_time(&mut said, "new-name"), "still said");
+        assert!(!first_time(&mut said, "bob"), "and what was remembered stays");
     }
 
     #[test]

@@ -600,7 +600,7 @@ impl Session {
                 }
                 if let Some((uid, keys, binds)) = keys.map(|k| *k) {
                     if me.dm.contacts.observe(&peer, Listed { uid, keys, binds })
-                        && me.dm.announced.insert(peer.clone())
+                        && super::first_time(&mut me.dm.announced, &peer)
                     {
                         self.events.push_back(Event::Dm(DmEvent::KeyChanged { user: peer }));
                     }
@@ -692,7 +692,7 @@ impl Session {
         let Some(c) = me.dm.contacts.get(name) else { return Err("not pinned".into()) };
         let accepted = DmEvent::Accepted { with: c.name.clone(), fingerprint: c.keys.fingerprint() };
         self.events.push_back(Event::Dm(accepted));
-        if changed && me.dm.announced.insert(name.to_string()) {
+        if changed && super::first_time(&mut me.dm.announced, name) {
             self.events.push_back(Event::Dm(DmEvent::KeyChanged { user: name.to_string() }));
         }
         Ok(())
@@ -776,7 +776,8 @@ impl Session {
                 self.ack(m.seq.get());
                 let me = self.me.as_mut()?;
                 let changed = me.dm.contacts.observe(&name, Listed { uid, keys, binds });
-                (changed && me.dm.announced.insert(name.clone())).then(|| Event::Dm(DmEvent::KeyChanged { user: name }))
+                (changed && super::first_time(&mut me.dm.announced, &name))
+                    .then(|| Event::Dm(DmEvent::KeyChanged { user: name }))
             }
             ACCEPTED | LISTED if asked => {
                 self.ack(m.seq.get());
@@ -784,7 +785,7 @@ impl Session {
             }
             ACCEPTED | LISTED => {
                 // Pushed without our request: dropped (acknowledged), and said once.
-                let first = me.dm.announced.insert(name.clone());
+                let first = super::first_time(&mut me.dm.announced, &name);
                 self.ack(m.seq.get());
                 first.then(|| {
                     Event::Warning(format!(

@@ -863,7 +863,7 @@ impl Session {
             ))),
         };
         if let Some(ev) = event {
-            if me.announced.insert(name.to_string()) {
+            if super::first_time(&mut me.announced, name) {
                 self.events.push_back(ev);
             }
         }
