@@ -147,8 +147,16 @@ impl Tui {
 
     /// The client left the alternate screen and the terminal is back in cooked mode with echo.
     fn assert_restored(&self) {
-        let raw = self.raw.lock().unwrap().clone();
-        let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(300)..]).into_owned();
+        // The reader thread may still be draining the client's last writes.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let tail = loop {
+            let raw = self.raw.lock().unwrap().clone();
+            let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(300)..]).into_owned();
+            if tail.contains("\u{1b}[?1049l") || Instant::now() > deadline {
+                break tail;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(tail.contains("\u{1b}[?1049l"), "left the alternate screen: {tail:?}");
         let mode = nix::sys::termios::tcgetattr(&self.master).expect("the pty's mode");
         let cooked = LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG;
