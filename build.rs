@@ -18,12 +18,15 @@ use sha2::{Digest, Sha256};
 
 /// Every message is padded to a whole number of AES blocks.
 const BLOCK: usize = 16;
-/// Upper bound on a message body; the record layer bounds frames with it.
-const MAX_MESSAGE: usize = 4096;
+/// Upper bound on a fixed `bytes` field (class bodies are bounded by their class).
+const MAX_BYTES_FIELD: usize = 4096;
+/// Upper bound on any message: the largest size class fits under it.
+const MAX_MESSAGE_LIMIT: usize = 16_896;
 const HEADER_STRUCT: &str = "Header";
 /// Size of `Header`; checked against the table in `parse`.
 const HEADER_SIZE: usize = 24;
 
+#[derive(Clone)]
 struct Field {
     name: String,
     ty: FieldType,
@@ -38,6 +41,8 @@ enum FieldType {
     U64,
     Bytes(usize),
     Str(usize),
+    /// A classed family's body: `bytes[N]` with N set by each size class.
+    Body,
 }
 
 impl FieldType {
@@ -49,6 +54,7 @@ impl FieldType {
             FieldType::U64 => 8,
             FieldType::Bytes(n) => n,
             FieldType::Str(n) => n + 1,
+            FieldType::Body => 0,
         }
     }
 
@@ -60,6 +66,7 @@ impl FieldType {
             FieldType::U64 => "u64".into(),
             FieldType::Bytes(n) => format!("bytes[{n}]"),
             FieldType::Str(n) => format!("str[{n}]"),
+            FieldType::Body => "body".into(),
         }
     }
 }
@@ -78,8 +85,28 @@ impl StructDef {
     }
 }
 
+/// One size class (`[[class]]`): a body size and the opcode offset of its messages.
+struct Class {
+    letter: char,
+    body: usize,
+    offset: u32,
+}
+
+/// What a message of a classed family shares with its siblings.
+struct Family {
+    /// The family's struct name (`SendRoomMessage`); the head is `<name>Head`.
+    name: String,
+    /// The class letter of this member.
+    class: char,
+    /// The body field's name.
+    body_field: String,
+    /// Number of head fields (the body field follows them).
+    head_fields: usize,
+}
+
 struct Message {
     mnemonic: String,
+    family: Option<Family>,
     opcode: u32,
     direction: String,
     state: Option<String>,
@@ -97,13 +124,13 @@ fn main() {
 
     let text = fs::read_to_string(&table_path).unwrap_or_else(|e| fail(&format!("cannot read opcodes.toml: {e}")));
     let doc: toml::Value = text.parse().unwrap_or_else(|e| fail(&format!("opcodes.toml: {e}")));
-    let (meta, structs, messages) = parse(&doc);
+    let (meta, classes, structs, messages) = parse(&doc);
 
-    let (canon, hash) = table_hash(&meta, &structs, &messages);
+    let (canon, hash) = table_hash(&meta, &classes, &structs, &messages);
     write(&out.join("canonical_table.txt"), &canon);
-    write(&out.join("opcodes.rs"), &gen_rust(&meta, &structs, &messages, &hash));
+    write(&out.join("opcodes.rs"), &gen_rust(&meta, &classes, &structs, &messages, &hash));
     write(&out.join("dispatch.rs"), &gen_dispatch(&messages));
-    let md = gen_markdown(&meta, &structs, &messages, &hash);
+    let md = gen_markdown(&meta, &classes, &structs, &messages, &hash);
     write(&out.join("OPCODES.md"), &md);
 
     keys(&root, &out, &hash);
@@ -123,7 +150,7 @@ struct Meta {
     magic: String,
 }
 
-fn parse(doc: &toml::Value) -> (Meta, Vec<StructDef>, Vec<Message>) {
+fn parse(doc: &toml::Value) -> (Meta, Vec<Class>, Vec<StructDef>, Vec<Message>) {
     let meta = doc.get("meta").unwrap_or_else(|| fail("opcodes.toml: missing [meta]"));
     let version = meta
         .get("protocol_version")
@@ -137,6 +164,30 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<StructDef>, Vec<Message>) {
         version: u16::try_from(version).unwrap_or_else(|_| fail("[meta]: protocol_version out of range")),
         magic,
     };
+
+    let mut classes: Vec<Class> = Vec::new();
+    for (i, row) in doc.get("class").and_then(|v| v.as_array()).cloned().unwrap_or_default().iter().enumerate() {
+        let ctx = format!("[[class]] #{}", i + 1);
+        let letter = str_of(row, "letter", &ctx);
+        let body =
+            row.get("body").and_then(|v| v.as_integer()).unwrap_or_else(|| fail(&format!("{ctx}: body missing")));
+        let offset = row
+            .get("opcode_offset")
+            .and_then(|v| v.as_integer())
+            .unwrap_or_else(|| fail(&format!("{ctx}: opcode_offset missing")));
+        let letter = match letter.as_bytes() {
+            [b] if b.is_ascii_lowercase() => *b as char,
+            _ => fail(&format!("{ctx}: letter must be one lowercase letter")),
+        };
+        if body <= 0 || body % BLOCK as i64 != 0 || classes.last().is_some_and(|c| c.body as i64 >= body) {
+            fail(&format!("{ctx}: bodies are whole AES blocks, in increasing order"));
+        }
+        if classes.iter().any(|c| c.letter == letter || i64::from(c.offset) == offset) {
+            fail(&format!("{ctx}: duplicate letter or opcode offset"));
+        }
+        let offset = u32::try_from(offset).unwrap_or_else(|_| fail(&format!("{ctx}: opcode_offset out of range")));
+        classes.push(Class { letter, body: body as usize, offset });
+    }
 
     let mut names = BTreeSet::new();
     let mut structs = Vec::new();
@@ -163,15 +214,14 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<StructDef>, Vec<Message>) {
     for (i, row) in doc.get("message").and_then(|v| v.as_array()).cloned().unwrap_or_default().iter().enumerate() {
         let mnemonic = str_of(row, "mnemonic", &format!("[[message]] #{}", i + 1));
         let ctx = format!("[[message]] {mnemonic}");
-        if mnemonic.len() != 4 || !mnemonic.bytes().all(|b| b.is_ascii_lowercase()) {
-            fail(&format!("{ctx}: mnemonic must be four lowercase letters"));
+        let classed = row.get("classed").and_then(|v| v.as_bool()).unwrap_or(false);
+        let want = if classed { 3 } else { 4 };
+        if mnemonic.len() != want || !mnemonic.bytes().all(|b| b.is_ascii_lowercase()) {
+            fail(&format!("{ctx}: mnemonic must be four lowercase letters (three for a classed family)"));
         }
         let opcode =
             row.get("opcode").and_then(|v| v.as_integer()).unwrap_or_else(|| fail(&format!("{ctx}: opcode missing")));
         let opcode = u32::try_from(opcode).unwrap_or_else(|_| fail(&format!("{ctx}: opcode out of range")));
-        if !opcodes.insert(opcode) || !mnemonics.insert(mnemonic.clone()) {
-            fail(&format!("{ctx}: duplicate opcode or mnemonic"));
-        }
         let direction = str_of(row, "direction", &ctx);
         let (state, handler) = match direction.as_str() {
             "request" => {
@@ -195,20 +245,76 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<StructDef>, Vec<Message>) {
             other => fail(&format!("{ctx}: direction `{other}` is not request, response or event")),
         };
         let sname = str_of(row, "struct", &ctx);
-        if !names.insert(sname.clone()) {
-            fail(&format!("{ctx}: struct name `{sname}` used twice"));
+        let doc_text = str_of(row, "doc", &ctx);
+        let mut fields = fields_of(row, &ctx);
+        // A plain message is one row; a classed family is one message per size class.
+        let mut members = Vec::new();
+        if classed {
+            let body = fields.pop().filter(|f| matches!(f.ty, FieldType::Body));
+            let body = body.unwrap_or_else(|| fail(&format!("{ctx}: a classed family's last field has type `body`")));
+            if fields.iter().any(|f| matches!(f.ty, FieldType::Body)) || classes.is_empty() {
+                fail(&format!("{ctx}: one `body` field, last, and at least one [[class]]"));
+            }
+            let head = format!("{sname}Head");
+            if !names.insert(head.clone()) {
+                fail(&format!("{ctx}: struct name `{head}` used twice"));
+            }
+            let head_doc = format!("The fields every size class of `{}*` shares (the body follows).", mnemonic);
+            let head_fields = fields.len();
+            structs.push(StructDef {
+                name: head,
+                doc: head_doc,
+                fields: fields_of(row, &ctx)[..head_fields].to_vec(),
+                pad: 0,
+            });
+            for c in &classes {
+                let mut f = fields_of(row, &ctx);
+                f.last_mut().map(|b| b.ty = FieldType::Bytes(c.body));
+                let family =
+                    Family { name: sname.clone(), class: c.letter, body_field: body.name.clone(), head_fields };
+                let doc = format!("{doc_text} Class `{}`: a {}-byte body.", c.letter, c.body);
+                members.push((
+                    format!("{mnemonic}{}", c.letter),
+                    opcode + c.offset,
+                    format!("{sname}{}", c.letter.to_ascii_uppercase()),
+                    doc,
+                    f,
+                    Some(family),
+                ));
+            }
+        } else {
+            if fields.iter().any(|f| matches!(f.ty, FieldType::Body)) {
+                fail(&format!("{ctx}: only a classed family has a `body` field"));
+            }
+            members.push((mnemonic, opcode, sname, doc_text, fields, None));
         }
-        let fields = fields_of(row, &ctx);
-        let body: usize = header_size + fields.iter().map(|f| f.ty.size()).sum::<usize>();
-        let pad = (BLOCK - body % BLOCK) % BLOCK;
-        let def = StructDef { name: sname, doc: str_of(row, "doc", &ctx), fields, pad };
-        if def.size() > MAX_MESSAGE {
-            fail(&format!("{ctx}: {} bytes is over the {MAX_MESSAGE}-byte message limit", def.size()));
+        for (mnemonic, opcode, sname, doc, fields, family) in members {
+            if !opcodes.insert(opcode) || !mnemonics.insert(mnemonic.clone()) {
+                fail(&format!("{ctx}: duplicate opcode or mnemonic ({mnemonic}, {opcode})"));
+            }
+            if !names.insert(sname.clone()) {
+                fail(&format!("{ctx}: struct name `{sname}` used twice"));
+            }
+            let body: usize = header_size + fields.iter().map(|f| f.ty.size()).sum::<usize>();
+            let pad = (BLOCK - body % BLOCK) % BLOCK;
+            let def = StructDef { name: sname, doc: doc.clone(), fields, pad };
+            if def.size() + header_size > MAX_MESSAGE_LIMIT {
+                fail(&format!("{ctx}: {} bytes is over the {MAX_MESSAGE_LIMIT}-byte message limit", def.size()));
+            }
+            messages.push(Message {
+                mnemonic,
+                family,
+                opcode,
+                direction: direction.clone(),
+                state: state.clone(),
+                handler: handler.clone(),
+                doc,
+                def,
+            });
         }
-        messages.push(Message { mnemonic, opcode, direction, state, handler, doc: def.doc.clone(), def });
     }
     messages.sort_by_key(|m| m.opcode);
-    (meta, structs, messages)
+    (meta, classes, structs, messages)
 }
 
 fn str_of(row: &toml::Value, key: &str, ctx: &str) -> String {
@@ -241,7 +347,8 @@ fn fields_of(row: &toml::Value, ctx: &str) -> Vec<Field> {
                 ("u16", None) => FieldType::U16,
                 ("u32", None) => FieldType::U32,
                 ("u64", None) => FieldType::U64,
-                ("bytes", Some(n)) if (1..=4096).contains(&n) => FieldType::Bytes(n as usize),
+                ("bytes", Some(n)) if (1..=MAX_BYTES_FIELD as i64).contains(&n) => FieldType::Bytes(n as usize),
+                ("body", None) => FieldType::Body,
                 ("str", Some(n)) if (1..=255).contains(&n) => FieldType::Str(n as usize),
                 (t, l) => fail(&format!(
                     "{fctx}: bad type `{t}` with len {l:?} (bytes needs len 1..4096, str 1..255, integers none)"
@@ -254,8 +361,11 @@ fn fields_of(row: &toml::Value, ctx: &str) -> Vec<Field> {
 
 /// SHA-256 over a canonical text form of everything that shapes the wire.
 /// The canonical table text (PROTOCOL.md §1) and its SHA-256.
-fn table_hash(meta: &Meta, structs: &[StructDef], messages: &[Message]) -> (String, [u8; 32]) {
+fn table_hash(meta: &Meta, classes: &[Class], structs: &[StructDef], messages: &[Message]) -> (String, [u8; 32]) {
     let mut canon = format!("sotto opcode table\nversion {}\nmagic {}\n", meta.version, meta.magic);
+    for c in classes {
+        let _ = writeln!(canon, "class {} body {} offset {}", c.letter, c.body, c.offset);
+    }
     let mut sorted: BTreeMap<&str, &StructDef> = BTreeMap::new();
     for s in structs {
         sorted.insert(&s.name, s);
@@ -297,6 +407,7 @@ fn rust_type(ty: FieldType) -> String {
         FieldType::U32 => "U32".into(),
         FieldType::U64 => "U64".into(),
         FieldType::Bytes(n) | FieldType::Str(n) => format!("[u8; {n}]"),
+        FieldType::Body => unreachable!("class bodies are expanded to bytes"),
     }
 }
 
@@ -339,13 +450,15 @@ fn gen_struct(out: &mut String, s: &StructDef, is_message: bool) {
     }
 }
 
-fn gen_rust(meta: &Meta, structs: &[StructDef], messages: &[Message], hash: &[u8; 32]) -> String {
+fn gen_rust(meta: &Meta, classes: &[Class], structs: &[StructDef], messages: &[Message], hash: &[u8; 32]) -> String {
     let mut out = String::from("// @generated by build.rs from opcodes.toml — do not edit\n\n");
     let _ = writeln!(out, "/// Protocol version from `[meta]`.\npub const PROTOCOL_VERSION: u16 = {};", meta.version);
     let _ = writeln!(out, "/// Handshake magic from `[meta]`.\npub const MAGIC: [u8; 4] = *b\"{}\";", meta.magic);
     let _ = writeln!(out, "/// SHA-256 of the canonical opcode table, exchanged in the handshake.\npub const TABLE_HASH: [u8; 32] = {hash:?};");
     let _ = writeln!(out, "/// The canonical opcode table text whose SHA-256 is `TABLE_HASH` (PROTOCOL.md §1).\npub const CANONICAL_TABLE: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/canonical_table.txt\"));");
-    let _ = writeln!(out, "/// Largest message body, in bytes.\npub const MAX_MESSAGE: usize = {MAX_MESSAGE};\n");
+    let max = messages.iter().map(|m| m.def.size() + HEADER_SIZE).max().unwrap_or(HEADER_SIZE);
+    let _ = writeln!(out, "/// Largest message, in bytes: the record layer bounds frames with it.\npub const MAX_MESSAGE: usize = {max};\n");
+    gen_classes(&mut out, classes);
     for s in structs {
         gen_struct(&mut out, s, false);
     }
@@ -361,7 +474,10 @@ fn gen_rust(meta: &Meta, structs: &[StructDef], messages: &[Message], hash: &[u8
     }
     out.push('\n');
     for m in messages {
-        gen_struct(&mut out, &m.def, true);
+        match &m.family {
+            Some(f) => gen_class_struct(&mut out, &m.def, f),
+            None => gen_struct(&mut out, &m.def, true),
+        }
         let _ = writeln!(
             out,
             "impl Message for {} {{\n    const OPCODE: u32 = {};\n    const MNEMONIC: &'static str = \"{}\";\n    fn header(&self) -> &Header {{ &self.hdr }}\n    fn header_mut(&mut self) -> &mut Header {{ &mut self.hdr }}\n}}\n",
@@ -392,6 +508,75 @@ fn gen_rust(meta: &Meta, structs: &[StructDef], messages: &[Message], hash: &[u8
     out
 }
 
+/// The `Class` enum: one variant per `[[class]]` row.
+fn gen_classes(out: &mut String, classes: &[Class]) {
+    out.push_str("/// A size class (PROTOCOL.md §8): classed messages exist once per class, with this body size.\n#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]\npub enum Class {\n");
+    for c in classes {
+        let _ = writeln!(
+            out,
+            "    /// Class `{}`: {}-byte bodies.\n    {},",
+            c.letter,
+            c.body,
+            c.letter.to_ascii_uppercase()
+        );
+    }
+    out.push_str("}\n\nimpl Class {\n");
+    let all: Vec<String> = classes.iter().map(|c| format!("Class::{}", c.letter.to_ascii_uppercase())).collect();
+    let _ = writeln!(
+        out,
+        "    /// Every class, smallest first.\n    pub const ALL: [Class; {}] = [{}];",
+        classes.len(),
+        all.join(", ")
+    );
+    let arms = |f: &dyn Fn(&Class) -> String| -> String {
+        classes.iter().map(|c| format!("            Class::{} => {},\n", c.letter.to_ascii_uppercase(), f(c))).collect()
+    };
+    let _ = writeln!(out, "    /// Body size in bytes.\n    pub const fn body(self) -> usize {{\n        match self {{\n{}        }}\n    }}", arms(&|c| c.body.to_string()));
+    let _ = writeln!(out, "    /// The letter that ends its messages' mnemonics.\n    pub const fn letter(self) -> char {{\n        match self {{\n{}        }}\n    }}", arms(&|c| format!("{:?}", c.letter)));
+    let _ = writeln!(out, "    /// Added to a family's base opcode.\n    pub const fn opcode_offset(self) -> u32 {{\n        match self {{\n{}        }}\n    }}", arms(&|c| c.offset.to_string()));
+    let _ = writeln!(out, "    /// The class whose letter is `b` (an ASCII byte).\n    pub const fn from_letter(b: u8) -> Option<Class> {{\n        match b {{\n{}            _ => None,\n        }}\n    }}", classes.iter().map(|c| format!("            b'{}' => Some(Class::{}),\n", c.letter, c.letter.to_ascii_uppercase())).collect::<String>());
+    out.push_str("    /// The smallest class whose body holds `len` bytes.\n    pub fn fitting(len: usize) -> Option<Class> {\n        Class::ALL.into_iter().find(|c| c.body() >= len)\n    }\n");
+    out.push_str("}\n\n");
+}
+
+/// A member of a classed family: the header, the shared head struct, the body, the padding.
+fn gen_class_struct(out: &mut String, s: &StructDef, f: &Family) {
+    let body = s.fields.last().map_or(0, |b| b.ty.size());
+    let _ = writeln!(out, "/// {}", s.doc);
+    let _ =
+        writeln!(out, "#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, PartialEq, Eq)]");
+    let _ = writeln!(out, "#[repr(C)]\npub struct {} {{", s.name);
+    let _ = writeln!(out, "    /// Common header (opcode, status, code, message id, timestamp).\n    pub hdr: Header,");
+    let _ = writeln!(out, "    /// The fields every class of the family shares.\n    pub head: {}Head,", f.name);
+    let _ = writeln!(out, "    /// The class's body ({body} bytes).\n    pub {}: [u8; {body}],", f.body_field);
+    if s.pad > 0 {
+        let _ =
+            writeln!(out, "    /// Zero padding to a whole number of AES blocks.\n    pub reserved: [u8; {}],", s.pad);
+    }
+    let _ = writeln!(out, "}}\n");
+    let _ = writeln!(
+        out,
+        "static_assertions::const_assert_eq!(core::mem::size_of::<{}>(), {});",
+        s.name,
+        s.size() + HEADER_SIZE
+    );
+    let _ = writeln!(
+        out,
+        "static_assertions::const_assert_eq!(core::mem::size_of::<{}Head>(), {});",
+        f.name,
+        s.fields[..f.head_fields].iter().map(|x| x.ty.size()).sum::<usize>()
+    );
+    let _ = writeln!(out, "static_assertions::const_assert_eq!(core::mem::size_of::<{}>() % {BLOCK}, 0);", s.name);
+    let _ = writeln!(
+        out,
+        "impl Classed for {} {{\n    type Head = {}Head;\n    const CLASS: Class = Class::{};\n    fn head(&self) -> &Self::Head {{ &self.head }}\n    fn head_mut(&mut self) -> &mut Self::Head {{ &mut self.head }}\n    fn body(&self) -> &[u8] {{ &self.{b} }}\n    fn body_mut(&mut self) -> &mut [u8] {{ &mut self.{b} }}\n}}\n",
+        s.name,
+        f.name,
+        f.class.to_ascii_uppercase(),
+        b = f.body_field
+    );
+}
+
 fn gen_dispatch(messages: &[Message]) -> String {
     let requests: Vec<&Message> = messages.iter().filter(|m| m.direction == "request").collect();
     let mut out = String::from("// @generated by build.rs from opcodes.toml — do not edit\n\n");
@@ -409,22 +594,36 @@ fn gen_dispatch(messages: &[Message]) -> String {
         };
         let _ = writeln!(
             out,
-            "    Entry {{ opcode: {}, mnemonic: {:?}, size: core::mem::size_of::<crate::opcodes::{}>(), state: State::{}, handler: Handler::{variant}(crate::server::handler::{}) }},",
+            "    Entry {{ opcode: {}, mnemonic: {:?}, size: core::mem::size_of::<crate::opcodes::{}>(), state: State::{}, handler: Handler::{variant}(crate::server::handler::{}{}) }},",
             m.opcode,
             m.mnemonic,
             m.def.name,
             camel_state(state),
-            m.handler.as_deref().unwrap_or_default()
+            m.handler.as_deref().unwrap_or_default(),
+            if m.family.is_some() { format!("::<crate::opcodes::{}>", m.def.name) } else { String::new() }
         );
     }
     out.push_str("];\n");
     out
 }
 
-fn gen_markdown(meta: &Meta, structs: &[StructDef], messages: &[Message], hash: &[u8; 32]) -> String {
+fn gen_markdown(
+    meta: &Meta,
+    classes: &[Class],
+    structs: &[StructDef],
+    messages: &[Message],
+    hash: &[u8; 32],
+) -> String {
     let mut out = String::from("<!-- @generated by build.rs from opcodes.toml — do not edit; `make opcodes` rewrites it -->\n# sotto opcode table\n\n");
     let _ = writeln!(out, "Protocol version {}, magic `{}`, table hash `{}`.\n", meta.version, meta.magic, hex(hash));
     out.push_str("All integers are big-endian. `str[N]` is a one-byte length followed by N bytes (UTF-8, zero-filled). Every message starts with the 24-byte `Header` and ends with zero `reserved` bytes up to a multiple of 16.\n\n");
+    let families: BTreeSet<String> =
+        messages.iter().filter(|m| m.family.is_some()).map(|m| format!("`{}*`", &m.mnemonic[..3])).collect();
+    let _ = writeln!(out, "Size classes: a classed family ({}) is one message per class, its mnemonic ending in the class letter, its opcode the family's base plus the class offset, its layout the family's head then the class's body.\n\n| class | body bytes | opcode offset |\n|---|---:|---:|", families.into_iter().collect::<Vec<_>>().join(", "));
+    for c in classes {
+        let _ = writeln!(out, "| `{}` | {} | {} |", c.letter, c.body, c.offset);
+    }
+    out.push('\n');
     out.push_str("| opcode | mnemonic | direction | struct | size | state | handler | description |\n|---:|---|---|---|---:|---|---|---|\n");
     for m in messages {
         let _ = writeln!(

@@ -8,7 +8,7 @@
 
 #![allow(missing_docs, clippy::all)]
 
-use crate::wire::{fixed_str, set_fixed_str, Direction, Message, OpcodeInfo, State, WireError};
+use crate::wire::{fixed_str, set_fixed_str, Classed, Direction, Message, OpcodeInfo, State, WireError};
 use zerocopy::byteorder::big_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 

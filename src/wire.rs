@@ -196,6 +196,23 @@ pub trait Message: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned +
     }
 }
 
+/// A member of a classed family (PROTOCOL.md §8): the family's shared head,
+/// then a body whose size is its class's.
+pub trait Classed: Message {
+    /// The fields every class of the family shares.
+    type Head;
+    /// This member's class.
+    const CLASS: crate::opcodes::Class;
+    /// The shared fields.
+    fn head(&self) -> &Self::Head;
+    /// The shared fields, mutably.
+    fn head_mut(&mut self) -> &mut Self::Head;
+    /// The body (`CLASS.body()` bytes).
+    fn body(&self) -> &[u8];
+    /// The body, mutably.
+    fn body_mut(&mut self) -> &mut [u8];
+}
+
 /// Reads the header of any message.
 pub fn header(bytes: &[u8]) -> Result<&Header, WireError> {
     Header::ref_from_prefix(bytes).map(|(h, _)| h).map_err(|_| WireError::Truncated)

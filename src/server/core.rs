@@ -144,7 +144,7 @@ pub(crate) enum Deferred {
     /// The answer to a join: members, status, history.
     Joined { conn: ConnId, msg_id: u64, room: String },
     /// A DM is durable: tell the sender delivered, queued, or wait for the recipient's ack.
-    DmStored { conn: ConnId, msg_id: u64, peer: u64, seq: u64 },
+    DmStored { conn: ConnId, msg_id: u64, opcode: u32, peer: u64, seq: u64 },
     /// An accept is durable: the accepter gets the requester's keys.
     Accepted { conn: ConnId, msg_id: u64, peer: u64 },
 }
@@ -564,7 +564,7 @@ impl Core {
                 Deferred::Joined { conn, msg_id, room } if ok => {
                     crate::server::handler::room::join_answer(self, conn, msg_id, &room, now_ms)
                 }
-                Deferred::DmStored { conn, msg_id, peer, seq } if ok => {
+                Deferred::DmStored { conn, msg_id, peer, seq, .. } if ok => {
                     crate::server::handler::direct::stored(self, conn, msg_id, peer, seq, now_ms)
                 }
                 Deferred::Accepted { conn, msg_id, peer } if ok => {
@@ -576,7 +576,7 @@ impl Core {
                 Deferred::Joined { conn, msg_id, .. } => {
                     self.reply(conn, msg_id, crate::opcodes::JRMS, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
-                Deferred::DmStored { conn, msg_id, peer, seq } => {
+                Deferred::DmStored { conn, msg_id, opcode, peer, seq } => {
                     // This request waits no longer; a resend's failure leaves the others waiting.
                     if let Some(w) = self.awaiting.get_mut(&(peer, seq)) {
                         w.conns.retain(|c| *c != conn);
@@ -584,7 +584,7 @@ impl Core {
                             self.awaiting.remove(&(peer, seq));
                         }
                     }
-                    self.reply(conn, msg_id, crate::opcodes::SMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
                 Deferred::Accepted { conn, msg_id, .. } => {
                     self.reply(conn, msg_id, crate::opcodes::AMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)

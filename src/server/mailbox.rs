@@ -191,10 +191,15 @@ impl Mail {
     }
 }
 
-/// (sender, DM id) of a stored `rvum`, for de-duplication.
+/// (sender, DM id) of a stored `rvu*` of any class, for de-duplication.
 fn dm_key(event: &[u8]) -> Option<(u64, u64)> {
-    let m = crate::wire::decode::<crate::opcodes::ReceiveDm>(event).ok()?;
-    Some((m.sender_uid.get(), m.dm_id.get()))
+    use crate::opcodes::{Class, ReceiveDmHead, RVUS};
+    use zerocopy::FromBytes;
+    let opcode = crate::wire::header(event).ok()?.opcode.get();
+    let class = Class::ALL.into_iter().find(|c| RVUS + c.opcode_offset() == opcode)?;
+    let head = event.get(core::mem::size_of::<crate::opcodes::Header>()..)?;
+    let (m, body) = ReceiveDmHead::ref_from_prefix(head).ok()?;
+    (body.len() >= class.body()).then(|| (m.sender_uid.get(), m.dm_id.get()))
 }
 
 /// A change to a queue file.

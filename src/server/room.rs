@@ -8,19 +8,59 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::crypto;
-use crate::opcodes::{RoomEntry, RoomRecord};
+use crate::opcodes::{Class, RoomEntry, RoomRecord};
 use crate::room::HISTORY;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// Magic of a room file.
 pub(crate) const ROOM_MAGIC: [u8; 4] = *b"SOTR";
-/// Version of the room file format.
-pub(crate) const ROOM_VERSION: u16 = 1;
+/// Version of the room file format: 2 has size classes; 1 (every body 1,040
+/// bytes, which is class `m`) is still read.
+pub(crate) const ROOM_VERSION: u16 = 2;
 /// Most members a room may have.
 pub(crate) const MAX_MEMBERS: usize = 65_536;
 
 const HEAD: usize = core::mem::size_of::<RoomRecord>();
 const ENTRY: usize = core::mem::size_of::<RoomEntry>();
+/// A version-1 entry: four u64, IV, 1,040-byte body, tag, signature.
+const ENTRY_V1: usize = 32 + 16 + 1040 + 32 + 256;
+
+/// One kept message: its head (sender, times, class, IV, tag, signature) and
+/// its class-sized body.
+#[derive(Clone)]
+pub struct Kept {
+    /// As stored.
+    pub(crate) head: RoomEntry,
+    /// The body's class (`head.class` parsed).
+    pub(crate) class: Class,
+    /// The encrypted body, `class.body()` bytes.
+    pub(crate) body: Box<[u8]>,
+}
+
+impl Kept {
+    /// Reads one entry of a version-2 file from the front of `bytes`.
+    fn read(bytes: &[u8]) -> Result<(Kept, &[u8]), &'static str> {
+        let (head, rest) = RoomEntry::read_from_prefix(bytes).map_err(|_| "truncated entry")?;
+        let class = Class::from_letter(head.class).ok_or("bad size class")?;
+        let (body, rest) = rest.split_at_checked(class.body()).ok_or("truncated entry")?;
+        Ok((Kept { head, class, body: body.into() }, rest))
+    }
+
+    /// Reads one version-1 entry (a class `m` body).
+    fn read_v1(c: &[u8]) -> Result<Kept, &'static str> {
+        let mut head = RoomEntry::new_zeroed();
+        let (times, rest) = c.split_at_checked(32).ok_or("truncated entry")?;
+        let (iv, rest) = rest.split_at_checked(16).ok_or("truncated entry")?;
+        let (body, rest) = rest.split_at_checked(1040).ok_or("truncated entry")?;
+        let (tag, sig) = rest.split_at_checked(32).ok_or("truncated entry")?;
+        head.as_mut_bytes()[..32].copy_from_slice(times);
+        head.class = b'm';
+        head.iv.copy_from_slice(iv);
+        head.tag.copy_from_slice(tag);
+        head.signature.copy_from_slice(sig.get(..256).ok_or("truncated entry")?);
+        Ok(Kept { head, class: Class::M, body: body.into() })
+    }
+}
 
 /// One room.
 #[derive(Clone)]
@@ -38,7 +78,7 @@ pub struct Room {
     /// Member UIDs in joining order.
     pub(crate) members: Vec<u64>,
     /// The last `HISTORY` messages, oldest first.
-    pub(crate) history: VecDeque<RoomEntry>,
+    pub(crate) history: VecDeque<Kept>,
     /// Messages pushed since the room was loaded or created (the newest
     /// entry's number), and how many of those a finished commit made durable:
     /// a join's history shows only durable entries, so that what a reader saw
@@ -54,7 +94,7 @@ impl Room {
     }
 
     /// Appends a message, dropping the oldest beyond `HISTORY`.
-    pub(crate) fn push(&mut self, entry: RoomEntry) {
+    pub(crate) fn push(&mut self, entry: Kept) {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -63,7 +103,7 @@ impl Room {
     }
 
     /// The kept messages a commit has made durable, oldest first.
-    pub(crate) fn durable_history(&self) -> impl Iterator<Item = &RoomEntry> {
+    pub(crate) fn durable_history(&self) -> impl Iterator<Item = &Kept> {
         let undurable = usize::try_from(self.pushed.saturating_sub(self.durable)).unwrap_or(usize::MAX);
         self.history.iter().take(self.history.len().saturating_sub(undurable))
     }
@@ -81,13 +121,15 @@ impl Room {
         head.created.set(self.created);
         head.member_count.set(self.members.len() as u32);
         head.history_count.set(self.history.len() as u32);
-        let mut out = Vec::with_capacity(HEAD + 8 * self.members.len() + ENTRY * self.history.len() + 32);
+        let bodies: usize = self.history.iter().map(|e| ENTRY + e.body.len()).sum();
+        let mut out = Vec::with_capacity(HEAD + 8 * self.members.len() + bodies + 32);
         out.extend_from_slice(head.as_bytes());
         for uid in &self.members {
             out.extend_from_slice(&uid.to_be_bytes());
         }
         for e in &self.history {
-            out.extend_from_slice(e.as_bytes());
+            out.extend_from_slice(e.head.as_bytes());
+            out.extend_from_slice(&e.body);
         }
         let sum = crypto::sha256(&[&out]);
         out.extend_from_slice(&sum);
@@ -97,7 +139,8 @@ impl Room {
     /// Parses and checks a room file.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Room, &'static str> {
         let (head, rest) = RoomRecord::read_from_prefix(bytes).map_err(|_| "truncated head")?;
-        if head.magic != ROOM_MAGIC || head.version.get() != ROOM_VERSION {
+        let version = head.version.get();
+        if head.magic != ROOM_MAGIC || !(1..=ROOM_VERSION).contains(&version) {
             return Err("bad magic or version");
         }
         let members = head.member_count.get() as usize;
@@ -105,7 +148,7 @@ impl Room {
         if members > MAX_MEMBERS || history > HISTORY {
             return Err("counts out of range");
         }
-        if rest.len() != members * 8 + history * ENTRY + 32 {
+        if bytes.len() < HEAD + members * 8 + 32 {
             return Err("wrong size");
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
@@ -114,10 +157,26 @@ impl Room {
         }
         let name = head.name().map_err(|_| "bad name")?;
         let name = crate::room::normalize_name(name).map_err(|_| "bad name")?;
-        let (uids, entries) = rest.split_at(members * 8);
+        let (uids, mut entries) = rest[..rest.len() - 32].split_at(members * 8);
         let members = uids.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default())).collect();
-        let history =
-            entries.chunks_exact(ENTRY).filter_map(|c| RoomEntry::read_from_bytes(c).ok()).collect::<VecDeque<_>>();
+        let mut history = VecDeque::with_capacity(history);
+        if version == 1 {
+            if entries.len() != history.capacity() * ENTRY_V1 {
+                return Err("wrong size");
+            }
+            for c in entries.chunks_exact(ENTRY_V1) {
+                history.push_back(Kept::read_v1(c)?);
+            }
+        } else {
+            for _ in 0..history.capacity() {
+                let (e, rest) = Kept::read(entries)?;
+                history.push_back(e);
+                entries = rest;
+            }
+            if !entries.is_empty() {
+                return Err("wrong size");
+            }
+        }
         Ok(Room {
             name,
             salt: head.salt,
@@ -192,9 +251,11 @@ mod tests {
             durable: 0,
         };
         for i in 0..25u64 {
-            let mut e = RoomEntry::new_zeroed();
-            e.sent_msg_id.set(i);
-            r.push(e);
+            let class = Class::ALL[i as usize % Class::ALL.len()];
+            let mut head = RoomEntry::new_zeroed();
+            head.sent_msg_id.set(i);
+            head.class = class.letter() as u8;
+            r.push(Kept { head, class, body: vec![i as u8; class.body()].into() });
         }
         r
     }
@@ -205,7 +266,7 @@ mod tests {
         assert_eq!(r.history.len(), 20);
         assert_eq!(r.durable_history().count(), 0);
         r.durable = 23;
-        let ids: Vec<u64> = r.durable_history().map(|e| e.sent_msg_id.get()).collect();
+        let ids: Vec<u64> = r.durable_history().map(|e| e.head.sent_msg_id.get()).collect();
         assert_eq!(ids, (5..23).collect::<Vec<_>>());
         r.durable = 25;
         assert_eq!(r.durable_history().count(), 20);
@@ -217,11 +278,45 @@ mod tests {
     fn keeps_the_last_twenty_and_roundtrips() {
         let r = room();
         assert_eq!(r.history.len(), HISTORY);
-        assert_eq!(r.history.front().unwrap().sent_msg_id.get(), 5);
+        assert_eq!(r.history.front().unwrap().head.sent_msg_id.get(), 5);
         let back = Room::decode(&r.encode()).unwrap();
         assert_eq!((back.name.as_str(), back.owner, back.members.clone()), ("lobby", 9, vec![9, 10]));
-        let ids: Vec<u64> = back.history.iter().map(|e| e.sent_msg_id.get()).collect();
+        let ids: Vec<u64> = back.history.iter().map(|e| e.head.sent_msg_id.get()).collect();
         assert_eq!(ids, (5..25).collect::<Vec<_>>());
+        for (e, i) in back.history.iter().zip(5u64..) {
+            assert_eq!(e.class, Class::ALL[i as usize % Class::ALL.len()]);
+            assert_eq!(&e.body[..], &vec![i as u8; e.class.body()][..]);
+        }
+    }
+
+    #[test]
+    fn reads_a_version_1_file_as_class_m() {
+        let mut head = RoomRecord::new_zeroed();
+        head.magic = ROOM_MAGIC;
+        head.version.set(1);
+        head.set_name("old").unwrap();
+        head.member_count.set(1);
+        head.history_count.set(2);
+        let mut file = head.as_bytes().to_vec();
+        file.extend_from_slice(&7u64.to_be_bytes());
+        for i in 0..2u8 {
+            file.extend_from_slice(&[i; 32]);
+            file.extend_from_slice(&[0x10 + i; 16]);
+            file.extend_from_slice(&[0x20 + i; 1040]);
+            file.extend_from_slice(&[0x30 + i; 32]);
+            file.extend_from_slice(&[0x40 + i; 256]);
+        }
+        let sum = crypto::sha256(&[&file]);
+        file.extend_from_slice(&sum);
+        let r = Room::decode(&file).unwrap();
+        assert_eq!((r.name.as_str(), r.members.clone(), r.history.len()), ("old", vec![7], 2));
+        let e = &r.history[1];
+        assert_eq!((e.class, e.head.class, e.head.sent_time.get()), (Class::M, b'm', u64::from_be_bytes([1; 8])));
+        assert_eq!((e.head.iv, e.head.tag[0], e.head.signature[255]), ([0x11; 16], 0x31, 0x41));
+        assert_eq!(&e.body[..], &[0x21; 1040][..]);
+        // Written back, it is a version-2 file that reads the same.
+        let again = Room::decode(&r.encode()).unwrap();
+        assert_eq!(&again.history[1].body[..], &e.body[..]);
     }
 
     #[test]

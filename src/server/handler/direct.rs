@@ -8,10 +8,10 @@
 //! the recipient's client acknowledges it.
 
 use crate::opcodes::{
-    Contact, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, MailboxAck, ReceiveDm, SendDm,
-    UserRecord, AMPU, JMPU, RJMU, SMPU,
+    Class, Contact, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, MailboxAck, ReceiveDmHead,
+    ReceiveDmL, ReceiveDmM, ReceiveDmS, ReceiveDmX, SendDmHead, UserRecord, AMPU, JMPU, RJMU,
 };
-use crate::wire::{code, decode, Message, Status};
+use crate::wire::{code, decode, Classed, Message, Status};
 use zerocopy::IntoBytes;
 
 use crate::server::core::{Awaiting, ConnId, Core, Deferred};
@@ -189,44 +189,74 @@ pub fn reject(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
     core.defer(Deferred::Reply { conn: id, msg_id, opcode: RJMU, reason: "rejected" });
 }
 
-/// smpu: store the sealed DM in the recipient's mailbox and deliver it if online.
-pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
-    let Ok(m) = decode::<SendDm>(frame) else { return };
-    let (dm_id, peer, me) = (m.hdr.msg_id.get(), m.peer_uid.get(), auth.uid());
+/// smp*: store the DM, as an `rvu*` of the same class, in the recipient's
+/// mailbox and deliver it if online.
+pub fn send<M: Classed<Head = SendDmHead>>(
+    core: &mut Core,
+    id: ConnId,
+    auth: &Authenticated,
+    frame: &[u8],
+    now_ms: u64,
+) {
+    let Ok(m) = decode::<M>(frame) else { return };
+    let op = M::OPCODE;
+    let (dm_id, peer, me) = (m.header().msg_id.get(), m.head().peer_uid.get(), auth.uid());
     if core.accounts.by_uid(peer).is_none() {
-        return core.reply(id, dm_id, SMPU, code::NOT_FOUND, "no such user", now_ms);
+        return core.reply(id, dm_id, op, code::NOT_FOUND, "no such user", now_ms);
     }
     if !core.mail.contacts.accepted(me, peer) {
-        return core.reply(id, dm_id, SMPU, code::FORBIDDEN, "no accepted DM channel with this user", now_ms);
+        return core.reply(id, dm_id, op, code::FORBIDDEN, "no accepted DM channel with this user", now_ms);
     }
     // A resent message (same sender, same id) is stored once; the sender
     // hears its state again. It stores nothing, so it is not counted as chat.
     if let Some(seq) = core.mail.boxes.get(&peer).and_then(|b| b.dm_seq((me, dm_id))) {
-        return core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, peer, seq });
+        return core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, opcode: op, peer, seq });
     }
-    if refuse_if_full(core, id, dm_id, SMPU, peer, size_of::<ReceiveDm>(), now_ms) {
+    let event = match M::CLASS {
+        Class::S => receive::<ReceiveDmS, M>(m, auth, now_ms),
+        Class::M => receive::<ReceiveDmM, M>(m, auth, now_ms),
+        Class::L => receive::<ReceiveDmL, M>(m, auth, now_ms),
+        Class::X => receive::<ReceiveDmX, M>(m, auth, now_ms),
+    };
+    if refuse_if_full(core, id, dm_id, op, peer, event.len(), now_ms) {
         return;
     }
     if let Err(wait) = core.chat_allowed(me, now_ms) {
-        return core.reply_retry(id, dm_id, SMPU, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
+        return core.reply_retry(id, dm_id, op, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
     }
-    let mut ev = ReceiveDm::new(Status::Ok, code::OK, 0, now_ms);
-    ev.sender_uid.set(me);
-    let _ = ev.set_sender(auth.name());
-    ev.server_time.set(now_ms);
-    ev.dm_id.set(dm_id);
-    ev.sent_time = m.hdr.timestamp;
-    ev.eph_pub = m.eph_pub;
-    ev.iv = m.iv;
-    ev.ciphertext = m.ciphertext;
-    ev.tag = m.tag;
-    ev.signature = m.signature;
-    let seq = post(core, peer, ev.as_bytes(), Some((me, dm_id)), now_ms);
+    let seq = post(core, peer, &event, Some((me, dm_id)), now_ms);
     if core.is_online(peer) {
         let deadline_ms = now_ms + core.limits().deliver_wait_ms;
         core.awaiting.insert((peer, seq), Awaiting { conns: vec![id], msg_id: dm_id, deadline_ms, durable: false });
     }
-    core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, peer, seq });
+    core.defer(Deferred::DmStored { conn: id, msg_id: dm_id, opcode: op, peer, seq });
+}
+
+/// The `rvu*` (class of `E`, the same as `M`'s) the recipient gets for `m`: the
+/// sender stamped by the server, the rest as sent.
+fn receive<E: Classed<Head = ReceiveDmHead>, M: Classed<Head = SendDmHead>>(
+    m: &M,
+    auth: &Authenticated,
+    now_ms: u64,
+) -> Vec<u8> {
+    let (s, mut ev) = (m.head(), E::new(Status::Ok, code::OK, 0, now_ms));
+    let h = ev.head_mut();
+    h.sender_uid.set(auth.uid());
+    let _ = h.set_sender(auth.name());
+    h.server_time.set(now_ms);
+    h.dm_id = m.header().msg_id;
+    h.sent_time = m.header().timestamp;
+    h.prekey = s.prekey;
+    h.spk_id = s.spk_id;
+    h.opk_id = s.opk_id;
+    h.ek = s.ek;
+    h.dh = s.dh;
+    h.pn = s.pn;
+    h.n = s.n;
+    h.tag = s.tag;
+    // NOTE: E and M are of one class (the caller matches on M::CLASS), so the bodies have one size.
+    ev.body_mut().copy_from_slice(m.body());
+    ev.as_bytes().to_vec()
 }
 
 fn status(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, state: u8, now_ms: u64) {

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod direct;
 pub mod heartbeat;
+pub mod prekey;
 pub mod room;
 
 use crate::server::core::{ConnId, Core};

@@ -8,16 +8,17 @@
 
 use crate::crypto;
 use crate::opcodes::{
-    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, OnlineUser, ReceiveRoomMessage, RoomDeleted, RoomEntry,
-    RoomListEntry, RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessage, WhoOnline, WhoRoom, CRMS, DLRM, GSLT, JRMS,
-    LSRM, LVRM, SRMS, WHOA, WHOR,
+    Class, CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, OnlineUser, ReceiveRoomMessageHead,
+    ReceiveRoomMessageL, ReceiveRoomMessageM, ReceiveRoomMessageS, ReceiveRoomMessageX, RoomDeleted, RoomEntry,
+    RoomListEntry, RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessageHead, WhoOnline, WhoRoom, CRMS, DLRM, GSLT,
+    JRMS, LSRM, LVRM, WHOA, WHOR,
 };
 use crate::room::normalize_name;
-use crate::wire::{code, decode, Message, Status};
+use crate::wire::{code, decode, Classed, Message, Status};
 use zerocopy::FromZeros;
 
 use crate::server::core::{ConnId, Core, Deferred};
-use crate::server::room::{Room, MAX_MEMBERS};
+use crate::server::room::{Kept, Room, MAX_MEMBERS};
 use crate::server::session::Authenticated;
 
 /// `RoomMember.kind` values.
@@ -169,12 +170,12 @@ pub fn join_answer(core: &mut Core, id: ConnId, msg_id: u64, name: &str, now_ms:
     };
     let members = room.members.clone();
     let mut former: Vec<u64> =
-        room.durable_history().map(|e| e.sender_uid.get()).filter(|u| !members.contains(u)).collect();
+        room.durable_history().map(|e| e.head.sender_uid.get()).filter(|u| !members.contains(u)).collect();
     former.sort_unstable();
     former.dedup();
     // Only what a finished commit made durable: a message still on its way to
     // disk could vanish in a crash after the reader saw it.
-    let history: Vec<RoomEntry> = room.durable_history().copied().collect();
+    let history: Vec<Kept> = room.durable_history().cloned().collect();
     let listed = members.iter().map(|u| (LISTED, *u)).chain(former.iter().map(|u| (FORMER, *u)));
     for (kind, uid) in listed {
         if let Some(ev) = member(core, name, kind, uid, Status::Pending, msg_id, now_ms) {
@@ -183,57 +184,97 @@ pub fn join_answer(core: &mut Core, id: ConnId, msg_id: u64, name: &str, now_ms:
     }
     core.reply(id, msg_id, JRMS, code::OK, "joined", now_ms);
     for e in &history {
-        core.send(id, &receive(name, e, true, msg_id, now_ms));
+        deliver(core, name, e, To::History(id, msg_id), now_ms);
     }
     core.reply_done(id, msg_id, JRMS, "end of history", now_ms);
 }
 
-/// An `rvrm` carrying a kept or live entry.
-fn receive(room: &str, e: &RoomEntry, history: bool, msg_id: u64, now_ms: u64) -> ReceiveRoomMessage {
-    let mut m = ReceiveRoomMessage::new(Status::Ok, code::OK, msg_id, now_ms);
-    let _ = m.set_room(room);
-    m.history = u8::from(history);
-    m.sender_uid = e.sender_uid;
-    m.server_time = e.server_time;
-    m.sent_msg_id = e.sent_msg_id;
-    m.sent_time = e.sent_time;
-    m.iv = e.iv;
-    m.ciphertext = e.ciphertext;
-    m.tag = e.tag;
-    m.signature = e.signature;
+/// An `rvr*` carrying a kept or live entry, of the entry's class.
+fn receive<E: Classed<Head = ReceiveRoomMessageHead>>(
+    room: &str,
+    e: &Kept,
+    history: bool,
+    msg_id: u64,
+    now_ms: u64,
+) -> E {
+    let mut m = E::new(Status::Ok, code::OK, msg_id, now_ms);
+    let h = m.head_mut();
+    let _ = h.set_room(room);
+    h.history = u8::from(history);
+    h.sender_uid = e.head.sender_uid;
+    h.server_time = e.head.server_time;
+    h.sent_msg_id = e.head.sent_msg_id;
+    h.sent_time = e.head.sent_time;
+    h.iv = e.head.iv;
+    h.tag = e.head.tag;
+    h.signature = e.head.signature;
+    // NOTE: a Kept body has its class's size (checked when it was made or loaded).
+    m.body_mut().copy_from_slice(&e.body);
     m
 }
 
-/// srms: stamp, fan out, keep; acknowledge after the commit.
-pub fn send(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
-    let Ok(m) = decode::<SendRoomMessage>(frame) else { return };
-    let msg_id = m.hdr.msg_id.get();
-    let Some(name) = room_name(core, id, msg_id, SRMS, m.room(), now_ms) else { return };
+/// Where a kept entry goes.
+#[derive(Clone, Copy)]
+enum To {
+    /// As history, to the joining connection, answering its msg_id.
+    History(ConnId, u64),
+    /// Live, to every online member of the room but the sender's connection.
+    Members(ConnId),
+}
+
+/// Sends a kept entry as an `rvr*` of its class.
+fn deliver(core: &mut Core, room: &str, e: &Kept, to: To, now_ms: u64) {
+    fn go<E: Classed<Head = ReceiveRoomMessageHead>>(core: &mut Core, room: &str, e: &Kept, to: To, now_ms: u64) {
+        match to {
+            To::History(id, msg_id) => core.send(id, &receive::<E>(room, e, true, msg_id, now_ms)),
+            // One plaintext, sealed once per member session.
+            To::Members(from) => tell_members(core, room, &receive::<E>(room, e, false, 0, now_ms), Some(from)),
+        }
+    }
+    match e.class {
+        Class::S => go::<ReceiveRoomMessageS>(core, room, e, to, now_ms),
+        Class::M => go::<ReceiveRoomMessageM>(core, room, e, to, now_ms),
+        Class::L => go::<ReceiveRoomMessageL>(core, room, e, to, now_ms),
+        Class::X => go::<ReceiveRoomMessageX>(core, room, e, to, now_ms),
+    }
+}
+
+/// srm*: stamp, fan out, keep; acknowledge after the commit.
+pub fn send<M: Classed<Head = SendRoomMessageHead>>(
+    core: &mut Core,
+    id: ConnId,
+    auth: &Authenticated,
+    frame: &[u8],
+    now_ms: u64,
+) {
+    let Ok(m) = decode::<M>(frame) else { return };
+    let op = M::OPCODE;
+    let msg_id = m.header().msg_id.get();
+    let Some(name) = room_name(core, id, msg_id, op, m.head().room(), now_ms) else { return };
     let Some(room) = core.rooms.get_mut(&name) else {
-        return core.reply(id, msg_id, SRMS, code::NOT_FOUND, "no such room", now_ms);
+        return core.reply(id, msg_id, op, code::NOT_FOUND, "no such room", now_ms);
     };
     if !room.is_member(auth.uid()) {
-        return core.reply(id, msg_id, SRMS, code::FORBIDDEN, "not a member of this room", now_ms);
+        return core.reply(id, msg_id, op, code::FORBIDDEN, "not a member of this room", now_ms);
     }
     if let Err(wait) = core.chat_allowed(auth.uid(), now_ms) {
-        return core.reply_retry(id, msg_id, SRMS, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
+        return core.reply_retry(id, msg_id, op, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
     }
     let Some(room) = core.rooms.get_mut(&name) else { return };
-    let mut entry = RoomEntry::new_zeroed();
-    entry.sender_uid.set(auth.uid());
-    entry.server_time.set(now_ms);
-    entry.sent_msg_id = m.hdr.msg_id;
-    entry.sent_time = m.hdr.timestamp;
-    entry.iv = m.iv;
-    entry.ciphertext = m.ciphertext;
-    entry.tag = m.tag;
-    entry.signature = m.signature;
-    room.push(entry);
+    let mut head = RoomEntry::new_zeroed();
+    head.sender_uid.set(auth.uid());
+    head.server_time.set(now_ms);
+    head.sent_msg_id = m.header().msg_id;
+    head.sent_time = m.header().timestamp;
+    head.class = M::CLASS.letter() as u8;
+    head.iv = m.head().iv;
+    head.tag = m.head().tag;
+    head.signature = m.head().signature;
+    let entry = Kept { head, class: M::CLASS, body: m.body().into() };
+    room.push(entry.clone());
     core.mark_dirty(&name);
-    // One plaintext, sealed once per member session.
-    let live = receive(&name, &entry, false, 0, now_ms);
-    tell_members(core, &name, &live, Some(id));
-    core.defer(Deferred::Reply { conn: id, msg_id, opcode: SRMS, reason: "stored" });
+    deliver(core, &name, &entry, To::Members(id), now_ms);
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: op, reason: "stored" });
 }
 
 /// lvrm: stop being a member; the others are told.
