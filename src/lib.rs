@@ -4,6 +4,7 @@
 //! (files), `server::worker` (threads) and `server::log` (stderr).
 
 pub mod account;
+pub mod body;
 pub mod build_info;
 pub mod crypto;
 pub mod dm;

@@ -3,20 +3,21 @@
 //! Invariant: from the room password the client derives two independent keys:
 //! an auth key, whose SHA-256 the server stores and checks, and a content
 //! key, which never leaves the clients. Every message is encrypted and MACed
-//! with the content key over a fixed-size body (so every frame has the same
-//! size) and signed by the sender's identity key; the MAC and the signature
-//! bind the room, the sender's UID, the message id and the timestamp.
+//! with the content key over a body of its size class (`body`: within a
+//! class every frame has the same size) and signed by the sender's identity
+//! key; the MAC and the signature bind the room, the sender's UID, the
+//! message id and the timestamp, and cover the whole ciphertext (so its class).
 
 use zeroize::Zeroizing;
 
+use crate::body;
 use crate::crypto::{self, AeadKeys, Invalid};
+use crate::opcodes::Class;
 
 /// Longest room name.
 pub const NAME_MAX: usize = 32;
 /// Longest message text, in bytes of UTF-8.
-pub const TEXT_MAX: usize = 1024;
-/// Size of the encrypted body: u16 length, text, zero fill, in whole AES blocks.
-pub const BODY: usize = 1040;
+pub const TEXT_MAX: usize = body::TEXT_MAX;
 /// Messages the server keeps per room.
 pub const HISTORY: usize = 20;
 
@@ -55,7 +56,7 @@ impl std::fmt::Display for RoomError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             RoomError::BadName => "room names are 1-32 characters of a-z, 0-9, '_' and '-'",
-            RoomError::TooLong => "room messages are at most 1024 bytes",
+            RoomError::TooLong => "room messages are at most 16384 bytes",
             RoomError::Derive => "room key derivation failed",
             RoomError::WeakPassword => {
                 "a room password is at least 10 characters (or let /create generate four words): the server could guess a shorter one offline"
@@ -137,13 +138,20 @@ impl Context<'_> {
 pub struct Sealed {
     /// AES-CBC IV.
     pub iv: [u8; 16],
-    /// AES-128-CBC of the fixed-size body.
-    pub ciphertext: [u8; BODY],
+    /// AES-128-CBC of the body: its length is its class's (`class()`).
+    pub ciphertext: Vec<u8>,
     /// HMAC-SHA256 over context, IV and ciphertext.
     pub tag: [u8; 32],
 }
 
-/// Encrypts `text` for the room.
+impl Sealed {
+    /// The size class of the body, if its length is one.
+    pub fn class(&self) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.body() == self.ciphertext.len())
+    }
+}
+
+/// Encrypts `text` for the room, in the smallest class that holds it.
 pub fn seal(keys: &AeadKeys, ctx: &Context<'_>, text: &str) -> Result<Sealed, RoomError> {
     seal_iv(keys, ctx, text, &crypto::random())
 }
@@ -155,13 +163,8 @@ pub fn seal_with_iv(keys: &AeadKeys, ctx: &Context<'_>, text: &str, iv: &[u8; 16
 }
 
 fn seal_iv(keys: &AeadKeys, ctx: &Context<'_>, text: &str, iv: &[u8; 16]) -> Result<Sealed, RoomError> {
-    if text.len() > TEXT_MAX {
-        return Err(RoomError::TooLong);
-    }
-    let mut body = Zeroizing::new([0u8; BODY]);
-    body[..2].copy_from_slice(&(text.len() as u16).to_be_bytes());
-    body[2..2 + text.len()].copy_from_slice(text.as_bytes());
-    let mut ciphertext = *body;
+    let (_, body) = body::pack(text).map_err(|_| RoomError::TooLong)?;
+    let mut ciphertext = body.to_vec();
     crypto::cbc_encrypt(&keys.enc, iv, &mut ciphertext).map_err(|_| RoomError::Derive)?;
     let tag = crypto::hmac(&keys.mac[..], &[&ctx.bytes(MAC_LABEL), iv, &ciphertext]);
     Ok(Sealed { iv: *iv, ciphertext, tag })
@@ -172,11 +175,10 @@ pub fn open(keys: &AeadKeys, ctx: &Context<'_>, sealed: &Sealed) -> Result<Strin
     if !crypto::hmac_verify(&keys.mac[..], &[&ctx.bytes(MAC_LABEL), &sealed.iv, &sealed.ciphertext], &sealed.tag) {
         return Err(Invalid);
     }
-    let mut body = Zeroizing::new(sealed.ciphertext);
+    sealed.class().ok_or(Invalid)?;
+    let mut body = Zeroizing::new(sealed.ciphertext.clone());
     crypto::cbc_decrypt(&keys.enc, &sealed.iv, &mut body[..])?;
-    let len = usize::from(u16::from_be_bytes([body[0], body[1]]));
-    let text = body.get(2..2 + len).filter(|_| len <= TEXT_MAX).ok_or(Invalid)?;
-    String::from_utf8(text.to_vec()).map_err(|_| Invalid)
+    body::unpack(&body)
 }
 
 /// What the sender's identity key signs: context, IV, ciphertext and tag.
@@ -215,11 +217,19 @@ mod tests {
     }
 
     #[test]
-    fn seal_open_roundtrip_at_every_length_with_constant_size() {
+    fn seal_open_roundtrip_at_every_length_with_the_class_size() {
         let keys = from_master("lobby", &[2u8; 32], &[1u8; 16]).content;
-        for text in ["", "hi", "ünïcødé", &"x".repeat(TEXT_MAX)] {
+        for (text, class) in [
+            ("", Class::S),
+            ("hi", Class::S),
+            ("ünïcødé", Class::S),
+            (&"x".repeat(174), Class::S),
+            (&"x".repeat(175), Class::M),
+            (&"x".repeat(12_000), Class::X),
+            (&"x".repeat(TEXT_MAX), Class::X),
+        ] {
             let s = seal(&keys, &ctx(), text).unwrap();
-            assert_eq!(s.ciphertext.len(), BODY);
+            assert_eq!((s.class(), s.ciphertext.len()), (Some(class), class.body()));
             assert_eq!(open(&keys, &ctx(), &s).unwrap(), text);
         }
         assert_eq!(seal(&keys, &ctx(), &"x".repeat(TEXT_MAX + 1)).err(), Some(RoomError::TooLong));
@@ -234,7 +244,7 @@ mod tests {
             t.iv[i] ^= 1;
             assert_eq!(open(&keys, &ctx(), &t), Err(Invalid));
         }
-        for i in [0usize, 500, BODY - 1] {
+        for i in [0usize, 100, s.ciphertext.len() - 1] {
             let mut t = s.clone();
             t.ciphertext[i] ^= 0x80;
             assert_eq!(open(&keys, &ctx(), &t), Err(Invalid));
@@ -253,5 +263,9 @@ mod tests {
         }
         let wrong = from_master("lobby", &[3u8; 32], &[1u8; 16]).content;
         assert_eq!(open(&wrong, &ctx(), &s), Err(Invalid));
+        // A body cut to another length is no class (and fails the MAC anyway).
+        let mut t = s.clone();
+        t.ciphertext.truncate(160);
+        assert_eq!(open(&keys, &ctx(), &t), Err(Invalid));
     }
 }
