@@ -1,24 +1,28 @@
 //! Local-state layer: direct messages sealed but not yet answered by the
 //! server (DESIGN §9), sealed in `<home>/<server_tag>/<user>/outbox` (see `vault`).
 //!
-//! Invariant: an entry is the exact `smpu` request that was (or will be) sent,
+//! Invariant: an entry is the exact `smp*` request that was (or will be) sent,
 //! so a resend after a reconnect or a restart carries the same id and the same
-//! bytes, and the server stores it once; entries keep the order they were
+//! bytes (the same ratchet message: no message key is used for a second
+//! text), and the server stores it once; entries keep the order they were
 //! typed in, and leave only when the server answered for them.
 //!
-//! Plaintext: `u32 count || count × (u8 len || peer name || smpu request (SendDm, 1424 bytes))`.
+//! Plaintext: `u32 count || count × (u8 len || peer name || u32 len || smp*
+//! request of any class)`.
 
-use sotto::opcodes::SendDm;
+use sotto::opcodes::{SendDmHead, SMPS};
 use sotto::wire;
-use zerocopy::IntoBytes;
 use zeroize::Zeroizing;
+
+use crate::session::Frame;
 
 use crate::keystore::KeyFileError;
 use crate::vault::{self, Kind, Reader};
 
 /// The outbox file.
 pub const KIND: Kind = Kind { file: "outbox", magic: *b"SOTQ", name: "outbox", id: 6, what: "outbox" };
-const FRAME: usize = std::mem::size_of::<SendDm>();
+/// The largest request an entry may hold (an `smpx`), checked before reading it.
+const FRAME_MAX: usize = sotto::opcodes::MAX_MESSAGE;
 
 /// One message waiting for the server's answer.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,13 +30,13 @@ pub struct Entry {
     /// The recipient's name.
     pub peer: String,
     /// The request, as sent.
-    pub frame: SendDm,
+    pub frame: Frame,
 }
 
 impl Entry {
     /// The message id (the request's msg_id).
     pub fn id(&self) -> u64 {
-        self.frame.hdr.msg_id.get()
+        self.frame.id
     }
 }
 
@@ -50,7 +54,7 @@ impl Outbox {
     }
 
     /// Adds a message at the end.
-    pub fn push(&mut self, peer: &str, frame: SendDm) {
+    pub fn push(&mut self, peer: &str, frame: Frame) {
         self.entries.push(Entry { peer: peer.to_string(), frame });
         self.dirty = true;
     }
@@ -79,11 +83,13 @@ impl Outbox {
 
     /// The plaintext of the file.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(4 + self.entries.len() * (33 + FRAME)));
+        let size: usize = self.entries.iter().map(|e| 37 + e.frame.bytes.len()).sum();
+        let mut out = Zeroizing::new(Vec::with_capacity(4 + size));
         vault::put_count(&mut out, self.entries.len());
         for e in &self.entries {
             vault::put_user(&mut out, &e.peer);
-            out.extend_from_slice(e.frame.as_bytes());
+            vault::put_count(&mut out, e.frame.bytes.len());
+            out.extend_from_slice(&e.frame.bytes);
         }
         out
     }
@@ -94,11 +100,17 @@ impl Outbox {
         let mut entries = Vec::new();
         for _ in 0..r.u32()? {
             let peer = r.user()?;
-            let frame = *wire::decode::<SendDm>(r.slice(FRAME)?).map_err(|_| KeyFileError::Damaged)?;
-            if frame.hdr.msg_id.get() == 0 {
+            let len = r.u32()? as usize;
+            if len > FRAME_MAX {
                 return Err(KeyFileError::Damaged);
             }
-            entries.push(Entry { peer, frame });
+            let bytes = r.slice(len)?;
+            let m = wire::decode_classed::<SendDmHead>(bytes, SMPS).map_err(|_| KeyFileError::Damaged)?;
+            let id = m.hdr.msg_id.get();
+            if id == 0 {
+                return Err(KeyFileError::Damaged);
+            }
+            entries.push(Entry { peer, frame: Frame { id, bytes: bytes.to_vec() } });
         }
         r.end()?;
         Ok(Outbox { entries, dirty: false })
@@ -108,13 +120,14 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sotto::wire::Message;
+    use zerocopy::FromZeros;
 
-    fn frame(id: u64) -> SendDm {
-        let mut m = SendDm::request(id, 1_700_000_000_000 + id);
-        m.peer_uid.set(77);
-        m.ciphertext = [id as u8; 1040];
-        m
+    fn frame(id: u64) -> Frame {
+        let mut head = SendDmHead::new_zeroed();
+        head.peer_uid.set(77);
+        let class = sotto::opcodes::Class::ALL[id as usize % 4];
+        let bytes = wire::encode_classed(SMPS, id, 1_700_000_000_000 + id, &head, &vec![id as u8; class.body()]);
+        Frame { id, bytes: bytes.unwrap() }
     }
 
     #[test]
@@ -141,14 +154,14 @@ mod tests {
         let sealed = vault::seal(KIND, "alice", &key, 1, &[], &o.encode());
         let back = Outbox::decode(&vault::unseal(KIND, "alice", &key, &sealed).unwrap().1).unwrap();
         assert_eq!(back.ids(), [5, 6]);
-        assert_eq!(back.get(6).unwrap().frame.as_bytes(), frame(6).as_bytes(), "the same bytes are resent");
+        assert_eq!(back.get(6).unwrap().frame, frame(6), "the same bytes are resent");
         assert_eq!(back.get(6).unwrap().peer, "carol");
         let wrong = vault::subkey(&[0x77; 32], KIND);
         assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));
         let plain = o.encode();
         assert!(Outbox::decode(&plain[..plain.len() - 1]).is_err());
         let mut other = plain.to_vec();
-        other[9] ^= 1; // the opcode of the first frame
+        other[13] ^= 1; // the opcode of the first frame
         assert!(Outbox::decode(&other).is_err());
     }
 }

@@ -14,15 +14,16 @@ use sotto::account;
 use sotto::crypto;
 use sotto::identity::{self, Signer, RSA_BYTES};
 use sotto::opcodes::{
-    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, OnlineUser, ReceiveRoomMessage, RoomDeleted, RoomListEntry,
-    RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessage, StatusReply, WhoOnline, WhoRoom,
+    CreateRoom, DeleteRoom, JoinRoom, LeaveRoom, ListRooms, OnlineUser, ReceiveRoomMessageHead, RoomDeleted,
+    RoomListEntry, RoomMember, RoomSalt, RoomSaltRequest, SendRoomMessageHead, StatusReply, WhoOnline, WhoRoom, SRMS,
 };
 use sotto::room::{self as rooms, Context, RoomKeys, Sealed, TEXT_MAX};
-use sotto::wire::{code, Message, Status};
+use sotto::wire::{self, code, Message, Status};
+use zerocopy::FromZeros;
 use zeroize::Zeroizing;
 
 use super::direct::{Dm, DmLocal};
-use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
+use super::{deadline, refused, too_long, Event, Failure, Frame, InFlight, Session};
 use crate::fresh::Verdict;
 use crate::keyring::Keyring;
 use crate::pins::{Binding, Pins, Seen};
@@ -34,6 +35,13 @@ const LEFT: u8 = 2;
 const FORMER: u8 = 3;
 /// Room messages held while the keys of an unknown sender are asked for; beyond, they go out unheld.
 const HELD_MAX: usize = 1024;
+
+/// A room message as received (`rvr*` of any class): the family's fields and the body.
+#[derive(Clone)]
+pub(super) struct RoomMsg {
+    pub(super) head: ReceiveRoomMessageHead,
+    pub(super) body: Vec<u8>,
+}
 /// Parts of one list answer kept (rooms of `/list`, members of a join or
 /// `/who`): a room holds at most 65,536 members on sottod; past it the server
 /// is not believed, and memory stays bounded.
@@ -67,12 +75,12 @@ pub(super) struct Me {
     /// Rooms whose members were asked for because of an unknown sender.
     refreshed: BTreeSet<String>,
     /// Room messages waiting for that answer, in arrival order.
-    held: VecDeque<ReceiveRoomMessage>,
+    held: VecDeque<RoomMsg>,
     /// The room to ask for next.
     pub(super) refresh: Option<String>,
     /// Room lines waiting to be sent (disconnected, or paced after a 429), in
     /// order, sealed when they were typed.
-    pub(super) says: VecDeque<(String, Box<SendRoomMessage>)>,
+    pub(super) says: VecDeque<(String, Frame)>,
     /// After a 429: no room line before this time.
     say_after_ms: u64,
     /// Direct messages (session/direct.rs).
@@ -232,7 +240,7 @@ pub(super) enum Pending {
     /// lost connection (a copy the server did store shows as a replay).
     Say {
         room: String,
-        frame: Box<SendRoomMessage>,
+        frame: Frame,
     },
     Leave {
         room: String,
@@ -421,7 +429,7 @@ impl Session {
             ));
         }
         let id = self.take_id();
-        let frame = Box::new(self.seal_message(&room, text, id, now_ms)?);
+        let frame = self.seal_message(&room, text, id, now_ms)?;
         let me = self.me.as_mut().ok_or_else(|| Failure::new("say", 401, "log in first"))?;
         if self.offline || !me.says.is_empty() || self.in_flight.is_some() || now_ms < me.say_after_ms {
             // Kept, in order, and sent by `poll_says` when it can be.
@@ -434,13 +442,10 @@ impl Session {
         Ok(())
     }
 
-    fn send_say(&mut self, room: String, frame: Box<SendRoomMessage>, now_ms: u64) {
-        let id = frame.hdr.msg_id.get();
-        // `queue` wipes what it is given; the sealed request (no secret in it)
-        // stays here to be sent again unchanged.
-        let mut copy = *frame;
-        self.queue(&mut copy);
-        self.start(id, now_ms, Pending::Say { room, frame });
+    fn send_say(&mut self, room: String, frame: Frame, now_ms: u64) {
+        // The sealed request (no secret in it) stays here to be sent again unchanged.
+        self.outbox.push_back(Zeroizing::new(frame.bytes.clone()));
+        self.start(frame.id, now_ms, Pending::Say { room, frame });
     }
 
     /// Sends the next waiting room line once connected, idle, and allowed by the rate limit.
@@ -457,7 +462,7 @@ impl Session {
     }
 
     /// A line that was in flight waits again, first in line (lost connection, 429).
-    pub(super) fn requeue_say(&mut self, room: String, frame: Box<SendRoomMessage>, not_before_ms: u64) {
+    pub(super) fn requeue_say(&mut self, room: String, frame: Frame, not_before_ms: u64) {
         let Some(me) = self.me.as_mut() else { return };
         me.says.push_front((room.clone(), frame));
         me.say_after_ms = me.say_after_ms.max(not_before_ms);
@@ -465,7 +470,7 @@ impl Session {
         self.events.push_back(Event::Room(RoomEvent::Waiting { room, queued }));
     }
 
-    fn seal_message(&self, room: &str, text: &str, id: u64, now_ms: u64) -> Result<SendRoomMessage, Failure> {
+    fn seal_message(&self, room: &str, text: &str, id: u64, now_ms: u64) -> Result<Frame, Failure> {
         let fail = |why: String| Failure::new("say", 500, why);
         let me = self.me.as_ref().ok_or_else(|| Failure::new("say", 401, "log in first"))?;
         let (Some(keys), Some(signer)) = (me.keyring.get(room), me.signer.as_ref()) else {
@@ -474,13 +479,13 @@ impl Session {
         let ctx = Context { room, sender_uid: me.uid, msg_id: id, sent_time: now_ms };
         let sealed = rooms::seal(&keys.content, &ctx, text).map_err(|e| fail(e.to_string()))?;
         let signature = signer.sign(&rooms::signed_bytes(&ctx, &sealed)).map_err(|e| fail(e.to_string()))?;
-        let mut m = SendRoomMessage::request(id, now_ms);
-        m.set_room(room).map_err(|e| too_long("say", e))?;
-        m.iv = sealed.iv;
-        m.ciphertext = sealed.ciphertext;
-        m.tag = sealed.tag;
-        m.signature = signature;
-        Ok(m)
+        let mut head = SendRoomMessageHead::new_zeroed();
+        head.set_room(room).map_err(|e| too_long("say", e))?;
+        head.iv = sealed.iv;
+        head.tag = sealed.tag;
+        head.signature = signature;
+        let bytes = wire::encode_classed(SRMS, id, now_ms, &head, &sealed.ciphertext).map_err(|e| too_long("say", e))?;
+        Ok(Frame { id, bytes })
     }
 
     /// `leave ROOM` (lvrm); the stored keys are dropped once the server agrees.
@@ -744,25 +749,25 @@ impl Session {
         Some(Event::Room(RoomEvent::Deleted { room }))
     }
 
-    /// `rvrm`: checked and reported; held back, in order, while the keys of an unknown sender are asked for.
-    pub(super) fn handle_room_message(&mut self, m: &ReceiveRoomMessage, now_ms: u64) -> Option<Event> {
+    /// `rvr*`: checked and reported; held back, in order, while the keys of an unknown sender are asked for.
+    pub(super) fn handle_room_message(&mut self, m: RoomMsg, now_ms: u64) -> Option<Event> {
         let me = self.me.as_mut()?;
         if !me.held.is_empty() && me.held.len() < HELD_MAX {
-            me.held.push_back(*m);
+            me.held.push_back(m);
             return None;
         }
-        if self.wants_refresh(m) {
+        if self.wants_refresh(&m.head) {
             if let Some(me) = self.me.as_mut() {
-                me.held.push_back(*m);
+                me.held.push_back(m);
             }
             self.poll_refresh(now_ms);
             return None;
         }
-        self.check_message(m)
+        self.check_message(&m)
     }
 
     /// True (and noted) when `m` comes from an unknown sender in a room whose members were not asked for yet.
-    fn wants_refresh(&mut self, m: &ReceiveRoomMessage) -> bool {
+    fn wants_refresh(&mut self, m: &ReceiveRoomMessageHead) -> bool {
         let Some(me) = self.me.as_mut() else { return false };
         let Some(room) = canonical_room(m.room()) else { return false };
         if me.pins.by_uid(m.sender_uid.get()).is_some()
@@ -792,7 +797,7 @@ impl Session {
     pub(super) fn release_held(&mut self) {
         loop {
             let Some(m) = self.me.as_mut().and_then(|me| me.held.pop_front()) else { return };
-            if self.wants_refresh(&m) {
+            if self.wants_refresh(&m.head) {
                 if let Some(me) = self.me.as_mut() {
                     me.held.push_front(m);
                 }
@@ -808,15 +813,16 @@ impl Session {
     /// room key, and flags a live message that was shown before or is older
     /// than what is remembered of its sender (`fresh`); a verified message is
     /// marked shown.
-    fn check_message(&mut self, m: &ReceiveRoomMessage) -> Option<Event> {
+    fn check_message(&mut self, msg: &RoomMsg) -> Option<Event> {
         let me = self.me.as_mut()?;
+        let m = &msg.head;
         let Some(room) = canonical_room(m.room()) else {
             return Some(Event::Notice("ignoring an rvrm (room message) with a malformed room name".into()));
         };
         let sender = m.sender_uid.get();
         let ctx =
             Context { room: &room, sender_uid: sender, msg_id: m.sent_msg_id.get(), sent_time: m.sent_time.get() };
-        let sealed = Sealed { iv: m.iv, ciphertext: m.ciphertext, tag: m.tag };
+        let sealed = Sealed { iv: m.iv, ciphertext: msg.body.clone(), tag: m.tag };
         // The sender is the one name pinned to this UID; a name whose key
         // changed verifies nothing until /trust (DESIGN §7).
         let pin = me.pins.by_uid(sender);
