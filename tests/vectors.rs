@@ -1,5 +1,6 @@
 //! Test vectors from files (tests/vectors/*.txt): published ones for the
-//! primitives, and our own, frozen, for the key schedule and the record layer.
+//! primitives, and our own, frozen, for the key schedule, the record layer,
+//! X3DH and the Double Ratchet.
 //!
 //! File format: `name = hex` lines, vectors separated by blank lines, `#`
 //! comments. A failure names the file, the vector's index and its line.
@@ -32,6 +33,11 @@ impl Vector {
         self.bytes(key)
             .try_into()
             .unwrap_or_else(|v: Vec<u8>| panic!("{}: `{key}` is {} bytes, not {N}", self.at(), v.len()))
+    }
+
+    /// A hex field of exactly `N` bytes, if present.
+    fn opt_array<const N: usize>(&self, key: &str) -> Option<[u8; N]> {
+        self.fields.contains_key(key).then(|| self.array(key))
     }
 
     fn at(&self) -> String {
@@ -222,4 +228,123 @@ fn record_layer() {
         assert!(opener.open(&record[4..]).is_err(), "{} replay opened", v.at());
     });
     assert_eq!(n, 2);
+}
+
+#[test]
+fn x3dh() {
+    use sotto::x3dh::{self, Bundle};
+    let n = each("x3dh.txt", include_str!("vectors/x3dh.txt"), |v| {
+        let id = v.array::<16>("deployment_id");
+        let (a_uid, b_uid) = (u64::from_be_bytes(v.array("initiator_uid")), u64::from_be_bytes(v.array("responder_uid")));
+        let (ik_a, ik_b, spk, ek) =
+            (v.array::<32>("ik_a_secret"), v.array::<32>("ik_b_secret"), v.array("spk_b_secret"), v.array("ek_a_secret"));
+        let opk = v.opt_array::<32>("opk_b_secret");
+        for (secret, public) in
+            [(ik_a, "ik_a_pub"), (ik_b, "ik_b_pub"), (spk, "spk_b_pub"), (ek, "ek_a_pub")].into_iter().chain(opk.map(|o| (o, "opk_b_pub")))
+        {
+            assert_eq!(hex(&x3dh::public_key(&secret)), v.text(public), "{} {public}", v.at());
+        }
+        let spk_id = u32::from_be_bytes(v.array("spk_id"));
+        assert_eq!(hex(&x3dh::spk_binding(&id, b_uid, spk_id, &v.array("spk_b_pub"))), v.text("spk_binding"), "{}", v.at());
+        let ad = x3dh::session_ad(&id, a_uid, &v.array("ik_a_pub"), b_uid, &v.array("ik_b_pub"));
+        assert_eq!(hex(&ad), v.text("ad"), "{} ad", v.at());
+        // The DH outputs, from the primitive, on both sides.
+        let x = |s: [u8; 32], p: &str| x25519_dalek::x25519(s, v.array(p));
+        let mut dhs = vec![(x(ik_a, "spk_b_pub"), x(spk, "ik_a_pub")), (x(ek, "ik_b_pub"), x(ik_b, "ek_a_pub")), (x(ek, "spk_b_pub"), x(spk, "ek_a_pub"))];
+        if let Some(o) = opk {
+            dhs.push((x(ek, "opk_b_pub"), x(o, "ek_a_pub")));
+        }
+        assert_eq!(v.fields.contains_key("dh4"), opk.is_some(), "{} dh4 iff an OPK", v.at());
+        for (i, (a, b)) in dhs.iter().enumerate() {
+            assert_eq!(hex(a), v.text(&format!("dh{}", i + 1)), "{} dh{}", v.at(), i + 1);
+            assert_eq!(a, b, "{} dh{} both sides", v.at(), i + 1);
+        }
+        let bundle = Bundle {
+            ik: v.array("ik_b_pub"),
+            spk_id,
+            spk: v.array("spk_b_pub"),
+            opk: opk.map(|_| (u32::from_be_bytes(v.array("opk_id")), v.array("opk_b_pub"))),
+        };
+        let init = x3dh::initiate_with(&ik_a, &bundle, &ad, &ek).unwrap();
+        assert_eq!(hex(&init.ek_pub), v.text("ek_a_pub"), "{}", v.at());
+        assert_eq!(hex(&init.sk[..]), v.text("sk"), "{} initiator sk", v.at());
+        let sk = x3dh::respond(&ik_b, &spk, opk.as_ref(), &v.array("ik_a_pub"), &v.array("ek_a_pub"), &ad).unwrap();
+        assert_eq!(hex(&sk[..]), v.text("sk"), "{} responder sk", v.at());
+    });
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn ratchet() {
+    use sotto::ratchet::{Header, Ratchet};
+    let vectors = parse("ratchet.txt", include_str!("vectors/ratchet.txt"));
+    assert_eq!(vectors.len(), 6);
+    let x3 = parse("x3dh.txt", include_str!("vectors/x3dh.txt"));
+    let s = &vectors[0];
+    assert_eq!(s.text("sk"), x3[0].text("sk"), "the session starts from x3dh.txt vector 0");
+    assert_eq!(s.text("ad"), x3[0].text("ad"));
+    let (sk, ad) = (s.array::<32>("sk"), s.bytes("ad"));
+    assert_eq!(hex(&sotto::x3dh::public_key(&s.array("a_ratchet_secret"))), s.text("a_ratchet_pub"));
+    let mut a = Ratchet::initiator_with(&sk, &s.array("spk_b_pub"), &s.array("a_ratchet_secret")).unwrap();
+    let mut b = Ratchet::responder(&sk, &s.array("spk_b_secret"));
+    let m = &vectors[1..];
+    for (i, v) in m.iter().enumerate() {
+        assert_eq!(v.text("message"), i.to_string(), "{}", v.at());
+    }
+
+    let seal = |r: &mut Ratchet, i: usize, from: &str| {
+        let v = &m[i];
+        assert_eq!(v.text("from"), from, "{}", v.at());
+        let text = v.text("text");
+        let mut body = vec![0u8; 176];
+        body[..2].copy_from_slice(&(text.len() as u16).to_be_bytes());
+        body[2..2 + text.len()].copy_from_slice(text.as_bytes());
+        assert_eq!(hex(&body), v.text("body"), "{} body", v.at());
+        let (sealed, trace) = r.seal_traced(&body, &ad).unwrap();
+        let h = sealed.header.to_bytes();
+        assert_eq!(hex(&h), v.text("header"), "{} header", v.at());
+        assert_eq!(hex(&sotto::x3dh::public_key(&v.array("sender_ratchet_secret"))), hex(&h[..32]), "{}", v.at());
+        for (got, field) in [
+            (&trace.ck[..], "chain_key"),
+            (&trace.mk[..], "message_key"),
+            (&trace.aes[..], "aes_key"),
+            (&trace.mac[..], "mac_key"),
+            (&trace.iv[..], "iv"),
+            (&sealed.ciphertext[..], "ciphertext"),
+            (&sealed.tag[..], "tag"),
+        ] {
+            assert_eq!(hex(got), v.text(field), "{} {field}", v.at());
+        }
+    };
+    // Opens message `i` from the vector's bytes; a DH ratchet step takes the
+    // vector's receiver_ratchet_secret, and happens exactly when it is given.
+    let open = |r: &mut Ratchet, i: usize| {
+        let v = &m[i];
+        let header = Header::from_bytes(&v.bytes("header")).unwrap();
+        let (ct, tag) = (v.bytes("ciphertext"), v.array::<32>("tag"));
+        let step = v.opt_array::<32>("receiver_ratchet_secret");
+        // Any other secret than the vector's changes the next sending chain.
+        let pt = r.open_with(&header, &ct, &tag, &ad, &step.unwrap_or([0x77; 32])).unwrap();
+        assert_eq!(hex(&pt), v.text("body"), "{} open", v.at());
+        let before = r.to_bytes();
+        assert!(r.open(&header, &ct, &tag, &ad).is_err(), "{} replay", v.at());
+        assert_eq!(*r.to_bytes(), *before, "{} a refused replay changes nothing", v.at());
+    };
+    seal(&mut a, 0, "a");
+    seal(&mut a, 1, "a");
+    open(&mut b, 1);
+    open(&mut b, 0);
+    seal(&mut b, 2, "b");
+    open(&mut a, 2);
+    seal(&mut a, 3, "a");
+    seal(&mut a, 4, "a");
+    open(&mut b, 3);
+    open(&mut b, 4);
+    // The secrets generated on receipt are the next senders' ratchet keys.
+    assert_eq!(m[1].text("receiver_ratchet_secret"), m[2].text("sender_ratchet_secret"));
+    assert_eq!(m[2].text("receiver_ratchet_secret"), m[3].text("sender_ratchet_secret"));
+    assert!(m[3].fields.contains_key("receiver_ratchet_secret"));
+    for i in [0, 4] {
+        assert!(!m[i].fields.contains_key("receiver_ratchet_secret"), "m{i} takes no DH ratchet step");
+    }
 }
