@@ -212,7 +212,11 @@ impl Chains {
     }
 
     /// Signal's DHRatchet, with the new key pair from `generate`.
-    fn dh_ratchet(&mut self, peer: &[u8; 32], generate: &mut dyn FnMut() -> Zeroizing<[u8; 32]>) -> Result<(), Invalid> {
+    fn dh_ratchet(
+        &mut self,
+        peer: &[u8; 32],
+        generate: &mut dyn FnMut() -> Zeroizing<[u8; 32]>,
+    ) -> Result<(), Invalid> {
         self.pn = self.ns;
         self.ns = 0;
         self.nr = 0;

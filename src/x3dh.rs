@@ -106,7 +106,12 @@ pub fn initiate(ik_secret: &[u8; 32], bundle: &Bundle, ad: &[u8]) -> Result<Init
 /// As [`initiate`] with a chosen ephemeral secret: for test vectors only
 /// (feature `vectors`).
 #[cfg(any(test, feature = "vectors"))]
-pub fn initiate_with(ik_secret: &[u8; 32], bundle: &Bundle, ad: &[u8], ek_secret: &[u8; 32]) -> Result<Initiated, Invalid> {
+pub fn initiate_with(
+    ik_secret: &[u8; 32],
+    bundle: &Bundle,
+    ad: &[u8],
+    ek_secret: &[u8; 32],
+) -> Result<Initiated, Invalid> {
     initiate_from(ik_secret, bundle, ad, ek_secret)
 }
 
@@ -173,13 +178,14 @@ mod tests {
         let k = keys();
         for opk in [false, true] {
             let a = initiate(&k.ik_a, &bundle(&k, opk), &ad(&k)).unwrap();
-            let b = respond(&k.ik_b, &k.spk_b, opk.then_some(&k.opk_b), &public_key(&k.ik_a), &a.ek_pub, &ad(&k))
-                .unwrap();
+            let b =
+                respond(&k.ik_b, &k.spk_b, opk.then_some(&k.opk_b), &public_key(&k.ik_a), &a.ek_pub, &ad(&k)).unwrap();
             assert_eq!(*a.sk, *b, "opk {opk}");
             // Another AD, a missing OPK or another EK gives another secret.
             let other = respond(&k.ik_b, &k.spk_b, opk.then_some(&k.opk_b), &public_key(&k.ik_a), &a.ek_pub, b"x");
             assert_ne!(*a.sk, *other.unwrap());
-            let flipped = respond(&k.ik_b, &k.spk_b, (!opk).then_some(&k.opk_b), &public_key(&k.ik_a), &a.ek_pub, &ad(&k));
+            let flipped =
+                respond(&k.ik_b, &k.spk_b, (!opk).then_some(&k.opk_b), &public_key(&k.ik_a), &a.ek_pub, &ad(&k));
             assert_ne!(*a.sk, *flipped.unwrap());
         }
         let a1 = initiate(&k.ik_a, &bundle(&k, true), &ad(&k)).unwrap();

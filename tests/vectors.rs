@@ -235,22 +235,37 @@ fn x3dh() {
     use sotto::x3dh::{self, Bundle};
     let n = each("x3dh.txt", include_str!("vectors/x3dh.txt"), |v| {
         let id = v.array::<16>("deployment_id");
-        let (a_uid, b_uid) = (u64::from_be_bytes(v.array("initiator_uid")), u64::from_be_bytes(v.array("responder_uid")));
-        let (ik_a, ik_b, spk, ek) =
-            (v.array::<32>("ik_a_secret"), v.array::<32>("ik_b_secret"), v.array("spk_b_secret"), v.array("ek_a_secret"));
+        let (a_uid, b_uid) =
+            (u64::from_be_bytes(v.array("initiator_uid")), u64::from_be_bytes(v.array("responder_uid")));
+        let (ik_a, ik_b, spk, ek) = (
+            v.array::<32>("ik_a_secret"),
+            v.array::<32>("ik_b_secret"),
+            v.array("spk_b_secret"),
+            v.array("ek_a_secret"),
+        );
         let opk = v.opt_array::<32>("opk_b_secret");
-        for (secret, public) in
-            [(ik_a, "ik_a_pub"), (ik_b, "ik_b_pub"), (spk, "spk_b_pub"), (ek, "ek_a_pub")].into_iter().chain(opk.map(|o| (o, "opk_b_pub")))
+        for (secret, public) in [(ik_a, "ik_a_pub"), (ik_b, "ik_b_pub"), (spk, "spk_b_pub"), (ek, "ek_a_pub")]
+            .into_iter()
+            .chain(opk.map(|o| (o, "opk_b_pub")))
         {
             assert_eq!(hex(&x3dh::public_key(&secret)), v.text(public), "{} {public}", v.at());
         }
         let spk_id = u32::from_be_bytes(v.array("spk_id"));
-        assert_eq!(hex(&x3dh::spk_binding(&id, b_uid, spk_id, &v.array("spk_b_pub"))), v.text("spk_binding"), "{}", v.at());
+        assert_eq!(
+            hex(&x3dh::spk_binding(&id, b_uid, spk_id, &v.array("spk_b_pub"))),
+            v.text("spk_binding"),
+            "{}",
+            v.at()
+        );
         let ad = x3dh::session_ad(&id, a_uid, &v.array("ik_a_pub"), b_uid, &v.array("ik_b_pub"));
         assert_eq!(hex(&ad), v.text("ad"), "{} ad", v.at());
         // The DH outputs, from the primitive, on both sides.
         let x = |s: [u8; 32], p: &str| x25519_dalek::x25519(s, v.array(p));
-        let mut dhs = vec![(x(ik_a, "spk_b_pub"), x(spk, "ik_a_pub")), (x(ek, "ik_b_pub"), x(ik_b, "ek_a_pub")), (x(ek, "spk_b_pub"), x(spk, "ek_a_pub"))];
+        let mut dhs = vec![
+            (x(ik_a, "spk_b_pub"), x(spk, "ik_a_pub")),
+            (x(ek, "ik_b_pub"), x(ik_b, "ek_a_pub")),
+            (x(ek, "spk_b_pub"), x(spk, "ek_a_pub")),
+        ];
         if let Some(o) = opk {
             dhs.push((x(ek, "opk_b_pub"), x(o, "ek_a_pub")));
         }
