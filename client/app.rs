@@ -30,6 +30,7 @@ use crate::input::Input;
 use crate::keyring;
 use crate::keystore::{self, KeyFileError};
 use crate::outbox::{self, Outbox};
+use crate::ratchets::{self, Sessions};
 use crate::pins::{self, PinsError};
 use crate::session::{ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
 use crate::store::Store;
@@ -548,16 +549,26 @@ impl App {
                 }
             }
         }
-        let mut save = |kind: Kind, plain: Option<Zeroizing<Vec<u8>>>, what: &str| {
-            if let (Some(plain), true) = (plain, dm_writable) {
-                if let Err(e) = store.save(kind, &plain) {
-                    failed.push(format!("the {what} could not be saved: {e}"));
-                }
-            }
+        let save = |store: &mut Store, kind: Kind, plain: Option<Zeroizing<Vec<u8>>>, what: &str| match (plain, dm_writable) {
+            (Some(plain), true) => store.save(kind, &plain).err().map(|e| format!("the {what} could not be saved: {e}")),
+            _ => None,
         };
-        save(outbox::KIND, self.session.dirty_outbox().map(Outbox::encode), "outbox");
-        save(contacts::KIND, self.session.dirty_contacts().map(Contacts::encode), "contacts");
-        save(inbox::KIND, self.session.dirty_inbox().map(Inbox::encode), "received direct messages");
+        // In this order: a message opened is recorded before the session that
+        // spent its key is saved, and that session before a message it sealed
+        // is kept or sent (ratchets.rs).
+        failed.extend(save(store, contacts::KIND, self.session.dirty_contacts().map(Contacts::encode), "contacts"));
+        let inbox = self.session.dirty_inbox().map(Inbox::encode);
+        failed.extend(save(store, inbox::KIND, inbox, "received direct messages"));
+        let sessions = self.session.dirty_sessions().map(Sessions::encode);
+        let dm_write = sessions.is_some();
+        if let Some(e) = save(store, ratchets::KIND, sessions, "DM sessions") {
+            failed.push(e);
+            failed.extend(self.session.withhold_dms().into_iter().map(|f| f.message));
+        } else if dm_write && !dm_writable {
+            // Not saved (the DM files are left alone this session): nothing sealed leaves.
+            failed.extend(self.session.withhold_dms().into_iter().map(|f| f.message));
+        }
+        failed.extend(save(store, outbox::KIND, self.session.dirty_outbox().map(Outbox::encode), "outbox"));
         if !failed.is_empty() {
             self.save_failed = true;
         }
@@ -772,10 +783,15 @@ fn open_dm_files(mut store: Option<&mut Store>, user: &str, warnings: &mut Vec<S
     let (outbox, ok_o) = open_file(store.as_deref_mut(), outbox::KIND, user, warnings, |s| {
         s.load(outbox::KIND)?.map(|p| Outbox::decode(&p)).transpose()
     });
+    let (sessions, ok_s) = open_file(store.as_deref_mut(), ratchets::KIND, user, warnings, |s| {
+        s.load(ratchets::KIND)?.map(|p| Sessions::decode(&p)).transpose()
+    });
     dm.contacts = contacts.flatten().unwrap_or_default();
     dm.inbox = inbox.flatten().unwrap_or_default();
     dm.outbox = outbox.flatten().unwrap_or_default();
-    let writable = ok_c && ok_i && ok_o;
+    dm.sessions = sessions.flatten().unwrap_or_default();
+    let writable = ok_c && ok_i && ok_o && ok_s;
+    dm.writable = writable && store.is_some();
     if !writable && store.is_some() {
         warnings.push("direct messages are not acknowledged this session: the server keeps them".to_string());
     }

@@ -22,6 +22,7 @@ mod keystore;
 mod lineedit;
 mod outbox;
 mod pins;
+mod ratchets;
 mod session;
 mod store;
 mod term;

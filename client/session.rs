@@ -14,6 +14,7 @@
 //! state and logs in again with the credentials it remembers (in memory only).
 
 mod direct;
+mod prekeys;
 mod room;
 
 use std::collections::VecDeque;
@@ -438,6 +439,7 @@ impl Session {
             opcodes::PONG => None,
             opcodes::STAT => match wire::decode::<StatusReply>(pt) {
                 Ok(r) if ours => self.complete_status(r, now_ms),
+                Ok(r) if self.is_prekey_upload(id) => self.complete_prekey_upload(r),
                 Ok(r) => Some(Event::Notice(format!(
                     "server status {} for no pending request: {}",
                     r.hdr.code.get(),
@@ -488,9 +490,19 @@ impl Session {
                 Ok(m) => self.handle_dm_rejected(m),
                 Err(e) => self.malformed(false, "dmrj", e),
             },
-            opcodes::RVUM => match wire::decode(pt) {
-                Ok(m) => self.handle_receive_dm(m, now_ms),
-                Err(e) => self.malformed(false, "rvum", e),
+            op if wire::class_of(opcodes::RVUS, op).is_some() => {
+                match wire::decode_classed::<opcodes::ReceiveDmHead>(pt, opcodes::RVUS) {
+                    Ok(v) => self.handle_receive_dm(&prekeys::DmMsg { head: *v.head, body: v.body.to_vec() }, now_ms),
+                    Err(e) => self.malformed(false, "rvu*", e),
+                }
+            }
+            opcodes::PKBD => match wire::decode(pt) {
+                Ok(m) => self.handle_bundle(m, ours, now_ms),
+                Err(e) => self.malformed(ours, "pkbd", e),
+            },
+            opcodes::PKST => match wire::decode(pt) {
+                Ok(m) => self.handle_prekey_state(m, now_ms),
+                Err(e) => self.malformed(false, "pkst", e),
             },
             opcodes::DMST => match wire::decode(pt) {
                 Ok(m) => self.handle_dm_status(m, ours),

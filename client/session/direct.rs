@@ -4,11 +4,12 @@
 //!
 //! Invariant: a contact is pinned only when it answers the user's own `/dm`
 //! or `/accept`; one the server pushes otherwise is dropped, and the user is
-//! told. A message is sent only to a trusted contact, sealed to its pinned
-//! encryption key, and first kept in the outbox; a message received is shown
-//! only from a trusted contact, once (the seen set), and `verified` only when
-//! the signature verifies with the pinned identity key and the envelope
-//! opens. A message from the peer of an accept still completing is held
+//! told. A message is sent only to a trusted contact, sealed with a Double
+//! Ratchet session started from its pinned keys (`prekeys`), and first kept
+//! in the outbox; a message received is shown only from a trusted contact,
+//! once (the seen set), and `verified` when its session's MAC verifies (a
+//! session is made only with the contact's pinned keys: deniable, as in
+//! Signal, with no signature). A message from the peer of an accept still completing is held
 //! until the contact is stored, never dropped. A mailbox event is acknowledged only after what it brought
 //! is recorded (the driver saves, then releases the acknowledgements); events
 //! from a contact that is refused are neither shown nor acknowledged.
@@ -17,23 +18,23 @@ use std::collections::{BTreeSet, VecDeque};
 
 use sotto::account;
 use sotto::crypto;
-use sotto::dm::{self, Context, Sealed, TEXT_MAX};
+use sotto::dm::{self, TEXT_MAX};
 use sotto::identity;
 use sotto::opcodes::{
-    Contact as ContactMsg, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, ReceiveDm, SendDm,
-    StatusReply,
+    Contact as ContactMsg, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, StatusReply,
 };
 use sotto::wire::{code, Message, Status};
-use zerocopy::IntoBytes;
 use zeroize::Zeroizing;
 
 use super::room::{canonical_user, keys_verify, UNDECRYPTABLE};
+use super::prekeys::{self, DmMsg};
 use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
 use crate::contacts::{Contacts, Keys, Listed, TrustError};
 use crate::fresh::Verdict;
 use crate::inbox::{Inbox, Stored};
 use crate::outbox::Outbox;
 use crate::pins::Binding;
+use crate::ratchets::Sessions;
 
 /// `Contact.kind` (opcodes.toml `ctct`).
 const ACCEPTED: u8 = 1;
@@ -57,6 +58,10 @@ pub struct DmLocal {
     pub inbox: Inbox,
     /// Messages not yet answered by the server.
     pub outbox: Outbox,
+    /// The Double Ratchet sessions and this user's prekeys.
+    pub sessions: Sessions,
+    /// The DM files can be saved (else no DM is sent: a key could be used twice after a crash).
+    pub writable: bool,
     /// How long a message is kept after it was shown.
     pub ttl_ms: u64,
 }
@@ -68,6 +73,8 @@ impl Default for DmLocal {
             contacts: Contacts::new(),
             inbox: Inbox::new(),
             outbox: Outbox::new(),
+            sessions: Sessions::new(),
+            writable: true,
             ttl_ms: DEFAULT_TTL_MS,
         }
     }
@@ -76,16 +83,22 @@ impl Default for DmLocal {
 /// The direct-message state of the logged-in user.
 #[derive(Default)]
 pub(super) struct Dm {
-    enc_secret: Option<Zeroizing<[u8; 32]>>,
-    contacts: Contacts,
+    pub(super) enc_secret: Option<Zeroizing<[u8; 32]>>,
+    pub(super) contacts: Contacts,
     /// Kept messages, and the marks of what was shown (room messages too).
     pub(super) inbox: Inbox,
     outbox: Outbox,
+    /// The Double Ratchet sessions and this user's prekeys (session/prekeys.rs).
+    pub(super) sessions: Sessions,
+    /// No DM is sent: the DM files cannot be saved.
+    pub(super) readonly: bool,
+    /// The msg_id of the prekey upload waiting for its answer.
+    pub(super) prekey_upload: Option<u64>,
     ttl_ms: u64,
     /// Contacts whose key change (or refused push) was reported this run.
     announced: BTreeSet<String>,
     /// Messages from the peer of an accept still completing, in arrival order.
-    held: VecDeque<ReceiveDm>,
+    held: VecDeque<DmMsg>,
     /// Outbox ids still to send again after a login, in order.
     pub(super) resend: VecDeque<u64>,
     /// After a 429: no resend before this time.
@@ -101,6 +114,8 @@ impl From<DmLocal> for Dm {
             contacts: l.contacts,
             inbox: l.inbox,
             outbox: l.outbox,
+            sessions: l.sessions,
+            readonly: !l.writable,
             ttl_ms: l.ttl_ms,
             ..Dm::default()
         }
@@ -118,7 +133,7 @@ pub struct DmMessage {
     pub text: String,
     /// The sender's timestamp (signed), Unix ms.
     pub ts: u64,
-    /// Signature (pinned key) and envelope both verified.
+    /// Opened by a session made with the contact's pinned keys (its MAC verified).
     pub verified: bool,
     /// Why there is no text ([`UNDECRYPTABLE`]).
     pub error: Option<&'static str>,
@@ -244,10 +259,17 @@ pub(super) enum Pending {
     Reject {
         peer: String,
     },
-    /// An `smpu` (typed now, or sent again from the outbox): answered by `dmst`.
+    /// An `smp*` (typed now, or sent again from the outbox): answered by `dmst`.
     Send {
         id: u64,
         peer: String,
+    },
+    /// A `pkgt` for the first message `dm_id` to `peer`: answered by `pkbd`.
+    Bundle {
+        peer: String,
+        uid: u64,
+        dm_id: u64,
+        text: Zeroizing<String>,
     },
 }
 
@@ -256,7 +278,7 @@ impl Pending {
     fn peer(&self) -> &str {
         match self {
             Pending::Request { peer, .. } | Pending::Accept { peer, .. } | Pending::Reject { peer } => peer,
-            Pending::Send { peer, .. } => peer,
+            Pending::Send { peer, .. } | Pending::Bundle { peer, .. } => peer,
         }
     }
 
@@ -265,7 +287,7 @@ impl Pending {
             Pending::Request { .. } => "dm",
             Pending::Accept { .. } => "accept",
             Pending::Reject { .. } => "reject",
-            Pending::Send { .. } => "msg",
+            Pending::Send { .. } | Pending::Bundle { .. } => "msg",
         }
     }
 }
@@ -276,7 +298,7 @@ fn peer_name(cmd: &str, user: &str) -> Result<String, Failure> {
     account::normalize_username(raw).map_err(|e| Failure::new(cmd, 400, e.to_string()))
 }
 
-fn log_in_first(cmd: &str) -> Failure {
+pub(super) fn log_in_first(cmd: &str) -> Failure {
     Failure::new(cmd, 401, "log in first")
 }
 
@@ -301,6 +323,34 @@ impl Session {
     pub fn dirty_inbox(&mut self) -> Option<&Inbox> {
         let me = self.me.as_mut()?;
         me.dm.inbox.take_dirty().then_some(&me.dm.inbox)
+    }
+
+    /// The sessions and prekeys, once after each change (saved after the inbox, before the outbox).
+    pub fn dirty_sessions(&mut self) -> Option<&Sessions> {
+        let me = self.me.as_mut()?;
+        me.dm.sessions.take_dirty().then_some(&me.dm.sessions)
+    }
+
+    /// The sessions could not be saved: no DM sealed since leaves (after a
+    /// crash the old state would seal another text with the same key), and
+    /// none is sent again this session.
+    pub fn withhold_dms(&mut self) -> Vec<Failure> {
+        let Some(me) = self.me.as_mut() else { return Vec::new() };
+        me.dm.readonly = true;
+        let is_dm = |b: &[u8]| {
+            sotto::wire::header(b).is_ok_and(|h| sotto::wire::class_of(sotto::opcodes::SMPS, h.opcode.get()).is_some())
+        };
+        let before = self.outbox.len();
+        self.outbox.retain(|b| !is_dm(b));
+        me.dm.resend.clear();
+        let mut out = Vec::new();
+        if self.outbox.len() != before {
+            out.push(prekeys::readonly());
+        }
+        if matches!(self.in_flight.as_ref().map(|f| &f.what), Some(super::Pending::Dm(Pending::Send { .. }))) {
+            self.in_flight = None;
+        }
+        out
     }
 
     /// The outbox, once after each change (to be saved before anything is sent).
@@ -335,7 +385,7 @@ impl Session {
         }
         while let Some(id) = me.dm.resend.pop_front() {
             if let Some(e) = me.dm.outbox.get(id) {
-                self.outbox.push_back(Zeroizing::new(e.frame.as_bytes().to_vec()));
+                self.outbox.push_back(Zeroizing::new(e.frame.bytes.clone()));
                 let what = super::Pending::Dm(Pending::Send { id, peer: e.peer.clone() });
                 self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what });
                 return;
@@ -395,8 +445,9 @@ impl Session {
         Ok(())
     }
 
-    /// `/msg @user TEXT` (smpu): sealed to the contact's pinned key, signed, kept
-    /// in the outbox, then sent; while the connection is lost only kept (`pending`).
+    /// `/msg @user TEXT` (smp*): sealed with the contact's session (the first
+    /// message fetches their prekeys and starts one), kept in the outbox, then
+    /// sent; while the connection is lost only kept (`pending`).
     pub fn send_dm(&mut self, user: &str, text: &str, now_ms: u64) -> Result<u64, Failure> {
         let cmd = "msg";
         let name = peer_name(cmd, user)?;
@@ -424,35 +475,44 @@ impl Session {
         if text.len() > TEXT_MAX {
             return Err(Failure::new(cmd, 413, format!("message too long ({} bytes, at most {TEXT_MAX})", text.len())));
         }
-        let Some(signer) = me.signer.as_ref() else {
+        if me.dm.enc_secret.is_none() {
             return Err(Failure::new(
                 cmd,
                 403,
-                "no identity key on this machine to sign with: direct messages can only be sent where the account's keys are",
+                "no encryption key on this machine: direct messages can only be sent where the account's keys are",
             ));
-        };
-        let fail = |why: String| Failure::new(cmd, 500, why);
+        }
+        if me.dm.readonly {
+            return Err(prekeys::readonly());
+        }
+        let uid = contact.uid;
         let dm_id = fresh_id();
-        let ctx = Context { sender_uid: me.uid, recipient_uid: contact.uid, dm_id, sent_time: now_ms };
-        let sealed = dm::seal(&contact.keys.enc_pub, &ctx, text).map_err(|e| fail(e.to_string()))?;
-        let signature = signer.sign(&dm::signed_bytes(&ctx, &sealed)).map_err(|e| fail(e.to_string()))?;
-        let mut m = SendDm::request(dm_id, now_ms);
-        m.peer_uid.set(contact.uid);
-        m.eph_pub = sealed.eph_pub;
-        m.iv = sealed.iv;
-        m.ciphertext = sealed.ciphertext;
-        m.tag = sealed.tag;
-        m.signature = signature;
-        let me = self.me.as_mut().ok_or_else(|| log_in_first(cmd))?;
-        // The driver saves the outbox before it sends anything (App::flush).
-        me.dm.outbox.push(&name, m);
-        if self.offline {
-            self.events.push_back(Event::Dm(DmEvent::Pending { id: dm_id, to: name }));
+        if me.dm.sessions.with(uid).is_empty() {
+            if self.offline {
+                return Err(prekeys::offline_first(&name));
+            }
+            self.fetch_bundle(name, uid, dm_id, text, now_ms);
             return Ok(dm_id);
         }
-        self.outbox.push_back(Zeroizing::new(m.as_bytes().to_vec()));
-        self.start_dm(dm_id, now_ms, Pending::Send { id: dm_id, peer: name });
+        self.send_sealed(&name, uid, text, dm_id, now_ms)?;
         Ok(dm_id)
+    }
+
+    /// Seals `text` with the session with `uid`, keeps it in the outbox, and
+    /// sends it (or reports it pending while the connection is lost).
+    pub(super) fn send_sealed(&mut self, name: &str, uid: u64, text: &str, dm_id: u64, now_ms: u64) -> Result<(), Failure> {
+        let me = self.me.as_mut().ok_or_else(|| log_in_first("msg"))?;
+        let frame = prekeys::seal(&mut me.dm.sessions, me.uid, uid, text, dm_id, now_ms)
+            .map_err(|why| Failure::new("msg", 500, why))?;
+        // The driver saves the sessions, then the outbox, before it sends anything (App::flush).
+        me.dm.outbox.push(name, frame.clone());
+        if self.offline {
+            self.events.push_back(Event::Dm(DmEvent::Pending { id: dm_id, to: name.to_owned() }));
+            return Ok(());
+        }
+        self.outbox.push_back(Zeroizing::new(frame.bytes));
+        self.start_dm(dm_id, now_ms, Pending::Send { id: dm_id, peer: name.to_owned() });
+        Ok(())
     }
 
     /// The contact book as it is (read only): each contact's fingerprint and trust.
@@ -528,7 +588,12 @@ impl Session {
                 None => return Err(Failure::new(cmd, 404, format!("{name} is not a contact"))),
             },
         };
-        // Room messages from this user verify with the trusted key too.
+        // Room messages from this user verify with the trusted key too; the
+        // DM sessions made with the old keys end (the next message starts anew).
+        if let Some(old) = me.pins.get(&name).map(|p| p.binding).filter(|old| *old != binding) {
+            me.dm.sessions.forget(old.uid);
+            me.dm.sessions.forget(binding.uid);
+        }
         me.pins.replace(&name, binding);
         me.dm.announced.remove(&name);
         self.events.push_back(Event::Dm(DmEvent::Ok { cmd, user: name }));
@@ -660,6 +725,11 @@ impl Session {
                     f.message
                         .push_str(&format!(" (message {id:016x} to {peer} kept; sent again after the next login)"));
                 }
+                Some(Event::Failed(f))
+            }
+            Pending::Bundle { peer, .. } => {
+                let mut f = refused("msg", r);
+                f.message = format!("cannot start a session with {peer}: {} (message not sent)", f.message);
                 Some(Event::Failed(f))
             }
             p => Some(Event::Failed(refused(p.cmd(), r))),
@@ -797,32 +867,34 @@ impl Session {
         }
     }
 
-    /// `rvum`: a direct message, checked, shown once, kept, then acknowledged.
-    pub(super) fn handle_receive_dm(&mut self, m: &ReceiveDm, now_ms: u64) -> Option<Event> {
+    /// `rvu*`: a direct message, checked, opened by its session, shown once,
+    /// kept, then acknowledged.
+    pub(super) fn handle_receive_dm(&mut self, m: &DmMsg, now_ms: u64) -> Option<Event> {
         let me = self.me.as_mut()?;
-        let (seq, sender, dm_id, ts) = (m.seq.get(), m.sender_uid.get(), m.dm_id.get(), m.sent_time.get());
+        let h = &m.head;
+        let (seq, sender, dm_id, ts) = (h.seq.get(), h.sender_uid.get(), h.dm_id.get(), h.sent_time.get());
         let Some(contact) = me.dm.contacts.by_uid(sender) else {
-            let name = canonical_user(m.sender()).unwrap_or_else(|| format!("uid:{sender:016x}"));
+            let name = canonical_user(h.sender()).unwrap_or_else(|| format!("uid:{sender:016x}"));
             // The peer of our accept may write before the accept's answer is here.
             let accepting = matches!(
                 self.in_flight.as_ref().map(|f| &f.what),
                 Some(super::Pending::Dm(Pending::Accept { peer, .. })) if *peer == name
             );
             if accepting && me.dm.held.len() < HELD_MAX {
-                me.dm.held.push_back(*m);
+                me.dm.held.push_back(m.clone());
                 return None;
             }
             return Some(Event::Warning(format!(
                 "a direct message from {name}, who is not a contact here, was not shown; it stays on the server"
             )));
         };
-        let from = contact.name.clone();
+        let (from, peer_ik) = (contact.name.clone(), contact.keys.enc_pub);
         if !contact.trusted {
             return Some(Event::Warning(format!(
                 "a direct message from {from} was not shown: the server lists another key for {from}; compare /fingerprint @{from}, then /trust @{from}; it stays on the server and comes again at the next login"
             )));
         }
-        let Some(secret) = me.dm.enc_secret.as_ref() else {
+        let Some(secret) = me.dm.enc_secret.clone() else {
             return (!std::mem::replace(&mut me.dm.warned_no_keys, true)).then(|| {
                 Event::Warning(
                     "direct messages arrived that cannot be read here: the account's keys are not on this machine; they stay on the server".into(),
@@ -832,7 +904,9 @@ impl Session {
         let verdict = me.dm.inbox.check(sender, ts, dm_id);
         if verdict != Verdict::New {
             // Delivered again (not acknowledged in time, stored twice, replayed,
-            // or restored from old server data): never shown as new.
+            // or restored from old server data): never shown as new. If a crash
+            // left its message key in the saved sessions, it is spent now.
+            let _ = prekeys::open(&mut me.dm.sessions, (me.uid, &secret), (sender, &peer_ik), m, true);
             self.ack(seq);
             let why = if verdict == Verdict::Seen {
                 "was shown before"
@@ -843,14 +917,13 @@ impl Session {
                 "a direct message from {from} (id {dm_id:016x}) came again and {why}: not shown again"
             )));
         }
-        let ctx = Context { sender_uid: sender, recipient_uid: me.uid, dm_id, sent_time: ts };
-        let sealed = Sealed { eph_pub: m.eph_pub, iv: m.iv, ciphertext: m.ciphertext, tag: m.tag };
-        let signed = identity::from_modulus(&contact.keys.id_pub)
-            .is_ok_and(|k| identity::verify(&k, &dm::signed_bytes(&ctx, &sealed), &m.signature));
-        let (text, verified, error) = match dm::open(secret, &ctx, &sealed) {
-            Ok(text) => (text, signed, None),
-            Err(_) => (String::new(), false, Some(UNDECRYPTABLE)),
-        };
+        let (text, verified, error) =
+            match prekeys::open(&mut me.dm.sessions, (me.uid, &secret), (sender, &peer_ik), m, false) {
+                Ok(Some(text)) => (text, true, None),
+                _ => (String::new(), false, Some(UNDECRYPTABLE)),
+            };
+        // Recorded (and saved, before the sessions: App::persist) even when it
+        // could not be opened, so that it is shown once; then acknowledged.
         me.dm.inbox.record(Stored {
             id: dm_id,
             from_uid: sender,
@@ -864,7 +937,7 @@ impl Session {
         Some(Event::Dm(DmEvent::Message(DmMessage { from, id: dm_id, text, ts, verified, error })))
     }
 
-    /// `dmst`: the answer to an `smpu` (its msg_id), or, from the mailbox, an expiry.
+    /// `dmst`: the answer to an `smp*` (its msg_id), or, from the mailbox, an expiry.
     pub(super) fn handle_dm_status(&mut self, m: &DmStatus, ours: bool) -> Option<Event> {
         let me = self.me.as_mut()?;
         let (msg_id, state) = (m.hdr.msg_id.get(), m.state);
