@@ -19,7 +19,7 @@ use crate::server::session::Authenticated;
 /// The bytes a signed prekey's signature covers (PROTOCOL.md §7):
 /// `"sotto/v2 signed prekey\0" || deployment id (16) || uid (u64) || spk_id (u32) || spk_pub (32)`.
 // The same bytes as the client's X3DH binding; one definition once both sides share it.
-fn spk_binding(deployment: &[u8; 16], uid: u64, spk_id: u32, spk_pub: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn spk_binding(deployment: &[u8; 16], uid: u64, spk_id: u32, spk_pub: &[u8; 32]) -> Vec<u8> {
     const LABEL: &[u8] = b"sotto/v2 signed prekey\0";
     let mut b = Vec::with_capacity(LABEL.len() + 16 + 8 + 4 + 32);
     b.extend_from_slice(LABEL);
