@@ -147,6 +147,8 @@ pub(crate) enum Deferred {
     DmStored { conn: ConnId, msg_id: u64, opcode: u32, peer: u64, seq: u64 },
     /// An accept is durable: the accepter gets the requester's keys.
     Accepted { conn: ConnId, msg_id: u64, peer: u64 },
+    /// A fetch's one-time prekey left the owner's file: the bundle may go.
+    Bundle { conn: ConnId, owner: u64, bundle: Box<crate::opcodes::PrekeyBundle> },
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
@@ -162,9 +164,15 @@ pub(crate) struct Awaiting {
     pub(crate) durable: bool,
 }
 
-/// A commit on its way to disk: the rooms it writes (with how many messages
-/// each had then) and the answers waiting for it.
-type Inflight = (Vec<(String, u64)>, Vec<Deferred>);
+/// A commit on its way to disk.
+struct Inflight {
+    /// The rooms it writes, with how many messages each had then.
+    rooms: Vec<(String, u64)>,
+    /// The users whose prekey files it writes.
+    prekeys: Vec<u64>,
+    /// The answers waiting for it.
+    answers: Vec<Deferred>,
+}
 
 /// The whole server state.
 pub struct Core {
@@ -195,6 +203,8 @@ pub struct Core {
     pub(crate) awaiting: HashMap<(u64, u64), Awaiting>,
     mail_dirty: BTreeSet<u64>,
     contacts_dirty: bool,
+    /// Users whose prekey files must be rewritten.
+    prekeys_dirty: BTreeSet<u64>,
     /// Sessions of each logged-in user.
     online: HashMap<u64, Vec<ConnId>>,
     /// Open connections per address bucket.
@@ -236,6 +246,7 @@ impl Core {
             awaiting: HashMap::new(),
             mail_dirty: BTreeSet::new(),
             contacts_dirty: false,
+            prekeys_dirty: BTreeSet::new(),
             online: HashMap::new(),
             per_addr: HashMap::new(),
             handshakes: HashMap::new(),
@@ -434,6 +445,7 @@ impl Core {
             || !self.dirty.is_empty()
             || !self.mail_dirty.is_empty()
             || self.contacts_dirty
+            || !self.prekeys_dirty.is_empty()
     }
 
     /// Whether `uid` has a session now.
@@ -479,8 +491,8 @@ impl Core {
         self.deleted.insert(name.to_owned());
         // A commit in flight counted the deleted room's messages: when it
         // finishes it must not credit a new room of the same name with them.
-        for (names, _) in self.inflight.values_mut() {
-            names.retain(|(n, _)| n != name);
+        for inflight in self.inflight.values_mut() {
+            inflight.rooms.retain(|(n, _)| n != name);
         }
     }
 
@@ -492,6 +504,11 @@ impl Core {
     /// Notes that the contacts changed.
     pub(crate) fn mark_contacts_dirty(&mut self) {
         self.contacts_dirty = true;
+    }
+
+    /// Notes that `uid`'s published prekeys changed.
+    pub(crate) fn mark_prekeys_dirty(&mut self, uid: u64) {
+        self.prekeys_dirty.insert(uid);
     }
 
     /// The limits in force.
@@ -513,7 +530,7 @@ impl Core {
             return None;
         }
         let idle = self.dirty.is_empty() && self.deleted.is_empty() && self.mail_dirty.is_empty();
-        if idle && !self.contacts_dirty && self.deferred.is_empty() {
+        if idle && !self.contacts_dirty && self.prekeys_dirty.is_empty() && self.deferred.is_empty() {
             return None;
         }
         let mut writes = Vec::with_capacity(self.dirty.len() + self.deleted.len() + self.mail_dirty.len() + 1);
@@ -535,15 +552,21 @@ impl Core {
         if std::mem::take(&mut self.contacts_dirty) {
             writes.push(Change::Contacts(self.mail.contacts.encode()));
         }
+        let prekeys: Vec<u64> = std::mem::take(&mut self.prekeys_dirty).into_iter().collect();
+        for &uid in &prekeys {
+            let bytes = self.mail.prekeys.get(uid).map(|p| p.encode(uid));
+            writes.push(Change::Prekeys(uid, bytes));
+        }
         let token = self.next_token;
         self.next_token += 1;
-        self.inflight.insert(token, (names, std::mem::take(&mut self.deferred)));
+        let answers = std::mem::take(&mut self.deferred);
+        self.inflight.insert(token, Inflight { rooms: names, prekeys, answers });
         Some(Job::Commit { token, writes })
     }
 
     /// A commit finished: send its answers, or report the failure and retry the rooms.
     fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
-        let Some((names, answers)) = self.inflight.remove(&token) else { return };
+        let Some(Inflight { rooms: names, prekeys, answers }) = self.inflight.remove(&token) else { return };
         if ok {
             for (name, pushed) in &names {
                 if let Some(room) = self.rooms.get_mut(name) {
@@ -554,6 +577,9 @@ impl Core {
             for (name, _) in names.iter().filter(|(n, _)| self.rooms.get(n).is_some()) {
                 self.dirty.insert(name.clone());
             }
+            // The files are rewritten from memory, where a handed-out
+            // one-time prekey is already gone (its answer fails below).
+            self.prekeys_dirty.extend(prekeys);
         }
         const FAILED: &str = "storage failed (disk full?): not yet durable; retried";
         for d in answers {
@@ -569,6 +595,9 @@ impl Core {
                 }
                 Deferred::Accepted { conn, msg_id, peer } if ok => {
                     crate::server::handler::direct::accepted(self, conn, msg_id, peer, now_ms)
+                }
+                Deferred::Bundle { conn, owner, bundle } if ok => {
+                    crate::server::handler::prekey::handed_out(self, conn, owner, &bundle, now_ms)
                 }
                 Deferred::Reply { conn, msg_id, opcode, .. } => {
                     self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
@@ -588,6 +617,10 @@ impl Core {
                 }
                 Deferred::Accepted { conn, msg_id, .. } => {
                     self.reply(conn, msg_id, crate::opcodes::AMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                }
+                Deferred::Bundle { conn, bundle, .. } => {
+                    let msg_id = bundle.hdr.msg_id.get();
+                    self.reply(conn, msg_id, crate::opcodes::PKGT, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
             }
         }

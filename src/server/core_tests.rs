@@ -8,7 +8,7 @@ use crate::frame::Deframer;
 use crate::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
 use crate::identity::{self, Signer};
 use crate::opcodes::{
-    CreateRoom, DeleteRoom, DmRequest, Login, Passphrase, Register, SendRoomMessage, StatusReply, CNNT, STAT,
+    CreateRoom, DeleteRoom, DmRequest, Login, Passphrase, Register, SendRoomMessageS, StatusReply, CNNT, STAT,
 };
 use crate::record;
 use crate::wire::{self, code, Message};
@@ -444,8 +444,8 @@ fn room_refuses_non_members_and_wrong_auth_keys() {
     assert_eq!(p.register("hank", "password123", "a b c"), code::OK);
     assert_eq!(p.login("hank", "password123"), code::PENDING);
     p.passphrase("a b c");
-    let mut say = crate::opcodes::SendRoomMessage::request(0, 0);
-    say.set_room("club").unwrap();
+    let mut say = crate::opcodes::SendRoomMessageS::request(0, 0);
+    say.head.set_room("club").unwrap();
     assert_eq!(p.status(say).0, code::FORBIDDEN, "non-member send");
     let mut join = crate::opcodes::JoinRoom::request(0, 0);
     join.set_room("club").unwrap();
@@ -508,8 +508,8 @@ fn output_of_a_slow_consumer_stays_bounded_after_it_is_closed() {
     }
     assert_eq!(w.closing(alice), Some("slow consumer: output bound exceeded"));
     for i in 0..5 {
-        let mut say = crate::opcodes::SendRoomMessage::request(i, 0);
-        say.set_room("lobby").unwrap();
+        let mut say = crate::opcodes::SendRoomMessageS::request(i, 0);
+        say.head.set_room("lobby").unwrap();
         assert!(w.dispatch(bob, say.as_bytes()));
         w.settle();
     }
@@ -527,8 +527,8 @@ fn nothing_is_sealed_for_a_connection_after_its_output_was_dropped() {
     let mut w = crate::server::fuzz::World::new();
     let (alice, _) = w.open(0).unwrap();
     let _bob = w.open(1).unwrap();
-    let mut dm = crate::opcodes::SendDm::request(7, 0);
-    dm.peer_uid.set(crate::server::fuzz::uid(1));
+    let mut dm = crate::opcodes::SendDmS::request(7, 0);
+    dm.head.peer_uid.set(crate::server::fuzz::uid(1));
     assert!(w.dispatch(alice, dm.as_bytes()));
     w.settle();
     // Bob is online and does not acknowledge: alice's answer waits 5 s. She stops reading and is closed.
@@ -553,8 +553,8 @@ fn a_commit_of_a_deleted_room_does_not_make_a_new_room_of_its_name_durable() {
         p.keys.sealer.seal(m, &mut frame).unwrap();
         p.core.handle_input(ID, &frame, p.now);
     };
-    let mut say = SendRoomMessage::request(2, 0);
-    say.set_room("club").unwrap();
+    let mut say = SendRoomMessageS::request(2, 0);
+    say.head.set_room("club").unwrap();
     request(&mut p, say.as_bytes());
     let old_commit = p.core.poll_commit(p.now).expect("a commit for the message");
     // The room is deleted and made again under its name, with one message of its own.

@@ -8,11 +8,11 @@ use crate::frame::Deframer;
 use crate::handshake::{self, BuildIdentity, ClientConfig, ServerConfig, SessionKeys};
 use crate::identity::{self, Signer};
 use crate::opcodes::{
-    DmAccept, DmRequest, DmStatus, Login, MailboxAck, Passphrase, ReceiveDm, Register, SendDm, StatusReply, CTCT, DMRQ,
-    DMST, RVUM, STAT,
+    DmAccept, DmRequest, DmStatus, Login, MailboxAck, Passphrase, ReceiveDmS, Register, SendDmHead, SendDmM, SendDmS,
+    StatusReply, CTCT, DMRQ, DMST, PKST, RVUS, STAT,
 };
 use crate::record;
-use crate::wire::{self, code, Message};
+use crate::wire::{self, code, Classed, Message};
 use zerocopy::IntoBytes;
 
 use crate::server::core::{Accounts, ConnId, Core, Limits};
@@ -108,7 +108,8 @@ impl World {
         reg.enc_sig = sig;
         self.send(&mut side, reg.as_bytes());
         let got = self.log_in(&mut side, name);
-        side.uid = wire::decode::<crate::opcodes::Connected>(got.last().unwrap()).unwrap().uid.get();
+        let cnnt = got.iter().find_map(|f| wire::decode::<crate::opcodes::Connected>(f).ok()).expect("cnnt");
+        side.uid = cnnt.uid.get();
         side
     }
 
@@ -179,9 +180,14 @@ fn named<M: Message>(name: &str) -> M {
     m
 }
 
-fn dm(to: u64, dm_id: u64) -> SendDm {
-    let mut m = SendDm::request(dm_id, 7);
-    m.peer_uid.set(to);
+/// A DM of class `s` (most tests), or of `M`'s class.
+fn dm(to: u64, dm_id: u64) -> SendDmS {
+    dm_of::<SendDmS>(to, dm_id)
+}
+
+fn dm_of<M: Classed<Head = SendDmHead>>(to: u64, dm_id: u64) -> M {
+    let mut m = M::request(dm_id, 7);
+    m.head_mut().peer_uid.set(to);
     m
 }
 
@@ -209,9 +215,10 @@ fn dm_needs_an_accepted_channel_and_reports_delivered_only_after_the_commit_and_
     // Bob is online: the message reaches him now; alice hears nothing before the commit.
     assert!(w.send(&mut alice, dm(bob.uid, 77).as_bytes()).is_empty());
     let got = w.take(&mut bob);
-    assert_eq!(opcodes(&got), [RVUM]);
-    let rvum = wire::decode::<ReceiveDm>(&got[0]).unwrap();
-    assert_eq!((rvum.sender_uid.get(), rvum.dm_id.get(), rvum.sender().unwrap()), (alice.uid, 77, "alice"));
+    assert_eq!(opcodes(&got), [RVUS]);
+    let rvum = wire::decode::<ReceiveDmS>(&got[0]).unwrap();
+    let h = rvum.head();
+    assert_eq!((h.sender_uid.get(), h.dm_id.get(), h.sender().unwrap()), (alice.uid, 77, "alice"));
     w.commit();
     assert!(w.take(&mut alice).is_empty(), "durable, but bob has not acknowledged yet");
     let mut ack = MailboxAck::request(9, 0);
@@ -246,8 +253,9 @@ fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_ord
     // A new session of bob: contacts, then the mailbox in order, each DM once.
     let (_again, got) = w.login_again(4, "bob", bob.uid);
     let ops = opcodes(&got);
-    assert_eq!(ops[..2], [crate::opcodes::CNNT, CTCT]);
-    let dms: Vec<u64> = got.iter().filter_map(|f| wire::decode::<ReceiveDm>(f).ok()).map(|m| m.dm_id.get()).collect();
+    assert_eq!(ops[..3], [crate::opcodes::CNNT, PKST, CTCT], "then the prekey state and the contacts");
+    let dms: Vec<u64> =
+        got.iter().filter_map(|f| wire::decode::<ReceiveDmS>(f).ok()).map(|m| m.head.dm_id.get()).collect();
     assert_eq!(dms, [10, 11], "in order, the resend not stored twice");
 }
 
@@ -266,9 +274,9 @@ fn a_queued_dm_acknowledged_later_is_reported_delivered_to_its_sender() {
     assert_eq!(wire::decode::<DmStatus>(&queued[0]).unwrap().state, 1, "queued");
     // Bob comes back and acknowledges the DM: alice hears "delivered", from her mailbox.
     let (mut again, got) = w.login_again(4, "bob", bob.uid);
-    let rvum = got.iter().find_map(|f| wire::decode::<ReceiveDm>(f).ok()).expect("the DM");
+    let rvum = got.iter().find_map(|f| wire::decode::<ReceiveDmS>(f).ok()).expect("the DM");
     let mut ack = MailboxAck::request(9, 0);
-    ack.seq.set(rvum.seq.get());
+    ack.seq.set(rvum.head.seq.get());
     w.send(&mut again, ack.as_bytes());
     w.commit();
     let later: Vec<DmStatus> =
@@ -301,7 +309,7 @@ fn dm_resent_from_another_session_is_answered_in_that_session_too() {
         w.settle();
     }
     let got = w.received(bob, &mut ob);
-    assert_eq!(opcodes(&got), [RVUM], "stored and delivered once");
+    assert_eq!(opcodes(&got), [RVUS], "stored and delivered once");
     let mut ack = MailboxAck::request(9, 0);
     ack.seq.set(seq_of(&got[0]));
     assert!(w.dispatch(bob, ack.as_bytes()));
@@ -328,10 +336,10 @@ fn a_mailbox_longer_than_the_output_bound_is_delivered_a_window_at_a_time() {
     w.befriend((&mut alice, "alice"), (&mut bob, "bob"));
     w.core.close(bob.id, "test");
     w.core.remove(bob.id);
-    // 1,000 sealed DMs of 1,476 bytes each: about 1.4 MiB, over the 1 MiB output bound.
+    // 1,000 sealed DMs of class m (1,264 bytes each): about 1.2 MiB, over the 1 MiB output bound.
     let n = 1_000u64;
     for i in 0..n {
-        w.send(&mut alice, dm(bob.uid, 100 + i).as_bytes());
+        w.send(&mut alice, dm_of::<SendDmM>(bob.uid, 100 + i).as_bytes());
     }
     w.commit();
     w.take(&mut alice);
@@ -347,8 +355,8 @@ fn a_mailbox_longer_than_the_output_bound_is_delivered_a_window_at_a_time() {
     let mut ids = Vec::new();
     while let Some(f) = pending.pop() {
         if from_mailbox(&f) {
-            if let Ok(m) = wire::decode::<ReceiveDm>(&f) {
-                ids.push(m.dm_id.get());
+            if let Ok(m) = wire::decode::<crate::opcodes::ReceiveDmM>(&f) {
+                ids.push(m.head.dm_id.get());
             }
             let mut ack = crate::opcodes::MailboxAck::request(9, 0);
             ack.seq.set(seq_of(&f));
@@ -403,7 +411,7 @@ fn the_chat_rate_counts_every_session_of_a_user_together() {
 
 #[test]
 fn a_full_mailbox_refuses_with_508_before_acknowledging_and_keeps_what_it_acknowledged() {
-    let msg = size_of::<ReceiveDm>();
+    let msg = size_of::<ReceiveDmS>();
     // Room for four DMs by count and by bytes (whichever binds first is tested in turn).
     for (max_msgs, max_bytes) in [(4, usize::MAX), (1_000, 4 * msg + msg / 2)] {
         let mut w = World::new_with(Limits {
@@ -440,10 +448,10 @@ fn a_full_mailbox_refuses_with_508_before_acknowledging_and_keeps_what_it_acknow
         // Bob logs in: every acknowledged DM is there, in order; nothing else.
         let (mut bob, got) = w.login_again(4, "bob", bob.uid);
         let ids: Vec<u64> =
-            got.iter().filter_map(|f| wire::decode::<ReceiveDm>(f).ok()).map(|r| r.dm_id.get()).collect();
+            got.iter().filter_map(|f| wire::decode::<ReceiveDmS>(f).ok()).map(|r| r.head.dm_id.get()).collect();
         assert_eq!(ids, acked);
         // Once he acknowledges one, there is room again.
-        let first = got.iter().find(|f| wire::decode::<ReceiveDm>(f).is_ok()).unwrap();
+        let first = got.iter().find(|f| wire::decode::<ReceiveDmS>(f).is_ok()).unwrap();
         let mut ack = MailboxAck::request(9, 0);
         ack.seq.set(seq_of(first));
         w.send(&mut bob, ack.as_bytes());

@@ -1,4 +1,5 @@
-//! Fuzzing seam: a core with three accounts, two rooms and a DM channel;
+//! Fuzzing seam: a core with three accounts, two rooms, a DM channel and
+//! published prekeys;
 //! authenticated sessions opened without a handshake or a login; decrypted
 //! frames dispatched into them by the core's own `dispatch`, as after a
 //! record opened; worker jobs and group commits run inline.
@@ -6,17 +7,18 @@
 //! Invariant: built only under `cfg(fuzzing)` (cargo-fuzz) and `cfg(test)`,
 //! never into sottod. Every session it opens is for an account in
 //! `Accounts`, every frame passes the dispatch table's opcode, size and state
-//! checks, and the rooms, contacts and mailboxes were made by the handlers.
+//! checks, and the rooms, contacts, mailboxes and prekeys were made by the
+//! handlers.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 
-use zerocopy::FromZeros;
+use zerocopy::{FromZeros, IntoBytes};
 
 use crate::crypto::{self, AeadKeys};
 use crate::handshake::{ServerConfig, SessionKeys};
 use crate::identity::{self, Signer};
-use crate::opcodes::{CreateRoom, DmAccept, DmRequest, JoinRoom, SendRoomMessage, UserRecord};
+use crate::opcodes::{CreateRoom, DmAccept, DmRequest, JoinRoom, PrekeyUpload, SendRoomMessageS, UserRecord};
 use crate::record::{Opener, Sealer};
 use crate::server::core::{Accounts, ConnId, Core, Limits};
 use crate::server::mailbox::Mail;
@@ -65,15 +67,67 @@ fn signer() -> Arc<Signer> {
         .clone()
 }
 
-/// A stored account: name and UID; fixed bytes for the keys, which no
-/// authenticated handler checks, and no password (no one logs in).
+/// The identity keys of the users (pkup checks their signed prekeys), made
+/// once per process: (signer, public modulus).
+fn identities() -> &'static [(Signer, [u8; 256])] {
+    static IDS: OnceLock<Vec<(Signer, [u8; 256])>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        USERS
+            .iter()
+            .map(|_| {
+                // NOTE(unwrap): as for `signer`.
+                let (der, n) = identity::generate().unwrap();
+                (Signer::from_pkcs8_der(&der).unwrap(), n)
+            })
+            .collect()
+    })
+}
+
+/// One-time prekeys alice and bob publish in a new world: a few fetches
+/// bring them under the refill mark.
+pub const OPKS_PUBLISHED: u32 = 24;
+
+/// A prekey upload by `USERS[user]`: signed prekey `spk_id` and one-time
+/// prekeys `opk_ids`, keys made from the ids (any bytes off the low-order
+/// list serve: the server cannot tell).
+pub fn prekey_upload(msg_id: u64, user: usize, spk_id: u32, opk_ids: std::ops::Range<u32>) -> Vec<u8> {
+    let key = |tag: &[u8], id: u32| crypto::sha256(&[b"sotto fuzz prekey\0", &[user as u8], tag, &id.to_be_bytes()]);
+    let mut m = PrekeyUpload::request(msg_id, START_MS);
+    m.spk_id.set(spk_id);
+    if spk_id != 0 {
+        m.spk_pub = key(b"spk", spk_id);
+        let binding = crate::server::handler::prekey::spk_binding(
+            &crate::account::deployment_id(),
+            uid(user),
+            spk_id,
+            &m.spk_pub,
+        );
+        if let Some((signer, _)) = identities().get(user) {
+            // NOTE: signing fails only without an RNG; the upload is then refused, as the world test would show.
+            m.spk_sig = signer.sign(&binding).unwrap_or([0; 256]);
+        }
+    }
+    let mut n = 0;
+    for (i, id) in opk_ids.enumerate().take(crate::server::prekeys::OPK_UPLOAD_MAX) {
+        let at = i * crate::server::prekeys::OPK_ENTRY;
+        m.opks[at..at + 4].copy_from_slice(&id.to_be_bytes());
+        m.opks[at + 4..at + 36].copy_from_slice(&key(b"opk", id));
+        n += 1;
+    }
+    m.opk_count = n;
+    m.as_bytes().to_vec()
+}
+
+/// A stored account: name, UID and identity key; fixed bytes for the
+/// encryption key, which no authenticated handler checks, and no password
+/// (no one logs in).
 fn account(user: usize) -> UserRecord {
     let mut rec = UserRecord::new_zeroed();
     rec.uid.set(uid(user));
     rec.created.set(START_MS);
     // NOTE: the names are short lower-case ASCII; this cannot fail.
     let _ = rec.set_username(USERS[user]);
-    rec.id_pub = [0xa0 | user as u8; 256];
+    rec.id_pub = identities().get(user).map_or([0xa0 | user as u8; 256], |(_, n)| *n);
     rec.enc_pub = [0xe0 | user as u8; 32];
     rec.enc_sig = [0x50 | user as u8; 256];
     rec
@@ -98,8 +152,9 @@ pub struct World {
 impl World {
     /// A world under [`limits`], made by real requests: alice creates the
     /// lobby, bob joins it, alice says three things there; carol creates the
-    /// club; alice asks bob for DMs and bob accepts; carol asks alice. Then
-    /// those sessions close: no one is online.
+    /// club; alice asks bob for DMs and bob accepts; carol asks alice; alice
+    /// and bob publish a signed prekey (id 1) and `OPKS_PUBLISHED` one-time
+    /// prekeys (ids 1..). Then those sessions close: no one is online.
     pub fn new() -> World {
         let mut accounts = Accounts::default();
         (0..USERS.len()).for_each(|u| accounts.insert(account(u)));
@@ -116,10 +171,10 @@ impl World {
             })
         };
         let say = |n: u8| {
-            request::<SendRoomMessage>(10 + u64::from(n), |m| {
-                m.iv = [n; 16];
+            request::<SendRoomMessageS>(10 + u64::from(n), |m| {
+                m.head.iv = [n; 16];
                 m.ciphertext.fill(n);
-                m.set_room("lobby")
+                m.head.set_room("lobby")
             })
         };
         let setup = [
@@ -138,6 +193,8 @@ impl World {
             (0, request::<DmRequest>(3, |m| m.set_peer("bob"))),
             (1, request::<DmAccept>(4, |m| m.set_peer("alice"))),
             (2, request::<DmRequest>(5, |m| m.set_peer("alice"))),
+            (0, prekey_upload(6, 0, 1, 1..OPKS_PUBLISHED + 1)),
+            (1, prekey_upload(7, 1, 1, 1..OPKS_PUBLISHED + 1)),
         ];
         for (user, frame) in setup {
             if let Some(&id) = ids.get(user) {
@@ -153,7 +210,7 @@ impl World {
     }
 
     /// A new connection logged in as `USERS[user]`, as after its handshake
-    /// and login: the login's contacts and mailbox are sent to it. Returns
+    /// and login: the login's prekey state, contacts and mailbox are sent to it. Returns
     /// its id and the client's opener for what the server seals to it; None
     /// for an unknown user or when the core's caps refuse the connection.
     pub fn open(&mut self, user: usize) -> Option<(ConnId, Opener)> {
@@ -167,6 +224,7 @@ impl World {
         let keys = SessionKeys { sealer: Sealer::new(material(0x5c)), opener: Opener::new(material(0xc5)) };
         let uid = uid(user);
         self.core.open_authenticated(id, ADDR, keys, uid, self.now_ms).ok()?;
+        crate::server::handler::prekey::on_login(&mut self.core, id, uid, self.now_ms);
         crate::server::handler::direct::on_login(&mut self.core, id, uid, self.now_ms);
         Some((id, Opener::new(material(0x5c))))
     }
@@ -268,7 +326,7 @@ impl Default for World {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::opcodes::{DmRequested, Heartbeat, HeartbeatReply, StatusReply, CTCT, DMRQ, STAT};
+    use crate::opcodes::{DmRequested, Heartbeat, HeartbeatReply, StatusReply, CTCT, DMRQ, PKST, STAT};
     use crate::wire::{self, code};
     use zerocopy::IntoBytes;
 
@@ -280,6 +338,11 @@ mod tests {
         assert_eq!(w.core.rooms.get("club").unwrap().members, [uid(2)]);
         assert!(w.core.mail.contacts.accepted(uid(0), uid(1)));
         assert!(w.core.mail.contacts.requested(uid(2), uid(0)));
+        for user in [0, 1] {
+            let p = w.core.mail.prekeys.get(uid(user)).expect("published");
+            assert_eq!((p.spk_id, p.opks.len()), (1, OPKS_PUBLISHED as usize));
+        }
+        assert!(w.core.mail.prekeys.get(uid(2)).is_none());
         assert!(!w.is_online(uid(0)) && !w.is_online(uid(1)) && !w.is_online(uid(2)));
     }
 
@@ -291,7 +354,11 @@ mod tests {
         assert!(w.is_online(uid(0)));
         let got = w.received(id, &mut opener);
         let ops: Vec<u32> = got.iter().map(|m| wire::header(m).unwrap().opcode.get()).collect();
-        assert_eq!(ops, [CTCT, CTCT, DMRQ], "contacts, then the mailbox: bob's accept and carol's request");
+        assert_eq!(
+            ops,
+            [PKST, CTCT, CTCT, DMRQ],
+            "prekey state, contacts, then the mailbox: bob's accept and carol's request"
+        );
         assert_eq!(wire::decode::<DmRequested>(got.last().unwrap()).unwrap().from().unwrap(), "carol");
         assert!(w.open(USERS.len()).is_none(), "no session without an account");
     }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::crypto;
 use crate::opcodes::MAX_MESSAGE;
 use crate::server::contacts::Contacts;
+use crate::server::prekeys::Prekeys;
 use crate::server::store::Store;
 
 /// Record kinds in a queue file.
@@ -155,18 +156,22 @@ impl Mailbox {
     }
 }
 
-/// Every mailbox and the contacts, as the core holds them.
+/// Every mailbox, the contacts and the published prekeys: what direct
+/// messages need, as the core holds it.
 #[derive(Default)]
 pub struct Mail {
     /// Mailboxes by owner UID (created on first use).
     pub(crate) boxes: HashMap<u64, Mailbox>,
     /// Requests and accepted pairs.
     pub(crate) contacts: Contacts,
+    /// Each user's published prekeys (call `Core::mark_prekeys_dirty` after a change).
+    pub(crate) prekeys: Prekeys,
 }
 
 impl Mail {
-    /// Mailboxes and contacts from `store`; a torn or corrupt queue tail is
-    /// reported and cut off, and the records before it kept.
+    /// Mailboxes, contacts and prekeys from `store`; a torn or corrupt queue
+    /// tail is reported and cut off, and the records before it kept; a
+    /// corrupt contacts or prekey file stops the start.
     pub fn load(store: &dyn Store) -> Result<Mail, String> {
         let mut mail = Mail::default();
         if let Some(bytes) = store.load_contacts().map_err(|e| e.to_string())? {
@@ -186,6 +191,9 @@ impl Mail {
                 store.truncate_queue(q.uid, loaded.good_len as u64).map_err(|e| e.to_string())?;
             }
             mail.boxes.insert(q.uid, loaded.mailbox);
+        }
+        for (uid, published) in store.load_prekeys().map_err(|e| e.to_string())? {
+            mail.prekeys.insert(uid, published);
         }
         Ok(mail)
     }

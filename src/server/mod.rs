@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod core;
 pub mod log;
 pub mod mailbox;
+pub mod prekeys;
 pub mod room;
 pub mod store;
 pub mod worker;

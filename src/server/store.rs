@@ -13,6 +13,7 @@ use crate::crypto;
 
 use crate::opcodes::UserRecord;
 use crate::server::mailbox::QueueWrite;
+use crate::server::prekeys::Published;
 use crate::server::room::Room;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -65,6 +66,8 @@ pub enum Change {
     Queue(u64, QueueWrite),
     /// The contacts file's new bytes.
     Contacts(Vec<u8>),
+    /// A user's prekey file's new bytes, or `None` to delete it.
+    Prekeys(u64, Option<Vec<u8>>),
 }
 
 /// A queue file as loaded: its bytes.
@@ -89,6 +92,8 @@ pub trait Store: Send + Sync {
     fn truncate_queue(&self, uid: u64, len: u64) -> Result<(), StoreError>;
     /// The contacts file, if any.
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every user's published prekeys, checked: (owner UID, prekeys).
+    fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError>;
     /// Applies one loop turn's changes durably, in order: replaced files
     /// atomically, appends fsync'd, then one fsync per directory touched.
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError>;
@@ -115,12 +120,14 @@ pub(crate) fn parse_user(bytes: &[u8]) -> Result<UserRecord, &'static str> {
 }
 
 /// Accounts as files under `<data>/users/`, rooms under `<data>/rooms/`,
-/// mailboxes under `<data>/queues/`, and `<data>/contacts.db`.
+/// mailboxes under `<data>/queues/`, prekeys under `<data>/prekeys/`, and
+/// `<data>/contacts.db`.
 pub struct FileStore {
     data: PathBuf,
     users: PathBuf,
     rooms: PathBuf,
     queues: PathBuf,
+    prekeys: PathBuf,
 }
 
 impl FileStore {
@@ -133,7 +140,13 @@ impl FileStore {
         ensure_private_dir(&rooms)?;
         let queues = data.join("queues");
         ensure_private_dir(&queues)?;
-        Ok(FileStore { data: data.to_owned(), users, rooms, queues })
+        let prekeys = data.join("prekeys");
+        ensure_private_dir(&prekeys)?;
+        Ok(FileStore { data: data.to_owned(), users, rooms, queues, prekeys })
+    }
+
+    fn prekey_path(&self, uid: u64) -> PathBuf {
+        self.prekeys.join(format!("{uid:016x}.prekeys"))
     }
 
     fn queue_path(&self, uid: u64) -> PathBuf {
@@ -272,6 +285,19 @@ impl Store for FileStore {
         }
     }
 
+    fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
+        let mut out = Vec::new();
+        for (path, bytes) in FileStore::records(&self.prekeys, "prekeys")? {
+            let named = path.file_stem().and_then(|s| s.to_str()).and_then(|s| u64::from_str_radix(s, 16).ok());
+            let (uid, p) = Published::decode(&bytes).map_err(|why| StoreError::Corrupt { path: path.clone(), why })?;
+            if named != Some(uid) {
+                return Err(StoreError::Corrupt { path, why: "name is not its owner's UID" });
+            }
+            out.push((uid, p));
+        }
+        Ok(out)
+    }
+
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
         // Every file of the batch is written and synced, several at a time:
         // the file system overlaps (and its journal batches) concurrent syncs,
@@ -299,7 +325,13 @@ impl Store for FileStore {
                 })
             })?
         };
-        for (bit, dir) in [(DIR_ROOMS, &self.rooms), (DIR_QUEUES, &self.queues), (DIR_DATA, &self.data)] {
+        let dirs_of = [
+            (DIR_ROOMS, &self.rooms),
+            (DIR_QUEUES, &self.queues),
+            (DIR_DATA, &self.data),
+            (DIR_PREKEYS, &self.prekeys),
+        ];
+        for (bit, dir) in dirs_of {
             if dirs & bit != 0 {
                 sync_dir(dir)?;
             }
@@ -314,6 +346,7 @@ const COMMIT_THREADS: usize = 8;
 const DIR_ROOMS: u8 = 1;
 const DIR_QUEUES: u8 = 2;
 const DIR_DATA: u8 = 4;
+const DIR_PREKEYS: u8 = 8;
 
 impl FileStore {
     /// Makes one change durable; returns the directories to sync after it.
@@ -335,6 +368,8 @@ impl FileStore {
             }
             Change::Queue(uid, QueueWrite::Remove) => remove_if_present(&self.queue_path(*uid)).map(|()| DIR_QUEUES),
             Change::Contacts(b) => write_file_synced(&self.data.join("contacts.db"), b).map(|()| DIR_DATA),
+            Change::Prekeys(uid, Some(b)) => write_file_synced(&self.prekey_path(*uid), b).map(|()| DIR_PREKEYS),
+            Change::Prekeys(uid, None) => remove_if_present(&self.prekey_path(*uid)).map(|()| DIR_PREKEYS),
         }
     }
 }
@@ -352,6 +387,7 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
 pub struct MemStore {
     users: std::sync::Mutex<std::collections::HashMap<u64, UserRecord>>,
     rooms: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    prekeys: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
 }
 
 #[cfg(any(test, fuzzing))]
@@ -384,7 +420,25 @@ impl Store for MemStore {
         Ok(None)
     }
 
+    fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
+        let files = self.prekeys.lock().map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        Ok(files.iter().filter_map(|b| Published::decode(b).ok()).collect())
+    }
+
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
+        if let Ok(mut m) = self.prekeys.lock() {
+            for w in writes {
+                match w {
+                    Change::Prekeys(uid, Some(b)) => {
+                        m.insert(*uid, b.clone());
+                    }
+                    Change::Prekeys(uid, None) => {
+                        m.remove(uid);
+                    }
+                    _ => {}
+                }
+            }
+        }
         if let Ok(mut m) = self.rooms.lock() {
             for w in writes {
                 match w {
@@ -395,7 +449,7 @@ impl Store for MemStore {
                         m.remove(name);
                     }
                     // Mailboxes and contacts live in the core's memory in unit tests.
-                    Change::Queue(..) | Change::Contacts(_) => {}
+                    Change::Queue(..) | Change::Contacts(_) | Change::Prekeys(..) => {}
                 }
             }
         }

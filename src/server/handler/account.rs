@@ -165,6 +165,7 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             let step = PasswordAccepted::after_password_verified(uid);
             core.set_session(id, Session::Authenticated(Authenticated::after_passphrase_verified(step, name.clone())));
             core.send(id, &reply);
+            crate::server::handler::prekey::on_login(core, id, uid, now_ms);
             crate::server::handler::direct::on_login(core, id, uid, now_ms);
             if let Some(addr) = core.addr(id) {
                 crate::log!(Info, "conn {id}: {name} (uid {uid:016x}) logged in from {addr}");

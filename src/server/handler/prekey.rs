@@ -1,19 +1,171 @@
-//! Prekeys (PROTOCOL.md §7): publish and hand out the X3DH inputs.
+//! Prekeys (PROTOCOL.md §7): publish (pkup) and hand out (pkgt) the X3DH
+//! inputs of a DM session; tell the owner their state (pkst) at login and
+//! when a fetch leaves few one-time prekeys.
 //!
-//! Placeholder while the prekey store is built: both requests answer 501.
+//! Invariant: a signed prekey is kept only after its signature verified with
+//! the uploader's identity key; a one-time prekey is handed out once: it
+//! leaves the store at the fetch and the bundle is sent only after the file
+//! without it is durable (`Deferred::Bundle`). The uploader hears 200 only
+//! after its prekeys are durable.
 
-use crate::server::core::{ConnId, Core};
+use crate::identity;
+use crate::opcodes::{PrekeyBundle, PrekeyFetch, PrekeyState, PrekeyUpload, PKGT, PKUP};
+use crate::wire::{code, decode, Message, Status};
+
+use crate::server::core::{ConnId, Core, Deferred};
+use crate::server::prekeys::{usable_key, OPK_ENTRY, OPK_MAX, OPK_UPLOAD_MAX, REFILL_BELOW};
 use crate::server::session::Authenticated;
-use crate::wire::{code, header};
 
-/// pkup: publish a signed prekey and/or one-time prekeys.
-pub fn upload(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {
-    let msg_id = header(frame).map(|h| h.msg_id.get()).unwrap_or(0);
-    core.reply(id, msg_id, crate::opcodes::PKUP, code::NOT_IMPLEMENTED, "prekeys are not stored yet", now_ms);
+/// The bytes a signed prekey's signature covers (PROTOCOL.md §7):
+/// `"sotto/v2 signed prekey\0" || deployment id (16) || uid (u64) || spk_id (u32) || spk_pub (32)`.
+// The same bytes as the client's X3DH binding; one definition once both sides share it.
+pub(crate) fn spk_binding(deployment: &[u8; 16], uid: u64, spk_id: u32, spk_pub: &[u8; 32]) -> Vec<u8> {
+    const LABEL: &[u8] = b"sotto/v2 signed prekey\0";
+    let mut b = Vec::with_capacity(LABEL.len() + 16 + 8 + 4 + 32);
+    b.extend_from_slice(LABEL);
+    b.extend_from_slice(deployment);
+    b.extend_from_slice(&uid.to_be_bytes());
+    b.extend_from_slice(&spk_id.to_be_bytes());
+    b.extend_from_slice(spk_pub);
+    b
 }
 
-/// pkgt: hand out a contact's bundle.
-pub fn fetch(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {
-    let msg_id = header(frame).map(|h| h.msg_id.get()).unwrap_or(0);
-    core.reply(id, msg_id, crate::opcodes::PKGT, code::NOT_IMPLEMENTED, "prekeys are not stored yet", now_ms);
+/// Why an upload is refused, checked before anything changes: (code, reason).
+fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<(u32, [u8; 32])>, (u16, &'static str)> {
+    let bad = |why| Err((code::BAD_REQUEST, why));
+    let count = usize::from(m.opk_count);
+    if count > OPK_UPLOAD_MAX {
+        return bad("at most 100 one-time prekeys per upload");
+    }
+    let current = core.mail.prekeys.get(uid);
+    let spk_id = m.spk_id.get();
+    if spk_id == 0 {
+        if count == 0 {
+            return bad("nothing to publish: no signed prekey and no one-time prekeys");
+        }
+        if m.spk_pub != [0; 32] {
+            return bad("a signed prekey needs a non-zero id");
+        }
+    } else {
+        if current.is_some_and(|p| spk_id <= p.spk_id) {
+            return bad("signed prekey id must be higher than the last one published");
+        }
+        if !usable_key(&m.spk_pub) {
+            return bad("signed prekey is zero or of low order");
+        }
+        let Some(rec) = core.accounts.by_uid(uid) else { return bad("no such account") };
+        let binding = spk_binding(&crate::account::deployment_id(), uid, spk_id, &m.spk_pub);
+        let verified =
+            identity::from_modulus(&rec.id_pub).is_ok_and(|key| identity::verify(&key, &binding, &m.spk_sig));
+        if !verified {
+            return bad("signed prekey signature does not verify with your identity key");
+        }
+    }
+    let entries = m.opks.get(..count * OPK_ENTRY).ok_or((code::BAD_REQUEST, "one-time prekeys truncated"))?;
+    let mut opks: Vec<(u32, [u8; 32])> = Vec::with_capacity(count);
+    for e in entries.chunks_exact(OPK_ENTRY) {
+        let (id, key) = e.split_at(4);
+        let id = u32::from_be_bytes(id.try_into().map_err(|_| (code::BAD_REQUEST, "one-time prekeys truncated"))?);
+        let key: [u8; 32] = key.try_into().map_err(|_| (code::BAD_REQUEST, "one-time prekeys truncated"))?;
+        if id == 0 {
+            return bad("one-time prekey id 0");
+        }
+        if opks.iter().any(|(i, _)| *i == id) || current.is_some_and(|p| p.has_opk(id)) {
+            return bad("duplicate one-time prekey id");
+        }
+        if !usable_key(&key) {
+            return bad("one-time prekey is zero or of low order");
+        }
+        opks.push((id, key));
+    }
+    if current.map_or(0, |p| p.opks.len()) + opks.len() > OPK_MAX {
+        return Err((code::TOO_LARGE, "too many one-time prekeys: the server keeps 200"));
+    }
+    Ok(opks)
+}
+
+/// pkup: publish a signed prekey and/or one-time prekeys; 200 once durable.
+pub fn upload(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<PrekeyUpload>(frame) else { return };
+    let (msg_id, uid) = (m.hdr.msg_id.get(), auth.uid());
+    let opks = match check_upload(core, uid, m) {
+        Ok(opks) => opks,
+        Err((c, why)) => return core.reply(id, msg_id, PKUP, c, why, now_ms),
+    };
+    let p = core.mail.prekeys.entry(uid);
+    if m.spk_id.get() != 0 {
+        // Only the current signed prekey is handed out; the client keeps the
+        // older secrets for sessions already started with them.
+        p.spk_id = m.spk_id.get();
+        p.spk_time = now_ms;
+        p.spk_pub = m.spk_pub;
+        *p.spk_sig = m.spk_sig;
+    }
+    p.opks.extend(opks);
+    core.mark_prekeys_dirty(uid);
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: PKUP, reason: "prekeys stored" });
+}
+
+/// pkgt: hand out a contact's signed prekey and one one-time prekey, which
+/// leaves the store now; the bundle goes once that is durable.
+pub fn fetch(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<PrekeyFetch>(frame) else { return };
+    let (msg_id, peer, me) = (m.hdr.msg_id.get(), m.peer_uid.get(), auth.uid());
+    if core.accounts.by_uid(peer).is_none() {
+        return core.reply(id, msg_id, PKGT, code::NOT_FOUND, "no such user", now_ms);
+    }
+    if !core.mail.contacts.accepted(me, peer) {
+        return core.reply(id, msg_id, PKGT, code::FORBIDDEN, "no accepted DM channel with this user", now_ms);
+    }
+    if core.mail.prekeys.get(peer).is_none_or(|p| p.spk_id == 0) {
+        const WHY: &str = "this user has not published prekeys yet (their client must log in once with protocol 2)";
+        return core.reply(id, msg_id, PKGT, code::NOT_FOUND, WHY, now_ms);
+    }
+    // Each fetch takes a one-time prekey: counted like a chat message, so
+    // one contact cannot drain another's prekeys at the speed of the link.
+    if let Err(wait) = core.chat_allowed(me, now_ms) {
+        return core.reply_retry(id, msg_id, PKGT, code::RATE_LIMITED, "fetching too fast; wait", wait, now_ms);
+    }
+    let Some((spk, opk)) = core.mail.prekeys.take_bundle(peer) else { return };
+    let mut b = Box::new(PrekeyBundle::new(Status::Ok, code::OK, msg_id, now_ms));
+    b.peer_uid.set(peer);
+    b.spk_id.set(spk.spk_id);
+    b.spk_pub = spk.spk_pub;
+    b.spk_sig = *spk.spk_sig;
+    if let Some((opk_id, opk_pub)) = opk {
+        b.opk_id.set(opk_id);
+        b.opk_pub = opk_pub;
+        core.mark_prekeys_dirty(peer);
+    }
+    core.defer(Deferred::Bundle { conn: id, owner: peer, bundle: b });
+}
+
+/// A fetch is durable: the requester gets the bundle; an owner left with
+/// few one-time prekeys is asked (each of its sessions) to refill.
+pub fn handed_out(core: &mut Core, id: ConnId, owner: u64, bundle: &PrekeyBundle, now_ms: u64) {
+    core.send(id, bundle);
+    let left = core.mail.prekeys.get(owner).map_or(0, |p| p.opks.len());
+    if left < REFILL_BELOW {
+        let ev = state(core, owner, now_ms);
+        core.send_to_user(owner, &ev, None);
+    }
+}
+
+/// `uid`'s prekey state as the server holds it (an event, msg_id 0).
+fn state(core: &Core, uid: u64, now_ms: u64) -> PrekeyState {
+    let mut ev = PrekeyState::new(Status::Ok, code::OK, 0, now_ms);
+    if let Some(p) = core.mail.prekeys.get(uid) {
+        ev.spk_id.set(p.spk_id);
+        ev.spk_time.set(p.spk_time);
+        // NOTE: at most OPK_MAX (200).
+        ev.opk_left.set(u16::try_from(p.opks.len()).unwrap_or(u16::MAX));
+    }
+    ev.opk_max.set(OPK_MAX as u16);
+    ev
+}
+
+/// After a login: the session hears its prekey state, to publish what is missing.
+pub fn on_login(core: &mut Core, id: ConnId, uid: u64, now_ms: u64) {
+    let ev = state(core, uid, now_ms);
+    core.send(id, &ev);
 }
