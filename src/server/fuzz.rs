@@ -303,6 +303,21 @@ impl World {
         self.core.is_online(uid)
     }
 
+    /// For unit tests: a crash and a restart. Every connection is gone, and
+    /// what was not committed; the core is made again from the store (the
+    /// accounts as at the start), as sottod makes it at start.
+    #[cfg(test)]
+    pub(crate) fn restart(&mut self) {
+        let mut accounts = Accounts::default();
+        (0..USERS.len()).for_each(|u| accounts.insert(account(u)));
+        let mut rooms = Rooms::default();
+        for room in self.ctx.store.load_rooms().unwrap() {
+            rooms.insert(room);
+        }
+        let mail = Mail::load(&*self.ctx.store).unwrap();
+        self.core = Core::new(ServerConfig::built_in(), limits(), accounts, rooms, mail);
+    }
+
     /// For unit tests: everything sealed to `id` so far, opened with `opener`.
     #[cfg(test)]
     pub(crate) fn received(&mut self, id: ConnId, opener: &mut Opener) -> Vec<Vec<u8>> {

@@ -13,7 +13,7 @@ use crate::opcodes::{PrekeyBundle, PrekeyFetch, PrekeyState, PrekeyUpload, PKGT,
 use crate::wire::{code, decode, Message, Status};
 
 use crate::server::core::{ConnId, Core, Deferred};
-use crate::server::prekeys::{usable_key, OPK_ENTRY, OPK_MAX, OPK_UPLOAD_MAX, REFILL_BELOW};
+use crate::server::prekeys::{usable_key, Opk, OPK_ENTRY, OPK_MAX, OPK_UPLOAD_MAX, REFILL_BELOW};
 use crate::server::session::Authenticated;
 
 /// The bytes a signed prekey's signature covers (PROTOCOL.md §7):
@@ -31,7 +31,7 @@ pub(crate) fn spk_binding(deployment: &[u8; 16], uid: u64, spk_id: u32, spk_pub:
 }
 
 /// Why an upload is refused, checked before anything changes: (code, reason).
-fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<(u32, [u8; 32])>, (u16, &'static str)> {
+fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<Opk>, (u16, &'static str)> {
     let bad = |why| Err((code::BAD_REQUEST, why));
     let count = usize::from(m.opk_count);
     if count > OPK_UPLOAD_MAX {
@@ -62,7 +62,7 @@ fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<(u32, [u8
         }
     }
     let entries = m.opks.get(..count * OPK_ENTRY).ok_or((code::BAD_REQUEST, "one-time prekeys truncated"))?;
-    let mut opks: Vec<(u32, [u8; 32])> = Vec::with_capacity(count);
+    let mut opks: Vec<Opk> = Vec::with_capacity(count);
     for e in entries.chunks_exact(OPK_ENTRY) {
         let (id, key) = e.split_at(4);
         let id = u32::from_be_bytes(id.try_into().map_err(|_| (code::BAD_REQUEST, "one-time prekeys truncated"))?);
