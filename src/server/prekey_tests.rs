@@ -94,7 +94,7 @@ fn upload_is_acknowledged_after_the_commit_and_refuses_bad_signatures_ids_and_ke
     let at = 24 + 4 + 32;
     bad_sig[at] ^= 1;
     refused(&mut w, &mut o, bad_sig, code::BAD_REQUEST, "signature does not verify");
-    // Bob's key signs bob's binding: not alice's.
+    // A signature over bob's binding (his uid): not alice's.
     refused(&mut w, &mut o, prekey_upload(3, BOB, 3, 0..0), code::BAD_REQUEST, "signature does not verify");
     refused(&mut w, &mut o, prekey_upload(4, ALICE, 2, 0..0), code::BAD_REQUEST, "must be higher");
     refused(&mut w, &mut o, prekey_upload(5, ALICE, 1, 0..0), code::BAD_REQUEST, "must be higher");
