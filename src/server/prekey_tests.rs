@@ -317,3 +317,28 @@ fn a_dm_of_each_class_arrives_as_a_receive_of_that_class() {
     check::<ReceiveDmL>(&got[2], 0x63);
     check::<ReceiveDmX>(&got[3], 0x64);
 }
+
+#[test]
+fn a_failed_commit_answers_507_and_the_prekey_file_is_written_again() {
+    use crate::server::store::Change;
+    use crate::server::worker::{Completion, Job};
+    let bob_file =
+        |writes: &[Change]| writes.iter().any(|c| matches!(c, Change::Prekeys(u, Some(_)) if *u == uid(BOB)));
+    let mut w = world();
+    let (id, mut o) = online(&mut w, ALICE);
+    assert!(w.dispatch(id, &fetch(BOB, 1)));
+    let now = w.now_ms();
+    let Some(Job::Commit { token, writes }) = w.core().poll_commit(now) else { panic!("a commit") };
+    assert!(bob_file(&writes), "the fetch rewrites bob's prekey file");
+    w.core().handle_completion(Completion::Committed { token, ok: false }, now);
+    let got = w.received(id, &mut o);
+    assert_eq!(opcodes(&got), [crate::opcodes::STAT], "no bundle");
+    assert_eq!(status(&got).0, code::INSUFFICIENT_STORAGE);
+    // The key taken stays taken (it was never handed out); the file is written again a second later.
+    assert!(w.core().poll_commit(now).is_none(), "not at once");
+    w.advance(1_001);
+    let now = w.now_ms();
+    let Some(Job::Commit { writes, .. }) = w.core().poll_commit(now) else { panic!("retried") };
+    assert!(bob_file(&writes));
+    assert_eq!(w.core().mail.prekeys.get(uid(BOB)).unwrap().opks.front().map(|k| k.0), Some(2));
+}
