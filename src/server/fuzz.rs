@@ -93,12 +93,7 @@ pub fn prekey_upload(msg_id: u64, user: usize, spk_id: u32, opk_ids: std::ops::R
     m.spk_id.set(spk_id);
     if spk_id != 0 {
         m.spk_pub = key(b"spk", spk_id);
-        let binding = crate::server::handler::prekey::spk_binding(
-            &crate::account::deployment_id(),
-            uid(user),
-            spk_id,
-            &m.spk_pub,
-        );
+        let binding = crate::x3dh::spk_binding(&crate::account::deployment_id(), uid(user), spk_id, &m.spk_pub);
         // NOTE: signing fails only without an RNG; the upload is then refused, as the world test would show.
         m.spk_sig = identity_key().0.sign(&binding).unwrap_or([0; 256]);
     }

@@ -140,8 +140,7 @@ fn each_one_time_prekey_is_handed_out_once_then_none() {
         assert_eq!(opcodes(&got), [PKBD], "fetch {i}");
         let b = wire::decode::<PrekeyBundle>(&got[0]).unwrap();
         assert_eq!((b.hdr.msg_id.get(), b.peer_uid.get(), b.spk_id.get()), (100 + i, uid(BOB), 1));
-        let spk_binding =
-            crate::server::handler::prekey::spk_binding(&crate::account::deployment_id(), uid(BOB), 1, &b.spk_pub);
+        let spk_binding = crate::x3dh::spk_binding(&crate::account::deployment_id(), uid(BOB), 1, &b.spk_pub);
         let bob_key = w.core().accounts.by_uid(uid(BOB)).unwrap().id_pub;
         let key = crate::identity::from_modulus(&bob_key).unwrap();
         assert!(crate::identity::verify(&key, &spk_binding, &b.spk_sig), "the owner's signature, as uploaded");
