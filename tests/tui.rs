@@ -488,7 +488,7 @@ fn a_multi_line_paste_goes_as_one_message_or_in_marked_parts() {
     bob.keys(&format!("\u{1b}[200~{paste}\u{1b}[201~"));
     bob.keys("\r");
     let said = alice.room_messages("lobby", 3);
-    bob.wait_for("bob: (part 3/3) yyy");
+    // The parts are long (thousands of rows): what alice got is checked, not the screen.
     let raw = String::from_utf8_lossy(&bob.raw.lock().unwrap()).into_owned();
     assert!(raw.contains("it goes as 3 messages"), "the split is said");
     for (i, m) in said.iter().enumerate() {
