@@ -1,6 +1,6 @@
 //! Test vectors from files (tests/vectors/*.txt): published ones for the
 //! primitives, and our own, frozen, for the key schedule, the record layer,
-//! X3DH and the Double Ratchet.
+//! X3DH, the Double Ratchet and the messages of each size class.
 //!
 //! File format: `name = hex` lines, vectors separated by blank lines, `#`
 //! comments. A failure names the file, the vector's index and its line.
@@ -362,4 +362,139 @@ fn ratchet() {
     for i in [0, 4] {
         assert!(!m[i].fields.contains_key("receiver_ratchet_secret"), "m{i} takes no DH ratchet step");
     }
+}
+
+/// The text of a classes.txt vector: `text_pattern` repeated, cut to `text_len` bytes.
+fn pattern_text(v: &Vector) -> String {
+    let pattern = v.text("text_pattern");
+    let len: usize = v.text("text_len").parse().unwrap_or_else(|_| panic!("{}: bad text_len", v.at()));
+    assert!(pattern.is_ascii() && !pattern.is_empty(), "{} text_pattern", v.at());
+    pattern.repeat(len / pattern.len() + 1)[..len].to_owned()
+}
+
+/// The class a vector names, and the body `body::pack` makes of its text in
+/// that class (checked against the vector's `body`).
+fn class_and_body(v: &Vector) -> (sotto::opcodes::Class, String, Vec<u8>) {
+    let class = match v.text("class").as_bytes() {
+        [b] => sotto::opcodes::Class::from_letter(*b),
+        _ => None,
+    };
+    let class = class.unwrap_or_else(|| panic!("{}: bad class", v.at()));
+    let text = pattern_text(v);
+    let (packed, body) = sotto::body::pack(&text).unwrap();
+    assert_eq!(packed, class, "{} the text's class", v.at());
+    assert_eq!(body.len(), class.body(), "{} body length", v.at());
+    assert_eq!(hex(&body), v.text("body"), "{} body", v.at());
+    (class, text, body.to_vec())
+}
+
+#[test]
+fn size_classes() {
+    use sotto::opcodes::Class;
+    use sotto::ratchet::{Header, Ratchet};
+    use sotto::{dm, room, x3dh};
+    let text = include_str!("vectors/classes.txt");
+    let vectors = parse("classes.txt", text);
+    let kinds: Vec<(&str, &str)> = vectors.iter().map(|v| (v.text("kind"), v.text("class"))).collect();
+    let letters = Class::ALL.map(|c| c.letter().to_string());
+    let want: Vec<(&str, &str)> =
+        ["room", "dm"].into_iter().flat_map(|k| letters.iter().map(move |l| (k, l.as_str()))).collect();
+    assert_eq!(kinds, want, "a room message then a DM per class, in class order");
+    let x3 = parse("x3dh.txt", include_str!("vectors/x3dh.txt"));
+    let n = each("classes.txt", text, |v| {
+        let (class, text, body) = class_and_body(v);
+        let u64_of = |key: &str| u64::from_be_bytes(v.array(key));
+        if v.text("kind") == "room" {
+            let keys = AeadKeys::from_material(&v.array("content"));
+            assert_eq!(hex(&keys.enc[..]), v.text("enc"), "{} enc", v.at());
+            assert_eq!(hex(&keys.mac[..]), v.text("mac"), "{} mac", v.at());
+            let name = v.text("room");
+            assert_eq!(room::normalize_name(name).as_deref(), Ok(name), "{} room name", v.at());
+            let ctx = room::Context {
+                room: name,
+                sender_uid: u64_of("sender_uid"),
+                msg_id: u64_of("msg_id"),
+                sent_time: u64_of("sent_time"),
+            };
+            let sealed = room::seal_with_iv(&keys, &ctx, &text, &v.array("iv")).unwrap();
+            assert_eq!(sealed.class(), Some(class), "{} sealed class", v.at());
+            assert_eq!(sealed.ciphertext.len(), class.body(), "{} ciphertext length", v.at());
+            assert_eq!(hex(&sealed.iv), v.text("iv"), "{} iv", v.at());
+            assert_eq!(hex(&sealed.ciphertext), v.text("ciphertext"), "{} ciphertext", v.at());
+            assert_eq!(hex(&sealed.tag), v.text("tag"), "{} tag", v.at());
+            assert_eq!(hex(&room::signed_bytes(&ctx, &sealed)), v.text("signed_bytes"), "{} signed_bytes", v.at());
+            assert_eq!(room::open(&keys, &ctx, &sealed).unwrap(), text, "{} open", v.at());
+        } else {
+            assert_eq!(v.text("kind"), "dm", "{} kind", v.at());
+            // The session is x3dh.txt vector 0's (with a one-time prekey).
+            for (field, x3_field) in [
+                ("deployment_id", "deployment_id"),
+                ("initiator_uid", "initiator_uid"),
+                ("ik_a_pub", "ik_a_pub"),
+                ("responder_uid", "responder_uid"),
+                ("ik_b_pub", "ik_b_pub"),
+                ("session_ad", "ad"),
+                ("sk", "sk"),
+                ("spk_b_secret", "spk_b_secret"),
+                ("spk_b_pub", "spk_b_pub"),
+                ("spk_id", "spk_id"),
+                ("opk_id", "opk_id"),
+                ("ek", "ek_a_pub"),
+            ] {
+                assert_eq!(v.text(field), x3[0].text(x3_field), "{} {field} is x3dh.txt's {x3_field}", v.at());
+            }
+            let session_ad = x3dh::session_ad(
+                &v.array("deployment_id"),
+                u64_of("initiator_uid"),
+                &v.array("ik_a_pub"),
+                u64_of("responder_uid"),
+                &v.array("ik_b_pub"),
+            );
+            assert_eq!(hex(&session_ad), v.text("session_ad"), "{} session_ad", v.at());
+            let ctx = dm::Context {
+                sender_uid: u64_of("sender_uid"),
+                recipient_uid: u64_of("recipient_uid"),
+                dm_id: u64_of("dm_id"),
+                sent_time: u64_of("sent_time"),
+            };
+            assert_eq!(v.text("sender_uid"), v.text("initiator_uid"), "{} the initiator sends", v.at());
+            assert_eq!(v.text("recipient_uid"), v.text("responder_uid"), "{}", v.at());
+            assert_eq!(v.text("prekey"), "01", "{} a first message carries the prekey fields", v.at());
+            let prekey = dm::Prekey {
+                spk_id: u32::from_be_bytes(v.array("spk_id")),
+                opk_id: u32::from_be_bytes(v.array("opk_id")),
+                ek: v.array("ek"),
+            };
+            let msg_ad = dm::ad(&session_ad, &ctx, Some(&prekey));
+            assert_eq!(msg_ad.len(), 169, "{} msg_ad length", v.at());
+            assert_eq!(hex(&msg_ad), v.text("msg_ad"), "{} msg_ad", v.at());
+            let sk = v.array::<32>("sk");
+            let secret = v.array::<32>("a_ratchet_secret");
+            let mut a = Ratchet::initiator_with(&sk, &v.array("spk_b_pub"), &secret).unwrap();
+            let (sealed, trace) = a.seal_traced(&body, &msg_ad).unwrap();
+            let header = sealed.header.to_bytes();
+            assert_eq!(header.len(), 40, "{} header length", v.at());
+            assert_eq!(hex(&header[..32]), hex(&x3dh::public_key(&secret)), "{} header dh", v.at());
+            assert_eq!(sealed.ciphertext.len(), class.body(), "{} ciphertext length", v.at());
+            for (got, field) in [
+                (&header[..], "header"),
+                (&trace.ck[..], "chain_key"),
+                (&trace.mk[..], "mk"),
+                (&trace.aes[..], "aes"),
+                (&trace.mac[..], "mac"),
+                (&trace.iv[..], "iv"),
+                (&sealed.ciphertext[..], "ciphertext"),
+                (&sealed.tag[..], "tag"),
+            ] {
+                assert_eq!(hex(got), v.text(field), "{} {field}", v.at());
+            }
+            // The responder opens the vector's bytes (with its signed prekey)
+            // under the same msg_ad, and the text comes back.
+            let mut b = Ratchet::responder(&sk, &v.array("spk_b_secret"));
+            let h = Header::from_bytes(&v.bytes("header")).unwrap();
+            let pt = b.open(&h, &v.bytes("ciphertext"), &v.array("tag"), &msg_ad).unwrap();
+            assert_eq!(sotto::body::unpack(&pt).unwrap(), text, "{} open", v.at());
+        }
+    });
+    assert_eq!(n, 8);
 }
