@@ -162,9 +162,9 @@ fn wire_bytes() -> String {
     use sotto::opcodes::{ReceiveDmS, SendDmS, SendRoomMessageS};
     let rows = [
         ("room message, sent (`srms`)", 1408, size_of::<SendRoomMessageS>()),
-        ("room message, per delivery (`rvrm` → `rvrs`)", 1424, RVRS),
+        ("room message, per delivery (`rvrm` → `rvrs`)", 1440, RVRS),
         ("DM, sent (`smpu` → `smps`)", 1408, size_of::<SendDmS>()),
-        ("DM, delivered (`rvum` → `rvus`)", 1472, size_of::<ReceiveDmS>()),
+        ("DM, delivered (`rvum` → `rvus`)", 1488, size_of::<ReceiveDmS>()),
     ];
     let mut out = String::from(
         "\n### Bytes on the wire per short message (protocol 1 → 2)\n\n\
