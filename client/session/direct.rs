@@ -984,4 +984,4 @@ impl Session {
 
 #[cfg(test)]
 #[path = "direct_tests.rs"]
-mod tests;
+pub(super) mod tests;
