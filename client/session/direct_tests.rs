@@ -674,11 +674,13 @@ fn a_pushed_impostor_with_the_same_uid_leaves_msg_sealed_to_the_verified_keys_on
     let _ = feed(&mut s, &contact_frame(0, Status::Ok, 0, 2, BOB, "bob", &bob()));
     assert!(s.send_dm("@bob", "hi", NOW).is_err());
     s.trust("@bob").unwrap();
+    assert_eq!(dm_event(s.poll_event()), DmEvent::Ok { cmd: "trust", user: "bob".into() });
     // Prekeys signed by the impostor's identity key are refused; bob's are used.
     let mut b = BobClient::new();
     s.send_dm("@bob", "hi", NOW).unwrap();
     let pkgt = s.poll_transmit().unwrap();
-    assert!(matches!(feed(&mut s, &b.bundle(&pkgt, &fake)), Some(Event::Failed(f)) if f.message.contains("not signed")));
+    let refused = feed(&mut s, &b.bundle(&pkgt, &fake));
+    assert!(matches!(refused, Some(Event::Failed(f)) if f.message.contains("not signed")));
     assert!(s.poll_transmit().is_none(), "nothing sealed to the impostor's prekey");
     let pt = send(&mut s, &mut b, "hi");
     assert_eq!(b.open(&pt).as_deref(), Some("hi"), "sealed to the verified bob");
