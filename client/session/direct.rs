@@ -574,6 +574,9 @@ impl Session {
                 format!("the keys the server lists for {name} do not verify (their identity key did not sign their UID and encryption key): they cannot be trusted"),
             )
         };
+        // The DM sessions were made with the contact's pinned keys (a contact
+        // need not be among the pins: they are bounded, and saved apart).
+        let before = me.dm.contacts.get(&name).map(|c| Binding { uid: c.uid, id_pub: c.keys.id_pub, enc_pub: c.keys.enc_pub });
         let binding = match me.dm.contacts.trust(&name) {
             Ok(c) => Binding { uid: c.uid, id_pub: c.keys.id_pub, enc_pub: c.keys.enc_pub },
             Err(TrustError::Unbound) => return Err(unbound()),
@@ -590,7 +593,8 @@ impl Session {
         };
         // Room messages from this user verify with the trusted key too; the
         // DM sessions made with the old keys end (the next message starts anew).
-        if let Some(old) = me.pins.get(&name).map(|p| p.binding).filter(|old| *old != binding) {
+        let pinned = me.pins.get(&name).map(|p| p.binding);
+        for old in [before, pinned].into_iter().flatten().filter(|old| *old != binding) {
             me.dm.sessions.forget(old.uid);
             me.dm.sessions.forget(binding.uid);
         }
