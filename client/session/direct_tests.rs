@@ -120,7 +120,8 @@ pub(in crate::session) fn sessions_of(s: &Session) -> &Sessions {
 
 /// Bob's client, played for real: his prekeys and his sessions with alice.
 pub(in crate::session) struct BobClient {
-    sessions: Sessions,
+    /// His prekeys and sessions, as his client keeps them.
+    pub(in crate::session) sessions: Sessions,
     /// Bob's one-time prekey the server hands out next.
     next_opk: u32,
     /// Alice's one-time prekey bob's next session starts with.

@@ -273,3 +273,7 @@ pub(super) fn readonly() -> Failure {
         "direct messages cannot be sent this session: the DM files could not be opened or saved (see the warnings)",
     )
 }
+
+#[cfg(test)]
+#[path = "prekeys_tests.rs"]
+mod tests;
