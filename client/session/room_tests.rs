@@ -371,6 +371,28 @@ fn say_seals_and_signs_or_refuses_locally() {
 }
 
 #[test]
+fn a_line_goes_out_in_the_smallest_class_that_holds_it() {
+    let mut s = alice_session(&["lobby"], Pins::new());
+    for (len, class) in [(10, Class::S), (12_000, Class::X)] {
+        let text = "q".repeat(len);
+        s.say("lobby", &text, NOW).unwrap();
+        let pt = s.poll_transmit().unwrap();
+        let (hdr, head, body, c) = sent_line(&pt);
+        assert_eq!((c, body.len(), hdr.opcode.get()), (class, class.body(), SRMS + class.opcode_offset()), "{len}");
+        assert_eq!(pt.len(), sotto::opcodes::info(hdr.opcode.get()).unwrap().size);
+        let ctx = Context { room: "lobby", sender_uid: ALICE, msg_id: hdr.msg_id.get(), sent_time: NOW };
+        let sealed = Sealed { iv: head.iv, ciphertext: body, tag: head.tag };
+        assert_eq!(rooms::open(&lobby_keys().content, &ctx, &sealed).unwrap(), text);
+        let _ = feed(&mut s, &status(hdr.msg_id.get(), Status::Ok, code::OK, "stored"));
+    }
+    // And received in that class.
+    let long = room_msg(false, ALICE, &lobby_keys().content, &alice().signer(), &"r".repeat(12_000), NOW - 5);
+    let bytes = frame(0, &long);
+    assert_eq!(wire::header(&bytes).unwrap().opcode.get(), RVRS + Class::X.opcode_offset());
+    assert_eq!(message(feed(&mut s, &bytes)).text.len(), 12_000);
+}
+
+#[test]
 fn create_keeps_the_keys_only_on_200() {
     let mut s = alice_session(&[], Pins::new());
     s.create_room("den", "den-password", NOW).unwrap();
