@@ -269,7 +269,9 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<Class>, Vec<StructDef>, Vec<Message>) 
             });
             for c in &classes {
                 let mut f = fields_of(row, &ctx);
-                f.last_mut().map(|b| b.ty = FieldType::Bytes(c.body));
+                if let Some(b) = f.last_mut() {
+                    b.ty = FieldType::Bytes(c.body);
+                }
                 let family =
                     Family { name: sname.clone(), class: c.letter, body_field: body.name.clone(), head_fields };
                 let doc = format!("{doc_text} Class `{}`: a {}-byte body.", c.letter, c.body);

@@ -30,8 +30,8 @@ use crate::input::Input;
 use crate::keyring;
 use crate::keystore::{self, KeyFileError};
 use crate::outbox::{self, Outbox};
-use crate::ratchets::{self, Sessions};
 use crate::pins::{self, PinsError};
+use crate::ratchets::{self, Sessions};
 use crate::session::{ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
 use crate::store::Store;
 use crate::vault::{self, Kind};
@@ -549,10 +549,13 @@ impl App {
                 }
             }
         }
-        let save = |store: &mut Store, kind: Kind, plain: Option<Zeroizing<Vec<u8>>>, what: &str| match (plain, dm_writable) {
-            (Some(plain), true) => store.save(kind, &plain).err().map(|e| format!("the {what} could not be saved: {e}")),
-            _ => None,
-        };
+        let save =
+            |store: &mut Store, kind: Kind, plain: Option<Zeroizing<Vec<u8>>>, what: &str| match (plain, dm_writable) {
+                (Some(plain), true) => {
+                    store.save(kind, &plain).err().map(|e| format!("the {what} could not be saved: {e}"))
+                }
+                _ => None,
+            };
         // In this order: a message opened is recorded before the session that
         // spent its key is saved, and that session before a message it sealed
         // is kept or sent (ratchets.rs).

@@ -26,8 +26,8 @@ use sotto::opcodes::{
 use sotto::wire::{code, Message, Status};
 use zeroize::Zeroizing;
 
-use super::room::{canonical_user, keys_verify, UNDECRYPTABLE};
 use super::prekeys::{self, DmMsg};
+use super::room::{canonical_user, keys_verify, UNDECRYPTABLE};
 use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
 use crate::contacts::{Contacts, Keys, Listed, TrustError};
 use crate::fresh::Verdict;
@@ -500,7 +500,14 @@ impl Session {
 
     /// Seals `text` with the session with `uid`, keeps it in the outbox, and
     /// sends it (or reports it pending while the connection is lost).
-    pub(super) fn send_sealed(&mut self, name: &str, uid: u64, text: &str, dm_id: u64, now_ms: u64) -> Result<(), Failure> {
+    pub(super) fn send_sealed(
+        &mut self,
+        name: &str,
+        uid: u64,
+        text: &str,
+        dm_id: u64,
+        now_ms: u64,
+    ) -> Result<(), Failure> {
         let me = self.me.as_mut().ok_or_else(|| log_in_first("msg"))?;
         let frame = prekeys::seal(&mut me.dm.sessions, me.uid, uid, text, dm_id, now_ms)
             .map_err(|why| Failure::new("msg", 500, why))?;
@@ -576,7 +583,8 @@ impl Session {
         };
         // The DM sessions were made with the contact's pinned keys (a contact
         // need not be among the pins: they are bounded, and saved apart).
-        let before = me.dm.contacts.get(&name).map(|c| Binding { uid: c.uid, id_pub: c.keys.id_pub, enc_pub: c.keys.enc_pub });
+        let before =
+            me.dm.contacts.get(&name).map(|c| Binding { uid: c.uid, id_pub: c.keys.id_pub, enc_pub: c.keys.enc_pub });
         let binding = match me.dm.contacts.trust(&name) {
             Ok(c) => Binding { uid: c.uid, id_pub: c.keys.id_pub, enc_pub: c.keys.enc_pub },
             Err(TrustError::Unbound) => return Err(unbound()),

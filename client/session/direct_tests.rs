@@ -418,9 +418,7 @@ fn a_changed_key_at_login_refuses_the_contact_until_trusted() {
     assert!(f.message.contains("/trust @bob"), "{f:?}");
     assert!(s.poll_transmit().is_none());
     // Messages from bob are not shown and not acknowledged: they stay on the server.
-    assert!(
-        matches!(feed(&mut s, &held), Some(Event::Warning(w)) if w.contains("/trust @bob"))
-    );
+    assert!(matches!(feed(&mut s, &held), Some(Event::Warning(w)) if w.contains("/trust @bob")));
     assert!(acked(&mut s).is_empty());
     assert!(s.dirty_inbox().is_none());
     s.fingerprint("bob").unwrap();

@@ -151,7 +151,11 @@ impl Session {
         }
         let f = self.in_flight.take()?;
         let super::Pending::Dm(Pending::Bundle { peer, uid, dm_id, text }) = f.what else {
-            return Some(Event::Failed(Failure::new(f.what.cmd(), 0, "unexpected pkbd (prekey bundle) from the server")));
+            return Some(Event::Failed(Failure::new(
+                f.what.cmd(),
+                0,
+                "unexpected pkbd (prekey bundle) from the server",
+            )));
         };
         let fail = |why: String| Some(Event::Failed(Failure::new("msg", 0, why)));
         let me = self.me.as_mut()?;
@@ -161,8 +165,8 @@ impl Session {
         let Some(secret) = me.dm.enc_secret.clone() else { return fail("no encryption key on this machine".into()) };
         let (ik, spk_id, spk_pub) = (contact.keys.enc_pub, m.spk_id.get(), m.spk_pub);
         let binding = x3dh::spk_binding(&account::deployment_id(), uid, spk_id, &spk_pub);
-        let signed = identity::from_modulus(&contact.keys.id_pub)
-            .is_ok_and(|k| identity::verify(&k, &binding, &m.spk_sig));
+        let signed =
+            identity::from_modulus(&contact.keys.id_pub).is_ok_and(|k| identity::verify(&k, &binding, &m.spk_sig));
         if m.peer_uid.get() != uid || !signed {
             return fail(format!(
                 "the prekey the server sent for {peer} is not signed by {peer}'s pinned identity key: not used, message not sent"
@@ -261,7 +265,9 @@ pub(super) fn offline_first(name: &str) -> Failure {
     Failure::new(
         "msg",
         503,
-        format!("not connected: a first message to {name} needs {name}'s prekeys from the server; send it once connected"),
+        format!(
+            "not connected: a first message to {name} needs {name}'s prekeys from the server; send it once connected"
+        ),
     )
 }
 

@@ -97,7 +97,11 @@ fn a_good_bundle_starts_a_session_whose_messages_carry_the_prekey_fields_until_a
     let (hdr, head, _, class) = sent_dm(&first);
     assert_eq!((hdr.opcode.get(), class), (SMPS, Class::S));
     let spk_id = b.sessions.current_spk().unwrap().id;
-    assert_eq!((head.prekey, head.spk_id.get(), head.opk_id.get()), (1, spk_id, 1), "bob's signed and one-time prekeys");
+    assert_eq!(
+        (head.prekey, head.spk_id.get(), head.opk_id.get()),
+        (1, spk_id, 1),
+        "bob's signed and one-time prekeys"
+    );
     let mine = &sessions_of(&s).with(BOB)[0];
     assert!(mine.initiator && head.ek != [0; 32]);
     assert_eq!((mine.prekey.ek, mine.prekey.opk_id), (head.ek, 1), "the ephemeral key of the session's X3DH");

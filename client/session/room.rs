@@ -484,7 +484,8 @@ impl Session {
         head.iv = sealed.iv;
         head.tag = sealed.tag;
         head.signature = signature;
-        let bytes = wire::encode_classed(SRMS, id, now_ms, &head, &sealed.ciphertext).map_err(|e| too_long("say", e))?;
+        let bytes =
+            wire::encode_classed(SRMS, id, now_ms, &head, &sealed.ciphertext).map_err(|e| too_long("say", e))?;
         Ok(Frame { id, bytes })
     }
 

@@ -198,8 +198,7 @@ fn join_derives_from_the_salt_collects_members_then_shows_the_history() {
     assert!(s.busy());
     assert!(s.poll_transmit().is_none(), "nothing is sent to wait for the history");
     for (i, sender, signer) in [(0, BOB, b.signer()), (1, 0xc, b.signer()), (2, ALICE, a.signer())] {
-        let m =
-            message(feed(&mut s, &rvrm(id, true, sender, &expected.content, &signer, &format!("old {i}"))));
+        let m = message(feed(&mut s, &rvrm(id, true, sender, &expected.content, &signer, &format!("old {i}"))));
         assert_eq!((m.text, m.history, m.verified), (format!("old {i}"), true, true), "history #{i}");
     }
     assert!(s.busy());
