@@ -103,6 +103,10 @@ pub(super) struct Dm {
     pub(super) resend: VecDeque<u64>,
     /// After a 429: no resend before this time.
     resend_after_ms: u64,
+    /// Outbox ids sealed since the sessions were last handed out to be saved.
+    sealed: Vec<u64>,
+    /// Outbox ids sealed before the save in progress (see `withhold_dms`).
+    saving: Vec<u64>,
     /// Messages arrived that cannot be opened here (no key file): said once.
     warned_no_keys: bool,
 }
@@ -328,15 +332,24 @@ impl Session {
     /// The sessions and prekeys, once after each change (saved after the inbox, before the outbox).
     pub fn dirty_sessions(&mut self) -> Option<&Sessions> {
         let me = self.me.as_mut()?;
-        me.dm.sessions.take_dirty().then_some(&me.dm.sessions)
+        if !me.dm.sessions.take_dirty() {
+            return None;
+        }
+        // The messages sealed so far are safe once this save succeeds.
+        me.dm.saving = std::mem::take(&mut me.dm.sealed);
+        Some(&me.dm.sessions)
     }
 
     /// The sessions could not be saved: no DM sealed since leaves (after a
     /// crash the old state would seal another text with the same key), and
-    /// none is sent again this session.
+    /// none is sent again this session. Those sealed with the state that was
+    /// not saved also leave the outbox: kept, they would be sent after a
+    /// restart beside new texts sealed with the same keys by the saved state.
     pub fn withhold_dms(&mut self) -> Vec<Failure> {
         let Some(me) = self.me.as_mut() else { return Vec::new() };
         me.dm.readonly = true;
+        let unsaved = std::mem::take(&mut me.dm.saving).into_iter().chain(std::mem::take(&mut me.dm.sealed));
+        let dropped = unsaved.filter(|id| me.dm.outbox.remove(*id).is_some()).count();
         let is_dm = |b: &[u8]| {
             sotto::wire::header(b).is_ok_and(|h| sotto::wire::class_of(sotto::opcodes::SMPS, h.opcode.get()).is_some())
         };
@@ -344,8 +357,15 @@ impl Session {
         self.outbox.retain(|b| !is_dm(b));
         me.dm.resend.clear();
         let mut out = Vec::new();
-        if self.outbox.len() != before {
+        if self.outbox.len() != before || dropped > 0 {
             out.push(prekeys::readonly());
+        }
+        if dropped > 0 {
+            out.push(Failure::new(
+                "msg",
+                503,
+                format!("{dropped} direct message(s) sealed since the DM sessions were last saved were dropped, not sent: type them again in a later session"),
+            ));
         }
         if matches!(self.in_flight.as_ref().map(|f| &f.what), Some(super::Pending::Dm(Pending::Send { .. }))) {
             self.in_flight = None;
@@ -513,6 +533,7 @@ impl Session {
             .map_err(|why| Failure::new("msg", 500, why))?;
         // The driver saves the sessions, then the outbox, before it sends anything (App::flush).
         me.dm.outbox.push(name, frame.clone());
+        me.dm.sealed.push(dm_id);
         if self.offline {
             self.events.push_back(Event::Dm(DmEvent::Pending { id: dm_id, to: name.to_owned() }));
             return Ok(());
