@@ -291,20 +291,37 @@ fn withhold_dms_drops_the_queued_dm_and_refuses_later_msgs() {
     let mut b = BobClient::new();
     let first = send(&mut s, &mut b, "first");
     let id = sent_dm(&first).0.msg_id.get();
+    assert!(s.dirty_sessions().is_some(), "saved (App::persist)");
     let _ = feed(&mut s, &dmst(id, 0, id, 2));
-    // The next is sealed and queued; then the sessions file cannot be saved (App::persist).
-    s.send_dm("@bob", "queued", NOW).unwrap();
+    // The next is sealed and queued; then the sessions file cannot be saved.
+    let queued = s.send_dm("@bob", "queued", NOW).unwrap();
     s.heartbeat(NOW);
+    assert!(s.dirty_sessions().is_some());
     let failures = s.withhold_dms();
-    assert_eq!(failures.iter().map(|f| (f.cmd.as_str(), f.code)).collect::<Vec<_>>(), [("msg", 503)]);
+    assert_eq!(failures.iter().map(|f| (f.cmd.as_str(), f.code)).collect::<Vec<_>>(), [("msg", 503), ("msg", 503)]);
+    assert!(failures[1].message.contains("1 direct message(s)") && failures[1].message.contains("dropped"));
     let pt = s.poll_transmit().expect("the heartbeat still goes");
     assert!(wire::decode::<Heartbeat>(&pt).is_ok());
     assert!(s.poll_transmit().is_none(), "the DM does not leave");
     assert!(!s.busy());
+    assert!(s.dirty_outbox().is_some_and(|o| o.get(queued).is_none()), "nor is it kept to leave after a restart");
     let f = s.send_dm("@bob", "later", NOW).unwrap_err();
     assert_eq!((f.cmd.as_str(), f.code), ("msg", 503));
     assert!(s.poll_transmit().is_none());
     assert!(s.withhold_dms().is_empty(), "said once");
+
+    // Offline: a message sealed with a saved state stays in the outbox, one sealed after it does not.
+    let mut s = alice_session(with_bob());
+    let mut b = BobClient::new();
+    let saved = sent_dm(&send(&mut s, &mut b, "saved")).0.msg_id.get();
+    assert!(s.dirty_sessions().is_some());
+    s.connection_lost();
+    while s.poll_event().is_some() {}
+    let unsaved = s.send_dm("@bob", "unsaved", NOW).unwrap();
+    assert!(matches!(dm_event(s.poll_event()), DmEvent::Pending { .. }));
+    assert!(s.dirty_sessions().is_some());
+    assert_eq!(s.withhold_dms().len(), 2);
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![saved]), "not {unsaved:x}");
 }
 
 #[test]
