@@ -313,6 +313,8 @@ impl Session {
         if let Some(me) = self.me.as_mut() {
             me.dm.resend.clear();
             me.refresh = None;
+            // Its answer cannot come now: the pkst after the next login says what to upload.
+            me.dm.prekey_upload = None;
         }
         self.forget_held_dms();
         let Some(f) = self.in_flight.take() else { return };
