@@ -4,7 +4,7 @@
 //! ends sessions or stops sending. Bob's client is played for real (see the
 //! fixtures in `direct_tests.rs`).
 
-use sotto::opcodes::{Class, Heartbeat};
+use sotto::opcodes::{Class, Connected, Heartbeat};
 use zerocopy::{FromBytes, IntoBytes};
 
 use super::super::direct::tests::{
@@ -13,7 +13,7 @@ use super::super::direct::tests::{
 };
 use super::super::direct::DmEvent;
 use super::*;
-use crate::session::tests::{feed, status, NOW};
+use crate::session::tests::{feed, sent_id, status, NOW};
 
 /// The server's prekey state for alice (its opk_max is sottod's 200).
 fn pkst(spk_id: u32, spk_time: u64, opk_left: u16) -> Vec<u8> {
@@ -354,4 +354,27 @@ fn trust_after_a_key_change_forgets_the_sessions_of_that_peer() {
     s.trust("@bob").unwrap();
     let _ = s.poll_event();
     assert_eq!(sessions_of(&s).with(BOB).len(), 1);
+}
+
+#[test]
+fn a_prekey_upload_lost_with_the_connection_is_made_again_after_the_next_login() {
+    let mut s = alice_session_with(with_bob(), Sessions::new());
+    assert!(feed(&mut s, &pkst(0, 0, 0)).is_none());
+    let lost = upload(&mut s);
+    s.connection_lost();
+    while s.poll_event().is_some() {}
+    assert!(s.relogin(NOW));
+    let id = sent_id(&mut s);
+    assert!(feed(&mut s, &status(id, Status::Pending, code::PENDING, "")).is_none());
+    let id = sent_id(&mut s);
+    let mut c = Connected::new(Status::Ok, code::OK, id, NOW);
+    c.uid.set(ALICE);
+    c.set_username("alice").unwrap();
+    assert!(matches!(feed(&mut s, c.as_bytes()), Some(Event::Authenticated { again: true, .. })));
+    // The server never stored it: its state after the login says so.
+    assert!(feed(&mut s, &pkst(0, 0, 0)).is_none());
+    let again = upload(&mut s);
+    assert_eq!((again.spk_id.get(), again.spk_pub), (lost.spk_id.get(), lost.spk_pub), "the same signed prekey");
+    assert!(signed_by_alice(1, &again.spk_pub, &again.spk_sig));
+    assert_eq!(usize::from(again.opk_count), OPK_BATCH);
 }
