@@ -378,3 +378,42 @@ fn a_prekey_upload_lost_with_the_connection_is_made_again_after_the_next_login()
     assert!(signed_by_alice(1, &again.spk_pub, &again.spk_sig));
     assert_eq!(usize::from(again.opk_count), OPK_BATCH);
 }
+
+#[test]
+fn a_first_msg_to_a_peer_without_prekeys_fails_with_the_servers_reason() {
+    let mut s = alice_session(with_bob());
+    s.send_dm("@bob", "first", NOW).unwrap();
+    let id = wire::decode::<PrekeyFetch>(&s.poll_transmit().unwrap()).unwrap().hdr.msg_id.get();
+    let f = failure(feed(&mut s, &status(id, Status::Error, code::NOT_FOUND, "no prekeys published")));
+    assert_eq!((f.cmd.as_str(), f.code), ("msg", 404));
+    assert!(f.message.contains("cannot start a session with bob") && f.message.contains("not sent"), "{f:?}");
+    assert!(!s.busy() && s.poll_transmit().is_none());
+    assert!(s.dirty_outbox().is_none() && sessions_of(&s).with(BOB).is_empty());
+}
+
+#[test]
+fn first_messages_crossing_each_other_both_open_and_the_talk_goes_on() {
+    let mut s = alice_session(with_bob());
+    let mut b = BobClient::new();
+    // Alice fetches bob's bundle while bob starts from hers.
+    s.send_dm("@bob", "from alice", NOW).unwrap();
+    let pkgt = s.poll_transmit().unwrap();
+    let bobs = b.write(&s, 1, 0x1, "from bob");
+    assert!(feed(&mut s, &b.bundle(&pkgt, &bob())).is_none());
+    let alices = s.poll_transmit().unwrap().to_vec();
+    assert_eq!(b.open(&alices).as_deref(), Some("from alice"));
+    let got = message(feed(&mut s, &rvu(&bobs)));
+    assert_eq!((got.text.as_str(), got.verified), ("from bob", true));
+    let id = sent_dm(&alices).0.msg_id.get();
+    let _ = feed(&mut s, &dmst(id, 0, id, 2));
+    assert_eq!(sessions_of(&s).with(BOB).len(), 2, "one each way");
+    for i in 0..3u64 {
+        let a = send(&mut s, &mut b, &format!("a{i}"));
+        assert_eq!(b.open(&a), Some(format!("a{i}")), "round {i}");
+        let id = sent_dm(&a).0.msg_id.get();
+        let _ = feed(&mut s, &dmst(id, 0, id, 2));
+        let m = b.write(&s, 10 + i, 0x10 + i, &format!("b{i}"));
+        let got = message(feed(&mut s, &rvu(&m)));
+        assert_eq!((got.text, got.verified), (format!("b{i}"), true), "round {i}");
+    }
+}
