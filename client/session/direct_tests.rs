@@ -768,7 +768,7 @@ fn an_old_dm_delivered_again_much_later_is_never_shown_as_new() {
 }
 
 #[test]
-fn a_dm_signed_before_what_is_remembered_of_its_sender_is_old() {
+fn a_dm_sent_before_what_is_remembered_of_its_sender_is_old() {
     let mut s = alice_session(with_bob());
     let mut b = BobClient::new();
     // Written first, delivered last (the server kept it back, or replays an old one).
