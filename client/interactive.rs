@@ -58,7 +58,7 @@ commands:
   /quit            leave (end of input does the same)
 messages read [room] name: text and [dm] name: text; [UNVERIFIED] marks one
 whose signature or integrity check failed, (history) one replayed from the
-room's last 20. A room message or direct message is at most 1024 bytes (UTF-8).";
+room's last 20. A room message or direct message is at most 16384 bytes (UTF-8).";
 
 /// Runs interactive mode on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
@@ -628,7 +628,7 @@ mod tests {
 
     #[test]
     fn help_names_the_size_limit() {
-        assert!(HELP.contains("at most 1024 bytes"), "{HELP}");
+        assert!(HELP.contains("at most 16384 bytes"), "{HELP}");
     }
 
     #[test]

@@ -43,7 +43,7 @@ const HELP: &str = "commands: /register NAME, /login NAME (secrets are asked for
 /dm @USER, /accept @USER, /reject @USER, /msg @USER TEXT, /contacts, /fingerprint @USER, /trust @USER, \
 /history @USER, /quit. A line without / goes to the current window. Keys: Alt-1..9, Ctrl-N, Ctrl-P switch \
 windows; PageUp/PageDown and the mouse wheel scroll; Up/Down history; Tab completes commands, rooms and @users; \
-Ctrl-C or Ctrl-D on an empty line quits. A room message or direct message is at most 1024 bytes (UTF-8).";
+Ctrl-C or Ctrl-D on an empty line quits. A room message or direct message is at most 16384 bytes (UTF-8).";
 
 /// Runs the full-screen front end on an established connection; returns the exit status.
 pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
@@ -696,7 +696,7 @@ mod tests {
 
     #[test]
     fn help_names_the_size_limit() {
-        assert!(HELP.contains("at most 1024 bytes"), "{HELP}");
+        assert!(HELP.contains("at most 16384 bytes"), "{HELP}");
     }
 
     #[test]

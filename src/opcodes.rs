@@ -26,7 +26,7 @@ pub fn info(opcode: u32) -> Option<&'static OpcodeInfo> {
 pub fn audit_table() -> String {
     use std::fmt::Write as _;
     let mut out = format!(
-        "sotto protocol {PROTOCOL_VERSION}, table hash {}\n{:>7}  {:<4}  {:<8}  {:<18}  {:>5}  {:<16}  {:<22}  {}\n",
+        "sotto protocol {PROTOCOL_VERSION}, table hash {}\n{:>7}  {:<4}  {:<8}  {:<20}  {:>5}  {:<16}  {:<22}  {}\n",
         crate::crypto::hex(&TABLE_HASH),
         "opcode",
         "mnem",
@@ -40,7 +40,7 @@ pub fn audit_table() -> String {
     for i in OPCODES.iter() {
         let _ = writeln!(
             out,
-            "{:>7}  {:<4}  {:<8}  {:<18}  {:>5}  {:<16}  {:<22}  {}",
+            "{:>7}  {:<4}  {:<8}  {:<20}  {:>5}  {:<16}  {:<22}  {}",
             i.opcode,
             i.mnemonic,
             i.direction.as_str(),

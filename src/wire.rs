@@ -321,6 +321,7 @@ pub fn set_fixed_str(buf: &mut [u8], len: &mut u8, value: &str) -> Result<(), Wi
 mod tests {
     use super::*;
     use crate::opcodes::{Class, SendRoomMessageHead, SendRoomMessageL, RVRS, SRMS};
+    use zerocopy::FromZeros;
 
     #[test]
     fn classed_messages_encode_and_decode_in_every_class_and_nothing_else() {

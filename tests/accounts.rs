@@ -195,7 +195,16 @@ fn opcodes_flag_prints_the_audit_table() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sottod")).arg("--opcodes").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for row in ["100001  crea", "100002  auth", "100003  pass", "100009  smpu", "10001  cnnt", "200000  stat"] {
+    for row in [
+        "100001  crea",
+        "100002  auth",
+        "100003  pass",
+        "100009  smps",
+        "100309  smpx",
+        "100020  pkgt",
+        "10001  cnnt",
+        "200000  stat",
+    ] {
         assert!(text.contains(row), "missing {row:?} in\n{text}");
     }
     assert!(text.contains(&sotto::crypto::hex(&sotto::opcodes::TABLE_HASH)));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::proxy::Proxy;
 use common::{contacts, ok, relogin, relogin_at, user, Client, Server, TempDir};
 use serde_json::Value;
-use sotto::opcodes::{RVRM, RVUM};
+use sotto::opcodes::{RVRS, RVUS};
 
 const ROOM_PW: &str = "correct-horse-battery";
 
@@ -48,7 +48,7 @@ fn a_dm_sent_again_by_a_recording_man_in_the_middle_is_not_shown_again() {
     send(&mut alice, "bob", "first");
     let m = next_dm(&mut bob);
     assert_eq!((m["text"].as_str(), m["verified"].as_bool()), (Some("first"), Some(true)), "{m}");
-    let recorded = proxy.recorded(RVUM);
+    let recorded = proxy.recorded(RVUS);
     assert_eq!(recorded.len(), 1, "the proxy saw the message");
 
     // In the same session: the copy comes first, the next message second.
@@ -81,7 +81,7 @@ fn a_room_message_sent_again_by_a_recording_man_in_the_middle_is_flagged_replaye
         (m["text"].as_str(), m["verified"].as_bool(), m["replayed"].as_bool()),
         (Some("hello once"), Some(true), Some(false))
     );
-    let live = proxy.recorded(RVRM);
+    let live = proxy.recorded(RVRS);
     let live = live.last().expect("the proxy saw the message");
 
     proxy.inject(live);

@@ -113,19 +113,21 @@ fn refusals_wrong_password_non_member_duplicate_and_too_long() {
     error(&bob.run("/who den", "who"), "who", 403);
     bob.run(&format!("/join den {ROOM_PW}"), "joined");
     error(&bob.run("/delete den", "delete"), "delete", 403);
-    // 1025 bytes: a clear error, and nothing reaches the other member.
-    let long = "x".repeat(1025);
+    // 16,385 bytes: a clear error, and nothing reaches the other member.
+    let long = "x".repeat(16 * 1024 + 1);
     let v = bob.run(&format!("/say den {long}"), "say");
     error(&v, "say", 413);
-    assert!(v["message"].as_str().unwrap().contains("1024"), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("16384"), "{v}");
     ok(&bob.run("/say den after", "say"), "say");
     let m = alice.wait_for("a room message", |v| v["type"] == "room_message");
     assert_eq!(m["text"], "after", "the over-long message was never sent");
-    // 1024 bytes is fine.
-    let max = "y".repeat(1024);
-    ok(&bob.run(&format!("/say den {max}"), "say"), "say");
-    let m = alice.wait_for("the longest message", |v| v["type"] == "room_message");
-    assert_eq!(m["text"].as_str().map(str::len), Some(1024));
+    // 12,000 bytes (size class x) and the longest, 16,384, arrive whole.
+    for len in [12_000, 16 * 1024] {
+        let text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        ok(&bob.run(&format!("/say den {text}"), "say"), "say");
+        let m = alice.wait_for("a long message", |v| v["type"] == "room_message");
+        assert_eq!(m["text"].as_str(), Some(text.as_str()), "{len} bytes");
+    }
     // The owner deletes; the other member is told.
     ok(&alice.run("/delete den", "delete"), "delete");
     let v = bob.wait_for("room_deleted", |v| v["type"] == "room_deleted");

@@ -482,9 +482,9 @@ fn a_multi_line_paste_goes_as_one_message_or_in_marked_parts() {
     let at = rows.iter().position(|r| r.contains("bob: line one")).expect("the first line");
     assert!(rows[at + 1].contains("line two"), "the second line on a row of its own:\n{}", rows.join("\n"));
 
-    // Over 1024 bytes: split at line breaks, each part marked.
-    let line = "y".repeat(300);
-    let paste = [line.as_str(); 7].join("\r");
+    // Over 16,384 bytes: split at line breaks, each part marked.
+    let line = "y".repeat(2400);
+    let paste = [line.as_str(); 17].join("\r");
     bob.keys(&format!("\u{1b}[200~{paste}\u{1b}[201~"));
     bob.keys("\r");
     let said = alice.room_messages("lobby", 3);
@@ -493,7 +493,7 @@ fn a_multi_line_paste_goes_as_one_message_or_in_marked_parts() {
     assert!(raw.contains("it goes as 3 messages"), "the split is said");
     for (i, m) in said.iter().enumerate() {
         let text = m["text"].as_str().unwrap();
-        assert!(text.starts_with(&format!("(part {}/3) yyy", i + 1)) && text.len() <= 1024, "{said:?}");
+        assert!(text.starts_with(&format!("(part {}/3) yyy", i + 1)) && text.len() <= 16 * 1024, "{said:?}");
     }
 }
 

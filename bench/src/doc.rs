@@ -144,6 +144,12 @@ pub fn reproduce() -> String {
         .into()
 }
 
+/// A short room message as delivered: the `rvrs` (size class s) in a record
+/// (length, IV, tag: 52 bytes).
+pub const RVRS: usize = core::mem::size_of::<sotto::opcodes::ReceiveRoomMessageS>();
+/// Bytes on the wire per delivery of a short room message.
+pub const DELIVERY: usize = RVRS + 52;
+
 /// What limits the targets that were missed, with this run's figures.
 fn analysis(r: &Report) -> String {
     let f = |k: &str| r.get(k);
@@ -154,12 +160,13 @@ fn analysis(r: &Report) -> String {
     let ng = f("w4.ngircd-tls.10.1.deliveries");
     if let (Some(w4), Some(ng)) = (w4, ng) {
         if w4 < 3.0 * ng {
-            let per = seal1k.map(|s| s * 1424.0 / 1024.0);
+            let per = seal1k.map(|s| s * RVRS as f64 / 1024.0);
             let _ = writeln!(
                 out,
-                "- **W4 fan-out vs ngircd-TLS ({:.2}×, target 3×).** Every sotto delivery is a 1,476-byte record: \
-                 the 1,424-byte `rvrm` (a 1,040-byte ciphertext, fixed so that lengths do not leak, a 256-byte \
-                 signature, a tag) sealed for that member's session with AES-128-CBC and HMAC-SHA256. IRC \
+                "- **W4 fan-out vs ngircd-TLS ({:.2}×, target 3×).** Every sotto delivery of a short line is a \
+                 {DELIVERY}-byte record: the {RVRS}-byte `rvrs` (a 176-byte ciphertext, size class s, so that \
+                 lengths within the class do not leak, a 256-byte signature, a tag) sealed for that member's \
+                 session with AES-128-CBC and HMAC-SHA256. IRC \
                  delivers a line of about 60 bytes, sealed with AES-GCM. Sealing alone costs {} per delivery on \
                  this machine, a ceiling of {} deliveries/s for one core before any system call, against the {} \
                  sottod reached and the {} of ngircd-TLS. Measured by hand per thread (`SOTTO_BENCH_DEBUG=1`, \
@@ -179,7 +186,7 @@ fn analysis(r: &Report) -> String {
             if let (Some(nd), Some(nagle)) = (f("loopback.sockperf_nodelay"), f("loopback.sockperf_nagle")) {
                 let _ = writeln!(
                     out,
-                    "  For the loopback itself: sockperf moved {} messages of 1,476 bytes per second over one \
+                    "  For the loopback itself: sockperf moved {} messages of {DELIVERY} bytes per second over one \
                      connection with TCP_NODELAY and {} with Nagle's coalescing, so a server that packs many \
                      short lines into each write(2), as the IRC servers do, is not held to the one-write-per-\
                      delivery limit.",

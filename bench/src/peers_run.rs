@@ -509,7 +509,7 @@ fn burst(b: &mut Irc, rcv: &mut Irc, probes: &mut [Irc], n: usize) -> io::Result
 /// Small writes over loopback TCP, one write(2) per message to 100
 /// connections in turn, from the server's core to a reader on the other:
 /// the physical limit of a fan-out that makes one system call per delivery.
-/// Messages of the size of a sotto room delivery (1476 bytes on the wire)
+/// Messages of the size of a short sotto room delivery ([`crate::doc::DELIVERY`] bytes on the wire)
 /// and of a short IRC line (100 bytes).
 pub fn loopback_limit(ctx: &Ctx, r: &mut Report, install: bool) {
     let s = r.section(
@@ -522,10 +522,10 @@ pub fn loopback_limit(ctx: &Ctx, r: &mut Report, install: bool) {
          iperf3's bulk rate.",
         &["message size", "writes/s", "MB/s"],
     );
-    for size in [1476usize, 100] {
+    for size in [crate::doc::DELIVERY, 100] {
         match small_writes(size, if ctx.quick { 1.0 } else { 2.0 }, ctx.server_cpu) {
             Ok(rate_) => {
-                if size == 1476 {
+                if size == crate::doc::DELIVERY {
                     r.fig("loopback.small_writes", rate_);
                 }
                 r.row(
@@ -546,14 +546,14 @@ pub fn loopback_limit(ctx: &Ctx, r: &mut Report, install: bool) {
     if have("sockperf", "/usr/bin/sockperf") {
         let v = crate::sys::version_of("sockperf", &["--version"]);
         let labels = [
-            (format!("{v}: 1476 B, TCP_NODELAY, one connection"), true),
-            (format!("{v}: 1476 B, Nagle, one connection"), false),
+            (format!("{v}: {} B, TCP_NODELAY, one connection", crate::doc::DELIVERY), true),
+            (format!("{v}: {} B, Nagle, one connection", crate::doc::DELIVERY), false),
         ];
         for (label, nodelay) in labels {
             let row = match sockperf(ctx.server_cpu, secs, nodelay) {
                 Ok(rate_) => {
                     r.fig(&format!("loopback.sockperf_{}", if nodelay { "nodelay" } else { "nagle" }), rate_);
-                    vec![label, crate::report::rate(rate_), format!("{:.0}", rate_ * 1476.0 / 1e6)]
+                    vec![label, crate::report::rate(rate_), format!("{:.0}", rate_ * crate::doc::DELIVERY as f64 / 1e6)]
                 }
                 Err(e) => vec![label, format!("failed: {e}"), "-".into()],
             };
@@ -592,14 +592,25 @@ fn tool_pair(
     Ok(String::from_utf8_lossy(&out?.stdout).into_owned())
 }
 
-/// `sockperf throughput` over TCP with 1476-byte messages: messages/s. The
+/// `sockperf throughput` over TCP with messages of a short room delivery: messages/s. The
 /// server reads on the generator's core; the client writes on `cpu`.
 fn sockperf(cpu: Option<usize>, secs: &str, nodelay: bool) -> io::Result<f64> {
     let port = free_port()?.to_string();
     let mut server = std::process::Command::new("sockperf");
     server.args(["server", "--tcp", "-i", "127.0.0.1", "-p", &port]);
     let mut client = std::process::Command::new("sockperf");
-    client.args(["throughput", "--tcp", "-i", "127.0.0.1", "-p", &port, "-m", "1476", "-t", secs]);
+    client.args([
+        "throughput",
+        "--tcp",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        &crate::doc::DELIVERY.to_string(),
+        "-t",
+        secs,
+    ]);
     // In throughput mode sockperf enables Nagle by default; this flag turns it off.
     if nodelay {
         client.arg("--tcp-avoid-nodelay");

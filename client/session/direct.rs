@@ -32,7 +32,7 @@ use super::{deadline, refused, too_long, Event, Failure, InFlight, Session};
 use crate::contacts::{Contacts, Keys, Listed, TrustError};
 use crate::fresh::Verdict;
 use crate::inbox::{Inbox, Stored};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Waiting};
 use crate::pins::Binding;
 use crate::ratchets::Sessions;
 
@@ -87,7 +87,7 @@ pub(super) struct Dm {
     pub(super) contacts: Contacts,
     /// Kept messages, and the marks of what was shown (room messages too).
     pub(super) inbox: Inbox,
-    outbox: Outbox,
+    pub(super) outbox: Outbox,
     /// The Double Ratchet sessions and this user's prekeys (session/prekeys.rs).
     pub(super) sessions: Sessions,
     /// No DM is sent: the DM files cannot be saved.
@@ -268,12 +268,11 @@ pub(super) enum Pending {
         id: u64,
         peer: String,
     },
-    /// A `pkgt` for the first message `dm_id` to `peer`: answered by `pkbd`.
+    /// A `pkgt` for the first message `dm_id` (in the outbox) to `peer`: answered by `pkbd`.
     Bundle {
         peer: String,
         uid: u64,
         dm_id: u64,
-        text: Zeroizing<String>,
     },
 }
 
@@ -404,12 +403,30 @@ impl Session {
             return;
         }
         while let Some(id) = me.dm.resend.pop_front() {
-            if let Some(e) = me.dm.outbox.get(id) {
-                self.outbox.push_back(Zeroizing::new(e.frame.bytes.clone()));
-                let what = super::Pending::Dm(Pending::Send { id, peer: e.peer.clone() });
-                self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what });
-                return;
+            let Some(e) = me.dm.outbox.get(id).cloned() else { continue };
+            let text = match e.body {
+                Waiting::Sealed(frame) => {
+                    self.outbox.push_back(Zeroizing::new(frame.bytes));
+                    let what = super::Pending::Dm(Pending::Send { id, peer: e.peer });
+                    self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what });
+                    return;
+                }
+                Waiting::Text { text, ts, .. } => (text, ts),
+            };
+            let (text, ts) = text;
+            // A first message typed while the connection was lost: sealed now.
+            let Some(uid) = me.dm.contacts.get(&e.peer).filter(|c| c.trusted).map(|c| c.uid) else {
+                me.dm.outbox.remove(id);
+                let why = format!("message {id:016x} to {} dropped: no longer a trusted contact", e.peer);
+                self.events.push_back(Event::Failed(Failure::new("msg", 403, why)));
+                continue;
+            };
+            if me.dm.sessions.with(uid).is_empty() {
+                self.fetch_bundle(e.peer, uid, id, now_ms);
+            } else if let Err(f) = self.send_sealed(&e.peer, uid, &text, (id, ts), now_ms) {
+                self.events.push_back(Event::Failed(f));
             }
+            return;
         }
     }
 
@@ -507,32 +524,44 @@ impl Session {
         }
         let uid = contact.uid;
         let dm_id = fresh_id();
-        if me.dm.sessions.with(uid).is_empty() {
-            if self.offline {
-                return Err(prekeys::offline_first(&name));
+        if me.dm.sessions.with(uid).is_empty() || !me.dm.resend.is_empty() {
+            // No session yet (a first message), or earlier ones still to go
+            // first: kept as typed, sealed when its turn comes.
+            let me = self.me.as_mut().ok_or_else(|| log_in_first(cmd))?;
+            let typed = Waiting::Text { id: dm_id, ts: now_ms, text: Zeroizing::new(text.to_owned()) };
+            me.dm.outbox.push(&name, typed);
+            if self.offline || !me.dm.resend.is_empty() {
+                me.dm.resend.push_back(dm_id);
+                self.events.push_back(Event::Dm(DmEvent::Pending { id: dm_id, to: name }));
+            } else {
+                self.fetch_bundle(name, uid, dm_id, now_ms);
             }
-            self.fetch_bundle(name, uid, dm_id, text, now_ms);
             return Ok(dm_id);
         }
-        self.send_sealed(&name, uid, text, dm_id, now_ms)?;
+        self.send_sealed(&name, uid, text, (dm_id, now_ms), now_ms)?;
         Ok(dm_id)
     }
 
-    /// Seals `text` with the session with `uid`, keeps it in the outbox, and
-    /// sends it (or reports it pending while the connection is lost).
+    /// Seals `text` as message `(dm_id, ts)` with the session with `uid`,
+    /// keeps it in the outbox, and sends it (or reports it pending while the
+    /// connection is lost).
     pub(super) fn send_sealed(
         &mut self,
         name: &str,
         uid: u64,
         text: &str,
-        dm_id: u64,
+        (dm_id, ts): (u64, u64),
         now_ms: u64,
     ) -> Result<(), Failure> {
         let me = self.me.as_mut().ok_or_else(|| log_in_first("msg"))?;
-        let frame = prekeys::seal(&mut me.dm.sessions, me.uid, uid, text, dm_id, now_ms)
+        let frame = prekeys::seal(&mut me.dm.sessions, me.uid, uid, text, dm_id, ts)
             .map_err(|why| Failure::new("msg", 500, why))?;
         // The driver saves the sessions, then the outbox, before it sends anything (App::flush).
-        me.dm.outbox.push(name, frame.clone());
+        if me.dm.outbox.get(dm_id).is_some() {
+            me.dm.outbox.sealed(frame.clone());
+        } else {
+            me.dm.outbox.push(name, Waiting::Sealed(frame.clone()));
+        }
         me.dm.sealed.push(dm_id);
         if self.offline {
             self.events.push_back(Event::Dm(DmEvent::Pending { id: dm_id, to: name.to_owned() }));
@@ -760,9 +789,20 @@ impl Session {
                 }
                 Some(Event::Failed(f))
             }
-            Pending::Bundle { peer, .. } => {
+            Pending::Bundle { peer, dm_id, .. } => {
                 let mut f = refused("msg", r);
-                f.message = format!("cannot start a session with {peer}: {} (message not sent)", f.message);
+                let me = self.me.as_mut()?;
+                let fate = if f.code == code::RATE_LIMITED {
+                    me.dm.resend.push_front(dm_id);
+                    me.dm.resend_after_ms = now_ms + u64::from(f.retry_after_ms.max(1));
+                    "kept; sent again when allowed"
+                } else if (400..500).contains(&f.code) {
+                    me.dm.outbox.remove(dm_id);
+                    "dropped"
+                } else {
+                    "kept; sent again after the next login"
+                };
+                f.message = format!("cannot start a session with {peer}: {} (message {dm_id:016x} {fate})", f.message);
                 Some(Event::Failed(f))
             }
             p => Some(Event::Failed(refused(p.cmd(), r))),

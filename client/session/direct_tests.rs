@@ -611,7 +611,7 @@ fn an_outbox_loaded_at_login_is_sent_again_in_order() {
         let mut head = SendDmHead::new_zeroed();
         head.peer_uid.set(BOB);
         let bytes = wire::encode_classed(SMPS, id, NOW - 1000, &head, &[0; 176]).unwrap();
-        outbox.push("bob", Frame { id, bytes });
+        outbox.push("bob", Waiting::Sealed(Frame { id, bytes }));
     }
     let mut s = Session::new();
     s.login("alice", "password123", "red green blue", NOW).unwrap();

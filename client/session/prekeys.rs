@@ -22,10 +22,10 @@ use sotto::ratchet::{Header, Ratchet};
 use sotto::wire::{self, code, Message, Status};
 use sotto::x3dh::{self, Bundle};
 use zerocopy::FromZeros;
-use zeroize::Zeroizing;
 
 use super::direct::Pending;
 use super::{deadline, refused, Event, Failure, Frame, InFlight, Session};
+use crate::outbox::Waiting;
 use crate::ratchets::{PeerSession, Sessions, OPK_BATCH, OPK_LOW, SPK_ROTATE_MS};
 
 /// A direct message as received (`rvu*` of any class): the family's fields and the body.
@@ -98,7 +98,8 @@ pub(super) fn open(
     Ok(Some(text))
 }
 
-/// Seals `text` to `uid` with the most recently used session (there is one).
+/// Seals `text` as message `dm_id` of time `now_ms` to `uid` with the most
+/// recently used session (there is one).
 pub(super) fn seal(
     sessions: &mut Sessions,
     my_uid: u64,
@@ -132,14 +133,14 @@ pub(super) fn seal(
 }
 
 impl Session {
-    /// Asks for `peer`'s bundle (pkgt) to start a session; `text` is sealed
-    /// and sent as message `dm_id` once it is here.
-    pub(super) fn fetch_bundle(&mut self, peer: String, uid: u64, dm_id: u64, text: &str, now_ms: u64) {
+    /// Asks for `peer`'s bundle (pkgt) to start a session; message `dm_id`
+    /// (kept in the outbox as typed) is sealed and sent once it is here.
+    pub(super) fn fetch_bundle(&mut self, peer: String, uid: u64, dm_id: u64, now_ms: u64) {
         let id = self.take_id();
         let mut m = PrekeyFetch::request(id, now_ms);
         m.peer_uid.set(uid);
         self.queue(&mut m);
-        let what = super::Pending::Dm(Pending::Bundle { peer, uid, dm_id, text: Zeroizing::new(text.to_owned()) });
+        let what = super::Pending::Dm(Pending::Bundle { peer, uid, dm_id });
         self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what });
     }
 
@@ -150,7 +151,7 @@ impl Session {
             return Some(Event::Notice("ignoring a pkbd (prekey bundle) for no pending message".into()));
         }
         let f = self.in_flight.take()?;
-        let super::Pending::Dm(Pending::Bundle { peer, uid, dm_id, text }) = f.what else {
+        let super::Pending::Dm(Pending::Bundle { peer, uid, dm_id }) = f.what else {
             return Some(Event::Failed(Failure::new(
                 f.what.cmd(),
                 0,
@@ -183,7 +184,11 @@ impl Session {
         };
         let prekey = Prekey { spk_id, opk_id: m.opk_id.get(), ek };
         me.dm.sessions.add(uid, PeerSession { ratchet, ad: sad, initiator: true, prekey });
-        match self.send_sealed(&peer, uid, &text, dm_id, now_ms) {
+        let (text, ts) = match me.dm.outbox.get(dm_id).map(|e| &e.body) {
+            Some(Waiting::Text { text, ts, .. }) => (text.clone(), *ts),
+            _ => return None,
+        };
+        match self.send_sealed(&peer, uid, &text, (dm_id, ts), now_ms) {
             Ok(()) => None,
             Err(f) => Some(Event::Failed(f)),
         }
@@ -258,17 +263,6 @@ impl Session {
             ))
         })
     }
-}
-
-/// The message for a first DM to `name` while the connection is lost.
-pub(super) fn offline_first(name: &str) -> Failure {
-    Failure::new(
-        "msg",
-        503,
-        format!(
-            "not connected: a first message to {name} needs {name}'s prekeys from the server; send it once connected"
-        ),
-    )
 }
 
 /// Refuses DMs when the sessions cannot be saved (no key reused after a crash).

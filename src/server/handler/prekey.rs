@@ -121,11 +121,10 @@ pub fn fetch(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], no
         const WHY: &str = "this user has not published prekeys yet (their client must log in once with protocol 2)";
         return core.reply(id, msg_id, PKGT, code::NOT_FOUND, WHY, now_ms);
     }
-    // Each fetch takes a one-time prekey: counted like a chat message, so
-    // one contact cannot drain another's prekeys at the speed of the link.
-    if let Err(wait) = core.chat_allowed(me, now_ms) {
-        return core.reply_retry(id, msg_id, PKGT, code::RATE_LIMITED, "fetching too fast; wait", wait, now_ms);
-    }
+    // Not counted as chat: a first message costs one request, as any other.
+    // Only a contact can fetch, and a contact who drains the one-time prekeys
+    // makes new sessions start without one (X3DH with the signed prekey
+    // alone), not fail; the owner refills at the next pkst.
     let Some((spk, opk)) = core.mail.prekeys.take_bundle(peer) else { return };
     let mut b = Box::new(PrekeyBundle::new(Status::Ok, code::OK, msg_id, now_ms));
     b.peer_uid.set(peer);
