@@ -70,7 +70,7 @@ fn a_first_msg_fetches_the_bundle_and_refuses_one_not_signed_by_the_pinned_ident
     assert_eq!((f.cmd.as_str(), f.code), ("msg", 0));
     assert!(f.message.contains("not signed by bob's pinned identity key") && f.message.contains("not sent"), "{f:?}");
     assert!(!s.busy() && s.poll_transmit().is_none());
-    let _ = s.dirty_outbox();
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![]), "not sent, and not kept to go later");
     assert!(s.dirty_sessions().is_none() && sessions_of(&s).with(BOB).is_empty());
 
     // Bob's signature, but over another signed prekey than the one handed out.
