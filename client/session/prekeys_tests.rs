@@ -46,6 +46,19 @@ fn signed_by_alice(spk_id: u32, spk_pub: &[u8; 32], sig: &[u8]) -> bool {
     identity::verify(&key, &x3dh::spk_binding(&account::deployment_id(), ALICE, spk_id, spk_pub), sig)
 }
 
+/// Logs in again after a lost connection (the remembered credentials), up to `cnnt`.
+fn login_again(s: &mut Session) {
+    assert!(s.relogin(NOW));
+    let id = sent_id(s);
+    assert!(feed(s, &status(id, Status::Pending, code::PENDING, "")).is_none());
+    let id = sent_id(s);
+    let mut c = Connected::new(Status::Ok, code::OK, id, NOW);
+    c.uid.set(ALICE);
+    c.set_username("alice").unwrap();
+    s.handle_frame(c.as_bytes(), NOW);
+    assert!(matches!(s.poll_event(), Some(Event::Authenticated { again: true, .. })));
+}
+
 fn failure(ev: Option<Event>) -> Failure {
     match ev {
         Some(Event::Failed(f)) => f,
@@ -365,14 +378,7 @@ fn a_prekey_upload_lost_with_the_connection_is_made_again_after_the_next_login()
     let lost = upload(&mut s);
     s.connection_lost();
     while s.poll_event().is_some() {}
-    assert!(s.relogin(NOW));
-    let id = sent_id(&mut s);
-    assert!(feed(&mut s, &status(id, Status::Pending, code::PENDING, "")).is_none());
-    let id = sent_id(&mut s);
-    let mut c = Connected::new(Status::Ok, code::OK, id, NOW);
-    c.uid.set(ALICE);
-    c.set_username("alice").unwrap();
-    assert!(matches!(feed(&mut s, c.as_bytes()), Some(Event::Authenticated { again: true, .. })));
+    login_again(&mut s);
     // The server never stored it: its state after the login says so.
     assert!(feed(&mut s, &pkst(0, 0, 0)).is_none());
     let again = upload(&mut s);
@@ -419,4 +425,36 @@ fn first_messages_crossing_each_other_both_open_and_the_talk_goes_on() {
         let got = message(feed(&mut s, &rvu(&m)));
         assert_eq!((got.text, got.verified), (format!("b{i}"), true), "round {i}");
     }
+}
+
+#[test]
+fn first_msgs_typed_offline_wait_as_text_and_are_sealed_in_order_with_their_typed_time_after_the_login() {
+    let mut s = alice_session(with_bob());
+    let mut b = BobClient::new();
+    s.connection_lost();
+    let first = s.send_dm("@bob", "typed offline", NOW + 1).unwrap();
+    assert_eq!(dm_event(s.poll_event()), DmEvent::Pending { id: first, to: "bob".into() });
+    let second = s.send_dm("@bob", "and more", NOW + 2).unwrap();
+    assert_eq!(dm_event(s.poll_event()), DmEvent::Pending { id: second, to: "bob".into() });
+    assert!(s.poll_transmit().is_none());
+    let outbox = s.dirty_outbox().expect("kept");
+    let waiting: Vec<Waiting> = outbox.ids().into_iter().map(|id| outbox.get(id).unwrap().body.clone()).collect();
+    assert!(matches!(waiting[..], [Waiting::Text { .. }, Waiting::Text { .. }]), "kept as typed");
+    assert!(sessions_of(&s).with(BOB).is_empty());
+
+    login_again(&mut s);
+    let pkgt = s.poll_transmit().expect("the bundle is fetched for the first");
+    assert!(feed(&mut s, &b.bundle(&pkgt, &bob())).is_none());
+    for (id, ts, text) in [(first, NOW + 1, "typed offline"), (second, NOW + 2, "and more")] {
+        let pt = s.poll_transmit().expect("then the message");
+        let (hdr, head, _, _) = sent_dm(&pt);
+        assert_eq!((hdr.msg_id.get(), hdr.timestamp.get(), head.prekey), (id, ts, 1), "{text}");
+        assert_eq!(b.open(&pt).as_deref(), Some(text), "bound to the typed time");
+        assert_eq!(
+            dm_event(feed(&mut s, &dmst(id, 0, id, 2))),
+            DmEvent::Sent { id, to: "bob".into(), delivered: true }
+        );
+    }
+    assert!(!s.busy() && s.poll_transmit().is_none());
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![]));
 }
