@@ -458,3 +458,28 @@ fn first_msgs_typed_offline_wait_as_text_and_are_sealed_in_order_with_their_type
     assert!(!s.busy() && s.poll_transmit().is_none());
     assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![]));
 }
+
+#[test]
+fn a_first_msg_whose_bundle_does_not_come_is_pending_and_goes_after_the_next_login() {
+    // The connection drops while the bundle is asked for.
+    let mut s = alice_session(with_bob());
+    let mut b = BobClient::new();
+    let id = s.send_dm("@bob", "first", NOW).unwrap();
+    assert!(s.poll_transmit().is_some());
+    s.connection_lost();
+    assert_eq!(dm_event(s.poll_event()), DmEvent::Pending { id, to: "bob".into() });
+    login_again(&mut s);
+    let pkgt = s.poll_transmit().expect("the bundle is asked for again");
+    assert!(feed(&mut s, &b.bundle(&pkgt, &bob())).is_none());
+    let pt = s.poll_transmit().unwrap();
+    assert_eq!((sent_dm(&pt).0.msg_id.get(), b.open(&pt)), (id, Some("first".into())));
+
+    // No answer in time: kept for the next login too.
+    let mut s = alice_session(with_bob());
+    let id = s.send_dm("@bob", "first", NOW).unwrap();
+    assert!(s.poll_transmit().is_some());
+    s.handle_timeout(NOW + crate::session::REQUEST_TIMEOUT_MS);
+    assert_eq!(dm_event(s.poll_event()), DmEvent::Pending { id, to: "bob".into() });
+    assert!(!s.busy());
+    assert_eq!(s.dirty_outbox().map(|o| o.ids()), Some(vec![id]));
+}
