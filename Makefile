@@ -78,6 +78,8 @@ clean:
 # another, at the lowest priority. Stable rustc: RUSTC_BOOTSTRAP=1 lets it
 # take the -Z flags of the libFuzzer build. A crash stops here with the input
 # saved in fuzz/artifacts/<target>/. `make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=decode`
+# -max_len: the largest input a target needs, a class-x message or record
+# (16,852 bytes on the wire) and a step's few bytes of control.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= deframer record decode handshake dispatch
 
@@ -86,5 +88,5 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		RUSTC_BOOTSTRAP=1 SOTTO_QUIET_DEV_KEYS=1 nice -n 19 $(CARGO) fuzz run $$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -max_len=4200 -print_final_stats=1 || exit 1; \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=17000 -print_final_stats=1 || exit 1; \
 	done

@@ -1,6 +1,6 @@
 //! The Double Ratchet of protocol-2 direct messages, exactly as Signal's
 //! specification defines it (<https://signal.org/docs/specifications/doubleratchet/>),
-//! without header encryption (docs/proto2-ratchet.md §2). Pure: no I/O; the
+//! without header encryption (docs/PROTOCOL.md §7). Pure: no I/O; the
 //! caller saves the state ([`Ratchet::to_bytes`]) before it shows a plaintext.
 //!
 //! Invariant: a message key is used at most once — a chain key yields the next

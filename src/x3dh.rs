@@ -1,4 +1,4 @@
-//! X3DH key agreement for protocol-2 direct messages (docs/proto2-ratchet.md §1):
+//! X3DH key agreement for protocol-2 direct messages (docs/PROTOCOL.md §7):
 //! the byte strings a signed prekey and a session are bound to, and the
 //! shared secret both sides derive. Pure: no I/O, no signing.
 //!

@@ -57,15 +57,15 @@ fn decodes<T: Message>(bytes: &[u8], strs: impl Fn(&T) -> Vec<Result<usize, Wire
     Ok(())
 }
 
-/// One property test per message struct, listing its string accessors.
+/// One property test per message struct, listing its string fields.
 macro_rules! decoder_props {
-    ($($name:ident: $t:ty => |$m:ident| [$($s:ident),*];)*) => {
+    ($($name:ident: $t:ty => |$m:ident| [$($s:expr),*];)*) => {
         proptest! {
             #![proptest_config(config())]
             $(
                 #[test]
                 fn $name(bytes in near(core::mem::size_of::<$t>(), <$t>::OPCODE.to_be_bytes().to_vec())) {
-                    decodes::<$t>(&bytes, |$m: &$t| vec![$($m.$s().map(str::len)),*])?;
+                    decodes::<$t>(&bytes, |$m: &$t| vec![$($s.map(str::len)),*])?;
                 }
             )*
         }
@@ -73,38 +73,54 @@ macro_rules! decoder_props {
 }
 
 decoder_props! {
-    decode_register: Register => |m| [username];
-    decode_login: Login => |m| [username];
+    decode_register: Register => |m| [m.username()];
+    decode_login: Login => |m| [m.username()];
     decode_passphrase: Passphrase => |_m| [];
-    decode_create_room: CreateRoom => |m| [room];
-    decode_join_room: JoinRoom => |m| [room];
-    decode_send_room_message: SendRoomMessage => |m| [room];
-    decode_dm_request: DmRequest => |m| [peer];
-    decode_dm_accept: DmAccept => |m| [peer];
-    decode_send_dm: SendDm => |_m| [];
-    decode_room_salt_request: RoomSaltRequest => |m| [room];
-    decode_leave_room: LeaveRoom => |m| [room];
-    decode_list_rooms: ListRooms => |m| [filter];
-    decode_who_room: WhoRoom => |m| [room];
-    decode_who_online: WhoOnline => |m| [filter];
-    decode_online_user: OnlineUser => |m| [name];
-    decode_delete_room: DeleteRoom => |m| [room];
-    decode_dm_reject: DmReject => |m| [peer];
+    decode_create_room: CreateRoom => |m| [m.room()];
+    decode_join_room: JoinRoom => |m| [m.room()];
+    decode_send_room_message_s: SendRoomMessageS => |m| [m.head.room()];
+    decode_send_room_message_m: SendRoomMessageM => |m| [m.head.room()];
+    decode_send_room_message_l: SendRoomMessageL => |m| [m.head.room()];
+    decode_send_room_message_x: SendRoomMessageX => |m| [m.head.room()];
+    decode_dm_request: DmRequest => |m| [m.peer()];
+    decode_dm_accept: DmAccept => |m| [m.peer()];
+    decode_send_dm_s: SendDmS => |_m| [];
+    decode_send_dm_m: SendDmM => |_m| [];
+    decode_send_dm_l: SendDmL => |_m| [];
+    decode_send_dm_x: SendDmX => |_m| [];
+    decode_room_salt_request: RoomSaltRequest => |m| [m.room()];
+    decode_leave_room: LeaveRoom => |m| [m.room()];
+    decode_list_rooms: ListRooms => |m| [m.filter()];
+    decode_who_room: WhoRoom => |m| [m.room()];
+    decode_who_online: WhoOnline => |m| [m.filter()];
+    decode_online_user: OnlineUser => |m| [m.name()];
+    decode_delete_room: DeleteRoom => |m| [m.room()];
+    decode_dm_reject: DmReject => |m| [m.peer()];
     decode_mailbox_ack: MailboxAck => |_m| [];
     decode_heartbeat: Heartbeat => |_m| [];
     decode_heartbeat_reply: HeartbeatReply => |_m| [];
-    decode_status_reply: StatusReply => |m| [reason];
-    decode_room_salt: RoomSalt => |m| [room];
-    decode_connected: Connected => |m| [username];
-    decode_receive_dm: ReceiveDm => |m| [sender];
-    decode_receive_room_message: ReceiveRoomMessage => |m| [room];
-    decode_room_member: RoomMember => |m| [room, name];
-    decode_room_list_entry: RoomListEntry => |m| [room];
-    decode_room_deleted: RoomDeleted => |m| [room];
-    decode_dm_requested: DmRequested => |m| [from];
-    decode_contact: Contact => |m| [name];
-    decode_dm_rejected: DmRejected => |m| [by];
-    decode_dm_status: DmStatus => |m| [peer];
+    decode_status_reply: StatusReply => |m| [m.reason()];
+    decode_room_salt: RoomSalt => |m| [m.room()];
+    decode_connected: Connected => |m| [m.username()];
+    decode_receive_dm_s: ReceiveDmS => |m| [m.head.sender()];
+    decode_receive_dm_m: ReceiveDmM => |m| [m.head.sender()];
+    decode_receive_dm_l: ReceiveDmL => |m| [m.head.sender()];
+    decode_receive_dm_x: ReceiveDmX => |m| [m.head.sender()];
+    decode_receive_room_message_s: ReceiveRoomMessageS => |m| [m.head.room()];
+    decode_receive_room_message_m: ReceiveRoomMessageM => |m| [m.head.room()];
+    decode_receive_room_message_l: ReceiveRoomMessageL => |m| [m.head.room()];
+    decode_receive_room_message_x: ReceiveRoomMessageX => |m| [m.head.room()];
+    decode_room_member: RoomMember => |m| [m.room(), m.name()];
+    decode_room_list_entry: RoomListEntry => |m| [m.room()];
+    decode_room_deleted: RoomDeleted => |m| [m.room()];
+    decode_dm_requested: DmRequested => |m| [m.from()];
+    decode_contact: Contact => |m| [m.name()];
+    decode_dm_rejected: DmRejected => |m| [m.by()];
+    decode_dm_status: DmStatus => |m| [m.peer()];
+    decode_prekey_upload: PrekeyUpload => |_m| [];
+    decode_prekey_fetch: PrekeyFetch => |_m| [];
+    decode_prekey_state: PrekeyState => |_m| [];
+    decode_prekey_bundle: PrekeyBundle => |_m| [];
 }
 
 /// Reference deframing of a whole stream: bodies, the error, bytes left over.

@@ -20,7 +20,7 @@ use common::raw::{closed_by_peer, connect_from, Raw};
 use common::{client_for, ok, user, Client, Server, TempDir, PW, WORDS};
 use sotto::handshake::{self, ClientConfig, SERVER_HELLO_LEN};
 use sotto::opcodes::{
-    CreateRoom, Heartbeat, JoinRoom, Login, SendRoomMessage, StatusReply, MAX_MESSAGE, OPCODES, STAT,
+    CreateRoom, Heartbeat, JoinRoom, Login, SendRoomMessageS, StatusReply, MAX_MESSAGE, OPCODES, STAT,
 };
 use sotto::wire::{code, Message, State};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -428,8 +428,8 @@ fn a_client_that_never_reads_in_a_busy_room_is_dropped_alone() {
         for _ in 0..N / 50 {
             let ids: Vec<u64> = (0..50)
                 .map(|_| {
-                    let mut m = SendRoomMessage::new_zeroed();
-                    m.set_room("busy").unwrap();
+                    let mut m = SendRoomMessageS::new_zeroed();
+                    m.head.set_room("busy").unwrap();
                     sotto::crypto::fill_random(&mut m.ciphertext);
                     talker.request(m)
                 })

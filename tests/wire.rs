@@ -8,7 +8,7 @@
 
 use sotto::crypto::hex;
 use sotto::opcodes::{self, *};
-use sotto::wire::{self, Direction, Message, Status, WireError};
+use sotto::wire::{self, Classed, Direction, Message, Status, WireError};
 use zerocopy::byteorder::big_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -251,28 +251,6 @@ fn room_requests_golden_bytes() {
         hdr(d, Status::Request, 0, 12, TS);
         assert_eq!((d.room(), d.auth_key), (Ok("café"), pat(0x40)));
     });
-
-    let mut s: SendRoomMessage = msg(Status::Request, 0, 13, TS);
-    s.set_room("ops-room").unwrap();
-    s.iv = pat(0x60);
-    s.ciphertext = pat(0x70);
-    s.tag = pat(0x80);
-    s.signature = pat(0x90);
-    let expected = Bytes::header(SRMS, 0, 0x5a, 0, 13, TS)
-        .str("room", "ops-room", 32)
-        .put("iv", &pat::<16>(0x60))
-        .put("ciphertext", &pat::<1040>(0x70))
-        .put("tag", &pat::<32>(0x80))
-        .put("signature", &pat::<256>(0x90))
-        .reserved()
-        .finish("SendRoomMessage");
-    assert_eq!(expected.len(), 1408);
-    golden(&s, &expected, |d| {
-        hdr(d, Status::Request, 0, 13, TS);
-        assert_eq!(d.room(), Ok("ops-room"));
-        assert_eq!((d.iv, d.tag), (pat(0x60), pat(0x80)));
-        assert_eq!((d.ciphertext, d.signature), (pat::<1040>(0x70), pat::<256>(0x90)));
-    });
 }
 
 #[test]
@@ -352,33 +330,149 @@ fn direct_message_requests_golden_bytes() {
     });
 }
 
-#[test]
-fn send_dm_golden_bytes() {
-    let mut m: SendDm = msg(Status::Request, 0, 24, TS);
-    m.peer_uid.set(0x1020_3040_5060_7080);
-    m.eph_pub = pat(0x11);
-    m.iv = pat(0x31);
-    m.ciphertext = pat(0x41);
-    m.tag = pat(0x51);
-    m.signature = pat(0x61);
-    // 24 + 1384 bytes is already whole blocks: no reserved tail.
-    let expected = Bytes::header(SMPU, 0, 0x5a, 0, 24, TS)
-        .u64("peer_uid", 0x1020_3040_5060_7080)
-        .put("eph_pub", &pat::<32>(0x11))
-        .put("iv", &pat::<16>(0x31))
-        .put("ciphertext", &pat::<1040>(0x41))
-        .put("tag", &pat::<32>(0x51))
-        .put("signature", &pat::<256>(0x61))
+/// `n` distinctive bytes (a class's body): `seed, seed + 1, ..` (wrapping).
+fn patv(seed: u8, n: usize) -> Vec<u8> {
+    (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
+}
+
+/// The classes by hand: (struct suffix, body bytes, opcode offset).
+const CLASSES: [(&str, usize, u32); 4] = [("S", 176, 0), ("M", 1040, 100), ("L", 4112, 200), ("X", 16400, 300)];
+
+/// Checks `M` is the class of `suffix` and returns `(title, body, opcode)` for a family based at `base`.
+fn class_of<M: Classed>(family: &str, base: u32, i: usize) -> (String, usize, u32) {
+    let (suffix, body, offset) = CLASSES[i];
+    assert_eq!(M::CLASS.body(), body, "{family}{suffix}");
+    assert_eq!((M::OPCODE, M::MNEMONIC.chars().last()), (base + offset, suffix.to_lowercase().chars().next()));
+    (format!("{family}{suffix}"), body, base + offset)
+}
+
+fn send_room_message_golden<M: Classed<Head = SendRoomMessageHead> + PartialEq>(i: usize) -> usize {
+    let (title, body, opcode) = class_of::<M>("SendRoomMessage", 100_006, i);
+    let mut s: M = msg(Status::Request, 0, 13, TS);
+    let h = s.head_mut();
+    h.set_room("ops-room").unwrap();
+    h.iv = pat(0x60);
+    h.tag = pat(0x80);
+    h.signature = pat(0x90);
+    s.body_mut().copy_from_slice(&patv(0x70, body));
+    let expected = Bytes::header(opcode, 0, 0x5a, 0, 13, TS)
+        .str("room", "ops-room", 32)
+        .put("iv", &pat::<16>(0x60))
+        .put("tag", &pat::<32>(0x80))
+        .put("signature", &pat::<256>(0x90))
+        .put("ciphertext", &patv(0x70, body))
         .reserved()
-        .finish("SendDm");
-    assert_eq!(expected.len(), 1408);
+        .finish(&title);
+    golden(&s, &expected, |d| {
+        hdr(d, Status::Request, 0, 13, TS);
+        let h = d.head();
+        assert_eq!(h.room(), Ok("ops-room"));
+        assert_eq!((h.iv, h.tag, h.signature), (pat(0x60), pat(0x80), pat::<256>(0x90)));
+        assert_eq!(d.body(), &patv(0x70, body)[..]);
+    });
+    expected.len()
+}
+
+#[test]
+fn send_room_message_golden_bytes_in_every_class() {
+    let sizes = [
+        send_room_message_golden::<SendRoomMessageS>(0),
+        send_room_message_golden::<SendRoomMessageM>(1),
+        send_room_message_golden::<SendRoomMessageL>(2),
+        send_room_message_golden::<SendRoomMessageX>(3),
+    ];
+    assert_eq!(sizes, [544, 1408, 4480, 16768]);
+}
+
+fn send_dm_golden<M: Classed<Head = SendDmHead> + PartialEq>(i: usize) -> usize {
+    let (title, body, opcode) = class_of::<M>("SendDm", 100_009, i);
+    let mut m: M = msg(Status::Request, 0, 24, TS);
+    let h = m.head_mut();
+    h.peer_uid.set(0x1020_3040_5060_7080);
+    h.prekey = 1;
+    h.spk_id.set(0x0a0b_0c0d);
+    h.opk_id.set(0x0e0f_1011);
+    h.ek = pat(0x11);
+    h.dh = pat(0x21);
+    h.pn.set(0x0000_0102);
+    h.n.set(0x0000_0304);
+    h.tag = pat(0x51);
+    m.body_mut().copy_from_slice(&patv(0x41, body));
+    let expected = Bytes::header(opcode, 0, 0x5a, 0, 24, TS)
+        .u64("peer_uid", 0x1020_3040_5060_7080)
+        .put("prekey", &[1])
+        .u32("spk_id", 0x0a0b_0c0d)
+        .u32("opk_id", 0x0e0f_1011)
+        .put("ek", &pat::<32>(0x11))
+        .put("dh", &pat::<32>(0x21))
+        .u32("pn", 0x102)
+        .u32("n", 0x304)
+        .put("tag", &pat::<32>(0x51))
+        .put("ciphertext", &patv(0x41, body))
+        .reserved()
+        .finish(&title);
     golden(&m, &expected, |d| {
         hdr(d, Status::Request, 0, 24, TS);
+        let h = d.head();
         assert_eq!(
-            (d.peer_uid.get(), d.eph_pub, d.iv, d.tag),
-            (0x1020_3040_5060_7080, pat(0x11), pat(0x31), pat(0x51))
+            (h.peer_uid.get(), h.prekey, h.spk_id.get(), h.opk_id.get()),
+            (0x1020_3040_5060_7080, 1, 0x0a0b_0c0d, 0x0e0f_1011)
         );
-        assert_eq!((d.ciphertext, d.signature), (pat::<1040>(0x41), pat::<256>(0x61)));
+        assert_eq!((h.ek, h.dh, h.pn.get(), h.n.get(), h.tag), (pat(0x11), pat(0x21), 0x102, 0x304, pat(0x51)));
+        assert_eq!(d.body(), &patv(0x41, body)[..]);
+    });
+    expected.len()
+}
+
+#[test]
+fn send_dm_golden_bytes_in_every_class() {
+    let sizes = [
+        send_dm_golden::<SendDmS>(0),
+        send_dm_golden::<SendDmM>(1),
+        send_dm_golden::<SendDmL>(2),
+        send_dm_golden::<SendDmX>(3),
+    ];
+    assert_eq!(sizes, [336, 1200, 4272, 16560]);
+}
+
+#[test]
+fn prekey_requests_golden_bytes() {
+    let mut u: PrekeyUpload = msg(Status::Request, 0, 27, TS);
+    u.spk_id.set(0x0000_0007);
+    u.spk_pub = pat(0x12);
+    u.spk_sig = pat(0x22);
+    u.opk_count = 2;
+    let mut opks = vec![0u8; 3600];
+    opks[..4].copy_from_slice(&1u32.to_be_bytes());
+    opks[4..36].copy_from_slice(&pat::<32>(0x32));
+    opks[36..40].copy_from_slice(&2u32.to_be_bytes());
+    opks[40..72].copy_from_slice(&pat::<32>(0x42));
+    u.opks.copy_from_slice(&opks);
+    let expected = Bytes::header(100_019, 0, 0x5a, 0, 27, TS)
+        .u32("spk_id", 7)
+        .put("spk_pub", &pat::<32>(0x12))
+        .put("spk_sig", &pat::<256>(0x22))
+        .put("opk_count", &[2])
+        .put("opks", &opks)
+        .reserved()
+        .finish("PrekeyUpload");
+    assert_eq!(expected.len(), 3920);
+    golden(&u, &expected, |d| {
+        hdr(d, Status::Request, 0, 27, TS);
+        assert_eq!((d.spk_id.get(), d.spk_pub, d.spk_sig, d.opk_count), (7, pat(0x12), pat::<256>(0x22), 2));
+        assert_eq!(&d.opks[..], &opks[..]);
+    });
+
+    let mut f: PrekeyFetch = msg(Status::Request, 0, 28, TS);
+    f.peer_uid.set(0x3132_3334_3536_3738);
+    let expected = Bytes::header(100_020, 0, 0x5a, 0, 28, TS)
+        .u64("peer_uid", 0x3132_3334_3536_3738)
+        .reserved()
+        .finish("PrekeyFetch");
+    assert_eq!(expected.len(), 32);
+    golden(&f, &expected, |d| {
+        hdr(d, Status::Request, 0, 28, TS);
+        assert_eq!(d.peer_uid.get(), 0x3132_3334_3536_3738);
     });
 }
 
@@ -469,21 +563,22 @@ fn room_salt_golden_bytes() {
     });
 }
 
-#[test]
-fn receive_room_message_golden_bytes() {
+fn receive_room_message_golden<M: Classed<Head = ReceiveRoomMessageHead> + PartialEq>(i: usize) -> usize {
+    let (title, body, opcode) = class_of::<M>("ReceiveRoomMessage", 10_003, i);
     // History after a join: the join's msg_id, history 1.
-    let mut m: ReceiveRoomMessage = msg(Status::Ok, 200, 12, TS);
-    m.set_room("lobby").unwrap();
-    m.history = 1;
-    m.sender_uid.set(0x0f0e_0d0c_0b0a_0908);
-    m.server_time.set(TS + 1);
-    m.sent_msg_id.set(0x0000_0000_0000_0d0d);
-    m.sent_time.set(TS - 1);
-    m.iv = pat(0x61);
-    m.ciphertext = pat(0x71);
-    m.tag = pat(0x81);
-    m.signature = pat(0x91);
-    let expected = Bytes::header(RVRM, 1, 0x5a, 200, 12, TS)
+    let mut m: M = msg(Status::Ok, 200, 12, TS);
+    let h = m.head_mut();
+    h.set_room("lobby").unwrap();
+    h.history = 1;
+    h.sender_uid.set(0x0f0e_0d0c_0b0a_0908);
+    h.server_time.set(TS + 1);
+    h.sent_msg_id.set(0x0000_0000_0000_0d0d);
+    h.sent_time.set(TS - 1);
+    h.iv = pat(0x61);
+    h.tag = pat(0x81);
+    h.signature = pat(0x91);
+    m.body_mut().copy_from_slice(&patv(0x71, body));
+    let expected = Bytes::header(opcode, 1, 0x5a, 200, 12, TS)
         .str("room", "lobby", 32)
         .put("history", &[1])
         .u64("sender_uid", 0x0f0e_0d0c_0b0a_0908)
@@ -491,22 +586,35 @@ fn receive_room_message_golden_bytes() {
         .u64("sent_msg_id", 0xd0d)
         .u64("sent_time", TS - 1)
         .put("iv", &pat::<16>(0x61))
-        .put("ciphertext", &pat::<1040>(0x71))
         .put("tag", &pat::<32>(0x81))
         .put("signature", &pat::<256>(0x91))
+        .put("ciphertext", &patv(0x71, body))
         .reserved()
-        .finish("ReceiveRoomMessage");
-    assert_eq!(expected.len(), 1440);
+        .finish(&title);
     golden(&m, &expected, |d| {
         hdr(d, Status::Ok, 200, 12, TS);
-        assert_eq!((d.room(), d.history), (Ok("lobby"), 1));
+        let h = d.head();
+        assert_eq!((h.room(), h.history), (Ok("lobby"), 1));
         assert_eq!(
-            (d.sender_uid.get(), d.server_time.get(), d.sent_msg_id.get(), d.sent_time.get()),
+            (h.sender_uid.get(), h.server_time.get(), h.sent_msg_id.get(), h.sent_time.get()),
             (0x0f0e_0d0c_0b0a_0908, TS + 1, 0xd0d, TS - 1)
         );
-        assert_eq!((d.iv, d.tag), (pat(0x61), pat(0x81)));
-        assert_eq!((d.ciphertext, d.signature), (pat::<1040>(0x71), pat::<256>(0x91)));
+        assert_eq!((h.iv, h.tag, h.signature), (pat(0x61), pat(0x81), pat::<256>(0x91)));
+        assert_eq!(d.body(), &patv(0x71, body)[..]);
     });
+    expected.len()
+}
+
+#[test]
+fn receive_room_message_golden_bytes_in_every_class() {
+    let sizes = [
+        receive_room_message_golden::<ReceiveRoomMessageS>(0),
+        receive_room_message_golden::<ReceiveRoomMessageM>(1),
+        receive_room_message_golden::<ReceiveRoomMessageL>(2),
+        receive_room_message_golden::<ReceiveRoomMessageX>(3),
+    ];
+    // The largest class is the largest message.
+    assert_eq!(sizes, [576, 1440, 4512, MAX_MESSAGE]);
 }
 
 #[test]
@@ -568,41 +676,108 @@ fn room_deleted_golden_bytes() {
     });
 }
 
-#[test]
-fn receive_dm_golden_bytes() {
-    let mut m: ReceiveDm = msg(Status::Ok, 200, 0, TS);
-    m.seq.set(7);
-    m.sender_uid.set(0xdead_beef_cafe_f00d);
-    m.set_sender("carol").unwrap();
-    m.server_time.set(TS + 2);
-    m.dm_id.set(0x0102_0304_0506_0709);
-    m.sent_time.set(TS - 2);
-    m.eph_pub = pat(0x13);
-    m.iv = pat(0x33);
-    m.ciphertext = pat(0x43);
-    m.tag = pat(0x53);
-    m.signature = pat(0x63);
-    let expected = Bytes::header(RVUM, 1, 0x5a, 200, 0, TS)
+fn receive_dm_golden<M: Classed<Head = ReceiveDmHead> + PartialEq>(i: usize) -> usize {
+    let (title, body, opcode) = class_of::<M>("ReceiveDm", 10_002, i);
+    let mut m: M = msg(Status::Ok, 200, 0, TS);
+    let h = m.head_mut();
+    h.seq.set(7);
+    h.sender_uid.set(0xdead_beef_cafe_f00d);
+    h.set_sender("carol").unwrap();
+    h.server_time.set(TS + 2);
+    h.dm_id.set(0x0102_0304_0506_0709);
+    h.sent_time.set(TS - 2);
+    h.prekey = 1;
+    h.spk_id.set(0x0a0b_0c0d);
+    h.opk_id.set(0);
+    h.ek = pat(0x13);
+    h.dh = pat(0x23);
+    h.pn.set(5);
+    h.n.set(6);
+    h.tag = pat(0x53);
+    m.body_mut().copy_from_slice(&patv(0x43, body));
+    let expected = Bytes::header(opcode, 1, 0x5a, 200, 0, TS)
         .u64("seq", 7)
         .u64("sender_uid", 0xdead_beef_cafe_f00d)
         .str("sender", "carol", 32)
         .u64("server_time", TS + 2)
         .u64("dm_id", 0x0102_0304_0506_0709)
         .u64("sent_time", TS - 2)
-        .put("eph_pub", &pat::<32>(0x13))
-        .put("iv", &pat::<16>(0x33))
-        .put("ciphertext", &pat::<1040>(0x43))
+        .put("prekey", &[1])
+        .u32("spk_id", 0x0a0b_0c0d)
+        .u32("opk_id", 0)
+        .put("ek", &pat::<32>(0x13))
+        .put("dh", &pat::<32>(0x23))
+        .u32("pn", 5)
+        .u32("n", 6)
         .put("tag", &pat::<32>(0x53))
-        .put("signature", &pat::<256>(0x63))
+        .put("ciphertext", &patv(0x43, body))
         .reserved()
-        .finish("ReceiveDm");
-    assert_eq!(expected.len(), 1488);
+        .finish(&title);
     golden(&m, &expected, |d| {
         hdr(d, Status::Ok, 200, 0, TS);
-        assert_eq!((d.seq.get(), d.sender_uid.get(), d.sender()), (7, 0xdead_beef_cafe_f00d, Ok("carol")));
-        assert_eq!((d.server_time.get(), d.dm_id.get(), d.sent_time.get()), (TS + 2, 0x0102_0304_0506_0709, TS - 2));
-        assert_eq!((d.eph_pub, d.iv, d.tag), (pat(0x13), pat(0x33), pat(0x53)));
-        assert_eq!((d.ciphertext, d.signature), (pat::<1040>(0x43), pat::<256>(0x63)));
+        let h = d.head();
+        assert_eq!((h.seq.get(), h.sender_uid.get(), h.sender()), (7, 0xdead_beef_cafe_f00d, Ok("carol")));
+        assert_eq!((h.server_time.get(), h.dm_id.get(), h.sent_time.get()), (TS + 2, 0x0102_0304_0506_0709, TS - 2));
+        assert_eq!((h.prekey, h.spk_id.get(), h.opk_id.get(), h.pn.get(), h.n.get()), (1, 0x0a0b_0c0d, 0, 5, 6));
+        assert_eq!((h.ek, h.dh, h.tag), (pat(0x13), pat(0x23), pat(0x53)));
+        assert_eq!(d.body(), &patv(0x43, body)[..]);
+    });
+    expected.len()
+}
+
+#[test]
+fn receive_dm_golden_bytes_in_every_class() {
+    let sizes = [
+        receive_dm_golden::<ReceiveDmS>(0),
+        receive_dm_golden::<ReceiveDmM>(1),
+        receive_dm_golden::<ReceiveDmL>(2),
+        receive_dm_golden::<ReceiveDmX>(3),
+    ];
+    assert_eq!(sizes, [400, 1264, 4336, 16624]);
+}
+
+#[test]
+fn prekey_events_golden_bytes() {
+    // The refill request: unsolicited, msg_id 0.
+    let mut st: PrekeyState = msg(Status::Ok, 200, 0, TS);
+    st.spk_id.set(3);
+    st.spk_time.set(TS - 5);
+    st.opk_left.set(19);
+    st.opk_max.set(200);
+    let expected = Bytes::header(10_012, 1, 0x5a, 200, 0, TS)
+        .u32("spk_id", 3)
+        .u64("spk_time", TS - 5)
+        .u16("opk_left", 19)
+        .u16("opk_max", 200)
+        .reserved()
+        .finish("PrekeyState");
+    assert_eq!(expected.len(), 48);
+    golden(&st, &expected, |d| {
+        hdr(d, Status::Ok, 200, 0, TS);
+        assert_eq!((d.spk_id.get(), d.spk_time.get(), d.opk_left.get(), d.opk_max.get()), (3, TS - 5, 19, 200));
+    });
+
+    let mut b: PrekeyBundle = msg(Status::Ok, 200, 28, TS);
+    b.peer_uid.set(0x3132_3334_3536_3738);
+    b.spk_id.set(3);
+    b.spk_pub = pat(0x14);
+    b.spk_sig = pat(0x24);
+    b.opk_id.set(0x0000_0101);
+    b.opk_pub = pat(0x34);
+    let expected = Bytes::header(200_020, 1, 0x5a, 200, 28, TS)
+        .u64("peer_uid", 0x3132_3334_3536_3738)
+        .u32("spk_id", 3)
+        .put("spk_pub", &pat::<32>(0x14))
+        .put("spk_sig", &pat::<256>(0x24))
+        .u32("opk_id", 0x101)
+        .put("opk_pub", &pat::<32>(0x34))
+        .reserved()
+        .finish("PrekeyBundle");
+    assert_eq!(expected.len(), 368);
+    golden(&b, &expected, |d| {
+        hdr(d, Status::Ok, 200, 28, TS);
+        assert_eq!((d.peer_uid.get(), d.spk_id.get(), d.opk_id.get()), (0x3132_3334_3536_3738, 3, 0x101));
+        assert_eq!((d.spk_pub, d.spk_sig, d.opk_pub), (pat(0x14), pat::<256>(0x24), pat(0x34)));
     });
 }
 
@@ -847,8 +1022,8 @@ fn room_entry_golden_bytes() {
     m.server_time = U64::new(TS + 1);
     m.sent_msg_id = U64::new(0xd0d);
     m.sent_time = U64::new(TS - 1);
+    m.class = b'l';
     m.iv = pat(0x61);
-    m.ciphertext = pat(0x71);
     m.tag = pat(0x81);
     m.signature = pat(0x91);
     let expected = Bytes::new()
@@ -856,11 +1031,13 @@ fn room_entry_golden_bytes() {
         .u64("server_time", TS + 1)
         .u64("sent_msg_id", 0xd0d)
         .u64("sent_time", TS - 1)
+        .put("class", b"l")
         .put("iv", &pat::<16>(0x61))
-        .put("ciphertext", &pat::<1040>(0x71))
         .put("tag", &pat::<32>(0x81))
         .put("signature", &pat::<256>(0x91))
         .finish("RoomEntry");
+    // A file entry's head, not a message: its class's body follows it, unpadded.
+    assert_eq!(expected.len(), 337);
     assert_eq!(hex(m.as_bytes()), hex(&expected));
     let d = RoomEntry::read_from_bytes(&expected).unwrap();
     assert!(d == m);
@@ -868,19 +1045,22 @@ fn room_entry_golden_bytes() {
         (d.sender_uid.get(), d.server_time.get(), d.sent_msg_id.get(), d.sent_time.get()),
         (0x0f0e_0d0c_0b0a_0908, TS + 1, 0xd0d, TS - 1)
     );
-    assert_eq!((d.iv, d.tag), (pat(0x61), pat(0x81)));
-    assert_eq!((d.ciphertext, d.signature), (pat::<1040>(0x71), pat::<256>(0x91)));
-    // Kept as received: the rvrm replaying it carries the same bytes from sender_uid on.
-    let mut rvrm: ReceiveRoomMessage = msg(Status::Ok, 200, 12, TS);
-    rvrm.sender_uid = d.sender_uid;
-    rvrm.server_time = d.server_time;
-    rvrm.sent_msg_id = d.sent_msg_id;
-    rvrm.sent_time = d.sent_time;
-    rvrm.iv = d.iv;
-    rvrm.ciphertext = d.ciphertext;
-    rvrm.tag = d.tag;
-    rvrm.signature = d.signature;
-    assert_eq!(hex(&rvrm.as_bytes()[58..58 + expected.len()]), hex(&expected));
+    assert_eq!((Class::from_letter(d.class), d.iv, d.tag), (Some(Class::L), pat(0x61), pat(0x81)));
+    assert_eq!(d.signature, pat::<256>(0x91));
+    // Kept as received: the rvrl replaying it carries the same bytes from
+    // sender_uid on, but for the class (its opcode says it) and with the body after.
+    let mut rvrl: ReceiveRoomMessageL = msg(Status::Ok, 200, 12, TS);
+    let h = rvrl.head_mut();
+    h.sender_uid = d.sender_uid;
+    h.server_time = d.server_time;
+    h.sent_msg_id = d.sent_msg_id;
+    h.sent_time = d.sent_time;
+    h.iv = d.iv;
+    h.tag = d.tag;
+    h.signature = d.signature;
+    let b = rvrl.as_bytes();
+    assert_eq!(hex(&b[58..90]), hex(&expected[..32]));
+    assert_eq!(hex(&b[90..90 + 304]), hex(&expected[33..]));
 }
 
 // ---------------------------------------------------------------- decoder errors
@@ -894,10 +1074,16 @@ macro_rules! for_each_message {
             $f::<Passphrase>(),
             $f::<CreateRoom>(),
             $f::<JoinRoom>(),
-            $f::<SendRoomMessage>(),
+            $f::<SendRoomMessageS>(),
+            $f::<SendRoomMessageM>(),
+            $f::<SendRoomMessageL>(),
+            $f::<SendRoomMessageX>(),
             $f::<DmRequest>(),
             $f::<DmAccept>(),
-            $f::<SendDm>(),
+            $f::<SendDmS>(),
+            $f::<SendDmM>(),
+            $f::<SendDmL>(),
+            $f::<SendDmX>(),
             $f::<RoomSaltRequest>(),
             $f::<LeaveRoom>(),
             $f::<ListRooms>(),
@@ -908,12 +1094,22 @@ macro_rules! for_each_message {
             $f::<DmReject>(),
             $f::<MailboxAck>(),
             $f::<Heartbeat>(),
+            $f::<PrekeyUpload>(),
+            $f::<PrekeyFetch>(),
+            $f::<PrekeyState>(),
+            $f::<PrekeyBundle>(),
             $f::<StatusReply>(),
             $f::<HeartbeatReply>(),
             $f::<RoomSalt>(),
             $f::<Connected>(),
-            $f::<ReceiveDm>(),
-            $f::<ReceiveRoomMessage>(),
+            $f::<ReceiveDmS>(),
+            $f::<ReceiveDmM>(),
+            $f::<ReceiveDmL>(),
+            $f::<ReceiveDmX>(),
+            $f::<ReceiveRoomMessageS>(),
+            $f::<ReceiveRoomMessageM>(),
+            $f::<ReceiveRoomMessageL>(),
+            $f::<ReceiveRoomMessageX>(),
             $f::<RoomMember>(),
             $f::<RoomListEntry>(),
             $f::<RoomDeleted>(),
@@ -1023,6 +1219,8 @@ fn opcode_table_rows_are_sorted_block_sized_and_well_formed() {
 
 #[test]
 fn original_mnemonics_and_opcodes_are_kept() {
+    // Protocol 2 kept every protocol 1 opcode; the classed families kept
+    // theirs as their class-s members (smpu, rvum, rvrm became smps, rvus, rvrs).
     let original = [
         ("crea", 100_001, CREA, Direction::Request),
         ("auth", 100_002, AUTH, Direction::Request),
@@ -1032,14 +1230,41 @@ fn original_mnemonics_and_opcodes_are_kept() {
         ("srms", 100_006, SRMS, Direction::Request),
         ("jmpu", 100_007, JMPU, Direction::Request),
         ("ampu", 100_008, AMPU, Direction::Request),
-        ("smpu", 100_009, SMPU, Direction::Request),
+        ("smps", 100_009, SMPS, Direction::Request),
         ("cnnt", 10_001, CNNT, Direction::Event),
-        ("rvum", 10_002, RVUM, Direction::Event),
-        ("rvrm", 10_003, RVRM, Direction::Event),
+        ("rvus", 10_002, RVUS, Direction::Event),
+        ("rvrs", 10_003, RVRS, Direction::Event),
     ];
     for (mnemonic, opcode, constant, direction) in original {
         assert_eq!(constant, opcode, "{mnemonic} constant");
         let row = opcodes::info(opcode).unwrap_or_else(|| panic!("{mnemonic} {opcode} missing"));
         assert_eq!((row.mnemonic, row.direction), (mnemonic, direction), "{opcode}");
     }
+}
+
+#[test]
+fn classed_families_have_one_member_per_class_at_their_offsets() {
+    // (stem, base opcode, direction, head bytes after the header), by hand from opcodes.toml.
+    let families = [
+        ("srm", 100_006, Direction::Request, 337),
+        ("smp", 100_009, Direction::Request, 121),
+        ("rvu", 10_002, Direction::Event, 186),
+        ("rvr", 10_003, Direction::Event, 370),
+    ];
+    for (stem, base, direction, head) in families {
+        for (i, (suffix, body, offset)) in CLASSES.iter().enumerate() {
+            let letter = suffix.to_lowercase();
+            let row = opcodes::info(base + offset).unwrap_or_else(|| panic!("{stem}{letter} missing"));
+            assert_eq!((row.mnemonic, row.direction), (format!("{stem}{letter}").as_str(), direction));
+            assert_eq!(row.size, (24 + head + body).div_ceil(16) * 16, "{}", row.mnemonic);
+            assert!(row.struct_name.ends_with(suffix), "{}", row.struct_name);
+            assert_eq!(Class::ALL[i].opcode_offset(), *offset);
+            assert_eq!(Class::from_letter(letter.as_bytes()[0]), Some(Class::ALL[i]));
+            assert_eq!(Class::ALL[i].letter().to_string(), letter);
+        }
+    }
+    assert_eq!(Class::fitting(0), Some(Class::S));
+    assert_eq!(Class::fitting(177), Some(Class::M));
+    assert_eq!(Class::fitting(16_400), Some(Class::X));
+    assert_eq!(Class::fitting(16_401), None);
 }

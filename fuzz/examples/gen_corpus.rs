@@ -11,8 +11,8 @@ use sotto::frame;
 use sotto::handshake::{self, HelloVerdict};
 use sotto::opcodes::*;
 use sotto::record::Sealer;
-use sotto::server::fuzz::{room_auth_key, uid};
-use sotto::wire::{Message, WireError};
+use sotto::server::fuzz::{prekey_upload, room_auth_key, uid, OPKS_PUBLISHED};
+use sotto::wire::{Classed, Message, WireError};
 use sotto_fuzz::dispatch::{secs, RECONNECT, RESEND, SWITCH_READING};
 use sotto_fuzz::*;
 use zerocopy::{FromBytes, IntoBytes};
@@ -35,8 +35,9 @@ fn main() -> std::io::Result<()> {
     }
 
     // deframer: bound, cuts, stream of frames.
+    let login = named("Login").map(|d| (d.sample)()).ok_or_else(|| invalid("no Login decoder"))?;
     let mut stream = Vec::new();
-    for body in [&b"hello"[..], &[0x5a; 300], &(MESSAGES[11].sample)()] {
+    for body in [&b"hello"[..], &[0x5a; 300], &login] {
         frame::encode(body, &mut stream);
     }
     seed("deframer", "three-frames", &[&[0x10, 0x00, 3, 0, 1, 0, 9, 1, 0x40][..], &stream].concat())?;
@@ -44,7 +45,7 @@ fn main() -> std::io::Result<()> {
     seed("deframer", "too-large", &[&[0x00, 0x20, 1, 0, 2][..], &stream].concat())?;
 
     // record: genuine records to open (mode 0) and IV || plaintext to round-trip (mode 1).
-    for (name, pt) in [("block", vec![0x42; 16]), ("message", (MESSAGES[11].sample)())] {
+    for (name, pt) in [("block", vec![0x42; 16]), ("message", login.clone())] {
         let mut out = Vec::new();
         Sealer::new(record_keys()).seal_with_iv(&pt, &[0x17; 16], &mut out).map_err(|_| invalid("seal"))?;
         seed("record", &format!("open-{name}"), &[&[0][..], &out[4..]].concat())?;
@@ -112,18 +113,40 @@ fn join(msg_id: u64, room: &str) -> Vec<u8> {
     })
 }
 
+/// A room message of class `s`.
 fn say(msg_id: u64, room: &str) -> Vec<u8> {
-    request::<SendRoomMessage>(msg_id, |m| {
-        m.iv = [0x17; 16];
-        m.ciphertext.fill(0x42);
-        m.set_room(room)
+    say_in::<SendRoomMessageS>(msg_id, room)
+}
+
+/// A room message of `M`'s class.
+fn say_in<M: Classed<Head = SendRoomMessageHead>>(msg_id: u64, room: &str) -> Vec<u8> {
+    request::<M>(msg_id, |m| {
+        m.head_mut().iv = [0x17; 16];
+        m.body_mut().fill(0x42);
+        m.head_mut().set_room(room)
     })
 }
 
+/// A DM of class `s`.
 fn dm(msg_id: u64, to: usize) -> Vec<u8> {
-    request::<SendDm>(msg_id, |m| {
-        m.peer_uid.set(uid(to));
-        m.ciphertext.fill(0x24);
+    dm_in::<SendDmS>(msg_id, to)
+}
+
+/// A DM of `M`'s class: a ratchet message of an existing session (no prekey).
+fn dm_in<M: Classed<Head = SendDmHead>>(msg_id: u64, to: usize) -> Vec<u8> {
+    request::<M>(msg_id, |m| {
+        let h = m.head_mut();
+        h.peer_uid.set(uid(to));
+        h.dh = [0x31; 32];
+        h.n.set(1);
+        m.body_mut().fill(0x24);
+        Ok(())
+    })
+}
+
+fn fetch(msg_id: u64, peer: usize) -> Vec<u8> {
+    request::<PrekeyFetch>(msg_id, |m| {
+        m.peer_uid.set(uid(peer));
         Ok(())
     })
 }
@@ -155,9 +178,15 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
         ("crms", create(4, "garden")),
         ("jrms", join(5, "club")),
         ("srms", say(6, "lobby")),
+        ("srmm", say_in::<SendRoomMessageM>(6, "lobby")),
+        ("srml", say_in::<SendRoomMessageL>(6, "lobby")),
+        ("srmx", say_in::<SendRoomMessageX>(6, "lobby")),
         ("jmpu", request::<DmRequest>(7, |m| m.set_peer("carol"))),
         ("ampu", request::<DmAccept>(8, |m| m.set_peer("carol"))),
-        ("smpu", dm(9, 1)),
+        ("smps", dm(9, 1)),
+        ("smpm", dm_in::<SendDmM>(9, 1)),
+        ("smpl", dm_in::<SendDmL>(9, 1)),
+        ("smpx", dm_in::<SendDmX>(9, 1)),
         ("gslt", request::<RoomSaltRequest>(10, |m| m.set_room("club"))),
         ("lvrm", request::<LeaveRoom>(11, |m| m.set_room("lobby"))),
         ("lsrm", request::<ListRooms>(12, |_| Ok(()))),
@@ -167,6 +196,8 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
         ("dack", ack(16, 2)),
         ("ping", ping(17)),
         ("whoa", request::<WhoOnline>(18, |_| Ok(()))),
+        ("pkup", prekey_upload(19, 0, 2, 100..110)),
+        ("pkgt", fetch(20, 1)),
     ]
 }
 
@@ -181,7 +212,7 @@ const CAROL: u8 = 3;
 
 /// Sequences over several sessions: a room's life, a DM channel's, two
 /// sessions of one user, a client that stops reading, a resent DM, a mailbox
-/// that expires.
+/// that expires, prekeys fetched down to a refill and refilled.
 fn sequences() -> Vec<(&'static str, Steps)> {
     vec![
         (
@@ -237,6 +268,18 @@ fn sequences() -> Vec<(&'static str, Steps)> {
                 (BOB | secs(2), ping(71)),
                 (BOB | RESEND | secs(4), vec![]),
             ],
+        ),
+        (
+            "seq-prekeys",
+            (0..OPKS_PUBLISHED as u64 - 3)
+                .map(|i| (ALICE | secs(2), fetch(80 + i, 1)))
+                .chain([
+                    (BOB, prekey_upload(100, 1, 2, 100..150)),
+                    (CAROL, fetch(101, 0)),
+                    (ALICE, dm_in::<SendDmM>(102, 1)),
+                    (BOB, prekey_upload(103, 1, 2, 200..201)),
+                ])
+                .collect(),
         ),
         (
             "seq-expiry",

@@ -3,9 +3,9 @@
 //! `sotto::server::fuzz::World`; what the server seals back is opened and
 //! checked after every step.
 //!
-//! A step is `ctl, n, frame` with `frame` of `16 * (n + 1)` bytes (whole
-//! blocks, at most 4096: what a record can open to), or `ctl` alone when it
-//! resends the previous step's frame. `ctl` bits 0-1 pick the session
+//! A step is `ctl, n, frame` with `n` a big-endian u16 and `frame` of
+//! `16 * (n + 1)` bytes (whole blocks, at most `MAX_MESSAGE`: what a record
+//! can open to), or `ctl` alone when it resends the previous step's frame. `ctl` bits 0-1 pick the session
 //! (alice, bob, alice's second session, carol; the last two open when first
 //! used); bit 2 reconnects it first (the old connection is gone); bit 3
 //! switches whether its client reads; bit 4 resends; bits 5-7 move the clock
@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sotto::frame::Deframer;
-use sotto::opcodes::{info, StatusReply, DACK, MAX_MESSAGE, SMPU, STAT};
+use sotto::opcodes::{info, Class, StatusReply, DACK, MAX_MESSAGE, SMPS, SRMS, STAT};
 use sotto::record::{Opener, MAX_BODY};
 use sotto::server::core::ConnId;
 use sotto::server::fuzz::{self, World, USERS};
@@ -27,18 +27,29 @@ use crate::MESSAGES;
 
 /// The user of each session slot: alice, bob, alice again, carol.
 pub const SLOT_USERS: [usize; 4] = [0, 1, 0, 2];
-/// Requests acknowledged only once this turn's commit is durable (DESIGN §8).
+/// Requests acknowledged only once this turn's commit is durable (DESIGN §8),
+/// besides every class of srm* and smp* (`durable`).
 const DURABLE: [u32; 9] = [
     sotto::opcodes::CRMS,
     sotto::opcodes::JRMS,
-    sotto::opcodes::SRMS,
     sotto::opcodes::LVRM,
     sotto::opcodes::DLRM,
     sotto::opcodes::JMPU,
     sotto::opcodes::AMPU,
     sotto::opcodes::RJMU,
-    SMPU,
+    sotto::opcodes::PKUP,
+    sotto::opcodes::PKGT,
 ];
+
+/// Whether `opcode` is a member of the classed family based at `base`.
+fn of_family(base: u32, opcode: u32) -> bool {
+    Class::ALL.iter().any(|c| base + c.opcode_offset() == opcode)
+}
+
+/// Whether a handled request of `opcode` is acknowledged only after the commit.
+fn durable(opcode: u32) -> bool {
+    DURABLE.contains(&opcode) || of_family(SRMS, opcode) || of_family(SMPS, opcode)
+}
 /// Largest record on the wire: length prefix and largest body.
 const MAX_RECORD: usize = 4 + MAX_BODY;
 
@@ -61,9 +72,11 @@ pub fn step(ctl: u8, frame: &[u8]) -> Vec<u8> {
         return vec![ctl];
     }
     let blocks = frame.len().div_ceil(16).clamp(1, MAX_MESSAGE / 16);
-    let mut out = vec![ctl, (blocks - 1) as u8];
+    // NOTE: at most MAX_MESSAGE / 16 (1,050) blocks: n fits a u16.
+    let mut out = vec![ctl];
+    out.extend_from_slice(&((blocks - 1) as u16).to_be_bytes());
     out.extend_from_slice(frame);
-    out.resize(2 + blocks * 16, 0);
+    out.resize(3 + blocks * 16, 0);
     out
 }
 
@@ -98,8 +111,9 @@ pub fn run(data: &[u8]) {
         if ctl & RESEND != 0 {
             rest = tail;
         } else {
-            let [n, tail @ ..] = tail else { break };
-            let len = ((usize::from(*n) + 1) * 16).min(tail.len() / 16 * 16);
+            let [hi, lo, tail @ ..] = tail else { break };
+            let n = usize::from(u16::from_be_bytes([*hi, *lo]));
+            let len = ((n + 1) * 16).min(MAX_MESSAGE).min(tail.len() / 16 * 16);
             if len == 0 {
                 break;
             }
@@ -172,7 +186,7 @@ impl Run {
                 // An acknowledgement has no answer.
                 DACK if handled => None,
                 // A DM to an online recipient waits (bounded) for its acknowledgement.
-                SMPU if handled => Some(now + fuzz::limits().deliver_wait_ms),
+                op if handled && of_family(SMPS, op) => Some(now + fuzz::limits().deliver_wait_ms),
                 _ => Some(now),
             };
             if let Some(due) = due {
@@ -180,7 +194,7 @@ impl Run {
                 *owed = (*owed).min(due);
             }
             assert_eq!(self.world.run_jobs(), 0, "an authenticated session started a worker job");
-            if handled && msg_id != 0 && DURABLE.contains(&opcode) && c.reading {
+            if handled && msg_id != 0 && durable(opcode) && c.reading {
                 let early = read(&mut self.world, c);
                 assert!(
                     !early.iter().any(|(id, status)| *id == msg_id && matches!(status, Status::Ok | Status::Done)),

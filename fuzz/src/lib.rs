@@ -141,15 +141,16 @@ fn sample_struct<T: FromZeros + IntoBytes + zerocopy::Immutable>(
     bytes
 }
 
-/// Table rows for message structs: `Type => [getter setter "sample", ...]`.
+/// Table rows for message structs: `Type => [getter setter "sample", ...]`;
+/// a classed message's strings are in its head (`head.room head.set_room ..`).
 macro_rules! messages {
-    ($($t:ident => [$($get:ident $set:ident $val:literal),*];)*) => {
+    ($($t:ident => [$($($get:ident).+ $($set:ident).+ $val:literal),*];)*) => {
         [$(Decoder {
             name: stringify!($t),
             opcode: Some(<$t as Message>::OPCODE),
-            check: |b| check_message::<$t>(b, |_m| vec![$(_m.$get()),*]),
-            sample: || sample_message::<$t>(|_m| { $(_m.$set($val)?;)* Ok(()) }),
-            reads: |b| wire::decode::<$t>(b).is_ok_and(|_m| { let oks: &[bool] = &[$(_m.$get().is_ok()),*]; oks.iter().all(|ok| *ok) }),
+            check: |b| check_message::<$t>(b, |_m| vec![$(_m.$($get).+()),*]),
+            sample: || sample_message::<$t>(|_m| { $(_m.$($set).+($val)?;)* Ok(()) }),
+            reads: |b| wire::decode::<$t>(b).is_ok_and(|_m| { let oks: &[bool] = &[$(_m.$($get).+().is_ok()),*]; oks.iter().all(|ok| *ok) }),
         }),*]
     };
 }
@@ -168,10 +169,10 @@ macro_rules! structs {
 }
 
 /// Every message struct in opcode order (as `OPCODES`; the `decode` target checks it).
-pub static MESSAGES: [Decoder; 32] = messages! {
+pub static MESSAGES: [Decoder; 48] = messages! {
     Connected => [username set_username "alice"];
-    ReceiveDm => [sender set_sender "bob"];
-    ReceiveRoomMessage => [room set_room "lobby"];
+    ReceiveDmS => [head.sender head.set_sender "bob"];
+    ReceiveRoomMessageS => [head.room head.set_room "lobby"];
     RoomMember => [room set_room "lobby", name set_name "carol"];
     RoomListEntry => [room set_room "lobby"];
     RoomDeleted => [room set_room "lobby"];
@@ -179,28 +180,44 @@ pub static MESSAGES: [Decoder; 32] = messages! {
     Contact => [name set_name "erin"];
     DmRejected => [by set_by "frank"];
     DmStatus => [peer set_peer "grace"];
+    OnlineUser => [name set_name "bob"];
+    PrekeyState => [];
+    ReceiveDmM => [head.sender head.set_sender "bob"];
+    ReceiveRoomMessageM => [head.room head.set_room "lobby"];
+    ReceiveDmL => [head.sender head.set_sender "bob"];
+    ReceiveRoomMessageL => [head.room head.set_room "lobby"];
+    ReceiveDmX => [head.sender head.set_sender "bob"];
+    ReceiveRoomMessageX => [head.room head.set_room "lobby"];
     Register => [username set_username "alice"];
     Login => [username set_username "alice"];
     Passphrase => [];
     CreateRoom => [room set_room "lobby"];
     JoinRoom => [room set_room "lobby"];
-    SendRoomMessage => [room set_room "lobby"];
+    SendRoomMessageS => [head.room head.set_room "lobby"];
     DmRequest => [peer set_peer "bob"];
     DmAccept => [peer set_peer "bob"];
-    SendDm => [];
+    SendDmS => [];
     RoomSaltRequest => [room set_room "lobby"];
     LeaveRoom => [room set_room "lobby"];
     ListRooms => [filter set_filter "lo"];
     WhoRoom => [room set_room "lobby"];
-    WhoOnline => [filter set_filter ""];
-    OnlineUser => [name set_name "bob"];
     DeleteRoom => [room set_room "lobby"];
     DmReject => [peer set_peer "bob"];
     MailboxAck => [];
     Heartbeat => [];
+    WhoOnline => [filter set_filter ""];
+    PrekeyUpload => [];
+    PrekeyFetch => [];
+    SendRoomMessageM => [head.room head.set_room "lobby"];
+    SendDmM => [];
+    SendRoomMessageL => [head.room head.set_room "lobby"];
+    SendDmL => [];
+    SendRoomMessageX => [head.room head.set_room "lobby"];
+    SendDmX => [];
     StatusReply => [reason set_reason "forbidden: not a member"];
     RoomSalt => [room set_room "lobby"];
     HeartbeatReply => [];
+    PrekeyBundle => [];
 };
 
 /// The stored records and the handshake messages.
@@ -211,6 +228,11 @@ pub static STRUCTS: [Decoder; 5] = structs! {
     ClientHello b"SOTO" => [];
     ServerHello b"SOTO" => [];
 };
+
+/// The decoder named `name`.
+pub fn named(name: &str) -> Option<&'static Decoder> {
+    MESSAGES.iter().chain(STRUCTS.iter()).find(|d| d.name == name)
+}
 
 /// The decoder the `decode` target's first byte selects: messages, then the other structs.
 pub fn decoder(selector: u8) -> &'static Decoder {

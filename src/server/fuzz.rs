@@ -67,19 +67,16 @@ fn signer() -> Arc<Signer> {
         .clone()
 }
 
-/// The identity keys of the users (pkup checks their signed prekeys), made
-/// once per process: (signer, public modulus).
-fn identities() -> &'static [(Signer, [u8; 256])] {
-    static IDS: OnceLock<Vec<(Signer, [u8; 256])>> = OnceLock::new();
-    IDS.get_or_init(|| {
-        USERS
-            .iter()
-            .map(|_| {
-                // NOTE(unwrap): as for `signer`.
-                let (der, n) = identity::generate().unwrap();
-                (Signer::from_pkcs8_der(&der).unwrap(), n)
-            })
-            .collect()
+/// The users' identity key, one for all three (pkup checks signed prekeys
+/// with it; the binding names the user): the fuzz targets' fixture key, so
+/// that a committed seed's signature verifies in every run.
+fn identity_key() -> &'static (Signer, [u8; 256]) {
+    static KEY: OnceLock<(Signer, [u8; 256])> = OnceLock::new();
+    KEY.get_or_init(|| {
+        // NOTE(unwrap): a committed fixture; a broken one must stop the fuzzer at once.
+        let signer = Signer::from_pkcs8_pem(include_str!("../../fuzz/fixtures/server_rsa.pem")).unwrap();
+        let n = identity::modulus(signer.public()).unwrap();
+        (signer, n)
     })
 }
 
@@ -96,16 +93,9 @@ pub fn prekey_upload(msg_id: u64, user: usize, spk_id: u32, opk_ids: std::ops::R
     m.spk_id.set(spk_id);
     if spk_id != 0 {
         m.spk_pub = key(b"spk", spk_id);
-        let binding = crate::server::handler::prekey::spk_binding(
-            &crate::account::deployment_id(),
-            uid(user),
-            spk_id,
-            &m.spk_pub,
-        );
-        if let Some((signer, _)) = identities().get(user) {
-            // NOTE: signing fails only without an RNG; the upload is then refused, as the world test would show.
-            m.spk_sig = signer.sign(&binding).unwrap_or([0; 256]);
-        }
+        let binding = crate::x3dh::spk_binding(&crate::account::deployment_id(), uid(user), spk_id, &m.spk_pub);
+        // NOTE: signing fails only without an RNG; the upload is then refused, as the world test would show.
+        m.spk_sig = identity_key().0.sign(&binding).unwrap_or([0; 256]);
     }
     let mut n = 0;
     for (i, id) in opk_ids.enumerate().take(crate::server::prekeys::OPK_UPLOAD_MAX) {
@@ -118,7 +108,7 @@ pub fn prekey_upload(msg_id: u64, user: usize, spk_id: u32, opk_ids: std::ops::R
     m.as_bytes().to_vec()
 }
 
-/// A stored account: name, UID and identity key; fixed bytes for the
+/// A stored account: name, UID and the identity key; fixed bytes for the
 /// encryption key, which no authenticated handler checks, and no password
 /// (no one logs in).
 fn account(user: usize) -> UserRecord {
@@ -127,7 +117,7 @@ fn account(user: usize) -> UserRecord {
     rec.created.set(START_MS);
     // NOTE: the names are short lower-case ASCII; this cannot fail.
     let _ = rec.set_username(USERS[user]);
-    rec.id_pub = identities().get(user).map_or([0xa0 | user as u8; 256], |(_, n)| *n);
+    rec.id_pub = identity_key().1;
     rec.enc_pub = [0xe0 | user as u8; 32];
     rec.enc_sig = [0x50 | user as u8; 256];
     rec
@@ -301,6 +291,21 @@ impl World {
     /// Whether the core counts `uid` as online.
     pub fn is_online(&self, uid: u64) -> bool {
         self.core.is_online(uid)
+    }
+
+    /// For unit tests: a crash and a restart. Every connection is gone, and
+    /// what was not committed; the core is made again from the store (the
+    /// accounts as at the start), as sottod makes it at start.
+    #[cfg(test)]
+    pub(crate) fn restart(&mut self) {
+        let mut accounts = Accounts::default();
+        (0..USERS.len()).for_each(|u| accounts.insert(account(u)));
+        let mut rooms = Rooms::default();
+        for room in self.ctx.store.load_rooms().unwrap() {
+            rooms.insert(room);
+        }
+        let mail = Mail::load(&*self.ctx.store).unwrap();
+        self.core = Core::new(ServerConfig::built_in(), limits(), accounts, rooms, mail);
     }
 
     /// For unit tests: everything sealed to `id` so far, opened with `opener`.

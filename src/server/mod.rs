@@ -31,3 +31,5 @@ pub mod fuzz;
 mod core_tests;
 #[cfg(test)]
 mod dm_tests;
+#[cfg(test)]
+mod prekey_tests;

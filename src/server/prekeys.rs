@@ -65,6 +65,9 @@ pub(crate) fn usable_key(key: &[u8; 32]) -> bool {
     LOW_ORDER.iter().fold(true, |ok, bad| ok & !crypto::ct_eq(&masked, bad))
 }
 
+/// A one-time prekey: its id (non-zero) and its X25519 public key.
+pub(crate) type Opk = (u32, [u8; 32]);
+
 /// One user's published prekeys.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Published {
@@ -77,7 +80,7 @@ pub struct Published {
     /// The owner's identity signature over its binding.
     pub(crate) spk_sig: Box<[u8; 256]>,
     /// One-time prekeys (id, key), oldest first; at most `OPK_MAX`.
-    pub(crate) opks: VecDeque<(u32, [u8; 32])>,
+    pub(crate) opks: VecDeque<Opk>,
 }
 
 impl Default for Published {
@@ -186,7 +189,7 @@ impl Prekeys {
 
     /// Hands out `uid`'s signed prekey and its oldest one-time prekey (which
     /// leaves the store); None when no signed prekey was published.
-    pub(crate) fn take_bundle(&mut self, uid: u64) -> Option<(Published, Option<(u32, [u8; 32])>)> {
+    pub(crate) fn take_bundle(&mut self, uid: u64) -> Option<(Published, Option<Opk>)> {
         let p = self.users.get_mut(&uid).filter(|p| p.spk_id != 0)?;
         let opk = p.opks.pop_front();
         let spk = Published {

@@ -388,6 +388,7 @@ pub struct MemStore {
     users: std::sync::Mutex<std::collections::HashMap<u64, UserRecord>>,
     rooms: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     prekeys: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
+    contacts: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 #[cfg(any(test, fuzzing))]
@@ -417,7 +418,7 @@ impl Store for MemStore {
     }
 
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(None)
+        Ok(self.contacts.lock().ok().and_then(|c| c.clone()))
     }
 
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
@@ -426,7 +427,7 @@ impl Store for MemStore {
     }
 
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
-        if let Ok(mut m) = self.prekeys.lock() {
+        if let (Ok(mut m), Ok(mut contacts)) = (self.prekeys.lock(), self.contacts.lock()) {
             for w in writes {
                 match w {
                     Change::Prekeys(uid, Some(b)) => {
@@ -435,6 +436,7 @@ impl Store for MemStore {
                     Change::Prekeys(uid, None) => {
                         m.remove(uid);
                     }
+                    Change::Contacts(b) => *contacts = Some(b.clone()),
                     _ => {}
                 }
             }
@@ -448,7 +450,7 @@ impl Store for MemStore {
                     Change::Room(name, None) => {
                         m.remove(name);
                     }
-                    // Mailboxes and contacts live in the core's memory in unit tests.
+                    // Mailboxes live in the core's memory in unit tests.
                     Change::Queue(..) | Change::Contacts(_) | Change::Prekeys(..) => {}
                 }
             }
@@ -481,6 +483,30 @@ mod tests {
         assert!(again[0] == rec);
         let mode = fs::metadata(store.user_path(42)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn prekeys_are_committed_as_private_files_and_reloaded_checked() {
+        let dir = tempdir("pk");
+        let store = FileStore::open(&dir).unwrap();
+        let mut p = Published { spk_id: 4, spk_time: 99, spk_pub: [7; 32], ..Default::default() };
+        p.opks.extend([(1, [1; 32]), (2, [2; 32])]);
+        store.commit(&[Change::Prekeys(42, Some(p.encode(42))), Change::Prekeys(43, Some(p.encode(43)))]).unwrap();
+        store.commit(&[Change::Prekeys(43, None)]).unwrap();
+        let again = FileStore::open(&dir).unwrap().load_prekeys().unwrap();
+        assert_eq!(again, [(42, p.clone())]);
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&dir.join("prekeys")), mode(&store.prekey_path(42))), (0o700, 0o600));
+        // A file under another user's name, or a flipped byte: the start stops, naming the file.
+        write_atomic(&store.prekey_path(44), &p.encode(42)).unwrap();
+        let err = store.load_prekeys().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { why: "name is not its owner's UID", .. }), "{err}");
+        let mut bytes = p.encode(44);
+        bytes[30] ^= 1;
+        write_atomic(&store.prekey_path(44), &bytes).unwrap();
+        let err = store.load_prekeys().unwrap_err();
+        assert!(err.to_string().contains("000000000000002c.prekeys: corrupt record (checksum mismatch)"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

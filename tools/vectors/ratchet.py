@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Computes tests/vectors/x3dh.txt and tests/vectors/ratchet.txt independently
-of the Rust code, from docs/proto2-ratchet.md and Signal's Double Ratchet
+of the Rust code, from docs/PROTOCOL.md §7 and Signal's Double Ratchet
 specification (https://signal.org/docs/specifications/doubleratchet/).
 
 Primitives come from the `cryptography` package (X25519, AES-128-CBC, HKDF);
@@ -69,7 +69,7 @@ def pattern(start: int) -> bytes:
     return bytes((start + i) % 256 for i in range(32))
 
 
-# --- X3DH (docs/proto2-ratchet.md §1) ----------------------------------------
+# --- X3DH (docs/PROTOCOL.md §7) ----------------------------------------
 
 
 def spk_binding(deployment_id, uid, spk_id, spk_pub):
@@ -310,7 +310,7 @@ def ratchet_vectors(sk: bytes, ad: bytes):
 
 
 X3DH_HEADER = """\
-# X3DH key agreement of protocol 2 (docs/proto2-ratchet.md §1;
+# X3DH key agreement of protocol 2 (docs/PROTOCOL.md §7;
 # sotto::x3dh::{spk_binding, session_ad, initiate_with, respond}).
 # source: our own construction; computed independently by
 # tools/vectors/ratchet.py (Python `cryptography` for X25519 and HKDF) and
@@ -326,7 +326,7 @@ X3DH_HEADER = """\
 """
 
 RATCHET_HEADER = """\
-# The first five messages of a Double Ratchet session (docs/proto2-ratchet.md §2;
+# The first five messages of a Double Ratchet session (docs/PROTOCOL.md §7;
 # sotto::ratchet), started from x3dh.txt vector 0 (with the one-time prekey).
 # source: Signal's Double Ratchet specification with our KDFs, computed
 # independently by tools/vectors/ratchet.py (Python `cryptography` for X25519,

@@ -13,25 +13,12 @@ use crate::opcodes::{PrekeyBundle, PrekeyFetch, PrekeyState, PrekeyUpload, PKGT,
 use crate::wire::{code, decode, Message, Status};
 
 use crate::server::core::{ConnId, Core, Deferred};
-use crate::server::prekeys::{usable_key, OPK_ENTRY, OPK_MAX, OPK_UPLOAD_MAX, REFILL_BELOW};
+use crate::server::prekeys::{usable_key, Opk, OPK_ENTRY, OPK_MAX, OPK_UPLOAD_MAX, REFILL_BELOW};
 use crate::server::session::Authenticated;
 
-/// The bytes a signed prekey's signature covers (PROTOCOL.md §7):
-/// `"sotto/v2 signed prekey\0" || deployment id (16) || uid (u64) || spk_id (u32) || spk_pub (32)`.
-// The same bytes as the client's X3DH binding; one definition once both sides share it.
-pub(crate) fn spk_binding(deployment: &[u8; 16], uid: u64, spk_id: u32, spk_pub: &[u8; 32]) -> Vec<u8> {
-    const LABEL: &[u8] = b"sotto/v2 signed prekey\0";
-    let mut b = Vec::with_capacity(LABEL.len() + 16 + 8 + 4 + 32);
-    b.extend_from_slice(LABEL);
-    b.extend_from_slice(deployment);
-    b.extend_from_slice(&uid.to_be_bytes());
-    b.extend_from_slice(&spk_id.to_be_bytes());
-    b.extend_from_slice(spk_pub);
-    b
-}
-
-/// Why an upload is refused, checked before anything changes: (code, reason).
-fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<(u32, [u8; 32])>, (u16, &'static str)> {
+/// Why an upload is refused, checked before anything changes, the signature
+/// last (a refused upload costs no RSA work): (code, reason).
+fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<Opk>, (u16, &'static str)> {
     let bad = |why| Err((code::BAD_REQUEST, why));
     let count = usize::from(m.opk_count);
     if count > OPK_UPLOAD_MAX {
@@ -53,16 +40,9 @@ fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<(u32, [u8
         if !usable_key(&m.spk_pub) {
             return bad("signed prekey is zero or of low order");
         }
-        let Some(rec) = core.accounts.by_uid(uid) else { return bad("no such account") };
-        let binding = spk_binding(&crate::account::deployment_id(), uid, spk_id, &m.spk_pub);
-        let verified =
-            identity::from_modulus(&rec.id_pub).is_ok_and(|key| identity::verify(&key, &binding, &m.spk_sig));
-        if !verified {
-            return bad("signed prekey signature does not verify with your identity key");
-        }
     }
     let entries = m.opks.get(..count * OPK_ENTRY).ok_or((code::BAD_REQUEST, "one-time prekeys truncated"))?;
-    let mut opks: Vec<(u32, [u8; 32])> = Vec::with_capacity(count);
+    let mut opks: Vec<Opk> = Vec::with_capacity(count);
     for e in entries.chunks_exact(OPK_ENTRY) {
         let (id, key) = e.split_at(4);
         let id = u32::from_be_bytes(id.try_into().map_err(|_| (code::BAD_REQUEST, "one-time prekeys truncated"))?);
@@ -80,6 +60,15 @@ fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<(u32, [u8
     }
     if current.map_or(0, |p| p.opks.len()) + opks.len() > OPK_MAX {
         return Err((code::TOO_LARGE, "too many one-time prekeys: the server keeps 200"));
+    }
+    if spk_id != 0 {
+        let Some(rec) = core.accounts.by_uid(uid) else { return bad("no such account") };
+        let binding = crate::x3dh::spk_binding(&crate::account::deployment_id(), uid, spk_id, &m.spk_pub);
+        let verified =
+            identity::from_modulus(&rec.id_pub).is_ok_and(|key| identity::verify(&key, &binding, &m.spk_sig));
+        if !verified {
+            return bad("signed prekey signature does not verify with your identity key");
+        }
     }
     Ok(opks)
 }
