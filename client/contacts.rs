@@ -172,6 +172,9 @@ impl Contacts {
     pub fn observe(&mut self, name: &str, listed: Listed) -> bool {
         let Some(c) = self.map.get_mut(name) else { return false };
         if c.uid == listed.uid && c.keys == listed.keys {
+            // Listed with the pinned keys again: an earlier listing is no
+            // longer what /trust would pin (still refused until /trust).
+            self.dirty |= c.listed.take().is_some();
             return false;
         }
         if c.trusted || c.listed != Some(listed) {

@@ -2,7 +2,8 @@
 //! (DESIGN §7, §9), sealed in `<home>/<server_tag>/<user>/inbox` (see `vault`).
 //!
 //! Invariant: a message is kept at most `ttl` after it was shown, and at most
-//! [`MSGS_MAX`] messages (the oldest go first), then erased
+//! [`MSGS_MAX`] messages of at most [`TEXT_BYTES_MAX`] bytes of text (the
+//! oldest go first), then erased
 //! (its text is gone from the file at the next save); what was shown and
 //! verified, of direct messages and room messages alike, stays in the marks
 //! (`fresh`), so a copy delivered again, replayed or restored is never shown
@@ -20,11 +21,16 @@ use crate::keystore::KeyFileError;
 use crate::vault::{self, Kind, Reader};
 
 /// Messages kept; beyond, the oldest is erased before its time (its mark
-/// stays). A full inbox (1,092 bytes a message at most) and the largest marks
-/// (`fresh`) stay far below what the key store reads back (`store::MAX_FILE_BYTES`):
-/// a file written larger would be refused at the next login, and the marks in
-/// it lost, which would let old messages show as new.
+/// stays). A full inbox (at most [`TEXT_BYTES_MAX`] of text and 68 bytes a
+/// message besides) and the largest marks (`fresh`) stay far below what the
+/// key store reads back (`store::MAX_FILE_BYTES`): a file written larger would
+/// be refused at the next login, and the marks in it lost, which would let old
+/// messages show as new.
 pub const MSGS_MAX: usize = 4096;
+/// Bytes of text kept; beyond, the oldest messages are erased as with
+/// [`MSGS_MAX`]. Needed since a DM holds up to 16 KiB (`body::TEXT_MAX`):
+/// [`MSGS_MAX`] of the longest would pass `store::MAX_FILE_BYTES`.
+pub const TEXT_BYTES_MAX: usize = 16 << 20;
 
 /// The inbox file.
 pub const KIND: Kind = Kind { file: "inbox", magic: *b"SOTI", name: "inbox", id: 5, what: "received messages" };
@@ -75,10 +81,16 @@ impl Inbox {
         if msg.verified {
             self.marks.record(fresh::DM_SCOPE, msg.from_uid, msg.ts, msg.id, msg.shown_at);
         }
-        if self.msgs.len() >= MSGS_MAX {
-            let excess = self.msgs.len() + 1 - MSGS_MAX;
-            self.msgs.drain(..excess);
+        let mut bytes = self.msgs.iter().map(|m| m.text.len()).sum::<usize>() + msg.text.len();
+        let mut excess = 0;
+        for m in &self.msgs {
+            if self.msgs.len() - excess < MSGS_MAX && bytes <= TEXT_BYTES_MAX {
+                break;
+            }
+            bytes -= m.text.len();
+            excess += 1;
         }
+        self.msgs.drain(..excess);
         self.msgs.push(msg);
         self.dirty = true;
     }
@@ -126,7 +138,7 @@ impl Inbox {
             out.extend_from_slice(&m.ts.to_be_bytes());
             out.extend_from_slice(&m.shown_at.to_be_bytes());
             out.push(u8::from(m.verified));
-            // A DM text is at most 1024 bytes (dm::TEXT_MAX).
+            // A DM text is at most 16,384 bytes (dm::TEXT_MAX).
             let text = m.text.get(..m.text.len().min(usize::from(u16::MAX))).unwrap_or_default();
             out.extend_from_slice(&(text.len() as u16).to_be_bytes());
             out.extend_from_slice(text.as_bytes());
@@ -217,10 +229,15 @@ mod tests {
         }
         let plain = inbox.encode();
         assert!((plain.len() as u64) < crate::store::MAX_FILE_BYTES / 2, "{} bytes", plain.len());
-        assert_eq!(inbox.msgs.len(), MSGS_MAX);
+        assert_eq!(inbox.msgs.len(), TEXT_BYTES_MAX / text.len(), "as many as the text budget holds");
         assert_eq!(inbox.msgs.last().map(|m| m.id), Some(n as u64 - 1), "the newest are kept");
         assert_eq!(inbox.check(5 + (n as u64 - 1) % 2000, T0 + n as u64 - 11, n as u64 - 1), Verdict::Seen);
-        assert_eq!(Inbox::decode(&plain).unwrap().msgs.len(), MSGS_MAX);
+        assert_eq!(Inbox::decode(&plain).unwrap().msgs.len(), TEXT_BYTES_MAX / text.len());
+        // Short texts: the count bounds them.
+        for i in 0..MSGS_MAX as u64 + 5 {
+            inbox.record(msg(n as u64 + i, 5, "short", T0 + i));
+        }
+        assert_eq!(inbox.msgs.len(), MSGS_MAX);
     }
 
     #[test]

@@ -229,10 +229,10 @@ mod tests {
         assert!(
             matches!(&back.get(7).unwrap().body, Waiting::Text { id: 7, ts: 8, text } if text.as_str() == "first words")
         );
+        assert_eq!(back.get(6).unwrap().peer, "carol");
         let mut again = back;
         again.sealed(frame(7));
         assert!(again.get(7).unwrap().body == Waiting::Sealed(frame(7)) && again.take_dirty());
-        assert_eq!(back.get(6).unwrap().peer, "carol");
         let wrong = vault::subkey(&[0x77; 32], KIND);
         assert!(matches!(vault::unseal(KIND, "alice", &wrong, &sealed), Err(KeyFileError::WrongPassword)));
         let plain = o.encode();

@@ -313,11 +313,14 @@ impl Session {
         if let Some(me) = self.me.as_mut() {
             me.dm.resend.clear();
             me.refresh = None;
+            // Its answer cannot come now: the pkst after the next login says what to upload.
+            me.dm.prekey_upload = None;
         }
         self.forget_held_dms();
         let Some(f) = self.in_flight.take() else { return };
         match f.what {
-            Pending::Dm(direct::Pending::Send { id, peer }) => {
+            // A first message waiting for its bundle stays in the outbox as typed.
+            Pending::Dm(direct::Pending::Send { id, peer } | direct::Pending::Bundle { dm_id: id, peer, .. }) => {
                 self.events.push_back(Event::Dm(DmEvent::Pending { id, to: peer }));
             }
             // Sent again, unchanged, once logged in again.
@@ -391,7 +394,7 @@ impl Session {
         let accept = matches!(f.what, Pending::Dm(direct::Pending::Accept { .. }));
         match f.what {
             // Still in the outbox: sent again after the next login.
-            Pending::Dm(direct::Pending::Send { id, peer }) => {
+            Pending::Dm(direct::Pending::Send { id, peer } | direct::Pending::Bundle { dm_id: id, peer, .. }) => {
                 self.events.push_back(Event::Dm(DmEvent::Pending { id, to: peer }));
             }
             Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. } => {

@@ -103,6 +103,10 @@ pub(super) struct Dm {
     pub(super) resend: VecDeque<u64>,
     /// After a 429: no resend before this time.
     resend_after_ms: u64,
+    /// Outbox ids sealed since the sessions were last handed out to be saved.
+    sealed: Vec<u64>,
+    /// Outbox ids sealed before the save in progress (see `withhold_dms`).
+    saving: Vec<u64>,
     /// Messages arrived that cannot be opened here (no key file): said once.
     warned_no_keys: bool,
 }
@@ -327,15 +331,24 @@ impl Session {
     /// The sessions and prekeys, once after each change (saved after the inbox, before the outbox).
     pub fn dirty_sessions(&mut self) -> Option<&Sessions> {
         let me = self.me.as_mut()?;
-        me.dm.sessions.take_dirty().then_some(&me.dm.sessions)
+        if !me.dm.sessions.take_dirty() {
+            return None;
+        }
+        // The messages sealed so far are safe once this save succeeds.
+        me.dm.saving = std::mem::take(&mut me.dm.sealed);
+        Some(&me.dm.sessions)
     }
 
     /// The sessions could not be saved: no DM sealed since leaves (after a
     /// crash the old state would seal another text with the same key), and
-    /// none is sent again this session.
+    /// none is sent again this session. Those sealed with the state that was
+    /// not saved also leave the outbox: kept, they would be sent after a
+    /// restart beside new texts sealed with the same keys by the saved state.
     pub fn withhold_dms(&mut self) -> Vec<Failure> {
         let Some(me) = self.me.as_mut() else { return Vec::new() };
         me.dm.readonly = true;
+        let unsaved = std::mem::take(&mut me.dm.saving).into_iter().chain(std::mem::take(&mut me.dm.sealed));
+        let dropped = unsaved.filter(|id| me.dm.outbox.remove(*id).is_some()).count();
         let is_dm = |b: &[u8]| {
             sotto::wire::header(b).is_ok_and(|h| sotto::wire::class_of(sotto::opcodes::SMPS, h.opcode.get()).is_some())
         };
@@ -343,8 +356,15 @@ impl Session {
         self.outbox.retain(|b| !is_dm(b));
         me.dm.resend.clear();
         let mut out = Vec::new();
-        if self.outbox.len() != before {
+        if self.outbox.len() != before || dropped > 0 {
             out.push(prekeys::readonly());
+        }
+        if dropped > 0 {
+            out.push(Failure::new(
+                "msg",
+                503,
+                format!("{dropped} direct message(s) sealed since the DM sessions were last saved were dropped, not sent: type them again in a later session"),
+            ));
         }
         if matches!(self.in_flight.as_ref().map(|f| &f.what), Some(super::Pending::Dm(Pending::Send { .. }))) {
             self.in_flight = None;
@@ -542,6 +562,7 @@ impl Session {
         } else {
             me.dm.outbox.push(name, Waiting::Sealed(frame.clone()));
         }
+        me.dm.sealed.push(dm_id);
         if self.offline {
             self.events.push_back(Event::Dm(DmEvent::Pending { id: dm_id, to: name.to_owned() }));
             return Ok(());
@@ -610,6 +631,10 @@ impl Session {
                 format!("the keys the server lists for {name} do not verify (their identity key did not sign their UID and encryption key): they cannot be trusted"),
             )
         };
+        // The DM sessions were made with the contact's pinned keys (a contact
+        // need not be among the pins: they are bounded, and saved apart).
+        let before =
+            me.dm.contacts.get(&name).map(|c| Binding { uid: c.uid, id_pub: c.keys.id_pub, enc_pub: c.keys.enc_pub });
         let binding = match me.dm.contacts.trust(&name) {
             Ok(c) => Binding { uid: c.uid, id_pub: c.keys.id_pub, enc_pub: c.keys.enc_pub },
             Err(TrustError::Unbound) => return Err(unbound()),
@@ -626,7 +651,8 @@ impl Session {
         };
         // Room messages from this user verify with the trusted key too; the
         // DM sessions made with the old keys end (the next message starts anew).
-        if let Some(old) = me.pins.get(&name).map(|p| p.binding).filter(|old| *old != binding) {
+        let pinned = me.pins.get(&name).map(|p| p.binding);
+        for old in [before, pinned].into_iter().flatten().filter(|old| *old != binding) {
             me.dm.sessions.forget(old.uid);
             me.dm.sessions.forget(binding.uid);
         }
@@ -1031,4 +1057,4 @@ impl Session {
 
 #[cfg(test)]
 #[path = "direct_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -158,18 +158,19 @@ impl Session {
                 "unexpected pkbd (prekey bundle) from the server",
             )));
         };
-        let fail = |why: String| Some(Event::Failed(Failure::new("msg", 0, why)));
         let me = self.me.as_mut()?;
         let Some(contact) = me.dm.contacts.get(&peer).filter(|c| c.uid == uid && c.trusted) else {
-            return fail(format!("{peer} is no longer a trusted contact: message not sent"));
+            return self.drop_first(dm_id, format!("{peer} is no longer a trusted contact: message not sent"));
         };
-        let Some(secret) = me.dm.enc_secret.clone() else { return fail("no encryption key on this machine".into()) };
+        let Some(secret) = me.dm.enc_secret.clone() else {
+            return self.drop_first(dm_id, "no encryption key on this machine".into());
+        };
         let (ik, spk_id, spk_pub) = (contact.keys.enc_pub, m.spk_id.get(), m.spk_pub);
         let binding = x3dh::spk_binding(&account::deployment_id(), uid, spk_id, &spk_pub);
         let signed =
             identity::from_modulus(&contact.keys.id_pub).is_ok_and(|k| identity::verify(&k, &binding, &m.spk_sig));
         if m.peer_uid.get() != uid || !signed {
-            return fail(format!(
+            return self.drop_first(dm_id, format!(
                 "the prekey the server sent for {peer} is not signed by {peer}'s pinned identity key: not used, message not sent"
             ));
         }
@@ -180,7 +181,8 @@ impl Session {
         let started = x3dh::initiate(&secret, &bundle, &sad)
             .and_then(|i| Ratchet::initiator(&i.sk, &spk_pub).map(|r| (r, i.ek_pub)));
         let Ok((ratchet, ek)) = started else {
-            return fail(format!("the prekeys the server sent for {peer} are invalid: message not sent"));
+            return self
+                .drop_first(dm_id, format!("the prekeys the server sent for {peer} are invalid: message not sent"));
         };
         let prekey = Prekey { spk_id, opk_id: m.opk_id.get(), ek };
         me.dm.sessions.add(uid, PeerSession { ratchet, ad: sad, initiator: true, prekey });
@@ -192,6 +194,16 @@ impl Session {
             Ok(()) => None,
             Err(f) => Some(Event::Failed(f)),
         }
+    }
+
+    /// A first message whose bundle cannot be used: it leaves the outbox (not
+    /// sent, as the failure says; kept, it would go after the next login,
+    /// behind what was typed since).
+    fn drop_first(&mut self, dm_id: u64, why: String) -> Option<Event> {
+        if let Some(me) = self.me.as_mut() {
+            me.dm.outbox.remove(dm_id);
+        }
+        Some(Event::Failed(Failure::new("msg", 0, why)))
     }
 
     /// `pkst`: the server's prekey state (after login, or a refill request):
@@ -273,3 +285,7 @@ pub(super) fn readonly() -> Failure {
         "direct messages cannot be sent this session: the DM files could not be opened or saved (see the warnings)",
     )
 }
+
+#[cfg(test)]
+#[path = "prekeys_tests.rs"]
+mod tests;
