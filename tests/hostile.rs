@@ -20,7 +20,7 @@ use common::raw::{closed_by_peer, connect_from, Raw};
 use common::{client_for, ok, user, Client, Server, TempDir, PW, WORDS};
 use sotto::handshake::{self, ClientConfig, SERVER_HELLO_LEN};
 use sotto::opcodes::{
-    CreateRoom, Heartbeat, JoinRoom, Login, SendRoomMessageS, StatusReply, MAX_MESSAGE, OPCODES, STAT,
+    CreateRoom, Heartbeat, JoinRoom, Login, SendRoomMessageM, StatusReply, MAX_MESSAGE, OPCODES, STAT,
 };
 use sotto::wire::{code, Message, State};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -428,7 +428,8 @@ fn a_client_that_never_reads_in_a_busy_room_is_dropped_alone() {
         for _ in 0..N / 50 {
             let ids: Vec<u64> = (0..50)
                 .map(|_| {
-                    let mut m = SendRoomMessageS::new_zeroed();
+                    // Class m: 2,000 of them fill the hog's buffers past the output bound.
+                    let mut m = SendRoomMessageM::new_zeroed();
                     m.head.set_room("busy").unwrap();
                     sotto::crypto::fill_random(&mut m.ciphertext);
                     talker.request(m)
@@ -502,6 +503,21 @@ fn a_valid_session_sending_every_opcode_in_the_wrong_state() {
     assert!(checked >= 3 * 14, "{checked}");
 }
 
+/// The wrong sizes tried for a message of `own` bytes: every whole number of
+/// blocks up to 4 KiB, and around the size of every message (each class of
+/// each family among them) up to the largest.
+fn wrong_sizes(own: usize) -> Vec<usize> {
+    let near = |c: usize| c.saturating_sub(48)..=(c + 48).min(MAX_MESSAGE);
+    let mut sizes: Vec<usize> = (16..=4128).step_by(16).collect();
+    for c in OPCODES.iter().map(|i| i.size).chain([MAX_MESSAGE]) {
+        sizes.extend(near(c).filter(|n| n % 16 == 0));
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes.retain(|&n| n != own && n >= 16);
+    sizes
+}
+
 #[test]
 fn every_opcode_with_every_size_but_the_right_one() {
     let _g = serial();
@@ -512,7 +528,7 @@ fn every_opcode_with_every_size_but_the_right_one() {
     let checked = scene.under_attack(|_stop| {
         let mut checked = 0;
         for info in OPCODES.iter() {
-            let sizes: Vec<usize> = (16..=MAX_MESSAGE).step_by(16).filter(|&n| n != info.size).collect();
+            let sizes = wrong_sizes(info.size);
             for &n in &sizes {
                 let mut m = vec![0u8; n];
                 if n >= 24 {
@@ -538,6 +554,6 @@ fn every_opcode_with_every_size_but_the_right_one() {
         }
         checked
     });
-    assert_eq!(checked, OPCODES.iter().map(|i| MAX_MESSAGE / 16 - usize::from(i.size <= MAX_MESSAGE)).sum::<usize>());
+    assert_eq!(checked, OPCODES.iter().map(|i| wrong_sizes(i.size).len()).sum::<usize>());
     assert!(s.alive(), "the session did not survive its wrong sizes");
 }

@@ -186,5 +186,8 @@ impl Raw {
         p.pass_secret = *sotto::account::pass_secret(user, &words);
         self.request(p);
         assert!(self.wait_opcode(CNNT).is_some(), "no cnnt after the passphrase");
+        // The prekey state follows every login (PROTOCOL.md §7); taken here so
+        // that a test's next read is the answer to its own request.
+        assert!(self.wait_opcode(sotto::opcodes::PKST).is_some(), "no pkst after cnnt");
     }
 }
