@@ -24,7 +24,7 @@ const MSG_USAGE: &str = "usage: /msg @USER TEXT";
 const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login NAME PASSWORD WORD1 WORD2 WORD3; \
 /create ROOM PASSWORD; /join ROOM [PASSWORD]; /say ROOM TEXT; /leave ROOM; /rooms; /who ROOM; /delete ROOM; \
 /dm @USER; /accept @USER; /reject @USER; /msg @USER TEXT; /contacts; /fingerprint @USER; /trust @USER; \
-/history @USER; /help; /quit. A room message or direct message is at most 1024 bytes (UTF-8).";
+/history @USER; /help; /quit. A room message or direct message is at most 16384 bytes (UTF-8).";
 
 /// The usage line batch mode gives for a command with the wrong arguments.
 fn usage(cmd: &str) -> String {
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn help_names_the_size_limit() {
-        assert!(HELP.contains("at most 1024 bytes"), "{HELP}");
+        assert!(HELP.contains("at most 16384 bytes"), "{HELP}");
     }
 
     /// The grammar itself is tested in `command`; here, what batch lets through

@@ -402,7 +402,7 @@ impl Session {
         Ok(())
     }
 
-    /// `say ROOM TEXT` (srms): sealed with the room's content key, signed with
+    /// `say ROOM TEXT` (srm*): sealed with the room's content key, signed with
     /// the identity key; while disconnected, busy or paced by a 429 it waits, in order.
     pub fn say(&mut self, room: &str, text: &str, now_ms: u64) -> Result<(), Failure> {
         // Not `room_request`: a line typed while disconnected or busy waits instead.
@@ -818,7 +818,7 @@ impl Session {
         let me = self.me.as_mut()?;
         let m = &msg.head;
         let Some(room) = canonical_room(m.room()) else {
-            return Some(Event::Notice("ignoring an rvrm (room message) with a malformed room name".into()));
+            return Some(Event::Notice("ignoring an rvr* (room message) with a malformed room name".into()));
         };
         let sender = m.sender_uid.get();
         let ctx =

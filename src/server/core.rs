@@ -156,7 +156,7 @@ pub(crate) struct Awaiting {
     /// The sender's connections waiting for the answer: the first request's,
     /// then those of resends from other sessions (PROTOCOL, "Sending").
     pub(crate) conns: Vec<ConnId>,
-    /// The smpu msg_id (the DM id).
+    /// The smp* msg_id (the DM id).
     pub(crate) msg_id: u64,
     /// Reply "queued" after this.
     pub(crate) deadline_ms: u64,
