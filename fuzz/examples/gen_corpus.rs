@@ -14,6 +14,7 @@ use sotto::record::Sealer;
 use sotto::server::fuzz::{prekey_upload, room_auth_key, uid, OPKS_PUBLISHED};
 use sotto::wire::{Classed, Message, WireError};
 use sotto_fuzz::dispatch::{secs, RECONNECT, RESEND, SWITCH_READING};
+use sotto_fuzz::ratchet::{self, MISDIRECT, MUTATE, REPLAY, RESIZE, SAVE, SEAL_AB, SEAL_BA};
 use sotto_fuzz::*;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -80,6 +81,12 @@ fn main() -> std::io::Result<()> {
             name,
             &steps.iter().flat_map(|(ctl, frame)| dispatch::step(*ctl, frame)).collect::<Vec<u8>>(),
         )?;
+    }
+
+    // ratchet: saved states (mode 0) and sessions (mode 1); each one runs clean first.
+    for (name, bytes) in ratchet_seeds() {
+        ratchet::run(&bytes);
+        seed("ratchet", name, &bytes)?;
     }
 
     println!("wrote {n} seeds under {}", root.display());
@@ -295,4 +302,119 @@ fn sequences() -> Vec<(&'static str, Steps)> {
             ],
         ),
     ]
+}
+
+/// Seeds of the `ratchet` target: saved states of a session at a few points
+/// (fresh, with skipped keys, after both have spoken), then sessions of
+/// operations (`sotto_fuzz::ratchet`).
+fn ratchet_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use sotto_fuzz::ratchet::DELIVER;
+    let ad = ratchet::ad();
+    let (mut a, mut b) = ratchet::pair();
+    let mut out = vec![("state-initiator", [&[0][..], &a.to_bytes()].concat())];
+    out.push(("state-responder", [&[0][..], &b.to_bytes()].concat()));
+    // NOTE(unwrap): a fresh pair seals and opens; the seeds are checked by running them.
+    let m0 = a.seal(&ratchet::body(0, 1), &ad).unwrap();
+    let _skipped = a.seal(&ratchet::body(1, 1), &ad).unwrap();
+    let m2 = a.seal(&ratchet::body(2, 1), &ad).unwrap();
+    b.open(&m2.header, &m2.ciphertext, &m2.tag, &ad).unwrap();
+    out.push(("state-skipped", [&[0][..], &b.to_bytes()].concat()));
+    let r = b.seal(&ratchet::body(3, 2), &ad).unwrap();
+    a.open(&r.header, &r.ciphertext, &r.tag, &ad).unwrap();
+    b.open(&m0.header, &m0.ciphertext, &m0.tag, &ad).unwrap();
+    out.push(("state-both", [&[2][..], &a.to_bytes()].concat()));
+    out.push(("state-both-skipped", [&[4][..], &b.to_bytes()].concat()));
+    let seqs: [(&str, Vec<(u8, &[u8])>); 8] = [
+        (
+            "ping-pong",
+            vec![(SEAL_AB, &[0]), (DELIVER, &[0]), (SEAL_BA, &[1]), (DELIVER, &[1]), (SEAL_AB, &[64]), (DELIVER, &[2])],
+        ),
+        (
+            "out-of-order",
+            vec![
+                (SEAL_AB, &[0]),
+                (SEAL_AB, &[3]),
+                (SEAL_AB, &[7]),
+                (DELIVER, &[2]),
+                (SEAL_BA, &[0]),
+                (DELIVER, &[3]),
+                (SEAL_AB, &[1]),
+                (DELIVER, &[4]),
+                (DELIVER, &[0]),
+                (DELIVER, &[1]),
+            ],
+        ),
+        (
+            "responder-first",
+            vec![(SEAL_BA, &[0]), (SEAL_AB, &[0]), (SEAL_BA, &[0]), (DELIVER, &[0]), (SEAL_BA, &[2]), (DELIVER, &[1])],
+        ),
+        (
+            "mutate",
+            vec![
+                (SEAL_AB, &[1]),
+                (SEAL_AB, &[1]),
+                (MUTATE, &[1, 0, 0, 0, 1]),
+                (MUTATE, &[1, 1, 0, 40, 0x80, 0, 100, 4]),
+                (MUTATE, &[0, 0, 0, 39, 2]),
+                (DELIVER, &[1]),
+                (MUTATE, &[0, 0, 0, 90, 1]),
+                (DELIVER, &[0]),
+            ],
+        ),
+        (
+            "replay",
+            vec![
+                (SEAL_AB, &[0]),
+                (DELIVER, &[0]),
+                (REPLAY, &[0]),
+                (SEAL_BA, &[0]),
+                (DELIVER, &[1]),
+                (REPLAY, &[1]),
+                (REPLAY, &[0]),
+            ],
+        ),
+        (
+            "save-restore",
+            vec![
+                (SEAL_AB, &[0]),
+                (SEAL_AB, &[0]),
+                (DELIVER, &[1]),
+                (SAVE, &[1]),
+                (REPLAY, &[0]),
+                (DELIVER, &[0]),
+                (SAVE, &[0]),
+                (SEAL_BA, &[5]),
+                (DELIVER, &[2]),
+                (SAVE, &[0]),
+            ],
+        ),
+        (
+            "resize",
+            vec![
+                (SEAL_AB, &[1]),
+                (RESIZE, &[0, 0]),
+                (RESIZE, &[0, 1]),
+                (RESIZE, &[0, 2]),
+                (RESIZE, &[0, 3]),
+                (RESIZE, &[0, 4]),
+                (DELIVER, &[0]),
+            ],
+        ),
+        (
+            "misdirect",
+            vec![
+                (SEAL_AB, &[0]),
+                (MISDIRECT, &[0, 0]),
+                (MISDIRECT, &[0, 1]),
+                (DELIVER, &[0]),
+                (SEAL_BA, &[0]),
+                (MISDIRECT, &[1, 2]),
+                (MISDIRECT, &[1, 3]),
+            ],
+        ),
+    ];
+    for (name, steps) in seqs {
+        out.push((name, ratchet::ops(&steps)));
+    }
+    out
 }

@@ -6,6 +6,7 @@
 //! time, so a committed seed means the same thing to every build.
 
 pub mod dispatch;
+pub mod ratchet;
 
 use std::sync::LazyLock;
 
