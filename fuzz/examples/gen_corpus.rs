@@ -304,6 +304,9 @@ fn sequences() -> Vec<(&'static str, Steps)> {
     ]
 }
 
+/// Operations of a `ratchet` session seed: code and operands.
+type RatchetOps = Vec<(u8, &'static [u8])>;
+
 /// Seeds of the `ratchet` target: saved states of a session at a few points
 /// (fresh, with skipped keys, after both have spoken), then sessions of
 /// operations (`sotto_fuzz::ratchet`).
@@ -324,7 +327,7 @@ fn ratchet_seeds() -> Vec<(&'static str, Vec<u8>)> {
     b.open(&m0.header, &m0.ciphertext, &m0.tag, &ad).unwrap();
     out.push(("state-both", [&[2][..], &a.to_bytes()].concat()));
     out.push(("state-both-skipped", [&[4][..], &b.to_bytes()].concat()));
-    let seqs: [(&str, Vec<(u8, &[u8])>); 8] = [
+    let seqs: [(&str, RatchetOps); 8] = [
         (
             "ping-pong",
             vec![(SEAL_AB, &[0]), (DELIVER, &[0]), (SEAL_BA, &[1]), (DELIVER, &[1]), (SEAL_AB, &[64]), (DELIVER, &[2])],
