@@ -31,6 +31,8 @@
 //! Invariant: with at most [`MAX_OPS`] messages no chain skips more than
 //! `MAX_SKIP` keys and no skipped key is evicted, so "every genuine message
 //! opens once" is exactly the design's promise, not a model's approximation.
+//! So the `MAX_SKIP` refusal and the eviction of skipped keys are not reached
+//! here; `sotto::ratchet`'s unit tests cover them.
 
 use sotto::crypto::BLOCK;
 use sotto::ratchet::{Header, Ratchet, Sealed, HEADER_LEN};
