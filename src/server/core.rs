@@ -950,6 +950,10 @@ impl Core {
                 self.committed(token, ok, now_ms);
                 return;
             }
+            Completion::Prekey { conn, uid, upload, ok } => {
+                crate::server::handler::prekey::verified(self, conn, uid, &upload, ok, now_ms);
+                conn
+            }
         };
         if let Some(c) = self.conns.get_mut(&id) {
             c.busy = false;

@@ -49,6 +49,15 @@ pub enum Job {
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, pass_secret: Zeroizing<[u8; account::SECRET_LEN]> },
     /// Make one loop turn's room changes durable (runs on the disk thread, in order).
     Commit { token: u64, writes: Vec<Change> },
+    /// Verify a signed prekey's signature with the uploader's identity key
+    /// (RSA: never on the event loop); the upload comes back with the answer.
+    Prekey {
+        conn: ConnId,
+        uid: u64,
+        id_pub: Box<[u8; 256]>,
+        binding: Vec<u8>,
+        upload: Box<crate::opcodes::PrekeyUpload>,
+    },
 }
 
 /// Why a registration failed on the worker.
@@ -76,6 +85,8 @@ pub enum Completion {
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, ok: bool },
     /// Whether batch `token` is durable.
     Committed { token: u64, ok: bool },
+    /// Whether the upload's signed prekey verified.
+    Prekey { conn: ConnId, uid: u64, upload: Box<crate::opcodes::PrekeyUpload>, ok: bool },
 }
 
 /// What jobs need.
@@ -135,6 +146,10 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
         }
         Job::Passphrase { conn, msg_id, uid, phc, pass_secret } => {
             Completion::Passphrase { conn, msg_id, uid, ok: crypto::verify_secret(&phc, &pass_secret[..]) }
+        }
+        Job::Prekey { conn, uid, id_pub, binding, upload } => {
+            let ok = identity::from_modulus(&id_pub).is_ok_and(|key| identity::verify(&key, &binding, &upload.spk_sig));
+            Completion::Prekey { conn, uid, upload, ok }
         }
         Job::Commit { token, writes } => {
             let result = ctx.store.commit(&writes);

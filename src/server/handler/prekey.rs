@@ -8,13 +8,13 @@
 //! without it is durable (`Deferred::Bundle`). The uploader hears 200 only
 //! after its prekeys are durable.
 
-use crate::identity;
 use crate::opcodes::{PrekeyBundle, PrekeyFetch, PrekeyState, PrekeyUpload, PKGT, PKUP};
 use crate::wire::{code, decode, Message, Status};
 
 use crate::server::core::{ConnId, Core, Deferred};
 use crate::server::prekeys::{usable_key, Opk, OPK_ENTRY, OPK_MAX, OPK_UPLOAD_MAX, REFILL_BELOW};
 use crate::server::session::Authenticated;
+use crate::server::worker::Job;
 
 /// Why an upload is refused, checked before anything changes, the signature
 /// last (a refused upload costs no RSA work): (code, reason).
@@ -61,15 +61,6 @@ fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<Opk>, (u1
     if current.map_or(0, |p| p.opks.len()) + opks.len() > OPK_MAX {
         return Err((code::TOO_LARGE, "too many one-time prekeys: the server keeps 200"));
     }
-    if spk_id != 0 {
-        let Some(rec) = core.accounts.by_uid(uid) else { return bad("no such account") };
-        let binding = crate::x3dh::spk_binding(&crate::account::deployment_id(), uid, spk_id, &m.spk_pub);
-        let verified =
-            identity::from_modulus(&rec.id_pub).is_ok_and(|key| identity::verify(&key, &binding, &m.spk_sig));
-        if !verified {
-            return bad("signed prekey signature does not verify with your identity key");
-        }
-    }
     Ok(opks)
 }
 
@@ -77,6 +68,34 @@ fn check_upload(core: &Core, uid: u64, m: &PrekeyUpload) -> Result<Vec<Opk>, (u1
 pub fn upload(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
     let Ok(m) = decode::<PrekeyUpload>(frame) else { return };
     let (msg_id, uid) = (m.hdr.msg_id.get(), auth.uid());
+    if let Err((c, why)) = check_upload(core, uid, m) {
+        return core.reply(id, msg_id, PKUP, c, why, now_ms);
+    }
+    let spk_id = m.spk_id.get();
+    if spk_id == 0 {
+        return store(core, id, auth.uid(), m, now_ms);
+    }
+    // The signature is checked last (a refused upload costs no RSA work), on a worker.
+    let Some(rec) = core.accounts.by_uid(uid) else { return };
+    let id_pub = Box::new(rec.id_pub);
+    let binding = crate::x3dh::spk_binding(&crate::account::deployment_id(), uid, spk_id, &m.spk_pub);
+    core.start_job(id, Job::Prekey { conn: id, uid, id_pub, binding, upload: Box::new(*m) });
+}
+
+/// The worker checked an upload's signed prekey: stored if it verified and the
+/// upload still fits (another session of the user may have published meanwhile).
+pub fn verified(core: &mut Core, id: ConnId, uid: u64, m: &PrekeyUpload, ok: bool, now_ms: u64) {
+    let msg_id = m.hdr.msg_id.get();
+    if !ok {
+        const WHY: &str = "signed prekey signature does not verify with your identity key";
+        return core.reply(id, msg_id, PKUP, code::BAD_REQUEST, WHY, now_ms);
+    }
+    store(core, id, uid, m, now_ms);
+}
+
+/// Applies a checked upload; 200 once durable.
+fn store(core: &mut Core, id: ConnId, uid: u64, m: &PrekeyUpload, now_ms: u64) {
+    let msg_id = m.hdr.msg_id.get();
     let opks = match check_upload(core, uid, m) {
         Ok(opks) => opks,
         Err((c, why)) => return core.reply(id, msg_id, PKUP, c, why, now_ms),
