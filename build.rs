@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 /// Every message is padded to a whole number of AES blocks.
 const BLOCK: usize = 16;
 /// Upper bound on a fixed `bytes` field (class bodies are bounded by their class).
-const MAX_BYTES_FIELD: usize = 4096;
+const MAX_BYTES_FIELD: usize = 16_384;
 /// Upper bound on any message: the largest size class fits under it.
 const MAX_MESSAGE_LIMIT: usize = 16_896;
 const HEADER_STRUCT: &str = "Header";
@@ -353,7 +353,7 @@ fn fields_of(row: &toml::Value, ctx: &str) -> Vec<Field> {
                 ("body", None) => FieldType::Body,
                 ("str", Some(n)) if (1..=255).contains(&n) => FieldType::Str(n as usize),
                 (t, l) => fail(&format!(
-                    "{fctx}: bad type `{t}` with len {l:?} (bytes needs len 1..4096, str 1..255, integers none)"
+                    "{fctx}: bad type `{t}` with len {l:?} (bytes needs len 1..16384, str 1..255, integers none)"
                 )),
             };
             Field { name, ty, doc: str_of(f, "doc", &fctx) }

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod direct;
+pub mod file;
 pub mod heartbeat;
 pub mod prekey;
 pub mod room;
