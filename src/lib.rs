@@ -8,6 +8,7 @@ pub mod body;
 pub mod build_info;
 pub mod crypto;
 pub mod dm;
+pub mod file;
 pub mod frame;
 pub mod handshake;
 pub mod identity;

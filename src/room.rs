@@ -164,21 +164,40 @@ pub fn seal_with_iv(keys: &AeadKeys, ctx: &Context<'_>, text: &str, iv: &[u8; 16
 
 fn seal_iv(keys: &AeadKeys, ctx: &Context<'_>, text: &str, iv: &[u8; 16]) -> Result<Sealed, RoomError> {
     let (_, body) = body::pack(text).map_err(|_| RoomError::TooLong)?;
+    seal_body_iv(keys, ctx, &body, iv)
+}
+
+/// Encrypts a body already packed in its class (a text's, or a file
+/// manifest's: `file::pack_manifest`).
+pub fn seal_body(keys: &AeadKeys, ctx: &Context<'_>, body: &[u8]) -> Result<Sealed, RoomError> {
+    seal_body_iv(keys, ctx, body, &crypto::random())
+}
+
+fn seal_body_iv(keys: &AeadKeys, ctx: &Context<'_>, body: &[u8], iv: &[u8; 16]) -> Result<Sealed, RoomError> {
+    if !Class::ALL.iter().any(|c| c.body() == body.len()) {
+        return Err(RoomError::TooLong);
+    }
     let mut ciphertext = body.to_vec();
     crypto::cbc_encrypt(&keys.enc, iv, &mut ciphertext).map_err(|_| RoomError::Derive)?;
     let tag = crypto::hmac(&keys.mac[..], &[&ctx.bytes(MAC_LABEL), iv, &ciphertext]);
     Ok(Sealed { iv: *iv, ciphertext, tag })
 }
 
-/// Checks the MAC, then decrypts; one error for every failure.
+/// Checks the MAC, then decrypts a text; one error for every failure.
 pub fn open(keys: &AeadKeys, ctx: &Context<'_>, sealed: &Sealed) -> Result<String, Invalid> {
+    body::unpack(&open_body(keys, ctx, sealed)?)
+}
+
+/// Checks the MAC, then decrypts: the body, still in its class
+/// (`file::unpack` reads a text or a manifest from it).
+pub fn open_body(keys: &AeadKeys, ctx: &Context<'_>, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, Invalid> {
     if !crypto::hmac_verify(&keys.mac[..], &[&ctx.bytes(MAC_LABEL), &sealed.iv, &sealed.ciphertext], &sealed.tag) {
         return Err(Invalid);
     }
     sealed.class().ok_or(Invalid)?;
     let mut body = Zeroizing::new(sealed.ciphertext.clone());
     crypto::cbc_decrypt(&keys.enc, &sealed.iv, &mut body[..])?;
-    body::unpack(&body)
+    Ok(body)
 }
 
 /// What the sender's identity key signs: context, IV, ciphertext and tag.
