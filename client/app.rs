@@ -34,6 +34,7 @@ use crate::pins::{self, PinsError};
 use crate::ratchets::{self, Sessions};
 use crate::session::{ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
 use crate::store::Store;
+use crate::transfer::{self, FileReport, Target, Transfers};
 use crate::vault::{self, Kind};
 
 /// First wait before reconnecting; it doubles up to [`BACKOFF_MAX_MS`].
@@ -97,6 +98,8 @@ pub enum Report {
     Failed(Failure),
     /// The user should know, but nothing failed.
     Warning(String),
+    /// Something about files (docs/CLIENT.md "Files").
+    File(FileReport),
     /// A diagnostic (ignored server message and the like).
     Notice(String),
     /// The connection ended; the client exits with status 1.
@@ -164,6 +167,14 @@ pub struct App {
     save_failed: bool,
     /// Standard input; front ends read secrets through it.
     pub input: Input,
+    /// File uploads and downloads, beside the session.
+    transfers: Transfers,
+    /// The logged-in user's name.
+    me: Option<String>,
+    /// Manifests sent as DMs, by DM id: the file they announce.
+    manifest_dms: std::collections::HashMap<u64, u64>,
+    /// A manifest sent to a room, waiting for its `ok`: (room, file id).
+    manifest_room: Option<(String, u64)>,
 }
 
 /// The logged-in user's local files, and whether each may be written.
@@ -199,7 +210,60 @@ impl App {
             exit: None,
             save_failed: false,
             input,
+            transfers: Transfers::new(),
+            me: None,
+            manifest_dms: Default::default(),
+            manifest_room: None,
         }
+    }
+
+    /// True while a command waits for its answer (no input line is taken).
+    fn busy(&self) -> bool {
+        self.session.busy() || self.transfers.busy()
+    }
+
+    /// `/send @USER PATH` or `/send ROOM PATH`: the file is hashed, reserved
+    /// on the server, announced by a manifest in a DM or room message, then uploaded.
+    pub fn send_file(&mut self, to: &str, path: &str) -> Result<u64, Failure> {
+        let cmd = "send";
+        if !self.session.logged_in() {
+            return Err(Failure::new(cmd, 401, "log in first"));
+        }
+        let (target, peer_uid) = if let Some(user) = to.strip_prefix('@') {
+            let user = user.to_ascii_lowercase();
+            match self.session.contact_uid(&user) {
+                Some(uid) => (Target::User(user), uid),
+                None => return Err(Failure::new(
+                    cmd,
+                    403,
+                    format!(
+                        "{user} is not a trusted contact: /dm @{user} first (and /trust @{user} after a key change)"
+                    ),
+                )),
+            }
+        } else {
+            let room = sotto::room::normalize_name(to).map_err(|e| Failure::new(cmd, 400, e.to_string()))?;
+            if !self.session.has_room(&room) {
+                return Err(Failure::new(cmd, 403, format!("you are not in {room}: /join {room} first")));
+            }
+            (Target::Room(room), 0)
+        };
+        self.transfers.send(target, peer_uid, std::path::Path::new(path), now_ms())
+    }
+
+    /// `/get ID [DIR]` (without DIR: the current directory).
+    pub fn get_file(&mut self, id: &str, dir: Option<&str>) -> Result<(), Failure> {
+        self.transfers.get(id, std::path::Path::new(dir.unwrap_or(".")), now_ms())
+    }
+
+    /// `/decline ID`.
+    pub fn decline_file(&mut self, id: &str) -> Result<(), Failure> {
+        self.transfers.decline(id, now_ms())
+    }
+
+    /// `/files` (local): the answer is reported at once.
+    pub fn list_files(&mut self) -> FileReport {
+        self.transfers.listing()
     }
 
     /// Starts a registration (validates, generates keys, queues the request).
@@ -229,6 +293,7 @@ impl App {
 
     /// Starts `say ROOM TEXT`.
     pub fn say(&mut self, room: &str, text: &str) -> Result<(), Failure> {
+        refuse_marker("say", text)?;
         self.session.say(room, text, now_ms())
     }
 
@@ -274,12 +339,14 @@ impl App {
 
     /// Starts `msg @USER TEXT` (while disconnected: only kept in the outbox).
     pub fn send_dm(&mut self, user: &str, text: &str) -> Result<(), Failure> {
+        refuse_marker("msg", text)?;
         self.session.send_dm(user, text, now_ms()).map(|_| ())
     }
 
     /// Starts `msg @USER TEXT`, and gives the id of the message (the one its
     /// `sent`, `pending` and `delivered` reports carry).
     pub fn send_dm_id(&mut self, user: &str, text: &str) -> Result<u64, Failure> {
+        refuse_marker("msg", text)?;
         self.session.send_dm(user, text, now_ms())
     }
 
@@ -329,7 +396,7 @@ impl App {
             if let Some(code) = self.drain_frames(fe)? {
                 return Ok(code);
             }
-            while !self.session.busy() {
+            while !self.busy() {
                 let Some(line) = fe.next_line(&mut self.input) else { break };
                 if let Flow::Quit = fe.command(self, &line)? {
                     fe.report(Report::Bye)?;
@@ -340,7 +407,7 @@ impl App {
                     return Ok(code);
                 }
             }
-            if !self.session.busy() {
+            if !self.busy() {
                 if self.input.exhausted() {
                     fe.report(Report::Bye)?;
                     return Ok(0);
@@ -391,7 +458,7 @@ impl App {
             Some(d) => PollTimeout::try_from(d.saturating_sub(now)).unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let want_stdin = (!self.session.busy() || keys_while_busy) && !self.input.eof_seen();
+        let want_stdin = (!self.busy() || keys_while_busy) && !self.input.eof_seen();
         let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
         let mut fds = Vec::with_capacity(2);
         if let Some(conn) = &self.conn {
@@ -419,7 +486,11 @@ impl App {
                 Ok(None) => return Ok(None),
                 Ok(Some(pt)) => {
                     let pt = Zeroizing::new(pt);
-                    self.session.handle_frame(&pt, now_ms());
+                    if self.transfers.owns(&pt) {
+                        self.transfers.handle_frame(&pt, now_ms());
+                    } else {
+                        self.session.handle_frame(&pt, now_ms());
+                    }
                     self.pump(fe)?;
                     if let Some(code) = self.flush(fe)? {
                         return Ok(Some(code));
@@ -448,6 +519,14 @@ impl App {
             self.session.release_acks(now_ms());
         }
         while let Some(pt) = self.session.poll_transmit() {
+            let Some(conn) = self.conn.as_mut() else { break };
+            if let Err(e) = conn.send(&pt) {
+                return self.lost(fe, e);
+            }
+        }
+        // Chat first, then file requests and chunks.
+        self.transfers.pump(now_ms());
+        while let Some(pt) = self.transfers.poll_transmit() {
             let Some(conn) = self.conn.as_mut() else { break };
             if let Err(e) = conn.send(&pt) {
                 return self.lost(fe, e);
@@ -482,6 +561,7 @@ impl App {
             return Ok(Some(1));
         }
         self.session.connection_lost();
+        self.transfers.connection_lost();
         self.schedule_retry();
         fe.report(Report::Disconnected(e.to_string()))?;
         self.pump(fe)?;
@@ -521,11 +601,110 @@ impl App {
     /// Reports every event the session has, saving what it changed first.
     fn pump(&mut self, fe: &mut dyn Frontend) -> io::Result<()> {
         self.persist(fe)?;
-        while let Some(ev) = self.session.poll_event() {
-            self.process(ev, fe)?;
+        loop {
+            while let Some(ev) = self.session.poll_event() {
+                self.process(ev, fe)?;
+                self.persist(fe)?;
+            }
+            self.send_manifest();
+            self.transfers.pump(now_ms());
             self.persist(fe)?;
+            let mut any = false;
+            while let Some(r) = self.transfers.poll_report() {
+                any = true;
+                match r {
+                    Ok(r) => fe.report(Report::File(r))?,
+                    Err(f) => fe.report(Report::Failed(f))?,
+                }
+            }
+            if !any && !self.session.has_events() {
+                return Ok(());
+            }
         }
-        Ok(())
+    }
+
+    /// Hands the next due manifest to the session, as a DM or a room line.
+    fn send_manifest(&mut self) {
+        if self.session.busy() || self.manifest_room.is_some() {
+            return;
+        }
+        let Some((id, target, text)) = self.transfers.manifest_due() else { return };
+        let now = now_ms();
+        let sent = match &target {
+            Target::User(user) => self.session.send_dm(user, &text, now).map(|dm_id| {
+                self.manifest_dms.insert(dm_id, id);
+            }),
+            Target::Room(room) => self.session.say(room, &text, now).map(|()| {
+                self.manifest_room = Some((room.clone(), id));
+            }),
+        };
+        if let Err(f) = sent {
+            self.transfers.manifest_failed(id, f);
+        }
+    }
+
+    /// Takes the session events that concern files: manifests sent and
+    /// received. Returns the event when it is not one of those.
+    fn file_event(&mut self, ev: Event) -> Option<Event> {
+        match ev {
+            Event::Dm(DmEvent::Sent { id, .. }) if self.manifest_dms.contains_key(&id) => {
+                if let Some(file) = self.manifest_dms.remove(&id) {
+                    self.transfers.manifest_stored(file);
+                }
+                None
+            }
+            Event::Dm(DmEvent::Pending { id, .. } | DmEvent::Delivered { id, .. } | DmEvent::Expired { id })
+                if self.manifest_dms.contains_key(&id) =>
+            {
+                None
+            }
+            Event::Done { cmd: "say", room } if self.manifest_room.as_ref().is_some_and(|(r, _)| *r == room) => {
+                if let Some((_, file)) = self.manifest_room.take() {
+                    self.transfers.manifest_stored(file);
+                }
+                None
+            }
+            Event::Failed(f) if f.cmd == "say" && self.manifest_room.is_some() => {
+                if let Some((_, file)) = self.manifest_room.take() {
+                    self.transfers.manifest_failed(file, f);
+                }
+                None
+            }
+            Event::Failed(f) if f.cmd == "msg" && !self.manifest_dms.is_empty() => {
+                let latest = self.manifest_dms.iter().max_by_key(|(_, file)| **file).map(|(dm, file)| (*dm, *file));
+                if let Some((dm, file)) = latest {
+                    self.manifest_dms.remove(&dm);
+                    self.transfers.manifest_failed(file, f);
+                }
+                None
+            }
+            Event::Dm(DmEvent::Message(m)) if transfer::is_manifest_text(&m.text) => {
+                let me = self.me.clone().unwrap_or_default();
+                if let Some(manifest) = transfer::manifest_of(&m.text) {
+                    self.transfers.offered(&me, &m.from, None, &manifest, m.verified);
+                }
+                None
+            }
+            Event::Room(RoomEvent::Message(m)) if transfer::is_manifest_text(&m.text) => {
+                let me = self.me.clone().unwrap_or_default();
+                if let Some(manifest) = transfer::manifest_of(&m.text) {
+                    if m.from != me {
+                        self.transfers.offered(&me, &m.from, Some(&m.room), &manifest, m.verified);
+                    }
+                }
+                None
+            }
+            Event::Dm(DmEvent::History { with, mut messages }) => {
+                for m in messages.iter_mut().filter(|m| transfer::is_manifest_text(&m.text)) {
+                    m.text = match transfer::manifest_of(&m.text) {
+                        Some(f) => format!("[file {} ({} bytes)]", f.name().unwrap_or("?"), f.size.get()),
+                        None => "[file]".to_string(),
+                    };
+                }
+                Some(Event::Dm(DmEvent::History { with, messages }))
+            }
+            other => Some(other),
+        }
     }
 
     /// Saves the room keys, the pins and the DM files the session changed.
@@ -572,6 +751,11 @@ impl App {
             failed.extend(self.session.withhold_dms().into_iter().map(|f| f.message));
         }
         failed.extend(save(store, outbox::KIND, self.session.dirty_outbox().map(Outbox::encode), "outbox"));
+        if self.transfers.take_dirty() {
+            if let Err(e) = store.save(transfer::KIND, &self.transfers.encode()) {
+                failed.push(format!("the file transfers could not be saved: {e}"));
+            }
+        }
         if !failed.is_empty() {
             self.save_failed = true;
         }
@@ -583,6 +767,7 @@ impl App {
 
     /// Turns a session event into reports, saving or opening local keys on the way.
     fn process(&mut self, ev: Event, fe: &mut dyn Frontend) -> io::Result<()> {
+        let Some(ev) = self.file_event(ev) else { return Ok(()) };
         match ev {
             Event::Registered(account) => {
                 match keystore::save(&self.home, &account.username, &account.password, &account.keys) {
@@ -610,6 +795,7 @@ impl App {
             }
             Event::Authenticated { user, uid, again: true, .. } => {
                 self.backoff = None;
+                self.transfers.resume(now_ms());
                 fe.report(Report::Reconnected)?;
                 let (fingerprint, rooms, contacts) = (None, self.session.rooms(), self.session.contacts());
                 fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts })
@@ -625,6 +811,7 @@ impl App {
                 // Not said: another attempt follows (see `reconnect`).
                 self.conn = None;
                 self.session.connection_lost();
+                self.transfers.connection_lost();
                 self.schedule_retry();
                 Ok(())
             }
@@ -654,6 +841,9 @@ impl App {
                 self.files = Some(UserFiles { store, rooms_writable, pins_writable, dm_writable });
                 let local = Local { identity, pins: pins.unwrap_or_default(), keyring: ring.unwrap_or_default(), dm };
                 self.session.install(local);
+                self.transfers = open_transfers(self.files.as_mut().and_then(|f| f.store.as_mut()), &mut warnings);
+                self.me = Some(user.clone());
+                self.transfers.resume(now_ms());
                 // Messages whose time ran out while the client was not running go now.
                 self.session.handle_timeout(now_ms());
                 let (rooms, contacts) = (self.session.rooms(), self.session.contacts());
@@ -775,6 +965,26 @@ fn open_file<T>(
 /// Opens the contacts, the inbox and the outbox (see [`open_file`]); when one
 /// is left alone, no DM file is written this session and nothing is
 /// acknowledged (the server keeps it).
+/// The user's transfers, from the key store (none when there is no file or no store).
+fn open_transfers(store: Option<&mut Store>, warnings: &mut Vec<String>) -> Transfers {
+    let Some(store) = store else { return Transfers::new() };
+    match store.load(transfer::KIND).and_then(|p| p.map(|p| Transfers::decode(&p)).transpose()) {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => {
+            warnings.push(format!("the file transfers could not be read ({e}); starting with none"));
+            Transfers::new()
+        }
+    }
+}
+
+/// A user's text that looks like a manifest's text form is refused.
+fn refuse_marker(cmd: &str, text: &str) -> Result<(), Failure> {
+    if transfer::is_manifest_text(text) {
+        return Err(Failure::new(cmd, 400, "a message may not start with the control character U+0001"));
+    }
+    Ok(())
+}
+
 fn open_dm_files(mut store: Option<&mut Store>, user: &str, warnings: &mut Vec<String>) -> (DmLocal, bool) {
     let mut dm = DmLocal::default();
     let (contacts, ok_c) = open_file(store.as_deref_mut(), contacts::KIND, user, warnings, |s| {

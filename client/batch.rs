@@ -24,7 +24,7 @@ const MSG_USAGE: &str = "usage: /msg @USER TEXT";
 const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login NAME PASSWORD WORD1 WORD2 WORD3; \
 /create ROOM PASSWORD; /join ROOM [PASSWORD]; /say ROOM TEXT; /leave ROOM; /rooms; /who ROOM; /delete ROOM; \
 /dm @USER; /accept @USER; /reject @USER; /msg @USER TEXT; /contacts; /fingerprint @USER; /trust @USER; \
-/history @USER; /help; /quit. A room message or direct message is at most 16384 bytes (UTF-8).";
+/history @USER; /send @USER PATH; /send ROOM PATH; /files; /get ID [DIR]; /decline ID; /help; /quit. A room message or direct message is at most 16384 bytes (UTF-8).";
 
 /// The usage line batch mode gives for a command with the wrong arguments.
 fn usage(cmd: &str) -> String {
@@ -37,6 +37,9 @@ fn usage(cmd: &str) -> String {
         "msg" => MSG_USAGE.to_string(),
         "leave" | "who" | "delete" => format!("usage: /{cmd} ROOM"),
         "dm" | "accept" | "reject" | "fingerprint" | "trust" | "history" => format!("usage: /{cmd} @USER"),
+        "send" => "usage: /send @USER PATH or /send ROOM PATH".to_string(),
+        "get" => "usage: /get ID [DIR]".to_string(),
+        "decline" => "usage: /decline ID".to_string(),
         _ => format!("usage: /{cmd}"),
     }
 }
@@ -107,6 +110,13 @@ impl Frontend for Batch {
             Ok(Some(Command::Fingerprint(user))) => app.fingerprint(&user),
             Ok(Some(Command::Trust(user))) => app.trust(&user),
             Ok(Some(Command::History(user))) => app.history(&user),
+            Ok(Some(Command::Send { to, path })) => app.send_file(&to, &path).map(|_| ()),
+            Ok(Some(Command::Get { id, dir })) => app.get_file(&id, dir.as_deref()),
+            Ok(Some(Command::Decline(id))) => app.decline_file(&id),
+            Ok(Some(Command::Files)) => {
+                let list = app.list_files();
+                return emit(&Event::file(&list).line()).map(|()| Flow::Continue);
+            }
             // Refused by `parse` above.
             Ok(Some(
                 Command::Register { creds: None, .. }
@@ -136,6 +146,7 @@ impl Frontend for Batch {
             Report::Disconnected(why) => Event::Disconnected { message: &why }.line(),
             Report::Reconnected => Event::Reconnected.line(),
             Report::Failed(f) => error_line(&f),
+            Report::File(r) => Event::file(&r).line(),
             Report::Warning(w) => Event::Warning { message: &w }.line(),
             Report::Notice(n) => {
                 eprintln!("sotto: {}", crate::text::neutralise(&n));

@@ -92,6 +92,24 @@ pub enum Command {
     Trust(String),
     /// `/history @USER`.
     History(String),
+    /// `/send @USER PATH` or `/send ROOM PATH`.
+    Send {
+        /// `@user` or a room, as typed.
+        to: String,
+        /// The rest of the line: the file's path.
+        path: String,
+    },
+    /// `/get ID [DIR]`.
+    Get {
+        /// The file id (or a unique prefix of at least 4 hex digits).
+        id: String,
+        /// The rest of the line, if any: the directory to save in.
+        dir: Option<String>,
+    },
+    /// `/decline ID`.
+    Decline(String),
+    /// `/files`.
+    Files,
     /// `/help`.
     Help,
     /// `/quit`.
@@ -112,9 +130,12 @@ pub const NAMES: &[&str] = &[
     "/accept",
     "/contacts",
     "/create",
+    "/decline",
     "/delete",
     "/dm",
+    "/files",
     "/fingerprint",
+    "/get",
     "/help",
     "/history",
     "/join",
@@ -128,6 +149,7 @@ pub const NAMES: &[&str] = &[
     "/room",
     "/rooms",
     "/say",
+    "/send",
     "/trust",
     "/who",
 ];
@@ -275,6 +297,16 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             let (user, text) = rest2();
             Ok(Command::Msg { user: user.to_string(), text: text.to_string() })
         }
+        ("send", [_, _, ..]) => {
+            let (to, path) = rest2();
+            Ok(Command::Send { to: to.to_string(), path: path.to_string() })
+        }
+        ("get", [id, ..]) => {
+            let (_, dir) = rest2();
+            Ok(Command::Get { id: id.to_string(), dir: (!dir.is_empty()).then(|| dir.to_string()) })
+        }
+        ("decline", [id]) => Ok(Command::Decline(id.to_string())),
+        ("files", []) => Ok(Command::Files),
         ("delete", [room]) => Ok(Command::Delete(room.to_string())),
         ("query", [user]) => Ok(Command::Query(user.to_string())),
         ("dm", [user]) => Ok(Command::Dm(user.to_string())),

@@ -123,8 +123,43 @@ pub enum Event<'a> {
     },
     /// Something the user should know.
     Warning { message: &'a str },
+    /// `/send`: the manifest is stored; the upload goes on.
+    FileOffered { id: String, to: &'a str, name: &'a str, size: u64, sha256: String },
+    /// Bytes done of a transfer.
+    FileProgress { id: String, done: u64, total: u64 },
+    /// Every chunk of an upload is on the server; `sent`: chunk bytes this client sent for it.
+    FileUploaded { id: String, sent: u64 },
+    /// A file offered to us.
+    FileOffer {
+        id: String,
+        from: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        name: &'a str,
+        size: u64,
+        sha256: String,
+        verified: bool,
+    },
+    /// A transfer goes on after a reconnect or a restart, from `offset` bytes.
+    FileResumed { id: String, offset: u64 },
+    /// A download is complete; `sha256` is over the bytes written.
+    FileReceived { id: String, path: String, size: u64, sha256: String, verified: bool },
+    /// `/files`.
+    Files { list: Vec<FileOut<'a>> },
     /// Normal end.
     Bye,
+}
+
+/// One transfer in `/files`.
+#[derive(Serialize)]
+pub struct FileOut<'a> {
+    id: String,
+    from: &'a str,
+    to: &'a str,
+    name: &'a str,
+    size: u64,
+    done: u64,
+    state: &'a str,
 }
 
 /// A room member.
@@ -265,6 +300,51 @@ impl<'a> Event<'a> {
                     .collect(),
             },
             DmEvent::Ok { cmd, .. } => Event::Ok { cmd },
+        }
+    }
+
+    /// The event of a file report.
+    pub fn file(r: &'a crate::transfer::FileReport) -> Event<'a> {
+        use crate::transfer::FileReport as F;
+        let hex = sotto::crypto::hex;
+        match r {
+            F::Offered { id, to, name, size, sha256 } => {
+                Event::FileOffered { id: dm_id(*id), to, name, size: *size, sha256: hex(sha256) }
+            }
+            F::Progress { id, done, total } => Event::FileProgress { id: dm_id(*id), done: *done, total: *total },
+            F::Uploaded { id, sent } => Event::FileUploaded { id: dm_id(*id), sent: *sent },
+            F::Offer { id, from, room, name, size, sha256, verified } => Event::FileOffer {
+                id: dm_id(*id),
+                from,
+                room: room.as_deref(),
+                name,
+                size: *size,
+                sha256: hex(sha256),
+                verified: *verified,
+            },
+            F::Resumed { id, offset } => Event::FileResumed { id: dm_id(*id), offset: *offset },
+            F::Received { id, path, size, sha256, verified } => Event::FileReceived {
+                id: dm_id(*id),
+                path: path.to_string_lossy().into_owned(),
+                size: *size,
+                sha256: hex(sha256),
+                verified: *verified,
+            },
+            F::Declined { .. } => Event::Ok { cmd: "decline" },
+            F::List(list) => Event::Files {
+                list: list
+                    .iter()
+                    .map(|l| FileOut {
+                        id: dm_id(l.id),
+                        from: &l.from,
+                        to: &l.to,
+                        name: &l.name,
+                        size: l.size,
+                        done: l.done,
+                        state: l.state,
+                    })
+                    .collect(),
+            },
         }
     }
 

@@ -77,7 +77,14 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
     } else {
         None
     };
-    let mut fe = Interactive { prompted: false, current: None, reconnected: false, line, confirm: None };
+    let mut fe = Interactive {
+        prompted: false,
+        current: None,
+        reconnected: false,
+        line,
+        confirm: None,
+        quarters: Default::default(),
+    };
     App::new(conn, server, home, Input::stdin(), timing).run(&mut fe)
 }
 
@@ -98,6 +105,8 @@ struct Interactive {
     line: Option<LineEdit>,
     /// A `/delete` waiting for `yes`: the room.
     confirm: Option<String>,
+    /// The last quarter of each transfer's progress that was printed.
+    quarters: std::collections::HashMap<u64, u8>,
 }
 
 impl Interactive {
@@ -480,6 +489,10 @@ impl Frontend for Interactive {
             Command::Fingerprint(user) => show(app.fingerprint(&user)),
             Command::Trust(user) => show(app.trust(&user)),
             Command::History(user) => show(app.history(&user)),
+            Command::Send { to, path } => show(app.send_file(&to, &path).map(|_| ())),
+            Command::Get { id, dir } => show(app.get_file(&id, dir.as_deref())),
+            Command::Decline(id) => show(app.decline_file(&id)),
+            Command::Files => out!("{}", crate::transfer::describe(&app.list_files())),
         }
         Ok(Flow::Continue)
     }
@@ -539,6 +552,15 @@ impl Frontend for Interactive {
             Report::Failed(f) => print_failure(&f),
             Report::Warning(w) => out!("warning: {w}"),
             Report::Notice(n) => out!("notice: {n}"),
+            // Progress: a line at each quarter, not a flood.
+            Report::File(crate::transfer::FileReport::Progress { id, done, total }) => {
+                let quarter = if total == 0 { 4 } else { (done.min(total) as u128 * 4 / total as u128) as u8 };
+                let last = self.quarters.insert(id, quarter);
+                if quarter > 0 && quarter < 4 && last != Some(quarter) {
+                    out!("file {id:016x} {}", crate::transfer::bar(done, total));
+                }
+            }
+            Report::File(r) => out!("{}", crate::transfer::describe(&r)),
             Report::Lost(why) => out!("error: {why}"),
             Report::Bye => out!("bye"),
         }

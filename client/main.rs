@@ -27,6 +27,7 @@ mod session;
 mod store;
 mod term;
 mod text;
+mod transfer;
 mod tui;
 mod vault;
 mod words;

@@ -366,6 +366,11 @@ impl Session {
         self.outbox.pop_front()
     }
 
+    /// Whether events wait to be shown.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event to show, in the order they happened.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

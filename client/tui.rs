@@ -202,6 +202,32 @@ impl Drop for Tui {
 }
 
 impl Tui {
+    /// A file report: progress goes to the status bar, the rest to the status window.
+    fn file_report(&mut self, r: crate::transfer::FileReport) {
+        use crate::transfer::FileReport as F;
+        match &r {
+            F::Offered { id, name, size, .. } => {
+                self.ui.transfers.insert(*id, (name.clone(), 0, *size));
+            }
+            F::Progress { id, done, total } => {
+                if let Some(t) = self.ui.transfers.get_mut(id) {
+                    (t.1, t.2) = (*done, *total);
+                } else {
+                    self.ui.transfers.insert(*id, (format!("{id:016x}"), *done, *total));
+                }
+                return;
+            }
+            F::Uploaded { id, .. } | F::Received { id, .. } | F::Declined { id } => {
+                self.ui.transfers.remove(id);
+            }
+            _ => {}
+        }
+        let text = crate::transfer::describe(&r);
+        for line in text.lines() {
+            self.ui.info(0, line.to_string());
+        }
+    }
+
     fn redraw(&mut self) -> io::Result<()> {
         crate::term::check_signal(&mut self.last_error)?;
         let ui = &mut self.ui;
@@ -525,6 +551,24 @@ impl Frontend for Tui {
                 let started = app.trust(&user);
                 self.show(started);
             }
+            Command::Send { to, path } => {
+                let started = app.send_file(&to, &path).map(|_| ());
+                self.show(started);
+            }
+            Command::Get { id, dir } => {
+                let started = app.get_file(&id, dir.as_deref());
+                self.show(started);
+            }
+            Command::Decline(id) => {
+                let started = app.decline_file(&id);
+                self.show(started);
+            }
+            Command::Files => {
+                let list = crate::transfer::describe(&app.list_files());
+                for line in list.lines() {
+                    self.ui.say(line.to_string());
+                }
+            }
             Command::History(user) => {
                 let started = app.history(&user);
                 self.show(started);
@@ -582,10 +626,13 @@ impl Frontend for Tui {
                 self.ui.link = Link::Up;
                 self.ui.info(0, "reconnected");
             }
+            Report::File(r) => self.file_report(r),
             Report::Failed(f) => {
                 match f.cmd.as_str() {
                     "say" => self.ui.mark_failed(true),
                     "msg" => self.ui.mark_failed(false),
+                    // The bars come back with the next progress of what still runs.
+                    "send" | "get" => self.ui.transfers.clear(),
                     _ => {}
                 }
                 self.failed(&f);

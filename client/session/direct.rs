@@ -572,6 +572,11 @@ impl Session {
         Ok(())
     }
 
+    /// The UID of `name` when it is a trusted contact (a file may go to it).
+    pub fn contact_uid(&self, name: &str) -> Option<u64> {
+        self.me.as_ref()?.dm.contacts.get(name).filter(|c| c.trusted).map(|c| c.uid)
+    }
+
     /// The contact book as it is (read only): each contact's fingerprint and trust.
     pub fn contacts(&self) -> Vec<ContactInfo> {
         let Some(me) = self.me.as_ref() else { return Vec::new() };

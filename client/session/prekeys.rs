@@ -11,7 +11,6 @@
 //! after an opened one is recorded (see `ratchets`).
 
 use sotto::account;
-use sotto::body;
 use sotto::crypto::Invalid;
 use sotto::dm::{self, Context, Prekey};
 use sotto::identity;
@@ -73,7 +72,7 @@ pub(super) fn open(
     }
     if let Some((i, b)) = opened {
         sessions.promote(uid, i);
-        return body::unpack(&b).map(Some);
+        return crate::transfer::payload_text(&b).map(Some);
     }
     let Some(p) = prekey else { return Ok(None) };
     if burn_only || sessions.with(uid).iter().any(|s| !s.initiator && s.prekey == p) {
@@ -90,7 +89,7 @@ pub(super) fn open(
     let sk = x3dh::respond(my_secret, &spk, opk.as_deref(), peer_ik, &p.ek, &sad)?;
     let mut ratchet = Ratchet::responder(&sk, &spk);
     let b = ratchet.open(&header, &m.body, &h.tag, &dm::ad(&sad, &ctx, Some(&p)))?;
-    let text = body::unpack(&b)?;
+    let text = crate::transfer::payload_text(&b)?;
     if p.opk_id != 0 {
         sessions.spend_opk(p.opk_id);
     }
@@ -108,7 +107,7 @@ pub(super) fn seal(
     dm_id: u64,
     now_ms: u64,
 ) -> Result<Frame, String> {
-    let (_, body) = body::pack(text).map_err(|e| e.to_string())?;
+    let (_, body) = crate::transfer::payload_body(text).map_err(|e| e.to_string())?;
     let s = sessions.with_mut(uid).and_then(|l| l.first_mut()).ok_or("no session")?;
     let ctx = Context { sender_uid: my_uid, recipient_uid: uid, dm_id, sent_time: now_ms };
     // The initiator repeats the X3DH fields until the peer has answered.

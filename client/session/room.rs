@@ -477,7 +477,8 @@ impl Session {
             return Err(fail("room key or identity key missing".into()));
         };
         let ctx = Context { room, sender_uid: me.uid, msg_id: id, sent_time: now_ms };
-        let sealed = rooms::seal(&keys.content, &ctx, text).map_err(|e| fail(e.to_string()))?;
+        let (_, body) = crate::transfer::payload_body(text).map_err(|e| fail(e.to_string()))?;
+        let sealed = rooms::seal_body(&keys.content, &ctx, &body).map_err(|e| fail(e.to_string()))?;
         let signature = signer.sign(&rooms::signed_bytes(&ctx, &sealed)).map_err(|e| fail(e.to_string()))?;
         let mut head = SendRoomMessageHead::new_zeroed();
         head.set_room(room).map_err(|e| too_long("say", e))?;
@@ -832,7 +833,10 @@ impl Session {
             identity::from_modulus(&p.binding.id_pub)
                 .is_ok_and(|k| identity::verify(&k, &rooms::signed_bytes(&ctx, &sealed), &m.signature))
         });
-        let opened = me.keyring.get(&room).map(|k| rooms::open(&k.content, &ctx, &sealed));
+        let opened = me
+            .keyring
+            .get(&room)
+            .map(|k| rooms::open_body(&k.content, &ctx, &sealed).and_then(|b| crate::transfer::payload_text(&b)));
         let (text, verified, error) = match opened {
             Some(Ok(text)) => (text, signed, None),
             _ => (String::new(), false, Some(UNDECRYPTABLE)),

@@ -278,6 +278,13 @@ fn draw_bar(ui: &Ui, styles: &Styles, frame: &mut Frame, area: Rect) {
     if let Some(v) = ui.verification() {
         text.push_str(&format!(" | {}", neutralise(&v)));
     }
+    if let Some((name, done, total)) = ui.transfers.values().next() {
+        let more = ui.transfers.len() - 1;
+        text.push_str(&format!(" | {} {}", neutralise(name), crate::transfer::bar(*done, *total)));
+        if more > 0 {
+            text.push_str(&format!(" (+{more} more: /files)"));
+        }
+    }
     if ui.current().scroll > 0 {
         text.push_str(" | scrolled back: PgDn");
     }

@@ -186,6 +186,8 @@ pub struct Ui {
     pub members: BTreeMap<String, BTreeMap<String, bool>>,
     /// Height of the conversation area at the last draw (for PageUp/PageDown).
     pub page: usize,
+    /// Transfers under way, by file id: name, bytes done, bytes in all (the status bar's progress).
+    pub transfers: BTreeMap<u64, (String, u64, u64)>,
 }
 
 impl Ui {
@@ -196,6 +198,7 @@ impl Ui {
             user: None,
             link: Link::Up,
             windows: vec![Window { kind: Kind::Status, lines: Vec::new(), unread: 0, scroll: 0 }],
+            transfers: BTreeMap::new(),
             current: 0,
             editor: Editor::default(),
             prompt: None,
