@@ -233,13 +233,15 @@ impl App {
             let user = user.to_ascii_lowercase();
             match self.session.contact_uid(&user) {
                 Some(uid) => (Target::User(user), uid),
-                None => return Err(Failure::new(
-                    cmd,
-                    403,
-                    format!(
+                None => {
+                    return Err(Failure::new(
+                        cmd,
+                        403,
+                        format!(
                         "{user} is not a trusted contact: /dm @{user} first (and /trust @{user} after a key change)"
                     ),
-                )),
+                    ))
+                }
             }
         } else {
             let room = sotto::room::normalize_name(to).map_err(|e| Failure::new(cmd, 400, e.to_string()))?;

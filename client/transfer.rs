@@ -310,9 +310,8 @@ pub fn payload_text(body: &[u8]) -> Result<String, crypto::Invalid> {
 pub fn safe_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let mut out: String = last.chars().map(|c| if crate::text::is_unsafe(c) || c == '\0' { '_' } else { c }).collect();
-    while out.starts_with('.') {
-        out.replace_range(..1, "_");
-    }
+    let dots = out.len() - out.trim_start_matches('.').len();
+    out.replace_range(..dots, &"_".repeat(dots));
     if out.trim().is_empty() {
         out = "file".to_string();
     }
@@ -1175,5 +1174,154 @@ pub fn describe(r: &FileReport) -> String {
             })
             .collect::<Vec<_>>()
             .join("\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sotto-transfer-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn names_from_the_network_are_made_safe() {
+        for (raw, safe) in [
+            ("photo.jpg", "photo.jpg"),
+            ("../../etc/passwd", "passwd"),
+            ("a/b/c.txt", "c.txt"),
+            ("..\\..\\boot.ini", "boot.ini"),
+            ("..", "__"),
+            (".bashrc", "_bashrc"),
+            ("", "file"),
+            ("/", "file"),
+            ("a\u{1b}[2Jb", "a_[2Jb"),
+            ("x\u{202e}fdp.exe", "x_fdp.exe"),
+            ("zero\u{200b}width", "zero_width"),
+            ("nul\0byte", "nul_byte"),
+        ] {
+            assert_eq!(safe_name(raw), safe, "{raw:?}");
+        }
+        let long = "é".repeat(200);
+        let s = safe_name(&long);
+        assert!(s.len() <= NAME_MAX && s.chars().all(|c| c == 'é'), "cut at a character boundary");
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_number_and_the_old_file_is_untouched() {
+        let d = tempdir("place");
+        fs::write(d.join("a.txt"), b"old").unwrap();
+        fs::write(d.join("a (1).txt"), b"older").unwrap();
+        let part = d.join(".part");
+        fs::write(&part, b"new").unwrap();
+        let placed = place(&part, &d, "a.txt").unwrap();
+        assert_eq!(placed, d.join("a (2).txt"));
+        assert_eq!(fs::read(d.join("a.txt")).unwrap(), b"old");
+        assert_eq!(fs::read(d.join("a (1).txt")).unwrap(), b"older");
+        assert_eq!(fs::read(&placed).unwrap(), b"new");
+        assert!(!part.exists(), "the part file became the file");
+        fs::write(&part, b"x").unwrap();
+        assert_eq!(place(&part, &d, "noext").unwrap(), d.join("noext"));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_manifest_survives_the_text_form_and_user_text_is_not_one() {
+        let t = Transfer {
+            id: 0x1234,
+            up: true,
+            target: Target::User("bob".into()),
+            from: String::new(),
+            peer_uid: 9,
+            name: "f.txt".into(),
+            size: 40_000,
+            sha256: [3; 32],
+            key: Zeroizing::new([4; 32]),
+            verified: true,
+            state: State::Offering,
+            path: PathBuf::from("/tmp/f.txt"),
+            saved: None,
+            live: Live::default(),
+        };
+        let text = manifest_text(&t.manifest());
+        assert!(is_manifest_text(&text));
+        let (class, body) = payload_body(&text).unwrap();
+        assert_eq!(class, opcodes::Class::M);
+        assert_eq!(payload_text(&body).unwrap(), text, "body and text forms agree");
+        let m = manifest_of(&text).unwrap();
+        assert_eq!((m.file_id.get(), m.size.get(), m.chunk_count.get()), (0x1234, 40_000, 3));
+        // An ordinary text stays a text both ways.
+        let (_, body) = payload_body("hello").unwrap();
+        assert_eq!(payload_text(&body).unwrap(), "hello");
+        assert!(!is_manifest_text("hello") && manifest_of("hello").is_none());
+        assert!(manifest_of(&format!("{MARKER}zz")).is_none());
+    }
+
+    #[test]
+    fn the_list_roundtrips_through_its_file_and_damage_is_refused() {
+        let mut tr = Transfers::new();
+        tr.online = true;
+        let mut m = FileManifest::new_zeroed();
+        m.file_id.set(77);
+        m.size.set(5);
+        m.chunk_count.set(1);
+        m.chunk_size.set(CHUNK as u32);
+        m.key = [8; 32];
+        m.set_name("x.bin").unwrap();
+        tr.offered("bob", "alice", Some("lab"), &m, true);
+        tr.offered("bob", "alice", Some("lab"), &m, true);
+        let reports: Vec<_> = std::iter::from_fn(|| tr.poll_report()).collect();
+        assert_eq!(reports.len(), 1, "an offer is reported once per file id");
+        let bytes = tr.encode();
+        let back = Transfers::decode(&bytes).unwrap();
+        let t = &back.list[&77];
+        assert_eq!((t.from.as_str(), t.name.as_str(), t.size, t.state), ("alice", "x.bin", 5, State::Offered));
+        assert_eq!(t.target, Target::Room("lab".into()));
+        assert_eq!(*t.key, [8; 32]);
+        for cut in [1, 8, bytes.len() - 1] {
+            assert!(Transfers::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = bytes.to_vec();
+        bad[4 + 9] = 99; // the state byte
+        assert!(Transfers::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn an_upload_keeps_at_most_the_window_unacknowledged() {
+        let d = tempdir("window");
+        let src = d.join("src");
+        fs::write(&src, vec![5u8; 100 * CHUNK + 1]).unwrap();
+        let mut tr = Transfers::new();
+        tr.online = true;
+        let id = tr.send(Target::User("bob".into()), 9, &src, 1).unwrap();
+        let flof = tr.poll_transmit().unwrap();
+        let offer = FileOffer::read_from_bytes(&flof[..]).unwrap();
+        assert_eq!((offer.file_id.get(), offer.chunk_count.get(), offer.peer_uid.get()), (id, 101, 9));
+        // The server has nothing yet: the answer starts the upload.
+        let mut info = FileInfo::new(Status::Ok, 200, offer.hdr.msg_id.get(), 1);
+        info.file_id.set(id);
+        info.size.set(100 * CHUNK as u64 + 1);
+        info.chunk_count.set(101);
+        tr.handle_frame(info.as_bytes(), 2);
+        let sent: Vec<_> = std::iter::from_fn(|| tr.poll_transmit()).collect();
+        assert_eq!(sent.len(), WINDOW as usize, "a window of chunks, no more");
+        let first = FileChunk::read_from_bytes(&sent[0][..]).unwrap();
+        assert_eq!(first.index.get(), 0);
+        // One acknowledgement opens the window by one chunk.
+        let mut ack = StatusReply::new(Status::Ok, 200, first.hdr.msg_id.get(), 3);
+        ack.request_opcode.set(opcodes::FLCH);
+        tr.handle_frame(ack.as_bytes(), 3);
+        let more: Vec<_> = std::iter::from_fn(|| tr.poll_transmit()).collect();
+        assert_eq!(more.len(), 1);
+        assert_eq!(FileChunk::read_from_bytes(&more[0][..]).unwrap().index.get(), WINDOW);
+        // The chunk the receiver opens is the source's bytes.
+        let keys = tr.list[&id].keys();
+        let plain = keys.open(0, &first.iv, &first.tag, &first.data, CHUNK).unwrap();
+        assert!(plain.iter().all(|&b| b == 5));
+        let _ = fs::remove_dir_all(&d);
     }
 }
