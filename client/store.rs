@@ -97,7 +97,7 @@ fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>, KeyFileError> 
 pub const MANIFEST: Kind = Kind { file: "manifest", magic: *b"SOTS", name: "manifest", id: 0, what: "manifest" };
 
 /// Every kind of file the manifest covers.
-pub fn kinds() -> [Kind; 7] {
+pub fn kinds() -> [Kind; 8] {
     [
         crate::keystore::KIND,
         crate::keyring::KIND,
@@ -106,6 +106,7 @@ pub fn kinds() -> [Kind; 7] {
         crate::inbox::KIND,
         crate::outbox::KIND,
         crate::ratchets::KIND,
+        crate::transfer::KIND,
     ]
 }
 
