@@ -67,14 +67,41 @@ impl FileKeys {
     /// Seals `plain` (at most [`CHUNK`] bytes) as chunk `index` into `data`
     /// (zero-filled, then encrypted in place); returns IV and tag.
     pub fn seal_into(&self, index: u32, plain: &[u8], data: &mut [u8; CHUNK]) -> Result<([u8; 16], [u8; 32]), Invalid> {
+        self.seal_iv(index, plain, data, crypto::random())
+    }
+
+    /// As [`FileKeys::seal_into`] with a chosen IV: for test vectors only (feature `vectors`).
+    #[cfg(any(test, feature = "vectors"))]
+    pub fn seal_with_iv(
+        &self,
+        index: u32,
+        plain: &[u8],
+        data: &mut [u8; CHUNK],
+        iv: [u8; 16],
+    ) -> Result<[u8; 32], Invalid> {
+        self.seal_iv(index, plain, data, iv).map(|(_, tag)| tag)
+    }
+
+    fn seal_iv(
+        &self,
+        index: u32,
+        plain: &[u8],
+        data: &mut [u8; CHUNK],
+        iv: [u8; 16],
+    ) -> Result<([u8; 16], [u8; 32]), Invalid> {
         if plain.len() > CHUNK || index >= self.chunk_count {
             return Err(Invalid);
         }
         data[..plain.len()].copy_from_slice(plain);
         data[plain.len()..].fill(0);
-        let iv: [u8; 16] = crypto::random();
         self.cbc.encrypt(&iv, &mut data[..])?;
         Ok((iv, self.tag(index, &iv, &data[..])))
+    }
+
+    /// The AES and HMAC keys, for test vectors only (feature `vectors`).
+    #[cfg(any(test, feature = "vectors"))]
+    pub fn keys(&self) -> &AeadKeys {
+        &self.keys
     }
 
     /// Checks chunk `index`'s tag, then decrypts it; the `len` bytes of the

@@ -21,6 +21,8 @@ fn chosen_iv_and_secret_entry_points_are_test_only() {
         ("src/ratchet.rs", "pub fn initiator_with("),
         ("src/ratchet.rs", "pub fn seal_traced("),
         ("src/ratchet.rs", "pub fn open_with("),
+        ("src/file.rs", "pub fn seal_with_iv("),
+        ("src/file.rs", "pub fn keys("),
     ] {
         let text = source(file);
         let at = text.find(item).unwrap_or_else(|| panic!("{file}: no {item}"));

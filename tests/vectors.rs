@@ -498,3 +498,49 @@ fn size_classes() {
     });
     assert_eq!(n, 8);
 }
+
+#[test]
+fn file_chunks_and_manifest() {
+    use sha2::{Digest, Sha256};
+    use sotto::file::{self, Content, FileKeys, CHUNK};
+    use sotto::opcodes::FileManifest;
+    use zerocopy::FromZeros;
+    let text = include_str!("vectors/files.txt");
+    let n = each("files.txt", text, |v| {
+        let file_id = u64::from_be_bytes(v.array("file_id"));
+        let key: [u8; 32] = v.array("key");
+        let size: u64 = v.text("size").parse().unwrap();
+        let number = |k: &str| -> u32 { v.text(k).parse().unwrap() };
+        if v.text("kind") == "chunk" {
+            let (count, index) = (number("chunk_count"), number("index"));
+            assert_eq!(file::chunk_count(size), Some(count), "{}", v.at());
+            let len = file::chunk_len(size, index);
+            assert_eq!(len, number("plain_len") as usize, "{}", v.at());
+            let keys = FileKeys::derive(file_id, count, &key);
+            assert_eq!(hex(&keys.keys().enc[..]), v.text("aes"), "{} aes", v.at());
+            assert_eq!(hex(&keys.keys().mac[..]), v.text("mac"), "{} mac", v.at());
+            let start = u64::from(index) * CHUNK as u64;
+            let plain: Vec<u8> = (start..start + len as u64).map(|i| ((i * 7 + 3) % 256) as u8).collect();
+            let mut data = [0u8; CHUNK];
+            let tag = keys.seal_with_iv(index, &plain, &mut data, v.array("iv")).unwrap();
+            assert_eq!(hex(&data[..32]), v.text("data_head"), "{} data", v.at());
+            assert_eq!(hex(&Sha256::digest(data)), v.text("data_sha256"), "{} data", v.at());
+            assert_eq!(hex(&tag), v.text("tag"), "{} tag", v.at());
+            let opened = keys.open(index, &v.array("iv"), &tag, &data, len).unwrap();
+            assert_eq!(&opened[..], &plain[..], "{} opens", v.at());
+        } else {
+            let mut m = FileManifest::new_zeroed();
+            m.file_id.set(file_id);
+            m.size.set(size);
+            m.chunk_count.set(file::chunk_count(size).unwrap());
+            m.chunk_size.set(CHUNK as u32);
+            m.sha256 = v.array("sha256");
+            m.key = key;
+            m.set_name(v.text("name")).unwrap();
+            let (_, body) = file::pack_manifest(&m);
+            assert_eq!(hex(&body), v.text("body"), "{} body", v.at());
+            assert!(matches!(file::unpack(&body), Ok(Content::File(back)) if *back == m), "{} reads back", v.at());
+        }
+    });
+    assert_eq!(n, 3);
+}
