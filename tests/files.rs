@@ -151,7 +151,7 @@ fn a_20_mib_file_reaches_a_contact_and_a_room_of_three_whole() {
     for (c, name) in [(&mut bob, "bob"), (&mut carol, "carol")] {
         let o = offer(c, &id);
         assert_eq!((o["from"].as_str(), o["room"].as_str()), (Some("alice"), Some("lab")), "{o}");
-        let to = dir.join(format!("{name}-room"));
+        let to = dir.join(&format!("{name}-room"));
         received_whole(&get(c, &id, &to), &to, &bytes);
     }
     // A room file stays for members who come later, until it expires.
