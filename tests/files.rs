@@ -10,7 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{contacts, error, ok, relogin, user, Client, Server, TempDir, PW, WORDS};
+use common::proxy::Proxy;
+use common::{contacts, error, ok, relogin, relogin_at, user, Client, Server, TempDir, PW, WORDS};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -198,6 +199,54 @@ fn an_upload_cut_by_a_server_kill_resumes_after_the_restart_without_starting_ove
     let got = get(&mut bob, &id, &dir.join("dl"));
     received_whole(&got, &dir.join("dl"), &bytes);
     drop(server);
+}
+
+/// Slows every download chunk on its way to the client (the proxy's relay thread sleeps).
+fn slow_chunks(message: &mut [u8]) {
+    if sotto::wire::header(message).is_ok_and(|h| h.opcode.get() == sotto::opcodes::FLCD) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_download_cut_by_a_killed_client_resumes_from_its_part_file() {
+    let dir = TempDir::new("files-dl-resume");
+    let server = Server::start_with(&dir.join("data"), &["--rate", "off", "--max-bps", "0"]);
+    let proxy = Proxy::start_rewriting(&server.addr, slow_chunks);
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = Client::start_with_args(&proxy.addr, &dir.join("bob"), &[]);
+    assert_eq!(bob.next().unwrap()["type"], "connected");
+    assert_eq!(bob.register("bob", PW, WORDS)["type"], "ok");
+    assert_eq!(bob.login("bob", PW, WORDS)["type"], "authenticated");
+    contacts(&mut alice, "alice", &mut bob, "bob");
+    let bytes = random_bytes(20 * MIB, 9);
+    let chunks = bytes.len() / CHUNK;
+    let src = write_file(&dir.join("src"), "video.mkv", &bytes);
+    let id = send(&mut alice, "@bob", &src)["id"].as_str().unwrap().to_owned();
+    uploaded(&mut alice, &id);
+    offer(&mut bob, &id);
+    let dl = dir.join("dl");
+    std::fs::create_dir_all(&dl).unwrap();
+    bob.send(&format!("/get {id} {}", dl.display()));
+    bob.wait_for("a quarter downloaded", |v| {
+        v["type"] == "file_progress" && v["id"] == id.as_str() && v["done"].as_u64().unwrap() >= 5 * MIB as u64
+    });
+    drop(bob);
+    let part = dl.join(format!(".sotto-{id}.part"));
+    assert!(std::fs::metadata(&part).unwrap().len() >= 5 * MIB as u64, "the part file holds what was written");
+
+    let mut bob = relogin_at(&proxy.addr, &dir, "bob", &[]);
+    let r = bob.wait_for("file_resumed", |v| v["type"] == "file_resumed" && v["id"] == id.as_str());
+    let offset = r["offset"].as_u64().unwrap();
+    assert!(offset >= 5 * MIB as u64 && offset % CHUNK as u64 == 0, "{r}");
+    let got = bob.wait_for("file_received", |v| {
+        (v["type"] == "file_received" && v["id"] == id.as_str()) || v["type"] == "error"
+    });
+    received_whole(&got, &dl, &bytes);
+    // Never from zero: the server sent each chunk about once over both connections.
+    let relayed = proxy.recorded(sotto::opcodes::FLCD).len();
+    assert!(relayed >= chunks && relayed <= chunks + 64, "{relayed} chunks relayed for {chunks}");
+    assert!(!part.exists());
 }
 
 #[test]
