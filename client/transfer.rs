@@ -1140,7 +1140,8 @@ pub fn describe(r: &FileReport) -> String {
         FileReport::Progress { id, done, total } => format!("file {} {}", short(id), bar(*done, *total)),
         FileReport::Uploaded { id, .. } => format!("file {} is on the server; recipients can fetch it", short(id)),
         FileReport::Offer { id, from, room, name: n, size: s, sha256, verified } => format!(
-            "{from}{} offers {} ({}, sha256 {}){}: /get {} [DIR] or /decline {}",
+            "file {} from {from}{}: {} ({}, sha256 {}){}; /get {} [DIR] or /decline {}",
+            &short(id)[..8],
             room.as_ref().map(|r| format!(" in {r}")).unwrap_or_default(),
             name(n),
             size(*s),

@@ -540,3 +540,39 @@ fn ctrl_c_quits_at_once_even_while_a_request_waits() {
     assert!(status.success(), "{status:?}");
     assert!(asked.elapsed() < std::time::Duration::from_secs(5), "quit at once, not after the request's 30 s");
 }
+
+#[test]
+fn a_file_upload_shows_its_progress_in_the_status_bar_and_the_offer_reaches_the_other_screen() {
+    let dir = TempDir::new("tui-file");
+    // 2 MB/s of input per connection: the upload takes a few seconds.
+    let server = Server::start_with(&dir.join("data"), &["--rate", "off", "--max-bps", "2000000"]);
+    let mut a = user(&server, &dir, "alice", &[]);
+    let mut b = user(&server, &dir, "bob", &[]);
+    common::contacts(&mut a, "alice", &mut b, "bob");
+    a.finish();
+    b.finish();
+    let src = dir.join("report.bin");
+    std::fs::write(&src, vec![0x5au8; 8 << 20]).unwrap();
+    let mut alice = Tui::start(&server.addr, &dir.join("alice"), 24, 100);
+    alice.login("alice");
+    let mut bob = Tui::start(&server.addr, &dir.join("bob"), 24, 100);
+    bob.login("bob");
+
+    alice.line(&format!("/send @bob {}", src.display()));
+    alice.wait_for("offered report.bin (8.0 MiB) to @bob");
+    let bar = alice.wait_row("a progress bar in the status bar", |r| {
+        r.contains("| alice | connected |") && r.contains("report.bin [#") && r.contains("of 8.0 MiB")
+    });
+    assert!(!bar.contains("100%"), "seen while under way: {bar:?}");
+    alice.wait_for("is on the server");
+    alice.wait_row("the bar gone once uploaded", |r| r.contains("| alice | connected |") && !r.contains("report.bin ["));
+
+    let offer = bob.wait_for("from alice: report.bin (8.0 MiB");
+    assert!(!offer.contains("NOT VERIFIED"), "{offer:?}");
+    let dl = dir.join("dl");
+    std::fs::create_dir_all(&dl).unwrap();
+    let id: String = offer.split("file ").nth(1).unwrap().chars().take(8).collect();
+    bob.line(&format!("/get {id} {}", dl.display()));
+    bob.wait_for("received:");
+    assert_eq!(std::fs::read(dl.join("report.bin")).unwrap(), vec![0x5au8; 8 << 20]);
+}
