@@ -651,6 +651,8 @@ impl Transfers {
             return Err(fail(cmd, 409, format!("{id:016x} is {}: nothing to decline", t.state.name())));
         }
         self.command = Some(id);
+        // A download under way ends here: its chunks are not wanted any more.
+        self.waiting.retain(|_, (f, r)| !(*f == id && matches!(r, Req::Get)));
         self.queue(id, Req::Done(2), |msg| {
             let mut m = FileDone::request(msg, now_ms);
             m.file_id.set(id);
@@ -929,6 +931,10 @@ impl Transfers {
     fn stop(&mut self, id: u64, cmd: &str, code: u16, why: String) {
         self.waiting.retain(|_, (f, _)| *f != id);
         if let Some(t) = self.list.get_mut(&id) {
+            // A download that stops keeps nothing: not even its part file.
+            if !t.up && t.live.file.take().is_some() {
+                let _ = fs::remove_file(t.part_path());
+            }
             t.state = State::Failed;
             t.live.file = None;
             self.dirty = true;
