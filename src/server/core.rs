@@ -444,10 +444,13 @@ impl Core {
     /// wait behind at most that much file data (PROTOCOL §10). The read-ahead
     /// freed lets its downloads read on.
     pub(crate) fn top_up(&mut self, id: ConnId) {
+        // Under a small output bound (the fuzz world's), half of it: a chat
+        // frame after the bulk must never make the connection a slow consumer.
+        let low = BULK_OUT_LOW.min(self.limits.max_output / 2);
         let Some(conn) = self.conns.get_mut(&id) else { return };
         let Phase::Open { keys, .. } = &mut conn.phase else { return };
         let mut freed = 0;
-        while conn.out.len() < BULK_OUT_LOW && conn.close.is_none() && !conn.out_dropped {
+        while conn.out.len() < low && conn.close.is_none() && !conn.out_dropped {
             let Some(frame) = conn.files.bulk.pop_front() else { break };
             freed += usize::from(frame.chunk);
             if keys.sealer.seal(&frame.bytes, &mut conn.out).is_err() {
