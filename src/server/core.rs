@@ -890,6 +890,21 @@ impl Core {
         self.reply_status(id, msg_id, request, status, code, reason, retry_ms, now_ms);
     }
 
+    /// As [`Core::reply`], counted in the summaries as `why` (not by its code).
+    pub(crate) fn reply_counted(
+        &mut self,
+        id: ConnId,
+        (msg_id, request): (u64, u32),
+        code: u16,
+        reason: &str,
+        why: &'static str,
+        now_ms: u64,
+    ) {
+        self.count(why);
+        let status = if code == code::OK { Status::Ok } else { Status::Error };
+        self.reply_status(id, msg_id, request, status, code, reason, 0, now_ms);
+    }
+
     /// Ends a multi-part answer (a listing) with status `done`.
     pub(crate) fn reply_done(&mut self, id: ConnId, msg_id: u64, request: u32, reason: &str, now_ms: u64) {
         self.reply_status(id, msg_id, request, Status::Done, code::OK, reason, 0, now_ms);

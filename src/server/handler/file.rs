@@ -78,11 +78,11 @@ pub fn offer(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], no
     let (used, files) = core.files.usage(me);
     if files >= MAX_FILES_PER_USER {
         const WHY: &str = "too many files on the server (1000): wait for some to be fetched or expire";
-        return core.reply(id, msg_id, FLOF, code::INSUFFICIENT_STORAGE, WHY, now_ms);
+        return core.reply_counted(id, (msg_id, FLOF), code::INSUFFICIENT_STORAGE, WHY, "file quota (507)", now_ms);
     }
     if used.saturating_add(u64::from(count) * CHUNK_DATA as u64) > limits.file_quota {
         let why = format!("over your file quota ({} bytes)", limits.file_quota);
-        return core.reply(id, msg_id, FLOF, code::INSUFFICIENT_STORAGE, &why, now_ms);
+        return core.reply_counted(id, (msg_id, FLOF), code::INSUFFICIENT_STORAGE, &why, "file quota (507)", now_ms);
     }
     let expires = now_ms.saturating_add(limits.file_ttl_ms);
     let meta = FileMeta { id: file_id, owner: me, size, chunk_count: count, target, created: now_ms, expires, done: vec![] };
