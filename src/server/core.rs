@@ -434,9 +434,9 @@ impl Core {
 
     /// Whether `id` has output waiting (sealed, or in its bulk queue).
     pub fn has_output(&self, id: ConnId) -> bool {
-        self.conns.get(&id).is_some_and(|c| {
-            !c.out.is_empty() || (!c.files.bulk.is_empty() && c.close.is_none() && !c.out_dropped)
-        })
+        self.conns
+            .get(&id)
+            .is_some_and(|c| !c.out.is_empty() || (!c.files.bulk.is_empty() && c.close.is_none() && !c.out_dropped))
     }
 
     /// Seals frames of `id`'s bulk queue (file chunks) into its output while

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use zerocopy::IntoBytes;
 
 use crate::opcodes::{
-    FileChunk, FileChunkData, FileDone, FileGet, FileInfo, FileOffer, SendRoomMessageS, StatusReply, FLCD, FLIN,
-    RVRS, STAT,
+    FileChunk, FileChunkData, FileDone, FileGet, FileInfo, FileOffer, SendRoomMessageS, StatusReply, FLCD, FLIN, RVRS,
+    STAT,
 };
 use crate::record::Opener;
 use crate::server::core::{ConnId, Limits};
@@ -130,10 +130,7 @@ fn flin(got: &[Vec<u8>]) -> FileInfo {
 
 /// The (index, first data byte) of each flcd in `got`.
 fn chunks_in(got: &[Vec<u8>]) -> Vec<(u32, u8)> {
-    got.iter()
-        .filter_map(|f| wire::decode::<FileChunkData>(f).ok())
-        .map(|c| (c.index.get(), c.data[0]))
-        .collect()
+    got.iter().filter_map(|f| wire::decode::<FileChunkData>(f).ok()).map(|c| (c.index.get(), c.data[0])).collect()
 }
 
 /// Offers `file_id` from alice to bob (`chunks` chunks) and uploads `uploaded` of them.
@@ -182,7 +179,13 @@ fn offer_answers_once_durable_and_refuses_what_it_must() {
     refused(&mut w, &mut ao, both.as_bytes().to_vec(), code::BAD_REQUEST, "target 1 takes a peer_uid");
     refused(&mut w, &mut ao, offer(5, 0, 1, Some(BOB), ""), code::BAD_REQUEST, "file id 0");
     refused(&mut w, &mut ao, offer(6, 0xf2, 1, None, "No Such!"), code::BAD_REQUEST, "invalid room name");
-    refused(&mut w, &mut ao, offer(7, 0xf2, 10 * CHUNK + 1, Some(BOB), ""), code::TOO_LARGE, "larger than this server takes");
+    refused(
+        &mut w,
+        &mut ao,
+        offer(7, 0xf2, 10 * CHUNK + 1, Some(BOB), ""),
+        code::TOO_LARGE,
+        "larger than this server takes",
+    );
     refused(&mut w, &mut ao, offer(8, 0xf2, 1, Some(CAROL), ""), code::FORBIDDEN, "not an accepted contact");
     refused(&mut w, &mut ao, offer(9, 0xf2, 1, None, "club"), code::FORBIDDEN, "not a member");
     refused(&mut w, &mut ao, offer(10, 0xf1, 3 * CHUNK, Some(BOB), ""), code::CONFLICT, "other parameters");
@@ -447,7 +450,9 @@ fn a_restart_keeps_whole_chunks_and_cuts_a_torn_tail() {
     let (a, mut ao) = online(&mut w, ALICE);
     uploaded(&mut w, (a, &mut ao), 0x80, 5, 3);
     let path = dir.join("files").join(format!("{:016x}.chunks", 0x80));
-    let mode = |p: &std::path::Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777
+    };
     assert_eq!((mode(&dir.join("files")), mode(&path), mode(&path.with_extension("file"))), (0o700, 0o600, 0o600));
     // A crash mid-write: half a record after the three whole ones.
     let mut torn = crate::server::files::chunk_record(3, &[3; 16], &[0; 32], &[0; CHUNK_DATA]);

@@ -481,7 +481,13 @@ impl FileStore {
             Change::FileChunks { id, first, bytes } => {
                 let path = self.chunks_path(*id);
                 let created = !path.exists();
-                let f = fs::OpenOptions::new().write(true).create(true).mode(0o600).open(&path).map_err(io_err(&path))?;
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
                 let at = u64::from(*first) * CHUNK_RECORD as u64;
                 f.write_all_at(bytes, at).and_then(|()| f.sync_data()).map_err(io_err(&path))?;
                 Ok(if created { DIR_FILES } else { 0 })
@@ -503,6 +509,10 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// A file in a `MemStore`: its record and its chunk file's bytes.
+#[cfg(any(test, fuzzing))]
+type MemFile = (Vec<u8>, Vec<u8>);
+
 /// Accounts and rooms in memory, for unit tests and the fuzzing seam.
 #[cfg(any(test, fuzzing))]
 #[derive(Default)]
@@ -512,7 +522,7 @@ pub struct MemStore {
     prekeys: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     contacts: std::sync::Mutex<Option<Vec<u8>>>,
     /// Per file: its record and its chunk file's bytes.
-    files: std::sync::Mutex<std::collections::HashMap<u64, (Vec<u8>, Vec<u8>)>>,
+    files: std::sync::Mutex<std::collections::HashMap<u64, MemFile>>,
     /// Tests: the next commits fail while this is non-zero (counting down).
     fail_commits: std::sync::atomic::AtomicU32,
 }

@@ -262,7 +262,15 @@ impl Pool {
                 }
             })?);
         }
-        Ok(Pool { sign: Some(sign_tx), kdf: Some(kdf_tx), disk: Some(disk_tx), read: Some(read_tx), done, wake, threads })
+        Ok(Pool {
+            sign: Some(sign_tx),
+            kdf: Some(kdf_tx),
+            disk: Some(disk_tx),
+            read: Some(read_tx),
+            done,
+            wake,
+            threads,
+        })
     }
 
     /// Queues a job: commits to the disk thread (in order), chunk reads to the

@@ -16,8 +16,8 @@ use zerocopy::IntoBytes;
 
 use crate::server::core::{ConnId, Core, Deferred};
 use crate::server::files::{
-    chunk_record, chunks_for, open_chunk, BulkFrame, ConnFiles, Download, FileMeta, Target, CHUNK_DATA,
-    CHUNK_RECORD, DONE_MAX, MAX_DOWNLOADS, MAX_FILES_PER_USER, READ_AHEAD, READ_AHEAD_TOTAL, READ_BATCH, SWEEP_MS,
+    chunk_record, chunks_for, open_chunk, BulkFrame, ConnFiles, Download, FileMeta, Target, CHUNK_DATA, CHUNK_RECORD,
+    DONE_MAX, MAX_DOWNLOADS, MAX_FILES_PER_USER, READ_AHEAD, READ_AHEAD_TOTAL, READ_BATCH, SWEEP_MS,
 };
 use crate::server::session::Authenticated;
 use crate::server::worker::Job;
@@ -85,7 +85,8 @@ pub fn offer(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], no
         return core.reply_counted(id, (msg_id, FLOF), code::INSUFFICIENT_STORAGE, &why, "file quota (507)", now_ms);
     }
     let expires = now_ms.saturating_add(limits.file_ttl_ms);
-    let meta = FileMeta { id: file_id, owner: me, size, chunk_count: count, target, created: now_ms, expires, done: vec![] };
+    let meta =
+        FileMeta { id: file_id, owner: me, size, chunk_count: count, target, created: now_ms, expires, done: vec![] };
     core.files.create(meta);
     core.defer(Deferred::Offer { conn: id, msg_id, file_id });
 }
@@ -257,7 +258,8 @@ pub(crate) fn pump(core: &mut Core, id: ConnId) {
             continue;
         }
         let room = READ_AHEAD.saturating_sub(ahead);
-        let global = READ_AHEAD_TOTAL.saturating_sub(core.files.ahead + starts.iter().map(|(_, n)| *n as usize).sum::<usize>());
+        let global =
+            READ_AHEAD_TOTAL.saturating_sub(core.files.ahead + starts.iter().map(|(_, n)| *n as usize).sum::<usize>());
         if room == 0 {
             break;
         }
