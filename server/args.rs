@@ -18,6 +18,7 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
               [--max-conns N] [--max-conns-per-addr N] [--handshakes-per-sec N] [--log-level LEVEL]
               [--kdf-memory KIB] [--registrations N/SECS|off] [--room-creations N/SECS|off]
               [--mailbox-max-msgs N] [--mailbox-max-bytes BYTES]
+              [--max-file-size BYTES] [--file-quota BYTES] [--file-ttl SECS]
        sottod [options] --check
        sottod --opcodes | --opcodes-markdown | --opcodes-canonical | --man | --version | --help
 
@@ -50,6 +51,12 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
                             room creations per address (an IPv6 /64) (default 10/60); excess gets 429
   --mailbox-max-msgs N      events waiting at most in one user's mailbox (default 10000); more get 508
   --mailbox-max-bytes BYTES bytes waiting at most in one user's mailbox (default 16777216); more get 508
+  --max-file-size BYTES     largest file a user may offer, in plaintext bytes (default 268435456
+                            = 256 MiB); larger offers get 413
+  --file-quota BYTES        bytes of files one user may have on the server at once, counted as
+                            16 KiB per chunk (default 1073741824 = 1 GiB); more gets 507
+  --file-ttl SECS           files are deleted this long after they were offered (default
+                            604800 = 7 days), and DM files once their recipient is done
   --max-bps BYTES           input bytes per second per connection before reading pauses (default 1048576; 0: off)
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
@@ -199,6 +206,9 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
                 args.limits.mailbox_max_bytes = usize::try_from(number(&flag, &value()?)?.max(1)).unwrap_or(usize::MAX)
             }
             "--max-bps" => args.limits.max_bps = number(&flag, &value()?)?,
+            "--max-file-size" => args.limits.max_file_size = number(&flag, &value()?)?,
+            "--file-quota" => args.limits.file_quota = number(&flag, &value()?)?,
+            "--file-ttl" => args.limits.file_ttl_ms = number(&flag, &value()?)?.max(1).saturating_mul(1000),
             "--max-conns" => args.limits.max_conns = number(&flag, &value()?)?.max(1) as usize,
             "--max-conns-per-addr" => args.limits.max_conns_per_addr = number(&flag, &value()?)?.max(1) as usize,
             "--handshakes-per-sec" => {
@@ -263,6 +273,9 @@ fn effective(a: &Args) -> String {
         ("mailbox-max-msgs", l.mailbox_max_msgs.to_string()),
         ("mailbox-max-bytes", l.mailbox_max_bytes.to_string()),
         ("max-bps", l.max_bps.to_string()),
+        ("max-file-size", l.max_file_size.to_string()),
+        ("file-quota", l.file_quota.to_string()),
+        ("file-ttl", (l.file_ttl_ms / 1000).to_string()),
         ("max-conns", l.max_conns.to_string()),
         ("max-conns-per-addr", l.max_conns_per_addr.to_string()),
         ("handshakes-per-sec", l.handshakes_per_sec.to_string()),

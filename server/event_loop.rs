@@ -253,6 +253,10 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool, signals: UnixStrea
         let writable: Vec<ConnId> =
             ready.iter().filter(|(_, ev)| ev.contains(EpollFlags::EPOLLOUT)).map(|(id, _)| *id).collect();
         flush_all(&mut conns, &mut core, &writable, now, stopping.is_some());
+        // Topping up output from the bulk queues frees read-ahead: downloads read on.
+        for job in core.poll_jobs() {
+            pool.submit(job);
+        }
         if Instant::now() >= next_summary {
             next_summary += SUMMARY_EVERY;
             if let Some(line) = core.take_summary() {
@@ -354,19 +358,22 @@ fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, 
     ids.dedup();
     for id in ids {
         let Some(sock) = conns.socks.get_mut(&id) else { continue };
-        if let Some(out) = core.transmit(id) {
+        // Each `transmit` tops the output up from the bulk queue (file
+        // chunks, at most 64 KiB at a time): write until the socket is full
+        // or nothing is left.
+        'write: while let Some(out) = core.transmit(id).filter(|o| !o.is_empty()) {
             while !out.is_empty() {
                 match sock.stream.write(out) {
-                    Ok(0) => break,
+                    Ok(0) => break 'write,
                     Ok(n) => {
                         out.drain(..n);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'write,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
                         out.clear();
                         core.close(id, "write error");
-                        break;
+                        break 'write;
                     }
                 }
             }

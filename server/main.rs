@@ -16,6 +16,7 @@ use sotto::identity::{self, Signer};
 
 use args::{Args, USAGE};
 use sotto::server::core::{Accounts, Core};
+use sotto::server::files::Files;
 use sotto::server::mailbox::Mail;
 use sotto::server::room::Rooms;
 use sotto::server::store::{FileStore, Store};
@@ -97,6 +98,8 @@ fn serve(args: Args) -> Result<(), String> {
         rooms.insert(room);
     }
     let mail = Mail::load(&store)?;
+    let files = Files::load(&store)?;
+    let n_files = files.len();
     let server = ServerConfig::built_in();
     let ctx = Arc::new(WorkerCtx {
         server: server.clone(),
@@ -105,17 +108,18 @@ fn serve(args: Args) -> Result<(), String> {
     });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
-    let core = Core::new(server, args.limits, accounts, rooms, mail);
+    let core = Core::new(server, args.limits, accounts, rooms, mail).with_files(files);
     let signals = event_loop::install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     sotto::log!(
         Info,
-        "sottod {} serving {} accounts and {} rooms from {}",
+        "sottod {} serving {} accounts, {} rooms and {} files from {}",
         build_info::describe(),
         n_accounts,
         n_rooms,
+        n_files,
         args.data.display()
     );
     if args.kdf_kib < sotto::crypto::STORED_HASH_KIB {

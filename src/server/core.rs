@@ -19,6 +19,7 @@ use zeroize::Zeroize;
 pub use crate::server::accounts::Accounts;
 use crate::server::backoff::Backoff;
 use crate::server::dispatch::{self, Handler};
+use crate::server::files::{ConnFiles, Files, FilesInflight, BULK_OUT_LOW, UPLOAD_PENDING_MAX, UPLOAD_PENDING_TOTAL};
 use crate::server::mailbox::Mail;
 use crate::server::room::Rooms;
 use crate::server::session::Session;
@@ -78,6 +79,12 @@ pub struct Limits {
     pub max_conns_per_addr: usize,
     /// Handshakes the server signs per second for one address.
     pub handshakes_per_sec: u32,
+    /// Largest file a user may offer, bytes of plaintext (flof beyond: 413).
+    pub max_file_size: u64,
+    /// Chunk bytes of all of one user's files on the server (flof beyond: 507).
+    pub file_quota: u64,
+    /// A file is deleted this long after its offer.
+    pub file_ttl_ms: u64,
 }
 
 impl Default for Limits {
@@ -99,6 +106,9 @@ impl Default for Limits {
             max_conns: 16_384,
             max_conns_per_addr: 64,
             handshakes_per_sec: 50,
+            max_file_size: 256 << 20,
+            file_quota: 1 << 30,
+            file_ttl_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }
@@ -134,6 +144,8 @@ struct Conn {
     mail_cursor: u64,
     /// The (case-folded) name of the last login attempt, which its failure counts against.
     login_name: Option<String>,
+    /// Downloads, the bulk output queue, chunks waiting for the disk.
+    files: ConnFiles,
 }
 
 /// What to send once a commit is durable (DESIGN §8: nothing is acknowledged
@@ -149,6 +161,10 @@ pub(crate) enum Deferred {
     Accepted { conn: ConnId, msg_id: u64, peer: u64 },
     /// A fetch's one-time prekey left the owner's file: the bundle may go.
     Bundle { conn: ConnId, owner: u64, bundle: Box<crate::opcodes::PrekeyBundle> },
+    /// An offer's record is durable: flin with what is stored.
+    Offer { conn: ConnId, msg_id: u64, file_id: u64 },
+    /// A chunk was written: 200 if it counts (same epoch, now durable).
+    Chunk { conn: ConnId, msg_id: u64, file_id: u64, index: u32, epoch: u32 },
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
@@ -172,6 +188,8 @@ struct Inflight {
     prekeys: Vec<u64>,
     /// The answers waiting for it.
     answers: Vec<Deferred>,
+    /// What it writes of the files.
+    files: FilesInflight,
 }
 
 /// The whole server state.
@@ -199,6 +217,8 @@ pub struct Core {
     chat: HashMap<u64, std::collections::VecDeque<u64>>,
     /// Mailboxes and contacts (handlers read and update it; call `mark_mail_dirty`).
     pub(crate) mail: Mail,
+    /// Files, their uploads and the downloads' bookkeeping.
+    pub(crate) files: Files,
     /// DMs delivered live and not yet acknowledged: (recipient, seq) -> sender.
     pub(crate) awaiting: HashMap<(u64, u64), Awaiting>,
     mail_dirty: BTreeSet<u64>,
@@ -243,6 +263,7 @@ impl Core {
             room_creations: Throttle::new(limits.room_creations),
             chat: HashMap::new(),
             mail,
+            files: Files::default(),
             awaiting: HashMap::new(),
             mail_dirty: BTreeSet::new(),
             contacts_dirty: false,
@@ -259,6 +280,12 @@ impl Core {
             refused: Default::default(),
             refused_total: Default::default(),
         }
+    }
+
+    /// The core with `files` (as loaded at start).
+    pub fn with_files(mut self, files: Files) -> Core {
+        self.files = files;
+        self
     }
 
     /// Counts one refusal for the summaries.
@@ -306,6 +333,7 @@ impl Core {
             listed: false,
             mail_cursor: 0,
             login_name: None,
+            files: ConnFiles::default(),
         };
         self.conns.insert(id, conn);
         Ok(())
@@ -344,6 +372,11 @@ impl Core {
         if c.close.is_some() {
             return 0;
         }
+        // Uploads wait for the disk, not in memory (PROTOCOL §10, "Flow").
+        let uploading = c.files.uploading;
+        if uploading >= UPLOAD_PENDING_MAX || (uploading > 0 && self.files.uploading >= UPLOAD_PENDING_TOTAL) {
+            return 0;
+        }
         let room = self.limits.max_input.saturating_sub(c.deframer.buffered());
         let max_bps = self.limits.max_bps;
         if max_bps == 0 {
@@ -363,6 +396,11 @@ impl Core {
     pub(crate) fn chat_allowed(&mut self, uid: u64, now_ms: u64) -> Result<(), u64> {
         let Some((n, window)) = self.limits.rate else { return Ok(()) };
         crate::server::throttle::admit(self.chat.entry(uid).or_default(), n, window, now_ms)
+    }
+
+    /// Lists `id` for the event loop's next pass (it has output to write).
+    pub(crate) fn wake(&mut self, id: ConnId) {
+        self.touch(id);
     }
 
     /// Lists `id` for the event loop's next pass over active connections.
@@ -387,14 +425,59 @@ impl Core {
         ids
     }
 
-    /// Output waiting for `id`; the caller drains what it wrote.
+    /// Output waiting for `id`, topped up from its bulk queue; the caller
+    /// drains what it wrote (and calls again to top up once it is all written).
     pub fn transmit(&mut self, id: ConnId) -> Option<&mut Vec<u8>> {
+        self.top_up(id);
         self.conns.get_mut(&id).map(|c| &mut c.out)
     }
 
-    /// Whether `id` has output waiting.
+    /// Whether `id` has output waiting (sealed, or in its bulk queue).
     pub fn has_output(&self, id: ConnId) -> bool {
-        self.conns.get(&id).is_some_and(|c| !c.out.is_empty())
+        self.conns
+            .get(&id)
+            .is_some_and(|c| !c.out.is_empty() || (!c.files.bulk.is_empty() && c.close.is_none() && !c.out_dropped))
+    }
+
+    /// Seals frames of `id`'s bulk queue (file chunks) into its output while
+    /// that holds less than `BULK_OUT_LOW`: chat frames, sealed at once,
+    /// wait behind at most that much file data (PROTOCOL §10). The read-ahead
+    /// freed lets its downloads read on.
+    pub(crate) fn top_up(&mut self, id: ConnId) {
+        // Under a small output bound (the fuzz world's), half of it: a chat
+        // frame after the bulk must never make the connection a slow consumer.
+        let low = BULK_OUT_LOW.min(self.limits.max_output / 2);
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let Phase::Open { keys, .. } = &mut conn.phase else { return };
+        let mut freed = 0;
+        while conn.out.len() < low && conn.close.is_none() && !conn.out_dropped {
+            let Some(frame) = conn.files.bulk.pop_front() else { break };
+            freed += usize::from(frame.chunk);
+            if keys.sealer.seal(&frame.bytes, &mut conn.out).is_err() {
+                conn.close.get_or_insert("sequence number exhausted");
+            }
+        }
+        if freed > 0 {
+            self.files.ahead = self.files.ahead.saturating_sub(freed);
+            crate::server::handler::file::pump(self, id);
+            crate::server::handler::file::pump_starved(self);
+        }
+    }
+
+    /// `id`'s part in file transfer.
+    pub(crate) fn conn_files(&mut self, id: ConnId) -> Option<&mut ConnFiles> {
+        self.conns.get_mut(&id).map(|c| &mut c.files)
+    }
+
+    /// `id`'s part in file transfer, to read.
+    pub(crate) fn conn_files_ref(&self, id: ConnId) -> Option<&ConnFiles> {
+        self.conns.get(&id).map(|c| &c.files)
+    }
+
+    /// Hands `job` to the workers without holding up `id`'s next frames (a
+    /// download's chunk read).
+    pub(crate) fn push_job(&mut self, job: Job) {
+        self.jobs.push(job);
     }
 
     /// Whether `id` is marked for closing (it reads nothing more).
@@ -425,6 +508,7 @@ impl Core {
                 }
             }
         }
+        crate::server::handler::file::forget(self, id, conn.files);
         let reason = conn.close.unwrap_or("peer closed");
         if !matches!(reason, "peer closed" | "test") {
             self.count(reason);
@@ -446,6 +530,7 @@ impl Core {
             || !self.mail_dirty.is_empty()
             || self.contacts_dirty
             || !self.prekeys_dirty.is_empty()
+            || self.files.has_changes()
     }
 
     /// Whether `uid` has a session now.
@@ -530,7 +615,12 @@ impl Core {
             return None;
         }
         let idle = self.dirty.is_empty() && self.deleted.is_empty() && self.mail_dirty.is_empty();
-        if idle && !self.contacts_dirty && self.prekeys_dirty.is_empty() && self.deferred.is_empty() {
+        if idle
+            && !self.contacts_dirty
+            && self.prekeys_dirty.is_empty()
+            && self.deferred.is_empty()
+            && !self.files.has_changes()
+        {
             return None;
         }
         let mut writes = Vec::with_capacity(self.dirty.len() + self.deleted.len() + self.mail_dirty.len() + 1);
@@ -557,16 +647,19 @@ impl Core {
             let bytes = self.mail.prekeys.get(uid).map(|p| p.encode(uid));
             writes.push(Change::Prekeys(uid, bytes));
         }
+        let files = self.files.take_changes(&mut writes);
         let token = self.next_token;
         self.next_token += 1;
         let answers = std::mem::take(&mut self.deferred);
-        self.inflight.insert(token, Inflight { rooms: names, prekeys, answers });
+        self.inflight.insert(token, Inflight { rooms: names, prekeys, answers, files });
         Some(Job::Commit { token, writes })
     }
 
     /// A commit finished: send its answers, or report the failure and retry the rooms.
     fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
-        let Some(Inflight { rooms: names, prekeys, answers }) = self.inflight.remove(&token) else { return };
+        let Some(Inflight { rooms: names, prekeys, answers, files }) = self.inflight.remove(&token) else { return };
+        // The files first: a chunk's answer depends on what is durable now.
+        let grown = self.files.committed(files, ok);
         if ok {
             for (name, pushed) in &names {
                 if let Some(room) = self.rooms.get_mut(name) {
@@ -599,6 +692,12 @@ impl Core {
                 Deferred::Bundle { conn, owner, bundle } if ok => {
                     crate::server::handler::prekey::handed_out(self, conn, owner, &bundle, now_ms)
                 }
+                Deferred::Offer { conn, msg_id, file_id } if ok => {
+                    crate::server::handler::file::offered(self, conn, msg_id, file_id, now_ms)
+                }
+                Deferred::Chunk { conn, msg_id, file_id, index, epoch } => {
+                    crate::server::handler::file::chunk_settled(self, conn, (msg_id, file_id, index, epoch), now_ms)
+                }
                 Deferred::Reply { conn, msg_id, opcode, .. } => {
                     self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
@@ -622,7 +721,14 @@ impl Core {
                     let msg_id = bundle.hdr.msg_id.get();
                     self.reply(conn, msg_id, crate::opcodes::PKGT, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
+                Deferred::Offer { conn, msg_id, .. } => {
+                    self.reply(conn, msg_id, crate::opcodes::FLOF, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                }
             }
+        }
+        // Downloads waiting for these chunks read on.
+        for file_id in grown {
+            crate::server::handler::file::grown(self, file_id);
         }
         if !ok {
             // Do not spin on a full disk: the next attempt waits a second.
@@ -682,6 +788,7 @@ impl Core {
         }
         self.handshakes.retain(|_, (start, _)| now_ms.saturating_sub(*start) < 1_000);
         crate::server::handler::direct::handle_timeout(self, now_ms);
+        crate::server::handler::file::handle_timeout(self, now_ms);
     }
 
     /// Marks `id` for closing once its output is flushed.
@@ -781,6 +888,21 @@ impl Core {
             _ => {}
         }
         self.reply_status(id, msg_id, request, status, code, reason, retry_ms, now_ms);
+    }
+
+    /// As [`Core::reply`], counted in the summaries as `why` (not by its code).
+    pub(crate) fn reply_counted(
+        &mut self,
+        id: ConnId,
+        (msg_id, request): (u64, u32),
+        code: u16,
+        reason: &str,
+        why: &'static str,
+        now_ms: u64,
+    ) {
+        self.count(why);
+        let status = if code == code::OK { Status::Ok } else { Status::Error };
+        self.reply_status(id, msg_id, request, status, code, reason, 0, now_ms);
     }
 
     /// Ends a multi-part answer (a listing) with status `done`.
@@ -948,6 +1070,12 @@ impl Core {
             }
             Completion::Committed { token, ok } => {
                 self.committed(token, ok, now_ms);
+                return;
+            }
+            Completion::Chunks { conn, file_id, serial, from, count, records } => {
+                // Not a job that holds up the connection's frames: no pump.
+                let read = crate::server::handler::file::Read { file_id, serial, from, count };
+                crate::server::handler::file::read_done(self, conn, read, records, now_ms);
                 return;
             }
             Completion::Prekey { conn, uid, upload, ok } => {

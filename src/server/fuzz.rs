@@ -23,7 +23,7 @@ use crate::record::{Opener, Sealer};
 use crate::server::core::{Accounts, ConnId, Core, Limits};
 use crate::server::mailbox::Mail;
 use crate::server::room::Rooms;
-use crate::server::store::MemStore;
+use crate::server::store::{MemStore, Store};
 use crate::server::worker::{self, WorkerCtx};
 use crate::wire::Message;
 
@@ -135,6 +135,7 @@ fn request<M: Message>(msg_id: u64, set: impl FnOnce(&mut M) -> Result<(), crate
 pub struct World {
     core: Core,
     ctx: WorkerCtx,
+    limits: Limits,
     now_ms: u64,
     next_id: ConnId,
 }
@@ -146,12 +147,16 @@ impl World {
     /// and bob publish a signed prekey (id 1) and `OPKS_PUBLISHED` one-time
     /// prekeys (ids 1..). Then those sessions close: no one is online.
     pub fn new() -> World {
+        World::new_on(limits(), Arc::new(MemStore::default()))
+    }
+
+    /// As [`World::new`], under `limits`, storing into `store`.
+    pub fn new_on(limits: Limits, store: Arc<dyn Store>) -> World {
         let mut accounts = Accounts::default();
         (0..USERS.len()).for_each(|u| accounts.insert(account(u)));
-        let ctx =
-            WorkerCtx { server: ServerConfig::built_in(), signer: signer(), store: Arc::new(MemStore::default()) };
-        let core = Core::new(ServerConfig::built_in(), limits(), accounts, Rooms::default(), Mail::default());
-        let mut world = World { core, ctx, now_ms: START_MS, next_id: 1 };
+        let ctx = WorkerCtx { server: ServerConfig::built_in(), signer: signer(), store };
+        let core = Core::new(ServerConfig::built_in(), limits, accounts, Rooms::default(), Mail::default());
+        let mut world = World { core, ctx, limits, now_ms: START_MS, next_id: 1 };
         let ids: Vec<ConnId> = (0..USERS.len()).filter_map(|u| world.open(u).map(|(id, _)| id)).collect();
         let create = |room: &str| {
             request::<CreateRoom>(1, |m| {
@@ -305,7 +310,15 @@ impl World {
             rooms.insert(room);
         }
         let mail = Mail::load(&*self.ctx.store).unwrap();
-        self.core = Core::new(ServerConfig::built_in(), limits(), accounts, rooms, mail);
+        let files = crate::server::files::Files::load(&*self.ctx.store).unwrap();
+        self.core = Core::new(ServerConfig::built_in(), self.limits, accounts, rooms, mail).with_files(files);
+    }
+
+    /// For unit tests: runs `job` (a commit taken with `poll_commit`, say) and hands its completion to the core.
+    #[cfg(test)]
+    pub(crate) fn run_job(&mut self, job: worker::Job) {
+        let done = worker::run(job, &self.ctx);
+        self.core.handle_completion(done, self.now_ms);
     }
 
     /// For unit tests: everything sealed to `id` so far, opened with `opener`.

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod core;
+pub mod files;
 pub mod log;
 pub mod mailbox;
 pub mod prekeys;
@@ -31,5 +32,7 @@ pub mod fuzz;
 mod core_tests;
 #[cfg(test)]
 mod dm_tests;
+#[cfg(test)]
+mod file_tests;
 #[cfg(test)]
 mod prekey_tests;

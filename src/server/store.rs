@@ -5,13 +5,14 @@
 //! fsync of the directory), so a crash leaves the old or the new record.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::crypto;
 
 use crate::opcodes::UserRecord;
+use crate::server::files::{self, FileMeta, StoredFile, CHUNK_RECORD};
 use crate::server::mailbox::QueueWrite;
 use crate::server::prekeys::Published;
 use crate::server::room::Room;
@@ -68,6 +69,13 @@ pub enum Change {
     Contacts(Vec<u8>),
     /// A user's prekey file's new bytes, or `None` to delete it.
     Prekeys(u64, Option<Vec<u8>>),
+    /// A file's record (`files/<id>.file`), replaced atomically.
+    FileRecord(u64, Vec<u8>),
+    /// Consecutive chunk records of a file from index `first`, written at
+    /// `first × CHUNK_RECORD` in `files/<id>.chunks` and fdatasync'd.
+    FileChunks { id: u64, first: u32, bytes: Vec<u8> },
+    /// Deletes a file: its chunks, then its record.
+    FileDelete(u64),
 }
 
 /// A queue file as loaded: its bytes.
@@ -94,6 +102,12 @@ pub trait Store: Send + Sync {
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every user's published prekeys, checked: (owner UID, prekeys).
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError>;
+    /// Every file's record, checked, with the whole valid chunk records its
+    /// chunk file starts with; a torn or corrupt tail is cut off (and said).
+    fn load_files(&self) -> Result<Vec<StoredFile>, StoreError>;
+    /// Chunk records `from..from + count` of file `id`, as stored (the
+    /// caller checks them); called on the reader thread, never the loop.
+    fn read_chunks(&self, id: u64, from: u32, count: u32) -> Result<Vec<u8>, StoreError>;
     /// Applies one loop turn's changes durably, in order: replaced files
     /// atomically, appends fsync'd, then one fsync per directory touched.
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError>;
@@ -120,14 +134,15 @@ pub(crate) fn parse_user(bytes: &[u8]) -> Result<UserRecord, &'static str> {
 }
 
 /// Accounts as files under `<data>/users/`, rooms under `<data>/rooms/`,
-/// mailboxes under `<data>/queues/`, prekeys under `<data>/prekeys/`, and
-/// `<data>/contacts.db`.
+/// mailboxes under `<data>/queues/`, prekeys under `<data>/prekeys/`, files
+/// under `<data>/files/`, and `<data>/contacts.db`.
 pub struct FileStore {
     data: PathBuf,
     users: PathBuf,
     rooms: PathBuf,
     queues: PathBuf,
     prekeys: PathBuf,
+    files: PathBuf,
 }
 
 impl FileStore {
@@ -142,7 +157,57 @@ impl FileStore {
         ensure_private_dir(&queues)?;
         let prekeys = data.join("prekeys");
         ensure_private_dir(&prekeys)?;
-        Ok(FileStore { data: data.to_owned(), users, rooms, queues, prekeys })
+        let files = data.join("files");
+        ensure_private_dir(&files)?;
+        Ok(FileStore { data: data.to_owned(), users, rooms, queues, prekeys, files })
+    }
+
+    fn file_path(&self, id: u64) -> PathBuf {
+        self.files.join(format!("{id:016x}.file"))
+    }
+
+    fn chunks_path(&self, id: u64) -> PathBuf {
+        self.files.join(format!("{id:016x}.chunks"))
+    }
+
+    /// How many whole valid chunk records `<id>.chunks` starts with (at most
+    /// `chunk_count`); cuts off anything after them.
+    fn load_chunks(&self, id: u64, chunk_count: u32) -> Result<u32, StoreError> {
+        let path = self.chunks_path(id);
+        let meta = match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+            Ok(meta) => meta,
+        };
+        check_mode(&path, meta.permissions().mode())?;
+        if !meta.is_file() {
+            return Err(StoreError::Corrupt { path, why: "not a regular file" });
+        }
+        let f = fs::OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
+        let mut reader = io::BufReader::with_capacity(CHUNK_RECORD, &f);
+        let mut rec = vec![0u8; CHUNK_RECORD];
+        let mut n = 0u32;
+        while n < chunk_count {
+            match reader.read_exact(&mut rec) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(StoreError::Io { path, source: e }),
+            }
+            if files::open_chunk(&rec, n).is_none() {
+                break;
+            }
+            n += 1;
+        }
+        let good = u64::from(n) * CHUNK_RECORD as u64;
+        if meta.len() > good {
+            crate::log!(
+                Warn,
+                "file {id:016x}: cut {} bytes of torn or corrupt chunk records at offset {good}; {n} whole chunks kept",
+                meta.len() - good
+            );
+            f.set_len(good).and_then(|()| f.sync_all()).map_err(io_err(&path))?;
+        }
+        Ok(n)
     }
 
     fn prekey_path(&self, uid: u64) -> PathBuf {
@@ -298,6 +363,46 @@ impl Store for FileStore {
         Ok(out)
     }
 
+    fn load_files(&self) -> Result<Vec<StoredFile>, StoreError> {
+        let mut out = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for (path, bytes) in FileStore::records(&self.files, "file")? {
+            let named = path.file_stem().and_then(|s| s.to_str()).and_then(|s| u64::from_str_radix(s, 16).ok());
+            let meta = FileMeta::decode(&bytes).map_err(|why| StoreError::Corrupt { path: path.clone(), why })?;
+            if named != Some(meta.id) {
+                return Err(StoreError::Corrupt { path, why: "name is not the file's id" });
+            }
+            let stored = self.load_chunks(meta.id, meta.chunk_count)?;
+            ids.insert(meta.id);
+            out.push(StoredFile { meta, stored });
+        }
+        // Chunks without a record: a deletion cut short between its two
+        // removals, or a crash before the offer's record was durable.
+        for entry in fs::read_dir(&self.files).map_err(io_err(&self.files))? {
+            let path = entry.map_err(io_err(&self.files))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("chunks") {
+                continue;
+            }
+            let id = path.file_stem().and_then(|s| s.to_str()).and_then(|s| u64::from_str_radix(s, 16).ok());
+            if id.is_none_or(|id| !ids.contains(&id)) {
+                crate::log!(Warn, "{}: chunks without a file record; removed", path.display());
+                remove_if_present(&path)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_chunks(&self, id: u64, from: u32, count: u32) -> Result<Vec<u8>, StoreError> {
+        let path = self.chunks_path(id);
+        if count > files::READ_BATCH {
+            return Err(StoreError::Corrupt { path, why: "read of too many chunks at once" });
+        }
+        let f = fs::File::open(&path).map_err(io_err(&path))?;
+        let mut buf = vec![0u8; count as usize * CHUNK_RECORD];
+        f.read_exact_at(&mut buf, u64::from(from) * CHUNK_RECORD as u64).map_err(io_err(&path))?;
+        Ok(buf)
+    }
+
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
         // Every file of the batch is written and synced, several at a time:
         // the file system overlaps (and its journal batches) concurrent syncs,
@@ -330,6 +435,7 @@ impl Store for FileStore {
             (DIR_QUEUES, &self.queues),
             (DIR_DATA, &self.data),
             (DIR_PREKEYS, &self.prekeys),
+            (DIR_FILES, &self.files),
         ];
         for (bit, dir) in dirs_of {
             if dirs & bit != 0 {
@@ -347,6 +453,7 @@ const DIR_ROOMS: u8 = 1;
 const DIR_QUEUES: u8 = 2;
 const DIR_DATA: u8 = 4;
 const DIR_PREKEYS: u8 = 8;
+const DIR_FILES: u8 = 16;
 
 impl FileStore {
     /// Makes one change durable; returns the directories to sync after it.
@@ -370,6 +477,27 @@ impl FileStore {
             Change::Contacts(b) => write_file_synced(&self.data.join("contacts.db"), b).map(|()| DIR_DATA),
             Change::Prekeys(uid, Some(b)) => write_file_synced(&self.prekey_path(*uid), b).map(|()| DIR_PREKEYS),
             Change::Prekeys(uid, None) => remove_if_present(&self.prekey_path(*uid)).map(|()| DIR_PREKEYS),
+            Change::FileRecord(id, b) => write_file_synced(&self.file_path(*id), b).map(|()| DIR_FILES),
+            Change::FileChunks { id, first, bytes } => {
+                let path = self.chunks_path(*id);
+                let created = !path.exists();
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                let at = u64::from(*first) * CHUNK_RECORD as u64;
+                f.write_all_at(bytes, at).and_then(|()| f.sync_data()).map_err(io_err(&path))?;
+                Ok(if created { DIR_FILES } else { 0 })
+            }
+            Change::FileDelete(id) => {
+                // Chunks first: a crash between leaves a record with fewer
+                // chunks (still valid), never chunks without a record.
+                remove_if_present(&self.chunks_path(*id))?;
+                remove_if_present(&self.file_path(*id)).map(|()| DIR_FILES)
+            }
         }
     }
 }
@@ -381,6 +509,10 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// A file in a `MemStore`: its record and its chunk file's bytes.
+#[cfg(any(test, fuzzing))]
+type MemFile = (Vec<u8>, Vec<u8>);
+
 /// Accounts and rooms in memory, for unit tests and the fuzzing seam.
 #[cfg(any(test, fuzzing))]
 #[derive(Default)]
@@ -389,6 +521,23 @@ pub struct MemStore {
     rooms: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     prekeys: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     contacts: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Per file: its record and its chunk file's bytes.
+    files: std::sync::Mutex<std::collections::HashMap<u64, MemFile>>,
+    /// Tests: the next commits fail while this is non-zero (counting down).
+    fail_commits: std::sync::atomic::AtomicU32,
+}
+
+#[cfg(any(test, fuzzing))]
+impl MemStore {
+    /// The next `n` commits fail (and write nothing), as on a full disk.
+    pub fn fail_next_commits(&self, n: u32) {
+        self.fail_commits.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Tests: the bytes of file `id`'s chunk file, if it has one.
+    pub fn chunk_bytes(&self, id: u64) -> Option<Vec<u8>> {
+        self.files.lock().ok()?.get(&id).map(|(_, c)| c.clone())
+    }
 }
 
 #[cfg(any(test, fuzzing))]
@@ -426,7 +575,51 @@ impl Store for MemStore {
         Ok(files.iter().filter_map(|b| Published::decode(b).ok()).collect())
     }
 
+    fn load_files(&self) -> Result<Vec<StoredFile>, StoreError> {
+        let files = self.files.lock().map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        Ok(files
+            .iter()
+            .filter_map(|(rec, chunks)| {
+                let meta = FileMeta::decode(rec).ok()?;
+                let stored = files::valid_chunks(chunks, meta.chunk_count);
+                Some(StoredFile { meta, stored })
+            })
+            .collect())
+    }
+
+    fn read_chunks(&self, id: u64, from: u32, count: u32) -> Result<Vec<u8>, StoreError> {
+        let missing = || StoreError::Corrupt { path: PathBuf::from(format!("{id:016x}.chunks")), why: "short" };
+        let m = self.files.lock().map_err(|_| missing())?;
+        let (_, chunks) = m.get(&id).ok_or_else(missing)?;
+        let at = from as usize * CHUNK_RECORD;
+        chunks.get(at..at + count as usize * CHUNK_RECORD).map(<[u8]>::to_vec).ok_or_else(missing)
+    }
+
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
+        let failing = self.fail_commits.load(std::sync::atomic::Ordering::SeqCst);
+        if failing > 0 {
+            self.fail_commits.store(failing - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(StoreError::Io { path: PathBuf::from("memstore"), source: io::Error::other("disk full") });
+        }
+        if let Ok(mut m) = self.files.lock() {
+            for w in writes {
+                match w {
+                    Change::FileRecord(id, b) => m.entry(*id).or_default().0 = b.clone(),
+                    Change::FileChunks { id, first, bytes } => {
+                        let chunks = &mut m.entry(*id).or_default().1;
+                        let at = *first as usize * CHUNK_RECORD;
+                        if chunks.len() < at + bytes.len() {
+                            chunks.resize(at + bytes.len(), 0);
+                        }
+                        chunks[at..at + bytes.len()].copy_from_slice(bytes);
+                    }
+                    Change::FileDelete(id) => {
+                        m.remove(id);
+                    }
+                    _ => {}
+                }
+            }
+        }
         if let (Ok(mut m), Ok(mut contacts)) = (self.prekeys.lock(), self.contacts.lock()) {
             for w in writes {
                 match w {
@@ -451,7 +644,7 @@ impl Store for MemStore {
                         m.remove(name);
                     }
                     // Mailboxes live in the core's memory in unit tests.
-                    Change::Queue(..) | Change::Contacts(_) | Change::Prekeys(..) => {}
+                    _ => {}
                 }
             }
         }

@@ -58,6 +58,9 @@ pub enum Job {
         binding: Vec<u8>,
         upload: Box<crate::opcodes::PrekeyUpload>,
     },
+    /// Read chunk records of a file for a download (on the reader thread:
+    /// not the event loop, not the disk thread, not the argon2id workers).
+    ReadChunks { conn: ConnId, file_id: u64, serial: u64, from: u32, count: u32 },
 }
 
 /// Why a registration failed on the worker.
@@ -87,6 +90,8 @@ pub enum Completion {
     Committed { token: u64, ok: bool },
     /// Whether the upload's signed prekey verified.
     Prekey { conn: ConnId, uid: u64, upload: Box<crate::opcodes::PrekeyUpload>, ok: bool },
+    /// The chunk records read for download `serial` (unchecked), or None when the read failed.
+    Chunks { conn: ConnId, file_id: u64, serial: u64, from: u32, count: u32, records: Option<Vec<u8>> },
 }
 
 /// What jobs need.
@@ -151,6 +156,16 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
             let ok = identity::from_modulus(&id_pub).is_ok_and(|key| identity::verify(&key, &binding, &upload.spk_sig));
             Completion::Prekey { conn, uid, upload, ok }
         }
+        Job::ReadChunks { conn, file_id, serial, from, count } => {
+            let records = match ctx.store.read_chunks(file_id, from, count) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    crate::log!(Error, "reading file {file_id:016x} for a download failed: {e}");
+                    None
+                }
+            };
+            Completion::Chunks { conn, file_id, serial, from, count, records }
+        }
         Job::Commit { token, writes } => {
             let result = ctx.store.commit(&writes);
             if let Err(e) = &result {
@@ -188,7 +203,8 @@ fn register(
 }
 
 /// A fixed set of worker threads, plus one disk thread that applies
-/// commits in the order they were submitted.
+/// commits in the order they were submitted, and one reader thread that
+/// reads file chunks for downloads.
 pub struct Pool {
     /// Handshake signatures: `n` threads at a lower priority than the loop.
     sign: Option<mpsc::Sender<Job>>,
@@ -196,6 +212,8 @@ pub struct Pool {
     kdf: Option<mpsc::Sender<Job>>,
     /// Commits: one thread, in order.
     disk: Option<mpsc::Sender<Job>>,
+    /// Chunk reads for downloads: one thread, so that reads never delay a commit.
+    read: Option<mpsc::Sender<Job>>,
     done: Arc<Mutex<Vec<Completion>>>,
     wake: UnixStream,
     threads: Vec<thread::JoinHandle<()>>,
@@ -211,6 +229,7 @@ impl Pool {
         let (sign_tx, sign_rx) = queue();
         let (kdf_tx, kdf_rx) = queue();
         let (disk_tx, disk_rx) = queue();
+        let (read_tx, read_rx) = queue();
         let done = Arc::new(Mutex::new(Vec::new()));
         let (wake, wake_tx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
@@ -222,7 +241,8 @@ impl Pool {
         let queues = (0..n.max(1))
             .map(|i| (format!("sottod-sign-{i}"), sign_rx.clone(), Priority::Idle))
             .chain((0..n.max(1)).map(|i| (format!("sottod-kdf-{i}"), kdf_rx.clone(), Priority::Normal)))
-            .chain([("sottod-disk".to_owned(), disk_rx, Priority::Nice)]);
+            .chain([("sottod-disk".to_owned(), disk_rx, Priority::Nice)])
+            .chain([("sottod-read".to_owned(), read_rx, Priority::Nice)]);
         for (name, rx, priority) in queues {
             let (done, wake_tx, ctx) = (done.clone(), wake_tx.clone(), ctx.clone());
             threads.push(thread::Builder::new().name(name).spawn(move || {
@@ -242,14 +262,24 @@ impl Pool {
                 }
             })?);
         }
-        Ok(Pool { sign: Some(sign_tx), kdf: Some(kdf_tx), disk: Some(disk_tx), done, wake, threads })
+        Ok(Pool {
+            sign: Some(sign_tx),
+            kdf: Some(kdf_tx),
+            disk: Some(disk_tx),
+            read: Some(read_tx),
+            done,
+            wake,
+            threads,
+        })
     }
 
-    /// Queues a job: commits to the disk thread (in order), handshakes to the
-    /// signing workers, the rest (argon2id) to the KDF workers.
+    /// Queues a job: commits to the disk thread (in order), chunk reads to the
+    /// reader thread, handshakes to the signing workers, the rest (argon2id,
+    /// RSA verification) to the KDF workers.
     pub fn submit(&self, job: Job) {
         let queue = match job {
             Job::Commit { .. } => &self.disk,
+            Job::ReadChunks { .. } => &self.read,
             Job::Handshake { .. } | Job::Mismatch { .. } => &self.sign,
             _ => &self.kdf,
         };
@@ -276,6 +306,7 @@ impl Drop for Pool {
         self.sign = None;
         self.kdf = None;
         self.disk = None;
+        self.read = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
