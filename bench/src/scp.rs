@@ -89,9 +89,12 @@ impl Sshd {
             let path = dir.join(name);
             let _ = fs::remove_file(&path);
             let _ = fs::remove_file(path.with_extension("pub"));
-            run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "sotto-bench", "-f"]).arg(&path))?;
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "sotto-bench", "-f"])
+                .arg(&path))?;
         }
-        fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).map_err(|e| format!("authorized_keys: {e}"))?;
+        fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))
+            .map_err(|e| format!("authorized_keys: {e}"))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
@@ -189,6 +192,8 @@ pub struct ScpFigures {
     pub down: Vec<f64>,
     pub cipher: String,
     pub version: String,
+    /// sshd's configuration, for the report.
+    pub config: String,
 }
 
 /// Runs the baseline in `dir` (next to sottod's data directory, the same disk).
@@ -213,7 +218,8 @@ pub fn measure(dir: &Path, src: &Path, bytes: usize, reps: usize, cpu: Option<us
         down.push(mb_per_s(bytes, d));
         let _ = fs::remove_file(&down_path);
     }
-    Ok(ScpFigures { up, down, cipher: sshd.cipher.clone(), version: sshd.version.clone() })
+    let config = sshd_config(sshd.port, Path::new("<dir>"));
+    Ok(ScpFigures { up, down, cipher: sshd.cipher.clone(), version: sshd.version.clone(), config })
 }
 
 #[cfg(test)]

@@ -170,7 +170,13 @@ fn upload(peers: &mut [Peer], peer_uid: u64, file_id: u64, keys: &FileKeys, file
 /// checking each chunk's index and tag and its plaintext against `file`. With
 /// `chat`, `peers[1]` sends room messages at [`CHAT_RATE`] meanwhile and
 /// their latencies to `peers[0]` are returned. The time from flgt to the stat.
-fn download(peers: &mut [Peer], file_id: u64, keys: &FileKeys, file: &[u8], chat: bool) -> io::Result<(Duration, Samples)> {
+fn download(
+    peers: &mut [Peer],
+    file_id: u64,
+    keys: &FileKeys,
+    file: &[u8],
+    chat: bool,
+) -> io::Result<(Duration, Samples)> {
     let count = chunk::chunk_count(file.len() as u64);
     let mut g = FileGet::new_zeroed();
     g.file_id.set(file_id);
@@ -233,7 +239,8 @@ fn download(peers: &mut [Peer], file_id: u64, keys: &FileKeys, file: &[u8], chat
         return Err(err(e));
     }
     let c = chat_state.into_inner();
-    let took = c.done_at.ok_or_else(|| err(format!("download: {} of {count} chunks in {STEP_LIMIT:?}", got.get())))? - t;
+    let took =
+        c.done_at.ok_or_else(|| err(format!("download: {} of {count} chunks in {STEP_LIMIT:?}", got.get())))? - t;
     Ok((took, c.lat))
 }
 
@@ -400,15 +407,16 @@ pub fn w8(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
         eprintln!("W8: the scp baseline did not run: {e}");
         r.fig("w8.scp.failed", 1.0);
     }
+    // Its error is printed by the caller, with the row below.
     let sotto_res = sotto_half(ctx, &file, reps);
-    if let Err(e) = &sotto_res {
-        eprintln!("W8 (sottod) failed: {e}");
-    }
     drop(file);
 
     let mib = size >> 20;
     let (cipher, ssh_version) = match &scp_res {
-        Ok(f) => (f.cipher.clone(), f.version.clone()),
+        Ok(f) => {
+            r.text("sshd configuration (W8: the scp baseline; `<dir>` is a temporary directory)", &f.config);
+            (f.cipher.clone(), f.version.clone())
+        }
         Err(_) => ("-".into(), "-".into()),
     };
     let flags = match &sotto_res {
