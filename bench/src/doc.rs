@@ -109,6 +109,16 @@ pub fn render(r: &Report, quick: bool, took: Duration, peers: Option<&Peers>, se
         w7.map(|v| format!("{v:.0}/s")),
         w7.map(|v| v >= 50_000.0),
     );
+    let (busy, idle) = (f("w8.sotto.chat_p99_busy_us"), f("w8.sotto.chat_p99_idle_us"));
+    target(
+        &mut out,
+        "W8: p99 of room messages to a connection downloading a file within 2 ms of its p99 without the download",
+        busy.zip(idle).map(|(b, i)| format!("{b:.0} µs during, {i:.0} µs without")),
+        busy.zip(idle).map(|(b, i)| b <= i + 2000.0),
+    );
+    if f("w8.scp.failed").is_some() {
+        target(&mut out, "W8: the scp baseline ran", Some("no: the reason is in the W8 table".into()), Some(false));
+    }
     for n in [64, 256, 1024] {
         for op in ["seal", "open"] {
             let v = f(&format!("micro.{n}.{op}_ratio"));

@@ -1,6 +1,7 @@
 //! sotto-bench: load generator for sottod and, through IRC (plain and TLS),
 //! for the peer servers it is compared with (docs/BENCHMARKS.md).
 
+pub mod chunk;
 pub mod doc;
 pub mod engine;
 pub mod irc;
@@ -8,7 +9,9 @@ pub mod peers;
 pub mod peers_run;
 pub mod proto;
 pub mod report;
+pub mod scp;
 pub mod server;
 pub mod stats;
 pub mod sys;
+pub mod w8;
 pub mod work;

@@ -35,7 +35,7 @@ pub struct Ctx {
 /// dominate a set-up (W1 measures logins at the default cost separately).
 pub const CHEAP_KDF: &[&str] = &["--kdf-memory", "8"];
 
-fn err(what: impl Into<String>) -> io::Error {
+pub(crate) fn err(what: impl Into<String>) -> io::Error {
     io::Error::other(what.into())
 }
 
@@ -67,12 +67,12 @@ fn parallel<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> io::Result<T
 }
 
 /// Registers `names` (8 at a time).
-fn register_all(ctx: &Ctx, addr: SocketAddr, names: &[String]) -> io::Result<()> {
+pub(crate) fn register_all(ctx: &Ctx, addr: SocketAddr, names: &[String]) -> io::Result<()> {
     parallel(names.len(), 8, |i| ctx.id.register(addr, &ctx.cfg, &names[i])).map(drop)
 }
 
 /// A logged-in session of `names[i % names.len()]` for i in 0..n.
-fn login_all(ctx: &Ctx, addr: SocketAddr, names: &[String], n: usize) -> io::Result<Vec<Session>> {
+pub(crate) fn login_all(ctx: &Ctx, addr: SocketAddr, names: &[String], n: usize) -> io::Result<Vec<Session>> {
     parallel(n, 8, |i| {
         let mut s = Session::connect(addr, &ctx.cfg)?;
         s.login(&names[i % names.len()])?;
@@ -80,7 +80,7 @@ fn login_all(ctx: &Ctx, addr: SocketAddr, names: &[String], n: usize) -> io::Res
     })
 }
 
-fn names(prefix: &str, n: usize) -> Vec<String> {
+pub(crate) fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
@@ -89,12 +89,12 @@ fn stamp(buf: &mut [u8], seq: u64) {
     buf[..8].copy_from_slice(&seq.to_be_bytes());
 }
 
-fn seq_of(buf: &[u8]) -> u64 {
+pub(crate) fn seq_of(buf: &[u8]) -> u64 {
     u64::from_be_bytes(buf[..8].try_into().unwrap_or_default())
 }
 
 /// A short room message: protocol 2's smallest size class, as a line of chat.
-fn room_message(room: &str, seq: u64) -> SendRoomMessageS {
+pub(crate) fn room_message(room: &str, seq: u64) -> SendRoomMessageS {
     let mut m = SendRoomMessageS::new_zeroed();
     let _ = m.head.set_room(room);
     stamp(&mut m.ciphertext, seq);
@@ -102,7 +102,7 @@ fn room_message(room: &str, seq: u64) -> SendRoomMessageS {
 }
 
 /// Creates `room` from `owner` and joins every session in `members`.
-fn make_room(owner: &mut Session, members: &mut [Session], room: &str) -> io::Result<()> {
+pub(crate) fn make_room(owner: &mut Session, members: &mut [Session], room: &str) -> io::Result<()> {
     let auth = sotto::crypto::random::<32>();
     let mut c = CreateRoom::new_zeroed();
     let _ = c.set_room(room);
@@ -130,7 +130,7 @@ fn make_room(owner: &mut Session, members: &mut [Session], room: &str) -> io::Re
 }
 
 /// Reads and drops whatever sessions have buffered (member events after joins).
-fn drain(sessions: &mut [Session], quiet: Duration) {
+pub(crate) fn drain(sessions: &mut [Session], quiet: Duration) {
     for s in sessions.iter_mut() {
         while let Ok(Some(_)) = s.recv(Some(quiet)) {}
     }
@@ -806,7 +806,7 @@ pub fn w6(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
 // ---------------------------------------------------------------- W3 and W7 (direct messages)
 
 /// Opens DM channels sender[i] -> receiver[i] (request, accept).
-fn dm_channels(
+pub(crate) fn dm_channels(
     senders: &mut [Session],
     receivers: &mut [Session],
     snames: &[String],
