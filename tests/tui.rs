@@ -565,7 +565,8 @@ fn a_file_upload_shows_its_progress_in_the_status_bar_and_the_offer_reaches_the_
     });
     assert!(!bar.contains("100%"), "seen while under way: {bar:?}");
     alice.wait_for("is on the server");
-    alice.wait_row("the bar gone once uploaded", |r| r.contains("| alice | connected |") && !r.contains("report.bin ["));
+    alice
+        .wait_row("the bar gone once uploaded", |r| r.contains("| alice | connected |") && !r.contains("report.bin ["));
 
     let offer = bob.wait_for("from alice: report.bin (8.0 MiB");
     assert!(!offer.contains("NOT VERIFIED"), "{offer:?}");

@@ -866,6 +866,111 @@ fn dm_status_golden_bytes() {
     });
 }
 
+#[test]
+fn file_requests_golden_bytes() {
+    let mut o: FileOffer = msg(Status::Request, 0, 40, TS);
+    o.file_id.set(ID);
+    o.size.set(20 * 1024 * 1024 + 1);
+    o.chunk_count.set(1281);
+    o.target = 2;
+    o.set_room("lobby").unwrap();
+    let expected = Bytes::header(100_021, 0, 0x5a, 0, 40, TS)
+        .u64("file_id", ID)
+        .u64("size", 20 * 1024 * 1024 + 1)
+        .u32("chunk_count", 1281)
+        .put("target", &[2])
+        .u64("peer_uid", 0)
+        .str("room", "lobby", 32)
+        .reserved()
+        .finish("FileOffer");
+    assert_eq!(expected.len(), 96);
+    golden(&o, &expected, |d| {
+        hdr(d, Status::Request, 0, 40, TS);
+        assert_eq!((d.file_id.get(), d.size.get(), d.chunk_count.get()), (ID, 20 * 1024 * 1024 + 1, 1281));
+        assert_eq!((d.target, d.peer_uid.get(), d.room()), (2, 0, Ok("lobby")));
+    });
+
+    let mut c: FileChunk = msg(Status::Request, 0, 41, TS);
+    c.file_id.set(ID);
+    c.index.set(0x0000_0500);
+    c.iv = pat(0x16);
+    c.tag = pat(0x32);
+    c.data = pat(0x40);
+    let expected = Bytes::header(100_022, 0, 0x5a, 0, 41, TS)
+        .u64("file_id", ID)
+        .u32("index", 0x500)
+        .put("iv", &pat::<16>(0x16))
+        .put("tag", &pat::<32>(0x32))
+        .put("data", &pat::<16384>(0x40))
+        .reserved()
+        .finish("FileChunk");
+    assert_eq!(expected.len(), 16_480, "the one frame past 16 KiB of payload");
+    golden(&c, &expected, |d| {
+        hdr(d, Status::Request, 0, 41, TS);
+        assert_eq!((d.file_id.get(), d.index.get(), d.iv, d.tag), (ID, 0x500, pat(0x16), pat(0x32)));
+        assert_eq!(d.data, pat::<16384>(0x40));
+    });
+
+    let mut g: FileGet = msg(Status::Request, 0, 42, TS);
+    g.file_id.set(ID);
+    g.from.set(17);
+    let expected =
+        Bytes::header(100_023, 0, 0x5a, 0, 42, TS).u64("file_id", ID).u32("from", 17).reserved().finish("FileGet");
+    golden(&g, &expected, |d| assert_eq!((d.file_id.get(), d.from.get()), (ID, 17)));
+
+    let mut n: FileDone = msg(Status::Request, 0, 43, TS);
+    n.file_id.set(ID);
+    n.state = 2;
+    let expected =
+        Bytes::header(100_024, 0, 0x5a, 0, 43, TS).u64("file_id", ID).put("state", &[2]).reserved().finish("FileDone");
+    golden(&n, &expected, |d| assert_eq!((d.file_id.get(), d.state), (ID, 2)));
+}
+
+#[test]
+fn file_responses_golden_bytes() {
+    let mut i: FileInfo = msg(Status::Pending, 202, 42, TS);
+    i.file_id.set(ID);
+    i.size.set(40_000);
+    i.chunk_count.set(3);
+    i.stored.set(2);
+    i.owner_uid.set(0x1020_3040_5060_7080);
+    i.expires.set(TS + 1);
+    let expected = Bytes::header(200_021, 2, 0x5a, 202, 42, TS)
+        .u64("file_id", ID)
+        .u64("size", 40_000)
+        .u32("chunk_count", 3)
+        .u32("stored", 2)
+        .u64("owner_uid", 0x1020_3040_5060_7080)
+        .u64("expires", TS + 1)
+        .reserved()
+        .finish("FileInfo");
+    assert_eq!(expected.len(), 64);
+    golden(&i, &expected, |d| {
+        hdr(d, Status::Pending, 202, 42, TS);
+        assert_eq!((d.size.get(), d.chunk_count.get(), d.stored.get()), (40_000, 3, 2));
+        assert_eq!((d.owner_uid.get(), d.expires.get()), (0x1020_3040_5060_7080, TS + 1));
+    });
+
+    let mut c: FileChunkData = msg(Status::Pending, 202, 42, TS);
+    c.file_id.set(ID);
+    c.index.set(2);
+    c.iv = pat(0x16);
+    c.tag = pat(0x32);
+    c.data = pat(0x40);
+    let expected = Bytes::header(200_023, 2, 0x5a, 202, 42, TS)
+        .u64("file_id", ID)
+        .u32("index", 2)
+        .put("iv", &pat::<16>(0x16))
+        .put("tag", &pat::<32>(0x32))
+        .put("data", &pat::<16384>(0x40))
+        .reserved()
+        .finish("FileChunkData");
+    golden(&c, &expected, |d| {
+        hdr(d, Status::Pending, 202, 42, TS);
+        assert_eq!((d.index.get(), d.iv, d.tag, d.data), (2, pat(0x16), pat(0x32), pat::<16384>(0x40)));
+    });
+}
+
 // ---------------------------------------------------------------- handshake and stored structs
 
 #[test]
@@ -1117,6 +1222,12 @@ macro_rules! for_each_message {
             $f::<Contact>(),
             $f::<DmRejected>(),
             $f::<DmStatus>(),
+            $f::<FileOffer>(),
+            $f::<FileChunk>(),
+            $f::<FileGet>(),
+            $f::<FileDone>(),
+            $f::<FileInfo>(),
+            $f::<FileChunkData>(),
         ]
     }};
 }
