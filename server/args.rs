@@ -57,7 +57,7 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
                             16 KiB per chunk (default 1073741824 = 1 GiB); more gets 507
   --file-ttl SECS           files are deleted this long after they were offered (default
                             604800 = 7 days), and DM files once their recipient is done
-  --max-bps BYTES           input bytes per second per connection before reading pauses (default 1048576; 0: off)
+  --max-bps BYTES           input bytes per second per connection before reading pauses (default 8388608; 0: off)
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
   --handshakes-per-sec N    handshakes signed per second for one address (default 50)

@@ -102,7 +102,7 @@ impl Default for Limits {
             room_creations: Some((10, 60_000)),
             mailbox_max_msgs: 10_000,
             mailbox_max_bytes: 16 << 20,
-            max_bps: 1 << 20,
+            max_bps: 8 << 20,
             max_conns: 16_384,
             max_conns_per_addr: 64,
             handshakes_per_sec: 50,
