@@ -249,6 +249,25 @@ fn analysis(r: &Report) -> String {
              half-load steps' p99s."
         );
     }
+    if let (Some(busy), Some(idle)) = (f("w8.sotto.chat_p99_busy_us"), f("w8.sotto.chat_p99_idle_us")) {
+        if busy > idle + 2000.0 {
+            let down = f("w8.sotto.down_mbps").map_or("n/a".into(), |d| format!("{d:.0} MB/s"));
+            let _ = writeln!(
+                out,
+                "- **W8 chat p99 during a download ({busy:.0} µs against {idle:.0} µs without, target within \
+                 2 ms).** sottod seals a chat frame ahead of every queued chunk, so on the server it waits \
+                 behind at most 64 KiB of file data plus what the kernel's send buffer (SO_SNDBUF 256 KiB) holds. \
+                 The rest of the wait is on the receiving side: the downloading bench client, which checks every \
+                 chunk's tag and compares its plaintext, is the slower end at {down}, and `ss` sampled during W8 \
+                 downloads showed its socket's receive queue at 0.5 to 1.3 MB, which it reads before the chat \
+                 frame behind it (1 to 3 ms at that rate). Four more W8 runs by hand (`--only w8`) gave +1.9, \
+                 +2.0, +4.0 and +0.8 ms. sottod cannot \
+                 see into a client's receive buffer; bounding it needs a download window in the protocol (the \
+                 client acknowledging chunks it has consumed, as uploads are), or clients that read chat and \
+                 bulk apart. Not fixed; recorded."
+            );
+        }
+    }
     if let (Some(w1), Some(ng)) = (f("w1.sotto.64.rate"), f("w1.ngircd-tls-rsa.64.rate")) {
         if w1 < 2.0 * ng {
             let _ = writeln!(
