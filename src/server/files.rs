@@ -12,6 +12,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::crypto;
+use crate::server::checked::{self, Reader, SUM};
 use crate::server::core::ConnId;
 use crate::server::store::{Change, Store};
 
@@ -49,7 +50,6 @@ const VERSION: u16 = 1;
 /// magic, version, flags, file_id, owner, size, chunk_count, target,
 /// room_len, peer, room, created, expires, done_count.
 const HEAD: usize = 4 + 2 + 2 + 8 + 8 + 8 + 4 + 1 + 1 + 8 + 32 + 8 + 8 + 4;
-const SUM: usize = 32;
 /// Largest file record.
 pub const MAX_RECORD: usize = HEAD + DONE_MAX * 8 + SUM;
 
@@ -119,25 +119,13 @@ impl FileMeta {
         for uid in done {
             out.extend_from_slice(&uid.to_be_bytes());
         }
-        let sum = crypto::sha256(&[&out]);
-        out.extend_from_slice(&sum);
+        checked::seal(&mut out);
         out
     }
 
     /// Parses and checks a record.
     pub fn decode(bytes: &[u8]) -> Result<FileMeta, &'static str> {
-        if bytes.len() < HEAD + SUM || bytes.len() > MAX_RECORD {
-            return Err("wrong size");
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - SUM);
-        if !crypto::ct_eq(&crypto::sha256(&[body]), sum) {
-            return Err("checksum mismatch");
-        }
-        let (head, entries) = body.split_at(HEAD);
-        let mut r = Reader(head);
-        if r.take::<4>()? != MAGIC || u16::from_be_bytes(r.take()?) != VERSION || r.take::<2>()? != [0, 0] {
-            return Err("bad magic, version or flags");
-        }
+        let (mut r, entries) = checked::open(bytes, HEAD, MAX_RECORD, MAGIC, VERSION)?;
         let id = u64::from_be_bytes(r.take()?);
         let owner = u64::from_be_bytes(r.take()?);
         let size = u64::from_be_bytes(r.take()?);
@@ -173,17 +161,6 @@ impl FileMeta {
             done.push(u64::from_be_bytes(Reader(e).take()?));
         }
         Ok(FileMeta { id, owner, size, chunk_count, target, created, expires, done })
-    }
-}
-
-/// Reads fixed-size fields off the front of a slice.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
-        let (field, rest) = self.0.split_at_checked(N).ok_or("truncated")?;
-        self.0 = rest;
-        field.try_into().map_err(|_| "truncated")
     }
 }
 

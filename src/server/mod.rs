@@ -19,6 +19,7 @@ pub mod store;
 pub mod worker;
 
 pub(crate) mod backoff;
+pub(crate) mod checked;
 pub(crate) mod contacts;
 pub(crate) mod dispatch;
 pub(crate) mod handler;

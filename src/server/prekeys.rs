@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::crypto;
+use crate::server::checked::{self, Reader, SUM};
 
 /// Magic of a prekey file.
 pub(crate) const MAGIC: [u8; 4] = *b"SOTK";
@@ -26,7 +27,6 @@ pub(crate) const REFILL_BELOW: usize = 20;
 pub(crate) const OPK_ENTRY: usize = 4 + 32;
 /// magic, version, flags, uid, spk_id, spk_time, spk_pub, spk_sig, opk_count.
 const HEAD: usize = 4 + 2 + 2 + 8 + 4 + 8 + 32 + 256 + 2;
-const SUM: usize = 32;
 /// Largest prekey file: a full store of one-time prekeys.
 pub(crate) const MAX_FILE: usize = HEAD + OPK_MAX * OPK_ENTRY + SUM;
 
@@ -112,25 +112,13 @@ impl Published {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(key);
         }
-        let sum = crypto::sha256(&[&out]);
-        out.extend_from_slice(&sum);
+        checked::seal(&mut out);
         out
     }
 
     /// Parses and checks a prekey file; returns its owner and its prekeys.
     pub fn decode(bytes: &[u8]) -> Result<(u64, Published), &'static str> {
-        if bytes.len() < HEAD + SUM || bytes.len() > MAX_FILE {
-            return Err("wrong size");
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - SUM);
-        if !crypto::ct_eq(&crypto::sha256(&[body]), sum) {
-            return Err("checksum mismatch");
-        }
-        let (head, entries) = body.split_at(HEAD);
-        let mut r = Reader(head);
-        if r.take::<4>()? != MAGIC || u16::from_be_bytes(r.take()?) != VERSION || r.take::<2>()? != [0, 0] {
-            return Err("bad magic, version or flags");
-        }
+        let (mut r, entries) = checked::open(bytes, HEAD, MAX_FILE, MAGIC, VERSION)?;
         let uid = u64::from_be_bytes(r.take()?);
         let spk_id = u32::from_be_bytes(r.take()?);
         let spk_time = u64::from_be_bytes(r.take()?);
@@ -151,17 +139,6 @@ impl Published {
             opks.push_back((id, key));
         }
         Ok((uid, Published { spk_id, spk_time, spk_pub, spk_sig, opks }))
-    }
-}
-
-/// Reads fixed-size fields off the front of a slice.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
-        let (field, rest) = self.0.split_at_checked(N).ok_or("truncated")?;
-        self.0 = rest;
-        field.try_into().map_err(|_| "truncated")
     }
 }
 

@@ -109,17 +109,7 @@ def render() -> str:
 
 
 def main():
-    path = Path(__file__).resolve().parents[2] / "tests" / "vectors" / "files.txt"
-    text = render()
-    if "--check" in sys.argv[1:]:
-        if path.read_text() != text:
-            print(f"{path}: differs", file=sys.stderr)
-            sys.exit(1)
-        print(f"{path}: same")
-    else:
-        path.write_text(text)
-        print(f"wrote {path}")
-
+    r.write_or_check({Path(__file__).resolve().parents[2] / "tests" / "vectors" / "files.txt": render()})
 
 if __name__ == "__main__":
     main()

@@ -358,6 +358,22 @@ def render(header: str, vectors) -> str:
     return header + "".join("\n" + "".join(f"{k} = {v}\n" for k, v in vec) for vec in vectors)
 
 
+def write_or_check(files: dict) -> None:
+    """Writes each path's text, or with --check compares it and exits 1 on a difference."""
+    check = "--check" in sys.argv[1:]
+    bad = False
+    for path, text in files.items():
+        if not check:
+            path.write_text(text)
+            print(f"wrote {path}")
+        elif path.read_text() != text:
+            print(f"{path}: differs", file=sys.stderr)
+            bad = True
+        else:
+            print(f"{path}: same")
+    sys.exit(1 if bad else 0)
+
+
 def main():
     root = Path(__file__).resolve().parents[2] / "tests" / "vectors"
     x3, ad = x3dh_vectors()
@@ -374,19 +390,7 @@ def main():
         "x3dh.txt": render(X3DH_HEADER, x3),
         "ratchet.txt": render(RATCHET_HEADER, [session] + ratchet_vectors(sk, ad)),
     }
-    check = "--check" in sys.argv[1:]
-    bad = False
-    for name, text in files.items():
-        path = root / name
-        if check:
-            if path.read_text() != text:
-                print(f"{path}: differs", file=sys.stderr)
-                bad = True
-        else:
-            path.write_text(text)
-            print(f"wrote {path}")
-    sys.exit(1 if bad else 0)
-
+    write_or_check({root / name: text for name, text in files.items()})
 
 if __name__ == "__main__":
     main()
