@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use sotto::crypto;
 use sotto::file::{self, FileKeys, CHUNK};
 use sotto::opcodes::{
-    self, FileChunk, FileChunkData, FileDone, FileGet, FileInfo, FileManifest, FileOffer, StatusReply,
+    self, FileAck, FileChunk, FileChunkData, FileDone, FileGet, FileInfo, FileManifest, FileOffer, StatusReply,
 };
 use sotto::wire::{self, Message, Status};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -40,6 +40,9 @@ pub const KIND: Kind = Kind { file: "transfers", magic: *b"SOTF", name: "transfe
 pub const WINDOW: u32 = 64;
 /// Message ids of transfer requests have this bit set (the session's count from 1).
 const ID_BIT: u64 = 1 << 62;
+/// A download tells the server what it has taken (flak) every this many
+/// chunks: well inside the server's window of 16, so that it never idles.
+const TAKE_EVERY: u32 = 4;
 /// Progress reports per transfer at most this often.
 const PROGRESS_MS: u64 = 250;
 /// Transfers kept in the list at most (finished ones go first).
@@ -733,7 +736,7 @@ impl Transfers {
                 Err(e) => self.stop(id, req.cmd(), 0, format!("malformed flin from the server: {e}")),
             },
             opcodes::FLCD => match wire::decode::<FileChunkData>(pt) {
-                Ok(c) => self.chunk_data(id, c),
+                Ok(c) => self.chunk_data(id, c, now_ms),
                 Err(e) => self.stop(id, "get", 0, format!("malformed flcd from the server: {e}")),
             },
             opcodes::STAT => match wire::decode::<StatusReply>(pt) {
@@ -785,7 +788,7 @@ impl Transfers {
         let _ = now_ms;
     }
 
-    fn chunk_data(&mut self, id: u64, c: &FileChunkData) {
+    fn chunk_data(&mut self, id: u64, c: &FileChunkData, now_ms: u64) {
         let Some(t) = self.list.get_mut(&id) else { return };
         if t.state != State::Downloading || c.file_id.get() != id {
             return;
@@ -815,6 +818,14 @@ impl Transfers {
             return self.stop(id, "get", 507, why);
         }
         t.live.done += 1;
+        let taken = t.live.done;
+        if taken % TAKE_EVERY == 0 && taken < t.chunks() {
+            // No answer: not a waiting request.
+            let mut m = FileAck::request(self.take_id(), now_ms);
+            m.file_id.set(id);
+            m.through.set(taken);
+            self.out.push_back(Zeroizing::new(m.as_bytes().to_vec()));
+        }
     }
 
     fn status(&mut self, id: u64, req: Req, r: &StatusReply, now_ms: u64) {

@@ -924,6 +924,13 @@ fn file_requests_golden_bytes() {
     let expected =
         Bytes::header(100_024, 0, 0x5a, 0, 43, TS).u64("file_id", ID).put("state", &[2]).reserved().finish("FileDone");
     golden(&n, &expected, |d| assert_eq!((d.file_id.get(), d.state), (ID, 2)));
+
+    let mut k: FileAck = msg(Status::Request, 0, 44, TS);
+    k.file_id.set(ID);
+    k.through.set(64);
+    let expected =
+        Bytes::header(100_025, 0, 0x5a, 0, 44, TS).u64("file_id", ID).u32("through", 64).reserved().finish("FileAck");
+    golden(&k, &expected, |d| assert_eq!((d.file_id.get(), d.through.get()), (ID, 64)));
 }
 
 #[test]
@@ -1226,6 +1233,7 @@ macro_rules! for_each_message {
             $f::<FileChunk>(),
             $f::<FileGet>(),
             $f::<FileDone>(),
+            $f::<FileAck>(),
             $f::<FileInfo>(),
             $f::<FileChunkData>(),
         ]

@@ -255,16 +255,13 @@ fn analysis(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "- **W8 chat p99 during a download ({busy:.0} µs against {idle:.0} µs without, target within \
-                 2 ms).** sottod seals a chat frame ahead of every queued chunk, so on the server it waits \
-                 behind at most 64 KiB of file data plus what the kernel's send buffer (SO_SNDBUF 256 KiB) holds. \
-                 The rest of the wait is on the receiving side: the downloading bench client, which checks every \
-                 chunk's tag and compares its plaintext, is the slower end at {down}, and `ss` sampled during W8 \
-                 downloads showed its socket's receive queue at 0.5 to 1.3 MB, which it reads before the chat \
-                 frame behind it (1 to 3 ms at that rate). Four more W8 runs by hand (`--only w8`) gave +1.9, \
-                 +2.0, +4.0 and +0.8 ms. sottod cannot \
-                 see into a client's receive buffer; bounding it needs a download window in the protocol (the \
-                 client acknowledging chunks it has consumed, as uploads are), or clients that read chat and \
-                 bulk apart. Not fixed; recorded."
+                 2 ms).** sottod seals a chat frame ahead of every queued chunk, and a download has at most 16 \
+                 chunks (256 KiB) sent and not yet taken by its client (`flak`), so at most that much data is \
+                 ahead of the chat frame wherever it sits: about 0.6 ms at {down}. Before that window, `ss` \
+                 showed 0.5 to 1.3 MB waiting in the downloading client's own receive queue. During the download \
+                 both cores are busy (sottod's loop and its chunk reader share the server core at close to 100%; \
+                 the bench client spins on the other), and the idle figure itself varies between runs (94 to \
+                 1,768 µs in six runs by hand). What remains was not profiled. Not fixed; recorded."
             );
         }
     }

@@ -1,7 +1,6 @@
 //! sotto-bench: load generator for sottod and, through IRC (plain and TLS),
 //! for the peer servers it is compared with (docs/BENCHMARKS.md).
 
-pub mod chunk;
 pub mod doc;
 pub mod engine;
 pub mod irc;

@@ -7,13 +7,12 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use sotto::opcodes::{
-    FileChunk, FileChunkData, FileDone, FileGet, FileInfo, FileOffer, ReceiveRoomMessageS, StatusReply, FLCD, FLCH,
-    FLIN, RVRS, STAT,
+    FileAck, FileChunk, FileChunkData, FileDone, FileGet, FileInfo, FileOffer, ReceiveRoomMessageS, StatusReply, FLCD,
+    FLCH, FLIN, RVRS, STAT,
 };
 use sotto::wire::{self, Message};
 use zerocopy::{FromBytes, FromZeros};
 
-use crate::chunk::{self, FileKeys};
 use crate::engine::{self, Event, Mode, Peer};
 use crate::report::{ratio, Report};
 use crate::scp::{self, mb_per_s, ScpFigures};
@@ -21,6 +20,7 @@ use crate::server::Sottod;
 use crate::stats::{median, us, Samples};
 use crate::sys::{self, TempDir};
 use crate::work::{self, err, Ctx, CHEAP_KDF};
+use sotto::file::{FileKeys, CHUNK};
 
 /// Chunks an uploader keeps unacknowledged at most (§10: 64, 1 MiB).
 pub const WINDOW: u32 = 64;
@@ -38,6 +38,17 @@ pub fn file_size(quick: bool) -> usize {
     } else {
         256 << 20
     }
+}
+
+/// ceil(size / 16384): the chunks of a file of `size` bytes.
+fn chunk_count(size: u64) -> u32 {
+    sotto::file::chunk_count(size).unwrap_or(u32::MAX)
+}
+
+/// The plaintext of chunk `index` of `file` (the last one may be short).
+fn plain_chunk(file: &[u8], index: u32) -> &[u8] {
+    let start = (index as usize).saturating_mul(CHUNK).min(file.len());
+    &file[start..(start + CHUNK).min(file.len())]
 }
 
 /// The flags W8 adds to sottod's: a size limit of exactly the file and a
@@ -97,7 +108,7 @@ fn check_stat(what: &str, m: &[u8]) -> io::Result<()> {
 /// chunks pipelined with at most [`WINDOW`] unacknowledged. The time from flof
 /// to the last chunk's acknowledgement.
 fn upload(peers: &mut [Peer], peer_uid: u64, file_id: u64, keys: &FileKeys, file: &[u8]) -> io::Result<Duration> {
-    let count = chunk::chunk_count(file.len() as u64);
+    let count = chunk_count(file.len() as u64);
     let t = Instant::now();
     let mut o = FileOffer::new_zeroed();
     o.file_id.set(file_id);
@@ -125,7 +136,13 @@ fn upload(peers: &mut [Peer], peer_uid: u64, file_id: u64, keys: &FileKeys, file
             // The window, and no more than a few chunks waiting in our own buffer.
             while next < count && next - acked.get() < WINDOW && s.pending() < 256 * 1024 {
                 c.index.set(next);
-                keys.seal(next, chunk::plain_chunk(file, next), &mut c.iv, &mut c.tag, &mut c.data);
+                match keys.seal_into(next, plain_chunk(file, next), &mut c.data) {
+                    Ok((iv, tag)) => (c.iv, c.tag) = (iv, tag),
+                    Err(_) => {
+                        *failed.borrow_mut() = Some(format!("chunk {next} does not seal"));
+                        return false;
+                    }
+                }
                 s.queue(c);
                 next += 1;
             }
@@ -170,12 +187,13 @@ fn download(
     file: &[u8],
     chat: bool,
 ) -> io::Result<(Duration, Samples)> {
-    let count = chunk::chunk_count(file.len() as u64);
+    let count = chunk_count(file.len() as u64);
     let mut g = FileGet::new_zeroed();
     g.file_id.set(file_id);
     let t = Instant::now();
     let gid = peers[0].s.queue(g);
     let got = Cell::new(0u32);
+    let mut taken = 0u32;
     let done = Cell::new(false);
     let failed: RefCell<Option<String>> = RefCell::new(None);
     let chat_state = RefCell::new(Chat::new(t));
@@ -184,6 +202,15 @@ fn download(
         t + STEP_LIMIT,
         if chat { Duration::ZERO } else { Duration::from_millis(1) },
         |now, peers| {
+            // Tell sottod what is taken, as the client does (every 4 chunks
+            // of its 16-chunk window, PROTOCOL.md §10).
+            if got.get() >= taken + 4 && got.get() < count {
+                taken = got.get();
+                let mut a = FileAck::new_zeroed();
+                a.file_id.set(file_id);
+                a.through.set(taken);
+                peers[0].s.queue(a);
+            }
             let mut c = chat_state.borrow_mut();
             if chat && !done.get() {
                 c.send_due(now, &mut peers[1]);
@@ -200,13 +227,10 @@ fn download(
                         return;
                     };
                     let i = c.index.get();
-                    let mut data = c.data;
-                    let expect = chunk::plain_chunk(file, i);
+                    let expect = plain_chunk(file, i);
                     let ok = c.file_id.get() == file_id
                         && i == got.get()
-                        && keys.open(i, &c.iv, &c.tag, &mut data).is_ok()
-                        && data[..expect.len()] == *expect
-                        && data[expect.len()..].iter().all(|b| *b == 0);
+                        && keys.open(i, &c.iv, &c.tag, &c.data, expect.len()).is_ok_and(|p| p[..] == *expect);
                     if ok {
                         got.set(i + 1);
                     } else {
@@ -337,12 +361,12 @@ fn sotto_half(ctx: &Ctx, file: &[u8], reps: usize) -> io::Result<SottoFigures> {
     let mut up = vec![Peer::new(a, Mode::Open)?];
     // The downloader, and the chat member (only sends; its echo is counted, not opened).
     let mut down = vec![Peer::new(b, Mode::Open)?, Peer::new(c, Mode::Count)?];
-    let count = chunk::chunk_count(file.len() as u64);
+    let count = chunk_count(file.len() as u64);
     let (mut ups, mut downs) = (Vec::new(), Vec::new());
     let (mut cpu_up, mut cpu_down, mut t_up, mut t_down) = (Duration::ZERO, Duration::ZERO, 0.0, 0.0);
     for _ in 0..reps {
         let (id, key) = fresh_file();
-        let keys = FileKeys::new(&key, id, count);
+        let keys = FileKeys::derive(id, count, &key);
         let c0 = sys::cpu_time(srv.pid());
         let d = upload(&mut up, down_uid, id, &keys, file)?;
         let c1 = sys::cpu_time(srv.pid());
@@ -358,7 +382,7 @@ fn sotto_half(ctx: &Ctx, file: &[u8], reps: usize) -> io::Result<SottoFigures> {
     }
     // Chat to the downloader's own connection: first alone, then during downloads.
     let (id, key) = fresh_file();
-    let keys = FileKeys::new(&key, id, count);
+    let keys = FileKeys::derive(id, count, &key);
     upload(&mut up, down_uid, id, &keys, file)?;
     let mut busy = Samples::default();
     let mut busy_time = Duration::ZERO;
@@ -414,7 +438,7 @@ pub fn w8(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let note = format!(
         "One {mib} MiB random file, {reps} time(s) each way, median MB/s (10^6 bytes/s). sotto: flof, then \
          flch pipelined with at most {WINDOW} chunks unacknowledged (each acknowledged once fsynced), then \
-         flgt → flcd with every chunk's tag checked and its plaintext compared; timed from the first request \
+         flgt → flcd with every chunk's tag checked and its plaintext compared, taken (flak) every 4 chunks; timed from the first request \
          to the last answer, on logged-in sessions of two DM contacts; sottod with the bench flags (input cap \
          off: `--max-bps 0`) and {flags}. scp: OpenSSH's defaults ({cipher}; {ssh_version}) against an sshd of \
          the bench's own on 127.0.0.1, timed per scp process (its SSH set-up included); scp writes without \
@@ -504,7 +528,7 @@ mod tests {
     #[test]
     fn file_sizes() {
         assert_eq!(file_size(false), 256 << 20);
-        assert_eq!(chunk::chunk_count(file_size(false) as u64) as usize * chunk::CHUNK, 256 << 20);
+        assert_eq!(chunk_count(file_size(false) as u64) as usize * CHUNK, 256 << 20);
         assert!(file_size(true) < file_size(false));
     }
 }

@@ -28,6 +28,10 @@ pub const READ_AHEAD: usize = 16;
 /// Chunks read ahead at most over all connections (about 66 MiB): beyond,
 /// downloads wait their turn (`Files::starved`).
 pub const READ_AHEAD_TOTAL: usize = 4_096;
+/// Chunks of one download sent and not yet taken (flak) at most: 256 KiB, so
+/// a chat frame behind them waits for no more than that at the client, wherever
+/// the bytes sit (sottod's output, either kernel's buffers).
+pub const DOWNLOAD_WINDOW: u32 = 16;
 /// Chunks one read job asks for at most.
 pub const READ_BATCH: u32 = 4;
 /// Bulk frames are sealed into a connection's output only while it holds less than this.
@@ -239,6 +243,9 @@ pub(crate) struct Download {
     pub(crate) serial: u64,
     /// The next chunk to read (everything before is queued or sent).
     pub(crate) next: u32,
+    /// Chunks below this the client has taken (flak); reads stop at
+    /// `taken + DOWNLOAD_WINDOW`.
+    pub(crate) taken: u32,
     /// Chunks in the read job in flight (0: none).
     pub(crate) reading: u32,
 }

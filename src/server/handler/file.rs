@@ -5,11 +5,12 @@
 //! Invariants: an upload hears 200 for a chunk only after the commit that
 //! wrote it is durable, and flin for an offer only after its record is; a
 //! download reads only durable chunks, on the reader thread, at most
-//! `READ_AHEAD` ahead per connection (`READ_AHEAD_TOTAL` in all), and its
+//! `READ_AHEAD` ahead per connection (`READ_AHEAD_TOTAL` in all) and
+//! `DOWNLOAD_WINDOW` ahead of what its client has taken (flak), and its
 //! frames wait in the connection's bulk queue behind every chat frame; a
 //! deleted or expired file ends its downloads with 404.
 
-use crate::opcodes::{FileChunk, FileChunkData, FileDone, FileGet, FileInfo, FileOffer, StatusReply};
+use crate::opcodes::{FileAck, FileChunk, FileChunkData, FileDone, FileGet, FileInfo, FileOffer, StatusReply};
 use crate::opcodes::{FLCH, FLDN, FLGT, FLOF};
 use crate::wire::{code, decode, Message, Status};
 use zerocopy::IntoBytes;
@@ -17,7 +18,7 @@ use zerocopy::IntoBytes;
 use crate::server::core::{ConnId, Core, Deferred};
 use crate::server::files::{
     chunk_record, chunks_for, open_chunk, BulkFrame, ConnFiles, Download, FileMeta, Target, CHUNK_DATA, CHUNK_RECORD,
-    DONE_MAX, MAX_DOWNLOADS, MAX_FILES_PER_USER, READ_AHEAD, READ_AHEAD_TOTAL, READ_BATCH, SWEEP_MS,
+    DONE_MAX, DOWNLOAD_WINDOW, MAX_DOWNLOADS, MAX_FILES_PER_USER, READ_AHEAD, READ_AHEAD_TOTAL, READ_BATCH, SWEEP_MS,
 };
 use crate::server::session::Authenticated;
 use crate::server::worker::Job;
@@ -203,8 +204,21 @@ pub fn get(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_
         }
     }
     if let Some(cf) = core.conn_files(id) {
-        cf.downloads.push(Download { file_id, msg_id, serial, next: from, reading: 0 });
+        cf.downloads.push(Download { file_id, msg_id, serial, next: from, taken: from, reading: 0 });
     }
+    pump(core, id);
+}
+
+/// `flak`: the client has taken every chunk below `through` of its download
+/// of `file_id`; the window moves on. No answer: an ack for a download that
+/// ended or was replaced is simply late, and `through` cannot pass what was
+/// read for it.
+pub fn ack(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], _now_ms: u64) {
+    let Ok(m) = decode::<FileAck>(frame) else { return };
+    let (file_id, through) = (m.file_id.get(), m.through.get());
+    let Some(cf) = core.conn_files(id) else { return };
+    let Some(d) = cf.downloads.iter_mut().find(|d| d.file_id == file_id) else { return };
+    d.taken = d.taken.max(through.min(d.next));
     pump(core, id);
 }
 
@@ -252,8 +266,10 @@ pub(crate) fn pump(core: &mut Core, id: ConnId) {
             finished.push(i);
             continue;
         }
-        // Zero: parked behind the upload until more chunks are durable (`grown`).
-        let available = f.stored.saturating_sub(d.next);
+        // Zero: parked behind the upload until more chunks are durable
+        // (`grown`), or behind the client until it takes some (`ack`).
+        let window = d.taken.saturating_add(DOWNLOAD_WINDOW).saturating_sub(d.next);
+        let available = f.stored.saturating_sub(d.next).min(window);
         if available == 0 {
             continue;
         }
