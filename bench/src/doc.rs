@@ -261,7 +261,8 @@ fn analysis(r: &Report) -> String {
                  showed 0.5 to 1.3 MB waiting in the downloading client's own receive queue. During the download \
                  both cores are busy (sottod's loop and its chunk reader share the server core at close to 100%; \
                  the bench client spins on the other), and the idle figure itself varies between runs (94 to \
-                 1,768 µs in six runs by hand). What remains was not profiled. Not fixed; recorded."
+                 1,768 µs in five runs by hand). The chunk reader under SCHED_IDLE instead of nice +10 did not \
+                 change it (four runs: 1.2 to 2.9 ms during). What remains was not profiled. Not fixed; recorded."
             );
         }
     }
