@@ -1,7 +1,10 @@
 //! Hostile clients against a live sottod. Each attack runs while a legitimate
 //! client connects, logs in, joins a room and talks, and each of those steps
-//! must still finish within a second, and the message must reach the other
-//! member within a second.
+//! must still finish within five seconds, and the message must reach the other
+//! member within that: a liveness bound (a server the attack stalls or starves
+//! misses it), not a latency figure, which is the benchmarks' job; a login's
+//! argon2id alone took over a second here while `make test` shared the two
+//! cores with other builds.
 //!
 //! Attackers connect from other loopback addresses (127.0.0.2 and up): the
 //! per-address limits exist so that an attacker's connections do not count
@@ -28,7 +31,7 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// What every legitimate step must stay under.
-const BOUND: Duration = Duration::from_secs(1);
+const BOUND: Duration = Duration::from_secs(5);
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
