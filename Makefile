@@ -3,7 +3,7 @@
 
 CARGO  ?= cargo
 PREFIX ?= /usr/local
-BINS   := sottod sotto sotto-keygen
+BINS   := sottod sotto sottoctl sotto-keygen
 # The target directory cargo uses (CARGO_TARGET_DIR, a config file, or ./target).
 TARGET_DIR := $(or $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),target)
 # Where `make install` takes the binaries from.
@@ -55,7 +55,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # No dependency on `all`: `sudo make install` should not run cargo as root.
-# Lays out, under $(DESTDIR)$(PREFIX): bin/ (sottod, sotto, sotto-keygen),
+# Lays out, under $(DESTDIR)$(PREFIX): bin/ (sottod, sotto, sottoctl, sotto-keygen),
 # share/man/man8/sottod.8 and man1/sotto.1 (made by the binaries from their
 # --help text), lib/systemd/system/sottod.service, and share/doc/sotto/
 # (OPERATIONS.md and an example sottod.toml). `BUILT=dir` installs other builds.

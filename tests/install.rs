@@ -47,7 +47,7 @@ fn make_install_lays_out_binaries_man_pages_unit_and_docs() {
         .expect("make");
     assert!(status.success(), "make install failed");
     let usr = dest.join("usr");
-    for bin in ["sottod", "sotto", "sotto-keygen"] {
+    for bin in ["sottod", "sotto", "sottoctl", "sotto-keygen"] {
         let path = usr.join("bin").join(bin);
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o755, "{bin}");
