@@ -696,6 +696,7 @@ fn gen_markdown(
         let _ = writeln!(out, "| `{}` | {} | {} |", c.letter, c.body, c.offset);
     }
     out.push('\n');
+    out.push_str("`roles`: who may send a request (PROTOCOL.md §11), checked by the dispatch with size and state. The directions `admin_request` and `admin_response` (opcodes 300000-300099) travel only on the local admin socket, through a dispatch table of their own (PROTOCOL.md §12).\n\n");
     out.push_str("| opcode | mnemonic | direction | struct | size | state | roles | handler | description |\n|---:|---|---|---|---:|---|---|---|---|\n");
     for m in messages {
         let roles = if m.roles == 0 { "-".to_owned() } else { role_names(m.roles) };

@@ -116,6 +116,7 @@ fn dispatch_admin(core: &mut Core, id: ConnId, peer: AdminPeer, frame: &[u8], no
     if hdr.status != Status::Request as u8 || hdr.code.get() != 0 {
         return reply(core, id, msg_id, opcode, code::BAD_REQUEST, "request header has a status");
     }
+    crate::log!(Debug, "admin connection {id} (uid {}, pid {}): {}", peer.uid, peer.pid, entry.mnemonic);
     (entry.handler)(core, id, &peer, frame, now_ms);
 }
 
