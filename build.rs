@@ -239,7 +239,8 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<Class>, Vec<StructDef>, Vec<Message>) 
         let roles = match (direction.as_str(), row.get("roles")) {
             ("request", None) => 1,
             ("request", Some(v)) => {
-                let list = v.as_array().unwrap_or_else(|| fail(&format!("{ctx}: `roles` must be a list of role names")));
+                let list =
+                    v.as_array().unwrap_or_else(|| fail(&format!("{ctx}: `roles` must be a list of role names")));
                 if list.is_empty() {
                     fail(&format!("{ctx}: `roles` names at least one role"));
                 }
@@ -259,7 +260,9 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<Class>, Vec<StructDef>, Vec<Message>) 
                 }
                 let handler = str_of(row, "handler", &ctx);
                 if !handler.starts_with("admin::")
-                    || !handler.split("::").all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                    || !handler
+                        .split("::")
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
                 {
                     fail(&format!("{ctx}: an admin handler is a path like `admin::function`"));
                 }

@@ -418,7 +418,9 @@ mod tests {
         let o = parse(words("--data /d --json ban bob --reason spam --for 2h")).unwrap().unwrap();
         assert_eq!(o.socket, PathBuf::from("/d/admin.sock"));
         assert!(o.json);
-        assert!(matches!(o.cmd, Cmd::SetState { state: State::Banned, for_ms: 7_200_000, ref reason, .. } if reason == "spam"));
+        assert!(
+            matches!(o.cmd, Cmd::SetState { state: State::Banned, for_ms: 7_200_000, ref reason, .. } if reason == "spam")
+        );
         assert!(parse(words("ban bob")).is_err(), "a ban needs a reason");
         assert!(parse(words("kick bob --for 2h")).is_err());
         assert!(parse(words("grant bob wizard")).is_err());

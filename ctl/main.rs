@@ -83,7 +83,9 @@ fn exchange(socket: &PathBuf, request: &[u8]) -> Result<Answer, Fail> {
 
 /// The server closed without an answer: SO_PEERCRED refused this user.
 fn refused_text(socket: &str, e: &str) -> String {
-    format!("permission denied: sottod closed {socket} without an answer ({e}); only root and its service user may use it")
+    format!(
+        "permission denied: sottod closed {socket} without an answer ({e}); only root and its service user may use it"
+    )
 }
 
 /// The final `arep` as an error, when it is one (or anything unexpected).

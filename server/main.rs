@@ -145,7 +145,8 @@ fn serve(args: Args) -> Result<(), String> {
     });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
-    let core = Core::new(server, args.limits, accounts, rooms, mail).with_files(files).with_announcements(announcements);
+    let core =
+        Core::new(server, args.limits, accounts, rooms, mail).with_files(files).with_announcements(announcements);
     let signals = event_loop::install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     println!("listening {local}");
     use std::io::Write as _;

@@ -92,7 +92,8 @@ fn each_state_refuses_login_with_its_message_and_survives_a_restart() {
     assert_eq!(v, wrong);
     let shown = ctl_json(&data, &["show", "bob"]);
     assert_eq!(shown["state"], "blocked", "{shown}");
-    let reasons: Vec<&str> = shown["failed"].as_array().unwrap().iter().map(|f| f["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> =
+        shown["failed"].as_array().unwrap().iter().map(|f| f["reason"].as_str().unwrap()).collect();
     assert_eq!(reasons, ["blocked", "blocked", "banned", "on hold"], "{shown}");
     ctl_json(&data, &["unban", "bob"]);
     let (_c, v) = try_login(&server, &dir, "bob", PW);

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use sotto::opcodes::{self, Announce, Announcement, Kicked, KickUser, LoginEntry, LoginRecord, LoginRefused};
+use sotto::opcodes::{self, Announce, Announcement, KickUser, Kicked, LoginEntry, LoginRecord, LoginRefused};
 use sotto::wire::{self, Message};
 use zerocopy::FromBytes;
 
@@ -190,8 +190,7 @@ impl Session {
             return Err(Failure::new("announce", 400, "an announcement is at most 255 bytes"));
         }
         self.queue(&mut m);
-        self.in_flight =
-            Some(InFlight { id, deadline_ms: super::deadline(now_ms), what: Pending::Simple("announce") });
+        self.in_flight = Some(InFlight { id, deadline_ms: super::deadline(now_ms), what: Pending::Simple("announce") });
         Ok(())
     }
 

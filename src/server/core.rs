@@ -755,7 +755,8 @@ impl Core {
 
     /// A commit finished: send its answers, or report the failure and retry the rooms.
     fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
-        let Some(Inflight { rooms: names, prekeys, answers, files, accts, announcements }) = self.inflight.remove(&token)
+        let Some(Inflight { rooms: names, prekeys, answers, files, accts, announcements }) =
+            self.inflight.remove(&token)
         else {
             return;
         };
@@ -801,7 +802,14 @@ impl Core {
                 Deferred::Admin { conn, reply } if ok => crate::server::admin::send(self, conn, reply.as_ref()),
                 Deferred::Admin { conn, reply } => {
                     let op = reply.request_opcode.get();
-                    crate::server::admin::reply(self, conn, reply.hdr.msg_id.get(), op, code::INSUFFICIENT_STORAGE, FAILED)
+                    crate::server::admin::reply(
+                        self,
+                        conn,
+                        reply.hdr.msg_id.get(),
+                        op,
+                        code::INSUFFICIENT_STORAGE,
+                        FAILED,
+                    )
                 }
                 Deferred::Chunk { conn, msg_id, file_id, index, epoch } => {
                     crate::server::handler::file::chunk_settled(self, conn, (msg_id, file_id, index, epoch), now_ms)
@@ -1123,11 +1131,25 @@ impl Core {
                 let (role_ok, not_denied) = self.accounts.allows(auth.uid(), entry.roles, entry.mnemonic);
                 if !role_ok {
                     let why = format!("{} needs the role {}", entry.mnemonic, crate::opcodes::role_names(entry.roles));
-                    return self.reply_counted(id, (msg_id, opcode), code::FORBIDDEN, &why, "role refused (403)", now_ms);
+                    return self.reply_counted(
+                        id,
+                        (msg_id, opcode),
+                        code::FORBIDDEN,
+                        &why,
+                        "role refused (403)",
+                        now_ms,
+                    );
                 }
                 if !not_denied {
                     let why = format!("{} is denied to this account by the operator", entry.mnemonic);
-                    return self.reply_counted(id, (msg_id, opcode), code::FORBIDDEN, &why, "denied by the operator (403)", now_ms);
+                    return self.reply_counted(
+                        id,
+                        (msg_id, opcode),
+                        code::FORBIDDEN,
+                        &why,
+                        "denied by the operator (403)",
+                        now_ms,
+                    );
                 }
                 f(self, id, &auth, frame, now_ms)
             }

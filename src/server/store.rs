@@ -547,9 +547,7 @@ impl FileStore {
                 Ok(if created { DIR_FILES } else { 0 })
             }
             Change::Acct(uid, b) => write_file_synced(&self.acct_path(*uid), b).map(|()| DIR_USERS),
-            Change::Announcements(b) => {
-                write_file_synced(&self.data.join("announcements.db"), b).map(|()| DIR_DATA)
-            }
+            Change::Announcements(b) => write_file_synced(&self.data.join("announcements.db"), b).map(|()| DIR_DATA),
             Change::FileDelete(id) => {
                 // Chunks first: a crash between leaves a record with fewer
                 // chunks (still valid), never chunks without a record.

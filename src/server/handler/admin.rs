@@ -33,7 +33,12 @@ pub fn until_text(ms: u64) -> String {
 }
 
 /// The UID and canonical name of the account `raw` names, or a 404 answer.
-fn account_of(core: &mut Core, id: ConnId, (msg_id, op): (u64, u32), raw: Result<&str, crate::wire::WireError>) -> Option<(u64, String)> {
+fn account_of(
+    core: &mut Core,
+    id: ConnId,
+    (msg_id, op): (u64, u32),
+    raw: Result<&str, crate::wire::WireError>,
+) -> Option<(u64, String)> {
     let name = raw.ok().and_then(|n| account::normalize_username(n).ok());
     let found = name.as_deref().and_then(|n| moderation::uid_of(core, n)).zip(name.clone());
     if found.is_none() {
@@ -163,8 +168,20 @@ pub fn announce(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now
         _ => return reply(core, id, msg_id, AANN, code::BAD_REQUEST, "an announcement needs a text"),
     };
     let online = moderation::announce_all(core, "operator", &text, m.ttl_ms.get(), now_ms);
-    crate::log!(Info, "admin uid {} pid {}: announced {} bytes to {online} online users", peer.uid, peer.pid, text.len());
-    durable(core, id, (msg_id, AANN), &format!("announced to {online} online users; the others at their next login"), now_ms);
+    crate::log!(
+        Info,
+        "admin uid {} pid {}: announced {} bytes to {online} online users",
+        peer.uid,
+        peer.pid,
+        text.len()
+    );
+    durable(
+        core,
+        id,
+        (msg_id, AANN),
+        &format!("announced to {online} online users; the others at their next login"),
+        now_ms,
+    );
 }
 
 /// arol: grant or revoke moderator or admin.
