@@ -336,3 +336,25 @@ fn sottoctl_is_refused_for_an_unprivileged_caller() {
     // Root still may.
     assert!(ctl(&data, &["users"]).status.success());
 }
+
+#[test]
+fn a_corrupt_account_state_file_stops_the_start_naming_it() {
+    let dir = TempDir::new("acctcorrupt");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    registered(&server, &dir, "bob");
+    ctl_json(&data, &["hold", "bob"]);
+    assert!(server.stop().success());
+    let file = common::files_under(&data.join("users"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "acct"))
+        .expect("an .acct file");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let mut extra = common::test_defaults();
+    extra.extend(["--rate", "off"]);
+    let (status, err) = common::server_exit(&data, &common::build_key(), &extra);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains(".acct: corrupt record (checksum mismatch)"), "{err}");
+}

@@ -174,7 +174,7 @@ pub fn password_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: Option<u6
                 _ => (Outcome::Banned, format!("banned until {}", crate::server::handler::admin::until_text(a.until))),
             };
             record(core, id, uid, outcome, now_ms);
-            let mut why = LoginRefused::new(Status::Ok, code::FORBIDDEN, msg_id, now_ms);
+            let mut why = LoginRefused::new(Status::Ok, code::OK, msg_id, now_ms);
             why.state = a.state as u8;
             why.until.set(a.until);
             // NOTE: cut to the field when it was set; cannot fail.

@@ -72,7 +72,7 @@ pub fn users(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now_ms
         }
         let a = core.accounts.acct(uid);
         let (state, until) = a.effective(now_ms);
-        let mut e = AdminUserEntry::new(Status::Pending, code::PENDING, msg_id, now_ms);
+        let mut e = AdminUserEntry::new(Status::Pending, code::OK, msg_id, now_ms);
         e.uid.set(uid);
         let _ = e.set_name(&name);
         e.state = state as u8;
@@ -252,7 +252,7 @@ pub fn stats(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now_ms
     let msg_id = m.hdr.msg_id.get();
     let refusals: Vec<(&'static str, u64)> = core.refusals().iter().map(|(k, v)| (*k, *v)).collect();
     for (why, n) in refusals {
-        let mut r = AdminRefusals::new(Status::Pending, code::PENDING, msg_id, now_ms);
+        let mut r = AdminRefusals::new(Status::Pending, code::OK, msg_id, now_ms);
         r.count.set(n);
         let _ = r.set_reason(acct::cut(why, 64));
         send(core, id, &r);
