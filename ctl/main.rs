@@ -126,7 +126,13 @@ fn main() -> ExitCode {
         Ok(Some(o)) => o,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sottoctl: {e}\n{}", cli::USAGE);
+            // The whole usage for a command line that is not one; a value refused says only why.
+            let syntax = ["no command", "unknown command", "unknown option", "needs a value", "does not go with"];
+            if syntax.iter().any(|w| e.contains(w)) {
+                eprintln!("sottoctl: {e}\n{}", cli::USAGE);
+            } else {
+                eprintln!("sottoctl: {e} (sottoctl --help)");
+            }
             return ExitCode::from(2);
         }
     };
