@@ -56,7 +56,7 @@ lint:
 
 # No dependency on `all`: `sudo make install` should not run cargo as root.
 # Lays out, under $(DESTDIR)$(PREFIX): bin/ (sottod, sotto, sottoctl, sotto-keygen),
-# share/man/man8/sottod.8 and man1/sotto.1 (made by the binaries from their
+# share/man/man8/sottod.8, sottoctl.8 and man1/sotto.1 (made by the binaries from their
 # --help text), lib/systemd/system/sottod.service, and share/doc/sotto/
 # (OPERATIONS.md and an example sottod.toml). `BUILT=dir` installs other builds.
 install:
@@ -66,7 +66,9 @@ install:
 	install -m 0755 $(addprefix $(BUILT)/,$(BINS)) $(DESTDIR)$(PREFIX)/bin/
 	$(BUILT)/sottod --man > $(DESTDIR)$(PREFIX)/share/man/man8/sottod.8
 	$(BUILT)/sotto --man > $(DESTDIR)$(PREFIX)/share/man/man1/sotto.1
-	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/sottod.8 $(DESTDIR)$(PREFIX)/share/man/man1/sotto.1
+	$(BUILT)/sottoctl --man > $(DESTDIR)$(PREFIX)/share/man/man8/sottoctl.8
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/sottod.8 $(DESTDIR)$(PREFIX)/share/man/man1/sotto.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man8/sottoctl.8
 	sed 's|/usr/bin/sottod|$(PREFIX)/bin/sottod|' contrib/sottod.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/sottod.service
 	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/sottod.service
 	install -m 0644 docs/OPERATIONS.md contrib/sottod.toml.example $(DESTDIR)$(PREFIX)/share/doc/sotto/

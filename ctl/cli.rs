@@ -49,6 +49,7 @@ options:
   --socket PATH   the admin socket itself
   --json          one JSON object on stdout instead of text
   --help          this text
+  --man           this text as a manual page, sottoctl(8)
 
 exit status: 0 done, 1 refused by the server, 2 usage, 3 no server running, 4 permission
 denied, 5 no such user.";
@@ -114,6 +115,12 @@ pub fn parse(words: Vec<String>) -> Result<Option<Opts>, String> {
         match word.as_str() {
             "--help" | "-h" => {
                 println!("{USAGE}");
+                return Ok(None);
+            }
+            "--man" => {
+                let man =
+                    sotto::manpage::render("sottoctl", 8, "the sotto operator's tool", USAGE, "sottod(8), sotto(1)");
+                print!("{man}");
                 return Ok(None);
             }
             "--json" => json = true,
