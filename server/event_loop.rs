@@ -330,6 +330,8 @@ pub fn run(
             if stopping.is_none() {
                 sotto::log!(Info, "signal received; finishing pending work and exiting");
                 stopping = Some(Instant::now());
+                // No new admin connection either (its readiness would otherwise stay reported).
+                let _ = conns.epoll.modify(&admin.listener, &mut EpollEvent::new(EpollFlags::empty(), ADMIN_LISTENER));
                 // No connection reads again: one pass over all of them, once.
                 let ids: Vec<ConnId> = conns.socks.keys().copied().collect();
                 for id in ids {
