@@ -876,9 +876,8 @@ impl App {
             Event::Notice(n) => fe.report(Report::Notice(n)),
             Event::Account(a @ AccountEvent::Kicked { .. }) => {
                 // Not a lost connection: no reconnection (into a ban, often).
-                let why = a.describe();
                 fe.report(Report::Account(a))?;
-                fe.report(Report::Lost(why))?;
+                fe.report(Report::Lost("the server closed this session; not reconnecting".into()))?;
                 self.conn = None;
                 self.exit = Some(1);
                 Ok(())
