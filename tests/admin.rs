@@ -358,3 +358,16 @@ fn a_corrupt_account_state_file_stops_the_start_naming_it() {
     assert!(!status.success(), "{err}");
     assert!(err.contains(".acct: corrupt record (checksum mismatch)"), "{err}");
 }
+
+#[test]
+fn the_audit_table_shows_who_may_send_each_request() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sottod")).arg("--opcodes").output().unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    let row = |mnemonic: &str| {
+        table.lines().find(|l| l.split_whitespace().nth(1) == Some(mnemonic)).unwrap_or_else(|| panic!("{mnemonic}"))
+    };
+    assert!(table.lines().nth(1).is_some_and(|header| header.contains("roles")), "{table}");
+    assert_eq!(row("kick").split_whitespace().nth(6), Some("admin"), "{}", row("kick"));
+    assert_eq!(row("srms").split_whitespace().nth(6), Some("user"), "{}", row("srms"));
+    assert!(row("aset").contains("admin_request") && row("arep").contains("admin_response"));
+}
