@@ -3,7 +3,7 @@
 
 CARGO  ?= cargo
 PREFIX ?= /usr/local
-BINS   := sottod sotto sotto-keygen
+BINS   := sottod sotto sottoctl sotto-keygen
 # The target directory cargo uses (CARGO_TARGET_DIR, a config file, or ./target).
 TARGET_DIR := $(or $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),target)
 # Where `make install` takes the binaries from.
@@ -55,8 +55,8 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # No dependency on `all`: `sudo make install` should not run cargo as root.
-# Lays out, under $(DESTDIR)$(PREFIX): bin/ (sottod, sotto, sotto-keygen),
-# share/man/man8/sottod.8 and man1/sotto.1 (made by the binaries from their
+# Lays out, under $(DESTDIR)$(PREFIX): bin/ (sottod, sotto, sottoctl, sotto-keygen),
+# share/man/man8/sottod.8, sottoctl.8 and man1/sotto.1 (made by the binaries from their
 # --help text), lib/systemd/system/sottod.service, and share/doc/sotto/
 # (OPERATIONS.md and an example sottod.toml). `BUILT=dir` installs other builds.
 install:
@@ -66,7 +66,9 @@ install:
 	install -m 0755 $(addprefix $(BUILT)/,$(BINS)) $(DESTDIR)$(PREFIX)/bin/
 	$(BUILT)/sottod --man > $(DESTDIR)$(PREFIX)/share/man/man8/sottod.8
 	$(BUILT)/sotto --man > $(DESTDIR)$(PREFIX)/share/man/man1/sotto.1
-	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/sottod.8 $(DESTDIR)$(PREFIX)/share/man/man1/sotto.1
+	$(BUILT)/sottoctl --man > $(DESTDIR)$(PREFIX)/share/man/man8/sottoctl.8
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/sottod.8 $(DESTDIR)$(PREFIX)/share/man/man1/sotto.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man8/sottoctl.8
 	sed 's|/usr/bin/sottod|$(PREFIX)/bin/sottod|' contrib/sottod.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/sottod.service
 	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/sottod.service
 	install -m 0644 docs/OPERATIONS.md contrib/sottod.toml.example $(DESTDIR)$(PREFIX)/share/doc/sotto/

@@ -111,9 +111,16 @@ struct Message {
     direction: String,
     state: Option<String>,
     handler: Option<String>,
+    /// Role bits that may send it (requests; 0 otherwise).
+    roles: u8,
     doc: String,
     def: StructDef,
 }
+
+/// The built-in roles, as bits (`roles` in opcodes.toml; PROTOCOL.md §11).
+const ROLES: [(&str, u8); 3] = [("user", 1), ("moderator", 2), ("admin", 4)];
+/// The opcodes of the admin socket's directions, and only those.
+const ADMIN_OPCODES: std::ops::RangeInclusive<u32> = 300_000..=300_099;
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -223,7 +230,44 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<Class>, Vec<StructDef>, Vec<Message>) 
             row.get("opcode").and_then(|v| v.as_integer()).unwrap_or_else(|| fail(&format!("{ctx}: opcode missing")));
         let opcode = u32::try_from(opcode).unwrap_or_else(|_| fail(&format!("{ctx}: opcode out of range")));
         let direction = str_of(row, "direction", &ctx);
+        let admin = direction.starts_with("admin_");
+        if admin != ADMIN_OPCODES.contains(&opcode) {
+            fail(&format!(
+                "{ctx}: admin_request and admin_response opcodes are 300000-300099, and only theirs (opcode {opcode}, direction {direction})"
+            ));
+        }
+        let roles = match (direction.as_str(), row.get("roles")) {
+            ("request", None) => 1,
+            ("request", Some(v)) => {
+                let list =
+                    v.as_array().unwrap_or_else(|| fail(&format!("{ctx}: `roles` must be a list of role names")));
+                if list.is_empty() {
+                    fail(&format!("{ctx}: `roles` names at least one role"));
+                }
+                list.iter().fold(0u8, |acc, r| {
+                    let name = r.as_str().unwrap_or_default();
+                    let bit = ROLES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
+                    acc | bit.unwrap_or_else(|| fail(&format!("{ctx}: unknown role `{name}` (user, moderator, admin)")))
+                })
+            }
+            (_, Some(_)) => fail(&format!("{ctx}: only network requests have `roles`")),
+            (_, None) => 0,
+        };
         let (state, handler) = match direction.as_str() {
+            "admin_request" => {
+                if row.get("state").is_some() {
+                    fail(&format!("{ctx}: an admin_request has no session state"));
+                }
+                let handler = str_of(row, "handler", &ctx);
+                if !handler.starts_with("admin::")
+                    || !handler
+                        .split("::")
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                {
+                    fail(&format!("{ctx}: an admin handler is a path like `admin::function`"));
+                }
+                (None, Some(handler))
+            }
             "request" => {
                 let state = str_of(row, "state", &ctx);
                 if !["await_login", "await_passphrase", "authenticated"].contains(&state.as_str()) {
@@ -236,13 +280,15 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<Class>, Vec<StructDef>, Vec<Message>) 
                 }
                 (Some(state), Some(handler))
             }
-            "response" | "event" => {
+            "response" | "event" | "admin_response" => {
                 if row.get("state").is_some() || row.get("handler").is_some() {
                     fail(&format!("{ctx}: only requests have a state and a handler"));
                 }
                 (None, None)
             }
-            other => fail(&format!("{ctx}: direction `{other}` is not request, response or event")),
+            other => fail(&format!(
+                "{ctx}: direction `{other}` is not request, response, event, admin_request or admin_response"
+            )),
         };
         let sname = str_of(row, "struct", &ctx);
         let doc_text = str_of(row, "doc", &ctx);
@@ -310,6 +356,7 @@ fn parse(doc: &toml::Value) -> (Meta, Vec<Class>, Vec<StructDef>, Vec<Message>) 
                 direction: direction.clone(),
                 state: state.clone(),
                 handler: handler.clone(),
+                roles,
                 doc,
                 def,
             });
@@ -498,12 +545,14 @@ fn gen_rust(meta: &Meta, classes: &[Class], structs: &[StructDef], messages: &[M
         let dir = match m.direction.as_str() {
             "request" => "Request",
             "response" => "Response",
+            "admin_request" => "AdminRequest",
+            "admin_response" => "AdminResponse",
             _ => "Event",
         };
         let _ = writeln!(
             out,
-            "    OpcodeInfo {{ opcode: {}, mnemonic: {:?}, direction: Direction::{dir}, struct_name: {:?}, size: core::mem::size_of::<{}>(), state: {state}, handler: {handler}, doc: {:?} }},",
-            m.opcode, m.mnemonic, m.def.name, m.def.name, m.doc
+            "    OpcodeInfo {{ opcode: {}, mnemonic: {:?}, direction: Direction::{dir}, struct_name: {:?}, size: core::mem::size_of::<{}>(), state: {state}, handler: {handler}, roles: {}, doc: {:?} }},",
+            m.opcode, m.mnemonic, m.def.name, m.def.name, m.roles, m.doc
         );
     }
     out.push_str("];\n");
@@ -596,17 +645,41 @@ fn gen_dispatch(messages: &[Message]) -> String {
         };
         let _ = writeln!(
             out,
-            "    Entry {{ opcode: {}, mnemonic: {:?}, size: core::mem::size_of::<crate::opcodes::{}>(), state: State::{}, handler: Handler::{variant}(crate::server::handler::{}{}) }},",
+            "    Entry {{ opcode: {}, mnemonic: {:?}, size: core::mem::size_of::<crate::opcodes::{}>(), state: State::{}, roles: {}, handler: Handler::{variant}(crate::server::handler::{}{}) }},",
             m.opcode,
             m.mnemonic,
             m.def.name,
             camel_state(state),
+            m.roles,
             m.handler.as_deref().unwrap_or_default(),
             if m.family.is_some() { format!("::<crate::opcodes::{}>", m.def.name) } else { String::new() }
         );
     }
+    out.push_str("];\n\n");
+    // The admin socket's table: a separate array, so that no network frame can reach an admin handler.
+    let admin: Vec<&Message> = messages.iter().filter(|m| m.direction == "admin_request").collect();
+    let _ = writeln!(
+        out,
+        "/// The admin socket's dispatch table (sottoctl), sorted by opcode; never consulted for network frames.\npub static ADMIN_DISPATCH: [AdminEntry; {}] = [",
+        admin.len()
+    );
+    for m in admin {
+        let _ = writeln!(
+            out,
+            "    AdminEntry {{ opcode: {}, mnemonic: {:?}, size: core::mem::size_of::<crate::opcodes::{}>(), handler: crate::server::handler::{} }},",
+            m.opcode,
+            m.mnemonic,
+            m.def.name,
+            m.handler.as_deref().unwrap_or_default()
+        );
+    }
     out.push_str("];\n");
     out
+}
+
+/// `user, admin` for a role mask.
+fn role_names(mask: u8) -> String {
+    ROLES.iter().filter(|(_, b)| mask & b != 0).map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 fn gen_markdown(
@@ -626,11 +699,13 @@ fn gen_markdown(
         let _ = writeln!(out, "| `{}` | {} | {} |", c.letter, c.body, c.offset);
     }
     out.push('\n');
-    out.push_str("| opcode | mnemonic | direction | struct | size | state | handler | description |\n|---:|---|---|---|---:|---|---|---|\n");
+    out.push_str("`roles`: who may send a request (PROTOCOL.md §11), checked by the dispatch with size and state. The directions `admin_request` and `admin_response` (opcodes 300000-300099) travel only on the local admin socket, through a dispatch table of their own (PROTOCOL.md §12).\n\n");
+    out.push_str("| opcode | mnemonic | direction | struct | size | state | roles | handler | description |\n|---:|---|---|---|---:|---|---|---|---|\n");
     for m in messages {
+        let roles = if m.roles == 0 { "-".to_owned() } else { role_names(m.roles) };
         let _ = writeln!(
             out,
-            "| {} | `{}` | {} | `{}` | {} | {} | {} | {} |",
+            "| {} | `{}` | {} | `{}` | {} | {} | {roles} | {} | {} |",
             m.opcode,
             m.mnemonic,
             m.direction,

@@ -32,7 +32,7 @@ use crate::keystore::{self, KeyFileError};
 use crate::outbox::{self, Outbox};
 use crate::pins::{self, PinsError};
 use crate::ratchets::{self, Sessions};
-use crate::session::{ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
+use crate::session::{AccountEvent, ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
 use crate::store::Store;
 use crate::transfer::{self, FileReport, Target, Transfers};
 use crate::vault::{self, Kind};
@@ -102,6 +102,9 @@ pub enum Report {
     File(FileReport),
     /// A diagnostic (ignored server message and the like).
     Notice(String),
+    /// About the account: the login record, a kick (the client then ends:
+    /// it does not reconnect into a ban), an announcement.
+    Account(AccountEvent),
     /// The connection ended; the client exits with status 1.
     Lost(String),
     /// Normal end (`/quit` or end of input).
@@ -317,6 +320,16 @@ impl App {
     /// Starts `who` without a room: who is online of the users sharing a room or a DM channel.
     pub fn who_online(&mut self) -> Result<(), Failure> {
         self.session.who_online(now_ms())
+    }
+
+    /// Starts `/kick USER [REASON]` (admins).
+    pub fn kick(&mut self, user: &str, reason: &str) -> Result<(), Failure> {
+        self.session.kick(user, reason, now_ms())
+    }
+
+    /// Starts `/announce TEXT` (admins).
+    pub fn announce(&mut self, text: &str) -> Result<(), Failure> {
+        self.session.announce(text, now_ms())
     }
 
     /// Starts `delete ROOM`.
@@ -861,6 +874,15 @@ impl App {
             Event::Failed(f) => fe.report(Report::Failed(f)),
             Event::Warning(w) => fe.report(Report::Warning(w)),
             Event::Notice(n) => fe.report(Report::Notice(n)),
+            Event::Account(a @ AccountEvent::Kicked { .. }) => {
+                // Not a lost connection: no reconnection (into a ban, often).
+                fe.report(Report::Account(a))?;
+                fe.report(Report::Lost("the server closed this session; not reconnecting".into()))?;
+                self.conn = None;
+                self.exit = Some(1);
+                Ok(())
+            }
+            Event::Account(a) => fe.report(Report::Account(a)),
         }
     }
 

@@ -24,7 +24,8 @@ const MSG_USAGE: &str = "usage: /msg @USER TEXT";
 const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login NAME PASSWORD WORD1 WORD2 WORD3; \
 /create ROOM PASSWORD; /join ROOM [PASSWORD]; /say ROOM TEXT; /leave ROOM; /rooms; /who ROOM; /delete ROOM; \
 /dm @USER; /accept @USER; /reject @USER; /msg @USER TEXT; /contacts; /fingerprint @USER; /trust @USER; \
-/history @USER; /send @USER PATH; /send ROOM PATH; /files; /get ID [DIR]; /decline ID; /help; /quit. A room message or direct message is at most 16384 bytes (UTF-8).";
+/history @USER; /send @USER PATH; /send ROOM PATH; /files; /get ID [DIR]; /decline ID; /kick USER [REASON] and \
+/announce TEXT (admins); /help; /quit. A room message or direct message is at most 16384 bytes (UTF-8).";
 
 /// The usage line batch mode gives for a command with the wrong arguments.
 fn usage(cmd: &str) -> String {
@@ -40,6 +41,8 @@ fn usage(cmd: &str) -> String {
         "send" => "usage: /send @USER PATH or /send ROOM PATH".to_string(),
         "get" => "usage: /get ID [DIR]".to_string(),
         "decline" => "usage: /decline ID".to_string(),
+        "kick" => "usage: /kick USER [REASON]".to_string(),
+        "announce" => "usage: /announce TEXT".to_string(),
         _ => format!("usage: /{cmd}"),
     }
 }
@@ -113,6 +116,8 @@ impl Frontend for Batch {
             Ok(Some(Command::Send { to, path })) => app.send_file(&to, &path).map(|_| ()),
             Ok(Some(Command::Get { id, dir })) => app.get_file(&id, dir.as_deref()),
             Ok(Some(Command::Decline(id))) => app.decline_file(&id),
+            Ok(Some(Command::Kick { user, reason })) => app.kick(&user, &reason),
+            Ok(Some(Command::Announce(text))) => app.announce(&text),
             Ok(Some(Command::Files)) => {
                 let list = app.list_files();
                 return emit(&Event::file(&list).line()).map(|()| Flow::Continue);
@@ -148,6 +153,7 @@ impl Frontend for Batch {
             Report::Failed(f) => error_line(&f),
             Report::File(r) => Event::file(&r).line(),
             Report::Warning(w) => Event::Warning { message: &w }.line(),
+            Report::Account(a) => Event::account(&a).line(),
             Report::Notice(n) => {
                 eprintln!("sotto: {}", crate::text::neutralise(&n));
                 return Ok(());

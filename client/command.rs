@@ -110,6 +110,15 @@ pub enum Command {
     Decline(String),
     /// `/files`.
     Files,
+    /// `/kick USER [REASON]` (admins).
+    Kick {
+        /// User name as typed (with or without `@`).
+        user: String,
+        /// The rest of the line, possibly empty.
+        reason: String,
+    },
+    /// `/announce TEXT` (admins).
+    Announce(String),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -128,6 +137,7 @@ pub enum ParseError {
 /// Every command name, with its slash, for completion and help.
 pub const NAMES: &[&str] = &[
     "/accept",
+    "/announce",
     "/contacts",
     "/create",
     "/decline",
@@ -139,6 +149,7 @@ pub const NAMES: &[&str] = &[
     "/help",
     "/history",
     "/join",
+    "/kick",
     "/leave",
     "/login",
     "/msg",
@@ -306,6 +317,11 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             Ok(Command::Get { id: id.to_string(), dir: (!dir.is_empty()).then(|| dir.to_string()) })
         }
         ("decline", [id]) => Ok(Command::Decline(id.to_string())),
+        ("kick", [_, ..]) => {
+            let (user, reason) = split_word(split_word(line).1);
+            Ok(Command::Kick { user: user.to_string(), reason: reason.trim_end().to_string() })
+        }
+        ("announce", [_, ..]) => Ok(Command::Announce(split_word(line).1.trim_end().to_string())),
         ("files", []) => Ok(Command::Files),
         ("delete", [room]) => Ok(Command::Delete(room.to_string())),
         ("query", [user]) => Ok(Command::Query(user.to_string())),
@@ -372,6 +388,14 @@ mod tests {
         assert!(matches!(parse("/query @bob"), Ok(Some(Command::Query(u))) if u == "@bob"));
         assert!(matches!(parse("/delete lobby"), Ok(Some(Command::Delete(_)))));
         assert!(matches!(parse("/rooms"), Ok(Some(Command::Rooms))));
+        match parse("/kick @bob  spamming  the lobby ") {
+            Ok(Some(Command::Kick { user, reason })) => {
+                assert_eq!((user.as_str(), reason.as_str()), ("@bob", "spamming  the lobby"))
+            }
+            _ => panic!("expected kick"),
+        }
+        assert!(matches!(parse("/kick bob"), Ok(Some(Command::Kick { reason, .. })) if reason.is_empty()));
+        assert!(matches!(parse("/announce  back in  5 "), Ok(Some(Command::Announce(t))) if t == "back in  5"));
         assert!(matches!(parse("/help"), Ok(Some(Command::Help))));
         assert!(matches!(parse("   "), Ok(None)));
         assert!(matches!(parse(" hello  you"), Ok(Some(Command::Text(t))) if t == " hello  you"));
@@ -393,6 +417,8 @@ mod tests {
             ("/quit now", "quit"),
             ("/query", "query"),
             ("/msg @bob", "msg"),
+            ("/kick", "kick"),
+            ("/announce", "announce"),
         ] {
             assert_eq!(usage(line), cmd, "{line}");
         }

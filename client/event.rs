@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter};
 
 use crate::command::dm_id;
-use crate::session::ContactInfo;
+use crate::session::{AccountEvent, ContactInfo};
 use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomInfo, RoomMessage};
 
 /// One batch event; the variant name, in snake case, is its `"type"`.
@@ -146,8 +146,33 @@ pub enum Event<'a> {
     FileReceived { id: String, path: String, size: u64, sha256: String, verified: bool },
     /// `/files`.
     Files { list: Vec<FileOut<'a>> },
+    /// After `authenticated`: the previous login (left out on a first login) and the failed logins since.
+    LoginRecord {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last: Option<LoginOut<'a>>,
+        failed: Vec<FailedOut<'a>>,
+    },
+    /// An operator or an admin closed the session; the client ends.
+    Kicked { by: &'a str, reason: &'a str },
+    /// An announcement to every user.
+    Announcement { from: &'a str, text: &'a str, ts: u64 },
     /// Normal end.
     Bye,
+}
+
+/// A login in `login_record`.
+#[derive(Serialize)]
+pub struct LoginOut<'a> {
+    ts: u64,
+    addr: &'a str,
+}
+
+/// A failed login in `login_record`.
+#[derive(Serialize)]
+pub struct FailedOut<'a> {
+    ts: u64,
+    addr: &'a str,
+    reason: &'a str,
 }
 
 /// One transfer in `/files`.
@@ -213,6 +238,18 @@ fn members(m: &[Member]) -> Vec<MemberOut<'_>> {
 }
 
 impl<'a> Event<'a> {
+    /// The event of an account event.
+    pub fn account(ev: &'a AccountEvent) -> Event<'a> {
+        match ev {
+            AccountEvent::LoginRecord { last, failed } => Event::LoginRecord {
+                last: last.as_ref().map(|(ts, addr)| LoginOut { ts: *ts, addr }),
+                failed: failed.iter().map(|(ts, addr, reason)| FailedOut { ts: *ts, addr, reason }).collect(),
+            },
+            AccountEvent::Kicked { by, reason } => Event::Kicked { by, reason },
+            AccountEvent::Announcement { from, text, ts } => Event::Announcement { from, text, ts: *ts },
+        }
+    }
+
     /// The event of a room event.
     pub fn room(ev: &'a RoomEvent) -> Event<'a> {
         match ev {

@@ -492,6 +492,8 @@ impl Frontend for Interactive {
             Command::Send { to, path } => show(app.send_file(&to, &path).map(|_| ())),
             Command::Get { id, dir } => show(app.get_file(&id, dir.as_deref())),
             Command::Decline(id) => show(app.decline_file(&id)),
+            Command::Kick { user, reason } => show(app.kick(&user, &reason)),
+            Command::Announce(text) => show(app.announce(&text)),
             Command::Files => out!("{}", crate::transfer::describe(&app.list_files())),
         }
         Ok(Flow::Continue)
@@ -539,6 +541,7 @@ impl Frontend for Interactive {
                 out!("deleted room {room}");
                 self.forget(&room);
             }
+            Report::Done { cmd, room } if room.is_empty() => out!("{cmd}: ok"),
             Report::Done { cmd, room } => out!("{cmd} {room}: ok"),
             Report::Room(ev) => self.room_event(ev),
             Report::Dm(ev) => self.dm_event(ev),
@@ -551,6 +554,7 @@ impl Frontend for Interactive {
             }
             Report::Failed(f) => print_failure(&f),
             Report::Warning(w) => out!("warning: {w}"),
+            Report::Account(a) => out!("{}", a.describe()),
             Report::Notice(n) => out!("notice: {n}"),
             // Progress: a line at each quarter, not a flood.
             Report::File(crate::transfer::FileReport::Progress { id, done, total }) => {

@@ -14,8 +14,11 @@
 //! state and logs in again with the credentials it remembers (in memory only).
 
 mod direct;
+mod operator;
 mod prekeys;
 mod room;
+
+pub use operator::AccountEvent;
 
 use std::collections::VecDeque;
 
@@ -122,6 +125,8 @@ pub enum Event {
     Warning(String),
     /// Something worth a line on the side (ignored message, unsolicited status).
     Notice(String),
+    /// Something about the account: login record, kick, announcement (PROTOCOL.md §11).
+    Account(AccountEvent),
 }
 
 /// Validated, normalised credentials, and the secrets derived from them
@@ -153,6 +158,8 @@ enum Pending {
     },
     Room(room::Pending),
     Dm(direct::Pending),
+    /// A request answered by a plain stat (`kick`, `announce`).
+    Simple(&'static str),
 }
 
 impl Pending {
@@ -162,6 +169,7 @@ impl Pending {
             Pending::Login { .. } | Pending::Passphrase { .. } => "login",
             Pending::Room(p) => p.cmd(),
             Pending::Dm(p) => p.cmd(),
+            Pending::Simple(cmd) => cmd,
         }
     }
 }
@@ -188,6 +196,8 @@ pub struct Session {
     acks: Vec<u64>,
     /// The latest time the driver gave (Unix ms): no freshness floor rises past it.
     clock_ms: u64,
+    /// Why the login in flight is refused, from `lgrf`: said with its 403.
+    refusal: Option<String>,
 }
 
 impl Default for Session {
@@ -209,6 +219,7 @@ impl Session {
             remembered: None,
             acks: Vec::new(),
             clock_ms: 0,
+            refusal: None,
         }
     }
 
@@ -442,6 +453,9 @@ impl Session {
         };
         let (opcode, id) = (hdr.opcode.get(), hdr.msg_id.get());
         let ours = id != 0 && self.in_flight.as_ref().is_some_and(|f| f.id == id);
+        if let Some(ev) = self.dispatch_account(opcode, pt, ours) {
+            return ev;
+        }
         match opcode {
             // The answer to a heartbeat: hearing it is all that matters.
             opcodes::PONG => None,
@@ -541,10 +555,16 @@ impl Session {
             }
             (Pending::Login { creds, again }, Some(Status::Pending)) => self.send_passphrase(creds, again, now_ms),
             (Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. }, _) => {
-                Some(Event::ReloginFailed(refused("login", r)))
+                let f = self.login_failure(refused("login", r));
+                Some(Event::ReloginFailed(f))
             }
             (Pending::Room(p), _) => self.complete_room(p, r, now_ms),
             (Pending::Dm(p), _) => self.complete_dm(p, r, now_ms),
+            (Pending::Simple(cmd), Some(Status::Ok)) => Some(Event::Done { cmd, room: String::new() }),
+            (what @ (Pending::Login { .. } | Pending::Passphrase { .. }), _) => {
+                let f = self.login_failure(refused(what.cmd(), r));
+                Some(Event::Failed(f))
+            }
             (what, _) => Some(Event::Failed(refused(what.cmd(), r))),
         }
     }

@@ -563,6 +563,14 @@ impl Frontend for Tui {
                 let started = app.decline_file(&id);
                 self.show(started);
             }
+            Command::Kick { user, reason } => {
+                let started = app.kick(&user, &reason);
+                self.show(started);
+            }
+            Command::Announce(text) => {
+                let started = app.announce(&text);
+                self.show(started);
+            }
             Command::Files => {
                 let list = crate::transfer::describe(&app.list_files());
                 for line in list.lines() {
@@ -615,6 +623,7 @@ impl Frontend for Tui {
             Report::Done { cmd: "say", room } => {
                 self.ui.mark_room(&room, &[Delivery::Sending, Delivery::Waiting], Delivery::Stored);
             }
+            Report::Done { cmd, room } if room.is_empty() => self.ui.say(format!("{cmd}: done")),
             Report::Done { cmd, room } => self.ui.say(format!("{cmd} {room}: done")),
             Report::Room(ev) => self.room_event(ev),
             Report::Dm(ev) => self.dm_event(ev),
@@ -638,6 +647,7 @@ impl Frontend for Tui {
                 self.failed(&f);
             }
             Report::Warning(w) => self.ui.warn(format!("warning: {w}")),
+            Report::Account(a) => self.ui.warn(a.describe()),
             Report::Notice(n) => self.ui.info(0, n),
             Report::Lost(why) => {
                 self.ui.alert(0, format!("error: {why}"));

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use sotto::build_info;
-use sotto::server::core::Limits;
+use sotto::server::core::{Limits, Registration};
 use sotto::server::log;
 
 pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
@@ -19,6 +19,7 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
               [--kdf-memory KIB] [--registrations N/SECS|off] [--room-creations N/SECS|off]
               [--mailbox-max-msgs N] [--mailbox-max-bytes BYTES]
               [--max-file-size BYTES] [--file-quota BYTES] [--file-ttl SECS]
+              [--registration open|approval|closed] [--sessions-per-user N] [--login-records N]
        sottod [options] --check
        sottod --opcodes | --opcodes-markdown | --opcodes-canonical | --man | --version | --help
 
@@ -57,6 +58,11 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
                             16 KiB per chunk (default 1073741824 = 1 GiB); more gets 507
   --file-ttl SECS           files are deleted this long after they were offered (default
                             604800 = 7 days), and DM files once their recipient is done
+  --registration MODE       open (default): new accounts are active at once; approval: they wait
+                            on hold until `sottoctl approve USER`; closed: registration is refused (403)
+  --sessions-per-user N     sessions one user may have at once (default 4); the next login gets 403
+  --login-records N         logins and failed logins kept per account, shown to the user after
+                            login and by `sottoctl show` (default 10, at most 32)
   --max-bps BYTES           input bytes per second per connection before reading pauses (default 8388608; 0: off)
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
@@ -73,7 +79,8 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
 
 \"Installed\" means the binary does not sit in a cargo target directory. Log lines go to
 stderr with an RFC 3339 time, or without one under systemd, whose journal stamps them.
-The first line on stdout is `listening HOST:PORT`. SIGINT/SIGTERM finish pending work and exit 0.";
+The first line on stdout is `listening HOST:PORT`. The admin socket for sottoctl(8) is
+DATA/admin.sock, mode 0600, for root and the service user only. SIGINT/SIGTERM finish pending work and exit 0.";
 
 /// Where an installed sottod looks for its configuration, key and data.
 pub const ETC_CONFIG: &str = "/etc/sotto/sottod.toml";
@@ -209,6 +216,24 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
             "--max-file-size" => args.limits.max_file_size = number(&flag, &value()?)?,
             "--file-quota" => args.limits.file_quota = number(&flag, &value()?)?,
             "--file-ttl" => args.limits.file_ttl_ms = number(&flag, &value()?)?.max(1).saturating_mul(1000),
+            "--registration" => {
+                args.limits.registration = match value()?.as_str() {
+                    "open" => Registration::Open,
+                    "approval" => Registration::Approval,
+                    "closed" => Registration::Closed,
+                    v => return Err(format!("--registration: `{v}` is not open, approval or closed")),
+                }
+            }
+            "--sessions-per-user" => {
+                args.limits.sessions_per_user = usize::try_from(number(&flag, &value()?)?.max(1)).unwrap_or(usize::MAX)
+            }
+            "--login-records" => {
+                let n = number(&flag, &value()?)?;
+                args.limits.login_records = usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=sotto::server::acct::MAX_LOGIN_RECORDS).contains(n))
+                    .ok_or("--login-records: between 1 and 32")?;
+            }
             "--max-conns" => args.limits.max_conns = number(&flag, &value()?)?.max(1) as usize,
             "--max-conns-per-addr" => args.limits.max_conns_per_addr = number(&flag, &value()?)?.max(1) as usize,
             "--handshakes-per-sec" => {
@@ -280,6 +305,9 @@ fn effective(a: &Args) -> String {
         ("max-conns-per-addr", l.max_conns_per_addr.to_string()),
         ("handshakes-per-sec", l.handshakes_per_sec.to_string()),
         ("kdf-memory", a.kdf_kib.to_string()),
+        ("registration", l.registration.as_str().to_owned()),
+        ("sessions-per-user", l.sessions_per_user.to_string()),
+        ("login-records", l.login_records.to_string()),
     ];
     lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
 }

@@ -10,6 +10,10 @@
 //! changed only when what it wants changes: EPOLLIN while the core takes
 //! input, EPOLLOUT while output is left over after a write.
 //!
+//! The admin socket (`<data>/admin.sock`, sottoctl) is served from the same
+//! loop: its listener and connections sit in the same epoll set; a peer that
+//! is neither root nor the service user (SO_PEERCRED) is refused at accept.
+//!
 //! The plan named poll(2); DESIGN §8 records why this is epoll instead.
 //! With 10,000 idle sessions every wake-up of a
 //! poll(2) loop scanned all of them, in the kernel and here, and the loop
@@ -20,7 +24,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +52,7 @@ const EVENTS: usize = 1024;
 const LISTENER: u64 = u64::MAX;
 const WAKE: u64 = u64::MAX - 1;
 const SIGNALS: u64 = u64::MAX - 2;
+const ADMIN_LISTENER: u64 = u64::MAX - 3;
 
 static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -154,13 +159,121 @@ impl Conns {
     }
 }
 
+/// The admin socket's connections (few; each visited after every turn).
+struct Admin {
+    listener: UnixListener,
+    socks: HashMap<ConnId, (UnixStream, EpollFlags)>,
+}
+
+impl Admin {
+    /// Accepts admin connections: only root and the user sottod runs as (SO_PEERCRED).
+    fn accept_all(&mut self, epoll: &Epoll, core: &mut Core, next_id: &mut ConnId) {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let Ok(cred) = getsockopt(&stream, PeerCredentials) else { continue };
+            let (uid, pid) = (cred.uid(), cred.pid());
+            let me = nix::unistd::geteuid().as_raw();
+            if uid != 0 && uid != me {
+                sotto::log!(
+                    Warn,
+                    "admin socket: refused uid {uid} pid {pid}: only root and the service user (uid {me}) may use it"
+                );
+                core.count("admin socket: not root or the service user");
+                continue;
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let id = *next_id;
+            *next_id += 1;
+            if epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, id)).is_err() {
+                continue;
+            }
+            sotto::log!(Debug, "admin socket: connection {id} from uid {uid} pid {pid}");
+            core.admin_accept(id, sotto::server::admin::AdminPeer { uid, pid });
+            self.socks.insert(id, (stream, EpollFlags::EPOLLIN));
+        }
+    }
+
+    /// Reads what admin connection `id` sent.
+    fn read(&mut self, id: ConnId, core: &mut Core, buf: &mut [u8], now: u64) {
+        let Some((stream, _)) = self.socks.get_mut(&id) else { return };
+        if !core.admin_wants_read(id) {
+            return;
+        }
+        match stream.read(buf) {
+            Ok(0) => core.admin_close(id),
+            Ok(n) => core.admin_input(id, buf.get(..n).unwrap_or_default(), now),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(_) => core.admin_close(id),
+        }
+    }
+
+    /// Writes every admin connection's output; removes the finished; keeps interest sets true.
+    fn flush(&mut self, epoll: &Epoll, core: &mut Core) {
+        for id in core.admin_ids() {
+            let Some((stream, interest)) = self.socks.get_mut(&id) else {
+                core.admin_remove(id);
+                continue;
+            };
+            if let Some(out) = core.admin_output(id) {
+                while !out.is_empty() {
+                    match stream.write(out) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            out.drain(..n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            out.clear();
+                            core.admin_close(id);
+                            break;
+                        }
+                    }
+                }
+            }
+            if core.admin_done(id) {
+                let _ = epoll.delete(&*stream);
+                self.socks.remove(&id);
+                core.admin_remove(id);
+                continue;
+            }
+            let mut want = EpollFlags::empty();
+            if core.admin_wants_read(id) {
+                want |= EpollFlags::EPOLLIN;
+            }
+            if core.admin_output(id).is_some_and(|o| !o.is_empty()) {
+                want |= EpollFlags::EPOLLOUT;
+            }
+            if want != *interest && epoll.modify(&*stream, &mut EpollEvent::new(want, id)).is_ok() {
+                *interest = want;
+            }
+        }
+    }
+}
+
 /// Serves until SIGINT or SIGTERM (as `signals` reports them), then drains and returns.
-pub fn run(listener: TcpListener, mut core: Core, pool: Pool, signals: UnixStream) -> io::Result<()> {
+pub fn run(
+    listener: TcpListener,
+    admin: UnixListener,
+    mut core: Core,
+    pool: Pool,
+    signals: UnixStream,
+) -> io::Result<()> {
     listener.set_nonblocking(true)?;
+    admin.set_nonblocking(true)?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
     epoll.add(pool.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
     epoll.add(&signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+    epoll.add(&admin, EpollEvent::new(EpollFlags::EPOLLIN, ADMIN_LISTENER))?;
+    let mut admin = Admin { listener: admin, socks: HashMap::new() };
     let mut conns = Conns { epoll, socks: HashMap::new(), throttled: Vec::new() };
     let mut listening = true;
     let mut events = vec![EpollEvent::empty(); EVENTS];
@@ -191,13 +304,23 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool, signals: UnixStrea
         let now = now_ms();
         let (mut listener_ready, mut wake_ready, mut signal_ready) = (false, false, false);
         let mut ready: Vec<(ConnId, EpollFlags)> = Vec::with_capacity(n);
+        let mut admin_ready = Vec::new();
         for ev in events.get(..n).unwrap_or_default() {
             match ev.data() {
                 LISTENER => listener_ready = true,
                 WAKE => wake_ready = true,
                 SIGNALS => signal_ready = true,
+                ADMIN_LISTENER => {
+                    if stopping.is_none() {
+                        admin.accept_all(&conns.epoll, &mut core, &mut next_id);
+                    }
+                }
+                id if admin.socks.contains_key(&id) => admin_ready.push(id),
                 id => ready.push((id, ev.events())),
             }
+        }
+        for id in admin_ready {
+            admin.read(id, &mut core, &mut buf, now);
         }
 
         if signal_ready {
@@ -207,6 +330,8 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool, signals: UnixStrea
             if stopping.is_none() {
                 sotto::log!(Info, "signal received; finishing pending work and exiting");
                 stopping = Some(Instant::now());
+                // No new admin connection either (its readiness would otherwise stay reported).
+                let _ = conns.epoll.modify(&admin.listener, &mut EpollEvent::new(EpollFlags::empty(), ADMIN_LISTENER));
                 // No connection reads again: one pass over all of them, once.
                 let ids: Vec<ConnId> = conns.socks.keys().copied().collect();
                 for id in ids {
@@ -253,6 +378,7 @@ pub fn run(listener: TcpListener, mut core: Core, pool: Pool, signals: UnixStrea
         let writable: Vec<ConnId> =
             ready.iter().filter(|(_, ev)| ev.contains(EpollFlags::EPOLLOUT)).map(|(id, _)| *id).collect();
         flush_all(&mut conns, &mut core, &writable, now, stopping.is_some());
+        admin.flush(&conns.epoll, &mut core);
         // Topping up output from the bulk queues frees read-ahead: downloads read on.
         for job in core.poll_jobs() {
             pool.submit(job);

@@ -68,6 +68,27 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
     Err(last)
 }
 
+/// Binds the admin socket at `path`, mode 0600 from the start; a socket an
+/// earlier run left there is replaced, anything else there is an error.
+fn admin_listen(path: &std::path::Path) -> Result<std::os::unix::net::UnixListener, String> {
+    use nix::sys::stat::{umask, Mode};
+    use std::os::unix::fs::FileTypeExt;
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(|e| format!("{shown}: {e}"))?,
+        Ok(_) => return Err(format!("{shown} exists and is not a socket; move it away")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{shown}: {e}")),
+    }
+    // No thread runs yet: the narrowed umask covers only this bind.
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    umask(old);
+    let listener = bound.map_err(|e| format!("cannot create the admin socket {shown}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("{shown}: {e}"))?;
+    Ok(listener)
+}
+
 fn serve(args: Args) -> Result<(), String> {
     if build_info::DEV_KEYS {
         sotto::log!(Warn, "built with throwaway development keys; run `make keys && make` for a deployment");
@@ -80,19 +101,35 @@ fn serve(args: Args) -> Result<(), String> {
     // user owns what is in it and could swap a link in between a check and a
     // use (a torn mailbox file is cut back at load). The store is opened and
     // loaded after the drop, inside the chroot.
-    let store = if privilege::is_root() {
+    // The admin socket is made after the drop, by the service user, inside
+    // the chroot: it works there, and root made nothing in the data directory.
+    let (store, admin_path) = if privilege::is_root() {
         sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
         privilege::drop_root(&args.user, &args.data)?;
         sotto::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
-        FileStore::open(std::path::Path::new("/"))
-            .map_err(|e| format!("{e} (inside the data directory {})", args.data.display()))?
+        let store = FileStore::open(std::path::Path::new("/"))
+            .map_err(|e| format!("{e} (inside the data directory {})", args.data.display()))?;
+        (store, PathBuf::from("/admin.sock"))
     } else {
-        FileStore::open(&args.data).map_err(|e| e.to_string())?
+        (FileStore::open(&args.data).map_err(|e| e.to_string())?, args.data.join("admin.sock"))
     };
+    let admin = admin_listen(&admin_path)?;
     let mut accounts = Accounts::default();
     for rec in store.load_users().map_err(|e| e.to_string())? {
         accounts.insert(rec);
     }
+    for (uid, acct) in store.load_accts().map_err(|e| e.to_string())? {
+        accounts.set_acct(uid, acct);
+    }
+    let announcements = match store.load_announcements().map_err(|e| e.to_string())? {
+        Some(bytes) => sotto::server::announce::Announcements::decode(&bytes).map_err(|why| {
+            format!(
+                "{}: corrupt record ({why}); move it aside to start without it",
+                args.data.join("announcements.db").display()
+            )
+        })?,
+        None => Default::default(),
+    };
     let mut rooms = Rooms::default();
     for room in store.load_rooms().map_err(|e| e.to_string())? {
         rooms.insert(room);
@@ -108,7 +145,8 @@ fn serve(args: Args) -> Result<(), String> {
     });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
-    let core = Core::new(server, args.limits, accounts, rooms, mail).with_files(files);
+    let core =
+        Core::new(server, args.limits, accounts, rooms, mail).with_files(files).with_announcements(announcements);
     let signals = event_loop::install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     println!("listening {local}");
     use std::io::Write as _;
@@ -130,7 +168,10 @@ fn serve(args: Args) -> Result<(), String> {
             sotto::crypto::STORED_HASH_KIB
         );
     }
-    event_loop::run(listener, core, pool, signals).map_err(|e| format!("event loop: {e}"))
+    let served = event_loop::run(listener, admin, core, pool, signals).map_err(|e| format!("event loop: {e}"));
+    // sottoctl then says no server is running, not that it refused.
+    let _ = std::fs::remove_file(&admin_path);
+    served
 }
 
 fn main() -> ExitCode {

@@ -22,11 +22,24 @@ pub fn info(opcode: u32) -> Option<&'static OpcodeInfo> {
     OPCODES.binary_search_by_key(&opcode, |i| i.opcode).ok().and_then(|i| OPCODES.get(i))
 }
 
+/// The built-in roles and their bits (opcodes.toml `roles`, PROTOCOL.md §11).
+pub const ROLES: [(&str, u8); 3] = [("user", 1), ("moderator", 2), ("admin", 4)];
+
+/// `user,admin` for a role mask, `-` for none.
+pub fn role_names(mask: u8) -> String {
+    let names: Vec<&str> = ROLES.iter().filter(|(_, b)| mask & b != 0).map(|(n, _)| *n).collect();
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(",")
+    }
+}
+
 /// The plain-text audit table printed by `sottod --opcodes`.
 pub fn audit_table() -> String {
     use std::fmt::Write as _;
     let mut out = format!(
-        "sotto protocol {PROTOCOL_VERSION}, table hash {}\n{:>7}  {:<4}  {:<8}  {:<20}  {:>5}  {:<16}  {:<22}  {}\n",
+        "sotto protocol {PROTOCOL_VERSION}, table hash {}\n{:>7}  {:<4}  {:<14}  {:<20}  {:>5}  {:<16}  {:<15}  {:<22}  {}\n",
         crate::crypto::hex(&TABLE_HASH),
         "opcode",
         "mnem",
@@ -34,19 +47,21 @@ pub fn audit_table() -> String {
         "struct",
         "bytes",
         "state",
+        "roles",
         "handler",
         "description"
     );
     for i in OPCODES.iter() {
         let _ = writeln!(
             out,
-            "{:>7}  {:<4}  {:<8}  {:<20}  {:>5}  {:<16}  {:<22}  {}",
+            "{:>7}  {:<4}  {:<14}  {:<20}  {:>5}  {:<16}  {:<15}  {:<22}  {}",
             i.opcode,
             i.mnemonic,
             i.direction.as_str(),
             i.struct_name,
             i.size,
             i.state.map_or("-", State::as_str),
+            role_names(i.roles),
             i.handler.unwrap_or("-"),
             i.doc
         );

@@ -131,6 +131,10 @@ pub enum Direction {
     Response,
     /// Server to client, unsolicited or as the final answer of a request.
     Event,
+    /// sottoctl to sottod, on the admin socket only (PROTOCOL.md §12).
+    AdminRequest,
+    /// sottod to sottoctl, on the admin socket only.
+    AdminResponse,
 }
 
 impl Direction {
@@ -140,6 +144,8 @@ impl Direction {
             Direction::Request => "request",
             Direction::Response => "response",
             Direction::Event => "event",
+            Direction::AdminRequest => "admin_request",
+            Direction::AdminResponse => "admin_response",
         }
     }
 }
@@ -161,6 +167,8 @@ pub struct OpcodeInfo {
     pub state: Option<State>,
     /// Server handler (requests only).
     pub handler: Option<&'static str>,
+    /// Role bits that may send it (network requests: 1 user, 2 moderator, 4 admin; 0 otherwise).
+    pub roles: u8,
     /// One-line description.
     pub doc: &'static str,
 }

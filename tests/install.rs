@@ -47,7 +47,7 @@ fn make_install_lays_out_binaries_man_pages_unit_and_docs() {
         .expect("make");
     assert!(status.success(), "make install failed");
     let usr = dest.join("usr");
-    for bin in ["sottod", "sotto", "sotto-keygen"] {
+    for bin in ["sottod", "sotto", "sottoctl", "sotto-keygen"] {
         let path = usr.join("bin").join(bin);
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o755, "{bin}");
@@ -58,6 +58,8 @@ fn make_install_lays_out_binaries_man_pages_unit_and_docs() {
     for line in help.lines().filter(|l| !l.trim().is_empty() && !l.contains('\\')) {
         assert!(man.contains(line), "the man page holds every line of --help: {line:?}");
     }
+    let ctl = std::fs::read_to_string(usr.join("share/man/man8/sottoctl.8")).unwrap();
+    assert!(ctl.starts_with(".TH SOTTOCTL 8 ") && ctl.contains("admin.sock"), "{ctl}");
     let man1 = std::fs::read_to_string(usr.join("share/man/man1/sotto.1")).unwrap();
     assert!(man1.starts_with(".TH SOTTO 1 ") && man1.contains("--server HOST:PORT"), "{man1}");
     let unit = std::fs::read_to_string(usr.join("lib/systemd/system/sottod.service")).unwrap();

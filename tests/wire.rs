@@ -1236,6 +1236,25 @@ macro_rules! for_each_message {
             $f::<FileAck>(),
             $f::<FileInfo>(),
             $f::<FileChunkData>(),
+            $f::<KickUser>(),
+            $f::<Announce>(),
+            $f::<LoginRecord>(),
+            $f::<LoginRefused>(),
+            $f::<Kicked>(),
+            $f::<Announcement>(),
+            $f::<AdminUsers>(),
+            $f::<AdminShow>(),
+            $f::<AdminSetState>(),
+            $f::<AdminKick>(),
+            $f::<AdminAnnounce>(),
+            $f::<AdminRole>(),
+            $f::<AdminDeny>(),
+            $f::<AdminStats>(),
+            $f::<AdminReply>(),
+            $f::<AdminUserEntry>(),
+            $f::<AdminUserInfo>(),
+            $f::<AdminRefusals>(),
+            $f::<AdminStatsReply>(),
         ]
     }};
 }
@@ -1327,8 +1346,12 @@ fn opcode_table_rows_are_sorted_block_sized_and_well_formed() {
             Direction::Request => {
                 assert!(i.state.is_some() && i.handler.is_some(), "{}: a request needs state and handler", i.mnemonic)
             }
-            Direction::Response | Direction::Event => {
+            Direction::Response | Direction::Event | Direction::AdminResponse => {
                 assert!(i.state.is_none() && i.handler.is_none(), "{}: only requests have state/handler", i.mnemonic)
+            }
+            Direction::AdminRequest => {
+                assert!(i.state.is_none() && i.handler.is_some_and(|h| h.starts_with("admin::")), "{}", i.mnemonic);
+                assert!((300_000..=300_099).contains(&i.opcode), "{}: admin opcodes are 300000-300099", i.mnemonic)
             }
         }
         assert_eq!(opcodes::info(i.opcode).map(|r| r.mnemonic), Some(i.mnemonic));

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::opcodes::UserRecord;
+use crate::server::acct::Acct;
 
 /// Accounts known to the server, indexed by name and UID.
 #[derive(Default)]
@@ -17,6 +18,8 @@ pub struct Accounts {
     reserved: HashMap<String, u64>,
     /// How many stored password hashes use each argon2id memory cost (KiB).
     hash_kib: BTreeMap<u32, usize>,
+    /// Operator state of the accounts that have any (the others: active, `user`).
+    acct: HashMap<u64, Acct>,
 }
 
 impl Accounts {
@@ -69,6 +72,34 @@ impl Accounts {
     /// Ends a registration, successful or not.
     pub(crate) fn release(&mut self, name: &str) {
         self.reserved.remove(name);
+    }
+
+    /// Sets an account's operator state (as loaded at start).
+    pub fn set_acct(&mut self, uid: u64, acct: Acct) {
+        self.acct.insert(uid, acct);
+    }
+
+    /// The operator state of `uid` (active, `user`, when none was set).
+    pub(crate) fn acct(&self, uid: u64) -> Acct {
+        self.acct.get(&uid).cloned().unwrap_or_default()
+    }
+
+    /// The role bits of `uid` and whether it is denied `mnemonic`, without a copy.
+    pub(crate) fn allows(&self, uid: u64, roles: u8, mnemonic: &str) -> (bool, bool) {
+        match self.acct.get(&uid) {
+            Some(a) => (a.roles & roles != 0, !a.denies(mnemonic)),
+            None => (roles & crate::server::acct::ROLE_USER != 0, true),
+        }
+    }
+
+    /// The operator state of `uid`, to change (call `Core::mark_acct_dirty` after).
+    pub(crate) fn acct_mut(&mut self, uid: u64) -> &mut Acct {
+        self.acct.entry(uid).or_default()
+    }
+
+    /// Every account, by UID.
+    pub(crate) fn records(&self) -> impl Iterator<Item = &UserRecord> {
+        self.by_uid.values()
     }
 
     /// Number of accounts.

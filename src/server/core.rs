@@ -17,6 +17,8 @@ use crate::wire::{self, code, Message, Status};
 use zeroize::Zeroize;
 
 pub use crate::server::accounts::Accounts;
+use crate::server::admin::AdminConn;
+use crate::server::announce::Announcements;
 use crate::server::backoff::Backoff;
 use crate::server::dispatch::{self, Handler};
 use crate::server::files::{ConnFiles, Files, FilesInflight, BULK_OUT_LOW, UPLOAD_PENDING_MAX, UPLOAD_PENDING_TOTAL};
@@ -85,6 +87,34 @@ pub struct Limits {
     pub file_quota: u64,
     /// A file is deleted this long after its offer.
     pub file_ttl_ms: u64,
+    /// Who may register (`--registration`).
+    pub registration: Registration,
+    /// Sessions one user may have at once; the next login is refused (403).
+    pub sessions_per_user: usize,
+    /// Logins, and failed logins, kept per account (`--login-records`, at most 32).
+    pub login_records: usize,
+}
+
+/// Who may register (`--registration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone; the account is active at once.
+    Open,
+    /// Anyone; the account is on hold until an operator approves it.
+    Approval,
+    /// Nobody: registration is refused (403).
+    Closed,
+}
+
+impl Registration {
+    /// The option's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Open => "open",
+            Registration::Approval => "approval",
+            Registration::Closed => "closed",
+        }
+    }
 }
 
 impl Default for Limits {
@@ -109,6 +139,9 @@ impl Default for Limits {
             max_file_size: 256 << 20,
             file_quota: 1 << 30,
             file_ttl_ms: 7 * 24 * 3600 * 1000,
+            registration: Registration::Open,
+            sessions_per_user: 4,
+            login_records: 10,
         }
     }
 }
@@ -165,6 +198,8 @@ pub(crate) enum Deferred {
     Offer { conn: ConnId, msg_id: u64, file_id: u64 },
     /// A chunk was written: 200 if it counts (same epoch, now durable).
     Chunk { conn: ConnId, msg_id: u64, file_id: u64, index: u32, epoch: u32 },
+    /// An admin request's change is durable: its answer (`arep`) goes to the admin connection.
+    Admin { conn: ConnId, reply: Box<crate::opcodes::AdminReply> },
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
@@ -190,6 +225,10 @@ struct Inflight {
     answers: Vec<Deferred>,
     /// What it writes of the files.
     files: FilesInflight,
+    /// The accounts whose operator state it writes.
+    accts: Vec<u64>,
+    /// Whether it writes the announcements.
+    announcements: bool,
 }
 
 /// The whole server state.
@@ -244,6 +283,13 @@ pub struct Core {
     /// What was refused and why since the last summary, and since start.
     refused: std::collections::BTreeMap<&'static str, u64>,
     refused_total: std::collections::BTreeMap<&'static str, u64>,
+    /// Accounts whose operator state must be rewritten.
+    acct_dirty: BTreeSet<u64>,
+    /// Announcements (call `mark_announcements_dirty` after a change).
+    pub(crate) announcements: Announcements,
+    announcements_dirty: bool,
+    /// Connections on the admin socket (sottoctl).
+    pub(crate) admin: HashMap<ConnId, AdminConn>,
 }
 
 impl Core {
@@ -279,7 +325,42 @@ impl Core {
             commit_retry_at: 0,
             refused: Default::default(),
             refused_total: Default::default(),
+            acct_dirty: BTreeSet::new(),
+            announcements: Announcements::default(),
+            announcements_dirty: false,
+            admin: HashMap::new(),
         }
+    }
+
+    /// The core with the stored announcements (as loaded at start).
+    pub fn with_announcements(mut self, announcements: Announcements) -> Core {
+        self.announcements = announcements;
+        self
+    }
+
+    /// Open network connections.
+    pub(crate) fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Users online and their sessions.
+    pub(crate) fn online_counts(&self) -> (usize, usize) {
+        (self.online.len(), self.online.values().map(Vec::len).sum())
+    }
+
+    /// Refusals since start, by reason.
+    pub(crate) fn refusals(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.refused_total
+    }
+
+    /// Notes that `uid`'s operator state changed and must be written with the next commit.
+    pub(crate) fn mark_acct_dirty(&mut self, uid: u64) {
+        self.acct_dirty.insert(uid);
+    }
+
+    /// Notes that the announcements changed.
+    pub(crate) fn mark_announcements_dirty(&mut self) {
+        self.announcements_dirty = true;
     }
 
     /// The core with `files` (as loaded at start).
@@ -531,6 +612,13 @@ impl Core {
             || self.contacts_dirty
             || !self.prekeys_dirty.is_empty()
             || self.files.has_changes()
+            || !self.acct_dirty.is_empty()
+            || self.announcements_dirty
+    }
+
+    /// The users with a session now.
+    pub(crate) fn online_users(&self) -> Vec<u64> {
+        self.online.keys().copied().collect()
     }
 
     /// Whether `uid` has a session now.
@@ -620,6 +708,8 @@ impl Core {
             && self.prekeys_dirty.is_empty()
             && self.deferred.is_empty()
             && !self.files.has_changes()
+            && self.acct_dirty.is_empty()
+            && !self.announcements_dirty
         {
             return None;
         }
@@ -648,16 +738,28 @@ impl Core {
             writes.push(Change::Prekeys(uid, bytes));
         }
         let files = self.files.take_changes(&mut writes);
+        let accts: Vec<u64> = std::mem::take(&mut self.acct_dirty).into_iter().collect();
+        for &uid in &accts {
+            writes.push(Change::Acct(uid, self.accounts.acct(uid).encode(uid)));
+        }
+        let announcements = std::mem::take(&mut self.announcements_dirty);
+        if announcements {
+            writes.push(Change::Announcements(self.announcements.encode()));
+        }
         let token = self.next_token;
         self.next_token += 1;
         let answers = std::mem::take(&mut self.deferred);
-        self.inflight.insert(token, Inflight { rooms: names, prekeys, answers, files });
+        self.inflight.insert(token, Inflight { rooms: names, prekeys, answers, files, accts, announcements });
         Some(Job::Commit { token, writes })
     }
 
     /// A commit finished: send its answers, or report the failure and retry the rooms.
     fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
-        let Some(Inflight { rooms: names, prekeys, answers, files }) = self.inflight.remove(&token) else { return };
+        let Some(Inflight { rooms: names, prekeys, answers, files, accts, announcements }) =
+            self.inflight.remove(&token)
+        else {
+            return;
+        };
         // The files first: a chunk's answer depends on what is durable now.
         let grown = self.files.committed(files, ok);
         if ok {
@@ -673,6 +775,8 @@ impl Core {
             // The files are rewritten from memory, where a handed-out
             // one-time prekey is already gone (its answer fails below).
             self.prekeys_dirty.extend(prekeys);
+            self.acct_dirty.extend(accts);
+            self.announcements_dirty |= announcements;
         }
         const FAILED: &str = "storage failed (disk full?): not yet durable; retried";
         for d in answers {
@@ -694,6 +798,18 @@ impl Core {
                 }
                 Deferred::Offer { conn, msg_id, file_id } if ok => {
                     crate::server::handler::file::offered(self, conn, msg_id, file_id, now_ms)
+                }
+                Deferred::Admin { conn, reply } if ok => crate::server::admin::send(self, conn, reply.as_ref()),
+                Deferred::Admin { conn, reply } => {
+                    let op = reply.request_opcode.get();
+                    crate::server::admin::reply(
+                        self,
+                        conn,
+                        reply.hdr.msg_id.get(),
+                        op,
+                        code::INSUFFICIENT_STORAGE,
+                        FAILED,
+                    )
                 }
                 Deferred::Chunk { conn, msg_id, file_id, index, epoch } => {
                     crate::server::handler::file::chunk_settled(self, conn, (msg_id, file_id, index, epoch), now_ms)
@@ -1010,7 +1126,33 @@ impl Core {
         match (&entry.handler, session.clone()) {
             (Handler::PreAuth(f), Session::AwaitLogin) => f(self, id, frame, now_ms),
             (Handler::Passphrase(f), Session::AwaitPassphrase(step)) => f(self, id, &step, frame, now_ms),
-            (Handler::Authed(f), Session::Authenticated(auth)) => f(self, id, &auth, frame, now_ms),
+            (Handler::Authed(f), Session::Authenticated(auth)) => {
+                // Roles and the operator's denials, with size and state, before any handler (PROTOCOL §11).
+                let (role_ok, not_denied) = self.accounts.allows(auth.uid(), entry.roles, entry.mnemonic);
+                if !role_ok {
+                    let why = format!("{} needs the role {}", entry.mnemonic, crate::opcodes::role_names(entry.roles));
+                    return self.reply_counted(
+                        id,
+                        (msg_id, opcode),
+                        code::FORBIDDEN,
+                        &why,
+                        "role refused (403)",
+                        now_ms,
+                    );
+                }
+                if !not_denied {
+                    let why = format!("{} is denied to this account by the operator", entry.mnemonic);
+                    return self.reply_counted(
+                        id,
+                        (msg_id, opcode),
+                        code::FORBIDDEN,
+                        &why,
+                        "denied by the operator (403)",
+                        now_ms,
+                    );
+                }
+                f(self, id, &auth, frame, now_ms)
+            }
             (Handler::Authed(_), _) => self.reply(id, msg_id, opcode, code::UNAUTHORIZED, "log in first", now_ms),
             (Handler::Passphrase(_), Session::AwaitLogin) => {
                 self.reply(id, msg_id, opcode, code::UNAUTHORIZED, "send user name and password first", now_ms)

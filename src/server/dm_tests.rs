@@ -250,10 +250,11 @@ fn offline_recipient_is_queued_a_resend_is_stored_once_and_login_delivers_in_ord
         .map(|s| (s.dm_id.get(), s.state))
         .collect();
     assert_eq!(states, [(10, 1), (11, 1), (10, 1)], "queued, and the resend answered again");
-    // A new session of bob: contacts, then the mailbox in order, each DM once.
+    // A new session of bob: login record, contacts, then the mailbox in order, each DM once.
     let (_again, got) = w.login_again(4, "bob", bob.uid);
     let ops = opcodes(&got);
-    assert_eq!(ops[..3], [crate::opcodes::CNNT, PKST, CTCT], "then the prekey state and the contacts");
+    let first = [crate::opcodes::CNNT, crate::opcodes::LGRC, PKST, CTCT];
+    assert_eq!(ops[..4], first, "then the login record, the prekey state and the contacts");
     let dms: Vec<u64> =
         got.iter().filter_map(|f| wire::decode::<ReceiveDmS>(f).ok()).map(|m| m.head.dm_id.get()).collect();
     assert_eq!(dms, [10, 11], "in order, the resend not stored twice");

@@ -321,6 +321,11 @@ impl Files {
         Ok(files)
     }
 
+    /// Files on the server and their chunk bytes (as the quota counts them).
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        self.usage.values().fold((0, 0), |(n, b), (bytes, files)| (n + *files as u64, b + bytes))
+    }
+
     /// How many files are held.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -169,6 +169,11 @@ pub struct Mail {
 }
 
 impl Mail {
+    /// Events waiting in all mailboxes, and their bytes.
+    pub(crate) fn sizes(&self) -> (u64, u64) {
+        self.boxes.values().fold((0, 0), |(n, b), m| (n + m.live.len() as u64, b + m.live_bytes as u64))
+    }
+
     /// Mailboxes, contacts and prekeys from `store`; a torn or corrupt queue
     /// tail is reported and cut off, and the records before it kept; a
     /// corrupt contacts or prekey file stops the start.

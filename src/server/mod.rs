@@ -9,6 +9,9 @@
 //! nothing outside this crate can run a handler or forge a session.
 
 pub mod accounts;
+pub mod acct;
+pub mod admin;
+pub mod announce;
 pub mod core;
 pub mod files;
 pub mod log;
@@ -29,6 +32,8 @@ pub(crate) mod throttle;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz;
 
+#[cfg(test)]
+mod acct_tests;
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]

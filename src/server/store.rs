@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::crypto;
 
 use crate::opcodes::UserRecord;
+use crate::server::acct::Acct;
 use crate::server::files::{self, FileMeta, StoredFile, CHUNK_RECORD};
 use crate::server::mailbox::QueueWrite;
 use crate::server::prekeys::Published;
@@ -76,6 +77,10 @@ pub enum Change {
     FileChunks { id: u64, first: u32, bytes: Vec<u8> },
     /// Deletes a file: its chunks, then its record.
     FileDelete(u64),
+    /// An account's operator state (`users/<uid>.acct`), replaced atomically.
+    Acct(u64, Vec<u8>),
+    /// The announcements file's new bytes.
+    Announcements(Vec<u8>),
 }
 
 /// A queue file as loaded: its bytes.
@@ -92,6 +97,12 @@ pub trait Store: Send + Sync {
     fn load_users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// Creates or replaces one account, durably, before returning.
     fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError>;
+    /// Every account's operator state, checked: (UID, state).
+    fn load_accts(&self) -> Result<Vec<(u64, Acct)>, StoreError>;
+    /// Creates or replaces one account's operator state, durably, before returning.
+    fn put_acct(&self, uid: u64, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The announcements file, if any.
+    fn load_announcements(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every stored room file, checked.
     fn load_rooms(&self) -> Result<Vec<Room>, StoreError>;
     /// Every mailbox file, raw (the caller parses and may cut a torn tail).
@@ -250,6 +261,26 @@ impl FileStore {
     fn user_path(&self, uid: u64) -> PathBuf {
         self.users.join(format!("{uid:016x}.user"))
     }
+
+    fn acct_path(&self, uid: u64) -> PathBuf {
+        self.users.join(format!("{uid:016x}.acct"))
+    }
+
+    /// A file directly in the data directory, if present (checked mode, bounded size).
+    fn data_file(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.data.join(name);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+            Ok(meta) => {
+                check_mode(&path, meta.permissions().mode())?;
+                if meta.len() > MAX_RECORD_FILE {
+                    return Err(StoreError::Corrupt { path, why: "too large" });
+                }
+                fs::read(&path).map(Some).map_err(io_err(&path))
+            }
+        }
+    }
 }
 
 /// Creates `dir` with mode 0700 if missing; refuses one accessible by group or others.
@@ -312,6 +343,27 @@ impl Store for FileStore {
 
     fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError> {
         write_atomic(&self.user_path(rec.uid.get()), rec.as_bytes())
+    }
+
+    fn load_accts(&self) -> Result<Vec<(u64, Acct)>, StoreError> {
+        let mut out = Vec::new();
+        for (path, bytes) in FileStore::records(&self.users, "acct")? {
+            let named = path.file_stem().and_then(|s| s.to_str()).and_then(|s| u64::from_str_radix(s, 16).ok());
+            let (uid, acct) = Acct::decode(&bytes).map_err(|why| StoreError::Corrupt { path: path.clone(), why })?;
+            if named != Some(uid) {
+                return Err(StoreError::Corrupt { path, why: "name is not its account's UID" });
+            }
+            out.push((uid, acct));
+        }
+        Ok(out)
+    }
+
+    fn put_acct(&self, uid: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomic(&self.acct_path(uid), bytes)
+    }
+
+    fn load_announcements(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.data_file("announcements.db")
     }
 
     fn load_rooms(&self) -> Result<Vec<Room>, StoreError> {
@@ -436,6 +488,7 @@ impl Store for FileStore {
             (DIR_DATA, &self.data),
             (DIR_PREKEYS, &self.prekeys),
             (DIR_FILES, &self.files),
+            (DIR_USERS, &self.users),
         ];
         for (bit, dir) in dirs_of {
             if dirs & bit != 0 {
@@ -454,6 +507,7 @@ const DIR_QUEUES: u8 = 2;
 const DIR_DATA: u8 = 4;
 const DIR_PREKEYS: u8 = 8;
 const DIR_FILES: u8 = 16;
+const DIR_USERS: u8 = 32;
 
 impl FileStore {
     /// Makes one change durable; returns the directories to sync after it.
@@ -492,6 +546,8 @@ impl FileStore {
                 f.write_all_at(bytes, at).and_then(|()| f.sync_data()).map_err(io_err(&path))?;
                 Ok(if created { DIR_FILES } else { 0 })
             }
+            Change::Acct(uid, b) => write_file_synced(&self.acct_path(*uid), b).map(|()| DIR_USERS),
+            Change::Announcements(b) => write_file_synced(&self.data.join("announcements.db"), b).map(|()| DIR_DATA),
             Change::FileDelete(id) => {
                 // Chunks first: a crash between leaves a record with fewer
                 // chunks (still valid), never chunks without a record.
@@ -518,6 +574,8 @@ type MemFile = (Vec<u8>, Vec<u8>);
 #[derive(Default)]
 pub struct MemStore {
     users: std::sync::Mutex<std::collections::HashMap<u64, UserRecord>>,
+    accts: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
+    announcements: std::sync::Mutex<Option<Vec<u8>>>,
     rooms: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     prekeys: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     contacts: std::sync::Mutex<Option<Vec<u8>>>,
@@ -551,6 +609,22 @@ impl Store for MemStore {
             m.insert(rec.uid.get(), *rec);
         }
         Ok(())
+    }
+
+    fn load_accts(&self) -> Result<Vec<(u64, Acct)>, StoreError> {
+        let m = self.accts.lock().map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        Ok(m.iter().filter_map(|b| Acct::decode(b).ok()).collect())
+    }
+
+    fn put_acct(&self, uid: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Ok(mut m) = self.accts.lock() {
+            m.insert(uid, bytes.to_vec());
+        }
+        Ok(())
+    }
+
+    fn load_announcements(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.announcements.lock().ok().and_then(|a| a.clone()))
     }
 
     fn load_rooms(&self) -> Result<Vec<Room>, StoreError> {
@@ -616,6 +690,17 @@ impl Store for MemStore {
                     Change::FileDelete(id) => {
                         m.remove(id);
                     }
+                    _ => {}
+                }
+            }
+        }
+        if let (Ok(mut m), Ok(mut ann)) = (self.accts.lock(), self.announcements.lock()) {
+            for w in writes {
+                match w {
+                    Change::Acct(uid, b) => {
+                        m.insert(*uid, b.clone());
+                    }
+                    Change::Announcements(b) => *ann = Some(b.clone()),
                     _ => {}
                 }
             }
@@ -700,6 +785,28 @@ mod tests {
         write_atomic(&store.prekey_path(44), &bytes).unwrap();
         let err = store.load_prekeys().unwrap_err();
         assert!(err.to_string().contains("000000000000002c.prekeys: corrupt record (checksum mismatch)"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn account_state_is_committed_as_a_private_file_and_a_damaged_one_stops_the_start() {
+        let dir = tempdir("acct");
+        let store = FileStore::open(&dir).unwrap();
+        let mut a = Acct::default();
+        a.set_state(crate::server::acct::State::Banned, 5, "spam");
+        store.commit(&[Change::Acct(42, a.encode(42)), Change::Announcements(vec![1, 2, 3])]).unwrap();
+        assert_eq!(FileStore::open(&dir).unwrap().load_accts().unwrap(), [(42, a.clone())]);
+        assert_eq!(store.load_announcements().unwrap(), Some(vec![1, 2, 3]));
+        let mode = fs::metadata(store.acct_path(42)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mut bytes = a.encode(43);
+        bytes[12] ^= 1;
+        write_atomic(&store.acct_path(43), &bytes).unwrap();
+        let err = store.load_accts().unwrap_err();
+        assert!(err.to_string().contains("000000000000002b.acct: corrupt record (checksum mismatch)"), "{err}");
+        write_atomic(&store.acct_path(43), &a.encode(42)).unwrap();
+        let err = store.load_accts().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { why: "name is not its account's UID", .. }), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -34,6 +34,9 @@ pub enum Job {
         record: Box<UserRecord>,
         auth_secret: Zeroizing<[u8; account::SECRET_LEN]>,
         pass_secret: Zeroizing<[u8; account::SECRET_LEN]>,
+        /// `--registration approval`: the account starts on hold (its state
+        /// file is written before the account, so no crash leaves it active).
+        hold: bool,
     },
     /// Check an auth secret against a stored hash (`uid` None: unknown user,
     /// checked against a dummy hash of `dummy_kib` KiB instead of `phc`).
@@ -133,9 +136,9 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
         Job::Mismatch { conn, client_hello } => {
             Completion::Mismatch { conn, result: handshake::mismatch_hello(&ctx.server, &ctx.signer, &client_hello) }
         }
-        Job::Register { conn, msg_id, mut record, auth_secret, pass_secret } => {
+        Job::Register { conn, msg_id, mut record, auth_secret, pass_secret, hold } => {
             let username = record.username().unwrap_or_default().to_owned();
-            let result = register(&mut record, &auth_secret[..], &pass_secret[..], ctx).map(|()| record);
+            let result = register(&mut record, &auth_secret[..], &pass_secret[..], hold, ctx).map(|()| record);
             Completion::Registered { conn, msg_id, username, result }
         }
         Job::Password { conn, msg_id, uid, phc, dummy_kib, auth_secret } => {
@@ -180,6 +183,7 @@ fn register(
     rec: &mut UserRecord,
     auth_secret: &[u8],
     pass_secret: &[u8],
+    hold: bool,
     ctx: &WorkerCtx,
 ) -> Result<(), RegisterFailure> {
     let username = rec.username().map_err(|_| RegisterFailure::BadBinding)?;
@@ -196,6 +200,14 @@ fn register(
     rec.set_password_hash(&pw).map_err(|_| RegisterFailure::Internal)?;
     rec.set_passphrase_hash(&pp).map_err(|_| RegisterFailure::Internal)?;
     store::seal_user(rec);
+    if hold {
+        let mut acct = crate::server::acct::Acct::default();
+        acct.set_state(crate::server::acct::State::OnHold, 0, "awaiting approval");
+        ctx.store.put_acct(rec.uid.get(), &acct.encode(rec.uid.get())).map_err(|e| {
+            crate::log!(Error, "storing account state failed: {e}");
+            RegisterFailure::Storage
+        })?;
+    }
     ctx.store.put_user(rec).map_err(|e| {
         crate::log!(Error, "storing account failed: {e}");
         RegisterFailure::Storage

@@ -7,15 +7,22 @@
 //! the (name, address) pair, the name and the address (`backoff`), and an
 //! unknown user is indistinguishable from a wrong password: same strikes,
 //! same argon2id cost, same answer.
+//!
+//! Account states (PROTOCOL.md §11) are checked once the password verified,
+//! so nobody learns an account's state without its password: on hold and
+//! banned get 403 with `lgrf` saying why; blocked gets exactly the wrong
+//! password's answer, strike and all, after the same argon2id work. Every
+//! failure of a known account and every login is recorded in its state.
 
 use crate::account;
 use crate::identity;
-use crate::opcodes::{Connected, Login, Passphrase, Register, UserRecord, AUTH, CREA, PASS};
+use crate::opcodes::{Connected, Login, LoginRecord, LoginRefused, Passphrase, Register, UserRecord, AUTH, CREA, PASS};
 use crate::wire::{code, decode, Message, Status};
 use zerocopy::FromZeros;
 use zeroize::Zeroizing;
 
-use crate::server::core::{ConnId, Core};
+use crate::server::acct::{self, Outcome, State};
+use crate::server::core::{ConnId, Core, Registration};
 use crate::server::session::{Authenticated, PasswordAccepted, Session};
 use crate::server::worker::{Job, RegisterFailure};
 
@@ -27,6 +34,16 @@ pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
     let Ok(m) = decode::<Register>(frame) else { return };
     let msg_id = m.hdr.msg_id.get();
     let fail = |core: &mut Core, c: u16, why: &str| core.reply(id, msg_id, CREA, c, why, now_ms);
+    if core.limits().registration == Registration::Closed {
+        return core.reply_counted(
+            id,
+            (msg_id, CREA),
+            code::FORBIDDEN,
+            "registration is closed on this server",
+            "registration closed (403)",
+            now_ms,
+        );
+    }
     let Ok(name) = m.username().map_err(drop).and_then(|n| account::normalize_username(n).map_err(drop)) else {
         return fail(core, code::BAD_REQUEST, "invalid user name: 3-32 of a-z 0-9 _ . -");
     };
@@ -62,6 +79,7 @@ pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
         record,
         auth_secret: Zeroizing::new(m.auth_secret),
         pass_secret: Zeroizing::new(m.pass_secret),
+        hold: core.limits().registration == Registration::Approval,
     };
     core.start_job(id, job);
 }
@@ -79,8 +97,15 @@ pub fn registered(
     match result {
         Ok(rec) => {
             crate::log!(Info, "conn {id}: registered user {username} (uid {:016x})", rec.uid.get());
+            let uid = rec.uid.get();
             core.accounts.insert(*rec);
-            core.reply(id, msg_id, CREA, code::OK, "registered", now_ms);
+            if core.limits().registration == Registration::Approval {
+                // The worker wrote this state before the account.
+                core.accounts.acct_mut(uid).set_state(State::OnHold, 0, "awaiting approval");
+                core.reply(id, msg_id, CREA, code::OK, "registered; awaiting approval", now_ms);
+            } else {
+                core.reply(id, msg_id, CREA, code::OK, "registered", now_ms);
+            }
         }
         Err(RegisterFailure::BadBinding) => {
             core.reply(id, msg_id, CREA, code::BAD_REQUEST, "encryption key signature does not verify", now_ms)
@@ -121,14 +146,49 @@ pub fn login(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
     core.set_login_name(id, key);
 }
 
-/// The password check finished.
+/// Records a login attempt of `uid` from `id`'s address in its account state.
+fn record(core: &mut Core, id: ConnId, uid: u64, outcome: Outcome, now_ms: u64) {
+    let Some(addr) = core.addr(id) else { return };
+    let keep = core.limits().login_records;
+    core.accounts.acct_mut(uid).record(acct::Login { ts: now_ms, addr, outcome }, keep);
+    core.mark_acct_dirty(uid);
+}
+
+/// The password check finished: then the account's state decides.
 pub fn password_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: Option<u64>, ok: bool, now_ms: u64) {
-    match uid {
-        Some(uid) if ok => {
+    let state = uid.map(|uid| {
+        // A state whose end passed lifts here, for good.
+        if core.accounts.acct_mut(uid).expire(now_ms) {
+            core.mark_acct_dirty(uid);
+        }
+        core.accounts.acct(uid)
+    });
+    match (uid, state) {
+        (Some(uid), Some(a)) if ok && a.state == State::Active => {
             core.set_session(id, Session::AwaitPassphrase(PasswordAccepted::after_password_verified(uid)));
             core.reply(id, msg_id, AUTH, code::PENDING, "password accepted; send the passphrase", now_ms);
         }
+        (Some(uid), Some(a)) if ok && matches!(a.state, State::OnHold | State::Banned) => {
+            let (outcome, text) = match a.state {
+                State::OnHold => (Outcome::OnHold, "awaiting approval".to_owned()),
+                _ => (Outcome::Banned, format!("banned until {}", crate::server::handler::admin::until_text(a.until))),
+            };
+            record(core, id, uid, outcome, now_ms);
+            let mut why = LoginRefused::new(Status::Ok, code::OK, msg_id, now_ms);
+            why.state = a.state as u8;
+            why.until.set(a.until);
+            // NOTE: cut to the field when it was set; cannot fail.
+            let _ = why.set_reason(acct::cut(&a.reason, 128));
+            core.send(id, &why);
+            let count = if outcome == Outcome::OnHold { "login on hold (403)" } else { "login banned (403)" };
+            core.reply_counted(id, (msg_id, AUTH), code::FORBIDDEN, &text, count, now_ms);
+        }
         _ => {
+            // Blocked: exactly a wrong password (the same work was done, the same strike follows).
+            if let Some(uid) = uid {
+                let outcome = if ok { Outcome::Blocked } else { Outcome::WrongPassword };
+                record(core, id, uid, outcome, now_ms);
+            }
             if let (Some(addr), Some(key)) = (core.addr(id), core.login_name(id)) {
                 core.backoff.fail(&key, addr, now_ms);
             }
@@ -154,7 +214,14 @@ pub fn passphrase(core: &mut Core, id: ConnId, step: &PasswordAccepted, frame: &
 /// The passphrase check finished.
 pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok: bool, now_ms: u64) {
     let name = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).map(str::to_owned);
+    let limit = core.limits().sessions_per_user;
     match name {
+        Some(_) if ok && core.sessions_of(uid).len() >= limit => {
+            record(core, id, uid, Outcome::SessionLimit, now_ms);
+            core.set_session(id, Session::AwaitLogin);
+            let why = format!("too many sessions: at most {limit} per user; close one first");
+            core.reply_counted(id, (msg_id, PASS), code::FORBIDDEN, &why, "session limit (403)", now_ms);
+        }
         Some(name) if ok => {
             if let Some(addr) = core.addr(id) {
                 core.backoff.succeed(&name, addr);
@@ -165,6 +232,9 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             let step = PasswordAccepted::after_password_verified(uid);
             core.set_session(id, Session::Authenticated(Authenticated::after_passphrase_verified(step, name.clone())));
             core.send(id, &reply);
+            login_record(core, id, uid, now_ms);
+            record(core, id, uid, Outcome::LoggedIn, now_ms);
+            crate::server::handler::moderation::on_login(core, id, uid, now_ms);
             crate::server::handler::prekey::on_login(core, id, uid, now_ms);
             crate::server::handler::direct::on_login(core, id, uid, now_ms);
             if let Some(addr) = core.addr(id) {
@@ -172,6 +242,9 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             }
         }
         _ => {
+            if name.is_some() {
+                record(core, id, uid, Outcome::WrongPassphrase, now_ms);
+            }
             if let (Some(addr), Some(key)) = (core.addr(id), name) {
                 core.backoff.fail(&key, addr, now_ms);
             }
@@ -179,4 +252,26 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             core.reply(id, msg_id, PASS, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
         }
     }
+}
+
+/// lgrc, right after cnnt: the previous login and the failed logins since.
+/// A blocked attempt reads as the wrong password it looked like.
+fn login_record(core: &mut Core, id: ConnId, uid: u64, now_ms: u64) {
+    let (last, failed) = core.accounts.acct(uid).since_last_visit();
+    let mut m = LoginRecord::new(Status::Ok, code::OK, 0, now_ms);
+    if let Some(last) = last {
+        m.last_ts.set(last.ts);
+        m.last_addr = last.entry().addr;
+    }
+    let shown: Vec<acct::Login> = failed
+        .into_iter()
+        .map(|mut f| {
+            if f.outcome == Outcome::Blocked {
+                f.outcome = Outcome::WrongPassword;
+            }
+            f
+        })
+        .collect();
+    m.failed_count = acct::put_entries(shown.iter(), &mut m.failed);
+    core.send(id, &m);
 }

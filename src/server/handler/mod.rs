@@ -4,9 +4,11 @@
 //! the dispatch table already checked.
 
 pub mod account;
+pub mod admin;
 pub mod direct;
 pub mod file;
 pub mod heartbeat;
+pub mod moderation;
 pub mod prekey;
 pub mod room;
 
