@@ -24,7 +24,11 @@ const MSG_USAGE: &str = "usage: /msg @USER TEXT";
 const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login NAME PASSWORD WORD1 WORD2 WORD3; \
 /create ROOM PASSWORD; /join ROOM [PASSWORD]; /say ROOM TEXT; /leave ROOM; /rooms; /who ROOM; /delete ROOM; \
 /dm @USER; /accept @USER; /reject @USER; /msg @USER TEXT; /contacts; /fingerprint @USER; /trust @USER; \
-/history @USER; /send @USER PATH; /send ROOM PATH; /files; /get ID [DIR]; /decline ID; /help; /quit. A room message or direct message is at most 16384 bytes (UTF-8).";
+/history @USER; /forget @USER; /send @USER PATH; /send ROOM PATH; /files; /get ID [DIR]; /decline ID; \
+/room-kick ROOM USER [REASON]; /room-ban ROOM USER [REASON]; /room-unban ROOM USER; /room-owner ROOM USER; \
+/room-password ROOM [PASSWORD]; /unsend [@USER] ID; /unsend ROOM ID; /users; \
+/delete-account PASSWORD WORD1 WORD2 WORD3; /help; /quit. A room message or direct message is at most 16384 bytes (UTF-8).";
+const DELETE_USAGE: &str = "usage: /delete-account PASSWORD WORD1 WORD2 WORD3";
 
 /// The usage line batch mode gives for a command with the wrong arguments.
 fn usage(cmd: &str) -> String {
@@ -40,6 +44,12 @@ fn usage(cmd: &str) -> String {
         "send" => "usage: /send @USER PATH or /send ROOM PATH".to_string(),
         "get" => "usage: /get ID [DIR]".to_string(),
         "decline" => "usage: /decline ID".to_string(),
+        "forget" => "usage: /forget @USER".to_string(),
+        "room-kick" | "room-ban" => format!("usage: /{cmd} ROOM USER [REASON]"),
+        "room-unban" | "room-owner" => format!("usage: /{cmd} ROOM USER"),
+        "room-password" => "usage: /room-password ROOM [PASSWORD] (without one, four generated words, printed once)".to_string(),
+        "unsend" => "usage: /unsend ID, /unsend @USER ID or /unsend ROOM ID".to_string(),
+        "delete-account" => DELETE_USAGE.to_string(),
         _ => format!("usage: /{cmd}"),
     }
 }
@@ -54,6 +64,7 @@ fn parse(line: &str) -> Result<Option<Command>, Failure> {
         Ok(Some(Command::Text(_))) => Err(Failure::new("", 400, "not a command: commands start with '/'; see /help")),
         Ok(Some(Command::Register { creds: None, .. })) => Err(Failure::new("register", 400, REGISTER_USAGE)),
         Ok(Some(Command::Login { creds: None, .. })) => Err(Failure::new("login", 400, LOGIN_USAGE)),
+        Ok(Some(Command::DeleteAccount(None))) => Err(Failure::new("delete-account", 400, DELETE_USAGE)),
         Ok(Some(Command::Leave(None))) => Err(Failure::new("leave", 400, usage("leave"))),
         Ok(Some(Command::Room(_))) => Err(unknown("room")),
         Ok(Some(Command::Query(_))) => Err(unknown("query")),
@@ -113,6 +124,19 @@ impl Frontend for Batch {
             Ok(Some(Command::Send { to, path })) => app.send_file(&to, &path).map(|_| ()),
             Ok(Some(Command::Get { id, dir })) => app.get_file(&id, dir.as_deref()),
             Ok(Some(Command::Decline(id))) => app.decline_file(&id),
+            Ok(Some(Command::RoomKick { room, user, reason, ban })) => app.room_kick(&room, &user, &reason, ban),
+            Ok(Some(Command::RoomUnban { room, user })) => app.room_unban(&room, &user),
+            Ok(Some(Command::RoomOwner { room, user })) => app.room_owner(&room, &user),
+            Ok(Some(Command::RoomPassword { room, password: Some(password) })) => app.room_password(&room, &password),
+            Ok(Some(Command::RoomPassword { room, password: None })) => {
+                let password = crate::words::secret(crate::words::ROOM_WORDS);
+                emit(&Event::Generated { room: &room, password: &password }.line())?;
+                app.room_password(&room, &password)
+            }
+            Ok(Some(Command::Unsend { target, id })) => app.unsend(target.as_deref(), &id),
+            Ok(Some(Command::Forget(user))) => app.forget(&user),
+            Ok(Some(Command::Users)) => app.list_users(),
+            Ok(Some(Command::DeleteAccount(Some(c)))) => app.delete_account(&c.password, &c.passphrase),
             Ok(Some(Command::Files)) => {
                 let list = app.list_files();
                 return emit(&Event::file(&list).line()).map(|()| Flow::Continue);
@@ -121,6 +145,7 @@ impl Frontend for Batch {
             Ok(Some(
                 Command::Register { creds: None, .. }
                 | Command::Login { creds: None, .. }
+                | Command::DeleteAccount(None)
                 | Command::Leave(None)
                 | Command::Room(_)
                 | Command::Query(_)
@@ -136,11 +161,12 @@ impl Frontend for Batch {
 
     fn report(&mut self, report: Report) -> io::Result<()> {
         let line = match report {
-            Report::Registered { .. } => Event::Ok { cmd: "register" }.line(),
+            Report::Registered { .. } => Event::Ok { cmd: "register", id: None }.line(),
             Report::Authenticated { user, uid, .. } => {
                 Event::Authenticated { user: &user, uid: format!("{uid:016x}") }.line()
             }
-            Report::Done { cmd, .. } => Event::Ok { cmd }.line(),
+            Report::Done { cmd, id, .. } => Event::Ok { cmd, id: id.map(crate::command::dm_id) }.line(),
+            Report::AccountDeleted { .. } => Event::AccountDeleted.line(),
             Report::Room(ev) => room_line(ev),
             Report::Dm(ev) => dm_line(ev),
             Report::Disconnected(why) => Event::Disconnected { message: &why }.line(),

@@ -19,6 +19,7 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
               [--kdf-memory KIB] [--registrations N/SECS|off] [--room-creations N/SECS|off]
               [--mailbox-max-msgs N] [--mailbox-max-bytes BYTES]
               [--max-file-size BYTES] [--file-quota BYTES] [--file-ttl SECS]
+              [--name-reserve SECS] [--list-users all|shared|off]
        sottod [options] --check
        sottod --opcodes | --opcodes-markdown | --opcodes-canonical | --man | --version | --help
 
@@ -57,6 +58,11 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
                             16 KiB per chunk (default 1073741824 = 1 GiB); more gets 507
   --file-ttl SECS           files are deleted this long after they were offered (default
                             604800 = 7 days), and DM files once their recipient is done
+  --name-reserve SECS       a deleted account's name is refused to registrations this long
+                            (default 7776000 = 90 days)
+  --list-users all|shared|off
+                            whom /users lists: every account, the users one shares a room or
+                            an accepted DM channel with (default shared), or nobody (refused)
   --max-bps BYTES           input bytes per second per connection before reading pauses (default 8388608; 0: off)
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
@@ -209,6 +215,12 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
             "--max-file-size" => args.limits.max_file_size = number(&flag, &value()?)?,
             "--file-quota" => args.limits.file_quota = number(&flag, &value()?)?,
             "--file-ttl" => args.limits.file_ttl_ms = number(&flag, &value()?)?.max(1).saturating_mul(1000),
+            "--name-reserve" => args.limits.name_reserve_ms = number(&flag, &value()?)?.saturating_mul(1000),
+            "--list-users" => {
+                let v = value()?;
+                args.limits.list_users = sotto::server::core::ListUsers::parse(&v)
+                    .ok_or_else(|| format!("{flag}: `{v}` is not all, shared or off"))?;
+            }
             "--max-conns" => args.limits.max_conns = number(&flag, &value()?)?.max(1) as usize,
             "--max-conns-per-addr" => args.limits.max_conns_per_addr = number(&flag, &value()?)?.max(1) as usize,
             "--handshakes-per-sec" => {
@@ -276,6 +288,8 @@ fn effective(a: &Args) -> String {
         ("max-file-size", l.max_file_size.to_string()),
         ("file-quota", l.file_quota.to_string()),
         ("file-ttl", (l.file_ttl_ms / 1000).to_string()),
+        ("name-reserve", (l.name_reserve_ms / 1000).to_string()),
+        ("list-users", l.list_users.as_str().to_string()),
         ("max-conns", l.max_conns.to_string()),
         ("max-conns-per-addr", l.max_conns_per_addr.to_string()),
         ("handshakes-per-sec", l.handshakes_per_sec.to_string()),

@@ -93,6 +93,7 @@ fn serve(args: Args) -> Result<(), String> {
     for rec in store.load_users().map_err(|e| e.to_string())? {
         accounts.insert(rec);
     }
+    accounts.load_retired(&store)?;
     let mut rooms = Rooms::default();
     for room in store.load_rooms().map_err(|e| e.to_string())? {
         rooms.insert(room);

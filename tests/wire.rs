@@ -1228,6 +1228,19 @@ macro_rules! for_each_message {
             $f::<FileDone>(),
             $f::<FileInfo>(),
             $f::<FileChunkData>(),
+            $f::<RoomKick>(),
+            $f::<RoomUnban>(),
+            $f::<RoomOwner>(),
+            $f::<RoomRekey>(),
+            $f::<RoomRemoveMessage>(),
+            $f::<DmUnsend>(),
+            $f::<DeleteAccount>(),
+            $f::<ListUsers>(),
+            $f::<RoomKicked>(),
+            $f::<RoomRekeyed>(),
+            $f::<RoomOwnerChanged>(),
+            $f::<RoomTombstone>(),
+            $f::<UserEntry>(),
         ]
     }};
 }

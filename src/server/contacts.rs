@@ -57,6 +57,15 @@ impl Contacts {
         self.requests.remove(&(from, to))
     }
 
+    /// Forgets every request and pair `uid` is part of (an account
+    /// deletion); whether there was any.
+    pub fn forget(&mut self, uid: u64) -> bool {
+        let before = self.requests.len() + self.accepted.len();
+        self.requests.retain(|(a, b)| *a != uid && *b != uid);
+        self.accepted.retain(|(a, b)| *a != uid && *b != uid);
+        before != self.requests.len() + self.accepted.len()
+    }
+
     /// Everyone `uid` accepted or was accepted by.
     pub fn of(&self, uid: u64) -> Vec<u64> {
         self.accepted.iter().filter_map(|&(a, b)| (a == uid).then_some(b).or((b == uid).then_some(a))).collect()
@@ -129,6 +138,10 @@ mod tests {
         assert!(c.accepted(2, 1) && !c.requested(1, 2));
         assert!(c.reject(3, 2) && !c.reject(3, 2));
         assert_eq!(c.of(2), [1]);
+        let mut gone = c.clone();
+        gone.request(2, 5);
+        assert!(gone.forget(2) && !gone.forget(2));
+        assert!(gone.of(1).is_empty() && !gone.requested(2, 5));
         let back = Contacts::decode(&c.encode()).unwrap();
         assert_eq!(back, c);
         let mut bad = c.encode();

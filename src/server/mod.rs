@@ -14,6 +14,7 @@ pub mod files;
 pub mod log;
 pub mod mailbox;
 pub mod prekeys;
+pub mod retired;
 pub mod room;
 pub mod store;
 pub mod worker;
@@ -34,5 +35,7 @@ mod core_tests;
 mod dm_tests;
 #[cfg(test)]
 mod file_tests;
+#[cfg(test)]
+mod moderation_tests;
 #[cfg(test)]
 mod prekey_tests;

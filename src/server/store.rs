@@ -76,6 +76,10 @@ pub enum Change {
     FileChunks { id: u64, first: u32, bytes: Vec<u8> },
     /// Deletes a file: its chunks, then its record.
     FileDelete(u64),
+    /// Deletes an account's record (`users/<uid>.user`).
+    UserDelete(u64),
+    /// The retired names file's new bytes.
+    Retired(Vec<u8>),
 }
 
 /// A queue file as loaded: its bytes.
@@ -100,6 +104,8 @@ pub trait Store: Send + Sync {
     fn truncate_queue(&self, uid: u64, len: u64) -> Result<(), StoreError>;
     /// The contacts file, if any.
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The retired names file, if any.
+    fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every user's published prekeys, checked: (owner UID, prekeys).
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError>;
     /// Every file's record, checked, with the whole valid chunk records its
@@ -250,6 +256,19 @@ impl FileStore {
     fn user_path(&self, uid: u64) -> PathBuf {
         self.users.join(format!("{uid:016x}.user"))
     }
+
+    /// A file of the data directory itself, checked private, if it exists.
+    fn load_data_file(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.data.join(name);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+            Ok(meta) => {
+                check_mode(&path, meta.permissions().mode())?;
+                fs::read(&path).map(Some).map_err(io_err(&path))
+            }
+        }
+    }
 }
 
 /// Creates `dir` with mode 0700 if missing; refuses one accessible by group or others.
@@ -339,15 +358,11 @@ impl Store for FileStore {
     }
 
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.data.join("contacts.db");
-        match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::Io { path, source: e }),
-            Ok(meta) => {
-                check_mode(&path, meta.permissions().mode())?;
-                fs::read(&path).map(Some).map_err(io_err(&path))
-            }
-        }
+        self.load_data_file("contacts.db")
+    }
+
+    fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.load_data_file("retired.db")
     }
 
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
@@ -436,6 +451,7 @@ impl Store for FileStore {
             (DIR_DATA, &self.data),
             (DIR_PREKEYS, &self.prekeys),
             (DIR_FILES, &self.files),
+            (DIR_USERS, &self.users),
         ];
         for (bit, dir) in dirs_of {
             if dirs & bit != 0 {
@@ -454,6 +470,7 @@ const DIR_QUEUES: u8 = 2;
 const DIR_DATA: u8 = 4;
 const DIR_PREKEYS: u8 = 8;
 const DIR_FILES: u8 = 16;
+const DIR_USERS: u8 = 32;
 
 impl FileStore {
     /// Makes one change durable; returns the directories to sync after it.
@@ -498,6 +515,8 @@ impl FileStore {
                 remove_if_present(&self.chunks_path(*id))?;
                 remove_if_present(&self.file_path(*id)).map(|()| DIR_FILES)
             }
+            Change::UserDelete(uid) => remove_if_present(&self.user_path(*uid)).map(|()| DIR_USERS),
+            Change::Retired(b) => write_file_synced(&self.data.join("retired.db"), b).map(|()| DIR_DATA),
         }
     }
 }
@@ -521,6 +540,7 @@ pub struct MemStore {
     rooms: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     prekeys: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     contacts: std::sync::Mutex<Option<Vec<u8>>>,
+    retired: std::sync::Mutex<Option<Vec<u8>>>,
     /// Per file: its record and its chunk file's bytes.
     files: std::sync::Mutex<std::collections::HashMap<u64, MemFile>>,
     /// Tests: the next commits fail while this is non-zero (counting down).
@@ -568,6 +588,10 @@ impl Store for MemStore {
 
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.contacts.lock().ok().and_then(|c| c.clone()))
+    }
+
+    fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.retired.lock().ok().and_then(|c| c.clone()))
     }
 
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
@@ -630,6 +654,17 @@ impl Store for MemStore {
                         m.remove(uid);
                     }
                     Change::Contacts(b) => *contacts = Some(b.clone()),
+                    _ => {}
+                }
+            }
+        }
+        if let (Ok(mut users), Ok(mut retired)) = (self.users.lock(), self.retired.lock()) {
+            for w in writes {
+                match w {
+                    Change::UserDelete(uid) => {
+                        users.remove(uid);
+                    }
+                    Change::Retired(b) => *retired = Some(b.clone()),
                     _ => {}
                 }
             }
