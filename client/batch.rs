@@ -47,7 +47,9 @@ fn usage(cmd: &str) -> String {
         "forget" => "usage: /forget @USER".to_string(),
         "room-kick" | "room-ban" => format!("usage: /{cmd} ROOM USER [REASON]"),
         "room-unban" | "room-owner" => format!("usage: /{cmd} ROOM USER"),
-        "room-password" => "usage: /room-password ROOM [PASSWORD] (without one, four generated words, printed once)".to_string(),
+        "room-password" => {
+            "usage: /room-password ROOM [PASSWORD] (without one, four generated words, printed once)".to_string()
+        }
         "unsend" => "usage: /unsend ID, /unsend @USER ID or /unsend ROOM ID".to_string(),
         "delete-account" => DELETE_USAGE.to_string(),
         _ => format!("usage: /{cmd}"),
@@ -218,7 +220,7 @@ fn emit(line: &str) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::session::ContactInfo;
-    use crate::session::{DmMessage, Member, RoomInfo};
+    use crate::session::{DmMessage, Member, ModEvent, RoomInfo};
 
     fn err(line: &str) -> Failure {
         match parse(line) {
@@ -290,6 +292,7 @@ mod tests {
             (
                 RoomEvent::Message(RoomMessage {
                     room: "lobby".into(),
+                    id: 0xab,
                     from: "alice".into(),
                     text: "hi \"there\"".into(),
                     ts: 1_700_000_000_000,
@@ -298,11 +301,12 @@ mod tests {
                     replayed: false,
                     error: None,
                 }),
-                r#"{"type":"room_message","room":"lobby","from":"alice","text":"hi \"there\"","ts":1700000000000,"verified":true,"history":false,"replayed":false}"#,
+                r#"{"type":"room_message","room":"lobby","id":"00000000000000ab","from":"alice","text":"hi \"there\"","ts":1700000000000,"verified":true,"history":false,"replayed":false}"#,
             ),
             (
                 RoomEvent::Message(RoomMessage {
                     room: "lobby".into(),
+                    id: 0xab,
                     from: "uid:00000000000000ff".into(),
                     text: String::new(),
                     ts: 5,
@@ -311,7 +315,7 @@ mod tests {
                     replayed: true,
                     error: Some("could not decrypt"),
                 }),
-                r#"{"type":"room_message","room":"lobby","from":"uid:00000000000000ff","text":"","ts":5,"verified":false,"history":true,"replayed":true,"error":"could not decrypt"}"#,
+                r#"{"type":"room_message","room":"lobby","id":"00000000000000ab","from":"uid:00000000000000ff","text":"","ts":5,"verified":false,"history":true,"replayed":true,"error":"could not decrypt"}"#,
             ),
             (
                 RoomEvent::MemberJoined { room: "lobby".into(), name: "bob".into() },
@@ -331,6 +335,42 @@ mod tests {
             ),
             (RoomEvent::Deleted { room: "lobby".into() }, r#"{"type":"room_deleted","room":"lobby"}"#),
             (RoomEvent::KeyChanged { user: "bob".into() }, r#"{"type":"key_changed","user":"bob"}"#),
+            (
+                RoomEvent::Moderation(ModEvent::Kicked {
+                    room: "lobby".into(),
+                    by: "alice".into(),
+                    reason: "spam".into(),
+                    banned: true,
+                }),
+                r#"{"type":"room_kicked","room":"lobby","by":"alice","reason":"spam","banned":true}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::PasswordChanged { room: "lobby".into(), by: "alice".into() }),
+                r#"{"type":"room_password_changed","room":"lobby","by":"alice"}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::OwnerChanged { room: "lobby".into(), owner: "bob".into() }),
+                r#"{"type":"room_owner","room":"lobby","owner":"bob"}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::MessageDeleted {
+                    room: "lobby".into(),
+                    id: 0xab,
+                    from: "bob".into(),
+                    by: "alice".into(),
+                    history: true,
+                }),
+                r#"{"type":"room_message_deleted","room":"lobby","id":"00000000000000ab","from":"bob","by":"alice","history":true}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::Unsent { id: 0xab, room: Some("lobby".into()) }),
+                r#"{"type":"unsent","id":"00000000000000ab","room":"lobby"}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::Unsent { id: 0xab, room: None }),
+                r#"{"type":"unsent","id":"00000000000000ab"}"#,
+            ),
+            (RoomEvent::Users(vec![member("bob", true)]), r#"{"type":"users","list":[{"name":"bob","online":true}]}"#),
         ];
         for (ev, line) in cases {
             assert_eq!(room_line(ev), line);
@@ -373,6 +413,10 @@ mod tests {
             (DmEvent::Pending { id: 3, to: "bob".into() }, r#"{"type":"pending","id":"0000000000000003","to":"bob"}"#),
             (DmEvent::KeyChanged { user: "bob".into() }, r#"{"type":"key_changed","user":"bob"}"#),
             (DmEvent::Expired { id: 4 }, r#"{"type":"expired","id":"0000000000000004"}"#),
+            (
+                DmEvent::Returned { id: 4, to: "bob".into(), reason: "not delivered: account deleted" },
+                r#"{"type":"sent","id":"0000000000000004","to":"bob","status":"returned","reason":"not delivered: account deleted"}"#,
+            ),
             (
                 DmEvent::Contacts {
                     contacts: vec![ContactInfo { name: "bob".into(), fingerprint: "ab".into(), trusted: false }],

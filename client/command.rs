@@ -448,7 +448,9 @@ mod tests {
             }
             _ => panic!("expected room-ban"),
         }
-        assert!(matches!(parse("/room-kick lobby bob"), Ok(Some(Command::RoomKick { ban: false, reason, .. })) if reason.is_empty()));
+        assert!(
+            matches!(parse("/room-kick lobby bob"), Ok(Some(Command::RoomKick { ban: false, reason, .. })) if reason.is_empty())
+        );
         assert!(matches!(parse("/room-password lobby"), Ok(Some(Command::RoomPassword { password: None, .. }))));
         assert!(matches!(parse("/unsend 00ff"), Ok(Some(Command::Unsend { target: None, .. }))));
         assert!(matches!(parse("/unsend lobby 00ff"), Ok(Some(Command::Unsend { target: Some(_), .. }))));

@@ -306,9 +306,12 @@ impl<'a> Event<'a> {
                 verified: m.verified,
                 error: m.error,
             },
-            DmEvent::Sent { id, to, delivered } => {
-                Event::Sent { id: dm_id(*id), to, status: if *delivered { "delivered" } else { "queued" }, reason: None }
-            }
+            DmEvent::Sent { id, to, delivered } => Event::Sent {
+                id: dm_id(*id),
+                to,
+                status: if *delivered { "delivered" } else { "queued" },
+                reason: None,
+            },
             DmEvent::Returned { id, to, reason } => {
                 Event::Sent { id: dm_id(*id), to, status: "returned", reason: Some(reason) }
             }
@@ -488,7 +491,10 @@ mod tests {
     fn writes_the_documented_shapes() {
         assert_eq!(Event::Bye.line(), r#"{"type":"bye"}"#);
         assert_eq!(Event::Ok { cmd: "register", id: None }.line(), r#"{"type":"ok","cmd":"register"}"#);
-        assert_eq!(Event::Ok { cmd: "say", id: Some("00000000000000ff".into()) }.line(), r#"{"type":"ok","cmd":"say","id":"00000000000000ff"}"#);
+        assert_eq!(
+            Event::Ok { cmd: "say", id: Some("00000000000000ff".into()) }.line(),
+            r#"{"type":"ok","cmd":"say","id":"00000000000000ff"}"#
+        );
         assert_eq!(Event::AccountDeleted.line(), r#"{"type":"account_deleted"}"#);
         assert_eq!(Event::Rooms { rooms: vec![] }.line(), r#"{"type":"rooms","rooms":[]}"#);
         let mut f = Failure::new("say", 429, "slow down");

@@ -405,7 +405,9 @@ fn usage(cmd: &str) -> String {
         "room-password" => "usage: /room-password ROOM (the new password is asked for, without echo)".to_string(),
         "unsend" => "usage: /unsend ID, /unsend @USER ID or /unsend ROOM ID".to_string(),
         "forget" => "usage: /forget @USER".to_string(),
-        "delete-account" => "usage: /delete-account (the password and passphrase are asked for, without echo)".to_string(),
+        "delete-account" => {
+            "usage: /delete-account (the password and passphrase are asked for, without echo)".to_string()
+        }
         "dm" | "accept" | "reject" | "fingerprint" | "trust" | "history" | "query" => format!("usage: /{cmd} @USER"),
         _ => format!("usage: /{cmd} (no arguments)"),
     }

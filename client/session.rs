@@ -30,7 +30,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::keystore::LocalKeys;
 
-pub use direct::{ContactInfo, DmEvent, DmLocal, DmMessage, RETURNED_REASON};
+pub use direct::{ContactInfo, DmEvent, DmLocal, DmMessage};
 pub use moderation::ModEvent;
 pub use room::{Local, Member, OnlineInfo, RoomEvent, RoomInfo, RoomMessage};
 

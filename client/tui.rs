@@ -808,7 +808,11 @@ mod tests {
         let windows = vec!["lobby".to_string()];
         let users = vec!["bob".to_string(), "bea".to_string()];
         assert_eq!(Tui::candidates(&windows, &users, "/que", true), ["/query"]);
-        assert_eq!(Tui::candidates(&windows, &users, "/room", true), ["/rooms"]);
+        assert_eq!(
+            Tui::candidates(&windows, &users, "/room", true),
+            ["/room-ban", "/room-kick", "/room-owner", "/room-password", "/room-unban", "/rooms"]
+        );
+        assert_eq!(Tui::candidates(&windows, &users, "/rooms", true), Vec::<String>::new());
         assert_eq!(Tui::candidates(&windows, &users, "@b", false), ["@bob", "@bea"]);
         assert_eq!(Tui::candidates(&windows, &users, "lo", false), ["lobby"]);
         assert!(Tui::candidates(&windows, &users, "/que", false).is_empty());

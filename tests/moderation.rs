@@ -52,7 +52,8 @@ fn kicked_member_reads_nothing_after_the_owner_changes_the_password() {
     assert_eq!((v["room"].as_str(), v["by"].as_str()), (Some("lobby"), Some("alice")));
     error(&carol.run("/say lobby still here?", "say"), "say", 403);
     let joined = carol.run(&format!("/join lobby {NEW_PW}"), "joined");
-    let mut names: Vec<&str> = joined["members"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    let mut names: Vec<&str> =
+        joined["members"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
     names.sort();
     assert_eq!(names, ["alice", "carol"], "{joined}");
 

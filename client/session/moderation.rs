@@ -239,9 +239,11 @@ impl Session {
         let peer = match user {
             Some(user) => {
                 let name = user_name(cmd, user)?;
-                me.dm.contacts.get(&name).map(|c| c.uid).ok_or_else(|| {
-                    Failure::new(cmd, 404, format!("{name} is not among your contacts"))
-                })?
+                me.dm
+                    .contacts
+                    .get(&name)
+                    .map(|c| c.uid)
+                    .ok_or_else(|| Failure::new(cmd, 404, format!("{name} is not among your contacts")))?
             }
             None => me.dm.sent_to.iter().find(|(i, _)| *i == dm_id).map(|(_, uid)| *uid).ok_or_else(|| {
                 Failure::new(cmd, 404, "no message with that id was sent from here since the start: /unsend @USER ID")
@@ -296,8 +298,12 @@ impl Session {
                 self.me.as_mut()?.keyring.insert(&room, keys);
                 done(room)
             }
-            Pending::Remove { room, id } if ok => Some(Event::Room(RoomEvent::Moderation(ModEvent::Unsent { id, room: Some(room) }))),
-            Pending::Unsend { id } if ok => Some(Event::Room(RoomEvent::Moderation(ModEvent::Unsent { id, room: None }))),
+            Pending::Remove { room, id } if ok => {
+                Some(Event::Room(RoomEvent::Moderation(ModEvent::Unsent { id, room: Some(room) })))
+            }
+            Pending::Unsend { id } if ok => {
+                Some(Event::Room(RoomEvent::Moderation(ModEvent::Unsent { id, room: None })))
+            }
             Pending::Users { list } if ok => Some(Event::Room(RoomEvent::Users(list))),
             Pending::DeleteAccount if ok => {
                 // Nothing to log in with any more.

@@ -216,6 +216,7 @@ fn live_messages_verify_only_when_the_pinned_signature_and_the_tag_agree() {
         m,
         RoomMessage {
             room: "lobby".into(),
+            id: rooms::message_id(&Context { room: "lobby", sender_uid: BOB, msg_id: 77, sent_time: NOW - 5 }),
             from: "bob".into(),
             text: "hello there".into(),
             ts: NOW - 5,
@@ -365,7 +366,8 @@ fn say_seals_and_signs_or_refuses_locally() {
     assert!(identity::verify(&public, &rooms::signed_bytes(&ctx, &sealed), &head.signature));
     assert!(matches!(
         feed(&mut s, &status(id, Status::Ok, code::OK, "stored")),
-        Some(Event::Done { cmd: "say", room }) if room == "lobby"
+        Some(Event::Done { cmd: "say", room, id: Some(said) })
+            if room == "lobby" && said == rooms::message_id(&ctx)
     ));
 }
 

@@ -798,7 +798,8 @@ impl Core {
                 }
                 Deferred::AccountDeleted { conn, msg_id } => {
                     // Gone from memory either way: a failed write is retried with the next commit.
-                    let (code, reason) = if ok { (code::OK, "account deleted") } else { (code::INSUFFICIENT_STORAGE, FAILED) };
+                    let (code, reason) =
+                        if ok { (code::OK, "account deleted") } else { (code::INSUFFICIENT_STORAGE, FAILED) };
                     self.reply(conn, msg_id, crate::opcodes::DLAC, code, reason, now_ms);
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.holding = false;

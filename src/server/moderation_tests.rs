@@ -59,7 +59,12 @@ fn kick(user: &str, ban: u8) -> Vec<u8> {
 
 /// The opcodes waiting in `user`'s mailbox, oldest first.
 fn mailbox(w: &mut World, user: usize) -> Vec<Vec<u8>> {
-    w.core().mail.boxes.get(&uid(user)).map(|b| b.live_after(0).map(|(_, r)| r.event.clone()).collect()).unwrap_or_default()
+    w.core()
+        .mail
+        .boxes
+        .get(&uid(user))
+        .map(|b| b.live_after(0).map(|(_, r)| r.event.clone()).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -179,7 +184,8 @@ fn a_dm_waiting_in_the_mailbox_is_withdrawn_and_one_handed_out_is_not() {
     w.core().remove(bob);
     crate::server::handler::direct::post(w.core(), uid(1), dm.as_bytes(), Some((uid(0), 79)), now);
     assert_eq!(status_of(&request(&mut w, 0, &unsend(79)), 36), Some(code::OK));
-    assert_eq!(mailbox(&mut w, 1).len(), 1, "only the one handed out is left");
+    let dms: Vec<u64> = w.core().mail.boxes[&uid(1)].live_after(0).filter_map(|(_, r)| r.dm.map(|d| d.1)).collect();
+    assert_eq!(dms, [77], "only the one handed out is left");
 }
 
 #[test]

@@ -32,7 +32,13 @@ fn user_uid(core: &mut Core, request: (ConnId, u64, u32), raw: Result<&str, Wire
 }
 
 /// Whether `room` exists and `auth` owns it; otherwise answers 404 or 403.
-fn owned(core: &mut Core, (id, msg_id, opcode): (ConnId, u64, u32), room: &str, auth: &Authenticated, now_ms: u64) -> bool {
+fn owned(
+    core: &mut Core,
+    (id, msg_id, opcode): (ConnId, u64, u32),
+    room: &str,
+    auth: &Authenticated,
+    now_ms: u64,
+) -> bool {
     match core.rooms.get(room).map(|r| r.owner) {
         None => {
             core.reply(id, msg_id, opcode, code::NOT_FOUND, "no such room", now_ms);

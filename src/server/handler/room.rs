@@ -56,7 +56,15 @@ fn room_key(name: &str, uid: u64) -> u64 {
 }
 
 /// An `mbrs` event for `uid`, with its keys unless it `LEFT`.
-pub(crate) fn member(core: &Core, room: &str, kind: u8, uid: u64, status: Status, msg_id: u64, now_ms: u64) -> Option<RoomMember> {
+pub(crate) fn member(
+    core: &Core,
+    room: &str,
+    kind: u8,
+    uid: u64,
+    status: Status,
+    msg_id: u64,
+    now_ms: u64,
+) -> Option<RoomMember> {
     let rec = core.accounts.by_uid(uid)?;
     let mut m = RoomMember::new(status, code::OK, msg_id, now_ms);
     let _ = m.set_room(room);
