@@ -142,7 +142,7 @@ fn the_author_or_the_owner_removes_a_message_and_a_tombstone_stays() {
     let got = request(&mut w, 2, &join("lobby"));
     let ops: Vec<u32> = got.iter().map(|f| wire::header(f).unwrap().opcode.get()).collect();
     let at = ops.iter().position(|o| *o == crate::opcodes::RTMB).expect("a tombstone in the history");
-    assert!(ops[..at].iter().any(|o| *o == crate::opcodes::RVRS) && ops[at + 1..].contains(&crate::opcodes::RVRS));
+    assert!(ops[..at].contains(&crate::opcodes::RVRS) && ops[at + 1..].contains(&crate::opcodes::RVRS));
 }
 
 #[test]

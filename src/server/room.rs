@@ -58,7 +58,7 @@ impl Kept {
     /// The tombstone of this message, removed by `by`: who sent it and when
     /// stay (they name it); the ciphertext, tag and signature go.
     pub(crate) fn tombstone(&self, by: u64) -> Kept {
-        let mut head = self.head.clone();
+        let mut head = self.head;
         head.class = TOMBSTONE;
         head.iv = [0; 16];
         head.iv[..8].copy_from_slice(&by.to_be_bytes());
