@@ -669,9 +669,7 @@ impl Frontend for Tui {
                 self.ui.switch(i);
                 self.ui.info(i, format!("created room {room}; you own it"));
             }
-            Report::Done { cmd: "say", room, .. } => {
-                self.ui.mark_room(&room, &[Delivery::Sending, Delivery::Waiting], Delivery::Stored);
-            }
+            Report::Done { cmd: "say", room, id } => self.ui.mark_said(&room, id),
             Report::Done { cmd, room, .. } => self.ui.say(format!("{cmd} {room}: done")),
             Report::Room(ev) => self.room_event(ev),
             Report::Dm(ev) => self.dm_event(ev),

@@ -39,6 +39,7 @@ impl Tui {
             e.marks.push(Mark::Replayed);
         }
         e.history = m.history;
+        e.id = Some(m.id);
         let i = self.ui.window(Kind::Room(m.room));
         self.ui.push(i, e);
     }
@@ -111,6 +112,11 @@ impl Tui {
                         self.ui.window(Kind::Room(room.clone()))
                     }
                 };
+                if let crate::session::ModEvent::MessageDeleted { room, id, .. }
+                | crate::session::ModEvent::Unsent { id, room: Some(room) } = &m
+                {
+                    self.ui.mark_deleted(room, *id);
+                }
                 if m.removed_from().is_some() {
                     self.ui.alert(i, m.line());
                 } else {
