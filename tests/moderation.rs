@@ -32,6 +32,9 @@ fn kicked_member_reads_nothing_after_the_owner_changes_the_password() {
     bob.run(&format!("/join lobby {ROOM_PW}"), "joined");
     carol.run(&format!("/join lobby {ROOM_PW}"), "joined");
     error(&bob.run("/room-kick lobby carol", "room-kick"), "room-kick", 403);
+    ok(&alice.run("/say lobby said under the old key", "say"), "say");
+    carol.room_messages("lobby", 1);
+    bob.room_messages("lobby", 1);
 
     ok(&alice.run("/room-kick lobby @bob too much spam", "room-kick"), "room-kick");
     let v = bob.wait_for("room_kicked", |v| v["type"] == "room_kicked");
@@ -46,6 +49,8 @@ fn kicked_member_reads_nothing_after_the_owner_changes_the_password() {
     bob.run(&format!("/join lobby {ROOM_PW}"), "joined");
     ok(&alice.run("/room-kick lobby bob", "room-kick"), "room-kick");
     bob.wait_for("room_kicked", |v| v["type"] == "room_kicked");
+    // What bob had before the change (the history of his rejoin) is his; what follows is not.
+    kinds(&mut bob);
 
     ok(&alice.run(&format!("/room-password lobby {NEW_PW}"), "room-password"), "room-password");
     let v = carol.wait_for("password changed", |v| v["type"] == "room_password_changed");
@@ -56,6 +61,8 @@ fn kicked_member_reads_nothing_after_the_owner_changes_the_password() {
         joined["members"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
     names.sort();
     assert_eq!(names, ["alice", "carol"], "{joined}");
+    let history = kinds(&mut carol);
+    assert!(history.iter().all(|v| v["type"] != "room_message"), "the old key's history is gone: {history:?}");
 
     ok(&alice.run("/say lobby after the change", "say"), "say");
     let got = carol.room_messages("lobby", 1);
@@ -96,6 +103,14 @@ fn a_ban_refuses_the_rejoin_until_it_is_lifted_and_ownership_passes_on() {
     error(&alice.run("/room-kick club bob", "room-kick"), "room-kick", 403);
     ok(&carol.run("/room-kick club alice", "room-kick"), "room-kick");
     alice.wait_for("room_kicked", |v| v["type"] == "room_kicked" && v["by"] == "carol");
+
+    // An offline member hears of its kick at its next login, and its key is gone.
+    assert!(bob.finish().success());
+    ok(&carol.run("/room-kick club bob see you", "room-kick"), "room-kick");
+    let mut bob = relogin(&server, &dir, "bob", &[]);
+    let v = bob.wait_for("room_kicked at login", |v| v["type"] == "room_kicked");
+    assert_eq!((v["by"].as_str(), v["reason"].as_str()), (Some("carol"), Some("see you")), "{v}");
+    error(&bob.run("/join club", "join"), "join", 400);
 }
 
 #[test]
