@@ -138,6 +138,14 @@ fn unsend_withdraws_a_waiting_dm_but_not_a_delivered_one() {
     alice.wait_for("delivered", |v| v["type"] == "delivered" && v["id"] == shown_id.as_str());
     error(&alice.run(&format!("/unsend {shown_id}"), "unsend"), "unsend", 404);
     error(&alice.run(&format!("/unsend @bob {shown_id}"), "unsend"), "unsend", 404);
+
+    // /forget erases what bob keeps from alice, on his machine only.
+    let kept = bob.run("/history @alice", "history");
+    assert_eq!(kept["messages"].as_array().map(Vec::len), Some(1), "{kept}");
+    ok(&bob.run("/forget @alice", "forget"), "forget");
+    let kept = bob.run("/history @alice", "history");
+    assert_eq!(kept["messages"], serde_json::json!([]), "{kept}");
+    error(&bob.run("/forget @nobody", "forget"), "forget", 404);
 }
 
 #[test]
