@@ -79,12 +79,19 @@ pub enum Report {
         /// The contacts, with their fingerprints and trust (for the status bar).
         contacts: Vec<ContactInfo>,
     },
-    /// A room command succeeded (`create`, `say`, `leave`, `delete`).
+    /// A room command succeeded (`create`, `say`, `leave`, `delete`, the `room-*` commands).
     Done {
         /// Command name without the slash.
         cmd: &'static str,
         /// Canonical room name.
         room: String,
+        /// For `say`: the message's id, as `/unsend ROOM ID` takes it.
+        id: Option<u64>,
+    },
+    /// The account was deleted; the run ends (a `Bye` follows).
+    AccountDeleted {
+        /// Its name.
+        user: String,
     },
     /// Something happened in a room.
     Room(RoomEvent),
@@ -363,6 +370,49 @@ impl App {
     pub fn send_dm_id(&mut self, user: &str, text: &str) -> Result<u64, Failure> {
         refuse_marker("msg", text)?;
         self.session.send_dm(user, text, now_ms())
+    }
+
+    /// Starts `/room-kick ROOM USER [REASON]` (or `/room-ban` with `ban`).
+    pub fn room_kick(&mut self, room: &str, user: &str, reason: &str, ban: bool) -> Result<(), Failure> {
+        self.session.room_kick(room, user, reason, ban, now_ms())
+    }
+
+    /// Starts `/room-unban ROOM USER`.
+    pub fn room_unban(&mut self, room: &str, user: &str) -> Result<(), Failure> {
+        self.session.room_unban(room, user, now_ms())
+    }
+
+    /// Starts `/room-owner ROOM USER`.
+    pub fn room_owner(&mut self, room: &str, user: &str) -> Result<(), Failure> {
+        self.session.room_owner(room, user, now_ms())
+    }
+
+    /// Starts `/room-password ROOM PASSWORD`.
+    pub fn room_password(&mut self, room: &str, password: &str) -> Result<(), Failure> {
+        self.session.room_password(room, password, now_ms())
+    }
+
+    /// Starts `/unsend ID`, `/unsend @USER ID` (a DM) or `/unsend ROOM ID` (a room message).
+    pub fn unsend(&mut self, target: Option<&str>, id: &str) -> Result<(), Failure> {
+        match target {
+            Some(room) if !room.starts_with('@') => self.session.unsend_room(room, id, now_ms()),
+            user => self.session.unsend_dm(user, id, now_ms()),
+        }
+    }
+
+    /// `/forget @USER` (local).
+    pub fn forget(&mut self, user: &str) -> Result<(), Failure> {
+        self.session.forget(user)
+    }
+
+    /// Starts `/users`.
+    pub fn list_users(&mut self) -> Result<(), Failure> {
+        self.session.list_users(now_ms())
+    }
+
+    /// Starts `/delete-account` with the password and passphrase typed again.
+    pub fn delete_account(&mut self, password: &str, passphrase: &str) -> Result<(), Failure> {
+        self.session.delete_account(password, passphrase, now_ms())
     }
 
     /// `contacts` (local).
@@ -673,7 +723,7 @@ impl App {
             {
                 None
             }
-            Event::Done { cmd: "say", room } if self.manifest_room.as_ref().is_some_and(|(r, _)| *r == room) => {
+            Event::Done { cmd: "say", room, .. } if self.manifest_room.as_ref().is_some_and(|(r, _)| *r == room) => {
                 if let Some((_, file)) = self.manifest_room.take() {
                     self.transfers.manifest_stored(file);
                 }
@@ -868,7 +918,15 @@ impl App {
                 }
                 Ok(())
             }
-            Event::Done { cmd, room } => fe.report(Report::Done { cmd, room }),
+            Event::Done { cmd, room, id } => fe.report(Report::Done { cmd, room, id }),
+            Event::AccountDeleted { user } => {
+                fe.report(Report::AccountDeleted { user })?;
+                fe.report(Report::Bye)?;
+                // The server closes the connection: this run is over, not lost.
+                self.conn = None;
+                self.exit = Some(0);
+                Ok(())
+            }
             Event::Room(r) => fe.report(Report::Room(r)),
             Event::Dm(d) => fe.report(Report::Dm(d)),
             Event::Failed(f) => fe.report(Report::Failed(f)),

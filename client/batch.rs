@@ -24,8 +24,12 @@ const MSG_USAGE: &str = "usage: /msg @USER TEXT";
 const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login NAME PASSWORD WORD1 WORD2 WORD3; \
 /create ROOM PASSWORD; /join ROOM [PASSWORD]; /say ROOM TEXT; /leave ROOM; /rooms; /who ROOM; /delete ROOM; \
 /dm @USER; /accept @USER; /reject @USER; /msg @USER TEXT; /contacts; /fingerprint @USER; /trust @USER; \
-/history @USER; /send @USER PATH; /send ROOM PATH; /files; /get ID [DIR]; /decline ID; /kick USER [REASON] and \
-/announce TEXT (admins); /help; /quit. A room message or direct message is at most 16384 bytes (UTF-8).";
+/history @USER; /forget @USER; /send @USER PATH; /send ROOM PATH; /files; /get ID [DIR]; /decline ID; \
+/room-kick ROOM USER [REASON]; /room-ban ROOM USER [REASON]; /room-unban ROOM USER; /room-owner ROOM USER; \
+/room-password ROOM [PASSWORD]; /unsend [@USER] ID; /unsend ROOM ID; /users; \
+/delete-account PASSWORD WORD1 WORD2 WORD3; /kick USER [REASON] and /announce TEXT (admins); /help; /quit. \
+A room message or direct message is at most 16384 bytes (UTF-8).";
+const DELETE_USAGE: &str = "usage: /delete-account PASSWORD WORD1 WORD2 WORD3";
 
 /// The usage line batch mode gives for a command with the wrong arguments.
 fn usage(cmd: &str) -> String {
@@ -43,6 +47,14 @@ fn usage(cmd: &str) -> String {
         "decline" => "usage: /decline ID".to_string(),
         "kick" => "usage: /kick USER [REASON]".to_string(),
         "announce" => "usage: /announce TEXT".to_string(),
+        "forget" => "usage: /forget @USER".to_string(),
+        "room-kick" | "room-ban" => format!("usage: /{cmd} ROOM USER [REASON]"),
+        "room-unban" | "room-owner" => format!("usage: /{cmd} ROOM USER"),
+        "room-password" => {
+            "usage: /room-password ROOM [PASSWORD] (without one, four generated words, printed once)".to_string()
+        }
+        "unsend" => "usage: /unsend ID, /unsend @USER ID or /unsend ROOM ID".to_string(),
+        "delete-account" => DELETE_USAGE.to_string(),
         _ => format!("usage: /{cmd}"),
     }
 }
@@ -57,6 +69,7 @@ fn parse(line: &str) -> Result<Option<Command>, Failure> {
         Ok(Some(Command::Text(_))) => Err(Failure::new("", 400, "not a command: commands start with '/'; see /help")),
         Ok(Some(Command::Register { creds: None, .. })) => Err(Failure::new("register", 400, REGISTER_USAGE)),
         Ok(Some(Command::Login { creds: None, .. })) => Err(Failure::new("login", 400, LOGIN_USAGE)),
+        Ok(Some(Command::DeleteAccount(None))) => Err(Failure::new("delete-account", 400, DELETE_USAGE)),
         Ok(Some(Command::Leave(None))) => Err(Failure::new("leave", 400, usage("leave"))),
         Ok(Some(Command::Room(_))) => Err(unknown("room")),
         Ok(Some(Command::Query(_))) => Err(unknown("query")),
@@ -118,6 +131,19 @@ impl Frontend for Batch {
             Ok(Some(Command::Decline(id))) => app.decline_file(&id),
             Ok(Some(Command::Kick { user, reason })) => app.kick(&user, &reason),
             Ok(Some(Command::Announce(text))) => app.announce(&text),
+            Ok(Some(Command::RoomKick { room, user, reason, ban })) => app.room_kick(&room, &user, &reason, ban),
+            Ok(Some(Command::RoomUnban { room, user })) => app.room_unban(&room, &user),
+            Ok(Some(Command::RoomOwner { room, user })) => app.room_owner(&room, &user),
+            Ok(Some(Command::RoomPassword { room, password: Some(password) })) => app.room_password(&room, &password),
+            Ok(Some(Command::RoomPassword { room, password: None })) => {
+                let password = crate::words::secret(crate::words::ROOM_WORDS);
+                emit(&Event::Generated { room: &room, password: &password }.line())?;
+                app.room_password(&room, &password)
+            }
+            Ok(Some(Command::Unsend { target, id })) => app.unsend(target.as_deref(), &id),
+            Ok(Some(Command::Forget(user))) => app.forget(&user),
+            Ok(Some(Command::Users)) => app.list_users(),
+            Ok(Some(Command::DeleteAccount(Some(c)))) => app.delete_account(&c.password, &c.passphrase),
             Ok(Some(Command::Files)) => {
                 let list = app.list_files();
                 return emit(&Event::file(&list).line()).map(|()| Flow::Continue);
@@ -126,6 +152,7 @@ impl Frontend for Batch {
             Ok(Some(
                 Command::Register { creds: None, .. }
                 | Command::Login { creds: None, .. }
+                | Command::DeleteAccount(None)
                 | Command::Leave(None)
                 | Command::Room(_)
                 | Command::Query(_)
@@ -141,11 +168,12 @@ impl Frontend for Batch {
 
     fn report(&mut self, report: Report) -> io::Result<()> {
         let line = match report {
-            Report::Registered { .. } => Event::Ok { cmd: "register" }.line(),
+            Report::Registered { .. } => Event::Ok { cmd: "register", id: None }.line(),
             Report::Authenticated { user, uid, .. } => {
                 Event::Authenticated { user: &user, uid: format!("{uid:016x}") }.line()
             }
-            Report::Done { cmd, .. } => Event::Ok { cmd }.line(),
+            Report::Done { cmd, id, .. } => Event::Ok { cmd, id: id.map(crate::command::dm_id) }.line(),
+            Report::AccountDeleted { .. } => Event::AccountDeleted.line(),
             Report::Room(ev) => room_line(ev),
             Report::Dm(ev) => dm_line(ev),
             Report::Disconnected(why) => Event::Disconnected { message: &why }.line(),
@@ -198,7 +226,7 @@ fn emit(line: &str) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::session::ContactInfo;
-    use crate::session::{DmMessage, Member, RoomInfo};
+    use crate::session::{DmMessage, Member, ModEvent, RoomInfo};
 
     fn err(line: &str) -> Failure {
         match parse(line) {
@@ -270,6 +298,7 @@ mod tests {
             (
                 RoomEvent::Message(RoomMessage {
                     room: "lobby".into(),
+                    id: 0xab,
                     from: "alice".into(),
                     text: "hi \"there\"".into(),
                     ts: 1_700_000_000_000,
@@ -278,11 +307,12 @@ mod tests {
                     replayed: false,
                     error: None,
                 }),
-                r#"{"type":"room_message","room":"lobby","from":"alice","text":"hi \"there\"","ts":1700000000000,"verified":true,"history":false,"replayed":false}"#,
+                r#"{"type":"room_message","room":"lobby","id":"00000000000000ab","from":"alice","text":"hi \"there\"","ts":1700000000000,"verified":true,"history":false,"replayed":false}"#,
             ),
             (
                 RoomEvent::Message(RoomMessage {
                     room: "lobby".into(),
+                    id: 0xab,
                     from: "uid:00000000000000ff".into(),
                     text: String::new(),
                     ts: 5,
@@ -291,7 +321,7 @@ mod tests {
                     replayed: true,
                     error: Some("could not decrypt"),
                 }),
-                r#"{"type":"room_message","room":"lobby","from":"uid:00000000000000ff","text":"","ts":5,"verified":false,"history":true,"replayed":true,"error":"could not decrypt"}"#,
+                r#"{"type":"room_message","room":"lobby","id":"00000000000000ab","from":"uid:00000000000000ff","text":"","ts":5,"verified":false,"history":true,"replayed":true,"error":"could not decrypt"}"#,
             ),
             (
                 RoomEvent::MemberJoined { room: "lobby".into(), name: "bob".into() },
@@ -311,6 +341,42 @@ mod tests {
             ),
             (RoomEvent::Deleted { room: "lobby".into() }, r#"{"type":"room_deleted","room":"lobby"}"#),
             (RoomEvent::KeyChanged { user: "bob".into() }, r#"{"type":"key_changed","user":"bob"}"#),
+            (
+                RoomEvent::Moderation(ModEvent::Kicked {
+                    room: "lobby".into(),
+                    by: "alice".into(),
+                    reason: "spam".into(),
+                    banned: true,
+                }),
+                r#"{"type":"room_kicked","room":"lobby","by":"alice","reason":"spam","banned":true}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::PasswordChanged { room: "lobby".into(), by: "alice".into() }),
+                r#"{"type":"room_password_changed","room":"lobby","by":"alice"}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::OwnerChanged { room: "lobby".into(), owner: "bob".into() }),
+                r#"{"type":"room_owner","room":"lobby","owner":"bob"}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::MessageDeleted {
+                    room: "lobby".into(),
+                    id: 0xab,
+                    from: "bob".into(),
+                    by: "alice".into(),
+                    history: true,
+                }),
+                r#"{"type":"room_message_deleted","room":"lobby","id":"00000000000000ab","from":"bob","by":"alice","history":true}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::Unsent { id: 0xab, room: Some("lobby".into()) }),
+                r#"{"type":"unsent","id":"00000000000000ab","room":"lobby"}"#,
+            ),
+            (
+                RoomEvent::Moderation(ModEvent::Unsent { id: 0xab, room: None }),
+                r#"{"type":"unsent","id":"00000000000000ab"}"#,
+            ),
+            (RoomEvent::Users(vec![member("bob", true)]), r#"{"type":"users","list":[{"name":"bob","online":true}]}"#),
         ];
         for (ev, line) in cases {
             assert_eq!(room_line(ev), line);
@@ -353,6 +419,10 @@ mod tests {
             (DmEvent::Pending { id: 3, to: "bob".into() }, r#"{"type":"pending","id":"0000000000000003","to":"bob"}"#),
             (DmEvent::KeyChanged { user: "bob".into() }, r#"{"type":"key_changed","user":"bob"}"#),
             (DmEvent::Expired { id: 4 }, r#"{"type":"expired","id":"0000000000000004"}"#),
+            (
+                DmEvent::Returned { id: 4, to: "bob".into(), reason: "not delivered: account deleted" },
+                r#"{"type":"sent","id":"0000000000000004","to":"bob","status":"returned","reason":"not delivered: account deleted"}"#,
+            ),
             (
                 DmEvent::Contacts {
                     contacts: vec![ContactInfo { name: "bob".into(), fingerprint: "ab".into(), trusted: false }],

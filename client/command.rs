@@ -119,6 +119,51 @@ pub enum Command {
     },
     /// `/announce TEXT` (admins).
     Announce(String),
+    /// `/room-kick ROOM USER [REASON]`, or `/room-ban` (`ban`).
+    RoomKick {
+        /// Room name as typed.
+        room: String,
+        /// The member, with or without `@`.
+        user: String,
+        /// The rest of the line (may be empty).
+        reason: String,
+        /// `/room-ban`: refused on rejoin too.
+        ban: bool,
+    },
+    /// `/room-unban ROOM USER`.
+    RoomUnban {
+        /// Room name as typed.
+        room: String,
+        /// The banned user.
+        user: String,
+    },
+    /// `/room-owner ROOM USER`.
+    RoomOwner {
+        /// Room name as typed.
+        room: String,
+        /// The new owner.
+        user: String,
+    },
+    /// `/room-password ROOM [PASSWORD]`.
+    RoomPassword {
+        /// Room name as typed.
+        room: String,
+        /// The new password, when typed on the line.
+        password: Option<Zeroizing<String>>,
+    },
+    /// `/unsend ID`, `/unsend @USER ID` or `/unsend ROOM ID`.
+    Unsend {
+        /// `@user` or a room, as typed, if given.
+        target: Option<String>,
+        /// The message id.
+        id: String,
+    },
+    /// `/forget @USER`.
+    Forget(String),
+    /// `/users`.
+    Users,
+    /// `/delete-account [PASSWORD W1 W2 W3]`.
+    DeleteAccount(Option<Creds>),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -142,9 +187,11 @@ pub const NAMES: &[&str] = &[
     "/create",
     "/decline",
     "/delete",
+    "/delete-account",
     "/dm",
     "/files",
     "/fingerprint",
+    "/forget",
     "/get",
     "/help",
     "/history",
@@ -158,10 +205,17 @@ pub const NAMES: &[&str] = &[
     "/register",
     "/reject",
     "/room",
+    "/room-ban",
+    "/room-kick",
+    "/room-owner",
+    "/room-password",
+    "/room-unban",
     "/rooms",
     "/say",
     "/send",
     "/trust",
+    "/unsend",
+    "/users",
     "/who",
 ];
 
@@ -323,6 +377,21 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }
         ("announce", [_, ..]) => Ok(Command::Announce(split_word(line).1.trim_end().to_string())),
         ("files", []) => Ok(Command::Files),
+        ("room-kick" | "room-ban", [room, user, ..]) => {
+            let (_, reason) = split_word(rest2().1);
+            let (room, user) = (room.to_string(), user.to_string());
+            Ok(Command::RoomKick { room, user, reason: reason.trim_end().to_string(), ban: cmd == "room-ban" })
+        }
+        ("room-unban", [room, user]) => Ok(Command::RoomUnban { room: word(room), user: word(user) }),
+        ("room-owner", [room, user]) => Ok(Command::RoomOwner { room: word(room), user: word(user) }),
+        ("room-password", [room, password @ ..]) if password.len() <= 1 => {
+            Ok(Command::RoomPassword { room: word(room), password: password.first().map(secret) })
+        }
+        ("unsend", [id]) => Ok(Command::Unsend { target: None, id: word(id) }),
+        ("unsend", [target, id]) => Ok(Command::Unsend { target: Some(word(target)), id: word(id) }),
+        ("forget", [user]) => Ok(Command::Forget(word(user))),
+        ("users", []) => Ok(Command::Users),
+        ("delete-account", secrets) => creds("", secrets).map(|(_, c)| Command::DeleteAccount(c)),
         ("delete", [room]) => Ok(Command::Delete(room.to_string())),
         ("query", [user]) => Ok(Command::Query(user.to_string())),
         ("dm", [user]) => Ok(Command::Dm(user.to_string())),
@@ -397,6 +466,22 @@ mod tests {
         assert!(matches!(parse("/kick bob"), Ok(Some(Command::Kick { reason, .. })) if reason.is_empty()));
         assert!(matches!(parse("/announce  back in  5 "), Ok(Some(Command::Announce(t))) if t == "back in  5"));
         assert!(matches!(parse("/help"), Ok(Some(Command::Help))));
+        match parse("/room-ban  lobby @bob  spam,  again ") {
+            Ok(Some(Command::RoomKick { room, user, reason, ban: true })) => {
+                assert_eq!((room.as_str(), user.as_str(), reason.as_str()), ("lobby", "@bob", "spam,  again"))
+            }
+            _ => panic!("expected room-ban"),
+        }
+        assert!(
+            matches!(parse("/room-kick lobby bob"), Ok(Some(Command::RoomKick { ban: false, reason, .. })) if reason.is_empty())
+        );
+        assert!(matches!(parse("/room-password lobby"), Ok(Some(Command::RoomPassword { password: None, .. }))));
+        assert!(matches!(parse("/unsend 00ff"), Ok(Some(Command::Unsend { target: None, .. }))));
+        assert!(matches!(parse("/unsend lobby 00ff"), Ok(Some(Command::Unsend { target: Some(_), .. }))));
+        assert!(matches!(parse("/delete-account"), Ok(Some(Command::DeleteAccount(None)))));
+        assert!(matches!(parse("/delete-account pw a b c"), Ok(Some(Command::DeleteAccount(Some(_))))));
+        assert!(matches!(parse("/users"), Ok(Some(Command::Users))));
+        assert!(matches!(parse("/forget @bob"), Ok(Some(Command::Forget(_)))));
         assert!(matches!(parse("   "), Ok(None)));
         assert!(matches!(parse(" hello  you"), Ok(Some(Command::Text(t))) if t == " hello  you"));
     }
@@ -419,6 +504,11 @@ mod tests {
             ("/msg @bob", "msg"),
             ("/kick", "kick"),
             ("/announce", "announce"),
+            ("/room-kick lobby", "room-kick"),
+            ("/room-owner lobby", "room-owner"),
+            ("/unsend", "unsend"),
+            ("/delete-account pw a b", "delete-account"),
+            ("/users all", "users"),
         ] {
             assert_eq!(usage(line), cmd, "{line}");
         }

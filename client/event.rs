@@ -16,7 +16,7 @@ use serde_json::ser::{CharEscape, Formatter};
 
 use crate::command::dm_id;
 use crate::session::{AccountEvent, ContactInfo};
-use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomInfo, RoomMessage};
+use crate::session::{DmEvent, DmMessage, Failure, Member, ModEvent, RoomEvent, RoomInfo, RoomMessage};
 
 /// One batch event; the variant name, in snake case, is its `"type"`.
 #[derive(Serialize)]
@@ -28,8 +28,12 @@ pub enum Event<'a> {
     Help { message: &'a str },
     /// A generated room password, shown once.
     Generated { room: &'a str, password: &'a str },
-    /// A command succeeded.
-    Ok { cmd: &'a str },
+    /// A command succeeded; `say` names the message's id.
+    Ok {
+        cmd: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// Logged in; the UID as 16 hex digits.
     Authenticated { user: &'a str, uid: String },
     /// Joined a room.
@@ -37,6 +41,7 @@ pub enum Event<'a> {
     /// A room message.
     RoomMessage {
         room: &'a str,
+        id: String,
         from: &'a str,
         text: &'a str,
         ts: u64,
@@ -76,8 +81,32 @@ pub enum Event<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<&'a str>,
     },
-    /// A direct message was sent.
-    Sent { id: String, to: &'a str, status: &'a str },
+    /// A direct message was sent (or came back: status `returned`, with the reason).
+    Sent {
+        id: String,
+        to: &'a str,
+        status: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+    },
+    /// The owner removed you from a room.
+    RoomKicked { room: &'a str, by: &'a str, reason: &'a str, banned: bool },
+    /// The owner changed a room's password: join again with the new one.
+    RoomPasswordChanged { room: &'a str, by: &'a str },
+    /// A room has a new owner.
+    RoomOwner { room: &'a str, owner: &'a str },
+    /// A kept room message was removed.
+    RoomMessageDeleted { room: &'a str, id: String, from: &'a str, by: &'a str, history: bool },
+    /// Your message was withdrawn: a DM, or a room message (`room`).
+    Unsent {
+        id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+    },
+    /// `/users`.
+    Users { list: Vec<MemberOut<'a>> },
+    /// The account was deleted; the session ends.
+    AccountDeleted,
     /// A direct message waits in the outbox (`id`, `to`), or room lines wait
     /// (`cmd` "say", `room`, `queued`).
     Pending {
@@ -269,12 +298,27 @@ impl<'a> Event<'a> {
             },
             RoomEvent::Deleted { room } => Event::RoomDeleted { room },
             RoomEvent::KeyChanged { user } => Event::KeyChanged { user },
+            RoomEvent::Users(list) => Event::Users { list: members(list) },
+            RoomEvent::Moderation(m) => Event::moderation(m),
+        }
+    }
+
+    fn moderation(m: &'a ModEvent) -> Event<'a> {
+        match m {
+            ModEvent::Kicked { room, by, reason, banned } => Event::RoomKicked { room, by, reason, banned: *banned },
+            ModEvent::PasswordChanged { room, by } => Event::RoomPasswordChanged { room, by },
+            ModEvent::OwnerChanged { room, owner } => Event::RoomOwner { room, owner },
+            ModEvent::MessageDeleted { room, id, from, by, history } => {
+                Event::RoomMessageDeleted { room, id: dm_id(*id), from, by, history: *history }
+            }
+            ModEvent::Unsent { id, room } => Event::Unsent { id: dm_id(*id), room: room.as_deref() },
         }
     }
 
     fn room_message(m: &'a RoomMessage) -> Event<'a> {
         Event::RoomMessage {
             room: &m.room,
+            id: dm_id(m.id),
             from: &m.from,
             text: &m.text,
             ts: m.ts,
@@ -299,8 +343,14 @@ impl<'a> Event<'a> {
                 verified: m.verified,
                 error: m.error,
             },
-            DmEvent::Sent { id, to, delivered } => {
-                Event::Sent { id: dm_id(*id), to, status: if *delivered { "delivered" } else { "queued" } }
+            DmEvent::Sent { id, to, delivered } => Event::Sent {
+                id: dm_id(*id),
+                to,
+                status: if *delivered { "delivered" } else { "queued" },
+                reason: None,
+            },
+            DmEvent::Returned { id, to, reason } => {
+                Event::Sent { id: dm_id(*id), to, status: "returned", reason: Some(reason) }
             }
             DmEvent::Pending { id, to } => {
                 Event::Pending { cmd: None, id: Some(dm_id(*id)), to: Some(to), room: None, queued: None }
@@ -336,7 +386,7 @@ impl<'a> Event<'a> {
                     })
                     .collect(),
             },
-            DmEvent::Ok { cmd, .. } => Event::Ok { cmd },
+            DmEvent::Ok { cmd, .. } => Event::Ok { cmd, id: None },
         }
     }
 
@@ -367,7 +417,7 @@ impl<'a> Event<'a> {
                 sha256: hex(sha256),
                 verified: *verified,
             },
-            F::Declined { .. } => Event::Ok { cmd: "decline" },
+            F::Declined { .. } => Event::Ok { cmd: "decline", id: None },
             F::List(list) => Event::Files {
                 list: list
                     .iter()
@@ -477,7 +527,12 @@ mod tests {
     #[test]
     fn writes_the_documented_shapes() {
         assert_eq!(Event::Bye.line(), r#"{"type":"bye"}"#);
-        assert_eq!(Event::Ok { cmd: "register" }.line(), r#"{"type":"ok","cmd":"register"}"#);
+        assert_eq!(Event::Ok { cmd: "register", id: None }.line(), r#"{"type":"ok","cmd":"register"}"#);
+        assert_eq!(
+            Event::Ok { cmd: "say", id: Some("00000000000000ff".into()) }.line(),
+            r#"{"type":"ok","cmd":"say","id":"00000000000000ff"}"#
+        );
+        assert_eq!(Event::AccountDeleted.line(), r#"{"type":"account_deleted"}"#);
         assert_eq!(Event::Rooms { rooms: vec![] }.line(), r#"{"type":"rooms","rooms":[]}"#);
         let mut f = Failure::new("say", 429, "slow down");
         f.retry_after_ms = 1500;

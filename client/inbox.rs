@@ -111,6 +111,17 @@ impl Inbox {
         self.msgs.iter().filter(move |m| m.from_uid == uid)
     }
 
+    /// Erases every message kept from `uid` (their marks stay); the number erased.
+    pub fn forget(&mut self, uid: u64) -> usize {
+        let before = self.msgs.len();
+        self.msgs.retain(|m| m.from_uid != uid);
+        let erased = before - self.msgs.len();
+        if erased > 0 {
+            self.dirty = true;
+        }
+        erased
+    }
+
     /// Erases the messages shown `ttl_ms` or longer ago (their marks stay); the number erased.
     pub fn erase_expired(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
         let before = self.msgs.len();

@@ -54,6 +54,15 @@ commands:
   /fingerprint @USER  USER's fingerprint, yours, and the safety number to compare out of band
   /trust @USER     accept the new key the server lists for USER
   /history @USER   the messages from USER still kept (each is erased an hour after it was shown)
+  /forget @USER    erase the messages from USER kept here
+  /unsend [@USER] ID  withdraw a direct message still waiting on the server (never delivered)
+  /unsend ROOM ID  remove a room message from the kept history (yours, or any in a room you own)
+  /users           the users you share a room or direct messages with (as the server allows)
+  /room-kick ROOM USER [REASON]  remove a member from a room you own (they may join again)
+  /room-ban ROOM USER [REASON]   remove a member and refuse their joins; /room-unban ROOM USER lifts it
+  /room-owner ROOM USER          hand a room you own to another member
+  /room-password ROOM            change the password of a room you own (asks for it); the others must join again
+  /delete-account  delete your account (asks for the password and passphrase again)
   /help            show this list
   /quit            leave (end of input does the same)
 messages read [room] name: text and [dm] name: text; [UNVERIFIED] marks one
@@ -187,6 +196,46 @@ impl Interactive {
         Ok(())
     }
 
+    /// `/room-password ROOM`: asks for the new password as `/create` does.
+    fn room_password(&mut self, app: &mut App, room: &str) -> io::Result<()> {
+        if !ready(app, room) {
+            return Ok(());
+        }
+        let prompt = "New room password (at least 10 characters; Enter alone for four generated words): ";
+        let Some(password) = self.ask(app, prompt)? else { return Ok(()) };
+        if password.is_empty() {
+            let generated = crate::words::secret(crate::words::ROOM_WORDS);
+            out!("the new password of {room} is: {}", generated.as_str());
+            out!("give it to the members who stay, out of band; it is not shown again");
+            show(app.room_password(room, &generated));
+            return Ok(());
+        }
+        if let Err(e) = sotto::room::check_password(&password) {
+            out!("error: {e}");
+            return Ok(());
+        }
+        let Some(repeat) = self.ask(app, "Repeat room password: ")? else { return Ok(()) };
+        if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
+            out!("error: the passwords do not match");
+            return Ok(());
+        }
+        show(app.room_password(room, &password));
+        Ok(())
+    }
+
+    /// `/delete-account`: the password and the passphrase again, as at login.
+    fn delete_account(&mut self, app: &mut App) -> io::Result<()> {
+        if !app.logged_in() {
+            out!("error: log in first");
+            return Ok(());
+        }
+        out!("deleting your account removes it from the server for good; its name stays reserved for a while");
+        let Some(password) = self.ask(app, "Password: ")? else { return Ok(()) };
+        let Some(passphrase) = self.ask(app, "Passphrase: ")? else { return Ok(()) };
+        show(app.delete_account(&password, &passphrase));
+        Ok(())
+    }
+
     /// `/room ROOM`: switch the current room.
     fn switch(&mut self, app: &App, room: &str) {
         match sotto::room::normalize_name(room) {
@@ -237,6 +286,15 @@ impl Interactive {
                 out!("room {room} was deleted by its owner");
                 self.forget(&room);
             }
+            RoomEvent::Users(users) if users.is_empty() => out!("no users to list"),
+            RoomEvent::Users(users) => out!("users: {}", member_list(&users)),
+            RoomEvent::Moderation(m) => {
+                out!("{}", m.line());
+                if let Some(room) = m.removed_from() {
+                    let room = room.to_owned();
+                    self.forget(&room);
+                }
+            }
             RoomEvent::KeyChanged { user } => out!(
                 "warning: the server now lists other keys for {user}; the first ones stay pinned, and {user}'s messages show [UNVERIFIED]"
             ),
@@ -271,6 +329,7 @@ impl Interactive {
             DmEvent::Expired { id } => {
                 out!("(message {} expired on the server without being delivered)", dm_id(id))
             }
+            DmEvent::Returned { id, to, reason } => out!("(message {} to {to} came back: {reason})", dm_id(id)),
             DmEvent::Contacts { contacts, sent, received } => {
                 if contacts.is_empty() {
                     out!("no contacts; /dm @USER asks for one");
@@ -341,6 +400,14 @@ fn usage(cmd: &str) -> String {
         "say" => "usage: /say ROOM TEXT".to_string(),
         "msg" => "usage: /msg @USER TEXT".to_string(),
         "delete" => "usage: /delete ROOM".to_string(),
+        "room-kick" | "room-ban" => format!("usage: /{cmd} ROOM USER [REASON]"),
+        "room-unban" | "room-owner" => format!("usage: /{cmd} ROOM USER"),
+        "room-password" => "usage: /room-password ROOM (the new password is asked for, without echo)".to_string(),
+        "unsend" => "usage: /unsend ID, /unsend @USER ID or /unsend ROOM ID".to_string(),
+        "forget" => "usage: /forget @USER".to_string(),
+        "delete-account" => {
+            "usage: /delete-account (the password and passphrase are asked for, without echo)".to_string()
+        }
         "dm" | "accept" | "reject" | "fingerprint" | "trust" | "history" | "query" => format!("usage: /{cmd} @USER"),
         _ => format!("usage: /{cmd} (no arguments)"),
     }
@@ -495,6 +562,16 @@ impl Frontend for Interactive {
             Command::Kick { user, reason } => show(app.kick(&user, &reason)),
             Command::Announce(text) => show(app.announce(&text)),
             Command::Files => out!("{}", crate::transfer::describe(&app.list_files())),
+            Command::RoomKick { room, user, reason, ban } => show(app.room_kick(&room, &user, &reason, ban)),
+            Command::RoomUnban { room, user } => show(app.room_unban(&room, &user)),
+            Command::RoomOwner { room, user } => show(app.room_owner(&room, &user)),
+            Command::RoomPassword { room, password: None } => self.room_password(app, &room)?,
+            Command::RoomPassword { .. } => out!("{}", usage("room-password")),
+            Command::Unsend { target, id } => show(app.unsend(target.as_deref(), &id)),
+            Command::Forget(user) => show(app.forget(&user)),
+            Command::Users => show(app.list_users()),
+            Command::DeleteAccount(None) => self.delete_account(app)?,
+            Command::DeleteAccount(Some(_)) => out!("{}", usage("delete-account")),
         }
         Ok(Flow::Continue)
     }
@@ -528,21 +605,22 @@ impl Frontend for Interactive {
                 }
                 out!("{}", command::rooms_line(&rooms));
             }
-            Report::Done { cmd: "create", room } => {
+            Report::AccountDeleted { user } => out!("account {user} deleted; its name stays reserved for a while"),
+            Report::Done { cmd: "create", room, .. } => {
                 out!("created room {room}; you own it, and it is now the current room");
                 self.current = Some(Target::Room(room));
             }
             Report::Done { cmd: "say", .. } => {}
-            Report::Done { cmd: "leave", room } => {
+            Report::Done { cmd: "leave", room, .. } => {
                 out!("left {room}");
                 self.forget(&room);
             }
-            Report::Done { cmd: "delete", room } => {
+            Report::Done { cmd: "delete", room, .. } => {
                 out!("deleted room {room}");
                 self.forget(&room);
             }
-            Report::Done { cmd, room } if room.is_empty() => out!("{cmd}: ok"),
-            Report::Done { cmd, room } => out!("{cmd} {room}: ok"),
+            Report::Done { cmd, room, .. } if room.is_empty() => out!("{cmd}: ok"),
+            Report::Done { cmd, room, .. } => out!("{cmd} {room}: ok"),
             Report::Room(ev) => self.room_event(ev),
             Report::Dm(ev) => self.dm_event(ev),
             Report::Disconnected(why) => {
@@ -631,6 +709,7 @@ mod tests {
     fn message(verified: bool, history: bool, error: Option<&'static str>) -> RoomMessage {
         RoomMessage {
             room: "lobby".into(),
+            id: 1,
             from: "alice".into(),
             text: "hi\u{1b}[2J there".into(),
             ts: 1,

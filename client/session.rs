@@ -14,6 +14,7 @@
 //! state and logs in again with the credentials it remembers (in memory only).
 
 mod direct;
+mod moderation;
 mod operator;
 mod prekeys;
 mod room;
@@ -33,6 +34,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::keystore::LocalKeys;
 
 pub use direct::{ContactInfo, DmEvent, DmLocal, DmMessage};
+pub use moderation::ModEvent;
 pub use room::{Local, Member, OnlineInfo, RoomEvent, RoomInfo, RoomMessage};
 
 /// How long a request may wait for its reply.
@@ -108,12 +110,19 @@ pub enum Event {
     },
     /// The login again after a lost connection failed.
     ReloginFailed(Failure),
-    /// A room command succeeded (`create`, `say`, `leave`, `delete`).
+    /// A room command succeeded (`create`, `say`, `leave`, `delete`, the `room-*` commands).
     Done {
         /// Command name without the slash.
         cmd: &'static str,
         /// Canonical room name.
         room: String,
+        /// For `say`: the message's id (PROTOCOL.md §6, message ids).
+        id: Option<u64>,
+    },
+    /// The account was deleted (`/delete-account`); the server ends the session.
+    AccountDeleted {
+        /// Its name.
+        user: String,
     },
     /// Something happened in a room (PROTOCOL.md §6).
     Room(RoomEvent),
@@ -160,6 +169,7 @@ enum Pending {
     Dm(direct::Pending),
     /// A request answered by a plain stat (`kick`, `announce`).
     Simple(&'static str),
+    Mod(moderation::Pending),
 }
 
 impl Pending {
@@ -170,6 +180,7 @@ impl Pending {
             Pending::Room(p) => p.cmd(),
             Pending::Dm(p) => p.cmd(),
             Pending::Simple(cmd) => cmd,
+            Pending::Mod(p) => p.cmd(),
         }
     }
 }
@@ -530,6 +541,26 @@ impl Session {
                 Ok(m) => self.handle_dm_status(m, ours),
                 Err(e) => self.malformed(ours, "dmst", e),
             },
+            opcodes::RKCK => match wire::decode(pt) {
+                Ok(m) => self.handle_kicked(m),
+                Err(e) => self.malformed(false, "rkck", e),
+            },
+            opcodes::RKEY => match wire::decode(pt) {
+                Ok(m) => self.handle_rekeyed(m),
+                Err(e) => self.malformed(false, "rkey", e),
+            },
+            opcodes::ROWN => match wire::decode(pt) {
+                Ok(m) => self.handle_owner_changed(m),
+                Err(e) => self.malformed(false, "rown", e),
+            },
+            opcodes::RTMB => match wire::decode(pt) {
+                Ok(m) => self.handle_tombstone(m),
+                Err(e) => self.malformed(false, "rtmb", e),
+            },
+            opcodes::USRS => match wire::decode(pt) {
+                Ok(m) => self.handle_user_entry(m, ours),
+                Err(e) => self.malformed(ours, "usrs", e),
+            },
             other => Some(Event::Notice(match opcodes::info(other) {
                 Some(i) => format!(
                     "ignoring {} ({}) from the server: this client does not handle it",
@@ -560,11 +591,12 @@ impl Session {
             }
             (Pending::Room(p), _) => self.complete_room(p, r, now_ms),
             (Pending::Dm(p), _) => self.complete_dm(p, r, now_ms),
-            (Pending::Simple(cmd), Some(Status::Ok)) => Some(Event::Done { cmd, room: String::new() }),
+            (Pending::Simple(cmd), Some(Status::Ok)) => Some(Event::Done { cmd, room: String::new(), id: None }),
             (what @ (Pending::Login { .. } | Pending::Passphrase { .. }), _) => {
                 let f = self.login_failure(refused(what.cmd(), r));
                 Some(Event::Failed(f))
             }
+            (Pending::Mod(p), _) => self.complete_mod(p, r),
             (what, _) => Some(Event::Failed(refused(what.cmd(), r))),
         }
     }

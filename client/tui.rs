@@ -41,7 +41,9 @@ use state::{Delivery, Entry, Kind, Link, Output, Tone, Ui};
 const HELP: &str = "commands: /register NAME, /login NAME (secrets are asked for, hidden), \
 /create ROOM, /join ROOM, /room ROOM, /query @USER, /who [ROOM], /rooms, /leave [ROOM], /delete ROOM, \
 /dm @USER, /accept @USER, /reject @USER, /msg @USER TEXT, /contacts, /fingerprint @USER, /trust @USER, \
-/history @USER, /quit. A line without / goes to the current window. Keys: Alt-1..9, Ctrl-N, Ctrl-P switch \
+/history @USER, /forget @USER, /unsend [@USER|ROOM] ID, /users, /room-kick ROOM USER [REASON], \
+/room-ban ROOM USER [REASON], /room-unban ROOM USER, /room-owner ROOM USER, /room-password ROOM, \
+/delete-account, /quit. A line without / goes to the current window. Keys: Alt-1..9, Ctrl-N, Ctrl-P switch \
 windows; PageUp/PageDown and the mouse wheel scroll; Up/Down history; Tab completes commands, rooms and @users; \
 Ctrl-C or Ctrl-D on an empty line quits. A room message or direct message is at most 16384 bytes (UTF-8).";
 
@@ -122,6 +124,10 @@ enum Purpose {
     Login(String),
     Create(String),
     Join(String),
+    /// `/room-password ROOM`: asked as for `/create`.
+    Rekey(String),
+    /// `/delete-account`: asked as for `/login`.
+    DeleteAccount,
 }
 
 /// What is being asked, and the answers so far.
@@ -135,7 +141,9 @@ impl Ask {
     fn prompt(&self) -> Option<&'static str> {
         let prompts: &[&str] = match &self.purpose {
             Purpose::Register(_) => &["Password: ", "Repeat password: ", "Passphrase (three words): "],
-            Purpose::Login(_) => &["Password: ", "Passphrase: "],
+            Purpose::Login(_) | Purpose::DeleteAccount => &["Password: ", "Passphrase: "],
+            Purpose::Rekey(_) if self.answers.first().is_some_and(|a| a.is_empty()) => &[],
+            Purpose::Rekey(_) => &["New room password (Enter alone: four generated words): ", "Repeat room password: "],
             // Enter alone at the first: generated words, and no repeat.
             Purpose::Create(_) if self.answers.first().is_some_and(|a| a.is_empty()) => &[],
             Purpose::Create(_) => &["Room password (Enter alone: four generated words): ", "Repeat room password: "],
@@ -160,10 +168,10 @@ impl Ask {
             (Purpose::Register(_), [_, _, phrase]) => {
                 refused(sotto::account::normalize_passphrase(phrase).err()?.to_string())
             }
-            (Purpose::Create(_), [password]) if !password.is_empty() => {
+            (Purpose::Create(_) | Purpose::Rekey(_), [password]) if !password.is_empty() => {
                 refused(sotto::room::check_password(password).err()?.to_string())
             }
-            (Purpose::Create(_), [_, _]) if !same(answers) => mismatch,
+            (Purpose::Create(_) | Purpose::Rekey(_), [_, _]) if !same(answers) => mismatch,
             _ => None,
         }?;
         if both {
@@ -291,6 +299,14 @@ impl Tui {
             }
             Purpose::Create(room) => app.create_room(room, a(0)),
             Purpose::Join(room) => app.join_room(room, Some(a(0))),
+            Purpose::Rekey(room) if a(0).is_empty() => {
+                let generated = crate::words::secret(crate::words::ROOM_WORDS);
+                self.ui.say(format!("the new password of {room} is: {}", generated.as_str()));
+                self.ui.say("give it to the members who stay, out of band; it is not shown again");
+                app.room_password(room, &generated)
+            }
+            Purpose::Rekey(room) => app.room_password(room, a(0)),
+            Purpose::DeleteAccount => app.delete_account(a(0), a(1)),
         };
         self.show(started);
     }
@@ -581,6 +597,46 @@ impl Frontend for Tui {
                 let started = app.history(&user);
                 self.show(started);
             }
+            Command::RoomKick { room, user, reason, ban } => {
+                let started = app.room_kick(&room, &user, &reason, ban);
+                self.show(started);
+            }
+            Command::RoomUnban { room, user } => {
+                let started = app.room_unban(&room, &user);
+                self.show(started);
+            }
+            Command::RoomOwner { room, user } => {
+                let started = app.room_owner(&room, &user);
+                self.show(started);
+            }
+            Command::RoomPassword { password: Some(_), .. } | Command::DeleteAccount(Some(_)) => {
+                self.ui.warn("type only the command: the secrets are asked for, hidden")
+            }
+            Command::RoomPassword { room, password: None } => {
+                if self.ready(app, &room) {
+                    self.ask(Purpose::Rekey(room));
+                }
+            }
+            Command::DeleteAccount(None) => {
+                if app.logged_in() {
+                    self.ui.say("deleting your account removes it from the server for good");
+                    self.ask(Purpose::DeleteAccount);
+                } else {
+                    self.ui.warn("error: log in first");
+                }
+            }
+            Command::Unsend { target, id } => {
+                let started = app.unsend(target.as_deref(), &id);
+                self.show(started);
+            }
+            Command::Forget(user) => {
+                let started = app.forget(&user);
+                self.show(started);
+            }
+            Command::Users => {
+                let started = app.list_users();
+                self.show(started);
+            }
         }
         self.redraw()?;
         Ok(Flow::Continue)
@@ -615,16 +671,15 @@ impl Frontend for Tui {
                 }
                 self.ui.user = Some(user);
             }
-            Report::Done { cmd: "create", room } => {
+            Report::AccountDeleted { user } => self.ui.info(0, format!("account {user} deleted")),
+            Report::Done { cmd: "create", room, .. } => {
                 let i = self.ui.window(Kind::Room(room.clone()));
                 self.ui.switch(i);
                 self.ui.info(i, format!("created room {room}; you own it"));
             }
-            Report::Done { cmd: "say", room } => {
-                self.ui.mark_room(&room, &[Delivery::Sending, Delivery::Waiting], Delivery::Stored);
-            }
-            Report::Done { cmd, room } if room.is_empty() => self.ui.say(format!("{cmd}: done")),
-            Report::Done { cmd, room } => self.ui.say(format!("{cmd} {room}: done")),
+            Report::Done { cmd: "say", room, id } => self.ui.mark_said(&room, id),
+            Report::Done { cmd, room, .. } if room.is_empty() => self.ui.say(format!("{cmd}: done")),
+            Report::Done { cmd, room, .. } => self.ui.say(format!("{cmd} {room}: done")),
             Report::Room(ev) => self.room_event(ev),
             Report::Dm(ev) => self.dm_event(ev),
             Report::Disconnected(why) => {
@@ -761,7 +816,11 @@ mod tests {
         let windows = vec!["lobby".to_string()];
         let users = vec!["bob".to_string(), "bea".to_string()];
         assert_eq!(Tui::candidates(&windows, &users, "/que", true), ["/query"]);
-        assert_eq!(Tui::candidates(&windows, &users, "/room", true), ["/rooms"]);
+        assert_eq!(
+            Tui::candidates(&windows, &users, "/room", true),
+            ["/room-ban", "/room-kick", "/room-owner", "/room-password", "/room-unban", "/rooms"]
+        );
+        assert_eq!(Tui::candidates(&windows, &users, "/rooms", true), Vec::<String>::new());
         assert_eq!(Tui::candidates(&windows, &users, "@b", false), ["@bob", "@bea"]);
         assert_eq!(Tui::candidates(&windows, &users, "lo", false), ["lobby"]);
         assert!(Tui::candidates(&windows, &users, "/que", false).is_empty());

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use sotto::opcodes::{
-    self, AdminAnnounce, AdminDeny, AdminKick, AdminRefusals, AdminReply, AdminRole, AdminSetState, AdminShow,
-    AdminStats, AdminStatsReply, AdminUserEntry, AdminUserInfo, AdminUsers,
+    self, AdminAnnounce, AdminDelete, AdminDeny, AdminKick, AdminRefusals, AdminReply, AdminRole, AdminSetState,
+    AdminShow, AdminStats, AdminStatsReply, AdminUserEntry, AdminUserInfo, AdminUsers,
 };
 use sotto::server::acct::{self, State};
 use sotto::wire::{self, Message};
@@ -40,6 +40,10 @@ commands:
                                         mutes bob: a three-letter family covers its size classes
                                         srms, srmm, srml, srmx); see `sottod --opcodes`
   allow USER MNEMONIC...                undo deny
+  delete USER                           delete the account as /delete-account does: sessions
+                                        closed, waiting DMs returned to their senders, owned rooms
+                                        passed on, files removed, the name reserved (sottod's
+                                        --name-reserve)
   stats                                 connections, users online, refusals by reason, queue and
                                         storage sizes
 
@@ -63,6 +67,7 @@ pub enum Cmd {
     Announce { text: String, ttl_ms: u64 },
     Role { user: String, role: u8, grant: bool },
     Deny { user: String, mnemonics: Vec<String>, allow: bool },
+    Delete(String),
     Stats,
 }
 
@@ -196,6 +201,7 @@ pub fn parse(words: Vec<String>) -> Result<Option<Opts>, String> {
             let mnemonics = mnemonics.iter().map(|m| m.to_string()).collect();
             Cmd::Deny { user: user.to_string(), mnemonics, allow: *verb == "allow" }
         }
+        ["delete", user] => Cmd::Delete(user.to_string()),
         ["stats"] => Cmd::Stats,
         [] => return Err("no command".into()),
         [cmd, ..] => return Err(format!("`{cmd}`: unknown command, or the wrong arguments for it")),
@@ -252,6 +258,11 @@ pub fn request(cmd: &Cmd, id: u64, now: u64) -> Result<Vec<u8>, String> {
                 slot[..name.len().min(4)].copy_from_slice(&name.as_bytes()[..name.len().min(4)]);
                 m.count += 1;
             }
+            m.as_bytes().to_vec()
+        }
+        Cmd::Delete(user) => {
+            let mut m = AdminDelete::request(id, now);
+            m.set_user(user).map_err(|_| long("the user name", 32))?;
             m.as_bytes().to_vec()
         }
         Cmd::Stats => AdminStats::request(id, now).as_bytes().to_vec(),

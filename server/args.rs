@@ -20,6 +20,7 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
               [--mailbox-max-msgs N] [--mailbox-max-bytes BYTES]
               [--max-file-size BYTES] [--file-quota BYTES] [--file-ttl SECS]
               [--registration open|approval|closed] [--sessions-per-user N] [--login-records N]
+              [--name-reserve SECS] [--list-users all|shared|off]
        sottod [options] --check
        sottod --opcodes | --opcodes-markdown | --opcodes-canonical | --man | --version | --help
 
@@ -63,6 +64,11 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
   --sessions-per-user N     sessions one user may have at once (default 4); the next login gets 403
   --login-records N         logins and failed logins kept per account, shown to the user after
                             login and by `sottoctl show` (default 10, at most 32)
+  --name-reserve SECS       a deleted account's name is refused to registrations this long
+                            (default 7776000 = 90 days)
+  --list-users all|shared|off
+                            whom /users lists: every account, the users one shares a room or
+                            an accepted DM channel with (default shared), or nobody (refused)
   --max-bps BYTES           input bytes per second per connection before reading pauses (default 8388608; 0: off)
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
@@ -234,6 +240,12 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
                     .filter(|n| (1..=sotto::server::acct::MAX_LOGIN_RECORDS).contains(n))
                     .ok_or("--login-records: between 1 and 32")?;
             }
+            "--name-reserve" => args.limits.name_reserve_ms = number(&flag, &value()?)?.saturating_mul(1000),
+            "--list-users" => {
+                let v = value()?;
+                args.limits.list_users = sotto::server::core::ListUsers::parse(&v)
+                    .ok_or_else(|| format!("{flag}: `{v}` is not all, shared or off"))?;
+            }
             "--max-conns" => args.limits.max_conns = number(&flag, &value()?)?.max(1) as usize,
             "--max-conns-per-addr" => args.limits.max_conns_per_addr = number(&flag, &value()?)?.max(1) as usize,
             "--handshakes-per-sec" => {
@@ -301,6 +313,8 @@ fn effective(a: &Args) -> String {
         ("max-file-size", l.max_file_size.to_string()),
         ("file-quota", l.file_quota.to_string()),
         ("file-ttl", (l.file_ttl_ms / 1000).to_string()),
+        ("name-reserve", (l.name_reserve_ms / 1000).to_string()),
+        ("list-users", l.list_users.as_str().to_string()),
         ("max-conns", l.max_conns.to_string()),
         ("max-conns-per-addr", l.max_conns_per_addr.to_string()),
         ("handshakes-per-sec", l.handshakes_per_sec.to_string()),

@@ -130,6 +130,7 @@ fn serve(args: Args) -> Result<(), String> {
         })?,
         None => Default::default(),
     };
+    accounts.load_retired(&store)?;
     let mut rooms = Rooms::default();
     for room in store.load_rooms().map_err(|e| e.to_string())? {
         rooms.insert(room);

@@ -25,6 +25,7 @@ const AUTH_LABEL: &[u8] = b"sotto/v1 room auth\0";
 const CONTENT_LABEL: &[u8] = b"sotto/v1 room content\0";
 const MAC_LABEL: &[u8] = b"sotto/v1 room message\0";
 const SIGN_LABEL: &[u8] = b"sotto/v1 room signature\0";
+const ID_LABEL: &[u8] = b"sotto/v1 room message id\0";
 
 /// Why room input is not acceptable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +134,15 @@ impl Context<'_> {
     }
 }
 
+/// A room message's id, as people see and type it (`/unsend ROOM ID`) and
+/// rmrm names it: the first 8 bytes, big-endian, of SHA-256 over a label and
+/// the context. Client and server compute it alike from what every copy
+/// carries; a sender's msg_id alone starts again at 1 in each client run.
+pub fn message_id(ctx: &Context<'_>) -> u64 {
+    let h = crypto::sha256(&[&ctx.bytes(ID_LABEL)]);
+    u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]])
+}
+
 /// An encrypted room message body.
 #[derive(Clone)]
 pub struct Sealed {
@@ -215,6 +225,20 @@ mod tests {
 
     fn ctx() -> Context<'static> {
         Context { room: "lobby", sender_uid: 7, msg_id: 3, sent_time: 1_700_000_000_000 }
+    }
+
+    #[test]
+    fn message_ids_bind_the_whole_context() {
+        let id = message_id(&ctx());
+        assert_eq!(id, message_id(&ctx()));
+        for other in [
+            Context { sender_uid: 8, ..ctx() },
+            Context { msg_id: 4, ..ctx() },
+            Context { sent_time: 1, ..ctx() },
+            Context { room: "lobbz", ..ctx() },
+        ] {
+            assert_ne!(message_id(&other), id);
+        }
     }
 
     #[test]

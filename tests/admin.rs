@@ -371,3 +371,38 @@ fn the_audit_table_shows_who_may_send_each_request() {
     assert_eq!(row("srms").split_whitespace().nth(6), Some("user"), "{}", row("srms"));
     assert!(row("aset").contains("admin_request") && row("arep").contains("admin_response"));
 }
+
+#[test]
+fn sottoctl_delete_returns_waiting_dms_removes_the_files_and_reserves_the_name() {
+    let dir = TempDir::new("adm-delete");
+    let data = dir.join("data");
+    let server = Server::start(&data);
+    let mut alice = user(&server, &dir, "alice", &[]);
+    let mut bob = user(&server, &dir, "bob", &[]);
+    common::contacts(&mut alice, "alice", &mut bob, "bob");
+    assert!(bob.finish().success());
+    let to_bob = alice.run("/msg @bob still there?", "sent");
+    assert_eq!(to_bob["status"], "queued");
+    // Both have an operator state on disk (users/<uid>.acct: logins, and bob's ban).
+    ctl_json(&data, &["ban", "bob", "--reason", "spam"]);
+    let ends =
+        |ext: &str| common::files_under(&data).into_iter().filter(|p| p.extension().is_some_and(|e| e == ext)).count();
+    assert_eq!((ends("user"), ends("acct")), (2, 2));
+
+    let v = ctl_json(&data, &["delete", "bob"]);
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("bob deleted")), "{v}");
+    let back = alice.wait_for("returned", |v| v["type"] == "sent" && v["status"] == "returned");
+    assert_eq!(
+        (back["id"].as_str(), back["reason"].as_str()),
+        (to_bob["id"].as_str(), Some("not delivered: account deleted"))
+    );
+    assert_eq!((ends("user"), ends("acct")), (1, 1), "bob's account and its operator state are gone");
+    let out = ctl(&data, &["delete", "bob"]);
+    assert_eq!(out.status.code(), Some(5), "a second delete: no such user");
+
+    let mut again = client_for(&server, &dir, "bob-new", &[]);
+    error(&again.login("bob", PW, WORDS), "login", 401);
+    let v = again.register("bob", PW, WORDS);
+    error(&v, "register", 409);
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("reserved")), "{v}");
+}

@@ -262,3 +262,28 @@ fn plain_mode_asks_before_deleting_a_room() {
     alice.type_line("yes");
     alice.wait_for("deleted room lobby", at);
 }
+
+#[test]
+fn plain_mode_asks_for_a_new_room_password_and_for_the_secrets_before_deleting_the_account() {
+    let dir = TempDir::new("terminal-moderation");
+    let server = Server::start(&dir.join("data"));
+    let mut batch = user(&server, &dir, "alice", &[]);
+    ok(&batch.run(&format!("/create lobby {ROOM_PW}"), "create"), "create");
+    batch.finish();
+    let mut alice = Screen::start(&server.addr, &dir.join("alice"));
+    let at = alice.wait_for("type /help", 0);
+    let at = alice.log_in("alice", at);
+    alice.type_line("/room-password lobby");
+    let at = alice.wait_for("New room password", at);
+    alice.type_line("");
+    let at = alice.wait_for("the new password of lobby is: ", at);
+    let at = alice.wait_for("room-password lobby: ok", at);
+    alice.type_line("/delete-account");
+    let at = alice.wait_for("Password: ", at);
+    alice.type_line(PW);
+    let at = alice.wait_for("Passphrase: ", at);
+    alice.type_line(WORDS);
+    alice.wait_for("account alice deleted", at);
+    let text = alice.text();
+    assert!(!text.contains(PW) && !text.contains(WORDS), "no secret echoed: {text:?}");
+}

@@ -43,6 +43,9 @@ const LISTED: u8 = 2;
 const QUEUED: u8 = 1;
 const DELIVERED: u8 = 2;
 const EXPIRED: u8 = 3;
+const RETURNED: u8 = 4;
+/// Why a DM came back (`dmst` state 4).
+pub const RETURNED_REASON: &str = "not delivered: account deleted";
 /// How long a received message is kept after it was shown, unless `--dm-ttl` says otherwise.
 pub const DEFAULT_TTL_MS: u64 = 3600 * 1000;
 /// Messages held while an accept completes; beyond, they stay on the server until the next login.
@@ -109,6 +112,8 @@ pub(super) struct Dm {
     saving: Vec<u64>,
     /// Messages arrived that cannot be opened here (no key file): said once.
     warned_no_keys: bool,
+    /// DM ids sent since the start, with the recipient's UID (`/unsend ID`).
+    pub(super) sent_to: VecDeque<(u64, u64)>,
 }
 
 impl From<DmLocal> for Dm {
@@ -208,6 +213,15 @@ pub enum DmEvent {
     Expired {
         /// Message id.
         id: u64,
+    },
+    /// A message you sent came back undelivered: its recipient deleted the account.
+    Returned {
+        /// Message id.
+        id: u64,
+        /// Recipient.
+        to: String,
+        /// Why ([`RETURNED_REASON`]).
+        reason: &'static str,
     },
     /// Answer to `/contacts`.
     Contacts {
@@ -528,6 +542,7 @@ impl Session {
             // No session yet (a first message), or earlier ones still to go
             // first: kept as typed, sealed when its turn comes.
             let me = self.me.as_mut().ok_or_else(|| log_in_first(cmd))?;
+            super::moderation::note_sent(&mut me.dm.sent_to, dm_id, uid);
             let typed = Waiting::Text { id: dm_id, ts: now_ms, text: Zeroizing::new(text.to_owned()) };
             me.dm.outbox.push(&name, typed);
             if self.offline || !me.dm.resend.is_empty() {
@@ -539,6 +554,9 @@ impl Session {
             return Ok(dm_id);
         }
         self.send_sealed(&name, uid, text, (dm_id, now_ms), now_ms)?;
+        if let Some(me) = self.me.as_mut() {
+            super::moderation::note_sent(&mut me.dm.sent_to, dm_id, uid);
+        }
         Ok(dm_id)
     }
 
@@ -663,6 +681,20 @@ impl Session {
         }
         me.pins.replace(&name, binding);
         me.dm.announced.remove(&name);
+        self.events.push_back(Event::Dm(DmEvent::Ok { cmd, user: name }));
+        Ok(())
+    }
+
+    /// `/forget @user`: erases the messages from `user` kept here (the marks
+    /// of what was shown stay, so none of them shows as new again).
+    pub fn forget(&mut self, user: &str) -> Result<(), Failure> {
+        let cmd = "forget";
+        let name = peer_name(cmd, user)?;
+        let me = self.me.as_mut().ok_or_else(|| log_in_first(cmd))?;
+        let Some(uid) = me.dm.contacts.get(&name).map(|c| c.uid) else {
+            return Err(Failure::new(cmd, 404, format!("{name} is not among your contacts")));
+        };
+        me.dm.inbox.forget(uid);
         self.events.push_back(Event::Dm(DmEvent::Ok { cmd, user: name }));
         Ok(())
     }
@@ -1023,6 +1055,10 @@ impl Session {
             self.ack(m.seq.get());
             return Some(match state {
                 EXPIRED => Event::Dm(DmEvent::Expired { id: m.dm_id.get() }),
+                RETURNED => match canonical_user(m.peer()) {
+                    Some(to) => Event::Dm(DmEvent::Returned { id: m.dm_id.get(), to, reason: RETURNED_REASON }),
+                    None => Event::Notice("ignoring a dmst (DM status) with a malformed name".into()),
+                },
                 // A message answered "queued" has now reached the recipient's client.
                 DELIVERED => match canonical_user(m.peer()) {
                     Some(to) => Event::Dm(DmEvent::Delivered { id: m.dm_id.get(), to }),
@@ -1048,12 +1084,13 @@ impl Session {
         Some(match state {
             QUEUED | DELIVERED => Event::Dm(DmEvent::Sent { id: msg_id, to, delivered: state == DELIVERED }),
             EXPIRED => Event::Dm(DmEvent::Expired { id: msg_id }),
+            RETURNED => Event::Dm(DmEvent::Returned { id: msg_id, to, reason: RETURNED_REASON }),
             s => Event::Notice(format!("dmst (DM status) of unknown state {s} for message {msg_id:016x}")),
         })
     }
 
     /// Holds the acknowledgement of mailbox event `seq` (0: not from the mailbox).
-    fn ack(&mut self, seq: u64) {
+    pub(super) fn ack(&mut self, seq: u64) {
         if seq != 0 {
             self.acks.push(seq);
         }

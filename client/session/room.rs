@@ -69,7 +69,7 @@ pub(super) struct Me {
     pub(super) user: String,
     pub(super) signer: Option<Signer>,
     pub(super) pins: Pins,
-    keyring: Keyring,
+    pub(super) keyring: Keyring,
     /// Names whose key change (or unverifiable keys) was reported this session.
     announced: BTreeSet<String>,
     /// Rooms whose members were asked for because of an unknown sender.
@@ -140,6 +140,8 @@ pub struct RoomInfo {
 pub struct RoomMessage {
     /// Room name.
     pub room: String,
+    /// The message's id (PROTOCOL.md §6, message ids): what `/unsend ROOM ID` takes.
+    pub id: u64,
     /// The sender's pinned name, or `uid:<16 hex>` when unknown.
     pub from: String,
     /// The text; empty when it could not be decrypted.
@@ -212,6 +214,10 @@ pub enum RoomEvent {
         /// The pinned user name.
         user: String,
     },
+    /// Moderation: a kick, a ban, a password change, a new owner, a removed message.
+    Moderation(super::ModEvent),
+    /// Answer to `/users`: the users the server lets you see, by name.
+    Users(Vec<Member>),
 }
 
 /// A room request waiting for its answer.
@@ -313,7 +319,7 @@ pub(super) fn canonical_user(name: Result<&str, sotto::wire::WireError>) -> Opti
 }
 
 /// A room name from the server, case-folded and checked.
-fn canonical_room(name: Result<&str, sotto::wire::WireError>) -> Option<String> {
+pub(super) fn canonical_room(name: Result<&str, sotto::wire::WireError>) -> Option<String> {
     rooms::normalize_name(name.ok()?).ok()
 }
 
@@ -545,7 +551,7 @@ impl Session {
     }
 
     /// Logged in, nothing in flight, and a valid room name (canonical form returned).
-    fn room_request(&self, cmd: &str, room: &str) -> Result<String, Failure> {
+    pub(super) fn room_request(&self, cmd: &str, room: &str) -> Result<String, Failure> {
         if self.me.is_none() {
             return Err(Failure::new(cmd, 401, "log in first"));
         }
@@ -582,7 +588,7 @@ impl Session {
         let ok =
             r.hdr.code.get() == code::OK && matches!(Status::from_u8(r.hdr.status), Some(Status::Ok | Status::Done));
         let me = self.me.as_mut()?;
-        let done = |cmd, room| Some(Event::Done { cmd, room });
+        let done = |cmd, room| Some(Event::Done { cmd, room, id: None });
         match p {
             Pending::Create { room, keys } if ok => {
                 me.keyring.insert(&room, keys);
@@ -601,7 +607,10 @@ impl Session {
                 self.release_held();
                 None
             }
-            Pending::Say { room, .. } if ok => done("say", room),
+            Pending::Say { room, frame } if ok => {
+                let id = super::moderation::said_id(&room, me.uid, &frame);
+                Some(Event::Done { cmd: "say", room, id })
+            }
             // Sending faster than the server allows: paced, never dropped.
             Pending::Say { room, frame } if r.hdr.code.get() == code::RATE_LIMITED => {
                 let wait = u64::from(r.retry_after_ms.get()).max(1);
@@ -848,7 +857,8 @@ impl Session {
         if verified && verdict == Verdict::New {
             me.dm.inbox.record_room(&room, sender, ts, m.sent_msg_id.get(), self.clock_ms);
         }
-        let msg = RoomMessage { room, from, text, ts, verified, history, replayed, error };
+        let id = rooms::message_id(&ctx);
+        let msg = RoomMessage { room, id, from, text, ts, verified, history, replayed, error };
         Some(Event::Room(RoomEvent::Message(msg)))
     }
 

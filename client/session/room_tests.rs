@@ -216,6 +216,7 @@ fn live_messages_verify_only_when_the_pinned_signature_and_the_tag_agree() {
         m,
         RoomMessage {
             room: "lobby".into(),
+            id: rooms::message_id(&Context { room: "lobby", sender_uid: BOB, msg_id: 77, sent_time: NOW - 5 }),
             from: "bob".into(),
             text: "hello there".into(),
             ts: NOW - 5,
@@ -365,7 +366,8 @@ fn say_seals_and_signs_or_refuses_locally() {
     assert!(identity::verify(&public, &rooms::signed_bytes(&ctx, &sealed), &head.signature));
     assert!(matches!(
         feed(&mut s, &status(id, Status::Ok, code::OK, "stored")),
-        Some(Event::Done { cmd: "say", room }) if room == "lobby"
+        Some(Event::Done { cmd: "say", room, id: Some(said) })
+            if room == "lobby" && said == rooms::message_id(&ctx)
     ));
 }
 
@@ -552,4 +554,79 @@ fn list_answers_are_bounded_however_many_parts_the_server_sends() {
         Some(Event::Room(RoomEvent::Rooms(r))) => assert_eq!(r.len(), PARTS_MAX),
         _ => panic!("expected rooms"),
     }
+}
+
+#[test]
+fn a_kick_or_a_new_password_drops_the_room_key_and_is_acknowledged() {
+    use sotto::opcodes::{MailboxAck, RoomKicked, RoomRekeyed};
+    let mut s = alice_session(&["lobby", "club"], pins_with_bob());
+    let mut k = RoomKicked::new(Status::Ok, code::OK, 0, NOW);
+    k.seq = U64::new(5);
+    k.set_room("lobby").unwrap();
+    k.set_by("bob").unwrap();
+    k.ban = 1;
+    k.set_reason("spam").unwrap();
+    match feed(&mut s, k.as_bytes()) {
+        Some(Event::Room(RoomEvent::Moderation(super::super::ModEvent::Kicked { room, by, reason, banned: true }))) => {
+            assert_eq!((room.as_str(), by.as_str(), reason.as_str()), ("lobby", "bob", "spam"))
+        }
+        _ => panic!("expected room_kicked"),
+    }
+    assert!(!s.has_room("lobby") && s.has_room("club"), "only the lobby's key goes");
+    let mut r = RoomRekeyed::new(Status::Ok, code::OK, 0, NOW);
+    r.seq = U64::new(6);
+    r.set_room("club").unwrap();
+    r.set_by("bob").unwrap();
+    assert!(matches!(
+        feed(&mut s, r.as_bytes()),
+        Some(Event::Room(RoomEvent::Moderation(super::super::ModEvent::PasswordChanged { .. })))
+    ));
+    assert!(!s.has_room("club"));
+    s.release_acks(NOW);
+    let acks: Vec<u64> =
+        std::iter::from_fn(|| s.poll_transmit()).map(|pt| wire::decode::<MailboxAck>(&pt).unwrap().seq.get()).collect();
+    assert_eq!(acks, [5, 6], "both mailbox events are acknowledged");
+}
+
+#[test]
+fn a_new_room_password_goes_as_salt_and_verifier_and_is_stored_once_accepted() {
+    use sotto::opcodes::RoomRekey;
+    const NEW: &str = "a-new-room-password";
+    let mut s = alice_session(&["lobby"], Pins::new());
+    assert_eq!(s.room_password("lobby", "short", NOW).unwrap_err().code, 400);
+    assert!(s.poll_transmit().is_none());
+    s.room_password("lobby", NEW, NOW).unwrap();
+    let pt = s.poll_transmit().unwrap();
+    assert!(!pt.windows(NEW.len()).any(|w| w == NEW.as_bytes()), "the password is not sent");
+    let m = wire::decode::<RoomRekey>(&pt).unwrap();
+    let keys = rooms::derive("lobby", NEW, &m.salt).unwrap();
+    assert_eq!(m.verifier, rooms::verifier(&keys.auth));
+    let id = m.hdr.msg_id.get();
+    assert!(matches!(
+        feed(&mut s, &status(id, Status::Ok, code::OK, "password changed")),
+        Some(Event::Done { cmd: "room-password", .. })
+    ));
+    s.join_room("lobby", None, NOW).unwrap();
+    let pt = s.poll_transmit().unwrap();
+    let join = wire::decode::<JoinRoom>(&pt).unwrap();
+    assert_eq!(join.auth_key, *keys.auth, "the stored key is the new one");
+}
+
+#[test]
+fn deleting_the_account_sends_the_login_secrets_and_forgets_them_once_done() {
+    use sotto::opcodes::DeleteAccount;
+    let mut s = alice_session(&[], Pins::new());
+    assert_eq!(s.delete_account("password123", "red green", NOW).unwrap_err().code, 400);
+    s.delete_account("password123", "Red green  blue", NOW).unwrap();
+    let pt = s.poll_transmit().unwrap();
+    let m = wire::decode::<DeleteAccount>(&pt).unwrap();
+    assert_eq!(m.auth_secret, *account::auth_secret("alice", "password123"));
+    assert_eq!(m.pass_secret, *account::pass_secret("alice", "red green blue"));
+    let id = m.hdr.msg_id.get();
+    assert!(matches!(
+        feed(&mut s, &status(id, Status::Ok, code::OK, "account deleted")),
+        Some(Event::AccountDeleted { user }) if user == "alice"
+    ));
+    s.connection_lost();
+    assert!(!s.relogin(NOW), "nothing left to log in with");
 }

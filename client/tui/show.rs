@@ -39,6 +39,7 @@ impl Tui {
             e.marks.push(Mark::Replayed);
         }
         e.history = m.history;
+        e.id = Some(m.id);
         let i = self.ui.window(Kind::Room(m.room));
         self.ui.push(i, e);
     }
@@ -98,6 +99,30 @@ impl Tui {
                 let i = self.ui.window(Kind::Room(room.clone()));
                 self.ui.alert(i, format!("room {room} was deleted by its owner"));
             }
+            RoomEvent::Users(users) if users.is_empty() => self.ui.say("no users to list"),
+            RoomEvent::Users(users) => self.ui.say(format!("users: {}", member_list(&users))),
+            RoomEvent::Moderation(m) => {
+                let i = match &m {
+                    crate::session::ModEvent::Unsent { room: None, .. } => 0,
+                    crate::session::ModEvent::Kicked { room, .. }
+                    | crate::session::ModEvent::PasswordChanged { room, .. }
+                    | crate::session::ModEvent::OwnerChanged { room, .. }
+                    | crate::session::ModEvent::MessageDeleted { room, .. }
+                    | crate::session::ModEvent::Unsent { room: Some(room), .. } => {
+                        self.ui.window(Kind::Room(room.clone()))
+                    }
+                };
+                if let crate::session::ModEvent::MessageDeleted { room, id, .. }
+                | crate::session::ModEvent::Unsent { id, room: Some(room) } = &m
+                {
+                    self.ui.mark_deleted(room, *id);
+                }
+                if m.removed_from().is_some() {
+                    self.ui.alert(i, m.line());
+                } else {
+                    self.ui.info(i, m.line());
+                }
+            }
             RoomEvent::KeyChanged { user } => {
                 self.ui.warn(format!(
                     "the server now lists other keys for {user}; the first ones stay pinned, and {user}'s messages show [UNVERIFIED]"
@@ -154,6 +179,9 @@ impl Tui {
                 self.ui.key_changed.insert(user);
             }
             DmEvent::Expired { id } => self.ui.info(0, format!("message {} expired undelivered", dm_id(id))),
+            DmEvent::Returned { id, to, reason } => {
+                self.ui.info(0, format!("message {} to {to} came back: {reason}", dm_id(id)))
+            }
             DmEvent::Contacts { contacts, sent, received } => {
                 if contacts.is_empty() {
                     self.ui.say("no contacts; /dm @USER asks for one");

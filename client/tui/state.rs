@@ -106,7 +106,7 @@ pub struct Entry {
     pub history: bool,
     /// A message of our own: where it is on its way.
     pub delivery: Option<Delivery>,
-    /// A direct message of our own: its id.
+    /// A direct message of our own, or a room message: its id.
     pub id: Option<u64>,
 }
 
@@ -329,6 +329,31 @@ impl Ui {
         }
     }
 
+    /// Our oldest room line still sending or waiting in `room` is stored, as message `id`.
+    pub fn mark_said(&mut self, room: &str, id: Option<u64>) {
+        let kind = Kind::Room(room.to_string());
+        let Some(w) = self.windows.iter_mut().find(|w| w.kind == kind) else { return };
+        let waiting = [Delivery::Sending, Delivery::Waiting];
+        if let Some(e) =
+            w.lines.iter_mut().find(|e| e.tone == Tone::Own && e.delivery.is_some_and(|d| waiting.contains(&d)))
+        {
+            e.delivery = Some(Delivery::Stored);
+            e.id = id;
+        }
+    }
+
+    /// Marks room message `id` of `room` deleted where it is shown; whether it was.
+    pub fn mark_deleted(&mut self, room: &str, id: u64) -> bool {
+        let kind = Kind::Room(room.to_string());
+        let Some(w) = self.windows.iter_mut().find(|w| w.kind == kind) else { return false };
+        let Some(e) = w.lines.iter_mut().find(|e| e.id == Some(id) && matches!(e.tone, Tone::Message | Tone::Own))
+        else {
+            return false;
+        };
+        e.text = "(deleted)".to_string();
+        true
+    }
+
     /// Marks the oldest line of ours still sending, in a room (`room`) or a DM window, as refused.
     pub fn mark_failed(&mut self, room: bool) {
         let lines = self
@@ -455,6 +480,31 @@ impl Ui {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_room_message_is_marked_where_it_is_shown() {
+        let mut ui = Ui::new("s", true, 0);
+        let lobby = ui.window(Kind::Room("lobby".into()));
+        let line = |text: &str, tone, id, delivery| Entry {
+            ts: Some(1),
+            from: Some("bob".into()),
+            text: text.into(),
+            marks: Vec::new(),
+            tone,
+            history: false,
+            delivery,
+            id,
+        };
+        ui.push(lobby, line("keep", Tone::Message, Some(1), None));
+        ui.push(lobby, line("drop", Tone::Message, Some(2), None));
+        ui.push(lobby, line("mine", Tone::Own, None, Some(Delivery::Sending)));
+        ui.mark_said("lobby", Some(3));
+        assert!(ui.mark_deleted("lobby", 2) && ui.mark_deleted("lobby", 3));
+        assert!(!ui.mark_deleted("lobby", 9) && !ui.mark_deleted("other", 1));
+        let texts: Vec<&str> = ui.windows[lobby].lines.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["keep", "(deleted)", "(deleted)"]);
+        assert_eq!(ui.windows[lobby].lines[2].delivery, Some(Delivery::Stored));
+    }
 
     #[test]
     fn unread_counts_rise_elsewhere_and_clear_on_switch() {

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::opcodes::UserRecord;
 use crate::server::acct::Acct;
+use crate::server::retired::Retired;
+use crate::server::store::Store;
 
 /// Accounts known to the server, indexed by name and UID.
 #[derive(Default)]
@@ -20,6 +22,8 @@ pub struct Accounts {
     hash_kib: BTreeMap<u32, usize>,
     /// Operator state of the accounts that have any (the others: active, `user`).
     acct: HashMap<u64, Acct>,
+    /// Names of deleted accounts, refused to registrations for a while.
+    pub(crate) retired: Retired,
 }
 
 impl Accounts {
@@ -100,6 +104,33 @@ impl Accounts {
     /// Every account, by UID.
     pub(crate) fn records(&self) -> impl Iterator<Item = &UserRecord> {
         self.by_uid.values()
+    }
+
+    /// Removes the account with `uid`; returns its record.
+    pub(crate) fn remove(&mut self, uid: u64) -> Option<UserRecord> {
+        let rec = self.by_uid.remove(&uid)?;
+        self.acct.remove(&uid);
+        if let Ok(name) = rec.username() {
+            self.by_name.remove(name);
+        }
+        if let Some(kib) = rec.password_hash().ok().and_then(crate::crypto::phc_kib) {
+            if let Some(n) = self.hash_kib.get_mut(&kib) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.hash_kib.remove(&kib);
+                }
+            }
+        }
+        Some(rec)
+    }
+
+    /// Loads the retired names of `store` (a corrupt file stops the start).
+    pub fn load_retired(&mut self, store: &dyn Store) -> Result<(), String> {
+        if let Some(bytes) = store.load_retired().map_err(|e| e.to_string())? {
+            self.retired = Retired::decode(&bytes)
+                .map_err(|why| format!("retired.db: corrupt ({why}); move it aside to start without it"))?;
+        }
+        Ok(())
     }
 
     /// Number of accounts.

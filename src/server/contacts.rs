@@ -12,6 +12,8 @@ const MAGIC: &[u8; 4] = b"SOTC";
 const VERSION: u8 = 1;
 /// Most pairs of each kind the file may hold.
 const MAX_PAIRS: usize = 1 << 22;
+/// The contacts file's size at most: both kinds of pairs (16 bytes each), a generous head, the checksum.
+pub(crate) const MAX_FILE: u64 = 2 * 16 * MAX_PAIRS as u64 + 4096;
 
 /// Requests and accepted pairs.
 #[derive(Default, Clone, PartialEq, Eq, Debug)]
@@ -55,6 +57,15 @@ impl Contacts {
     /// `to` rejects `from`'s request; false if there was none.
     pub fn reject(&mut self, from: u64, to: u64) -> bool {
         self.requests.remove(&(from, to))
+    }
+
+    /// Forgets every request and pair `uid` is part of (an account
+    /// deletion); whether there was any.
+    pub fn forget(&mut self, uid: u64) -> bool {
+        let before = self.requests.len() + self.accepted.len();
+        self.requests.retain(|(a, b)| *a != uid && *b != uid);
+        self.accepted.retain(|(a, b)| *a != uid && *b != uid);
+        before != self.requests.len() + self.accepted.len()
     }
 
     /// Everyone `uid` accepted or was accepted by.
@@ -129,6 +140,10 @@ mod tests {
         assert!(c.accepted(2, 1) && !c.requested(1, 2));
         assert!(c.reject(3, 2) && !c.reject(3, 2));
         assert_eq!(c.of(2), [1]);
+        let mut gone = c.clone();
+        gone.request(2, 5);
+        assert!(gone.forget(2) && !gone.forget(2));
+        assert!(gone.of(1).is_empty() && !gone.requested(2, 5));
         let back = Contacts::decode(&c.encode()).unwrap();
         assert_eq!(back, c);
         let mut bad = c.encode();

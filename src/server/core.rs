@@ -37,6 +37,9 @@ fn summary(counts: &std::collections::BTreeMap<&'static str, u64>) -> Option<Str
     Some(counts.iter().map(|(why, n)| format!("{why} {n}")).collect::<Vec<_>>().join(", "))
 }
 
+#[path = "deletion.rs"]
+mod deletion;
+
 /// How long a closing connection may take to flush its last output.
 const CLOSE_GRACE_MS: u64 = 5_000;
 
@@ -93,6 +96,10 @@ pub struct Limits {
     pub sessions_per_user: usize,
     /// Logins, and failed logins, kept per account (`--login-records`, at most 32).
     pub login_records: usize,
+    /// A deleted account's name is refused to registrations this long.
+    pub name_reserve_ms: u64,
+    /// Whom `/users` (lsus) lists.
+    pub list_users: ListUsers,
 }
 
 /// Who may register (`--registration`).
@@ -113,6 +120,38 @@ impl Registration {
             Registration::Open => "open",
             Registration::Approval => "approval",
             Registration::Closed => "closed",
+        }
+    }
+}
+
+/// Whom `/users` (lsus) lists (`--list-users`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListUsers {
+    /// Every account.
+    All,
+    /// The users the caller shares a room or an accepted DM channel with.
+    Shared,
+    /// Nobody: the request is refused.
+    Off,
+}
+
+impl ListUsers {
+    /// `all`, `shared` or `off`.
+    pub fn parse(s: &str) -> Option<ListUsers> {
+        match s {
+            "all" => Some(ListUsers::All),
+            "shared" => Some(ListUsers::Shared),
+            "off" => Some(ListUsers::Off),
+            _ => None,
+        }
+    }
+
+    /// The option's value as typed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListUsers::All => "all",
+            ListUsers::Shared => "shared",
+            ListUsers::Off => "off",
         }
     }
 }
@@ -142,6 +181,8 @@ impl Default for Limits {
             registration: Registration::Open,
             sessions_per_user: 4,
             login_records: 10,
+            name_reserve_ms: 90 * 24 * 3600 * 1000,
+            list_users: ListUsers::Shared,
         }
     }
 }
@@ -179,6 +220,9 @@ struct Conn {
     login_name: Option<String>,
     /// Downloads, the bulk output queue, chunks waiting for the disk.
     files: ConnFiles,
+    /// Closing, but an answer waits for a commit (an account deletion's):
+    /// the connection stays until it is sent.
+    holding: bool,
 }
 
 /// What to send once a commit is durable (DESIGN §8: nothing is acknowledged
@@ -200,6 +244,8 @@ pub(crate) enum Deferred {
     Chunk { conn: ConnId, msg_id: u64, file_id: u64, index: u32, epoch: u32 },
     /// An admin request's change is durable: its answer (`arep`) goes to the admin connection.
     Admin { conn: ConnId, reply: Box<crate::opcodes::AdminReply> },
+    /// An account deletion is durable (or failed): answer, then let the connection close.
+    AccountDeleted { conn: ConnId, msg_id: u64 },
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
@@ -229,6 +275,9 @@ struct Inflight {
     accts: Vec<u64>,
     /// Whether it writes the announcements.
     announcements: bool,
+    /// The accounts whose records it deletes, and whether it writes the retired names.
+    users: Vec<u64>,
+    retired: bool,
 }
 
 /// The whole server state.
@@ -264,6 +313,10 @@ pub struct Core {
     contacts_dirty: bool,
     /// Users whose prekey files must be rewritten.
     prekeys_dirty: BTreeSet<u64>,
+    /// Deleted accounts whose records go with the next commit.
+    users_deleted: BTreeSet<u64>,
+    /// The retired names changed.
+    retired_dirty: bool,
     /// Sessions of each logged-in user.
     online: HashMap<u64, Vec<ConnId>>,
     /// Open connections per address bucket.
@@ -314,6 +367,8 @@ impl Core {
             mail_dirty: BTreeSet::new(),
             contacts_dirty: false,
             prekeys_dirty: BTreeSet::new(),
+            users_deleted: BTreeSet::new(),
+            retired_dirty: false,
             online: HashMap::new(),
             per_addr: HashMap::new(),
             handshakes: HashMap::new(),
@@ -415,6 +470,7 @@ impl Core {
             mail_cursor: 0,
             login_name: None,
             files: ConnFiles::default(),
+            holding: false,
         };
         self.conns.insert(id, conn);
         Ok(())
@@ -568,7 +624,7 @@ impl Core {
 
     /// Whether `id` is finished: marked for closing and nothing left to send.
     pub fn is_done(&self, id: ConnId) -> bool {
-        self.conns.get(&id).is_none_or(|c| c.close.is_some() && c.out.is_empty())
+        self.conns.get(&id).is_none_or(|c| c.close.is_some() && c.out.is_empty() && !c.holding)
     }
 
     /// Forgets `id` (the socket is gone); returns why it closed.
@@ -611,6 +667,8 @@ impl Core {
             || !self.mail_dirty.is_empty()
             || self.contacts_dirty
             || !self.prekeys_dirty.is_empty()
+            || !self.users_deleted.is_empty()
+            || self.retired_dirty
             || self.files.has_changes()
             || !self.acct_dirty.is_empty()
             || self.announcements_dirty
@@ -706,6 +764,8 @@ impl Core {
         if idle
             && !self.contacts_dirty
             && self.prekeys_dirty.is_empty()
+            && self.users_deleted.is_empty()
+            && !self.retired_dirty
             && self.deferred.is_empty()
             && !self.files.has_changes()
             && self.acct_dirty.is_empty()
@@ -746,16 +806,24 @@ impl Core {
         if announcements {
             writes.push(Change::Announcements(self.announcements.encode()));
         }
+        let users: Vec<u64> = std::mem::take(&mut self.users_deleted).into_iter().collect();
+        writes.extend(users.iter().map(|uid| Change::UserDelete(*uid)));
+        let retired = std::mem::take(&mut self.retired_dirty);
+        if retired {
+            self.accounts.retired.prune(now_ms);
+            writes.push(Change::Retired(self.accounts.retired.encode()));
+        }
         let token = self.next_token;
         self.next_token += 1;
         let answers = std::mem::take(&mut self.deferred);
-        self.inflight.insert(token, Inflight { rooms: names, prekeys, answers, files, accts, announcements });
+        self.inflight
+            .insert(token, Inflight { rooms: names, prekeys, answers, files, accts, announcements, users, retired });
         Some(Job::Commit { token, writes })
     }
 
     /// A commit finished: send its answers, or report the failure and retry the rooms.
     fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
-        let Some(Inflight { rooms: names, prekeys, answers, files, accts, announcements }) =
+        let Some(Inflight { rooms: names, prekeys, answers, files, accts, announcements, users, retired }) =
             self.inflight.remove(&token)
         else {
             return;
@@ -777,6 +845,8 @@ impl Core {
             self.prekeys_dirty.extend(prekeys);
             self.acct_dirty.extend(accts);
             self.announcements_dirty |= announcements;
+            self.users_deleted.extend(users);
+            self.retired_dirty |= retired;
         }
         const FAILED: &str = "storage failed (disk full?): not yet durable; retried";
         for d in answers {
@@ -839,6 +909,15 @@ impl Core {
                 }
                 Deferred::Offer { conn, msg_id, .. } => {
                     self.reply(conn, msg_id, crate::opcodes::FLOF, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                }
+                Deferred::AccountDeleted { conn, msg_id } => {
+                    // Gone from memory either way: a failed write is retried with the next commit.
+                    let (code, reason) =
+                        if ok { (code::OK, "account deleted") } else { (code::INSUFFICIENT_STORAGE, FAILED) };
+                    self.reply(conn, msg_id, crate::opcodes::DLAC, code, reason, now_ms);
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.holding = false;
+                    }
                 }
             }
         }
@@ -1208,6 +1287,10 @@ impl Core {
             }
             Completion::Passphrase { conn, msg_id, uid, ok } => {
                 crate::server::handler::account::passphrase_checked(self, conn, msg_id, uid, ok, now_ms);
+                conn
+            }
+            Completion::Rechecked { conn, msg_id, uid, ok } => {
+                crate::server::handler::user::rechecked(self, conn, msg_id, uid, ok, now_ms);
                 conn
             }
             Completion::Committed { token, ok } => {

@@ -436,6 +436,7 @@ fn room_refuses_non_members_and_wrong_auth_keys() {
         owner: 1,
         created: 0,
         members: vec![1],
+        banned: Vec::new(),
         history: Default::default(),
         pushed: 0,
         durable: 0,

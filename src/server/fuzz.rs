@@ -305,6 +305,7 @@ impl World {
     pub(crate) fn restart(&mut self) {
         let mut accounts = Accounts::default();
         (0..USERS.len()).for_each(|u| accounts.insert(account(u)));
+        accounts.load_retired(&*self.ctx.store).unwrap();
         let mut rooms = Rooms::default();
         for room in self.ctx.store.load_rooms().unwrap() {
             rooms.insert(room);

@@ -17,6 +17,7 @@ pub mod files;
 pub mod log;
 pub mod mailbox;
 pub mod prekeys;
+pub mod retired;
 pub mod room;
 pub mod store;
 pub mod worker;
@@ -40,5 +41,7 @@ mod core_tests;
 mod dm_tests;
 #[cfg(test)]
 mod file_tests;
+#[cfg(test)]
+mod moderation_tests;
 #[cfg(test)]
 mod prekey_tests;

@@ -159,6 +159,11 @@ impl Prekeys {
         self.users.get(&uid)
     }
 
+    /// Forgets `uid`'s prekeys (an account deletion); whether it had any.
+    pub(crate) fn remove(&mut self, uid: u64) -> bool {
+        self.users.remove(&uid).is_some()
+    }
+
     /// `uid`'s prekeys, created empty on first use.
     pub(crate) fn entry(&mut self, uid: u64) -> &mut Published {
         self.users.entry(uid).or_default()

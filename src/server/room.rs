@@ -1,5 +1,6 @@
 //! Rooms in memory and their file format (DESIGN §6): salt, verifier, owner,
-//! members, and a ring of the last 20 end-to-end encrypted messages.
+//! members, banned users, and a ring of the last 20 end-to-end encrypted
+//! messages, some of them tombstones of removed ones.
 //!
 //! Invariant: the server holds only the salt, SHA-256 of the auth key and
 //! ciphertexts; a decoded file has been bounded (members, history) before
@@ -14,9 +15,11 @@ use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// Magic of a room file.
 pub(crate) const ROOM_MAGIC: [u8; 4] = *b"SOTR";
-/// Version of the room file format: 2 has size classes; 1 (every body 1,040
-/// bytes, which is class `m`) is still read.
-pub(crate) const ROOM_VERSION: u16 = 2;
+/// Version of the room file format: 3 has tombstones and the banned users;
+/// 2 (size classes) and 1 (every body 1,040 bytes, which is class `m`) are still read.
+pub(crate) const ROOM_VERSION: u16 = 3;
+/// `RoomEntry.class` of a tombstone: no body; the IV's first 8 bytes hold the remover's UID.
+pub(crate) const TOMBSTONE: u8 = b'd';
 /// Most members a room may have.
 pub(crate) const MAX_MEMBERS: usize = 65_536;
 
@@ -38,9 +41,39 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Reads one entry of a version-2 file from the front of `bytes`.
-    fn read(bytes: &[u8]) -> Result<(Kept, &[u8]), &'static str> {
+    /// Whether this entry is a tombstone (the message was removed).
+    pub(crate) fn is_tombstone(&self) -> bool {
+        self.head.class == TOMBSTONE
+    }
+
+    /// Who removed the message (a tombstone's), else 0.
+    pub(crate) fn removed_by(&self) -> u64 {
+        if !self.is_tombstone() {
+            return 0;
+        }
+        let iv = &self.head.iv;
+        u64::from_be_bytes([iv[0], iv[1], iv[2], iv[3], iv[4], iv[5], iv[6], iv[7]])
+    }
+
+    /// The tombstone of this message, removed by `by`: who sent it and when
+    /// stay (they name it); the ciphertext, tag and signature go.
+    pub(crate) fn tombstone(&self, by: u64) -> Kept {
+        let mut head = self.head;
+        head.class = TOMBSTONE;
+        head.iv = [0; 16];
+        head.iv[..8].copy_from_slice(&by.to_be_bytes());
+        head.tag = [0; 32];
+        head.signature = [0; 256];
+        Kept { head, class: self.class, body: Box::default() }
+    }
+
+    /// Reads one entry of a version-2 or -3 file from the front of `bytes`
+    /// (tombstones only in version 3).
+    fn read(bytes: &[u8], version: u16) -> Result<(Kept, &[u8]), &'static str> {
         let (head, rest) = RoomEntry::read_from_prefix(bytes).map_err(|_| "truncated entry")?;
+        if head.class == TOMBSTONE && version >= 3 {
+            return Ok((Kept { head, class: Class::S, body: Box::default() }, rest));
+        }
         let class = Class::from_letter(head.class).ok_or("bad size class")?;
         let (body, rest) = rest.split_at_checked(class.body()).ok_or("truncated entry")?;
         Ok((Kept { head, class, body: body.into() }, rest))
@@ -75,8 +108,10 @@ pub struct Room {
     pub(crate) owner: u64,
     /// Creation time, Unix ms.
     pub(crate) created: u64,
-    /// Member UIDs in joining order.
+    /// Member UIDs in joining order (the first is the longest-standing).
     pub(crate) members: Vec<u64>,
+    /// Users the owner banned: their joins are refused.
+    pub(crate) banned: Vec<u64>,
     /// The last `HISTORY` messages, oldest first.
     pub(crate) history: VecDeque<Kept>,
     /// Messages pushed since the room was loaded or created (the newest
@@ -91,6 +126,21 @@ impl Room {
     /// Whether `uid` is a member.
     pub(crate) fn is_member(&self, uid: u64) -> bool {
         self.members.contains(&uid)
+    }
+
+    /// Whether `uid` is banned.
+    pub(crate) fn is_banned(&self, uid: u64) -> bool {
+        self.banned.contains(&uid)
+    }
+
+    /// The id of a kept message (PROTOCOL.md §6, message ids).
+    pub(crate) fn message_id(&self, e: &Kept) -> u64 {
+        crate::room::message_id(&crate::room::Context {
+            room: &self.name,
+            sender_uid: e.head.sender_uid.get(),
+            msg_id: e.head.sent_msg_id.get(),
+            sent_time: e.head.sent_time.get(),
+        })
     }
 
     /// Appends a message, dropping the oldest beyond `HISTORY`.
@@ -122,7 +172,7 @@ impl Room {
         head.member_count.set(self.members.len() as u32);
         head.history_count.set(self.history.len() as u32);
         let bodies: usize = self.history.iter().map(|e| ENTRY + e.body.len()).sum();
-        let mut out = Vec::with_capacity(HEAD + 8 * self.members.len() + bodies + 32);
+        let mut out = Vec::with_capacity(HEAD + 8 * self.members.len() + bodies + 4 + 8 * self.banned.len() + 32);
         out.extend_from_slice(head.as_bytes());
         for uid in &self.members {
             out.extend_from_slice(&uid.to_be_bytes());
@@ -130,6 +180,10 @@ impl Room {
         for e in &self.history {
             out.extend_from_slice(e.head.as_bytes());
             out.extend_from_slice(&e.body);
+        }
+        out.extend_from_slice(&(self.banned.len() as u32).to_be_bytes());
+        for uid in &self.banned {
+            out.extend_from_slice(&uid.to_be_bytes());
         }
         let sum = crypto::sha256(&[&out]);
         out.extend_from_slice(&sum);
@@ -160,6 +214,7 @@ impl Room {
         let (uids, mut entries) = rest[..rest.len() - 32].split_at(members * 8);
         let members = uids.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default())).collect();
         let mut history = VecDeque::with_capacity(history);
+        let mut banned = Vec::new();
         if version == 1 {
             if entries.len() != history.capacity() * ENTRY_V1 {
                 return Err("wrong size");
@@ -169,9 +224,18 @@ impl Room {
             }
         } else {
             for _ in 0..history.capacity() {
-                let (e, rest) = Kept::read(entries)?;
+                let (e, rest) = Kept::read(entries, version)?;
                 history.push_back(e);
                 entries = rest;
+            }
+            if version >= 3 {
+                let (count, rest) = entries.split_at_checked(4).ok_or("truncated ban list")?;
+                let count = u32::from_be_bytes([count[0], count[1], count[2], count[3]]) as usize;
+                if count > MAX_MEMBERS || rest.len() != count * 8 {
+                    return Err("wrong size");
+                }
+                banned = rest.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default())).collect();
+                entries = &[];
             }
             if !entries.is_empty() {
                 return Err("wrong size");
@@ -184,6 +248,7 @@ impl Room {
             owner: head.owner.get(),
             created: head.created.get(),
             members,
+            banned,
             pushed: history.len() as u64,
             durable: history.len() as u64,
             history,
@@ -246,6 +311,7 @@ mod tests {
             owner: 9,
             created: 5,
             members: vec![9, 10],
+            banned: vec![11],
             history: VecDeque::new(),
             pushed: 0,
             durable: 0,
@@ -287,6 +353,45 @@ mod tests {
             assert_eq!(e.class, Class::ALL[i as usize % Class::ALL.len()]);
             assert_eq!(&e.body[..], &vec![i as u8; e.class.body()][..]);
         }
+    }
+
+    #[test]
+    fn tombstones_and_bans_roundtrip() {
+        let mut r = room();
+        let gone = r.history[3].tombstone(9);
+        let id = r.message_id(&r.history[3]);
+        r.history[3] = gone;
+        let back = Room::decode(&r.encode()).unwrap();
+        assert_eq!(back.banned, vec![11]);
+        let t = &back.history[3];
+        assert!(t.is_tombstone() && t.body.is_empty());
+        assert_eq!((t.removed_by(), back.message_id(t)), (9, id), "the tombstone names the message");
+        assert!(!back.history[4].is_tombstone());
+        assert_eq!(back.history[4].removed_by(), 0);
+    }
+
+    #[test]
+    fn reads_a_version_2_file_without_bans() {
+        let mut r = room();
+        r.banned.clear();
+        let v3 = r.encode();
+        // A version-2 file is the same without the ban count before the checksum.
+        let mut v2 = v3[..v3.len() - 32 - 4].to_vec();
+        v2[4..6].copy_from_slice(&2u16.to_be_bytes());
+        let sum = crypto::sha256(&[&v2]);
+        v2.extend_from_slice(&sum);
+        let back = Room::decode(&v2).unwrap();
+        assert_eq!((back.history.len(), back.banned.len(), back.members.clone()), (20, 0, vec![9, 10]));
+        assert_eq!(Room::decode(&back.encode()).unwrap().history.len(), 20, "written back as version 3");
+        // A tombstone letter in a version-2 file is no size class.
+        let mut t = r.clone();
+        t.history[0] = t.history[0].tombstone(9);
+        let mut bad = t.encode()[..].to_vec();
+        bad.truncate(bad.len() - 32 - 4);
+        bad[4..6].copy_from_slice(&2u16.to_be_bytes());
+        let sum = crypto::sha256(&[&bad]);
+        bad.extend_from_slice(&sum);
+        assert_eq!(Room::decode(&bad).err(), Some("bad size class"));
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub enum Change {
     Acct(u64, Vec<u8>),
     /// The announcements file's new bytes.
     Announcements(Vec<u8>),
+    /// Deletes an account's record (`users/<uid>.user`), then its operator state (`.acct`).
+    UserDelete(u64),
+    /// The retired names file's new bytes.
+    Retired(Vec<u8>),
 }
 
 /// A queue file as loaded: its bytes.
@@ -111,6 +115,8 @@ pub trait Store: Send + Sync {
     fn truncate_queue(&self, uid: u64, len: u64) -> Result<(), StoreError>;
     /// The contacts file, if any.
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The retired names file, if any.
+    fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every user's published prekeys, checked: (owner UID, prekeys).
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError>;
     /// Every file's record, checked, with the whole valid chunk records its
@@ -266,15 +272,16 @@ impl FileStore {
         self.users.join(format!("{uid:016x}.acct"))
     }
 
-    /// A file directly in the data directory, if present (checked mode, bounded size).
-    fn data_file(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    /// A file directly in the data directory, if present (checked mode, at
+    /// most `max` bytes).
+    fn data_file(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.data.join(name);
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Io { path, source: e }),
             Ok(meta) => {
                 check_mode(&path, meta.permissions().mode())?;
-                if meta.len() > MAX_RECORD_FILE {
+                if meta.len() > max {
                     return Err(StoreError::Corrupt { path, why: "too large" });
                 }
                 fs::read(&path).map(Some).map_err(io_err(&path))
@@ -363,7 +370,7 @@ impl Store for FileStore {
     }
 
     fn load_announcements(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.data_file("announcements.db")
+        self.data_file("announcements.db", MAX_RECORD_FILE)
     }
 
     fn load_rooms(&self) -> Result<Vec<Room>, StoreError> {
@@ -391,15 +398,11 @@ impl Store for FileStore {
     }
 
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.data.join("contacts.db");
-        match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::Io { path, source: e }),
-            Ok(meta) => {
-                check_mode(&path, meta.permissions().mode())?;
-                fs::read(&path).map(Some).map_err(io_err(&path))
-            }
-        }
+        self.data_file("contacts.db", crate::server::contacts::MAX_FILE)
+    }
+
+    fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.data_file("retired.db", crate::server::retired::MAX_FILE)
     }
 
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
@@ -554,6 +557,12 @@ impl FileStore {
                 remove_if_present(&self.chunks_path(*id))?;
                 remove_if_present(&self.file_path(*id)).map(|()| DIR_FILES)
             }
+            // The account first: an operator state left by a crash between
+            // the two belongs to no account and has no effect.
+            Change::UserDelete(uid) => remove_if_present(&self.user_path(*uid))
+                .and_then(|()| remove_if_present(&self.acct_path(*uid)))
+                .map(|()| DIR_USERS),
+            Change::Retired(b) => write_file_synced(&self.data.join("retired.db"), b).map(|()| DIR_DATA),
         }
     }
 }
@@ -579,6 +588,7 @@ pub struct MemStore {
     rooms: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     prekeys: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     contacts: std::sync::Mutex<Option<Vec<u8>>>,
+    retired: std::sync::Mutex<Option<Vec<u8>>>,
     /// Per file: its record and its chunk file's bytes.
     files: std::sync::Mutex<std::collections::HashMap<u64, MemFile>>,
     /// Tests: the next commits fail while this is non-zero (counting down).
@@ -644,6 +654,10 @@ impl Store for MemStore {
         Ok(self.contacts.lock().ok().and_then(|c| c.clone()))
     }
 
+    fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.retired.lock().ok().and_then(|c| c.clone()))
+    }
+
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
         let files = self.prekeys.lock().map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
         Ok(files.iter().filter_map(|b| Published::decode(b).ok()).collect())
@@ -700,6 +714,9 @@ impl Store for MemStore {
                     Change::Acct(uid, b) => {
                         m.insert(*uid, b.clone());
                     }
+                    Change::UserDelete(uid) => {
+                        m.remove(uid);
+                    }
                     Change::Announcements(b) => *ann = Some(b.clone()),
                     _ => {}
                 }
@@ -715,6 +732,17 @@ impl Store for MemStore {
                         m.remove(uid);
                     }
                     Change::Contacts(b) => *contacts = Some(b.clone()),
+                    _ => {}
+                }
+            }
+        }
+        if let (Ok(mut users), Ok(mut retired)) = (self.users.lock(), self.retired.lock()) {
+            for w in writes {
+                match w {
+                    Change::UserDelete(uid) => {
+                        users.remove(uid);
+                    }
+                    Change::Retired(b) => *retired = Some(b.clone()),
                     _ => {}
                 }
             }

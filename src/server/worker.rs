@@ -50,6 +50,17 @@ pub enum Job {
     },
     /// Check a passphrase secret against a stored hash.
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, phc: String, pass_secret: Zeroizing<[u8; account::SECRET_LEN]> },
+    /// Check both login secrets again (an account deletion): both hashes are
+    /// always checked, so the time says nothing of which one failed.
+    Recheck {
+        conn: ConnId,
+        msg_id: u64,
+        uid: u64,
+        password_phc: String,
+        passphrase_phc: String,
+        auth_secret: Zeroizing<[u8; account::SECRET_LEN]>,
+        pass_secret: Zeroizing<[u8; account::SECRET_LEN]>,
+    },
     /// Make one loop turn's room changes durable (runs on the disk thread, in order).
     Commit { token: u64, writes: Vec<Change> },
     /// Verify a signed prekey's signature with the uploader's identity key
@@ -89,6 +100,8 @@ pub enum Completion {
     Password { conn: ConnId, msg_id: u64, uid: Option<u64>, ok: bool },
     /// Whether the passphrase verified.
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, ok: bool },
+    /// Whether both secrets verified again.
+    Rechecked { conn: ConnId, msg_id: u64, uid: u64, ok: bool },
     /// Whether batch `token` is durable.
     Committed { token: u64, ok: bool },
     /// Whether the upload's signed prekey verified.
@@ -154,6 +167,11 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
         }
         Job::Passphrase { conn, msg_id, uid, phc, pass_secret } => {
             Completion::Passphrase { conn, msg_id, uid, ok: crypto::verify_secret(&phc, &pass_secret[..]) }
+        }
+        Job::Recheck { conn, msg_id, uid, password_phc, passphrase_phc, auth_secret, pass_secret } => {
+            let password = crypto::verify_secret(&password_phc, &auth_secret[..]);
+            let passphrase = crypto::verify_secret(&passphrase_phc, &pass_secret[..]);
+            Completion::Rechecked { conn, msg_id, uid, ok: password && passphrase }
         }
         Job::Prekey { conn, uid, id_pub, binding, upload } => {
             let ok = identity::from_modulus(&id_pub).is_ok_and(|key| identity::verify(&key, &binding, &upload.spk_sig));

@@ -55,6 +55,12 @@ pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
     if core.accounts.is_taken(&name) {
         return fail(core, code::CONFLICT, "user name already taken");
     }
+    // A deleted account's name: nobody may take it and pass for the old contact.
+    if let Some(until) = core.accounts.retired.held_until(&name, now_ms) {
+        let days = until.saturating_sub(now_ms).div_ceil(24 * 3600 * 1000);
+        let why = format!("user name reserved after an account deletion; free in {days} days");
+        return fail(core, code::CONFLICT, &why);
+    }
     // Before any argon2id work: a flood from one address costs no CPU.
     let Some(addr) = core.addr(id) else { return };
     if let Err(wait) = core.registrations.allow(addr, now_ms) {
@@ -234,7 +240,7 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             core.send(id, &reply);
             login_record(core, id, uid, now_ms);
             record(core, id, uid, Outcome::LoggedIn, now_ms);
-            crate::server::handler::moderation::on_login(core, id, uid, now_ms);
+            crate::server::handler::operator::on_login(core, id, uid, now_ms);
             crate::server::handler::prekey::on_login(core, id, uid, now_ms);
             crate::server::handler::direct::on_login(core, id, uid, now_ms);
             if let Some(addr) = core.addr(id) {

@@ -1,6 +1,6 @@
 //! Admin socket handlers (sottoctl; opcodes.toml `admin_request` rows,
 //! PROTOCOL.md §12): users, show, state changes, kick, announce, roles,
-//! denials, stats.
+//! denials, deletion, stats.
 //!
 //! Invariant: every handler runs only from `ADMIN_DISPATCH` for a peer whose
 //! credentials the event loop checked (root or the service user); every
@@ -9,15 +9,15 @@
 
 use crate::account;
 use crate::opcodes::{
-    AdminAnnounce, AdminDeny, AdminKick, AdminRefusals, AdminRole, AdminSetState, AdminShow, AdminStatsReply,
-    AdminUserEntry, AdminUserInfo, AdminUsers, AANN, ADNY, AKCK, AROL, ASET, ASHW, AUSR,
+    AdminAnnounce, AdminDelete, AdminDeny, AdminKick, AdminRefusals, AdminRole, AdminSetState, AdminShow,
+    AdminStatsReply, AdminUserEntry, AdminUserInfo, AdminUsers, AANN, ADEL, ADNY, AKCK, AROL, ASET, ASHW, AUSR,
 };
 use crate::wire::{code, decode, Message, Status};
 
 use crate::server::acct::{self, put_entries, State, MAX_DENIED, ROLE_ADMIN, ROLE_MODERATOR, ROLE_USER};
 use crate::server::admin::{answer, reply, reply_done, send, AdminPeer};
 use crate::server::core::{ConnId, Core, Deferred};
-use crate::server::handler::moderation;
+use crate::server::handler::operator;
 
 /// `2026-12-05T10:00:00Z` for a Unix time in ms, `indefinitely` for 0.
 pub fn until_text(ms: u64) -> String {
@@ -40,7 +40,7 @@ fn account_of(
     raw: Result<&str, crate::wire::WireError>,
 ) -> Option<(u64, String)> {
     let name = raw.ok().and_then(|n| account::normalize_username(n).ok());
-    let found = name.as_deref().and_then(|n| moderation::uid_of(core, n)).zip(name.clone());
+    let found = name.as_deref().and_then(|n| operator::uid_of(core, n)).zip(name.clone());
     if found.is_none() {
         let shown = raw.unwrap_or("?");
         reply(core, id, msg_id, op, code::NOT_FOUND, &format!("no such user: {}", acct::cut(shown, 32)));
@@ -134,7 +134,7 @@ pub fn set_state(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], no
             State::OnHold => "account on hold".to_owned(),
             _ => "account closed".to_owned(),
         };
-        closed = moderation::kick_sessions(core, uid, "operator", &why, now_ms);
+        closed = operator::kick_sessions(core, uid, "operator", &why, now_ms);
     }
     let until_shown = if state == State::Active { String::new() } else { format!(" until {}", until_text(until)) };
     crate::log!(
@@ -154,7 +154,7 @@ pub fn kick(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now_ms:
     let msg_id = m.hdr.msg_id.get();
     let Some((uid, name)) = account_of(core, id, (msg_id, AKCK), m.user()) else { return };
     let reason = m.reason().unwrap_or_default().to_owned();
-    let n = moderation::kick_sessions(core, uid, "operator", &reason, now_ms);
+    let n = operator::kick_sessions(core, uid, "operator", &reason, now_ms);
     crate::log!(Info, "admin uid {} pid {}: kicked {name} (uid {uid:016x}), {n} sessions", peer.uid, peer.pid);
     reply(core, id, msg_id, AKCK, code::OK, &format!("{name}: {n} sessions closed"));
 }
@@ -167,7 +167,7 @@ pub fn announce(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now
         Ok(t) if !t.trim().is_empty() => t.to_owned(),
         _ => return reply(core, id, msg_id, AANN, code::BAD_REQUEST, "an announcement needs a text"),
     };
-    let online = moderation::announce_all(core, "operator", &text, m.ttl_ms.get(), now_ms);
+    let online = operator::announce_all(core, "operator", &text, m.ttl_ms.get(), now_ms);
     crate::log!(
         Info,
         "admin uid {} pid {}: announced {} bytes to {online} online users",
@@ -182,6 +182,18 @@ pub fn announce(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now
         &format!("announced to {online} online users; the others at their next login"),
         now_ms,
     );
+}
+
+/// adel: delete an account, as its owner's /delete-account does.
+pub fn delete(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<AdminDelete>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some((uid, name)) = account_of(core, id, (msg_id, ADEL), m.user()) else { return };
+    if core.delete_account(uid, now_ms, "deleted by the operator").is_none() {
+        return reply(core, id, msg_id, ADEL, code::NOT_FOUND, &format!("no such user: {name}"));
+    }
+    crate::log!(Info, "admin uid {} pid {}: deleted {name} (uid {uid:016x})", peer.uid, peer.pid);
+    durable(core, id, (msg_id, ADEL), &format!("{name} deleted; the name is reserved"), now_ms);
 }
 
 /// arol: grant or revoke moderator or admin.

@@ -8,8 +8,8 @@
 //! the recipient's client acknowledges it.
 
 use crate::opcodes::{
-    Class, Contact, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, MailboxAck, ReceiveDmHead,
-    ReceiveDmL, ReceiveDmM, ReceiveDmS, ReceiveDmX, SendDmHead, UserRecord, AMPU, JMPU, RJMU,
+    Class, Contact, DmAccept, DmReject, DmRejected, DmRequest, DmRequested, DmStatus, DmUnsend, MailboxAck,
+    ReceiveDmHead, ReceiveDmL, ReceiveDmM, ReceiveDmS, ReceiveDmX, SendDmHead, UserRecord, AMPU, JMPU, RJMU, UNSD,
 };
 use crate::wire::{code, decode, Classed, Message, Status};
 use zerocopy::IntoBytes;
@@ -24,6 +24,8 @@ const LISTED: u8 = 2;
 const QUEUED: u8 = 1;
 const DELIVERED: u8 = 2;
 const EXPIRED: u8 = 3;
+/// Its recipient deleted the account before receiving it.
+pub(crate) const RETURNED: u8 = 4;
 
 /// The UID of the user named in `raw`, or an answer 400/404 and None.
 fn peer_uid(
@@ -58,7 +60,7 @@ fn refuse_if_full(core: &mut Core, id: ConnId, msg_id: u64, opcode: u32, uid: u6
 }
 
 /// Stores `event` in `uid`'s mailbox and hands it to `uid`'s sessions now.
-fn post(core: &mut Core, uid: u64, event: &[u8], dm: Option<(u64, u64)>, now_ms: u64) -> u64 {
+pub(crate) fn post(core: &mut Core, uid: u64, event: &[u8], dm: Option<(u64, u64)>, now_ms: u64) -> u64 {
     let mb = core.mail.boxes.entry(uid).or_default();
     let seq = mb.push(event.to_vec(), dm, now_ms);
     core.mark_mail_dirty(uid);
@@ -259,7 +261,7 @@ fn receive<E: Classed<Head = ReceiveDmHead>, M: Classed<Head = SendDmHead>>(
     ev.as_bytes().to_vec()
 }
 
-fn status(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, state: u8, now_ms: u64) {
+pub(crate) fn status(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, state: u8, now_ms: u64) {
     let mut ev = DmStatus::new(Status::Ok, code::OK, msg_id, now_ms);
     ev.dm_id.set(msg_id);
     ev.peer_uid.set(peer);
@@ -273,6 +275,10 @@ fn status(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, state: u8, now_ms
 /// resend (same sender and id) waits with the request it repeats, and is
 /// answered with it, in its own session.
 pub fn stored(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, seq: u64, now_ms: u64) {
+    if core.accounts.by_uid(peer).is_none() {
+        // The recipient deleted its account meanwhile (`Core::delete_account`).
+        return status(core, id, msg_id, peer, RETURNED, now_ms);
+    }
     let live = core.mail.boxes.get(&peer).is_some_and(|b| b.is_live(seq));
     match core.awaiting.get_mut(&(peer, seq)) {
         Some(w) if live => {
@@ -291,6 +297,37 @@ pub fn stored(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, seq: u64, now
             }
         }
     }
+}
+
+/// Tells `sender`, through its mailbox, that DM `dm_id` went back: its
+/// recipient `peer` (named `name`) deleted the account before receiving it.
+pub(crate) fn returned(core: &mut Core, sender: u64, (peer, name): (u64, &str), dm_id: u64, now_ms: u64) {
+    let mut ev = DmStatus::new(Status::Ok, code::OK, 0, now_ms);
+    ev.dm_id.set(dm_id);
+    ev.peer_uid.set(peer);
+    let _ = ev.set_peer(name);
+    ev.state = RETURNED;
+    post(core, sender, ev.as_bytes(), None, now_ms);
+}
+
+/// unsd: withdraw a DM that waits in the recipient's mailbox and was never
+/// handed to one of its sessions; the recipient never sees it.
+pub fn unsend(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<DmUnsend>(frame) else { return };
+    let (msg_id, peer, dm_id) = (m.hdr.msg_id.get(), m.peer_uid.get(), m.dm_id.get());
+    const GONE: &str = "not waiting: delivered, expired, withdrawn or unknown";
+    let seq = core.mail.boxes.get(&peer).and_then(|b| b.dm_seq((auth.uid(), dm_id)).filter(|s| b.is_live(*s)));
+    let Some(seq) = seq else {
+        return core.reply(id, msg_id, UNSD, code::NOT_FOUND, GONE, now_ms);
+    };
+    if core.sessions_of(peer).into_iter().any(|c| core.mail_cursor(c) >= seq) {
+        return core.reply(id, msg_id, UNSD, code::CONFLICT, "already delivered to the recipient's client", now_ms);
+    }
+    let Some(mb) = core.mail.boxes.get_mut(&peer) else { return };
+    mb.ack(seq, now_ms);
+    core.mark_mail_dirty(peer);
+    core.awaiting.remove(&(peer, seq));
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: UNSD, reason: "withdrawn" });
 }
 
 /// dack: the client has the event; it leaves the mailbox.

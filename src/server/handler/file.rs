@@ -417,6 +417,21 @@ fn delete(core: &mut Core, file_id: u64, now_ms: u64) {
     pump_starved(core);
 }
 
+/// Deletes the files `uid` offered, and those offered to it as a DM (an
+/// account deletion); their downloads end with a 404.
+pub(crate) fn delete_user_files(core: &mut Core, uid: u64, now_ms: u64) {
+    let ids: Vec<u64> = core
+        .files
+        .map
+        .values()
+        .filter(|f| f.meta.owner == uid || f.meta.target == Target::Peer(uid))
+        .map(|f| f.meta.id)
+        .collect();
+    for file_id in ids {
+        delete(core, file_id, now_ms);
+    }
+}
+
 /// fldn: a recipient has the file or declines it; a DM file is deleted then.
 pub fn done(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
     let Ok(m) = decode::<FileDone>(frame) else { return };

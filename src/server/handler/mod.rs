@@ -9,8 +9,10 @@ pub mod direct;
 pub mod file;
 pub mod heartbeat;
 pub mod moderation;
+pub mod operator;
 pub mod prekey;
 pub mod room;
+pub mod user;
 
 use crate::server::core::{ConnId, Core};
 use crate::wire::{code, WireError};

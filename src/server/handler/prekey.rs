@@ -86,6 +86,10 @@ pub fn upload(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
 /// upload still fits (another session of the user may have published meanwhile).
 pub fn verified(core: &mut Core, id: ConnId, uid: u64, m: &PrekeyUpload, ok: bool, now_ms: u64) {
     let msg_id = m.hdr.msg_id.get();
+    if core.accounts.by_uid(uid).is_none() {
+        // The account was deleted while the signature was checked: nothing to publish for.
+        return;
+    }
     if !ok {
         const WHY: &str = "signed prekey signature does not verify with your identity key";
         return core.reply(id, msg_id, PKUP, code::BAD_REQUEST, WHY, now_ms);

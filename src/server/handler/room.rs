@@ -24,13 +24,13 @@ use crate::server::session::Authenticated;
 /// `RoomMember.kind` values.
 const LISTED: u8 = 0;
 const JOINED: u8 = 1;
-const LEFT: u8 = 2;
+pub(crate) const LEFT: u8 = 2;
 const FORMER: u8 = 3;
 /// Most rooms one list answer carries (the output bound must hold it).
 const LIST_MAX: usize = 1000;
 
 /// Reads and normalises the room name, or answers 400 and returns None.
-fn room_name(
+pub(super) fn room_name(
     core: &mut Core,
     id: ConnId,
     msg_id: u64,
@@ -56,7 +56,15 @@ fn room_key(name: &str, uid: u64) -> u64 {
 }
 
 /// An `mbrs` event for `uid`, with its keys unless it `LEFT`.
-fn member(core: &Core, room: &str, kind: u8, uid: u64, status: Status, msg_id: u64, now_ms: u64) -> Option<RoomMember> {
+pub(crate) fn member(
+    core: &Core,
+    room: &str,
+    kind: u8,
+    uid: u64,
+    status: Status,
+    msg_id: u64,
+    now_ms: u64,
+) -> Option<RoomMember> {
     let rec = core.accounts.by_uid(uid)?;
     let mut m = RoomMember::new(status, code::OK, msg_id, now_ms);
     let _ = m.set_room(room);
@@ -73,7 +81,7 @@ fn member(core: &Core, room: &str, kind: u8, uid: u64, status: Status, msg_id: u
 }
 
 /// Sends `msg` to every online member of `room` but `except`.
-fn tell_members<M: Message>(core: &mut Core, room: &str, msg: &M, except: Option<ConnId>) {
+pub(crate) fn tell_members<M: Message>(core: &mut Core, room: &str, msg: &M, except: Option<ConnId>) {
     let members = core.rooms.get(room).map(|r| r.members.clone()).unwrap_or_default();
     for uid in members {
         core.send_to_user(uid, msg, except);
@@ -99,6 +107,7 @@ pub fn create(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
         owner: auth.uid(),
         created: now_ms,
         members: vec![auth.uid()],
+        banned: Vec::new(),
         history: Default::default(),
         pushed: 0,
         durable: 0,
@@ -128,9 +137,13 @@ pub fn join(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     let msg_id = m.hdr.msg_id.get();
     let Some(name) = room_name(core, id, msg_id, JRMS, m.room(), now_ms) else { return };
     let Some(addr) = core.addr(id) else { return };
-    let Some(verifier) = core.rooms.get(&name).map(|r| r.verifier) else {
+    let Some((verifier, banned)) = core.rooms.get(&name).map(|r| (r.verifier, r.is_banned(auth.uid()))) else {
         return core.reply(id, msg_id, JRMS, code::NOT_FOUND, "no such room", now_ms);
     };
+    if banned {
+        // Before the password check: a banned user learns nothing from guessing.
+        return core.reply(id, msg_id, JRMS, code::FORBIDDEN, "you are banned from this room by its owner", now_ms);
+    }
     let key = room_key(&name, auth.uid());
     if let Some(wait) = core.room_backoff.check(&key, addr, now_ms) {
         return core.reply_retry(
@@ -184,7 +197,11 @@ pub fn join_answer(core: &mut Core, id: ConnId, msg_id: u64, name: &str, now_ms:
     }
     core.reply(id, msg_id, JRMS, code::OK, "joined", now_ms);
     for e in &history {
-        deliver(core, name, e, To::History(id, msg_id), now_ms);
+        if e.is_tombstone() {
+            super::moderation::tombstone(core, name, e, To::History(id, msg_id), now_ms);
+        } else {
+            deliver(core, name, e, To::History(id, msg_id), now_ms);
+        }
     }
     core.reply_done(id, msg_id, JRMS, "end of history", now_ms);
 }
@@ -215,7 +232,7 @@ fn receive<E: Classed<Head = ReceiveRoomMessageHead>>(
 
 /// Where a kept entry goes.
 #[derive(Clone, Copy)]
-enum To {
+pub(super) enum To {
     /// As history, to the joining connection, answering its msg_id.
     History(ConnId, u64),
     /// Live, to every online member of the room but the sender's connection.
