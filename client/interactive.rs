@@ -160,26 +160,42 @@ impl Interactive {
         if !ready(app, room) {
             return Ok(());
         }
-        let prompt = "Room password (at least 10 characters; Enter alone for four generated words): ";
-        let Some(password) = self.ask(app, prompt)? else { return Ok(()) };
+        let tell = "give it to its members out of band; it is not shown again (the keys are kept here)";
+        if let Some(password) = self.new_room_password(app, room, false, tell)? {
+            show(app.create_room(room, &password));
+        }
+        Ok(())
+    }
+
+    /// A room password for a new room (or, `new`, a room's new password),
+    /// asked twice, or on Enter alone four generated words, shown once with
+    /// `tell`; None when the user gave up or it was refused (and said why).
+    fn new_room_password(
+        &mut self,
+        app: &mut App,
+        room: &str,
+        new: bool,
+        tell: &str,
+    ) -> io::Result<Option<Zeroizing<String>>> {
+        let (label, what) = if new { ("New room password", "new password") } else { ("Room password", "password") };
+        let prompt = format!("{label} (at least 10 characters; Enter alone for four generated words): ");
+        let Some(password) = self.ask(app, &prompt)? else { return Ok(None) };
         if password.is_empty() {
             let generated = crate::words::secret(crate::words::ROOM_WORDS);
-            out!("the password of {room} is: {}", generated.as_str());
-            out!("give it to its members out of band; it is not shown again (the keys are kept here)");
-            show(app.create_room(room, &generated));
-            return Ok(());
+            out!("the {what} of {room} is: {}", generated.as_str());
+            out!("{tell}");
+            return Ok(Some(generated));
         }
         if let Err(e) = sotto::room::check_password(&password) {
             out!("error: {e}");
-            return Ok(());
+            return Ok(None);
         }
-        let Some(repeat) = self.ask(app, "Repeat room password: ")? else { return Ok(()) };
+        let Some(repeat) = self.ask(app, "Repeat room password: ")? else { return Ok(None) };
         if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
             out!("error: the passwords do not match");
-            return Ok(());
+            return Ok(None);
         }
-        show(app.create_room(room, &password));
-        Ok(())
+        Ok(Some(password))
     }
 
     fn join(&mut self, app: &mut App, room: &str) -> io::Result<()> {
@@ -201,25 +217,10 @@ impl Interactive {
         if !ready(app, room) {
             return Ok(());
         }
-        let prompt = "New room password (at least 10 characters; Enter alone for four generated words): ";
-        let Some(password) = self.ask(app, prompt)? else { return Ok(()) };
-        if password.is_empty() {
-            let generated = crate::words::secret(crate::words::ROOM_WORDS);
-            out!("the new password of {room} is: {}", generated.as_str());
-            out!("give it to the members who stay, out of band; it is not shown again");
-            show(app.room_password(room, &generated));
-            return Ok(());
+        let tell = "give it to the members who stay, out of band; it is not shown again";
+        if let Some(password) = self.new_room_password(app, room, true, tell)? {
+            show(app.room_password(room, &password));
         }
-        if let Err(e) = sotto::room::check_password(&password) {
-            out!("error: {e}");
-            return Ok(());
-        }
-        let Some(repeat) = self.ask(app, "Repeat room password: ")? else { return Ok(()) };
-        if !sotto::crypto::ct_eq(password.as_bytes(), repeat.as_bytes()) {
-            out!("error: the passwords do not match");
-            return Ok(());
-        }
-        show(app.room_password(room, &password));
         Ok(())
     }
 
