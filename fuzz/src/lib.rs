@@ -169,8 +169,9 @@ macro_rules! structs {
     };
 }
 
-/// Every message struct in opcode order (as `OPCODES`; the `decode` target checks it).
-pub static MESSAGES: [Decoder; 48] = messages! {
+/// Every message struct in opcode order (as `OPCODES`; the `decode` target checks it),
+/// the admin socket's messages (300000-300099) included.
+pub static MESSAGES: [Decoder; 88] = messages! {
     Connected => [username set_username "alice"];
     ReceiveDmS => [head.sender head.set_sender "bob"];
     ReceiveRoomMessageS => [head.room head.set_room "lobby"];
@@ -183,6 +184,15 @@ pub static MESSAGES: [Decoder; 48] = messages! {
     DmStatus => [peer set_peer "grace"];
     OnlineUser => [name set_name "bob"];
     PrekeyState => [];
+    LoginRecord => [];
+    LoginRefused => [reason set_reason "banned: spam"];
+    Kicked => [by set_by "admin", reason set_reason "flooding"];
+    Announcement => [from set_from "admin", text set_text "maintenance at 22:00 UTC"];
+    RoomKicked => [room set_room "lobby", by set_by "alice", reason set_reason "off topic"];
+    RoomRekeyed => [room set_room "lobby", by set_by "alice"];
+    RoomOwnerChanged => [room set_room "lobby", owner set_owner "carol"];
+    RoomTombstone => [room set_room "lobby"];
+    UserEntry => [name set_name "dave"];
     ReceiveDmM => [head.sender head.set_sender "bob"];
     ReceiveRoomMessageM => [head.room head.set_room "lobby"];
     ReceiveDmL => [head.sender head.set_sender "bob"];
@@ -209,6 +219,21 @@ pub static MESSAGES: [Decoder; 48] = messages! {
     WhoOnline => [filter set_filter ""];
     PrekeyUpload => [];
     PrekeyFetch => [];
+    FileOffer => [room set_room "lobby"];
+    FileChunk => [];
+    FileGet => [];
+    FileDone => [];
+    FileAck => [];
+    KickUser => [user set_user "mallory", reason set_reason "flooding"];
+    Announce => [text set_text "maintenance at 22:00 UTC"];
+    RoomKick => [room set_room "lobby", user set_user "mallory", reason set_reason "off topic"];
+    RoomUnban => [room set_room "lobby", user set_user "mallory"];
+    RoomOwner => [room set_room "lobby", user set_user "carol"];
+    RoomRekey => [room set_room "lobby"];
+    RoomRemoveMessage => [room set_room "lobby"];
+    DmUnsend => [];
+    DeleteAccount => [];
+    ListUsers => [filter set_filter "a"];
     SendRoomMessageM => [head.room head.set_room "lobby"];
     SendDmM => [];
     SendRoomMessageL => [head.room head.set_room "lobby"];
@@ -219,13 +244,34 @@ pub static MESSAGES: [Decoder; 48] = messages! {
     RoomSalt => [room set_room "lobby"];
     HeartbeatReply => [];
     PrekeyBundle => [];
+    FileInfo => [];
+    FileChunkData => [];
+    AdminUsers => [];
+    AdminShow => [user set_user "alice"];
+    AdminSetState => [user set_user "mallory", reason set_reason "spam"];
+    AdminKick => [user set_user "mallory", reason set_reason "flooding"];
+    AdminAnnounce => [text set_text "maintenance at 22:00 UTC"];
+    AdminRole => [user set_user "carol"];
+    AdminDeny => [user set_user "mallory"];
+    AdminStats => [];
+    AdminDelete => [user set_user "mallory"];
+    AdminReply => [reason set_reason "no such user"];
+    AdminUserEntry => [name set_name "alice"];
+    AdminUserInfo => [name set_name "mallory", reason set_reason "spam"];
+    AdminRefusals => [reason set_reason "wrong password"];
+    AdminStatsReply => [];
 };
 
-/// The stored records and the handshake messages.
-pub static STRUCTS: [Decoder; 5] = structs! {
+/// The stored records, the structs carried inside other bytes (a login entry of
+/// an account record, `lgrc` or `ainf`; a file manifest inside an end-to-end
+/// message body) and the handshake messages.
+pub static STRUCTS: [Decoder; 8] = structs! {
     UserRecord b"SOTU" => [username set_username "alice", password_hash set_password_hash "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", passphrase_hash set_passphrase_hash "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"];
     RoomRecord b"SOTR" => [name set_name "lobby"];
     RoomEntry b"" => [];
+    AcctRecord b"SOTA" => [reason set_reason "spam"];
+    LoginEntry b"" => [];
+    FileManifest b"" => [name set_name "notes.txt"];
     ClientHello b"SOTO" => [];
     ServerHello b"SOTO" => [];
 };
