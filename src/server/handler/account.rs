@@ -219,7 +219,14 @@ pub fn passphrase(core: &mut Core, id: ConnId, step: &PasswordAccepted, frame: &
 
 /// The passphrase check finished.
 pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok: bool, now_ms: u64) {
-    let name = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).map(str::to_owned);
+    // The state again: a ban, block or hold set while this login waited for
+    // its passphrase refuses it (as a failed login; the next password step
+    // says why), and a deleted account is gone.
+    if core.accounts.by_uid(uid).is_some() && core.accounts.acct_mut(uid).expire(now_ms) {
+        core.mark_acct_dirty(uid);
+    }
+    let active = core.accounts.acct(uid).state == State::Active;
+    let name = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).map(str::to_owned).filter(|_| active);
     let limit = core.limits().sessions_per_user;
     match name {
         Some(_) if ok && core.sessions_of(uid).len() >= limit => {
