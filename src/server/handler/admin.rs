@@ -240,17 +240,20 @@ pub fn deny(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now_ms:
         names.push(name);
     }
     let Some((uid, name)) = account_of(core, id, (msg_id, ADNY), m.user()) else { return };
-    let a = core.accounts.acct_mut(uid);
+    // The whole new list first: a refusal changes nothing.
+    let mut denied = core.accounts.acct(uid).denied;
     for n in &names {
         if m.allow == 1 {
-            a.denied.retain(|d| d != n);
-        } else if !a.denied.contains(n) {
-            if a.denied.len() >= MAX_DENIED {
-                return reply(core, id, msg_id, ADNY, code::BAD_REQUEST, "at most 32 denied mnemonics per account");
-            }
-            a.denied.push(n.clone());
+            denied.retain(|d| d != n);
+        } else if !denied.contains(n) {
+            denied.push(n.clone());
         }
     }
+    if denied.len() > MAX_DENIED {
+        return reply(core, id, msg_id, ADNY, code::BAD_REQUEST, "at most 32 denied mnemonics per account");
+    }
+    let a = core.accounts.acct_mut(uid);
+    a.denied = denied;
     let now_denied = if a.denied.is_empty() { "nothing".to_owned() } else { a.denied.join(" ") };
     core.mark_acct_dirty(uid);
     let verb = if m.allow == 1 { "allowed" } else { "denied" };
