@@ -185,6 +185,13 @@ fn a_kick_ends_the_client_and_a_banned_user_cannot_come_back() {
     assert_eq!((k["by"].as_str(), k["reason"].as_str()), (Some("dave"), Some("enough")));
     ctl_json(&data, &["revoke", "dave", "admin"]);
     error(&dave.run("/kick carol", "kick"), "kick", 403);
+
+    // A block says nothing: the session just ends, the client takes it for a
+    // lost connection, and its logins read as a wrong password.
+    let v = ctl_json(&data, &["block", "dave"]);
+    assert!(v["message"].as_str().unwrap().starts_with("dave is blocked"), "{v}");
+    let d = dave.wait_for("disconnected", |v| v["type"] == "disconnected");
+    assert!(!dave.seen.iter().any(|v| v["type"] == "kicked"), "no notice: {d}");
 }
 
 #[test]

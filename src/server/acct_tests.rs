@@ -65,3 +65,53 @@ fn an_admin_kicks_every_session_and_announces_to_those_online() {
     assert_eq!(replies, [code::OK, code::OK], "announced once durable, and kicked");
     assert_eq!(w.core().accounts.acct(uid(1)).announce_seen, 1, "bob had it: not again at his next login");
 }
+
+#[test]
+fn an_announcement_rewrites_an_online_users_state_when_its_last_session_ends_not_at_once() {
+    use crate::server::store::{MemStore, Store};
+    let store = std::sync::Arc::new(MemStore::default());
+    let mut w = World::new_on(crate::server::fuzz::limits(), store.clone());
+    let seen = |store: &MemStore| {
+        let accts = store.load_accts().unwrap();
+        accts.iter().find(|(u, _)| *u == uid(1)).map(|(_, a)| a.announce_seen)
+    };
+    let (alice, _) = w.open(0).unwrap();
+    let (bob1, _) = w.open(1).unwrap();
+    let (bob2, _) = w.open(1).unwrap();
+    w.core().accounts.acct_mut(uid(0)).roles |= ROLE_ADMIN;
+    let mut ann = crate::opcodes::Announce::request(4, 0);
+    ann.set_text("maintenance at noon").unwrap();
+    assert!(w.dispatch(alice, ann.as_bytes()));
+    w.settle();
+    assert_eq!(w.core().accounts.acct(uid(1)).announce_seen, 1);
+    assert_ne!(seen(&store), Some(1), "not written for every online user at once");
+    w.core().close(bob1, "test");
+    w.core().remove(bob1);
+    w.settle();
+    assert_ne!(seen(&store), Some(1), "bob is still online");
+    w.core().close(bob2, "test");
+    w.core().remove(bob2);
+    w.settle();
+    assert_eq!(seen(&store), Some(1), "written when bob's last session ended");
+}
+
+#[test]
+fn a_login_checked_after_its_account_was_deleted_leaves_no_state_file_behind() {
+    use crate::server::store::{MemStore, Store};
+    let store = std::sync::Arc::new(MemStore::default());
+    let mut w = World::new_on(crate::server::fuzz::limits(), store.clone());
+    let (id, mut opener) = w.open(1).unwrap();
+    w.core().set_session(id, crate::server::session::Session::AwaitLogin);
+    w.received(id, &mut opener);
+    let mut login = crate::opcodes::Login::request(8, 0);
+    login.set_username("alice").unwrap();
+    assert!(w.dispatch(id, login.as_bytes()));
+    // The password is checked on a worker; the account goes meanwhile.
+    let now = w.now_ms();
+    assert!(w.core().delete_account(uid(0), now, "test").is_some());
+    w.settle();
+    let got = w.received(id, &mut opener);
+    let answer = got.iter().find(|m| wire::header(m).unwrap().opcode.get() == STAT).expect("an answer");
+    assert_eq!(status(answer).0, code::UNAUTHORIZED);
+    assert!(store.load_accts().unwrap().iter().all(|(u, _)| *u != uid(0)), "no orphan alice.acct");
+}

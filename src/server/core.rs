@@ -244,8 +244,11 @@ pub(crate) enum Deferred {
     Chunk { conn: ConnId, msg_id: u64, file_id: u64, index: u32, epoch: u32 },
     /// An admin request's change is durable: its answer (`arep`) goes to the admin connection.
     Admin { conn: ConnId, reply: Box<crate::opcodes::AdminReply> },
-    /// An account deletion is durable (or failed): answer, then let the connection close.
+    /// An account deletion is durable: answer, then let the connection close.
     AccountDeleted { conn: ConnId, msg_id: u64 },
+    /// An account deletion is durable: a sender waiting for the answer to
+    /// its DM (`msg_id`) to the deleted account hears that it was returned.
+    Returned { conn: ConnId, msg_id: u64, peer: u64, name: String },
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
@@ -338,6 +341,9 @@ pub struct Core {
     refused_total: std::collections::BTreeMap<&'static str, u64>,
     /// Accounts whose operator state must be rewritten.
     acct_dirty: BTreeSet<u64>,
+    /// Online accounts sent an announcement live whose `announce_seen` is
+    /// not yet on disk: written when their last session ends.
+    announce_unsaved: BTreeSet<u64>,
     /// Announcements (call `mark_announcements_dirty` after a change).
     pub(crate) announcements: Announcements,
     announcements_dirty: bool,
@@ -381,6 +387,7 @@ impl Core {
             refused: Default::default(),
             refused_total: Default::default(),
             acct_dirty: BTreeSet::new(),
+            announce_unsaved: BTreeSet::new(),
             announcements: Announcements::default(),
             announcements_dirty: false,
             admin: HashMap::new(),
@@ -410,7 +417,18 @@ impl Core {
 
     /// Notes that `uid`'s operator state changed and must be written with the next commit.
     pub(crate) fn mark_acct_dirty(&mut self, uid: u64) {
-        self.acct_dirty.insert(uid);
+        // A deleted account's state file is gone with it, and stays gone.
+        self.announce_unsaved.remove(&uid);
+        if self.accounts.by_uid(uid).is_some() {
+            self.acct_dirty.insert(uid);
+        }
+    }
+
+    /// Notes that online `uid` was sent an announcement live: its state is
+    /// written when its last session ends (or sooner, with any other change),
+    /// not at once for every online user.
+    pub(crate) fn mark_announce_unsaved(&mut self, uid: u64) {
+        self.announce_unsaved.insert(uid);
     }
 
     /// Notes that the announcements changed.
@@ -642,6 +660,9 @@ impl Core {
                 ids.retain(|c| *c != id);
                 if ids.is_empty() {
                     self.online.remove(&auth.uid());
+                    if self.announce_unsaved.contains(&auth.uid()) {
+                        self.mark_acct_dirty(auth.uid());
+                    }
                 }
             }
         }
@@ -685,6 +706,14 @@ impl Core {
     }
 
     /// Sends a stored event to every session of `uid`.
+    /// The user `id` is logged in as, if its session is `Authenticated`.
+    pub(crate) fn session_uid(&self, id: ConnId) -> Option<u64> {
+        match self.conns.get(&id)?.phase {
+            Phase::Open { session: Session::Authenticated(ref auth), .. } => Some(auth.uid()),
+            _ => None,
+        }
+    }
+
     /// The sessions of `uid`.
     pub(crate) fn sessions_of(&self, uid: u64) -> Vec<ConnId> {
         self.online.get(&uid).cloned().unwrap_or_default()
@@ -750,6 +779,13 @@ impl Core {
     /// Queues an answer for after this turn's commit is durable.
     pub(crate) fn defer(&mut self, d: Deferred) {
         self.deferred.push(d);
+    }
+
+    /// Whether the sender of mailbox record `seq` of `peer` (a DM) has not
+    /// yet heard that it is stored: its commit is pending or on its way.
+    pub(crate) fn dm_unanswered(&self, peer: u64, seq: u64) -> bool {
+        let waits = |d: &Deferred| matches!(d, Deferred::DmStored { peer: p, seq: s, .. } if (*p, *s) == (peer, seq));
+        self.deferred.iter().any(waits) || self.inflight.values().any(|f| f.answers.iter().any(waits))
     }
 
     /// The next commit, if anything changed: one job for the disk thread.
@@ -843,7 +879,9 @@ impl Core {
             // The files are rewritten from memory, where a handed-out
             // one-time prekey is already gone (its answer fails below).
             self.prekeys_dirty.extend(prekeys);
-            self.acct_dirty.extend(accts);
+            for uid in accts {
+                self.mark_acct_dirty(uid);
+            }
             self.announcements_dirty |= announcements;
             self.users_deleted.extend(users);
             self.retired_dirty |= retired;
@@ -910,15 +948,21 @@ impl Core {
                 Deferred::Offer { conn, msg_id, .. } => {
                     self.reply(conn, msg_id, crate::opcodes::FLOF, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
                 }
-                Deferred::AccountDeleted { conn, msg_id } => {
-                    // Gone from memory either way: a failed write is retried with the next commit.
-                    let (code, reason) =
-                        if ok { (code::OK, "account deleted") } else { (code::INSUFFICIENT_STORAGE, FAILED) };
-                    self.reply(conn, msg_id, crate::opcodes::DLAC, code, reason, now_ms);
+                Deferred::AccountDeleted { conn, msg_id } if ok => {
+                    self.reply(conn, msg_id, crate::opcodes::DLAC, code::OK, "account deleted", now_ms);
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.holding = false;
                     }
                 }
+                // Gone from memory, not yet from the disk: the removal is
+                // retried with the next commit, and the answer waits for it
+                // (a restart before then would bring the account back).
+                d @ Deferred::AccountDeleted { .. } => self.defer(d),
+                Deferred::Returned { conn, msg_id, peer, name } if ok => {
+                    let returned = crate::server::handler::direct::RETURNED;
+                    crate::server::handler::direct::status_named(self, conn, msg_id, (peer, &name), returned, now_ms)
+                }
+                d @ Deferred::Returned { .. } => self.defer(d),
             }
         }
         // Downloads waiting for these chunks read on.
@@ -943,8 +987,11 @@ impl Core {
         let mut closing = Vec::new();
         for (id, conn) in self.conns.iter_mut() {
             if conn.close.is_some() {
-                // A peer that does not read its last bytes gets a grace period, not forever.
-                if conn.closing_since_ms == 0 {
+                // A peer that does not read its last bytes gets a grace period, not forever;
+                // it starts when the answer the connection is held for was sent.
+                if conn.holding {
+                    conn.closing_since_ms = 0;
+                } else if conn.closing_since_ms == 0 {
                     conn.closing_since_ms = now_ms.max(1);
                 } else if now_ms.saturating_sub(conn.closing_since_ms) > CLOSE_GRACE_MS {
                     conn.out.clear();
@@ -1354,14 +1401,6 @@ impl Core {
         }
         self.handle_plaintext(id, plaintext.to_vec(), now_ms);
         true
-    }
-
-    /// The user `id` is logged in as, if its session is `Authenticated`.
-    pub(crate) fn session_uid(&self, id: ConnId) -> Option<u64> {
-        match self.conns.get(&id)?.phase {
-            Phase::Open { session: Session::Authenticated(ref auth), .. } => Some(auth.uid()),
-            _ => None,
-        }
     }
 
     /// Why `id` is closing, if it is.

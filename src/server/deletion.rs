@@ -4,7 +4,7 @@
 //! Invariant: the account leaves memory at once, with its rooms, mailbox,
 //! contact pairs, prekeys and files, and its sessions end; the DMs that
 //! waited for it go back to their senders through their durable mailboxes;
-//! its name is held from registration for `--name-reserve`. The files go
+//! its name and UID are held from registration for `--name-reserve`. The files go
 //! with the next commit, and the answer to the user who asked waits for it.
 
 use super::{ConnId, Core, Deferred, Phase};
@@ -52,7 +52,8 @@ impl Core {
         self.chat.remove(&uid);
         self.accounts.remove(uid);
         self.acct_dirty.remove(&uid);
-        self.accounts.retired.retire(&name, now_ms.saturating_add(self.limits.name_reserve_ms));
+        self.announce_unsaved.remove(&uid);
+        self.accounts.retired.retire(&name, uid, now_ms.saturating_add(self.limits.name_reserve_ms));
         self.retired_dirty = true;
         self.users_deleted.insert(uid);
         if let Some((conn, msg_id)) = answer {
@@ -63,6 +64,12 @@ impl Core {
         }
         crate::log!(Info, "account {name} (uid {uid:016x}) deleted: {why}");
         Some(name)
+    }
+
+    /// Whether account `uid` was deleted and its files are not yet gone:
+    /// its UID is not free even when `--name-reserve` is 0.
+    pub(crate) fn deletion_pending(&self, uid: u64) -> bool {
+        self.users_deleted.contains(&uid) || self.inflight.values().any(|f| f.users.contains(&uid))
     }
 
     /// `uid` leaves every room; a room it owns passes to its longest-standing
@@ -122,10 +129,11 @@ impl Core {
         for key in waiting {
             let Some(w) = self.awaiting.remove(&key) else { continue };
             answered.push(key.1);
-            // Not durable yet: `direct::stored` answers "returned" when it is.
+            // Not durable yet: `direct::stored` answers "returned" when it is;
+            // otherwise the answer waits for the deletion's commit.
             if w.durable {
                 for conn in w.conns {
-                    direct::status(self, conn, w.msg_id, uid, direct::RETURNED, now_ms);
+                    self.defer(Deferred::Returned { conn, msg_id: w.msg_id, peer: uid, name: name.to_owned() });
                 }
             }
         }

@@ -236,3 +236,130 @@ fn users_are_listed_as_the_operator_allows() {
     assert_eq!(names(Mode::All), (vec!["alice".into(), "bob".into(), "carol".into()], Some(code::OK)));
     assert_eq!(names(Mode::Off), (vec![], Some(code::FORBIDDEN)));
 }
+
+/// A `crea` for `name` with UID `uid`, with a real identity key (bob's).
+fn register(w: &mut World, name: &str, uid: u64) -> Option<u16> {
+    let id_pub = w.core().accounts.by_uid(crate::server::fuzz::uid(1)).unwrap().id_pub;
+    let crea = frame::<crate::opcodes::Register>(42, |m| {
+        let _ = m.set_username(name);
+        m.id_pub = id_pub;
+        m.uid.set(uid);
+    });
+    let (id, mut opener) = w.open(1).unwrap();
+    w.core().set_session(id, crate::server::session::Session::AwaitLogin);
+    w.received(id, &mut opener);
+    assert!(w.dispatch(id, &crea));
+    // Only what the handler answers at once: the worker would check the binding.
+    let got = w.received(id, &mut opener);
+    w.core().close(id, "test");
+    w.core().remove(id);
+    status_of(&got, 42)
+}
+
+#[test]
+fn a_deleted_accounts_uid_is_held_like_its_name_even_before_its_files_are_gone() {
+    let mut w = World::new_on(Limits { name_reserve_ms: 0, ..limits() }, Arc::new(MemStore::default()));
+    let now = w.now_ms();
+    assert!(w.core().delete_account(uid(0), now, "test").is_some());
+    // Not yet committed: the UID is not free, whatever --name-reserve says.
+    assert_eq!(register(&mut w, "zed", uid(0)), Some(code::CONFLICT));
+    w.settle();
+    assert_eq!(register(&mut w, "zed", uid(0)), None, "no reserve: free once the files are gone");
+    let mut w = World::new();
+    let now = w.now_ms();
+    assert!(w.core().delete_account(uid(0), now, "test").is_some());
+    w.settle();
+    w.restart();
+    assert_eq!(register(&mut w, "zed", uid(0)), Some(code::CONFLICT), "held across a restart");
+    assert_eq!(register(&mut w, "alice", 99), Some(code::CONFLICT), "the name too");
+    assert_eq!(register(&mut w, "zed", 99), None, "a fresh name and UID go on to the worker");
+}
+
+#[test]
+fn a_join_answered_after_a_kick_in_its_commit_window_is_refused() {
+    let mut w = World::new();
+    let (carol, mut opener) = w.open(2).unwrap();
+    w.received(carol, &mut opener);
+    assert!(w.dispatch(carol, &join("lobby")));
+    w.run_jobs();
+    // alice kicks carol before the join's commit.
+    let (alice, _) = w.open(0).unwrap();
+    assert!(w.dispatch(alice, &kick("carol", 0)));
+    w.settle();
+    assert_eq!(status_of(&w.received(carol, &mut opener), 40), Some(code::FORBIDDEN));
+}
+
+#[test]
+fn a_dm_is_not_withdrawn_before_its_sender_heard_it_was_stored() {
+    use crate::opcodes::{SendDmS, DMST as STATE};
+    let mut w = World::new();
+    let (alice, mut opener) = w.open(0).unwrap();
+    w.received(alice, &mut opener);
+    let mut m = SendDmS::request(91, 0);
+    m.head.peer_uid.set(uid(1));
+    assert!(w.dispatch(alice, m.as_bytes()));
+    let unsend = frame::<DmUnsend>(36, |m| {
+        m.peer_uid.set(uid(1));
+        m.dm_id.set(91);
+    });
+    assert!(w.dispatch(alice, &unsend));
+    w.settle();
+    let got = w.received(alice, &mut opener);
+    assert_eq!(status_of(&got, 36), Some(code::CONFLICT), "not yet stored");
+    let told = got.iter().find(|f| wire::header(f).unwrap().opcode.get() == STATE).expect("the DM's own answer");
+    assert_eq!(wire::decode::<DmStatus>(told).unwrap().state, crate::server::handler::direct::QUEUED);
+    assert!(w.dispatch(alice, &unsend));
+    w.settle();
+    assert_eq!(status_of(&w.received(alice, &mut opener), 36), Some(code::OK), "withdrawn now");
+}
+
+#[test]
+fn a_sender_waiting_on_a_deleted_recipient_hears_returned_only_once_the_deletion_is_durable() {
+    let mut w = World::new();
+    let (bob, mut bo) = w.open(1).unwrap();
+    let (alice, mut opener) = w.open(0).unwrap();
+    w.received(alice, &mut opener);
+    w.received(bob, &mut bo);
+    let mut m = crate::opcodes::SendDmS::request(92, 0);
+    m.head.peer_uid.set(uid(1));
+    assert!(w.dispatch(alice, m.as_bytes()));
+    w.settle();
+    // Delivered live to bob, not acknowledged: alice waits for the answer.
+    assert!(w.received(alice, &mut opener).iter().all(|f| wire::header(f).unwrap().opcode.get() != DMST));
+    let now = w.now_ms();
+    assert!(w.core().delete_account(uid(1), now, "test").is_some());
+    assert!(w.received(alice, &mut opener).iter().all(|f| wire::header(f).unwrap().opcode.get() != DMST), "too early");
+    w.settle();
+    let got = w.received(alice, &mut opener);
+    let told = got.iter().find(|f| wire::header(f).unwrap().opcode.get() == DMST).expect("returned");
+    let st = wire::decode::<DmStatus>(told).unwrap();
+    assert_eq!((st.dm_id.get(), st.state, st.peer()), (92, crate::server::handler::direct::RETURNED, Ok("bob")));
+}
+
+#[test]
+fn only_the_owner_learns_whether_a_user_named_in_a_moderation_request_exists() {
+    let mut w = World::new();
+    let ghost = kick("nobody-here", 0);
+    assert_eq!(status_of(&request(&mut w, 1, &ghost), 30), Some(code::FORBIDDEN), "bob is not the owner");
+    assert_eq!(status_of(&request(&mut w, 0, &ghost), 30), Some(code::NOT_FOUND));
+}
+
+#[test]
+fn a_deletion_the_disk_refuses_is_answered_when_a_retry_makes_it_durable_however_long_that_takes() {
+    let store = Arc::new(MemStore::default());
+    let mut w = World::new_on(limits(), store.clone());
+    let (alice, mut opener) = w.open(0).unwrap();
+    w.received(alice, &mut opener);
+    let now = w.now_ms();
+    store.fail_next_commits(7);
+    assert!(w.core().delete_account_answering(uid(0), now, "test", Some((alice, 43))).is_some());
+    // Seven failed commits, a second apart: longer than a closing connection's grace.
+    for _ in 0..7 {
+        w.settle();
+        assert_eq!(status_of(&w.received(alice, &mut opener), 43), None, "not durable yet");
+        w.advance(1_100);
+    }
+    w.settle();
+    assert_eq!(status_of(&w.received(alice, &mut opener), 43), Some(code::OK));
+    assert!(w.core().is_done(alice), "then the connection closes");
+}

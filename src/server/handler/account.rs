@@ -67,7 +67,8 @@ pub fn register(core: &mut Core, id: ConnId, frame: &[u8], now_ms: u64) {
         return core.reply_retry(id, msg_id, CREA, code::RATE_LIMITED, "too many registrations; wait", wait, now_ms);
     }
     let uid = m.uid.get();
-    if core.accounts.uid_taken(uid) {
+    // A deleted account's UID is held like its name (and its files may not be gone yet).
+    if core.accounts.uid_taken(uid) || core.accounts.retired.uid_held(uid, now_ms) || core.deletion_pending(uid) {
         return fail(core, code::CONFLICT, "uid taken: choose another at random");
     }
     core.accounts.reserve(&name, uid);
@@ -162,6 +163,8 @@ fn record(core: &mut Core, id: ConnId, uid: u64, outcome: Outcome, now_ms: u64) 
 
 /// The password check finished: then the account's state decides.
 pub fn password_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: Option<u64>, ok: bool, now_ms: u64) {
+    // An account deleted while its password was checked is an unknown name now.
+    let uid = uid.filter(|&uid| core.accounts.by_uid(uid).is_some());
     let state = uid.map(|uid| {
         // A state whose end passed lifts here, for good.
         if core.accounts.acct_mut(uid).expire(now_ms) {

@@ -126,16 +126,15 @@ pub fn set_state(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], no
     let until = if for_ms == 0 { 0 } else { now_ms.saturating_add(for_ms) };
     core.accounts.acct_mut(uid).set_state(state, until, &reason);
     core.mark_acct_dirty(uid);
-    let mut closed = 0;
-    if state != State::Active {
-        let why = match state {
-            State::Banned if reason.is_empty() => "banned".to_owned(),
-            State::Banned => format!("banned: {reason}"),
-            State::OnHold => "account on hold".to_owned(),
-            _ => "account closed".to_owned(),
-        };
-        closed = operator::kick_sessions(core, uid, "operator", &why, now_ms);
-    }
+    let closed = match state {
+        State::Active => 0,
+        // Without a notice: the sessions end as a lost connection would, and
+        // the logins that follow read as a wrong password.
+        State::Blocked => operator::drop_sessions(core, uid),
+        State::Banned if reason.is_empty() => operator::kick_sessions(core, uid, "operator", "banned", now_ms),
+        State::Banned => operator::kick_sessions(core, uid, "operator", &format!("banned: {reason}"), now_ms),
+        State::OnHold => operator::kick_sessions(core, uid, "operator", "account on hold", now_ms),
+    };
     let until_shown = if state == State::Active { String::new() } else { format!(" until {}", until_text(until)) };
     crate::log!(
         Info,

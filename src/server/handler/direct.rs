@@ -21,7 +21,7 @@ use crate::server::session::Authenticated;
 const ACCEPTED: u8 = 1;
 const LISTED: u8 = 2;
 /// `DmStatus.state`.
-const QUEUED: u8 = 1;
+pub(crate) const QUEUED: u8 = 1;
 const DELIVERED: u8 = 2;
 const EXPIRED: u8 = 3;
 /// Its recipient deleted the account before receiving it.
@@ -262,10 +262,17 @@ fn receive<E: Classed<Head = ReceiveDmHead>, M: Classed<Head = SendDmHead>>(
 }
 
 pub(crate) fn status(core: &mut Core, id: ConnId, msg_id: u64, peer: u64, state: u8, now_ms: u64) {
+    let name = name_of(core, peer);
+    status_named(core, id, msg_id, (peer, &name), state, now_ms);
+}
+
+/// As [`status`], for a peer named here (a deleted account's is gone from the accounts).
+pub(crate) fn status_named(core: &mut Core, id: ConnId, msg_id: u64, peer: (u64, &str), state: u8, now_ms: u64) {
+    let (peer, name) = peer;
     let mut ev = DmStatus::new(Status::Ok, code::OK, msg_id, now_ms);
     ev.dm_id.set(msg_id);
     ev.peer_uid.set(peer);
-    let _ = ev.set_peer(&name_of(core, peer));
+    let _ = ev.set_peer(name);
     ev.state = state;
     core.send(id, &ev);
 }
@@ -322,6 +329,18 @@ pub fn unsend(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
     };
     if core.sessions_of(peer).into_iter().any(|c| core.mail_cursor(c) >= seq) {
         return core.reply(id, msg_id, UNSD, code::CONFLICT, "already delivered to the recipient's client", now_ms);
+    }
+    // Its own answer (delivered, queued) is still to come: withdrawing now
+    // would leave the sender told "delivered" for a DM nobody got.
+    if core.dm_unanswered(peer, seq) {
+        return core.reply(
+            id,
+            msg_id,
+            UNSD,
+            code::CONFLICT,
+            "not yet stored: wait for its answer, then try again",
+            now_ms,
+        );
     }
     let Some(mb) = core.mail.boxes.get_mut(&peer) else { return };
     mb.ack(seq, now_ms);

@@ -58,10 +58,11 @@ pub fn kick(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     let msg_id = m.hdr.msg_id.get();
     let request = (id, msg_id, RMKK);
     let Some(name) = room_name(core, id, msg_id, RMKK, m.room(), now_ms) else { return };
-    let Some(target) = user_uid(core, request, m.user(), now_ms) else { return };
+    // The owner first: nobody else learns from the answer whether a user exists.
     if !owned(core, request, &name, auth, now_ms) {
         return;
     }
+    let Some(target) = user_uid(core, request, m.user(), now_ms) else { return };
     let Ok(reason) = m.reason().map(str::to_owned) else {
         return core.reply(id, msg_id, RMKK, code::BAD_REQUEST, "the reason is not UTF-8", now_ms);
     };
@@ -109,10 +110,11 @@ pub fn unban(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], no
     let msg_id = m.hdr.msg_id.get();
     let request = (id, msg_id, RMUB);
     let Some(name) = room_name(core, id, msg_id, RMUB, m.room(), now_ms) else { return };
-    let Some(target) = user_uid(core, request, m.user(), now_ms) else { return };
+    // The owner first: nobody else learns from the answer whether a user exists.
     if !owned(core, request, &name, auth, now_ms) {
         return;
     }
+    let Some(target) = user_uid(core, request, m.user(), now_ms) else { return };
     let Some(room) = core.rooms.get_mut(&name) else { return };
     if !room.is_banned(target) {
         return core.reply(id, msg_id, RMUB, code::NOT_FOUND, "that user is not banned from this room", now_ms);
@@ -128,10 +130,11 @@ pub fn owner(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], no
     let msg_id = m.hdr.msg_id.get();
     let request = (id, msg_id, RMOW);
     let Some(name) = room_name(core, id, msg_id, RMOW, m.room(), now_ms) else { return };
-    let Some(target) = user_uid(core, request, m.user(), now_ms) else { return };
+    // The owner first: nobody else learns from the answer whether a user exists.
     if !owned(core, request, &name, auth, now_ms) {
         return;
     }
+    let Some(target) = user_uid(core, request, m.user(), now_ms) else { return };
     let Some(room) = core.rooms.get_mut(&name) else { return };
     if !room.is_member(target) {
         return core.reply(id, msg_id, RMOW, code::NOT_FOUND, "the new owner must be a member of the room", now_ms);

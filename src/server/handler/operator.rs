@@ -5,7 +5,8 @@
 //! Invariant: a kicked session gets `kckd` before its connection is marked
 //! for closing, so the client learns why; an announcement is stored (and
 //! durable before it is acknowledged) before it is sent, and each account's
-//! `announce_seen` makes every announcement reach a user once.
+//! `announce_seen` makes every announcement reach a user once (once more
+//! after a server restart, for a user online when it was made).
 
 use crate::account;
 use crate::opcodes::{Announce, Announcement, KickUser, Kicked, ANNC, KICK};
@@ -62,8 +63,20 @@ pub(crate) fn kick_sessions(core: &mut Core, uid: u64, by: &str, reason: &str, n
     sessions.len()
 }
 
+/// Closes every session of `uid` without a word (a block); returns how many.
+pub(crate) fn drop_sessions(core: &mut Core, uid: u64) -> usize {
+    let sessions = core.sessions_of(uid);
+    for &conn in &sessions {
+        core.close(conn, "blocked");
+    }
+    sessions.len()
+}
+
 /// Stores an announcement and sends it to every online user now (their
-/// accounts remember it as seen); returns how many users were online.
+/// accounts remember it as seen, on disk when their last session ends: one
+/// announcement does not rewrite every online user's state file at once; a
+/// restart before then shows it to them once more); returns how many users
+/// were online.
 pub(crate) fn announce_all(core: &mut Core, from: &str, text: &str, ttl_ms: u64, now_ms: u64) -> usize {
     core.announcements.prune(now_ms);
     let a = core.announcements.add(from, text, now_ms, ttl_ms);
@@ -73,7 +86,7 @@ pub(crate) fn announce_all(core: &mut Core, from: &str, text: &str, ttl_ms: u64,
     for &uid in &users {
         core.send_to_user(uid, &m, None);
         core.accounts.acct_mut(uid).announce_seen = a.id;
-        core.mark_acct_dirty(uid);
+        core.mark_announce_unsaved(uid);
     }
     users.len()
 }

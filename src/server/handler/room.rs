@@ -181,6 +181,10 @@ pub fn join_answer(core: &mut Core, id: ConnId, msg_id: u64, name: &str, now_ms:
     let Some(room) = core.rooms.get(name) else {
         return core.reply(id, msg_id, JRMS, code::NOT_FOUND, "room was deleted", now_ms);
     };
+    // Kicked, banned or dropped by a new password while the join went to disk.
+    if !core.session_uid(id).is_some_and(|uid| room.is_member(uid)) {
+        return core.reply(id, msg_id, JRMS, code::FORBIDDEN, "removed from the room by its owner", now_ms);
+    }
     let members = room.members.clone();
     let mut former: Vec<u64> =
         room.durable_history().map(|e| e.head.sender_uid.get()).filter(|u| !members.contains(u)).collect();
