@@ -1071,12 +1071,12 @@ impl Core {
     }
 
     /// Seals one message for many connections (a room's fan-out): for each,
-    /// what [`Core::send_bytes`] does, with the same output bound, but
+    /// what [`Core::send_bytes`] does, with the same output bound, but up to
     /// `record::LANES` records side by side (`record::seal_many`), each
     /// written straight into its connection's output. `ids` are distinct.
     pub(crate) fn send_bytes_many(&mut self, ids: &[ConnId], msg: &[u8]) {
         let max = self.limits.max_output;
-        let mut batch: Vec<(ConnId, Phase, Vec<u8>)> = Vec::with_capacity(record::LANES.min(ids.len()));
+        let mut batch: Vec<(ConnId, Phase, Vec<u8>)> = Vec::with_capacity(ids.len());
         for &id in ids {
             let Some(conn) = self.conns.get_mut(&id) else { continue };
             let Phase::Open { keys, .. } = &conn.phase else { continue };
@@ -1091,9 +1091,6 @@ impl Core {
             // the keys by moving the phase out, the output by value.
             let phase = std::mem::replace(&mut conn.phase, Phase::AwaitHello);
             batch.push((id, phase, std::mem::take(&mut conn.out)));
-            if batch.len() == record::LANES {
-                self.seal_batch(&mut batch, msg, max);
-            }
         }
         if !batch.is_empty() {
             self.seal_batch(&mut batch, msg, max);
