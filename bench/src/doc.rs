@@ -348,7 +348,7 @@ fn budget(r: &Report) -> String {
          record layer's own code; everything else in sottod: hashing of connection ids, room and session \
          lookups, allocation, the loop), set-up (logins) left out. Each part is given as a share of the \
          loop's samples and, since the HMAC work per delivery is the same before and after, as a multiple \
-         of it (about 0.7 µs: the `hmac` row above):\n\n\
+         of it (about 0.7 µs: the HMAC row above):\n\n\
          | part | before: share | before: × HMAC | after: share | after: × HMAC |\n\
          |---|---:|---:|---:|---:|\n\
          | system calls (kernel: send(2), TCP, loopback delivery, epoll) | 35.4% | 1.98 | 44.6% | 2.55 |\n\
@@ -369,12 +369,12 @@ fn budget(r: &Report) -> String {
          block here); up to 8 members' chains side by side, through the `aes` crate's `encrypt_block` \
          (AES-NI, runtime-detected: each call is a small non-inlined function, and the CPU overlaps \
          consecutive calls for independent keys), cut the chain's cost per record about 3 times (the \
-         `aes_chain` and `aes_lanes8` rows). Passes are of even width (9 members: 5 and 4), as a lone \
+         rows \"CBC chain alone\" and \"9 chains, up to 8 side by side\"). Passes are of even width (9 members: 5 and 4), as a lone \
          chain gains nothing. The `aes::hazmat` round functions do not fit: they have no key expansion \
          and no last round.\n\
          - **Paid: one encrypt-only key schedule per record.** The one-by-one path expands the key twice \
          (IV, then CBC), both schedules (encrypt and decrypt) each time; `seal_many` expands the \
-         encryption schedule once (`Aes128Enc`, the `aes_schedule` row). The `aes` crate's runtime \
+         encryption schedule once (`Aes128Enc`: the row \"one encrypt-only key schedule\" of the sealing table). The `aes` crate's runtime \
          detection makes each schedule a 704-byte value (room for the software fallback too): gathered \
          with `array::from_fn`, each was copied five times (a fifth of `seal_many`'s time in a profile); \
          filled into an array of `None` in place, twice.\n\
