@@ -83,7 +83,7 @@ clean:
 # -max_len: the largest input a target needs, a class-x message or record
 # (16,852 bytes on the wire) and a step's few bytes of control.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= deframer record decode handshake dispatch ratchet
+FUZZ_TARGETS ?= deframer record seal_many decode handshake dispatch ratchet
 
 .PHONY: fuzz
 fuzz:

@@ -145,6 +145,24 @@ impl Cbc {
     pub fn encrypt_block(&self, block: &mut [u8; 16]) {
         aes::Aes128::new((&*self.0).into()).encrypt_block(block.into());
     }
+
+    /// The encryption key schedule, expanded once for a run of blocks (the
+    /// multi-buffer seal, `record::seal_many`).
+    pub fn block_encryptor(&self) -> BlockEnc {
+        BlockEnc(aes::Aes128Enc::new((&*self.0).into()))
+    }
+}
+
+/// An expanded AES-128 encryption key (encrypt only: no decryption
+/// schedule is computed). Zeroized on drop (the `aes` crate's `zeroize`).
+pub struct BlockEnc(aes::Aes128Enc);
+
+impl BlockEnc {
+    /// `E_K(block)` in place.
+    #[inline]
+    pub fn encrypt(&self, block: &mut [u8; 16]) {
+        self.0.encrypt_block(block.into());
+    }
 }
 
 /// A keyed HMAC-SHA256 state: the key schedule (the inner and outer pads'

@@ -9,6 +9,7 @@ pub mod peers_run;
 pub mod proto;
 pub mod report;
 pub mod scp;
+pub mod seal;
 pub mod server;
 pub mod stats;
 pub mod sys;

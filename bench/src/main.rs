@@ -10,7 +10,7 @@ use sotto_bench::{peers_run, sys};
 
 const USAGE: &str = "usage: sotto-bench [--quick] [--only W1,W2,...] [--no-peers] [--report PATH]
 
-Runs the benchmark workloads (micro, W1-W8) against sottod (from the same
+Runs the benchmark workloads (micro, seal, W1-W8) against sottod (from the same
 directory as this binary) and, for W1, W2, W4 and W6, against ngircd and
 InspIRCd over IRC, plain and TLS, and for W8 (file transfer) against scp
 over an sshd of its own on loopback (openssh-server is installed with
@@ -19,7 +19,7 @@ rewrites that file (docs/BENCHMARKS.md) with the machine, the versions, the
 peer configurations and the results.
 
   --quick        a shorter run (under 3 minutes): fewer connections, shorter steps
-  --only LIST    only these workloads (micro, W1 ... W8), comma-separated
+  --only LIST    only these workloads (micro, seal, W1 ... W8), comma-separated
   --no-peers     sottod only (no ngircd, no InspIRCd)
   --report PATH  write the Markdown report there";
 
@@ -99,6 +99,10 @@ fn run(args: &Args) -> io::Result<()> {
     if want("micro") {
         println!("micro");
         work::micro(&ctx, &mut r);
+    }
+    if want("seal") {
+        println!("seal");
+        sotto_bench::seal::seal(ctx.quick, &mut r);
     }
     for (name, f) in steps {
         if !want(name) {

@@ -53,6 +53,18 @@ fn main() -> std::io::Result<()> {
         seed("record", &format!("seal-{name}"), &[&[0x63][..], &[0x17; 16], &pt].concat())?;
     }
 
+    // seal_many: member count - 1, queued length, 16 bytes per member (key
+    // tweak, sequence number), plaintext: a room of 10 and an rvrs, the
+    // largest batch and one block, a sequence number at its end, a bad length.
+    let heads = |count: usize, last: u64| -> Vec<u8> {
+        (0..count as u64).flat_map(|i| [i.to_be_bytes(), (last - i * 3).to_be_bytes()]).flatten().collect()
+    };
+    let rvrs = vec![0x5a; core::mem::size_of::<ReceiveRoomMessageS>()];
+    seed("seal_many", "room-of-10-rvrs", &[&[9, 5][..], &heads(10, 1 << 20), &rvrs].concat())?;
+    seed("seal_many", "17-one-block", &[&[16, 0][..], &heads(17, 1 << 40), &[7; 16]].concat())?;
+    seed("seal_many", "exhausted", &[&[2, 1][..], &heads(3, u64::MAX), &[7; 32]].concat())?;
+    seed("seal_many", "bad-length", &[&[3, 0][..], &heads(4, 9), &[7; 33]].concat())?;
+
     // handshake: the fixed ClientHello (as is, and another version: a mismatch) and its signed answer.
     let hello = client().1;
     assert_eq!(handshake::check_client_hello(&SERVER, &hello), HelloVerdict::Accept);

@@ -626,3 +626,46 @@ fn connections_and_handshakes_of_an_ipv6_host_count_by_its_64() {
     core.remove(1);
     assert!(core.accept(5, host(9), 0).is_ok(), "a slot of the /64 freed up");
 }
+
+#[test]
+fn a_room_message_is_sealed_once_for_every_other_member_session_and_not_past_a_bound() {
+    // The fan-out seals side by side (`Core::send_bytes_many`): every
+    // session of every member but the sender's gets the message once, in
+    // order after what it already had; one over its bound gets nothing more.
+    use crate::opcodes::{ListRooms, ReceiveRoomMessageS, RVRS};
+    use zerocopy::FromBytes;
+    let limits = crate::server::core::Limits { rate: None, ..crate::server::fuzz::limits() };
+    let mut w = crate::server::fuzz::World::new_on(limits, std::sync::Arc::new(MemStore::default()));
+    let mut sessions: Vec<_> = [0, 0, 1, 1, 1, 0].iter().filter_map(|&u| w.open(u)).collect();
+    assert_eq!(sessions.len(), 6);
+    w.settle();
+    for (id, opener) in sessions.iter_mut() {
+        w.received(*id, opener);
+    }
+    // The last alice session stops reading until it is over its bound.
+    let slow = sessions[5].0;
+    while w.dispatch(slow, ListRooms::request(1, 0).as_bytes()) {
+        w.settle();
+    }
+    assert_eq!(w.closing(slow), Some("slow consumer: output bound exceeded"));
+    let held = w.core().transmit(slow).unwrap().len();
+    let sender = sessions[0].0;
+    for n in 0..3u8 {
+        let mut say = SendRoomMessageS::request(100 + u64::from(n), 0);
+        say.head.set_room("lobby").unwrap();
+        say.ciphertext.fill(n);
+        assert!(w.dispatch(sender, say.as_bytes()));
+        w.settle();
+    }
+    for (i, (id, opener)) in sessions.iter_mut().enumerate().take(5) {
+        let got: Vec<u8> = w
+            .received(*id, opener)
+            .iter()
+            .filter(|m| wire::header(m).unwrap().opcode.get() == RVRS)
+            .map(|m| ReceiveRoomMessageS::read_from_bytes(m).unwrap().ciphertext[0])
+            .collect();
+        let want: &[u8] = if i == 0 { &[] } else { &[0, 1, 2] };
+        assert_eq!(got, want, "session {i}");
+    }
+    assert_eq!(w.core().transmit(slow).unwrap().len(), held, "nothing more for the slow consumer");
+}

@@ -82,10 +82,7 @@ pub(crate) fn member(
 
 /// Sends `msg` to every online member of `room` but `except`.
 pub(crate) fn tell_members<M: Message>(core: &mut Core, room: &str, msg: &M, except: Option<ConnId>) {
-    let members = core.rooms.get(room).map(|r| r.members.clone()).unwrap_or_default();
-    for uid in members {
-        core.send_to_user(uid, msg, except);
-    }
+    core.send_to_room(room, msg.as_bytes(), except);
 }
 
 /// crms: a new room with the caller as owner and only member.
