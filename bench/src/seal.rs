@@ -5,6 +5,7 @@
 //!
 //! Every figure is the median of several timed runs on the generator's core.
 
+use crate::work::openssl_ns;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -45,19 +46,6 @@ fn keys(i: usize) -> AeadKeys {
         *b = (i * 131 + j * 7 + 1) as u8;
     }
     AeadKeys::from_material(&m)
-}
-
-/// `openssl speed` for one EVP cipher on `bytes`-byte buffers: ns per buffer.
-fn openssl_ns(args: &[&str], bytes: usize, quick: bool) -> Option<f64> {
-    let out = std::process::Command::new("openssl")
-        .args(["speed", "-mr", "-seconds", if quick { "1" } else { "2" }, "-bytes", &bytes.to_string()])
-        .args(args)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("+F:"))?;
-    let bps: f64 = line.rsplit(':').next()?.trim().parse().ok()?;
-    (bps > 0.0).then(|| bytes as f64 / bps * 1e9)
 }
 
 /// One record's parts, measured apart. Returns (name, label, ns) rows.

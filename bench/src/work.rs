@@ -206,7 +206,7 @@ pub fn micro(ctx: &Ctx, r: &mut Report) {
 }
 
 /// ns per operation of `openssl speed` on `bytes`-byte buffers.
-fn openssl_ns(alg: &[&str], bytes: usize, quick: bool) -> Option<f64> {
+pub(crate) fn openssl_ns(alg: &[&str], bytes: usize, quick: bool) -> Option<f64> {
     let secs = if quick { "1" } else { "2" };
     let out = std::process::Command::new("openssl")
         .args(["speed", "-mr", "-seconds", secs, "-bytes", &bytes.to_string()])

@@ -705,7 +705,6 @@ impl Core {
         self.online.contains_key(&uid)
     }
 
-    /// Sends a stored event to every session of `uid`.
     /// The user `id` is logged in as, if its session is `Authenticated`.
     pub(crate) fn session_uid(&self, id: ConnId) -> Option<u64> {
         match self.conns.get(&id)?.phase {

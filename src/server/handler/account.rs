@@ -180,7 +180,7 @@ pub fn password_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: Option<u6
         (Some(uid), Some(a)) if ok && matches!(a.state, State::OnHold | State::Banned) => {
             let (outcome, text) = match a.state {
                 State::OnHold => (Outcome::OnHold, "awaiting approval".to_owned()),
-                _ => (Outcome::Banned, format!("banned until {}", crate::server::handler::admin::until_text(a.until))),
+                _ => (Outcome::Banned, format!("banned {}", crate::server::handler::admin::until_text(a.until))),
             };
             record(core, id, uid, outcome, now_ms);
             let mut why = LoginRefused::new(Status::Ok, code::OK, msg_id, now_ms);

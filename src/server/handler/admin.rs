@@ -19,7 +19,7 @@ use crate::server::admin::{answer, reply, reply_done, send, AdminPeer};
 use crate::server::core::{ConnId, Core, Deferred};
 use crate::server::handler::operator;
 
-/// `2026-12-05T10:00:00Z` for a Unix time in ms, `indefinitely` for 0.
+/// `until 2026-12-05T10:00:00Z` for a Unix time in ms, `indefinitely` for 0.
 pub fn until_text(ms: u64) -> String {
     if ms == 0 {
         return "indefinitely".into();
@@ -27,8 +27,8 @@ pub fn until_text(ms: u64) -> String {
     let t = crate::server::log::rfc3339(ms);
     // Whole seconds are enough for an end date.
     match t.split_once('.') {
-        Some((secs, _)) => format!("{secs}Z"),
-        None => t,
+        Some((secs, _)) => format!("until {secs}Z"),
+        None => format!("until {t}"),
     }
 }
 
@@ -135,7 +135,7 @@ pub fn set_state(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], no
         State::Banned => operator::kick_sessions(core, uid, "operator", &format!("banned: {reason}"), now_ms),
         State::OnHold => operator::kick_sessions(core, uid, "operator", "account on hold", now_ms),
     };
-    let until_shown = if state == State::Active { String::new() } else { format!(" until {}", until_text(until)) };
+    let until_shown = if state == State::Active { String::new() } else { format!(" {}", until_text(until)) };
     crate::log!(
         Info,
         "admin uid {} pid {}: {name} (uid {uid:016x}) set {}{until_shown}; {closed} sessions closed",
