@@ -460,6 +460,32 @@ fn room_refuses_non_members_and_wrong_auth_keys() {
 }
 
 #[test]
+fn a_room_message_sent_again_after_a_lost_answer_is_kept_once() {
+    let mut p = Pair::connect();
+    assert_eq!(p.register("gina", "password123", "a b c"), code::OK);
+    assert_eq!(p.login("gina", "password123"), code::PENDING);
+    p.passphrase("a b c");
+    let mut create = CreateRoom::request(1, 0);
+    create.set_room("club").unwrap();
+    assert_eq!(p.status(create).0, code::OK);
+    let mut say = SendRoomMessageS::request(2, 1_000);
+    say.head.set_room("club").unwrap();
+    say.head.iv = [7; 16];
+    let stored = |got: Vec<Vec<u8>>| {
+        let r = wire::decode::<StatusReply>(&got[0]).unwrap();
+        assert_eq!((got.len(), r.hdr.msg_id.get(), r.hdr.code.get()), (1, 2, code::OK));
+    };
+    stored(p.send_raw(say.as_bytes()));
+    stored(p.send_raw(say.as_bytes()));
+    assert_eq!(p.core.rooms.get("club").unwrap().history.len(), 1, "the copy is answered, not kept twice");
+    // The same msg_id in a later client run (another send time) is another message.
+    let mut later = SendRoomMessageS::request(2, 2_000);
+    later.head.set_room("club").unwrap();
+    assert_eq!(p.status(later).0, code::OK);
+    assert_eq!(p.core.rooms.get("club").unwrap().history.len(), 2);
+}
+
+#[test]
 fn reading_pauses_after_max_bps_in_a_second() {
     let limits = Limits { max_bps: 100, ..Default::default() };
     let mut core = Core::new(ServerConfig::built_in(), limits, Accounts::default(), Rooms::default(), Mail::default());

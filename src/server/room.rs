@@ -143,6 +143,18 @@ impl Room {
         })
     }
 
+    /// Whether the kept history holds the message `sender` sent as `sent_msg_id`
+    /// at `sent_time` (or its tombstone): the same message id, PROTOCOL.md §6.
+    /// A client sends a room message again, unchanged, when its connection was
+    /// lost before the answer came; the copy is not kept twice.
+    pub(crate) fn holds(&self, sender: u64, sent_msg_id: u64, sent_time: u64) -> bool {
+        self.history.iter().any(|e| {
+            e.head.sender_uid.get() == sender
+                && e.head.sent_msg_id.get() == sent_msg_id
+                && e.head.sent_time.get() == sent_time
+        })
+    }
+
     /// Appends a message, dropping the oldest beyond `HISTORY`.
     pub(crate) fn push(&mut self, entry: Kept) {
         if self.history.len() == HISTORY {

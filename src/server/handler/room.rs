@@ -275,6 +275,10 @@ pub fn send<M: Classed<Head = SendRoomMessageHead>>(
     if !room.is_member(auth.uid()) {
         return core.reply(id, msg_id, op, code::FORBIDDEN, "not a member of this room", now_ms);
     }
+    if room.holds(auth.uid(), msg_id, m.header().timestamp.get()) {
+        // Sent again after a lost connection: kept once, answered once it is durable.
+        return core.defer(Deferred::Reply { conn: id, msg_id, opcode: op, reason: "stored" });
+    }
     if let Err(wait) = core.chat_allowed(auth.uid(), now_ms) {
         return core.reply_retry(id, msg_id, op, code::RATE_LIMITED, "sending too fast; wait", wait, now_ms);
     }
