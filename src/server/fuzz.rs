@@ -135,6 +135,8 @@ fn request<M: Message>(msg_id: u64, set: impl FnOnce(&mut M) -> Result<(), crate
 pub struct World {
     core: Core,
     ctx: WorkerCtx,
+    /// For `restart`, a unit-test helper.
+    #[cfg_attr(not(test), allow(dead_code))]
     limits: Limits,
     now_ms: u64,
     next_id: ConnId,
