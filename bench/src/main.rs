@@ -103,6 +103,7 @@ fn run(args: &Args) -> io::Result<()> {
     if want("seal") {
         println!("seal");
         sotto_bench::seal::seal(ctx.quick, &mut r);
+        sotto_bench::seal::signature_lever(ctx.quick, &mut r);
     }
     for (name, f) in steps {
         if !want(name) {
