@@ -13,6 +13,7 @@ use sotto::server::core::{Limits, Registration};
 use sotto::server::log;
 
 pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data DIR] [--key PATH] [--workers N]
+              [--threads N]
               [--handshake-timeout SECS] [--login-timeout SECS] [--idle-timeout SECS]
               [--queue-ttl SECS] [--rate N/SECS|off] [--max-bps BYTES] [--user NAME]
               [--max-conns N] [--max-conns-per-addr N] [--handshakes-per-sec N] [--log-level LEVEL]
@@ -37,6 +38,9 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
                             build tree; the throwaway key in development builds)
   --workers N               threads for RSA signing, and as many for argon2id (default 2);
                             signing runs at a lower priority than the event loop
+  --threads N               event loops: with N over 1, one core loop keeps all state and
+                            N - 1 output loops seal and write records (default: the
+                            number of cores, at most 16; 1 runs everything in one loop)
   --user NAME               started as root: give the data directory to NAME, chroot into it
                             and become NAME before serving (default sotto, a dedicated account:
                             useradd --system --home-dir /var/lib/sotto --shell /usr/sbin/nologin sotto)
@@ -101,6 +105,7 @@ pub struct Args {
     pub data: PathBuf,
     pub key: PathBuf,
     pub workers: usize,
+    pub threads: usize,
     pub user: String,
     pub limits: Limits,
     pub kdf_kib: u32,
@@ -167,6 +172,16 @@ pub fn config_options(path: &Path) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Most event loops `--threads` takes, and its default's cap.
+const MAX_THREADS: usize = 64;
+/// The default `--threads` is the number of cores up to this.
+const DEFAULT_THREADS_CAP: usize = 16;
+
+/// The number of cores sottod may run on, at most [`DEFAULT_THREADS_CAP`].
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(DEFAULT_THREADS_CAP)
+}
+
 fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, String> {
     let default_key = match () {
         _ if build_info::DEV_KEYS => build_info::BUILD_KEY_PATH,
@@ -178,6 +193,7 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
         data: PathBuf::from(if installed { VAR_DATA } else { "data" }),
         key: PathBuf::from(default_key),
         workers: 2,
+        threads: default_threads(),
         user: crate::privilege::DEFAULT_USER.into(),
         limits: Limits::default(),
         kdf_kib: sotto::crypto::STORED_HASH_KIB,
@@ -205,6 +221,12 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
                 args.kdf_kib = kib;
             }
             "--workers" => args.workers = number(&flag, &value()?)?.clamp(1, 64) as usize,
+            "--threads" => {
+                let n = number(&flag, &value()?)?;
+                args.threads = usize::try_from(n).ok().filter(|n| (1..=MAX_THREADS).contains(n)).ok_or(format!(
+                    "--threads: between 1 and {MAX_THREADS}"
+                ))?;
+            }
             "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--queue-ttl" => args.limits.queue_ttl_ms = number(&flag, &value()?)?.saturating_mul(1000),
@@ -298,6 +320,7 @@ fn effective(a: &Args) -> String {
         ("data", a.data.display().to_string()),
         ("key", a.key.display().to_string()),
         ("workers", a.workers.to_string()),
+        ("threads", a.threads.to_string()),
         ("user", a.user.clone()),
         ("log-level", log::level_name().to_lowercase()),
         ("handshake-timeout", (l.handshake_ms / 1000).to_string()),

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,6 +33,8 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 
 use sotto::server::core::{ConnId, Core};
 use sotto::server::worker::Pool;
+
+use crate::output_loop::Outputs;
 
 /// Longest wait in epoll, so that timers are checked at least this often.
 const TICK_MS: u16 = 250;
@@ -53,6 +55,7 @@ const LISTENER: u64 = u64::MAX;
 const WAKE: u64 = u64::MAX - 1;
 const SIGNALS: u64 = u64::MAX - 2;
 const ADMIN_LISTENER: u64 = u64::MAX - 3;
+const OUTPUTS: u64 = u64::MAX - 4;
 
 static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -104,6 +107,8 @@ struct Conns {
     epoll: Epoll,
     socks: HashMap<ConnId, Sock>,
     throttled: Vec<ConnId>,
+    /// Output loops write (`--threads` over 1): this loop never watches for EPOLLOUT.
+    remote: bool,
 }
 
 impl Conns {
@@ -124,7 +129,7 @@ impl Conns {
         if reads {
             want |= EpollFlags::EPOLLIN;
         }
-        if core.has_output(id) {
+        if core.has_output(id) && !self.remote {
             want |= EpollFlags::EPOLLOUT;
         }
         if want != s.interest {
@@ -265,6 +270,7 @@ pub fn run(
     mut core: Core,
     pool: Pool,
     signals: UnixStream,
+    mut outputs: Option<Outputs>,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     admin.set_nonblocking(true)?;
@@ -273,8 +279,13 @@ pub fn run(
     epoll.add(pool.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
     epoll.add(&signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
     epoll.add(&admin, EpollEvent::new(EpollFlags::EPOLLIN, ADMIN_LISTENER))?;
+    if let Some(o) = &outputs {
+        epoll.add(o.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, OUTPUTS))?;
+    }
     let mut admin = Admin { listener: admin, socks: HashMap::new() };
-    let mut conns = Conns { epoll, socks: HashMap::new(), throttled: Vec::new() };
+    let mut conns = Conns { epoll, socks: HashMap::new(), throttled: Vec::new(), remote: outputs.is_some() };
+    // Items the output loops could not take yet (their channel was full).
+    let mut outputs_left = false;
     let mut listening = true;
     let mut events = vec![EpollEvent::empty(); EVENTS];
     let mut next_id: ConnId = 1;
@@ -293,8 +304,22 @@ pub fn run(
             conns.epoll.modify(&listener, &mut EpollEvent::new(flags, LISTENER))?;
             listening = accepting;
         }
-        // Throttled readers and paused accepts wait on time alone: wake for them.
-        let timed = !conns.throttled.is_empty() || (!listening && stopping.is_none());
+        // The output loops are behind: no input until they catch up (a short
+        // wait on their reports), so that no connection looks like a slow
+        // consumer because this machine's CPUs are.
+        if let Some(o) = outputs.as_mut().filter(|o| o.lagging()) {
+            let deadline = Instant::now() + Duration::from_millis(10);
+            while o.lagging() && Instant::now() < deadline {
+                let mut fds = [nix::poll::PollFd::new(o.wake_fd().as_fd(), nix::poll::PollFlags::POLLIN)];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(2u8));
+                for w in o.drain() {
+                    core.written(w);
+                }
+            }
+        }
+        // Throttled readers, paused accepts and items the output loops could
+        // not take yet wait on time alone: wake for them.
+        let timed = !conns.throttled.is_empty() || (!listening && stopping.is_none()) || outputs_left;
         let wait = if timed { TIMERS_MS as u16 } else { TICK_MS };
         let n = match conns.epoll.wait(&mut events, EpollTimeout::from(wait)) {
             Ok(n) => n,
@@ -303,6 +328,7 @@ pub fn run(
         };
         let now = now_ms();
         let (mut listener_ready, mut wake_ready, mut signal_ready) = (false, false, false);
+        let mut outputs_ready = false;
         let mut ready: Vec<(ConnId, EpollFlags)> = Vec::with_capacity(n);
         let mut admin_ready = Vec::new();
         for ev in events.get(..n).unwrap_or_default() {
@@ -310,6 +336,7 @@ pub fn run(
                 LISTENER => listener_ready = true,
                 WAKE => wake_ready = true,
                 SIGNALS => signal_ready = true,
+                OUTPUTS => outputs_ready = true,
                 ADMIN_LISTENER => {
                     if stopping.is_none() {
                         admin.accept_all(&conns.epoll, &mut core, &mut next_id);
@@ -342,14 +369,20 @@ pub fn run(
         // Not after a signal in this same turn: a new connection would be
         // registered for input that a stopping server never reads.
         if listener_ready && listening && stopping.is_none() {
-            accept_all(&listener, &mut core, &mut conns, &mut next_id, &mut accept_paused_until, now);
+            accept_all(&listener, &mut core, &mut conns, outputs.as_mut(), &mut next_id, &mut accept_paused_until, now);
         }
         if wake_ready {
             for done in pool.drain() {
                 core.handle_completion(done, now);
             }
         }
-        for (id, ev) in &ready {
+        if let Some(o) = outputs.as_mut().filter(|_| outputs_ready) {
+            for w in o.drain() {
+                core.written(w);
+            }
+        }
+        let reading = !outputs.as_ref().is_some_and(|o| o.lagging());
+        for (id, ev) in ready.iter().filter(|_| reading) {
             if ev.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
                 read_from(
                     *id,
@@ -383,6 +416,10 @@ pub fn run(
         for job in core.poll_jobs() {
             pool.submit(job);
         }
+        if let Some(o) = outputs.as_mut() {
+            o.route(core.take_output());
+            outputs_left = o.send();
+        }
         if Instant::now() >= next_summary {
             next_summary += SUMMARY_EVERY;
             if let Some(line) = core.take_summary() {
@@ -408,6 +445,7 @@ fn accept_all(
     listener: &TcpListener,
     core: &mut Core,
     conns: &mut Conns,
+    mut outputs: Option<&mut Outputs>,
     next_id: &mut ConnId,
     paused_until: &mut Option<Instant>,
     now: u64,
@@ -425,11 +463,23 @@ fn accept_all(
                 let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &KERNEL_SNDBUF);
                 let id = *next_id;
                 *next_id += 1;
+                // With output loops, its loop writes through a descriptor of its own.
+                let writer = match outputs.as_ref().map(|_| stream.try_clone()) {
+                    Some(Ok(w)) => Some(w),
+                    Some(Err(e)) => {
+                        sotto::log!(Warn, "cannot hand a new connection to an output loop: {e}");
+                        core.count("accept failed (out of descriptors?)");
+                        continue;
+                    }
+                    None => None,
+                };
                 match core.accept(id, addr.ip(), now) {
                     Ok(()) => {
                         if let Err(e) = conns.add(id, stream) {
                             sotto::log!(Warn, "cannot watch a new connection: {e}");
                             core.remove(id);
+                        } else if let (Some(o), Some(w)) = (outputs.as_deref_mut(), writer) {
+                            o.attach(id, w);
                         }
                     }
                     // Dropping the stream closes it: no buffers, no handshake work.
@@ -511,8 +561,13 @@ fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, 
         }
     }
     for id in gone {
-        // Closing the descriptor takes it out of the epoll set.
-        conns.socks.remove(&id);
+        // Closing the descriptor takes it out of the epoll set, unless an
+        // output loop still holds one for the same socket: then explicitly.
+        if let Some(sock) = conns.socks.remove(&id) {
+            if conns.remote {
+                let _ = conns.epoll.delete(&sock.stream);
+            }
+        }
         if let Some(reason) = core.remove(id) {
             if reason.starts_with("slow consumer") {
                 sotto::log!(Warn, "conn {id} closed: {reason}");

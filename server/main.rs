@@ -2,6 +2,7 @@
 
 mod args;
 mod event_loop;
+mod output_loop;
 mod privilege;
 
 use std::net::TcpListener;
@@ -146,20 +147,30 @@ fn serve(args: Args) -> Result<(), String> {
     });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
-    let core =
+    let mut core =
         Core::new(server, args.limits, accounts, rooms, mail).with_files(files).with_announcements(announcements);
+    // --threads N: N - 1 output loops seal and write, the core loop keeps the rest.
+    let outputs = match args.threads {
+        0 | 1 => None,
+        n => {
+            core = core.with_output_loops();
+            Some(output_loop::Outputs::start(n - 1).map_err(|e| format!("cannot start output loops: {e}"))?)
+        }
+    };
     let signals = event_loop::install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     sotto::log!(
         Info,
-        "sottod {} serving {} accounts, {} rooms and {} files from {}",
+        "sottod {} serving {} accounts, {} rooms and {} files from {} ({} event loop{})",
         build_info::describe(),
         n_accounts,
         n_rooms,
         n_files,
-        args.data.display()
+        args.data.display(),
+        args.threads,
+        if args.threads == 1 { "" } else { "s" }
     );
     if args.kdf_kib < sotto::crypto::STORED_HASH_KIB {
         sotto::log!(
@@ -169,7 +180,7 @@ fn serve(args: Args) -> Result<(), String> {
             sotto::crypto::STORED_HASH_KIB
         );
     }
-    let served = event_loop::run(listener, admin, core, pool, signals).map_err(|e| format!("event loop: {e}"));
+    let served = event_loop::run(listener, admin, core, pool, signals, outputs).map_err(|e| format!("event loop: {e}"));
     // sottoctl then says no server is running, not that it refused.
     let _ = std::fs::remove_file(&admin_path);
     served

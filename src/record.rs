@@ -128,6 +128,17 @@ pub fn seal_many_lanes<const L: usize>(
     Ok(())
 }
 
+/// Bytes on the wire of the record that seals a plaintext of `len` bytes:
+/// length, IV, ciphertext (as long as the plaintext), tag.
+pub const fn sealed_len(len: usize) -> usize {
+    4 + BLOCK + len + TAG
+}
+
+/// Whether a record can seal `plaintext` (whole blocks, not empty, at most a message).
+pub fn sealable(plaintext: &[u8]) -> bool {
+    valid_plaintext(plaintext)
+}
+
 fn valid_plaintext(plaintext: &[u8]) -> bool {
     !plaintext.is_empty() && plaintext.len() % BLOCK == 0 && plaintext.len() <= MAX_MESSAGE
 }

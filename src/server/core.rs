@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use crate::frame::Deframer;
 use crate::handshake::{self, HelloVerdict, ServerConfig, SessionKeys};
 use crate::opcodes::StatusReply;
-use crate::record;
+use crate::record::{self, Opener, Sealer};
 use crate::wire::{self, code, Message, Status};
 use zeroize::Zeroize;
 
@@ -25,6 +25,7 @@ use crate::server::files::{ConnFiles, Files, FilesInflight, BULK_OUT_LOW, UPLOAD
 use crate::server::mailbox::Mail;
 use crate::server::room::Rooms;
 use crate::server::session::Session;
+use crate::server::remote::{self, Out};
 use crate::server::store::Change;
 use crate::server::throttle::{bucket, Throttle};
 use crate::server::worker::{Completion, Job};
@@ -41,6 +42,8 @@ fn summary(counts: &std::collections::BTreeMap<&'static str, u64>) -> Option<Str
 mod deletion;
 #[path = "fanout.rs"]
 mod fanout;
+#[path = "output.rs"]
+mod output;
 
 /// How long a closing connection may take to flush its last output.
 const CLOSE_GRACE_MS: u64 = 5_000;
@@ -192,14 +195,19 @@ impl Default for Limits {
 enum Phase {
     AwaitHello,
     Handshaking,
-    Open { keys: SessionKeys, session: Session },
+    /// `sealer` is `None` when an output loop seals for the connection
+    /// (`--threads` over 1, [`crate::server::remote`]).
+    Open { opener: Opener, sealer: Option<Sealer>, session: Session },
 }
 
 struct Conn {
     addr: IpAddr,
     opened_ms: u64,
     deframer: Deframer,
+    /// Sealed output this loop writes (`--threads 1`).
     out: Vec<u8>,
+    /// Sealed bytes handed to an output loop and not yet written by it.
+    queued: usize,
     phase: Phase,
     /// A job is in flight: later frames wait in the deframer, in order.
     busy: bool,
@@ -351,6 +359,8 @@ pub struct Core {
     announcements_dirty: bool,
     /// Connections on the admin socket (sottoctl).
     pub(crate) admin: HashMap<ConnId, AdminConn>,
+    /// With output loops (`--threads` over 1): what to hand them, in order.
+    outbox: Option<Vec<Out>>,
 }
 
 impl Core {
@@ -393,6 +403,7 @@ impl Core {
             announcements: Announcements::default(),
             announcements_dirty: false,
             admin: HashMap::new(),
+            outbox: None,
         }
     }
 
@@ -478,6 +489,7 @@ impl Core {
             opened_ms: now_ms,
             deframer: Deframer::new(handshake::CLIENT_HELLO_LEN),
             out: Vec::new(),
+            queued: 0,
             phase: Phase::AwaitHello,
             busy: false,
             close: None,
@@ -593,7 +605,7 @@ impl Core {
     pub fn has_output(&self, id: ConnId) -> bool {
         self.conns
             .get(&id)
-            .is_some_and(|c| !c.out.is_empty() || (!c.files.bulk.is_empty() && c.close.is_none() && !c.out_dropped))
+            .is_some_and(|c| !c.out.is_empty() || c.queued > 0 || (!c.files.bulk.is_empty() && c.close.is_none() && !c.out_dropped))
     }
 
     /// Seals frames of `id`'s bulk queue (file chunks) into its output while
@@ -605,12 +617,17 @@ impl Core {
         // frame after the bulk must never make the connection a slow consumer.
         let low = BULK_OUT_LOW.min(self.limits.max_output / 2);
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        let Phase::Open { keys, .. } = &mut conn.phase else { return };
+        let Phase::Open { sealer, .. } = &mut conn.phase else { return };
         let mut freed = 0;
-        while conn.out.len() < low && conn.close.is_none() && !conn.out_dropped {
+        while conn.out.len() + conn.queued < low && conn.close.is_none() && !conn.out_dropped {
             let Some(frame) = conn.files.bulk.pop_front() else { break };
             freed += usize::from(frame.chunk);
-            if keys.sealer.seal(&frame.bytes, &mut conn.out).is_err() {
+            let sealed = match (sealer.as_mut(), self.outbox.as_mut()) {
+                (Some(sealer), _) => sealer.seal(&frame.bytes, &mut conn.out).is_ok(),
+                (None, Some(outbox)) => remote::queue(outbox, id, &mut conn.queued, frame.bytes),
+                (None, None) => false,
+            };
+            if !sealed {
                 conn.close.get_or_insert("sequence number exhausted");
             }
         }
@@ -644,12 +661,17 @@ impl Core {
 
     /// Whether `id` is finished: marked for closing and nothing left to send.
     pub fn is_done(&self, id: ConnId) -> bool {
-        self.conns.get(&id).is_none_or(|c| c.close.is_some() && c.out.is_empty() && !c.holding)
+        self.conns
+            .get(&id)
+            .is_none_or(|c| c.close.is_some() && c.out.is_empty() && (c.queued == 0 || c.out_dropped) && !c.holding)
     }
 
     /// Forgets `id` (the socket is gone); returns why it closed.
     pub fn remove(&mut self, id: ConnId) -> Option<&'static str> {
         let conn = self.conns.remove(&id)?;
+        if let Some(outbox) = &mut self.outbox {
+            outbox.push(Out::Forget { conn: id });
+        }
         let key = bucket(conn.addr);
         if let Some(n) = self.per_addr.get_mut(&key) {
             *n -= 1;
@@ -1086,16 +1108,21 @@ impl Core {
     pub(crate) fn send_bytes(&mut self, id: ConnId, msg: &[u8]) {
         let max = self.limits.max_output;
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        let Phase::Open { keys, .. } = &mut conn.phase else { return };
+        let Phase::Open { sealer, .. } = &mut conn.phase else { return };
         // Over its bound the connection is being dropped as a slow consumer:
         // nothing more is buffered for it, so it holds at most one record more.
         // Once its output was dropped, a new record could not open: none is sealed.
-        if conn.out.len() > max || conn.out_dropped {
+        if conn.out.len() + conn.queued > max || conn.out_dropped {
             return;
         }
-        if keys.sealer.seal(msg, &mut conn.out).is_err() {
+        let sealed = match (sealer.as_mut(), self.outbox.as_mut()) {
+            (Some(sealer), _) => sealer.seal(msg, &mut conn.out).is_ok(),
+            (None, Some(outbox)) => remote::queue(outbox, id, &mut conn.queued, msg.to_vec()),
+            (None, None) => false,
+        };
+        if !sealed {
             conn.close.get_or_insert("sequence number exhausted");
-        } else if conn.out.len() > max {
+        } else if conn.out.len() + conn.queued > max {
             conn.close.get_or_insert("slow consumer: output bound exceeded");
         }
         self.touch(id);
@@ -1220,7 +1247,7 @@ impl Core {
                 HelloVerdict::Drop => conn.close = Some("bad client hello"),
             },
             Phase::Handshaking => conn.close = Some("data during handshake"),
-            Phase::Open { keys, .. } => match keys.opener.open(&body) {
+            Phase::Open { opener, .. } => match opener.open(&body) {
                 Ok(plaintext) => self.handle_plaintext(id, plaintext, now_ms),
                 // One failure for every bad record: no oracle, no answer.
                 Err(_) => conn.close = Some("bad record"),
@@ -1297,10 +1324,22 @@ impl Core {
             Completion::Handshake { conn, result } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     match result {
-                        Ok((frame, keys)) => {
-                            c.out.extend_from_slice(&frame);
+                        Ok((frame, SessionKeys { sealer, opener })) => {
+                            // With an output loop, it seals from now on: the answer and the keys go to it.
+                            let sealer = match self.outbox.as_mut() {
+                                Some(outbox) => {
+                                    c.queued += frame.len();
+                                    outbox.push(Out::Raw { conn, bytes: frame });
+                                    outbox.push(Out::Keys { conn, sealer: Box::new(sealer) });
+                                    None
+                                }
+                                None => {
+                                    c.out.extend_from_slice(&frame);
+                                    Some(sealer)
+                                }
+                            };
                             c.deframer.set_max_body(record::MAX_BODY);
-                            c.phase = Phase::Open { keys, session: Session::AwaitLogin };
+                            c.phase = Phase::Open { opener, sealer, session: Session::AwaitLogin };
                         }
                         Err(e) => {
                             crate::log!(Warn, "conn {conn}: handshake failed: {e}");
@@ -1314,7 +1353,13 @@ impl Core {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     match result {
                         Ok(frame) => {
-                            c.out.extend_from_slice(&frame);
+                            match self.outbox.as_mut() {
+                                Some(outbox) => {
+                                    c.queued += frame.len();
+                                    outbox.push(Out::Raw { conn, bytes: frame });
+                                }
+                                None => c.out.extend_from_slice(&frame),
+                            }
                             c.close = Some("protocol mismatch");
                         }
                         Err(e) => {
@@ -1381,7 +1426,7 @@ impl Core {
         self.accept(id, addr, now_ms)?;
         let Some(conn) = self.conns.get_mut(&id) else { return Err("not accepted") };
         conn.deframer.set_max_body(record::MAX_BODY);
-        conn.phase = Phase::Open { keys, session: Session::AwaitLogin };
+        conn.phase = Phase::Open { opener: keys.opener, sealer: Some(keys.sealer), session: Session::AwaitLogin };
         let auth = crate::server::session::Authenticated::without_login(uid, name);
         self.set_session(id, Session::Authenticated(auth));
         Ok(())

@@ -6,6 +6,7 @@
 //! give it, under the same output bound and close reasons.
 
 use super::{ConnId, Core, Phase};
+use crate::server::remote::Out;
 use crate::record;
 
 impl Core {
@@ -33,13 +34,19 @@ impl Core {
     pub(crate) fn send_bytes_many(&mut self, ids: &[ConnId], msg: &[u8]) {
         let max = self.limits.max_output;
         let mut batch: Vec<(ConnId, Phase, Vec<u8>)> = Vec::with_capacity(ids.len());
+        // Sealed by the output loops (`--threads` over 1): counted here, sealed there.
+        let mut remote: Vec<ConnId> = Vec::new();
         for &id in ids {
             let Some(conn) = self.conns.get_mut(&id) else { continue };
-            let Phase::Open { keys, .. } = &conn.phase else { continue };
-            if conn.out.len() > max || conn.out_dropped {
+            let Phase::Open { sealer, .. } = &conn.phase else { continue };
+            if conn.out.len() + conn.queued > max || conn.out_dropped {
                 continue;
             }
-            if keys.sealer.exhausted() {
+            let Some(sealer) = sealer else {
+                remote.push(id);
+                continue;
+            };
+            if sealer.exhausted() {
                 self.send_bytes(id, msg); // closes it, as one by one
                 continue;
             }
@@ -51,6 +58,9 @@ impl Core {
         if !batch.is_empty() {
             self.seal_batch(&mut batch, msg, max);
         }
+        if !remote.is_empty() {
+            self.queue_many(remote, msg, max);
+        }
     }
 
     /// Seals `msg` for the lent connections of `batch` and gives each its
@@ -59,8 +69,8 @@ impl Core {
         let sealed = {
             let (mut sealers, mut outs) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
             for (_, phase, out) in batch.iter_mut() {
-                if let Phase::Open { keys, .. } = phase {
-                    sealers.push(&mut keys.sealer);
+                if let Phase::Open { sealer: Some(sealer), .. } = phase {
+                    sealers.push(sealer);
                     outs.push(out);
                 }
             }
@@ -76,6 +86,29 @@ impl Core {
                 conn.close.get_or_insert("slow consumer: output bound exceeded");
             }
             self.touch(id);
+        }
+    }
+
+    /// Hands `msg` to the output loops for `ids` (one item: they seal it side
+    /// by side), counting it against each connection's bound as
+    /// [`Core::send_bytes`] would.
+    fn queue_many(&mut self, ids: Vec<ConnId>, msg: &[u8], max: usize) {
+        let sealable = record::sealable(msg);
+        let len = record::sealed_len(msg.len());
+        for &id in &ids {
+            let Some(conn) = self.conns.get_mut(&id) else { continue };
+            if !sealable {
+                conn.close.get_or_insert("sequence number exhausted");
+            } else {
+                conn.queued += len;
+                if conn.queued > max {
+                    conn.close.get_or_insert("slow consumer: output bound exceeded");
+                }
+            }
+            self.touch(id);
+        }
+        if let (true, Some(outbox)) = (sealable, self.outbox.as_mut()) {
+            outbox.push(Out::Many { conns: ids, msg: msg.into() });
         }
     }
 }

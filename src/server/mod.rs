@@ -17,6 +17,7 @@ pub mod files;
 pub mod log;
 pub mod mailbox;
 pub mod prekeys;
+pub mod remote;
 pub mod retired;
 pub mod room;
 pub mod store;

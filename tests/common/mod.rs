@@ -47,9 +47,11 @@ impl Drop for TempDir {
 /// the per-address registration and room-creation throttles off, since every
 /// test client connects from 127.0.0.1 (tests of the throttles set them); and,
 /// as root, the service user `nobody`, since the default `sotto` account is
-/// not on a test machine.
+/// not on a test machine. And `--threads 2` (one core loop, one output
+/// loop), so that every integration test runs the threaded server; tests of
+/// the single loop pass `--threads 1`, which wins.
 pub fn test_defaults() -> Vec<&'static str> {
-    let mut flags = vec!["--registrations", "off", "--room-creations", "off"];
+    let mut flags = vec!["--registrations", "off", "--room-creations", "off", "--threads", "2"];
     if nix::unistd::geteuid().is_root() {
         flags.extend(["--user", "nobody"]);
     }
