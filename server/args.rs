@@ -223,9 +223,10 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
             "--workers" => args.workers = number(&flag, &value()?)?.clamp(1, 64) as usize,
             "--threads" => {
                 let n = number(&flag, &value()?)?;
-                args.threads = usize::try_from(n).ok().filter(|n| (1..=MAX_THREADS).contains(n)).ok_or(format!(
-                    "--threads: between 1 and {MAX_THREADS}"
-                ))?;
+                args.threads = usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=MAX_THREADS).contains(n))
+                    .ok_or(format!("--threads: between 1 and {MAX_THREADS}"))?;
             }
             "--handshake-timeout" => args.limits.handshake_ms = number(&flag, &value()?)?.saturating_mul(1000),
             "--login-timeout" => args.limits.login_ms = number(&flag, &value()?)?.saturating_mul(1000),

@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
-use sotto::record::{self, Sealer};
+use sotto::record;
 use sotto::server::core::ConnId;
-use sotto::server::remote::{Out, Written};
+use sotto::server::remote::{Out, Sealing, Written};
 
 /// Batches in flight to one output loop, and reports back to the core.
 const CHANNEL: usize = 1024;
@@ -185,16 +185,13 @@ impl Outputs {
     }
 }
 
-/// One connection in an output loop.
-struct Conn {
+/// One connection's socket in an output loop (its sealer and output are in `Sealing`).
+struct Sock {
     stream: TcpStream,
-    sealer: Option<Box<Sealer>>,
-    out: Vec<u8>,
     /// EPOLLOUT is watched (output was left over).
     watching: bool,
     /// Bytes written since the last report.
     written: usize,
-    failed: Option<&'static str>,
     /// Listed in `touched` this turn.
     touched: bool,
 }
@@ -205,7 +202,8 @@ struct OutputLoop {
     wake: UnixStream,
     report: SyncSender<Report>,
     report_wake: Arc<UnixStream>,
-    conns: HashMap<ConnId, Conn>,
+    socks: HashMap<ConnId, Sock>,
+    sealing: Sealing,
     touched: Vec<ConnId>,
     /// Reports not yet taken by the core loop (its channel was full).
     unsent: HashMap<ConnId, Written>,
@@ -227,7 +225,8 @@ impl OutputLoop {
             wake,
             report,
             report_wake,
-            conns: HashMap::new(),
+            socks: HashMap::new(),
+            sealing: Sealing::default(),
             touched: Vec::new(),
             unsent: HashMap::new(),
             taken: 0,
@@ -252,7 +251,7 @@ impl OutputLoop {
                         let mut sink = [0u8; 64];
                         while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
                     }
-                    id => self.touch(id),
+                    id => touch(&mut self.socks, &mut self.touched, id),
                 }
             }
             loop {
@@ -266,6 +265,7 @@ impl OutputLoop {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
+            self.taken += self.sealing.take_applied();
             for id in std::mem::take(&mut self.touched) {
                 self.flush(id);
             }
@@ -273,130 +273,62 @@ impl OutputLoop {
         }
     }
 
-    fn touch(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            if !c.touched {
-                c.touched = true;
-                self.touched.push(id);
-            }
-        }
-    }
-
     fn apply(&mut self, item: ToOutput) {
-        let item = match item {
-            ToOutput::Attach(id, stream) => {
-                let conn =
-                    Conn { stream, sealer: None, out: Vec::new(), watching: false, written: 0, failed: None, touched: false };
-                self.conns.insert(id, conn);
-                return;
-            }
-            ToOutput::Item(item) => item,
-        };
-        self.taken += item.wire_bytes();
         match item {
-            Out::Raw { conn, bytes } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.out.extend_from_slice(&bytes);
-                }
-                self.touch(conn);
+            ToOutput::Attach(id, stream) => {
+                self.sealing.attach(id);
+                self.socks.insert(id, Sock { stream, watching: false, written: 0, touched: false });
             }
-            Out::Keys { conn, sealer } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.sealer = Some(sealer);
-                }
-            }
-            Out::Seal { conn, msg } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    seal_one(c, &msg);
-                }
-                self.touch(conn);
-            }
-            Out::Many { conns, msg } => {
-                self.seal_many(&conns, &msg);
-                for id in conns {
-                    self.touch(id);
-                }
-            }
-            Out::Forget { conn } => {
-                // Out of the epoll set first: the registration would outlive
-                // this descriptor while the core loop's is open. The socket
-                // closes once both descriptors are gone.
-                if let Some(c) = self.conns.remove(&conn) {
-                    if c.watching {
-                        let _ = self.epoll.delete(&c.stream);
+            ToOutput::Item(item) => {
+                let (socks, touched) = (&mut self.socks, &mut self.touched);
+                if let Some(gone) = self.sealing.apply(item, |id| touch(socks, touched, id)) {
+                    // Out of the epoll set first: the registration would outlive
+                    // this descriptor while the core loop's is open. The socket
+                    // closes once both descriptors are gone.
+                    if let Some(s) = self.socks.remove(&gone) {
+                        if s.watching {
+                            let _ = self.epoll.delete(&s.stream);
+                        }
                     }
-                }
-                self.unsent.remove(&conn);
-            }
-        }
-    }
-
-    /// Seals `msg` for `ids`, side by side (`record::seal_many`), as the single loop does.
-    fn seal_many(&mut self, ids: &[ConnId], msg: &[u8]) {
-        let mut lent: Vec<(ConnId, Conn)> = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.conns.remove(id) {
-                Some(c) if c.failed.is_none() && c.sealer.as_ref().is_some_and(|s| !s.exhausted()) => {
-                    lent.push((*id, c))
-                }
-                Some(mut c) => {
-                    seal_one(&mut c, msg); // fails it, as one by one
-                    self.conns.insert(*id, c);
-                }
-                None => {}
-            }
-        }
-        let sealed = {
-            let (mut sealers, mut outs) = (Vec::with_capacity(lent.len()), Vec::with_capacity(lent.len()));
-            for (_, c) in lent.iter_mut() {
-                if let Some(s) = c.sealer.as_deref_mut() {
-                    sealers.push(s);
-                    outs.push(&mut c.out);
+                    self.unsent.remove(&gone);
                 }
             }
-            record::seal_many(&mut sealers, msg, &mut outs)
-        };
-        for (id, mut c) in lent {
-            if sealed.is_err() {
-                fail(&mut c, "sequence number exhausted");
-            }
-            self.conns.insert(id, c);
         }
     }
 
     /// Writes what `id` holds until the socket is full.
     fn flush(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
-        c.touched = false;
-        while c.failed.is_none() && !c.out.is_empty() {
-            match c.stream.write(&c.out) {
+        let (Some(s), Some(lane)) = (self.socks.get_mut(&id), self.sealing.lane(id)) else { return };
+        s.touched = false;
+        while lane.failed.is_none() && !lane.out.is_empty() {
+            match s.stream.write(&lane.out) {
                 Ok(0) => break,
                 Ok(n) => {
-                    c.out.drain(..n);
-                    c.written += n;
+                    lane.out.drain(..n);
+                    s.written += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => fail(c, "write error"),
+                Err(_) => lane.fail("write error"),
             }
         }
-        let want = c.failed.is_none() && !c.out.is_empty();
-        if want != c.watching {
+        let want = lane.failed.is_none() && !lane.out.is_empty();
+        if want != s.watching {
             let flags = if want { EpollFlags::EPOLLOUT } else { EpollFlags::empty() };
-            let done = if c.watching {
-                self.epoll.modify(&c.stream, &mut EpollEvent::new(flags, id))
+            let done = if s.watching {
+                self.epoll.modify(&s.stream, &mut EpollEvent::new(flags, id))
             } else {
-                self.epoll.add(&c.stream, EpollEvent::new(flags, id))
+                self.epoll.add(&s.stream, EpollEvent::new(flags, id))
             };
             match done {
-                Ok(()) => c.watching = want,
-                Err(_) => fail(c, "epoll_ctl failed"),
+                Ok(()) => s.watching = want,
+                Err(_) => lane.fail("epoll_ctl failed"),
             }
         }
-        if c.written > 0 || c.failed.is_some() {
+        if s.written > 0 || lane.failed.is_some() {
             let w = self.unsent.entry(id).or_insert(Written { conn: id, bytes: 0, failed: None });
-            w.bytes += std::mem::take(&mut c.written);
-            w.failed = w.failed.or(c.failed);
+            w.bytes += std::mem::take(&mut s.written);
+            w.failed = w.failed.or(lane.failed);
         }
     }
 
@@ -419,19 +351,12 @@ impl OutputLoop {
     }
 }
 
-/// Seals `msg` into `c`'s output, or fails `c`.
-fn seal_one(c: &mut Conn, msg: &[u8]) {
-    if c.failed.is_some() {
-        return;
+/// Lists `id` for this turn's writes.
+fn touch(socks: &mut HashMap<ConnId, Sock>, touched: &mut Vec<ConnId>, id: ConnId) {
+    if let Some(s) = socks.get_mut(&id) {
+        if !s.touched {
+            s.touched = true;
+            touched.push(id);
+        }
     }
-    let sealed = c.sealer.as_deref_mut().is_some_and(|s| s.seal(msg, &mut c.out).is_ok());
-    if !sealed {
-        fail(c, "sequence number exhausted");
-    }
-}
-
-/// What `c` holds is lost; the core loop hears of it and closes the connection.
-fn fail(c: &mut Conn, why: &'static str) {
-    c.out = Vec::new();
-    c.failed.get_or_insert(why);
 }

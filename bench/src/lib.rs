@@ -13,5 +13,6 @@ pub mod seal;
 pub mod server;
 pub mod stats;
 pub mod sys;
+pub mod threads;
 pub mod w8;
 pub mod work;

@@ -120,6 +120,14 @@ fn run(args: &Args) -> io::Result<()> {
         }
         println!("{name} took {:.0} s", t.elapsed().as_secs_f64());
     }
+    if want("threads") {
+        let t = Instant::now();
+        println!("threads");
+        if let Err(e) = sotto_bench::threads::threads(&ctx, &mut r) {
+            eprintln!("threads failed: {e}");
+        }
+        println!("threads took {:.0} s", t.elapsed().as_secs_f64());
+    }
     if want("W4") || want("loopback") {
         peers_run::loopback_limit(&ctx, &mut r, args.peers);
     }

@@ -41,6 +41,10 @@ pub const BENCH_FLAGS: &[&str] = &[
     "600",
     "--log-level",
     "warn",
+    // One event loop on the server's core, as the IRC servers run; the
+    // "Several loops" section passes --threads 2 after these (it wins).
+    "--threads",
+    "1",
     // Started as root (make bench installs the peers as root), sottod drops to
     // this account; the dedicated `sotto` account need not exist here.
     "--user",

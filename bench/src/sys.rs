@@ -21,6 +21,24 @@ pub fn nice_thread() {
     }
 }
 
+/// The calling thread's nice value.
+pub fn thread_nice() -> i32 {
+    // SAFETY: gettid and getpriority have no memory-safety preconditions.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::getpriority(libc::PRIO_PROCESS, tid)
+    }
+}
+
+/// Sets the calling thread's nice value (lowering it back needs root, as `make bench` runs).
+pub fn set_thread_nice(nice: i32) {
+    // SAFETY: gettid and setpriority have no memory-safety preconditions.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+    }
+}
+
 /// Number of online CPUs (not only those this process may use).
 pub fn cpus() -> usize {
     // SAFETY: sysconf has no preconditions.

@@ -577,9 +577,16 @@ fn fanout_step(
     Ok(Step { deliveries_per_s, lat, complete, peak_rss_kib: peak })
 }
 
-/// Sets up a room of `m` members of which `p` publish: (server, peers).
-fn fanout_setup(ctx: &Ctx, m: usize, room: &str) -> io::Result<(Sottod, Vec<Peer>)> {
-    let srv = Sottod::start(ctx.server_cpu, CHEAP_KDF)?;
+/// Sets up a room of `m` members on a sottod started on `cpu` with `flags`
+/// (besides the cheap KDF): (server, peers).
+fn fanout_setup(
+    ctx: &Ctx,
+    m: usize,
+    room: &str,
+    cpu: Option<usize>,
+    flags: &[&str],
+) -> io::Result<(Sottod, Vec<Peer>)> {
+    let srv = Sottod::start(cpu, &[CHEAP_KDF, flags].concat())?;
     let users = names("w4u", m);
     register_all(ctx, srv.addr, &users)?;
     let mut sessions = login_all(ctx, srv.addr, &users, m)?;
@@ -606,87 +613,112 @@ pub fn w4(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let secs = if ctx.quick { 0.6 } else { 1.0 };
     for &m in sizes {
         for &p in publishers {
-            let (srv, mut peers) = fanout_setup(ctx, m, "w4")?;
-            for (i, q) in peers.iter_mut().enumerate() {
-                q.mode = if i == p { Mode::Open } else { Mode::Count };
-            }
-            let mut overloaded = false;
-            let best = saturate(20_000.0 / (m - 1) as f64, ctx.quick, |msgs| {
-                let cpu0 = sys::cpu_time(srv.pid());
-                let threads0 = sys::thread_cpu(srv.pid());
-                let step = fanout_step(&mut peers, p, "w4", msgs, secs, srv.pid(), None);
-                if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
-                    let cpu = sys::cpu_time(srv.pid()).saturating_sub(cpu0);
-                    let by_thread: Vec<String> = sys::thread_cpu(srv.pid())
-                        .iter()
-                        .zip(&threads0)
-                        .filter(|((a, t1), (b, t0))| a == b && t1 > t0)
-                        .map(|((a, t1), (_, t0))| format!("{a} {:?}", t1.saturating_sub(*t0)))
-                        .collect();
-                    eprintln!("W4 {m}x{p} step {msgs:.0} msgs/s: threads {}", by_thread.join(", "));
-                    match &step {
-                        Ok(st) => eprintln!(
-                            "W4 {m}x{p} step {msgs:.0} msgs/s: complete {}, p99 {:?}, server cpu {cpu:?}",
-                            st.complete,
-                            st.lat.clone().percentile(99.0)
-                        ),
-                        Err(e) => eprintln!("W4 {m}x{p} step {msgs:.0} msgs/s: {e}, server cpu {cpu:?}"),
-                    }
-                }
-                // Past saturation sottod may drop a member as a slow consumer:
-                // that step failed, and the room is no longer whole.
-                let Ok(st) = step else {
-                    overloaded = true;
-                    return StepVerdict::Broken;
-                };
-                if !st.complete {
-                    // Its backlog would still be arriving: the half-load step gets a fresh room.
-                    overloaded = true;
-                    StepVerdict::Broken
-                } else if st.lat.clone().percentile(99.0) >= Duration::from_millis(50) {
-                    StepVerdict::Slow
-                } else {
-                    StepVerdict::Kept(st.deliveries_per_s, st)
-                }
-            });
-            let Some((best_msgs, (best_rate, mut st))) = best else {
+            let Some(best) = fanout_search(ctx, m, p, secs, ctx.server_cpu, &[])? else {
                 r.row(s, vec!["sottod".into(), m.to_string(), p.to_string(), "did not keep up".into()]);
                 continue;
             };
-            let (srv, mut peers) = if overloaded {
-                // A fresh room: the overloaded one lost a member.
-                drop((srv, peers));
-                let (srv, mut peers) = fanout_setup(ctx, m, "w4")?;
-                for (i, q) in peers.iter_mut().enumerate() {
-                    q.mode = if i == p { Mode::Open } else { Mode::Count };
-                }
-                (srv, peers)
-            } else {
-                (srv, peers)
-            };
-            let mut p99s = Vec::new();
-            for _ in 0..HALF_REPEATS {
-                let mut half = fanout_step(&mut peers, p, "w4", best_msgs / 2.0, secs, srv.pid(), None)?;
-                p99s.push(half.lat.percentile(99.0).as_secs_f64());
-            }
-            let half99 = Duration::from_secs_f64(median(p99s));
-            r.fig(&format!("w4.sotto.{m}.{p}.deliveries"), best_rate);
-            r.fig(&format!("w4.sotto.{m}.{p}.p99_half_us"), half99.as_secs_f64() * 1e6);
+            r.fig(&format!("w4.sotto.{m}.{p}.deliveries"), best.rate);
+            r.fig(&format!("w4.sotto.{m}.{p}.p99_half_us"), best.half99.as_secs_f64() * 1e6);
             r.row(
                 s,
                 vec![
                     "sottod".into(),
                     m.to_string(),
                     p.to_string(),
-                    rate(best_rate),
-                    us(st.lat.percentile(50.0)),
-                    us(st.lat.percentile(99.0)),
-                    us(half99),
+                    rate(best.rate),
+                    us(best.p50),
+                    us(best.p99),
+                    us(best.half99),
                 ],
             );
         }
     }
     Ok(())
+}
+
+/// The outcome of W4's search for one room.
+pub struct FanoutBest {
+    /// Deliveries per second at the best step that kept up.
+    pub rate: f64,
+    /// Last-recipient latency at that step.
+    pub p50: Duration,
+    pub p99: Duration,
+    /// The median of three steps' p99s at half that load.
+    pub half99: Duration,
+}
+
+/// W4's search for a room of `m` with `p` publishers on a sottod started on
+/// `cpu` with `flags`; None when not even the first step kept up.
+pub fn fanout_search(
+    ctx: &Ctx,
+    m: usize,
+    p: usize,
+    secs: f64,
+    cpu: Option<usize>,
+    flags: &[&str],
+) -> io::Result<Option<FanoutBest>> {
+    let (srv, mut peers) = fanout_setup(ctx, m, "w4", cpu, flags)?;
+    for (i, q) in peers.iter_mut().enumerate() {
+        q.mode = if i == p { Mode::Open } else { Mode::Count };
+    }
+    let mut overloaded = false;
+    let best = saturate(20_000.0 / (m - 1) as f64, ctx.quick, |msgs| {
+        let cpu0 = sys::cpu_time(srv.pid());
+        let threads0 = sys::thread_cpu(srv.pid());
+        let step = fanout_step(&mut peers, p, "w4", msgs, secs, srv.pid(), None);
+        if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
+            let cpu = sys::cpu_time(srv.pid()).saturating_sub(cpu0);
+            let by_thread: Vec<String> = sys::thread_cpu(srv.pid())
+                .iter()
+                .zip(&threads0)
+                .filter(|((a, t1), (b, t0))| a == b && t1 > t0)
+                .map(|((a, t1), (_, t0))| format!("{a} {:?}", t1.saturating_sub(*t0)))
+                .collect();
+            eprintln!("W4 {m}x{p} step {msgs:.0} msgs/s: threads {}", by_thread.join(", "));
+            match &step {
+                Ok(st) => eprintln!(
+                    "W4 {m}x{p} step {msgs:.0} msgs/s: complete {}, p99 {:?}, server cpu {cpu:?}",
+                    st.complete,
+                    st.lat.clone().percentile(99.0)
+                ),
+                Err(e) => eprintln!("W4 {m}x{p} step {msgs:.0} msgs/s: {e}, server cpu {cpu:?}"),
+            }
+        }
+        // Past saturation sottod may drop a member as a slow consumer:
+        // that step failed, and the room is no longer whole.
+        let Ok(st) = step else {
+            overloaded = true;
+            return StepVerdict::Broken;
+        };
+        if !st.complete {
+            // Its backlog would still be arriving: the half-load step gets a fresh room.
+            overloaded = true;
+            StepVerdict::Broken
+        } else if st.lat.clone().percentile(99.0) >= Duration::from_millis(50) {
+            StepVerdict::Slow
+        } else {
+            StepVerdict::Kept(st.deliveries_per_s, st)
+        }
+    });
+    let Some((best_msgs, (best_rate, mut st))) = best else { return Ok(None) };
+    let (srv, mut peers) = if overloaded {
+        // A fresh room: the overloaded one lost a member.
+        drop((srv, peers));
+        let (srv, mut peers) = fanout_setup(ctx, m, "w4", cpu, flags)?;
+        for (i, q) in peers.iter_mut().enumerate() {
+            q.mode = if i == p { Mode::Open } else { Mode::Count };
+        }
+        (srv, peers)
+    } else {
+        (srv, peers)
+    };
+    let mut p99s = Vec::new();
+    for _ in 0..HALF_REPEATS {
+        let mut half = fanout_step(&mut peers, p, "w4", best_msgs / 2.0, secs, srv.pid(), None)?;
+        p99s.push(half.lat.percentile(99.0).as_secs_f64());
+    }
+    let half99 = Duration::from_secs_f64(median(p99s));
+    Ok(Some(FanoutBest { rate: best_rate, p50: st.lat.percentile(50.0), p99: st.lat.percentile(99.0), half99 }))
 }
 
 pub fn w5(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
@@ -697,7 +729,7 @@ pub fn w5(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
          not move.",
         &["server", "p99 all reading", "p99 one stalled", "peak RSS all reading", "peak RSS one stalled"],
     );
-    let (srv, mut peers) = fanout_setup(ctx, 100, "w5")?;
+    let (srv, mut peers) = fanout_setup(ctx, 100, "w5", ctx.server_cpu, &[])?;
     peers[1].mode = Mode::Open;
     let secs = if ctx.quick { 2.0 } else { 5.0 };
     let mut before = fanout_step(&mut peers, 1, "w5", 200.0, secs, srv.pid(), None)?;
@@ -882,71 +914,7 @@ pub fn w3(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let texts: &[usize] = if ctx.quick { &[64] } else { &[64, 256] };
     let secs = if ctx.quick { 0.6 } else { 1.5 };
     for &pairs in pairs_list {
-        let srv = Sottod::start(ctx.server_cpu, CHEAP_KDF)?;
-        let sn = names("w3s", pairs);
-        let rn = names("w3r", pairs);
-        register_all(ctx, srv.addr, &sn)?;
-        register_all(ctx, srv.addr, &rn)?;
-        let mut senders = login_all(ctx, srv.addr, &sn, pairs)?;
-        let mut receivers = login_all(ctx, srv.addr, &rn, pairs)?;
-        dm_channels(&mut senders, &mut receivers, &sn, &rn)?;
-        let ruids: Vec<u64> = receivers.iter().map(|x| x.uid).collect();
-        drain(&mut senders, Duration::from_millis(20));
-        let mut peers: Vec<Peer> = senders
-            .into_iter()
-            .map(|x| Peer::new(x, Mode::Count))
-            .chain(receivers.into_iter().map(|x| Peer::new(x, Mode::Open)))
-            .collect::<io::Result<_>>()?;
-        for &text in texts {
-            let mut best: Option<(f64, Samples)> = None;
-            for rate_ in [1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0] {
-                let total = (rate_ * secs) as usize;
-                let interval = Duration::from_secs_f64(1.0 / rate_);
-                let start = Instant::now() + Duration::from_millis(5);
-                let sent: RefCell<Vec<Instant>> = RefCell::new(Vec::with_capacity(total));
-                let mut lat = Samples::default();
-                let got = Cell::new(0usize);
-                engine::drive(
-                    &mut peers,
-                    start + Duration::from_secs_f64(secs) + Duration::from_secs(2),
-                    Duration::ZERO,
-                    |now, peers| {
-                        let mut sent = sent.borrow_mut();
-                        while sent.len() < total && now >= start + interval * sent.len() as u32 {
-                            let k = sent.len();
-                            let i = k % pairs;
-                            queue_dm(&mut peers[i].s, ruids[i], k as u64, text);
-                            sent.push(start + interval * k as u32);
-                        }
-                        got.get() < total
-                    },
-                    |now, ev, acks| {
-                        if let Event::Message(i, m) = ev {
-                            if let Some((seq, stamp)) = received_dm(m) {
-                                acks.push((i, seq));
-                                if let Some(t) = sent.borrow().get(stamp as usize) {
-                                    lat.push(now.saturating_duration_since(*t));
-                                    got.set(got.get() + 1);
-                                }
-                            }
-                        }
-                    },
-                )?;
-                let ok = got.get() == total && lat.clone().percentile(99.0) < Duration::from_millis(10);
-                if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
-                    eprintln!(
-                        "W3 {pairs} pairs at {rate_}/s: {} of {total}, p99 {:?}",
-                        got.get(),
-                        lat.clone().percentile(99.0)
-                    );
-                }
-                if !ok {
-                    break;
-                }
-                best = Some((rate_, lat));
-            }
-            // A failed step can leave DMs in flight: they must not reach the next search.
-            settle_dms(&mut peers)?;
+        for (text, best) in dm_search(ctx, pairs, texts, secs, ctx.server_cpu, &[])? {
             match best {
                 Some((rate_, mut lat)) => {
                     let l = lat.summary();
@@ -967,9 +935,94 @@ pub fn w3(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
                 None => r.row(s, vec!["sottod".into(), pairs.to_string(), format!("{text} B"), "below 1,000".into()]),
             }
         }
-        drop(srv);
     }
     Ok(())
+}
+
+/// W3's best step: messages per second and the latencies at it.
+pub type DmBest = (f64, Samples);
+
+/// W3's search for `pairs` sender/receiver pairs on a sottod started on
+/// `cpu` with `flags`: for each text size, the best rate that kept up and
+/// its latencies (None: not even 1,000 msg/s).
+pub fn dm_search(
+    ctx: &Ctx,
+    pairs: usize,
+    texts: &[usize],
+    secs: f64,
+    cpu: Option<usize>,
+    flags: &[&str],
+) -> io::Result<Vec<(usize, Option<DmBest>)>> {
+    let srv = Sottod::start(cpu, &[CHEAP_KDF, flags].concat())?;
+    let sn = names("w3s", pairs);
+    let rn = names("w3r", pairs);
+    register_all(ctx, srv.addr, &sn)?;
+    register_all(ctx, srv.addr, &rn)?;
+    let mut senders = login_all(ctx, srv.addr, &sn, pairs)?;
+    let mut receivers = login_all(ctx, srv.addr, &rn, pairs)?;
+    dm_channels(&mut senders, &mut receivers, &sn, &rn)?;
+    let ruids: Vec<u64> = receivers.iter().map(|x| x.uid).collect();
+    drain(&mut senders, Duration::from_millis(20));
+    let mut peers: Vec<Peer> = senders
+        .into_iter()
+        .map(|x| Peer::new(x, Mode::Count))
+        .chain(receivers.into_iter().map(|x| Peer::new(x, Mode::Open)))
+        .collect::<io::Result<_>>()?;
+    let mut found = Vec::with_capacity(texts.len());
+    for &text in texts {
+        let mut best: Option<(f64, Samples)> = None;
+        for rate_ in [1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0] {
+            let total = (rate_ * secs) as usize;
+            let interval = Duration::from_secs_f64(1.0 / rate_);
+            let start = Instant::now() + Duration::from_millis(5);
+            let sent: RefCell<Vec<Instant>> = RefCell::new(Vec::with_capacity(total));
+            let mut lat = Samples::default();
+            let got = Cell::new(0usize);
+            engine::drive(
+                &mut peers,
+                start + Duration::from_secs_f64(secs) + Duration::from_secs(2),
+                Duration::ZERO,
+                |now, peers| {
+                    let mut sent = sent.borrow_mut();
+                    while sent.len() < total && now >= start + interval * sent.len() as u32 {
+                        let k = sent.len();
+                        let i = k % pairs;
+                        queue_dm(&mut peers[i].s, ruids[i], k as u64, text);
+                        sent.push(start + interval * k as u32);
+                    }
+                    got.get() < total
+                },
+                |now, ev, acks| {
+                    if let Event::Message(i, m) = ev {
+                        if let Some((seq, stamp)) = received_dm(m) {
+                            acks.push((i, seq));
+                            if let Some(t) = sent.borrow().get(stamp as usize) {
+                                lat.push(now.saturating_duration_since(*t));
+                                got.set(got.get() + 1);
+                            }
+                        }
+                    }
+                },
+            )?;
+            let ok = got.get() == total && lat.clone().percentile(99.0) < Duration::from_millis(10);
+            if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
+                eprintln!(
+                    "W3 {pairs} pairs at {rate_}/s: {} of {total}, p99 {:?}",
+                    got.get(),
+                    lat.clone().percentile(99.0)
+                );
+            }
+            if !ok {
+                break;
+            }
+            best = Some((rate_, lat));
+        }
+        // A failed step can leave DMs in flight: they must not reach the next search.
+        settle_dms(&mut peers)?;
+        found.push((text, best));
+    }
+    drop(srv);
+    Ok(found)
 }
 
 /// W7: unanswered DMs per sender at most (4,096 answers are about 0.5 MiB).

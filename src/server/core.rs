@@ -23,9 +23,9 @@ use crate::server::backoff::Backoff;
 use crate::server::dispatch::{self, Handler};
 use crate::server::files::{ConnFiles, Files, FilesInflight, BULK_OUT_LOW, UPLOAD_PENDING_MAX, UPLOAD_PENDING_TOTAL};
 use crate::server::mailbox::Mail;
+use crate::server::remote::{self, Out};
 use crate::server::room::Rooms;
 use crate::server::session::Session;
-use crate::server::remote::{self, Out};
 use crate::server::store::Change;
 use crate::server::throttle::{bucket, Throttle};
 use crate::server::worker::{Completion, Job};
@@ -197,7 +197,11 @@ enum Phase {
     Handshaking,
     /// `sealer` is `None` when an output loop seals for the connection
     /// (`--threads` over 1, [`crate::server::remote`]).
-    Open { opener: Opener, sealer: Option<Sealer>, session: Session },
+    Open {
+        opener: Opener,
+        sealer: Option<Sealer>,
+        session: Session,
+    },
 }
 
 struct Conn {
@@ -603,9 +607,9 @@ impl Core {
 
     /// Whether `id` has output waiting (sealed, or in its bulk queue).
     pub fn has_output(&self, id: ConnId) -> bool {
-        self.conns
-            .get(&id)
-            .is_some_and(|c| !c.out.is_empty() || c.queued > 0 || (!c.files.bulk.is_empty() && c.close.is_none() && !c.out_dropped))
+        self.conns.get(&id).is_some_and(|c| {
+            !c.out.is_empty() || c.queued > 0 || (!c.files.bulk.is_empty() && c.close.is_none() && !c.out_dropped)
+        })
     }
 
     /// Seals frames of `id`'s bulk queue (file chunks) into its output while
@@ -1426,7 +1430,14 @@ impl Core {
         self.accept(id, addr, now_ms)?;
         let Some(conn) = self.conns.get_mut(&id) else { return Err("not accepted") };
         conn.deframer.set_max_body(record::MAX_BODY);
-        conn.phase = Phase::Open { opener: keys.opener, sealer: Some(keys.sealer), session: Session::AwaitLogin };
+        let sealer = match self.outbox.as_mut() {
+            Some(outbox) => {
+                outbox.push(Out::Keys { conn: id, sealer: Box::new(keys.sealer) });
+                None
+            }
+            None => Some(keys.sealer),
+        };
+        conn.phase = Phase::Open { opener: keys.opener, sealer, session: Session::AwaitLogin };
         let auth = crate::server::session::Authenticated::without_login(uid, name);
         self.set_session(id, Session::Authenticated(auth));
         Ok(())

@@ -6,8 +6,8 @@
 //! give it, under the same output bound and close reasons.
 
 use super::{ConnId, Core, Phase};
-use crate::server::remote::Out;
 use crate::record;
+use crate::server::remote::Out;
 
 impl Core {
     /// Sends `msg` (in wire form) to every session of every member of `room`

@@ -124,7 +124,10 @@ fn account(user: usize) -> UserRecord {
 }
 
 /// A request with `msg_id`, the world's clock as its time, and `set` applied.
-fn request<M: Message>(msg_id: u64, set: impl FnOnce(&mut M) -> Result<(), crate::wire::WireError>) -> Vec<u8> {
+pub(crate) fn request<M: Message>(
+    msg_id: u64,
+    set: impl FnOnce(&mut M) -> Result<(), crate::wire::WireError>,
+) -> Vec<u8> {
     let mut m = M::request(msg_id, START_MS);
     // NOTE: the setup's names fit their fields; a failure would show in the world test.
     let _ = set(&mut m);
@@ -211,8 +214,15 @@ impl World {
     /// its id and the client's opener for what the server seals to it; None
     /// for an unknown user or when the core's caps refuse the connection.
     pub fn open(&mut self, user: usize) -> Option<(ConnId, Opener)> {
+        self.open_with(user, |_| {})
+    }
+
+    /// As [`World::open`], telling `accepted` the new connection's id first
+    /// (as the event loop hands a new socket to its output loop).
+    pub fn open_with(&mut self, user: usize, accepted: impl FnOnce(ConnId)) -> Option<(ConnId, Opener)> {
         let id = self.next_id;
         self.next_id += 1;
+        accepted(id);
         let material = |direction: u8| {
             let mut m = [direction; 48];
             m[..8].copy_from_slice(&id.to_be_bytes());
@@ -315,6 +325,14 @@ impl World {
         let mail = Mail::load(&*self.ctx.store).unwrap();
         let files = crate::server::files::Files::load(&*self.ctx.store).unwrap();
         self.core = Core::new(ServerConfig::built_in(), self.limits, accounts, rooms, mail).with_files(files);
+    }
+
+    /// For unit tests: this world with output loops (`--threads` over 1):
+    /// connections opened from now on have their records sealed by them
+    /// (`Core::take_output`).
+    #[cfg(test)]
+    pub(crate) fn with_output_loops(self) -> World {
+        World { core: self.core.with_output_loops(), ..self }
     }
 
     /// For unit tests: runs `job` (a commit taken with `poll_commit`, say) and hands its completion to the core.

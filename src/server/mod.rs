@@ -46,3 +46,5 @@ mod file_tests;
 mod moderation_tests;
 #[cfg(test)]
 mod prekey_tests;
+#[cfg(test)]
+mod remote_tests;

@@ -75,3 +75,121 @@ pub(crate) fn queue(outbox: &mut Vec<Out>, conn: ConnId, queued: &mut usize, msg
     outbox.push(Out::Seal { conn, msg });
     true
 }
+
+/// A connection's part in an output loop: its sealer and what waits to be written.
+pub struct Lane {
+    sealer: Option<Box<Sealer>>,
+    /// Sealed bytes not yet written (the writer drains it).
+    pub out: Vec<u8>,
+    /// Sealing or writing failed: what the lane held is dropped and nothing more is sealed.
+    pub failed: Option<&'static str>,
+}
+
+impl Lane {
+    /// What `c` holds is lost; the core hears of it and closes the connection.
+    pub fn fail(&mut self, why: &'static str) {
+        self.out = Vec::new();
+        self.failed.get_or_insert(why);
+    }
+
+    fn seal(&mut self, msg: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        let sealed = self.sealer.as_deref_mut().is_some_and(|s| s.seal(msg, &mut self.out).is_ok());
+        if !sealed {
+            self.fail("sequence number exhausted");
+        }
+    }
+}
+
+/// An output loop's sealing, sans I/O: it applies the core's items to its
+/// connections' lanes, in order, as the single loop would have sealed them
+/// (a fan-out side by side, `record::seal_many`).
+#[derive(Default)]
+pub struct Sealing {
+    lanes: std::collections::HashMap<ConnId, Lane>,
+    /// Wire bytes of the items applied since the last [`Sealing::take_applied`].
+    applied: usize,
+}
+
+impl Sealing {
+    /// A new connection, with nothing to write yet.
+    pub fn attach(&mut self, conn: ConnId) {
+        self.lanes.insert(conn, Lane { sealer: None, out: Vec::new(), failed: None });
+    }
+
+    /// `conn`'s lane.
+    pub fn lane(&mut self, conn: ConnId) -> Option<&mut Lane> {
+        self.lanes.get_mut(&conn)
+    }
+
+    /// Wire bytes of the items applied since the last call.
+    pub fn take_applied(&mut self) -> usize {
+        std::mem::take(&mut self.applied)
+    }
+
+    /// Applies `item`; `touched` hears of each connection that gained output
+    /// (or failed). Returns the connection `Forget` removed, if any.
+    pub fn apply(&mut self, item: Out, mut touched: impl FnMut(ConnId)) -> Option<ConnId> {
+        self.applied += item.wire_bytes();
+        match item {
+            Out::Raw { conn, bytes } => {
+                if let Some(l) = self.lanes.get_mut(&conn).filter(|l| l.failed.is_none()) {
+                    l.out.extend_from_slice(&bytes);
+                }
+                touched(conn);
+            }
+            Out::Keys { conn, sealer } => {
+                if let Some(l) = self.lanes.get_mut(&conn) {
+                    l.sealer = Some(sealer);
+                }
+            }
+            Out::Seal { conn, msg } => {
+                if let Some(l) = self.lanes.get_mut(&conn) {
+                    l.seal(&msg);
+                }
+                touched(conn);
+            }
+            Out::Many { conns, msg } => {
+                self.seal_many(&conns, &msg);
+                conns.iter().for_each(|c| touched(*c));
+            }
+            Out::Forget { conn } => return self.lanes.remove(&conn).map(|_| conn),
+        }
+        None
+    }
+
+    /// Seals `msg` for `ids` side by side, each straight into its lane.
+    fn seal_many(&mut self, ids: &[ConnId], msg: &[u8]) {
+        let mut lent: Vec<(ConnId, Lane)> = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.lanes.remove(id) {
+                Some(l) if l.failed.is_none() && l.sealer.as_ref().is_some_and(|s| !s.exhausted()) => {
+                    lent.push((*id, l))
+                }
+                Some(mut l) => {
+                    l.seal(msg); // fails it, as one by one
+                    self.lanes.insert(*id, l);
+                }
+                None => {}
+            }
+        }
+        let sealed = {
+            let (mut sealers, mut outs) = (Vec::with_capacity(lent.len()), Vec::with_capacity(lent.len()));
+            for (_, l) in lent.iter_mut() {
+                if let Some(s) = l.sealer.as_deref_mut() {
+                    sealers.push(s);
+                    outs.push(&mut l.out);
+                }
+            }
+            record::seal_many(&mut sealers, msg, &mut outs)
+        };
+        for (id, mut l) in lent {
+            if sealed.is_err() {
+                l.fail("sequence number exhausted");
+            }
+            self.lanes.insert(id, l);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Several loops (`sottod --threads N`): W4 (a room of 10, one publisher)
+//! and W3 (100 pairs, 64-byte texts) with one event loop and with two (a
+//! core loop and one output loop), in the same run.
+//!
+//! On this two-core machine the figures are indicative only: with two loops
+//! sottod is not pinned and shares the generator's core, the generator
+//! running at nice +10 so that the server's threads go first. The W1-W8
+//! tables keep `--threads 1` on a core of its own, as the IRC servers run.
+
+use std::io;
+
+use crate::report::{rate, Report};
+use crate::stats::us;
+use crate::sys;
+use crate::work::{dm_search, fanout_search, Ctx};
+
+/// The `--threads` values compared.
+const THREADS: [usize; 2] = [1, 2];
+
+pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
+    let s = r.section(
+        "Several loops (--threads, indicative)",
+        "W4 (room of 10, one publisher, 60-byte texts) and W3 (100 pairs, 64-byte texts) searched as in \
+         their own sections, with `--threads 1` and `--threads 2` (a core loop that keeps all state and \
+         one output loop that seals and writes). sottod is not pinned here, and the generator runs at \
+         nice +10 on the second core: on two cores the server's second loop and the generator share one, \
+         so these figures show the direction, not what a larger machine gives (see \"Several loops\" in the \
+         narrative for the model).",
+        &["workload", "threads", "max", "p50 @ max", "p99 @ max", "p99 @ half"],
+    );
+    // The generator yields to the server's threads for this section only.
+    let was = sys::thread_nice();
+    sys::set_thread_nice(10);
+    let secs = if ctx.quick { 0.6 } else { 1.0 };
+    for n in THREADS {
+        let flag = n.to_string();
+        let flags = ["--threads", flag.as_str()];
+        match fanout_search(ctx, 10, 1, secs, None, &flags) {
+            Ok(Some(best)) => {
+                r.fig(&format!("threads.{n}.w4.deliveries"), best.rate);
+                r.fig(&format!("threads.{n}.w4.p99_half_us"), best.half99.as_secs_f64() * 1e6);
+                r.row(
+                    s,
+                    vec![
+                        "W4 room of 10".into(),
+                        flag.clone(),
+                        format!("{} deliveries/s", rate(best.rate)),
+                        us(best.p50),
+                        us(best.p99),
+                        us(best.half99),
+                    ],
+                );
+            }
+            Ok(None) => r.row(s, vec!["W4 room of 10".into(), flag.clone(), "did not keep up".into()]),
+            Err(e) => r.row(s, vec!["W4 room of 10".into(), flag.clone(), format!("failed: {e}")]),
+        }
+        let secs = if ctx.quick { 0.6 } else { 1.5 };
+        match dm_search(ctx, 100, &[64], secs, None, &flags) {
+            Ok(found) => {
+                for (_, best) in found {
+                    let row = match best {
+                        Some((rate_, mut lat)) => {
+                            let l = lat.summary();
+                            r.fig(&format!("threads.{n}.w3.rate"), rate_);
+                            vec![
+                                "W3 100 pairs".into(),
+                                flag.clone(),
+                                format!("{} msg/s", rate(rate_)),
+                                us(l.p50),
+                                us(l.p99),
+                                "-".into(),
+                            ]
+                        }
+                        None => vec!["W3 100 pairs".into(), flag.clone(), "below 1,000 msg/s".into()],
+                    };
+                    r.row(s, row);
+                }
+            }
+            Err(e) => r.row(s, vec!["W3 100 pairs".into(), flag.clone(), format!("failed: {e}")]),
+        }
+    }
+    sys::set_thread_nice(was);
+    Ok(())
+}
