@@ -171,3 +171,16 @@ fn log_lines_carry_rfc3339_times_or_none_under_systemd() {
         }
     }
 }
+
+#[test]
+fn threads_defaults_to_the_cores_up_to_sixteen_and_refuses_nonsense() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    let s = check(Path::new(sottod()), &[]).unwrap();
+    assert_eq!(get(&s, "threads"), cores.to_string());
+    let s = check(Path::new(sottod()), &["--threads", "3"]).unwrap();
+    assert_eq!(get(&s, "threads"), "3");
+    for bad in ["0", "65", "two"] {
+        let err = check(Path::new(sottod()), &["--threads", bad]).unwrap_err();
+        assert!(err.contains("--threads"), "{bad}: {err}");
+    }
+}

@@ -22,8 +22,24 @@ fn member_names(v: &Value) -> Vec<String> {
 
 #[test]
 fn three_members_receive_each_others_messages_in_order_verified() {
+    // The test servers' default: a core loop and one output loop.
+    three_members_in_order(&[]);
+}
+
+#[test]
+fn three_members_in_order_with_one_event_loop() {
+    three_members_in_order(&["--threads", "1"]);
+}
+
+#[test]
+fn three_members_in_order_with_two_output_loops() {
+    // A fan-out split over two output loops (connections by id modulo 2).
+    three_members_in_order(&["--threads", "3"]);
+}
+
+fn three_members_in_order(threads: &[&str]) {
     let dir = TempDir::new("room3");
-    let server = Server::start(&dir.join("data"));
+    let server = Server::start_with(&dir.join("data"), &[&["--rate", "off"], threads].concat());
     let mut alice = user(&server, &dir, "alice", &[]);
     let mut bob = user(&server, &dir, "bob", &[]);
     let mut carol = user(&server, &dir, "carol", &[]);

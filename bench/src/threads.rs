@@ -39,6 +39,15 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
             Ok(Some(best)) => {
                 r.fig(&format!("threads.{n}.w4.deliveries"), best.rate);
                 r.fig(&format!("threads.{n}.w4.p99_half_us"), best.half99.as_secs_f64() * 1e6);
+                // CPU per delivery at the best step: the core loop (the main
+                // thread, named as the process) and the output loops together.
+                let per = |pick: &dyn Fn(&str) -> bool| {
+                    let t: f64 =
+                        best.cpu_by_thread.iter().filter(|(name, _)| pick(name)).map(|(_, t)| t.as_secs_f64()).sum();
+                    t * 1e9 / best.delivered.max(1.0)
+                };
+                r.fig(&format!("threads.{n}.w4.core_ns"), per(&|name| name == "sottod"));
+                r.fig(&format!("threads.{n}.w4.output_ns"), per(&|name| name.starts_with("sottod-out")));
                 r.row(
                     s,
                     vec![

@@ -645,6 +645,10 @@ pub struct FanoutBest {
     pub p99: Duration,
     /// The median of three steps' p99s at half that load.
     pub half99: Duration,
+    /// CPU time of each sottod thread during the best step, by thread name.
+    pub cpu_by_thread: Vec<(String, Duration)>,
+    /// Deliveries made in the best step.
+    pub delivered: f64,
 }
 
 /// W4's search for a room of `m` with `p` publishers on a sottod started on
@@ -666,15 +670,16 @@ pub fn fanout_search(
         let cpu0 = sys::cpu_time(srv.pid());
         let threads0 = sys::thread_cpu(srv.pid());
         let step = fanout_step(&mut peers, p, "w4", msgs, secs, srv.pid(), None);
+        let by_thread: Vec<(String, Duration)> = sys::thread_cpu(srv.pid())
+            .iter()
+            .zip(&threads0)
+            .filter(|((a, _), (b, _))| a == b)
+            .map(|((a, t1), (_, t0))| (a.clone(), t1.saturating_sub(*t0)))
+            .collect();
         if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
             let cpu = sys::cpu_time(srv.pid()).saturating_sub(cpu0);
-            let by_thread: Vec<String> = sys::thread_cpu(srv.pid())
-                .iter()
-                .zip(&threads0)
-                .filter(|((a, t1), (b, t0))| a == b && t1 > t0)
-                .map(|((a, t1), (_, t0))| format!("{a} {:?}", t1.saturating_sub(*t0)))
-                .collect();
-            eprintln!("W4 {m}x{p} step {msgs:.0} msgs/s: threads {}", by_thread.join(", "));
+            let shown: Vec<String> = by_thread.iter().map(|(a, t)| format!("{a} {t:?}")).collect();
+            eprintln!("W4 {m}x{p} step {msgs:.0} msgs/s: threads {}", shown.join(", "));
             match &step {
                 Ok(st) => eprintln!(
                     "W4 {m}x{p} step {msgs:.0} msgs/s: complete {}, p99 {:?}, server cpu {cpu:?}",
@@ -697,10 +702,10 @@ pub fn fanout_search(
         } else if st.lat.clone().percentile(99.0) >= Duration::from_millis(50) {
             StepVerdict::Slow
         } else {
-            StepVerdict::Kept(st.deliveries_per_s, st)
+            StepVerdict::Kept(st.deliveries_per_s, (st, by_thread))
         }
     });
-    let Some((best_msgs, (best_rate, mut st))) = best else { return Ok(None) };
+    let Some((best_msgs, (best_rate, (mut st, cpu_by_thread)))) = best else { return Ok(None) };
     let (srv, mut peers) = if overloaded {
         // A fresh room: the overloaded one lost a member.
         drop((srv, peers));
@@ -718,7 +723,14 @@ pub fn fanout_search(
         p99s.push(half.lat.percentile(99.0).as_secs_f64());
     }
     let half99 = Duration::from_secs_f64(median(p99s));
-    Ok(Some(FanoutBest { rate: best_rate, p50: st.lat.percentile(50.0), p99: st.lat.percentile(99.0), half99 }))
+    Ok(Some(FanoutBest {
+        rate: best_rate,
+        p50: st.lat.percentile(50.0),
+        p99: st.lat.percentile(99.0),
+        half99,
+        cpu_by_thread,
+        delivered: best_rate * secs,
+    }))
 }
 
 pub fn w5(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
