@@ -464,12 +464,13 @@ fn accept_all(
                 let id = *next_id;
                 *next_id += 1;
                 // With output loops, its loop writes through a descriptor of its own.
+                // Out of descriptors for it: this connection is closed, and
+                // accepting pauses as when accept(2) itself fails.
                 let writer = match outputs.as_ref().map(|_| stream.try_clone()) {
                     Some(Ok(w)) => Some(w),
                     Some(Err(e)) => {
-                        sotto::log!(Warn, "cannot hand a new connection to an output loop: {e}");
-                        core.count("accept failed (out of descriptors?)");
-                        continue;
+                        pause_accepting(core, paused_until, &e);
+                        return;
                     }
                     None => None,
                 };
@@ -489,17 +490,21 @@ fn accept_all(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                // EMFILE/ENFILE and friends: pause accepting instead of spinning,
-                // and retry every 100 ms; logged once per episode, counted always.
-                if paused_until.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                    sotto::log!(Warn, "accept failed: {e}; pausing accepts, retrying every 100 ms");
-                }
-                core.count("accept failed (out of descriptors?)");
-                *paused_until = Some(Instant::now() + Duration::from_millis(100));
+                pause_accepting(core, paused_until, &e);
                 return;
             }
         }
     }
+}
+
+/// EMFILE/ENFILE and friends: accepting pauses instead of spinning, and is
+/// retried every 100 ms; logged once per episode, counted always.
+fn pause_accepting(core: &mut Core, paused_until: &mut Option<Instant>, e: &io::Error) {
+    if paused_until.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+        sotto::log!(Warn, "accept failed: {e}; pausing accepts, retrying every 100 ms");
+    }
+    core.count("accept failed (out of descriptors?)");
+    *paused_until = Some(Instant::now() + Duration::from_millis(100));
 }
 
 /// Reads what `id` may take now. `hangup`: epoll reported a hang-up or an

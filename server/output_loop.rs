@@ -160,8 +160,12 @@ impl Outputs {
                     h.pending = batch;
                     left = true;
                 }
-                // The loop is gone (it panicked): nothing it held can be written.
-                Err(TrySendError::Disconnected(_)) => h.pending.clear(),
+                // The loop is gone (it panicked): nothing it held can be written,
+                // and it will take nothing in.
+                Err(TrySendError::Disconnected(_)) => {
+                    h.pending.clear();
+                    self.in_transit = self.in_transit.saturating_sub(std::mem::take(&mut h.pending_bytes));
+                }
             }
         }
         left
