@@ -25,7 +25,8 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
          one output loop that seals and writes). sottod is not pinned here, and the generator runs at \
          nice +10 on the second core: on two cores the server's second loop and the generator share one, \
          so these figures show the direction, not what a larger machine gives (see \"Several loops\" in the \
-         narrative for the model).",
+         narrative for the model). The latencies include the niced generator's own waits for a CPU and \
+         are not comparable with W4's table.",
         &["workload", "threads", "max", "p50 @ max", "p99 @ max", "p99 @ half"],
     );
     // The generator yields to the server's threads for this section only.
