@@ -232,9 +232,8 @@ fn analysis(r: &Report) -> String {
                  each member's output once per loop turn, so under load one write(2) carries several messages. \
                  On one core, matching ngircd would need the per-delivery cost below that of the crypto the design \
                  requires: per-recipient sealing of a padded, signed message, which is why that work moved to \
-                 the output loops (`--threads`, \"Several loops\" below). The room of 10 here: {:.2}×.",
+                 the output loops (`--threads`, \"Several loops\" below).",
                 missed.join("; "),
-                w4 / ng,
                 per.map_or("n/a".into(), |p| format!("{:.1} µs", p / 1000.0)),
                 per.map_or("n/a".into(), |p| crate::report::rate(1e9 / p)),
                 crate::report::rate(w4),

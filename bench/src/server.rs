@@ -39,6 +39,9 @@ pub const BENCH_FLAGS: &[&str] = &[
     "1000000",
     "--idle-timeout",
     "600",
+    // W2 holds 10,000 sessions of 100 accounts (the default allows 4 each).
+    "--sessions-per-user",
+    "100000",
     "--log-level",
     "warn",
     // One event loop on the server's core, as the IRC servers run; the
