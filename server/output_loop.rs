@@ -11,9 +11,9 @@
 //! 1.67), used only with `try_send` and `try_recv`, which take no lock while
 //! no thread blocks on the channel, and none does; a connection's items
 //! are applied in the order they came; a socket is written once per turn
-//! per connection, EPOLLOUT watched only while output is left over; what a
-//! loop holds for a connection is bounded by the core's accounting
-//! (`Conn::queued`, under `--max-output`).
+//! per connection, in the epoll set (for EPOLLOUT) only while output is
+//! left over; what a loop holds for a connection is bounded by the core's
+//! accounting (`Conn::queued`, under `--max-output`).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -64,6 +64,7 @@ pub struct Outputs {
 struct Handle {
     tx: SyncSender<Vec<ToOutput>>,
     wake: UnixStream,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// Items not yet handed over (the channel was full), in order.
     pending: Vec<ToOutput>,
     pending_bytes: usize,
@@ -89,8 +90,16 @@ impl Outputs {
             their_wake.set_nonblocking(true)?;
             my_wake.set_nonblocking(true)?;
             let mut out = OutputLoop::new(rx, their_wake, report_tx.clone(), wake_tx.clone())?;
-            std::thread::Builder::new().name(format!("sottod-out{i}")).spawn(move || out.run())?;
-            loops.push(Handle { tx, wake: my_wake, pending: Vec::new(), pending_bytes: 0 });
+            let thread = std::thread::Builder::new().name(format!("sottod-out{i}")).spawn(move || {
+                // An output loop that stops while the core loop runs would
+                // leave its connections unwritten and the core loop waiting
+                // on it: the process stops instead, loudly (what was
+                // acknowledged is on disk).
+                let guard = AbortIfGone;
+                out.run();
+                std::mem::forget(guard);
+            })?;
+            loops.push(Handle { tx, wake: my_wake, thread: Some(thread), pending: Vec::new(), pending_bytes: 0 });
         }
         Ok(Outputs { loops, reports, wake, in_transit: 0 })
     }
@@ -189,6 +198,32 @@ impl Outputs {
     }
 }
 
+/// Dropped only when an output loop's thread ends other than by the core
+/// loop letting it go (a panic unwinding): the process aborts.
+struct AbortIfGone;
+
+impl Drop for AbortIfGone {
+    fn drop(&mut self) {
+        sotto::log!(Error, "an output loop stopped unexpectedly; aborting");
+        std::process::abort();
+    }
+}
+
+impl Drop for Outputs {
+    /// Lets every output loop go and waits for it, so that its connections'
+    /// sealers are dropped (and wiped) before the process ends.
+    fn drop(&mut self) {
+        for h in self.loops.drain(..) {
+            let Handle { tx, wake, thread, .. } = h;
+            drop(tx);
+            let _ = (&wake).write(&[1]);
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
 /// One connection's socket in an output loop (its sealer and output are in `Sealing`).
 struct Sock {
     stream: TcpStream,
@@ -245,8 +280,8 @@ impl OutputLoop {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
-                    sotto::log!(Warn, "output loop: epoll_wait failed: {e}; stopping");
-                    return;
+                    sotto::log!(Error, "output loop: epoll_wait failed: {e}");
+                    std::process::abort();
                 }
             };
             for ev in events.get(..n).unwrap_or_default() {
@@ -318,11 +353,12 @@ impl OutputLoop {
         }
         let want = lane.failed.is_none() && !lane.out.is_empty();
         if want != s.watching {
-            let flags = if want { EpollFlags::EPOLLOUT } else { EpollFlags::empty() };
-            let done = if s.watching {
-                self.epoll.modify(&s.stream, &mut EpollEvent::new(flags, id))
+            // In the set only while output is left over: epoll reports a
+            // hang-up even for an empty interest set, every turn.
+            let done = if want {
+                self.epoll.add(&s.stream, EpollEvent::new(EpollFlags::EPOLLOUT, id))
             } else {
-                self.epoll.add(&s.stream, EpollEvent::new(flags, id))
+                self.epoll.delete(&s.stream)
             };
             match done {
                 Ok(()) => s.watching = want,
@@ -362,5 +398,68 @@ fn touch(socks: &mut HashMap<ConnId, Sock>, touched: &mut Vec<ConnId>, id: ConnI
             s.touched = true;
             touched.push(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! An output loop with real sockets: a connection whose socket fills,
+    //! drains and fills again gets every byte, in order.
+
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    const SIZE: usize = 2 * 1024 * 1024;
+
+    /// Reports for `conn` until `want` bytes in all are written (or 10 s).
+    fn written(o: &mut Outputs, conn: ConnId, want: usize, so_far: &mut usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while *so_far < want && Instant::now() < deadline {
+            for w in o.drain() {
+                assert_eq!(w.conn, conn);
+                assert_eq!(w.failed, None, "the output loop failed the connection");
+                *so_far += w.bytes;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_socket_that_fills_twice_gets_every_byte_in_order() {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // Small buffers, so that 2 MiB fills them many times over.
+        setsockopt(&client, sockopt::RcvBuf, &(64 * 1024)).unwrap();
+        setsockopt(&server, sockopt::SndBuf, &(64 * 1024)).unwrap();
+        server.set_nonblocking(true).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut o = Outputs::start(1).unwrap();
+        o.attach(1, server);
+        let mut total = 0;
+        for round in 1..=2u8 {
+            o.route(vec![Out::Raw { conn: 1, bytes: vec![round; SIZE] }]);
+            assert!(!o.send(), "the channel takes one batch");
+            // Nobody reads: the socket fills and the loop waits for EPOLLOUT.
+            std::thread::sleep(Duration::from_millis(200));
+            let before = total;
+            written(&mut o, 1, 0, &mut total);
+            for w in o.drain() {
+                total += w.bytes;
+            }
+            assert!(total - before < SIZE, "round {round}: the socket never filled");
+            let mut got = vec![0u8; SIZE];
+            client.read_exact(&mut got).unwrap();
+            assert!(got.iter().all(|b| *b == round), "round {round}: bytes out of order or lost");
+            written(&mut o, 1, usize::from(round) * SIZE, &mut total);
+            assert_eq!(total, usize::from(round) * SIZE, "round {round}: all reported written");
+        }
+        // Forgotten: the loop lets its descriptor go, and the socket closes.
+        o.route(vec![Out::Forget { conn: 1 }]);
+        o.send();
+        let mut rest = [0u8; 1];
+        assert_eq!(client.read(&mut rest).unwrap(), 0, "closed");
     }
 }

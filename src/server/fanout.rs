@@ -92,7 +92,11 @@ impl Core {
     /// Hands `msg` to the output loops for `ids` (one item: they seal it side
     /// by side), counting it against each connection's bound as
     /// [`Core::send_bytes`] would.
-    fn queue_many(&mut self, ids: Vec<ConnId>, msg: &[u8], max: usize) {
+    fn queue_many(&mut self, mut ids: Vec<ConnId>, msg: &[u8], max: usize) {
+        // Each connection once, as the single loop seals it once (its
+        // phase is lent the first time): the output loop seals it once.
+        ids.sort_unstable();
+        ids.dedup();
         let sealable = record::sealable(msg);
         let len = record::sealed_len(msg.len());
         for &id in &ids {
