@@ -455,6 +455,19 @@ fn loops(r: &Report) -> String {
         crate::report::rate(two),
         two / one
     );
+    if let (Some(a), Some(b)) = (f("threads.1.w4.server_cores"), f("threads.2.w4.server_cores")) {
+        let _ = writeln!(
+            out,
+            "\nAt the best step sottod used {a:.2} cores in all with one loop and {b:.2} with two (thread CPU from \
+             /proc).{}",
+            if a < 0.9 && b < 1.8 {
+                " Neither setting was using what it had: the generator, niced on the core it shares, set the \
+                 maximum, so the two rates say nothing about the loops."
+            } else {
+                ""
+            }
+        );
+    }
     if let (Some(core), Some(output)) = (f("threads.2.w4.core_ns"), f("threads.2.w4.output_ns")) {
         let n = |loops: f64| (1e9 / core).min((loops - 1.0) * 1e9 / output);
         let _ = writeln!(

@@ -48,6 +48,10 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
                     t * 1e9 / best.delivered.max(1.0)
                 };
                 r.fig(&format!("threads.{n}.w4.core_ns"), per(&|name| name == "sottod"));
+                // All of sottod's threads at that step, in cores: under one
+                // (per loop) the server was not what set the maximum.
+                let all: f64 = best.cpu_by_thread.iter().map(|(_, t)| t.as_secs_f64()).sum();
+                r.fig(&format!("threads.{n}.w4.server_cores"), all / secs);
                 r.fig(&format!("threads.{n}.w4.output_ns"), per(&|name| name.starts_with("sottod-out")));
                 r.row(
                     s,
