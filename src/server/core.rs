@@ -626,12 +626,14 @@ impl Core {
         while conn.out.len() + conn.queued < low && conn.close.is_none() && !conn.out_dropped {
             let Some(frame) = conn.files.bulk.pop_front() else { break };
             freed += usize::from(frame.chunk);
-            let sealed = match (sealer.as_mut(), self.outbox.as_mut()) {
-                (Some(sealer), _) => sealer.seal(&frame.bytes, &mut conn.out).is_ok(),
-                (None, Some(outbox)) => remote::queue(outbox, id, &mut conn.queued, frame.bytes),
-                (None, None) => false,
-            };
-            if !sealed {
+            if !remote::seal_or_queue(
+                sealer.as_mut(),
+                self.outbox.as_mut(),
+                id,
+                &mut conn.out,
+                &mut conn.queued,
+                frame.bytes,
+            ) {
                 conn.close.get_or_insert("sequence number exhausted");
             }
         }
@@ -1119,12 +1121,7 @@ impl Core {
         if conn.out.len() + conn.queued > max || conn.out_dropped {
             return;
         }
-        let sealed = match (sealer.as_mut(), self.outbox.as_mut()) {
-            (Some(sealer), _) => sealer.seal(msg, &mut conn.out).is_ok(),
-            (None, Some(outbox)) => remote::queue(outbox, id, &mut conn.queued, msg.to_vec()),
-            (None, None) => false,
-        };
-        if !sealed {
+        if !remote::seal_or_queue(sealer.as_mut(), self.outbox.as_mut(), id, &mut conn.out, &mut conn.queued, msg) {
             conn.close.get_or_insert("sequence number exhausted");
         } else if conn.out.len() + conn.queued > max {
             conn.close.get_or_insert("slow consumer: output bound exceeded");
@@ -1330,17 +1327,13 @@ impl Core {
                     match result {
                         Ok((frame, SessionKeys { sealer, opener })) => {
                             // With an output loop, it seals from now on: the answer and the keys go to it.
+                            remote::raw(self.outbox.as_mut(), conn, &mut c.out, &mut c.queued, frame);
                             let sealer = match self.outbox.as_mut() {
                                 Some(outbox) => {
-                                    c.queued += frame.len();
-                                    outbox.push(Out::Raw { conn, bytes: frame });
                                     outbox.push(Out::Keys { conn, sealer: Box::new(sealer) });
                                     None
                                 }
-                                None => {
-                                    c.out.extend_from_slice(&frame);
-                                    Some(sealer)
-                                }
+                                None => Some(sealer),
                             };
                             c.deframer.set_max_body(record::MAX_BODY);
                             c.phase = Phase::Open { opener, sealer, session: Session::AwaitLogin };
@@ -1357,13 +1350,7 @@ impl Core {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     match result {
                         Ok(frame) => {
-                            match self.outbox.as_mut() {
-                                Some(outbox) => {
-                                    c.queued += frame.len();
-                                    outbox.push(Out::Raw { conn, bytes: frame });
-                                }
-                                None => c.out.extend_from_slice(&frame),
-                            }
+                            remote::raw(self.outbox.as_mut(), conn, &mut c.out, &mut c.queued, frame);
                             c.close = Some("protocol mismatch");
                         }
                         Err(e) => {

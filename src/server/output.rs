@@ -17,11 +17,6 @@ impl Core {
         self
     }
 
-    /// Whether output loops seal and write (the event loop then writes nothing itself).
-    pub fn has_output_loops(&self) -> bool {
-        self.outbox.is_some()
-    }
-
     /// What to hand the output loops since the last call, in order.
     pub fn take_output(&mut self) -> Vec<Out> {
         self.outbox.as_mut().map(std::mem::take).unwrap_or_default()

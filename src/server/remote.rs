@@ -65,15 +65,39 @@ pub struct Written {
     pub failed: Option<&'static str>,
 }
 
-/// Queues `msg` to be sealed for `conn` by its output loop and counts its
-/// sealed length in `queued`; false when no record can seal it.
-pub(crate) fn queue(outbox: &mut Vec<Out>, conn: ConnId, queued: &mut usize, msg: Vec<u8>) -> bool {
-    if !record::sealable(&msg) {
-        return false;
+/// Seals `msg` for `conn` into `out` when this loop holds its `sealer`, or
+/// hands it to its output loop and counts its sealed length in `queued`;
+/// false when no record can seal it.
+pub(crate) fn seal_or_queue(
+    sealer: Option<&mut Sealer>,
+    outbox: Option<&mut Vec<Out>>,
+    conn: ConnId,
+    out: &mut Vec<u8>,
+    queued: &mut usize,
+    msg: impl AsRef<[u8]> + Into<Vec<u8>>,
+) -> bool {
+    match (sealer, outbox) {
+        (Some(sealer), _) => sealer.seal(msg.as_ref(), out).is_ok(),
+        (None, Some(outbox)) if record::sealable(msg.as_ref()) => {
+            *queued += record::sealed_len(msg.as_ref().len());
+            // A borrowed message is copied only here, for the other thread.
+            outbox.push(Out::Seal { conn, msg: msg.into() });
+            true
+        }
+        _ => false,
     }
-    *queued += record::sealed_len(msg.len());
-    outbox.push(Out::Seal { conn, msg });
-    true
+}
+
+/// Bytes sent as they are (the handshake's answers): into `out`, or to
+/// `conn`'s output loop, counted in `queued`.
+pub(crate) fn raw(outbox: Option<&mut Vec<Out>>, conn: ConnId, out: &mut Vec<u8>, queued: &mut usize, bytes: Vec<u8>) {
+    match outbox {
+        Some(outbox) => {
+            *queued += bytes.len();
+            outbox.push(Out::Raw { conn, bytes });
+        }
+        None => out.extend_from_slice(&bytes),
+    }
 }
 
 /// A connection's part in an output loop: its sealer and what waits to be written.
