@@ -222,23 +222,42 @@ fn analysis(r: &Report) -> String {
                  {DELIVERY}-byte record: the {RVRS}-byte `rvrs` (a 176-byte ciphertext, size class s, so that \
                  lengths within the class do not leak, a 256-byte signature, a tag) sealed for that member's \
                  session with AES-128-CBC and HMAC-SHA256. IRC \
-                 delivers a line of about 60 bytes, sealed with AES-GCM. Sealing alone costs {} per delivery on \
-                 this machine, a ceiling of {} deliveries/s for one core before any system call, against the {} \
-                 sottod reached and the {} of ngircd-TLS. Measured by hand per thread (`SOTTO_BENCH_DEBUG=1`, \
-                 a quick run, room of 10): at 25,000 to 36,000 messages/s sottod's loop used about 36 µs of CPU \
-                 per message, 4 µs per delivery, of which sealing is the figure above and most of the rest \
-                 send(2), which on loopback includes the receiving side's TCP processing (a perf profile over \
-                 all of W4's steps: 38% of the loop's samples in send(2), 27% in AES and SHA-256). sottod writes \
-                 each member's output once per loop turn, so under load one write(2) carries several messages. \
-                 On one core, matching ngircd would need the per-delivery cost below that of the crypto the design \
-                 requires: per-recipient sealing of a padded, signed message, which is why that work moved to \
-                 the output loops (`--threads`, \"Several loops\" below).",
+                 delivers a line of about 60 bytes, sealed with AES-GCM. Sealing one by one costs {} per delivery \
+                 on this machine, a ceiling of {} deliveries/s for one core before any system call, against the {} \
+                 sottod reached and the {} of ngircd-TLS.",
                 missed.join("; "),
                 per.map_or("n/a".into(), |p| format!("{:.1} µs", p / 1000.0)),
                 per.map_or("n/a".into(), |p| crate::report::rate(1e9 / p)),
                 crate::report::rate(w4),
                 crate::report::rate(ng),
             );
+            let (seal, write) = (f("lever.signature.seal_many.rsa_ns"), f("lever.signature.write.rsa_ns"));
+            if let (Some(seal), Some(write)) = (seal, write) {
+                let (ours, theirs) = (1e9 / w4, 1e9 / ng);
+                let _ = writeln!(
+                    out,
+                    "  The limit, measured in this run: sealing an `rvrs` for one member of a room of 10 \
+                     (`seal_many`) costs {seal:.0} ns and one write(2) of the record to loopback TCP {write:.0} ns \
+                     (the table \"The room signature lever\"), {:.0} ns per delivery when each delivery is a \
+                     write(2) of its own: a ceiling of {} deliveries/s on one core before any bookkeeping. sottod \
+                     spent {ours:.0} ns per delivery at its best step (it writes each member's output once per \
+                     loop turn, so under load one write(2) carries several records); ngircd-TLS spent \
+                     {theirs:.0} ns. Sealing alone, which the design requires for every recipient, is {:.0}% of \
+                     ngircd-TLS's whole delivery. By how much: 1.0× needs sottod's delivery {:.0}% cheaper, \
+                     {theirs:.0} ns, leaving {:.0} ns beside the sealing for the system calls and the \
+                     bookkeeping that now take {:.0}. By hand (`SOTTO_BENCH_DEBUG=1`, a quick run, room of 10), \
+                     most of sottod's time beside sealing is send(2), which on loopback includes the receiving \
+                     side's TCP processing (a perf profile over all of W4's steps: 38% of the loop's samples in \
+                     send(2), 27% in AES and SHA-256; the table \"CPU budget of one delivery\" above). This is \
+                     why per-recipient sealing moved to the output loops (`--threads`, \"Several loops\" below).",
+                    seal + write,
+                    crate::report::rate(1e9 / (seal + write)),
+                    100.0 * seal / theirs,
+                    100.0 * (1.0 - w4 / ng),
+                    (theirs - seal).max(0.0),
+                    (ours - seal).max(0.0),
+                );
+            }
             if let (Some(nd), Some(nagle)) = (f("loopback.sockperf_nodelay"), f("loopback.sockperf_nagle")) {
                 let _ = writeln!(
                     out,
@@ -254,15 +273,32 @@ fn analysis(r: &Report) -> String {
     }
     if let Some(h) = f("w4.sotto.10.1.p99_half_us").filter(|h| *h >= 1000.0) {
         let peer = f("w4.ngircd-tls.10.1.p99_half_us").map_or(String::new(), |p| format!(" (ngircd-TLS: {p:.0} µs)"));
+        let tmpfs = match f("w4.sotto_tmpfs.10.1.p99_half_us") {
+            Some(t) => format!(
+                "With the data directory on tmpfs, the same room in this run had a p99 at half load of {t:.0} µs \
+                 ({}), against {h:.0} µs on this machine's disk: the disk under the data directory is the \
+                 limit, by {:.0} µs.",
+                if t < 1000.0 { "the target met" } else { "still over the target" },
+                h - t
+            ),
+            None => "The comparison with the data directory on tmpfs was not measured in this run.".into(),
+        };
         let _ = writeln!(
             out,
-            "- **W4 p99 at half load ({h:.0} µs{peer}, target 1 ms).** Timing sottod's loop turns during W4 showed \
-             turns of about 4 ms (one scheduler tick at 250 Hz) inside write(2) and read(2) calls, in no \
-             particular part of the loop, with the disk thread (nice +10) and the signing workers (SCHED_IDLE) \
-             idle: the \
-             thread is preempted on this 2-vCPU virtual machine. A ping-pong between two processes on the two \
-             CPUs shows the same floor (p99.9 about 2 ms). The figure is already the median of three \
-             half-load steps' p99s."
+            "- **W4 p99 at half load ({h:.0} µs{peer}, target 1 ms).** {tmpfs} sottod commits every room \
+             message (the sender's acknowledgement waits for the commit; the delivery does not). On this \
+             virtual machine's disk one commit of the room (write, fsync, rename, fsync of the directory) took 3 \
+             to 10 ms (`perf trace`, by hand, 2026-12-06), and the disk thread's share of it inside the kernel \
+             runs on the server's one core. The likely mechanism, not traced further: this kernel is built with \
+             PREEMPT_NONE and 250 Hz ticks, so a thread inside a system call keeps the core until it sleeps or \
+             reaches a preemption point, whatever its priority, and the loop waits behind it. What sottod controls, it changed: the disk thread had run \
+             at nice +10, which since Linux 6.6 (EEVDF) makes a thread run less often but not for less long, \
+             and a waking thread preempted the loop (62% of the loop's context switches in a `sched_switch` \
+             trace); it now runs SCHED_BATCH, which never preempts on waking, with a 0.1 ms slice \
+             (quick runs by hand, p99 at half load: 5.5 to 6.8 ms in three before, 2.6 and 3.3 ms in two \
+             after). The rest is the commit's, on the same core: with a core for the disk thread, or \
+             a disk whose fsync costs less, it does not arise (not measured here, since the targets fix the \
+             placement). The figure is the median of three half-load steps' p99s."
         );
     }
     if let (Some(busy), Some(idle)) = (f("w8.sotto.chat_p99_busy_us"), f("w8.sotto.chat_p99_idle_us")) {
@@ -414,23 +450,33 @@ fn budget(r: &Report) -> String {
     if let (Some(a), Some(b), Some(c), Some(d)) = (seal_rsa, seal_ed, write_rsa, write_ed) {
         let _ = writeln!(
             out,
-            "- **Measured, to build next: the room signature (Ed25519 instead of RSA-2048).** The signature \
+            "- **Measured, not kept: the room signature (Ed25519 instead of RSA-2048).** The signature \
              is 256 of the 576 bytes of an `rvrs`. With a 64-byte Ed25519 signature the record is 384 bytes \
              (436 on the wire instead of 628, 31% fewer bytes). In this run (the table \"The room signature \
              lever\"), sealing falls from {a:.0} to {b:.0} ns per delivery and a loopback write(2) of one \
              record from {c:.0} to {d:.0} ns: {:.0} ns less per delivery, about {:.0}% of the sealing and \
-             writing. On the clients, by hand (`openssl speed rsa2048 ed25519`, 2026-12-05, with a build \
-             running beside it): RSA-2048 signs in about 1.2 ms, which caps one sender at about 840 room \
-             messages a second, and Ed25519 in about 0.07 ms; verifying, which every receiver does for \
-             every message, costs more with Ed25519 (RSA with e = 65537 verifies in about 35 µs). The \
-             judgment: it pays on the server and on the wire and the verifying cost is bounded by what \
-             people read, so it is worth a protocol change. It is one: a per-device Ed25519 key certified by \
-             the identity key at registration and pinned like it, in the registration, the member and \
-             contact events, `srm*`/`rvr*` and the room file (whose kept RSA-signed entries must stay \
-             verifiable), with vectors. `ed25519-dalek` 2 stays on the one `digest` generation (sha2 0.10, \
-             curve25519-dalek 4 as x25519-dalek 2). Not built yet.",
+             writing{}. The judgment, made again after building the rest (an earlier note called it worth \
+             building): RSA-2048 stays. (1) It decides no target: the room of 10 needs its delivery about \
+             half as costly, and this is a tenth. (2) The server saves nanoseconds that every receiver pays \
+             back in microseconds: each member verifies each room message, and on this machine (`openssl \
+             speed rsa2048 ed25519`, by hand, 2026-12-06) RSA-2048 with e = 65537 verifies in 35 µs, \
+             Ed25519 in 180 µs. Signing would be cheaper (1.2 ms against 0.07 ms), but 1.2 ms caps a sender \
+             at about 860 messages a second, far above what a person types. (3) It is a second long-term key \
+             per device, with its own certification by the identity key, pinning, distribution in the \
+             registration and the member and contact events, and a migration of the kept room history \
+             signed with RSA: more for an auditor to check, for a tenth of one benchmark. The place for it is \
+             a protocol that replaces the RSA identity keys altogether, where no certification step is \
+             needed.",
             (a + c) - (b + d),
             100.0 * ((a + c) - (b + d)) / (a + c),
+            match (f("w4.sotto.10.1.deliveries"), f("w4.ngircd-tls.10.1.deliveries")) {
+                (Some(w4), Some(ng)) => format!(
+                    "; the room of 10 would go from {:.2}× ngircd-TLS to at most {:.2}×",
+                    w4 / ng,
+                    w4 / ng * (1e9 / w4) / (1e9 / w4 - ((a + c) - (b + d)))
+                ),
+                _ => String::new(),
+            },
         );
     }
     out

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use crate::sys::{self, TempDir};
@@ -57,7 +58,16 @@ pub const BENCH_FLAGS: &[&str] = &[
 impl Sottod {
     /// Starts sottod on `cpu` with [`BENCH_FLAGS`] plus `extra`.
     pub fn start(cpu: Option<usize>, extra: &[&str]) -> std::io::Result<Sottod> {
-        let data = TempDir::new("data")?;
+        Sottod::start_in(cpu, extra, None)
+    }
+
+    /// As [`Sottod::start`], its data directory in `parent` (the system's
+    /// temporary directory when None).
+    pub fn start_in(cpu: Option<usize>, extra: &[&str], parent: Option<&Path>) -> std::io::Result<Sottod> {
+        let data = match parent {
+            Some(p) => TempDir::new_in(p, "data")?,
+            None => TempDir::new("data")?,
+        };
         let bin = sys::bin_dir().join("sottod");
         let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
         flags.extend(extra.iter().map(|s| s.to_string()));

@@ -139,9 +139,13 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> io::Result<TempDir> {
+        TempDir::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// A private temporary directory in `parent`.
+    pub fn new_in(parent: &Path, tag: &str) -> io::Result<TempDir> {
         use std::os::unix::fs::PermissionsExt;
-        let p = std::env::temp_dir()
-            .join(format!("sotto-bench-{tag}-{}", sotto::crypto::hex(&sotto::crypto::random::<4>())));
+        let p = parent.join(format!("sotto-bench-{tag}-{}", sotto::crypto::hex(&sotto::crypto::random::<4>())));
         std::fs::create_dir_all(&p)?;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))?;
         Ok(TempDir(p))

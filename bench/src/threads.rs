@@ -12,7 +12,7 @@ use std::io;
 use crate::report::{rate, Report};
 use crate::stats::us;
 use crate::sys;
-use crate::work::{dm_search, fanout_search, Ctx};
+use crate::work::{dm_search, fanout_search, Ctx, Placement};
 
 /// The `--threads` values compared.
 const THREADS: [usize; 2] = [1, 2];
@@ -36,7 +36,7 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     for n in THREADS {
         let flag = n.to_string();
         let flags = ["--threads", flag.as_str()];
-        match fanout_search(ctx, 10, 1, secs, None, &flags) {
+        match fanout_search(ctx, 10, 1, secs, Placement { flags: &flags, ..Placement::default() }) {
             Ok(Some(best)) => {
                 r.fig(&format!("threads.{n}.w4.deliveries"), best.rate);
                 r.fig(&format!("threads.{n}.w4.p99_half_us"), best.half99.as_secs_f64() * 1e6);

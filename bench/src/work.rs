@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -577,16 +578,19 @@ fn fanout_step(
     Ok(Step { deliveries_per_s, lat, complete, peak_rss_kib: peak })
 }
 
-/// Sets up a room of `m` members on a sottod started on `cpu` with `flags`
-/// (besides the cheap KDF): (server, peers).
-fn fanout_setup(
-    ctx: &Ctx,
-    m: usize,
-    room: &str,
-    cpu: Option<usize>,
-    flags: &[&str],
-) -> io::Result<(Sottod, Vec<Peer>)> {
-    let srv = Sottod::start(cpu, &[CHEAP_KDF, flags].concat())?;
+/// Where and how W4's sottod runs: its core, flags besides the cheap KDF,
+/// and the parent of its data directory (None: the system's temporary
+/// directory, on this machine's disk).
+#[derive(Clone, Copy, Default)]
+pub struct Placement<'a> {
+    pub cpu: Option<usize>,
+    pub flags: &'a [&'a str],
+    pub data_in: Option<&'a Path>,
+}
+
+/// Sets up a room of `m` members on a sottod placed as `at`: (server, peers).
+fn fanout_setup(ctx: &Ctx, m: usize, room: &str, at: Placement<'_>) -> io::Result<(Sottod, Vec<Peer>)> {
+    let srv = Sottod::start_in(at.cpu, &[CHEAP_KDF, at.flags].concat(), at.data_in)?;
     let users = names("w4u", m);
     register_all(ctx, srv.addr, &users)?;
     let mut sessions = login_all(ctx, srv.addr, &users, m)?;
@@ -605,7 +609,9 @@ pub fn w4(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
          failed rate (twice in a quick run): the same search for every server. Latency is to the last \
          recipient, from the scheduled send time. `max deliveries/s` is the best step that kept up; \
          `p99 @ half` is the last-recipient p99 at half of that load (target below 1 ms), the median of \
-         three steps' p99s.",
+         three steps' p99s. sottod commits every room message to its data directory (the acknowledgement \
+         waits for it; the delivery does not): the last sottod row is the room of 10 again with the data \
+         directory on tmpfs, to show what the disk under it costs.",
         &["server", "members", "publishers", "max deliveries/s", "p50 @ max", "p99 @ max", "p99 @ half"],
     );
     let sizes: &[usize] = if ctx.quick { &[10] } else { &[10, 100, 1000] };
@@ -613,27 +619,38 @@ pub fn w4(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let secs = if ctx.quick { 0.6 } else { 1.0 };
     for &m in sizes {
         for &p in publishers {
-            let Some(best) = fanout_search(ctx, m, p, secs, ctx.server_cpu, &[])? else {
+            let at = Placement { cpu: ctx.server_cpu, ..Placement::default() };
+            let Some(best) = fanout_search(ctx, m, p, secs, at)? else {
                 r.row(s, vec!["sottod".into(), m.to_string(), p.to_string(), "did not keep up".into()]);
                 continue;
             };
             r.fig(&format!("w4.sotto.{m}.{p}.deliveries"), best.rate);
             r.fig(&format!("w4.sotto.{m}.{p}.p99_half_us"), best.half99.as_secs_f64() * 1e6);
-            r.row(
-                s,
-                vec![
-                    "sottod".into(),
-                    m.to_string(),
-                    p.to_string(),
-                    rate(best.rate),
-                    us(best.p50),
-                    us(best.p99),
-                    us(best.half99),
-                ],
-            );
+            r.row(s, fanout_row("sottod", m, p, &best));
         }
     }
+    // The same room of 10 with the data directory in memory: what the disk
+    // under it costs the latency (every room message is committed).
+    let shm = Path::new(TMPFS);
+    let at = Placement { cpu: ctx.server_cpu, data_in: Some(shm), ..Placement::default() };
+    let label = format!("sottod, data directory on tmpfs ({TMPFS})");
+    if !shm.is_dir() {
+        r.row(s, vec![label, "10".into(), "1".into(), format!("not measured: no {TMPFS} here")]);
+    } else if let Some(best) = fanout_search(ctx, 10, 1, secs, at)? {
+        r.fig("w4.sotto_tmpfs.10.1.deliveries", best.rate);
+        r.fig("w4.sotto_tmpfs.10.1.p99_half_us", best.half99.as_secs_f64() * 1e6);
+        r.row(s, fanout_row(&label, 10, 1, &best));
+    } else {
+        r.row(s, vec![label, "10".into(), "1".into(), "did not keep up".into()]);
+    }
     Ok(())
+}
+
+/// Where W4 puts a data directory in memory, for comparison.
+pub const TMPFS: &str = "/dev/shm";
+
+fn fanout_row(server: &str, m: usize, p: usize, best: &FanoutBest) -> Vec<String> {
+    vec![server.into(), m.to_string(), p.to_string(), rate(best.rate), us(best.p50), us(best.p99), us(best.half99)]
 }
 
 /// The outcome of W4's search for one room.
@@ -651,17 +668,10 @@ pub struct FanoutBest {
     pub delivered: f64,
 }
 
-/// W4's search for a room of `m` with `p` publishers on a sottod started on
-/// `cpu` with `flags`; None when not even the first step kept up.
-pub fn fanout_search(
-    ctx: &Ctx,
-    m: usize,
-    p: usize,
-    secs: f64,
-    cpu: Option<usize>,
-    flags: &[&str],
-) -> io::Result<Option<FanoutBest>> {
-    let (srv, mut peers) = fanout_setup(ctx, m, "w4", cpu, flags)?;
+/// W4's search for a room of `m` with `p` publishers on a sottod placed as
+/// `at`; None when not even the first step kept up.
+pub fn fanout_search(ctx: &Ctx, m: usize, p: usize, secs: f64, at: Placement<'_>) -> io::Result<Option<FanoutBest>> {
+    let (srv, mut peers) = fanout_setup(ctx, m, "w4", at)?;
     for (i, q) in peers.iter_mut().enumerate() {
         q.mode = if i == p { Mode::Open } else { Mode::Count };
     }
@@ -709,7 +719,7 @@ pub fn fanout_search(
     let (srv, mut peers) = if overloaded {
         // A fresh room: the overloaded one lost a member.
         drop((srv, peers));
-        let (srv, mut peers) = fanout_setup(ctx, m, "w4", cpu, flags)?;
+        let (srv, mut peers) = fanout_setup(ctx, m, "w4", at)?;
         for (i, q) in peers.iter_mut().enumerate() {
             q.mode = if i == p { Mode::Open } else { Mode::Count };
         }
@@ -741,7 +751,7 @@ pub fn w5(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
          not move.",
         &["server", "p99 all reading", "p99 one stalled", "peak RSS all reading", "peak RSS one stalled"],
     );
-    let (srv, mut peers) = fanout_setup(ctx, 100, "w5", ctx.server_cpu, &[])?;
+    let (srv, mut peers) = fanout_setup(ctx, 100, "w5", Placement { cpu: ctx.server_cpu, ..Placement::default() })?;
     peers[1].mode = Mode::Open;
     let secs = if ctx.quick { 2.0 } else { 5.0 };
     let mut before = fanout_step(&mut peers, 1, "w5", 200.0, secs, srv.pid(), None)?;
