@@ -118,7 +118,7 @@ pub fn connect(server: &str) -> Result<Conn, ConnectError> {
     }
     let mut deframer = Deframer::new(handshake::SERVER_HELLO_LEN);
     let body = read_server_hello(&stream, &mut deframer)?;
-    let SessionKeys { sealer, opener } = state.handle_server_hello(&cfg, &body).map_err(ConnectError::Handshake)?;
+    let SessionKeys { sealer, opener, .. } = state.handle_server_hello(&cfg, &body).map_err(ConnectError::Handshake)?;
     stream.set_read_timeout(None).map_err(ConnectError::Io)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(ConnectError::Io)?;
     // Anything after the ServerHello is already a record.

@@ -16,6 +16,7 @@ use crate::crypto::{self, AeadKeys};
 use crate::identity::{self, KeyError, Signer, RSA_BYTES};
 use crate::opcodes::{ClientHello, ServerHello, MAGIC, PROTOCOL_VERSION, TABLE_HASH};
 use crate::record::{Opener, Sealer};
+use crate::ticket::ResumptionMaster;
 
 /// Size of a ClientHello body.
 pub const CLIENT_HELLO_LEN: usize = core::mem::size_of::<ClientHello>();
@@ -119,6 +120,9 @@ pub struct SessionKeys {
     pub sealer: Sealer,
     /// Opens what this side receives.
     pub opener: Opener,
+    /// Gives the secrets of the tickets issued on this session
+    /// ([`crate::ticket`]).
+    pub resumption: ResumptionMaster,
 }
 
 /// What a client trusts and presents.
@@ -230,7 +234,9 @@ impl AwaitServerHello {
             return Err(HandshakeError::BadKey);
         }
         let (c2s, s2c) = key_schedule(&cfg.deployment_key, shared.as_bytes(), self.hello.as_bytes(), body);
-        Ok(SessionKeys { sealer: Sealer::new(c2s), opener: Opener::new(s2c) })
+        let resumption =
+            ResumptionMaster::of_handshake(&cfg.deployment_key, shared.as_bytes(), self.hello.as_bytes(), body);
+        Ok(SessionKeys { sealer: Sealer::new(c2s), opener: Opener::new(s2c), resumption })
     }
 }
 
@@ -322,9 +328,11 @@ fn server_hello_from(
     let signed = signed_bytes(client_hello, sh.as_bytes());
     sh.signature = signer.sign(&signed).map_err(HandshakeError::Sign)?;
     let (c2s, s2c) = key_schedule(&cfg.deployment_key, shared.as_bytes(), client_hello, sh.as_bytes());
+    let resumption =
+        ResumptionMaster::of_handshake(&cfg.deployment_key, shared.as_bytes(), client_hello, sh.as_bytes());
     let mut frame = Vec::with_capacity(4 + SERVER_HELLO_LEN);
     crate::frame::encode(sh.as_bytes(), &mut frame);
-    Ok((frame, SessionKeys { sealer: Sealer::new(s2c), opener: Opener::new(c2s) }))
+    Ok((frame, SessionKeys { sealer: Sealer::new(s2c), opener: Opener::new(c2s), resumption }))
 }
 
 fn server_hello_fields(cfg: &ServerConfig) -> ServerHello {

@@ -18,5 +18,6 @@ pub mod ratchet;
 pub mod record;
 pub mod room;
 pub mod server;
+pub mod ticket;
 pub mod wire;
 pub mod x3dh;

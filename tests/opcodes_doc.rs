@@ -23,7 +23,7 @@ fn committed_opcodes_md_matches_the_generated_table() {
 fn the_canonical_table_text_hashes_to_the_table_hash_and_the_worked_example_holds() {
     let canon = sotto::opcodes::CANONICAL_TABLE;
     assert_eq!(sotto::crypto::sha256(&[canon.as_bytes()]), sotto::opcodes::TABLE_HASH);
-    assert!(canon.starts_with("sotto opcode table\nversion 2\nmagic SOTO\n") && canon.ends_with('\n'));
+    assert!(canon.starts_with("sotto opcode table\nversion 3\nmagic SOTO\n") && canon.ends_with('\n'));
 
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
     let from = doc.find("Worked example").expect("PROTOCOL.md has the worked example");

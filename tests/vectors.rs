@@ -153,6 +153,68 @@ fn session_key_schedule() {
 }
 
 #[test]
+fn resumption() {
+    use sotto::ticket::{self, ResumptionMaster, TicketContents, TicketKey};
+    use zeroize::Zeroizing;
+    let u64_of = |v: &Vector, k: &str| u64::from_be_bytes(v.array(k));
+    let n = each("resumption.txt", include_str!("vectors/resumption.txt"), |v| match v.text("kind") {
+        "master" => {
+            let (ch, sh) = (v.bytes("client_hello"), v.bytes("server_hello"));
+            assert_eq!(ch.len(), sotto::handshake::CLIENT_HELLO_LEN, "{}", v.at());
+            assert_eq!(sh.len(), sotto::handshake::SERVER_HELLO_LEN, "{}", v.at());
+            let m = ResumptionMaster::of_handshake(&v.array("deployment_key"), &v.array("shared"), &ch, &sh);
+            let secret = m.ticket_secret(&v.array("ticket_id"));
+            assert_eq!(hex(&secret[..]), v.text("ticket_secret"), "{} ticket_secret", v.at());
+            // The master itself, through the only door it has: a ticket's secret is HMAC(master, label || id).
+            let master: [u8; 32] = v.array("master");
+            let want = crypto::hmac(&master, &[ticket::SECRET_LABEL, &v.array::<16>("ticket_id")]);
+            assert_eq!(*secret, want, "{} master", v.at());
+        }
+        "ticket" => {
+            let key = TicketKey::from_material(u64_of(v, "key_id"), 0, &v.array("key_material"));
+            let c = TicketContents {
+                uid: u64_of(v, "uid"),
+                issued_ms: u64_of(v, "issued"),
+                expires_ms: u64_of(v, "expires"),
+                generation: u64_of(v, "generation"),
+                ticket_id: v.array("ticket_id"),
+                secret: Zeroizing::new(v.array("secret")),
+            };
+            let sealed = key.seal_with_iv(&c, &v.array("iv"));
+            assert_eq!(hex(&sealed), v.text("ticket"), "{} ticket", v.at());
+            let opened = ticket::open_ticket(&[key], &sealed).unwrap_or_else(|| panic!("{}: does not open", v.at()));
+            assert_eq!(
+                (opened.uid, opened.issued_ms, opened.expires_ms, opened.generation, opened.ticket_id, *opened.secret),
+                (c.uid, c.issued_ms, c.expires_ms, c.generation, c.ticket_id, *c.secret),
+                "{} opened",
+                v.at()
+            );
+        }
+        "schedule" => {
+            let (rh, sr) = (v.bytes("resume_hello"), v.bytes("server_resume"));
+            assert_eq!(rh.len(), ticket::RESUME_HELLO_LEN, "{}", v.at());
+            assert_eq!(sr.len(), ticket::SERVER_RESUME_LEN, "{}", v.at());
+            assert_eq!(hex(&crypto::sha256(&[&rh, &sr[..128]])), v.text("transcript_hash"), "{}", v.at());
+            let secret: [u8; 32] = v.array("secret");
+            let (c2s, s2c, finished, master) =
+                ticket::resume_schedule(&v.array("deployment_key"), &secret, &v.array("shared"), &rh, &sr);
+            assert_eq!(hex(&c2s.enc[..]), v.text("c2s_enc"), "{} c2s_enc", v.at());
+            assert_eq!(hex(&c2s.mac[..]), v.text("c2s_mac"), "{} c2s_mac", v.at());
+            assert_eq!(hex(&s2c.enc[..]), v.text("s2c_enc"), "{} s2c_enc", v.at());
+            assert_eq!(hex(&s2c.mac[..]), v.text("s2c_mac"), "{} s2c_mac", v.at());
+            assert_eq!(hex(&finished[..]), v.text("finished"), "{} finished", v.at());
+            let id = [0u8; 16];
+            let want = crypto::hmac(&v.array::<32>("master"), &[ticket::SECRET_LABEL, &id]);
+            assert_eq!(*master.ticket_secret(&id), want, "{} master", v.at());
+            assert_eq!(hex(&ticket::finished_mac(&finished, &rh, &sr)), v.text("server_mac"), "{} server_mac", v.at());
+            assert_eq!(hex(&ticket::binder(&secret, &rh[..264])), v.text("binder"), "{} binder", v.at());
+        }
+        other => panic!("{}: unknown kind {other}", v.at()),
+    });
+    assert_eq!(n, 3);
+}
+
+#[test]
 fn login_secrets() {
     let n = each("login_secrets.txt", include_str!("vectors/login_secrets.txt"), |v| {
         let dk = v.array::<32>("deployment_key");

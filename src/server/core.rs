@@ -1325,7 +1325,7 @@ impl Core {
             Completion::Handshake { conn, result } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     match result {
-                        Ok((frame, SessionKeys { sealer, opener })) => {
+                        Ok((frame, SessionKeys { sealer, opener, .. })) => {
                             // With an output loop, it seals from now on: the answer and the keys go to it.
                             remote::raw(self.outbox.as_mut(), conn, &mut c.out, &mut c.queued, frame);
                             let sealer = match self.outbox.as_mut() {

@@ -175,7 +175,11 @@ impl Pair {
 /// Keys that are replaced right after the handshake; they never seal anything.
 fn placeholder_keys() -> SessionKeys {
     let k = crate::crypto::AeadKeys::from_material(&[0; 48]);
-    SessionKeys { sealer: record::Sealer::new(k.clone()), opener: record::Opener::new(k) }
+    SessionKeys {
+        sealer: record::Sealer::new(k.clone()),
+        opener: record::Opener::new(k),
+        resumption: crate::ticket::ResumptionMaster::from_bytes([0; 32]),
+    }
 }
 
 #[test]

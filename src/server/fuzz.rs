@@ -228,7 +228,11 @@ impl World {
             m[..8].copy_from_slice(&id.to_be_bytes());
             AeadKeys::from_material(&m)
         };
-        let keys = SessionKeys { sealer: Sealer::new(material(0x5c)), opener: Opener::new(material(0xc5)) };
+        let keys = SessionKeys {
+            sealer: Sealer::new(material(0x5c)),
+            opener: Opener::new(material(0xc5)),
+            resumption: crate::ticket::ResumptionMaster::from_bytes([0x5d; 32]),
+        };
         let uid = uid(user);
         self.core.open_authenticated(id, ADDR, keys, uid, self.now_ms).ok()?;
         crate::server::handler::prekey::on_login(&mut self.core, id, uid, self.now_ms);

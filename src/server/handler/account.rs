@@ -291,3 +291,15 @@ fn login_record(core: &mut Core, id: ConnId, uid: u64, now_ms: u64) {
     m.failed_count = acct::put_entries(shown.iter(), &mut m.failed);
     core.send(id, &m);
 }
+
+/// lgoe: built with the server side of resumption (issue 17); until then 501.
+pub fn logout_everywhere(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<crate::opcodes::LogoutEverywhere>(frame) else { return };
+    core.reply(id, m.hdr.msg_id.get(), crate::opcodes::LGOE, code::NOT_IMPLEMENTED, "not built yet", now_ms);
+}
+
+/// chpw: built with the server side of resumption (issue 17); until then 501.
+pub fn change_secrets(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<crate::opcodes::ChangeSecrets>(frame) else { return };
+    core.reply(id, m.hdr.msg_id.get(), crate::opcodes::CHPW, code::NOT_IMPLEMENTED, "not built yet", now_ms);
+}
