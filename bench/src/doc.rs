@@ -122,6 +122,13 @@ pub fn render(r: &Report, quick: bool, took: Duration, peers: Option<&Peers>, se
         busy.zip(idle).map(|(b, i)| format!("{b:.0} µs during, {i:.0} µs without")),
         busy.zip(idle).map(|(b, i)| b <= i + 2000.0),
     );
+    let (w9n, w9p99) = (f("w9.resume.n"), f("w9.resume.p99_ms"));
+    target(
+        &mut out,
+        "W9: 99% of 10,000 sessions back within 5 s of a SIGKILL and restart",
+        w9n.zip(w9p99).map(|(n, p)| format!("{p:.0} ms for 99% of {n:.0}")),
+        w9n.zip(w9p99).map(|(n, p)| n >= 10_000.0 && p <= 5_000.0),
+    );
     if f("w8.scp.failed").is_some() {
         target(&mut out, "W8: the scp baseline ran", Some("no: the reason is in the W8 table".into()), Some(false));
     }

@@ -15,4 +15,5 @@ pub mod stats;
 pub mod sys;
 pub mod threads;
 pub mod w8;
+pub mod w9;
 pub mod work;

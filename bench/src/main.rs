@@ -10,7 +10,7 @@ use sotto_bench::{peers_run, sys};
 
 const USAGE: &str = "usage: sotto-bench [--quick] [--only W1,W2,...] [--no-peers] [--report PATH]
 
-Runs the benchmark workloads (micro, seal, W1-W8) against sottod (from the same
+Runs the benchmark workloads (micro, seal, W1-W9) against sottod (from the same
 directory as this binary) and, for W1, W2, W4 and W6, against ngircd and
 InspIRCd over IRC, plain and TLS, and for W8 (file transfer) against scp
 over an sshd of its own on loopback (openssh-server is installed with
@@ -19,7 +19,7 @@ rewrites that file (docs/BENCHMARKS.md) with the machine, the versions, the
 peer configurations and the results.
 
   --quick        a shorter run (under 3 minutes): fewer connections, shorter steps
-  --only LIST    only these workloads (micro, seal, W1 ... W8), comma-separated
+  --only LIST    only these workloads (micro, seal, W1 ... W9), comma-separated
   --no-peers     sottod only (no ngircd, no InspIRCd)
   --report PATH  write the Markdown report there";
 
@@ -86,7 +86,7 @@ fn run(args: &Args) -> io::Result<()> {
     let mut r = Report::default();
     let peers = if args.peers { peers_run::Peers::prepare(&ctx, &mut r) } else { None };
     type Step = fn(&Ctx, &mut Report) -> io::Result<()>;
-    let steps: [(&str, Step); 8] = [
+    let steps: [(&str, Step); 9] = [
         ("W1", work::w1),
         ("W2", work::w2),
         ("W3", work::w3),
@@ -95,6 +95,7 @@ fn run(args: &Args) -> io::Result<()> {
         ("W6", work::w6),
         ("W7", work::w7),
         ("W8", sotto_bench::w8::w8),
+        ("W9", sotto_bench::w9::w9),
     ];
     if want("micro") {
         println!("micro");

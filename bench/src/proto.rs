@@ -6,10 +6,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use sotto::frame::Deframer;
-use sotto::handshake::{self, ClientConfig, SERVER_HELLO_LEN};
+use sotto::handshake::{self, ClientConfig, SessionKeys, SERVER_HELLO_LEN};
 use sotto::identity::Signer;
-use sotto::opcodes::{Login, Passphrase, Register, StatusReply, CNNT, STAT};
+use sotto::opcodes::{Login, Passphrase, Register, ResumptionTicket, StatusReply, CNNT, STAT, TICK};
 use sotto::record::{Opener, Sealer, MAX_BODY};
+use sotto::ticket::{self, HeldTicket, ResumeError, ResumptionMaster, SERVER_RESUME_LEN, TICKET_LEN};
 use sotto::wire::{self, code, Message};
 use zerocopy::{FromBytes, FromZeros};
 
@@ -37,32 +38,50 @@ pub struct Session {
     next_id: u64,
     /// The UID after a login.
     pub uid: u64,
+    /// Gives the secrets of the tickets this session receives.
+    resumption: ResumptionMaster,
 }
 
 impl Session {
     /// TCP connect and the handshake (the server signs).
     pub fn connect(addr: SocketAddr, cfg: &ClientConfig) -> io::Result<Session> {
-        let mut stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        // A server out of descriptors stops accepting: the handshake times out, no hang.
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut stream = open(addr)?;
         let (state, hello) = handshake::client_hello(cfg);
         stream.write_all(&hello)?;
-        let mut deframer = Deframer::new(SERVER_HELLO_LEN);
-        let mut buf = vec![0u8; 16 * 1024];
-        let body = loop {
-            if let Some(f) = deframer.pop().map_err(|e| err(format!("{e:?}")))? {
-                break f;
-            }
-            let n = stream.read(&mut buf)?;
-            if n == 0 {
-                return Err(err("closed during the handshake"));
-            }
-            deframer.push(&buf[..n]);
-        };
+        let (body, deframer, buf) = hello_answer(&mut stream, SERVER_HELLO_LEN)?;
         let keys = state.handle_server_hello(cfg, &body).map_err(|e| err(e.to_string()))?;
+        Ok(Session::established(stream, keys, deframer, buf))
+    }
+
+    /// TCP connect and a resumption with `held` (no signature, no login):
+    /// the session once the server's `cnnt` arrived, or why the server did
+    /// not resume it.
+    pub fn resume(addr: SocketAddr, cfg: &ClientConfig, held: &HeldTicket) -> io::Result<Result<Session, ResumeError>> {
+        let mut stream = open(addr)?;
+        let (state, hello) = ticket::resume_hello(cfg, held);
+        stream.write_all(&hello)?;
+        let (body, deframer, buf) = match hello_answer(&mut stream, SERVER_RESUME_LEN) {
+            Ok(answer) => answer,
+            // A refusal may close before the answer is read.
+            Err(_) => return Ok(Err(ResumeError::Refused)),
+        };
+        let keys = match state.handle_answer(cfg, &body) {
+            Ok(keys) => keys,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut s = Session::established(stream, keys, deframer, buf);
+        loop {
+            let m = s.recv(Some(Duration::from_secs(60)))?.ok_or_else(|| err("no cnnt within 60 s of resuming"))?;
+            if wire::header(&m).map(|h| h.opcode.get()) == Ok(CNNT) {
+                s.uid = sotto::opcodes::Connected::read_from_bytes(&m).map(|c| c.uid.get()).unwrap_or(0);
+                return Ok(Ok(s));
+            }
+        }
+    }
+
+    fn established(stream: TcpStream, keys: SessionKeys, mut deframer: Deframer, buf: Vec<u8>) -> Session {
         deframer.set_max_body(MAX_BODY);
-        Ok(Session {
+        Session {
             stream,
             sealer: keys.sealer,
             opener: keys.opener,
@@ -71,7 +90,22 @@ impl Session {
             buf,
             next_id: 1,
             uid: 0,
-        })
+            resumption: keys.resumption,
+        }
+    }
+
+    /// Waits for the next `tick` (after a login or a resumption) and keeps its ticket.
+    pub fn take_ticket(&mut self, timeout: Duration) -> io::Result<HeldTicket> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self.recv(Some(left))?.ok_or_else(|| err("no resumption ticket (tick) from the server"))?;
+            if wire::header(&m).map(|h| h.opcode.get()) == Ok(TICK) {
+                let t = ResumptionTicket::read_from_bytes(&m).map_err(|_| err("bad tick"))?;
+                let ticket: [u8; TICKET_LEN] = t.ticket;
+                return Ok(HeldTicket::received(&self.resumption, t.ticket_id, t.expires.get(), ticket));
+            }
+        }
     }
 
     /// Seals `m` (with a fresh msg_id, returned) into the output buffer.
@@ -227,6 +261,31 @@ impl Session {
                 return Err(err(format!("login refused: {}", h.code.get())));
             }
         }
+    }
+}
+
+/// A TCP connection to `addr` for a handshake.
+fn open(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    // A server out of descriptors stops accepting: the handshake times out, no hang.
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(stream)
+}
+
+/// The server's hello (at most `max` bytes): its body, the deframer and the read buffer.
+fn hello_answer(stream: &mut TcpStream, max: usize) -> io::Result<(Vec<u8>, Deframer, Vec<u8>)> {
+    let mut deframer = Deframer::new(max);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if let Some(f) = deframer.pop().map_err(|e| err(format!("{e:?}")))? {
+            return Ok((f, deframer, buf));
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(err("closed during the handshake"));
+        }
+        deframer.push(&buf[..n]);
     }
 }
 

@@ -16,6 +16,7 @@ pub struct Sottod {
     pub data: TempDir,
     /// The flags it was started with (for the report).
     pub flags: Vec<String>,
+    cpu: Option<usize>,
 }
 
 /// The flags every benchmark server gets, besides listen, data and key.
@@ -68,30 +69,25 @@ impl Sottod {
             Some(p) => TempDir::new_in(p, "data")?,
             None => TempDir::new("data")?,
         };
-        let bin = sys::bin_dir().join("sottod");
         let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
         flags.extend(extra.iter().map(|s| s.to_string()));
         // SOTTO_BENCH_LOG=debug shows the server's log (to stderr) when a run goes wrong.
         if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
             flags.extend(["--log-level".to_string(), level]);
         }
-        let mut cmd = Command::new(&bin);
-        cmd.args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(&data.0)
-            .arg("--key")
-            .arg(sotto::build_info::BUILD_KEY_PATH)
-            .args(&flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = sys::spawn_pinned(&mut cmd, cpu)?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("{} did not start: {line:?}", bin.display())))?;
-        Ok(Sottod { child, addr, data, flags })
+        let (child, addr) = spawn("127.0.0.1:0", &data.0, &flags, cpu)?;
+        Ok(Sottod { child, addr, data, flags, cpu })
+    }
+
+    /// Kills sottod with SIGKILL and starts it again on the same address,
+    /// data directory, flags and core; returns once it listens.
+    pub fn kill_and_restart(&mut self) -> std::io::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr) = spawn(&self.addr.to_string(), &self.data.0, &self.flags, self.cpu)?;
+        self.child = child;
+        self.addr = addr;
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -101,6 +97,29 @@ impl Sottod {
     pub fn rss_kib(&self) -> u64 {
         sys::rss_kib(self.pid())
     }
+}
+
+/// Starts the sottod next to this binary listening on `listen`; returns once
+/// it says where it listens.
+fn spawn(listen: &str, data: &Path, flags: &[String], cpu: Option<usize>) -> std::io::Result<(Child, SocketAddr)> {
+    let bin = sys::bin_dir().join("sottod");
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--listen", listen, "--data"])
+        .arg(data)
+        .arg("--key")
+        .arg(sotto::build_info::BUILD_KEY_PATH)
+        .args(flags)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = sys::spawn_pinned(&mut cmd, cpu)?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("{} did not start: {line:?}", bin.display())))?;
+    Ok((child, addr))
 }
 
 impl Drop for Sottod {

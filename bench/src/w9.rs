@@ -1,0 +1,227 @@
+//! W9: a reconnect storm. Logged-in sessions, sottod killed with SIGKILL and
+//! started again on the same address and data directory, and every session
+//! coming back at once, each after a random delay as the real client waits
+//! (jitter up to 2 s before its first attempt): with resumption tickets, and
+//! with `--no-resume` at the default argon2id cost for comparison.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sotto::opcodes::{Heartbeat, PONG};
+use sotto::ticket::HeldTicket;
+use sotto::wire;
+use zerocopy::FromZeros;
+
+use crate::proto::Session;
+use crate::report::{rate, Report};
+use crate::server::Sottod;
+use crate::stats::{us, Samples};
+use crate::work::{err, login_all, names, register_all, Ctx, CHEAP_KDF};
+
+/// The client's first reconnection delay is uniform in [0, JITTER].
+const JITTER: Duration = Duration::from_secs(2);
+/// Connections the generator opens side by side during the storm.
+const THREADS: usize = 64;
+/// The target: 99% of 10,000 sessions back within this time of the restart.
+pub const TARGET: Duration = Duration::from_secs(5);
+
+/// How one storm went.
+pub struct Storm {
+    /// Sessions.
+    pub n: usize,
+    /// Time from the SIGKILL until each session was logged in again, sorted.
+    pub back: Vec<Duration>,
+    /// Sessions that resumed (the rest logged in in full).
+    pub resumed: usize,
+    /// Heartbeat round trips of a session reconnected before the storm.
+    pub probe: Samples,
+}
+
+impl Storm {
+    /// Time until `pct` percent of the sessions were back.
+    pub fn at(&self, pct: f64) -> Duration {
+        let i = ((pct / 100.0) * self.n as f64).ceil() as usize;
+        self.back.get(i.clamp(1, self.back.len().max(1)) - 1).copied().unwrap_or_default()
+    }
+}
+
+pub fn w9(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
+    let s = r.section(
+        "W9 reconnect storm (sotto)",
+        "Logged-in sessions (100 sessions per account); sottod killed with SIGKILL and started again on \
+         the same address and data directory; each session reconnects after a random delay uniform in \
+         0-2 s, as the client's first reconnection does, on 64 connections side by side, and is back \
+         once the server's `cnnt` arrived. Times are from the SIGKILL. With resumption a session offers \
+         the ticket of its last login (no RSA signature, no argon2id); one refused falls back to a full \
+         handshake and login. `--no-resume` is measured at the default argon2id cost (cheap benchmark \
+         hashes would hide the storm) with fewer sessions, and scaled to 10,000 in proportion: its storm \
+         is bound by the argon2id workers, whose rate does not depend on how many wait. `probe p99` is \
+         the heartbeat round trip of a session that reconnected first, during the storm. Target: 99% of \
+         10,000 sessions back within 5 s.",
+        &["server", "sessions", "resumed", "50% back", "99% back", "100% back", "probe p99"],
+    );
+    let n = if ctx.quick { 1_000 } else { 10_000 };
+    let with = storm(ctx, n, true)?;
+    row(r, s, "sottod, resumption", &with, None);
+    r.fig("w9.resume.n", n as f64);
+    r.fig("w9.resume.p50_ms", ms(with.at(50.0)));
+    r.fig("w9.resume.p99_ms", ms(with.at(99.0)));
+    r.fig("w9.resume.p100_ms", ms(with.at(100.0)));
+    r.fig("w9.resume.resumed", with.resumed as f64);
+    r.fig("w9.resume.probe_p99_us", with.probe.clone().percentile(99.0).as_secs_f64() * 1e6);
+    let m = if ctx.quick { 60 } else { 300 };
+    let without = storm(ctx, m, false)?;
+    row(r, s, "sottod --no-resume (default argon2id)", &without, None);
+    let scale = 10_000.0 / m as f64;
+    row(r, s, &format!("sottod --no-resume, scaled ×{scale:.1} to 10,000"), &without, Some(scale));
+    r.fig("w9.full.n", m as f64);
+    r.fig("w9.full.p99_ms", ms(without.at(99.0)));
+    r.fig("w9.full.scaled_p99_s", ms(without.at(99.0)) * scale / 1e3);
+    r.fig("w9.full.rate", m as f64 / without.at(100.0).as_secs_f64().max(1e-3));
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn row(r: &mut Report, s: usize, label: &str, st: &Storm, scale: Option<f64>) {
+    let t = |d: Duration| match scale {
+        Some(k) => format!("{:.0} s", d.as_secs_f64() * k),
+        None => format!("{:.0} ms", ms(d)),
+    };
+    let n = scale.map_or(st.n as f64, |k| st.n as f64 * k);
+    let probe = if scale.is_some() { "-".into() } else { us(st.probe.clone().percentile(99.0)) };
+    r.row(
+        s,
+        vec![
+            label.into(),
+            rate(n),
+            if scale.is_some() { "-".into() } else { rate(st.resumed as f64) },
+            t(st.at(50.0)),
+            t(st.at(99.0)),
+            t(st.at(100.0)),
+            probe,
+        ],
+    );
+}
+
+/// One storm of `n` sessions, with resumption or without.
+fn storm(ctx: &Ctx, n: usize, resume: bool) -> io::Result<Storm> {
+    let flags: &[&str] = if resume { CHEAP_KDF } else { &["--no-resume"] };
+    let mut srv = Sottod::start(ctx.server_cpu, flags)?;
+    let users = names("w9u", n.div_ceil(100));
+    register_all(ctx, srv.addr, &users)?;
+    // One more session than the storm: the probe.
+    let mut sessions = login_all(ctx, srv.addr, &users, n + 1)?;
+    let tickets: Vec<Option<HeldTicket>> = if resume {
+        sessions.iter_mut().map(|s| s.take_ticket(Duration::from_secs(10)).map(Some)).collect::<io::Result<_>>()?
+    } else {
+        vec![None; n + 1]
+    };
+    let killed = Instant::now();
+    srv.kill_and_restart()?;
+    drop(sessions);
+    let addr = srv.addr;
+    // The probe comes back first, then pings through the storm.
+    let (mut probe, _) = back(ctx, addr, &users[0], tickets[n].as_ref())?;
+    let stop = AtomicBool::new(false);
+    let next = AtomicUsize::new(0);
+    let delays: Vec<Duration> = (0..n).map(|_| JITTER.mul_f64(unit())).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| delays[i]);
+    let done: Mutex<Vec<(Duration, bool)>> = Mutex::new(Vec::with_capacity(n));
+    let failed: Mutex<Option<io::Error>> = Mutex::new(None);
+    let start = Instant::now();
+    let probe_lat = std::thread::scope(|sc| {
+        let pinger = sc.spawn(|| ping(&mut probe, &stop));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                sc.spawn(|| loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&i) = order.get(k) else { return };
+                    std::thread::sleep((start + delays[i]).saturating_duration_since(Instant::now()));
+                    match back(ctx, addr, &users[i % users.len()], tickets[i].as_ref()) {
+                        // Dropped at once: the storm is the logins, not what follows.
+                        Ok((_, resumed)) => done.lock().unwrap().push((killed.elapsed(), resumed)),
+                        Err(e) => *failed.lock().unwrap() = Some(e),
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            let _ = w.join();
+        }
+        stop.store(true, Ordering::SeqCst);
+        pinger.join().unwrap_or_else(|_| Err(err("the probe thread panicked")))
+    })?;
+    if let Some(e) = failed.into_inner().unwrap() {
+        return Err(e);
+    }
+    let done = done.into_inner().unwrap();
+    let mut back: Vec<Duration> = done.iter().map(|(t, _)| *t).collect();
+    back.sort();
+    Ok(Storm { n, resumed: done.iter().filter(|(_, r)| *r).count(), back, probe: probe_lat })
+}
+
+/// A uniform random number in [0, 1).
+fn unit() -> f64 {
+    (u64::from_be_bytes(sotto::crypto::random()) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One session back after the restart: resumed with `ticket` when there is
+/// one and the server takes it, else a full handshake and login (as the
+/// client falls back); retried while the server does not accept connections
+/// yet or closes them. Returns the session and whether it resumed.
+fn back(ctx: &Ctx, addr: SocketAddr, user: &str, ticket: Option<&HeldTicket>) -> io::Result<(Session, bool)> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut ticket = ticket;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let attempt = match ticket {
+            Some(t) => match Session::resume(addr, &ctx.cfg, t) {
+                Ok(Ok(s)) => return Ok((s, true)),
+                // Refused: a full login now, as the client does.
+                Ok(Err(_)) => {
+                    ticket = None;
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+            None => Session::connect(addr, &ctx.cfg).and_then(|mut s| s.login(user).map(|()| s)),
+        };
+        match attempt {
+            Ok(s) => return Ok((s, false)),
+            Err(e) if Instant::now() < deadline => {
+                if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
+                    eprintln!("W9: {user}: {e}; again in {wait:?}");
+                }
+                std::thread::sleep(wait.mul_f64(0.5 + unit()));
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Heartbeat round trips every 10 ms until `stop`.
+fn ping(s: &mut Session, stop: &AtomicBool) -> io::Result<Samples> {
+    let mut lat = Samples::default();
+    while !stop.load(Ordering::SeqCst) {
+        let t = Instant::now();
+        s.queue(Heartbeat::new_zeroed());
+        s.flush()?;
+        loop {
+            let m = s.recv(Some(Duration::from_secs(30)))?.ok_or_else(|| err("no pong within 30 s"))?;
+            if wire::header(&m).map(|h| h.opcode.get()) == Ok(PONG) {
+                break;
+            }
+        }
+        lat.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(lat)
+}
