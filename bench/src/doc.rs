@@ -220,6 +220,21 @@ fn analysis(r: &Report) -> String {
             (a < times * b).then(|| format!("room of {m}: {:.2}×, target {times:.1}×", a / b))
         })
         .collect();
+    // Each missed room in CPU per delivery: what sottod spent, what the target allows.
+    let short: Vec<String> = W4_TARGETS
+        .iter()
+        .filter_map(|(m, times)| {
+            let (a, b) = (f(&format!("w4.sotto.{m}.1.deliveries"))?, f(&format!("w4.ngircd-tls.{m}.1.deliveries"))?);
+            (a < times * b).then(|| {
+                format!(
+                    "room of {m}: {:.0} ns per delivery spent, {:.0} ns allowed ({:.0}% less)",
+                    1e9 / a,
+                    1e9 / (times * b),
+                    100.0 * (1.0 - a / (times * b))
+                )
+            })
+        })
+        .collect();
     if let (Some(w4), Some(ng)) = (w4, ng) {
         if !missed.is_empty() {
             let per = seal1k.map(|s| s * RVRS as f64 / 1024.0);
@@ -252,7 +267,8 @@ fn analysis(r: &Report) -> String {
                      {theirs:.0} ns. Sealing alone, which the design requires for every recipient, is {:.0}% of \
                      ngircd-TLS's whole delivery. By how much: 1.0× needs sottod's delivery {:.0}% cheaper, \
                      {theirs:.0} ns, leaving {:.0} ns beside the sealing for the system calls and the \
-                     bookkeeping that now take {:.0}. By hand (`SOTTO_BENCH_DEBUG=1`, a quick run, room of 10), \
+                     bookkeeping that now take {:.0}. Every missed room the same way (one core, the \
+                     best step): {}. By hand (`SOTTO_BENCH_DEBUG=1`, a quick run, room of 10), \
                      most of sottod's time beside sealing is send(2), which on loopback includes the receiving \
                      side's TCP processing (a perf profile over all of W4's steps: 38% of the loop's samples in \
                      send(2), 27% in AES and SHA-256; the table \"CPU budget of one delivery\" above). This is \
@@ -263,6 +279,7 @@ fn analysis(r: &Report) -> String {
                     100.0 * (1.0 - w4 / ng),
                     (theirs - seal).max(0.0),
                     (ours - seal).max(0.0),
+                    short.join("; "),
                 );
             }
             if let (Some(nd), Some(nagle)) = (f("loopback.sockperf_nodelay"), f("loopback.sockperf_nagle")) {
