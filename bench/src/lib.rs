@@ -1,8 +1,10 @@
 //! sotto-bench: load generator for sottod and, through IRC (plain and TLS),
 //! for the peer servers it is compared with (docs/BENCHMARKS.md).
 
+pub mod direct;
 pub mod doc;
 pub mod engine;
+pub mod fanout;
 pub mod irc;
 pub mod peers;
 pub mod peers_run;

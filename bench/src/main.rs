@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use sotto_bench::report::Report;
 use sotto_bench::work::{self, Ctx};
+use sotto_bench::{direct, fanout};
 use sotto_bench::{peers_run, sys};
 
 const USAGE: &str = "usage: sotto-bench [--quick] [--only W1,W2,...] [--no-peers] [--report PATH]
@@ -89,11 +90,11 @@ fn run(args: &Args) -> io::Result<()> {
     let steps: [(&str, Step); 9] = [
         ("W1", work::w1),
         ("W2", work::w2),
-        ("W3", work::w3),
-        ("W4", work::w4),
-        ("W5", work::w5),
-        ("W6", work::w6),
-        ("W7", work::w7),
+        ("W3", direct::w3),
+        ("W4", fanout::w4),
+        ("W5", fanout::w5),
+        ("W6", fanout::w6),
+        ("W7", direct::w7),
         ("W8", sotto_bench::w8::w8),
         ("W9", sotto_bench::w9::w9),
     ];

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
+use crate::fanout::{saturate, StepVerdict, HALF_REPEATS};
 use crate::irc::{self, Event, Irc, TlsTarget};
 use crate::peers::{self, Certs, Kind, Peer, PeerOpts};
 use crate::report::{rate, Report};
 use crate::stats::{median, us, Samples};
 use crate::sys::TempDir;
-use crate::work::{saturate, Ctx, StepVerdict, HALF_REPEATS};
+use crate::work::Ctx;
 
 /// The peers that could be started in this run.
 pub struct Peers {

@@ -9,10 +9,12 @@
 
 use std::io;
 
+use crate::direct::dm_search;
+use crate::fanout::{fanout_search, Placement};
 use crate::report::{rate, Report};
 use crate::stats::us;
 use crate::sys;
-use crate::work::{dm_search, fanout_search, Ctx, Placement};
+use crate::work::Ctx;
 
 /// The `--threads` values compared.
 const THREADS: [usize; 2] = [1, 2];

@@ -349,7 +349,7 @@ fn sotto_half(ctx: &Ctx, file: &[u8], reps: usize) -> io::Result<SottoFigures> {
     let mut s = work::login_all(ctx, srv.addr, &names, 3)?;
     {
         let (up, rest) = s.split_at_mut(1);
-        work::dm_channels(up, &mut rest[..1], &names[..1], &names[1..2])?;
+        crate::direct::dm_channels(up, &mut rest[..1], &names[..1], &names[1..2])?;
         // The chat member owns the room; the downloader joins it.
         let (down, chat) = rest.split_at_mut(1);
         work::make_room(&mut chat[0], down, ROOM)?;
