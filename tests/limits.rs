@@ -253,6 +253,7 @@ fn signing_and_commits_yield_to_the_event_loop() {
     // Each worker names itself and sets its own priority once running: wait for that.
     let expected = |t: &[(String, u32, i64)]| {
         t.iter().any(|t| t.0 == "sottod-disk" && t.2 == disk)
+            && t.iter().any(|t| t.0 == "sottod-read" && t.2 == disk)
             && t.iter().filter(|t| t.0.starts_with("sottod-kdf-")).count() == 2
             && t.iter().filter(|t| t.0.starts_with("sottod-sign-") && t.1 == libc::SCHED_IDLE as u32).count() == 2
     };
@@ -263,7 +264,7 @@ fn signing_and_commits_yield_to_the_event_loop() {
         threads = thread_priorities(server.pid());
     }
     let find = |name: &str| threads.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("no {name}: {threads:?}"));
-    // The loop (the main thread) and argon2id: as started. Signing: SCHED_IDLE (5). Disk: nice +10.
+    // The loop (the main thread) and argon2id: as started. Signing: SCHED_IDLE (5).
     assert_eq!((find("sottod").1, find("sottod").2), (libc::SCHED_OTHER as u32, base), "{threads:?}");
     for k in ["sottod-kdf-0", "sottod-kdf-1"] {
         assert_eq!((find(k).1, find(k).2), (libc::SCHED_OTHER as u32, base), "{threads:?}");
@@ -271,7 +272,10 @@ fn signing_and_commits_yield_to_the_event_loop() {
     for s in ["sottod-sign-0", "sottod-sign-1"] {
         assert_eq!(find(s).1, libc::SCHED_IDLE as u32, "{threads:?}");
     }
-    assert_eq!((find("sottod-disk").1, find("sottod-disk").2), (libc::SCHED_OTHER as u32, disk), "{threads:?}");
+    // Disk and the file reader: SCHED_BATCH (3, never preempts the loop on waking) at nice +10.
+    for k in ["sottod-disk", "sottod-read"] {
+        assert_eq!((find(k).1, find(k).2), (libc::SCHED_BATCH as u32, disk), "{threads:?}");
+    }
     // And a handshake still gets signed while nothing else wants the CPU.
     let mut s = Raw::connect(&server.addr);
     assert!(s.alive_pre_auth());
