@@ -1,8 +1,12 @@
 //! Transport layer of the client: one TCP connection, its handshake and its records (DESIGN §4).
 //!
 //! Invariant: nothing follows the ClientHello unless the server's signature
-//! verified against a key compiled into this binary; records are opened in
-//! order, and any failure to deframe or open one ends the connection.
+//! verified against a key compiled into this binary, nor the ResumeHello
+//! unless the server's MAC, keyed by the ticket's secret, verified
+//! (`sotto::ticket`); records are opened in order, and any failure to
+//! deframe or open one ends the connection. The session's resumption master
+//! stays here, wiped on drop, and only gives the secret of a ticket received
+//! on this connection.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -13,6 +17,7 @@ use sotto::frame::{Deframer, FrameError};
 use sotto::handshake::{self, ClientConfig, HandshakeError, SessionKeys};
 use sotto::identity::KeyError;
 use sotto::record::{Opener, Sealer, MAX_BODY};
+use sotto::ticket::{self, HeldTicket, ResumeError, ResumptionMaster, TICKET_LEN};
 
 /// How long connecting and the whole handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,6 +103,8 @@ pub struct Conn {
     sealer: Sealer,
     opener: Opener,
     deframer: Deframer,
+    /// Gives the secret of a ticket received on this connection (wiped on drop).
+    resumption: ResumptionMaster,
 }
 
 /// First 8 bytes of SHA-256 of the server key this binary verifies, in hex.
@@ -109,22 +116,73 @@ pub fn server_fingerprint() -> String {
 /// Connects to `server` (HOST:PORT) and runs the handshake.
 pub fn connect(server: &str) -> Result<Conn, ConnectError> {
     let cfg = ClientConfig::built_in().map_err(ConnectError::Config)?;
-    let stream = open_tcp(server)?;
-    stream.set_nodelay(true).map_err(ConnectError::Io)?;
-    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(ConnectError::Io)?;
+    let stream = dial(server)?.0;
     let (state, hello) = handshake::client_hello(&cfg);
     if let Err(e) = (&stream).write_all(&hello) {
         return Err(if closed_by_peer(&e) { ConnectError::ClosedEarly } else { ConnectError::Io(e) });
     }
     let mut deframer = Deframer::new(handshake::SERVER_HELLO_LEN);
-    let body = read_server_hello(&stream, &mut deframer)?;
-    let SessionKeys { sealer, opener, .. } = state.handle_server_hello(&cfg, &body).map_err(ConnectError::Handshake)?;
+    let body = read_answer(&stream, &mut deframer)?;
+    let keys = state.handle_server_hello(&cfg, &body).map_err(ConnectError::Handshake)?;
+    established(stream, deframer, keys)
+}
+
+/// A TCP connection to the server, before any hello.
+pub struct Dialed(TcpStream);
+
+/// Opens the TCP connection (10 s limit), for [`connect`] or [`resume`].
+pub fn dial(server: &str) -> Result<Dialed, ConnectError> {
+    let stream = open_tcp(server)?;
+    stream.set_nodelay(true).map_err(ConnectError::Io)?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(ConnectError::Io)?;
+    Ok(Dialed(stream))
+}
+
+/// Why a resumption gave no session; in every case the ticket is spent
+/// (the server may have seen it) and a full handshake follows.
+#[derive(Debug)]
+pub enum ResumeFailed {
+    /// The server answered without resuming (refused, mismatch, malformed,
+    /// unverified): [`ResumeError`].
+    Answer(ResumeError),
+    /// The server closed, timed out or the socket failed before an answer.
+    Connect(ConnectError),
+}
+
+impl std::fmt::Display for ResumeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResumeFailed::Answer(e) => write!(f, "{e}"),
+            ResumeFailed::Connect(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Offers `held` on a fresh TCP connection (a ResumeHello instead of a
+/// ClientHello, PROTOCOL.md §3, resumption): the session, authenticated as the
+/// ticket's account, once the server's MAC verified.
+pub fn resume(dialed: Dialed, held: &HeldTicket) -> Result<Conn, ResumeFailed> {
+    let cfg = ClientConfig::built_in().map_err(|e| ResumeFailed::Connect(ConnectError::Config(e)))?;
+    let stream = dialed.0;
+    let (state, hello) = ticket::resume_hello(&cfg, held);
+    if let Err(e) = (&stream).write_all(&hello) {
+        let e = if closed_by_peer(&e) { ConnectError::ClosedEarly } else { ConnectError::Io(e) };
+        return Err(ResumeFailed::Connect(e));
+    }
+    let mut deframer = Deframer::new(ticket::SERVER_RESUME_LEN);
+    let body = read_answer(&stream, &mut deframer).map_err(ResumeFailed::Connect)?;
+    let keys = state.handle_answer(&cfg, &body).map_err(ResumeFailed::Answer)?;
+    established(stream, deframer, keys).map_err(ResumeFailed::Connect)
+}
+
+fn established(stream: TcpStream, mut deframer: Deframer, keys: SessionKeys) -> Result<Conn, ConnectError> {
+    let SessionKeys { sealer, opener, resumption } = keys;
     stream.set_read_timeout(None).map_err(ConnectError::Io)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(ConnectError::Io)?;
-    // Anything after the ServerHello is already a record.
+    // Anything after the hello's answer is already a record.
     deframer.set_max_body(MAX_BODY);
     let now = unix_ms();
-    Ok(Conn { sent_ms: now, heard_ms: now, stream, sealer, opener, deframer })
+    Ok(Conn { sent_ms: now, heard_ms: now, stream, sealer, opener, deframer, resumption })
 }
 
 fn open_tcp(server: &str) -> Result<TcpStream, ConnectError> {
@@ -139,7 +197,7 @@ fn open_tcp(server: &str) -> Result<TcpStream, ConnectError> {
     Err(fail(last))
 }
 
-fn read_server_hello(stream: &TcpStream, deframer: &mut Deframer) -> Result<Vec<u8>, ConnectError> {
+fn read_answer(stream: &TcpStream, deframer: &mut Deframer) -> Result<Vec<u8>, ConnectError> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut buf = [0u8; 1024];
     loop {
@@ -212,6 +270,11 @@ impl Conn {
     /// When the server was last heard from.
     pub fn heard_ms(&self) -> u64 {
         self.heard_ms
+    }
+
+    /// A `tick` received on this connection, with its secret (PROTOCOL.md §3, resumption).
+    pub fn ticket(&self, ticket_id: [u8; 16], expires_ms: u64, ticket: [u8; TICKET_LEN]) -> HeldTicket {
+        HeldTicket::received(&self.resumption, ticket_id, expires_ms, ticket)
     }
 }
 
