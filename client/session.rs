@@ -905,6 +905,10 @@ fn validate(cmd: &str, name: &str, password: &str, passphrase: &str, new: bool) 
 }
 
 #[cfg(test)]
+#[path = "session/resume_tests.rs"]
+mod resume_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use sotto::wire::code;
@@ -966,7 +970,7 @@ mod tests {
         assert_eq!(p.hdr.msg_id.get(), 2);
         assert_eq!(p.pass_secret, *account::pass_secret("alice", "red green blue"), "of the normalised phrase");
         match feed(&mut s, &connected(2, "alice")) {
-            Some(Event::Authenticated { user, uid, password, again: false }) => {
+            Some(Event::Authenticated { user, uid, password, again: false, resumed: false }) => {
                 assert_eq!((user.as_str(), uid, password.as_str()), ("alice", 42, "password123"));
             }
             _ => panic!("expected authenticated"),
