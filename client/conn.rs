@@ -287,3 +287,132 @@ impl AsFd for Conn {
         self.stream.as_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The client's side of a full handshake and of resumption against a
+    //! server side built from the library (`sotto::handshake`, `sotto::ticket`)
+    //! on a local socket: the ticket a `tick` brings resumes, its secret is
+    //! the server's, and a refusal or a close is reported, never a session.
+
+    use std::net::TcpListener;
+
+    use sotto::handshake::ServerConfig;
+    use sotto::identity::Signer;
+    use sotto::opcodes::ResumptionTicket;
+    use sotto::ticket::{TicketContents, TicketKey, REFUSED};
+    use sotto::wire::{code, Message, Status};
+    use zerocopy::IntoBytes;
+
+    use super::*;
+
+    fn read_frame(stream: &TcpStream) -> Option<Vec<u8>> {
+        let mut d = Deframer::new(MAX_BODY);
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(body) = d.pop().ok()? {
+                return Some(body);
+            }
+            let n = (&*stream).read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            d.push(&buf[..n]);
+        }
+    }
+
+    /// A well-formed message to carry over the record layer.
+    fn heartbeat(id: u64) -> sotto::opcodes::Heartbeat {
+        sotto::opcodes::Heartbeat::request(id, 1)
+    }
+
+    fn next_record(conn: &mut Conn) -> Vec<u8> {
+        loop {
+            if let Some(pt) = conn.poll_frame().expect("a record that opens") {
+                return pt;
+            }
+            conn.fill().expect("the server still talks");
+        }
+    }
+
+    #[test]
+    fn a_ticket_from_a_full_handshake_resumes_once_and_a_refusal_or_a_close_gives_no_session() {
+        let Ok(pem) = std::fs::read_to_string(sotto::build_info::BUILD_KEY_PATH) else {
+            // A release build's private key is not on this machine: nothing to play the server with.
+            assert!(!sotto::build_info::DEV_KEYS, "development builds keep their key beside the build");
+            return;
+        };
+        let signer = Signer::from_pkcs8_pem(&pem).unwrap();
+        let scfg = ServerConfig::built_in();
+        let key = TicketKey::generate(7, 1_000);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            // 1: a full handshake, then a tick.
+            let (s, _) = listener.accept().unwrap();
+            let ch = read_frame(&s).unwrap();
+            let (sh, mut keys) = handshake::server_hello(&scfg, &signer, &ch).unwrap();
+            (&s).write_all(&sh).unwrap();
+            let ticket_id = [9u8; 16];
+            let contents = TicketContents {
+                uid: 42,
+                issued_ms: 1,
+                expires_ms: 2,
+                generation: 0,
+                ticket_id,
+                secret: keys.resumption.ticket_secret(&ticket_id),
+            };
+            let mut t = ResumptionTicket::new(Status::Ok, code::OK, 0, 1);
+            t.ticket_id = ticket_id;
+            t.expires.set(2);
+            t.ticket = key.seal(&contents);
+            let mut out = Vec::new();
+            keys.sealer.seal(t.as_bytes(), &mut out).unwrap();
+            (&s).write_all(&out).unwrap();
+            // 2: the ticket resumes; a record goes both ways.
+            let (s2, _) = listener.accept().unwrap();
+            let rh = read_frame(&s2).unwrap();
+            let first = rh.clone();
+            assert!(ticket::is_resume_hello(&rh));
+            assert_eq!(ticket::check_resume_hello(&scfg, &rh), ticket::ResumeVerdict::Check);
+            let opened = ticket::open_ticket(std::slice::from_ref(&key), ticket::hello_ticket(&rh).unwrap()).unwrap();
+            assert!(ticket::binder_verifies(&rh, &opened.secret), "the client derived the server's secret");
+            let (sr, mut rkeys) = ticket::server_resume(&scfg, &rh, &opened.secret).unwrap();
+            (&s2).write_all(&sr).unwrap();
+            let mut out = Vec::new();
+            rkeys.sealer.seal(heartbeat(7).as_bytes(), &mut out).unwrap();
+            (&s2).write_all(&out).unwrap();
+            let up = read_frame(&s2).unwrap();
+            assert_eq!(rkeys.opener.open(&up).unwrap(), heartbeat(8).as_bytes());
+            // 3: the same ticket again: refused (the server's single-use policy).
+            let (s3, _) = listener.accept().unwrap();
+            let again = read_frame(&s3).unwrap();
+            assert_eq!(ticket::hello_ticket(&again), ticket::hello_ticket(&first));
+            (&s3).write_all(&ticket::refusal(&scfg, REFUSED)).unwrap();
+            // 4: closed without an answer.
+            let (s4, _) = listener.accept().unwrap();
+            assert!(read_frame(&s4).is_some());
+            drop(s4);
+        });
+
+        let mut conn = connect(&addr).unwrap();
+        let pt = next_record(&mut conn);
+        let t = sotto::wire::decode::<ResumptionTicket>(&pt).unwrap();
+        let held = conn.ticket(t.ticket_id, t.expires.get(), t.ticket);
+        assert_eq!(held.expires_ms, 2);
+
+        let mut resumed = resume(dial(&addr).unwrap(), &held).unwrap();
+        assert_eq!(next_record(&mut resumed), heartbeat(7).as_bytes());
+        resumed.send(heartbeat(8).as_bytes()).unwrap();
+
+        match resume(dial(&addr).unwrap(), &held) {
+            Err(ResumeFailed::Answer(ResumeError::Refused)) => {}
+            other => panic!("expected a refusal, got {:?}", other.err()),
+        }
+        match resume(dial(&addr).unwrap(), &held) {
+            Err(ResumeFailed::Connect(ConnectError::ClosedEarly)) => {}
+            other => panic!("expected a close, got {:?}", other.err()),
+        }
+        server.join().unwrap();
+    }
+}
