@@ -398,7 +398,9 @@ impl App {
     fn abort_password(&mut self) -> Option<String> {
         let store = self.files.as_mut().and_then(|f| f.store.as_mut())?;
         let e = store.abort_password().err()?;
-        Some(format!("the files staged for the new password could not all be removed ({e}); the next login removes them"))
+        Some(format!(
+            "the files staged for the new password could not all be removed ({e}); the next login removes them"
+        ))
     }
 
     /// Starts `create ROOM PASSWORD`.

@@ -432,8 +432,9 @@ fn usage(cmd: &str) -> String {
         "room-password" => "usage: /room-password ROOM (the new password is asked for, without echo)".to_string(),
         "unsend" => "usage: /unsend ID, /unsend @USER ID or /unsend ROOM ID".to_string(),
         "forget" => "usage: /forget @USER".to_string(),
-        "password" => "usage: /password (the current and the new password and passphrase are asked for, without echo)"
-            .to_string(),
+        "password" => {
+            "usage: /password (the current and the new password and passphrase are asked for, without echo)".to_string()
+        }
         "delete-account" => {
             "usage: /delete-account (the password and passphrase are asked for, without echo)".to_string()
         }
@@ -652,7 +653,9 @@ impl Frontend for Interactive {
                 self.forget(&room);
             }
             Report::Done { cmd: "password", .. } => {
-                out!("password and passphrase changed; your other sessions were logged out and the files here re-sealed")
+                out!(
+                    "password and passphrase changed; your other sessions were logged out and the files here re-sealed"
+                )
             }
             Report::Done { cmd: "logout-everywhere", .. } => {
                 out!("logged out everywhere else: your other sessions were closed and every saved login revoked")

@@ -151,7 +151,8 @@ mod tests {
         // Another kind's file passed off as the ticket, or the ticket as another kind: refused.
         let kek_of = |s: &Store| s.kek_for_tests();
         let contacts = crate::contacts::KIND;
-        let sealed = crate::vault::seal(contacts, "alice", &crate::vault::subkey(&kek_of(&again), contacts), 9, &[], b"x");
+        let sealed =
+            crate::vault::seal(contacts, "alice", &crate::vault::subkey(&kek_of(&again), contacts), 9, &[], b"x");
         assert!(crate::vault::unseal(KIND, "alice", &crate::vault::subkey(&kek_of(&again), KIND), &sealed).is_err());
         let ticket_file = std::fs::read(&path).unwrap();
         let key = crate::vault::subkey(&kek_of(&again), KIND);

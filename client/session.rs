@@ -405,11 +405,7 @@ impl Session {
     /// Validates a `/password` change and derives the current and the new
     /// login secrets (argon2id, four times), sending nothing: the new password
     /// must pass the registration rule.
-    pub fn password_change(
-        &self,
-        old: (&str, &str),
-        new: (&str, &str),
-    ) -> Result<(Credentials, Credentials), Failure> {
+    pub fn password_change(&self, old: (&str, &str), new: (&str, &str)) -> Result<(Credentials, Credentials), Failure> {
         let cmd = "password";
         let user = self.me.as_ref().map(|me| me.user.clone()).ok_or_else(|| Failure::new(cmd, 401, "log in first"))?;
         self.check_idle(cmd)?;

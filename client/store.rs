@@ -20,6 +20,9 @@
 //!   covers (the whole directory, or a consistent part of an old copy).
 //! - The salt is only in the manifest: files of this format found without
 //!   one are named ([`Store::orphans`]) and a new key store is not made over them.
+//! - A password change is staged beside the files and committed by one
+//!   rename of the manifest (`reseal`): a crash leaves a store that opens
+//!   with the old password or the new one, never neither.
 //!
 //! Manifest: `"SOTS" || version (1) = 2 || m (u32 KiB) || t (u32) || p (u32) ||
 //! salt (16) || generation (u64) || sealed` as in `vault` (the 28 header bytes

@@ -181,7 +181,9 @@ impl Ask {
                 refused(sotto::room::check_password(password).err()?.to_string())
             }
             (Purpose::Create(_) | Purpose::Rekey(_), [_, _]) if !same(answers) => mismatch,
-            (Purpose::Password, [_, _, password]) => refused(sotto::account::check_password(password).err()?.to_string()),
+            (Purpose::Password, [_, _, password]) => {
+                refused(sotto::account::check_password(password).err()?.to_string())
+            }
             (Purpose::Password, [_, _, new @ ..]) if new.len() == 2 && !same(new) => mismatch,
             (Purpose::Password, [_, _, _, _, phrase]) => {
                 refused(sotto::account::normalize_passphrase(phrase).err()?.to_string())
@@ -631,9 +633,7 @@ impl Frontend for Tui {
             }
             Command::RoomPassword { password: Some(_), .. }
             | Command::DeleteAccount(Some(_))
-            | Command::Password(Some(_)) => {
-                self.ui.warn("type only the command: the secrets are asked for, hidden")
-            }
+            | Command::Password(Some(_)) => self.ui.warn("type only the command: the secrets are asked for, hidden"),
             Command::RoomPassword { room, password: None } => {
                 if self.ready(app, &room) {
                     self.ask(Purpose::Rekey(room));
@@ -714,9 +714,9 @@ impl Frontend for Tui {
             Report::Done { cmd: "password", .. } => self.ui.say(
                 "password and passphrase changed; your other sessions were logged out and the files here re-sealed",
             ),
-            Report::Done { cmd: "logout-everywhere", .. } => self.ui.say(
-                "logged out everywhere else: your other sessions were closed and every saved login revoked",
-            ),
+            Report::Done { cmd: "logout-everywhere", .. } => {
+                self.ui.say("logged out everywhere else: your other sessions were closed and every saved login revoked")
+            }
             Report::Done { cmd, room, .. } if room.is_empty() => self.ui.say(format!("{cmd}: done")),
             Report::Done { cmd, room, .. } => self.ui.say(format!("{cmd} {room}: done")),
             Report::Room(ev) => self.room_event(ev),

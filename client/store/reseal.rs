@@ -106,7 +106,8 @@ impl Store {
                 entries.extend(self.entries.get(&id).map(|e| (id, *e)));
                 continue;
             };
-            let plain = self.load(kind)?.ok_or(KeyFileError::Missing { what: kind.what, generation: entry.generation })?;
+            let plain =
+                self.load(kind)?.ok_or(KeyFileError::Missing { what: kind.what, generation: entry.generation })?;
             // `load` takes a file one generation ahead of the manifest (a crash between the two).
             let generation = self.entries.get(&id).map_or(entry.generation, |e| e.generation).saturating_add(1);
             let sealed = vault::seal(kind, &self.user, &vault::subkey(&kek, kind), generation, &[], &plain);
@@ -292,7 +293,10 @@ mod tests {
         again.abort_password().unwrap();
         assert!(leftovers(&home).is_empty());
         assert!(matches!(Store::open(&home, "alice", "third password"), Err(KeyFileError::WrongPassword)));
-        assert_eq!(&Store::open(&home, "alice", NEW).unwrap().load(crate::inbox::KIND).unwrap().unwrap()[..], b"inbox 2");
+        assert_eq!(
+            &Store::open(&home, "alice", NEW).unwrap().load(crate::inbox::KIND).unwrap().unwrap()[..],
+            b"inbox 2"
+        );
         std::fs::remove_dir_all(&home).unwrap();
     }
 
