@@ -9,8 +9,13 @@
 //! local state the session changed is saved before the event that follows
 //! from it is reported, and before anything is sent (the outbox first);
 //! mailbox acknowledgements go out only when those saves succeeded. A
-//! connection lost after a login is restored with back-off (0.5 s doubling to
-//! 30 s) and the session logs in again; before a login it ends the client.
+//! connection lost after a login is restored after a random delay (jitter,
+//! `resume`), by resuming with the latest ticket when there is one (spent, in
+//! memory and in the store, before it is offered) and else, or when it is
+//! refused, by a full handshake and a login with the remembered secrets;
+//! before a login a lost connection ends the client. A password change is
+//! staged in the key store before `chpw` is sent and committed on its 200
+//! (`store::reseal`).
 
 use std::io;
 use std::os::fd::AsFd;
@@ -20,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use sotto::identity::{self, Signer};
+use sotto::ticket::HeldTicket;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
@@ -32,15 +38,12 @@ use crate::keystore::{self, KeyFileError};
 use crate::outbox::{self, Outbox};
 use crate::pins::{self, PinsError};
 use crate::ratchets::{self, Sessions};
+use crate::resume;
 use crate::session::{AccountEvent, ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
 use crate::store::Store;
 use crate::transfer::{self, FileReport, Target, Transfers};
 use crate::vault::{self, Kind};
 
-/// First wait before reconnecting; it doubles up to [`BACKOFF_MAX_MS`].
-pub const BACKOFF_MIN_MS: u64 = 500;
-/// Longest wait between two reconnection attempts.
-pub const BACKOFF_MAX_MS: u64 = 30_000;
 /// How often kept direct messages are checked for erasure.
 const TICK_MS: u64 = 1000;
 /// A server silent for this many heartbeat intervals is treated as gone.
@@ -78,6 +81,8 @@ pub enum Report {
         rooms: Vec<String>,
         /// The contacts, with their fingerprints and trust (for the status bar).
         contacts: Vec<ContactInfo>,
+        /// The connection was resumed with a ticket (no password or passphrase sent).
+        resumed: bool,
     },
     /// A room command succeeded (`create`, `say`, `leave`, `delete`, the `room-*` commands).
     Done {
@@ -169,8 +174,16 @@ pub struct App {
     heartbeat_ms: u64,
     /// When to try to connect again (while the connection is lost).
     next_attempt: Option<u64>,
-    /// The wait before the attempt after that; `None` once logged in again.
-    backoff: Option<u64>,
+    /// Failed reconnection attempts since the connection was lost (the jitter grows with them).
+    failures: u32,
+    /// The latest resumption ticket, with its secret (never shown; `resume`).
+    ticket: Option<HeldTicket>,
+    /// The key store opened at `/login` to look for a ticket, for that user:
+    /// taken at `Authenticated` rather than derived again.
+    early_store: Option<(String, Store)>,
+    /// A password change got no answer: staged in the key store until a login
+    /// again says whether it took effect.
+    password_unsure: bool,
     /// Set when the run must end with this status.
     exit: Option<u8>,
     /// A save failed since the last flush: held acknowledgements are dropped.
@@ -216,7 +229,10 @@ impl App {
             files: None,
             dm_ttl_ms: timing.dm_ttl_ms,
             next_attempt: None,
-            backoff: None,
+            failures: 0,
+            ticket: None,
+            early_store: None,
+            password_unsure: false,
             exit: None,
             save_failed: false,
             input,
@@ -288,9 +304,103 @@ impl App {
         self.session.register_then_login(name, password, passphrase, now_ms())
     }
 
-    /// Starts a login.
+    /// Starts a login: by resuming with the ticket the key store holds for
+    /// this account, when the password opens it and the server accepts the
+    /// ticket; else (silently) with the password and passphrase.
     pub fn login(&mut self, name: &str, password: &str, passphrase: &str) -> Result<(), Failure> {
-        self.session.login(name, password, passphrase, now_ms())
+        let creds = Session::credentials(name, password, passphrase)?;
+        self.session.ready("login")?;
+        self.early_store = None;
+        if let Some(held) = self.stored_ticket(creds.username(), password) {
+            let resumed = conn::dial(&self.server).ok().and_then(|dialed| self.offer(dialed, &held));
+            if let Some(conn) = resumed {
+                // The connection of the start-up handshake is closed: the resumed one replaces it.
+                self.conn = Some(conn);
+                return self.session.login_resumed(creds, now_ms());
+            }
+        }
+        self.session.login_with(creds, now_ms())
+    }
+
+    /// The unexpired ticket in `user`'s key store, when `password` opens it
+    /// (the store is kept for the login's `Authenticated`).
+    fn stored_ticket(&mut self, user: &str, password: &str) -> Option<HeldTicket> {
+        let mut store = Store::open_settled(&self.home, user, password).ok()?;
+        let held = store.load(resume::KIND).ok().flatten().and_then(|p| resume::decode(&p).ok().flatten());
+        let held = held.filter(|t| t.expires_ms > now_ms());
+        self.early_store = Some((user.to_string(), store));
+        held
+    }
+
+    /// Offers `held` on a dialed connection; the session's connection when
+    /// the server resumed it. The ticket is spent (removed from the key store)
+    /// before it is offered, never after: a refused ticket, or one a crash
+    /// interrupted, is not offered again.
+    fn offer(&mut self, dialed: conn::Dialed, held: &HeldTicket) -> Option<Conn> {
+        let store = match (self.files.as_mut(), self.early_store.as_mut()) {
+            (Some(files), _) => files.store.as_mut(),
+            (None, Some((_, store))) => Some(store),
+            (None, None) => None,
+        };
+        if let Some(store) = store {
+            // Not durably spent: not offered (a full login instead).
+            store.save(resume::KIND, &resume::encode(None)).ok()?;
+        }
+        conn::resume(dialed, held).ok()
+    }
+
+    /// Saves the held ticket (or none) in the key store, if one is open.
+    fn save_ticket(&mut self) -> Result<(), String> {
+        let Some(store) = self.files.as_mut().and_then(|f| f.store.as_mut()) else { return Ok(()) };
+        store
+            .save(resume::KIND, &resume::encode(self.ticket.as_ref()))
+            .map_err(|e| format!("the resumption ticket could not be saved: {e}"))
+    }
+
+    /// Starts `/logout-everywhere`: the held ticket goes first (the server revokes every one).
+    pub fn logout_everywhere(&mut self) -> Result<(), Failure> {
+        self.session.ready("logout-everywhere")?;
+        self.ticket = None;
+        self.save_ticket().map_err(|e| Failure::new("logout-everywhere", 500, e))?;
+        self.session.logout_everywhere(now_ms())
+    }
+
+    /// Starts `/password`: the new password and passphrase, proven by the
+    /// current ones. The key store is re-sealed under the new password beside
+    /// its files first (nothing is sent when that fails), and switched to it
+    /// on the server's 200.
+    pub fn change_password(&mut self, old: (&str, &str), new: (&str, &str)) -> Result<(), Failure> {
+        let cmd = "password";
+        let (current, next) = self.session.password_change(old, new)?;
+        let Some(store) = self.files.as_mut().and_then(|f| f.store.as_mut()) else {
+            return Err(Failure::new(
+                cmd,
+                409,
+                "the local key store is not open in this session: it would stay sealed under the old password; \
+                 nothing was changed",
+            ));
+        };
+        store.stage_password(new.0).map_err(|e| {
+            Failure::new(cmd, 409, format!("the local files cannot be re-sealed ({e}); nothing was changed"))
+        })?;
+        self.password_unsure = false;
+        // The change revokes every ticket: the held one goes now, a fresh one follows the 200.
+        self.ticket = None;
+        let sent = self.save_ticket().map_err(|e| Failure::new(cmd, 500, e));
+        let sent = sent.and_then(|()| self.session.change_password(current, next, now_ms()));
+        if sent.is_err() {
+            self.abort_password();
+        }
+        sent
+    }
+
+    /// Drops a staged password change; a warning when its files could not all be removed.
+    fn abort_password(&mut self) -> Option<String> {
+        let store = self.files.as_mut().and_then(|f| f.store.as_mut())?;
+        let e = store.abort_password().err()?;
+        Some(format!(
+            "the files staged for the new password could not all be removed ({e}); the next login removes them"
+        ))
     }
 
     /// Starts `create ROOM PASSWORD`.
@@ -633,21 +743,64 @@ impl App {
         Ok(None)
     }
 
-    /// Plans the next connection attempt: 0.5 s after the first loss, then
-    /// twice as long after each failure, at most 30 s.
+    /// Plans the next connection attempt after a random delay, uniform in
+    /// [0, min(2 s · 2^failures, 30 s)] (`resume::jitter_ms`), the first too.
     fn schedule_retry(&mut self) {
-        let wait = self.backoff.unwrap_or(BACKOFF_MIN_MS);
+        let wait = resume::random_jitter_ms(self.failures);
         self.next_attempt = Some(now_ms().saturating_add(wait));
-        self.backoff = Some(wait.saturating_mul(2).min(BACKOFF_MAX_MS));
+        self.failures = self.failures.saturating_add(1);
     }
 
-    /// Tries to connect again when the back-off says so, then logs in again.
+    /// A password change whose answer was lost, settled by the login again:
+    /// a resumption needs a ticket issued after the change's 200 (the held
+    /// one was dropped when it was sent), so it took effect; a login with the
+    /// remembered (current) secrets says it did not.
+    fn settle_password(&mut self, resumed: bool, fe: &mut dyn Frontend) -> io::Result<()> {
+        let Some(store) = self.files.as_mut().and_then(|f| f.store.as_mut()) else { return Ok(()) };
+        if resumed {
+            if let Err(e) = store.commit_password() {
+                let w = format!("the local files could not all be switched to the new password ({e}); the next login with it completes it");
+                return fe.report(Report::Warning(w));
+            }
+            return fe.report(Report::Done { cmd: "password", room: String::new(), id: None });
+        }
+        let w = self.abort_password();
+        fe.report(Report::Warning("the password change did not take effect: the password is unchanged".into()))?;
+        match w {
+            Some(w) => fe.report(Report::Warning(w)),
+            None => Ok(()),
+        }
+    }
+
+    /// Tries to connect again when the jitter says so: resumes with the held
+    /// ticket, or else (none, refused, closed) logs in again after a full handshake.
     fn reconnect(&mut self, fe: &mut dyn Frontend) -> io::Result<()> {
         let Some(at) = self.next_attempt else { return Ok(()) };
         if self.conn.is_some() || now_ms() < at {
             return Ok(());
         }
         self.next_attempt = None;
+        if let Some(held) = self.ticket.take() {
+            if held.expires_ms <= now_ms() {
+                let _ = self.save_ticket();
+            } else {
+                let Ok(dialed) = conn::dial(&self.server) else {
+                    // Not reachable: the ticket was not offered, and waits for the next attempt.
+                    self.ticket = Some(held);
+                    self.schedule_retry();
+                    return Ok(());
+                };
+                if let Some(c) = self.offer(dialed, &held) {
+                    self.conn = Some(c);
+                    if !self.session.resume_again(now_ms()) {
+                        fe.report(Report::Lost("cannot log in again: no credentials in memory".into()))?;
+                        self.exit = Some(1);
+                    }
+                    return Ok(());
+                }
+            }
+            // Refused, closed or unverified: spent; a full handshake follows at once.
+        }
         match conn::connect(&self.server) {
             Ok(c) => {
                 self.conn = Some(c);
@@ -858,12 +1011,53 @@ impl App {
                     ))),
                 }
             }
-            Event::Authenticated { user, uid, again: true, .. } => {
-                self.backoff = None;
+            Event::Authenticated { user, uid, again: true, resumed, .. } => {
+                self.failures = 0;
                 self.transfers.resume(now_ms());
                 fe.report(Report::Reconnected)?;
                 let (fingerprint, rooms, contacts) = (None, self.session.rooms(), self.session.contacts());
-                fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts })
+                fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts, resumed })?;
+                if std::mem::take(&mut self.password_unsure) {
+                    self.settle_password(resumed, fe)?;
+                }
+                Ok(())
+            }
+            Event::Ticket { ticket_id, expires_ms, ticket } => {
+                // Derived on the connection it came on, whose records arrive in order.
+                let Some(conn) = &self.conn else { return Ok(()) };
+                self.ticket = Some(conn.ticket(ticket_id, expires_ms, ticket));
+                match self.save_ticket() {
+                    Ok(()) => Ok(()),
+                    Err(w) => fe.report(Report::Warning(w)),
+                }
+            }
+            Event::PasswordChanged => {
+                let committed = self.files.as_mut().and_then(|f| f.store.as_mut()).map(Store::commit_password);
+                if let Some(Err(e)) = committed {
+                    fe.report(Report::Warning(format!(
+                        "the password was changed on the server, but the local files could not all be switched to \
+                         it ({e}); the next login with the new password completes it"
+                    )))?;
+                }
+                fe.report(Report::Done { cmd: "password", room: String::new(), id: None })
+            }
+            Event::Failed(f) if f.cmd == "password" && f.code == 0 => {
+                // No answer: it may have taken effect. Staged until a login again tells.
+                self.password_unsure = true;
+                fe.report(Report::Failed(f))?;
+                fe.report(Report::Warning(
+                    "no answer to the password change: whether it took effect is known at the next login; \
+                     if the current password is refused then, log in with the new one"
+                        .into(),
+                ))
+            }
+            Event::Failed(f) if f.cmd == "password" => {
+                let w = self.abort_password();
+                fe.report(Report::Failed(f))?;
+                match w {
+                    Some(w) => fe.report(Report::Warning(w)),
+                    None => Ok(()),
+                }
             }
             Event::ReloginFailed(f) if matches!(f.code, 401 | 403) => {
                 fe.report(Report::Failed(f))?;
@@ -880,10 +1074,13 @@ impl App {
                 self.schedule_retry();
                 Ok(())
             }
-            Event::Authenticated { user, uid, password, again: false } => {
+            Event::Authenticated { user, uid, password, again: false, resumed } => {
                 let mut warnings = Vec::new();
-                // The one argon2id derivation of the KEK for this login.
-                let mut store = self.open_store(&user, &password, &mut warnings);
+                // The one argon2id derivation of the KEK for this login (at `/login` when it looked for a ticket).
+                let mut store = match self.early_store.take() {
+                    Some((u, store)) if u == user => Some(store),
+                    _ => self.open_store(&user, &password, &mut warnings),
+                };
                 drop(password);
                 let (identity, enc_secret, fingerprint) = match self.open_keys(store.as_mut(), &user) {
                     Ok((signer, enc_pub, secret, fp)) => (Some((signer, enc_pub)), Some(secret), Some(fp)),
@@ -912,7 +1109,7 @@ impl App {
                 // Messages whose time ran out while the client was not running go now.
                 self.session.handle_timeout(now_ms());
                 let (rooms, contacts) = (self.session.rooms(), self.session.contacts());
-                fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts })?;
+                fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts, resumed })?;
                 for w in warnings {
                     fe.report(Report::Warning(w))?;
                 }

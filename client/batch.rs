@@ -27,9 +27,12 @@ const HELP: &str = "commands: /register NAME PASSWORD WORD1 WORD2 WORD3; /login 
 /history @USER; /forget @USER; /send @USER PATH; /send ROOM PATH; /files; /get ID [DIR]; /decline ID; \
 /room-kick ROOM USER [REASON]; /room-ban ROOM USER [REASON]; /room-unban ROOM USER; /room-owner ROOM USER; \
 /room-password ROOM [PASSWORD]; /unsend [@USER] ID; /unsend ROOM ID; /users; \
-/delete-account PASSWORD WORD1 WORD2 WORD3; /kick USER [REASON] and /announce TEXT (admins); /help; /quit. \
+/delete-account PASSWORD WORD1 WORD2 WORD3; /password PASSWORD WORD1 WORD2 WORD3 NEWPASSWORD NEW1 NEW2 NEW3; \
+/logout-everywhere; /kick USER [REASON] and /announce TEXT (admins); /help; /quit. \
 A room message or direct message is at most 16384 bytes (UTF-8).";
 const DELETE_USAGE: &str = "usage: /delete-account PASSWORD WORD1 WORD2 WORD3";
+const PASSWORD_USAGE: &str =
+    "usage: /password PASSWORD WORD1 WORD2 WORD3 NEWPASSWORD NEW1 NEW2 NEW3 (the current password and passphrase, then the new ones)";
 
 /// The usage line batch mode gives for a command with the wrong arguments.
 fn usage(cmd: &str) -> String {
@@ -55,6 +58,7 @@ fn usage(cmd: &str) -> String {
         }
         "unsend" => "usage: /unsend ID, /unsend @USER ID or /unsend ROOM ID".to_string(),
         "delete-account" => DELETE_USAGE.to_string(),
+        "password" => PASSWORD_USAGE.to_string(),
         _ => format!("usage: /{cmd}"),
     }
 }
@@ -70,6 +74,7 @@ fn parse(line: &str) -> Result<Option<Command>, Failure> {
         Ok(Some(Command::Register { creds: None, .. })) => Err(Failure::new("register", 400, REGISTER_USAGE)),
         Ok(Some(Command::Login { creds: None, .. })) => Err(Failure::new("login", 400, LOGIN_USAGE)),
         Ok(Some(Command::DeleteAccount(None))) => Err(Failure::new("delete-account", 400, DELETE_USAGE)),
+        Ok(Some(Command::Password(None))) => Err(Failure::new("password", 400, PASSWORD_USAGE)),
         Ok(Some(Command::Leave(None))) => Err(Failure::new("leave", 400, usage("leave"))),
         Ok(Some(Command::Room(_))) => Err(unknown("room")),
         Ok(Some(Command::Query(_))) => Err(unknown("query")),
@@ -144,6 +149,10 @@ impl Frontend for Batch {
             Ok(Some(Command::Forget(user))) => app.forget(&user),
             Ok(Some(Command::Users)) => app.list_users(),
             Ok(Some(Command::DeleteAccount(Some(c)))) => app.delete_account(&c.password, &c.passphrase),
+            Ok(Some(Command::Password(Some((old, new))))) => {
+                app.change_password((&old.password, &old.passphrase), (&new.password, &new.passphrase))
+            }
+            Ok(Some(Command::LogoutEverywhere)) => app.logout_everywhere(),
             Ok(Some(Command::Files)) => {
                 let list = app.list_files();
                 return emit(&Event::file(&list).line()).map(|()| Flow::Continue);
@@ -153,6 +162,7 @@ impl Frontend for Batch {
                 Command::Register { creds: None, .. }
                 | Command::Login { creds: None, .. }
                 | Command::DeleteAccount(None)
+                | Command::Password(None)
                 | Command::Leave(None)
                 | Command::Room(_)
                 | Command::Query(_)
@@ -169,8 +179,8 @@ impl Frontend for Batch {
     fn report(&mut self, report: Report) -> io::Result<()> {
         let line = match report {
             Report::Registered { .. } => Event::Ok { cmd: "register", id: None }.line(),
-            Report::Authenticated { user, uid, .. } => {
-                Event::Authenticated { user: &user, uid: format!("{uid:016x}") }.line()
+            Report::Authenticated { user, uid, resumed, .. } => {
+                Event::Authenticated { user: &user, uid: format!("{uid:016x}"), resumed }.line()
             }
             Report::Done { cmd, id, .. } => Event::Ok { cmd, id: id.map(crate::command::dm_id) }.line(),
             Report::AccountDeleted { .. } => Event::AccountDeleted.line(),

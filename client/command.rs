@@ -164,6 +164,11 @@ pub enum Command {
     Users,
     /// `/delete-account [PASSWORD W1 W2 W3]`.
     DeleteAccount(Option<Creds>),
+    /// `/password [PASSWORD W1 W2 W3 NEWPASSWORD N1 N2 N3]`: the current
+    /// secrets, then the new ones.
+    Password(Option<(Creds, Creds)>),
+    /// `/logout-everywhere`.
+    LogoutEverywhere,
     /// `/help`.
     Help,
     /// `/quit`.
@@ -199,7 +204,9 @@ pub const NAMES: &[&str] = &[
     "/kick",
     "/leave",
     "/login",
+    "/logout-everywhere",
     "/msg",
+    "/password",
     "/query",
     "/quit",
     "/register",
@@ -392,6 +399,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ("forget", [user]) => Ok(Command::Forget(word(user))),
         ("users", []) => Ok(Command::Users),
         ("delete-account", secrets) => creds("", secrets).map(|(_, c)| Command::DeleteAccount(c)),
+        ("password", []) => Ok(Command::Password(None)),
+        ("password", [_, _, _, _, _, _, _, _]) => {
+            let (old, new) = args.split_at(4);
+            match (creds("", old), creds("", new)) {
+                (Ok((_, Some(old))), Ok((_, Some(new)))) => Ok(Command::Password(Some((old, new)))),
+                _ => Err(usage()),
+            }
+        }
+        ("logout-everywhere", []) => Ok(Command::LogoutEverywhere),
         ("delete", [room]) => Ok(Command::Delete(room.to_string())),
         ("query", [user]) => Ok(Command::Query(user.to_string())),
         ("dm", [user]) => Ok(Command::Dm(user.to_string())),
@@ -481,6 +497,15 @@ mod tests {
         assert!(matches!(parse("/delete-account"), Ok(Some(Command::DeleteAccount(None)))));
         assert!(matches!(parse("/delete-account pw a b c"), Ok(Some(Command::DeleteAccount(Some(_))))));
         assert!(matches!(parse("/users"), Ok(Some(Command::Users))));
+        assert!(matches!(parse("/logout-everywhere"), Ok(Some(Command::LogoutEverywhere))));
+        assert!(matches!(parse("/password"), Ok(Some(Command::Password(None)))));
+        match parse("/password old1 a b c new2  d e  f") {
+            Ok(Some(Command::Password(Some((old, new))))) => assert_eq!(
+                (old.password.as_str(), old.passphrase.as_str(), new.password.as_str(), new.passphrase.as_str()),
+                ("old1", "a b c", "new2", "d e f")
+            ),
+            _ => panic!("expected password"),
+        }
         assert!(matches!(parse("/forget @bob"), Ok(Some(Command::Forget(_)))));
         assert!(matches!(parse("   "), Ok(None)));
         assert!(matches!(parse(" hello  you"), Ok(Some(Command::Text(t))) if t == " hello  you"));
@@ -509,6 +534,9 @@ mod tests {
             ("/unsend", "unsend"),
             ("/delete-account pw a b", "delete-account"),
             ("/users all", "users"),
+            ("/password old a b c new d e", "password"),
+            ("/password old a b c", "password"),
+            ("/logout-everywhere now", "logout-everywhere"),
         ] {
             assert_eq!(usage(line), cmd, "{line}");
         }

@@ -1,8 +1,12 @@
 //! Transport layer of the client: one TCP connection, its handshake and its records (DESIGN §4).
 //!
 //! Invariant: nothing follows the ClientHello unless the server's signature
-//! verified against a key compiled into this binary; records are opened in
-//! order, and any failure to deframe or open one ends the connection.
+//! verified against a key compiled into this binary, nor the ResumeHello
+//! unless the server's MAC, keyed by the ticket's secret, verified
+//! (`sotto::ticket`); records are opened in order, and any failure to
+//! deframe or open one ends the connection. The session's resumption master
+//! stays here, wiped on drop, and only gives the secret of a ticket received
+//! on this connection.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -13,6 +17,7 @@ use sotto::frame::{Deframer, FrameError};
 use sotto::handshake::{self, ClientConfig, HandshakeError, SessionKeys};
 use sotto::identity::KeyError;
 use sotto::record::{Opener, Sealer, MAX_BODY};
+use sotto::ticket::{self, HeldTicket, ResumeError, ResumptionMaster, TICKET_LEN};
 
 /// How long connecting and the whole handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,6 +103,8 @@ pub struct Conn {
     sealer: Sealer,
     opener: Opener,
     deframer: Deframer,
+    /// Gives the secret of a ticket received on this connection (wiped on drop).
+    resumption: ResumptionMaster,
 }
 
 /// First 8 bytes of SHA-256 of the server key this binary verifies, in hex.
@@ -109,22 +116,73 @@ pub fn server_fingerprint() -> String {
 /// Connects to `server` (HOST:PORT) and runs the handshake.
 pub fn connect(server: &str) -> Result<Conn, ConnectError> {
     let cfg = ClientConfig::built_in().map_err(ConnectError::Config)?;
-    let stream = open_tcp(server)?;
-    stream.set_nodelay(true).map_err(ConnectError::Io)?;
-    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(ConnectError::Io)?;
+    let stream = dial(server)?.0;
     let (state, hello) = handshake::client_hello(&cfg);
     if let Err(e) = (&stream).write_all(&hello) {
         return Err(if closed_by_peer(&e) { ConnectError::ClosedEarly } else { ConnectError::Io(e) });
     }
     let mut deframer = Deframer::new(handshake::SERVER_HELLO_LEN);
-    let body = read_server_hello(&stream, &mut deframer)?;
-    let SessionKeys { sealer, opener, .. } = state.handle_server_hello(&cfg, &body).map_err(ConnectError::Handshake)?;
+    let body = read_answer(&stream, &mut deframer)?;
+    let keys = state.handle_server_hello(&cfg, &body).map_err(ConnectError::Handshake)?;
+    established(stream, deframer, keys)
+}
+
+/// A TCP connection to the server, before any hello.
+pub struct Dialed(TcpStream);
+
+/// Opens the TCP connection (10 s limit), for [`connect`] or [`resume`].
+pub fn dial(server: &str) -> Result<Dialed, ConnectError> {
+    let stream = open_tcp(server)?;
+    stream.set_nodelay(true).map_err(ConnectError::Io)?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(ConnectError::Io)?;
+    Ok(Dialed(stream))
+}
+
+/// Why a resumption gave no session; in every case the ticket is spent
+/// (the server may have seen it) and a full handshake follows.
+#[derive(Debug)]
+pub enum ResumeFailed {
+    /// The server answered without resuming (refused, mismatch, malformed,
+    /// unverified): [`ResumeError`].
+    Answer(ResumeError),
+    /// The server closed, timed out or the socket failed before an answer.
+    Connect(ConnectError),
+}
+
+impl std::fmt::Display for ResumeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResumeFailed::Answer(e) => write!(f, "{e}"),
+            ResumeFailed::Connect(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Offers `held` on a fresh TCP connection (a ResumeHello instead of a
+/// ClientHello, PROTOCOL.md §3, resumption): the session, authenticated as the
+/// ticket's account, once the server's MAC verified.
+pub fn resume(dialed: Dialed, held: &HeldTicket) -> Result<Conn, ResumeFailed> {
+    let cfg = ClientConfig::built_in().map_err(|e| ResumeFailed::Connect(ConnectError::Config(e)))?;
+    let stream = dialed.0;
+    let (state, hello) = ticket::resume_hello(&cfg, held);
+    if let Err(e) = (&stream).write_all(&hello) {
+        let e = if closed_by_peer(&e) { ConnectError::ClosedEarly } else { ConnectError::Io(e) };
+        return Err(ResumeFailed::Connect(e));
+    }
+    let mut deframer = Deframer::new(ticket::SERVER_RESUME_LEN);
+    let body = read_answer(&stream, &mut deframer).map_err(ResumeFailed::Connect)?;
+    let keys = state.handle_answer(&cfg, &body).map_err(ResumeFailed::Answer)?;
+    established(stream, deframer, keys).map_err(ResumeFailed::Connect)
+}
+
+fn established(stream: TcpStream, mut deframer: Deframer, keys: SessionKeys) -> Result<Conn, ConnectError> {
+    let SessionKeys { sealer, opener, resumption } = keys;
     stream.set_read_timeout(None).map_err(ConnectError::Io)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(ConnectError::Io)?;
-    // Anything after the ServerHello is already a record.
+    // Anything after the hello's answer is already a record.
     deframer.set_max_body(MAX_BODY);
     let now = unix_ms();
-    Ok(Conn { sent_ms: now, heard_ms: now, stream, sealer, opener, deframer })
+    Ok(Conn { sent_ms: now, heard_ms: now, stream, sealer, opener, deframer, resumption })
 }
 
 fn open_tcp(server: &str) -> Result<TcpStream, ConnectError> {
@@ -139,7 +197,7 @@ fn open_tcp(server: &str) -> Result<TcpStream, ConnectError> {
     Err(fail(last))
 }
 
-fn read_server_hello(stream: &TcpStream, deframer: &mut Deframer) -> Result<Vec<u8>, ConnectError> {
+fn read_answer(stream: &TcpStream, deframer: &mut Deframer) -> Result<Vec<u8>, ConnectError> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut buf = [0u8; 1024];
     loop {
@@ -213,6 +271,11 @@ impl Conn {
     pub fn heard_ms(&self) -> u64 {
         self.heard_ms
     }
+
+    /// A `tick` received on this connection, with its secret (PROTOCOL.md §3, resumption).
+    pub fn ticket(&self, ticket_id: [u8; 16], expires_ms: u64, ticket: [u8; TICKET_LEN]) -> HeldTicket {
+        HeldTicket::received(&self.resumption, ticket_id, expires_ms, ticket)
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -222,5 +285,135 @@ fn unix_ms() -> u64 {
 impl AsFd for Conn {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client's side of a full handshake and of resumption against a
+    //! server side built from the library (`sotto::handshake`, `sotto::ticket`)
+    //! on a local socket: the ticket a `tick` brings resumes, its secret is
+    //! the server's, and a refusal or a close is reported, never a session.
+
+    use std::net::TcpListener;
+
+    use sotto::handshake::ServerConfig;
+    use sotto::identity::Signer;
+    use sotto::opcodes::ResumptionTicket;
+    use sotto::ticket::{TicketContents, TicketKey, REFUSED};
+    use sotto::wire::{code, Message, Status};
+    use zerocopy::IntoBytes;
+
+    use super::*;
+
+    fn read_frame(stream: &TcpStream) -> Option<Vec<u8>> {
+        let mut d = Deframer::new(MAX_BODY);
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(body) = d.pop().ok()? {
+                return Some(body);
+            }
+            let n = (&*stream).read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            d.push(&buf[..n]);
+        }
+    }
+
+    /// A well-formed message to carry over the record layer.
+    fn heartbeat(id: u64) -> sotto::opcodes::Heartbeat {
+        sotto::opcodes::Heartbeat::request(id, 1)
+    }
+
+    fn next_record(conn: &mut Conn) -> Vec<u8> {
+        loop {
+            if let Some(pt) = conn.poll_frame().expect("a record that opens") {
+                return pt;
+            }
+            conn.fill().expect("the server still talks");
+        }
+    }
+
+    #[test]
+    fn a_ticket_from_a_full_handshake_resumes_once_and_a_refusal_or_a_close_gives_no_session() {
+        let Ok(pem) = std::fs::read_to_string(sotto::build_info::BUILD_KEY_PATH) else {
+            // A release build's private key is not on this machine: nothing to play the server with.
+            let dev = sotto::build_info::DEV_KEYS;
+            assert!(!dev, "development builds keep their key beside the build");
+            return;
+        };
+        let signer = Signer::from_pkcs8_pem(&pem).unwrap();
+        let scfg = ServerConfig::built_in();
+        let key = TicketKey::generate(7, 1_000);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            // 1: a full handshake, then a tick.
+            let (s, _) = listener.accept().unwrap();
+            let ch = read_frame(&s).unwrap();
+            let (sh, mut keys) = handshake::server_hello(&scfg, &signer, &ch).unwrap();
+            (&s).write_all(&sh).unwrap();
+            let ticket_id = [9u8; 16];
+            let contents = TicketContents {
+                uid: 42,
+                issued_ms: 1,
+                expires_ms: 2,
+                generation: 0,
+                ticket_id,
+                secret: keys.resumption.ticket_secret(&ticket_id),
+            };
+            let mut t = ResumptionTicket::new(Status::Ok, code::OK, 0, 1);
+            t.ticket_id = ticket_id;
+            t.expires.set(2);
+            t.ticket = key.seal(&contents);
+            let mut out = Vec::new();
+            keys.sealer.seal(t.as_bytes(), &mut out).unwrap();
+            (&s).write_all(&out).unwrap();
+            // 2: the ticket resumes; a record goes both ways.
+            let (s2, _) = listener.accept().unwrap();
+            let rh = read_frame(&s2).unwrap();
+            let first = rh.clone();
+            assert!(ticket::is_resume_hello(&rh));
+            assert_eq!(ticket::check_resume_hello(&scfg, &rh), ticket::ResumeVerdict::Check);
+            let opened = ticket::open_ticket(std::slice::from_ref(&key), ticket::hello_ticket(&rh).unwrap()).unwrap();
+            assert!(ticket::binder_verifies(&rh, &opened.secret), "the client derived the server's secret");
+            let (sr, mut rkeys) = ticket::server_resume(&scfg, &rh, &opened.secret).unwrap();
+            (&s2).write_all(&sr).unwrap();
+            let mut out = Vec::new();
+            rkeys.sealer.seal(heartbeat(7).as_bytes(), &mut out).unwrap();
+            (&s2).write_all(&out).unwrap();
+            let up = read_frame(&s2).unwrap();
+            assert_eq!(rkeys.opener.open(&up).unwrap(), heartbeat(8).as_bytes());
+            // 3: the same ticket again: refused (the server's single-use policy).
+            let (s3, _) = listener.accept().unwrap();
+            let again = read_frame(&s3).unwrap();
+            assert_eq!(ticket::hello_ticket(&again), ticket::hello_ticket(&first));
+            (&s3).write_all(&ticket::refusal(&scfg, REFUSED)).unwrap();
+            // 4: closed without an answer.
+            let (s4, _) = listener.accept().unwrap();
+            assert!(read_frame(&s4).is_some());
+            drop(s4);
+        });
+
+        let mut conn = connect(&addr).unwrap();
+        let pt = next_record(&mut conn);
+        let t = sotto::wire::decode::<ResumptionTicket>(&pt).unwrap();
+        let held = conn.ticket(t.ticket_id, t.expires.get(), t.ticket);
+        assert_eq!(held.expires_ms, 2);
+
+        let mut resumed = resume(dial(&addr).unwrap(), &held).unwrap();
+        assert_eq!(next_record(&mut resumed), heartbeat(7).as_bytes());
+        resumed.send(heartbeat(8).as_bytes()).unwrap();
+
+        match resume(dial(&addr).unwrap(), &held) {
+            Err(ResumeFailed::Answer(ResumeError::Refused)) => {}
+            other => panic!("expected a refusal, got {:?}", other.err()),
+        }
+        match resume(dial(&addr).unwrap(), &held) {
+            Err(ResumeFailed::Connect(ConnectError::ClosedEarly)) => {}
+            other => panic!("expected a close, got {:?}", other.err()),
+        }
+        server.join().unwrap();
     }
 }

@@ -34,8 +34,8 @@ pub enum Event<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
-    /// Logged in; the UID as 16 hex digits.
-    Authenticated { user: &'a str, uid: String },
+    /// Logged in; the UID as 16 hex digits; whether with a resumption ticket.
+    Authenticated { user: &'a str, uid: String, resumed: bool },
     /// Joined a room.
     Joined { room: &'a str, members: Vec<MemberOut<'a>> },
     /// A room message.

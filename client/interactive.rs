@@ -62,6 +62,8 @@ commands:
   /room-ban ROOM USER [REASON]   remove a member and refuse their joins; /room-unban ROOM USER lifts it
   /room-owner ROOM USER          hand a room you own to another member
   /room-password ROOM            change the password of a room you own (asks for it); the others must join again
+  /password        change your password and passphrase (asks for the current ones, then the new ones)
+  /logout-everywhere  end your other sessions and revoke every saved login (resumption ticket)
   /delete-account  delete your account (asks for the password and passphrase again)
   /help            show this list
   /quit            leave (end of input does the same)
@@ -237,6 +239,30 @@ impl Interactive {
         Ok(())
     }
 
+    /// `/password`: the current password and passphrase, then the new ones, as at registration.
+    fn password(&mut self, app: &mut App) -> io::Result<()> {
+        if !app.logged_in() {
+            out!("error: log in first");
+            return Ok(());
+        }
+        let Some(password) = self.ask(app, "Current password: ")? else { return Ok(()) };
+        let Some(passphrase) = self.ask(app, "Current passphrase: ")? else { return Ok(()) };
+        let Some(new) = self.ask(app, "New password: ")? else { return Ok(()) };
+        if let Err(e) = sotto::account::check_password(&new) {
+            out!("error: {e}");
+            return Ok(());
+        }
+        let Some(repeat) = self.ask(app, "Repeat new password: ")? else { return Ok(()) };
+        if !sotto::crypto::ct_eq(new.as_bytes(), repeat.as_bytes()) {
+            out!("error: the passwords do not match");
+            return Ok(());
+        }
+        let Some(new_phrase) = self.ask(app, "New passphrase (three words): ")? else { return Ok(()) };
+        out!("changing the password and passphrase…");
+        show(app.change_password((&password, &passphrase), (&new, &new_phrase)));
+        Ok(())
+    }
+
     /// `/room ROOM`: switch the current room.
     fn switch(&mut self, app: &App, room: &str) {
         match sotto::room::normalize_name(room) {
@@ -406,6 +432,9 @@ fn usage(cmd: &str) -> String {
         "room-password" => "usage: /room-password ROOM (the new password is asked for, without echo)".to_string(),
         "unsend" => "usage: /unsend ID, /unsend @USER ID or /unsend ROOM ID".to_string(),
         "forget" => "usage: /forget @USER".to_string(),
+        "password" => {
+            "usage: /password (the current and the new password and passphrase are asked for, without echo)".to_string()
+        }
         "delete-account" => {
             "usage: /delete-account (the password and passphrase are asked for, without echo)".to_string()
         }
@@ -573,6 +602,9 @@ impl Frontend for Interactive {
             Command::Users => show(app.list_users()),
             Command::DeleteAccount(None) => self.delete_account(app)?,
             Command::DeleteAccount(Some(_)) => out!("{}", usage("delete-account")),
+            Command::Password(None) => self.password(app)?,
+            Command::Password(Some(_)) => out!("{}", usage("password")),
+            Command::LogoutEverywhere => show(app.logout_everywhere()),
         }
         Ok(Flow::Continue)
     }
@@ -619,6 +651,14 @@ impl Frontend for Interactive {
             Report::Done { cmd: "delete", room, .. } => {
                 out!("deleted room {room}");
                 self.forget(&room);
+            }
+            Report::Done { cmd: "password", .. } => {
+                out!(
+                    "password and passphrase changed; your other sessions were logged out and the files here re-sealed"
+                )
+            }
+            Report::Done { cmd: "logout-everywhere", .. } => {
+                out!("logged out everywhere else: your other sessions were closed and every saved login revoked")
             }
             Report::Done { cmd, room, .. } if room.is_empty() => out!("{cmd}: ok"),
             Report::Done { cmd, room, .. } => out!("{cmd} {room}: ok"),

@@ -23,6 +23,7 @@ mod lineedit;
 mod outbox;
 mod pins;
 mod ratchets;
+mod resume;
 mod session;
 mod store;
 mod term;

@@ -11,7 +11,10 @@
 //! plaintexts (they hold secrets) are zeroized on drop. Mailbox
 //! acknowledgements are held until the driver has saved what they confirm
 //! (`release_acks`). After a lost connection the session keeps its local
-//! state and logs in again with the credentials it remembers (in memory only).
+//! state and logs in again with the credentials it remembers (in memory
+//! only), or, on a connection the driver resumed with a ticket, takes the
+//! server's unsolicited `cnnt` (msg_id 0) as that login's completion
+//! (PROTOCOL.md §3, resumption); what follows either is the same.
 
 mod direct;
 mod moderation;
@@ -26,7 +29,8 @@ use std::collections::VecDeque;
 use sotto::account;
 use sotto::crypto;
 use sotto::identity::{self, KeyError, Signer, RSA_BYTES};
-use sotto::opcodes::{self, Connected, Login, MailboxAck, Passphrase, Register, StatusReply};
+use sotto::opcodes::{self, ChangeSecrets, Connected, Login, LogoutEverywhere, MailboxAck, Passphrase, Register};
+use sotto::opcodes::{ResumptionTicket, StatusReply};
 use sotto::wire::{self, Message, Status, WireError};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
@@ -107,7 +111,22 @@ pub enum Event {
         password: Zeroizing<String>,
         /// A login again after a lost connection (local state is already loaded).
         again: bool,
+        /// The connection resumed with a ticket: no password or passphrase was sent.
+        resumed: bool,
     },
+    /// A resumption ticket arrived (`tick`): the driver derives its secret on
+    /// the connection it came from and keeps it (never shown).
+    Ticket {
+        /// Its id.
+        ticket_id: [u8; 16],
+        /// When the server stops accepting it, Unix ms.
+        expires_ms: u64,
+        /// The ticket.
+        ticket: [u8; sotto::ticket::TICKET_LEN],
+    },
+    /// `/password` succeeded: the server holds the new secrets, and logging in
+    /// again uses them.
+    PasswordChanged,
     /// The login again after a lost connection failed.
     ReloginFailed(Failure),
     /// A room command succeeded (`create`, `say`, `leave`, `delete`, the `room-*` commands).
@@ -141,7 +160,7 @@ pub enum Event {
 /// Validated, normalised credentials, and the secrets derived from them
 /// (PROTOCOL.md §5): only `auth` and `pass` are ever sent.
 #[derive(Clone)]
-struct Credentials {
+pub struct Credentials {
     username: String,
     /// The password, until the login completes (it opens the local key store);
     /// empty in the credentials remembered for logging in again.
@@ -150,6 +169,13 @@ struct Credentials {
     auth: Zeroizing<[u8; account::SECRET_LEN]>,
     /// argon2id secret of the normalised passphrase (`pass`, `crea`).
     pass: Zeroizing<[u8; account::SECRET_LEN]>,
+}
+
+impl Credentials {
+    /// The normalised user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
 }
 
 /// The request waiting for its reply, by protocol step.
@@ -165,6 +191,13 @@ enum Pending {
         creds: Credentials,
         again: bool,
     },
+    /// On a resumed connection: the server's `cnnt` (msg_id 0) completes it.
+    Resume {
+        creds: Credentials,
+        again: bool,
+    },
+    /// `chpw`, with the new credentials to remember once it succeeds.
+    Password(Box<Credentials>),
     Room(room::Pending),
     Dm(direct::Pending),
     /// A request answered by a plain stat (`kick`, `announce`).
@@ -176,7 +209,8 @@ impl Pending {
     fn cmd(&self) -> &'static str {
         match self {
             Pending::Register(..) => "register",
-            Pending::Login { .. } | Pending::Passphrase { .. } => "login",
+            Pending::Login { .. } | Pending::Passphrase { .. } | Pending::Resume { .. } => "login",
+            Pending::Password(_) => "password",
             Pending::Room(p) => p.cmd(),
             Pending::Dm(p) => p.cmd(),
             Pending::Simple(cmd) => cmd,
@@ -307,10 +341,92 @@ impl Session {
     }
 
     /// Validates locally and queues a `Login` (auth); the passphrase follows on 202.
+    #[cfg(test)]
     pub fn login(&mut self, name: &str, password: &str, passphrase: &str, now_ms: u64) -> Result<(), Failure> {
-        let creds = validate("login", name, password, passphrase, false)?;
+        let creds = Session::credentials(name, password, passphrase)?;
+        self.login_with(creds, now_ms)
+    }
+
+    /// Whether a command that needs the server can start now: connected, nothing in flight.
+    pub fn ready(&self, cmd: &str) -> Result<(), Failure> {
+        self.check_idle(cmd)
+    }
+
+    /// Validates a login's input and derives its secrets (argon2id), sending nothing.
+    pub fn credentials(name: &str, password: &str, passphrase: &str) -> Result<Credentials, Failure> {
+        validate("login", name, password, passphrase, false)
+    }
+
+    /// Queues the `Login` (auth) of [`Session::credentials`]; the passphrase follows on 202.
+    pub fn login_with(&mut self, creds: Credentials, now_ms: u64) -> Result<(), Failure> {
         self.check_idle("login")?;
         self.send_login(creds, false, now_ms)
+    }
+
+    /// The connection was resumed with a ticket for `creds`' account (at
+    /// `/login`): nothing is sent; the server's `cnnt` completes the login,
+    /// and `creds` are remembered to log in again without a ticket.
+    pub fn login_resumed(&mut self, creds: Credentials, now_ms: u64) -> Result<(), Failure> {
+        self.check_idle("login")?;
+        self.await_resumed(creds, false, now_ms);
+        Ok(())
+    }
+
+    /// After [`Session::connection_lost`], on a connection the driver resumed
+    /// with a ticket: waits for the server's `cnnt`; false without remembered credentials.
+    pub fn resume_again(&mut self, now_ms: u64) -> bool {
+        let Some(creds) = self.remembered.clone() else { return false };
+        self.offline = false;
+        self.await_resumed(creds, true, now_ms);
+        true
+    }
+
+    fn await_resumed(&mut self, creds: Credentials, again: bool, now_ms: u64) {
+        // Id 0: the `cnnt` that completes it is unsolicited (PROTOCOL.md §3, resumption).
+        let what = Pending::Resume { creds, again };
+        self.in_flight = Some(InFlight { id: 0, deadline_ms: deadline(now_ms), what });
+    }
+
+    /// `/logout-everywhere`: `lgoe` (every ticket of the account revoked, its
+    /// other sessions closed); answered `ok`.
+    pub fn logout_everywhere(&mut self, now_ms: u64) -> Result<(), Failure> {
+        let cmd = "logout-everywhere";
+        if !self.logged_in() {
+            return Err(Failure::new(cmd, 401, "log in first"));
+        }
+        self.check_idle(cmd)?;
+        let id = self.take_id();
+        let mut m = LogoutEverywhere::request(id, now_ms);
+        self.queue(&mut m);
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Simple(cmd) });
+        Ok(())
+    }
+
+    /// Validates a `/password` change and derives the current and the new
+    /// login secrets (argon2id, four times), sending nothing: the new password
+    /// must pass the registration rule.
+    pub fn password_change(&self, old: (&str, &str), new: (&str, &str)) -> Result<(Credentials, Credentials), Failure> {
+        let cmd = "password";
+        let user = self.me.as_ref().map(|me| me.user.clone()).ok_or_else(|| Failure::new(cmd, 401, "log in first"))?;
+        self.check_idle(cmd)?;
+        let current = validate(cmd, &user, old.0, old.1, false)?;
+        let next = validate(cmd, &user, new.0, new.1, true)?;
+        Ok((current, next))
+    }
+
+    /// Queues `chpw` for [`Session::password_change`]'s secrets; on 200 the
+    /// new ones are remembered and [`Event::PasswordChanged`] follows.
+    pub fn change_password(&mut self, old: Credentials, new: Credentials, now_ms: u64) -> Result<(), Failure> {
+        self.check_idle("password")?;
+        let id = self.take_id();
+        let mut m = ChangeSecrets::request(id, now_ms);
+        m.old_auth_secret = *old.auth;
+        m.old_pass_secret = *old.pass;
+        m.new_auth_secret = *new.auth;
+        m.new_pass_secret = *new.pass;
+        self.queue(&mut m);
+        self.in_flight = Some(InFlight { id, deadline_ms: deadline(now_ms), what: Pending::Password(Box::new(new)) });
+        Ok(())
     }
 
     fn send_login(&mut self, creds: Credentials, again: bool, now_ms: u64) -> Result<(), Failure> {
@@ -347,7 +463,9 @@ impl Session {
             }
             // Sent again, unchanged, once logged in again.
             Pending::Room(room::Pending::Say { room, frame }) => self.requeue_say(room, frame, 0),
-            Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. } => {}
+            Pending::Login { again: true, .. }
+            | Pending::Passphrase { again: true, .. }
+            | Pending::Resume { again: true, .. } => {}
             Pending::Room(room::Pending::Settle { .. }) => {}
             Pending::Room(room::Pending::Refresh { .. }) => self.release_held(),
             what => self.events.push_back(Event::Failed(Failure::new(
@@ -424,7 +542,9 @@ impl Session {
             Pending::Dm(direct::Pending::Send { id, peer } | direct::Pending::Bundle { dm_id: id, peer, .. }) => {
                 self.events.push_back(Event::Dm(DmEvent::Pending { id, to: peer }));
             }
-            Pending::Login { again: true, .. } | Pending::Passphrase { again: true, .. } => {
+            Pending::Login { again: true, .. }
+            | Pending::Passphrase { again: true, .. }
+            | Pending::Resume { again: true, .. } => {
                 let why = format!("no reply from the server within {secs} s");
                 self.events.push_back(Event::ReloginFailed(Failure::new("login", 0, why)));
             }
@@ -470,6 +590,13 @@ impl Session {
         match opcode {
             // The answer to a heartbeat: hearing it is all that matters.
             opcodes::PONG => None,
+            opcodes::TICK => match wire::decode::<ResumptionTicket>(pt) {
+                Ok(t) if self.me.is_some() => {
+                    Some(Event::Ticket { ticket_id: t.ticket_id, expires_ms: t.expires.get(), ticket: t.ticket })
+                }
+                Ok(_) => Some(Event::Notice("ignoring a tick (resumption ticket) before any login".into())),
+                Err(e) => self.malformed(false, "tick", e),
+            },
             opcodes::STAT => match wire::decode::<StatusReply>(pt) {
                 Ok(r) if ours => self.complete_status(r, now_ms),
                 Ok(r) if self.is_prekey_upload(id) => self.complete_prekey_upload(r),
@@ -482,6 +609,7 @@ impl Session {
             },
             opcodes::CNNT => match wire::decode::<Connected>(pt) {
                 Ok(c) if ours => self.complete_connected(c),
+                Ok(c) if id == 0 && self.resuming() => self.complete_connected(c),
                 Ok(_) => Some(Event::Notice("ignoring a cnnt (connected) message for no pending login".into())),
                 Err(e) => self.malformed(ours, "cnnt", e),
             },
@@ -592,6 +720,11 @@ impl Session {
             (Pending::Room(p), _) => self.complete_room(p, r, now_ms),
             (Pending::Dm(p), _) => self.complete_dm(p, r, now_ms),
             (Pending::Simple(cmd), Some(Status::Ok)) => Some(Event::Done { cmd, room: String::new(), id: None }),
+            (Pending::Password(creds), Some(Status::Ok)) => {
+                // Logging in again (no ticket: every one was revoked) takes the new secrets.
+                self.remembered = Some(*creds);
+                Some(Event::PasswordChanged)
+            }
             (what @ (Pending::Login { .. } | Pending::Passphrase { .. }), _) => {
                 let f = self.login_failure(refused(what.cmd(), r));
                 Some(Event::Failed(f))
@@ -612,10 +745,25 @@ impl Session {
         None
     }
 
+    /// True while a resumed connection waits for the server's `cnnt`.
+    fn resuming(&self) -> bool {
+        matches!(self.in_flight, Some(InFlight { what: Pending::Resume { .. }, .. }))
+    }
+
     fn complete_connected(&mut self, c: &Connected) -> Option<Event> {
         let f = self.in_flight.take()?;
+        let resumed = matches!(f.what, Pending::Resume { .. });
         match f.what {
-            Pending::Passphrase { mut creds, again } => {
+            Pending::Passphrase { mut creds, again } | Pending::Resume { mut creds, again } => {
+                if resumed && !c.username().is_ok_and(|u| u == creds.username) {
+                    // The ticket's account is the server's word; a ticket of another account is not this login.
+                    let what = "the resumed session is not this account's";
+                    return Some(if again {
+                        Event::ReloginFailed(Failure::new("login", 0, what))
+                    } else {
+                        Event::Failed(Failure::new("login", 0, what))
+                    });
+                }
                 let user = creds.username.clone();
                 // The password leaves the session here; only the derived secrets stay, to log in again.
                 let password = std::mem::take(&mut creds.password);
@@ -627,7 +775,7 @@ impl Session {
                     self.me = Some(room::Me::new(c.uid.get(), &user));
                 }
                 self.remembered = Some(creds);
-                Some(Event::Authenticated { user, uid: c.uid.get(), password, again })
+                Some(Event::Authenticated { user, uid: c.uid.get(), password, again, resumed })
             }
             other => {
                 Some(Event::Failed(Failure::new(other.cmd(), 0, "unexpected cnnt (connected) reply from the server")))
@@ -753,6 +901,10 @@ fn validate(cmd: &str, name: &str, password: &str, passphrase: &str, new: bool) 
 }
 
 #[cfg(test)]
+#[path = "session/resume_tests.rs"]
+mod resume_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use sotto::wire::code;
@@ -814,7 +966,7 @@ mod tests {
         assert_eq!(p.hdr.msg_id.get(), 2);
         assert_eq!(p.pass_secret, *account::pass_secret("alice", "red green blue"), "of the normalised phrase");
         match feed(&mut s, &connected(2, "alice")) {
-            Some(Event::Authenticated { user, uid, password, again: false }) => {
+            Some(Event::Authenticated { user, uid, password, again: false, resumed: false }) => {
                 assert_eq!((user.as_str(), uid, password.as_str()), ("alice", 42, "password123"));
             }
             _ => panic!("expected authenticated"),

@@ -20,6 +20,9 @@
 //!   covers (the whole directory, or a consistent part of an old copy).
 //! - The salt is only in the manifest: files of this format found without
 //!   one are named ([`Store::orphans`]) and a new key store is not made over them.
+//! - A password change is staged beside the files and committed by one
+//!   rename of the manifest (`reseal`): a crash leaves a store that opens
+//!   with the old password or the new one, never neither.
 //!
 //! Manifest: `"SOTS" || version (1) = 2 || m (u32 KiB) || t (u32) || p (u32) ||
 //! salt (16) || generation (u64) || sealed` as in `vault` (the 28 header bytes
@@ -35,6 +38,8 @@ use zeroize::Zeroizing;
 
 use crate::keystore::KeyFileError;
 use crate::vault::{self, Kind, Reader};
+
+mod reseal;
 
 /// argon2id parameters of a key store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +102,7 @@ fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>, KeyFileError> 
 pub const MANIFEST: Kind = Kind { file: "manifest", magic: *b"SOTS", name: "manifest", id: 0, what: "manifest" };
 
 /// Every kind of file the manifest covers.
-pub fn kinds() -> [Kind; 8] {
+pub fn kinds() -> [Kind; 9] {
     [
         crate::keystore::KIND,
         crate::keyring::KIND,
@@ -107,6 +112,7 @@ pub fn kinds() -> [Kind; 8] {
         crate::outbox::KIND,
         crate::ratchets::KIND,
         crate::transfer::KIND,
+        crate::resume::KIND,
     ]
 }
 
@@ -128,6 +134,8 @@ pub struct Store {
     kek: Zeroizing<[u8; 32]>,
     entries: BTreeMap<u8, Entry>,
     generation: u64,
+    /// A password change staged beside the files, until committed or aborted (`reseal`).
+    staged: Option<Box<reseal::Staged>>,
 }
 
 fn derive(password: &str, salt: &[u8; SALT_LEN], params: Params) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
@@ -143,6 +151,60 @@ fn within(params: Params) -> bool {
         && (FLOOR.p..=CEILING.p).contains(&params.p)
 }
 
+/// A manifest opened with a password: what a [`Store`] is made of.
+struct Opened {
+    params: Params,
+    salt: [u8; SALT_LEN],
+    kek: Zeroizing<[u8; 32]>,
+    entries: BTreeMap<u8, Entry>,
+    generation: u64,
+}
+
+/// Checks a manifest's parameters (before any allocation), derives the KEK
+/// (argon2id) and opens it.
+fn open_manifest(bytes: &[u8], username: &str, password: &str) -> Result<Opened, KeyFileError> {
+    let f = vault::unframe(MANIFEST, HEADER_LEN, bytes)?;
+    let mut r = Reader::new(f.header);
+    let params = Params { m_kib: r.u32()?, t: r.u32()?, p: r.u32()? };
+    let salt: [u8; SALT_LEN] = r.array()?;
+    r.end()?;
+    if !within(params) {
+        return Err(KeyFileError::Parameters(params));
+    }
+    let kek = derive(password, &salt, params)?;
+    let key = vault::subkey(&kek, MANIFEST);
+    let plain = key
+        .open(&vault::aad(MANIFEST, username, f.generation, f.header), f.sealed)
+        .map_err(|_| KeyFileError::WrongPassword)?;
+    let entries = decode_entries(&plain)?;
+    Ok(Opened { params, salt, kek, entries, generation: f.generation })
+}
+
+/// A sealed manifest: the header (parameters, salt), then the entries.
+fn manifest_bytes(
+    user: &str,
+    params: Params,
+    salt: &[u8; SALT_LEN],
+    kek: &[u8; 32],
+    entries: &BTreeMap<u8, Entry>,
+    generation: u64,
+) -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    for v in [params.m_kib, params.t, params.p] {
+        header.extend_from_slice(&v.to_be_bytes());
+    }
+    header.extend_from_slice(salt);
+    let mut plain = Vec::with_capacity(1 + entries.len() * 10);
+    plain.push(entries.len().min(usize::from(MAX_ENTRIES)) as u8);
+    for (id, e) in entries.iter().take(usize::from(MAX_ENTRIES)) {
+        plain.push(*id);
+        plain.extend_from_slice(&e.generation.to_be_bytes());
+        plain.push(u8::from(e.present));
+    }
+    let key = vault::subkey(kek, MANIFEST);
+    vault::seal(MANIFEST, user, &key, generation, &header, &plain)
+}
+
 impl Store {
     /// A new, empty key store for `username` with a fresh salt (slow: argon2id); writes its manifest.
     pub fn create(home: &Path, username: &str, password: &str) -> Result<Store, KeyFileError> {
@@ -154,51 +216,74 @@ impl Store {
         let dir = vault::path(home, username, MANIFEST).parent().map(Path::to_path_buf).unwrap_or_default();
         crate::home::create_private_dir(&dir).map_err(|source| KeyFileError::Io { path: dir.clone(), source })?;
         crate::home::check_private(&dir).map_err(|e| KeyFileError::Unsafe(e.to_string()))?;
+        // A password change staged under an earlier key store of the name never applies to this one.
+        reseal::remove_staged_files(home, username)?;
         let salt = crypto::random();
         let kek = derive(password, &salt, params)?;
-        let mut store = Store {
-            home: home.to_path_buf(),
-            user: username.to_string(),
-            params,
-            salt,
-            kek,
-            entries: BTreeMap::new(),
-            generation: 0,
-        };
+        let opened = Opened { params, salt, kek, entries: BTreeMap::new(), generation: 0 };
+        let mut store = Store::from_opened(home, username, opened);
         store.write_manifest()?;
         Ok(store)
     }
 
-    /// Opens the key store of `username` (slow: argon2id once). `NotFound`
-    /// without a manifest; `WrongPassword` when it does not open.
+    fn from_opened(home: &Path, username: &str, o: Opened) -> Store {
+        Store {
+            home: home.to_path_buf(),
+            user: username.to_string(),
+            params: o.params,
+            salt: o.salt,
+            kek: o.kek,
+            entries: o.entries,
+            generation: o.generation,
+            staged: None,
+        }
+    }
+
+    /// Opens the key store of `username` (slow: argon2id once, twice after a
+    /// crash during a password change). `NotFound` without a manifest;
+    /// `WrongPassword` when it does not open.
+    ///
+    /// Call it with a password the server has just accepted: a password change
+    /// that a crash left staged (`reseal`) is completed when `password` is the
+    /// staged one, and dropped when it is the current one.
     pub fn open(home: &Path, username: &str, password: &str) -> Result<Store, KeyFileError> {
+        Store::open_as(home, username, password, true)
+    }
+
+    /// As [`Store::open`] before the server accepted `password` (a login that
+    /// resumes with a stored ticket): `NotFound` when a password change is
+    /// staged, which only the server's answer to a full login can settle.
+    pub fn open_settled(home: &Path, username: &str, password: &str) -> Result<Store, KeyFileError> {
+        Store::open_as(home, username, password, false)
+    }
+
+    fn open_as(home: &Path, username: &str, password: &str, settle: bool) -> Result<Store, KeyFileError> {
         let path = vault::path(home, username, MANIFEST);
         let Some(bytes) = read_bounded(&path, MAX_MANIFEST_BYTES)? else {
             return Err(KeyFileError::NotFound(path));
         };
-        let f = vault::unframe(MANIFEST, HEADER_LEN, &bytes)?;
-        let mut r = Reader::new(f.header);
-        let params = Params { m_kib: r.u32()?, t: r.u32()?, p: r.u32()? };
-        let salt: [u8; SALT_LEN] = r.array()?;
-        r.end()?;
-        if !within(params) {
-            return Err(KeyFileError::Parameters(params));
+        let next_path = reseal::next_path(home, username, MANIFEST);
+        if let Some(next) = read_bounded(&next_path, MAX_MANIFEST_BYTES)? {
+            if !settle {
+                return Err(KeyFileError::NotFound(next_path));
+            }
+            if let Ok(o) = open_manifest(&next, username, password) {
+                // The staged password: the server took the change, which completes here.
+                reseal::rename_durable(&next_path, &path)?;
+                let mut store = Store::from_opened(home, username, o);
+                store.settle_leftovers()?;
+                return Ok(store);
+            }
+            let o = open_manifest(&bytes, username, password)?;
+            // The current password: the change did not take; it is dropped (the manifest first).
+            reseal::remove_durable(&next_path)?;
+            let mut store = Store::from_opened(home, username, o);
+            store.settle_leftovers()?;
+            return Ok(store);
         }
-        let kek = derive(password, &salt, params)?;
-        let key = vault::subkey(&kek, MANIFEST);
-        let plain = key
-            .open(&vault::aad(MANIFEST, username, f.generation, f.header), f.sealed)
-            .map_err(|_| KeyFileError::WrongPassword)?;
-        let entries = decode_entries(&plain)?;
-        Ok(Store {
-            home: home.to_path_buf(),
-            user: username.to_string(),
-            params,
-            salt,
-            kek,
-            entries,
-            generation: f.generation,
-        })
+        let mut store = Store::from_opened(home, username, open_manifest(&bytes, username, password)?);
+        store.settle_leftovers()?;
+        Ok(store)
     }
 
     /// What the files of `username` sealed in this format hold, when there is
@@ -262,6 +347,8 @@ impl Store {
 
     /// Seals `plain` as the next generation of `kind`, writes it, then the manifest.
     pub fn save(&mut self, kind: Kind, plain: &[u8]) -> Result<(), KeyFileError> {
+        // A staged password change gets the same content first: it is never older than the files.
+        self.save_staged(kind, plain)?;
         let generation = self.entries.get(&kind.id).map_or(0, |e| e.generation).saturating_add(1);
         let sealed = vault::seal(kind, &self.user, &vault::subkey(&self.kek, kind), generation, &[], plain);
         let path = vault::path(&self.home, &self.user, kind);
@@ -273,6 +360,7 @@ impl Store {
     /// Moves the file of `kind` aside (`<file>.replaced-*`), recording first
     /// that none is expected; the generation counter goes on from where it was.
     pub fn set_aside(&mut self, kind: Kind) -> Result<Option<PathBuf>, KeyFileError> {
+        self.set_aside_staged(kind)?;
         if let Some(e) = self.entries.get_mut(&kind.id).filter(|e| e.present) {
             e.present = false;
             self.write_manifest()?;
@@ -283,22 +371,15 @@ impl Store {
 
     fn write_manifest(&mut self) -> Result<(), KeyFileError> {
         self.generation = self.generation.saturating_add(1);
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        for v in [self.params.m_kib, self.params.t, self.params.p] {
-            header.extend_from_slice(&v.to_be_bytes());
-        }
-        header.extend_from_slice(&self.salt);
-        let mut plain = Vec::with_capacity(1 + self.entries.len() * 10);
-        plain.push(self.entries.len().min(usize::from(MAX_ENTRIES)) as u8);
-        for (id, e) in self.entries.iter().take(usize::from(MAX_ENTRIES)) {
-            plain.push(*id);
-            plain.extend_from_slice(&e.generation.to_be_bytes());
-            plain.push(u8::from(e.present));
-        }
-        let key = vault::subkey(&self.kek, MANIFEST);
-        let sealed = vault::seal(MANIFEST, &self.user, &key, self.generation, &header, &plain);
+        let sealed = manifest_bytes(&self.user, self.params, &self.salt, &self.kek, &self.entries, self.generation);
         let path = vault::path(&self.home, &self.user, MANIFEST);
         crate::home::write_atomic(&path, &sealed).map_err(|source| KeyFileError::Io { path, source })
+    }
+
+    /// The KEK, for tests that seal files by hand.
+    #[cfg(test)]
+    pub fn kek_for_tests(&self) -> Zeroizing<[u8; 32]> {
+        self.kek.clone()
     }
 }
 

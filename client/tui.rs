@@ -43,7 +43,7 @@ const HELP: &str = "commands: /register NAME, /login NAME (secrets are asked for
 /dm @USER, /accept @USER, /reject @USER, /msg @USER TEXT, /contacts, /fingerprint @USER, /trust @USER, \
 /history @USER, /forget @USER, /unsend [@USER|ROOM] ID, /users, /room-kick ROOM USER [REASON], \
 /room-ban ROOM USER [REASON], /room-unban ROOM USER, /room-owner ROOM USER, /room-password ROOM, \
-/delete-account, /quit. A line without / goes to the current window. Keys: Alt-1..9, Ctrl-N, Ctrl-P switch \
+/password, /logout-everywhere, /delete-account, /quit. A line without / goes to the current window. Keys: Alt-1..9, Ctrl-N, Ctrl-P switch \
 windows; PageUp/PageDown and the mouse wheel scroll; Up/Down history; Tab completes commands, rooms and @users; \
 Ctrl-C or Ctrl-D on an empty line quits. A room message or direct message is at most 16384 bytes (UTF-8).";
 
@@ -128,6 +128,8 @@ enum Purpose {
     Rekey(String),
     /// `/delete-account`: asked as for `/login`.
     DeleteAccount,
+    /// `/password`: the current secrets, then the new ones as at registration.
+    Password,
 }
 
 /// What is being asked, and the answers so far.
@@ -148,6 +150,13 @@ impl Ask {
             Purpose::Create(_) if self.answers.first().is_some_and(|a| a.is_empty()) => &[],
             Purpose::Create(_) => &["Room password (Enter alone: four generated words): ", "Repeat room password: "],
             Purpose::Join(_) => &["Room password: "],
+            Purpose::Password => &[
+                "Current password: ",
+                "Current passphrase: ",
+                "New password: ",
+                "Repeat new password: ",
+                "New passphrase (three words): ",
+            ],
         };
         prompts.get(self.answers.len()).copied()
     }
@@ -172,10 +181,19 @@ impl Ask {
                 refused(sotto::room::check_password(password).err()?.to_string())
             }
             (Purpose::Create(_) | Purpose::Rekey(_), [_, _]) if !same(answers) => mismatch,
+            (Purpose::Password, [_, _, password]) => {
+                refused(sotto::account::check_password(password).err()?.to_string())
+            }
+            (Purpose::Password, [_, _, new @ ..]) if new.len() == 2 && !same(new) => mismatch,
+            (Purpose::Password, [_, _, _, _, phrase]) => {
+                refused(sotto::account::normalize_passphrase(phrase).err()?.to_string())
+            }
             _ => None,
         }?;
         if both {
-            self.answers.clear();
+            // The password and its repeat.
+            let keep = self.answers.len().saturating_sub(2);
+            self.answers.truncate(keep);
         } else {
             self.answers.pop();
         }
@@ -307,6 +325,10 @@ impl Tui {
             }
             Purpose::Rekey(room) => app.room_password(room, a(0)),
             Purpose::DeleteAccount => app.delete_account(a(0), a(1)),
+            Purpose::Password => {
+                self.ui.say("changing the password and passphrase…");
+                app.change_password((a(0), a(1)), (a(2), a(4)))
+            }
         };
         self.show(started);
     }
@@ -609,13 +631,24 @@ impl Frontend for Tui {
                 let started = app.room_owner(&room, &user);
                 self.show(started);
             }
-            Command::RoomPassword { password: Some(_), .. } | Command::DeleteAccount(Some(_)) => {
-                self.ui.warn("type only the command: the secrets are asked for, hidden")
-            }
+            Command::RoomPassword { password: Some(_), .. }
+            | Command::DeleteAccount(Some(_))
+            | Command::Password(Some(_)) => self.ui.warn("type only the command: the secrets are asked for, hidden"),
             Command::RoomPassword { room, password: None } => {
                 if self.ready(app, &room) {
                     self.ask(Purpose::Rekey(room));
                 }
+            }
+            Command::Password(None) => {
+                if app.logged_in() {
+                    self.ask(Purpose::Password);
+                } else {
+                    self.ui.warn("error: log in first");
+                }
+            }
+            Command::LogoutEverywhere => {
+                let started = app.logout_everywhere();
+                self.show(started);
             }
             Command::DeleteAccount(None) => {
                 if app.logged_in() {
@@ -649,7 +682,7 @@ impl Frontend for Tui {
                 self.ui.say(format!("identity fingerprint: {}", group(&fingerprint)));
                 self.ui.say(format!("log in with /login {user}"));
             }
-            Report::Authenticated { user, uid, fingerprint, rooms, contacts } => {
+            Report::Authenticated { user, uid, fingerprint, rooms, contacts, .. } => {
                 for c in contacts {
                     if !c.trusted {
                         self.ui.key_changed.insert(c.name.clone());
@@ -678,6 +711,12 @@ impl Frontend for Tui {
                 self.ui.info(i, format!("created room {room}; you own it"));
             }
             Report::Done { cmd: "say", room, id } => self.ui.mark_said(&room, id),
+            Report::Done { cmd: "password", .. } => self.ui.say(
+                "password and passphrase changed; your other sessions were logged out and the files here re-sealed",
+            ),
+            Report::Done { cmd: "logout-everywhere", .. } => {
+                self.ui.say("logged out everywhere else: your other sessions were closed and every saved login revoked")
+            }
             Report::Done { cmd, room, .. } if room.is_empty() => self.ui.say(format!("{cmd}: done")),
             Report::Done { cmd, room, .. } => self.ui.say(format!("{cmd} {room}: done")),
             Report::Room(ev) => self.room_event(ev),

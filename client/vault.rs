@@ -1,6 +1,6 @@
 //! Local-state layer: the sealed file format shared by every file of a
 //! user's key store (`identity.key`, `rooms`, `pins`, `contacts`, `inbox`,
-//! `outbox`, and the `manifest`; DESIGN §5, §9; docs/CLIENT.md "Home
+//! `outbox`, `sessions`, `transfers`, `ticket`, and the `manifest`; DESIGN §5, §9; docs/CLIENT.md "Home
 //! directory"), and a bounds-checked reader for their plaintexts.
 //!
 //! Invariant: a sealed file opens only under the subkey of its own kind, for
@@ -218,7 +218,7 @@ pub fn put_count(out: &mut Vec<u8>, n: usize) {
 mod tests {
     use super::*;
 
-    const KIND: Kind = Kind { file: "test", magic: *b"SOTT", name: "test", id: 9, what: "test" };
+    const KIND: Kind = Kind { file: "test", magic: *b"SOTX", name: "test", id: 99, what: "test" };
 
     #[test]
     fn roundtrips_and_refuses_other_key_user_kind_generation_and_damage() {
