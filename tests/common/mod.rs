@@ -270,6 +270,11 @@ impl Client {
         Client { stdin: child.stdin.take(), child, lines, backlog: VecDeque::new(), seen: Vec::new() }
     }
 
+    /// The client's process id (to stop and continue it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A client started with extra flags (e.g. `--dm-ttl 2`).
     pub fn start_with_args(server: &str, home: &Path, extra: &[&str]) -> Client {
         Client::spawn(server, home, extra, usize::MAX)
