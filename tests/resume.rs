@@ -11,7 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-const ROOM_PW: &str = "room password 1";
+const ROOM_PW: &str = "roompassword1";
 
 fn authenticated(c: &mut Client) -> Value {
     c.wait_for("authenticated", |v| v["type"] == "authenticated")
