@@ -142,7 +142,8 @@ fn a_ticket_resumes_an_authenticated_session_once_its_strike_is_durable() {
     let c = opened.iter().find(|m| op(m) == CNNT).expect("cnnt");
     let c = wire::decode::<Connected>(c).unwrap();
     assert_eq!((c.hdr.msg_id.get(), c.uid.get(), c.username().unwrap()), (0, uid(0), "alice"));
-    assert_eq!(op(opened.last().unwrap()), TICK, "a fresh ticket comes last");
+    let ops: Vec<u32> = opened.iter().map(|m| op(m)).collect();
+    assert_eq!(ops[..3], [CNNT, crate::opcodes::LGRC, TICK], "cnnt, the login record, a fresh ticket: {ops:?}");
     // The session works, and the fresh ticket (under the resumed session's master) resumes again.
     let pong = send_on(&mut w, 100, &mut keys, Heartbeat::request(5, now).as_bytes());
     assert!(pong.iter().any(|m| op(m) == PONG));

@@ -273,8 +273,8 @@ pub fn resumed_login(core: &mut Core, id: ConnId, uid: u64, now_ms: u64) {
 }
 
 /// What every login gets, full or resumed: `cnnt` (answering `msg_id`; 0,
-/// an event, for a resumption), `lgrc`, the login recorded, the login hooks
-/// (announcements, prekey state, waiting DMs), and a fresh ticket.
+/// an event, for a resumption), `lgrc`, a fresh ticket, the login recorded,
+/// the login hooks (announcements, prekey state, waiting DMs).
 fn start_session(core: &mut Core, id: ConnId, auth: Authenticated, msg_id: u64, now_ms: u64) {
     let (uid, name) = (auth.uid(), auth.name().to_owned());
     let resumed = auth.resumed();
@@ -284,6 +284,9 @@ fn start_session(core: &mut Core, id: ConnId, auth: Authenticated, msg_id: u64, 
     core.set_session(id, Session::Authenticated(auth));
     core.send(id, &reply);
     login_record(core, id, uid, now_ms);
+    // The ticket right after the login's answer and record, before the
+    // login's other events (announcements, prekey state, the mailbox).
+    core.issue_ticket(id, uid, now_ms);
     if resumed {
         // Recorded, and written with the account's next change or when its
         // last session ends: a storm of resumptions is one journal append
@@ -303,7 +306,6 @@ fn start_session(core: &mut Core, id: ConnId, auth: Authenticated, msg_id: u64, 
         let how = if resumed { "resumed a session" } else { "logged in" };
         crate::log!(Info, "conn {id}: {name} (uid {uid:016x}) {how} from {addr}");
     }
-    core.issue_ticket(id, uid, now_ms);
 }
 
 /// lgrc, right after cnnt: the previous login and the failed logins since.
