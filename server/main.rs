@@ -163,11 +163,10 @@ fn serve(args: Args) -> Result<(), String> {
     });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
-    let mut core =
-        Core::new(server, args.limits, accounts, rooms, mail)
-            .with_files(files)
-            .with_announcements(announcements)
-            .with_tickets(tickets);
+    let mut core = Core::new(server, args.limits, accounts, rooms, mail)
+        .with_files(files)
+        .with_announcements(announcements)
+        .with_tickets(tickets);
     // --threads N: N - 1 output loops seal and write, the core loop keeps the rest.
     let outputs = match args.threads {
         0 | 1 => None,

@@ -183,8 +183,12 @@ fn expired_revoked_unknown_and_inactive_tickets_are_refused() {
         secret: zeroize::Zeroizing::new(secret),
     };
     let forged = TicketKey::generate(42, now).seal(&contents);
-    let forged =
-        HeldTicket { ticket: forged, ticket_id: [9; 16], expires_ms: now + DAY, secret: zeroize::Zeroizing::new(secret) };
+    let forged = HeldTicket {
+        ticket: forged,
+        ticket_id: [9; 16],
+        expires_ms: now + DAY,
+        secret: zeroize::Zeroizing::new(secret),
+    };
     assert_eq!(resume(&mut w, 102, &forged).err(), Some(ResumeError::Refused));
     assert_eq!(refused_for(&mut w, "resumption refused: ticket does not open"), 1);
 
@@ -222,7 +226,12 @@ fn the_session_limit_and_no_resume_refuse() {
         secret: zeroize::Zeroizing::new(secret),
     };
     let sealed = w.core().tickets.sealing_key().unwrap().seal(&contents);
-    let held = HeldTicket { ticket: sealed, ticket_id: [1; 16], expires_ms: now + DAY, secret: zeroize::Zeroizing::new(secret) };
+    let held = HeldTicket {
+        ticket: sealed,
+        ticket_id: [1; 16],
+        expires_ms: now + DAY,
+        secret: zeroize::Zeroizing::new(secret),
+    };
     assert_eq!(resume(&mut w, 100, &held).err(), Some(ResumeError::Refused));
     assert_eq!(refused_for(&mut w, "resumption refused: turned off"), 1);
 }

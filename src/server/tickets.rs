@@ -133,6 +133,7 @@ impl Refusal {
 }
 
 /// The ticket keys, generations and strike register.
+#[derive(Default)]
 pub struct Tickets {
     /// Whether this state was loaded (or made) for serving: a core without
     /// it issues no ticket and refuses every resumption.
@@ -156,24 +157,6 @@ pub struct Tickets {
     pruned_ms: u64,
 }
 
-impl Default for Tickets {
-    fn default() -> Tickets {
-        Tickets {
-            loaded: false,
-            keys: Vec::new(),
-            sealing: None,
-            keys_dirty: false,
-            generations: HashMap::new(),
-            used: HashMap::new(),
-            pending: Vec::new(),
-            file_records: 0,
-            rewrite: false,
-            full_warned_ms: 0,
-            pruned_ms: 0,
-        }
-    }
-}
-
 /// What [`Tickets::load`] did that the start must write before serving.
 pub struct Loaded {
     /// The state.
@@ -191,12 +174,7 @@ impl Tickets {
     /// missing) at `now_ms`: keys made or rotated and old ones dropped as
     /// needed, used ids past their expiry dropped; the caller writes the
     /// key file (when changed) and the compacted journal before serving.
-    pub fn load(
-        keys_file: Option<&[u8]>,
-        journal: Option<&[u8]>,
-        ttl_ms: u64,
-        now_ms: u64,
-    ) -> Result<Loaded, String> {
+    pub fn load(keys_file: Option<&[u8]>, journal: Option<&[u8]>, ttl_ms: u64, now_ms: u64) -> Result<Loaded, String> {
         let mut t = Tickets { loaded: true, ..Tickets::default() };
         let mut keys_changed = false;
         if let Some(bytes) = keys_file {

@@ -19,8 +19,8 @@
 use crate::account;
 use crate::identity;
 use crate::opcodes::{
-    ChangeSecrets, Connected, Login, LoginRecord, LoginRefused, LogoutEverywhere, Passphrase, Register, UserRecord, AUTH,
-    CHPW, CREA, LGOE, PASS,
+    ChangeSecrets, Connected, Login, LoginRecord, LoginRefused, LogoutEverywhere, Passphrase, Register, UserRecord,
+    AUTH, CHPW, CREA, LGOE, PASS,
 };
 use crate::wire::{code, decode, Message, Status};
 use zerocopy::FromZeros;
