@@ -179,32 +179,24 @@ fn serve(args: Args) -> Result<(), String> {
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+    let l = &args.limits;
+    let resumption = if l.resume {
+        format!("resumption on, tickets valid {} s", l.ticket_ttl_ms / 1000)
+    } else {
+        "resumption off".to_owned()
+    };
     sotto::log!(
         Info,
-        "sottod {} serving {} accounts, {} rooms and {} files from {} ({} event loop{})",
+        "sottod {} serving {} accounts, {} rooms and {} files from {} ({} event loop{}; {resumption}; handshake backlog {})",
         build_info::describe(),
         n_accounts,
         n_rooms,
         n_files,
         args.data.display(),
         args.threads,
-        if args.threads == 1 { "" } else { "s" }
+        if args.threads == 1 { "" } else { "s" },
+        l.handshake_backlog
     );
-    let l = &args.limits;
-    if l.resume {
-        sotto::log!(
-            Info,
-            "resumption on: tickets valid {} s; {} full handshakes may wait for a signature",
-            l.ticket_ttl_ms / 1000,
-            l.handshake_backlog
-        );
-    } else {
-        sotto::log!(
-            Info,
-            "resumption off (--no-resume); {} full handshakes may wait for a signature",
-            l.handshake_backlog
-        );
-    }
     if args.kdf_kib < sotto::crypto::STORED_HASH_KIB {
         sotto::log!(
             Warn,

@@ -380,3 +380,34 @@ fn the_operators_ban_kick_and_deletion_revoke() {
     assert_eq!(refused_for(&mut w, "resumption refused: revoked"), 2);
     assert_eq!(refused_for(&mut w, "resumption refused: no such account"), 1);
 }
+
+#[test]
+fn full_handshakes_beyond_the_backlog_are_closed_unanswered_and_resumptions_go_on() {
+    let mut w = world_on(Limits { handshake_backlog: 2, ..limits() });
+    let (_, _, held) = ticketed(&mut w, 0);
+    let mut cfg = ccfg();
+    cfg.server_keys.clear();
+    let now = w.now_ms();
+    for id in [200, 201, 202] {
+        w.accept(id);
+        let (_, hello) = crate::handshake::client_hello(&cfg);
+        w.core().handle_input(id, &hello, now);
+    }
+    // Two wait for a signature (their jobs not yet run); the third is closed.
+    assert!(w.closing(200).is_none() && w.closing(201).is_none());
+    assert_eq!(w.closing(202), Some("handshake backlog full"));
+    assert!(frames(&mut w, 202).is_empty(), "no answer");
+    // A resumption is served meanwhile, in the loop: its strike's commit, no worker job.
+    w.accept(300);
+    let (state, hello) = ticket::resume_hello(&ccfg(), &held);
+    w.core().handle_input(300, &hello, now);
+    assert!(w.commit());
+    let got = frames(&mut w, 300);
+    assert!(state.handle_answer(&ccfg(), &got[0]).is_ok(), "resumed while the signatures wait");
+    // Once the signatures are made, handshakes are admitted again.
+    assert_eq!(w.run_jobs(), 2);
+    w.accept(203);
+    let (_, hello) = crate::handshake::client_hello(&cfg);
+    w.core().handle_input(203, &hello, now);
+    assert!(w.closing(203).is_none());
+}

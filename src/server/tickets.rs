@@ -700,6 +700,43 @@ mod tests {
     }
 
     #[test]
+    fn the_files_survive_a_reopen_and_a_torn_append_is_cut_at_start() {
+        use crate::server::store::FileStore;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("sotto-tickets-{}", crypto::hex(&crypto::random::<6>())));
+        let store = FileStore::open(&dir).unwrap();
+        let mut t = Tickets::open(&store, 7 * DAY, 1_000).unwrap();
+        let keys = std::fs::read(dir.join(KEYS_FILE)).unwrap();
+        for name in [KEYS_FILE, JOURNAL_FILE] {
+            let mode = std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+        t.revoke(5);
+        assert!(t.strike([7; 16], 5, 10 * DAY, 1_000));
+        let Some(w) = t.take_journal(1_000) else { panic!("a write") };
+        store.commit(&[Change::Tickets(w)]).unwrap();
+        // A crash in the middle of the next append.
+        t.revoke(6);
+        let Some(JournalWrite::Append(torn)) = t.take_journal(1_000) else { panic!("an append") };
+        store.commit(&[Change::Tickets(JournalWrite::Append(torn[..torn.len() / 2].to_vec()))]).unwrap();
+        let before = std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len();
+        let again = Tickets::open(&store, 7 * DAY, 2_000).unwrap();
+        assert_eq!((again.generation(5), again.generation(6), again.is_used(&[7; 16])), (1, 0, true));
+        assert_eq!(std::fs::read(dir.join(KEYS_FILE)).unwrap(), keys, "the key file is kept as it was");
+        assert_eq!(again.sealing_key().map(|k| k.id), t.sealing_key().map(|k| k.id));
+        let after = std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len();
+        assert!(after < before, "rewritten without the torn tail");
+        // Damage before the end stops the start, naming the file.
+        let mut bytes = std::fs::read(dir.join(JOURNAL_FILE)).unwrap();
+        bytes[JOURNAL_HEAD + 10] ^= 1;
+        bytes.extend_from_slice(&torn);
+        std::fs::write(dir.join(JOURNAL_FILE), &bytes).unwrap();
+        let err = Tickets::open(&store, 7 * DAY, 3_000).err().unwrap();
+        assert!(err.starts_with("tickets: corrupt (checksum mismatch)"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_full_register_refuses_until_ids_expire() {
         let mut t = Tickets::fresh(0);
         for i in 0..MAX_USED as u32 {
