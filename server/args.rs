@@ -175,19 +175,18 @@ pub fn config_options(path: &Path) -> Result<Vec<String>, String> {
         ) {
             return Err(format!("{shown}: `{key}` is not an option a configuration file can set"));
         }
+        // A flag: set by `true`, left out by `false`.
+        if FLAGS.contains(&key.as_str()) {
+            match value {
+                toml::Value::Boolean(true) => out.push(format!("--{key}")),
+                toml::Value::Boolean(false) => {}
+                other => return Err(format!("{shown}: `{key}` = {other}: a flag takes true or false")),
+            }
+            continue;
+        }
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(n) => n.to_string(),
-            // A flag: set by `true`, left out by `false`.
-            toml::Value::Boolean(set) if FLAGS.contains(&key.as_str()) => {
-                if set {
-                    out.push(format!("--{key}"));
-                }
-                continue;
-            }
-            other if FLAGS.contains(&key.as_str()) => {
-                return Err(format!("{shown}: `{key}` = {other}: a flag takes true or false"))
-            }
             other => return Err(format!("{shown}: `{key}` = {other}: a string or a whole number")),
         };
         out.push(format!("--{key}"));

@@ -144,6 +144,11 @@ impl Core {
     pub(super) fn resumed(&mut self, id: ConnId, ok: bool, now_ms: u64) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         let Phase::Resuming(_) = conn.phase else { return };
+        if conn.close.is_some() {
+            // Timed out or gone meanwhile: nothing to answer.
+            conn.busy = false;
+            return;
+        }
         let Phase::Resuming(r) = std::mem::replace(&mut conn.phase, Phase::Handshaking) else { return };
         let Resuming { frame, keys, uid, generation } = *r;
         // Again: what changed while the strike went to disk counts.
