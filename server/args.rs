@@ -22,11 +22,13 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
               [--max-file-size BYTES] [--file-quota BYTES] [--file-ttl SECS]
               [--registration open|approval|closed] [--sessions-per-user N] [--login-records N]
               [--name-reserve SECS] [--list-users all|shared|off]
+              [--ticket-ttl SECS] [--no-resume] [--handshake-backlog N]
        sottod [options] --check
        sottod --opcodes | --opcodes-markdown | --opcodes-canonical | --man | --version | --help
 
   --config FILE             read options from FILE (TOML: each key an option without its --,
-                            e.g. listen = \"0.0.0.0:7777\", workers = 4, rate = \"off\"); options on
+                            e.g. listen = \"0.0.0.0:7777\", workers = 4, rate = \"off\",
+                            no-resume = true for a flag); options on
                             the command line win (default /etc/sotto/sottod.toml when it
                             exists and sottod is installed, none when it runs from a build tree)
 
@@ -73,6 +75,16 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
   --list-users all|shared|off
                             whom /users lists: every account, the users one shares a room or
                             an accepted DM channel with (default shared), or nobody (refused)
+  --ticket-ttl SECS         a resumption ticket is accepted this long after it was issued (default
+                            604800 = 7 days; 60 to 7776000 = 90 days); a shorter value applies to
+                            the tickets already out too
+  --no-resume               issue no resumption tickets and refuse every resumption: each
+                            reconnect is a full handshake and login (the ticket keys and the
+                            journal are kept, so tickets issued before work again once resumed)
+  --handshake-backlog N     full handshakes waiting for a signature at most, from all addresses
+                            together (default 1024); a ClientHello beyond it is closed unanswered
+                            and its client retries later: in a reconnect storm the signing queue
+                            stays shorter than what the workers sign before the handshake timeout
   --max-bps BYTES           input bytes per second per connection before reading pauses (default 8388608; 0: off)
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
@@ -90,7 +102,9 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
 \"Installed\" means the binary does not sit in a cargo target directory. Log lines go to
 stderr with an RFC 3339 time, or without one under systemd, whose journal stamps them.
 The first line on stdout is `listening HOST:PORT`. The admin socket for sottoctl(8) is
-DATA/admin.sock, mode 0600, for root and the service user only. SIGINT/SIGTERM finish pending work and exit 0.";
+DATA/admin.sock, mode 0600, for root and the service user only. The resumption ticket keys
+are DATA/ticket-keys and the journal of revocations and used tickets DATA/tickets, both 0600.
+SIGINT/SIGTERM finish pending work and exit 0.";
 
 /// Where an installed sottod looks for its configuration, key and data.
 pub const ETC_CONFIG: &str = "/etc/sotto/sottod.toml";
@@ -161,6 +175,15 @@ pub fn config_options(path: &Path) -> Result<Vec<String>, String> {
         ) {
             return Err(format!("{shown}: `{key}` is not an option a configuration file can set"));
         }
+        // A flag: set by `true`, left out by `false`.
+        if FLAGS.contains(&key.as_str()) {
+            match value {
+                toml::Value::Boolean(true) => out.push(format!("--{key}")),
+                toml::Value::Boolean(false) => {}
+                other => return Err(format!("{shown}: `{key}` = {other}: a flag takes true or false")),
+            }
+            continue;
+        }
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(n) => n.to_string(),
@@ -171,6 +194,9 @@ pub fn config_options(path: &Path) -> Result<Vec<String>, String> {
     }
     Ok(out)
 }
+
+/// The options that take no value (a configuration file sets them with `true`).
+const FLAGS: &[&str] = &["no-resume"];
 
 /// Most event loops `--threads` takes, and its default's cap.
 const MAX_THREADS: usize = 64;
@@ -269,6 +295,23 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
                 args.limits.list_users = sotto::server::core::ListUsers::parse(&v)
                     .ok_or_else(|| format!("{flag}: `{v}` is not all, shared or off"))?;
             }
+            "--ticket-ttl" => {
+                let secs = number(&flag, &value()?)?;
+                let ms = secs.saturating_mul(1000);
+                use sotto::server::tickets::{TTL_MAX_MS, TTL_MIN_MS};
+                if !(TTL_MIN_MS..=TTL_MAX_MS).contains(&ms) {
+                    return Err(format!(
+                        "--ticket-ttl: between {} and {} seconds (1 minute to 90 days)",
+                        TTL_MIN_MS / 1000,
+                        TTL_MAX_MS / 1000
+                    ));
+                }
+                args.limits.ticket_ttl_ms = ms;
+            }
+            "--no-resume" => args.limits.resume = false,
+            "--handshake-backlog" => {
+                args.limits.handshake_backlog = usize::try_from(number(&flag, &value()?)?.max(1)).unwrap_or(usize::MAX)
+            }
             "--max-conns" => args.limits.max_conns = number(&flag, &value()?)?.max(1) as usize,
             "--max-conns-per-addr" => args.limits.max_conns_per_addr = number(&flag, &value()?)?.max(1) as usize,
             "--handshakes-per-sec" => {
@@ -346,6 +389,9 @@ fn effective(a: &Args) -> String {
         ("registration", l.registration.as_str().to_owned()),
         ("sessions-per-user", l.sessions_per_user.to_string()),
         ("login-records", l.login_records.to_string()),
+        ("ticket-ttl", (l.ticket_ttl_ms / 1000).to_string()),
+        ("no-resume", (!l.resume).to_string()),
+        ("handshake-backlog", l.handshake_backlog.to_string()),
     ];
     lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
 }

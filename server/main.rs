@@ -21,6 +21,7 @@ use sotto::server::files::Files;
 use sotto::server::mailbox::Mail;
 use sotto::server::room::Rooms;
 use sotto::server::store::{FileStore, Store};
+use sotto::server::tickets::Tickets;
 use sotto::server::worker::{Pool, WorkerCtx};
 
 /// Loads the server key: private to its owner, and the one this build trusts.
@@ -90,6 +91,20 @@ fn admin_listen(path: &std::path::Path) -> Result<std::os::unix::net::UnixListen
     Ok(listener)
 }
 
+/// The ticket keys and journal, checked; a new or rotated key file and the
+/// compacted journal are durable before anything is served.
+fn load_tickets(store: &FileStore, args: &Args) -> Result<Tickets, String> {
+    let tickets = Tickets::open(store, args.limits.ticket_ttl_ms, event_loop::now_ms())
+        .map_err(|e| format!("{}/{e}", args.data.display()))?;
+    let (used, generations) = tickets.sizes();
+    sotto::log!(
+        Info,
+        "resumption tickets: {} keys, {used} used tickets remembered, {generations} accounts with revocations",
+        tickets.keys().len()
+    );
+    Ok(tickets)
+}
+
 fn serve(args: Args) -> Result<(), String> {
     if build_info::DEV_KEYS {
         sotto::log!(Warn, "built with throwaway development keys; run `make keys && make` for a deployment");
@@ -139,6 +154,7 @@ fn serve(args: Args) -> Result<(), String> {
     let mail = Mail::load(&store)?;
     let files = Files::load(&store)?;
     let n_files = files.len();
+    let tickets = load_tickets(&store, &args)?;
     let server = ServerConfig::built_in();
     let ctx = Arc::new(WorkerCtx {
         server: server.clone(),
@@ -147,8 +163,10 @@ fn serve(args: Args) -> Result<(), String> {
     });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
-    let mut core =
-        Core::new(server, args.limits, accounts, rooms, mail).with_files(files).with_announcements(announcements);
+    let mut core = Core::new(server, args.limits, accounts, rooms, mail)
+        .with_files(files)
+        .with_announcements(announcements)
+        .with_tickets(tickets);
     // --threads N: N - 1 output loops seal and write, the core loop keeps the rest.
     let outputs = match args.threads {
         0 | 1 => None,
@@ -161,16 +179,23 @@ fn serve(args: Args) -> Result<(), String> {
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+    let l = &args.limits;
+    let resumption = if l.resume {
+        format!("resumption on, tickets valid {} s", l.ticket_ttl_ms / 1000)
+    } else {
+        "resumption off".to_owned()
+    };
     sotto::log!(
         Info,
-        "sottod {} serving {} accounts, {} rooms and {} files from {} ({} event loop{})",
+        "sottod {} serving {} accounts, {} rooms and {} files from {} ({} event loop{}; {resumption}; handshake backlog {})",
         build_info::describe(),
         n_accounts,
         n_rooms,
         n_files,
         args.data.display(),
         args.threads,
-        if args.threads == 1 { "" } else { "s" }
+        if args.threads == 1 { "" } else { "s" },
+        l.handshake_backlog
     );
     if args.kdf_kib < sotto::crypto::STORED_HASH_KIB {
         sotto::log!(

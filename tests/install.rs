@@ -120,9 +120,18 @@ fn a_configuration_file_mirrors_the_options_and_the_command_line_wins() {
     );
     let s = check(Path::new(sottod()), &["--workers", "5", "--config", c]).unwrap();
     assert_eq!(get(&s, "workers"), "5", "the command line wins");
+    // A flag is set by `true`, and left unset by `false`.
+    for (text, set) in [("no-resume = true\nticket-ttl = 3600\n", "true"), ("no-resume = false\n", "false")] {
+        std::fs::write(&conf, text).unwrap();
+        let s = check(Path::new(sottod()), &["--config", c]).unwrap();
+        assert_eq!(get(&s, "no-resume"), set, "{text:?}");
+    }
+    assert_eq!(get(&check(Path::new(sottod()), &["--config", c]).unwrap(), "ticket-ttl"), "604800");
     for (bad, says) in [
         ("listn = \"x\"\n", "unknown option --listn"),
         ("workers = true\n", "a string or a whole number"),
+        ("no-resume = \"yes\"\n", "a flag takes true or false"),
+        ("ticket-ttl = 59\n", "--ticket-ttl: between 60 and 7776000"),
         ("check = 1\n", "not an option a configuration file can set"),
         ("workers = \n", "sottod.toml"),
     ] {

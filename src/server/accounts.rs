@@ -38,6 +38,23 @@ impl Accounts {
         }
     }
 
+    /// Replaces a stored account's record (new secrets), keeping the counts
+    /// of hash costs true.
+    pub(crate) fn replace(&mut self, rec: UserRecord) {
+        let uid = rec.uid.get();
+        if let Some(old) = self.by_uid.get(&uid) {
+            if let Some(kib) = old.password_hash().ok().and_then(crate::crypto::phc_kib) {
+                if let Some(n) = self.hash_kib.get_mut(&kib) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.hash_kib.remove(&kib);
+                    }
+                }
+            }
+            self.insert(rec);
+        }
+    }
+
     /// The argon2id memory cost (KiB) of the dummy hash an unknown user name
     /// is checked against: that of most stored password hashes, so that an
     /// unknown name costs what a known one does; with no account yet, that

@@ -44,6 +44,8 @@ mod deletion;
 mod fanout;
 #[path = "output.rs"]
 mod output;
+#[path = "resume.rs"]
+pub(crate) mod resume;
 
 /// How long a closing connection may take to flush its last output.
 const CLOSE_GRACE_MS: u64 = 5_000;
@@ -105,6 +107,13 @@ pub struct Limits {
     pub name_reserve_ms: u64,
     /// Whom `/users` (lsus) lists.
     pub list_users: ListUsers,
+    /// Whether sessions get resumption tickets and resume with them (`--no-resume` off).
+    pub resume: bool,
+    /// A ticket is accepted this long after it was issued (`--ticket-ttl`).
+    pub ticket_ttl_ms: u64,
+    /// Full handshakes waiting for a signature, at most, over all addresses
+    /// (`--handshake-backlog`); a ClientHello beyond is closed unanswered.
+    pub handshake_backlog: usize,
 }
 
 /// Who may register (`--registration`).
@@ -188,6 +197,9 @@ impl Default for Limits {
             login_records: 10,
             name_reserve_ms: 90 * 24 * 3600 * 1000,
             list_users: ListUsers::Shared,
+            resume: true,
+            ticket_ttl_ms: crate::server::tickets::TTL_DEFAULT_MS,
+            handshake_backlog: 1024,
         }
     }
 }
@@ -195,6 +207,9 @@ impl Default for Limits {
 enum Phase {
     AwaitHello,
     Handshaking,
+    /// A ticket was accepted and its id struck; the answer waits until the
+    /// strike is durable (`Deferred::Resumed`), and no frame is processed.
+    Resuming(Box<resume::Resuming>),
     /// `sealer` is `None` when an output loop seals for the connection
     /// (`--threads` over 1, [`crate::server::remote`]).
     Open {
@@ -237,6 +252,10 @@ struct Conn {
     /// Closing, but an answer waits for a commit (an account deletion's):
     /// the connection stays until it is sent.
     holding: bool,
+    /// The session's resumption master, which gives the secrets of the
+    /// tickets issued to it (wiped on drop, with the connection); None
+    /// before the handshake and under `--no-resume`.
+    resumption: Option<crate::ticket::ResumptionMaster>,
 }
 
 /// What to send once a commit is durable (DESIGN §8: nothing is acknowledged
@@ -263,6 +282,12 @@ pub(crate) enum Deferred {
     /// An account deletion is durable: a sender waiting for the answer to
     /// its DM (`msg_id`) to the deleted account hears that it was returned.
     Returned { conn: ConnId, msg_id: u64, peer: u64, name: String },
+    /// A resumption's strike is durable: answer it.
+    Resumed { conn: ConnId },
+    /// A revocation is durable: the status reply, then a fresh ticket.
+    Revoked { conn: ConnId, msg_id: u64, opcode: u32, reason: &'static str },
+    /// A password change's revocation is durable: store the new secrets.
+    SecretsRevoked { conn: ConnId, msg_id: u64, record: Box<crate::opcodes::UserRecord> },
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
@@ -295,6 +320,11 @@ struct Inflight {
     /// The accounts whose records it deletes, and whether it writes the retired names.
     users: Vec<u64>,
     retired: bool,
+    /// The accounts whose records (new secrets) it writes.
+    records: Vec<u64>,
+    /// The newest ticket key in the key file it writes, and whether it writes the journal.
+    ticket_keys: Option<u64>,
+    tickets: bool,
 }
 
 /// The whole server state.
@@ -355,6 +385,8 @@ pub struct Core {
     refused_total: std::collections::BTreeMap<&'static str, u64>,
     /// Accounts whose operator state must be rewritten.
     acct_dirty: BTreeSet<u64>,
+    /// Accounts whose record (new secrets) must be rewritten.
+    users_dirty: BTreeSet<u64>,
     /// Online accounts sent an announcement live whose `announce_seen` is
     /// not yet on disk: written when their last session ends.
     announce_unsaved: BTreeSet<u64>,
@@ -365,6 +397,10 @@ pub struct Core {
     pub(crate) admin: HashMap<ConnId, AdminConn>,
     /// With output loops (`--threads` over 1): what to hand them, in order.
     outbox: Option<Vec<Out>>,
+    /// Ticket keys, generations and the strike register.
+    pub(crate) tickets: crate::server::tickets::Tickets,
+    /// Full handshakes handed to the signing workers and not yet back.
+    signing: usize,
 }
 
 impl Core {
@@ -403,12 +439,22 @@ impl Core {
             refused: Default::default(),
             refused_total: Default::default(),
             acct_dirty: BTreeSet::new(),
+            users_dirty: BTreeSet::new(),
             announce_unsaved: BTreeSet::new(),
             announcements: Announcements::default(),
             announcements_dirty: false,
             admin: HashMap::new(),
             outbox: None,
+            tickets: Default::default(),
+            signing: 0,
         }
+    }
+
+    /// The core with the ticket state loaded at start (without it, no
+    /// ticket is issued and every resumption is refused).
+    pub fn with_tickets(mut self, tickets: crate::server::tickets::Tickets) -> Core {
+        self.tickets = tickets;
+        self
     }
 
     /// The core with the stored announcements (as loaded at start).
@@ -441,10 +487,19 @@ impl Core {
         }
     }
 
-    /// Notes that online `uid` was sent an announcement live: its state is
-    /// written when its last session ends (or sooner, with any other change),
-    /// not at once for every online user.
-    pub(crate) fn mark_announce_unsaved(&mut self, uid: u64) {
+    /// Notes that `uid`'s account record changed (its secrets) and must be
+    /// written with the next commit.
+    pub(crate) fn mark_user_dirty(&mut self, uid: u64) {
+        if self.accounts.by_uid(uid).is_some() {
+            self.users_dirty.insert(uid);
+        }
+    }
+
+    /// Notes that online `uid`'s state changed in a way that may wait (an
+    /// announcement sent live, a resumption recorded): its state is written
+    /// when its last session ends (or sooner, with any other change), not at
+    /// once for every online user.
+    pub(crate) fn mark_acct_unsaved(&mut self, uid: u64) {
         self.announce_unsaved.insert(uid);
     }
 
@@ -491,7 +546,8 @@ impl Core {
         let conn = Conn {
             addr,
             opened_ms: now_ms,
-            deframer: Deframer::new(handshake::CLIENT_HELLO_LEN),
+            // A ClientHello or a ResumeHello, the larger (PROTOCOL §3).
+            deframer: Deframer::new(handshake::CLIENT_HELLO_LEN.max(crate::ticket::RESUME_HELLO_LEN)),
             out: Vec::new(),
             queued: 0,
             phase: Phase::AwaitHello,
@@ -507,6 +563,7 @@ impl Core {
             login_name: None,
             files: ConnFiles::default(),
             holding: false,
+            resumption: None,
         };
         self.conns.insert(id, conn);
         Ok(())
@@ -722,7 +779,9 @@ impl Core {
             || self.retired_dirty
             || self.files.has_changes()
             || !self.acct_dirty.is_empty()
+            || !self.users_dirty.is_empty()
             || self.announcements_dirty
+            || self.tickets.has_changes()
     }
 
     /// The users with a session now.
@@ -834,7 +893,9 @@ impl Core {
             && self.deferred.is_empty()
             && !self.files.has_changes()
             && self.acct_dirty.is_empty()
+            && self.users_dirty.is_empty()
             && !self.announcements_dirty
+            && !self.tickets.has_changes()
         {
             return None;
         }
@@ -878,21 +939,69 @@ impl Core {
             self.accounts.retired.prune(now_ms);
             writes.push(Change::Retired(self.accounts.retired.encode()));
         }
+        let records: Vec<u64> = std::mem::take(&mut self.users_dirty).into_iter().collect();
+        for &uid in &records {
+            if let Some(rec) = self.accounts.by_uid(uid) {
+                writes.push(Change::User(Box::new(*rec)));
+            }
+        }
+        let ticket_keys = self.tickets.take_keys().map(|(bytes, newest)| {
+            writes.push(Change::TicketKeys(bytes));
+            newest
+        });
+        let tickets = match self.tickets.take_journal(now_ms) {
+            Some(w) => {
+                writes.push(Change::Tickets(w));
+                true
+            }
+            None => false,
+        };
         let token = self.next_token;
         self.next_token += 1;
         let answers = std::mem::take(&mut self.deferred);
-        self.inflight
-            .insert(token, Inflight { rooms: names, prekeys, answers, files, accts, announcements, users, retired });
+        self.inflight.insert(
+            token,
+            Inflight {
+                rooms: names,
+                prekeys,
+                answers,
+                files,
+                accts,
+                announcements,
+                users,
+                retired,
+                records,
+                ticket_keys,
+                tickets,
+            },
+        );
         Some(Job::Commit { token, writes })
     }
 
     /// A commit finished: send its answers, or report the failure and retry the rooms.
     fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
-        let Some(Inflight { rooms: names, prekeys, answers, files, accts, announcements, users, retired }) =
-            self.inflight.remove(&token)
+        let Some(Inflight {
+            rooms: names,
+            prekeys,
+            answers,
+            files,
+            accts,
+            announcements,
+            users,
+            retired,
+            records,
+            ticket_keys,
+            tickets,
+        }) = self.inflight.remove(&token)
         else {
             return;
         };
+        if let Some(newest) = ticket_keys {
+            self.tickets.keys_committed(newest, ok);
+        }
+        if tickets && !ok {
+            self.tickets.journal_failed();
+        }
         // The files first: a chunk's answer depends on what is durable now.
         let grown = self.files.committed(files, ok);
         if ok {
@@ -914,6 +1023,9 @@ impl Core {
             self.announcements_dirty |= announcements;
             self.users_deleted.extend(users);
             self.retired_dirty |= retired;
+            for uid in records {
+                self.mark_user_dirty(uid);
+            }
         }
         const FAILED: &str = "storage failed (disk full?): not yet durable; retried";
         for d in answers {
@@ -992,6 +1104,23 @@ impl Core {
                     crate::server::handler::direct::status_named(self, conn, msg_id, (peer, &name), returned, now_ms)
                 }
                 d @ Deferred::Returned { .. } => self.defer(d),
+                Deferred::Resumed { conn } => self.resumed(conn, ok, now_ms),
+                Deferred::Revoked { conn, msg_id, opcode, reason } if ok => {
+                    self.reply(conn, msg_id, opcode, code::OK, reason, now_ms);
+                    let uid = self.session_uid(conn);
+                    if let Some(uid) = uid {
+                        self.issue_ticket(conn, uid, now_ms);
+                    }
+                }
+                Deferred::Revoked { conn, msg_id, opcode, .. } => {
+                    self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                }
+                Deferred::SecretsRevoked { conn, msg_id, record } if ok => {
+                    crate::server::handler::account::secrets_revoked(self, conn, msg_id, record, now_ms)
+                }
+                Deferred::SecretsRevoked { conn, msg_id, .. } => {
+                    self.reply(conn, msg_id, crate::opcodes::CHPW, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                }
             }
         }
         // Downloads waiting for these chunks read on.
@@ -1031,7 +1160,9 @@ impl Core {
             }
             let age = now_ms.saturating_sub(conn.opened_ms);
             let reason = match &conn.phase {
-                Phase::AwaitHello | Phase::Handshaking if age > limits.handshake_ms => "handshake timeout",
+                Phase::AwaitHello | Phase::Handshaking | Phase::Resuming(_) if age > limits.handshake_ms => {
+                    "handshake timeout"
+                }
                 Phase::Open { session: Session::AwaitLogin | Session::AwaitPassphrase(_), .. }
                     if age > limits.login_ms =>
                 {
@@ -1058,6 +1189,7 @@ impl Core {
             self.chat.retain(|_, t| t.back().is_some_and(|last| now_ms.saturating_sub(*last) < window));
         }
         self.handshakes.retain(|_, (start, _)| now_ms.saturating_sub(*start) < 1_000);
+        self.tickets.tick(self.limits.ticket_ttl_ms, now_ms);
         crate::server::handler::direct::handle_timeout(self, now_ms);
         crate::server::handler::file::handle_timeout(self, now_ms);
     }
@@ -1226,9 +1358,18 @@ impl Core {
     fn handle_frame(&mut self, id: ConnId, body: Vec<u8>, now_ms: u64) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         match &mut conn.phase {
+            Phase::AwaitHello if crate::ticket::is_resume_hello(&body) => self.handle_resume_hello(id, body, now_ms),
             Phase::AwaitHello => match handshake::check_client_hello(&self.cfg, &body) {
                 verdict @ (HelloVerdict::Accept | HelloVerdict::Mismatch) => {
                     let addr = conn.addr;
+                    // Storm admission (OPERATIONS.md): no more full handshakes
+                    // queue for a signature than the workers get through
+                    // before the handshake timeout; the client retries later
+                    // with jitter, and resumptions, served in this loop, go on.
+                    if self.signing >= self.limits.handshake_backlog {
+                        self.close(id, "handshake backlog full");
+                        return;
+                    }
                     // A mismatch answer is signed too: the same rate and the same signing pool.
                     if !self.handshake_allowed(addr, now_ms) {
                         // One address cannot keep the server signing (DESIGN §8, quotas): no answer.
@@ -1242,12 +1383,13 @@ impl Core {
                     } else {
                         Job::Mismatch { conn: id, client_hello: body }
                     };
+                    self.signing += 1;
                     self.start_job(id, job);
                 }
                 // Not one of our binaries: no answer, no RSA work (DESIGN §4).
                 HelloVerdict::Drop => conn.close = Some("bad client hello"),
             },
-            Phase::Handshaking => conn.close = Some("data during handshake"),
+            Phase::Handshaking | Phase::Resuming(_) => conn.close = Some("data during handshake"),
             Phase::Open { opener, .. } => match opener.open(&body) {
                 Ok(plaintext) => self.handle_plaintext(id, plaintext, now_ms),
                 // One failure for every bad record: no oracle, no answer.
@@ -1323,9 +1465,13 @@ impl Core {
     pub fn handle_completion(&mut self, done: Completion, now_ms: u64) {
         let id = match done {
             Completion::Handshake { conn, result } => {
+                self.signing = self.signing.saturating_sub(1);
+                let resume = self.limits.resume;
                 if let Some(c) = self.conns.get_mut(&conn) {
                     match result {
-                        Ok((frame, SessionKeys { sealer, opener, .. })) => {
+                        Ok((frame, SessionKeys { sealer, opener, resumption })) => {
+                            // Kept for the tickets of this session only (PROTOCOL §3, resumption).
+                            c.resumption = resume.then_some(resumption);
                             // With an output loop, it seals from now on: the answer and the keys go to it.
                             remote::raw(self.outbox.as_mut(), conn, &mut c.out, &mut c.queued, frame);
                             let sealer = match self.outbox.as_mut() {
@@ -1347,6 +1493,7 @@ impl Core {
                 conn
             }
             Completion::Mismatch { conn, result } => {
+                self.signing = self.signing.saturating_sub(1);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     match result {
                         Ok(frame) => {
@@ -1375,6 +1522,10 @@ impl Core {
             }
             Completion::Rechecked { conn, msg_id, uid, ok } => {
                 crate::server::handler::user::rechecked(self, conn, msg_id, uid, ok, now_ms);
+                conn
+            }
+            Completion::SecretsChecked { conn, msg_id, uid, result } => {
+                crate::server::handler::account::secrets_checked(self, conn, msg_id, uid, result, now_ms);
                 conn
             }
             Completion::Committed { token, ok } => {
@@ -1425,6 +1576,7 @@ impl Core {
             None => Some(keys.sealer),
         };
         conn.phase = Phase::Open { opener: keys.opener, sealer, session: Session::AwaitLogin };
+        conn.resumption = self.limits.resume.then_some(keys.resumption);
         let auth = crate::server::session::Authenticated::without_login(uid, name);
         self.set_session(id, Session::Authenticated(auth));
         Ok(())

@@ -50,6 +50,9 @@ impl Core {
         }
         self.online.remove(&uid);
         self.chat.remove(&uid);
+        // The generation stays, raised: no account registered later under
+        // this UID could take one of these tickets.
+        self.revoke_tickets(uid, "account deleted");
         self.accounts.remove(uid);
         self.acct_dirty.remove(&uid);
         self.announce_unsaved.remove(&uid);

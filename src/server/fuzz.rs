@@ -328,7 +328,38 @@ impl World {
         }
         let mail = Mail::load(&*self.ctx.store).unwrap();
         let files = crate::server::files::Files::load(&*self.ctx.store).unwrap();
-        self.core = Core::new(ServerConfig::built_in(), self.limits, accounts, rooms, mail).with_files(files);
+        let ticketed = self.core.tickets.is_loaded();
+        let mut core = Core::new(ServerConfig::built_in(), self.limits, accounts, rooms, mail).with_files(files);
+        if ticketed {
+            let store = &*self.ctx.store;
+            core = core.with_tickets(
+                crate::server::tickets::Tickets::open(store, self.limits.ticket_ttl_ms, self.now_ms).unwrap(),
+            );
+        }
+        self.core = core;
+    }
+
+    /// For unit tests: this world with its ticket state opened from its
+    /// store, as sottod opens it at start (resumption tickets are issued).
+    #[cfg(test)]
+    pub(crate) fn with_tickets(mut self) -> World {
+        let tickets =
+            crate::server::tickets::Tickets::open(&*self.ctx.store, self.limits.ticket_ttl_ms, self.now_ms).unwrap();
+        self.core = self.core.with_tickets(tickets);
+        self
+    }
+
+    /// For unit tests: the store.
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> Arc<dyn Store> {
+        self.ctx.store.clone()
+    }
+
+    /// For unit tests: a connection accepted from `ADDR` with id `id`, not
+    /// yet past its handshake.
+    #[cfg(test)]
+    pub(crate) fn accept(&mut self, id: ConnId) {
+        self.core.accept(id, ADDR, self.now_ms).unwrap();
     }
 
     /// For unit tests: this world with output loops (`--threads` over 1):

@@ -21,6 +21,7 @@ pub mod remote;
 pub mod retired;
 pub mod room;
 pub mod store;
+pub mod tickets;
 pub mod worker;
 
 pub(crate) mod backoff;
@@ -48,3 +49,5 @@ mod moderation_tests;
 mod prekey_tests;
 #[cfg(test)]
 mod remote_tests;
+#[cfg(test)]
+mod resume_tests;

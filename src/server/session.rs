@@ -1,8 +1,10 @@
-//! Session states after the handshake: `AwaitLogin -> AwaitPassphrase -> Authenticated`.
+//! Session states after the handshake: `AwaitLogin -> AwaitPassphrase -> Authenticated`,
+//! or `Authenticated` at once after a resumption.
 //!
 //! Invariant: the proof tokens are built only by the login handlers once the
-//! password (then the passphrase) verified, so a handler that takes
-//! `&Authenticated` cannot run for a session that did not log in.
+//! password (then the passphrase) verified, or by the resumption once its
+//! ticket was accepted, so a handler that takes `&Authenticated` cannot run
+//! for a session that did not log in.
 
 /// Proof that the password of `uid` verified on this connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +17,8 @@ pub struct PasswordAccepted {
 pub struct Authenticated {
     uid: u64,
     name: String,
+    /// Resumed with a ticket, not logged in with the secrets.
+    resumed: bool,
 }
 
 impl PasswordAccepted {
@@ -34,14 +38,25 @@ impl PasswordAccepted {
 impl Authenticated {
     /// Only for `handler::account` after a verified passphrase.
     pub(crate) fn after_passphrase_verified(step: PasswordAccepted, name: String) -> Authenticated {
-        Authenticated { uid: step.uid, name }
+        Authenticated { uid: step.uid, name, resumed: false }
+    }
+
+    /// Only for `Core::resumed`, after a ticket opened, its binder verified,
+    /// its policy held and its strike was durable (PROTOCOL.md §3).
+    pub(crate) fn after_resumption(uid: u64, name: String) -> Authenticated {
+        Authenticated { uid, name, resumed: true }
+    }
+
+    /// Whether the session was resumed with a ticket.
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// Only for the fuzzing seam (`Core::open_authenticated`): a session that
     /// skipped the login. Never built into sottod.
     #[cfg(any(test, fuzzing))]
     pub(crate) fn without_login(uid: u64, name: String) -> Authenticated {
-        Authenticated { uid, name }
+        Authenticated { uid, name, resumed: false }
     }
 
     /// The logged-in user.

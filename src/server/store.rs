@@ -17,6 +17,7 @@ use crate::server::files::{self, FileMeta, StoredFile, CHUNK_RECORD};
 use crate::server::mailbox::QueueWrite;
 use crate::server::prekeys::Published;
 use crate::server::room::Room;
+use crate::server::tickets::{self, JournalWrite};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// Magic of a user record file.
@@ -85,6 +86,12 @@ pub enum Change {
     UserDelete(u64),
     /// The retired names file's new bytes.
     Retired(Vec<u8>),
+    /// The ticket key file's new bytes (`ticket-keys`), replaced atomically.
+    TicketKeys(zeroize::Zeroizing<Vec<u8>>),
+    /// A write to the ticket journal (`tickets`): appended batches, or the whole.
+    Tickets(JournalWrite),
+    /// An account's record (`users/<uid>.user`), replaced atomically (new secrets).
+    User(Box<UserRecord>),
 }
 
 /// A queue file as loaded: its bytes.
@@ -117,6 +124,10 @@ pub trait Store: Send + Sync {
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// The retired names file, if any.
     fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The ticket key file, if any.
+    fn load_ticket_keys(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>;
+    /// The ticket journal, if any.
+    fn load_tickets(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every user's published prekeys, checked: (owner UID, prekeys).
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError>;
     /// Every file's record, checked, with the whole valid chunk records its
@@ -405,6 +416,14 @@ impl Store for FileStore {
         self.data_file("retired.db", crate::server::retired::MAX_FILE)
     }
 
+    fn load_ticket_keys(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+        Ok(self.data_file(tickets::KEYS_FILE, tickets::MAX_KEYS_FILE)?.map(zeroize::Zeroizing::new))
+    }
+
+    fn load_tickets(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.data_file(tickets::JOURNAL_FILE, tickets::MAX_JOURNAL_FILE)
+    }
+
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
         let mut out = Vec::new();
         for (path, bytes) in FileStore::records(&self.prekeys, "prekeys")? {
@@ -563,6 +582,19 @@ impl FileStore {
                 .and_then(|()| remove_if_present(&self.acct_path(*uid)))
                 .map(|()| DIR_USERS),
             Change::Retired(b) => write_file_synced(&self.data.join("retired.db"), b).map(|()| DIR_DATA),
+            Change::TicketKeys(b) => write_file_synced(&self.data.join(tickets::KEYS_FILE), b).map(|()| DIR_DATA),
+            Change::Tickets(JournalWrite::Replace(b)) => {
+                write_file_synced(&self.data.join(tickets::JOURNAL_FILE), b).map(|()| DIR_DATA)
+            }
+            Change::Tickets(JournalWrite::Append(b)) => {
+                let path = self.data.join(tickets::JOURNAL_FILE);
+                let created = !path.exists();
+                let mut f =
+                    fs::OpenOptions::new().append(true).create(true).mode(0o600).open(&path).map_err(io_err(&path))?;
+                f.write_all(b).and_then(|()| f.sync_data()).map_err(io_err(&path))?;
+                Ok(if created { DIR_DATA } else { 0 })
+            }
+            Change::User(rec) => write_file_synced(&self.user_path(rec.uid.get()), rec.as_bytes()).map(|()| DIR_USERS),
         }
     }
 }
@@ -589,6 +621,9 @@ pub struct MemStore {
     prekeys: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     contacts: std::sync::Mutex<Option<Vec<u8>>>,
     retired: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The ticket key file and the ticket journal.
+    ticket_keys: std::sync::Mutex<Option<Vec<u8>>>,
+    tickets: std::sync::Mutex<Vec<u8>>,
     /// Per file: its record and its chunk file's bytes.
     files: std::sync::Mutex<std::collections::HashMap<u64, MemFile>>,
     /// Tests: the next commits fail while this is non-zero (counting down).
@@ -656,6 +691,14 @@ impl Store for MemStore {
 
     fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.retired.lock().ok().and_then(|c| c.clone()))
+    }
+
+    fn load_ticket_keys(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+        Ok(self.ticket_keys.lock().ok().and_then(|c| c.clone()).map(zeroize::Zeroizing::new))
+    }
+
+    fn load_tickets(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tickets.lock().ok().map(|t| t.clone()).filter(|t| !t.is_empty()))
     }
 
     fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
@@ -736,11 +779,24 @@ impl Store for MemStore {
                 }
             }
         }
+        if let (Ok(mut keys), Ok(mut journal)) = (self.ticket_keys.lock(), self.tickets.lock()) {
+            for w in writes {
+                match w {
+                    Change::TicketKeys(b) => *keys = Some(b.to_vec()),
+                    Change::Tickets(JournalWrite::Append(b)) => journal.extend_from_slice(b),
+                    Change::Tickets(JournalWrite::Replace(b)) => *journal = b.clone(),
+                    _ => {}
+                }
+            }
+        }
         if let (Ok(mut users), Ok(mut retired)) = (self.users.lock(), self.retired.lock()) {
             for w in writes {
                 match w {
                     Change::UserDelete(uid) => {
                         users.remove(uid);
+                    }
+                    Change::User(rec) => {
+                        users.insert(rec.uid.get(), **rec);
                     }
                     Change::Retired(b) => *retired = Some(b.clone()),
                     _ => {}

@@ -61,6 +61,18 @@ pub enum Job {
         auth_secret: Zeroizing<[u8; account::SECRET_LEN]>,
         pass_secret: Zeroizing<[u8; account::SECRET_LEN]>,
     },
+    /// Check both current login secrets (always both: the time says nothing
+    /// of which one failed), then hash the new ones into a copy of the
+    /// account's record (stored later, by a commit).
+    ChangeSecrets {
+        conn: ConnId,
+        msg_id: u64,
+        record: Box<UserRecord>,
+        old_auth: Zeroizing<[u8; account::SECRET_LEN]>,
+        old_pass: Zeroizing<[u8; account::SECRET_LEN]>,
+        new_auth: Zeroizing<[u8; account::SECRET_LEN]>,
+        new_pass: Zeroizing<[u8; account::SECRET_LEN]>,
+    },
     /// Make one loop turn's room changes durable (runs on the disk thread, in order).
     Commit { token: u64, writes: Vec<Change> },
     /// Verify a signed prekey's signature with the uploader's identity key
@@ -88,6 +100,15 @@ pub enum RegisterFailure {
     Storage,
 }
 
+/// Why a change of the login secrets failed on the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsFailure {
+    /// A current secret did not verify.
+    Wrong,
+    /// Hashing failed.
+    Internal,
+}
+
 /// The result of a job.
 pub enum Completion {
     /// The ServerHello frame and the server's keys, or why not.
@@ -102,6 +123,8 @@ pub enum Completion {
     Passphrase { conn: ConnId, msg_id: u64, uid: u64, ok: bool },
     /// Whether both secrets verified again.
     Rechecked { conn: ConnId, msg_id: u64, uid: u64, ok: bool },
+    /// The account's record with the new secrets' hashes, or why not.
+    SecretsChecked { conn: ConnId, msg_id: u64, uid: u64, result: Result<Box<UserRecord>, SecretsFailure> },
     /// Whether batch `token` is durable.
     Committed { token: u64, ok: bool },
     /// Whether the upload's signed prekey verified.
@@ -173,6 +196,17 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
             let passphrase = crypto::verify_secret(&passphrase_phc, &pass_secret[..]);
             Completion::Rechecked { conn, msg_id, uid, ok: password && passphrase }
         }
+        Job::ChangeSecrets { conn, msg_id, mut record, old_auth, old_pass, new_auth, new_pass } => {
+            let uid = record.uid.get();
+            let password = crypto::verify_secret(record.password_hash().unwrap_or_default(), &old_auth[..]);
+            let passphrase = crypto::verify_secret(record.passphrase_hash().unwrap_or_default(), &old_pass[..]);
+            let result = if password && passphrase {
+                change_secrets(&mut record, &new_auth[..], &new_pass[..]).map(|()| record)
+            } else {
+                Err(SecretsFailure::Wrong)
+            };
+            Completion::SecretsChecked { conn, msg_id, uid, result }
+        }
         Job::Prekey { conn, uid, id_pub, binding, upload } => {
             let ok = identity::from_modulus(&id_pub).is_ok_and(|key| identity::verify(&key, &binding, &upload.spk_sig));
             Completion::Prekey { conn, uid, upload, ok }
@@ -195,6 +229,16 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
             Completion::Committed { token, ok: result.is_ok() }
         }
     }
+}
+
+/// Hashes the new secrets into `rec` and seals it.
+fn change_secrets(rec: &mut UserRecord, auth_secret: &[u8], pass_secret: &[u8]) -> Result<(), SecretsFailure> {
+    let pw = crypto::hash_secret(auth_secret).map_err(|_| SecretsFailure::Internal)?;
+    let pp = crypto::hash_secret(pass_secret).map_err(|_| SecretsFailure::Internal)?;
+    rec.set_password_hash(&pw).map_err(|_| SecretsFailure::Internal)?;
+    rec.set_passphrase_hash(&pp).map_err(|_| SecretsFailure::Internal)?;
+    store::seal_user(rec);
+    Ok(())
 }
 
 fn register(

@@ -1,4 +1,6 @@
-//! Accounts: register (crea), login (auth), passphrase (pass) — DESIGN §5.
+//! Accounts: register (crea), login (auth), passphrase (pass), the start of
+//! a resumed session, logout everywhere (lgoe) and the change of the login
+//! secrets (chpw) — DESIGN §5, PROTOCOL.md §3 (resumption) and §5.
 //!
 //! Invariant: secrets are checked and hashed only on workers; the server
 //! receives only the client's argon2id secrets, never a password or
@@ -16,15 +18,19 @@
 
 use crate::account;
 use crate::identity;
-use crate::opcodes::{Connected, Login, LoginRecord, LoginRefused, Passphrase, Register, UserRecord, AUTH, CREA, PASS};
+use crate::opcodes::{
+    ChangeSecrets, Connected, Login, LoginRecord, LoginRefused, LogoutEverywhere, Passphrase, Register, UserRecord,
+    AUTH, CHPW, CREA, LGOE, PASS,
+};
 use crate::wire::{code, decode, Message, Status};
 use zerocopy::FromZeros;
 use zeroize::Zeroizing;
 
 use crate::server::acct::{self, Outcome, State};
-use crate::server::core::{ConnId, Core, Registration};
+use crate::server::core::{ConnId, Core, Deferred, Registration};
+use crate::server::handler::operator;
 use crate::server::session::{Authenticated, PasswordAccepted, Session};
-use crate::server::worker::{Job, RegisterFailure};
+use crate::server::worker::{Job, RegisterFailure, SecretsFailure};
 
 /// One answer for every failed login step: which secret was wrong is not said.
 const BAD_LOGIN: &str = "wrong user name, password or passphrase";
@@ -242,20 +248,9 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             if let Some(addr) = core.addr(id) {
                 core.backoff.succeed(&name, addr);
             }
-            let mut reply = Connected::new(Status::Ok, code::OK, msg_id, now_ms);
-            reply.uid.set(uid);
-            let _ = reply.set_username(&name);
             let step = PasswordAccepted::after_password_verified(uid);
-            core.set_session(id, Session::Authenticated(Authenticated::after_passphrase_verified(step, name.clone())));
-            core.send(id, &reply);
-            login_record(core, id, uid, now_ms);
-            record(core, id, uid, Outcome::LoggedIn, now_ms);
-            crate::server::handler::operator::on_login(core, id, uid, now_ms);
-            crate::server::handler::prekey::on_login(core, id, uid, now_ms);
-            crate::server::handler::direct::on_login(core, id, uid, now_ms);
-            if let Some(addr) = core.addr(id) {
-                crate::log!(Info, "conn {id}: {name} (uid {uid:016x}) logged in from {addr}");
-            }
+            let auth = Authenticated::after_passphrase_verified(step, name);
+            start_session(core, id, auth, msg_id, now_ms);
         }
         _ => {
             if name.is_some() {
@@ -267,6 +262,49 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
             core.set_session(id, Session::AwaitLogin);
             core.reply(id, msg_id, PASS, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
         }
+    }
+}
+
+/// A resumption of `uid` was accepted on `id` and its ticket's strike is
+/// durable (`Core::resumed`): the session starts as after a full login.
+pub fn resumed_login(core: &mut Core, id: ConnId, uid: u64, now_ms: u64) {
+    let Some(name) = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).map(str::to_owned) else { return };
+    start_session(core, id, Authenticated::after_resumption(uid, name), 0, now_ms);
+}
+
+/// What every login gets, full or resumed: `cnnt` (answering `msg_id`; 0,
+/// an event, for a resumption), `lgrc`, a fresh ticket, the login recorded,
+/// the login hooks (announcements, prekey state, waiting DMs).
+fn start_session(core: &mut Core, id: ConnId, auth: Authenticated, msg_id: u64, now_ms: u64) {
+    let (uid, name) = (auth.uid(), auth.name().to_owned());
+    let resumed = auth.resumed();
+    let mut reply = Connected::new(Status::Ok, code::OK, msg_id, now_ms);
+    reply.uid.set(uid);
+    let _ = reply.set_username(&name);
+    core.set_session(id, Session::Authenticated(auth));
+    core.send(id, &reply);
+    login_record(core, id, uid, now_ms);
+    // The ticket right after the login's answer and record, before the
+    // login's other events (announcements, prekey state, the mailbox).
+    core.issue_ticket(id, uid, now_ms);
+    if resumed {
+        // Recorded, and written with the account's next change or when its
+        // last session ends: a storm of resumptions is one journal append
+        // per commit, not a state file per account (the strike is durable).
+        if let Some(addr) = core.addr(id) {
+            let keep = core.limits().login_records;
+            core.accounts.acct_mut(uid).record(acct::Login { ts: now_ms, addr, outcome: Outcome::LoggedIn }, keep);
+            core.mark_acct_unsaved(uid);
+        }
+    } else {
+        record(core, id, uid, Outcome::LoggedIn, now_ms);
+    }
+    crate::server::handler::operator::on_login(core, id, uid, now_ms);
+    crate::server::handler::prekey::on_login(core, id, uid, now_ms);
+    crate::server::handler::direct::on_login(core, id, uid, now_ms);
+    if let Some(addr) = core.addr(id) {
+        let how = if resumed { "resumed a session" } else { "logged in" };
+        crate::log!(Info, "conn {id}: {name} (uid {uid:016x}) {how} from {addr}");
     }
 }
 
@@ -292,14 +330,91 @@ fn login_record(core: &mut Core, id: ConnId, uid: u64, now_ms: u64) {
     core.send(id, &m);
 }
 
-/// lgoe: built with the server side of resumption (issue 17); until then 501.
-pub fn logout_everywhere(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {
-    let Ok(m) = decode::<crate::opcodes::LogoutEverywhere>(frame) else { return };
-    core.reply(id, m.hdr.msg_id.get(), crate::opcodes::LGOE, code::NOT_IMPLEMENTED, "not built yet", now_ms);
+/// lgoe: every ticket of the account revoked, its other sessions closed;
+/// 200 once the revocation is durable, then a fresh ticket for this session.
+pub fn logout_everywhere(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<LogoutEverywhere>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let uid = auth.uid();
+    core.revoke_tickets(uid, "logged out everywhere");
+    let n = operator::kick_sessions_except(core, uid, Some(id), auth.name(), "logged out everywhere", now_ms);
+    crate::log!(Info, "conn {id}: {} (uid {uid:016x}) logged out everywhere; {n} other sessions closed", auth.name());
+    core.defer(Deferred::Revoked { conn: id, msg_id, opcode: LGOE, reason: "logged out everywhere" });
 }
 
-/// chpw: built with the server side of resumption (issue 17); until then 501.
-pub fn change_secrets(core: &mut Core, id: ConnId, _auth: &Authenticated, frame: &[u8], now_ms: u64) {
-    let Ok(m) = decode::<crate::opcodes::ChangeSecrets>(frame) else { return };
-    core.reply(id, m.hdr.msg_id.get(), crate::opcodes::CHPW, code::NOT_IMPLEMENTED, "not built yet", now_ms);
+/// chpw: the back-off first, then both current secrets checked and the new
+/// ones hashed on a worker, as a login's.
+pub fn change_secrets(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now_ms: u64) {
+    let Ok(m) = decode::<ChangeSecrets>(frame) else { return };
+    let msg_id = m.hdr.msg_id.get();
+    let Some(addr) = core.addr(id) else { return };
+    let key = auth.name().to_owned();
+    if let Some(wait) = core.backoff.check(&key, addr, now_ms) {
+        return core.reply_retry(id, msg_id, CHPW, code::RATE_LIMITED, "too many failed logins; wait", wait, now_ms);
+    }
+    let Some(rec) = core.accounts.by_uid(auth.uid()) else {
+        return core.reply(id, msg_id, CHPW, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
+    };
+    let job = Job::ChangeSecrets {
+        conn: id,
+        msg_id,
+        record: Box::new(*rec),
+        old_auth: Zeroizing::new(m.old_auth_secret),
+        old_pass: Zeroizing::new(m.old_pass_secret),
+        new_auth: Zeroizing::new(m.new_auth_secret),
+        new_pass: Zeroizing::new(m.new_pass_secret),
+    };
+    core.set_login_name(id, key);
+    core.start_job(id, job);
+}
+
+/// The current secrets were checked (and the new ones hashed) on a worker.
+pub fn secrets_checked(
+    core: &mut Core,
+    id: ConnId,
+    msg_id: u64,
+    uid: u64,
+    result: Result<Box<UserRecord>, SecretsFailure>,
+    now_ms: u64,
+) {
+    // A session of an account deleted meanwhile is closed already.
+    if core.accounts.by_uid(uid).is_none() || core.session_uid(id) != Some(uid) {
+        return core.reply(id, msg_id, CHPW, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
+    }
+    match result {
+        Ok(record) => {
+            if let (Some(addr), Some(key)) = (core.addr(id), core.login_name(id)) {
+                core.backoff.succeed(&key, addr);
+            }
+            // The revocation first, durable before the new secrets are
+            // stored: no crash leaves new secrets and the old tickets valid.
+            core.revoke_tickets(uid, "password and passphrase changed");
+            let name = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).unwrap_or_default().to_owned();
+            let n = operator::kick_sessions_except(core, uid, Some(id), &name, "password changed", now_ms);
+            crate::log!(Info, "conn {id}: {name} (uid {uid:016x}) changed its secrets; {n} other sessions closed");
+            core.defer(Deferred::SecretsRevoked { conn: id, msg_id, record });
+        }
+        Err(SecretsFailure::Wrong) => {
+            record(core, id, uid, Outcome::WrongPassword, now_ms);
+            if let (Some(addr), Some(key)) = (core.addr(id), core.login_name(id)) {
+                core.backoff.fail(&key, addr, now_ms);
+            }
+            core.reply(id, msg_id, CHPW, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
+        }
+        Err(SecretsFailure::Internal) => {
+            core.reply(id, msg_id, CHPW, code::INTERNAL, "could not hash the secrets", now_ms)
+        }
+    }
+}
+
+/// A password change's revocation is durable: the new secrets take effect
+/// and are stored; 200 (and a fresh ticket) once they are durable.
+pub fn secrets_revoked(core: &mut Core, id: ConnId, msg_id: u64, record: Box<UserRecord>, now_ms: u64) {
+    let uid = record.uid.get();
+    if core.accounts.by_uid(uid).is_none() {
+        return core.reply(id, msg_id, CHPW, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
+    }
+    core.accounts.replace(*record);
+    core.mark_user_dirty(uid);
+    core.defer(Deferred::Revoked { conn: id, msg_id, opcode: CHPW, reason: "password and passphrase changed" });
 }

@@ -126,6 +126,9 @@ pub fn set_state(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], no
     let until = if for_ms == 0 { 0 } else { now_ms.saturating_add(for_ms) };
     core.accounts.acct_mut(uid).set_state(state, until, &reason);
     core.mark_acct_dirty(uid);
+    if state != State::Active {
+        core.revoke_tickets(uid, state.name());
+    }
     let closed = match state {
         State::Active => 0,
         // Without a notice: the sessions end as a lost connection would, and
@@ -154,8 +157,9 @@ pub fn kick(core: &mut Core, id: ConnId, peer: &AdminPeer, frame: &[u8], now_ms:
     let Some((uid, name)) = account_of(core, id, (msg_id, AKCK), m.user()) else { return };
     let reason = m.reason().unwrap_or_default().to_owned();
     let n = operator::kick_sessions(core, uid, "operator", &reason, now_ms);
+    core.revoke_tickets(uid, "kicked");
     crate::log!(Info, "admin uid {} pid {}: kicked {name} (uid {uid:016x}), {n} sessions", peer.uid, peer.pid);
-    reply(core, id, msg_id, AKCK, code::OK, &format!("{name}: {n} sessions closed"));
+    durable(core, id, (msg_id, AKCK), &format!("{name}: {n} sessions closed"), now_ms);
 }
 
 /// aann: announce to every user.

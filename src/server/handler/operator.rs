@@ -26,8 +26,11 @@ pub fn kick(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], now
     };
     let reason = m.reason().unwrap_or_default().to_owned();
     let n = kick_sessions(core, uid, auth.name(), &reason, now_ms);
+    core.revoke_tickets(uid, "kicked");
     crate::log!(Info, "conn {id}: admin {} kicked uid {uid:016x} ({n} sessions)", auth.name());
-    core.reply(id, msg_id, KICK, code::OK, if n == 0 { "not online" } else { "kicked" }, now_ms);
+    // Acknowledged once the revocation is durable (PROTOCOL §3, revocation).
+    let reason = if n == 0 { "not online; tickets revoked" } else { "kicked" };
+    core.defer(Deferred::Reply { conn: id, msg_id, opcode: KICK, reason });
 }
 
 /// annc: an admin announces a text to every user.
@@ -51,11 +54,24 @@ pub(crate) fn uid_of(core: &Core, name: &str) -> Option<u64> {
 
 /// Sends `kckd` to every session of `uid`, then closes them; returns how many.
 pub(crate) fn kick_sessions(core: &mut Core, uid: u64, by: &str, reason: &str, now_ms: u64) -> usize {
+    kick_sessions_except(core, uid, None, by, reason, now_ms)
+}
+
+/// As [`kick_sessions`], sparing session `except`.
+pub(crate) fn kick_sessions_except(
+    core: &mut Core,
+    uid: u64,
+    except: Option<ConnId>,
+    by: &str,
+    reason: &str,
+    now_ms: u64,
+) -> usize {
     let mut m = Kicked::new(Status::Ok, code::OK, 0, now_ms);
     // NOTE: both cut to their fields; cannot fail.
     let _ = m.set_by(cut(by, 32));
     let _ = m.set_reason(cut(reason, 128));
-    let sessions = core.sessions_of(uid);
+    let mut sessions = core.sessions_of(uid);
+    sessions.retain(|c| Some(*c) != except);
     for &conn in &sessions {
         core.send(conn, &m);
         core.close(conn, "kicked");
@@ -86,7 +102,7 @@ pub(crate) fn announce_all(core: &mut Core, from: &str, text: &str, ttl_ms: u64,
     for &uid in &users {
         core.send_to_user(uid, &m, None);
         core.accounts.acct_mut(uid).announce_seen = a.id;
-        core.mark_announce_unsaved(uid);
+        core.mark_acct_unsaved(uid);
     }
     users.len()
 }
