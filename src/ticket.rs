@@ -281,9 +281,8 @@ pub fn resume_schedule(
     let s2c = AeadKeys::from_material(&half);
     let mut finished = Zeroizing::new([0u8; 32]);
     finished.copy_from_slice(&okm[96..128]);
-    let mut master = [0u8; 32];
-    master.copy_from_slice(&okm[128..160]);
-    let master = ResumptionMaster::from_bytes(master);
+    let mut master = ResumptionMaster::from_bytes([0u8; 32]);
+    master.0.copy_from_slice(&okm[128..160]);
     (c2s, s2c, finished, master)
 }
 
