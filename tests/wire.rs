@@ -1016,6 +1016,74 @@ fn client_hello_golden_bytes() {
 }
 
 #[test]
+fn resume_hellos_golden_bytes() {
+    let mut m = ResumeHello::new_zeroed();
+    m.magic = *b"SOTR";
+    m.version = U16::new(3);
+    m.table_hash = pat(0x21);
+    m.build_id = pat(0x41);
+    m.build_time = U64::new(0x0102_0304_0506_0708);
+    m.eph_pub = pat(0x61);
+    m.nonce = pat(0x81);
+    m.ticket = pat(0x11);
+    m.binder = pat(0xa1);
+    m.mac = pat(0xc1);
+    let expected = Bytes::new()
+        .put("magic", b"SOTR")
+        .u16("version", 3)
+        .u16("flags", 0)
+        .put("table_hash", &pat::<32>(0x21))
+        .put("build_id", &pat::<16>(0x41))
+        .u64("build_time", 0x0102_0304_0506_0708)
+        .put("eph_pub", &pat::<32>(0x61))
+        .put("nonce", &pat::<32>(0x81))
+        .put("ticket", &pat::<136>(0x11))
+        .put("binder", &pat::<32>(0xa1))
+        .put("mac", &pat::<32>(0xc1))
+        .finish("ResumeHello");
+    assert_eq!(expected.len(), sotto::ticket::RESUME_HELLO_LEN);
+    assert_eq!(hex(m.as_bytes()), hex(&expected));
+    assert!(*ResumeHello::ref_from_bytes(&expected).unwrap() == m);
+
+    let mut a = ServerResume::new_zeroed();
+    a.magic = *b"SOTR";
+    a.version = U16::new(3);
+    a.status = U16::new(2);
+    a.table_hash = pat(0x21);
+    a.build_id = pat(0x41);
+    a.build_time = U64::new(0x0102_0304_0506_0708);
+    a.eph_pub = pat(0x61);
+    a.nonce = pat(0x81);
+    a.mac = pat(0xc1);
+    let expected = Bytes::new()
+        .put("magic", b"SOTR")
+        .u16("version", 3)
+        .u16("status", 2)
+        .put("table_hash", &pat::<32>(0x21))
+        .put("build_id", &pat::<16>(0x41))
+        .u64("build_time", 0x0102_0304_0506_0708)
+        .put("eph_pub", &pat::<32>(0x61))
+        .put("nonce", &pat::<32>(0x81))
+        .put("mac", &pat::<32>(0xc1))
+        .finish("ServerResume");
+    assert_eq!(expected.len(), sotto::ticket::SERVER_RESUME_LEN);
+    assert_eq!(hex(a.as_bytes()), hex(&expected));
+    assert!(*ServerResume::ref_from_bytes(&expected).unwrap() == a);
+
+    let mut t = ResumptionTicket::new(Status::Ok, 200, 0, 0x1122_3344_5566_7788);
+    t.ticket_id = pat(0x31);
+    t.expires.set(0x0000_0190_0000_0001);
+    t.ticket = pat(0x51);
+    let expected = Bytes::header(10055, 1, 0, 200, 0, 0x1122_3344_5566_7788)
+        .put("ticket_id", &pat::<16>(0x31))
+        .u64("expires", 0x0000_0190_0000_0001)
+        .put("ticket", &pat::<136>(0x51))
+        .put("reserved", &[0u8; 8])
+        .finish("ResumptionTicket");
+    assert_eq!(hex(t.as_bytes()), hex(&expected));
+}
+
+#[test]
 fn server_hello_golden_bytes() {
     let mut m = ServerHello::new_zeroed();
     m.magic = MAGIC;
@@ -1269,6 +1337,9 @@ macro_rules! for_each_message {
             $f::<RoomOwnerChanged>(),
             $f::<RoomTombstone>(),
             $f::<UserEntry>(),
+            $f::<ResumptionTicket>(),
+            $f::<LogoutEverywhere>(),
+            $f::<ChangeSecrets>(),
         ]
     }};
 }
