@@ -25,7 +25,7 @@ use crate::server::files::{ConnFiles, Files, FilesInflight, BULK_OUT_LOW, UPLOAD
 use crate::server::mailbox::Mail;
 use crate::server::remote::{self, Out};
 use crate::server::room::Rooms;
-use crate::server::session::Session;
+use crate::server::session::{PasswordAccepted, Session};
 use crate::server::store::Change;
 use crate::server::throttle::{bucket, Throttle};
 use crate::server::worker::{Completion, Job};
@@ -798,6 +798,14 @@ impl Core {
     pub(crate) fn session_uid(&self, id: ConnId) -> Option<u64> {
         match self.conns.get(&id)?.phase {
             Phase::Open { session: Session::Authenticated(ref auth), .. } => Some(auth.uid()),
+            _ => None,
+        }
+    }
+
+    /// The password step of `id`, if its session awaits the passphrase.
+    pub(crate) fn password_step(&self, id: ConnId) -> Option<&PasswordAccepted> {
+        match self.conns.get(&id)?.phase {
+            Phase::Open { session: Session::AwaitPassphrase(ref step), .. } => Some(step),
             _ => None,
         }
     }

@@ -411,3 +411,52 @@ fn full_handshakes_beyond_the_backlog_are_closed_unanswered_and_resumptions_go_o
     w.core().handle_input(203, &hello, now);
     assert!(w.closing(203).is_none());
 }
+
+/// A full login of alice on `id` past its password step (secrets 1 and 2).
+fn password_step(w: &mut World, id: ConnId, opener: &mut Opener) {
+    use crate::opcodes::Login;
+    w.core().set_session(id, crate::server::session::Session::AwaitLogin);
+    w.received(id, opener);
+    let mut login = Login::request(30, 0);
+    login.set_username("alice").unwrap();
+    login.auth_secret = [1; 32];
+    assert!(w.dispatch(id, login.as_bytes()));
+    w.settle();
+    assert_eq!(status_of(&w.received(id, opener), 30), Some(code::PENDING), "password accepted");
+}
+
+fn passphrase_step(w: &mut World, id: ConnId, opener: &mut Opener) -> Option<u16> {
+    let mut pass = crate::opcodes::Passphrase::request(31, 0);
+    pass.pass_secret = [2; 32];
+    assert!(w.dispatch(id, pass.as_bytes()));
+    w.settle();
+    let got = w.received(id, opener);
+    if got.iter().any(|m| op(m) == CNNT) {
+        return Some(code::OK);
+    }
+    status_of(&got, 31)
+}
+
+#[test]
+fn a_login_past_its_password_step_is_refused_after_a_logout_everywhere() {
+    let mut w = world_on(limits());
+    set_secrets(&mut w, &[1; 32], &[2; 32]);
+    // The control: nothing in between, the login completes.
+    let (id, mut opener) = w.open(1).unwrap();
+    password_step(&mut w, id, &mut opener);
+    assert_eq!(passphrase_step(&mut w, id, &mut opener), Some(code::OK));
+    assert_eq!(w.session_uid(id), Some(uid(0)));
+    // lgoe from another session between the password and passphrase steps.
+    let (late, mut late_opener) = w.open(1).unwrap();
+    password_step(&mut w, late, &mut late_opener);
+    assert!(w.dispatch(id, LogoutEverywhere::request(8, 0).as_bytes()));
+    w.settle();
+    assert_eq!(passphrase_step(&mut w, late, &mut late_opener), Some(code::UNAUTHORIZED));
+    assert_eq!(w.session_uid(late), None, "not logged in");
+    // A password change in between: the same.
+    let (late, mut late_opener) = w.open(1).unwrap();
+    password_step(&mut w, late, &mut late_opener);
+    w.core().revoke_tickets(uid(0), "test");
+    assert_eq!(passphrase_step(&mut w, late, &mut late_opener), Some(code::UNAUTHORIZED));
+    assert_eq!(w.session_uid(late), None, "not logged in");
+}

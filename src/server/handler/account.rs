@@ -180,7 +180,8 @@ pub fn password_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: Option<u6
     });
     match (uid, state) {
         (Some(uid), Some(a)) if ok && a.state == State::Active => {
-            core.set_session(id, Session::AwaitPassphrase(PasswordAccepted::after_password_verified(uid)));
+            let step = PasswordAccepted::after_password_verified(uid, core.tickets.generation(uid));
+            core.set_session(id, Session::AwaitPassphrase(step));
             core.reply(id, msg_id, AUTH, code::PENDING, "password accepted; send the passphrase", now_ms);
         }
         (Some(uid), Some(a)) if ok && matches!(a.state, State::OnHold | State::Banned) => {
@@ -235,24 +236,29 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
         core.mark_acct_dirty(uid);
     }
     let active = core.accounts.acct(uid).state == State::Active;
+    // A password change or lgoe since the password step revoked this login
+    // too: the same answer as a wrong passphrase.
+    let step =
+        core.password_step(id).filter(|s| s.uid() == uid && s.generation() == core.tickets.generation(uid)).cloned();
     let name = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).map(str::to_owned).filter(|_| active);
+    let login = name.zip(step);
     let limit = core.limits().sessions_per_user;
-    match name {
+    match login {
         Some(_) if ok && core.sessions_of(uid).len() >= limit => {
             record(core, id, uid, Outcome::SessionLimit, now_ms);
             core.set_session(id, Session::AwaitLogin);
             let why = format!("too many sessions: at most {limit} per user; close one first");
             core.reply_counted(id, (msg_id, PASS), code::FORBIDDEN, &why, "session limit (403)", now_ms);
         }
-        Some(name) if ok => {
+        Some((name, step)) if ok => {
             if let Some(addr) = core.addr(id) {
                 core.backoff.succeed(&name, addr);
             }
-            let step = PasswordAccepted::after_password_verified(uid);
             let auth = Authenticated::after_passphrase_verified(step, name);
             start_session(core, id, auth, msg_id, now_ms);
         }
         _ => {
+            let name = login.map(|(name, _)| name);
             if name.is_some() {
                 record(core, id, uid, Outcome::WrongPassphrase, now_ms);
             }
