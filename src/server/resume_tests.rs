@@ -460,3 +460,34 @@ fn a_login_past_its_password_step_is_refused_after_a_logout_everywhere() {
     assert_eq!(passphrase_step(&mut w, late, &mut late_opener), Some(code::UNAUTHORIZED));
     assert_eq!(w.session_uid(late), None, "not logged in");
 }
+
+#[test]
+fn a_journal_moved_aside_takes_the_ticket_keys_with_it() {
+    use crate::server::store::FileStore;
+    use crate::server::tickets::{JOURNAL_FILE, KEYS_FILE};
+    let dir = std::env::temp_dir().join(format!("sotto-resume-{}", crypto::hex(&crypto::random::<6>())));
+    let mut w = World::new_on(limits(), Arc::new(FileStore::open(&dir).unwrap())).with_tickets();
+    let (_, _, used) = ticketed(&mut w, 0);
+    let (_, _, revoked) = ticketed(&mut w, 1);
+    assert!(resume(&mut w, 100, &used).is_ok());
+    w.core().revoke_tickets(uid(1), "test");
+    w.settle();
+    let keys = std::fs::read(dir.join(KEYS_FILE)).unwrap();
+    // The journal is moved aside: its used ids and generations are gone.
+    std::fs::rename(dir.join(JOURNAL_FILE), dir.join("tickets.aside")).unwrap();
+    w.restart();
+    assert_ne!(std::fs::read(dir.join(KEYS_FILE)).unwrap(), keys, "new keys");
+    assert_eq!(resume(&mut w, 101, &used).err(), Some(ResumeError::Refused), "a used ticket stays used");
+    assert_eq!(resume(&mut w, 102, &revoked).err(), Some(ResumeError::Refused), "a revoked one stays revoked");
+    assert_eq!(refused_for(&mut w, "resumption refused: ticket does not open"), 2);
+    // The new pair serves, and survives a restart.
+    let (_, _, fresh) = ticketed(&mut w, 2);
+    w.restart();
+    assert!(resume(&mut w, 103, &fresh).is_ok());
+    // A journal of another key set (restored apart from its key file) is the same.
+    let (_, _, other) = ticketed(&mut w, 2);
+    std::fs::copy(dir.join("tickets.aside"), dir.join(JOURNAL_FILE)).unwrap();
+    w.restart();
+    assert_eq!(resume(&mut w, 104, &other).err(), Some(ResumeError::Refused));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
