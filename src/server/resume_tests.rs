@@ -19,7 +19,7 @@ use crate::record::{Opener, MAX_BODY};
 use crate::server::acct::State;
 use crate::server::core::{ConnId, Limits};
 use crate::server::fuzz::{limits, uid, World};
-use crate::server::store::MemStore;
+use crate::server::store::{MemStore, Store};
 use crate::ticket::{self, AwaitResume, HeldTicket, ResumeError, ResumptionMaster, TicketContents, TicketKey};
 use crate::wire::{self, code, Message};
 
@@ -490,4 +490,57 @@ fn a_journal_moved_aside_takes_the_ticket_keys_with_it() {
     w.restart();
     assert_eq!(resume(&mut w, 104, &other).err(), Some(ResumeError::Refused));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_password_change_whose_new_secrets_fail_to_commit_leaves_the_old_ones() {
+    let store = Arc::new(MemStore::default());
+    let mut w = World::new_on(limits(), store.clone()).with_tickets();
+    set_secrets(&mut w, &[1; 32], &[2; 32]);
+    let (here, mut opener, _) = ticketed(&mut w, 0);
+    assert!(w.dispatch(here, &chpw(7, ([1; 32], [2; 32]), ([5; 32], [6; 32]))));
+    assert_eq!(w.run_jobs(), 1, "the secrets checked and hashed");
+    assert!(w.commit(), "the revocation is durable");
+    assert_eq!(status_of(&w.received(here, &mut opener), 7), None, "not yet answered");
+    // The commit of the new secrets fails: 507, and nothing changed.
+    store.fail_next_commits(1);
+    assert!(w.commit());
+    let got = w.received(here, &mut opener);
+    assert_eq!(status_of(&got, 7), Some(code::INSUFFICIENT_STORAGE));
+    assert!(held_from(&ResumptionMaster::from_bytes(MASTER), &got).is_none(), "no ticket with a 507");
+    let rec = *w.core().accounts.by_uid(uid(0)).unwrap();
+    assert!(crypto::verify_secret(rec.password_hash().unwrap(), &[1; 32]), "the old password in memory");
+    assert!(crypto::verify_secret(rec.passphrase_hash().unwrap(), &[2; 32]), "the old passphrase in memory");
+    // And on disk once the retry commits.
+    w.advance(1_001);
+    w.settle();
+    let stored = store.load_users().unwrap().into_iter().find(|r| r.uid.get() == uid(0)).expect("stored");
+    assert!(crypto::verify_secret(stored.password_hash().unwrap(), &[1; 32]), "the old password stored");
+    // The same change again succeeds.
+    assert!(w.dispatch(here, &chpw(8, ([1; 32], [2; 32]), ([5; 32], [6; 32]))));
+    w.settle();
+    assert_eq!(status_of(&w.received(here, &mut opener), 8), Some(code::OK));
+    let rec = *w.core().accounts.by_uid(uid(0)).unwrap();
+    assert!(crypto::verify_secret(rec.password_hash().unwrap(), &[5; 32]));
+}
+
+#[test]
+fn a_password_change_from_a_session_kicked_meanwhile_is_not_applied() {
+    let mut w = world_on(limits());
+    set_secrets(&mut w, &[1; 32], &[2; 32]);
+    let (here, mut opener) = w.open(0).unwrap();
+    let (there, mut there_opener) = w.open(0).unwrap();
+    w.received(here, &mut opener);
+    w.received(there, &mut there_opener);
+    // Both sessions change the secrets at once; `here`'s check finishes first.
+    assert!(w.dispatch(here, &chpw(7, ([1; 32], [2; 32]), ([5; 32], [6; 32]))));
+    assert!(w.dispatch(there, &chpw(8, ([1; 32], [2; 32]), ([3; 32], [4; 32]))));
+    w.settle();
+    assert_eq!(status_of(&w.received(here, &mut opener), 7), Some(code::OK));
+    assert_eq!(status_of(&w.received(there, &mut there_opener), 8), Some(code::UNAUTHORIZED));
+    assert!(w.closing(there).is_some());
+    assert!(w.closing(here).is_none(), "not kicked by the session it kicked");
+    let rec = *w.core().accounts.by_uid(uid(0)).unwrap();
+    assert!(crypto::verify_secret(rec.password_hash().unwrap(), &[5; 32]), "the first change stands");
+    assert!(crypto::verify_secret(rec.passphrase_hash().unwrap(), &[6; 32]));
 }

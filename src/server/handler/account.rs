@@ -23,7 +23,7 @@ use crate::opcodes::{
     AUTH, CHPW, CREA, LGOE, PASS,
 };
 use crate::wire::{code, decode, Message, Status};
-use zerocopy::FromZeros;
+use zerocopy::{FromZeros, IntoBytes};
 use zeroize::Zeroizing;
 
 use crate::server::acct::{self, Outcome, State};
@@ -383,8 +383,9 @@ pub fn secrets_checked(
     result: Result<Box<UserRecord>, SecretsFailure>,
     now_ms: u64,
 ) {
-    // A session of an account deleted meanwhile is closed already.
-    if core.accounts.by_uid(uid).is_none() || core.session_uid(id) != Some(uid) {
+    // A session of an account deleted meanwhile is closed already, and one
+    // kicked meanwhile by another password change or lgoe changes nothing.
+    if core.accounts.by_uid(uid).is_none() || core.session_uid(id) != Some(uid) || core.is_closing(id) {
         return core.reply(id, msg_id, CHPW, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
     }
     match result {
@@ -417,10 +418,41 @@ pub fn secrets_checked(
 /// and are stored; 200 (and a fresh ticket) once they are durable.
 pub fn secrets_revoked(core: &mut Core, id: ConnId, msg_id: u64, record: Box<UserRecord>, now_ms: u64) {
     let uid = record.uid.get();
-    if core.accounts.by_uid(uid).is_none() {
+    if core.accounts.by_uid(uid).is_none() || core.is_closing(id) {
         return core.reply(id, msg_id, CHPW, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
     }
+    let Some(old) = core.accounts.by_uid(uid).map(|r| Box::new(*r)) else { return };
     core.accounts.replace(*record);
     core.mark_user_dirty(uid);
-    core.defer(Deferred::Revoked { conn: id, msg_id, opcode: CHPW, reason: "password and passphrase changed" });
+    core.defer(Deferred::SecretsStored { conn: id, msg_id, old, new: record });
+}
+
+/// The commit of a password change's new secrets failed: the old record
+/// comes back in memory (and is written with the next commit), so that the
+/// 507 means the secrets did not change (PROTOCOL.md §5, chpw): the client
+/// keeps its old ones. The tickets stay revoked, which is harmless.
+pub fn secrets_not_stored(
+    core: &mut Core,
+    id: ConnId,
+    msg_id: u64,
+    old: Box<UserRecord>,
+    new: &UserRecord,
+    now_ms: u64,
+) {
+    let uid = old.uid.get();
+    // Only over the record this change made: not over a later change, nor
+    // an account deleted meanwhile.
+    if core.accounts.by_uid(uid).is_some_and(|r| r.as_bytes() == new.as_bytes()) {
+        core.accounts.replace(*old);
+        core.mark_user_dirty(uid);
+        crate::log!(Warn, "conn {id}: uid {uid:016x}: storing the changed secrets failed; the old ones stay");
+    }
+    core.reply(
+        id,
+        msg_id,
+        CHPW,
+        code::INSUFFICIENT_STORAGE,
+        "storage failed (disk full?): password and passphrase unchanged; try again",
+        now_ms,
+    );
 }
