@@ -61,6 +61,10 @@ pub const MAX_KEYS_FILE: u64 = (KEYS_HEAD + KEY_ENTRY * MAX_KEYS + 32) as u64;
 pub const MAX_JOURNAL_FILE: u64 = 512 << 20;
 /// Records in one journal batch at most.
 pub const MAX_BATCH: usize = 1 << 16;
+/// A used id is forgotten this long after its ticket's expiry, not at it: a
+/// clock stepped back (by less than this) cannot make a forgotten used
+/// ticket valid again.
+pub const PRUNE_MARGIN_MS: u64 = 24 * 3600 * 1000;
 /// How often the loop drops expired used ids.
 const PRUNE_EVERY_MS: u64 = 3600 * 1000;
 /// The journal is rewritten when it holds more records than twice the live
@@ -229,8 +233,8 @@ impl Tickets {
             keys_changed = true;
         }
         t.sealing = t.keys.last().map(|k| k.id);
-        // Compaction at start: used ids past their expiry are refused anyway.
-        t.used.retain(|_, expires| *expires > now_ms);
+        // Compaction at start: used ids past their expiry (and the margin) are refused anyway.
+        t.prune(now_ms);
         if t.used.len() > MAX_USED {
             return Err(format!("{JOURNAL_FILE}: more than {MAX_USED} live used ticket ids; move it aside"));
         }
@@ -327,10 +331,11 @@ impl Tickets {
         }
     }
 
-    /// Drops the used ids past their expiry (an expired ticket is refused
-    /// before the register is asked).
+    /// Drops the used ids past their expiry plus [`PRUNE_MARGIN_MS`] (an
+    /// expired ticket is refused before the register is asked; the margin
+    /// covers a clock stepped back).
     pub fn prune(&mut self, now_ms: u64) {
-        self.used.retain(|_, e| *e > now_ms);
+        self.used.retain(|_, e| e.saturating_add(PRUNE_MARGIN_MS) > now_ms);
     }
 
     /// The key file to write with this commit, and the newest key's id in it.
@@ -377,7 +382,7 @@ impl Tickets {
     pub fn strike(&mut self, ticket_id: [u8; 16], uid: u64, expires_ms: u64, now_ms: u64) -> bool {
         if self.used.len() >= MAX_USED {
             let before = self.used.len();
-            self.used.retain(|_, e| *e > now_ms);
+            self.prune(now_ms);
             if self.used.len() < before {
                 self.rewrite = true;
             }
@@ -705,9 +710,12 @@ mod tests {
         }
         assert!(matches!(t.take_journal(0), Some(JournalWrite::Append(_))), "live: appended");
         // Every id expired by now: the next write is a whole, small journal.
-        t.prune(1_000);
+        t.prune(99 + PRUNE_MARGIN_MS);
+        assert_eq!(t.sizes().0, COMPACT_SLACK + 10, "kept a day past their expiry");
+        t.prune(101 + PRUNE_MARGIN_MS);
+        assert_eq!(t.sizes().0, 0, "dropped after it");
         t.revoke(3);
-        let Some(JournalWrite::Replace(file)) = t.take_journal(1_000) else { panic!("a rewrite") };
+        let Some(JournalWrite::Replace(file)) = t.take_journal(101 + PRUNE_MARGIN_MS) else { panic!("a rewrite") };
         let (mut g, mut u) = (HashMap::new(), HashMap::new());
         assert_eq!(decode_at(&file, &mut g, &mut u), Ok(file.len()));
         assert_eq!((g.get(&3), u.len()), (Some(&2), 0));
@@ -815,8 +823,8 @@ mod tests {
             id[..4].copy_from_slice(&i.to_be_bytes());
             t.used.insert(id, if i == 0 { 10 } else { 1_000 });
         }
-        assert!(!t.strike([0xff; 16], 1, 2_000, 5), "full");
-        assert!(t.strike([0xff; 16], 1, 2_000, 10), "one expired: room for one");
-        assert!(!t.strike([0xfe; 16], 1, 2_000, 10), "full again");
+        assert!(!t.strike([0xff; 16], 1, 2_000, 10), "full: one expired, not yet a day ago");
+        assert!(t.strike([0xff; 16], 1, 2_000, 11 + PRUNE_MARGIN_MS), "one expired a day ago: room for one");
+        assert!(!t.strike([0xfe; 16], 1, 2_000, 11 + PRUNE_MARGIN_MS), "full again");
     }
 }
