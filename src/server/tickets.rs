@@ -539,8 +539,13 @@ fn decode_batches(
         }
         let len = BATCH_HEAD + count * RECORD + 32;
         if rest.len() < len {
-            // Its declared end is past the end of the file: the last append, torn.
-            return Ok(at);
+            // Its declared end is past the end of the file: the last append,
+            // torn; unless a whole batch follows, and then its count is damage.
+            return if whole_batch_within(&rest[1..]) {
+                Err("damaged batch count (a whole batch follows)")
+            } else {
+                Ok(at)
+            };
         }
         let (body, sum) = rest[..len].split_at(len - 32);
         if !crypto::ct_eq(&crypto::sha256(&[body]), sum) {
@@ -575,6 +580,25 @@ fn decode_batches(
         at += len;
     }
     Ok(at)
+}
+
+/// Whether a whole, checksummed batch starts anywhere in `bytes` (so that
+/// what precedes it is damage, not a torn last append). A candidate must
+/// look like a batch head and a first record before it is hashed.
+fn whole_batch_within(bytes: &[u8]) -> bool {
+    (0..bytes.len().saturating_sub(BATCH_HEAD + RECORD + 32 - 1)).any(|p| {
+        let b = &bytes[p..];
+        let count = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if count == 0 || count > MAX_BATCH || b[4..8] != [0; 4] {
+            return false;
+        }
+        let first = &b[BATCH_HEAD..BATCH_HEAD + RECORD];
+        if !matches!(first[0], KIND_GENERATION | KIND_USED) || first[1..8] != [0; 7] {
+            return false;
+        }
+        let len = BATCH_HEAD + count * RECORD + 32;
+        b.len() >= len && crypto::ct_eq(&crypto::sha256(&[&b[..len - 32]]), &b[len - 32..len])
+    })
 }
 
 /// The key file: magic, version, count, the epoch, then per key its id, when
@@ -693,6 +717,15 @@ mod tests {
         f[JOURNAL_HEAD + 12] ^= 1;
         f.extend_from_slice(&second);
         assert_eq!(decode_at(&f, &mut HashMap::new(), &mut HashMap::new()), Err("checksum mismatch"));
+        // A batch count damaged to point past the end of the file, with a
+        // whole batch after it: not a torn tail either.
+        let mut f = file.clone();
+        f[JOURNAL_HEAD..JOURNAL_HEAD + 4].copy_from_slice(&1000u32.to_be_bytes());
+        f.extend_from_slice(&second);
+        assert_eq!(
+            decode_at(&f, &mut HashMap::new(), &mut HashMap::new()),
+            Err("damaged batch count (a whole batch follows)")
+        );
         let mut f = file.clone();
         f[0] = b'X';
         assert_eq!(decode_at(&f, &mut HashMap::new(), &mut HashMap::new()), Err("bad magic or version"));
