@@ -3,7 +3,8 @@
 //! the wire types): a full login hands out a ticket; after `kill -9` and a
 //! restart on the same port and data directory the ticket resumes a session
 //! without the password, which works; the same ResumeHello bytes again are
-//! refused; a password change revokes the tickets out; an expired ticket is
+//! refused, also by a server restarted after `kill -9` that used it; a
+//! password change revokes the tickets out; an expired ticket is
 //! refused; `--no-resume` issues none and refuses all; the ticket key file
 //! survives restarts, private.
 
@@ -285,4 +286,32 @@ fn no_resume_issues_no_ticket_and_refuses_them() {
     drop(server);
     let _server = Server::start_on(&data, &addr, &[]);
     assert!(Session::resume(&addr, &held).is_ok(), "refusing under --no-resume did not use it");
+}
+
+#[test]
+fn a_used_ticket_stays_used_across_kill_9() {
+    let dir = TempDir::new("resume-once");
+    let data = dir.join("data");
+    let server = Server::start_with(&data, &[]);
+    registered(&server, &dir, "dave");
+    let mut s = Session::full(&server.addr);
+    s.login("dave", PW, WORDS);
+    let held = s.ticket();
+    drop(s);
+    // Resumed: the answer came only once the strike was durable.
+    let (state, hello) = ticket::resume_hello(&ClientConfig::built_in().unwrap(), &held);
+    let mut r = Session::resume_with(&server.addr, state, &hello).expect("resumed");
+    assert!(r.alive());
+    let addr = server.addr.clone();
+    server.kill9();
+    drop(r);
+    let server = Server::start_on(&data, &addr, &[]);
+    // The same ResumeHello bytes to the restarted server: refused.
+    let (state, _) = ticket::resume_hello(&ClientConfig::built_in().unwrap(), &held);
+    assert_eq!(Session::resume_with(&addr, state, &hello).err(), Some(ResumeError::Refused), "used before the kill");
+    let deadline = Instant::now() + WAIT;
+    while !server.stderr.lock().unwrap().iter().any(|l| l.contains("replayed resumption ticket")) {
+        assert!(Instant::now() < deadline, "no warning: {:?}", server.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -25,7 +25,7 @@ use crate::server::files::{ConnFiles, Files, FilesInflight, BULK_OUT_LOW, UPLOAD
 use crate::server::mailbox::Mail;
 use crate::server::remote::{self, Out};
 use crate::server::room::Rooms;
-use crate::server::session::Session;
+use crate::server::session::{PasswordAccepted, Session};
 use crate::server::store::Change;
 use crate::server::throttle::{bucket, Throttle};
 use crate::server::worker::{Completion, Job};
@@ -288,6 +288,15 @@ pub(crate) enum Deferred {
     Revoked { conn: ConnId, msg_id: u64, opcode: u32, reason: &'static str },
     /// A password change's revocation is durable: store the new secrets.
     SecretsRevoked { conn: ConnId, msg_id: u64, record: Box<crate::opcodes::UserRecord> },
+    /// A password change's new secrets are durable: 200, then a fresh
+    /// ticket; when that commit fails, the `old` record comes back in memory
+    /// (in place of `new`, if still there), so that 507 means unchanged.
+    SecretsStored {
+        conn: ConnId,
+        msg_id: u64,
+        old: Box<crate::opcodes::UserRecord>,
+        new: Box<crate::opcodes::UserRecord>,
+    },
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
@@ -802,6 +811,14 @@ impl Core {
         }
     }
 
+    /// The password step of `id`, if its session awaits the passphrase.
+    pub(crate) fn password_step(&self, id: ConnId) -> Option<&PasswordAccepted> {
+        match self.conns.get(&id)?.phase {
+            Phase::Open { session: Session::AwaitPassphrase(ref step), .. } => Some(step),
+            _ => None,
+        }
+    }
+
     /// The sessions of `uid`.
     pub(crate) fn sessions_of(&self, uid: u64) -> Vec<ConnId> {
         self.online.get(&uid).cloned().unwrap_or_default()
@@ -862,6 +879,15 @@ impl Core {
     /// The limits in force.
     pub(crate) fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// A revocation (and what went with it) is durable: 200, then a fresh
+    /// ticket for the session.
+    fn defer_revoked_answer(&mut self, conn: ConnId, msg_id: u64, opcode: u32, reason: &str, now_ms: u64) {
+        self.reply(conn, msg_id, opcode, code::OK, reason, now_ms);
+        if let Some(uid) = self.session_uid(conn) {
+            self.issue_ticket(conn, uid, now_ms);
+        }
     }
 
     /// Queues an answer for after this turn's commit is durable.
@@ -1106,11 +1132,7 @@ impl Core {
                 d @ Deferred::Returned { .. } => self.defer(d),
                 Deferred::Resumed { conn } => self.resumed(conn, ok, now_ms),
                 Deferred::Revoked { conn, msg_id, opcode, reason } if ok => {
-                    self.reply(conn, msg_id, opcode, code::OK, reason, now_ms);
-                    let uid = self.session_uid(conn);
-                    if let Some(uid) = uid {
-                        self.issue_ticket(conn, uid, now_ms);
-                    }
+                    self.defer_revoked_answer(conn, msg_id, opcode, reason, now_ms)
                 }
                 Deferred::Revoked { conn, msg_id, opcode, .. } => {
                     self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
@@ -1120,6 +1142,13 @@ impl Core {
                 }
                 Deferred::SecretsRevoked { conn, msg_id, .. } => {
                     self.reply(conn, msg_id, crate::opcodes::CHPW, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                }
+                Deferred::SecretsStored { conn, msg_id, .. } if ok => {
+                    let reason = "password and passphrase changed";
+                    self.defer_revoked_answer(conn, msg_id, crate::opcodes::CHPW, reason, now_ms)
+                }
+                Deferred::SecretsStored { conn, msg_id, old, new } => {
+                    crate::server::handler::account::secrets_not_stored(self, conn, msg_id, old, &new, now_ms)
                 }
             }
         }

@@ -19,7 +19,7 @@ use crate::record::{Opener, MAX_BODY};
 use crate::server::acct::State;
 use crate::server::core::{ConnId, Limits};
 use crate::server::fuzz::{limits, uid, World};
-use crate::server::store::MemStore;
+use crate::server::store::{MemStore, Store};
 use crate::ticket::{self, AwaitResume, HeldTicket, ResumeError, ResumptionMaster, TicketContents, TicketKey};
 use crate::wire::{self, code, Message};
 
@@ -410,4 +410,137 @@ fn full_handshakes_beyond_the_backlog_are_closed_unanswered_and_resumptions_go_o
     let (_, hello) = crate::handshake::client_hello(&cfg);
     w.core().handle_input(203, &hello, now);
     assert!(w.closing(203).is_none());
+}
+
+/// A full login of alice on `id` past its password step (secrets 1 and 2).
+fn password_step(w: &mut World, id: ConnId, opener: &mut Opener) {
+    use crate::opcodes::Login;
+    w.core().set_session(id, crate::server::session::Session::AwaitLogin);
+    w.received(id, opener);
+    let mut login = Login::request(30, 0);
+    login.set_username("alice").unwrap();
+    login.auth_secret = [1; 32];
+    assert!(w.dispatch(id, login.as_bytes()));
+    w.settle();
+    assert_eq!(status_of(&w.received(id, opener), 30), Some(code::PENDING), "password accepted");
+}
+
+fn passphrase_step(w: &mut World, id: ConnId, opener: &mut Opener) -> Option<u16> {
+    let mut pass = crate::opcodes::Passphrase::request(31, 0);
+    pass.pass_secret = [2; 32];
+    assert!(w.dispatch(id, pass.as_bytes()));
+    w.settle();
+    let got = w.received(id, opener);
+    if got.iter().any(|m| op(m) == CNNT) {
+        return Some(code::OK);
+    }
+    status_of(&got, 31)
+}
+
+#[test]
+fn a_login_past_its_password_step_is_refused_after_a_logout_everywhere() {
+    let mut w = world_on(limits());
+    set_secrets(&mut w, &[1; 32], &[2; 32]);
+    // The control: nothing in between, the login completes.
+    let (id, mut opener) = w.open(1).unwrap();
+    password_step(&mut w, id, &mut opener);
+    assert_eq!(passphrase_step(&mut w, id, &mut opener), Some(code::OK));
+    assert_eq!(w.session_uid(id), Some(uid(0)));
+    // lgoe from another session between the password and passphrase steps.
+    let (late, mut late_opener) = w.open(1).unwrap();
+    password_step(&mut w, late, &mut late_opener);
+    assert!(w.dispatch(id, LogoutEverywhere::request(8, 0).as_bytes()));
+    w.settle();
+    assert_eq!(passphrase_step(&mut w, late, &mut late_opener), Some(code::UNAUTHORIZED));
+    assert_eq!(w.session_uid(late), None, "not logged in");
+    // A password change in between: the same.
+    let (late, mut late_opener) = w.open(1).unwrap();
+    password_step(&mut w, late, &mut late_opener);
+    w.core().revoke_tickets(uid(0), "test");
+    assert_eq!(passphrase_step(&mut w, late, &mut late_opener), Some(code::UNAUTHORIZED));
+    assert_eq!(w.session_uid(late), None, "not logged in");
+}
+
+#[test]
+fn a_journal_moved_aside_takes_the_ticket_keys_with_it() {
+    use crate::server::store::FileStore;
+    use crate::server::tickets::{JOURNAL_FILE, KEYS_FILE};
+    let dir = std::env::temp_dir().join(format!("sotto-resume-{}", crypto::hex(&crypto::random::<6>())));
+    let mut w = World::new_on(limits(), Arc::new(FileStore::open(&dir).unwrap())).with_tickets();
+    let (_, _, used) = ticketed(&mut w, 0);
+    let (_, _, revoked) = ticketed(&mut w, 1);
+    assert!(resume(&mut w, 100, &used).is_ok());
+    w.core().revoke_tickets(uid(1), "test");
+    w.settle();
+    let keys = std::fs::read(dir.join(KEYS_FILE)).unwrap();
+    // The journal is moved aside: its used ids and generations are gone.
+    std::fs::rename(dir.join(JOURNAL_FILE), dir.join("tickets.aside")).unwrap();
+    w.restart();
+    assert_ne!(std::fs::read(dir.join(KEYS_FILE)).unwrap(), keys, "new keys");
+    assert_eq!(resume(&mut w, 101, &used).err(), Some(ResumeError::Refused), "a used ticket stays used");
+    assert_eq!(resume(&mut w, 102, &revoked).err(), Some(ResumeError::Refused), "a revoked one stays revoked");
+    assert_eq!(refused_for(&mut w, "resumption refused: ticket does not open"), 2);
+    // The new pair serves, and survives a restart.
+    let (_, _, fresh) = ticketed(&mut w, 2);
+    w.restart();
+    assert!(resume(&mut w, 103, &fresh).is_ok());
+    // A journal of another key set (restored apart from its key file) is the same.
+    let (_, _, other) = ticketed(&mut w, 2);
+    std::fs::copy(dir.join("tickets.aside"), dir.join(JOURNAL_FILE)).unwrap();
+    w.restart();
+    assert_eq!(resume(&mut w, 104, &other).err(), Some(ResumeError::Refused));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_password_change_whose_new_secrets_fail_to_commit_leaves_the_old_ones() {
+    let store = Arc::new(MemStore::default());
+    let mut w = World::new_on(limits(), store.clone()).with_tickets();
+    set_secrets(&mut w, &[1; 32], &[2; 32]);
+    let (here, mut opener, _) = ticketed(&mut w, 0);
+    assert!(w.dispatch(here, &chpw(7, ([1; 32], [2; 32]), ([5; 32], [6; 32]))));
+    assert_eq!(w.run_jobs(), 1, "the secrets checked and hashed");
+    assert!(w.commit(), "the revocation is durable");
+    assert_eq!(status_of(&w.received(here, &mut opener), 7), None, "not yet answered");
+    // The commit of the new secrets fails: 507, and nothing changed.
+    store.fail_next_commits(1);
+    assert!(w.commit());
+    let got = w.received(here, &mut opener);
+    assert_eq!(status_of(&got, 7), Some(code::INSUFFICIENT_STORAGE));
+    assert!(held_from(&ResumptionMaster::from_bytes(MASTER), &got).is_none(), "no ticket with a 507");
+    let rec = *w.core().accounts.by_uid(uid(0)).unwrap();
+    assert!(crypto::verify_secret(rec.password_hash().unwrap(), &[1; 32]), "the old password in memory");
+    assert!(crypto::verify_secret(rec.passphrase_hash().unwrap(), &[2; 32]), "the old passphrase in memory");
+    // And on disk once the retry commits.
+    w.advance(1_001);
+    w.settle();
+    let stored = store.load_users().unwrap().into_iter().find(|r| r.uid.get() == uid(0)).expect("stored");
+    assert!(crypto::verify_secret(stored.password_hash().unwrap(), &[1; 32]), "the old password stored");
+    // The same change again succeeds.
+    assert!(w.dispatch(here, &chpw(8, ([1; 32], [2; 32]), ([5; 32], [6; 32]))));
+    w.settle();
+    assert_eq!(status_of(&w.received(here, &mut opener), 8), Some(code::OK));
+    let rec = *w.core().accounts.by_uid(uid(0)).unwrap();
+    assert!(crypto::verify_secret(rec.password_hash().unwrap(), &[5; 32]));
+}
+
+#[test]
+fn a_password_change_from_a_session_kicked_meanwhile_is_not_applied() {
+    let mut w = world_on(limits());
+    set_secrets(&mut w, &[1; 32], &[2; 32]);
+    let (here, mut opener) = w.open(0).unwrap();
+    let (there, mut there_opener) = w.open(0).unwrap();
+    w.received(here, &mut opener);
+    w.received(there, &mut there_opener);
+    // Both sessions change the secrets at once; `here`'s check finishes first.
+    assert!(w.dispatch(here, &chpw(7, ([1; 32], [2; 32]), ([5; 32], [6; 32]))));
+    assert!(w.dispatch(there, &chpw(8, ([1; 32], [2; 32]), ([3; 32], [4; 32]))));
+    w.settle();
+    assert_eq!(status_of(&w.received(here, &mut opener), 7), Some(code::OK));
+    assert_eq!(status_of(&w.received(there, &mut there_opener), 8), Some(code::UNAUTHORIZED));
+    assert!(w.closing(there).is_some());
+    assert!(w.closing(here).is_none(), "not kicked by the session it kicked");
+    let rec = *w.core().accounts.by_uid(uid(0)).unwrap();
+    assert!(crypto::verify_secret(rec.password_hash().unwrap(), &[5; 32]), "the first change stands");
+    assert!(crypto::verify_secret(rec.passphrase_hash().unwrap(), &[6; 32]));
 }

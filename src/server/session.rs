@@ -10,6 +10,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordAccepted {
     uid: u64,
+    /// The account's ticket generation when the password verified: a
+    /// password change or lgoe since then refuses the passphrase step.
+    generation: u64,
 }
 
 /// Proof that this connection logged in as `uid` with password and passphrase.
@@ -23,13 +26,18 @@ pub struct Authenticated {
 
 impl PasswordAccepted {
     /// Only for `handler::account` after a verified password.
-    pub(crate) fn after_password_verified(uid: u64) -> PasswordAccepted {
-        PasswordAccepted { uid }
+    pub(crate) fn after_password_verified(uid: u64, generation: u64) -> PasswordAccepted {
+        PasswordAccepted { uid, generation }
     }
 
     /// The account whose password verified.
     pub fn uid(&self) -> u64 {
         self.uid
+    }
+
+    /// The account's ticket generation when its password verified.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 

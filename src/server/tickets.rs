@@ -17,6 +17,11 @@
 //!   generation is kept for every account that ever had one (deleted ones
 //!   too, so that no account registered later under the same UID could take
 //!   an old ticket).
+//! - The journal belongs to one key set: both files carry the same random
+//!   epoch. A key file whose journal is missing or of another epoch is
+//!   discarded and new keys made, so no ticket opens without its account's
+//!   generation and the used ids (a journal moved aside, or restored apart
+//!   from its key file, cannot reopen a revoked or used ticket).
 //! - The journal is bounded: at most [`MAX_USED`] live used ids, each record
 //!   and batch length is checked before allocation, a torn last batch is cut,
 //!   anything else malformed stops the start. A failed append makes the next
@@ -56,6 +61,10 @@ pub const MAX_KEYS_FILE: u64 = (KEYS_HEAD + KEY_ENTRY * MAX_KEYS + 32) as u64;
 pub const MAX_JOURNAL_FILE: u64 = 512 << 20;
 /// Records in one journal batch at most.
 pub const MAX_BATCH: usize = 1 << 16;
+/// A used id is forgotten this long after its ticket's expiry, not at it: a
+/// clock stepped back (by less than this) cannot make a forgotten used
+/// ticket valid again.
+pub const PRUNE_MARGIN_MS: u64 = 24 * 3600 * 1000;
 /// How often the loop drops expired used ids.
 const PRUNE_EVERY_MS: u64 = 3600 * 1000;
 /// The journal is rewritten when it holds more records than twice the live
@@ -63,13 +72,19 @@ const PRUNE_EVERY_MS: u64 = 3600 * 1000;
 const COMPACT_SLACK: usize = 4096;
 
 const KEYS_MAGIC: &[u8; 4] = b"SOTT";
-const KEYS_VERSION: u16 = 1;
-const KEYS_HEAD: usize = 8;
+/// Version 2 adds the epoch; a version 1 key file (no epoch) is replaced.
+const KEYS_VERSION: u16 = 2;
+/// Magic, version, count, epoch.
+const KEYS_HEAD: usize = 8 + EPOCH_LEN;
+/// The random epoch binding the journal to the key file.
+const EPOCH_LEN: usize = 16;
 const KEY_ENTRY: usize = 8 + 8 + 48;
 const JOURNAL_MAGIC: &[u8; 4] = b"SOTK";
-const JOURNAL_VERSION: u16 = 1;
-/// Journal header: magic, version, reserved.
-pub const JOURNAL_HEAD: usize = 16;
+/// Version 2 adds the epoch; a version 1 journal reads as of no epoch.
+const JOURNAL_VERSION: u16 = 2;
+/// Journal header: magic, version, reserved, epoch.
+pub const JOURNAL_HEAD: usize = 16 + EPOCH_LEN;
+const JOURNAL_HEAD_V1: usize = 16;
 /// One journal record: kind, 7 reserved, uid, value (generation or expiry), ticket id.
 pub const RECORD: usize = 1 + 7 + 8 + 8 + 16;
 const KIND_GENERATION: u8 = 1;
@@ -140,6 +155,8 @@ pub struct Tickets {
     loaded: bool,
     /// Oldest first.
     keys: Vec<TicketKey>,
+    /// Written in both files' headers: the journal belongs to this key set.
+    epoch: [u8; EPOCH_LEN],
     /// The key new tickets are sealed under (durable).
     sealing: Option<u64>,
     keys_dirty: bool,
@@ -177,33 +194,53 @@ impl Tickets {
     pub fn load(keys_file: Option<&[u8]>, journal: Option<&[u8]>, ttl_ms: u64, now_ms: u64) -> Result<Loaded, String> {
         let mut t = Tickets { loaded: true, ..Tickets::default() };
         let mut keys_changed = false;
+        let mut keys_epoch = None;
         if let Some(bytes) = keys_file {
-            t.keys = decode_keys(bytes).map_err(|why| {
+            (keys_epoch, t.keys) = decode_keys(bytes).map_err(|why| {
                 format!("{KEYS_FILE}: corrupt ({why}); move it aside to start with a new key (tickets issued under the old one are then refused)")
             })?;
         }
-        if t.rotate(ttl_ms, now_ms) {
-            keys_changed = true;
-        }
-        t.sealing = t.keys.last().map(|k| k.id);
         let mut torn = 0;
+        let mut journal_epoch = None;
         if let Some(bytes) = journal {
-            let cut = decode_journal(bytes, &mut t.generations, &mut t.used).map_err(|why| {
-                format!("{JOURNAL_FILE}: corrupt ({why}); move it aside to start without it (every ticket issued so far is then refused)")
+            let (epoch, cut) = decode_journal(bytes, &mut t.generations, &mut t.used).map_err(|why| {
+                format!("{JOURNAL_FILE}: corrupt ({why}); move it aside to start without it (the ticket keys are then replaced: every ticket issued so far is refused)")
             })?;
+            journal_epoch = epoch;
             torn = bytes.len() - cut;
             if torn > 0 {
                 crate::log!(Warn, "{JOURNAL_FILE}: cut a torn last batch of {torn} bytes (a crash during its write)");
             }
         }
-        // Compaction at start: used ids past their expiry are refused anyway.
-        t.used.retain(|_, expires| *expires > now_ms);
+        // Keys without their journal would open tickets whose revocation or
+        // use the journal held: they go, and new ones are made.
+        match keys_epoch {
+            Some(epoch) if journal_epoch == Some(epoch) => t.epoch = epoch,
+            _ => {
+                if !t.keys.is_empty() {
+                    let why = if journal.is_none() { "is missing" } else { "belongs to another key set" };
+                    crate::log!(
+                        Warn,
+                        "{JOURNAL_FILE} {why}: the ticket keys are replaced; every resumption ticket issued so far is refused (clients log in with their secrets)"
+                    );
+                    t.keys.clear();
+                }
+                t.epoch = crypto::random();
+                keys_changed = true;
+            }
+        }
+        if t.rotate(ttl_ms, now_ms) {
+            keys_changed = true;
+        }
+        t.sealing = t.keys.last().map(|k| k.id);
+        // Compaction at start: used ids past their expiry (and the margin) are refused anyway.
+        t.prune(now_ms);
         if t.used.len() > MAX_USED {
             return Err(format!("{JOURNAL_FILE}: more than {MAX_USED} live used ticket ids; move it aside"));
         }
         let journal = t.encode_all();
         t.file_records = t.generations.len() + t.used.len();
-        let keys_file = keys_changed.then(|| encode_keys(&t.keys));
+        let keys_file = keys_changed.then(|| encode_keys(t.epoch, &t.keys));
         Ok(Loaded { tickets: t, keys_file, journal, torn })
     }
 
@@ -225,7 +262,7 @@ impl Tickets {
     /// A fresh state with one new key, durable as far as the caller is
     /// concerned (unit tests, the fuzzing seam).
     pub fn fresh(now_ms: u64) -> Tickets {
-        let mut t = Tickets { loaded: true, ..Tickets::default() };
+        let mut t = Tickets { loaded: true, epoch: crypto::random(), ..Tickets::default() };
         let key = TicketKey::generate(u64::from_be_bytes(crypto::random()), now_ms);
         t.sealing = Some(key.id);
         t.keys.push(key);
@@ -294,10 +331,11 @@ impl Tickets {
         }
     }
 
-    /// Drops the used ids past their expiry (an expired ticket is refused
-    /// before the register is asked).
+    /// Drops the used ids past their expiry plus [`PRUNE_MARGIN_MS`] (an
+    /// expired ticket is refused before the register is asked; the margin
+    /// covers a clock stepped back).
     pub fn prune(&mut self, now_ms: u64) {
-        self.used.retain(|_, e| *e > now_ms);
+        self.used.retain(|_, e| e.saturating_add(PRUNE_MARGIN_MS) > now_ms);
     }
 
     /// The key file to write with this commit, and the newest key's id in it.
@@ -306,7 +344,7 @@ impl Tickets {
             return None;
         }
         let newest = self.keys.last()?.id;
-        Some((encode_keys(&self.keys), newest))
+        Some((encode_keys(self.epoch, &self.keys), newest))
     }
 
     /// The key file write carrying key `newest` finished.
@@ -344,7 +382,7 @@ impl Tickets {
     pub fn strike(&mut self, ticket_id: [u8; 16], uid: u64, expires_ms: u64, now_ms: u64) -> bool {
         if self.used.len() >= MAX_USED {
             let before = self.used.len();
-            self.used.retain(|_, e| *e > now_ms);
+            self.prune(now_ms);
             if self.used.len() < before {
                 self.rewrite = true;
             }
@@ -411,7 +449,8 @@ impl Tickets {
         let mut out = Vec::with_capacity(JOURNAL_HEAD + records.len() * RECORD + 64);
         out.extend_from_slice(JOURNAL_MAGIC);
         out.extend_from_slice(&JOURNAL_VERSION.to_be_bytes());
-        out.extend_from_slice(&[0; JOURNAL_HEAD - 6]);
+        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&self.epoch);
         for batch in records.chunks(MAX_BATCH) {
             put_batch(&mut out, batch);
         }
@@ -452,24 +491,42 @@ fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// Reads the journal into `gens` and `used`; returns the length of its valid
-/// part (shorter than `bytes` when a torn last batch is to be cut).
+/// Reads the journal into `gens` and `used`; returns its epoch (None for a
+/// version 1 journal) and the length of its valid part (shorter than `bytes`
+/// when a torn last batch is to be cut).
 pub fn decode_journal(
     bytes: &[u8],
     gens: &mut HashMap<u64, u64>,
     used: &mut HashMap<[u8; 16], u64>,
-) -> Result<usize, &'static str> {
+) -> Result<(Option<[u8; EPOCH_LEN]>, usize), &'static str> {
     if bytes.len() as u64 > MAX_JOURNAL_FILE {
         return Err("too large");
     }
-    if bytes.len() < JOURNAL_HEAD {
+    if bytes.len() < JOURNAL_HEAD_V1 || &bytes[..4] != JOURNAL_MAGIC {
         // A journal is made whole, atomically: a short one is not a torn append.
-        return Err("shorter than its header");
-    }
-    if &bytes[..4] != JOURNAL_MAGIC || bytes[4..6] != JOURNAL_VERSION.to_be_bytes() {
         return Err("bad magic or version");
     }
-    let mut at = JOURNAL_HEAD;
+    let (epoch, head) = match u16::from_be_bytes([bytes[4], bytes[5]]) {
+        1 => (None, JOURNAL_HEAD_V1),
+        JOURNAL_VERSION if bytes.len() >= JOURNAL_HEAD => {
+            let mut e = [0u8; EPOCH_LEN];
+            e.copy_from_slice(&bytes[16..JOURNAL_HEAD]);
+            (Some(e), JOURNAL_HEAD)
+        }
+        JOURNAL_VERSION => return Err("shorter than its header"),
+        _ => return Err("bad magic or version"),
+    };
+    let at = decode_batches(bytes, head, gens, used)?;
+    Ok((epoch, at))
+}
+
+/// The batches of a journal from `at`; the length of its valid part.
+fn decode_batches(
+    bytes: &[u8],
+    mut at: usize,
+    gens: &mut HashMap<u64, u64>,
+    used: &mut HashMap<[u8; 16], u64>,
+) -> Result<usize, &'static str> {
     while at < bytes.len() {
         let rest = &bytes[at..];
         let torn = || rest.iter().all(|b| *b == 0);
@@ -482,8 +539,13 @@ pub fn decode_journal(
         }
         let len = BATCH_HEAD + count * RECORD + 32;
         if rest.len() < len {
-            // Its declared end is past the end of the file: the last append, torn.
-            return Ok(at);
+            // Its declared end is past the end of the file: the last append,
+            // torn; unless a whole batch follows, and then its count is damage.
+            return if whole_batch_within(&rest[1..]) {
+                Err("damaged batch count (a whole batch follows)")
+            } else {
+                Ok(at)
+            };
         }
         let (body, sum) = rest[..len].split_at(len - 32);
         if !crypto::ct_eq(&crypto::sha256(&[body]), sum) {
@@ -520,14 +582,34 @@ pub fn decode_journal(
     Ok(at)
 }
 
-/// The key file: magic, version, count, then per key its id, when it was
-/// made and its 48 bytes of material, then SHA-256 of all of it.
-pub fn encode_keys(keys: &[TicketKey]) -> Zeroizing<Vec<u8>> {
+/// Whether a whole, checksummed batch starts anywhere in `bytes` (so that
+/// what precedes it is damage, not a torn last append). A candidate must
+/// look like a batch head and a first record before it is hashed.
+fn whole_batch_within(bytes: &[u8]) -> bool {
+    (0..bytes.len().saturating_sub(BATCH_HEAD + RECORD + 32 - 1)).any(|p| {
+        let b = &bytes[p..];
+        let count = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if count == 0 || count > MAX_BATCH || b[4..8] != [0; 4] {
+            return false;
+        }
+        let first = &b[BATCH_HEAD..BATCH_HEAD + RECORD];
+        if !matches!(first[0], KIND_GENERATION | KIND_USED) || first[1..8] != [0; 7] {
+            return false;
+        }
+        let len = BATCH_HEAD + count * RECORD + 32;
+        b.len() >= len && crypto::ct_eq(&crypto::sha256(&[&b[..len - 32]]), &b[len - 32..len])
+    })
+}
+
+/// The key file: magic, version, count, the epoch, then per key its id, when
+/// it was made and its 48 bytes of material, then SHA-256 of all of it.
+pub fn encode_keys(epoch: [u8; EPOCH_LEN], keys: &[TicketKey]) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(KEYS_HEAD + KEY_ENTRY * keys.len() + 32));
     out.extend_from_slice(KEYS_MAGIC);
     out.extend_from_slice(&KEYS_VERSION.to_be_bytes());
     // NOTE: at most MAX_KEYS keys (rotate keeps them under it).
     out.extend_from_slice(&(keys.len().min(MAX_KEYS) as u16).to_be_bytes());
+    out.extend_from_slice(&epoch);
     for k in keys.iter().take(MAX_KEYS) {
         out.extend_from_slice(&k.id.to_be_bytes());
         out.extend_from_slice(&k.created_ms.to_be_bytes());
@@ -538,24 +620,32 @@ pub fn encode_keys(keys: &[TicketKey]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// The keys of a key file, checked, oldest first.
-pub fn decode_keys(bytes: &[u8]) -> Result<Vec<TicketKey>, &'static str> {
-    if bytes.len() < KEYS_HEAD + 32 || bytes.len() as u64 > MAX_KEYS_FILE {
+/// The epoch (None for a version 1 file) and the keys of a key file,
+/// checked, oldest first.
+pub fn decode_keys(bytes: &[u8]) -> Result<(Option<[u8; EPOCH_LEN]>, Vec<TicketKey>), &'static str> {
+    if bytes.len() < 8 + 32 || bytes.len() as u64 > MAX_KEYS_FILE {
         return Err("wrong size");
     }
-    if &bytes[..4] != KEYS_MAGIC || bytes[4..6] != KEYS_VERSION.to_be_bytes() {
-        return Err("bad magic or version");
-    }
+    let head = match (&bytes[..4] == KEYS_MAGIC, u16::from_be_bytes([bytes[4], bytes[5]])) {
+        (true, 1) => 8,
+        (true, KEYS_VERSION) => KEYS_HEAD,
+        _ => return Err("bad magic or version"),
+    };
     let count = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
-    if count > MAX_KEYS || bytes.len() != KEYS_HEAD + KEY_ENTRY * count + 32 {
+    if count > MAX_KEYS || bytes.len() != head + KEY_ENTRY * count + 32 {
         return Err("wrong size for its count");
     }
+    let epoch = (head == KEYS_HEAD).then(|| {
+        let mut e = [0u8; EPOCH_LEN];
+        e.copy_from_slice(&bytes[8..KEYS_HEAD]);
+        e
+    });
     let (body, sum) = bytes.split_at(bytes.len() - 32);
     if !crypto::ct_eq(&crypto::sha256(&[body]), sum) {
         return Err("checksum mismatch");
     }
     let mut keys: Vec<TicketKey> = Vec::with_capacity(count);
-    for e in body[KEYS_HEAD..].chunks_exact(KEY_ENTRY) {
+    for e in body[head..].chunks_exact(KEY_ENTRY) {
         let (id, created) = (be64(&e[..8]), be64(&e[8..16]));
         if keys.iter().any(|k| k.id == id) {
             return Err("a key id twice");
@@ -567,7 +657,7 @@ pub fn decode_keys(bytes: &[u8]) -> Result<Vec<TicketKey>, &'static str> {
         material.copy_from_slice(&e[16..]);
         keys.push(TicketKey::from_material(id, created, &material));
     }
-    Ok(keys)
+    Ok((epoch, keys))
 }
 
 #[cfg(test)]
@@ -575,6 +665,15 @@ mod tests {
     use super::*;
 
     const DAY: u64 = 24 * 3600 * 1000;
+
+    /// The valid length of a journal ([`decode_journal`] without its epoch).
+    fn decode_at(
+        bytes: &[u8],
+        gens: &mut HashMap<u64, u64>,
+        used: &mut HashMap<[u8; 16], u64>,
+    ) -> Result<usize, &'static str> {
+        decode_journal(bytes, gens, used).map(|(_, at)| at)
+    }
 
     #[test]
     fn journal_round_trips_and_keeps_the_highest_generation() {
@@ -587,7 +686,7 @@ mod tests {
         let Some(JournalWrite::Append(more)) = t.take_journal(0) else { panic!("an append") };
         file.extend_from_slice(&more);
         let (mut gens, mut used) = (HashMap::new(), HashMap::new());
-        assert_eq!(decode_journal(&file, &mut gens, &mut used), Ok(file.len()));
+        assert_eq!(decode_at(&file, &mut gens, &mut used), Ok(file.len()));
         assert_eq!((gens.get(&7), gens.get(&9), used.get(&[1; 16])), (Some(&2), Some(&1), Some(&5_000)));
     }
 
@@ -606,22 +705,31 @@ mod tests {
             let mut f = file.clone();
             f.extend_from_slice(&second[..keep]);
             let (mut g, mut u) = (HashMap::new(), HashMap::new());
-            assert_eq!(decode_journal(&f, &mut g, &mut u), Ok(good), "prefix {keep}");
+            assert_eq!(decode_at(&f, &mut g, &mut u), Ok(good), "prefix {keep}");
             assert!(u.is_empty() && g.get(&1) == Some(&1));
         }
         // So is a zero-filled tail.
         let mut f = file.clone();
         f.extend_from_slice(&[0; 100]);
-        assert_eq!(decode_journal(&f, &mut HashMap::new(), &mut HashMap::new()), Ok(good));
+        assert_eq!(decode_at(&f, &mut HashMap::new(), &mut HashMap::new()), Ok(good));
         // A damaged batch that a whole one follows is not a torn tail.
         let mut f = file.clone();
         f[JOURNAL_HEAD + 12] ^= 1;
         f.extend_from_slice(&second);
-        assert_eq!(decode_journal(&f, &mut HashMap::new(), &mut HashMap::new()), Err("checksum mismatch"));
+        assert_eq!(decode_at(&f, &mut HashMap::new(), &mut HashMap::new()), Err("checksum mismatch"));
+        // A batch count damaged to point past the end of the file, with a
+        // whole batch after it: not a torn tail either.
+        let mut f = file.clone();
+        f[JOURNAL_HEAD..JOURNAL_HEAD + 4].copy_from_slice(&1000u32.to_be_bytes());
+        f.extend_from_slice(&second);
+        assert_eq!(
+            decode_at(&f, &mut HashMap::new(), &mut HashMap::new()),
+            Err("damaged batch count (a whole batch follows)")
+        );
         let mut f = file.clone();
         f[0] = b'X';
-        assert_eq!(decode_journal(&f, &mut HashMap::new(), &mut HashMap::new()), Err("bad magic or version"));
-        assert!(decode_journal(&file[..10], &mut HashMap::new(), &mut HashMap::new()).is_err());
+        assert_eq!(decode_at(&f, &mut HashMap::new(), &mut HashMap::new()), Err("bad magic or version"));
+        assert!(decode_at(&file[..10], &mut HashMap::new(), &mut HashMap::new()).is_err());
     }
 
     #[test]
@@ -635,11 +743,14 @@ mod tests {
         }
         assert!(matches!(t.take_journal(0), Some(JournalWrite::Append(_))), "live: appended");
         // Every id expired by now: the next write is a whole, small journal.
-        t.prune(1_000);
+        t.prune(99 + PRUNE_MARGIN_MS);
+        assert_eq!(t.sizes().0, COMPACT_SLACK + 10, "kept a day past their expiry");
+        t.prune(101 + PRUNE_MARGIN_MS);
+        assert_eq!(t.sizes().0, 0, "dropped after it");
         t.revoke(3);
-        let Some(JournalWrite::Replace(file)) = t.take_journal(1_000) else { panic!("a rewrite") };
+        let Some(JournalWrite::Replace(file)) = t.take_journal(101 + PRUNE_MARGIN_MS) else { panic!("a rewrite") };
         let (mut g, mut u) = (HashMap::new(), HashMap::new());
-        assert_eq!(decode_journal(&file, &mut g, &mut u), Ok(file.len()));
+        assert_eq!(decode_at(&file, &mut g, &mut u), Ok(file.len()));
         assert_eq!((g.get(&3), u.len()), (Some(&2), 0));
         assert_eq!(file.len(), JOURNAL_HEAD + BATCH_HEAD + RECORD + 32);
     }
@@ -659,8 +770,9 @@ mod tests {
     fn keys_round_trip_and_a_flipped_byte_is_refused() {
         let mut t = Tickets::fresh(5);
         t.rotate(7 * DAY, 5 + DAY);
-        let bytes = encode_keys(t.keys());
-        let keys = decode_keys(&bytes).unwrap();
+        let bytes = encode_keys(t.epoch, t.keys());
+        let (epoch, keys) = decode_keys(&bytes).unwrap();
+        assert_eq!(epoch, Some(t.epoch));
         assert_eq!(keys.len(), 2);
         for (a, b) in keys.iter().zip(t.keys()) {
             assert_eq!((a.id, a.created_ms, &a.material()[..]), (b.id, b.created_ms, &b.material()[..]));
@@ -744,8 +856,8 @@ mod tests {
             id[..4].copy_from_slice(&i.to_be_bytes());
             t.used.insert(id, if i == 0 { 10 } else { 1_000 });
         }
-        assert!(!t.strike([0xff; 16], 1, 2_000, 5), "full");
-        assert!(t.strike([0xff; 16], 1, 2_000, 10), "one expired: room for one");
-        assert!(!t.strike([0xfe; 16], 1, 2_000, 10), "full again");
+        assert!(!t.strike([0xff; 16], 1, 2_000, 10), "full: one expired, not yet a day ago");
+        assert!(t.strike([0xff; 16], 1, 2_000, 11 + PRUNE_MARGIN_MS), "one expired a day ago: room for one");
+        assert!(!t.strike([0xfe; 16], 1, 2_000, 11 + PRUNE_MARGIN_MS), "full again");
     }
 }

@@ -23,7 +23,7 @@ use crate::opcodes::{
     AUTH, CHPW, CREA, LGOE, PASS,
 };
 use crate::wire::{code, decode, Message, Status};
-use zerocopy::FromZeros;
+use zerocopy::{FromZeros, IntoBytes};
 use zeroize::Zeroizing;
 
 use crate::server::acct::{self, Outcome, State};
@@ -180,7 +180,8 @@ pub fn password_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: Option<u6
     });
     match (uid, state) {
         (Some(uid), Some(a)) if ok && a.state == State::Active => {
-            core.set_session(id, Session::AwaitPassphrase(PasswordAccepted::after_password_verified(uid)));
+            let step = PasswordAccepted::after_password_verified(uid, core.tickets.generation(uid));
+            core.set_session(id, Session::AwaitPassphrase(step));
             core.reply(id, msg_id, AUTH, code::PENDING, "password accepted; send the passphrase", now_ms);
         }
         (Some(uid), Some(a)) if ok && matches!(a.state, State::OnHold | State::Banned) => {
@@ -235,24 +236,29 @@ pub fn passphrase_checked(core: &mut Core, id: ConnId, msg_id: u64, uid: u64, ok
         core.mark_acct_dirty(uid);
     }
     let active = core.accounts.acct(uid).state == State::Active;
+    // A password change or lgoe since the password step revoked this login
+    // too: the same answer as a wrong passphrase.
+    let step =
+        core.password_step(id).filter(|s| s.uid() == uid && s.generation() == core.tickets.generation(uid)).cloned();
     let name = core.accounts.by_uid(uid).and_then(|r| r.username().ok()).map(str::to_owned).filter(|_| active);
+    let login = name.zip(step);
     let limit = core.limits().sessions_per_user;
-    match name {
+    match login {
         Some(_) if ok && core.sessions_of(uid).len() >= limit => {
             record(core, id, uid, Outcome::SessionLimit, now_ms);
             core.set_session(id, Session::AwaitLogin);
             let why = format!("too many sessions: at most {limit} per user; close one first");
             core.reply_counted(id, (msg_id, PASS), code::FORBIDDEN, &why, "session limit (403)", now_ms);
         }
-        Some(name) if ok => {
+        Some((name, step)) if ok => {
             if let Some(addr) = core.addr(id) {
                 core.backoff.succeed(&name, addr);
             }
-            let step = PasswordAccepted::after_password_verified(uid);
             let auth = Authenticated::after_passphrase_verified(step, name);
             start_session(core, id, auth, msg_id, now_ms);
         }
         _ => {
+            let name = login.map(|(name, _)| name);
             if name.is_some() {
                 record(core, id, uid, Outcome::WrongPassphrase, now_ms);
             }
@@ -377,8 +383,9 @@ pub fn secrets_checked(
     result: Result<Box<UserRecord>, SecretsFailure>,
     now_ms: u64,
 ) {
-    // A session of an account deleted meanwhile is closed already.
-    if core.accounts.by_uid(uid).is_none() || core.session_uid(id) != Some(uid) {
+    // A session of an account deleted meanwhile is closed already, and one
+    // kicked meanwhile by another password change or lgoe changes nothing.
+    if core.accounts.by_uid(uid).is_none() || core.session_uid(id) != Some(uid) || core.is_closing(id) {
         return core.reply(id, msg_id, CHPW, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
     }
     match result {
@@ -411,10 +418,41 @@ pub fn secrets_checked(
 /// and are stored; 200 (and a fresh ticket) once they are durable.
 pub fn secrets_revoked(core: &mut Core, id: ConnId, msg_id: u64, record: Box<UserRecord>, now_ms: u64) {
     let uid = record.uid.get();
-    if core.accounts.by_uid(uid).is_none() {
+    if core.accounts.by_uid(uid).is_none() || core.is_closing(id) {
         return core.reply(id, msg_id, CHPW, code::UNAUTHORIZED, BAD_LOGIN, now_ms);
     }
+    let Some(old) = core.accounts.by_uid(uid).map(|r| Box::new(*r)) else { return };
     core.accounts.replace(*record);
     core.mark_user_dirty(uid);
-    core.defer(Deferred::Revoked { conn: id, msg_id, opcode: CHPW, reason: "password and passphrase changed" });
+    core.defer(Deferred::SecretsStored { conn: id, msg_id, old, new: record });
+}
+
+/// The commit of a password change's new secrets failed: the old record
+/// comes back in memory (and is written with the next commit), so that the
+/// 507 means the secrets did not change (PROTOCOL.md §5, chpw): the client
+/// keeps its old ones. The tickets stay revoked, which is harmless.
+pub fn secrets_not_stored(
+    core: &mut Core,
+    id: ConnId,
+    msg_id: u64,
+    old: Box<UserRecord>,
+    new: &UserRecord,
+    now_ms: u64,
+) {
+    let uid = old.uid.get();
+    // Only over the record this change made: not over a later change, nor
+    // an account deleted meanwhile.
+    if core.accounts.by_uid(uid).is_some_and(|r| r.as_bytes() == new.as_bytes()) {
+        core.accounts.replace(*old);
+        core.mark_user_dirty(uid);
+        crate::log!(Warn, "conn {id}: uid {uid:016x}: storing the changed secrets failed; the old ones stay");
+    }
+    core.reply(
+        id,
+        msg_id,
+        CHPW,
+        code::INSUFFICIENT_STORAGE,
+        "storage failed (disk full?): password and passphrase unchanged; try again",
+        now_ms,
+    );
 }
