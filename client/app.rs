@@ -1051,16 +1051,19 @@ impl App {
                 fe.report(Report::Done { cmd: "password", room: String::new(), id: None })
             }
             Event::Failed(f) if f.cmd == "password" && f.code == 0 => {
-                // No answer: it may have taken effect. Staged until a login again tells.
+                // No answer (lost connection, no reply in time, a reply that does
+                // not say): it may have taken effect. Staged until a login again tells.
                 self.password_unsure = true;
                 fe.report(Report::Failed(f))?;
                 fe.report(Report::Warning(
-                    "no answer to the password change: whether it took effect is known at the next login; \
+                    "no clear answer to the password change: whether it took effect is known at the next login; \
                      if the current password is refused then, log in with the new one"
                         .into(),
                 ))
             }
             Event::Failed(f) if f.cmd == "password" => {
+                // The server's refusal (400, 401, 403, 429, 500, 507): the
+                // secrets did not change, the old password stays.
                 let w = self.abort_password();
                 fe.report(Report::Failed(f))?;
                 match w {

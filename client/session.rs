@@ -745,6 +745,13 @@ impl Session {
                 self.remembered = Some(*creds);
                 Some(Event::PasswordChanged)
             }
+            // An error is the server's word that the secrets did not change
+            // (400, 401, 429, 500, 507: the old password stays); any other
+            // status does not say: code 0, as a lost answer (the change stays staged).
+            (Pending::Password(_), status) if status != Some(Status::Error) => {
+                let why = format!("unexpected reply from the server (status {}): {}", r.hdr.status, reason(r));
+                Some(Event::Failed(Failure::new("password", 0, why)))
+            }
             (what @ (Pending::Login { .. } | Pending::Passphrase { .. }), _) => {
                 let f = self.login_failure(refused(what.cmd(), r));
                 Some(Event::Failed(f))

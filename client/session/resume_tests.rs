@@ -241,6 +241,15 @@ fn a_refused_or_unanswered_password_change_keeps_the_current_secrets() {
         _ => panic!("expected failure"),
     }
     assert_eq!(s.login_verifier().as_deref(), Some(&*current), "the current secrets stay remembered");
+    // A reply that is neither a success nor an error does not say: code 0, as no answer.
+    let (old, new) = s.password_change(("password123", "red green blue"), ("new password 42", "a b c")).unwrap();
+    s.change_password(old, new, NOW).unwrap();
+    let id = sent_id(&mut s);
+    match feed(&mut s, &status(id, Status::Pending, code::PENDING, "")) {
+        Some(Event::Failed(f)) => assert_eq!((f.cmd.as_str(), f.code), ("password", 0)),
+        _ => panic!("expected failure"),
+    }
+    assert_eq!(s.login_verifier().as_deref(), Some(&*current));
     // In flight when the connection drops: code 0 (the driver keeps the change staged).
     let (old, new) = s.password_change(("password123", "red green blue"), ("new password 42", "a b c")).unwrap();
     s.change_password(old, new, NOW).unwrap();
