@@ -176,8 +176,9 @@ pub struct App {
     next_attempt: Option<u64>,
     /// Failed reconnection attempts since the connection was lost (the jitter grows with them).
     failures: u32,
-    /// The latest resumption ticket, with its secret (never shown; `resume`).
-    ticket: Option<HeldTicket>,
+    /// The latest resumption ticket, with its secret and the verifier of the
+    /// login secrets it was issued to (never shown; `resume`).
+    ticket: Option<resume::Kept>,
     /// The key store opened at `/login` to look for a ticket, for that user:
     /// taken at `Authenticated` rather than derived again.
     early_store: Option<(String, Store)>,
@@ -305,13 +306,17 @@ impl App {
     }
 
     /// Starts a login: by resuming with the ticket the key store holds for
-    /// this account, when the password opens it and the server accepts the
-    /// ticket; else (silently) with the password and passphrase.
+    /// this account, when the password opens it, the password and passphrase
+    /// derive the secrets the ticket was issued to (its verifier) and the
+    /// server accepts the ticket; else (silently) with the password and
+    /// passphrase, so that the server checks them (a 401, a failed-login
+    /// record and the back-off, as without a ticket).
     pub fn login(&mut self, name: &str, password: &str, passphrase: &str) -> Result<(), Failure> {
         let creds = Session::credentials(name, password, passphrase)?;
         self.session.ready("login")?;
         self.early_store = None;
-        if let Some(held) = self.stored_ticket(creds.username(), password) {
+        let stored = self.stored_ticket(creds.username(), password);
+        if let Some(held) = stored.and_then(|kept| kept.for_login(&creds.verifier(), now_ms())) {
             let resumed = conn::dial(&self.server).ok().and_then(|dialed| self.offer(dialed, &held));
             if let Some(conn) = resumed {
                 // The connection of the start-up handshake is closed: the resumed one replaces it.
@@ -322,14 +327,14 @@ impl App {
         self.session.login_with(creds, now_ms())
     }
 
-    /// The unexpired ticket in `user`'s key store, when `password` opens it
-    /// (the store is kept for the login's `Authenticated`).
-    fn stored_ticket(&mut self, user: &str, password: &str) -> Option<HeldTicket> {
+    /// The ticket in `user`'s key store, when `password` opens it (the store
+    /// is kept for the login's `Authenticated`); not yet checked against the
+    /// typed secrets ([`resume::Kept::for_login`]).
+    fn stored_ticket(&mut self, user: &str, password: &str) -> Option<resume::Kept> {
         let mut store = Store::open_settled(&self.home, user, password).ok()?;
-        let held = store.load(resume::KIND).ok().flatten().and_then(|p| resume::decode(&p).ok().flatten());
-        let held = held.filter(|t| t.expires_ms > now_ms());
+        let kept = store.load(resume::KIND).ok().flatten().and_then(|p| resume::decode(&p).ok().flatten());
         self.early_store = Some((user.to_string(), store));
-        held
+        kept
     }
 
     /// Offers `held` on a dialed connection; the session's connection when
@@ -780,13 +785,14 @@ impl App {
             return Ok(());
         }
         self.next_attempt = None;
-        if let Some(held) = self.ticket.take() {
+        // No password is typed here: the ticket is offered without a verifier check.
+        if let Some(resume::Kept { held, verifier }) = self.ticket.take() {
             if held.expires_ms <= now_ms() {
                 let _ = self.save_ticket();
             } else {
                 let Ok(dialed) = conn::dial(&self.server) else {
                     // Not reachable: the ticket was not offered, and waits for the next attempt.
-                    self.ticket = Some(held);
+                    self.ticket = Some(resume::Kept { held, verifier });
                     self.schedule_retry();
                     return Ok(());
                 };
@@ -1025,7 +1031,10 @@ impl App {
             Event::Ticket { ticket_id, expires_ms, ticket } => {
                 // Derived on the connection it came on, whose records arrive in order.
                 let Some(conn) = &self.conn else { return Ok(()) };
-                self.ticket = Some(conn.ticket(ticket_id, expires_ms, ticket));
+                // Kept with the verifier of this session's login secrets (the
+                // new ones after a `/password`): what `/login` must derive to resume.
+                let Some(verifier) = self.session.login_verifier() else { return Ok(()) };
+                self.ticket = Some(resume::Kept { held: conn.ticket(ticket_id, expires_ms, ticket), verifier });
                 match self.save_ticket() {
                     Ok(()) => Ok(()),
                     Err(w) => fe.report(Report::Warning(w)),
@@ -1042,16 +1051,19 @@ impl App {
                 fe.report(Report::Done { cmd: "password", room: String::new(), id: None })
             }
             Event::Failed(f) if f.cmd == "password" && f.code == 0 => {
-                // No answer: it may have taken effect. Staged until a login again tells.
+                // No answer (lost connection, no reply in time, a reply that does
+                // not say): it may have taken effect. Staged until a login again tells.
                 self.password_unsure = true;
                 fe.report(Report::Failed(f))?;
                 fe.report(Report::Warning(
-                    "no answer to the password change: whether it took effect is known at the next login; \
+                    "no clear answer to the password change: whether it took effect is known at the next login; \
                      if the current password is refused then, log in with the new one"
                         .into(),
                 ))
             }
             Event::Failed(f) if f.cmd == "password" => {
+                // The server's refusal (400, 401, 403, 429, 500, 507): the
+                // secrets did not change, the old password stays.
                 let w = self.abort_password();
                 fe.report(Report::Failed(f))?;
                 match w {

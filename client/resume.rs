@@ -13,8 +13,15 @@
 //!   30 s)], the first attempt included, so that clients dropped together by a
 //!   restart do not come back together.
 //!
+//! - `/login` resumes with the stored ticket only when the typed password and
+//!   passphrase derive the login secrets it was issued to: the file keeps their
+//!   verifier (`session::login_verifier`), never the password or a secret, and
+//!   a wrong passphrase goes to the server as a full login (its 401, its
+//!   failed-login record, its back-off).
+//!
 //! Plaintext: empty (no ticket), or `ticket_id (16) || expires (u64, Unix ms)
-//! || ticket (136) || secret (32)`.
+//! || ticket (136) || secret (32) || verifier (32)`. A file of the layout
+//! without the verifier reads as no ticket (it cannot be checked at `/login`).
 
 use sotto::ticket::{HeldTicket, TICKET_LEN};
 use zeroize::Zeroizing;
@@ -31,7 +38,27 @@ pub const JITTER_BASE_MS: u64 = 2_000;
 pub const JITTER_MAX_MS: u64 = 30_000;
 
 /// The size of a ticket file's plaintext when it holds one.
-const HELD_LEN: usize = 16 + 8 + TICKET_LEN + 32;
+const HELD_LEN: usize = 16 + 8 + TICKET_LEN + 32 + 32;
+/// The same, of the layout without the verifier (read as no ticket).
+const UNVERIFIED_LEN: usize = 16 + 8 + TICKET_LEN + 32;
+
+/// The held ticket, with the verifier of the login secrets it was issued to.
+pub struct Kept {
+    /// The ticket and its secret.
+    pub held: HeldTicket,
+    /// `session::login_verifier` of the session's secrets when it arrived.
+    pub verifier: Zeroizing<[u8; 32]>,
+}
+
+impl Kept {
+    /// The ticket to resume with at `/login`, when it is unexpired at `now_ms`
+    /// and `typed` (the verifier of the secrets derived from what was typed)
+    /// is its verifier (constant-time); `None` means a full login.
+    pub fn for_login(self, typed: &[u8; 32], now_ms: u64) -> Option<HeldTicket> {
+        let matches = sotto::crypto::ct_eq(&self.verifier[..], &typed[..]);
+        (matches && self.held.expires_ms > now_ms).then_some(self.held)
+    }
+}
 
 /// The upper bound of the wait before the attempt that follows `failures`
 /// failed ones: `min(2 s · 2^failures, 30 s)`.
@@ -52,20 +79,21 @@ pub fn random_jitter_ms(failures: u32) -> u64 {
 }
 
 /// The plaintext of the ticket file: empty for none.
-pub fn encode(held: Option<&HeldTicket>) -> Zeroizing<Vec<u8>> {
+pub fn encode(kept: Option<&Kept>) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(HELD_LEN));
-    if let Some(t) = held {
+    if let Some(Kept { held: t, verifier }) = kept {
         out.extend_from_slice(&t.ticket_id);
         out.extend_from_slice(&t.expires_ms.to_be_bytes());
         out.extend_from_slice(&t.ticket);
         out.extend_from_slice(&t.secret[..]);
+        out.extend_from_slice(&verifier[..]);
     }
     out
 }
 
 /// Reads the plaintext of the ticket file.
-pub fn decode(plain: &[u8]) -> Result<Option<HeldTicket>, KeyFileError> {
-    if plain.is_empty() {
+pub fn decode(plain: &[u8]) -> Result<Option<Kept>, KeyFileError> {
+    if plain.is_empty() || plain.len() == UNVERIFIED_LEN {
         return Ok(None);
     }
     if plain.len() != HELD_LEN {
@@ -76,8 +104,9 @@ pub fn decode(plain: &[u8]) -> Result<Option<HeldTicket>, KeyFileError> {
     let expires_ms = r.u64()?;
     let ticket = r.array::<TICKET_LEN>()?;
     let secret = Zeroizing::new(r.array::<32>()?);
+    let verifier = Zeroizing::new(r.array::<32>()?);
     r.end()?;
-    Ok(Some(HeldTicket { ticket, ticket_id, expires_ms, secret }))
+    Ok(Some(Kept { held: HeldTicket { ticket, ticket_id, expires_ms, secret }, verifier }))
 }
 
 #[cfg(test)]
@@ -89,6 +118,42 @@ mod tests {
     fn held() -> HeldTicket {
         let master = sotto::ticket::ResumptionMaster::from_bytes([3; 32]);
         HeldTicket::received(&master, [1; 16], 1_700_000_000_000, [7; TICKET_LEN])
+    }
+
+    fn kept() -> Kept {
+        Kept { held: held(), verifier: Zeroizing::new([9; 32]) }
+    }
+
+    /// The verifier of alice's secrets from this password and passphrase.
+    fn typed(password: &str, passphrase: &str) -> Zeroizing<[u8; 32]> {
+        crate::session::Session::credentials("alice", password, passphrase).unwrap().verifier()
+    }
+
+    #[test]
+    fn login_resumes_only_with_the_secrets_the_ticket_was_issued_to() {
+        let now = 1_600_000_000_000;
+        let right = typed("password123", "red green blue");
+        let issued = |expires_ms| Kept {
+            held: HeldTicket { expires_ms, ..held() },
+            verifier: typed("password123", "red green blue"),
+        };
+        let back = issued(now + 1).for_login(&right, now).expect("the same secrets resume");
+        assert_eq!((back.ticket_id, back.ticket), ([1; 16], [7; TICKET_LEN]));
+        // Normalised the same way as the login: the same secrets.
+        assert!(issued(now + 1).for_login(&typed("password123", "Red  green BLUE"), now).is_some());
+        // The password opens the key store, but the passphrase is wrong: a full login.
+        assert!(issued(now + 1).for_login(&typed("password123", "red green purple"), now).is_none());
+        assert!(issued(now + 1).for_login(&typed("password124", "red green blue"), now).is_none());
+        assert!(issued(now).for_login(&right, now).is_none(), "expired");
+        // The verifier binds the name, and both secrets in their order.
+        let bob = crate::session::Session::credentials("bob", "password123", "red green blue").unwrap();
+        assert_ne!(*bob.verifier(), *right);
+        let (a, b) = ([1; 32], [2; 32]);
+        assert_ne!(*crate::session::login_verifier(&a, &b), *crate::session::login_verifier(&b, &a));
+        let mut expected = b"sotto/v3 login verifier\0".to_vec();
+        expected.extend_from_slice(&a);
+        expected.extend_from_slice(&b);
+        assert_eq!(*crate::session::login_verifier(&a, &b), crypto::sha256(&[&expected]));
     }
 
     #[test]
@@ -113,15 +178,20 @@ mod tests {
 
     #[test]
     fn a_ticket_round_trips_and_none_is_empty() {
-        let t = held();
-        let plain = encode(Some(&t));
+        let k = kept();
+        let t = &k.held;
+        let plain = encode(Some(&k));
         assert_eq!(plain.len(), HELD_LEN);
         let back = decode(&plain).unwrap().unwrap();
-        assert_eq!((back.ticket_id, back.expires_ms, back.ticket), (t.ticket_id, t.expires_ms, t.ticket));
-        assert_eq!(*back.secret, *t.secret);
+        let b = &back.held;
+        assert_eq!((b.ticket_id, b.expires_ms, b.ticket), (t.ticket_id, t.expires_ms, t.ticket));
+        assert_eq!(*b.secret, *t.secret);
+        assert_eq!(*back.verifier, [9; 32]);
         assert!(encode(None).is_empty());
         assert!(decode(&[]).unwrap().is_none());
-        for cut in [1, 16, HELD_LEN - 1] {
+        // The layout without a verifier: no ticket (never resumed at /login).
+        assert!(decode(&plain[..UNVERIFIED_LEN]).unwrap().is_none());
+        for cut in [1, 16, UNVERIFIED_LEN - 1, UNVERIFIED_LEN + 1, HELD_LEN - 1] {
             assert!(matches!(decode(&plain[..cut]), Err(KeyFileError::Damaged)), "{cut}");
         }
         let mut long = plain.to_vec();
@@ -135,7 +205,7 @@ mod tests {
         crate::home::prepare(&home).unwrap();
         let cheap = Params { m_kib: 8, t: 1, p: 1 };
         let mut store = Store::create_with(&home, "alice", "password123", cheap).unwrap();
-        store.save(KIND, &encode(Some(&held()))).unwrap();
+        store.save(KIND, &encode(Some(&kept()))).unwrap();
         let path = crate::vault::path(&home, "alice", KIND);
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..5], b"SOTT\x02");
@@ -143,7 +213,7 @@ mod tests {
         assert!(!bytes.windows(TICKET_LEN).any(|w| w == [7; TICKET_LEN]), "nor the ticket");
         let mut again = Store::open(&home, "alice", "password123").unwrap();
         let back = decode(&again.load(KIND).unwrap().unwrap()).unwrap().unwrap();
-        assert_eq!(back.ticket_id, [1; 16]);
+        assert_eq!((back.held.ticket_id, *back.verifier), ([1; 16], [9; 32]));
         // Spent: the next generation is empty.
         again.save(KIND, &encode(None)).unwrap();
         let mut again = Store::open(&home, "alice", "password123").unwrap();

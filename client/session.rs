@@ -176,6 +176,20 @@ impl Credentials {
     pub fn username(&self) -> &str {
         &self.username
     }
+
+    /// The verifier of these login secrets (see [`login_verifier`]).
+    pub fn verifier(&self) -> Zeroizing<[u8; 32]> {
+        login_verifier(&self.auth, &self.pass)
+    }
+}
+
+/// What a stored resumption ticket keeps of the login secrets it was issued
+/// to (docs/CLIENT.md "Reconnection"): `SHA-256("sotto/v3 login verifier\0"
+/// || auth_secret || pass_secret)`, so that `/login` resumes only when the
+/// typed password and passphrase derive the same secrets. Neither the
+/// password nor a secret is kept with the ticket.
+pub fn login_verifier(auth: &[u8; account::SECRET_LEN], pass: &[u8; account::SECRET_LEN]) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(crypto::sha256(&[b"sotto/v3 login verifier\0", auth, pass]))
 }
 
 /// The request waiting for its reply, by protocol step.
@@ -370,6 +384,12 @@ impl Session {
         self.check_idle("login")?;
         self.await_resumed(creds, false, now_ms);
         Ok(())
+    }
+
+    /// The verifier of the remembered login secrets (those of the logged-in
+    /// session, the new ones after a `/password`): kept with a ticket.
+    pub fn login_verifier(&self) -> Option<Zeroizing<[u8; 32]>> {
+        self.remembered.as_ref().map(Credentials::verifier)
     }
 
     /// After [`Session::connection_lost`], on a connection the driver resumed
@@ -724,6 +744,13 @@ impl Session {
                 // Logging in again (no ticket: every one was revoked) takes the new secrets.
                 self.remembered = Some(*creds);
                 Some(Event::PasswordChanged)
+            }
+            // An error is the server's word that the secrets did not change
+            // (400, 401, 429, 500, 507: the old password stays); any other
+            // status does not say: code 0, as a lost answer (the change stays staged).
+            (Pending::Password(_), status) if status != Some(Status::Error) => {
+                let why = format!("unexpected reply from the server (status {}): {}", r.hdr.status, reason(r));
+                Some(Event::Failed(Failure::new("password", 0, why)))
             }
             (what @ (Pending::Login { .. } | Pending::Passphrase { .. }), _) => {
                 let f = self.login_failure(refused(what.cmd(), r));

@@ -2,7 +2,8 @@
 //! `kill -9` of the server, every client comes back by its ticket, with no
 //! password typed, and rooms, direct messages and the mailbox work as
 //! before, with nothing acknowledged lost; a password changed through the
-//! client takes its home directory along and still resumes.
+//! client takes its home directory along and still resumes, and `/login`
+//! resumes only with the password and passphrase the ticket was issued to.
 
 mod common;
 
@@ -110,6 +111,10 @@ fn a_password_changed_through_the_client_reseals_its_home_and_still_resumes() {
     let mut again = client_for(&server, &dir, "alice", &[]);
     let v = again.run(&format!("/login alice {PW} {WORDS}"), "login");
     assert_eq!(v["type"], "error", "the old password: {v}");
+    // The new password opens the home, but with the old passphrase the stored
+    // ticket is not offered: the server checks the passphrase and refuses it.
+    let v = again.run(&format!("/login alice {NEW_PW} {WORDS}"), "login");
+    error(&v, "login", 401);
     let v = again.run(&format!("/login alice {NEW_PW} {NEW_WORDS}"), "authenticated");
     assert_eq!((v["type"].as_str(), v["resumed"].as_bool()), (Some("authenticated"), Some(true)), "{v}");
 }

@@ -188,9 +188,13 @@ fn a_password_change_sends_both_pairs_of_secrets_and_logs_in_again_with_the_new_
     assert_eq!((f.cmd.as_str(), f.code), ("password", 400));
     assert!(s.password_change(("password123", "red green blue"), ("new password 42", "one two")).is_err());
     assert!(s.poll_transmit().is_none());
+    let verifier = |pw, phrase| *Session::credentials("alice", pw, phrase).unwrap().verifier();
+    let before = verifier("password123", "red green blue");
+    assert_eq!(s.login_verifier().as_deref(), Some(&before), "a ticket is kept with the login's verifier");
     let (old, new) =
         s.password_change(("password123", "Red green  blue"), ("new password 42", "One two three")).unwrap();
     s.change_password(old, new, NOW).unwrap();
+    assert_eq!(s.login_verifier().as_deref(), Some(&before), "unchanged while the change waits");
     let pt = s.poll_transmit().unwrap();
     let m = wire::decode::<ChangeSecrets>(&pt).unwrap();
     assert_eq!(m.old_auth_secret, *sotto::account::auth_secret("alice", "password123"));
@@ -202,6 +206,10 @@ fn a_password_change_sends_both_pairs_of_secrets_and_logs_in_again_with_the_new_
     }
     let id = m.hdr.msg_id.get();
     assert!(matches!(feed(&mut s, &status(id, Status::Ok, code::OK, "")), Some(Event::PasswordChanged)));
+    // The ticket that follows the 200 is kept with the new secrets' verifier.
+    let after = verifier("new password 42", "one two three");
+    assert_ne!(after, before);
+    assert_eq!(s.login_verifier().as_deref(), Some(&after));
     s.connection_lost();
     assert!(s.relogin(NOW));
     let login = s.poll_transmit().unwrap();
@@ -223,6 +231,25 @@ fn a_refused_or_unanswered_password_change_keeps_the_current_secrets() {
         Some(Event::Failed(f)) => assert_eq!((f.cmd.as_str(), f.code), ("password", 401)),
         _ => panic!("expected failure"),
     }
+    // The new secrets could not be stored (507): they did not change either.
+    let current = s.login_verifier().unwrap();
+    let (old, new) = s.password_change(("password123", "red green blue"), ("new password 42", "a b c")).unwrap();
+    s.change_password(old, new, NOW).unwrap();
+    let id = sent_id(&mut s);
+    match feed(&mut s, &status(id, Status::Error, code::INSUFFICIENT_STORAGE, "storage failed")) {
+        Some(Event::Failed(f)) => assert_eq!((f.cmd.as_str(), f.code), ("password", 507)),
+        _ => panic!("expected failure"),
+    }
+    assert_eq!(s.login_verifier().as_deref(), Some(&*current), "the current secrets stay remembered");
+    // A reply that is neither a success nor an error does not say: code 0, as no answer.
+    let (old, new) = s.password_change(("password123", "red green blue"), ("new password 42", "a b c")).unwrap();
+    s.change_password(old, new, NOW).unwrap();
+    let id = sent_id(&mut s);
+    match feed(&mut s, &status(id, Status::Pending, code::PENDING, "")) {
+        Some(Event::Failed(f)) => assert_eq!((f.cmd.as_str(), f.code), ("password", 0)),
+        _ => panic!("expected failure"),
+    }
+    assert_eq!(s.login_verifier().as_deref(), Some(&*current));
     // In flight when the connection drops: code 0 (the driver keeps the change staged).
     let (old, new) = s.password_change(("password123", "red green blue"), ("new password 42", "a b c")).unwrap();
     s.change_password(old, new, NOW).unwrap();
