@@ -10,16 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sotto::opcodes::{Heartbeat, PONG};
 use sotto::ticket::HeldTicket;
-use sotto::wire;
-use zerocopy::FromZeros;
 
 use crate::proto::Session;
 use crate::report::{rate, Report};
 use crate::server::Sottod;
 use crate::stats::{us, Samples};
-use crate::work::{err, login_all, names, register_all, Ctx, CHEAP_KDF};
+use crate::work::{self, err, login_all, names, register_all, Ctx, CHEAP_KDF};
 
 /// The client's first reconnection delay is uniform in [0, JITTER].
 const JITTER: Duration = Duration::from_secs(2);
@@ -137,7 +134,7 @@ fn storm(ctx: &Ctx, n: usize, resume: bool) -> io::Result<Storm> {
     let failed: Mutex<Option<io::Error>> = Mutex::new(None);
     let start = Instant::now();
     let probe_lat = std::thread::scope(|sc| {
-        let pinger = sc.spawn(|| ping(&mut probe, &stop));
+        let pinger = sc.spawn(|| work::probe(&mut probe, &stop, Duration::from_millis(10), Duration::from_secs(30)));
         let workers: Vec<_> = (0..THREADS)
             .map(|_| {
                 sc.spawn(|| loop {
@@ -205,23 +202,4 @@ fn back(ctx: &Ctx, addr: SocketAddr, user: &str, ticket: Option<&HeldTicket>) ->
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Heartbeat round trips every 10 ms until `stop`.
-fn ping(s: &mut Session, stop: &AtomicBool) -> io::Result<Samples> {
-    let mut lat = Samples::default();
-    while !stop.load(Ordering::SeqCst) {
-        let t = Instant::now();
-        s.queue(Heartbeat::new_zeroed());
-        s.flush()?;
-        loop {
-            let m = s.recv(Some(Duration::from_secs(30)))?.ok_or_else(|| err("no pong within 30 s"))?;
-            if wire::header(&m).map(|h| h.opcode.get()) == Ok(PONG) {
-                break;
-            }
-        }
-        lat.push(t.elapsed());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(lat)
 }

@@ -235,21 +235,22 @@ pub fn handshakes(n: usize, inflight: usize, one: impl Fn() -> io::Result<()> + 
     Ok((rate, samples.into_inner().unwrap()))
 }
 
-/// Heartbeat round trips of an established session every 5 ms until `stop`.
-fn probe(s: &mut Session, stop: &AtomicBool) -> io::Result<Samples> {
+/// Heartbeat round trips of an established session every `every` until
+/// `stop`; an error when a pong takes longer than `patience`.
+pub(crate) fn probe(s: &mut Session, stop: &AtomicBool, every: Duration, patience: Duration) -> io::Result<Samples> {
     let mut lat = Samples::default();
     while !stop.load(Ordering::SeqCst) {
         let t = Instant::now();
         s.queue(Heartbeat::new_zeroed());
         s.flush()?;
         loop {
-            let m = s.recv(Some(Duration::from_secs(10)))?.ok_or_else(|| err("no pong within 10 s"))?;
+            let m = s.recv(Some(patience))?.ok_or_else(|| err(format!("no pong within {patience:?}")))?;
             if wire::header(&m).map(|h| h.opcode.get()) == Ok(PONG) {
                 break;
             }
         }
         lat.push(t.elapsed());
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(every);
     }
     Ok(lat)
 }
@@ -271,7 +272,7 @@ pub fn w1(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
         p.login("probe0")?;
         let stop = AtomicBool::new(false);
         let ((rate_, mut lat), mut probe_lat) = std::thread::scope(|sc| {
-            let h = sc.spawn(|| probe(&mut p, &stop));
+            let h = sc.spawn(|| probe(&mut p, &stop, Duration::from_millis(5), Duration::from_secs(10)));
             let res = handshakes(n, inflight, || Session::connect(srv.addr, &ctx.cfg).map(drop));
             stop.store(true, Ordering::SeqCst);
             let pl = h.join().map_err(|_| err("probe panicked"))?;
