@@ -10,11 +10,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use common::raw::{now_ms, read_frame};
 use common::{user, Server, TempDir, PW, WORDS};
 use sotto::frame::Deframer;
 use sotto::handshake::{self, ClientConfig, SessionKeys};
@@ -35,29 +36,6 @@ struct Session {
     keys: SessionKeys,
     deframer: Deframer,
     next_id: u64,
-}
-
-fn read_frame(s: &mut TcpStream, d: &mut Deframer) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 8192];
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(Some(f)) = d.pop() {
-            return Some(f);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => d.push(&buf[..n]),
-        }
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Session {

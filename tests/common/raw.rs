@@ -70,7 +70,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Reads one length-prefixed frame from `s`, within [`RAW_WAIT`].
-fn read_frame(s: &mut TcpStream, d: &mut Deframer) -> Option<Vec<u8>> {
+pub fn read_frame(s: &mut TcpStream, d: &mut Deframer) -> Option<Vec<u8>> {
     let mut buf = [0u8; 8192];
     let deadline = Instant::now() + RAW_WAIT;
     loop {
