@@ -39,6 +39,7 @@ use crate::outbox::{self, Outbox};
 use crate::pins::{self, PinsError};
 use crate::ratchets::{self, Sessions};
 use crate::resume;
+use crate::servers::Servers;
 use crate::session::{AccountEvent, ContactInfo, DmEvent, DmLocal, Event, Failure, Local, RoomEvent, Session};
 use crate::store::Store;
 use crate::transfer::{self, FileReport, Target, Transfers};
@@ -104,8 +105,11 @@ pub enum Report {
     Dm(DmEvent),
     /// The connection was lost after a login; reconnecting.
     Disconnected(String),
-    /// The connection is back (an `Authenticated` follows).
-    Reconnected,
+    /// The connection is back, to this address (an `Authenticated` follows).
+    Reconnected {
+        /// The node reached (HOST:PORT, as given in `--server`).
+        server: String,
+    },
     /// A command failed.
     Failed(Failure),
     /// The user should know, but nothing failed.
@@ -163,6 +167,9 @@ pub trait Frontend {
 pub struct App {
     /// `None` while the connection is lost (after a login).
     conn: Option<Conn>,
+    /// The nodes to try, in order, at every reconnection (`--server`).
+    servers: Servers,
+    /// The node of the current (or last) connection.
     server: String,
     session: Session,
     home: PathBuf,
@@ -219,11 +226,12 @@ pub fn now_ms() -> u64 {
 }
 
 impl App {
-    /// Wraps an established connection to `server`.
-    pub fn new(conn: Conn, server: &str, home: PathBuf, input: Input, timing: Timing) -> App {
+    /// Wraps an established connection to `server`, one of `servers`.
+    pub fn new(conn: Conn, servers: &Servers, server: &str, home: PathBuf, input: Input, timing: Timing) -> App {
         App {
             heartbeat_ms: timing.heartbeat_ms,
             conn: Some(conn),
+            servers: servers.clone(),
             server: server.to_string(),
             session: Session::new(),
             home,
@@ -777,24 +785,43 @@ impl App {
         }
     }
 
-    /// Tries to connect again when the jitter says so: resumes with the held
-    /// ticket, or else (none, refused, closed) logs in again after a full handshake.
+    /// Tries to connect again when the jitter says so: one round over the
+    /// nodes in order (docs/CLIENT.md "Several servers"), each with the held
+    /// ticket while it is not spent, else (none, refused, closed) with a full
+    /// handshake and a login again; the first to give a session ends the
+    /// round. Only a round that failed everywhere waits for the jitter again.
     fn reconnect(&mut self, fe: &mut dyn Frontend) -> io::Result<()> {
         let Some(at) = self.next_attempt else { return Ok(()) };
         if self.conn.is_some() || now_ms() < at {
             return Ok(());
         }
         self.next_attempt = None;
-        // No password is typed here: the ticket is offered without a verifier check.
+        let servers = self.servers.clone();
+        for server in servers.iter() {
+            if self.attempt(server, fe)? {
+                self.server = server.to_string();
+                return Ok(());
+            }
+        }
+        // Said once: `Disconnected` when the connection dropped, then
+        // `Reconnected` when it is back; not once per attempt.
+        self.schedule_retry();
+        Ok(())
+    }
+
+    /// One node of a reconnection round: resumes with the held ticket (no
+    /// password is typed here: offered without a verifier check), or after a
+    /// refusal, a close or without a ticket, logs in again after a full
+    /// handshake. True when a connection is up (the session's login follows).
+    fn attempt(&mut self, server: &str, fe: &mut dyn Frontend) -> io::Result<bool> {
         if let Some(resume::Kept { held, verifier }) = self.ticket.take() {
             if held.expires_ms <= now_ms() {
                 let _ = self.save_ticket();
             } else {
-                let Ok(dialed) = conn::dial(&self.server) else {
-                    // Not reachable: the ticket was not offered, and waits for the next attempt.
+                let Ok(dialed) = conn::dial(server) else {
+                    // Not reachable: the ticket was not offered, and waits for the next node.
                     self.ticket = Some(resume::Kept { held, verifier });
-                    self.schedule_retry();
-                    return Ok(());
+                    return Ok(false);
                 };
                 if let Some(c) = self.offer(dialed, &held) {
                     self.conn = Some(c);
@@ -802,24 +829,18 @@ impl App {
                         fe.report(Report::Lost("cannot log in again: no credentials in memory".into()))?;
                         self.exit = Some(1);
                     }
-                    return Ok(());
+                    return Ok(true);
                 }
             }
             // Refused, closed or unverified: spent; a full handshake follows at once.
         }
-        match conn::connect(&self.server) {
-            Ok(c) => {
-                self.conn = Some(c);
-                if !self.session.relogin(now_ms()) {
-                    fe.report(Report::Lost("cannot log in again: no credentials in memory".into()))?;
-                    self.exit = Some(1);
-                }
-            }
-            // Said once: `Disconnected` when the connection dropped, then
-            // `Reconnected` when it is back; not once per attempt.
-            Err(_) => self.schedule_retry(),
+        let Ok(c) = conn::connect(server) else { return Ok(false) };
+        self.conn = Some(c);
+        if !self.session.relogin(now_ms()) {
+            fe.report(Report::Lost("cannot log in again: no credentials in memory".into()))?;
+            self.exit = Some(1);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Reports every event the session has, saving what it changed first.
@@ -1020,7 +1041,7 @@ impl App {
             Event::Authenticated { user, uid, again: true, resumed, .. } => {
                 self.failures = 0;
                 self.transfers.resume(now_ms());
-                fe.report(Report::Reconnected)?;
+                fe.report(Report::Reconnected { server: self.server.clone() })?;
                 let (fingerprint, rooms, contacts) = (None, self.session.rooms(), self.session.contacts());
                 fe.report(Report::Authenticated { user, uid, fingerprint, rooms, contacts, resumed })?;
                 if std::mem::take(&mut self.password_unsure) {

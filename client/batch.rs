@@ -13,6 +13,7 @@ use crate::command::{self, Command, ParseError};
 use crate::conn::Conn;
 use crate::event::Event;
 use crate::input::Input;
+use crate::servers::Servers;
 use crate::session::{DmEvent, Failure, RoomEvent};
 
 const REGISTER_USAGE: &str = "usage: /register NAME PASSWORD WORD1 WORD2 WORD3";
@@ -85,12 +86,13 @@ fn parse(line: &str) -> Result<Option<Command>, Failure> {
     }
 }
 
-/// Runs batch mode on an established connection; returns the exit status.
-pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
+/// Runs batch mode on an established connection to `server`, one of
+/// `servers`; returns the exit status.
+pub fn run(conn: Conn, home: PathBuf, servers: &Servers, server: &str, timing: crate::app::Timing) -> u8 {
     if emit(&Event::Connected { server }.line()).is_err() {
         return 1;
     }
-    App::new(conn, server, home, Input::stdin(), timing).run(&mut Batch)
+    App::new(conn, servers, server, home, Input::stdin(), timing).run(&mut Batch)
 }
 
 /// Reports a failure before any session exists (`connect`, `home`) and returns exit status 1.
@@ -187,7 +189,7 @@ impl Frontend for Batch {
             Report::Room(ev) => room_line(ev),
             Report::Dm(ev) => dm_line(ev),
             Report::Disconnected(why) => Event::Disconnected { message: &why }.line(),
-            Report::Reconnected => Event::Reconnected.line(),
+            Report::Reconnected { server } => Event::Reconnected { server: &server }.line(),
             Report::Failed(f) => error_line(&f),
             Report::File(r) => Event::file(&r).line(),
             Report::Warning(w) => Event::Warning { message: &w }.line(),

@@ -19,7 +19,12 @@ use sotto::identity::KeyError;
 use sotto::record::{Opener, Sealer, MAX_BODY};
 use sotto::ticket::{self, HeldTicket, ResumeError, ResumptionMaster, TICKET_LEN};
 
-/// How long connecting and the whole handshake may take.
+use crate::servers::Servers;
+
+/// How long the TCP connect to one address may take (each address a name
+/// resolves to), so that a black-holed node does not stall a round.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the handshake may take once connected.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one write may block once the session runs.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +73,46 @@ impl std::fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+impl ConnectError {
+    /// The reason, without the address (which a round's report says first).
+    fn brief(&self) -> String {
+        match self {
+            ConnectError::Connect { source, .. } => format!("cannot connect: {source}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Why a round gave no session: each address tried, in order, and why it failed.
+#[derive(Debug, Default)]
+pub struct Unreachable(Vec<(String, ConnectError)>);
+
+impl Unreachable {
+    /// Notes that `server` gave no session.
+    pub fn push(&mut self, server: &str, e: ConnectError) {
+        self.0.push((server.to_string(), e));
+    }
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            // One address: said as it always was.
+            [(_, e)] => write!(f, "{e}"),
+            tried => {
+                write!(f, "no server could be reached (tried {}):", tried.len())?;
+                for (i, (server, e)) in tried.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { "; " };
+                    write!(f, "{sep}{server}: {}", e.brief())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 /// Why an established connection ended.
 #[derive(Debug)]
 pub enum ConnError {
@@ -113,6 +158,20 @@ pub fn server_fingerprint() -> String {
     sotto::crypto::hex(&digest[..8])
 }
 
+/// Connects to the first of `servers` that completes the handshake, trying
+/// them in order (docs/CLIENT.md "Several servers"): the session and the
+/// address reached, or why each failed.
+pub fn connect_first(servers: &Servers) -> Result<(Conn, String), Unreachable> {
+    let mut failed = Unreachable::default();
+    for server in servers.iter() {
+        match connect(server) {
+            Ok(c) => return Ok((c, server.to_string())),
+            Err(e) => failed.push(server, e),
+        }
+    }
+    Err(failed)
+}
+
 /// Connects to `server` (HOST:PORT) and runs the handshake.
 pub fn connect(server: &str) -> Result<Conn, ConnectError> {
     let cfg = ClientConfig::built_in().map_err(ConnectError::Config)?;
@@ -130,7 +189,7 @@ pub fn connect(server: &str) -> Result<Conn, ConnectError> {
 /// A TCP connection to the server, before any hello.
 pub struct Dialed(TcpStream);
 
-/// Opens the TCP connection (10 s limit), for [`connect`] or [`resume`].
+/// Opens the TCP connection (5 s limit per address), for [`connect`] or [`resume`].
 pub fn dial(server: &str) -> Result<Dialed, ConnectError> {
     let stream = open_tcp(server)?;
     stream.set_nodelay(true).map_err(ConnectError::Io)?;
@@ -189,7 +248,7 @@ fn open_tcp(server: &str) -> Result<TcpStream, ConnectError> {
     let fail = |source| ConnectError::Connect { server: server.to_string(), source };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address");
     for addr in server.to_socket_addrs().map_err(fail)? {
-        match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
         }
@@ -333,6 +392,48 @@ mod tests {
             }
             conn.fill().expect("the server still talks");
         }
+    }
+
+    #[test]
+    fn an_unreachable_round_says_each_address_and_why_and_one_address_as_before() {
+        let refused = || ConnectError::Connect {
+            server: "127.0.0.1:1".into(),
+            source: io::Error::new(io::ErrorKind::ConnectionRefused, "refused"),
+        };
+        let mut one = Unreachable::default();
+        one.push("127.0.0.1:1", refused());
+        assert_eq!(one.to_string(), "cannot connect to 127.0.0.1:1: refused");
+        let mut one = Unreachable::default();
+        one.push("h:2", ConnectError::ClosedEarly);
+        assert_eq!(one.to_string(), ConnectError::ClosedEarly.to_string());
+        let mut three = Unreachable::default();
+        three.push("127.0.0.1:1", refused());
+        three.push("h:2", ConnectError::Timeout);
+        three.push("[::1]:3", ConnectError::Handshake(HandshakeError::Unverified));
+        assert_eq!(
+            three.to_string(),
+            "no server could be reached (tried 3): 127.0.0.1:1: cannot connect: refused; \
+             h:2: no handshake answer from the server within 10 s; [::1]:3: server identity could not be verified"
+        );
+    }
+
+    #[test]
+    fn the_first_node_that_answers_is_used_after_those_that_do_not() {
+        // Nothing listens on a port just released; then a listener that closes at once.
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let closing = TcpListener::bind("127.0.0.1:0").unwrap();
+        let closing_addr = closing.local_addr().unwrap().to_string();
+        let t = std::thread::spawn(move || {
+            let (s, _) = closing.accept().unwrap();
+            let _ = read_frame(&s);
+        });
+        let servers = Servers::parse(&format!("{dead},{closing_addr}")).unwrap();
+        let Err(e) = connect_first(&servers) else { panic!("no node completes a handshake") };
+        let said = e.to_string();
+        assert!(said.starts_with("no server could be reached (tried 2): "), "{said}");
+        assert!(said.contains(&format!("{dead}: cannot connect: ")), "{said}");
+        assert!(said.contains(&format!("{closing_addr}: server closed the connection during the handshake")), "{said}");
+        t.join().unwrap();
     }
 
     #[test]

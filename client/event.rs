@@ -22,7 +22,7 @@ use crate::session::{DmEvent, DmMessage, Failure, Member, ModEvent, RoomEvent, R
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event<'a> {
-    /// The connection is up.
+    /// The connection is up, to this node (HOST:PORT as given in `--server`).
     Connected { server: &'a str },
     /// The help text.
     Help { message: &'a str },
@@ -140,8 +140,8 @@ pub enum Event<'a> {
     History { with: &'a str, messages: Vec<HistoryOut<'a>> },
     /// The connection dropped; reconnecting.
     Disconnected { message: &'a str },
-    /// The connection is back.
-    Reconnected,
+    /// The connection is back, to this node.
+    Reconnected { server: &'a str },
     /// A failure.
     Error {
         cmd: &'a str,
@@ -533,6 +533,8 @@ mod tests {
             r#"{"type":"ok","cmd":"say","id":"00000000000000ff"}"#
         );
         assert_eq!(Event::AccountDeleted.line(), r#"{"type":"account_deleted"}"#);
+        assert_eq!(Event::Connected { server: "a:1" }.line(), r#"{"type":"connected","server":"a:1"}"#);
+        assert_eq!(Event::Reconnected { server: "[::1]:2" }.line(), r#"{"type":"reconnected","server":"[::1]:2"}"#);
         assert_eq!(Event::Rooms { rooms: vec![] }.line(), r#"{"type":"rooms","rooms":[]}"#);
         let mut f = Failure::new("say", 429, "slow down");
         f.retry_after_ms = 1500;

@@ -18,6 +18,7 @@ use crate::command::{self, dm_id, Command, ParseError};
 use crate::conn::Conn;
 use crate::input::Input;
 use crate::lineedit::LineEdit;
+use crate::servers::Servers;
 use crate::session::{DmEvent, DmMessage, Failure, Member, RoomEvent, RoomMessage};
 use crate::text;
 
@@ -71,8 +72,9 @@ messages read [room] name: text and [dm] name: text; [UNVERIFIED] marks one
 whose signature or integrity check failed, (history) one replayed from the
 room's last 20. A room message or direct message is at most 16384 bytes (UTF-8).";
 
-/// Runs interactive mode on an established connection; returns the exit status.
-pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
+/// Runs interactive mode on an established connection to `server`, one of
+/// `servers`; returns the exit status.
+pub fn run(conn: Conn, home: PathBuf, servers: &Servers, server: &str, timing: crate::app::Timing) -> u8 {
     out!("sotto {}", sotto::build_info::describe());
     out!("connected to {server}; server key verified (fingerprint {})", crate::conn::server_fingerprint());
     out!("type /help for the list of commands");
@@ -96,7 +98,7 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
         confirm: None,
         quarters: Default::default(),
     };
-    App::new(conn, server, home, Input::stdin(), timing).run(&mut fe)
+    App::new(conn, servers, server, home, Input::stdin(), timing).run(&mut fe)
 }
 
 /// True when standard input and output are both terminals.
@@ -667,9 +669,9 @@ impl Frontend for Interactive {
             Report::Disconnected(why) => {
                 out!("{why}; reconnecting (commands that need the server wait until then)")
             }
-            Report::Reconnected => {
+            Report::Reconnected { server } => {
                 self.reconnected = true;
-                out!("reconnected");
+                out!("reconnected to {server}");
             }
             Report::Failed(f) => print_failure(&f),
             Report::Warning(w) => out!("warning: {w}"),

@@ -24,6 +24,7 @@ mod outbox;
 mod pins;
 mod ratchets;
 mod resume;
+mod servers;
 mod session;
 mod store;
 mod term;
@@ -37,6 +38,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use servers::Servers;
+
 const DEFAULT_SERVER: &str = "127.0.0.1:7777";
 /// Seconds a shown direct message is kept (DESIGN §7: one hour).
 const DEFAULT_DM_TTL: u64 = 3600;
@@ -47,13 +50,18 @@ const MAX_DM_TTL: u64 = 365 * 24 * 3600;
 const DEFAULT_HEARTBEAT: u64 = 10;
 
 const USAGE: &str =
-    "usage: sotto [--server HOST:PORT] [--home DIR] [--batch | --plain] [--dm-ttl SECONDS] [--heartbeat SECONDS]
+    "usage: sotto [--server HOST:PORT[,HOST:PORT...]] [--home DIR] [--batch | --plain] [--dm-ttl SECONDS] [--heartbeat SECONDS]
        sotto --help | --version | --man";
 
 const HELP: &str = "sotto: secure chat client (full screen on a terminal, else line by line)
 
 options:
-  --server HOST:PORT  server to connect to (default 127.0.0.1:7777)
+  --server HOST:PORT[,HOST:PORT...]
+                      server to connect to (default 127.0.0.1:7777); or several
+                      nodes of one deployment, comma-separated (at most 16):
+                      tried in order at start and at every reconnection, the
+                      first that completes the handshake is used (5 s connect
+                      limit per address)
   --home DIR          local state: private keys per server and user
                       (default $XDG_DATA_HOME/sotto, else $HOME/.local/share/sotto;
                       created 0700, refused if group or others can access it)
@@ -73,7 +81,8 @@ See docs/CLIENT.md for the commands and the batch events.";
 /// What the command line asks for.
 #[derive(Debug)]
 struct Options {
-    server: String,
+    /// The nodes to try, in order.
+    servers: Servers,
     home: Option<PathBuf>,
     batch: bool,
     /// Line mode even on a terminal.
@@ -94,7 +103,7 @@ enum Parsed {
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
     let mut opts = Options {
-        server: DEFAULT_SERVER.to_string(),
+        servers: Servers::parse(DEFAULT_SERVER)?,
         home: None,
         batch: false,
         plain: false,
@@ -114,7 +123,8 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
         match flag.as_str() {
             "--server" => {
                 let v = value("--server")?;
-                opts.server = v.into_string().map_err(|_| "--server must be valid UTF-8".to_string())?;
+                let v = v.into_string().map_err(|_| "--server must be valid UTF-8".to_string())?;
+                opts.servers = Servers::parse(&v)?;
             }
             "--home" => opts.home = Some(PathBuf::from(value("--home")?)),
             "--dm-ttl" => {
@@ -185,17 +195,17 @@ fn run(opts: Options) -> u8 {
     if let Err(e) = home::prepare(&home) {
         return fail("home", e.to_string());
     }
-    let conn = match conn::connect(&opts.server) {
+    let (conn, reached) = match conn::connect_first(&opts.servers) {
         Ok(c) => c,
         Err(e) => return fail("connect", e.to_string()),
     };
     let timing = app::Timing { dm_ttl_ms: opts.dm_ttl * 1000, heartbeat_ms: opts.heartbeat * 1000 };
     if opts.batch {
-        batch::run(conn, home, &opts.server, timing)
+        batch::run(conn, home, &opts.servers, &reached, timing)
     } else if opts.plain || !terminals() {
-        interactive::run(conn, home, &opts.server, timing)
+        interactive::run(conn, home, &opts.servers, &reached, timing)
     } else {
-        tui::run(conn, home, &opts.server, timing)
+        tui::run(conn, home, &opts.servers, &reached, timing)
     }
 }
 
@@ -216,12 +226,17 @@ mod tests {
     #[test]
     fn parses_options_in_both_spellings() {
         let Ok(Parsed::Run(o)) = parse_strs(&["--server=h:1", "--home", "/x", "--batch"]) else { panic!() };
-        assert_eq!((o.server.as_str(), o.home, o.batch), ("h:1", Some(PathBuf::from("/x")), true));
+        assert_eq!(
+            (o.servers.iter().collect::<Vec<_>>(), o.home, o.batch),
+            (vec!["h:1"], Some(PathBuf::from("/x")), true)
+        );
         let Ok(Parsed::Run(o)) = parse_strs(&[]) else { panic!() };
         assert_eq!(
-            (o.server.as_str(), o.home, o.batch, o.dm_ttl, o.heartbeat),
-            (DEFAULT_SERVER, None, false, 3600, 10)
+            (o.servers.iter().collect::<Vec<_>>(), o.home, o.batch, o.dm_ttl, o.heartbeat),
+            (vec![DEFAULT_SERVER], None, false, 3600, 10)
         );
+        let Ok(Parsed::Run(o)) = parse_strs(&["--server", "a:1,b:2,c:3"]) else { panic!() };
+        assert_eq!(o.servers.iter().collect::<Vec<_>>(), ["a:1", "b:2", "c:3"]);
         let Ok(Parsed::Run(o)) = parse_strs(&["--dm-ttl", "2"]) else { panic!() };
         assert_eq!(o.dm_ttl, 2);
         let Ok(Parsed::Run(o)) = parse_strs(&["--dm-ttl=0"]) else { panic!() };
@@ -232,6 +247,10 @@ mod tests {
     fn rejects_unknown_flags_and_missing_values() {
         assert!(parse_strs(&["--frob"]).unwrap_err().contains("unknown option '--frob'"));
         assert!(parse_strs(&["--server"]).unwrap_err().contains("needs a value"));
+        // A bad list is a usage error at start, not a failed connection later.
+        assert!(parse_strs(&["--server", "a:1,,b:2"]).unwrap_err().contains("is empty"));
+        assert!(parse_strs(&["--server=a:1,a:1"]).unwrap_err().contains("listed twice"));
+        assert!(parse_strs(&["--server", "a"]).unwrap_err().contains("is not HOST:PORT"));
         assert!(parse_strs(&["--batch=1"]).is_err());
         for bad in ["-1", "x", "1.5", "99999999999999"] {
             assert!(parse_strs(&["--dm-ttl", bad]).unwrap_err().contains("--dm-ttl"), "{bad}");

@@ -34,6 +34,7 @@ use crate::app::{now_ms, App, Flow, Frontend, Report};
 use crate::command::{self, Command, ParseError};
 use crate::conn::Conn;
 use crate::input::Input;
+use crate::servers::Servers;
 use crate::session::Failure;
 use show::group;
 use state::{Delivery, Entry, Kind, Link, Output, Tone, Ui};
@@ -47,8 +48,9 @@ const HELP: &str = "commands: /register NAME, /login NAME (secrets are asked for
 windows; PageUp/PageDown and the mouse wheel scroll; Up/Down history; Tab completes commands, rooms and @users; \
 Ctrl-C or Ctrl-D on an empty line quits. A room message or direct message is at most 16384 bytes (UTF-8).";
 
-/// Runs the full-screen front end on an established connection; returns the exit status.
-pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) -> u8 {
+/// Runs the full-screen front end on an established connection to `server`,
+/// one of `servers`; returns the exit status.
+pub fn run(conn: Conn, home: PathBuf, servers: &Servers, server: &str, timing: crate::app::Timing) -> u8 {
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut ui = Ui::new(server, color, utc_offset_s());
     ui.info(0, format!("sotto {}", sotto::build_info::describe()));
@@ -75,7 +77,7 @@ pub fn run(conn: Conn, home: PathBuf, server: &str, timing: crate::app::Timing) 
         last_error: None,
         confirm: None,
     };
-    let code = App::new(conn, server, home, Input::stdin(), timing).run(&mut tui);
+    let code = App::new(conn, servers, server, home, Input::stdin(), timing).run(&mut tui);
     drop(tui);
     restore();
     code
@@ -725,9 +727,11 @@ impl Frontend for Tui {
                 self.ui.link = Link::Reconnecting;
                 self.ui.alert(0, format!("{why}; reconnecting"));
             }
-            Report::Reconnected => {
+            Report::Reconnected { server } => {
                 self.ui.link = Link::Up;
-                self.ui.info(0, "reconnected");
+                self.ui.info(0, format!("reconnected to {server}"));
+                // The status bar names the node of the connection.
+                self.ui.server = server;
             }
             Report::File(r) => self.file_report(r),
             Report::Failed(f) => {
