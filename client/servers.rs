@@ -44,12 +44,6 @@ impl Servers {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
-
-    /// The first address (the only one of a single-address list).
-    pub fn first(&self) -> &str {
-        // Never "": `parse` builds no empty list.
-        self.0.first().map_or("", String::as_str)
-    }
 }
 
 /// Checks one `HOST:PORT`: a port from 1 to 65535; a host name of letters,
@@ -94,7 +88,6 @@ mod tests {
     fn parses_one_address_or_several_in_order() {
         assert_eq!(list("127.0.0.1:7777"), ["127.0.0.1:7777"]);
         assert_eq!(list("b.example:1,a.example:2, [::1]:3 "), ["b.example:1", "a.example:2", "[::1]:3"]);
-        assert_eq!(Servers::parse("h:1,g:2").unwrap().first(), "h:1");
         assert_eq!(list("node_1.local:65535"), ["node_1.local:65535"]);
     }
 
