@@ -23,6 +23,8 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
               [--registration open|approval|closed] [--sessions-per-user N] [--login-records N]
               [--name-reserve SECS] [--list-users all|shared|off]
               [--ticket-ttl SECS] [--no-resume] [--handshake-backlog N]
+              [--cluster URL[,URL...] [--node NAME] [--cluster-replicas N]
+               [--cluster-creds FILE] [--cluster-ca FILE]]
        sottod [options] --check
        sottod --opcodes | --opcodes-markdown | --opcodes-canonical | --man | --version | --help
 
@@ -85,6 +87,15 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
                             together (default 1024); a ClientHello beyond it is closed unanswered
                             and its client retries later: in a reconnect storm the signing queue
                             stays shorter than what the workers sign before the handshake timeout
+  --cluster URL[,URL...]    keep the state in NATS JetStream at these servers (nats://HOST:PORT,
+                            or tls://HOST:PORT) instead of files under --data, which then holds
+                            only the admin socket; without it the file store (default)
+  --node NAME               this node's name in logs and on the NATS connection (default: the host name)
+  --cluster-replicas N      replicas of the JetStream streams sottod creates (default 3; 1 for a
+                            single NATS server)
+  --cluster-creds FILE      NATS credentials file (JWT and nkey seed), read at start
+  --cluster-ca FILE         CA certificates (PEM) the NATS servers' TLS certificates chain to;
+                            TLS is then required, read at start
   --max-bps BYTES           input bytes per second per connection before reading pauses (default 8388608; 0: off)
   --max-conns N             open connections at most (default 16384)
   --max-conns-per-addr N    open connections at most from one address (default 64)
@@ -123,6 +134,12 @@ pub struct Args {
     pub user: String,
     pub limits: Limits,
     pub kdf_kib: u32,
+    /// `--cluster`: the NATS URLs; empty for the file store.
+    pub cluster: Vec<String>,
+    pub node: String,
+    pub cluster_replicas: usize,
+    pub cluster_creds: Option<PathBuf>,
+    pub cluster_ca: Option<PathBuf>,
 }
 
 /// True when this binary runs from a cargo target directory (a build tree):
@@ -223,6 +240,12 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
         user: crate::privilege::DEFAULT_USER.into(),
         limits: Limits::default(),
         kdf_kib: sotto::crypto::STORED_HASH_KIB,
+        cluster: Vec::new(),
+        node: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "sottod".into(), |h| h.trim().to_owned()),
+        cluster_replicas: 3,
+        cluster_creds: None,
+        cluster_ca: None,
     };
     let mut check = false;
     let mut it = words.into_iter();
@@ -309,6 +332,23 @@ fn parse_from(words: Vec<String>, installed: bool) -> Result<Option<Args>, Strin
                 args.limits.ticket_ttl_ms = ms;
             }
             "--no-resume" => args.limits.resume = false,
+            "--cluster" => args.cluster = cluster_urls(&value()?)?,
+            "--node" => {
+                let v = value()?;
+                if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                    return Err("--node: 1-64 characters of letters, digits, '-', '_' and '.'".into());
+                }
+                args.node = v;
+            }
+            "--cluster-replicas" => {
+                let n = number(&flag, &value()?)?;
+                args.cluster_replicas = usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=5).contains(n))
+                    .ok_or("--cluster-replicas: between 1 and 5")?;
+            }
+            "--cluster-creds" => args.cluster_creds = Some(value()?.into()),
+            "--cluster-ca" => args.cluster_ca = Some(value()?.into()),
             "--handshake-backlog" => {
                 args.limits.handshake_backlog = usize::try_from(number(&flag, &value()?)?.max(1)).unwrap_or(usize::MAX)
             }
@@ -392,8 +432,32 @@ fn effective(a: &Args) -> String {
         ("ticket-ttl", (l.ticket_ttl_ms / 1000).to_string()),
         ("no-resume", (!l.resume).to_string()),
         ("handshake-backlog", l.handshake_backlog.to_string()),
+        ("cluster", if a.cluster.is_empty() { "off".to_owned() } else { a.cluster.join(",") }),
+        ("node", a.node.clone()),
+        ("cluster-replicas", a.cluster_replicas.to_string()),
     ];
     lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
+}
+
+/// `--cluster`'s list: 1 to 16 `nats://` or `tls://` URLs, no duplicates.
+fn cluster_urls(v: &str) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = v.split(',').map(|u| u.trim().to_owned()).collect();
+    if urls.len() > 16 {
+        return Err("--cluster: at most 16 NATS URLs".into());
+    }
+    for (i, u) in urls.iter().enumerate() {
+        let rest = u.strip_prefix("nats://").or_else(|| u.strip_prefix("tls://"));
+        let ok = rest
+            .and_then(|r| r.rsplit_once(':'))
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return Err(format!("--cluster: `{u}` is not nats://HOST:PORT or tls://HOST:PORT"));
+        }
+        if urls[..i].contains(u) {
+            return Err(format!("--cluster: `{u}` is given twice"));
+        }
+    }
+    Ok(urls)
 }
 
 /// `N/SECS` (N events per SECS seconds, both at least 1) or `off`.

@@ -18,6 +18,7 @@ use sotto::identity::{self, Signer};
 use args::{Args, USAGE};
 use sotto::server::core::{Accounts, Core};
 use sotto::server::files::Files;
+use sotto::server::jetstream::{ClusterConfig, JetStreamStore};
 use sotto::server::mailbox::Mail;
 use sotto::server::room::Rooms;
 use sotto::server::store::{FileStore, Store};
@@ -93,7 +94,7 @@ fn admin_listen(path: &std::path::Path) -> Result<std::os::unix::net::UnixListen
 
 /// The ticket keys and journal, checked; a new or rotated key file and the
 /// compacted journal are durable before anything is served.
-fn load_tickets(store: &FileStore, args: &Args) -> Result<Tickets, String> {
+fn load_tickets(store: &dyn Store, args: &Args) -> Result<Tickets, String> {
     let tickets = Tickets::open(store, args.limits.ticket_ttl_ms, event_loop::now_ms())
         .map_err(|e| format!("{}/{e}", args.data.display()))?;
     let (used, generations) = tickets.sizes();
@@ -103,6 +104,33 @@ fn load_tickets(store: &FileStore, args: &Args) -> Result<Tickets, String> {
         tickets.keys().len()
     );
     Ok(tickets)
+}
+
+/// `--cluster` and its files, read before the chroot; `None` for the file store.
+fn cluster_config(args: &Args) -> Result<Option<ClusterConfig>, String> {
+    if args.cluster.is_empty() {
+        if args.cluster_creds.is_some() || args.cluster_ca.is_some() {
+            return Err("--cluster-creds and --cluster-ca need --cluster".into());
+        }
+        return Ok(None);
+    }
+    let creds = match &args.cluster_creds {
+        Some(path) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        )),
+        None => None,
+    };
+    let tls = match &args.cluster_ca {
+        Some(path) => Some(sotto::server::jetstream::tls_config(path)?),
+        None => None,
+    };
+    Ok(Some(ClusterConfig {
+        urls: args.cluster.clone(),
+        node: args.node.clone(),
+        replicas: args.cluster_replicas,
+        creds,
+        tls,
+    }))
 }
 
 fn serve(args: Args) -> Result<(), String> {
@@ -119,16 +147,32 @@ fn serve(args: Args) -> Result<(), String> {
     // loaded after the drop, inside the chroot.
     // The admin socket is made after the drop, by the service user, inside
     // the chroot: it works there, and root made nothing in the data directory.
-    let (store, admin_path) = if privilege::is_root() {
+    // Cluster mode: the credentials and CA files are read now, before the chroot.
+    let cluster = cluster_config(&args)?;
+    let (store, admin_path): (Arc<dyn Store>, PathBuf) = if privilege::is_root() {
         sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
         privilege::drop_root(&args.user, &args.data)?;
         sotto::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
-        let store = FileStore::open(std::path::Path::new("/"))
-            .map_err(|e| format!("{e} (inside the data directory {})", args.data.display()))?;
+        let store: Arc<dyn Store> = match &cluster {
+            Some(c) => Arc::new(JetStreamStore::connect(c)?),
+            None => Arc::new(
+                FileStore::open(std::path::Path::new("/"))
+                    .map_err(|e| format!("{e} (inside the data directory {})", args.data.display()))?,
+            ),
+        };
         (store, PathBuf::from("/admin.sock"))
     } else {
-        (FileStore::open(&args.data).map_err(|e| e.to_string())?, args.data.join("admin.sock"))
+        let store: Arc<dyn Store> = match &cluster {
+            Some(c) => {
+                sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
+                Arc::new(JetStreamStore::connect(c)?)
+            }
+            None => Arc::new(FileStore::open(&args.data).map_err(|e| e.to_string())?),
+        };
+        (store, args.data.join("admin.sock"))
     };
+    let store_arc = store;
+    let store: &dyn Store = &*store_arc;
     let admin = admin_listen(&admin_path)?;
     let mut accounts = Accounts::default();
     for rec in store.load_users().map_err(|e| e.to_string())? {
@@ -146,21 +190,17 @@ fn serve(args: Args) -> Result<(), String> {
         })?,
         None => Default::default(),
     };
-    accounts.load_retired(&store)?;
+    accounts.load_retired(store)?;
     let mut rooms = Rooms::default();
     for room in store.load_rooms().map_err(|e| e.to_string())? {
         rooms.insert(room);
     }
-    let mail = Mail::load(&store)?;
-    let files = Files::load(&store)?;
+    let mail = Mail::load(store)?;
+    let files = Files::load(store)?;
     let n_files = files.len();
-    let tickets = load_tickets(&store, &args)?;
+    let tickets = load_tickets(store, &args)?;
     let server = ServerConfig::built_in();
-    let ctx = Arc::new(WorkerCtx {
-        server: server.clone(),
-        signer: Arc::new(signer),
-        store: Arc::new(store) as Arc<dyn Store>,
-    });
+    let ctx = Arc::new(WorkerCtx { server: server.clone(), signer: Arc::new(signer), store: store_arc.clone() });
     let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
     let mut core = Core::new(server, args.limits, accounts, rooms, mail)
@@ -192,7 +232,11 @@ fn serve(args: Args) -> Result<(), String> {
         n_accounts,
         n_rooms,
         n_files,
-        args.data.display(),
+        if args.cluster.is_empty() {
+            args.data.display().to_string()
+        } else {
+            format!("NATS JetStream at {} (node {})", args.cluster.join(","), args.node)
+        },
         args.threads,
         if args.threads == 1 { "" } else { "s" },
         l.handshake_backlog

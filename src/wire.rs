@@ -96,6 +96,8 @@ pub mod code {
     pub const NOT_IMPLEMENTED: u16 = 501;
     /// The server could not make the change durable (disk full or failing): not acknowledged.
     pub const INSUFFICIENT_STORAGE: u16 = 507;
+    /// The cluster's storage (NATS JetStream) is unreachable: not acknowledged; retry later.
+    pub const SERVICE_UNAVAILABLE: u16 = 503;
     /// The recipient's mailbox is full (its cap of waiting events or bytes): nothing was stored.
     pub const MAILBOX_FULL: u16 = 508;
 }

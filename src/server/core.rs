@@ -1005,7 +1005,7 @@ impl Core {
     }
 
     /// A commit finished: send its answers, or report the failure and retry the rooms.
-    fn committed(&mut self, token: u64, ok: bool, now_ms: u64) {
+    fn committed(&mut self, token: u64, ok: bool, unavailable: bool, now_ms: u64) {
         let Some(Inflight {
             rooms: names,
             prekeys,
@@ -1053,7 +1053,11 @@ impl Core {
                 self.mark_user_dirty(uid);
             }
         }
-        const FAILED: &str = "storage failed (disk full?): not yet durable; retried";
+        let (fail_code, failed) = if unavailable {
+            (code::SERVICE_UNAVAILABLE, "cluster storage unreachable: not yet durable; retried")
+        } else {
+            (code::INSUFFICIENT_STORAGE, "storage failed (disk full?): not yet durable; retried")
+        };
         for d in answers {
             match d {
                 Deferred::Reply { conn, msg_id, opcode, reason } if ok => {
@@ -1077,23 +1081,16 @@ impl Core {
                 Deferred::Admin { conn, reply } if ok => crate::server::admin::send(self, conn, reply.as_ref()),
                 Deferred::Admin { conn, reply } => {
                     let op = reply.request_opcode.get();
-                    crate::server::admin::reply(
-                        self,
-                        conn,
-                        reply.hdr.msg_id.get(),
-                        op,
-                        code::INSUFFICIENT_STORAGE,
-                        FAILED,
-                    )
+                    crate::server::admin::reply(self, conn, reply.hdr.msg_id.get(), op, fail_code, failed)
                 }
                 Deferred::Chunk { conn, msg_id, file_id, index, epoch } => {
                     crate::server::handler::file::chunk_settled(self, conn, (msg_id, file_id, index, epoch), now_ms)
                 }
                 Deferred::Reply { conn, msg_id, opcode, .. } => {
-                    self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, opcode, fail_code, failed, now_ms)
                 }
                 Deferred::Joined { conn, msg_id, .. } => {
-                    self.reply(conn, msg_id, crate::opcodes::JRMS, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, crate::opcodes::JRMS, fail_code, failed, now_ms)
                 }
                 Deferred::DmStored { conn, msg_id, opcode, peer, seq } => {
                     // This request waits no longer; a resend's failure leaves the others waiting.
@@ -1103,17 +1100,17 @@ impl Core {
                             self.awaiting.remove(&(peer, seq));
                         }
                     }
-                    self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, opcode, fail_code, failed, now_ms)
                 }
                 Deferred::Accepted { conn, msg_id, .. } => {
-                    self.reply(conn, msg_id, crate::opcodes::AMPU, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, crate::opcodes::AMPU, fail_code, failed, now_ms)
                 }
                 Deferred::Bundle { conn, bundle, .. } => {
                     let msg_id = bundle.hdr.msg_id.get();
-                    self.reply(conn, msg_id, crate::opcodes::PKGT, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, crate::opcodes::PKGT, fail_code, failed, now_ms)
                 }
                 Deferred::Offer { conn, msg_id, .. } => {
-                    self.reply(conn, msg_id, crate::opcodes::FLOF, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, crate::opcodes::FLOF, fail_code, failed, now_ms)
                 }
                 Deferred::AccountDeleted { conn, msg_id } if ok => {
                     self.reply(conn, msg_id, crate::opcodes::DLAC, code::OK, "account deleted", now_ms);
@@ -1135,13 +1132,13 @@ impl Core {
                     self.defer_revoked_answer(conn, msg_id, opcode, reason, now_ms)
                 }
                 Deferred::Revoked { conn, msg_id, opcode, .. } => {
-                    self.reply(conn, msg_id, opcode, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, opcode, fail_code, failed, now_ms)
                 }
                 Deferred::SecretsRevoked { conn, msg_id, record } if ok => {
                     crate::server::handler::account::secrets_revoked(self, conn, msg_id, record, now_ms)
                 }
                 Deferred::SecretsRevoked { conn, msg_id, .. } => {
-                    self.reply(conn, msg_id, crate::opcodes::CHPW, code::INSUFFICIENT_STORAGE, FAILED, now_ms)
+                    self.reply(conn, msg_id, crate::opcodes::CHPW, fail_code, failed, now_ms)
                 }
                 Deferred::SecretsStored { conn, msg_id, .. } if ok => {
                     let reason = "password and passphrase changed";
@@ -1557,8 +1554,8 @@ impl Core {
                 crate::server::handler::account::secrets_checked(self, conn, msg_id, uid, result, now_ms);
                 conn
             }
-            Completion::Committed { token, ok } => {
-                self.committed(token, ok, now_ms);
+            Completion::Committed { token, ok, unavailable } => {
+                self.committed(token, ok, unavailable, now_ms);
                 return;
             }
             Completion::Chunks { conn, file_id, serial, from, count, records } => {

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod announce;
 pub mod core;
 pub mod files;
+pub mod jetstream;
 pub mod log;
 pub mod mailbox;
 pub mod prekeys;

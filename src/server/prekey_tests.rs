@@ -329,7 +329,7 @@ fn a_failed_commit_answers_507_and_the_prekey_file_is_written_again() {
     let now = w.now_ms();
     let Some(Job::Commit { token, writes }) = w.core().poll_commit(now) else { panic!("a commit") };
     assert!(bob_file(&writes), "the fetch rewrites bob's prekey file");
-    w.core().handle_completion(Completion::Committed { token, ok: false }, now);
+    w.core().handle_completion(Completion::Committed { token, ok: false, unavailable: false }, now);
     let got = w.received(id, &mut o);
     assert_eq!(opcodes(&got), [crate::opcodes::STAT], "no bundle");
     assert_eq!(status(&got).0, code::INSUFFICIENT_STORAGE);

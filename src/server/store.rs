@@ -35,6 +35,9 @@ pub enum StoreError {
     LooseMode { path: PathBuf, mode: u32 },
     /// `path` is not a valid record.
     Corrupt { path: PathBuf, why: &'static str },
+    /// The cluster's storage (NATS JetStream) cannot be reached or refused
+    /// the write; nothing of it is durable (clients get 503, not 507).
+    Unavailable { why: String },
 }
 
 impl std::fmt::Display for StoreError {
@@ -51,6 +54,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Corrupt { path, why } => {
                 write!(f, "{}: corrupt record ({why}); move it aside to start without it", path.display())
             }
+            StoreError::Unavailable { why } => write!(f, "cluster storage unavailable: {why}"),
         }
     }
 }

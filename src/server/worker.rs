@@ -126,7 +126,8 @@ pub enum Completion {
     /// The account's record with the new secrets' hashes, or why not.
     SecretsChecked { conn: ConnId, msg_id: u64, uid: u64, result: Result<Box<UserRecord>, SecretsFailure> },
     /// Whether batch `token` is durable.
-    Committed { token: u64, ok: bool },
+    /// `unavailable`: the failure was the cluster's storage being unreachable (503, not 507).
+    Committed { token: u64, ok: bool, unavailable: bool },
     /// Whether the upload's signed prekey verified.
     Prekey { conn: ConnId, uid: u64, upload: Box<crate::opcodes::PrekeyUpload>, ok: bool },
     /// The chunk records read for download `serial` (unchecked), or None when the read failed.
@@ -226,7 +227,8 @@ pub(crate) fn run(job: Job, ctx: &WorkerCtx) -> Completion {
             if let Err(e) = &result {
                 crate::log!(Error, "commit failed: {e}");
             }
-            Completion::Committed { token, ok: result.is_ok() }
+            let unavailable = matches!(result, Err(store::StoreError::Unavailable { .. }));
+            Completion::Committed { token, ok: result.is_ok(), unavailable }
         }
     }
 }

@@ -1,0 +1,676 @@
+//! Cluster storage: the store's records on NATS JetStream (`--cluster`).
+//!
+//! The file store's layout maps onto two replicated streams:
+//!
+//! - `SOTTO` (subjects `sotto.r.>`): one subject per file of the file store
+//!   (`sotto.r.user.<uid>`, `sotto.r.room.<name>`, `sotto.r.q.<uid>`, …). A
+//!   subject's content is its last whole *replace* and the *appends* after it.
+//!   A replace larger than one message is several parts; a replace is whole
+//!   only when all its parts are stored, so a crash mid-replace leaves the
+//!   previous content. After a replace, the subject's older messages are
+//!   purged.
+//! - `SOTTO_CHUNKS` (subjects `sotto.c.<id>.<index>`, one message per
+//!   subject): the chunk records of files.
+//!
+//! Invariant: a commit returns only after JetStream acknowledged every write
+//! with the stream's replicas; every write to `sotto.r.>` names the last
+//! sequence this node knows for the subject, so a write by another node in
+//! between is refused, never overwritten. Such a refusal fences this node: it
+//! writes nothing more until restarted (one writing node per deployment; see
+//! docs/OPERATIONS.md, "Cluster").
+//!
+//! The NATS client needs an async runtime: it runs on this store's own thread
+//! pool (one thread). The store's methods block their caller (the disk thread,
+//! the file reader, a worker, or start-up), never an event loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use zerocopy::IntoBytes;
+
+use crate::opcodes::UserRecord;
+use crate::server::acct::Acct;
+use crate::server::files::{self, FileMeta, StoredFile, CHUNK_RECORD};
+use crate::server::mailbox::QueueWrite;
+use crate::server::prekeys::Published;
+use crate::server::room::Room;
+use crate::server::store::{self, Change, QueueFile, Store, StoreError};
+use crate::server::tickets::{self, JournalWrite};
+
+/// The stream of records.
+pub const RECORDS: &str = "SOTTO";
+/// The stream of file chunks.
+pub const CHUNKS: &str = "SOTTO_CHUNKS";
+/// Bytes of content in one message at most: well under nats-server's default
+/// `max_payload` (1 MiB), which also bounds a chunk record (about 16 KiB).
+pub const PART: usize = 512 * 1024;
+/// Content of one subject at most, as loaded (the largest file of the file
+/// store is the ticket journal).
+const MAX_SUBJECT: usize = tickets::MAX_JOURNAL_FILE as usize;
+/// Header naming what a message of `sotto.r.>` is.
+const OP: &str = "Sotto-Op";
+/// How long one JetStream request or acknowledgement may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How sottod reaches its cluster.
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://HOST:PORT` or `tls://HOST:PORT`).
+    pub urls: Vec<String>,
+    /// This node's name (logs, the NATS connection's name).
+    pub node: String,
+    /// Replicas of each stream (1 to 5; R3 in production).
+    pub replicas: usize,
+    /// A NATS credentials file's contents (JWT and nkey seed), read before the chroot.
+    pub creds: Option<zeroize::Zeroizing<String>>,
+    /// TLS to the NATS servers, trusting these CA certificates (PEM, read before the chroot).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Reads a PEM CA bundle into a TLS client configuration (ring, TLS 1.2 and 1.3).
+pub fn tls_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let shown = ca.display();
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| format!("{shown}: {e}"))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("{shown}: {e}"))?;
+        roots.add(cert).map_err(|e| format!("{shown}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{shown}: no certificate in it"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// What this node knows of a subject's last sequence.
+#[derive(Clone, Copy)]
+enum Last {
+    /// The subject's last message (0: none).
+    Known(u64),
+    /// A write's outcome is unknown (a timeout): read it again before the next write.
+    Unknown,
+}
+
+/// The store on JetStream.
+pub struct JetStreamStore {
+    rt: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    records: stream::Stream,
+    chunks: stream::Stream,
+    last: Mutex<HashMap<String, Last>>,
+    /// Set when another node wrote a subject this node writes: no more writes.
+    fenced: AtomicBool,
+    /// The NATS connection is up (kept by the client's event callback).
+    connected: Arc<AtomicBool>,
+    shown: String,
+}
+
+fn unavailable(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable { why: what.to_string() }
+}
+
+fn corrupt(subject: &str, why: &'static str) -> StoreError {
+    StoreError::Corrupt { path: PathBuf::from(subject), why }
+}
+
+/// A subject's content as loaded, and its last sequence.
+struct Loaded {
+    content: Vec<u8>,
+    /// An unfinished replace: its bytes so far and the parts still to come.
+    partial: Option<(Vec<u8>, u32)>,
+    last: u64,
+}
+
+impl Loaded {
+    fn apply(&mut self, subject: &str, op: &str, payload: &[u8], seq: u64) -> Result<(), StoreError> {
+        self.last = seq;
+        if self.content.len() + payload.len() > MAX_SUBJECT
+            || self.partial.as_ref().is_some_and(|(b, _)| b.len() + payload.len() > MAX_SUBJECT)
+        {
+            return Err(corrupt(subject, "larger than any record sottod writes"));
+        }
+        match op.as_bytes() {
+            [b'A'] => {
+                // An append after an unfinished replace: that replace failed.
+                self.partial = None;
+                self.content.extend_from_slice(payload);
+            }
+            [b'R', n @ ..] => {
+                let n: u32 = std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+                if n == 0 || n as usize > MAX_SUBJECT / PART + 1 {
+                    return Err(corrupt(subject, "bad replace header"));
+                }
+                self.partial = Some((payload.to_vec(), n - 1));
+            }
+            [b'P'] => {
+                if let Some((buf, left)) = self.partial.as_mut() {
+                    if *left == 0 {
+                        return Err(corrupt(subject, "more parts than its replace said"));
+                    }
+                    buf.extend_from_slice(payload);
+                    *left -= 1;
+                }
+            }
+            _ => return Err(corrupt(subject, "unknown operation header")),
+        }
+        if let Some((buf, 0)) = self.partial.as_mut() {
+            self.content = std::mem::take(buf);
+            self.partial = None;
+        }
+        Ok(())
+    }
+}
+
+impl JetStreamStore {
+    /// Connects (waiting for the first connection at most 10 s), and creates
+    /// or checks the streams.
+    pub fn connect(cfg: &ClusterConfig) -> Result<JetStreamStore, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sottod-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the NATS client's thread: {e}"))?;
+        let shown = cfg.urls.join(",");
+        let connected = Arc::new(AtomicBool::new(false));
+        let js = rt.block_on(async {
+            let flag = connected.clone();
+            let mut opts = async_nats::ConnectOptions::new()
+                .name(format!("sottod {}", cfg.node))
+                .connection_timeout(Duration::from_secs(5))
+                .max_reconnects(None)
+                .event_callback(move |event| {
+                    let flag = flag.clone();
+                    async move {
+                        match event {
+                            async_nats::Event::Connected => {
+                                flag.store(true, Ordering::SeqCst);
+                                crate::log!(Info, "NATS: connected");
+                            }
+                            async_nats::Event::Disconnected => {
+                                flag.store(false, Ordering::SeqCst);
+                                crate::log!(Warn, "NATS: disconnected; reconnecting (writes get 503 meanwhile)");
+                            }
+                            other => crate::log!(Info, "NATS: {other}"),
+                        }
+                    }
+                });
+            if let Some(creds) = &cfg.creds {
+                opts = opts.credentials(creds).map_err(|e| format!("NATS credentials: {e}"))?;
+            }
+            if let Some(tls) = &cfg.tls {
+                opts = opts.require_tls(true).tls_client_config((**tls).clone());
+            }
+            let addrs: Vec<async_nats::ServerAddr> = cfg
+                .urls
+                .iter()
+                .map(|u| u.parse().map_err(|e| format!("--cluster: `{u}`: {e}")))
+                .collect::<Result<_, String>>()?;
+            let client = tokio::time::timeout(Duration::from_secs(10), opts.connect(addrs))
+                .await
+                .map_err(|_| format!("cannot reach NATS at {shown} within 10 s"))?
+                .map_err(|e| format!("cannot connect to NATS at {shown}: {e}"))?;
+            connected.store(true, Ordering::SeqCst);
+            let mut js = jetstream::new(client);
+            js.set_timeout(REQUEST_TIMEOUT);
+            Ok::<_, String>(js)
+        })?;
+        let (records, chunks) = rt.block_on(async {
+            let records = ensure_stream(&js, RECORDS, "sotto.r.>", cfg.replicas, -1).await?;
+            let chunks = ensure_stream(&js, CHUNKS, "sotto.c.>", cfg.replicas, 1).await?;
+            Ok::<_, String>((records, chunks))
+        })?;
+        Ok(JetStreamStore {
+            rt,
+            js,
+            records,
+            chunks,
+            last: Mutex::new(HashMap::new()),
+            fenced: AtomicBool::new(false),
+            connected,
+            shown,
+        })
+    }
+
+    /// Whether the NATS connection is up now.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Every subject under `filter` of the records stream, with its content.
+    fn load(&self, filter: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        let loaded = self.rt.block_on(async {
+            let config = consumer::pull::OrderedConfig {
+                filter_subject: filter.to_owned(),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            };
+            let mut consumer = self.records.create_consumer(config).await.map_err(unavailable)?;
+            let pending = consumer.info().await.map_err(unavailable)?.num_pending;
+            let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
+            if pending == 0 {
+                return Ok(out);
+            }
+            let mut messages = consumer.messages().await.map_err(unavailable)?;
+            loop {
+                let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await;
+                let msg = match next {
+                    Ok(Some(Ok(m))) => m,
+                    Ok(Some(Err(e))) => return Err(unavailable(e)),
+                    Ok(None) => return Err(unavailable("the consumer ended early")),
+                    Err(_) => return Err(unavailable("timed out reading the records")),
+                };
+                let info = msg.info().map_err(unavailable)?;
+                let (seq, left) = (info.stream_sequence, info.pending);
+                let subject = msg.subject.to_string();
+                let op = msg.headers.as_ref().and_then(|h| h.get(OP)).map(|v| v.as_str().to_owned());
+                let op = op.ok_or_else(|| corrupt(&subject, "no operation header"))?;
+                let entry = out.entry(subject.clone()).or_insert_with(|| Loaded {
+                    content: Vec::new(),
+                    partial: None,
+                    last: 0,
+                });
+                entry.apply(&subject, &op, &msg.payload, seq)?;
+                if left == 0 {
+                    return Ok(out);
+                }
+            }
+        })?;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeMap::new();
+        for (subject, l) in loaded {
+            if l.partial.is_some() {
+                crate::log!(
+                    Warn,
+                    "{subject}: an unfinished replace (a crash mid-write) ignored; the previous content kept"
+                );
+            }
+            last.insert(subject.clone(), Last::Known(l.last));
+            out.insert(subject, l.content);
+        }
+        Ok(out)
+    }
+
+    /// The content of one subject (`None` when it has none).
+    fn load_one(&self, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.load(subject)?.remove(subject))
+    }
+
+    /// The UID or id a subject's last token names, in hex.
+    fn id_of(subject: &str) -> Result<u64, StoreError> {
+        subject
+            .rsplit('.')
+            .next()
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+            .ok_or_else(|| corrupt(subject, "subject does not end in a hex id"))
+    }
+
+    /// The last sequence to name in the next write of `subject`.
+    async fn expected(&self, subject: &str) -> Result<u64, StoreError> {
+        let known = self.last.lock().unwrap_or_else(|e| e.into_inner()).get(subject).copied();
+        match known {
+            Some(Last::Known(n)) => Ok(n),
+            // Never loaded or written: no message yet (load saw every subject).
+            None => Ok(0),
+            Some(Last::Unknown) => match self.records.get_last_raw_message_by_subject(subject).await {
+                Ok(m) => Ok(m.sequence),
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
+                Err(e) => Err(unavailable(e)),
+            },
+        }
+    }
+
+    fn set_last(&self, subject: &str, last: Last) {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).insert(subject.to_owned(), last);
+    }
+
+    /// Publishes one message of `subject`, naming the last sequence; returns its sequence.
+    async fn publish(&self, subject: &str, op: &str, payload: &[u8]) -> Result<u64, StoreError> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(fenced());
+        }
+        let expected = self.expected(subject).await?;
+        let msg = jetstream::message::PublishMessage::build()
+            .payload(bytes::Bytes::copy_from_slice(payload))
+            .header(OP, op)
+            .expected_last_subject_sequence(expected);
+        let ack = match self.js.send_publish(subject.to_owned(), msg).await {
+            Ok(ack) => ack.await,
+            Err(e) => {
+                self.set_last(subject, Last::Unknown);
+                return Err(unavailable(e));
+            }
+        };
+        match ack {
+            Ok(ack) => {
+                self.set_last(subject, Last::Known(ack.sequence));
+                Ok(ack.sequence)
+            }
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                self.fenced.store(true, Ordering::SeqCst);
+                crate::log!(
+                    Error,
+                    "{subject} was written by another node since this one read it: this node writes nothing more \
+                     (one writing sottod per deployment; restart it to read the state again)"
+                );
+                Err(fenced())
+            }
+            Err(e) => {
+                // Maybe stored, maybe not: read the subject's last sequence again before writing it.
+                self.set_last(subject, Last::Unknown);
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    /// Replaces `subject`'s content with `bytes`, then purges what came before.
+    async fn replace(&self, subject: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let parts: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(PART).collect() };
+        let mut first = 0;
+        for (i, part) in parts.iter().enumerate() {
+            let op = if i == 0 { format!("R{}", parts.len()) } else { "P".to_owned() };
+            let seq = self.publish(subject, &op, part).await?;
+            if i == 0 {
+                first = seq;
+            }
+        }
+        self.records.purge().filter(subject).sequence(first).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Appends `bytes` to `subject`'s content.
+    async fn append(&self, subject: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        for part in bytes.chunks(PART) {
+            self.publish(subject, "A", part).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes `subject` and its content.
+    async fn remove(&self, subject: &str) -> Result<(), StoreError> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(fenced());
+        }
+        self.records.purge().filter(subject).await.map_err(unavailable)?;
+        self.set_last(subject, Last::Known(0));
+        Ok(())
+    }
+
+    async fn apply(&self, w: &Change) -> Result<(), StoreError> {
+        match w {
+            Change::Room(name, Some(b)) => self.replace(&room_subject(name), b).await,
+            Change::Room(name, None) => self.remove(&room_subject(name)).await,
+            Change::Queue(uid, QueueWrite::Append(b)) => self.append(&uid_subject("q", *uid), b).await,
+            Change::Queue(uid, QueueWrite::Replace(b)) => self.replace(&uid_subject("q", *uid), b).await,
+            Change::Queue(uid, QueueWrite::Remove) => self.remove(&uid_subject("q", *uid)).await,
+            Change::Contacts(b) => self.replace(&data_subject("contacts"), b).await,
+            Change::Prekeys(uid, Some(b)) => self.replace(&uid_subject("prekeys", *uid), b).await,
+            Change::Prekeys(uid, None) => self.remove(&uid_subject("prekeys", *uid)).await,
+            Change::FileRecord(id, b) => self.replace(&uid_subject("file", *id), b).await,
+            Change::FileChunks { id, first, bytes } => {
+                if self.fenced.load(Ordering::SeqCst) {
+                    return Err(fenced());
+                }
+                let mut acks = Vec::new();
+                for (i, record) in bytes.chunks(CHUNK_RECORD).enumerate() {
+                    let subject = chunk_subject(*id, first.saturating_add(i as u32));
+                    let ack =
+                        self.js.publish(subject, bytes::Bytes::copy_from_slice(record)).await.map_err(unavailable)?;
+                    acks.push(ack);
+                }
+                for ack in acks {
+                    ack.await.map_err(unavailable)?;
+                }
+                Ok(())
+            }
+            Change::FileDelete(id) => {
+                // Chunks first: a crash between leaves a record with fewer chunks, as on disk.
+                if self.fenced.load(Ordering::SeqCst) {
+                    return Err(fenced());
+                }
+                self.chunks.purge().filter(format!("sotto.c.{id:016x}.>")).await.map_err(unavailable)?;
+                self.remove(&uid_subject("file", *id)).await
+            }
+            Change::Acct(uid, b) => self.replace(&uid_subject("acct", *uid), b).await,
+            Change::Announcements(b) => self.replace(&data_subject("announcements"), b).await,
+            Change::UserDelete(uid) => {
+                self.remove(&uid_subject("user", *uid)).await?;
+                self.remove(&uid_subject("acct", *uid)).await
+            }
+            Change::Retired(b) => self.replace(&data_subject("retired"), b).await,
+            Change::TicketKeys(b) => self.replace(&data_subject("ticket-keys"), b).await,
+            Change::Tickets(JournalWrite::Replace(b)) => self.replace(&data_subject("tickets"), b).await,
+            Change::Tickets(JournalWrite::Append(b)) => self.append(&data_subject("tickets"), b).await,
+            Change::User(rec) => self.replace(&uid_subject("user", rec.uid.get()), rec.as_bytes()).await,
+        }
+    }
+
+    /// Every subject of a kind whose last token is a hex id, with its content.
+    fn load_kind(&self, kind: &str) -> Result<Vec<(String, u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for (subject, content) in self.load(&format!("sotto.r.{kind}.*"))? {
+            let id = JetStreamStore::id_of(&subject)?;
+            out.push((subject, id, content));
+        }
+        Ok(out)
+    }
+}
+
+fn fenced() -> StoreError {
+    unavailable("another node wrote this deployment's state; this node writes nothing more until restarted")
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: &str,
+    replicas: usize,
+    per_subject: i64,
+) -> Result<stream::Stream, String> {
+    let config = stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subjects.to_owned()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_messages_per_subject: per_subject,
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    };
+    let stream = js.get_or_create_stream(config).await.map_err(|e| format!("JetStream stream {name}: {e}"))?;
+    let mut stream = stream;
+    let info = stream.info().await.map_err(|e| format!("JetStream stream {name}: {e}"))?;
+    if info.config.num_replicas != replicas {
+        crate::log!(
+            Warn,
+            "JetStream stream {name} has {} replicas, not the {replicas} asked for (it was created so; \
+             `nats stream edit` changes it)",
+            info.config.num_replicas
+        );
+    }
+    Ok(stream)
+}
+
+fn uid_subject(kind: &str, id: u64) -> String {
+    format!("sotto.r.{kind}.{id:016x}")
+}
+
+/// Room names are a-z, 0-9, `_` and `-`: valid subject tokens as they are.
+fn room_subject(name: &str) -> String {
+    format!("sotto.r.room.{name}")
+}
+
+fn data_subject(name: &str) -> String {
+    format!("sotto.r.data.{name}")
+}
+
+fn chunk_subject(id: u64, index: u32) -> String {
+    format!("sotto.c.{id:016x}.{index}")
+}
+
+impl Store for JetStreamStore {
+    fn load_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut out = Vec::new();
+        for (subject, uid, bytes) in self.load_kind("user")? {
+            let rec = store::parse_user(&bytes).map_err(|why| corrupt(&subject, why))?;
+            if rec.uid.get() != uid {
+                return Err(corrupt(&subject, "subject is not its account's UID"));
+            }
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError> {
+        self.rt.block_on(self.replace(&uid_subject("user", rec.uid.get()), rec.as_bytes()))
+    }
+
+    fn load_accts(&self) -> Result<Vec<(u64, Acct)>, StoreError> {
+        let mut out = Vec::new();
+        for (subject, named, bytes) in self.load_kind("acct")? {
+            let (uid, acct) = Acct::decode(&bytes).map_err(|why| corrupt(&subject, why))?;
+            if named != uid {
+                return Err(corrupt(&subject, "subject is not its account's UID"));
+            }
+            out.push((uid, acct));
+        }
+        Ok(out)
+    }
+
+    fn put_acct(&self, uid: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.rt.block_on(self.replace(&uid_subject("acct", uid), bytes))
+    }
+
+    fn load_announcements(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.load_one(&data_subject("announcements"))
+    }
+
+    fn load_rooms(&self) -> Result<Vec<Room>, StoreError> {
+        let mut out = Vec::new();
+        for (subject, bytes) in self.load("sotto.r.room.*")? {
+            out.push(Room::decode(&bytes).map_err(|why| corrupt(&subject, why))?);
+        }
+        Ok(out)
+    }
+
+    fn load_queues(&self) -> Result<Vec<QueueFile>, StoreError> {
+        Ok(self.load_kind("q")?.into_iter().map(|(_, uid, bytes)| QueueFile { uid, bytes }).collect())
+    }
+
+    fn truncate_queue(&self, uid: u64, len: u64) -> Result<(), StoreError> {
+        let subject = uid_subject("q", uid);
+        let content = self.load_one(&subject)?.unwrap_or_default();
+        let keep = content.get(..usize::try_from(len).unwrap_or(usize::MAX)).unwrap_or(&content);
+        self.rt.block_on(self.replace(&subject, keep))
+    }
+
+    fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.load_one(&data_subject("contacts"))
+    }
+
+    fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.load_one(&data_subject("retired"))
+    }
+
+    fn load_ticket_keys(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+        Ok(self.load_one(&data_subject("ticket-keys"))?.map(zeroize::Zeroizing::new))
+    }
+
+    fn load_tickets(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.load_one(&data_subject("tickets"))
+    }
+
+    fn load_prekeys(&self) -> Result<Vec<(u64, Published)>, StoreError> {
+        let mut out = Vec::new();
+        for (subject, named, bytes) in self.load_kind("prekeys")? {
+            let (uid, p) = Published::decode(&bytes).map_err(|why| corrupt(&subject, why))?;
+            if named != uid {
+                return Err(corrupt(&subject, "subject is not its owner's UID"));
+            }
+            out.push((uid, p));
+        }
+        Ok(out)
+    }
+
+    fn load_files(&self) -> Result<Vec<StoredFile>, StoreError> {
+        let mut out = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for (subject, named, bytes) in self.load_kind("file")? {
+            let meta = FileMeta::decode(&bytes).map_err(|why| corrupt(&subject, why))?;
+            if named != meta.id {
+                return Err(corrupt(&subject, "subject is not the file's id"));
+            }
+            ids.insert(meta.id);
+            out.push((meta, 0u32));
+        }
+        // Which chunks are stored: one subject per chunk, counted (not read).
+        let present: HashMap<u64, std::collections::BTreeSet<u32>> = self.rt.block_on(async {
+            let mut present: HashMap<u64, std::collections::BTreeSet<u32>> = HashMap::new();
+            let mut subjects = self.chunks.info_with_subjects("sotto.c.>").await.map_err(unavailable)?;
+            while let Some(s) = subjects.next().await {
+                let (subject, _) = s.map_err(unavailable)?;
+                let mut parts = subject.split('.').skip(2);
+                let id = parts.next().and_then(|s| u64::from_str_radix(s, 16).ok());
+                let index = parts.next().and_then(|s| s.parse::<u32>().ok());
+                if let (Some(id), Some(index)) = (id, index) {
+                    present.entry(id).or_default().insert(index);
+                }
+            }
+            Ok::<_, StoreError>(present)
+        })?;
+        let mut stored_files = Vec::new();
+        for (meta, _) in out {
+            let have = present.get(&meta.id);
+            let stored = (0..meta.chunk_count).take_while(|i| have.is_some_and(|h| h.contains(i))).count() as u32;
+            stored_files.push(StoredFile { meta, stored });
+        }
+        // Chunks without a record: a deletion cut short, or a crash before the offer's record.
+        for id in present.keys().filter(|id| !ids.contains(id)) {
+            crate::log!(Warn, "file {id:016x}: chunks without a file record; removed");
+            self.rt
+                .block_on(async { self.chunks.purge().filter(format!("sotto.c.{id:016x}.>")).await })
+                .map_err(unavailable)?;
+        }
+        Ok(stored_files)
+    }
+
+    fn read_chunks(&self, id: u64, from: u32, count: u32) -> Result<Vec<u8>, StoreError> {
+        if count > files::READ_BATCH {
+            return Err(corrupt(&chunk_subject(id, from), "read of too many chunks at once"));
+        }
+        self.rt.block_on(async {
+            let mut out = Vec::with_capacity(count as usize * CHUNK_RECORD);
+            for index in from..from.saturating_add(count) {
+                let subject = chunk_subject(id, index);
+                let m = self.chunks.get_last_raw_message_by_subject(&subject).await.map_err(unavailable)?;
+                if m.payload.len() != CHUNK_RECORD {
+                    return Err(corrupt(&subject, "not one chunk record"));
+                }
+                out.extend_from_slice(&m.payload);
+            }
+            Ok(out)
+        })
+    }
+
+    fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {
+        if !self.connected() {
+            return Err(unavailable(format!("no connection to NATS at {}", self.shown)));
+        }
+        self.rt.block_on(async {
+            for w in writes {
+                self.apply(w).await?;
+            }
+            Ok(())
+        })
+    }
+}
