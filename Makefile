@@ -33,6 +33,7 @@ run:
 
 # --no-fail-fast: every test binary runs even when one fails, so one run shows all failures.
 test:
+	bash tools/need-nats-server
 	$(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
 	$(CARGO) test -p sotto-bench --lib

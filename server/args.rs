@@ -89,7 +89,11 @@ pub const USAGE: &str = "usage: sottod [--config FILE] [--listen ADDR] [--data D
                             stays shorter than what the workers sign before the handshake timeout
   --cluster URL[,URL...]    keep the state in NATS JetStream at these servers (nats://HOST:PORT,
                             or tls://HOST:PORT) instead of files under --data, which then holds
-                            only the admin socket; without it the file store (default)
+                            only the admin socket; without it the file store (default). One
+                            node writes and serves at a time (its writer lease); the others
+                            print `standby ADDR`, refuse connections, and take over when the
+                            lease lapses (5 s). A writer that finds its lease taken exits
+                            with status 3: run nodes under a supervisor that restarts them
   --node NAME               this node's name in logs and on the NATS connection (default: the host name)
   --cluster-replicas N      replicas of the JetStream streams sottod creates (default 3; 1 for a
                             single NATS server)
@@ -474,4 +478,32 @@ fn rate(flag: &str, v: &str) -> Result<Option<(u32, u64)>, String> {
 
 fn number(flag: &str, v: &str) -> Result<u64, String> {
     v.parse().map_err(|_| format!("{flag}: `{v}` is not a whole number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_urls;
+
+    #[test]
+    fn cluster_urls_accepts_nats_and_tls_lists() {
+        assert_eq!(cluster_urls("nats://127.0.0.1:4222").unwrap(), ["nats://127.0.0.1:4222"]);
+        assert_eq!(
+            cluster_urls("nats://a:4222, tls://b.example:4223").unwrap(),
+            ["nats://a:4222", "tls://b.example:4223"]
+        );
+        let sixteen: Vec<String> = (1..=16).map(|p| format!("nats://h:{p}")).collect();
+        assert_eq!(cluster_urls(&sixteen.join(",")).unwrap(), sixteen);
+    }
+
+    #[test]
+    fn cluster_urls_rejects_what_is_not_a_nats_address() {
+        for bad in ["", "127.0.0.1:4222", "http://h:80", "nats://h", "nats://:4222", "nats://h:0", "nats://h:x", "nats://h:70000", "nats://a:1,"] {
+            let e = cluster_urls(bad).unwrap_err();
+            assert!(e.contains("is not nats://HOST:PORT"), "{bad:?}: {e}");
+        }
+        let e = cluster_urls("nats://a:1,nats://a:1").unwrap_err();
+        assert!(e.contains("given twice"), "{e}");
+        let seventeen: Vec<String> = (1..=17).map(|p| format!("nats://h:{p}")).collect();
+        assert!(cluster_urls(&seventeen.join(",")).unwrap_err().contains("at most 16"));
+    }
 }

@@ -48,10 +48,10 @@ fn load_key(path: &PathBuf) -> Result<Signer, String> {
     Ok(signer)
 }
 
-/// Binds with SO_REUSEADDR and the largest listen backlog the kernel allows,
-/// so a burst of honest connects is queued rather than dropped.
-fn listen(addr: &str) -> std::io::Result<TcpListener> {
-    use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
+/// Binds with SO_REUSEADDR; [`listen`] then accepts connections. A standby
+/// node holds its address bound and refuses connections until it writes.
+fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
     use std::net::ToSocketAddrs;
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the address resolves to nothing");
     for sa in addr.to_socket_addrs()? {
@@ -60,7 +60,6 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
             let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
             socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
             socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(sa))?;
-            socket::listen(&fd, Backlog::MAXCONN)?;
             Ok(TcpListener::from(fd))
         })();
         match attempt {
@@ -69,6 +68,24 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
         }
     }
     Err(last)
+}
+
+/// Listens with the largest backlog the kernel allows, so a burst of honest
+/// connects is queued rather than dropped.
+fn listen(listener: &TcpListener, addr: &str) -> Result<(), String> {
+    use nix::sys::socket::{self, Backlog};
+    socket::listen(listener, Backlog::MAXCONN).map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Cluster mode: connects to NATS, then waits as a standby (`standby ADDR` on
+/// stdout) until this node holds the writer lease.
+fn open_cluster(c: &ClusterConfig, local: std::net::SocketAddr) -> Result<Arc<dyn Store>, String> {
+    let store = JetStreamStore::connect(c)?;
+    println!("standby {local}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    store.take_lease(&c.node)?;
+    Ok(Arc::new(store))
 }
 
 /// Binds the admin socket at `path`, mode 0600 from the start; a socket an
@@ -138,8 +155,11 @@ fn serve(args: Args) -> Result<(), String> {
         sotto::log!(Warn, "built with throwaway development keys; run `make keys && make` for a deployment");
     }
     let signer = load_key(&args.key)?;
-    let listener = listen(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener = bind(&args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if args.cluster.is_empty() {
+        listen(&listener, &args.listen)?;
+    }
     // The key is read and the socket bound; now give up root for good (DESIGN §8).
     // As root nothing in the data directory is read or written: the service
     // user owns what is in it and could swap a link in between a check and a
@@ -154,7 +174,7 @@ fn serve(args: Args) -> Result<(), String> {
         privilege::drop_root(&args.user, &args.data)?;
         sotto::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
         let store: Arc<dyn Store> = match &cluster {
-            Some(c) => Arc::new(JetStreamStore::connect(c)?),
+            Some(c) => open_cluster(c, local)?,
             None => Arc::new(
                 FileStore::open(std::path::Path::new("/"))
                     .map_err(|e| format!("{e} (inside the data directory {})", args.data.display()))?,
@@ -165,12 +185,16 @@ fn serve(args: Args) -> Result<(), String> {
         let store: Arc<dyn Store> = match &cluster {
             Some(c) => {
                 sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
-                Arc::new(JetStreamStore::connect(c)?)
+                open_cluster(c, local)?
             }
             None => Arc::new(FileStore::open(&args.data).map_err(|e| e.to_string())?),
         };
         (store, args.data.join("admin.sock"))
     };
+    if cluster.is_some() {
+        // The writer lease is held: serve.
+        listen(&listener, &args.listen)?;
+    }
     let store_arc = store;
     let store: &dyn Store = &*store_arc;
     let admin = admin_listen(&admin_path)?;

@@ -11,14 +11,23 @@
 //!
 //! The schedule comes from a seed, printed first (the test output shows it on
 //! failure); `SOTTO_CRASH_SEED=N` replays one.
+//!
+//! In cluster mode the same runs against two sottod nodes on three real NATS
+//! servers (JetStream, R3): a writer and a standby, the clients given both
+//! addresses. Each crash is a `kill -9` of the writer; the standby takes over
+//! when the writer's lease lapses, and a new standby starts on the killed
+//! node's address. One NATS server is killed at the second crash and
+//! restarted at the fourth.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{relogin, user, Client, Server, TempDir};
+use common::nats::NatsCluster;
+use common::{relogin_at, user_at, Client, Server, TempDir};
 use serde_json::Value;
 
 /// Kills per run.
@@ -66,13 +75,15 @@ struct Snapshot {
 }
 
 /// Talks until `stop`: a room message (within the budget of the current
-/// epoch), then a DM to each of `peers`, again and again.
+/// epoch), then a DM to each of `peers`, again and again. `served` is set to
+/// the epoch of the last acknowledged room message, plus one.
 fn talk(
     mut c: Client,
     me: &str,
     peers: &[&str],
     stop: &AtomicBool,
     epoch: &AtomicUsize,
+    served: &AtomicUsize,
 ) -> (Client, Vec<Say>, Vec<Dm>) {
     let (mut says, mut dms) = (Vec::new(), Vec::new());
     let mut known: HashSet<String> = HashSet::new();
@@ -92,6 +103,9 @@ fn talk(
             let v = c.run(&format!("/say lobby {text}"), "say");
             let acked = (v["type"] == "ok").then(Instant::now);
             offline |= acked.is_none();
+            if acked.is_some() {
+                served.store(e + 1, Ordering::SeqCst);
+            }
             says.push(Say { text, started, acked });
         }
         for peer in peers {
@@ -115,9 +129,9 @@ fn talk(
 }
 
 /// The room's history as a fresh session of dave sees it.
-fn snapshot(server: &Server, dir: &TempDir) -> Snapshot {
+fn snapshot(servers: &str, dir: &TempDir) -> Snapshot {
     let started = Instant::now();
-    let mut dave = relogin(server, dir, "dave", &[]);
+    let mut dave = relogin_at(servers, dir, "dave", &[]);
     assert_eq!(dave.run("/join lobby", "joined")["type"], "joined");
     // Requests are answered in order: the history precedes the answer to /who.
     assert_eq!(dave.run("/who lobby", "who")["type"], "who");
@@ -164,23 +178,118 @@ fn channel(asker: &mut Client, asker_name: &str, askee: &mut Client, askee_name:
     asker.wait_for("dm_accepted", |v| v["type"] == "dm_accepted" && v["with"] == askee_name);
 }
 
+/// The servers under test: one sottod on files, or two cluster nodes on NATS.
+struct Deployment {
+    nats: Option<NatsCluster>,
+    /// The data directory (files), or where the nodes' directories go (cluster).
+    dir: PathBuf,
+    /// The serving node (the writer, in cluster mode); `None` only mid-crash.
+    server: Option<Server>,
+    /// Cluster mode: the node waiting for the writer's lease.
+    standby: Option<Server>,
+    /// The clients' `--server` list.
+    servers: String,
+    /// Nodes started so far (cluster mode names them n1, n2, …).
+    started: usize,
+}
+
+impl Deployment {
+    fn files(dir: &TempDir) -> Deployment {
+        let data = dir.join("data");
+        let server = Server::start_on(&data, "127.0.0.1:0", FLAGS);
+        let servers = server.addr.clone();
+        Deployment { nats: None, dir: data, server: Some(server), standby: None, servers, started: 1 }
+    }
+
+    fn cluster(dir: &TempDir) -> Deployment {
+        let nats = NatsCluster::start();
+        let server = Deployment::node(&nats, &dir.join("n1"), "127.0.0.1:0", "n1", false);
+        let standby = Deployment::node(&nats, &dir.join("n2"), "127.0.0.1:0", "n2", true);
+        let servers = format!("{},{}", server.addr, standby.addr);
+        Deployment { nats: Some(nats), dir: dir.0.clone(), server: Some(server), standby: Some(standby), servers, started: 2 }
+    }
+
+    fn node(nats: &NatsCluster, data: &Path, listen: &str, name: &str, standby: bool) -> Server {
+        let urls = nats.urls();
+        let mut flags = FLAGS.to_vec();
+        flags.extend(["--cluster", &urls, "--node", name, "--cluster-replicas", "3"]);
+        if standby {
+            Server::start_standby(data, listen, &flags)
+        } else {
+            Server::start_on(data, listen, &flags)
+        }
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("a serving node")
+    }
+
+    /// `kill -9` of the serving node; returns once a node serves again.
+    fn crash(&mut self, crash: usize, rng: &mut Rng) {
+        let killed = self.server.take().expect("a serving node");
+        let addr = killed.addr.clone();
+        eprintln!("crash {crash}: kill -9 of {addr}");
+        killed.kill9();
+        let Some(nats) = self.nats.as_mut() else {
+            if rng.next() % 2 == 0 {
+                // Sometimes down for a moment, so that clients see refused connections.
+                std::thread::sleep(Duration::from_millis(rng.between(0, 700)));
+            }
+            self.server = Some(Server::start_on(&self.dir, &addr, FLAGS));
+            return;
+        };
+        if crash == 1 {
+            nats.kill(1);
+            eprintln!("crash {crash}: NATS server 2 of 3 killed");
+        }
+        let mut standby = self.standby.take().expect("a standby");
+        standby.wait_listening();
+        eprintln!("crash {crash}: {} took over", standby.addr);
+        self.started += 1;
+        let name = format!("n{}", self.started);
+        self.standby = Some(Deployment::node(nats, &self.dir.join(&name), &addr, &name, true));
+        self.server = Some(standby);
+        if crash == 3 {
+            nats.restart(1);
+            eprintln!("crash {crash}: NATS server 2 of 3 restarted");
+        }
+    }
+}
+
 #[test]
 fn acknowledged_messages_survive_kill_9_exactly_once() {
+    crash_test(false);
+}
+
+#[test]
+fn acknowledged_messages_survive_kill_9_exactly_once_in_a_cluster() {
+    crash_test(true);
+}
+
+fn crash_test(cluster: bool) {
     let seed = std::env::var("SOTTO_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
     });
     eprintln!("crash test seed {seed} (replay with SOTTO_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
-    let deadline = Instant::now() + Duration::from_secs(240);
+    // A takeover waits for the writer's lease to lapse (5 s), and clients
+    // retry with a back-off of up to 30 s.
+    let (budget, patience) = if cluster { (600, 120) } else { (240, 30) };
+    let deadline = Instant::now() + Duration::from_secs(budget);
 
     let dir = TempDir::new("crash");
-    let data = dir.join("data");
-    let mut server = Server::start_on(&data, "127.0.0.1:0", FLAGS);
-    let addr = server.addr.clone();
-    let mut alice = user(&server, &dir, "alice", &[]);
-    let mut bob = user(&server, &dir, "bob", &[]);
-    let mut carol = user(&server, &dir, "carol", &[]);
-    let mut dave = user(&server, &dir, "dave", &[]);
+    let mut dep = if cluster { Deployment::cluster(&dir) } else { Deployment::files(&dir) };
+    if cluster {
+        eprintln!("cluster mode: two sottod nodes on three NATS servers (JetStream R3)");
+    }
+    let servers = dep.servers.clone();
+    let mut alice = user_at(&servers, &dir, "alice", &[]);
+    let mut bob = user_at(&servers, &dir, "bob", &[]);
+    let mut carol = user_at(&servers, &dir, "carol", &[]);
+    let mut dave = user_at(&servers, &dir, "dave", &[]);
+    for c in [&mut alice, &mut bob] {
+        c.set_patience(Duration::from_secs(patience));
+    }
     assert_eq!(alice.run("/create lobby lobby-password", "create")["type"], "ok");
     for c in [&mut bob, &mut dave] {
         assert_eq!(c.run("/join lobby lobby-password", "joined")["type"], "joined");
@@ -195,28 +304,31 @@ fn acknowledged_messages_survive_kill_9_exactly_once() {
 
     let stop = AtomicBool::new(false);
     let epoch = AtomicUsize::new(0);
-    let mut snapshots = vec![snapshot(&server, &dir)];
-    let (server, alice, alice_says, alice_dms, bob, bob_says, bob_dms) = std::thread::scope(|s| {
-        let a = s.spawn(|| talk(alice, "alice", &["bob", "carol"], &stop, &epoch));
-        let b = s.spawn(|| talk(bob, "bob", &["alice", "carol"], &stop, &epoch));
+    let served = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    let mut snapshots = vec![snapshot(&servers, &dir)];
+    let (alice, alice_says, alice_dms, bob, bob_says, bob_dms) = std::thread::scope(|s| {
+        let a = s.spawn(|| talk(alice, "alice", &["bob", "carol"], &stop, &epoch, &served[0]));
+        let b = s.spawn(|| talk(bob, "bob", &["alice", "carol"], &stop, &epoch, &served[1]));
         for crash in 0..CRASHES {
             assert!(Instant::now() < deadline, "seed {seed}: out of time");
             std::thread::sleep(Duration::from_millis(rng.between(300, 1500)));
-            eprintln!("crash {crash}: kill -9");
-            server.kill9();
-            if rng.next() % 2 == 0 {
-                // Sometimes down for a moment, so that clients see refused connections.
-                std::thread::sleep(Duration::from_millis(rng.between(0, 700)));
+            dep.crash(crash, &mut rng);
+            snapshots.push(snapshot(&servers, &dir));
+            let e = epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            if cluster {
+                // Each talker back and acknowledged before the next kill: a client
+                // whose retries all fell into takeovers would wait out its back-off.
+                while served.iter().any(|s| s.load(Ordering::SeqCst) <= e) {
+                    assert!(Instant::now() < deadline, "seed {seed}: the talkers did not come back after crash {crash}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
-            server = Server::start_on(&data, &addr, FLAGS);
-            snapshots.push(snapshot(&server, &dir));
-            epoch.fetch_add(1, Ordering::SeqCst);
         }
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::SeqCst);
         let (alice, alice_says, alice_dms) = a.join().expect("alice's thread");
         let (bob, bob_says, bob_dms) = b.join().expect("bob's thread");
-        (server, alice, alice_says, alice_dms, bob, bob_says, bob_dms)
+        (alice, alice_says, alice_dms, bob, bob_says, bob_dms)
     });
     let (mut alice, mut bob) = (alice, bob);
 
@@ -228,7 +340,7 @@ fn acknowledged_messages_survive_kill_9_exactly_once() {
             }
         }
     }
-    snapshots.push(snapshot(&server, &dir));
+    snapshots.push(snapshot(&servers, &dir));
 
     // Room: every acknowledged message is in the history taken after its ack.
     for s in &snapshots {
@@ -256,7 +368,7 @@ fn acknowledged_messages_survive_kill_9_exactly_once() {
     }
 
     // DMs: each acknowledged one reaches its recipient exactly once, and nothing else does.
-    let mut carol = relogin(&server, &dir, "carol", &[]);
+    let mut carol = relogin_at(&servers, &dir, "carol", &[]);
     let all: Vec<&Dm> = alice_dms.iter().chain(bob_dms.iter()).collect();
     assert!(all.iter().filter(|d| d.to == "carol").count() >= 4, "seed {seed}: too few DMs to carol");
     for (name, c) in [("alice", &mut alice), ("bob", &mut bob), ("carol", &mut carol)] {

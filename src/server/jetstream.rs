@@ -5,12 +5,23 @@
 //! - `SOTTO` (subjects `sotto.r.>`): one subject per file of the file store
 //!   (`sotto.r.user.<uid>`, `sotto.r.room.<name>`, `sotto.r.q.<uid>`, …). A
 //!   subject's content is its last whole *replace* and the *appends* after it.
-//!   A replace larger than one message is several parts; a replace is whole
-//!   only when all its parts are stored, so a crash mid-replace leaves the
-//!   previous content. After a replace, the subject's older messages are
-//!   purged.
+//!   A replace that fits one message is a *rollup* (`Nats-Rollup: sub`): the
+//!   server drops the subject's older messages in the same step. A larger
+//!   replace (only a big ticket journal) is several parts; it is whole only
+//!   when all its parts are stored, so a crash mid-replace leaves the previous
+//!   content; its older messages are then deleted one by one. A removal is a
+//!   rollup *tombstone*.
 //! - `SOTTO_CHUNKS` (subjects `sotto.c.<id>.<index>`, one message per
-//!   subject): the chunk records of files.
+//!   subject): the chunk records of files, deleted message by message.
+//!
+//! Never a filtered purge: nats-server 2.9.10 (Debian 12's package) replays a
+//! subject-filtered purge as a purge of the whole stream when a clustered
+//! stream recovers after a restart (nats-io/nats-server#4196), which lost every
+//! record in our full-restart test. Rollups and single-message deletes are
+//! replayed as what they were.
+//!
+//! One node writes (`SOTTO_LEASE`, see [`JetStreamStore::take_lease`]): the
+//! others are standbys that take over when its lease lapses.
 //!
 //! Invariant: a commit returns only after JetStream acknowledged every write
 //! with the stream's replicas; every write to `sotto.r.>` names the last
@@ -27,7 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
@@ -54,6 +65,18 @@ pub const PART: usize = 512 * 1024;
 const MAX_SUBJECT: usize = tickets::MAX_JOURNAL_FILE as usize;
 /// Header naming what a message of `sotto.r.>` is.
 const OP: &str = "Sotto-Op";
+/// The stream holding the writer lease: one subject, one message.
+pub const LEASE: &str = "SOTTO_LEASE";
+const LEASE_SUBJECT: &str = "sotto.lease.writer";
+/// A standby takes over when the lease has not changed for this long.
+pub const LEASE_TTL: Duration = Duration::from_secs(5);
+/// The writer renews its lease this often.
+const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// The writer writes only while its last renewal is younger than this: it
+/// stops a second before any standby may take over.
+const LEASE_GUARD: Duration = Duration::from_secs(4);
+/// Exit status of a writer that found its lease taken (a supervisor restarts it).
+pub const EXIT_LEASE_LOST: i32 = 3;
 /// How long one JetStream request or acknowledgement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -113,6 +136,9 @@ pub struct JetStreamStore {
     fenced: AtomicBool,
     /// The NATS connection is up (kept by the client's event callback).
     connected: Arc<AtomicBool>,
+    /// When this node last renewed its writer lease (`None`: it holds none).
+    renewed: Arc<Mutex<Option<Instant>>>,
+    lease: stream::Stream,
     shown: String,
 }
 
@@ -129,6 +155,8 @@ struct Loaded {
     content: Vec<u8>,
     /// An unfinished replace: its bytes so far and the parts still to come.
     partial: Option<(Vec<u8>, u32)>,
+    /// The last whole operation was a removal (a tombstone).
+    removed: bool,
     last: u64,
 }
 
@@ -144,7 +172,13 @@ impl Loaded {
             [b'A'] => {
                 // An append after an unfinished replace: that replace failed.
                 self.partial = None;
+                self.removed = false;
                 self.content.extend_from_slice(payload);
+            }
+            [b'D'] => {
+                self.partial = None;
+                self.removed = true;
+                self.content.clear();
             }
             [b'R', n @ ..] => {
                 let n: u32 = std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -167,6 +201,7 @@ impl Loaded {
         if let Some((buf, 0)) = self.partial.as_mut() {
             self.content = std::mem::take(buf);
             self.partial = None;
+            self.removed = false;
         }
         Ok(())
     }
@@ -226,10 +261,11 @@ impl JetStreamStore {
             js.set_timeout(REQUEST_TIMEOUT);
             Ok::<_, String>(js)
         })?;
-        let (records, chunks) = rt.block_on(async {
+        let (records, chunks, lease) = rt.block_on(async {
             let records = ensure_stream(&js, RECORDS, "sotto.r.>", cfg.replicas, -1).await?;
             let chunks = ensure_stream(&js, CHUNKS, "sotto.c.>", cfg.replicas, 1).await?;
-            Ok::<_, String>((records, chunks))
+            let lease = ensure_stream(&js, LEASE, "sotto.lease.>", cfg.replicas, 1).await?;
+            Ok::<_, String>((records, chunks, lease))
         })?;
         Ok(JetStreamStore {
             rt,
@@ -239,6 +275,8 @@ impl JetStreamStore {
             last: Mutex::new(HashMap::new()),
             fenced: AtomicBool::new(false),
             connected,
+            renewed: Arc::new(Mutex::new(None)),
+            lease,
             shown,
         })
     }
@@ -246,6 +284,91 @@ impl JetStreamStore {
     /// Whether the NATS connection is up now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Blocks until this node holds the deployment's writer lease, then keeps
+    /// it renewed on the NATS thread.
+    ///
+    /// The lease is the one message of `sotto.lease.writer` in `SOTTO_LEASE`,
+    /// naming its holder (`NODE EPOCH`); every write of it names the sequence
+    /// it replaces, so two nodes never both take it. The holder renews it every
+    /// second. A standby takes it when its sequence has not changed for
+    /// [`LEASE_TTL`] by the standby's clock, and the holder writes nothing once
+    /// its last renewal is older than [`LEASE_GUARD`]: one writer at a time,
+    /// without trusting wall clocks. A holder that finds the lease taken (it
+    /// was paused, or cut off from NATS, longer than the TTL) exits with
+    /// [`EXIT_LEASE_LOST`]; its supervisor restarts it as a standby.
+    pub fn take_lease(&self, node: &str) -> Result<(), String> {
+        let mut epoch = [0u8; 8];
+        getrandom::getrandom(&mut epoch).map_err(|e| format!("random epoch: {e}"))?;
+        let value = format!("{node} {:016x}", u64::from_le_bytes(epoch));
+        let seq = self.rt.block_on(self.acquire(&value));
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        crate::log!(Info, "writer lease taken (node {node}); this node writes the deployment's state");
+        let (js, lease, renewed) = (self.js.clone(), self.lease.clone(), self.renewed.clone());
+        self.rt.spawn(keep_lease(js, lease, value, seq, renewed));
+        Ok(())
+    }
+
+    /// Waits until the lease is free or lapsed and takes it; returns its sequence.
+    async fn acquire(&self, value: &str) -> u64 {
+        // The sequence seen and since when (this node's monotonic clock).
+        let mut watched: Option<(u64, Instant)> = None;
+        let mut told = false;
+        loop {
+            let expected = match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
+                Ok(m) => {
+                    if !told {
+                        let holder = String::from_utf8_lossy(&m.payload);
+                        let holder = holder.split(' ').next().unwrap_or("?");
+                        crate::log!(
+                            Info,
+                            "standby: node {holder} writes; this node takes over when its writer lease lapses ({} s)",
+                            LEASE_TTL.as_secs()
+                        );
+                        told = true;
+                    }
+                    match watched {
+                        Some((seq, since)) if seq == m.sequence && since.elapsed() >= LEASE_TTL => Some(seq),
+                        Some((seq, _)) if seq == m.sequence => None,
+                        _ => {
+                            watched = Some((m.sequence, Instant::now()));
+                            None
+                        }
+                    }
+                }
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Some(0),
+                Err(e) => {
+                    // Not seen is not lapsed: watch again from the next reading.
+                    watched = None;
+                    crate::log!(Warn, "writer lease: cannot read it ({e}); retrying");
+                    None
+                }
+            };
+            if let Some(expected) = expected {
+                match publish_lease(&self.js, value, expected).await {
+                    Ok(seq) => return seq,
+                    Err(e) => {
+                        watched = None;
+                        crate::log!(Info, "writer lease: not taken ({e}); watching it again");
+                    }
+                }
+            }
+            tokio::time::sleep(LEASE_RENEW).await;
+        }
+    }
+
+    /// Whether this node may write now: it holds a lease renewed recently.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(fenced());
+        }
+        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        match renewed {
+            Some(t) if t.elapsed() < LEASE_GUARD => Ok(()),
+            Some(_) => Err(unavailable("this node's writer lease is not renewed (NATS is slow or unreachable)")),
+            None => Err(unavailable("this node does not hold the writer lease")),
+        }
     }
 
     /// Every subject under `filter` of the records stream, with its content.
@@ -279,6 +402,7 @@ impl JetStreamStore {
                 let entry = out.entry(subject.clone()).or_insert_with(|| Loaded {
                     content: Vec::new(),
                     partial: None,
+                    removed: false,
                     last: 0,
                 });
                 entry.apply(&subject, &op, &msg.payload, seq)?;
@@ -297,7 +421,9 @@ impl JetStreamStore {
                 );
             }
             last.insert(subject.clone(), Last::Known(l.last));
-            out.insert(subject, l.content);
+            if !l.removed {
+                out.insert(subject, l.content);
+            }
         }
         Ok(out)
     }
@@ -335,16 +461,18 @@ impl JetStreamStore {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).insert(subject.to_owned(), last);
     }
 
-    /// Publishes one message of `subject`, naming the last sequence; returns its sequence.
-    async fn publish(&self, subject: &str, op: &str, payload: &[u8]) -> Result<u64, StoreError> {
-        if self.fenced.load(Ordering::SeqCst) {
-            return Err(fenced());
-        }
+    /// Publishes one message of `subject`, naming the last sequence; returns
+    /// its sequence. A rollup drops the subject's earlier messages.
+    async fn publish(&self, subject: &str, op: &str, payload: &[u8], rollup: bool) -> Result<u64, StoreError> {
+        self.writable()?;
         let expected = self.expected(subject).await?;
-        let msg = jetstream::message::PublishMessage::build()
+        let mut msg = jetstream::message::PublishMessage::build()
             .payload(bytes::Bytes::copy_from_slice(payload))
             .header(OP, op)
             .expected_last_subject_sequence(expected);
+        if rollup {
+            msg = msg.header(async_nats::header::NATS_ROLLUP, "sub");
+        }
         let ack = match self.js.send_publish(subject.to_owned(), msg).await {
             Ok(ack) => ack.await,
             Err(e) => {
@@ -374,36 +502,91 @@ impl JetStreamStore {
         }
     }
 
-    /// Replaces `subject`'s content with `bytes`, then purges what came before.
+    /// Replaces `subject`'s content with `bytes`: one rollup message when it
+    /// fits, else its parts and then the deletion of what came before.
     async fn replace(&self, subject: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let parts: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(PART).collect() };
+        if bytes.len() <= PART {
+            self.publish(subject, "R1", bytes, true).await?;
+            return Ok(());
+        }
+        let parts: Vec<&[u8]> = bytes.chunks(PART).collect();
         let mut first = 0;
         for (i, part) in parts.iter().enumerate() {
             let op = if i == 0 { format!("R{}", parts.len()) } else { "P".to_owned() };
-            let seq = self.publish(subject, &op, part).await?;
+            let seq = self.publish(subject, &op, part, false).await?;
             if i == 0 {
                 first = seq;
             }
         }
-        self.records.purge().filter(subject).sequence(first).await.map_err(unavailable)?;
+        self.delete_before(subject, first).await
+    }
+
+    /// Deletes `subject`'s messages older than `first`, one at a time.
+    async fn delete_before(&self, subject: &str, first: u64) -> Result<(), StoreError> {
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        };
+        let mut consumer = self.records.create_consumer(config).await.map_err(unavailable)?;
+        if consumer.info().await.map_err(unavailable)?.num_pending == 0 {
+            return Ok(());
+        }
+        let mut older = Vec::new();
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        loop {
+            let msg = match tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(unavailable(e)),
+                Ok(None) => return Err(unavailable("the consumer ended early")),
+                Err(_) => return Err(unavailable("timed out reading the records")),
+            };
+            let info = msg.info().map_err(unavailable)?;
+            if info.stream_sequence >= first {
+                break;
+            }
+            older.push(info.stream_sequence);
+            if info.pending == 0 {
+                break;
+            }
+        }
+        for seq in older {
+            self.records.delete_message(seq).await.map_err(unavailable)?;
+        }
         Ok(())
     }
 
     /// Appends `bytes` to `subject`'s content.
     async fn append(&self, subject: &str, bytes: &[u8]) -> Result<(), StoreError> {
         for part in bytes.chunks(PART) {
-            self.publish(subject, "A", part).await?;
+            self.publish(subject, "A", part, false).await?;
         }
         Ok(())
     }
 
-    /// Removes `subject` and its content.
+    /// Removes `subject`'s content: a rollup tombstone.
     async fn remove(&self, subject: &str) -> Result<(), StoreError> {
-        if self.fenced.load(Ordering::SeqCst) {
-            return Err(fenced());
+        self.publish(subject, "D", &[], true).await?;
+        Ok(())
+    }
+
+    /// Deletes every chunk of file `id`, one message at a time.
+    async fn delete_chunks(&self, id: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut info = self.chunks.info_with_subjects(format!("sotto.c.{id:016x}.>")).await.map_err(unavailable)?;
+        let mut subjects = Vec::new();
+        while let Some(s) = info.next().await {
+            subjects.push(s.map_err(unavailable)?.0);
         }
-        self.records.purge().filter(subject).await.map_err(unavailable)?;
-        self.set_last(subject, Last::Known(0));
+        for subject in subjects {
+            match self.chunks.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => {
+                    self.chunks.delete_message(m.sequence).await.map_err(unavailable)?;
+                }
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
         Ok(())
     }
 
@@ -419,9 +602,7 @@ impl JetStreamStore {
             Change::Prekeys(uid, None) => self.remove(&uid_subject("prekeys", *uid)).await,
             Change::FileRecord(id, b) => self.replace(&uid_subject("file", *id), b).await,
             Change::FileChunks { id, first, bytes } => {
-                if self.fenced.load(Ordering::SeqCst) {
-                    return Err(fenced());
-                }
+                self.writable()?;
                 let mut acks = Vec::new();
                 for (i, record) in bytes.chunks(CHUNK_RECORD).enumerate() {
                     let subject = chunk_subject(*id, first.saturating_add(i as u32));
@@ -436,10 +617,7 @@ impl JetStreamStore {
             }
             Change::FileDelete(id) => {
                 // Chunks first: a crash between leaves a record with fewer chunks, as on disk.
-                if self.fenced.load(Ordering::SeqCst) {
-                    return Err(fenced());
-                }
-                self.chunks.purge().filter(format!("sotto.c.{id:016x}.>")).await.map_err(unavailable)?;
+                self.delete_chunks(*id).await?;
                 self.remove(&uid_subject("file", *id)).await
             }
             Change::Acct(uid, b) => self.replace(&uid_subject("acct", *uid), b).await,
@@ -467,6 +645,61 @@ impl JetStreamStore {
     }
 }
 
+/// Writes the lease naming `expected` as the sequence it replaces; returns its sequence.
+async fn publish_lease(js: &jetstream::Context, value: &str, expected: u64) -> Result<u64, String> {
+    let msg = jetstream::message::PublishMessage::build()
+        .payload(bytes::Bytes::copy_from_slice(value.as_bytes()))
+        .expected_last_subject_sequence(expected);
+    let ack = js.send_publish(LEASE_SUBJECT, msg).await.map_err(|e| e.to_string())?;
+    match ack.await {
+        Ok(ack) => Ok(ack.sequence),
+        Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+            Err("another node wrote it first".to_owned())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Renews the lease every second while this node holds it; exits the process
+/// with [`EXIT_LEASE_LOST`] when another node holds it.
+async fn keep_lease(
+    js: jetstream::Context,
+    lease: stream::Stream,
+    value: String,
+    mut seq: u64,
+    renewed: Arc<Mutex<Option<Instant>>>,
+) {
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        let started = Instant::now();
+        match publish_lease(&js, &value, seq).await {
+            Ok(next) => {
+                seq = next;
+                // Counted from before the write: never longer than the standby waits.
+                *renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+                continue;
+            }
+            Err(e) => crate::log!(Warn, "writer lease: renewal failed ({e}); writes get 503 until it is renewed"),
+        }
+        // A refusal or an unknown outcome: the lease's last message tells which.
+        match lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
+            Ok(m) if m.payload.as_ref() == value.as_bytes() => seq = m.sequence,
+            Ok(m) => {
+                let holder = String::from_utf8_lossy(&m.payload);
+                let holder = holder.split(' ').next().unwrap_or("?");
+                crate::log!(
+                    Error,
+                    "writer lease lost: node {holder} took it (this node was paused or cut off from NATS longer than {} s); \
+                     exiting so that one node writes (status {EXIT_LEASE_LOST}; restart it as a standby)",
+                    LEASE_TTL.as_secs()
+                );
+                std::process::exit(EXIT_LEASE_LOST);
+            }
+            Err(e) => crate::log!(Warn, "writer lease: cannot read it ({e}); retrying"),
+        }
+    }
+}
+
 fn fenced() -> StoreError {
     unavailable("another node wrote this deployment's state; this node writes nothing more until restarted")
 }
@@ -485,11 +718,18 @@ async fn ensure_stream(
         num_replicas: replicas,
         max_messages_per_subject: per_subject,
         discard: stream::DiscardPolicy::Old,
+        allow_rollup: true,
         ..Default::default()
     };
-    let stream = js.get_or_create_stream(config).await.map_err(|e| format!("JetStream stream {name}: {e}"))?;
-    let mut stream = stream;
+    let mut stream =
+        js.get_or_create_stream(config).await.map_err(|e| format!("JetStream stream {name}: {e}"))?;
     let info = stream.info().await.map_err(|e| format!("JetStream stream {name}: {e}"))?;
+    if !info.config.allow_rollup {
+        // Made by an earlier sottod: replaces are rollups now.
+        let mut config = info.config.clone();
+        config.allow_rollup = true;
+        js.update_stream(config).await.map_err(|e| format!("JetStream stream {name}: allowing rollups: {e}"))?;
+    }
     if info.config.num_replicas != replicas {
         crate::log!(
             Warn,
@@ -637,9 +877,7 @@ impl Store for JetStreamStore {
         // Chunks without a record: a deletion cut short, or a crash before the offer's record.
         for id in present.keys().filter(|id| !ids.contains(id)) {
             crate::log!(Warn, "file {id:016x}: chunks without a file record; removed");
-            self.rt
-                .block_on(async { self.chunks.purge().filter(format!("sotto.c.{id:016x}.>")).await })
-                .map_err(unavailable)?;
+            self.rt.block_on(self.delete_chunks(*id))?;
         }
         Ok(stored_files)
     }

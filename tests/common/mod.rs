@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod proxy;
 pub mod raw;
 
@@ -63,6 +64,8 @@ pub struct Server {
     child: Child,
     pub addr: String,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// sottod's stdout lines (`standby ADDR`, `listening ADDR`).
+    stdout: Receiver<String>,
 }
 
 /// The private key this build's server uses.
@@ -98,6 +101,52 @@ impl Server {
     }
 
     fn spawn(data: &Path, listen: &str, extra: &[&str], nofile: Option<u64>) -> Server {
+        let mut s = Server::launch(data, listen, extra, nofile);
+        s.wait_listening();
+        s
+    }
+
+    /// Starts a cluster node (`extra` has `--cluster`) that another node's
+    /// writer lease keeps a standby: returns once it printed `standby ADDR`.
+    pub fn start_standby(data: &Path, listen: &str, extra: &[&str]) -> Server {
+        let mut s = Server::launch(data, listen, extra, None);
+        let line = s.stdout.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            panic!("sottod printed no `standby` line; stderr: {:?}", s.stderr.lock().unwrap())
+        });
+        let addr = line.strip_prefix("standby ").unwrap_or_else(|| {
+            panic!("sottod printed {line:?}, not `standby ADDR`; stderr: {:?}", s.stderr.lock().unwrap())
+        });
+        s.addr = addr.to_owned();
+        s
+    }
+
+    /// Waits (60 s at most) for `listening ADDR`, past a `standby ADDR`
+    /// line: a cluster node serves once it holds the writer lease.
+    pub fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.stdout.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = self.child.kill();
+                panic!("sottod did not print `listening` within 60 s; stderr: {:?}", self.stderr.lock().unwrap())
+            });
+            if let Some(addr) = line.strip_prefix("listening ") {
+                self.addr = addr.to_owned();
+                return;
+            }
+            if !line.starts_with("standby ") {
+                let _ = self.child.kill();
+                panic!("sottod printed {line:?}; stderr: {:?}", self.stderr.lock().unwrap())
+            }
+        }
+    }
+
+    /// Whether sottod has exited, and how.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    fn launch(data: &Path, listen: &str, extra: &[&str], nofile: Option<u64>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sottod"));
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
@@ -129,14 +178,16 @@ impl Server {
             .spawn()
             .expect("spawn sottod");
         let stderr = collect_lines(child.stderr.take().unwrap());
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        out.read_line(&mut first).unwrap();
-        let addr = first.trim().strip_prefix("listening ").unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("sottod did not print `listening`: {first:?}; stderr: {:?}", stderr.lock().unwrap())
+        let out = child.stdout.take().unwrap();
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line.trim().to_owned()).is_err() {
+                    return;
+                }
+            }
         });
-        Server { addr: addr.to_owned(), child, stderr }
+        Server { addr: String::new(), child, stderr, stdout }
     }
 
     /// Starts sottod without the chat rate limit (tests send bursts for other
@@ -227,6 +278,8 @@ pub struct Client {
     /// Lines read while waiting for another one, in arrival order.
     backlog: VecDeque<Value>,
     pub seen: Vec<Value>,
+    /// How long to wait for one line (WAIT unless changed).
+    patience: Duration,
 }
 
 impl Client {
@@ -267,7 +320,13 @@ impl Client {
                 }
             }
         });
-        Client { stdin: child.stdin.take(), child, lines, backlog: VecDeque::new(), seen: Vec::new() }
+        Client { stdin: child.stdin.take(), child, lines, backlog: VecDeque::new(), seen: Vec::new(), patience: WAIT }
+    }
+
+    /// Waits up to `d` for each line from now on (a client that may sit out
+    /// a failover's reconnection back-off).
+    pub fn set_patience(&mut self, d: Duration) {
+        self.patience = d;
     }
 
     /// The client's process id (to stop and continue it).
@@ -304,7 +363,7 @@ impl Client {
     }
 
     fn read_line(&mut self) -> Option<Value> {
-        let line = self.lines.recv_timeout(WAIT).ok()?;
+        let line = self.lines.recv_timeout(self.patience).ok()?;
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["type"].is_string(), "no type: {line}");
         self.seen.push(v.clone());
@@ -415,7 +474,15 @@ pub fn client_for(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) ->
 
 /// A registered, logged-in client named `name`.
 pub fn user(server: &Server, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
-    let mut c = client_for(server, dir, name, extra);
+    user_at(&server.addr, dir, name, extra)
+}
+
+/// A registered, logged-in client named `name`, given `servers` (one
+/// address, or a comma-separated list of nodes).
+pub fn user_at(servers: &str, dir: &TempDir, name: &str, extra: &[&str]) -> Client {
+    let mut c = Client::start_with_args(servers, &dir.join(name), extra);
+    let v = c.next().expect("a first line");
+    assert_eq!(v["type"], "connected", "{v}");
     assert_eq!(c.register(name, PW, WORDS)["type"], "ok");
     assert_eq!(c.login(name, PW, WORDS)["type"], "authenticated");
     c

@@ -1,0 +1,213 @@
+//! Cluster mode through the real binaries: three real `nats-server`
+//! processes with JetStream (R3) on loopback, `sottod --cluster` nodes, and
+//! `sotto --batch` clients given every node's address.
+//!
+//! Checked: rooms, history, DMs and the offline queue kept in JetStream
+//! survive losing one NATS server, a restart of sottod, and a restart of
+//! everything; with NATS wholly down writes get 503 and sottod recovers by
+//! itself; a standby node takes over when the writer is `kill -9`'d and the
+//! clients follow it; a writer paused past its lease exits with status 3.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::nats::NatsCluster;
+use common::*;
+
+/// sottod's flags for node `node` of `nats`.
+fn node_flags(nats: &NatsCluster, node: &str) -> Vec<String> {
+    ["--rate", "off", "--cluster", &nats.urls(), "--node", node, "--cluster-replicas", "3"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn start_node(data: &Path, listen: &str, nats: &NatsCluster, node: &str) -> Server {
+    let flags = node_flags(nats, node);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start_on(data, listen, &flags)
+}
+
+fn standby_node(data: &Path, listen: &str, nats: &NatsCluster, node: &str) -> Server {
+    let flags = node_flags(nats, node);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start_standby(data, listen, &flags)
+}
+
+/// `text` said in `room` by `from`, acknowledged, and seen live by `to`.
+fn say(from: &mut Client, to: &mut Client, room: &str, text: &str) {
+    ok(&from.run(&format!("/say {room} {text}"), "say"), "say");
+    to.wait_for(&format!("the room message {text:?}"), |v| v["type"] == "room_message" && v["text"] == text);
+}
+
+/// The texts of `room`'s history as a new session of `name` sees it.
+fn history(servers: &str, dir: &TempDir, name: &str, room: &str) -> Vec<String> {
+    let mut c = relogin_at(servers, dir, name, &[]);
+    join_history(&mut c, &format!("/join {room}"), room)
+}
+
+/// Joins with `join` and returns the texts of the history that came with it.
+fn join_history(c: &mut Client, join: &str, room: &str) -> Vec<String> {
+    assert_eq!(c.run(join, "joined")["type"], "joined");
+    // Requests are answered in order: the history precedes the answer to /who.
+    assert_eq!(c.run(&format!("/who {room}"), "who")["type"], "who");
+    c.take_backlog()
+        .into_iter()
+        .filter(|v| v["type"] == "room_message" && v["history"] == true)
+        .map(|v| {
+            assert_eq!(v["verified"], true, "{v}");
+            v["text"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Every DM `c` shows, by text, with how often each was shown.
+fn dm_texts(c: &Client) -> Vec<String> {
+    c.seen.iter().filter(|v| v["type"] == "dm").map(|v| v["text"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn state_in_jetstream_survives_sottod_nats_and_full_restarts() {
+    let mut nats = NatsCluster::start();
+    let dir = TempDir::new("cluster-state");
+    let data = dir.join("node-a");
+    let mut server = start_node(&data, "127.0.0.1:0", &nats, "a");
+    let addr = server.addr.clone();
+
+    let mut alice = user_at(&addr, &dir, "alice", &[]);
+    let mut bob = user_at(&addr, &dir, "bob", &[]);
+    let mut carol = user_at(&addr, &dir, "carol", &[]);
+    ok(&alice.run("/create lobby lobby-password", "create"), "create");
+    assert_eq!(bob.run("/join lobby lobby-password", "joined")["type"], "joined");
+    contacts(&mut alice, "alice", &mut bob, "bob");
+    contacts(&mut alice, "alice", &mut carol, "carol");
+    drop(carol);
+    say(&mut alice, &mut bob, "lobby", "first");
+    let v = alice.run("/msg @bob hello bob", "sent");
+    assert_eq!(v["status"], "delivered", "{v}");
+    bob.wait_for("the DM", |v| v["type"] == "dm" && v["text"] == "hello bob");
+    let v = alice.run("/msg @carol queued one", "sent");
+    assert_eq!(v["status"], "queued", "{v}");
+
+    // One NATS server of three gone: R3 streams keep a quorum, the service continues.
+    nats.kill(1);
+    say(&mut alice, &mut bob, "lobby", "second");
+    let v = alice.run("/msg @carol queued two", "sent");
+    assert_eq!(v["status"], "queued", "{v}");
+
+    // All of NATS gone: writes are refused with 503, reads and live traffic go on.
+    nats.kill(0);
+    nats.kill(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let v = alice.run("/create other other-password", "create");
+        if v["type"] == "error" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "writes still accepted with NATS down: {v}");
+        ok(&alice.run("/delete other", "delete"), "delete");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(refused["code"], 503, "{refused}");
+    assert!(server.try_exit().is_none(), "sottod exited with NATS down");
+    // Back: sottod reconnects by itself and writes again.
+    for i in [0, 1, 2] {
+        nats.restart(i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = alice.run("/say lobby third", "say");
+        if v["type"] == "ok" {
+            break;
+        }
+        assert_eq!(v["code"], 503, "{v}");
+        assert!(Instant::now() < deadline, "sottod did not recover after NATS came back: {v}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bob.wait_for("third", |v| v["type"] == "room_message" && v["text"] == "third");
+    drop(alice);
+    drop(bob);
+
+    // sottod restarted on the same NATS: everything is read back.
+    server.kill9();
+    server = start_node(&data, &addr, &nats, "a");
+    assert_eq!(history(&addr, &dir, "bob", "lobby"), ["first", "second", "third"]);
+
+    // Everything restarted: NATS from its stores, then sottod.
+    server.kill9();
+    nats.restart_all();
+    let server = start_node(&data, &addr, &nats, "a");
+    let mut dave = user_at(&server.addr, &dir, "dave", &[]);
+    let texts = join_history(&mut dave, "/join lobby lobby-password", "lobby");
+    assert_eq!(texts, ["first", "second", "third"], "{}", nats.logs());
+    // carol's queue arrives once, in order; the accounts still log in.
+    let mut carol = relogin_at(&server.addr, &dir, "carol", &[]);
+    carol.wait_for("queued two", |v| v["type"] == "dm" && v["text"] == "queued two");
+    carol.settle(Duration::from_millis(1000));
+    assert_eq!(dm_texts(&carol), ["queued one", "queued two"]);
+    let mut bob = relogin_at(&server.addr, &dir, "bob", &[]);
+    bob.settle(Duration::from_millis(1000));
+    assert!(!dm_texts(&bob).contains(&"hello bob".to_owned()), "a delivered DM came again: {:?}", bob.seen);
+}
+
+#[test]
+fn a_standby_takes_over_and_the_clients_follow() {
+    let nats = NatsCluster::start();
+    let dir = TempDir::new("cluster-standby");
+    let writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
+    let standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
+    // A standby refuses connections: the clients reach the writer whichever comes first.
+    let servers = format!("{},{}", standby.addr, writer.addr);
+    let mut alice = user_at(&servers, &dir, "alice", &[]);
+    let mut bob = user_at(&servers, &dir, "bob", &[]);
+    assert_eq!(alice.seen[0]["server"], writer.addr.as_str(), "{:?}", alice.seen);
+    ok(&alice.run("/create lobby lobby-password", "create"), "create");
+    assert_eq!(bob.run("/join lobby lobby-password", "joined")["type"], "joined");
+    contacts(&mut alice, "alice", &mut bob, "bob");
+    say(&mut alice, &mut bob, "lobby", "before");
+
+    let standby_addr = standby.addr.clone();
+    let mut standby = standby;
+    writer.kill9();
+    standby.wait_listening();
+    assert_eq!(standby.addr, standby_addr);
+    for c in [&mut alice, &mut bob] {
+        c.set_patience(Duration::from_secs(90));
+        let v = c.wait_for("reconnected", |v| v["type"] == "reconnected");
+        assert_eq!(v["server"], standby_addr.as_str(), "{v}");
+    }
+    say(&mut bob, &mut alice, "lobby", "after");
+    let v = bob.run("/msg @alice across the takeover", "sent");
+    assert_eq!(v["status"], "delivered", "{v}");
+    alice.wait_for("the DM", |v| v["type"] == "dm" && v["text"] == "across the takeover");
+    let mut dave = user_at(&servers, &dir, "dave", &[]);
+    assert_eq!(join_history(&mut dave, "/join lobby lobby-password", "lobby"), ["before", "after"]);
+}
+
+#[test]
+fn a_writer_paused_past_its_lease_exits_and_the_standby_writes() {
+    use nix::sys::signal::Signal;
+    let nats = NatsCluster::start();
+    let dir = TempDir::new("cluster-lease");
+    let mut writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
+    let mut standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
+    writer.signal(Signal::SIGSTOP);
+    standby.wait_listening();
+    writer.signal(Signal::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = writer.try_exit() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the paused writer kept running: {:?}", writer.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(3), "{:?}", writer.stderr.lock().unwrap());
+    let log = writer.stderr.lock().unwrap().join("\n");
+    assert!(log.contains("writer lease lost: node b took it"), "{log}");
+    // The new writer serves and writes.
+    let mut alice = user_at(&standby.addr, &dir, "alice", &[]);
+    ok(&alice.run("/create lobby lobby-password", "create"), "create");
+}
