@@ -220,10 +220,6 @@ impl Deployment {
         }
     }
 
-    fn server(&self) -> &Server {
-        self.server.as_ref().expect("a serving node")
-    }
-
     /// `kill -9` of the serving node; returns once a node serves again.
     fn crash(&mut self, crash: usize, rng: &mut Rng) {
         let killed = self.server.take().expect("a serving node");
