@@ -497,7 +497,17 @@ mod tests {
 
     #[test]
     fn cluster_urls_rejects_what_is_not_a_nats_address() {
-        for bad in ["", "127.0.0.1:4222", "http://h:80", "nats://h", "nats://:4222", "nats://h:0", "nats://h:x", "nats://h:70000", "nats://a:1,"] {
+        for bad in [
+            "",
+            "127.0.0.1:4222",
+            "http://h:80",
+            "nats://h",
+            "nats://:4222",
+            "nats://h:0",
+            "nats://h:x",
+            "nats://h:70000",
+            "nats://a:1,",
+        ] {
             let e = cluster_urls(bad).unwrap_err();
             assert!(e.contains("is not nats://HOST:PORT"), "{bad:?}: {e}");
         }

@@ -130,6 +130,12 @@ fn state_in_jetstream_survives_sottod_nats_and_full_restarts() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(server.try_exit().is_none(), "sottod exited with NATS down");
+    // A registration, written by a worker, is refused alike.
+    let mut erin = Client::start(&addr, &dir.join("erin"));
+    assert_eq!(erin.next().expect("a first line")["type"], "connected");
+    let v = erin.register("erin", PW, WORDS);
+    assert_eq!((v["type"].as_str(), v["code"].as_u64()), (Some("error"), Some(503)), "{v}");
+    drop(erin);
     // Live traffic that needs no write goes on.
     let v = alice.run("/who lobby", "who");
     assert_eq!(v["type"], "who", "{v}");

@@ -22,8 +22,8 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::nats::NatsCluster;
@@ -206,7 +206,14 @@ impl Deployment {
         let server = Deployment::node(&nats, &dir.join("n1"), "127.0.0.1:0", "n1", false);
         let standby = Deployment::node(&nats, &dir.join("n2"), "127.0.0.1:0", "n2", true);
         let servers = format!("{},{}", server.addr, standby.addr);
-        Deployment { nats: Some(nats), dir: dir.0.clone(), server: Some(server), standby: Some(standby), servers, started: 2 }
+        Deployment {
+            nats: Some(nats),
+            dir: dir.0.clone(),
+            server: Some(server),
+            standby: Some(standby),
+            servers,
+            started: 2,
+        }
     }
 
     fn node(nats: &NatsCluster, data: &Path, listen: &str, name: &str, standby: bool) -> Server {
@@ -315,7 +322,10 @@ fn crash_test(cluster: bool) {
                 // Each talker back and acknowledged before the next kill: a client
                 // whose retries all fell into takeovers would wait out its back-off.
                 while served.iter().any(|s| s.load(Ordering::SeqCst) <= e) {
-                    assert!(Instant::now() < deadline, "seed {seed}: the talkers did not come back after crash {crash}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "seed {seed}: the talkers did not come back after crash {crash}"
+                    );
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }

@@ -1145,7 +1145,15 @@ impl Core {
                     self.defer_revoked_answer(conn, msg_id, crate::opcodes::CHPW, reason, now_ms)
                 }
                 Deferred::SecretsStored { conn, msg_id, old, new } => {
-                    crate::server::handler::account::secrets_not_stored(self, conn, msg_id, old, &new, now_ms)
+                    crate::server::handler::account::secrets_not_stored(
+                        self,
+                        conn,
+                        msg_id,
+                        old,
+                        &new,
+                        unavailable,
+                        now_ms,
+                    )
                 }
             }
         }

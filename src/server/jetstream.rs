@@ -79,6 +79,8 @@ const LEASE_GUARD: Duration = Duration::from_secs(4);
 pub const EXIT_LEASE_LOST: i32 = 3;
 /// How long one JetStream request or acknowledgement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long start-up retries reading a stream that does not answer.
+const LOAD_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How sottod reaches its cluster.
 pub struct ClusterConfig {
@@ -372,43 +374,23 @@ impl JetStreamStore {
     }
 
     /// Every subject under `filter` of the records stream, with its content.
+    /// Loading happens at start-up, often just after a NATS server was lost
+    /// (streams electing new leaders): an unreachable stream is retried for
+    /// [`LOAD_PATIENCE`] before start-up fails.
     fn load(&self, filter: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        retrying(filter, || self.load_once(filter))
+    }
+
+    fn load_once(&self, filter: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
         let loaded = self.rt.block_on(async {
-            let config = consumer::pull::OrderedConfig {
-                filter_subject: filter.to_owned(),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            };
-            let mut consumer = self.records.create_consumer(config).await.map_err(unavailable)?;
-            let pending = consumer.info().await.map_err(unavailable)?.num_pending;
-            let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
-            if pending == 0 {
-                return Ok(out);
-            }
-            let mut messages = consumer.messages().await.map_err(unavailable)?;
-            loop {
-                let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await;
-                let msg = match next {
-                    Ok(Some(Ok(m))) => m,
-                    Ok(Some(Err(e))) => return Err(unavailable(e)),
-                    Ok(None) => return Err(unavailable("the consumer ended early")),
-                    Err(_) => return Err(unavailable("timed out reading the records")),
-                };
-                let info = msg.info().map_err(unavailable)?;
-                let (seq, left) = (info.stream_sequence, info.pending);
-                let subject = msg.subject.to_string();
-                let op = msg.headers.as_ref().and_then(|h| h.get(OP)).map(|v| v.as_str().to_owned());
-                let op = op.ok_or_else(|| corrupt(&subject, "no operation header"))?;
-                let entry = out.entry(subject.clone()).or_insert_with(|| Loaded {
-                    content: Vec::new(),
-                    partial: None,
-                    removed: false,
-                    last: 0,
-                });
-                entry.apply(&subject, &op, &msg.payload, seq)?;
-                if left == 0 {
-                    return Ok(out);
+            match self.read_by_consumer(filter).await {
+                Err(StoreError::Unavailable { why }) => {
+                    // nats-server 2.9 may place the ephemeral consumer on a
+                    // replica that is down; the stream leader answers gets.
+                    crate::log!(Info, "loading {filter}: {why}; reading message by message instead");
+                    self.read_by_get(filter).await
                 }
+                other => other,
             }
         })?;
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -426,6 +408,53 @@ impl JetStreamStore {
             }
         }
         Ok(out)
+    }
+
+    /// Reads `filter`'s messages through an ordered consumer: one request for all.
+    async fn read_by_consumer(&self, filter: &str) -> Result<BTreeMap<String, Loaded>, StoreError> {
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        };
+        let mut consumer = self.records.create_consumer(config).await.map_err(unavailable)?;
+        let pending = consumer.info().await.map_err(unavailable)?.num_pending;
+        let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
+        if pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        loop {
+            let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await;
+            let msg = match next {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(unavailable(e)),
+                Ok(None) => return Err(unavailable("the consumer ended early")),
+                Err(_) => return Err(unavailable("timed out reading the records")),
+            };
+            let info = msg.info().map_err(unavailable)?;
+            let (seq, left) = (info.stream_sequence, info.pending);
+            let subject = msg.subject.to_string();
+            apply_loaded(&mut out, &subject, msg.headers.as_ref(), &msg.payload, seq)?;
+            if left == 0 {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Reads `filter`'s messages one request each, from the stream leader.
+    async fn read_by_get(&self, filter: &str) -> Result<BTreeMap<String, Loaded>, StoreError> {
+        let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
+        let mut seq = 1;
+        loop {
+            let m = match self.records.get_first_raw_message_by_subject(filter, seq).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => return Ok(out),
+                Err(e) => return Err(unavailable(e)),
+            };
+            apply_loaded(&mut out, &m.subject, Some(&m.headers), &m.payload, m.sequence)?;
+            seq = m.sequence + 1;
+        }
     }
 
     /// The content of one subject (`None` when it has none).
@@ -700,6 +729,40 @@ async fn keep_lease(
     }
 }
 
+/// Applies one loaded message of `subject` to what `out` holds of it.
+fn apply_loaded(
+    out: &mut BTreeMap<String, Loaded>,
+    subject: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+    seq: u64,
+) -> Result<(), StoreError> {
+    let op = headers.and_then(|h| h.get(OP)).map(|v| v.as_str().to_owned());
+    let op = op.ok_or_else(|| corrupt(subject, "no operation header"))?;
+    let entry = out.entry(subject.to_owned()).or_insert_with(|| Loaded {
+        content: Vec::new(),
+        partial: None,
+        removed: false,
+        last: 0,
+    });
+    entry.apply(subject, &op, payload, seq)
+}
+
+/// Runs the start-up read `f` until it succeeds, fails otherwise than
+/// unreachable, or [`LOAD_PATIENCE`] has passed.
+fn retrying<T>(what: &str, f: impl Fn() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let deadline = Instant::now() + LOAD_PATIENCE;
+    loop {
+        match f() {
+            Err(StoreError::Unavailable { why }) if Instant::now() < deadline => {
+                crate::log!(Warn, "loading {what} from JetStream: {why}; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn fenced() -> StoreError {
     unavailable("another node wrote this deployment's state; this node writes nothing more until restarted")
 }
@@ -721,8 +784,7 @@ async fn ensure_stream(
         allow_rollup: true,
         ..Default::default()
     };
-    let mut stream =
-        js.get_or_create_stream(config).await.map_err(|e| format!("JetStream stream {name}: {e}"))?;
+    let mut stream = js.get_or_create_stream(config).await.map_err(|e| format!("JetStream stream {name}: {e}"))?;
     let info = stream.info().await.map_err(|e| format!("JetStream stream {name}: {e}"))?;
     if !info.config.allow_rollup {
         // Made by an earlier sottod: replaces are rollups now.
@@ -854,19 +916,21 @@ impl Store for JetStreamStore {
             out.push((meta, 0u32));
         }
         // Which chunks are stored: one subject per chunk, counted (not read).
-        let present: HashMap<u64, std::collections::BTreeSet<u32>> = self.rt.block_on(async {
-            let mut present: HashMap<u64, std::collections::BTreeSet<u32>> = HashMap::new();
-            let mut subjects = self.chunks.info_with_subjects("sotto.c.>").await.map_err(unavailable)?;
-            while let Some(s) = subjects.next().await {
-                let (subject, _) = s.map_err(unavailable)?;
-                let mut parts = subject.split('.').skip(2);
-                let id = parts.next().and_then(|s| u64::from_str_radix(s, 16).ok());
-                let index = parts.next().and_then(|s| s.parse::<u32>().ok());
-                if let (Some(id), Some(index)) = (id, index) {
-                    present.entry(id).or_default().insert(index);
+        let present: HashMap<u64, std::collections::BTreeSet<u32>> = retrying("sotto.c.>", || {
+            self.rt.block_on(async {
+                let mut present: HashMap<u64, std::collections::BTreeSet<u32>> = HashMap::new();
+                let mut subjects = self.chunks.info_with_subjects("sotto.c.>").await.map_err(unavailable)?;
+                while let Some(s) = subjects.next().await {
+                    let (subject, _) = s.map_err(unavailable)?;
+                    let mut parts = subject.split('.').skip(2);
+                    let id = parts.next().and_then(|s| u64::from_str_radix(s, 16).ok());
+                    let index = parts.next().and_then(|s| s.parse::<u32>().ok());
+                    if let (Some(id), Some(index)) = (id, index) {
+                        present.entry(id).or_default().insert(index);
+                    }
                 }
-            }
-            Ok::<_, StoreError>(present)
+                Ok::<_, StoreError>(present)
+            })
         })?;
         let mut stored_files = Vec::new();
         for (meta, _) in out {

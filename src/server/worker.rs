@@ -98,6 +98,8 @@ pub enum RegisterFailure {
     Internal,
     /// The account could not be written durably.
     Storage,
+    /// The cluster's storage was unreachable: nothing written (503).
+    Unavailable,
 }
 
 /// Why a change of the login secrets failed on the worker.
@@ -267,15 +269,20 @@ fn register(
     if hold {
         let mut acct = crate::server::acct::Acct::default();
         acct.set_state(crate::server::acct::State::OnHold, 0, "awaiting approval");
-        ctx.store.put_acct(rec.uid.get(), &acct.encode(rec.uid.get())).map_err(|e| {
-            crate::log!(Error, "storing account state failed: {e}");
-            RegisterFailure::Storage
-        })?;
+        ctx.store
+            .put_acct(rec.uid.get(), &acct.encode(rec.uid.get()))
+            .map_err(|e| storage_failure("account state", e))?;
     }
-    ctx.store.put_user(rec).map_err(|e| {
-        crate::log!(Error, "storing account failed: {e}");
-        RegisterFailure::Storage
-    })
+    ctx.store.put_user(rec).map_err(|e| storage_failure("account", e))
+}
+
+/// Logs a registration's failed write; 503 when the cluster was unreachable, else 507.
+fn storage_failure(what: &str, e: store::StoreError) -> RegisterFailure {
+    crate::log!(Error, "storing {what} failed: {e}");
+    match e {
+        store::StoreError::Unavailable { .. } => RegisterFailure::Unavailable,
+        _ => RegisterFailure::Storage,
+    }
 }
 
 /// A fixed set of worker threads, plus one disk thread that applies

@@ -73,11 +73,17 @@ pub fn build_key() -> PathBuf {
     PathBuf::from(sotto::build_info::BUILD_KEY_PATH)
 }
 
-fn collect_lines(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+/// Collects sottod's stderr lines; with `SOTTO_TEST_ECHO=1` also echoes
+/// them, tagged with `tag`, as they come (run the test with --nocapture).
+fn collect_lines(r: impl std::io::Read + Send + 'static, tag: String) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
+    let echo = std::env::var_os("SOTTO_TEST_ECHO").is_some();
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("[{tag}] {line}");
+            }
             sink.lock().unwrap().push(line);
         }
     });
@@ -110,9 +116,10 @@ impl Server {
     /// writer lease keeps a standby: returns once it printed `standby ADDR`.
     pub fn start_standby(data: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut s = Server::launch(data, listen, extra, None);
-        let line = s.stdout.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            panic!("sottod printed no `standby` line; stderr: {:?}", s.stderr.lock().unwrap())
-        });
+        let line = s
+            .stdout
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("sottod printed no `standby` line; stderr: {:?}", s.stderr.lock().unwrap()));
         let addr = line.strip_prefix("standby ").unwrap_or_else(|| {
             panic!("sottod printed {line:?}, not `standby ADDR`; stderr: {:?}", s.stderr.lock().unwrap())
         });
@@ -177,7 +184,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn sottod");
-        let stderr = collect_lines(child.stderr.take().unwrap());
+        let stderr = collect_lines(child.stderr.take().unwrap(), format!("sottod {}", child.id()));
         let out = child.stdout.take().unwrap();
         let (tx, stdout) = mpsc::channel();
         std::thread::spawn(move || {

@@ -135,7 +135,12 @@ impl NatsCluster {
                 if healthy && leader {
                     break;
                 }
-                assert!(Instant::now() < deadline, "NATS {} not healthy in 60 s: {health:?}; log:\n{}", n.name, self.log(n));
+                assert!(
+                    Instant::now() < deadline,
+                    "NATS {} not healthy in 60 s: {health:?}; log:\n{}",
+                    n.name,
+                    self.log(n)
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }

@@ -134,6 +134,14 @@ pub fn registered(
             "storage failed (disk full?): not registered",
             now_ms,
         ),
+        Err(RegisterFailure::Unavailable) => core.reply(
+            id,
+            msg_id,
+            CREA,
+            code::SERVICE_UNAVAILABLE,
+            "cluster storage unreachable: not registered; try again",
+            now_ms,
+        ),
     }
 }
 
@@ -429,7 +437,7 @@ pub fn secrets_revoked(core: &mut Core, id: ConnId, msg_id: u64, record: Box<Use
 
 /// The commit of a password change's new secrets failed: the old record
 /// comes back in memory (and is written with the next commit), so that the
-/// 507 means the secrets did not change (PROTOCOL.md §5, chpw): the client
+/// 507 (503 in a cluster) means the secrets did not change (PROTOCOL.md §5, chpw): the client
 /// keeps its old ones. The tickets stay revoked, which is harmless.
 pub fn secrets_not_stored(
     core: &mut Core,
@@ -437,6 +445,7 @@ pub fn secrets_not_stored(
     msg_id: u64,
     old: Box<UserRecord>,
     new: &UserRecord,
+    unavailable: bool,
     now_ms: u64,
 ) {
     let uid = old.uid.get();
@@ -447,12 +456,10 @@ pub fn secrets_not_stored(
         core.mark_user_dirty(uid);
         crate::log!(Warn, "conn {id}: uid {uid:016x}: storing the changed secrets failed; the old ones stay");
     }
-    core.reply(
-        id,
-        msg_id,
-        CHPW,
-        code::INSUFFICIENT_STORAGE,
-        "storage failed (disk full?): password and passphrase unchanged; try again",
-        now_ms,
-    );
+    let (status, why) = if unavailable {
+        (code::SERVICE_UNAVAILABLE, "cluster storage unreachable: password and passphrase unchanged; try again")
+    } else {
+        (code::INSUFFICIENT_STORAGE, "storage failed (disk full?): password and passphrase unchanged; try again")
+    };
+    core.reply(id, msg_id, CHPW, status, why, now_ms);
 }
