@@ -79,6 +79,9 @@ const LEASE_GUARD: Duration = Duration::from_secs(4);
 pub const EXIT_LEASE_LOST: i32 = 3;
 /// How long one JetStream request or acknowledgement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long creating a consumer to read records may take before the records
+/// are read message by message (milliseconds when its replica is up).
+const CONSUMER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long start-up retries reading a stream that does not answer.
 const LOAD_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -136,6 +139,8 @@ pub struct JetStreamStore {
     last: Mutex<HashMap<String, Last>>,
     /// Set when another node wrote a subject this node writes: no more writes.
     fenced: AtomicBool,
+    /// Records are read message by message (a consumer did not come up).
+    by_get: AtomicBool,
     /// The NATS connection is up (kept by the client's event callback).
     connected: Arc<AtomicBool>,
     /// When this node last renewed its writer lease (`None`: it holds none).
@@ -276,6 +281,7 @@ impl JetStreamStore {
             chunks,
             last: Mutex::new(HashMap::new()),
             fenced: AtomicBool::new(false),
+            by_get: AtomicBool::new(false),
             connected,
             renewed: Arc::new(Mutex::new(None)),
             lease,
@@ -383,11 +389,15 @@ impl JetStreamStore {
 
     fn load_once(&self, filter: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
         let loaded = self.rt.block_on(async {
+            if self.by_get.load(Ordering::SeqCst) {
+                return self.read_by_get(filter).await;
+            }
             match self.read_by_consumer(filter).await {
                 Err(StoreError::Unavailable { why }) => {
                     // nats-server 2.9 may place the ephemeral consumer on a
                     // replica that is down; the stream leader answers gets.
-                    crate::log!(Info, "loading {filter}: {why}; reading message by message instead");
+                    crate::log!(Info, "loading {filter}: {why}; reading message by message from now on");
+                    self.by_get.store(true, Ordering::SeqCst);
                     self.read_by_get(filter).await
                 }
                 other => other,
@@ -417,7 +427,10 @@ impl JetStreamStore {
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         };
-        let mut consumer = self.records.create_consumer(config).await.map_err(unavailable)?;
+        let mut consumer = tokio::time::timeout(CONSUMER_TIMEOUT, self.records.create_consumer(config))
+            .await
+            .map_err(|_| unavailable("no consumer within 2 s"))?
+            .map_err(unavailable)?;
         let pending = consumer.info().await.map_err(unavailable)?.num_pending;
         let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
         if pending == 0 {
