@@ -9,7 +9,7 @@ TARGET_DIR := $(or $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev
 # Where `make install` takes the binaries from.
 BUILT  ?= $(TARGET_DIR)/release
 
-.PHONY: all keys run test bench opcodes lint install clean
+.PHONY: all keys run cluster-demo test bench opcodes lint install clean
 
 all:
 	$(CARGO) build --release --bins
@@ -30,6 +30,13 @@ run:
 	@[ -f keys/server_rsa.pem ] || $(MAKE) keys
 	$(CARGO) build --release --bins
 	$(TARGET_DIR)/release/sottod --listen 127.0.0.1:7777 --data ./data --key keys/server_rsa.pem
+
+# Three NATS servers and two sottod nodes on loopback (docs/OPERATIONS.md, "Cluster").
+cluster-demo:
+	bash tools/need-nats-server
+	@[ -f keys/server_rsa.pem ] || $(MAKE) keys
+	$(CARGO) build --release --bins
+	bash tools/cluster-demo $(TARGET_DIR)/release/sottod keys/server_rsa.pem
 
 # --no-fail-fast: every test binary runs even when one fails, so one run shows all failures.
 test:

@@ -735,7 +735,12 @@ async fn keep_lease(
                      exiting so that one node writes (status {EXIT_LEASE_LOST}; restart it as a standby)",
                     LEASE_TTL.as_secs()
                 );
-                std::process::exit(EXIT_LEASE_LOST);
+                // At once, from this thread, while the loops run: exit(3)'s atexit
+                // handlers racing other threads can crash the process instead.
+                // Nothing is buffered: stderr is unbuffered, stdout flushed per
+                // line, and every store write is synchronous.
+                // SAFETY: _exit ends the process; it touches no Rust state.
+                unsafe { libc::_exit(EXIT_LEASE_LOST) }
             }
             Err(e) => crate::log!(Warn, "writer lease: cannot read it ({e}); retrying"),
         }
