@@ -131,7 +131,7 @@ impl NatsCluster {
                 let health = http_get(n.monitor, "/healthz");
                 let jsz = http_get(n.monitor, "/jsz");
                 let healthy = health.as_deref().is_some_and(|b| b.contains("\"ok\""));
-                let leader = jsz.as_deref().is_some_and(|b| has_leader(b));
+                let leader = jsz.as_deref().is_some_and(has_leader);
                 if healthy && leader {
                     break;
                 }
