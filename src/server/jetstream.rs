@@ -994,3 +994,70 @@ impl Store for JetStreamStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replays `ops` (operation, payload) as one subject's messages 1, 2, ….
+    fn replay(ops: &[(&str, &[u8])]) -> Result<Loaded, StoreError> {
+        let mut out = BTreeMap::new();
+        for (i, (op, payload)) in ops.iter().enumerate() {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(OP, *op);
+            apply_loaded(&mut out, "sotto.r.q.0000000000000001", Some(&headers), payload, i as u64 + 1)?;
+        }
+        Ok(out.remove("sotto.r.q.0000000000000001").expect("the subject"))
+    }
+
+    #[test]
+    fn a_subject_is_its_last_whole_replace_and_the_appends_after_it() {
+        let l = replay(&[("R1", b"old"), ("A", b"+1"), ("R1", b"new"), ("A", b"+2"), ("A", b"+3")]).unwrap();
+        assert_eq!((l.content.as_slice(), l.removed, l.last), (&b"new+2+3"[..], false, 5));
+        let l = replay(&[("R3", b"a"), ("P", b"b"), ("P", b"c"), ("A", b"d")]).unwrap();
+        assert_eq!(l.content, b"abcd");
+        assert!(l.partial.is_none());
+    }
+
+    #[test]
+    fn an_unfinished_replace_leaves_the_previous_content() {
+        // Cut short by a crash: still partial at the end.
+        let l = replay(&[("R1", b"kept"), ("R3", b"x"), ("P", b"y")]).unwrap();
+        assert_eq!(l.content, b"kept");
+        assert!(l.partial.is_some());
+        // An append after it: that replace failed, the append goes on the previous content.
+        let l = replay(&[("R1", b"kept"), ("R2", b"x"), ("A", b"+")]).unwrap();
+        assert_eq!(l.content, b"kept+");
+        assert!(l.partial.is_none());
+    }
+
+    #[test]
+    fn a_tombstone_removes_and_a_later_write_restores() {
+        let l = replay(&[("R1", b"gone"), ("D", b"")]).unwrap();
+        assert!(l.removed && l.content.is_empty());
+        let l = replay(&[("R1", b"gone"), ("D", b""), ("R1", b"back")]).unwrap();
+        assert_eq!((l.content.as_slice(), l.removed), (&b"back"[..], false));
+        let l = replay(&[("D", b""), ("A", b"q")]).unwrap();
+        assert_eq!((l.content.as_slice(), l.removed), (&b"q"[..], false));
+    }
+
+    #[test]
+    fn malformed_operations_are_corrupt_records() {
+        for ops in [vec![("X", &b""[..])], vec![("R0", &b""[..])], vec![("Rx", &b""[..])], vec![("R99999", &b""[..])]] {
+            assert!(matches!(replay(&ops), Err(StoreError::Corrupt { .. })), "{ops:?}");
+        }
+        // No operation header at all.
+        let mut out = BTreeMap::new();
+        let e = apply_loaded(&mut out, "sotto.r.q.1", None, b"", 1).unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { why: "no operation header", .. }), "{e}");
+    }
+
+    #[test]
+    fn subjects_name_their_ids_in_hex() {
+        assert_eq!(uid_subject("user", 0xab), "sotto.r.user.00000000000000ab");
+        assert_eq!(JetStreamStore::id_of("sotto.r.user.00000000000000ab").unwrap(), 0xab);
+        assert!(JetStreamStore::id_of("sotto.r.user.zz").is_err());
+        assert_eq!(chunk_subject(1, 7), "sotto.c.0000000000000001.7");
+        assert_eq!(room_subject("lobby"), "sotto.r.room.lobby");
+    }
+}
