@@ -6,7 +6,9 @@
 //! survive losing one NATS server, a restart of sottod, and a restart of
 //! everything; with NATS wholly down writes get 503 and sottod recovers by
 //! itself; a standby node takes over when the writer is `kill -9`'d and the
-//! clients follow it; a writer paused past its lease exits with status 3.
+//! clients follow it; a writer paused past its lease exits with status 3, as
+//! does a writer whose record another node wrote (fenced), and the standby
+//! serves the state as stored.
 
 mod common;
 
@@ -241,4 +243,63 @@ fn a_writer_paused_past_its_lease_exits_and_the_standby_writes() {
     // The new writer serves and writes.
     let mut alice = user_at(&standby.addr, &dir, "alice", &[]);
     ok(&alice.run("/create lobby lobby-password", "create"), "create");
+}
+
+/// Writes `subject`'s last message again, as another node would: the same
+/// record, a new sequence.
+fn rewrite_as_another_node(urls: &str, subject: &str) {
+    use async_nats::jetstream::{self, message::PublishMessage};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(urls.split(',').next().unwrap()).await.expect("connect to NATS");
+        let js = jetstream::new(client);
+        let stream = js.get_stream("SOTTO").await.expect("the records stream");
+        let last = stream.get_last_raw_message_by_subject(subject).await.expect("the record");
+        assert_eq!(last.headers.get("Sotto-Op").map(|v| v.as_str()), Some("R1"), "a whole record");
+        let msg = PublishMessage::build()
+            .payload(last.payload.clone())
+            .header("Sotto-Op", "R1")
+            .header("Nats-Rollup", "sub")
+            .expected_last_subject_sequence(last.sequence);
+        js.send_publish(subject.to_owned(), msg).await.unwrap().await.expect("stored");
+    });
+}
+
+#[test]
+fn a_writer_fenced_by_another_nodes_write_exits_and_the_standby_serves() {
+    let nats = NatsCluster::start();
+    let dir = TempDir::new("cluster-fence");
+    let mut writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
+    let mut standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
+    let servers = format!("{},{}", writer.addr, standby.addr);
+    let mut alice = user_at(&servers, &dir, "alice", &[]);
+    alice.set_patience(Duration::from_secs(90));
+    ok(&alice.run("/create lobby lobby-password", "create"), "create");
+    ok(&alice.run("/say lobby before", "say"), "say");
+
+    rewrite_as_another_node(&nats.urls(), "sotto.r.room.lobby");
+    // The writer's next write of the room is refused: it stores nothing and exits.
+    alice.send("/say lobby after");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = writer.try_exit() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the fenced writer kept running: {:?}", writer.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(3), "{status:?}: {:?}", writer.stderr.lock().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !writer.stderr.lock().unwrap().iter().any(|l| l.contains("sotto.r.room.lobby was written by another node")) {
+        assert!(Instant::now() < deadline, "{:?}", writer.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The standby takes over with the state as stored; the client sends again there.
+    standby.wait_listening();
+    let v = alice.wait_for("reconnected", |v| v["type"] == "reconnected");
+    assert_eq!(v["server"], standby.addr.as_str(), "{v}");
+    let v = alice.wait_for("the answer to /say", |v| v["cmd"] == "say" && (v["type"] == "ok" || v["type"] == "error"));
+    ok(&v, "say");
+    let mut dave = user_at(&servers, &dir, "dave", &[]);
+    assert_eq!(join_history(&mut dave, "/join lobby lobby-password", "lobby"), ["before", "after"]);
 }

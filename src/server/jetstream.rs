@@ -27,8 +27,9 @@
 //! with the stream's replicas; every write to `sotto.r.>` names the last
 //! sequence this node knows for the subject, so a write by another node in
 //! between is refused, never overwritten. Such a refusal fences this node: it
-//! writes nothing more until restarted (one writing node per deployment; see
-//! docs/OPERATIONS.md, "Cluster").
+//! writes nothing more and exits with [`EXIT_LEASE_LOST`], for its supervisor
+//! to restart it as a standby that reads the state again (one writing node
+//! per deployment; see docs/OPERATIONS.md, "Cluster").
 //!
 //! The NATS client needs an async runtime: it runs on this store's own thread
 //! pool (one thread). The store's methods block their caller (the disk thread,
@@ -75,7 +76,8 @@ const LEASE_RENEW: Duration = Duration::from_secs(1);
 /// The writer writes only while its last renewal is younger than this: it
 /// stops a second before any standby may take over.
 const LEASE_GUARD: Duration = Duration::from_secs(4);
-/// Exit status of a writer that found its lease taken (a supervisor restarts it).
+/// Exit status of a writer that found its lease taken, or a record written by
+/// another node (a supervisor restarts it as a standby).
 pub const EXIT_LEASE_LOST: i32 = 3;
 /// How long one JetStream request or acknowledgement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -529,12 +531,10 @@ impl JetStreamStore {
             }
             Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
                 self.fenced.store(true, Ordering::SeqCst);
-                crate::log!(
-                    Error,
-                    "{subject} was written by another node since this one read it: this node writes nothing more \
-                     (one writing sottod per deployment; restart it to read the state again)"
-                );
-                Err(fenced())
+                leave(format_args!(
+                    "{subject} was written by another node since this one read it: this node writes nothing more; \
+                     exiting (status {EXIT_LEASE_LOST}) to come back as a standby that reads the state again"
+                ))
             }
             Err(e) => {
                 // Maybe stored, maybe not: read the subject's last sequence again before writing it.
@@ -702,6 +702,18 @@ async fn publish_lease(js: &jetstream::Context, value: &str, expected: u64) -> R
     }
 }
 
+/// Logs `why` and ends the process with [`EXIT_LEASE_LOST`]: another node
+/// writes the deployment's state.
+fn leave(why: std::fmt::Arguments<'_>) -> ! {
+    crate::log!(Error, "{why}");
+    // At once, from this thread, while the loops run: exit(3)'s atexit
+    // handlers racing other threads can crash the process instead. Nothing
+    // is buffered: stderr is unbuffered, stdout flushed per line, and every
+    // store write is synchronous (what was acknowledged is stored).
+    // SAFETY: _exit ends the process; it touches no Rust state.
+    unsafe { libc::_exit(EXIT_LEASE_LOST) }
+}
+
 /// Renews the lease every second while this node holds it; exits the process
 /// with [`EXIT_LEASE_LOST`] when another node holds it.
 async fn keep_lease(
@@ -729,18 +741,11 @@ async fn keep_lease(
             Ok(m) => {
                 let holder = String::from_utf8_lossy(&m.payload);
                 let holder = holder.split(' ').next().unwrap_or("?");
-                crate::log!(
-                    Error,
+                leave(format_args!(
                     "writer lease lost: node {holder} took it (this node was paused or cut off from NATS longer than {} s); \
                      exiting so that one node writes (status {EXIT_LEASE_LOST}; restart it as a standby)",
                     LEASE_TTL.as_secs()
-                );
-                // At once, from this thread, while the loops run: exit(3)'s atexit
-                // handlers racing other threads can crash the process instead.
-                // Nothing is buffered: stderr is unbuffered, stdout flushed per
-                // line, and every store write is synchronous.
-                // SAFETY: _exit ends the process; it touches no Rust state.
-                unsafe { libc::_exit(EXIT_LEASE_LOST) }
+                ))
             }
             Err(e) => crate::log!(Warn, "writer lease: cannot read it ({e}); retrying"),
         }
