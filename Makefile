@@ -47,9 +47,11 @@ test:
 
 # Benchmarks (docs/BENCHMARKS.md): sottod against ngircd and InspIRCd (installed
 # from Debian's packages when missing and possible), plain and TLS, in one run;
-# rewrites docs/BENCHMARKS.md. About 15 minutes; QUICK=1 under 3. Never part of
+# rewrites docs/BENCHMARKS.md; the cluster section starts nats-server (installed
+# with apt when missing). About 15 minutes; QUICK=1 under 3. Never part of
 # `make test`.
 bench:
+	bash tools/need-nats-server
 	$(CARGO) build --release --bins -p sotto -p sotto-bench
 	$(TARGET_DIR)/release/sotto-bench $(if $(QUICK),--quick) --report docs/BENCHMARKS.md
 

@@ -13,6 +13,8 @@ pub mod frame;
 pub mod handshake;
 pub mod identity;
 pub mod manpage;
+#[cfg(feature = "nats-harness")]
+pub mod nats_harness;
 pub mod opcodes;
 pub mod ratchet;
 pub mod record;

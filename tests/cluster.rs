@@ -15,8 +15,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::nats::NatsCluster;
 use common::*;
+use sotto::nats_harness::NatsCluster;
 
 /// sottod's flags for node `node` of `nats`.
 fn node_flags(nats: &NatsCluster, node: &str) -> Vec<String> {
@@ -88,7 +88,7 @@ fn dm_texts(c: &Client) -> Vec<String> {
 
 #[test]
 fn state_in_jetstream_survives_sottod_nats_and_full_restarts() {
-    let mut nats = NatsCluster::start();
+    let mut nats = NatsCluster::start().expect("three NATS servers");
     let dir = TempDir::new("cluster-state");
     let data = dir.join("node-a");
     let mut server = start_node(&data, "127.0.0.1:0", &nats, "a");
@@ -142,7 +142,7 @@ fn state_in_jetstream_survives_sottod_nats_and_full_restarts() {
     let v = alice.run("/who lobby", "who");
     assert_eq!(v["type"], "who", "{v}");
     // Back: sottod reconnects by itself and writes again.
-    nats.restart_all();
+    nats.restart_all().expect("NATS restarted");
     until_writable(&mut alice, "again");
     say(&mut alice, &mut bob, "lobby", "third");
     drop(alice);
@@ -155,7 +155,7 @@ fn state_in_jetstream_survives_sottod_nats_and_full_restarts() {
 
     // Everything restarted: NATS from its stores, then sottod.
     server.kill9();
-    nats.restart_all();
+    nats.restart_all().expect("NATS restarted");
     let server = start_node(&data, &addr, &nats, "a");
     let mut dave = user_at(&server.addr, &dir, "dave", &[]);
     let texts = join_history(&mut dave, "/join lobby lobby-password", "lobby");
@@ -172,7 +172,7 @@ fn state_in_jetstream_survives_sottod_nats_and_full_restarts() {
 
 #[test]
 fn a_standby_takes_over_and_the_clients_follow() {
-    let nats = NatsCluster::start();
+    let nats = NatsCluster::start().expect("three NATS servers");
     let dir = TempDir::new("cluster-standby");
     let writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
     let standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
@@ -207,7 +207,7 @@ fn a_standby_takes_over_and_the_clients_follow() {
 #[test]
 fn a_writer_paused_past_its_lease_exits_and_the_standby_writes() {
     use nix::sys::signal::Signal;
-    let nats = NatsCluster::start();
+    let nats = NatsCluster::start().expect("three NATS servers");
     let dir = TempDir::new("cluster-lease");
     let mut writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
     let mut standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
@@ -267,7 +267,7 @@ fn rewrite_as_another_node(urls: &str, subject: &str) {
 
 #[test]
 fn a_writer_fenced_by_another_nodes_write_exits_and_the_standby_serves() {
-    let nats = NatsCluster::start();
+    let nats = NatsCluster::start().expect("three NATS servers");
     let dir = TempDir::new("cluster-fence");
     let mut writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
     let mut standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");

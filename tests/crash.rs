@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::nats::NatsCluster;
 use common::{relogin_at, user_at, Client, Server, TempDir};
 use serde_json::Value;
+use sotto::nats_harness::NatsCluster;
 
 /// Kills per run.
 const CRASHES: usize = 4;
@@ -202,7 +202,7 @@ impl Deployment {
     }
 
     fn cluster(dir: &TempDir) -> Deployment {
-        let nats = NatsCluster::start();
+        let nats = NatsCluster::start().expect("three NATS servers");
         let server = Deployment::node(&nats, &dir.join("n1"), "127.0.0.1:0", "n1", false);
         let standby = Deployment::node(&nats, &dir.join("n2"), "127.0.0.1:0", "n2", true);
         let servers = format!("{},{}", server.addr, standby.addr);
@@ -253,7 +253,7 @@ impl Deployment {
         self.standby = Some(Deployment::node(nats, &self.dir.join(&name), &addr, &name, true));
         self.server = Some(standby);
         if crash == 3 {
-            nats.restart(1);
+            nats.restart(1).expect("NATS restarted");
             eprintln!("crash {crash}: NATS server 2 of 3 restarted");
         }
     }

@@ -20,7 +20,8 @@ rewrites that file (docs/BENCHMARKS.md) with the machine, the versions, the
 peer configurations and the results.
 
   --quick        a shorter run (under 3 minutes): fewer connections, shorter steps
-  --only LIST    only these workloads (micro, seal, W1 ... W9), comma-separated
+  --only LIST    only these workloads (micro, seal, W1 ... W9, threads, cluster),
+                 comma-separated; cluster starts three nats-server processes
   --no-peers     sottod only (no ngircd, no InspIRCd)
   --report PATH  write the Markdown report there";
 
@@ -129,6 +130,14 @@ fn run(args: &Args) -> io::Result<()> {
             eprintln!("threads failed: {e}");
         }
         println!("threads took {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("cluster") {
+        let t = Instant::now();
+        println!("cluster");
+        if let Err(e) = sotto_bench::threads::cluster(&ctx, &mut r) {
+            eprintln!("cluster failed: {e}");
+        }
+        println!("cluster took {:.0} s", t.elapsed().as_secs_f64());
     }
     if want("W4") || want("loopback") {
         peers_run::loopback_limit(&ctx, &mut r, args.peers);

@@ -17,7 +17,13 @@ pub struct Sottod {
     /// The flags it was started with (for the report).
     pub flags: Vec<String>,
     cpu: Option<usize>,
+    /// `--cluster fresh`: the three NATS servers started for it (dropped after it).
+    _nats: Option<sotto::nats_harness::NatsCluster>,
 }
+
+/// The `--cluster` value that starts three NATS servers of its own for this
+/// sottod (JetStream, on loopback, a fresh state), replaced by their URLs.
+pub const FRESH_CLUSTER: &str = "fresh";
 
 /// The flags every benchmark server gets, besides listen, data and key.
 pub const BENCH_FLAGS: &[&str] = &[
@@ -71,12 +77,18 @@ impl Sottod {
         };
         let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
         flags.extend(extra.iter().map(|s| s.to_string()));
+        let mut nats = None;
+        if let Some(i) = flags.windows(2).position(|w| w[0] == "--cluster" && w[1] == FRESH_CLUSTER) {
+            let cluster = sotto::nats_harness::NatsCluster::start().map_err(std::io::Error::other)?;
+            flags[i + 1] = cluster.urls();
+            nats = Some(cluster);
+        }
         // SOTTO_BENCH_LOG=debug shows the server's log (to stderr) when a run goes wrong.
         if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
             flags.extend(["--log-level".to_string(), level]);
         }
         let (child, addr) = spawn("127.0.0.1:0", &data.0, &flags, cpu)?;
-        Ok(Sottod { child, addr, data, flags, cpu })
+        Ok(Sottod { child, addr, data, flags, cpu, _nats: nats })
     }
 
     /// Kills sottod with SIGKILL and starts it again on the same address,
@@ -100,7 +112,7 @@ impl Sottod {
 }
 
 /// Starts the sottod next to this binary listening on `listen`; returns once
-/// it says where it listens.
+/// it says where it listens (past `standby ADDR`, in cluster mode).
 fn spawn(listen: &str, data: &Path, flags: &[String], cpu: Option<usize>) -> std::io::Result<(Child, SocketAddr)> {
     let bin = sys::bin_dir().join("sottod");
     let mut cmd = Command::new(&bin);
@@ -112,8 +124,13 @@ fn spawn(listen: &str, data: &Path, flags: &[String], cpu: Option<usize>) -> std
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = sys::spawn_pinned(&mut cmd, cpu)?;
+    let mut out = BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?).read_line(&mut line)?;
+    out.read_line(&mut line)?;
+    if line.starts_with("standby ") {
+        line.clear();
+        out.read_line(&mut line)?;
+    }
     let addr = line
         .trim()
         .strip_prefix("listening ")

@@ -6,18 +6,19 @@
 //! sottod is not pinned and shares the generator's core, the generator
 //! running at nice +10 so that the server's threads go first. The W1-W8
 //! tables keep `--threads 1` on a core of its own, as the IRC servers run.
+//!
+//! The cluster section (`sottod --cluster`, one node on three NATS servers
+//! with JetStream R3, next to the file store) is measured the same way.
 
 use std::io;
 
 use crate::direct::dm_search;
 use crate::fanout::{fanout_search, Placement};
 use crate::report::{rate, Report};
+use crate::server::FRESH_CLUSTER;
 use crate::stats::us;
 use crate::sys;
 use crate::work::Ctx;
-
-/// The `--threads` values compared.
-const THREADS: [usize; 2] = [1, 2];
 
 pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let s = r.section(
@@ -31,17 +32,52 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
          are not comparable with W4's table.",
         &["workload", "threads", "max", "p50 @ max", "p99 @ max", "p99 @ half"],
     );
+    let variants = vec![("1".to_owned(), vec!["--threads", "1"]), ("2".to_owned(), vec!["--threads", "2"])];
+    compare(ctx, r, s, "threads", &variants);
+    Ok(())
+}
+
+/// One sottod node with its state in JetStream (three NATS servers on
+/// loopback, R3) next to the file store: what the NATS hop costs.
+pub fn cluster(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
+    let s = r.section(
+        "One node on JetStream (--cluster, indicative)",
+        "W4 (room of 10, one publisher, 60-byte texts) and W3 (100 pairs, 64-byte texts) searched as in \
+         their own sections, with the file store (`files`) and with the state in NATS JetStream \
+         (`JetStream R3`: three nats-server processes on loopback started for each run, streams with three \
+         replicas, one sottod node). Every acknowledgement waits for its commit, which in cluster mode is \
+         JetStream's acknowledgement from a quorum of two replicas; deliveries do not wait. sottod is not \
+         pinned, the NATS servers share both cores with it and with the generator (at nice +10): the \
+         figures show what the hop costs on one machine, not what separate machines give.",
+        &["workload", "store", "max", "p50 @ max", "p99 @ max", "p99 @ half"],
+    );
+    let variants = vec![
+        ("files".to_owned(), vec!["--threads", "1"]),
+        (
+            "JetStream R3".to_owned(),
+            vec!["--threads", "1", "--cluster", FRESH_CLUSTER, "--node", "bench", "--cluster-replicas", "3"],
+        ),
+    ];
+    compare(ctx, r, s, "cluster", &variants);
+    Ok(())
+}
+
+/// W4 and W3 on each variant (a label and sottod's flags), rows in section `s`,
+/// figures named `{key}.{label's first word, lowercased}.…`.
+fn compare(ctx: &Ctx, r: &mut Report, s: usize, key: &str, variants: &[(String, Vec<&str>)]) {
     // The generator yields to the server's threads for this section only.
     let was = sys::thread_nice();
     sys::set_thread_nice(10);
     let secs = if ctx.quick { 0.6 } else { 1.0 };
-    for n in THREADS {
-        let flag = n.to_string();
-        let flags = ["--threads", flag.as_str()];
-        match fanout_search(ctx, 10, 1, secs, Placement { flags: &flags, ..Placement::default() }) {
+    for (label, flags) in variants {
+        let flag = label.clone();
+        let n = label.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
+        let n = format!("{key}.{n}");
+        let flags = flags.as_slice();
+        match fanout_search(ctx, 10, 1, secs, Placement { flags, ..Placement::default() }) {
             Ok(Some(best)) => {
-                r.fig(&format!("threads.{n}.w4.deliveries"), best.rate);
-                r.fig(&format!("threads.{n}.w4.p99_half_us"), best.half99.as_secs_f64() * 1e6);
+                r.fig(&format!("{n}.w4.deliveries"), best.rate);
+                r.fig(&format!("{n}.w4.p99_half_us"), best.half99.as_secs_f64() * 1e6);
                 // CPU per delivery at the best step: the core loop (the main
                 // thread, named as the process) and the output loops together.
                 let per = |pick: &dyn Fn(&str) -> bool| {
@@ -49,12 +85,12 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
                         best.cpu_by_thread.iter().filter(|(name, _)| pick(name)).map(|(_, t)| t.as_secs_f64()).sum();
                     t * 1e9 / best.delivered.max(1.0)
                 };
-                r.fig(&format!("threads.{n}.w4.core_ns"), per(&|name| name == "sottod"));
+                r.fig(&format!("{n}.w4.core_ns"), per(&|name| name == "sottod"));
                 // All of sottod's threads at that step, in cores: under one
                 // (per loop) the server was not what set the maximum.
                 let all: f64 = best.cpu_by_thread.iter().map(|(_, t)| t.as_secs_f64()).sum();
-                r.fig(&format!("threads.{n}.w4.server_cores"), all / secs);
-                r.fig(&format!("threads.{n}.w4.output_ns"), per(&|name| name.starts_with("sottod-out")));
+                r.fig(&format!("{n}.w4.server_cores"), all / secs);
+                r.fig(&format!("{n}.w4.output_ns"), per(&|name| name.starts_with("sottod-out")));
                 r.row(
                     s,
                     vec![
@@ -71,13 +107,13 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
             Err(e) => r.row(s, vec!["W4 room of 10".into(), flag.clone(), format!("failed: {e}")]),
         }
         let secs = if ctx.quick { 0.6 } else { 1.5 };
-        match dm_search(ctx, 100, &[64], secs, None, &flags) {
+        match dm_search(ctx, 100, &[64], secs, None, flags) {
             Ok(found) => {
                 for (_, best) in found {
                     let row = match best {
                         Some((rate_, mut lat)) => {
                             let l = lat.summary();
-                            r.fig(&format!("threads.{n}.w3.rate"), rate_);
+                            r.fig(&format!("{n}.w3.rate"), rate_);
                             vec![
                                 "W3 100 pairs".into(),
                                 flag.clone(),
@@ -96,5 +132,4 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
         }
     }
     sys::set_thread_nice(was);
-    Ok(())
 }

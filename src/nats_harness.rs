@@ -1,7 +1,8 @@
-//! Real `nats-server` processes for the cluster tests: three servers with
+//! Real `nats-server` processes for the cluster tests and benchmarks (the
+//! `nats-harness` feature; never in sottod's own build): three servers with
 //! JetStream, routed to each other on loopback, each with its own store
-//! directory. `tools/need-nats-server` (run by `make test`) installs the
-//! binary; without it these tests fail, loudly.
+//! directory. `tools/need-nats-server` (run by `make test` and `make bench`)
+//! installs the binary; without it [`NatsCluster::start`] fails, naming it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,24 +10,43 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::TempDir;
-
 /// The nats-server binary: on PATH, or where Debian's package puts it.
-pub fn binary() -> PathBuf {
+pub fn binary() -> Result<PathBuf, String> {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|d| d.join("nats-server"))
         .find(|p| p.is_file());
-    on_path.or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file())).unwrap_or_else(|| {
-        panic!("nats-server is not installed: run `bash tools/need-nats-server` (make test does) — the cluster tests need it")
+    on_path.or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file())).ok_or_else(|| {
+        "nats-server is not installed: run `bash tools/need-nats-server` (make test and make bench do)".to_owned()
     })
+}
+
+/// A private directory for the servers' stores, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Result<Dir, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let name = format!("sotto-nats-{}", crate::crypto::hex(&crate::crypto::random::<6>()));
+        let p = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+        Ok(Dir(p))
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A port free now on 127.0.0.1 (the NATS servers' routes need ports known
 /// in advance, and a restarted server takes its old ones again).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"))?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 struct Node {
@@ -42,33 +62,36 @@ struct Node {
 /// Three NATS servers with JetStream, clustered.
 pub struct NatsCluster {
     nodes: Vec<Node>,
-    _dir: TempDir,
+    binary: PathBuf,
+    _dir: Dir,
 }
 
 impl NatsCluster {
     /// Starts three servers and waits until JetStream has a leader.
-    pub fn start() -> NatsCluster {
-        let dir = TempDir::new("nats");
-        let nodes = (1..=3)
-            .map(|i| Node {
+    pub fn start() -> Result<NatsCluster, String> {
+        let binary = binary()?;
+        let dir = Dir::new()?;
+        let mut nodes = Vec::new();
+        for i in 1..=3 {
+            nodes.push(Node {
                 name: format!("n{i}"),
-                client: free_port(),
-                route: free_port(),
-                monitor: free_port(),
-                store: dir.join(&format!("n{i}")),
+                client: free_port()?,
+                route: free_port()?,
+                monitor: free_port()?,
+                store: dir.0.join(format!("n{i}")),
                 child: None,
-                log: dir.join(&format!("n{i}.log")),
-            })
-            .collect();
-        let mut cluster = NatsCluster { nodes, _dir: dir };
-        for i in 0..3 {
-            cluster.spawn(i);
+                log: dir.0.join(format!("n{i}.log")),
+            });
         }
-        cluster.wait_healthy();
-        cluster
+        let mut cluster = NatsCluster { nodes, binary, _dir: dir };
+        for i in 0..3 {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_healthy()?;
+        Ok(cluster)
     }
 
-    fn spawn(&mut self, i: usize) {
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
         let routes: Vec<String> = self
             .nodes
             .iter()
@@ -77,18 +100,19 @@ impl NatsCluster {
             .map(|(_, n)| format!("nats://127.0.0.1:{}", n.route))
             .collect();
         let n = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log).unwrap();
-        let child = Command::new(binary())
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log).map_err(|e| e.to_string())?;
+        let child = Command::new(&self.binary)
             .args(["-a", "127.0.0.1", "-p", &n.client.to_string(), "-n", &n.name, "-js", "-sd"])
             .arg(&n.store)
             .args(["--cluster_name", "sotto-test", "--cluster", &format!("nats://127.0.0.1:{}", n.route)])
             .args(["--routes", &routes.join(","), "-m", &n.monitor.to_string()])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
-            .expect("spawn nats-server");
+            .map_err(|e| format!("{}: {e}", self.binary.display()))?;
         n.child = Some(child);
+        Ok(())
     }
 
     /// The client URLs of all three, comma-separated (for `--cluster`).
@@ -105,26 +129,26 @@ impl NatsCluster {
     }
 
     /// Starts server `i` again on its ports and store, and waits until all are healthy.
-    pub fn restart(&mut self, i: usize) {
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
         self.kill(i);
-        self.spawn(i);
-        self.wait_healthy();
+        self.spawn(i)?;
+        self.wait_healthy()
     }
 
     /// Kills all three, then starts them again from their stores.
-    pub fn restart_all(&mut self) {
+    pub fn restart_all(&mut self) -> Result<(), String> {
         for i in 0..3 {
             self.kill(i);
         }
         for i in 0..3 {
-            self.spawn(i);
+            self.spawn(i)?;
         }
-        self.wait_healthy();
+        self.wait_healthy()
     }
 
     /// Waits (60 s at most) until every running server answers `/healthz`
     /// with ok and sees a JetStream meta leader.
-    pub fn wait_healthy(&self) {
+    pub fn wait_healthy(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         for n in self.nodes.iter().filter(|n| n.child.is_some()) {
             loop {
@@ -135,15 +159,13 @@ impl NatsCluster {
                 if healthy && leader {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "NATS {} not healthy in 60 s: {health:?}; log:\n{}",
-                    n.name,
-                    self.log(n)
-                );
+                if Instant::now() > deadline {
+                    return Err(format!("NATS {} not healthy in 60 s: {health:?}; log:\n{}", n.name, self.log(n)));
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
+        Ok(())
     }
 
     fn log(&self, n: &Node) -> String {
