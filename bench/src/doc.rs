@@ -147,6 +147,7 @@ pub fn render(r: &Report, quick: bool, took: Duration, peers: Option<&Peers>, se
     out.push_str(&wire_bytes());
     out.push_str(&budget(r));
     out.push_str(&loops(r));
+    out.push_str(&cluster(r));
     let _ = writeln!(out, "\n## Results\n");
     out.push_str(&r.markdown());
     if !r.texts.is_empty() {
@@ -576,5 +577,58 @@ fn loops(r: &Report) -> String {
             crate::report::rate(b)
         );
     }
+    out
+}
+
+/// What the NATS hop costs one node, and what N nodes carry, from the "One
+/// node on JetStream" table's figures.
+fn cluster(r: &Report) -> String {
+    let f = |k: &str| r.get(k);
+    let mut out = String::from("\n### Cluster: one node and the NATS hop\n\n");
+    let (Some(files), Some(js)) = (f("cluster.files.w4.deliveries"), f("cluster.jetstream.w4.deliveries")) else {
+        out.push_str("Not measured in this run (`sotto-bench --only cluster`).\n");
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "With `--cluster` a commit is JetStream's acknowledgement from a quorum of the stream's replicas \
+         instead of an fsync (DESIGN.md §8, \"Cluster\"). On this machine (the table \"One node on JetStream\", \
+         three nats-server processes sharing the two cores with sottod and the generator), a room of 10 with \
+         one publisher reached {} deliveries/s on the file store and {} on JetStream R3 ({:.2}×): deliveries \
+         do not wait for commits, only the sender's acknowledgement does.",
+        crate::report::rate(files),
+        crate::report::rate(js),
+        js / files
+    );
+    if let (Some(a), Some(b)) = (f("cluster.files.w4.p99_half_us"), f("cluster.jetstream.w4.p99_half_us")) {
+        let _ = writeln!(out, "\nW4's p99 at half load: {a:.0} µs on files, {b:.0} µs on JetStream.");
+    }
+    if let (Some(a), Some(b), Some(la), Some(lb)) = (
+        f("cluster.files.w3.rate"),
+        f("cluster.jetstream.w3.rate"),
+        f("cluster.files.w3.p50_us"),
+        f("cluster.jetstream.w3.p50_us"),
+    ) {
+        let _ = writeln!(
+            out,
+            "\nW3 (100 pairs, 64-byte texts), where every message is acknowledged after its commit: {} messages/s \
+             on files and {} on JetStream, with a median latency at the maximum of {la:.0} µs and {lb:.0} µs, so \
+             the NATS hop adds about {:.0} µs to an acknowledged message here (a group commit carries every \
+             message of a loop turn, so it is paid once per commit, not per message).",
+            crate::report::rate(a),
+            crate::report::rate(b),
+            lb - la
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThe scaling model, as built: one node serves at a time (active-passive), so N nodes carry what one \
+         node carries, {} deliveries/s of a room of 10 here; the other nodes buy a takeover within about 5 s, \
+         not throughput. Several nodes serving at once (not built) would each carry about this, less what \
+         routing costs: every delivery to a member on another node would cross NATS once per node (a publish \
+         on the room's subject, received by each node with members), and every DM to a user on another node \
+         once; neither is measured here.",
+        crate::report::rate(js)
+    );
     out
 }

@@ -114,6 +114,7 @@ fn compare(ctx: &Ctx, r: &mut Report, s: usize, key: &str, variants: &[(String, 
                         Some((rate_, mut lat)) => {
                             let l = lat.summary();
                             r.fig(&format!("{n}.w3.rate"), rate_);
+                            r.fig(&format!("{n}.w3.p50_us"), l.p50.as_secs_f64() * 1e6);
                             vec![
                                 "W3 100 pairs".into(),
                                 flag.clone(),
