@@ -38,6 +38,36 @@ fn standby_node(data: &Path, listen: &str, nats: &NatsCluster, node: &str) -> Se
     Server::start_standby(data, listen, &flags)
 }
 
+/// Three NATS servers, a writer node `a` and a standby node `b`.
+fn writer_and_standby(tag: &str) -> (NatsCluster, TempDir, Server, Server) {
+    let nats = NatsCluster::start().expect("three NATS servers");
+    let dir = TempDir::new(tag);
+    let writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
+    let standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
+    (nats, dir, writer, standby)
+}
+
+/// Waits (30 s at most) for `node` to exit with status 3 after logging `line`.
+fn exits_with_3(node: &mut Server, line: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = node.try_exit() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the node kept running: {:?}", node.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let shown = format!("{status:?} (signal {:?})", status.signal());
+    assert_eq!(status.code(), Some(3), "{shown}: {:?}", node.stderr.lock().unwrap());
+    // The last lines may still be on their way from the pipe.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !node.stderr.lock().unwrap().iter().any(|l| l.contains(line)) {
+        assert!(Instant::now() < deadline, "no {line:?} in {:?}", node.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `text` said in `room` by `from`, acknowledged, and seen live by `to`.
 fn say(from: &mut Client, to: &mut Client, room: &str, text: &str) {
     ok(&from.run(&format!("/say {room} {text}"), "say"), "say");
@@ -172,10 +202,7 @@ fn state_in_jetstream_survives_sottod_nats_and_full_restarts() {
 
 #[test]
 fn a_standby_takes_over_and_the_clients_follow() {
-    let nats = NatsCluster::start().expect("three NATS servers");
-    let dir = TempDir::new("cluster-standby");
-    let writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
-    let standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
+    let (_nats, dir, writer, mut standby) = writer_and_standby("cluster-standby");
     // A standby refuses connections: the clients reach the writer whichever comes first.
     let servers = format!("{},{}", standby.addr, writer.addr);
     let mut alice = user_at(&servers, &dir, "alice", &[]);
@@ -187,7 +214,6 @@ fn a_standby_takes_over_and_the_clients_follow() {
     say(&mut alice, &mut bob, "lobby", "before");
 
     let standby_addr = standby.addr.clone();
-    let mut standby = standby;
     writer.kill9();
     standby.wait_listening();
     assert_eq!(standby.addr, standby_addr);
@@ -207,39 +233,11 @@ fn a_standby_takes_over_and_the_clients_follow() {
 #[test]
 fn a_writer_paused_past_its_lease_exits_and_the_standby_writes() {
     use nix::sys::signal::Signal;
-    let nats = NatsCluster::start().expect("three NATS servers");
-    let dir = TempDir::new("cluster-lease");
-    let mut writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
-    let mut standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
+    let (_nats, dir, mut writer, mut standby) = writer_and_standby("cluster-lease");
     writer.signal(Signal::SIGSTOP);
     standby.wait_listening();
     writer.signal(Signal::SIGCONT);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = writer.try_exit() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the paused writer kept running: {:?}", writer.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.code(),
-        Some(3),
-        "{status:?} (signal {:?}): {:?}",
-        status.signal(),
-        writer.stderr.lock().unwrap()
-    );
-    // The last lines may still be on their way from the pipe.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = writer.stderr.lock().unwrap().join("\n");
-        if log.contains("writer lease lost: node b took it") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{log}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    exits_with_3(&mut writer, "writer lease lost: node b took it");
     // The new writer serves and writes.
     let mut alice = user_at(&standby.addr, &dir, "alice", &[]);
     ok(&alice.run("/create lobby lobby-password", "create"), "create");
@@ -267,10 +265,7 @@ fn rewrite_as_another_node(urls: &str, subject: &str) {
 
 #[test]
 fn a_writer_fenced_by_another_nodes_write_exits_and_the_standby_serves() {
-    let nats = NatsCluster::start().expect("three NATS servers");
-    let dir = TempDir::new("cluster-fence");
-    let mut writer = start_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
-    let mut standby = standby_node(&dir.join("node-b"), "127.0.0.1:0", &nats, "b");
+    let (nats, dir, mut writer, mut standby) = writer_and_standby("cluster-fence");
     let servers = format!("{},{}", writer.addr, standby.addr);
     let mut alice = user_at(&servers, &dir, "alice", &[]);
     alice.set_patience(Duration::from_secs(90));
@@ -280,20 +275,7 @@ fn a_writer_fenced_by_another_nodes_write_exits_and_the_standby_serves() {
     rewrite_as_another_node(&nats.urls(), "sotto.r.room.lobby");
     // The writer's next write of the room is refused: it stores nothing and exits.
     alice.send("/say lobby after");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = writer.try_exit() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the fenced writer kept running: {:?}", writer.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status.code(), Some(3), "{status:?}: {:?}", writer.stderr.lock().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !writer.stderr.lock().unwrap().iter().any(|l| l.contains("sotto.r.room.lobby was written by another node")) {
-        assert!(Instant::now() < deadline, "{:?}", writer.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    exits_with_3(&mut writer, "sotto.r.room.lobby was written by another node");
     // The standby takes over with the state as stored; the client sends again there.
     standby.wait_listening();
     let v = alice.wait_for("reconnected", |v| v["type"] == "reconnected");

@@ -123,21 +123,19 @@ fn run(args: &Args) -> io::Result<()> {
         }
         println!("{name} took {:.0} s", t.elapsed().as_secs_f64());
     }
-    if want("threads") {
-        let t = Instant::now();
-        println!("threads");
-        if let Err(e) = sotto_bench::threads::threads(&ctx, &mut r) {
-            eprintln!("threads failed: {e}");
+    // Indicative sections: sottod unpinned, the generator niced.
+    let sections: [(&str, Step); 2] =
+        [("threads", sotto_bench::threads::threads), ("cluster", sotto_bench::threads::cluster)];
+    for (name, f) in sections {
+        if !want(name) {
+            continue;
         }
-        println!("threads took {:.0} s", t.elapsed().as_secs_f64());
-    }
-    if want("cluster") {
         let t = Instant::now();
-        println!("cluster");
-        if let Err(e) = sotto_bench::threads::cluster(&ctx, &mut r) {
-            eprintln!("cluster failed: {e}");
+        println!("{name}");
+        if let Err(e) = f(&ctx, &mut r) {
+            eprintln!("{name} failed: {e}");
         }
-        println!("cluster took {:.0} s", t.elapsed().as_secs_f64());
+        println!("{name} took {:.0} s", t.elapsed().as_secs_f64());
     }
     if want("W4") || want("loopback") {
         peers_run::loopback_limit(&ctx, &mut r, args.peers);
