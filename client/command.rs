@@ -260,6 +260,7 @@ pub fn describe(f: &crate::session::Failure) -> String {
             ms => format!("too fast: try again in {} s", ms.div_ceil(1000)),
         },
         500 | 501 => with("the server failed"),
+        503 => with("the server's storage is unreachable; try again later"),
         507 => with("the server could not store it"),
         508 => with("their mailbox is full"),
         _ => plain("failed"),
@@ -584,7 +585,7 @@ mod tests {
         limited.retry_after_ms = 2500;
         assert_eq!(describe(&limited), "too fast: try again in 3 s");
         assert_eq!(f(500, ""), "the server failed");
-        for code in [0, 400, 401, 403, 404, 409, 413, 429, 500, 501, 507, 508, 599] {
+        for code in [0, 400, 401, 403, 404, 409, 413, 429, 500, 501, 503, 507, 508, 599] {
             assert!(!f(code, "why").contains(&code.to_string()), "{code}");
         }
     }

@@ -620,6 +620,19 @@ fn cluster(r: &Report) -> String {
             lb - la
         );
     }
+    if let (Some(a), None) = (f("cluster.files.w3.rate"), f("cluster.jetstream.w3.rate")) {
+        let _ = writeln!(
+            out,
+            "\nW3 (100 pairs, 64-byte texts), where every message is acknowledged after its commit: {} messages/s \
+             on files; on JetStream it did not keep up with the search's lowest step, 1,000 messages/s. A commit \
+             there waits for JetStream's acknowledgement of each record it writes, one after the other (a DM is \
+             a write of its recipient's mailbox), each a round trip to the stream's leader and a quorum write, \
+             with the three NATS servers on the cores sottod and the generator use. Sending a commit's writes to \
+             different records together, and awaiting their acknowledgements at once, is the first lever (not \
+             done).",
+            crate::report::rate(a)
+        );
+    }
     let _ = writeln!(
         out,
         "\nThe scaling model, as built: one node serves at a time (active-passive), so N nodes carry what one \
