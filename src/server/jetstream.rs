@@ -991,18 +991,74 @@ impl Store for JetStreamStore {
         if !self.connected() {
             return Err(unavailable(format!("no connection to NATS at {}", self.shown)));
         }
+        // Chains touching different records are written concurrently: their
+        // acknowledgements are awaited together, not one round trip each. The
+        // file store likewise writes a batch's files several at a time.
         self.rt.block_on(async {
-            for w in writes {
-                self.apply(w).await?;
-            }
-            Ok(())
+            let runs = chains(writes).into_iter().map(|chain| async move {
+                for w in chain {
+                    self.apply(w).await?;
+                }
+                Ok::<(), StoreError>(())
+            });
+            futures_util::future::join_all(runs).await.into_iter().collect()
         })
     }
+}
+
+/// The records a change writes, as keys: its subjects in `sotto.r.>`, and
+/// `sotto.c.<id>` for a file's chunks.
+fn touches(w: &Change) -> Vec<String> {
+    match w {
+        Change::Room(name, _) => vec![room_subject(name)],
+        Change::Queue(uid, _) => vec![uid_subject("q", *uid)],
+        Change::Contacts(_) => vec![data_subject("contacts")],
+        Change::Prekeys(uid, _) => vec![uid_subject("prekeys", *uid)],
+        Change::FileRecord(id, _) => vec![uid_subject("file", *id)],
+        Change::FileChunks { id, .. } => vec![format!("sotto.c.{id:016x}")],
+        Change::FileDelete(id) => vec![format!("sotto.c.{id:016x}"), uid_subject("file", *id)],
+        Change::Acct(uid, _) => vec![uid_subject("acct", *uid)],
+        Change::Announcements(_) => vec![data_subject("announcements")],
+        Change::UserDelete(uid) => vec![uid_subject("user", *uid), uid_subject("acct", *uid)],
+        Change::Retired(_) => vec![data_subject("retired")],
+        Change::TicketKeys(_) => vec![data_subject("ticket-keys")],
+        Change::Tickets(_) => vec![data_subject("tickets")],
+        Change::User(rec) => vec![uid_subject("user", rec.uid.get())],
+    }
+}
+
+/// A commit's writes as chains: the writes of a chain keep their order, and
+/// no record is written by two chains (each names the last sequence it knows
+/// of a subject, so two writes of one subject at once would fence this node).
+/// A write touching records of two chains puts every write in one chain.
+fn chains(writes: &[Change]) -> Vec<Vec<&Change>> {
+    let mut chains: Vec<Vec<&Change>> = Vec::new();
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for w in writes {
+        let keys = touches(w);
+        let mut found: Vec<usize> = keys.iter().filter_map(|k| owner.get(k).copied()).collect();
+        found.sort_unstable();
+        found.dedup();
+        let at = match found.as_slice() {
+            [] => {
+                chains.push(Vec::new());
+                chains.len() - 1
+            }
+            [one] => *one,
+            _ => return vec![writes.iter().collect()],
+        };
+        chains[at].push(w);
+        for k in keys {
+            owner.insert(k, at);
+        }
+    }
+    chains
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zerocopy::FromZeros;
 
     /// Replays `ops` (operation, payload) as one subject's messages 1, 2, ….
     fn replay(ops: &[(&str, &[u8])]) -> Result<Loaded, StoreError> {
@@ -1055,6 +1111,48 @@ mod tests {
         let mut out = BTreeMap::new();
         let e = apply_loaded(&mut out, "sotto.r.q.1", None, b"", 1).unwrap_err();
         assert!(matches!(e, StoreError::Corrupt { why: "no operation header", .. }), "{e}");
+    }
+
+    #[test]
+    fn a_commit_runs_as_chains_that_share_no_record() {
+        let q = |uid: u64| Change::Queue(uid, QueueWrite::Append(vec![uid as u8]));
+        let shape = |writes: &[Change]| -> Vec<Vec<String>> {
+            chains(writes).iter().map(|c| c.iter().map(|w| touches(w).join("+")).collect()).collect()
+        };
+        // Different records: one chain each, in order of first appearance.
+        let writes = [q(1), q(2), Change::Contacts(vec![])];
+        assert_eq!(chains(&writes).len(), 3);
+        // The same record twice: one chain, in the commit's order.
+        let writes = [q(1), q(2), q(1)];
+        let c = chains(&writes);
+        assert_eq!(c.len(), 2);
+        assert!(matches!(c[0].as_slice(), [Change::Queue(1, _), Change::Queue(1, _)]));
+        assert!(std::ptr::eq(c[0][0], &writes[0]) && std::ptr::eq(c[0][1], &writes[2]));
+        // A deletion of an account joins the chain of its operator state.
+        let writes = [Change::Acct(7, vec![]), q(7), Change::UserDelete(7)];
+        assert_eq!(shape(&writes).len(), 2);
+        assert_eq!(
+            shape(&writes)[0],
+            [uid_subject("acct", 7), format!("{}+{}", uid_subject("user", 7), uid_subject("acct", 7))]
+        );
+        // A write bridging two chains: everything in one, as given.
+        let writes = [Change::User(Box::new(user(9))), Change::Acct(9, vec![]), q(3), Change::UserDelete(9)];
+        let c = chains(&writes);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].len(), 4);
+        // A file's chunks and its deletion: one chain.
+        let writes = [
+            Change::FileChunks { id: 5, first: 0, bytes: vec![] },
+            Change::FileDelete(5),
+            Change::FileRecord(6, vec![]),
+        ];
+        assert_eq!(chains(&writes).iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+    }
+
+    fn user(uid: u64) -> UserRecord {
+        let mut rec = UserRecord::new_zeroed();
+        rec.uid.set(uid);
+        rec
     }
 
     #[test]
