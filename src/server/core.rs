@@ -38,6 +38,16 @@ fn summary(counts: &std::collections::BTreeMap<&'static str, u64>) -> Option<Str
     Some(counts.iter().map(|(why, n)| format!("{why} {n}")).collect::<Vec<_>>().join(", "))
 }
 
+/// The status and cause of a change that could not be made durable: 503
+/// when the cluster's storage was unreachable, else 507 (a failing disk).
+pub(crate) fn not_durable(unavailable: bool) -> (u16, &'static str) {
+    if unavailable {
+        (code::SERVICE_UNAVAILABLE, "cluster storage unreachable")
+    } else {
+        (code::INSUFFICIENT_STORAGE, "storage failed (disk full?)")
+    }
+}
+
 #[path = "deletion.rs"]
 mod deletion;
 #[path = "fanout.rs"]
@@ -1053,11 +1063,8 @@ impl Core {
                 self.mark_user_dirty(uid);
             }
         }
-        let (fail_code, failed) = if unavailable {
-            (code::SERVICE_UNAVAILABLE, "cluster storage unreachable: not yet durable; retried")
-        } else {
-            (code::INSUFFICIENT_STORAGE, "storage failed (disk full?): not yet durable; retried")
-        };
+        let (fail_code, cause) = not_durable(unavailable);
+        let failed = &format!("{cause}: not yet durable; retried")[..];
         for d in answers {
             match d {
                 Deferred::Reply { conn, msg_id, opcode, reason } if ok => {

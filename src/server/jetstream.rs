@@ -66,19 +66,11 @@ pub const PART: usize = 512 * 1024;
 const MAX_SUBJECT: usize = tickets::MAX_JOURNAL_FILE as usize;
 /// Header naming what a message of `sotto.r.>` is.
 const OP: &str = "Sotto-Op";
-/// The stream holding the writer lease: one subject, one message.
-pub const LEASE: &str = "SOTTO_LEASE";
-const LEASE_SUBJECT: &str = "sotto.lease.writer";
-/// A standby takes over when the lease has not changed for this long.
-pub const LEASE_TTL: Duration = Duration::from_secs(5);
-/// The writer renews its lease this often.
-const LEASE_RENEW: Duration = Duration::from_secs(1);
-/// The writer writes only while its last renewal is younger than this: it
-/// stops a second before any standby may take over.
-const LEASE_GUARD: Duration = Duration::from_secs(4);
-/// Exit status of a writer that found its lease taken, or a record written by
-/// another node (a supervisor restarts it as a standby).
-pub const EXIT_LEASE_LOST: i32 = 3;
+#[path = "lease.rs"]
+mod lease;
+use lease::leave;
+pub use lease::{EXIT_LEASE_LOST, LEASE, LEASE_TTL};
+
 /// How long one JetStream request or acknowledgement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long creating a consumer to read records may take before the records
@@ -139,8 +131,6 @@ pub struct JetStreamStore {
     records: stream::Stream,
     chunks: stream::Stream,
     last: Mutex<HashMap<String, Last>>,
-    /// Set when another node wrote a subject this node writes: no more writes.
-    fenced: AtomicBool,
     /// Records are read message by message (a consumer did not come up).
     by_get: AtomicBool,
     /// The NATS connection is up (kept by the client's event callback).
@@ -282,7 +272,6 @@ impl JetStreamStore {
             records,
             chunks,
             last: Mutex::new(HashMap::new()),
-            fenced: AtomicBool::new(false),
             by_get: AtomicBool::new(false),
             connected,
             renewed: Arc::new(Mutex::new(None)),
@@ -294,91 +283,6 @@ impl JetStreamStore {
     /// Whether the NATS connection is up now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
-    }
-
-    /// Blocks until this node holds the deployment's writer lease, then keeps
-    /// it renewed on the NATS thread.
-    ///
-    /// The lease is the one message of `sotto.lease.writer` in `SOTTO_LEASE`,
-    /// naming its holder (`NODE EPOCH`); every write of it names the sequence
-    /// it replaces, so two nodes never both take it. The holder renews it every
-    /// second. A standby takes it when its sequence has not changed for
-    /// [`LEASE_TTL`] by the standby's clock, and the holder writes nothing once
-    /// its last renewal is older than [`LEASE_GUARD`]: one writer at a time,
-    /// without trusting wall clocks. A holder that finds the lease taken (it
-    /// was paused, or cut off from NATS, longer than the TTL) exits with
-    /// [`EXIT_LEASE_LOST`]; its supervisor restarts it as a standby.
-    pub fn take_lease(&self, node: &str) -> Result<(), String> {
-        let mut epoch = [0u8; 8];
-        getrandom::getrandom(&mut epoch).map_err(|e| format!("random epoch: {e}"))?;
-        let value = format!("{node} {:016x}", u64::from_le_bytes(epoch));
-        let seq = self.rt.block_on(self.acquire(&value));
-        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        crate::log!(Info, "writer lease taken (node {node}); this node writes the deployment's state");
-        let (js, lease, renewed) = (self.js.clone(), self.lease.clone(), self.renewed.clone());
-        self.rt.spawn(keep_lease(js, lease, value, seq, renewed));
-        Ok(())
-    }
-
-    /// Waits until the lease is free or lapsed and takes it; returns its sequence.
-    async fn acquire(&self, value: &str) -> u64 {
-        // The sequence seen and since when (this node's monotonic clock).
-        let mut watched: Option<(u64, Instant)> = None;
-        let mut told = false;
-        loop {
-            let expected = match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
-                Ok(m) => {
-                    if !told {
-                        let holder = String::from_utf8_lossy(&m.payload);
-                        let holder = holder.split(' ').next().unwrap_or("?");
-                        crate::log!(
-                            Info,
-                            "standby: node {holder} writes; this node takes over when its writer lease lapses ({} s)",
-                            LEASE_TTL.as_secs()
-                        );
-                        told = true;
-                    }
-                    match watched {
-                        Some((seq, since)) if seq == m.sequence && since.elapsed() >= LEASE_TTL => Some(seq),
-                        Some((seq, _)) if seq == m.sequence => None,
-                        _ => {
-                            watched = Some((m.sequence, Instant::now()));
-                            None
-                        }
-                    }
-                }
-                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Some(0),
-                Err(e) => {
-                    // Not seen is not lapsed: watch again from the next reading.
-                    watched = None;
-                    crate::log!(Warn, "writer lease: cannot read it ({e}); retrying");
-                    None
-                }
-            };
-            if let Some(expected) = expected {
-                match publish_lease(&self.js, value, expected).await {
-                    Ok(seq) => return seq,
-                    Err(e) => {
-                        watched = None;
-                        crate::log!(Info, "writer lease: not taken ({e}); watching it again");
-                    }
-                }
-            }
-            tokio::time::sleep(LEASE_RENEW).await;
-        }
-    }
-
-    /// Whether this node may write now: it holds a lease renewed recently.
-    fn writable(&self) -> Result<(), StoreError> {
-        if self.fenced.load(Ordering::SeqCst) {
-            return Err(fenced());
-        }
-        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
-        match renewed {
-            Some(t) if t.elapsed() < LEASE_GUARD => Ok(()),
-            Some(_) => Err(unavailable("this node's writer lease is not renewed (NATS is slow or unreachable)")),
-            None => Err(unavailable("this node does not hold the writer lease")),
-        }
     }
 
     /// Every subject under `filter` of the records stream, with its content.
@@ -461,14 +365,25 @@ impl JetStreamStore {
     async fn read_by_get(&self, filter: &str) -> Result<BTreeMap<String, Loaded>, StoreError> {
         let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
         let mut seq = 1;
-        loop {
-            let m = match self.records.get_first_raw_message_by_subject(filter, seq).await {
-                Ok(m) => m,
-                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => return Ok(out),
-                Err(e) => return Err(unavailable(e)),
-            };
+        while let Some(m) = self.next_record(filter, seq).await? {
             apply_loaded(&mut out, &m.subject, Some(&m.headers), &m.payload, m.sequence)?;
-            seq = m.sequence + 1;
+            seq = m.sequence.saturating_add(1);
+        }
+        Ok(out)
+    }
+
+    /// The first message of `filter` at sequence `seq` or after (`None`: no more).
+    async fn next_record(
+        &self,
+        filter: &str,
+        seq: u64,
+    ) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
+        match self.records.get_first_raw_message_by_subject(filter, seq).await {
+            // At u64::MAX the next would be the same message again.
+            Ok(m) if m.sequence < seq || m.sequence == u64::MAX => Err(corrupt(filter, "a sequence out of order")),
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -530,7 +445,7 @@ impl JetStreamStore {
                 Ok(ack.sequence)
             }
             Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
-                self.fenced.store(true, Ordering::SeqCst);
+                // Fenced: this node exits at once, writing nothing more.
                 leave(format_args!(
                     "{subject} was written by another node since this one read it: this node writes nothing more; \
                      exiting (status {EXIT_LEASE_LOST}) to come back as a standby that reads the state again"
@@ -565,35 +480,13 @@ impl JetStreamStore {
 
     /// Deletes `subject`'s messages older than `first`, one at a time.
     async fn delete_before(&self, subject: &str, first: u64) -> Result<(), StoreError> {
-        let config = consumer::pull::OrderedConfig {
-            filter_subject: subject.to_owned(),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        };
-        let mut consumer = self.records.create_consumer(config).await.map_err(unavailable)?;
-        if consumer.info().await.map_err(unavailable)?.num_pending == 0 {
-            return Ok(());
-        }
-        let mut older = Vec::new();
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        loop {
-            let msg = match tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(unavailable(e)),
-                Ok(None) => return Err(unavailable("the consumer ended early")),
-                Err(_) => return Err(unavailable("timed out reading the records")),
-            };
-            let info = msg.info().map_err(unavailable)?;
-            if info.stream_sequence >= first {
+        let mut seq = 1;
+        while let Some(m) = self.next_record(subject, seq).await? {
+            if m.sequence >= first {
                 break;
             }
-            older.push(info.stream_sequence);
-            if info.pending == 0 {
-                break;
-            }
-        }
-        for seq in older {
-            self.records.delete_message(seq).await.map_err(unavailable)?;
+            self.records.delete_message(m.sequence).await.map_err(unavailable)?;
+            seq = m.sequence + 1;
         }
         Ok(())
     }
@@ -687,71 +580,6 @@ impl JetStreamStore {
     }
 }
 
-/// Writes the lease naming `expected` as the sequence it replaces; returns its sequence.
-async fn publish_lease(js: &jetstream::Context, value: &str, expected: u64) -> Result<u64, String> {
-    let msg = jetstream::message::PublishMessage::build()
-        .payload(bytes::Bytes::copy_from_slice(value.as_bytes()))
-        .expected_last_subject_sequence(expected);
-    let ack = js.send_publish(LEASE_SUBJECT, msg).await.map_err(|e| e.to_string())?;
-    match ack.await {
-        Ok(ack) => Ok(ack.sequence),
-        Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
-            Err("another node wrote it first".to_owned())
-        }
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Logs `why` and ends the process with [`EXIT_LEASE_LOST`]: another node
-/// writes the deployment's state.
-fn leave(why: std::fmt::Arguments<'_>) -> ! {
-    crate::log!(Error, "{why}");
-    // At once, from this thread, while the loops run: exit(3)'s atexit
-    // handlers racing other threads can crash the process instead. Nothing
-    // is buffered: stderr is unbuffered, stdout flushed per line, and every
-    // store write is synchronous (what was acknowledged is stored).
-    // SAFETY: _exit ends the process; it touches no Rust state.
-    unsafe { libc::_exit(EXIT_LEASE_LOST) }
-}
-
-/// Renews the lease every second while this node holds it; exits the process
-/// with [`EXIT_LEASE_LOST`] when another node holds it.
-async fn keep_lease(
-    js: jetstream::Context,
-    lease: stream::Stream,
-    value: String,
-    mut seq: u64,
-    renewed: Arc<Mutex<Option<Instant>>>,
-) {
-    loop {
-        tokio::time::sleep(LEASE_RENEW).await;
-        let started = Instant::now();
-        match publish_lease(&js, &value, seq).await {
-            Ok(next) => {
-                seq = next;
-                // Counted from before the write: never longer than the standby waits.
-                *renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
-                continue;
-            }
-            Err(e) => crate::log!(Warn, "writer lease: renewal failed ({e}); writes get 503 until it is renewed"),
-        }
-        // A refusal or an unknown outcome: the lease's last message tells which.
-        match lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
-            Ok(m) if m.payload.as_ref() == value.as_bytes() => seq = m.sequence,
-            Ok(m) => {
-                let holder = String::from_utf8_lossy(&m.payload);
-                let holder = holder.split(' ').next().unwrap_or("?");
-                leave(format_args!(
-                    "writer lease lost: node {holder} took it (this node was paused or cut off from NATS longer than {} s); \
-                     exiting so that one node writes (status {EXIT_LEASE_LOST}; restart it as a standby)",
-                    LEASE_TTL.as_secs()
-                ))
-            }
-            Err(e) => crate::log!(Warn, "writer lease: cannot read it ({e}); retrying"),
-        }
-    }
-}
-
 /// Applies one loaded message of `subject` to what `out` holds of it.
 fn apply_loaded(
     out: &mut BTreeMap<String, Loaded>,
@@ -784,10 +612,6 @@ fn retrying<T>(what: &str, f: impl Fn() -> Result<T, StoreError>) -> Result<T, S
             other => return other,
         }
     }
-}
-
-fn fenced() -> StoreError {
-    unavailable("another node wrote this deployment's state; this node writes nothing more until restarted")
 }
 
 async fn ensure_stream(
@@ -1056,111 +880,5 @@ fn chains(writes: &[Change]) -> Vec<Vec<&Change>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use zerocopy::FromZeros;
-
-    /// Replays `ops` (operation, payload) as one subject's messages 1, 2, ….
-    fn replay(ops: &[(&str, &[u8])]) -> Result<Loaded, StoreError> {
-        let mut out = BTreeMap::new();
-        for (i, (op, payload)) in ops.iter().enumerate() {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(OP, *op);
-            apply_loaded(&mut out, "sotto.r.q.0000000000000001", Some(&headers), payload, i as u64 + 1)?;
-        }
-        Ok(out.remove("sotto.r.q.0000000000000001").expect("the subject"))
-    }
-
-    #[test]
-    fn a_subject_is_its_last_whole_replace_and_the_appends_after_it() {
-        let l = replay(&[("R1", b"old"), ("A", b"+1"), ("R1", b"new"), ("A", b"+2"), ("A", b"+3")]).unwrap();
-        assert_eq!((l.content.as_slice(), l.removed, l.last), (&b"new+2+3"[..], false, 5));
-        let l = replay(&[("R3", b"a"), ("P", b"b"), ("P", b"c"), ("A", b"d")]).unwrap();
-        assert_eq!(l.content, b"abcd");
-        assert!(l.partial.is_none());
-    }
-
-    #[test]
-    fn an_unfinished_replace_leaves_the_previous_content() {
-        // Cut short by a crash: still partial at the end.
-        let l = replay(&[("R1", b"kept"), ("R3", b"x"), ("P", b"y")]).unwrap();
-        assert_eq!(l.content, b"kept");
-        assert!(l.partial.is_some());
-        // An append after it: that replace failed, the append goes on the previous content.
-        let l = replay(&[("R1", b"kept"), ("R2", b"x"), ("A", b"+")]).unwrap();
-        assert_eq!(l.content, b"kept+");
-        assert!(l.partial.is_none());
-    }
-
-    #[test]
-    fn a_tombstone_removes_and_a_later_write_restores() {
-        let l = replay(&[("R1", b"gone"), ("D", b"")]).unwrap();
-        assert!(l.removed && l.content.is_empty());
-        let l = replay(&[("R1", b"gone"), ("D", b""), ("R1", b"back")]).unwrap();
-        assert_eq!((l.content.as_slice(), l.removed), (&b"back"[..], false));
-        let l = replay(&[("D", b""), ("A", b"q")]).unwrap();
-        assert_eq!((l.content.as_slice(), l.removed), (&b"q"[..], false));
-    }
-
-    #[test]
-    fn malformed_operations_are_corrupt_records() {
-        for ops in [vec![("X", &b""[..])], vec![("R0", &b""[..])], vec![("Rx", &b""[..])], vec![("R99999", &b""[..])]] {
-            assert!(matches!(replay(&ops), Err(StoreError::Corrupt { .. })), "{ops:?}");
-        }
-        // No operation header at all.
-        let mut out = BTreeMap::new();
-        let e = apply_loaded(&mut out, "sotto.r.q.1", None, b"", 1).unwrap_err();
-        assert!(matches!(e, StoreError::Corrupt { why: "no operation header", .. }), "{e}");
-    }
-
-    #[test]
-    fn a_commit_runs_as_chains_that_share_no_record() {
-        let q = |uid: u64| Change::Queue(uid, QueueWrite::Append(vec![uid as u8]));
-        let shape = |writes: &[Change]| -> Vec<Vec<String>> {
-            chains(writes).iter().map(|c| c.iter().map(|w| touches(w).join("+")).collect()).collect()
-        };
-        // Different records: one chain each, in order of first appearance.
-        let writes = [q(1), q(2), Change::Contacts(vec![])];
-        assert_eq!(chains(&writes).len(), 3);
-        // The same record twice: one chain, in the commit's order.
-        let writes = [q(1), q(2), q(1)];
-        let c = chains(&writes);
-        assert_eq!(c.len(), 2);
-        assert!(matches!(c[0].as_slice(), [Change::Queue(1, _), Change::Queue(1, _)]));
-        assert!(std::ptr::eq(c[0][0], &writes[0]) && std::ptr::eq(c[0][1], &writes[2]));
-        // A deletion of an account joins the chain of its operator state.
-        let writes = [Change::Acct(7, vec![]), q(7), Change::UserDelete(7)];
-        assert_eq!(shape(&writes).len(), 2);
-        assert_eq!(
-            shape(&writes)[0],
-            [uid_subject("acct", 7), format!("{}+{}", uid_subject("user", 7), uid_subject("acct", 7))]
-        );
-        // A write bridging two chains: everything in one, as given.
-        let writes = [Change::User(Box::new(user(9))), Change::Acct(9, vec![]), q(3), Change::UserDelete(9)];
-        let c = chains(&writes);
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].len(), 4);
-        // A file's chunks and its deletion: one chain.
-        let writes = [
-            Change::FileChunks { id: 5, first: 0, bytes: vec![] },
-            Change::FileDelete(5),
-            Change::FileRecord(6, vec![]),
-        ];
-        assert_eq!(chains(&writes).iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
-    }
-
-    fn user(uid: u64) -> UserRecord {
-        let mut rec = UserRecord::new_zeroed();
-        rec.uid.set(uid);
-        rec
-    }
-
-    #[test]
-    fn subjects_name_their_ids_in_hex() {
-        assert_eq!(uid_subject("user", 0xab), "sotto.r.user.00000000000000ab");
-        assert_eq!(JetStreamStore::id_of("sotto.r.user.00000000000000ab").unwrap(), 0xab);
-        assert!(JetStreamStore::id_of("sotto.r.user.zz").is_err());
-        assert_eq!(chunk_subject(1, 7), "sotto.c.0000000000000001.7");
-        assert_eq!(room_subject("lobby"), "sotto.r.room.lobby");
-    }
-}
+#[path = "jetstream_tests.rs"]
+mod tests;

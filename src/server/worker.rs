@@ -96,10 +96,9 @@ pub enum RegisterFailure {
     BadBinding,
     /// Hashing failed.
     Internal,
-    /// The account could not be written durably.
-    Storage,
-    /// The cluster's storage was unreachable: nothing written (503).
-    Unavailable,
+    /// The account could not be written durably; `unavailable`: because the
+    /// cluster's storage was unreachable (503, not 507).
+    Storage { unavailable: bool },
 }
 
 /// Why a change of the login secrets failed on the worker.
@@ -279,10 +278,7 @@ fn register(
 /// Logs a registration's failed write; 503 when the cluster was unreachable, else 507.
 fn storage_failure(what: &str, e: store::StoreError) -> RegisterFailure {
     crate::log!(Error, "storing {what} failed: {e}");
-    match e {
-        store::StoreError::Unavailable { .. } => RegisterFailure::Unavailable,
-        _ => RegisterFailure::Storage,
-    }
+    RegisterFailure::Storage { unavailable: matches!(e, store::StoreError::Unavailable { .. }) }
 }
 
 /// A fixed set of worker threads, plus one disk thread that applies

@@ -126,22 +126,10 @@ pub fn registered(
         Err(RegisterFailure::Internal) => {
             core.reply(id, msg_id, CREA, code::INTERNAL, "could not hash the secrets", now_ms)
         }
-        Err(RegisterFailure::Storage) => core.reply(
-            id,
-            msg_id,
-            CREA,
-            code::INSUFFICIENT_STORAGE,
-            "storage failed (disk full?): not registered",
-            now_ms,
-        ),
-        Err(RegisterFailure::Unavailable) => core.reply(
-            id,
-            msg_id,
-            CREA,
-            code::SERVICE_UNAVAILABLE,
-            "cluster storage unreachable: not registered; try again",
-            now_ms,
-        ),
+        Err(RegisterFailure::Storage { unavailable }) => {
+            let (status, cause) = crate::server::core::not_durable(unavailable);
+            core.reply(id, msg_id, CREA, status, &format!("{cause}: not registered"), now_ms)
+        }
     }
 }
 
@@ -456,10 +444,7 @@ pub fn secrets_not_stored(
         core.mark_user_dirty(uid);
         crate::log!(Warn, "conn {id}: uid {uid:016x}: storing the changed secrets failed; the old ones stay");
     }
-    let (status, why) = if unavailable {
-        (code::SERVICE_UNAVAILABLE, "cluster storage unreachable: password and passphrase unchanged; try again")
-    } else {
-        (code::INSUFFICIENT_STORAGE, "storage failed (disk full?): password and passphrase unchanged; try again")
-    };
-    core.reply(id, msg_id, CHPW, status, why, now_ms);
+    let (status, cause) = crate::server::core::not_durable(unavailable);
+    let why = format!("{cause}: password and passphrase unchanged; try again");
+    core.reply(id, msg_id, CHPW, status, &why, now_ms);
 }

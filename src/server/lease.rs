@@ -1,0 +1,179 @@
+//! The writer lease of a cluster deployment (DESIGN §8, "Cluster"): the one
+//! message of `sotto.lease.writer` in stream `SOTTO_LEASE`, naming its holder
+//! (`NODE EPOCH`). Every write of it names the sequence it replaces, so two
+//! nodes never both take it. The holder renews it every second; a standby
+//! takes it when its sequence has not changed for [`LEASE_TTL`] by the
+//! standby's clock, and the holder writes nothing once its last renewal is
+//! older than [`LEASE_GUARD`]: one writer at a time, without trusting wall
+//! clocks.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+
+use super::{unavailable, JetStreamStore};
+use crate::server::store::StoreError;
+
+/// The stream holding the writer lease: one subject, one message.
+pub const LEASE: &str = "SOTTO_LEASE";
+const LEASE_SUBJECT: &str = "sotto.lease.writer";
+/// A standby takes over when the lease has not changed for this long.
+pub const LEASE_TTL: Duration = Duration::from_secs(5);
+/// The writer renews its lease this often.
+const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// The writer writes only while its last renewal is younger than this: it
+/// stops a second before any standby may take over.
+const LEASE_GUARD: Duration = Duration::from_secs(4);
+/// Exit status of a writer that found its lease taken, or a record written by
+/// another node (a supervisor restarts it as a standby).
+pub const EXIT_LEASE_LOST: i32 = 3;
+
+impl JetStreamStore {
+    /// Blocks until this node holds the deployment's writer lease, then keeps
+    /// it renewed on the NATS thread.
+    ///
+    /// The lease is the one message of `sotto.lease.writer` in `SOTTO_LEASE`,
+    /// naming its holder (`NODE EPOCH`); every write of it names the sequence
+    /// it replaces, so two nodes never both take it. The holder renews it every
+    /// second. A standby takes it when its sequence has not changed for
+    /// [`LEASE_TTL`] by the standby's clock, and the holder writes nothing once
+    /// its last renewal is older than [`LEASE_GUARD`]: one writer at a time,
+    /// without trusting wall clocks. A holder that finds the lease taken (it
+    /// was paused, or cut off from NATS, longer than the TTL) exits with
+    /// [`EXIT_LEASE_LOST`]; its supervisor restarts it as a standby.
+    pub fn take_lease(&self, node: &str) -> Result<(), String> {
+        let mut epoch = [0u8; 8];
+        getrandom::getrandom(&mut epoch).map_err(|e| format!("random epoch: {e}"))?;
+        let value = format!("{node} {:016x}", u64::from_le_bytes(epoch));
+        let seq = self.rt.block_on(self.acquire(&value));
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        crate::log!(Info, "writer lease taken (node {node}); this node writes the deployment's state");
+        let (js, lease, renewed) = (self.js.clone(), self.lease.clone(), self.renewed.clone());
+        self.rt.spawn(keep_lease(js, lease, value, seq, renewed));
+        Ok(())
+    }
+
+    /// Waits until the lease is free or lapsed and takes it; returns its sequence.
+    async fn acquire(&self, value: &str) -> u64 {
+        // The sequence seen and since when (this node's monotonic clock).
+        let mut watched: Option<(u64, Instant)> = None;
+        let mut told = false;
+        loop {
+            let expected = match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
+                Ok(m) => {
+                    if !told {
+                        let holder = String::from_utf8_lossy(&m.payload);
+                        let holder = holder.split(' ').next().unwrap_or("?");
+                        crate::log!(
+                            Info,
+                            "standby: node {holder} writes; this node takes over when its writer lease lapses ({} s)",
+                            LEASE_TTL.as_secs()
+                        );
+                        told = true;
+                    }
+                    match watched {
+                        Some((seq, since)) if seq == m.sequence && since.elapsed() >= LEASE_TTL => Some(seq),
+                        Some((seq, _)) if seq == m.sequence => None,
+                        _ => {
+                            watched = Some((m.sequence, Instant::now()));
+                            None
+                        }
+                    }
+                }
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Some(0),
+                Err(e) => {
+                    // Not seen is not lapsed: watch again from the next reading.
+                    watched = None;
+                    crate::log!(Warn, "writer lease: cannot read it ({e}); retrying");
+                    None
+                }
+            };
+            if let Some(expected) = expected {
+                match publish_lease(&self.js, value, expected).await {
+                    Ok(seq) => return seq,
+                    Err(e) => {
+                        watched = None;
+                        crate::log!(Info, "writer lease: not taken ({e}); watching it again");
+                    }
+                }
+            }
+            tokio::time::sleep(LEASE_RENEW).await;
+        }
+    }
+
+    /// Whether this node may write now: it holds a lease renewed recently.
+    pub(super) fn writable(&self) -> Result<(), StoreError> {
+        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        match renewed {
+            Some(t) if t.elapsed() < LEASE_GUARD => Ok(()),
+            Some(_) => Err(unavailable("this node's writer lease is not renewed (NATS is slow or unreachable)")),
+            None => Err(unavailable("this node does not hold the writer lease")),
+        }
+    }
+}
+
+/// Writes the lease naming `expected` as the sequence it replaces; returns its sequence.
+async fn publish_lease(js: &jetstream::Context, value: &str, expected: u64) -> Result<u64, String> {
+    let msg = jetstream::message::PublishMessage::build()
+        .payload(bytes::Bytes::copy_from_slice(value.as_bytes()))
+        .expected_last_subject_sequence(expected);
+    let ack = js.send_publish(LEASE_SUBJECT, msg).await.map_err(|e| e.to_string())?;
+    match ack.await {
+        Ok(ack) => Ok(ack.sequence),
+        Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+            Err("another node wrote it first".to_owned())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Logs `why` and ends the process with [`EXIT_LEASE_LOST`]: another node
+/// writes the deployment's state.
+pub(super) fn leave(why: std::fmt::Arguments<'_>) -> ! {
+    crate::log!(Error, "{why}");
+    // At once, from this thread, while the loops run: exit(3)'s atexit
+    // handlers racing other threads can crash the process instead. Nothing
+    // is buffered: stderr is unbuffered, stdout flushed per line, and every
+    // store write is synchronous (what was acknowledged is stored).
+    // SAFETY: _exit ends the process; it touches no Rust state.
+    unsafe { libc::_exit(EXIT_LEASE_LOST) }
+}
+
+/// Renews the lease every second while this node holds it; exits the process
+/// with [`EXIT_LEASE_LOST`] when another node holds it.
+async fn keep_lease(
+    js: jetstream::Context,
+    lease: stream::Stream,
+    value: String,
+    mut seq: u64,
+    renewed: Arc<Mutex<Option<Instant>>>,
+) {
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        let started = Instant::now();
+        match publish_lease(&js, &value, seq).await {
+            Ok(next) => {
+                seq = next;
+                // Counted from before the write: never longer than the standby waits.
+                *renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+                continue;
+            }
+            Err(e) => crate::log!(Warn, "writer lease: renewal failed ({e}); writes get 503 until it is renewed"),
+        }
+        // A refusal or an unknown outcome: the lease's last message tells which.
+        match lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
+            Ok(m) if m.payload.as_ref() == value.as_bytes() => seq = m.sequence,
+            Ok(m) => {
+                let holder = String::from_utf8_lossy(&m.payload);
+                let holder = holder.split(' ').next().unwrap_or("?");
+                leave(format_args!(
+                    "writer lease lost: node {holder} took it (this node was paused or cut off from NATS longer than {} s); \
+                     exiting so that one node writes (status {EXIT_LEASE_LOST}; restart it as a standby)",
+                    LEASE_TTL.as_secs()
+                ))
+            }
+            Err(e) => crate::log!(Warn, "writer lease: cannot read it ({e}); retrying"),
+        }
+    }
+}
