@@ -266,7 +266,13 @@ struct Conn {
     /// tickets issued to it (wiped on drop, with the connection); None
     /// before the handshake and under `--no-resume`.
     resumption: Option<crate::ticket::ResumptionMaster>,
+    /// Answers to this connection waiting for a commit (see [`Core::read_allowance`]).
+    answers: u32,
 }
+
+/// A status reply as sealed on the wire: what most answers waiting for a
+/// commit cost when it lands (they all come out at once).
+const ANSWER_WIRE: usize = record::sealed_len(core::mem::size_of::<StatusReply>());
 
 /// What to send once a commit is durable (DESIGN §8: nothing is acknowledged
 /// before it is on disk).
@@ -307,6 +313,28 @@ pub(crate) enum Deferred {
         old: Box<crate::opcodes::UserRecord>,
         new: Box<crate::opcodes::UserRecord>,
     },
+}
+
+impl Deferred {
+    /// The connection the answer goes to.
+    fn conn(&self) -> ConnId {
+        match self {
+            Deferred::Reply { conn, .. }
+            | Deferred::Joined { conn, .. }
+            | Deferred::DmStored { conn, .. }
+            | Deferred::Accepted { conn, .. }
+            | Deferred::Bundle { conn, .. }
+            | Deferred::Offer { conn, .. }
+            | Deferred::Chunk { conn, .. }
+            | Deferred::Admin { conn, .. }
+            | Deferred::AccountDeleted { conn, .. }
+            | Deferred::Returned { conn, .. }
+            | Deferred::Resumed { conn }
+            | Deferred::Revoked { conn, .. }
+            | Deferred::SecretsRevoked { conn, .. }
+            | Deferred::SecretsStored { conn, .. } => *conn,
+        }
+    }
 }
 
 /// A DM delivered live, waiting for the recipient's acknowledgement.
@@ -582,6 +610,7 @@ impl Core {
             login_name: None,
             files: ConnFiles::default(),
             holding: false,
+            answers: 0,
             resumption: None,
         };
         self.conns.insert(id, conn);
@@ -624,6 +653,15 @@ impl Core {
         // Uploads wait for the disk, not in memory (PROTOCOL §10, "Flow").
         let uploading = c.files.uploading;
         if uploading >= UPLOAD_PENDING_MAX || (uploading > 0 && self.files.uploading >= UPLOAD_PENDING_TOTAL) {
+            return 0;
+        }
+        // A client that pipelines faster than it takes its answers, or than
+        // the disk or JetStream makes them durable, is slowed, not dropped as
+        // a slow consumer of its own answers: no input while its output
+        // holds half the bound, or while the answers waiting for a commit
+        // would fill a quarter of it when it lands.
+        let max = self.limits.max_output;
+        if c.out.len() + c.queued > max / 2 || c.answers as usize * ANSWER_WIRE >= max / 4 {
             return 0;
         }
         let room = self.limits.max_input.saturating_sub(c.deframer.buffered());
@@ -902,6 +940,9 @@ impl Core {
 
     /// Queues an answer for after this turn's commit is durable.
     pub(crate) fn defer(&mut self, d: Deferred) {
+        if let Some(c) = self.conns.get_mut(&d.conn()) {
+            c.answers = c.answers.saturating_add(1);
+        }
         self.deferred.push(d);
     }
 
@@ -1066,6 +1107,9 @@ impl Core {
         let (fail_code, cause) = not_durable(unavailable);
         let failed = &format!("{cause}: not yet durable; retried")[..];
         for d in answers {
+            if let Some(c) = self.conns.get_mut(&d.conn()) {
+                c.answers = c.answers.saturating_sub(1);
+            }
             match d {
                 Deferred::Reply { conn, msg_id, opcode, reason } if ok => {
                     self.reply(conn, msg_id, opcode, code::OK, reason, now_ms)

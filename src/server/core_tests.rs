@@ -699,3 +699,32 @@ fn a_room_message_is_sealed_once_for_every_other_member_session_and_not_past_a_b
     }
     assert_eq!(w.core().transmit(slow).unwrap().len(), held, "nothing more for the slow consumer");
 }
+
+#[test]
+fn a_client_pipelining_faster_than_its_commits_is_paused_not_dropped() {
+    // Found by W6 (make bench): a client pipelining room messages had every
+    // answer of a slow commit sealed at once, over its output bound, and was
+    // closed as a slow consumer of its own answers.
+    let limits = Limits { max_output: 1 << 20, rate: None, ..crate::server::fuzz::limits() };
+    let mut w = crate::server::fuzz::World::new_on(limits, Arc::new(crate::server::store::MemStore::default()));
+    let (alice, mut opener) = w.open(0).unwrap();
+    w.received(alice, &mut opener);
+    let now = w.now_ms();
+    let mut sent = 0u64;
+    while w.core().wants_read(alice, now) {
+        let mut say = SendRoomMessageS::request(1_000 + sent, 0);
+        say.head.set_room("lobby").unwrap();
+        assert!(w.dispatch(alice, say.as_bytes()));
+        sent += 1;
+        assert!(sent < 100_000, "still reading with {sent} answers waiting for a commit");
+    }
+    assert!(sent > 100, "paused after {sent} messages only");
+    assert_eq!(w.closing(alice), None);
+    // The commit lands: every answer goes out, and reading goes on.
+    w.settle();
+    assert_eq!(w.closing(alice), None, "its answers fit its output");
+    let answers = w.received(alice, &mut opener);
+    let ok = answers.iter().filter(|m| wire::header(m).unwrap().code.get() == code::OK).count();
+    assert_eq!(ok as u64, sent);
+    assert!(w.core().wants_read(alice, now));
+}
