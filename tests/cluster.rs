@@ -217,6 +217,10 @@ fn a_standby_takes_over_and_the_clients_follow() {
     writer.kill9();
     standby.wait_listening();
     assert_eq!(standby.addr, standby_addr);
+    // It followed the records as a standby: the takeover read nothing again.
+    let followed =
+        |l: &String| l.contains("records followed through sequence") && l.contains("loading them from memory");
+    assert!(standby.stderr.lock().unwrap().iter().any(followed), "{:?}", standby.stderr.lock().unwrap());
     for c in [&mut alice, &mut bob] {
         c.set_patience(Duration::from_secs(90));
         let v = c.wait_for("reconnected", |v| v["type"] == "reconnected");

@@ -21,7 +21,8 @@
 //! replayed as what they were.
 //!
 //! One node writes (`SOTTO_LEASE`, see [`JetStreamStore::take_lease`]): the
-//! others are standbys that take over when its lease lapses.
+//! others are standbys that follow the records in memory (`follow.rs`) and
+//! take over when its lease lapses.
 //!
 //! Invariant: a commit returns only after JetStream acknowledged every write
 //! with the stream's replicas; every write to `sotto.r.>` names the last
@@ -66,6 +67,8 @@ pub const PART: usize = 512 * 1024;
 const MAX_SUBJECT: usize = tickets::MAX_JOURNAL_FILE as usize;
 /// Header naming what a message of `sotto.r.>` is.
 const OP: &str = "Sotto-Op";
+#[path = "follow.rs"]
+mod follow;
 #[path = "lease.rs"]
 mod lease;
 use lease::leave;
@@ -138,6 +141,10 @@ pub struct JetStreamStore {
     /// When this node last renewed its writer lease (`None`: it holds none).
     renewed: Arc<Mutex<Option<Instant>>>,
     lease: stream::Stream,
+    /// A standby's follower of the records, until this node writes.
+    follower: Mutex<Option<follow::Follower>>,
+    /// The followed records start-up loads from, until this node's first write.
+    served: Mutex<Option<BTreeMap<String, Loaded>>>,
     shown: String,
 }
 
@@ -150,6 +157,7 @@ fn corrupt(subject: &str, why: &'static str) -> StoreError {
 }
 
 /// A subject's content as loaded, and its last sequence.
+#[derive(Clone)]
 struct Loaded {
     content: Vec<u8>,
     /// An unfinished replace: its bytes so far and the parts still to come.
@@ -276,6 +284,8 @@ impl JetStreamStore {
             connected,
             renewed: Arc::new(Mutex::new(None)),
             lease,
+            follower: Mutex::new(None),
+            served: Mutex::new(None),
             shown,
         })
     }
@@ -294,21 +304,11 @@ impl JetStreamStore {
     }
 
     fn load_once(&self, filter: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
-        let loaded = self.rt.block_on(async {
-            if self.by_get.load(Ordering::SeqCst) {
-                return self.read_by_get(filter).await;
-            }
-            match self.read_by_consumer(filter).await {
-                Err(StoreError::Unavailable { why }) => {
-                    // nats-server 2.9 may place the ephemeral consumer on a
-                    // replica that is down; the stream leader answers gets.
-                    crate::log!(Info, "loading {filter}: {why}; reading message by message from now on");
-                    self.by_get.store(true, Ordering::SeqCst);
-                    self.read_by_get(filter).await
-                }
-                other => other,
-            }
-        })?;
+        // A standby that took over has the records in memory already.
+        let loaded = match self.followed(filter) {
+            Some(followed) => followed,
+            None => self.read(filter)?,
+        };
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeMap::new();
         for (subject, l) in loaded {
@@ -324,6 +324,26 @@ impl JetStreamStore {
             }
         }
         Ok(out)
+    }
+
+    /// Reads `filter`'s messages from JetStream: through a consumer, or
+    /// message by message once a consumer did not come up.
+    fn read(&self, filter: &str) -> Result<BTreeMap<String, Loaded>, StoreError> {
+        self.rt.block_on(async {
+            if self.by_get.load(Ordering::SeqCst) {
+                return self.read_by_get(filter).await;
+            }
+            match self.read_by_consumer(filter).await {
+                Err(StoreError::Unavailable { why }) => {
+                    // nats-server 2.9 may place the ephemeral consumer on a
+                    // replica that is down; the stream leader answers gets.
+                    crate::log!(Info, "loading {filter}: {why}; reading message by message from now on");
+                    self.by_get.store(true, Ordering::SeqCst);
+                    self.read_by_get(filter).await
+                }
+                other => other,
+            }
+        })
     }
 
     /// Reads `filter`'s messages through an ordered consumer: one request for all.
@@ -424,6 +444,7 @@ impl JetStreamStore {
     /// its sequence. A rollup drops the subject's earlier messages.
     async fn publish(&self, subject: &str, op: &str, payload: &[u8], rollup: bool) -> Result<u64, StoreError> {
         self.writable()?;
+        self.drop_followed();
         let expected = self.expected(subject).await?;
         let mut msg = jetstream::message::PublishMessage::build()
             .payload(bytes::Bytes::copy_from_slice(payload))

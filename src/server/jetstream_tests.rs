@@ -103,3 +103,17 @@ fn subjects_name_their_ids_in_hex() {
     assert_eq!(chunk_subject(1, 7), "sotto.c.0000000000000001.7");
     assert_eq!(room_subject("lobby"), "sotto.r.room.lobby");
 }
+
+#[test]
+fn the_followed_state_is_selected_as_nats_filters_match() {
+    let mut subjects = BTreeMap::new();
+    for s in ["sotto.r.q.01", "sotto.r.q.02", "sotto.r.qx.03", "sotto.r.room.lobby", "sotto.r.data.contacts"] {
+        subjects.insert(s.to_owned(), replay(&[("R1", s.as_bytes())]).unwrap());
+    }
+    let names = |filter: &str| follow::select(&subjects, filter).into_keys().collect::<Vec<_>>();
+    assert_eq!(names("sotto.r.q.*"), ["sotto.r.q.01", "sotto.r.q.02"], "not the prefix of another kind");
+    assert_eq!(names("sotto.r.room.*"), ["sotto.r.room.lobby"]);
+    assert_eq!(names("sotto.r.data.contacts"), ["sotto.r.data.contacts"]);
+    assert!(names("sotto.r.data.retired").is_empty());
+    assert_eq!(follow::select(&subjects, "sotto.r.q.01")["sotto.r.q.01"].content, b"sotto.r.q.01");
+}

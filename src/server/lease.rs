@@ -46,11 +46,13 @@ impl JetStreamStore {
         let mut epoch = [0u8; 8];
         getrandom::getrandom(&mut epoch).map_err(|e| format!("random epoch: {e}"))?;
         let value = format!("{node} {:016x}", u64::from_le_bytes(epoch));
+        self.start_following();
         let seq = self.rt.block_on(self.acquire(&value));
         *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         crate::log!(Info, "writer lease taken (node {node}); this node writes the deployment's state");
         let (js, lease, renewed) = (self.js.clone(), self.lease.clone(), self.renewed.clone());
         self.rt.spawn(keep_lease(js, lease, value, seq, renewed));
+        self.settle_followed();
         Ok(())
     }
 

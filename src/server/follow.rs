@@ -1,0 +1,206 @@
+//! A standby follows the deployment's records (DESIGN §8, "Cluster"): from
+//! the moment it connects, it reads the records stream through an ordered
+//! consumer and keeps reading every write the writer makes, replaying each
+//! subject's operations as loading does. When it takes the writer lease it
+//! waits until it has applied the stream's last sequence, and start-up then
+//! loads from that state in memory instead of reading JetStream again: a
+//! takeover costs the lease's TTL and the parsing, not a read of the whole
+//! state, and does not depend on a consumer coming up while a NATS server is
+//! down.
+//!
+//! Invariant: what is served from the followed state is exactly what a load
+//! after the takeover would read, because it is the stream's messages up to
+//! its last sequence once this node holds the lease, replayed in order; any
+//! write of this node's makes it stale, and it is dropped at the first.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{consumer, stream};
+use futures_util::StreamExt;
+
+use super::{apply_loaded, JetStreamStore, Loaded, CONSUMER_TIMEOUT};
+
+/// How long a new writer waits for its follower to reach the stream's last
+/// sequence before it loads the state from JetStream instead.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(20);
+
+/// The records as followed so far.
+#[derive(Default)]
+pub(super) struct Followed {
+    subjects: BTreeMap<String, Loaded>,
+    /// The last stream sequence applied (0: none).
+    applied: u64,
+    /// Following stopped on a record that does not replay: loading reports it.
+    broken: Option<String>,
+}
+
+/// The followed records and the task following them.
+pub(super) type Follower = (Arc<Mutex<Followed>>, tokio::task::JoinHandle<()>);
+
+impl JetStreamStore {
+    /// Starts following the records stream on the NATS thread.
+    pub(super) fn start_following(&self) {
+        let state = Arc::new(Mutex::new(Followed::default()));
+        let task = self.rt.spawn(follow(self.records.clone(), state.clone()));
+        *self.follower.lock().unwrap_or_else(|e| e.into_inner()) = Some((state, task));
+    }
+
+    /// This node holds the lease: once the follower has applied the stream's
+    /// last sequence, its state is what start-up loads (`served`); otherwise
+    /// start-up reads JetStream as without it. The follower stops either way.
+    pub(super) fn settle_followed(&self) {
+        let Some((state, task)) = self.follower.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let target = self.rt.block_on(async {
+            let deadline = Instant::now() + CATCH_UP_PATIENCE;
+            loop {
+                let info = tokio::time::timeout(super::REQUEST_TIMEOUT, self.records.get_info()).await;
+                match info {
+                    Ok(Ok(info)) => return Some(info.state.last_sequence),
+                    Ok(Err(e)) => crate::log!(Warn, "records stream: {e}; retrying"),
+                    Err(_) => crate::log!(Warn, "records stream: no answer; retrying"),
+                }
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let reached = target.and_then(|target| {
+            self.rt.block_on(async {
+                let deadline = Instant::now() + CATCH_UP_PATIENCE;
+                loop {
+                    {
+                        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(why) = &s.broken {
+                            crate::log!(Warn, "following the records stopped ({why}); loading them from JetStream");
+                            return None;
+                        }
+                        if s.applied >= target {
+                            return Some(target);
+                        }
+                    }
+                    if Instant::now() >= deadline {
+                        let applied = state.lock().unwrap_or_else(|e| e.into_inner()).applied;
+                        crate::log!(
+                            Warn,
+                            "followed the records to sequence {applied} of {target} in {} s; loading them from JetStream",
+                            CATCH_UP_PATIENCE.as_secs()
+                        );
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        });
+        task.abort();
+        if let Some(target) = reached {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            crate::log!(
+                Info,
+                "records followed through sequence {target} ({} subjects): loading them from memory",
+                s.subjects.len()
+            );
+            *self.served.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::mem::take(&mut s.subjects));
+        }
+    }
+
+    /// The followed subjects `filter` names, when start-up is served from
+    /// the followed state.
+    pub(super) fn followed(&self, filter: &str) -> Option<BTreeMap<String, Loaded>> {
+        self.served.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|subjects| select(subjects, filter))
+    }
+
+    /// This node wrote: the followed state is stale from now on.
+    pub(super) fn drop_followed(&self) {
+        self.served.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// The subjects `filter` names: `sotto.r.KIND.*` (one token after the
+/// prefix, as NATS matches it) or one subject.
+pub(super) fn select(subjects: &BTreeMap<String, Loaded>, filter: &str) -> BTreeMap<String, Loaded> {
+    let Some(prefix) = filter.strip_suffix('*') else {
+        return subjects.get_key_value(filter).map(|(s, l)| (s.clone(), l.clone())).into_iter().collect();
+    };
+    subjects
+        .range(prefix.to_owned()..)
+        .take_while(|(s, _)| s.starts_with(prefix))
+        .filter(|(s, _)| !s[prefix.len()..].contains('.'))
+        .map(|(s, l)| (s.clone(), l.clone()))
+        .collect()
+}
+
+/// Reads the records stream from its start, then every new message, into
+/// `state`, for as long as the task runs; a consumer that fails is created
+/// again from the next sequence.
+async fn follow(records: stream::Stream, state: Arc<Mutex<Followed>>) {
+    // Whether the last attempt succeeded (the first failure of a run is logged).
+    let mut told = true;
+    let mut said_start = false;
+    loop {
+        let next = state.lock().unwrap_or_else(|e| e.into_inner()).applied.saturating_add(1);
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: "sotto.r.>".to_owned(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+            ..Default::default()
+        };
+        let consumer = match tokio::time::timeout(CONSUMER_TIMEOUT, records.create_consumer(config)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                retry(&mut told, e.to_string()).await;
+                continue;
+            }
+            Err(_) => {
+                retry(&mut told, format!("no consumer within {} s", CONSUMER_TIMEOUT.as_secs())).await;
+                continue;
+            }
+        };
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                retry(&mut told, e.to_string()).await;
+                continue;
+            }
+        };
+        if !said_start {
+            crate::log!(
+                Info,
+                "following the deployment's records (loaded from memory once this node holds the writer lease)"
+            );
+            said_start = true;
+        }
+        told = true;
+        while let Some(msg) = messages.next().await {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    crate::log!(Info, "following the records: {e}; reading on from where it stopped");
+                    break;
+                }
+            };
+            let Ok(info) = msg.info() else { continue };
+            let seq = info.stream_sequence;
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if seq <= s.applied {
+                continue;
+            }
+            if let Err(e) = apply_loaded(&mut s.subjects, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload, seq)
+            {
+                s.broken = Some(e.to_string());
+                return;
+            }
+            s.applied = seq;
+        }
+    }
+}
+
+/// Logs a failed attempt to follow (the first of a run of them) and waits a second.
+async fn retry(told: &mut bool, why: String) {
+    if *told {
+        crate::log!(Info, "standby: cannot follow the records now ({why}); retrying every second");
+        *told = false;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
