@@ -1371,6 +1371,7 @@ impl Core {
         match code {
             code::RATE_LIMITED => self.count("rate limited (429)"),
             code::INSUFFICIENT_STORAGE => self.count("storage failed (507)"),
+            code::SERVICE_UNAVAILABLE => self.count("cluster storage unreachable (503)"),
             code::MAILBOX_FULL => self.count("mailbox full (508)"),
             code::UNAUTHORIZED => self.count("unauthorized (401)"),
             _ => {}

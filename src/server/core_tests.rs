@@ -728,3 +728,23 @@ fn a_client_pipelining_faster_than_its_commits_is_paused_not_dropped() {
     assert_eq!(ok as u64, sent);
     assert!(w.core().wants_read(alice, now));
 }
+
+#[test]
+fn refusals_for_an_unreachable_cluster_are_answered_503_and_counted() {
+    let store = Arc::new(crate::server::store::MemStore::default());
+    let limits = Limits { rate: None, ..crate::server::fuzz::limits() };
+    let mut w = crate::server::fuzz::World::new_on(limits, store.clone());
+    let (alice, mut opener) = w.open(0).unwrap();
+    w.received(alice, &mut opener);
+    w.core().take_summary();
+    store.fail_next_commits_unavailable(1);
+    let mut say = SendRoomMessageS::request(500, 0);
+    say.head.set_room("lobby").unwrap();
+    assert!(w.dispatch(alice, say.as_bytes()));
+    w.commit();
+    let got = w.received(alice, &mut opener);
+    assert_eq!(got.len(), 1);
+    assert_eq!(wire::header(&got[0]).unwrap().code.get(), code::SERVICE_UNAVAILABLE);
+    let summary = w.core().take_summary().unwrap_or_default();
+    assert!(summary.contains("cluster storage unreachable (503) 1"), "{summary}");
+}

@@ -632,6 +632,8 @@ pub struct MemStore {
     files: std::sync::Mutex<std::collections::HashMap<u64, MemFile>>,
     /// Tests: the next commits fail while this is non-zero (counting down).
     fail_commits: std::sync::atomic::AtomicU32,
+    /// Tests: they fail as an unreachable cluster would (503), not a disk (507).
+    fail_unavailable: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(any(test, fuzzing))]
@@ -639,6 +641,12 @@ impl MemStore {
     /// The next `n` commits fail (and write nothing), as on a full disk.
     pub fn fail_next_commits(&self, n: u32) {
         self.fail_commits.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next `n` commits fail as with the cluster's storage unreachable.
+    pub fn fail_next_commits_unavailable(&self, n: u32) {
+        self.fail_unavailable.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.fail_next_commits(n);
     }
 
     /// Tests: the bytes of file `id`'s chunk file, if it has one.
@@ -734,6 +742,9 @@ impl Store for MemStore {
         let failing = self.fail_commits.load(std::sync::atomic::Ordering::SeqCst);
         if failing > 0 {
             self.fail_commits.store(failing - 1, std::sync::atomic::Ordering::SeqCst);
+            if self.fail_unavailable.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable { why: "no NATS connection".to_owned() });
+            }
             return Err(StoreError::Io { path: PathBuf::from("memstore"), source: io::Error::other("disk full") });
         }
         if let Ok(mut m) = self.files.lock() {
