@@ -274,6 +274,10 @@ fn serve(args: Args) -> Result<(), String> {
         );
     }
     let served = event_loop::run(listener, admin, core, pool, signals, outputs).map_err(|e| format!("event loop: {e}"));
+    if served.is_ok() {
+        // A cluster node's standby takes over now, not once the lease lapses.
+        store_arc.release();
+    }
     // sottoctl then says no server is running, not that it refused.
     let _ = std::fs::remove_file(&admin_path);
     served

@@ -235,9 +235,9 @@ fn a_standby_takes_over_and_the_clients_follow() {
 }
 
 #[test]
-fn a_writer_paused_past_its_lease_exits_and_the_standby_writes() {
+fn a_writer_paused_past_its_lease_exits_and_the_standby_writes_then_hands_over_at_its_stop() {
     use nix::sys::signal::Signal;
-    let (_nats, dir, mut writer, mut standby) = writer_and_standby("cluster-lease");
+    let (nats, dir, mut writer, mut standby) = writer_and_standby("cluster-lease");
     writer.signal(Signal::SIGSTOP);
     standby.wait_listening();
     writer.signal(Signal::SIGCONT);
@@ -245,6 +245,19 @@ fn a_writer_paused_past_its_lease_exits_and_the_standby_writes() {
     // The new writer serves and writes.
     let mut alice = user_at(&standby.addr, &dir, "alice", &[]);
     ok(&alice.run("/create lobby lobby-password", "create"), "create");
+    ok(&alice.run("/say lobby from b", "say"), "say");
+
+    // Restarted by its supervisor, node a is a standby; node b stopped
+    // cleanly gives up the lease, and a takes it at once, not after 5 s.
+    let mut a = standby_node(&dir.join("node-a"), "127.0.0.1:0", &nats, "a");
+    let b_log = standby.stderr.clone();
+    assert!(standby.stop().success());
+    assert!(b_log.lock().unwrap().iter().any(|l| l.contains("writer lease released: a standby takes over at once")));
+    a.wait_listening();
+    let took = |l: &String| l.contains("writer lease released by node b at its stop: taking it");
+    assert!(a.stderr.lock().unwrap().iter().any(took), "{:?}", a.stderr.lock().unwrap());
+    let mut dave = user_at(&a.addr, &dir, "dave", &[]);
+    assert_eq!(join_history(&mut dave, "/join lobby lobby-password", "lobby"), ["from b"]);
 }
 
 /// Writes `subject`'s last message again, as another node would: the same

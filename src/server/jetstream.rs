@@ -140,12 +140,32 @@ pub struct JetStreamStore {
     connected: Arc<AtomicBool>,
     /// When this node last renewed its writer lease (`None`: it holds none).
     renewed: Arc<Mutex<Option<Instant>>>,
+    /// Record writes on their way (a release waits for them).
+    publishing: Arc<std::sync::atomic::AtomicUsize>,
+    /// The lease this node holds (its value) and the task renewing it.
+    held: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
     lease: stream::Stream,
     /// A standby's follower of the records, until this node writes.
     follower: Mutex<Option<follow::Follower>>,
     /// The followed records start-up loads from, until this node's first write.
     served: Mutex<Option<BTreeMap<String, Loaded>>>,
     shown: String,
+}
+
+/// Counts a record write on its way while it lives.
+struct Publishing(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Publishing {
+    fn start(count: &Arc<std::sync::atomic::AtomicUsize>) -> Publishing {
+        count.fetch_add(1, Ordering::SeqCst);
+        Publishing(count.clone())
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn unavailable(what: impl std::fmt::Display) -> StoreError {
@@ -283,6 +303,8 @@ impl JetStreamStore {
             by_get: AtomicBool::new(false),
             connected,
             renewed: Arc::new(Mutex::new(None)),
+            publishing: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            held: Mutex::new(None),
             lease,
             follower: Mutex::new(None),
             served: Mutex::new(None),
@@ -443,6 +465,7 @@ impl JetStreamStore {
     /// Publishes one message of `subject`, naming the last sequence; returns
     /// its sequence. A rollup drops the subject's earlier messages.
     async fn publish(&self, subject: &str, op: &str, payload: &[u8], rollup: bool) -> Result<u64, StoreError> {
+        let _on_its_way = Publishing::start(&self.publishing);
         self.writable()?;
         self.drop_followed();
         let expected = self.expected(subject).await?;
@@ -830,6 +853,10 @@ impl Store for JetStreamStore {
             }
             Ok(out)
         })
+    }
+
+    fn release(&self) {
+        self.release_lease();
     }
 
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError> {

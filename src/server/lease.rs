@@ -22,9 +22,14 @@ const LEASE_SUBJECT: &str = "sotto.lease.writer";
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
 /// The writer renews its lease this often.
 const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// A standby reads the lease this often (a released one is taken at once).
+const LEASE_WATCH: Duration = Duration::from_millis(250);
 /// The writer writes only while its last renewal is younger than this: it
 /// stops a second before any standby may take over.
 const LEASE_GUARD: Duration = Duration::from_secs(4);
+/// How a lease given up at a clean stop begins (`released: NODE EPOCH`; a
+/// node name has no colon).
+const RELEASED: &str = "released:";
 /// Exit status of a writer that found its lease taken, or a record written by
 /// another node (a supervisor restarts it as a standby).
 pub const EXIT_LEASE_LOST: i32 = 3;
@@ -51,7 +56,8 @@ impl JetStreamStore {
         *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         crate::log!(Info, "writer lease taken (node {node}); this node writes the deployment's state");
         let (js, lease, renewed) = (self.js.clone(), self.lease.clone(), self.renewed.clone());
-        self.rt.spawn(keep_lease(js, lease, value, seq, renewed));
+        let keeper = self.rt.spawn(keep_lease(js, lease, value.clone(), seq, renewed));
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some((value, keeper));
         self.settle_followed();
         Ok(())
     }
@@ -61,8 +67,16 @@ impl JetStreamStore {
         // The sequence seen and since when (this node's monotonic clock).
         let mut watched: Option<(u64, Instant)> = None;
         let mut told = false;
+        // The last reading failed (said once per run of failures).
+        let mut unreadable = false;
         loop {
             let expected = match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
+                Ok(m) if m.payload.starts_with(RELEASED.as_bytes()) => {
+                    let holder = String::from_utf8_lossy(&m.payload[RELEASED.len()..]);
+                    let holder = holder.split_whitespace().next().unwrap_or("?").to_owned();
+                    crate::log!(Info, "writer lease released by node {holder} at its stop: taking it");
+                    Some(m.sequence)
+                }
                 Ok(m) => {
                     if !told {
                         let holder = String::from_utf8_lossy(&m.payload);
@@ -87,10 +101,16 @@ impl JetStreamStore {
                 Err(e) => {
                     // Not seen is not lapsed: watch again from the next reading.
                     watched = None;
-                    crate::log!(Warn, "writer lease: cannot read it ({e}); retrying");
+                    if !unreadable {
+                        crate::log!(Warn, "writer lease: cannot read it ({e}); retrying");
+                    }
+                    unreadable = true;
                     None
                 }
             };
+            if watched.is_some() {
+                unreadable = false;
+            }
             if let Some(expected) = expected {
                 match publish_lease(&self.js, value, expected).await {
                     Ok(seq) => return seq,
@@ -100,8 +120,51 @@ impl JetStreamStore {
                     }
                 }
             }
-            tokio::time::sleep(LEASE_RENEW).await;
+            tokio::time::sleep(LEASE_WATCH).await;
         }
+    }
+
+    /// Gives up the lease at a clean stop (its last commit done): it stops
+    /// renewing it, writes nothing more, and marks it released
+    /// ([`RELEASED`]), which a standby takes at its next look, within a
+    /// second, instead of waiting [`LEASE_TTL`] for it to lapse.
+    pub(super) fn release_lease(&self) {
+        let Some((value, keeper)) = self.held.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        keeper.abort();
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let released = format!("{RELEASED} {value}");
+        self.rt.block_on(async {
+            // No write starts now (not writable); one already on its way
+            // lands before the lease says released, or times out.
+            let deadline = Instant::now() + super::REQUEST_TIMEOUT + Duration::from_secs(1);
+            while self.publishing.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // A renewal already on its way when the keeper stopped may land
+            // first: then the lease's sequence moved, and it is read again.
+            for _ in 0..3 {
+                match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
+                    Ok(m) if m.payload.as_ref() == value.as_bytes() => {
+                        match publish_lease(&self.js, &released, m.sequence).await {
+                            Ok(_) => {
+                                crate::log!(Info, "writer lease released: a standby takes over at once");
+                                return;
+                            }
+                            Err(e) => crate::log!(Warn, "writer lease: not released ({e}); reading it again"),
+                        }
+                    }
+                    // Another node's already: nothing to give up.
+                    Ok(_) => return,
+                    Err(e) => crate::log!(Warn, "writer lease: cannot read it to release it ({e})"),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            crate::log!(
+                Warn,
+                "writer lease not released: a standby takes over once it lapses ({} s)",
+                LEASE_TTL.as_secs()
+            );
+        });
     }
 
     /// Whether this node may write now: it holds a lease renewed recently.

@@ -143,6 +143,9 @@ pub trait Store: Send + Sync {
     /// Applies one loop turn's changes durably, in order: replaced files
     /// atomically, appends fsync'd, then one fsync per directory touched.
     fn commit(&self, writes: &[Change]) -> Result<(), StoreError>;
+    /// The server stopped cleanly, its last commit done: a cluster node gives
+    /// up its writer lease, so that a standby takes over at once.
+    fn release(&self) {}
 }
 
 /// Seals a record: sets magic, version and checksum.
