@@ -20,8 +20,9 @@ rewrites that file (docs/BENCHMARKS.md) with the machine, the versions, the
 peer configurations and the results.
 
   --quick        a shorter run (under 3 minutes): fewer connections, shorter steps
-  --only LIST    only these workloads (micro, seal, W1 ... W9, threads, cluster),
-                 comma-separated; cluster starts three nats-server processes
+  --only LIST    only these workloads (micro, seal, W1 ... W9, threads, cluster,
+                 failover), comma-separated; cluster and failover start three
+                 nats-server processes
   --no-peers     sottod only (no ngircd, no InspIRCd)
   --report PATH  write the Markdown report there";
 
@@ -124,8 +125,11 @@ fn run(args: &Args) -> io::Result<()> {
         println!("{name} took {:.0} s", t.elapsed().as_secs_f64());
     }
     // Indicative sections: sottod unpinned, the generator niced.
-    let sections: [(&str, Step); 2] =
-        [("threads", sotto_bench::threads::threads), ("cluster", sotto_bench::threads::cluster)];
+    let sections: [(&str, Step); 3] = [
+        ("threads", sotto_bench::threads::threads),
+        ("cluster", sotto_bench::threads::cluster),
+        ("failover", sotto_bench::w9::cluster_failover),
+    ];
     for (name, f) in sections {
         if !want(name) {
             continue;

@@ -102,6 +102,58 @@ impl Sottod {
         Ok(())
     }
 
+    /// A standby node of `writer`'s cluster (`--cluster fresh` started it),
+    /// with `extra` besides: returns once it says `standby ADDR` (its address,
+    /// bound, refuses connections until it takes over) and a channel that
+    /// gets the moment it says `listening`.
+    pub fn start_standby(
+        writer: &Sottod,
+        cpu: Option<usize>,
+        extra: &[&str],
+    ) -> std::io::Result<(Sottod, std::sync::mpsc::Receiver<std::time::Instant>)> {
+        let urls = writer._nats.as_ref().map(|n| n.urls()).ok_or_else(|| std::io::Error::other("not a cluster"))?;
+        let data = TempDir::new("standby")?;
+        let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        flags.extend(["--cluster".to_string(), urls]);
+        if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
+            flags.extend(["--log-level".to_string(), level]);
+        }
+        let bin = sys::bin_dir().join("sottod");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(&data.0)
+            .arg("--key")
+            .arg(sotto::build_info::BUILD_KEY_PATH)
+            .args(&flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = sys::spawn_pinned(&mut cmd, cpu)?;
+        let mut out = BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let addr =
+            line.trim().strip_prefix("standby ").and_then(|a| a.parse().ok()).ok_or_else(|| {
+                std::io::Error::other(format!("{} did not start as a standby: {line:?}", bin.display()))
+            })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while out.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line.starts_with("listening ") {
+                    let _ = tx.send(std::time::Instant::now());
+                }
+                line.clear();
+            }
+        });
+        Ok((Sottod { child, addr, data, flags, cpu, _nats: None }, rx))
+    }
+
+    /// Sends `sig` to sottod (SIGKILL: a crash; SIGTERM: a clean stop).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig);
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

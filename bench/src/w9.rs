@@ -14,9 +14,10 @@ use sotto::ticket::HeldTicket;
 
 use crate::proto::Session;
 use crate::report::{rate, Report};
-use crate::server::Sottod;
+use crate::server::{Sottod, FRESH_CLUSTER};
 use crate::stats::{us, Samples};
 use crate::work::{self, err, login_all, names, register_all, Ctx, CHEAP_KDF};
+use nix::sys::signal::Signal;
 
 /// The client's first reconnection delay is uniform in [0, JITTER].
 const JITTER: Duration = Duration::from_secs(2);
@@ -110,19 +111,34 @@ fn row(r: &mut Report, s: usize, label: &str, st: &Storm, scale: Option<f64>) {
 fn storm(ctx: &Ctx, n: usize, resume: bool) -> io::Result<Storm> {
     let flags: &[&str] = if resume { CHEAP_KDF } else { &["--no-resume"] };
     let mut srv = Sottod::start(ctx.server_cpu, flags)?;
+    let addr = srv.addr;
+    run_storm(ctx, n, resume, addr, || {
+        srv.kill_and_restart()?;
+        Ok(srv.addr)
+    })
+}
+
+/// `n` sessions (and a probe) logged in at `addr`; `disrupt` ends the
+/// server there and says where they come back; then every session comes back.
+fn run_storm(
+    ctx: &Ctx,
+    n: usize,
+    resume: bool,
+    addr: SocketAddr,
+    disrupt: impl FnOnce() -> io::Result<SocketAddr>,
+) -> io::Result<Storm> {
     let users = names("w9u", n.div_ceil(100));
-    register_all(ctx, srv.addr, &users)?;
+    register_all(ctx, addr, &users)?;
     // One more session than the storm: the probe.
-    let mut sessions = login_all(ctx, srv.addr, &users, n + 1)?;
+    let mut sessions = login_all(ctx, addr, &users, n + 1)?;
     let tickets: Vec<Option<HeldTicket>> = if resume {
         sessions.iter_mut().map(|s| s.take_ticket(Duration::from_secs(10)).map(Some)).collect::<io::Result<_>>()?
     } else {
         vec![None; n + 1]
     };
     let killed = Instant::now();
-    srv.kill_and_restart()?;
+    let addr = disrupt()?;
     drop(sessions);
-    let addr = srv.addr;
     // The probe comes back first, then pings through the storm.
     let (mut probe, _) = back(ctx, addr, &users[0], tickets[n].as_ref())?;
     let stop = AtomicBool::new(false);
@@ -202,4 +218,59 @@ fn back(ctx: &Ctx, addr: SocketAddr, user: &str, ticket: Option<&HeldTicket>) ->
             Err(e) => return Err(e),
         }
     }
+}
+
+/// W9 in cluster mode: the sessions on the writer of two nodes, which is
+/// killed (SIGKILL: its lease lapses) or stopped (SIGTERM: it releases its
+/// lease), and every session back on the standby that takes over.
+pub fn cluster_failover(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
+    let s = r.section(
+        "Failover storm on JetStream (--cluster, indicative)",
+        "W9's storm across a takeover: two sottod nodes on three NATS servers (loopback, R3), the sessions \
+         (100 per account, with resumption) on the writer; the writer is killed with SIGKILL (the standby \
+         takes over once the writer lease lapses, 5 s) or stopped with SIGTERM (it releases the lease and \
+         the standby takes it at its next look, within 250 ms). The standby has followed the records \
+         meanwhile and loads them from memory. Each session then comes back to the standby's address, \
+         after W9's random delay, and resumes with its ticket there (the ticket keys and journal are in \
+         JetStream). Times are from the signal; `standby serves` is when the standby said `listening`. \
+         Both nodes run on the server's core, the NATS servers are not pinned.",
+        &["writer", "sessions", "resumed", "standby serves", "50% back", "99% back", "100% back", "probe p99"],
+    );
+    let n = if ctx.quick { 1_000 } else { 10_000 };
+    for (label, sig) in [("killed (SIGKILL)", Signal::SIGKILL), ("stopped (SIGTERM)", Signal::SIGTERM)] {
+        let node = |name| [CHEAP_KDF, &["--cluster-replicas", "3", "--node", name]].concat();
+        let writer = Sottod::start(ctx.server_cpu, &[node("a").as_slice(), &["--cluster", FRESH_CLUSTER]].concat())?;
+        let (standby, listening) = Sottod::start_standby(&writer, ctx.server_cpu, &node("b"))?;
+        let mut signalled = None;
+        let st = run_storm(ctx, n, true, writer.addr, || {
+            signalled = Some(Instant::now());
+            writer.signal(sig);
+            Ok(standby.addr)
+        })?;
+        let serves = match (signalled, listening.recv_timeout(Duration::from_secs(60))) {
+            (Some(at), Ok(up)) => ms(up.saturating_duration_since(at)),
+            _ => return Err(err("the standby never said `listening`")),
+        };
+        let key = if sig == Signal::SIGKILL { "kill" } else { "stop" };
+        r.fig(&format!("failover.{key}.n"), st.n as f64);
+        r.fig(&format!("failover.{key}.serves_ms"), serves);
+        r.fig(&format!("failover.{key}.p99_ms"), ms(st.at(99.0)));
+        r.row(
+            s,
+            vec![
+                label.into(),
+                rate(st.n as f64),
+                rate(st.resumed as f64),
+                format!("{serves:.0} ms"),
+                format!("{:.0} ms", ms(st.at(50.0))),
+                format!("{:.0} ms", ms(st.at(99.0))),
+                format!("{:.0} ms", ms(st.at(100.0))),
+                us(st.probe.clone().percentile(99.0)),
+            ],
+        );
+        // The standby first: the writer holds the NATS servers.
+        drop(standby);
+        drop(writer);
+    }
+    Ok(())
 }

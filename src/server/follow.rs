@@ -21,7 +21,10 @@ use async_nats::jetstream::{consumer, stream};
 use futures_util::StreamExt;
 
 use super::{apply_loaded, JetStreamStore, Loaded, CONSUMER_TIMEOUT};
+use crate::server::store::StoreError;
 
+/// How often a follower that has read every message asks for the next.
+const FOLLOW_POLL: Duration = Duration::from_millis(20);
 /// How long a new writer waits for its follower to reach the stream's last
 /// sequence before it loads the state from JetStream instead.
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(20);
@@ -95,15 +98,48 @@ impl JetStreamStore {
             })
         });
         task.abort();
-        if let Some(target) = reached {
-            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            crate::log!(
-                Info,
-                "records followed through sequence {target} ({} subjects): loading them from memory",
-                s.subjects.len()
-            );
-            *self.served.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::mem::take(&mut s.subjects));
+        let Some(target) = reached else { return };
+        let mut subjects = std::mem::take(&mut state.lock().unwrap_or_else(|e| e.into_inner()).subjects);
+        match self.rt.block_on(self.check_followed(&mut subjects)) {
+            Ok(reread) => {
+                crate::log!(
+                    Info,
+                    "records followed through sequence {target} ({} subjects, {reread} read again): \
+                     loading them from memory",
+                    subjects.len()
+                );
+                *self.served.lock().unwrap_or_else(|e| e.into_inner()) = Some(subjects);
+            }
+            Err(e) => crate::log!(Warn, "checking the followed records: {e}; loading them from JetStream"),
         }
+    }
+
+    /// Compares each followed subject's count of messages with the
+    /// stream's, and reads the subjects that differ again, message by
+    /// message: a consumer following a clustered stream while it is written
+    /// was seen to skip a message now and then (nats-server 2.9.10, two
+    /// publishes at once), and a replace of parts may not have deleted its
+    /// older messages yet. Returns how many subjects were read again.
+    async fn check_followed(&self, subjects: &mut BTreeMap<String, Loaded>) -> Result<usize, StoreError> {
+        let mut stream: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        let mut info = self.records.info_with_subjects("sotto.r.>").await.map_err(super::unavailable)?;
+        while let Some(entry) = info.next().await {
+            let (subject, n) = entry.map_err(super::unavailable)?;
+            stream.insert(subject, n as u64);
+        }
+        let mut differ: Vec<String> = subjects
+            .iter()
+            .filter(|(s, l)| stream.get(*s).copied().unwrap_or(0) != l.count)
+            .map(|(s, _)| s.clone())
+            .collect();
+        differ.extend(stream.keys().filter(|s| !subjects.contains_key(*s)).cloned());
+        for subject in &differ {
+            match self.read_by_get(subject).await?.remove(subject) {
+                Some(loaded) => subjects.insert(subject.clone(), loaded),
+                None => subjects.remove(subject),
+            };
+        }
+        Ok(differ.len())
     }
 
     /// The followed subjects `filter` names, when start-up is served from
@@ -133,65 +169,89 @@ pub(super) fn select(subjects: &BTreeMap<String, Loaded>, filter: &str) -> BTree
 }
 
 /// Reads the records stream from its start, then every new message, into
-/// `state`, for as long as the task runs; a consumer that fails is created
-/// again from the next sequence.
+/// `state`, for as long as the task runs. What was stored when it started
+/// comes through an ordered consumer (a request for all of it); what comes
+/// later, one get each from the stream's leader, which stores messages in
+/// the order of their sequences: a consumer reading a clustered stream
+/// while it is written was seen to skip messages for good (nats-server
+/// 2.9.10, publishes of several records at once).
 async fn follow(records: stream::Stream, state: Arc<Mutex<Followed>>) {
     // Whether the last attempt succeeded (the first failure of a run is logged).
     let mut told = true;
-    let mut said_start = false;
+    let stored = loop {
+        match records.get_info().await {
+            Ok(info) => break info.state.last_sequence,
+            Err(e) => retry(&mut told, e.to_string()).await,
+        }
+    };
+    crate::log!(Info, "following the deployment's records (loaded from memory once this node holds the writer lease)");
+    while state.lock().unwrap_or_else(|e| e.into_inner()).applied < stored {
+        match read_stored(&records, &state, stored).await {
+            Ok(()) => break,
+            Err(why) => retry(&mut told, why).await,
+        }
+    }
+    if state.lock().unwrap_or_else(|e| e.into_inner()).broken.is_some() {
+        return;
+    }
     loop {
         let next = state.lock().unwrap_or_else(|e| e.into_inner()).applied.saturating_add(1);
-        let config = consumer::pull::OrderedConfig {
-            filter_subject: "sotto.r.>".to_owned(),
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
-            ..Default::default()
-        };
-        let consumer = match tokio::time::timeout(CONSUMER_TIMEOUT, records.create_consumer(config)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                retry(&mut told, e.to_string()).await;
-                continue;
-            }
-            Err(_) => {
-                retry(&mut told, format!("no consumer within {} s", CONSUMER_TIMEOUT.as_secs())).await;
-                continue;
-            }
-        };
-        let mut messages = match consumer.messages().await {
-            Ok(m) => m,
-            Err(e) => {
-                retry(&mut told, e.to_string()).await;
-                continue;
-            }
-        };
-        if !said_start {
-            crate::log!(
-                Info,
-                "following the deployment's records (loaded from memory once this node holds the writer lease)"
-            );
-            said_start = true;
-        }
-        told = true;
-        while let Some(msg) = messages.next().await {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    crate::log!(Info, "following the records: {e}; reading on from where it stopped");
-                    break;
+        match super::next_in(&records, "sotto.r.>", next).await {
+            Ok(Some(m)) => {
+                told = true;
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = apply_loaded(&mut s.subjects, &m.subject, Some(&m.headers), &m.payload, m.sequence) {
+                    s.broken = Some(e.to_string());
+                    return;
                 }
-            };
-            let Ok(info) = msg.info() else { continue };
-            let seq = info.stream_sequence;
-            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            if seq <= s.applied {
-                continue;
+                s.applied = m.sequence;
             }
+            Ok(None) => tokio::time::sleep(FOLLOW_POLL).await,
+            Err(e) => retry(&mut told, e.to_string()).await,
+        }
+    }
+}
+
+/// Reads the messages up to sequence `stored` (already in the stream when
+/// following began) through an ordered consumer, from the last applied.
+async fn read_stored(records: &stream::Stream, state: &Mutex<Followed>, stored: u64) -> Result<(), String> {
+    let next = state.lock().unwrap_or_else(|e| e.into_inner()).applied.saturating_add(1);
+    let config = consumer::pull::OrderedConfig {
+        filter_subject: "sotto.r.>".to_owned(),
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+        ..Default::default()
+    };
+    let consumer = tokio::time::timeout(CONSUMER_TIMEOUT, records.create_consumer(config))
+        .await
+        .map_err(|_| format!("no consumer within {} s", CONSUMER_TIMEOUT.as_secs()))?
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    loop {
+        let msg = match tokio::time::timeout(super::REQUEST_TIMEOUT, messages.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(None) => return Err("the consumer ended early".to_owned()),
+            Err(_) => return Err("timed out reading the records".to_owned()),
+        };
+        let info = msg.info().map_err(|e| e.to_string())?;
+        let (seq, left) = (info.stream_sequence, info.pending);
+        if seq > stored {
+            // Written since: read by the gets that follow.
+            return Ok(());
+        }
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if seq > s.applied {
             if let Err(e) = apply_loaded(&mut s.subjects, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload, seq)
             {
                 s.broken = Some(e.to_string());
-                return;
+                return Ok(());
             }
             s.applied = seq;
+        }
+        if seq == stored || left == 0 {
+            // The last stored one may have been deleted since: nothing more is due.
+            s.applied = s.applied.max(stored);
+            return Ok(());
         }
     }
 }

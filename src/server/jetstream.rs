@@ -182,9 +182,15 @@ struct Loaded {
     content: Vec<u8>,
     /// An unfinished replace: its bytes so far and the parts still to come.
     partial: Option<(Vec<u8>, u32)>,
+    /// The parts of the replace in `partial`, in all.
+    parts: u64,
     /// The last whole operation was a removal (a tombstone).
     removed: bool,
     last: u64,
+    /// The subject's messages in the stream, as its operations leave them:
+    /// a rollup (`R1`, `D`) leaves itself, a finished replace of parts its
+    /// parts (the older ones are deleted after it), every other adds one.
+    count: u64,
 }
 
 impl Loaded {
@@ -195,6 +201,7 @@ impl Loaded {
         {
             return Err(corrupt(subject, "larger than any record sottod writes"));
         }
+        self.count += 1;
         match op.as_bytes() {
             [b'A'] => {
                 // An append after an unfinished replace: that replace failed.
@@ -206,12 +213,18 @@ impl Loaded {
                 self.partial = None;
                 self.removed = true;
                 self.content.clear();
+                self.count = 1;
             }
             [b'R', n @ ..] => {
                 let n: u32 = std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
                 if n == 0 || n as usize > MAX_SUBJECT / PART + 1 {
                     return Err(corrupt(subject, "bad replace header"));
                 }
+                if n == 1 {
+                    // A rollup.
+                    self.count = 1;
+                }
+                self.parts = u64::from(n);
                 self.partial = Some((payload.to_vec(), n - 1));
             }
             [b'P'] => {
@@ -229,6 +242,7 @@ impl Loaded {
             self.content = std::mem::take(buf);
             self.partial = None;
             self.removed = false;
+            self.count = self.parts;
         }
         Ok(())
     }
@@ -420,13 +434,7 @@ impl JetStreamStore {
         filter: &str,
         seq: u64,
     ) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
-        match self.records.get_first_raw_message_by_subject(filter, seq).await {
-            // At u64::MAX the next would be the same message again.
-            Ok(m) if m.sequence < seq || m.sequence == u64::MAX => Err(corrupt(filter, "a sequence out of order")),
-            Ok(m) => Ok(Some(m)),
-            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
+        next_in(&self.records, filter, seq).await
     }
 
     /// The content of one subject (`None` when it has none).
@@ -624,6 +632,22 @@ impl JetStreamStore {
     }
 }
 
+/// The first message of `filter` in `stream` at sequence `seq` or after
+/// (`None`: no more), from the stream's leader.
+async fn next_in(
+    stream: &stream::Stream,
+    filter: &str,
+    seq: u64,
+) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
+    match stream.get_first_raw_message_by_subject(filter, seq).await {
+        // At u64::MAX the next would be the same message again.
+        Ok(m) if m.sequence < seq || m.sequence == u64::MAX => Err(corrupt(filter, "a sequence out of order")),
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 /// Applies one loaded message of `subject` to what `out` holds of it.
 fn apply_loaded(
     out: &mut BTreeMap<String, Loaded>,
@@ -637,8 +661,10 @@ fn apply_loaded(
     let entry = out.entry(subject.to_owned()).or_insert_with(|| Loaded {
         content: Vec::new(),
         partial: None,
+        parts: 0,
         removed: false,
         last: 0,
+        count: 0,
     });
     entry.apply(subject, &op, payload, seq)
 }

@@ -117,3 +117,13 @@ fn the_followed_state_is_selected_as_nats_filters_match() {
     assert!(names("sotto.r.data.retired").is_empty());
     assert_eq!(follow::select(&subjects, "sotto.r.q.01")["sotto.r.q.01"].content, b"sotto.r.q.01");
 }
+
+#[test]
+fn a_subject_counts_the_messages_its_operations_leave_in_the_stream() {
+    let count = |ops: &[(&str, &[u8])]| replay(ops).unwrap().count;
+    assert_eq!(count(&[("A", b"1"), ("A", b"2")]), 2, "appends add up");
+    assert_eq!(count(&[("A", b"1"), ("R1", b"x"), ("A", b"2")]), 2, "a rollup leaves itself");
+    assert_eq!(count(&[("R1", b"x"), ("D", b"")]), 1, "a tombstone is a rollup");
+    assert_eq!(count(&[("A", b"1"), ("R2", b"x"), ("P", b"y")]), 2, "a finished replace of parts leaves its parts");
+    assert_eq!(count(&[("A", b"1"), ("R2", b"x")]), 2, "an unfinished one leaves what came before");
+}

@@ -22,6 +22,10 @@ const LEASE_SUBJECT: &str = "sotto.lease.writer";
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
 /// The writer renews its lease this often.
 const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// How long a clean stop may spend giving up the lease (its writes on
+/// their way included, each at most a request's timeout); a lease not
+/// released lapses.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(6);
 /// A standby reads the lease this often (a released one is taken at once).
 const LEASE_WATCH: Duration = Duration::from_millis(250);
 /// The writer writes only while its last renewal is younger than this: it
@@ -133,38 +137,41 @@ impl JetStreamStore {
         keeper.abort();
         *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let released = format!("{RELEASED} {value}");
-        self.rt.block_on(async {
-            // No write starts now (not writable); one already on its way
-            // lands before the lease says released, or times out.
-            let deadline = Instant::now() + super::REQUEST_TIMEOUT + Duration::from_secs(1);
-            while self.publishing.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            // A renewal already on its way when the keeper stopped may land
-            // first: then the lease's sequence moved, and it is read again.
-            for _ in 0..3 {
-                match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
-                    Ok(m) if m.payload.as_ref() == value.as_bytes() => {
-                        match publish_lease(&self.js, &released, m.sequence).await {
-                            Ok(_) => {
-                                crate::log!(Info, "writer lease released: a standby takes over at once");
-                                return;
-                            }
-                            Err(e) => crate::log!(Warn, "writer lease: not released ({e}); reading it again"),
-                        }
-                    }
-                    // Another node's already: nothing to give up.
-                    Ok(_) => return,
-                    Err(e) => crate::log!(Warn, "writer lease: cannot read it to release it ({e})"),
+        // The timer is made inside the runtime (it needs its reactor).
+        let given_up = self.rt.block_on(async {
+            tokio::time::timeout(RELEASE_PATIENCE, async {
+                // No write starts now (not writable); one already on its way
+                // lands before the lease says released, or times out.
+                while self.publishing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            crate::log!(
-                Warn,
-                "writer lease not released: a standby takes over once it lapses ({} s)",
-                LEASE_TTL.as_secs()
-            );
+                // A renewal already on its way when the keeper stopped may land
+                // first: then the lease's sequence moved, and it is read again.
+                loop {
+                    match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
+                        Ok(m) if m.payload.as_ref() == value.as_bytes() => {
+                            match publish_lease(&self.js, &released, m.sequence).await {
+                                Ok(_) => return "writer lease released: a standby takes over at once",
+                                Err(e) => crate::log!(Warn, "writer lease: not released ({e}); reading it again"),
+                            }
+                        }
+                        Ok(_) => return "writer lease already another node's: nothing to give up",
+                        Err(e) => crate::log!(Warn, "writer lease: cannot read it to release it ({e})"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+            .await
         });
+        match given_up {
+            Ok(said) => crate::log!(Info, "{said}"),
+            Err(_) => crate::log!(
+                Warn,
+                "writer lease not released within {} s: a standby takes over once it lapses ({} s)",
+                RELEASE_PATIENCE.as_secs(),
+                LEASE_TTL.as_secs()
+            ),
+        }
     }
 
     /// Whether this node may write now: it holds a lease renewed recently.
