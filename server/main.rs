@@ -4,9 +4,11 @@ mod args;
 mod event_loop;
 mod output_loop;
 mod privilege;
+mod standby;
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -78,14 +80,23 @@ fn listen(listener: &TcpListener, addr: &str) -> Result<(), String> {
 }
 
 /// Cluster mode: connects to NATS, then waits as a standby (`standby ADDR` on
-/// stdout) until this node holds the writer lease.
-fn open_cluster(c: &ClusterConfig, local: std::net::SocketAddr) -> Result<Arc<dyn Store>, String> {
-    let store = JetStreamStore::connect(c)?;
+/// stdout) until this node holds the writer lease; meanwhile the admin
+/// socket answers sottoctl that this node is a standby.
+fn open_cluster(
+    c: &ClusterConfig,
+    local: std::net::SocketAddr,
+    admin_path: &std::path::Path,
+) -> Result<(Arc<dyn Store>, UnixListener), String> {
+    // Before the NATS client's thread starts (the umask it narrows is the process's).
+    let admin = admin_listen(admin_path)?;
+    let store = Arc::new(JetStreamStore::connect(c)?);
     println!("standby {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+    let answering = standby::answer(&admin, store.clone())?;
     store.take_lease(&c.node)?;
-    Ok(Arc::new(store))
+    answering.stop();
+    Ok((store, admin))
 }
 
 /// Binds the admin socket at `path`, mode 0600 from the start; a socket an
@@ -169,27 +180,35 @@ fn serve(args: Args) -> Result<(), String> {
     // the chroot: it works there, and root made nothing in the data directory.
     // Cluster mode: the credentials and CA files are read now, before the chroot.
     let cluster = cluster_config(&args)?;
-    let (store, admin_path): (Arc<dyn Store>, PathBuf) = if privilege::is_root() {
+    let (store, admin, admin_path): (Arc<dyn Store>, UnixListener, PathBuf) = if privilege::is_root() {
         sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
         privilege::drop_root(&args.user, &args.data)?;
         sotto::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
-        let store: Arc<dyn Store> = match &cluster {
-            Some(c) => open_cluster(c, local)?,
-            None => Arc::new(
-                FileStore::open(std::path::Path::new("/"))
-                    .map_err(|e| format!("{e} (inside the data directory {})", args.data.display()))?,
+        let admin_path = PathBuf::from("/admin.sock");
+        let (store, admin): (Arc<dyn Store>, UnixListener) = match &cluster {
+            Some(c) => open_cluster(c, local, &admin_path)?,
+            None => (
+                Arc::new(
+                    FileStore::open(std::path::Path::new("/"))
+                        .map_err(|e| format!("{e} (inside the data directory {})", args.data.display()))?,
+                ),
+                admin_listen(&admin_path)?,
             ),
         };
-        (store, PathBuf::from("/admin.sock"))
+        (store, admin, admin_path)
     } else {
-        let store: Arc<dyn Store> = match &cluster {
+        let admin_path = args.data.join("admin.sock");
+        let (store, admin): (Arc<dyn Store>, UnixListener) = match &cluster {
             Some(c) => {
                 sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
-                open_cluster(c, local)?
+                open_cluster(c, local, &admin_path)?
             }
-            None => Arc::new(FileStore::open(&args.data).map_err(|e| e.to_string())?),
+            None => {
+                let store = Arc::new(FileStore::open(&args.data).map_err(|e| e.to_string())?);
+                (store, admin_listen(&admin_path)?)
+            }
         };
-        (store, args.data.join("admin.sock"))
+        (store, admin, admin_path)
     };
     if cluster.is_some() {
         // The writer lease is held: serve.
@@ -197,7 +216,6 @@ fn serve(args: Args) -> Result<(), String> {
     }
     let store_arc = store;
     let store: &dyn Store = &*store_arc;
-    let admin = admin_listen(&admin_path)?;
     let mut accounts = Accounts::default();
     for rec in store.load_users().map_err(|e| e.to_string())? {
         accounts.insert(rec);

@@ -213,6 +213,17 @@ fn a_standby_takes_over_and_the_clients_follow() {
     contacts(&mut alice, "alice", &mut bob, "bob");
     say(&mut alice, &mut bob, "lobby", "before");
 
+    // sottoctl on the standby hears that it is one, and which node writes.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sottoctl"))
+        .arg("--data")
+        .arg(dir.join("node-b"))
+        .arg("users")
+        .output()
+        .expect("run sottoctl");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "refused by the server: {said}");
+    assert!(said.contains("this node is a standby: node a writes"), "{said}");
+
     let standby_addr = standby.addr.clone();
     writer.kill9();
     standby.wait_listening();
@@ -227,6 +238,15 @@ fn a_standby_takes_over_and_the_clients_follow() {
         assert_eq!(v["server"], standby_addr.as_str(), "{v}");
     }
     say(&mut bob, &mut alice, "lobby", "after");
+    // Now the writer, it answers sottoctl through its event loop.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sottoctl"))
+        .arg("--data")
+        .arg(dir.join("node-b"))
+        .arg("users")
+        .output()
+        .expect("run sottoctl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
     let v = bob.run("/msg @alice across the takeover", "sent");
     assert_eq!(v["status"], "delivered", "{v}");
     alice.wait_for("the DM", |v| v["type"] == "dm" && v["text"] == "across the takeover");

@@ -129,7 +129,7 @@ pub(crate) fn send<M: Message>(core: &mut Core, id: ConnId, msg: &M) {
 }
 
 /// An `arep` for request `msg_id` with `code` and `reason` (cut to its field).
-pub(crate) fn answer(msg_id: u64, request: u32, code: u16, reason: &str, now_ms: u64) -> AdminReply {
+pub fn answer(msg_id: u64, request: u32, code: u16, reason: &str, now_ms: u64) -> AdminReply {
     let status = match code {
         code::OK => Status::Ok,
         _ => Status::Error,

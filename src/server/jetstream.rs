@@ -142,6 +142,8 @@ pub struct JetStreamStore {
     renewed: Arc<Mutex<Option<Instant>>>,
     /// Record writes on their way (a release waits for them).
     publishing: Arc<std::sync::atomic::AtomicUsize>,
+    /// The node holding the writer lease, as this standby last read it.
+    holder: Mutex<Option<String>>,
     /// The lease this node holds (its value) and the task renewing it.
     held: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
     lease: stream::Stream,
@@ -318,6 +320,7 @@ impl JetStreamStore {
             connected,
             renewed: Arc::new(Mutex::new(None)),
             publishing: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            holder: Mutex::new(None),
             held: Mutex::new(None),
             lease,
             follower: Mutex::new(None),

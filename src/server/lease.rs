@@ -82,9 +82,10 @@ impl JetStreamStore {
                     Some(m.sequence)
                 }
                 Ok(m) => {
+                    let holder = String::from_utf8_lossy(&m.payload);
+                    let holder = holder.split(' ').next().unwrap_or("?");
+                    *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = Some(holder.to_owned());
                     if !told {
-                        let holder = String::from_utf8_lossy(&m.payload);
-                        let holder = holder.split(' ').next().unwrap_or("?");
                         crate::log!(
                             Info,
                             "standby: node {holder} writes; this node takes over when its writer lease lapses ({} s)",
@@ -126,6 +127,12 @@ impl JetStreamStore {
             }
             tokio::time::sleep(LEASE_WATCH).await;
         }
+    }
+
+    /// The node holding the writer lease as this standby last read it (None
+    /// before the first reading, or when the lease was free or released).
+    pub fn lease_holder(&self) -> Option<String> {
+        self.holder.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Gives up the lease at a clean stop (its last commit done): it stops
