@@ -516,6 +516,10 @@ fn read_from(id: ConnId, hangup: bool, conns: &mut Conns, core: &mut Core, buf: 
     let Some(buf) = buf.get_mut(..allowed).filter(|b| !b.is_empty()) else {
         if hangup {
             core.close(id, "peer closed");
+        } else {
+            // It takes no input now (its answers wait, or its second's budget
+            // is spent): stop watching for input, or epoll reports it every turn.
+            conns.sync(id, core, now, stopping);
         }
         return;
     };

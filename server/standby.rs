@@ -86,6 +86,9 @@ fn refuse(mut stream: UnixStream, store: &JetStreamStore) {
     }
     let (msg_id, opcode) = wire::header(&frame).map_or((0, 0), |h| (h.msg_id.get(), h.opcode.get()));
     let why = match store.lease_holder() {
+        _ if store.holds_lease() => {
+            "this node is taking over as the writer (loading the state); try again in a moment".to_owned()
+        }
         Some(node) => {
             format!("this node is a standby: node {node} writes (holds the writer lease); run sottoctl there")
         }

@@ -1,26 +1,27 @@
 //! A standby follows the deployment's records (DESIGN §8, "Cluster"): from
-//! the moment it connects, it reads the records stream through an ordered
-//! consumer and keeps reading every write the writer makes, replaying each
-//! subject's operations as loading does. When it takes the writer lease it
-//! waits until it has applied the stream's last sequence, and start-up then
-//! loads from that state in memory instead of reading JetStream again: a
-//! takeover costs the lease's TTL and the parsing, not a read of the whole
-//! state, and does not depend on a consumer coming up while a NATS server is
-//! down.
+//! the moment it connects, it reads the records stream message by message
+//! from the stream's leader and keeps reading every write the writer makes,
+//! replaying each subject's operations as loading does. When it takes the
+//! writer lease it waits until it has applied the stream's last sequence,
+//! checks each subject's count of messages against the stream's, and
+//! start-up then loads from that state in memory instead of reading
+//! JetStream again: a takeover costs the lease's TTL and the parsing, not a
+//! read of the whole state, and does not depend on a consumer coming up
+//! while a NATS server is down.
 //!
-//! Invariant: what is served from the followed state is exactly what a load
-//! after the takeover would read, because it is the stream's messages up to
-//! its last sequence once this node holds the lease, replayed in order; any
+//! Invariant: what is served from the followed state is what a load after
+//! the takeover would read, because it is the stream's messages up to its
+//! last sequence once this node holds the lease, replayed in order; any
 //! write of this node's makes it stale, and it is dropped at the first.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{consumer, stream};
+use async_nats::jetstream::stream;
 use futures_util::StreamExt;
 
-use super::{apply_loaded, JetStreamStore, Loaded, CONSUMER_TIMEOUT};
+use super::{apply_loaded, JetStreamStore, Loaded};
 use crate::server::store::StoreError;
 
 /// How often a follower that has read every message asks for the next.
@@ -37,6 +38,8 @@ pub(super) struct Followed {
     applied: u64,
     /// Following stopped on a record that does not replay: loading reports it.
     broken: Option<String>,
+    /// It has read to the stream's end once: from then on it follows writes.
+    live: bool,
 }
 
 /// The followed records and the task following them.
@@ -80,6 +83,17 @@ impl JetStreamStore {
                             crate::log!(Warn, "following the records stopped ({why}); loading them from JetStream");
                             return None;
                         }
+                        if !s.live {
+                            // Still reading what was there when it started:
+                            // a load through a consumer is faster.
+                            crate::log!(
+                                Info,
+                                "this standby had read the records to sequence {} of {target} only; loading them \
+                                 from JetStream",
+                                s.applied
+                            );
+                            return None;
+                        }
                         if s.applied >= target {
                             return Some(target);
                         }
@@ -116,10 +130,11 @@ impl JetStreamStore {
 
     /// Compares each followed subject's count of messages with the
     /// stream's, and reads the subjects that differ again, message by
-    /// message: a consumer following a clustered stream while it is written
-    /// was seen to skip a message now and then (nats-server 2.9.10, two
-    /// publishes at once), and a replace of parts may not have deleted its
-    /// older messages yet. Returns how many subjects were read again.
+    /// message: a replace of parts may not have deleted its older messages
+    /// yet, and a message missed however it was would show here unless it
+    /// was a rollup over a single message (the reason the follower reads by
+    /// gets, which cannot skip one, and not through a consumer). Returns
+    /// how many subjects were read again.
     async fn check_followed(&self, subjects: &mut BTreeMap<String, Loaded>) -> Result<usize, StoreError> {
         let mut stream: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
         let mut info = self.records.info_with_subjects("sotto.r.>").await.map_err(super::unavailable)?;
@@ -169,31 +184,16 @@ pub(super) fn select(subjects: &BTreeMap<String, Loaded>, filter: &str) -> BTree
 }
 
 /// Reads the records stream from its start, then every new message, into
-/// `state`, for as long as the task runs. What was stored when it started
-/// comes through an ordered consumer (a request for all of it); what comes
-/// later, one get each from the stream's leader, which stores messages in
-/// the order of their sequences: a consumer reading a clustered stream
-/// while it is written was seen to skip messages for good (nats-server
-/// 2.9.10, publishes of several records at once).
+/// `state`, for as long as the task runs: one get each, from the stream's
+/// leader (the first message of `sotto.r.>` after the last applied), which
+/// stores messages in the order of their sequences. Not a consumer: an
+/// ordered consumer reading the clustered stream while it was written
+/// skipped messages for good (nats-server 2.9.10, several records published
+/// at once).
 async fn follow(records: stream::Stream, state: Arc<Mutex<Followed>>) {
+    crate::log!(Info, "following the deployment's records (loaded from memory once this node holds the writer lease)");
     // Whether the last attempt succeeded (the first failure of a run is logged).
     let mut told = true;
-    let stored = loop {
-        match records.get_info().await {
-            Ok(info) => break info.state.last_sequence,
-            Err(e) => retry(&mut told, e.to_string()).await,
-        }
-    };
-    crate::log!(Info, "following the deployment's records (loaded from memory once this node holds the writer lease)");
-    while state.lock().unwrap_or_else(|e| e.into_inner()).applied < stored {
-        match read_stored(&records, &state, stored).await {
-            Ok(()) => break,
-            Err(why) => retry(&mut told, why).await,
-        }
-    }
-    if state.lock().unwrap_or_else(|e| e.into_inner()).broken.is_some() {
-        return;
-    }
     loop {
         let next = state.lock().unwrap_or_else(|e| e.into_inner()).applied.saturating_add(1);
         match super::next_in(&records, "sotto.r.>", next).await {
@@ -206,52 +206,20 @@ async fn follow(records: stream::Stream, state: Arc<Mutex<Followed>>) {
                 }
                 s.applied = m.sequence;
             }
-            Ok(None) => tokio::time::sleep(FOLLOW_POLL).await,
-            Err(e) => retry(&mut told, e.to_string()).await,
-        }
-    }
-}
-
-/// Reads the messages up to sequence `stored` (already in the stream when
-/// following began) through an ordered consumer, from the last applied.
-async fn read_stored(records: &stream::Stream, state: &Mutex<Followed>, stored: u64) -> Result<(), String> {
-    let next = state.lock().unwrap_or_else(|e| e.into_inner()).applied.saturating_add(1);
-    let config = consumer::pull::OrderedConfig {
-        filter_subject: "sotto.r.>".to_owned(),
-        deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
-        ..Default::default()
-    };
-    let consumer = tokio::time::timeout(CONSUMER_TIMEOUT, records.create_consumer(config))
-        .await
-        .map_err(|_| format!("no consumer within {} s", CONSUMER_TIMEOUT.as_secs()))?
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    loop {
-        let msg = match tokio::time::timeout(super::REQUEST_TIMEOUT, messages.next()).await {
-            Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(None) => return Err("the consumer ended early".to_owned()),
-            Err(_) => return Err("timed out reading the records".to_owned()),
-        };
-        let info = msg.info().map_err(|e| e.to_string())?;
-        let (seq, left) = (info.stream_sequence, info.pending);
-        if seq > stored {
-            // Written since: read by the gets that follow.
-            return Ok(());
-        }
-        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-        if seq > s.applied {
-            if let Err(e) = apply_loaded(&mut s.subjects, msg.subject.as_str(), msg.headers.as_ref(), &msg.payload, seq)
-            {
-                s.broken = Some(e.to_string());
-                return Ok(());
+            Ok(None) => {
+                if !state.lock().unwrap_or_else(|e| e.into_inner()).live {
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    s.live = true;
+                    crate::log!(
+                        Info,
+                        "records read through sequence {} ({} subjects); following every write",
+                        s.applied,
+                        s.subjects.len()
+                    );
+                }
+                tokio::time::sleep(FOLLOW_POLL).await;
             }
-            s.applied = seq;
-        }
-        if seq == stored || left == 0 {
-            // The last stored one may have been deleted since: nothing more is due.
-            s.applied = s.applied.max(stored);
-            return Ok(());
+            Err(e) => retry(&mut told, e.to_string()).await,
         }
     }
 }

@@ -76,6 +76,7 @@ impl JetStreamStore {
         loop {
             let expected = match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
                 Ok(m) if m.payload.starts_with(RELEASED.as_bytes()) => {
+                    self.holder.lock().unwrap_or_else(|e| e.into_inner()).take();
                     let holder = String::from_utf8_lossy(&m.payload[RELEASED.len()..]);
                     let holder = holder.split_whitespace().next().unwrap_or("?").to_owned();
                     crate::log!(Info, "writer lease released by node {holder} at its stop: taking it");
@@ -102,7 +103,10 @@ impl JetStreamStore {
                         }
                     }
                 }
-                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Some(0),
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    self.holder.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    Some(0)
+                }
                 Err(e) => {
                     // Not seen is not lapsed: watch again from the next reading.
                     watched = None;
@@ -135,6 +139,11 @@ impl JetStreamStore {
         self.holder.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether this node holds the writer lease (it may still be loading).
+    pub fn holds_lease(&self) -> bool {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
     /// Gives up the lease at a clean stop (its last commit done): it stops
     /// renewing it, writes nothing more, and marks it released
     /// ([`RELEASED`]), which a standby takes at its next look, within a
@@ -142,7 +151,21 @@ impl JetStreamStore {
     pub(super) fn release_lease(&self) {
         let Some((value, keeper)) = self.held.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
         keeper.abort();
+        // A renewal being polled when it was aborted could still mark the
+        // lease renewed: it has ended once this returns.
+        let _ = self.rt.block_on(keeper);
         *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if self.last.lock().unwrap_or_else(|e| e.into_inner()).values().any(|l| matches!(l, super::Last::Unknown)) {
+            // A write timed out and may still land: a standby reading the
+            // records now could miss it; the lease lapses instead.
+            crate::log!(
+                Warn,
+                "a write's outcome is unknown: the writer lease is not released; a standby takes over once it \
+                 lapses ({} s)",
+                LEASE_TTL.as_secs()
+            );
+            return;
+        }
         let released = format!("{RELEASED} {value}");
         // The timer is made inside the runtime (it needs its reactor).
         let given_up = self.rt.block_on(async {
