@@ -657,11 +657,11 @@ impl Core {
         }
         // A client that pipelines faster than it takes its answers, or than
         // the disk or JetStream makes them durable, is slowed, not dropped as
-        // a slow consumer of its own answers: no input while its output
-        // holds half the bound, or while the answers waiting for a commit
-        // would fill a quarter of it when it lands.
+        // a slow consumer of its own answers: no input while its output and
+        // the answers waiting for a commit (all sealed at once when it lands)
+        // would fill three quarters of the bound.
         let max = self.limits.max_output;
-        if c.out.len() + c.queued > max / 2 || c.answers as usize * ANSWER_WIRE >= max / 4 {
+        if c.out.len() + c.queued + c.answers as usize * ANSWER_WIRE > max / 4 * 3 {
             return 0;
         }
         let room = self.limits.max_input.saturating_sub(c.deframer.buffered());
