@@ -200,6 +200,12 @@ fn state_in_jetstream_survives_sottod_nats_and_full_restarts() {
     assert!(!dm_texts(&bob).contains(&"hello bob".to_owned()), "a delivered DM came again: {:?}", bob.seen);
 }
 
+/// `sottoctl users` against the node whose data directory is `data`.
+fn sottoctl_users(data: &Path) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sottoctl"));
+    cmd.arg("--data").arg(data).arg("users").output().expect("run sottoctl")
+}
+
 #[test]
 fn a_standby_takes_over_and_the_clients_follow() {
     let (_nats, dir, writer, mut standby) = writer_and_standby("cluster-standby");
@@ -214,12 +220,7 @@ fn a_standby_takes_over_and_the_clients_follow() {
     say(&mut alice, &mut bob, "lobby", "before");
 
     // sottoctl on the standby hears that it is one, and which node writes.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sottoctl"))
-        .arg("--data")
-        .arg(dir.join("node-b"))
-        .arg("users")
-        .output()
-        .expect("run sottoctl");
+    let out = sottoctl_users(&dir.join("node-b"));
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "refused by the server: {said}");
     assert!(said.contains("this node is a standby: node a writes"), "{said}");
@@ -239,12 +240,7 @@ fn a_standby_takes_over_and_the_clients_follow() {
     }
     say(&mut bob, &mut alice, "lobby", "after");
     // Now the writer, it answers sottoctl through its event loop.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sottoctl"))
-        .arg("--data")
-        .arg(dir.join("node-b"))
-        .arg("users")
-        .output()
-        .expect("run sottoctl");
+    let out = sottoctl_users(&dir.join("node-b"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
     let v = bob.run("/msg @alice across the takeover", "sent");

@@ -119,19 +119,7 @@ impl Sottod {
         if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
             flags.extend(["--log-level".to_string(), level]);
         }
-        let bin = sys::bin_dir().join("sottod");
-        let mut cmd = Command::new(&bin);
-        cmd.args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(&data.0)
-            .arg("--key")
-            .arg(sotto::build_info::BUILD_KEY_PATH)
-            .args(&flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = sys::spawn_pinned(&mut cmd, cpu)?;
-        let mut out = BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?);
-        let mut line = String::new();
-        out.read_line(&mut line)?;
+        let (child, mut out, line, bin) = launch("127.0.0.1:0", &data.0, &flags, cpu)?;
         let addr =
             line.trim().strip_prefix("standby ").and_then(|a| a.parse().ok()).ok_or_else(|| {
                 std::io::Error::other(format!("{} did not start as a standby: {line:?}", bin.display()))
@@ -166,6 +154,28 @@ impl Sottod {
 /// Starts the sottod next to this binary listening on `listen`; returns once
 /// it says where it listens (past `standby ADDR`, in cluster mode).
 fn spawn(listen: &str, data: &Path, flags: &[String], cpu: Option<usize>) -> std::io::Result<(Child, SocketAddr)> {
+    let (child, mut out, mut line, bin) = launch(listen, data, flags, cpu)?;
+    if line.starts_with("standby ") {
+        line.clear();
+        out.read_line(&mut line)?;
+    }
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("{} did not start: {line:?}", bin.display())))?;
+    Ok((child, addr))
+}
+
+/// Starts the sottod next to this binary on `listen` with `flags`, pinned
+/// to `cpu`; returns it, its stdout and the first line it printed there, and
+/// the binary's path (for errors).
+fn launch(
+    listen: &str,
+    data: &Path,
+    flags: &[String],
+    cpu: Option<usize>,
+) -> std::io::Result<(Child, BufReader<std::process::ChildStdout>, String, std::path::PathBuf)> {
     let bin = sys::bin_dir().join("sottod");
     let mut cmd = Command::new(&bin);
     cmd.args(["--listen", listen, "--data"])
@@ -179,16 +189,7 @@ fn spawn(listen: &str, data: &Path, flags: &[String], cpu: Option<usize>) -> std
     let mut out = BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?);
     let mut line = String::new();
     out.read_line(&mut line)?;
-    if line.starts_with("standby ") {
-        line.clear();
-        out.read_line(&mut line)?;
-    }
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("{} did not start: {line:?}", bin.display())))?;
-    Ok((child, addr))
+    Ok((child, out, line, bin))
 }
 
 impl Drop for Sottod {
