@@ -173,24 +173,16 @@ struct Admin {
 impl Admin {
     /// Accepts admin connections: only root and the user sottod runs as (SO_PEERCRED).
     fn accept_all(&mut self, epoll: &Epoll, core: &mut Core, next_id: &mut ConnId) {
-        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
         loop {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let Ok(cred) = getsockopt(&stream, PeerCredentials) else { continue };
-            let (uid, pid) = (cred.uid(), cred.pid());
-            let me = nix::unistd::geteuid().as_raw();
-            if uid != 0 && uid != me {
-                sotto::log!(
-                    Warn,
-                    "admin socket: refused uid {uid} pid {pid}: only root and the service user (uid {me}) may use it"
-                );
+            let Some(peer) = sotto::server::admin::peer_of(&stream) else {
                 core.count("admin socket: not root or the service user");
                 continue;
-            }
+            };
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
@@ -199,8 +191,8 @@ impl Admin {
             if epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, id)).is_err() {
                 continue;
             }
-            sotto::log!(Debug, "admin socket: connection {id} from uid {uid} pid {pid}");
-            core.admin_accept(id, sotto::server::admin::AdminPeer { uid, pid });
+            sotto::log!(Debug, "admin socket: connection {id} from uid {} pid {}", peer.uid, peer.pid);
+            core.admin_accept(id, peer);
             self.socks.insert(id, (stream, EpollFlags::EPOLLIN));
         }
     }

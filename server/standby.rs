@@ -15,11 +15,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use sotto::opcodes::MAX_MESSAGE;
+use sotto::server::admin;
 use sotto::server::jetstream::JetStreamStore;
 use sotto::wire::{self, code};
-use zerocopy::IntoBytes;
 
 /// The thread answering the admin socket while this node is a standby.
 pub struct Answering {
@@ -58,15 +57,7 @@ impl Answering {
 
 /// Reads one request from `stream` and answers it 503, naming the writer.
 fn refuse(mut stream: UnixStream, store: &JetStreamStore) {
-    let Ok(cred) = getsockopt(&stream, PeerCredentials) else { return };
-    let me = nix::unistd::geteuid().as_raw();
-    if cred.uid() != 0 && cred.uid() != me {
-        sotto::log!(
-            Warn,
-            "admin socket: refused uid {} pid {}: only root and the service user",
-            cred.uid(),
-            cred.pid()
-        );
+    if sotto::server::admin::peer_of(&stream).is_none() {
         return;
     }
     let _ = stream.set_nonblocking(false);
@@ -94,9 +85,7 @@ fn refuse(mut stream: UnixStream, store: &JetStreamStore) {
         }
         None => "this node is a standby, waiting for the writer lease; run sottoctl on the node that writes".to_owned(),
     };
-    let reply = sotto::server::admin::answer(msg_id, opcode, code::SERVICE_UNAVAILABLE, &why, 0);
-    let bytes = reply.as_bytes();
-    let mut out = (bytes.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
+    let mut out = Vec::new();
+    admin::frame_into(&mut out, &admin::answer(msg_id, opcode, code::SERVICE_UNAVAILABLE, &why, 0));
     let _ = stream.write_all(&out);
 }

@@ -29,6 +29,23 @@ pub struct AdminPeer {
     pub pid: i32,
 }
 
+/// The peer of a new admin connection when it may use the socket: root or
+/// the user sottod runs as (SO_PEERCRED); anyone else is logged and None.
+pub fn peer_of(stream: &std::os::unix::net::UnixStream) -> Option<AdminPeer> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let cred = getsockopt(stream, PeerCredentials).ok()?;
+    let (uid, pid) = (cred.uid(), cred.pid());
+    let me = nix::unistd::geteuid().as_raw();
+    if uid != 0 && uid != me {
+        crate::log!(
+            Warn,
+            "admin socket: refused uid {uid} pid {pid}: only root and the service user (uid {me}) may use it"
+        );
+        return None;
+    }
+    Some(AdminPeer { uid, pid })
+}
+
 /// One admin connection.
 pub struct AdminConn {
     peer: AdminPeer,
@@ -123,9 +140,14 @@ fn dispatch_admin(core: &mut Core, id: ConnId, peer: AdminPeer, frame: &[u8], no
 /// Frames `msg` into admin connection `id`'s output.
 pub(crate) fn send<M: Message>(core: &mut Core, id: ConnId, msg: &M) {
     let Some(c) = core.admin.get_mut(&id) else { return };
+    frame_into(&mut c.out, msg);
+}
+
+/// Appends `msg` to `out` as an admin frame (`u32 length || message`).
+pub fn frame_into<M: Message>(out: &mut Vec<u8>, msg: &M) {
     let bytes = msg.as_bytes();
-    c.out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    c.out.extend_from_slice(bytes);
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
 }
 
 /// An `arep` for request `msg_id` with `code` and `reason` (cut to its field).

@@ -58,60 +58,10 @@ impl JetStreamStore {
     /// start-up reads JetStream as without it. The follower stops either way.
     pub(super) fn settle_followed(&self) {
         let Some((state, task)) = self.follower.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
-        let target = self.rt.block_on(async {
-            let deadline = Instant::now() + CATCH_UP_PATIENCE;
-            loop {
-                let info = tokio::time::timeout(super::REQUEST_TIMEOUT, self.records.get_info()).await;
-                match info {
-                    Ok(Ok(info)) => return Some(info.state.last_sequence),
-                    Ok(Err(e)) => crate::log!(Warn, "records stream: {e}; retrying"),
-                    Err(_) => crate::log!(Warn, "records stream: no answer; retrying"),
-                }
-                if Instant::now() >= deadline {
-                    return None;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        let reached = target.and_then(|target| {
-            self.rt.block_on(async {
-                let deadline = Instant::now() + CATCH_UP_PATIENCE;
-                loop {
-                    {
-                        let s = state.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Some(why) = &s.broken {
-                            crate::log!(Warn, "following the records stopped ({why}); loading them from JetStream");
-                            return None;
-                        }
-                        if !s.live {
-                            // Still reading what was there when it started:
-                            // a load through a consumer is faster.
-                            crate::log!(
-                                Info,
-                                "this standby had read the records to sequence {} of {target} only; loading them \
-                                 from JetStream",
-                                s.applied
-                            );
-                            return None;
-                        }
-                        if s.applied >= target {
-                            return Some(target);
-                        }
-                    }
-                    if Instant::now() >= deadline {
-                        let applied = state.lock().unwrap_or_else(|e| e.into_inner()).applied;
-                        crate::log!(
-                            Warn,
-                            "followed the records to sequence {applied} of {target} in {} s; loading them from JetStream",
-                            CATCH_UP_PATIENCE.as_secs()
-                        );
-                        return None;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-        });
+        let reached = self.rt.block_on(self.caught_up(&state));
         task.abort();
+        // It may be applying a message now: the state is whole once it ended.
+        let _ = self.rt.block_on(task);
         let Some(target) = reached else { return };
         let mut subjects = std::mem::take(&mut state.lock().unwrap_or_else(|e| e.into_inner()).subjects);
         match self.rt.block_on(self.check_followed(&mut subjects)) {
@@ -125,6 +75,57 @@ impl JetStreamStore {
                 *self.served.lock().unwrap_or_else(|e| e.into_inner()) = Some(subjects);
             }
             Err(e) => crate::log!(Warn, "checking the followed records: {e}; loading them from JetStream"),
+        }
+    }
+
+    /// Waits ([`CATCH_UP_PATIENCE`] at most) until the follower has applied
+    /// the stream's last sequence as read now; returns it, or None (said why)
+    /// when start-up must load from JetStream instead.
+    async fn caught_up(&self, state: &Mutex<Followed>) -> Option<u64> {
+        let deadline = Instant::now() + CATCH_UP_PATIENCE;
+        let mut target = None;
+        loop {
+            if target.is_none() {
+                match tokio::time::timeout(super::REQUEST_TIMEOUT, self.records.get_info()).await {
+                    Ok(Ok(info)) => target = Some(info.state.last_sequence),
+                    Ok(Err(e)) => crate::log!(Warn, "records stream: {e}; retrying"),
+                    Err(_) => crate::log!(Warn, "records stream: no answer; retrying"),
+                }
+                if target.is_none() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            {
+                let s = state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(why) = &s.broken {
+                    crate::log!(Warn, "following the records stopped ({why}); loading them from JetStream");
+                    return None;
+                }
+                if !s.live {
+                    // Still reading what was there when it started: a load
+                    // through a consumer is faster.
+                    crate::log!(
+                        Info,
+                        "this standby had read the records to sequence {} only; loading them from JetStream",
+                        s.applied
+                    );
+                    return None;
+                }
+                if let Some(target) = target.filter(|t| s.applied >= *t) {
+                    return Some(target);
+                }
+                if Instant::now() >= deadline {
+                    crate::log!(
+                        Warn,
+                        "followed the records to sequence {} of {} in {} s; loading them from JetStream",
+                        s.applied,
+                        target.map_or_else(|| "?".to_owned(), |t| t.to_string()),
+                        CATCH_UP_PATIENCE.as_secs()
+                    );
+                    return None;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

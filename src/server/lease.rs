@@ -77,15 +77,13 @@ impl JetStreamStore {
             let expected = match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
                 Ok(m) if m.payload.starts_with(RELEASED.as_bytes()) => {
                     self.holder.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    let holder = String::from_utf8_lossy(&m.payload[RELEASED.len()..]);
-                    let holder = holder.split_whitespace().next().unwrap_or("?").to_owned();
+                    let holder = holder_of(&m.payload);
                     crate::log!(Info, "writer lease released by node {holder} at its stop: taking it");
                     Some(m.sequence)
                 }
                 Ok(m) => {
-                    let holder = String::from_utf8_lossy(&m.payload);
-                    let holder = holder.split(' ').next().unwrap_or("?");
-                    *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = Some(holder.to_owned());
+                    let holder = holder_of(&m.payload);
+                    *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = Some(holder.clone());
                     if !told {
                         crate::log!(
                             Info,
@@ -155,17 +153,6 @@ impl JetStreamStore {
         // lease renewed: it has ended once this returns.
         let _ = self.rt.block_on(keeper);
         *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if self.last.lock().unwrap_or_else(|e| e.into_inner()).values().any(|l| matches!(l, super::Last::Unknown)) {
-            // A write timed out and may still land: a standby reading the
-            // records now could miss it; the lease lapses instead.
-            crate::log!(
-                Warn,
-                "a write's outcome is unknown: the writer lease is not released; a standby takes over once it \
-                 lapses ({} s)",
-                LEASE_TTL.as_secs()
-            );
-            return;
-        }
         let released = format!("{RELEASED} {value}");
         // The timer is made inside the runtime (it needs its reactor).
         let given_up = self.rt.block_on(async {
@@ -175,17 +162,23 @@ impl JetStreamStore {
                 while self.publishing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+                let unknown = |l: &super::Last| matches!(l, super::Last::Unknown);
+                if self.last.lock().unwrap_or_else(|e| e.into_inner()).values().any(unknown) {
+                    // A write timed out and may still land: a standby reading
+                    // the records now could miss it; the lease lapses instead.
+                    return Err("a write's outcome is unknown");
+                }
                 // A renewal already on its way when the keeper stopped may land
                 // first: then the lease's sequence moved, and it is read again.
                 loop {
                     match self.lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
                         Ok(m) if m.payload.as_ref() == value.as_bytes() => {
                             match publish_lease(&self.js, &released, m.sequence).await {
-                                Ok(_) => return "writer lease released: a standby takes over at once",
+                                Ok(_) => return Ok("writer lease released: a standby takes over at once"),
                                 Err(e) => crate::log!(Warn, "writer lease: not released ({e}); reading it again"),
                             }
                         }
-                        Ok(_) => return "writer lease already another node's: nothing to give up",
+                        Ok(_) => return Ok("writer lease already another node's: nothing to give up"),
                         Err(e) => crate::log!(Warn, "writer lease: cannot read it to release it ({e})"),
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -193,15 +186,20 @@ impl JetStreamStore {
             })
             .await
         });
-        match given_up {
-            Ok(said) => crate::log!(Info, "{said}"),
-            Err(_) => crate::log!(
-                Warn,
-                "writer lease not released within {} s: a standby takes over once it lapses ({} s)",
-                RELEASE_PATIENCE.as_secs(),
-                LEASE_TTL.as_secs()
-            ),
-        }
+        let why = match given_up {
+            Ok(Ok(said)) => {
+                crate::log!(Info, "{said}");
+                return;
+            }
+            Ok(Err(why)) => why,
+            Err(_) => "not released in time",
+        };
+        crate::log!(
+            Warn,
+            "writer lease not released ({why}, after {} s at most): a standby takes over once it lapses ({} s)",
+            RELEASE_PATIENCE.as_secs(),
+            LEASE_TTL.as_secs()
+        );
     }
 
     /// Whether this node may write now: it holds a lease renewed recently.
@@ -228,6 +226,12 @@ async fn publish_lease(js: &jetstream::Context, value: &str, expected: u64) -> R
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The node a lease message names (`NODE EPOCH`, or `released: NODE EPOCH`).
+fn holder_of(payload: &[u8]) -> String {
+    let payload = payload.strip_prefix(RELEASED.as_bytes()).unwrap_or(payload);
+    String::from_utf8_lossy(payload).split_whitespace().next().unwrap_or("?").to_owned()
 }
 
 /// Logs `why` and ends the process with [`EXIT_LEASE_LOST`]: another node
@@ -267,8 +271,7 @@ async fn keep_lease(
         match lease.get_last_raw_message_by_subject(LEASE_SUBJECT).await {
             Ok(m) if m.payload.as_ref() == value.as_bytes() => seq = m.sequence,
             Ok(m) => {
-                let holder = String::from_utf8_lossy(&m.payload);
-                let holder = holder.split(' ').next().unwrap_or("?");
+                let holder = holder_of(&m.payload);
                 leave(format_args!(
                     "writer lease lost: node {holder} took it (this node was paused or cut off from NATS longer than {} s); \
                      exiting so that one node writes (status {EXIT_LEASE_LOST}; restart it as a standby)",
