@@ -979,8 +979,8 @@ impl Core {
         let mut writes = Vec::with_capacity(self.dirty.len() + self.deleted.len() + self.mail_dirty.len() + 1);
         let mut names = Vec::new();
         for name in std::mem::take(&mut self.dirty) {
-            if let Some(room) = self.rooms.get(&name) {
-                writes.push(Change::Room(name.clone(), Some(room.encode())));
+            if let Some(room) = self.rooms.get_mut(&name) {
+                writes.push(Change::Room(name.clone(), Some(room.write())));
                 names.push((name, room.pushed));
             }
         }
@@ -1088,8 +1088,12 @@ impl Core {
                 }
             }
         } else {
-            for (name, _) in names.iter().filter(|(n, _)| self.rooms.get(n).is_some()) {
-                self.dirty.insert(name.clone());
+            for (name, _) in &names {
+                if let Some(room) = self.rooms.get_mut(name) {
+                    // Its new entries may not have been written: the next write carries the whole history.
+                    room.rewritten = true;
+                    self.dirty.insert(name.clone());
+                }
             }
             // The files are rewritten from memory, where a handed-out
             // one-time prekey is already gone (its answer fails below).

@@ -444,6 +444,8 @@ fn room_refuses_non_members_and_wrong_auth_keys() {
         history: Default::default(),
         pushed: 0,
         durable: 0,
+        emitted: 0,
+        rewritten: true,
     });
     let mut p = Pair::connect_with(rooms);
     assert_eq!(p.register("hank", "password123", "a b c"), code::OK);

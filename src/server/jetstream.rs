@@ -3,7 +3,9 @@
 //! The file store's layout maps onto two replicated streams:
 //!
 //! - `SOTTO` (subjects `sotto.r.>`): one subject per file of the file store
-//!   (`sotto.r.user.<uid>`, `sotto.r.room.<name>`, `sotto.r.q.<uid>`, …). A
+//!   (`sotto.r.user.<uid>`, `sotto.r.room.<name>`, `sotto.r.q.<uid>`, …),
+//!   except that a room's kept history has a subject of its own,
+//!   `sotto.r.hist.<name>`, appended to message by message (`rooms_js.rs`). A
 //!   subject's content is its last whole *replace* and the *appends* after it.
 //!   A replace that fits one message is a *rollup* (`Nats-Rollup: sub`): the
 //!   server drops the subject's older messages in the same step. A larger
@@ -74,6 +76,8 @@ mod replay;
 use replay::{apply_loaded, Loaded};
 #[path = "lease.rs"]
 mod lease;
+#[path = "rooms_js.rs"]
+mod rooms_js;
 use lease::leave;
 pub use lease::{EXIT_LEASE_LOST, LEASE, LEASE_TTL};
 
@@ -154,6 +158,8 @@ pub struct JetStreamStore {
     follower: Mutex<Option<follow::Follower>>,
     /// The followed records start-up loads from, until this node's first write.
     served: Mutex<Option<BTreeMap<String, Loaded>>>,
+    /// What this node knows it wrote of each room (`rooms_js.rs`).
+    rooms: Mutex<rooms_js::Written>,
     shown: String,
 }
 
@@ -256,6 +262,7 @@ impl JetStreamStore {
             lease,
             follower: Mutex::new(None),
             served: Mutex::new(None),
+            rooms: Mutex::new(rooms_js::Written::default()),
             shown,
         })
     }
@@ -270,10 +277,16 @@ impl JetStreamStore {
     /// (streams electing new leaders): an unreachable stream is retried for
     /// [`LOAD_PATIENCE`] before start-up fails.
     fn load(&self, filter: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        Ok(self.load_counted(filter)?.into_iter().map(|(subject, (content, _))| (subject, content)).collect())
+    }
+
+    /// As [`JetStreamStore::load`], with each subject's count of messages
+    /// (as its operations leave them: a rollup one, each append one more).
+    fn load_counted(&self, filter: &str) -> Result<BTreeMap<String, (Vec<u8>, u64)>, StoreError> {
         retrying(filter, || self.load_once(filter))
     }
 
-    fn load_once(&self, filter: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+    fn load_once(&self, filter: &str) -> Result<BTreeMap<String, (Vec<u8>, u64)>, StoreError> {
         // A standby that took over has the records in memory already.
         let loaded = match self.followed(filter) {
             Some(followed) => followed,
@@ -290,7 +303,7 @@ impl JetStreamStore {
             }
             last.insert(subject.clone(), Last::Known(l.last));
             if !l.removed {
-                out.insert(subject, l.content);
+                out.insert(subject, (l.content, l.count));
             }
         }
         Ok(out)
@@ -513,8 +526,8 @@ impl JetStreamStore {
 
     async fn apply(&self, w: &Change) -> Result<(), StoreError> {
         match w {
-            Change::Room(name, Some(b)) => self.replace(&room_subject(name), b).await,
-            Change::Room(name, None) => self.remove(&room_subject(name)).await,
+            Change::Room(name, Some(w)) => self.write_room(name, w).await,
+            Change::Room(name, None) => self.remove_room(name).await,
             Change::Queue(uid, QueueWrite::Append(b)) => self.append(&uid_subject("q", *uid), b).await,
             Change::Queue(uid, QueueWrite::Replace(b)) => self.replace(&uid_subject("q", *uid), b).await,
             Change::Queue(uid, QueueWrite::Remove) => self.remove(&uid_subject("q", *uid)).await,
@@ -642,6 +655,11 @@ fn room_subject(name: &str) -> String {
     format!("sotto.r.room.{name}")
 }
 
+/// A room's kept history (`rooms.rs`).
+fn history_subject(name: &str) -> String {
+    format!("sotto.r.hist.{name}")
+}
+
 fn data_subject(name: &str) -> String {
     format!("sotto.r.data.{name}")
 }
@@ -688,11 +706,7 @@ impl Store for JetStreamStore {
     }
 
     fn load_rooms(&self) -> Result<Vec<Room>, StoreError> {
-        let mut out = Vec::new();
-        for (subject, bytes) in self.load("sotto.r.room.*")? {
-            out.push(Room::decode(&bytes).map_err(|why| corrupt(&subject, why))?);
-        }
-        Ok(out)
+        self.load_split_rooms()
     }
 
     fn load_queues(&self) -> Result<Vec<QueueFile>, StoreError> {
@@ -821,7 +835,7 @@ impl Store for JetStreamStore {
 /// `sotto.c.<id>` for a file's chunks.
 fn touches(w: &Change) -> Vec<String> {
     match w {
-        Change::Room(name, _) => vec![room_subject(name)],
+        Change::Room(name, _) => vec![room_subject(name), history_subject(name)],
         Change::Queue(uid, _) => vec![uid_subject("q", *uid)],
         Change::Contacts(_) => vec![data_subject("contacts")],
         Change::Prekeys(uid, _) => vec![uid_subject("prekeys", *uid)],

@@ -213,8 +213,8 @@ impl Store for MemStore {
         if let Ok(mut m) = self.rooms.lock() {
             for w in writes {
                 match w {
-                    Change::Room(name, Some(b)) => {
-                        m.insert(name.clone(), b.clone());
+                    Change::Room(name, Some(w)) => {
+                        m.insert(name.clone(), w.file.clone());
                     }
                     Change::Room(name, None) => {
                         m.remove(name);

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::crypto;
 use crate::opcodes::{Class, RoomEntry, RoomRecord};
 use crate::room::HISTORY;
+use crate::server::store::RoomWrite;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// Magic of a room file.
@@ -120,6 +121,11 @@ pub struct Room {
     /// survives a crash.
     pub(crate) pushed: u64,
     pub(crate) durable: u64,
+    /// `pushed` when the room's last write was made ([`Room::write`]).
+    pub(crate) emitted: u64,
+    /// The history changed since the last write other than by pushes, or
+    /// the room is new: its next write carries the whole history.
+    pub(crate) rewritten: bool,
 }
 
 impl Room {
@@ -164,6 +170,33 @@ impl Room {
         self.pushed += 1;
     }
 
+    /// Replaces kept message `at` (by its tombstone); false if there is none.
+    pub(crate) fn replace_entry(&mut self, at: usize, entry: Kept) -> bool {
+        let Some(e) = self.history.get_mut(at) else { return false };
+        *e = entry;
+        self.rewritten = true;
+        true
+    }
+
+    /// Forgets every kept message.
+    pub(crate) fn clear_history(&mut self) {
+        self.history.clear();
+        self.rewritten = true;
+    }
+
+    /// The room's next write: its file, with where the history and the
+    /// entries pushed since the last write lie in it.
+    pub(crate) fn write(&mut self) -> RoomWrite {
+        let (file, starts) = self.encode_with_starts();
+        let end = starts.last().copied().unwrap_or(0);
+        let fresh = usize::try_from(self.pushed.saturating_sub(self.emitted)).unwrap_or(usize::MAX);
+        let kept = self.history.len();
+        let newest = if fresh >= kept { starts[0] } else { starts[kept - fresh] };
+        self.emitted = self.pushed;
+        let rewritten = std::mem::take(&mut self.rewritten);
+        RoomWrite { file, entries: starts[0]..end, newest, rewritten }
+    }
+
     /// The kept messages a commit has made durable, oldest first.
     pub(crate) fn durable_history(&self) -> impl Iterator<Item = &Kept> {
         let undurable = usize::try_from(self.pushed.saturating_sub(self.durable)).unwrap_or(usize::MAX);
@@ -171,7 +204,14 @@ impl Room {
     }
 
     /// The file bytes: head, member UIDs, entries, SHA-256 of all that.
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Vec<u8> {
+        self.encode_with_starts().0
+    }
+
+    /// The file bytes, and where each entry starts in them followed by
+    /// where the last one ends (one offset when there is none).
+    fn encode_with_starts(&self) -> (Vec<u8>, Vec<usize>) {
         let mut head = RoomRecord::new_zeroed();
         head.magic = ROOM_MAGIC;
         head.version.set(ROOM_VERSION);
@@ -189,17 +229,20 @@ impl Room {
         for uid in &self.members {
             out.extend_from_slice(&uid.to_be_bytes());
         }
+        let mut starts = Vec::with_capacity(self.history.len() + 1);
         for e in &self.history {
+            starts.push(out.len());
             out.extend_from_slice(e.head.as_bytes());
             out.extend_from_slice(&e.body);
         }
+        starts.push(out.len());
         out.extend_from_slice(&(self.banned.len() as u32).to_be_bytes());
         for uid in &self.banned {
             out.extend_from_slice(&uid.to_be_bytes());
         }
         let sum = crypto::sha256(&[&out]);
         out.extend_from_slice(&sum);
-        out
+        (out, starts)
     }
 
     /// Parses and checks a room file.
@@ -263,9 +306,42 @@ impl Room {
             banned,
             pushed: history.len() as u64,
             durable: history.len() as u64,
+            emitted: history.len() as u64,
+            rewritten: false,
             history,
         })
     }
+}
+
+/// The room file of `w` without its history: its head (no entries counted),
+/// members and banned users, checksummed again. The cluster store keeps a
+/// room's history on a subject of its own (DESIGN §8, "Cluster").
+pub(crate) fn without_history(w: &RoomWrite) -> Vec<u8> {
+    let file = &w.file;
+    let mut out = Vec::with_capacity(file.len() - w.entries.len());
+    out.extend_from_slice(&file[..w.entries.start]);
+    if let Ok((head, _)) = RoomRecord::mut_from_prefix(&mut out[..]) {
+        head.history_count.set(0);
+    }
+    out.extend_from_slice(&file[w.entries.end..file.len() - 32]);
+    let sum = crypto::sha256(&[&out]);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// Kept entries as a room file of the current version holds them, one after
+/// another (a history subject's content): the last `HISTORY` of them.
+pub(crate) fn read_entries(mut bytes: &[u8]) -> Result<VecDeque<Kept>, &'static str> {
+    let mut out = VecDeque::with_capacity(HISTORY);
+    while !bytes.is_empty() {
+        let (e, rest) = Kept::read(bytes, ROOM_VERSION)?;
+        if out.len() == HISTORY {
+            out.pop_front();
+        }
+        out.push_back(e);
+        bytes = rest;
+    }
+    Ok(out)
 }
 
 /// Every room, by name.
@@ -327,6 +403,8 @@ mod tests {
             history: VecDeque::new(),
             pushed: 0,
             durable: 0,
+            emitted: 0,
+            rewritten: true,
         };
         for i in 0..25u64 {
             let class = Class::ALL[i as usize % Class::ALL.len()];
@@ -448,5 +526,89 @@ mod tests {
         let mut huge = bytes.clone();
         huge[HEAD - 8..HEAD - 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(Room::decode(&huge).err(), Some("counts out of range"));
+    }
+
+    fn ids(entries: &VecDeque<Kept>) -> Vec<u64> {
+        entries.iter().map(|e| e.head.sent_msg_id.get()).collect()
+    }
+
+    #[test]
+    fn a_write_says_where_the_history_and_its_new_entries_lie() {
+        let mut r = room();
+        let w = r.write();
+        assert!(w.rewritten, "a new room's first write carries its whole history");
+        assert_eq!(w.newest, w.entries.start, "25 pushed, 20 kept: all of them new");
+        assert_eq!(ids(&read_entries(&w.file[w.entries.clone()]).unwrap()), (5..25).collect::<Vec<_>>());
+        let back = Room::decode(&w.file).unwrap();
+        assert_eq!(ids(&back.history), (5..25).collect::<Vec<_>>());
+
+        let nothing = r.write();
+        assert!(!nothing.rewritten);
+        assert_eq!(nothing.newest, nothing.entries.end, "nothing pushed since");
+
+        let e = r.history[0].clone();
+        r.push(Kept {
+            head: {
+                let mut h = e.head;
+                h.sent_msg_id.set(25);
+                h
+            },
+            ..e.clone()
+        });
+        r.push(Kept {
+            head: {
+                let mut h = e.head;
+                h.sent_msg_id.set(26);
+                h
+            },
+            ..e
+        });
+        let two = r.write();
+        assert!(!two.rewritten);
+        assert_eq!(ids(&read_entries(&two.file[two.newest..two.entries.end]).unwrap()), vec![25, 26]);
+
+        let gone = r.history[3].tombstone(9);
+        assert!(r.replace_entry(3, gone));
+        assert!(!r.replace_entry(20, r.history[0].clone()), "no entry 20");
+        assert!(r.write().rewritten, "a removal rewrites the history");
+        r.clear_history();
+        let cleared = r.write();
+        assert!(cleared.rewritten && cleared.entries.is_empty());
+    }
+
+    #[test]
+    fn a_room_without_its_history_is_a_valid_room_file() {
+        let mut r = room();
+        let w = r.write();
+        let bare = Room::decode(&without_history(&w)).unwrap();
+        assert_eq!((bare.name.as_str(), bare.members.clone(), bare.banned.clone()), ("lobby", vec![9, 10], vec![11]));
+        assert_eq!((bare.salt, bare.verifier, bare.owner, bare.created), (r.salt, r.verifier, 9, 5));
+        assert!(bare.history.is_empty());
+    }
+
+    #[test]
+    fn read_entries_keeps_the_last_twenty_and_refuses_a_torn_one() {
+        let mut r = room();
+        let w = r.write();
+        let e = &w.file[w.entries.clone()];
+        assert_eq!(ids(&read_entries(e).unwrap()), (5..25).collect::<Vec<_>>());
+        let mut torn = e.to_vec();
+        torn.extend_from_slice(&e[..e.len() - 1]);
+        assert!(read_entries(&torn).is_err(), "a torn last entry");
+        // A rollup and appends after it, as a history subject holds them.
+        let mut subject = e.to_vec();
+        let x = r.history[0].clone();
+        r.push(Kept {
+            head: {
+                let mut h = x.head;
+                h.sent_msg_id.set(25);
+                h
+            },
+            ..x
+        });
+        let more = r.write();
+        subject.extend_from_slice(&more.file[more.newest..more.entries.end]);
+        assert_eq!(ids(&read_entries(&subject).unwrap()), (6..26).collect::<Vec<_>>());
+        assert!(read_entries(&[]).unwrap().is_empty());
     }
 }

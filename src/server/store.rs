@@ -67,8 +67,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 
 /// One change in a commit.
 pub enum Change {
-    /// A room file's new bytes, or `None` to delete it.
-    Room(String, Option<Vec<u8>>),
+    /// A room's new bytes, or `None` to delete it.
+    Room(String, Option<RoomWrite>),
     /// A change to a user's mailbox file.
     Queue(u64, QueueWrite),
     /// The contacts file's new bytes.
@@ -96,6 +96,22 @@ pub enum Change {
     Tickets(JournalWrite),
     /// An account's record (`users/<uid>.user`), replaced atomically (new secrets).
     User(Box<UserRecord>),
+}
+
+/// A room's new bytes, with where its kept history lies in them: the file
+/// store writes the whole file; the cluster store writes the history on its
+/// own subject, appending only the entries pushed since the room's last write.
+pub struct RoomWrite {
+    /// The room file (head, members, history, banned users, checksum).
+    pub file: Vec<u8>,
+    /// The history's entries in `file`, oldest first.
+    pub entries: std::ops::Range<usize>,
+    /// Where the entries pushed since the room's last write start in `file`
+    /// (`entries.end` when none was).
+    pub newest: usize,
+    /// The history changed since the room's last write other than by pushes
+    /// (a message removed, the history cleared), or the room is new.
+    pub rewritten: bool,
 }
 
 /// A queue file as loaded: its bytes.
@@ -542,7 +558,7 @@ impl FileStore {
     /// Makes one change durable; returns the directories to sync after it.
     fn apply(&self, w: &Change) -> Result<u8, StoreError> {
         match w {
-            Change::Room(name, Some(b)) => write_file_synced(&self.room_path(name), b).map(|()| DIR_ROOMS),
+            Change::Room(name, Some(w)) => write_file_synced(&self.room_path(name), &w.file).map(|()| DIR_ROOMS),
             Change::Room(name, None) => remove_if_present(&self.room_path(name)).map(|()| DIR_ROOMS),
             Change::Queue(uid, QueueWrite::Append(b)) => {
                 let path = self.queue_path(*uid);

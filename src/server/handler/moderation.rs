@@ -169,7 +169,7 @@ pub fn rekey(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], no
     let Some(room) = core.rooms.get_mut(&name) else { return };
     room.salt = m.salt;
     room.verifier = m.verifier;
-    room.history.clear();
+    room.clear_history();
     let others: Vec<u64> = room.members.iter().copied().filter(|u| *u != me).collect();
     room.members.retain(|u| *u == me);
     core.mark_dirty(&name);
@@ -202,13 +202,13 @@ pub fn remove(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
         return core.reply(id, msg_id, RMRM, code::NOT_FOUND, "no such message in the room's kept history", now_ms);
     };
     let owner = room.owner;
-    let Some(entry) = room.history.get_mut(at) else { return };
+    let Some(entry) = room.history.get(at) else { return };
     if entry.head.sender_uid.get() != me && owner != me {
         let why = "only its author or the room's owner can remove a message";
         return core.reply(id, msg_id, RMRM, code::FORBIDDEN, why, now_ms);
     }
     let gone = entry.tombstone(me);
-    *entry = gone.clone();
+    room.replace_entry(at, gone.clone());
     core.mark_dirty(&name);
     tombstone(core, &name, &gone, To::Members(id), now_ms);
     core.defer(Deferred::Reply { conn: id, msg_id, opcode: RMRM, reason: "removed" });

@@ -108,6 +108,8 @@ pub fn create(core: &mut Core, id: ConnId, auth: &Authenticated, frame: &[u8], n
         history: Default::default(),
         pushed: 0,
         durable: 0,
+        emitted: 0,
+        rewritten: true,
     };
     core.rooms.insert(room);
     core.mark_dirty(&name);

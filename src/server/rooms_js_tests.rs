@@ -1,0 +1,160 @@
+//! Rooms on a real JetStream (three nats-server processes on loopback, R3):
+//! a record without history, the history appended and rolled up, a record
+//! of an earlier version migrated at its first write.
+
+use std::collections::VecDeque;
+
+use futures_util::StreamExt;
+use zerocopy::FromZeros;
+
+use super::super::{ClusterConfig, JetStreamStore};
+use super::ROLLUP_EVERY;
+use crate::nats_harness::NatsCluster;
+use crate::opcodes::{Class, RoomEntry};
+use crate::server::room::{Kept, Room};
+use crate::server::store::{Change, Store};
+
+fn connect(nats: &NatsCluster, node: &str) -> JetStreamStore {
+    let cfg = ClusterConfig {
+        urls: nats.urls().split(',').map(str::to_owned).collect(),
+        node: node.to_owned(),
+        replicas: 3,
+        creds: None,
+        tls: None,
+    };
+    JetStreamStore::connect(&cfg).expect("connect to the test's NATS servers")
+}
+
+fn new_room(name: &str) -> Room {
+    Room {
+        name: name.into(),
+        salt: [1; 16],
+        verifier: [2; 32],
+        owner: 9,
+        created: 5,
+        members: vec![9, 10],
+        banned: vec![11],
+        history: VecDeque::new(),
+        pushed: 0,
+        durable: 0,
+        emitted: 0,
+        rewritten: true,
+    }
+}
+
+fn entry(id: u64) -> Kept {
+    let class = Class::ALL[id as usize % Class::ALL.len()];
+    let mut head = RoomEntry::new_zeroed();
+    head.sender_uid.set(9);
+    head.sent_msg_id.set(id);
+    head.class = class.letter() as u8;
+    Kept { head, class, body: vec![id as u8; class.body()].into() }
+}
+
+fn commit(store: &JetStreamStore, room: &mut Room) {
+    store.commit(&[Change::Room(room.name.clone(), Some(room.write()))]).expect("commit");
+}
+
+/// The rooms a fresh node loads: name, members, the ids of the kept messages.
+fn loaded(nats: &NatsCluster) -> Vec<(String, Vec<u64>, Vec<u64>)> {
+    let reader = connect(nats, "reader");
+    let mut rooms: Vec<_> = reader
+        .load_rooms()
+        .expect("load rooms")
+        .into_iter()
+        .map(|r| (r.name.clone(), r.members.clone(), r.history.iter().map(|e| e.head.sent_msg_id.get()).collect()))
+        .collect();
+    rooms.sort();
+    rooms
+}
+
+/// How many messages the subjects `subject` names have in the records stream.
+fn counts(store: &JetStreamStore, subject: &str) -> u64 {
+    store.rt.block_on(async {
+        let mut info = store.records.info_with_subjects(subject).await.expect("stream info");
+        let mut n = 0;
+        while let Some(s) = info.next().await {
+            n += s.expect("subject").1 as u64;
+        }
+        n
+    })
+}
+
+fn last_op(store: &JetStreamStore, subject: &str) -> String {
+    store.rt.block_on(async {
+        let m = store.records.get_last_raw_message_by_subject(subject).await.expect("last message");
+        m.headers.get(super::super::OP).expect("op").as_str().to_owned()
+    })
+}
+
+#[test]
+fn a_room_is_a_record_without_history_and_its_history_is_appended() {
+    let nats = NatsCluster::start().expect("nats-server (installed by tools/need-nats-server)");
+    let store = connect(&nats, "writer");
+    store.take_lease("writer").expect("lease");
+    let mut room = new_room("lobby");
+    commit(&store, &mut room);
+    assert_eq!(last_op(&store, "sotto.r.hist.lobby"), "R1", "a new room's history starts with a rollup");
+    for id in 0..45 {
+        room.push(entry(id));
+        commit(&store, &mut room);
+    }
+    assert_eq!(counts(&store, "sotto.r.room.lobby"), 1, "the record is written once: it did not change");
+    let hist = counts(&store, "sotto.r.hist.lobby");
+    assert!((1..=ROLLUP_EVERY).contains(&hist), "the history subject is bounded: {hist} messages");
+    assert_eq!(last_op(&store, "sotto.r.hist.lobby"), "A", "a message is an append");
+    assert_eq!(loaded(&nats), vec![("lobby".into(), vec![9, 10], (25..45).collect())]);
+
+    // A member joins: the record is replaced, the history untouched.
+    room.members.push(12);
+    commit(&store, &mut room);
+    assert_eq!(counts(&store, "sotto.r.hist.lobby"), hist);
+    assert_eq!(loaded(&nats), vec![("lobby".into(), vec![9, 10, 12], (25..45).collect())]);
+
+    // A removal rolls the history up, its tombstone in place.
+    let gone = room.history[3].tombstone(9);
+    assert!(room.replace_entry(3, gone));
+    commit(&store, &mut room);
+    assert_eq!((counts(&store, "sotto.r.hist.lobby"), last_op(&store, "sotto.r.hist.lobby").as_str()), (1, "R1"));
+    let reader = connect(&nats, "reader");
+    let back = reader.load_rooms().expect("load");
+    assert!(back[0].history[3].is_tombstone() && back[0].history[3].removed_by() == 9);
+    assert_eq!(back[0].history.iter().filter(|e| e.is_tombstone()).count(), 1);
+
+    // Removed and created again: nothing of the old history comes back.
+    store.commit(&[Change::Room("lobby".into(), None)]).expect("remove");
+    assert_eq!(loaded(&nats), vec![]);
+    let mut again = new_room("lobby");
+    commit(&store, &mut again);
+    again.push(entry(100));
+    commit(&store, &mut again);
+    assert_eq!(loaded(&nats), vec![("lobby".into(), vec![9, 10], vec![100])]);
+}
+
+#[test]
+fn a_room_record_with_its_history_in_it_is_migrated_at_its_first_write() {
+    let nats = NatsCluster::start().expect("nats-server (installed by tools/need-nats-server)");
+    let store = connect(&nats, "writer");
+    store.take_lease("writer").expect("lease");
+    // As an earlier version wrote it: the whole room, history included.
+    let mut old = new_room("old");
+    for id in 0..7 {
+        old.push(entry(id));
+    }
+    let file = old.write().file;
+    store.rt.block_on(store.replace("sotto.r.room.old", &file)).expect("write the old record");
+    assert_eq!(loaded(&nats), vec![("old".into(), vec![9, 10], (0..7).collect())]);
+
+    // The node that loads it writes it: the history moves to its subject first.
+    store.release();
+    let writer = connect(&nats, "writer2");
+    writer.take_lease("writer2").expect("lease");
+    let mut rooms = writer.load_rooms().expect("load");
+    let mut room = rooms.pop().expect("the room");
+    room.push(entry(7));
+    commit(&writer, &mut room);
+    assert_eq!(last_op(&writer, "sotto.r.hist.old"), "R1");
+    let record = writer.rt.block_on(writer.records.get_last_raw_message_by_subject("sotto.r.room.old")).unwrap();
+    assert!(Room::decode(&record.payload).unwrap().history.is_empty(), "the record no longer holds the history");
+    assert_eq!(loaded(&nats), vec![("old".into(), vec![9, 10], (0..8).collect())]);
+}
