@@ -26,7 +26,7 @@ use crate::server::mailbox::Mail;
 use crate::server::remote::{self, Out};
 use crate::server::room::Rooms;
 use crate::server::session::{PasswordAccepted, Session};
-use crate::server::store::Change;
+use crate::server::store::{Change, ContactsWrite};
 use crate::server::throttle::{bucket, Throttle};
 use crate::server::worker::{Completion, Job};
 
@@ -356,6 +356,8 @@ struct Inflight {
     rooms: Vec<(String, u64)>,
     /// The users whose prekey files it writes.
     prekeys: Vec<u64>,
+    /// The contact pairs it writes (lower UID, higher UID).
+    contacts: Vec<(u64, u64)>,
     /// The answers waiting for it.
     answers: Vec<Deferred>,
     /// What it writes of the files.
@@ -992,9 +994,14 @@ impl Core {
                 writes.push(Change::Queue(uid, w));
             }
         }
-        if std::mem::take(&mut self.contacts_dirty) {
-            writes.push(Change::Contacts(self.mail.contacts.encode()));
-        }
+        let contacts = if std::mem::take(&mut self.contacts_dirty) {
+            let changed = self.mail.contacts.take_changed();
+            let pairs = changed.iter().map(|&p| (p, self.mail.contacts.state(p))).collect();
+            writes.push(Change::Contacts(ContactsWrite { file: self.mail.contacts.encode(), pairs }));
+            changed
+        } else {
+            Vec::new()
+        };
         let prekeys: Vec<u64> = std::mem::take(&mut self.prekeys_dirty).into_iter().collect();
         for &uid in &prekeys {
             let bytes = self.mail.prekeys.get(uid).map(|p| p.encode(uid));
@@ -1041,6 +1048,7 @@ impl Core {
             Inflight {
                 rooms: names,
                 prekeys,
+                contacts,
                 answers,
                 files,
                 accts,
@@ -1060,6 +1068,7 @@ impl Core {
         let Some(Inflight {
             rooms: names,
             prekeys,
+            contacts,
             answers,
             files,
             accts,
@@ -1098,6 +1107,7 @@ impl Core {
             // The files are rewritten from memory, where a handed-out
             // one-time prekey is already gone (its answer fails below).
             self.prekeys_dirty.extend(prekeys);
+            self.mail.contacts.changed_again(contacts);
             for uid in accts {
                 self.mark_acct_dirty(uid);
             }

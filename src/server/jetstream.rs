@@ -5,7 +5,9 @@
 //! - `SOTTO` (subjects `sotto.r.>`): one subject per file of the file store
 //!   (`sotto.r.user.<uid>`, `sotto.r.room.<name>`, `sotto.r.q.<uid>`, …),
 //!   except that a room's kept history has a subject of its own,
-//!   `sotto.r.hist.<name>`, appended to message by message (`rooms_js.rs`). A
+//!   `sotto.r.hist.<name>`, appended to message by message (`rooms_js.rs`),
+//!   and the contacts file is one subject per pair, `sotto.r.pair.<lo>-<hi>`
+//!   (`contacts_js.rs`). A
 //!   subject's content is its last whole *replace* and the *appends* after it.
 //!   A replace that fits one message is a *rollup* (`Nats-Rollup: sub`): the
 //!   server drops the subject's older messages in the same step. A larger
@@ -74,6 +76,8 @@ mod follow;
 #[path = "replay.rs"]
 mod replay;
 use replay::{apply_loaded, Loaded};
+#[path = "contacts_js.rs"]
+mod contacts_js;
 #[path = "lease.rs"]
 mod lease;
 #[path = "rooms_js.rs"]
@@ -160,6 +164,8 @@ pub struct JetStreamStore {
     served: Mutex<Option<BTreeMap<String, Loaded>>>,
     /// What this node knows it wrote of each room (`rooms_js.rs`).
     rooms: Mutex<rooms_js::Written>,
+    /// The contacts are still the single record of an earlier version (`contacts_js.rs`).
+    contacts_single: Mutex<bool>,
     shown: String,
 }
 
@@ -263,6 +269,7 @@ impl JetStreamStore {
             follower: Mutex::new(None),
             served: Mutex::new(None),
             rooms: Mutex::new(rooms_js::Written::default()),
+            contacts_single: Mutex::new(false),
             shown,
         })
     }
@@ -531,7 +538,7 @@ impl JetStreamStore {
             Change::Queue(uid, QueueWrite::Append(b)) => self.append(&uid_subject("q", *uid), b).await,
             Change::Queue(uid, QueueWrite::Replace(b)) => self.replace(&uid_subject("q", *uid), b).await,
             Change::Queue(uid, QueueWrite::Remove) => self.remove(&uid_subject("q", *uid)).await,
-            Change::Contacts(b) => self.replace(&data_subject("contacts"), b).await,
+            Change::Contacts(w) => self.write_pairs(w).await,
             Change::Prekeys(uid, Some(b)) => self.replace(&uid_subject("prekeys", *uid), b).await,
             Change::Prekeys(uid, None) => self.remove(&uid_subject("prekeys", *uid)).await,
             Change::FileRecord(id, b) => self.replace(&uid_subject("file", *id), b).await,
@@ -721,7 +728,7 @@ impl Store for JetStreamStore {
     }
 
     fn load_contacts(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.load_one(&data_subject("contacts"))
+        self.load_pairs()
     }
 
     fn load_retired(&self) -> Result<Option<Vec<u8>>, StoreError> {
@@ -883,3 +890,7 @@ fn chains(writes: &[Change]) -> Vec<Vec<&Change>> {
 #[cfg(test)]
 #[path = "jetstream_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "split_js_tests.rs"]
+mod split_js_tests;

@@ -63,7 +63,7 @@ fn a_commit_runs_as_chains_that_share_no_record() {
         chains(writes).iter().map(|c| c.iter().map(|w| touches(w).join("+")).collect()).collect()
     };
     // Different records: one chain each, in order of first appearance.
-    let writes = [q(1), q(2), Change::Contacts(vec![])];
+    let writes = [q(1), q(2), Change::Contacts(crate::server::store::ContactsWrite { file: vec![], pairs: vec![] })];
     assert_eq!(chains(&writes).len(), 3);
     // The same record twice: one chain, in the commit's order.
     let writes = [q(1), q(2), q(1)];

@@ -181,7 +181,7 @@ impl Store for MemStore {
                     Change::Prekeys(uid, None) => {
                         m.remove(uid);
                     }
-                    Change::Contacts(b) => *contacts = Some(b.clone()),
+                    Change::Contacts(w) => *contacts = Some(w.file.clone()),
                     _ => {}
                 }
             }

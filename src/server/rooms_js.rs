@@ -121,7 +121,3 @@ impl JetStreamStore {
         Ok(out)
     }
 }
-
-#[cfg(test)]
-#[path = "rooms_js_tests.rs"]
-mod tests;

@@ -71,8 +71,8 @@ pub enum Change {
     Room(String, Option<RoomWrite>),
     /// A change to a user's mailbox file.
     Queue(u64, QueueWrite),
-    /// The contacts file's new bytes.
-    Contacts(Vec<u8>),
+    /// The contacts file's new bytes, and the pairs changed since the last write.
+    Contacts(ContactsWrite),
     /// A user's prekey file's new bytes, or `None` to delete it.
     Prekeys(u64, Option<Vec<u8>>),
     /// A file's record (`files/<id>.file`), replaced atomically.
@@ -112,6 +112,16 @@ pub struct RoomWrite {
     /// The history changed since the room's last write other than by pushes
     /// (a message removed, the history cleared), or the room is new.
     pub rewritten: bool,
+}
+
+/// The contacts: the file store writes the whole file; the cluster store one
+/// record per pair, for the pairs changed since the last write.
+pub struct ContactsWrite {
+    /// The contacts file (`contacts.db`).
+    pub file: Vec<u8>,
+    /// Each changed pair (lower UID, higher UID) with its state
+    /// (`contacts::ASKED_UP`, `ASKED_DOWN`, `ACCEPTED` or'ed; 0: nothing left).
+    pub pairs: Vec<((u64, u64), u8)>,
 }
 
 /// A queue file as loaded: its bytes.
@@ -573,7 +583,7 @@ impl FileStore {
                 write_file_synced(&self.queue_path(*uid), b).map(|()| DIR_QUEUES)
             }
             Change::Queue(uid, QueueWrite::Remove) => remove_if_present(&self.queue_path(*uid)).map(|()| DIR_QUEUES),
-            Change::Contacts(b) => write_file_synced(&self.data.join("contacts.db"), b).map(|()| DIR_DATA),
+            Change::Contacts(w) => write_file_synced(&self.data.join("contacts.db"), &w.file).map(|()| DIR_DATA),
             Change::Prekeys(uid, Some(b)) => write_file_synced(&self.prekey_path(*uid), b).map(|()| DIR_PREKEYS),
             Change::Prekeys(uid, None) => remove_if_present(&self.prekey_path(*uid)).map(|()| DIR_PREKEYS),
             Change::FileRecord(id, b) => write_file_synced(&self.file_path(*id), b).map(|()| DIR_FILES),

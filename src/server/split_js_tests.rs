@@ -1,17 +1,20 @@
-//! Rooms on a real JetStream (three nats-server processes on loopback, R3):
-//! a record without history, the history appended and rolled up, a record
-//! of an earlier version migrated at its first write.
+//! Rooms and contacts on a real JetStream (three nats-server processes on
+//! loopback, R3): a room's record without history and its history appended
+//! and rolled up; a record per contact pair; the single records of an
+//! earlier version migrated at their first write.
 
 use std::collections::VecDeque;
 
 use futures_util::StreamExt;
 use zerocopy::FromZeros;
 
-use super::super::{ClusterConfig, JetStreamStore};
-use super::ROLLUP_EVERY;
+use super::rooms_js::ROLLUP_EVERY;
+use super::{ClusterConfig, JetStreamStore, OP};
 use crate::nats_harness::NatsCluster;
 use crate::opcodes::{Class, RoomEntry};
+use crate::server::contacts::Contacts;
 use crate::server::room::{Kept, Room};
+use crate::server::store::ContactsWrite;
 use crate::server::store::{Change, Store};
 
 fn connect(nats: &NatsCluster, node: &str) -> JetStreamStore {
@@ -83,7 +86,7 @@ fn counts(store: &JetStreamStore, subject: &str) -> u64 {
 fn last_op(store: &JetStreamStore, subject: &str) -> String {
     store.rt.block_on(async {
         let m = store.records.get_last_raw_message_by_subject(subject).await.expect("last message");
-        m.headers.get(super::super::OP).expect("op").as_str().to_owned()
+        m.headers.get(OP).expect("op").as_str().to_owned()
     })
 }
 
@@ -157,4 +160,55 @@ fn a_room_record_with_its_history_in_it_is_migrated_at_its_first_write() {
     let record = writer.rt.block_on(writer.records.get_last_raw_message_by_subject("sotto.r.room.old")).unwrap();
     assert!(Room::decode(&record.payload).unwrap().history.is_empty(), "the record no longer holds the history");
     assert_eq!(loaded(&nats), vec![("old".into(), vec![9, 10], (0..8).collect())]);
+}
+
+fn contacts_of(nats: &NatsCluster) -> Contacts {
+    let reader = connect(nats, "reader");
+    reader.load_contacts().expect("load contacts").map(|b| Contacts::decode(&b).expect("decode")).unwrap_or_default()
+}
+
+fn commit_contacts(store: &JetStreamStore, c: &mut Contacts) {
+    let pairs = c.take_changed().into_iter().map(|p| (p, c.state(p))).collect();
+    store.commit(&[Change::Contacts(ContactsWrite { file: c.encode(), pairs })]).expect("commit");
+}
+
+#[test]
+fn contacts_are_a_record_per_pair_and_a_single_record_is_migrated() {
+    let nats = NatsCluster::start().expect("nats-server (installed by tools/need-nats-server)");
+    let store = connect(&nats, "writer");
+    store.take_lease("writer").expect("lease");
+    // As an earlier version wrote them: one record of every pair.
+    let mut c = Contacts::default();
+    c.request(1, 2);
+    c.request(3, 1);
+    c.request(4, 5);
+    assert!(c.accept(4, 5));
+    c.take_changed();
+    store.rt.block_on(store.replace("sotto.r.data.contacts", &c.encode())).expect("the old record");
+    assert_eq!(contacts_of(&nats), c);
+
+    // The node that loads them writes every pair once, then removes the single record.
+    store.release();
+    let writer = connect(&nats, "writer2");
+    writer.take_lease("writer2").expect("lease");
+    let mut c = Contacts::decode(&writer.load_contacts().unwrap().unwrap()).unwrap();
+    c.request(6, 7);
+    commit_contacts(&writer, &mut c);
+    assert_eq!(last_op(&writer, "sotto.r.data.contacts"), "D", "the single record is removed");
+    assert_eq!(counts(&writer, "sotto.r.pair.*"), 4, "one record per pair");
+    assert_eq!(contacts_of(&nats), c);
+
+    // From then on a change writes its pair only.
+    assert!(c.accept(1, 2));
+    assert!(c.reject(3, 1));
+    c.request(8, 9);
+    assert!(c.reject(8, 9));
+    commit_contacts(&writer, &mut c);
+    assert_eq!(last_op(&writer, "sotto.r.pair.0000000000000001-0000000000000002"), "R1");
+    assert_eq!(last_op(&writer, "sotto.r.pair.0000000000000001-0000000000000003"), "D", "nothing left: removed");
+    assert_eq!(counts(&writer, "sotto.r.pair.0000000000000008-0000000000000009"), 0, "never stored: no tombstone");
+    assert_eq!(counts(&writer, "sotto.r.pair.0000000000000004-0000000000000005"), 1, "untouched");
+    let back = contacts_of(&nats);
+    assert_eq!(back, c);
+    assert!(back.accepted(1, 2) && !back.requested(3, 1) && back.requested(6, 7) && back.accepted(5, 4));
 }
