@@ -636,12 +636,29 @@ fn cluster(r: &Report) -> String {
         out,
         "\nThe scaling model, as built: one node serves at a time (active-passive), so N nodes carry what one \
          node carries, {} deliveries/s of a room of 10 here; the other nodes buy a takeover within about 5 s, \
-         not throughput. Several nodes serving at once (not built) would each carry about this, less what \
-         routing costs: every delivery to a member on another node would cross NATS once per node (a publish \
-         on the room's subject, received by each node with members), and every DM to a user on another node \
-         once; neither is measured here.",
+         not throughput. Several nodes serving at once (not built; DESIGN.md §11) would each carry about this, \
+         less what routing costs: a room message would cross NATS once for each other node with members of the \
+         room (a publish on the room's subject, which each such node seals for its own members), not once per \
+         member, and a DM once when its recipient is on another node.",
         crate::report::rate(js)
     );
+    if let (Some(hop), Some(p50)) = (f("hop.rate"), f("hop.p50_us")) {
+        let per_node = js / 9.0;
+        let _ = writeln!(
+            out,
+            "\nThe hop itself (the table \"The NATS hop\"): {} messages/s of 628 bytes (a short room message on \
+             the wire) from a client of one NATS server to a client of another, across the route between them, \
+             and a median of {p50:.0} µs at 10,000 messages/s. With a room of 10 spread over two nodes, a \
+             room message is 9 deliveries and at most one NATS message per other node: a node at this node's \
+             rate sends about {} NATS messages/s, {:.0}% of what one route carried here; the hop adds its \
+             median to a remote member's latency. In general a room message costs one NATS message for each \
+             other node with members of the room, whatever their number there; these figures were measured on \
+             one machine, where the NATS servers, the nodes and the generator share two cores.",
+            crate::report::rate(hop),
+            crate::report::rate(per_node),
+            100.0 * per_node / hop,
+        );
+    }
     if let (Some(n), Some(kill_up), Some(kill), Some(stop_up), Some(stop)) = (
         f("failover.kill.n"),
         f("failover.kill.serves_ms"),

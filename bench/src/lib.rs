@@ -5,6 +5,7 @@ pub mod direct;
 pub mod doc;
 pub mod engine;
 pub mod fanout;
+pub mod hop;
 pub mod irc;
 pub mod peers;
 pub mod peers_run;

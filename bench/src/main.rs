@@ -21,8 +21,8 @@ peer configurations and the results.
 
   --quick        a shorter run (under 3 minutes): fewer connections, shorter steps
   --only LIST    only these workloads (micro, seal, W1 ... W9, threads, cluster,
-                 failover), comma-separated; cluster and failover start three
-                 nats-server processes
+                 hop, failover), comma-separated; cluster, hop and failover
+                 start three nats-server processes
   --no-peers     sottod only (no ngircd, no InspIRCd)
   --report PATH  write the Markdown report there";
 
@@ -125,9 +125,10 @@ fn run(args: &Args) -> io::Result<()> {
         println!("{name} took {:.0} s", t.elapsed().as_secs_f64());
     }
     // Indicative sections: sottod unpinned, the generator niced.
-    let sections: [(&str, Step); 3] = [
+    let sections: [(&str, Step); 4] = [
         ("threads", sotto_bench::threads::threads),
         ("cluster", sotto_bench::threads::cluster),
+        ("hop", sotto_bench::hop::section),
         ("failover", sotto_bench::w9::cluster_failover),
     ];
     for (name, f) in sections {
