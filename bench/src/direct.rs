@@ -159,6 +159,7 @@ pub fn dm_search(
             let sent: RefCell<Vec<Instant>> = RefCell::new(Vec::with_capacity(total));
             let mut lat = Samples::default();
             let got = Cell::new(0usize);
+            let sched_before = crate::sys::thread_sched(srv.pid());
             engine::drive(
                 &mut peers,
                 start + Duration::from_secs_f64(secs) + Duration::from_secs(2),
@@ -192,6 +193,12 @@ pub fn dm_search(
                     got.get(),
                     lat.clone().percentile(99.0)
                 );
+                // Each server thread's time running and waiting for a core during the step.
+                for (name, run, wait) in crate::sys::thread_sched(srv.pid()) {
+                    let was = sched_before.iter().find(|(n, ..)| *n == name);
+                    let (r0, w0) = was.map_or((Duration::ZERO, Duration::ZERO), |(_, r, w)| (*r, *w));
+                    eprintln!("  {name}: ran {:?}, waited {:?}", run.saturating_sub(r0), wait.saturating_sub(w0));
+                }
             }
             if !ok {
                 break;

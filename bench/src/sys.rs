@@ -82,6 +82,24 @@ pub fn thread_cpu(pid: u32) -> Vec<(String, Duration)> {
     out
 }
 
+/// Time each thread of `pid` ran and waited on a run queue, by thread name,
+/// from `/proc/<pid>/task/*/schedstat` (for SOTTO_BENCH_DEBUG): a thread
+/// that waits long was ready but had no core.
+pub fn thread_sched(pid: u32) -> Vec<(String, Duration, Duration)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else { continue };
+        let Ok(sched) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        let f: Vec<u64> = sched.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        if let [run, wait, ..] = f[..] {
+            out.push((comm.trim().to_owned(), Duration::from_nanos(run), Duration::from_nanos(wait)));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// CPU time (user + system) of `pid`.
 pub fn cpu_time(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
