@@ -135,6 +135,27 @@ pub enum Flow {
     Quit,
 }
 
+/// How one node of a reconnection round went.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    /// A connection is up.
+    Up,
+    /// The node refused the TCP connection: nothing listens there now.
+    Refused,
+    /// Anything else: unreachable, slow, closed, or the handshake failed.
+    Failed,
+}
+
+impl Attempt {
+    fn after(e: &conn::ConnectError) -> Attempt {
+        if e.refused() {
+            Attempt::Refused
+        } else {
+            Attempt::Failed
+        }
+    }
+}
+
 /// A way of talking to the user.
 pub trait Frontend {
     /// Handles one input line; may start a request through `app`.
@@ -750,18 +771,23 @@ impl App {
         }
         self.session.connection_lost();
         self.transfers.connection_lost();
-        self.schedule_retry();
+        self.schedule_retry(false);
         fe.report(Report::Disconnected(e.to_string()))?;
         self.pump(fe)?;
         Ok(None)
     }
 
     /// Plans the next connection attempt after a random delay, uniform in
-    /// [0, min(2 s · 2^failures, 30 s)] (`resume::jitter_ms`), the first too.
-    fn schedule_retry(&mut self) {
-        let wait = resume::random_jitter_ms(self.failures);
+    /// [0, min(2 s · 2^failures, 30 s)] (`resume::jitter_ms`), the first too;
+    /// after a round where every node refused the connection, uniform in
+    /// [0, 2 s] and not counted (`resume::round_wait_ms`): a refusal costs the
+    /// servers nothing, and the clients find the node that serves as soon as
+    /// it listens instead of waiting out a longer delay.
+    fn schedule_retry(&mut self, refused_everywhere: bool) {
+        let r = u64::from_be_bytes(sotto::crypto::random());
+        let (wait, failures) = resume::round_wait_ms(self.failures, refused_everywhere, r);
         self.next_attempt = Some(now_ms().saturating_add(wait));
-        self.failures = self.failures.saturating_add(1);
+        self.failures = failures;
     }
 
     /// A password change whose answer was lost, settled by the login again:
@@ -797,31 +823,39 @@ impl App {
         }
         self.next_attempt = None;
         let servers = self.servers.clone();
+        let mut refused_everywhere = true;
         for server in servers.iter() {
-            if self.attempt(server, fe)? {
-                self.server = server.to_string();
-                return Ok(());
+            match self.attempt(server, fe)? {
+                Attempt::Up => {
+                    self.server = server.to_string();
+                    return Ok(());
+                }
+                Attempt::Refused => {}
+                Attempt::Failed => refused_everywhere = false,
             }
         }
         // Said once: `Disconnected` when the connection dropped, then
         // `Reconnected` when it is back; not once per attempt.
-        self.schedule_retry();
+        self.schedule_retry(refused_everywhere);
         Ok(())
     }
 
     /// One node of a reconnection round: resumes with the held ticket (no
     /// password is typed here: offered without a verifier check), or after a
     /// refusal, a close or without a ticket, logs in again after a full
-    /// handshake. True when a connection is up (the session's login follows).
-    fn attempt(&mut self, server: &str, fe: &mut dyn Frontend) -> io::Result<bool> {
+    /// handshake. `Up` when a connection is up (the session's login follows).
+    fn attempt(&mut self, server: &str, fe: &mut dyn Frontend) -> io::Result<Attempt> {
         if let Some(resume::Kept { held, verifier }) = self.ticket.take() {
             if held.expires_ms <= now_ms() {
                 let _ = self.save_ticket();
             } else {
-                let Ok(dialed) = conn::dial(server) else {
-                    // Not reachable: the ticket was not offered, and waits for the next node.
-                    self.ticket = Some(resume::Kept { held, verifier });
-                    return Ok(false);
+                let dialed = match conn::dial(server) {
+                    Ok(dialed) => dialed,
+                    Err(e) => {
+                        // Not reachable: the ticket was not offered, and waits for the next node.
+                        self.ticket = Some(resume::Kept { held, verifier });
+                        return Ok(Attempt::after(&e));
+                    }
                 };
                 if let Some(c) = self.offer(dialed, &held) {
                     self.conn = Some(c);
@@ -829,18 +863,21 @@ impl App {
                         fe.report(Report::Lost("cannot log in again: no credentials in memory".into()))?;
                         self.exit = Some(1);
                     }
-                    return Ok(true);
+                    return Ok(Attempt::Up);
                 }
             }
             // Refused, closed or unverified: spent; a full handshake follows at once.
         }
-        let Ok(c) = conn::connect(server) else { return Ok(false) };
+        let c = match conn::connect(server) {
+            Ok(c) => c,
+            Err(e) => return Ok(Attempt::after(&e)),
+        };
         self.conn = Some(c);
         if !self.session.relogin(now_ms()) {
             fe.report(Report::Lost("cannot log in again: no credentials in memory".into()))?;
             self.exit = Some(1);
         }
-        Ok(true)
+        Ok(Attempt::Up)
     }
 
     /// Reports every event the session has, saving what it changed first.
@@ -1104,7 +1141,7 @@ impl App {
                 self.conn = None;
                 self.session.connection_lost();
                 self.transfers.connection_lost();
-                self.schedule_retry();
+                self.schedule_retry(false);
                 Ok(())
             }
             Event::Authenticated { user, uid, password, again: false, resumed } => {

@@ -53,6 +53,15 @@ pub enum ConnectError {
     Handshake(HandshakeError),
 }
 
+impl ConnectError {
+    /// Nothing listens at the address: the connection was refused (a node
+    /// restarting, or a cluster standby). Such a refusal costs the server
+    /// nothing (its kernel answers), unlike a handshake.
+    pub fn refused(&self) -> bool {
+        matches!(self, ConnectError::Connect { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused)
+    }
+}
+
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -516,5 +525,22 @@ mod tests {
             other => panic!("expected a close, got {:?}", other.err()),
         }
         server.join().unwrap();
+    }
+
+    #[test]
+    fn a_port_nothing_listens_on_is_a_refusal_and_other_failures_are_not() {
+        // Bound and released: nothing listens there, the kernel answers with a reset.
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let e = dial(&addr.to_string()).err().expect("nothing listens");
+        assert!(e.refused(), "{e}");
+        let listening = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(dial(&listening.local_addr().unwrap().to_string()).is_ok());
+        for other in [
+            ConnectError::Timeout,
+            ConnectError::ClosedEarly,
+            ConnectError::Io(io::ErrorKind::ConnectionRefused.into()),
+        ] {
+            assert!(!other.refused(), "{other}: not a refused TCP connection");
+        }
     }
 }

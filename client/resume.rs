@@ -73,9 +73,18 @@ pub fn jitter_ms(failures: u32, r: u64) -> u64 {
     r % (jitter_cap_ms(failures) + 1)
 }
 
-/// A fresh random wait (see [`jitter_ms`]).
-pub fn random_jitter_ms(failures: u32) -> u64 {
-    jitter_ms(failures, u64::from_be_bytes(sotto::crypto::random()))
+/// The wait before the next reconnection round after one that failed, from
+/// the random `r`, and the failures counted from then on: a round where
+/// every node refused the connection (nothing listening: a node restarting,
+/// a cluster standby) waits as the first attempt does and is not counted, so
+/// the clients find a node as soon as it listens; any other failed round
+/// waits [`jitter_ms`] of the failures so far and counts one more.
+pub fn round_wait_ms(failures: u32, refused_everywhere: bool, r: u64) -> (u64, u32) {
+    if refused_everywhere {
+        (jitter_ms(0, r), failures)
+    } else {
+        (jitter_ms(failures, r), failures.saturating_add(1))
+    }
 }
 
 /// The plaintext of the ticket file: empty for none.
@@ -157,6 +166,15 @@ mod tests {
     }
 
     #[test]
+    fn refusals_everywhere_keep_the_first_wait_and_other_failures_grow_it() {
+        let r = u64::MAX - 7;
+        assert_eq!(round_wait_ms(3, true, r), (jitter_ms(0, r), 3), "refused: the first wait, not counted");
+        assert!(round_wait_ms(3, true, r).0 <= JITTER_BASE_MS);
+        assert_eq!(round_wait_ms(3, false, r), (jitter_ms(3, r), 4), "failed: the grown wait, counted");
+        assert_eq!(round_wait_ms(u32::MAX, false, r).1, u32::MAX);
+    }
+
+    #[test]
     fn jitter_stays_within_its_bounds_and_grows_with_failures() {
         assert_eq!(
             (0..8).map(jitter_cap_ms).collect::<Vec<_>>(),
@@ -168,7 +186,8 @@ mod tests {
             assert_eq!(jitter_ms(failures, 0), 0, "the bound below is reached");
             assert_eq!(jitter_ms(failures, cap), cap, "and the bound above");
             assert_eq!(jitter_ms(failures, u64::MAX), u64::MAX % (cap + 1));
-            let draws: Vec<u64> = (0..2000).map(|_| random_jitter_ms(failures)).collect();
+            let draws: Vec<u64> =
+                (0..2000).map(|_| jitter_ms(failures, u64::from_be_bytes(sotto::crypto::random()))).collect();
             assert!(draws.iter().all(|&d| d <= cap), "{failures}: within [0, {cap}]");
             // Spread, not all at one end: a tenth of the draws in each half at least.
             let low = draws.iter().filter(|&&d| d <= cap / 2).count();

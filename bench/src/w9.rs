@@ -52,7 +52,8 @@ pub fn w9(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
         "Logged-in sessions (100 sessions per account); sottod killed with SIGKILL and started again on \
          the same address and data directory; each session reconnects after a random delay uniform in \
          0-2 s, as the client's first reconnection does, on 64 connections side by side, and is back \
-         once the server's `cnnt` arrived. Times are from the SIGKILL. With resumption a session offers \
+         once the server's `cnnt` arrived; a failed attempt waits as the client does (0-2 s after a refused \
+         connection, growing after other failures). Times are from the SIGKILL. With resumption a session offers \
          the ticket of its last login (no RSA signature, no argon2id); one refused falls back to a full \
          handshake and login. `--no-resume` is measured at the default argon2id cost (cheap benchmark \
          hashes would hide the storm) with fewer sessions, and scaled to 10,000 in proportion: its storm \
@@ -188,11 +189,15 @@ fn unit() -> f64 {
 /// One session back after the restart: resumed with `ticket` when there is
 /// one and the server takes it, else a full handshake and login (as the
 /// client falls back); retried while the server does not accept connections
-/// yet or closes them. Returns the session and whether it resumed.
+/// yet or closes them, after the real client's waits (client/resume.rs,
+/// `round_wait_ms`): uniform in [0, 2 s] after a refused connection (nothing
+/// listening yet), else uniform in [0, min(2 s · 2^failures, 30 s)], the
+/// failures counted from the first attempt's. Returns the session and
+/// whether it resumed.
 fn back(ctx: &Ctx, addr: SocketAddr, user: &str, ticket: Option<&HeldTicket>) -> io::Result<(Session, bool)> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut ticket = ticket;
-    let mut wait = Duration::from_millis(50);
+    let mut failures: u32 = 1;
     loop {
         let attempt = match ticket {
             Some(t) => match Session::resume(addr, &ctx.cfg, t) {
@@ -209,11 +214,17 @@ fn back(ctx: &Ctx, addr: SocketAddr, user: &str, ticket: Option<&HeldTicket>) ->
         match attempt {
             Ok(s) => return Ok((s, false)),
             Err(e) if Instant::now() < deadline => {
+                let cap = if e.kind() == io::ErrorKind::ConnectionRefused {
+                    JITTER
+                } else {
+                    failures = failures.saturating_add(1);
+                    (JITTER * (1 << (failures - 1).min(5))).min(Duration::from_secs(30))
+                };
+                let wait = cap.mul_f64(unit());
                 if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
                     eprintln!("W9: {user}: {e}; again in {wait:?}");
                 }
-                std::thread::sleep(wait.mul_f64(0.5 + unit()));
-                wait = (wait * 2).min(Duration::from_secs(2));
+                std::thread::sleep(wait);
             }
             Err(e) => return Err(e),
         }
