@@ -194,11 +194,7 @@ pub fn dm_search(
                     lat.clone().percentile(99.0)
                 );
                 // Each server thread's time running and waiting for a core during the step.
-                for (name, run, wait) in crate::sys::thread_sched(srv.pid()) {
-                    let was = sched_before.iter().find(|(n, ..)| *n == name);
-                    let (r0, w0) = was.map_or((Duration::ZERO, Duration::ZERO), |(_, r, w)| (*r, *w));
-                    eprintln!("  {name}: ran {:?}, waited {:?}", run.saturating_sub(r0), wait.saturating_sub(w0));
-                }
+                crate::sys::print_sched_since(srv.pid(), &sched_before);
             }
             if !ok {
                 break;

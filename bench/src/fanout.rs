@@ -318,9 +318,15 @@ pub fn fanout_search(ctx: &Ctx, m: usize, p: usize, secs: f64, at: Placement<'_>
         (srv, peers)
     };
     let mut p99s = Vec::new();
+    let debug = std::env::var_os("SOTTO_BENCH_DEBUG").is_some();
     for _ in 0..HALF_REPEATS {
+        let before = if debug { sys::thread_sched(srv.pid()) } else { Vec::new() };
         let mut half = fanout_step(&mut peers, p, "w4", best_msgs / 2.0, secs, srv.pid(), None)?;
         p99s.push(half.lat.percentile(99.0).as_secs_f64());
+        if debug {
+            eprintln!("W4 {m}x{p} half load {:.0} msgs/s: p99 {:?}", best_msgs / 2.0, half.lat.percentile(99.0));
+            sys::print_sched_since(srv.pid(), &before);
+        }
     }
     let half99 = Duration::from_secs_f64(median(p99s));
     Ok(Some(FanoutBest {

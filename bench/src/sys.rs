@@ -100,6 +100,23 @@ pub fn thread_sched(pid: u32) -> Vec<(String, Duration, Duration)> {
     out
 }
 
+/// Prints (stderr) each thread of `pid` that ran or waited since `before`
+/// ([`thread_sched`]): how long it ran and waited on a run queue.
+pub fn print_sched_since(pid: u32, before: &[(String, Duration, Duration)]) {
+    let mut seen = std::collections::HashMap::new();
+    for (name, run, wait) in thread_sched(pid) {
+        // Threads of one name (the disk thread's pool) in order: matched by name and rank.
+        let rank = seen.entry(name.clone()).or_insert(0usize);
+        let was = before.iter().filter(|(n, ..)| *n == name).nth(*rank);
+        *rank += 1;
+        let (r0, w0) = was.map_or((Duration::ZERO, Duration::ZERO), |(_, r, w)| (*r, *w));
+        let (ran, waited) = (run.saturating_sub(r0), wait.saturating_sub(w0));
+        if !ran.is_zero() || !waited.is_zero() {
+            eprintln!("  {name}: ran {ran:?}, waited {waited:?}");
+        }
+    }
+}
+
 /// CPU time (user + system) of `pid`.
 pub fn cpu_time(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
