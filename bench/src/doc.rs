@@ -572,7 +572,9 @@ fn loops(r: &Report) -> String {
             out,
             "\nW3 (100 pairs, 64-byte texts), the same way: {} messages/s with one loop, {} with two. A DM is \
              one record in and one out; the core loop opens the one in, so a DM gains less from the output \
-             loops than a fan-out does.",
+             loops than a fan-out does. Unpinned, sottod's loop waits on a run queue for most of each W3 step \
+             (`SOTTO_BENCH_DEBUG=1` prints it; BENCHMARKING.md, the W3 note): W3's own table, sottod pinned, \
+             is the measure of a DM's cost.",
             crate::report::rate(a),
             crate::report::rate(b)
         );
@@ -669,8 +671,8 @@ fn cluster(r: &Report) -> String {
         let _ = writeln!(
             out,
             "\nWhat the standbys buy (the table \"Failover storm on JetStream\"): with the writer killed, the \
-             standby served {kill_up:.0} ms after the SIGKILL, the lease's 5 s and loading the records it had \
-             followed, and 99% of {} sessions had resumed there {kill:.0} ms after it; with the writer stopped \
+             standby served {kill_up:.0} ms after the SIGKILL, the lease lapsing (5 s after its last renewal, \
+             which came up to a second before the kill) and loading the records it had followed, and 99% of {} sessions had resumed there {kill:.0} ms after it; with the writer stopped \
              cleanly (a rolling restart), it released the lease and the standby served {stop_up:.0} ms after \
              the SIGTERM, 99% back at {stop:.0} ms. The rest is the clients' reconnection delay (up to 2 s) \
              and the storm of resumptions, each a ticket struck in the journal on JetStream.",
