@@ -7,14 +7,14 @@
 //!   except that a room's kept history has a subject of its own,
 //!   `sotto.r.hist.<name>`, appended to message by message (`rooms_js.rs`),
 //!   and the contacts file is one subject per pair, `sotto.r.pair.<lo>-<hi>`
-//!   (`contacts_js.rs`). A
-//!   subject's content is its last whole *replace* and the *appends* after it.
-//!   A replace that fits one message is a *rollup* (`Nats-Rollup: sub`): the
-//!   server drops the subject's older messages in the same step. A larger
-//!   replace (only a big ticket journal) is several parts; it is whole only
-//!   when all its parts are stored, so a crash mid-replace leaves the previous
-//!   content; its older messages are then deleted one by one. A removal is a
-//!   rollup *tombstone*.
+//!   (`contacts_js.rs`). A subject's content is its last whole *replace* and
+//!   the *appends* after it. A replace that fits one message is a *rollup*
+//!   (`Nats-Rollup: sub`): the server drops the subject's older messages in
+//!   the same step. A larger replace (a big ticket journal or mailbox) is
+//!   several parts; it is whole only when all its parts are stored, so a
+//!   crash mid-replace leaves the previous content; its older messages are
+//!   then deleted one by one, in the background (they are dead content). A
+//!   removal is a rollup *tombstone*.
 //! - `SOTTO_CHUNKS` (subjects `sotto.c.<id>.<index>`, one message per
 //!   subject): the chunk records of files, deleted message by message.
 //!
@@ -481,19 +481,11 @@ impl JetStreamStore {
                 first = seq;
             }
         }
-        self.delete_before(subject, first).await
-    }
-
-    /// Deletes `subject`'s messages older than `first`, one at a time.
-    async fn delete_before(&self, subject: &str, first: u64) -> Result<(), StoreError> {
-        let mut seq = 1;
-        while let Some(m) = self.next_record(subject, seq).await? {
-            if m.sequence >= first {
-                break;
-            }
-            self.records.delete_message(m.sequence).await.map_err(unavailable)?;
-            seq = m.sequence + 1;
-        }
+        // The parts are the content now, and what came before is dead: it is
+        // deleted in the background, not on the commit's path, where a large
+        // ticket journal compacted after thousands of appends would hold every
+        // commit for two requests per older message.
+        self.rt.spawn(delete_before(self.records.clone(), subject.to_owned(), first));
         Ok(())
     }
 
@@ -599,6 +591,34 @@ async fn next_in(
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// Deletes `subject`'s messages older than `first`, one at a time (never a
+/// filtered purge: see the top of this file). A failure is logged and the
+/// rest left: dead messages cost only space, loading skips them (the last
+/// whole replace is the content), and the next replace of parts deletes from
+/// the start again. Two of these may run over one subject at once: a message
+/// the other deleted first ends this one.
+async fn delete_before(records: stream::Stream, subject: String, first: u64) {
+    let mut seq = 1;
+    loop {
+        let m = match next_in(&records, &subject, seq).await {
+            Ok(Some(m)) if m.sequence < first => m,
+            Ok(_) => return,
+            Err(e) => {
+                crate::log!(
+                    Info,
+                    "{subject}: deleting the messages before its replace of parts: {e}; left for the next"
+                );
+                return;
+            }
+        };
+        if let Err(e) = records.delete_message(m.sequence).await {
+            crate::log!(Info, "{subject}: deleting message {}: {e}; the rest left for the next replace", m.sequence);
+            return;
+        }
+        seq = m.sequence + 1;
     }
 }
 

@@ -1,7 +1,7 @@
-//! Rooms and contacts on a real JetStream (three nats-server processes on
-//! loopback, R3): a room's record without history and its history appended
-//! and rolled up; a record per contact pair; the single records of an
-//! earlier version migrated at their first write.
+//! Records on a real JetStream (three nats-server processes on loopback,
+//! R3): a room's record without history and its history appended and rolled
+//! up; a record per contact pair; the single records of an earlier version
+//! migrated at their first write; a replace larger than one message.
 
 use std::collections::VecDeque;
 
@@ -9,13 +9,14 @@ use futures_util::StreamExt;
 use zerocopy::FromZeros;
 
 use super::rooms_js::ROLLUP_EVERY;
-use super::{ClusterConfig, JetStreamStore, OP};
+use super::{ClusterConfig, JetStreamStore, OP, PART};
 use crate::nats_harness::NatsCluster;
 use crate::opcodes::{Class, RoomEntry};
 use crate::server::contacts::Contacts;
 use crate::server::room::{Kept, Room};
 use crate::server::store::ContactsWrite;
 use crate::server::store::{Change, Store};
+use crate::server::tickets::JournalWrite;
 
 fn connect(nats: &NatsCluster, node: &str) -> JetStreamStore {
     let cfg = ClusterConfig {
@@ -211,4 +212,36 @@ fn contacts_are_a_record_per_pair_and_a_single_record_is_migrated() {
     let back = contacts_of(&nats);
     assert_eq!(back, c);
     assert!(back.accepted(1, 2) && !back.requested(3, 1) && back.requested(6, 7) && back.accepted(5, 4));
+}
+
+#[test]
+fn a_replace_larger_than_a_message_is_whole_and_what_came_before_goes_in_the_background() {
+    let nats = NatsCluster::start().expect("nats-server (installed by tools/need-nats-server)");
+    let store = connect(&nats, "writer");
+    store.take_lease("writer").expect("lease");
+    let subject = "sotto.r.data.tickets";
+    let mut old = Vec::new();
+    for i in 0..40u8 {
+        let batch = vec![i; 100];
+        store.commit(&[Change::Tickets(JournalWrite::Append(batch.clone()))]).expect("append");
+        old.extend_from_slice(&batch);
+    }
+    let reader = connect(&nats, "reader");
+    assert_eq!(reader.load_tickets().unwrap(), Some(old));
+    assert_eq!(counts(&store, subject), 40);
+
+    // Three parts: the first names them (R3), the others follow (P).
+    let big: Vec<u8> = (0..2 * PART + 1000).map(|i| (i % 251) as u8).collect();
+    store.commit(&[Change::Tickets(JournalWrite::Replace(big.clone()))]).expect("replace");
+    assert_eq!(connect(&nats, "reader").load_tickets().unwrap().as_deref(), Some(&big[..]), "whole at once");
+    // The 40 appends before it are deleted after the commit returned.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while counts(&store, subject) != 3 {
+        assert!(std::time::Instant::now() < deadline, "{} messages left, not the 3 parts", counts(&store, subject));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    store.commit(&[Change::Tickets(JournalWrite::Append(b"tail".to_vec()))]).expect("append after");
+    let mut whole = big;
+    whole.extend_from_slice(b"tail");
+    assert_eq!(connect(&nats, "reader").load_tickets().unwrap(), Some(whole));
 }
