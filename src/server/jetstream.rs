@@ -162,6 +162,8 @@ pub struct JetStreamStore {
     follower: Mutex<Option<follow::Follower>>,
     /// The followed records start-up loads from, until this node's first write.
     served: Mutex<Option<BTreeMap<String, Loaded>>>,
+    /// Files whose chunks are being deleted in the background, or were left.
+    deleting: Arc<Mutex<std::collections::HashSet<u64>>>,
     /// What this node knows it wrote of each room (`rooms_js.rs`).
     rooms: Mutex<rooms_js::Written>,
     /// The contacts are still the single record of an earlier version (`contacts_js.rs`).
@@ -268,6 +270,7 @@ impl JetStreamStore {
             lease,
             follower: Mutex::new(None),
             served: Mutex::new(None),
+            deleting: Arc::new(Mutex::new(std::collections::HashSet::new())),
             rooms: Mutex::new(rooms_js::Written::default()),
             contacts_single: Mutex::new(false),
             shown,
@@ -503,23 +506,34 @@ impl JetStreamStore {
         Ok(())
     }
 
-    /// Deletes every chunk of file `id`, one message at a time.
-    async fn delete_chunks(&self, id: u64) -> Result<(), StoreError> {
-        self.writable()?;
-        let mut info = self.chunks.info_with_subjects(format!("sotto.c.{id:016x}.>")).await.map_err(unavailable)?;
-        let mut subjects = Vec::new();
-        while let Some(s) = info.next().await {
-            subjects.push(s.map_err(unavailable)?.0);
-        }
-        for subject in subjects {
-            match self.chunks.get_last_raw_message_by_subject(&subject).await {
-                Ok(m) => {
-                    self.chunks.delete_message(m.sequence).await.map_err(unavailable)?;
+    /// Starts deleting file `id`'s chunks in the background: those stored up
+    /// to now, not those of a later upload under the same id. Until that is
+    /// done, the id is in `deleting`.
+    async fn delete_chunks_later(&self, id: u64) -> Result<(), StoreError> {
+        let upto = self.chunks.get_info().await.map_err(unavailable)?.state.last_sequence;
+        self.deleting.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        let (chunks, deleting) = (self.chunks.clone(), self.deleting.clone());
+        self.rt.spawn(async move {
+            match delete_chunks(&chunks, id, upto).await {
+                Ok(()) => {
+                    deleting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 }
-                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
-                Err(e) => return Err(unavailable(e)),
+                Err(e) => crate::log!(Info, "file {id:016x}: deleting its chunks: {e}; the rest goes when its id is offered again or at the next start"),
             }
+        });
+        Ok(())
+    }
+
+    /// A file's record is written: if its id's chunks are still being deleted
+    /// (a client may offer an id again once its deletion committed), the rest
+    /// goes now, so that no chunk of the old file counts for the new one.
+    async fn finish_deleting(&self, id: u64) -> Result<(), StoreError> {
+        if !self.deleting.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+            return Ok(());
         }
+        self.writable()?;
+        delete_chunks(&self.chunks, id, u64::MAX).await?;
+        self.deleting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         Ok(())
     }
 
@@ -533,7 +547,10 @@ impl JetStreamStore {
             Change::Contacts(w) => self.write_pairs(w).await,
             Change::Prekeys(uid, Some(b)) => self.replace(&uid_subject("prekeys", *uid), b).await,
             Change::Prekeys(uid, None) => self.remove(&uid_subject("prekeys", *uid)).await,
-            Change::FileRecord(id, b) => self.replace(&uid_subject("file", *id), b).await,
+            Change::FileRecord(id, b) => {
+                self.finish_deleting(*id).await?;
+                self.replace(&uid_subject("file", *id), b).await
+            }
             Change::FileChunks { id, first, bytes } => {
                 self.writable()?;
                 let mut acks = Vec::new();
@@ -549,9 +566,12 @@ impl JetStreamStore {
                 Ok(())
             }
             Change::FileDelete(id) => {
-                // Chunks first: a crash between leaves a record with fewer chunks, as on disk.
-                self.delete_chunks(*id).await?;
-                self.remove(&uid_subject("file", *id)).await
+                // The record, then the chunks in the background: up to 16,384
+                // of them, a get and a delete each, would hold this commit and
+                // every one after it for seconds. A crash between leaves
+                // chunks without a record, which loading removes.
+                self.remove(&uid_subject("file", *id)).await?;
+                self.delete_chunks_later(*id).await
             }
             Change::Acct(uid, b) => self.replace(&uid_subject("acct", *uid), b).await,
             Change::Announcements(b) => self.replace(&data_subject("announcements"), b).await,
@@ -620,6 +640,33 @@ async fn delete_before(records: stream::Stream, subject: String, first: u64) {
         }
         seq = m.sequence + 1;
     }
+}
+
+/// Deletes file `id`'s chunks stored at sequence `upto` or before, one at a
+/// time (a chunk stored after is a later upload's under the same id).
+async fn delete_chunks(chunks: &stream::Stream, id: u64, upto: u64) -> Result<(), StoreError> {
+    let mut info = chunks.info_with_subjects(format!("sotto.c.{id:016x}.>")).await.map_err(unavailable)?;
+    let mut subjects = Vec::new();
+    while let Some(s) = info.next().await {
+        subjects.push(s.map_err(unavailable)?.0);
+    }
+    for subject in subjects {
+        match chunks.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) if m.sequence <= upto => {
+                if let Err(e) = chunks.delete_message(m.sequence).await {
+                    // Another deletion of this file's chunks may have taken it first.
+                    match chunks.get_raw_message(m.sequence).await {
+                        Err(gone) if gone.kind() == stream::RawMessageErrorKind::NoMessageFound => {}
+                        _ => return Err(unavailable(e)),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Runs the start-up read `f` until it succeeds, fails otherwise than
@@ -811,8 +858,8 @@ impl Store for JetStreamStore {
         }
         // Chunks without a record: a deletion cut short, or a crash before the offer's record.
         for id in present.keys().filter(|id| !ids.contains(id)) {
-            crate::log!(Warn, "file {id:016x}: chunks without a file record; removed");
-            self.rt.block_on(self.delete_chunks(*id))?;
+            crate::log!(Warn, "file {id:016x}: chunks without a file record; removing them");
+            self.rt.block_on(self.delete_chunks_later(*id))?;
         }
         Ok(stored_files)
     }
@@ -866,7 +913,8 @@ fn touches(w: &Change) -> Vec<String> {
         Change::Queue(uid, _) => vec![uid_subject("q", *uid)],
         Change::Contacts(_) => vec![data_subject("contacts")],
         Change::Prekeys(uid, _) => vec![uid_subject("prekeys", *uid)],
-        Change::FileRecord(id, _) => vec![uid_subject("file", *id)],
+        // With its chunks: a record's write may first finish deleting its id's old chunks.
+        Change::FileRecord(id, _) => vec![uid_subject("file", *id), format!("sotto.c.{id:016x}")],
         Change::FileChunks { id, .. } => vec![format!("sotto.c.{id:016x}")],
         Change::FileDelete(id) => vec![format!("sotto.c.{id:016x}"), uid_subject("file", *id)],
         Change::Acct(uid, _) => vec![uid_subject("acct", *uid)],

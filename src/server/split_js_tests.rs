@@ -1,7 +1,8 @@
 //! Records on a real JetStream (three nats-server processes on loopback,
 //! R3): a room's record without history and its history appended and rolled
 //! up; a record per contact pair; the single records of an earlier version
-//! migrated at their first write; a replace larger than one message.
+//! migrated at their first write; a replace larger than one message; a
+//! file's chunks deleted.
 
 use std::collections::VecDeque;
 
@@ -13,6 +14,7 @@ use super::{ClusterConfig, JetStreamStore, OP, PART};
 use crate::nats_harness::NatsCluster;
 use crate::opcodes::{Class, RoomEntry};
 use crate::server::contacts::Contacts;
+use crate::server::files::CHUNK_RECORD;
 use crate::server::room::{Kept, Room};
 use crate::server::store::ContactsWrite;
 use crate::server::store::{Change, Store};
@@ -244,4 +246,51 @@ fn a_replace_larger_than_a_message_is_whole_and_what_came_before_goes_in_the_bac
     let mut whole = big;
     whole.extend_from_slice(b"tail");
     assert_eq!(connect(&nats, "reader").load_tickets().unwrap(), Some(whole));
+}
+
+fn chunk_count(store: &JetStreamStore, id: u64) -> u64 {
+    store.rt.block_on(async {
+        let mut info = store.chunks.info_with_subjects(format!("sotto.c.{id:016x}.>")).await.expect("stream info");
+        let mut n = 0;
+        while let Some(s) = info.next().await {
+            n += s.expect("subject").1 as u64;
+        }
+        n
+    })
+}
+
+#[test]
+fn a_deleted_files_chunks_go_in_the_background_and_an_id_offered_again_starts_clean() {
+    let nats = NatsCluster::start().expect("nats-server (installed by tools/need-nats-server)");
+    let store = connect(&nats, "writer");
+    store.take_lease("writer").expect("lease");
+    let upload = |id: u64, chunks: usize| {
+        store.commit(&[Change::FileRecord(id, vec![1; 64])]).expect("record");
+        for first in (0..chunks).step_by(100) {
+            let n = (chunks - first).min(100);
+            let bytes = vec![id as u8; n * CHUNK_RECORD];
+            store.commit(&[Change::FileChunks { id, first: first as u32, bytes }]).expect("chunks");
+        }
+    };
+    upload(7, 300);
+    upload(8, 3);
+    upload(9, 200);
+    assert_eq!((chunk_count(&store, 7), chunk_count(&store, 8)), (300, 3));
+    store.commit(&[Change::FileDelete(7)]).expect("delete");
+    assert_eq!(last_op(&store, "sotto.r.file.0000000000000007"), "D", "the record at once");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while chunk_count(&store, 7) != 0 {
+        assert!(std::time::Instant::now() < deadline, "{} chunks of file 7 left", chunk_count(&store, 7));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(chunk_count(&store, 8), 3, "another file's chunks stay");
+    assert_eq!(last_op(&store, "sotto.r.file.0000000000000008"), "R1");
+
+    // Deleted, and offered again at once: the record's write finishes the deletion first.
+    store.commit(&[Change::FileDelete(9)]).expect("delete");
+    store.commit(&[Change::FileRecord(9, vec![2; 64])]).expect("offered again");
+    assert_eq!(chunk_count(&store, 9), 0, "no chunk of the old file 9 is left to count for the new one");
+    store.commit(&[Change::FileChunks { id: 9, first: 0, bytes: vec![9; 2 * CHUNK_RECORD] }]).expect("new chunks");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(chunk_count(&store, 9), 2, "the new upload's chunks stay");
 }
