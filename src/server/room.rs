@@ -344,6 +344,36 @@ pub(crate) fn read_entries(mut bytes: &[u8]) -> Result<VecDeque<Kept>, &'static 
     Ok(out)
 }
 
+/// A new room for tests: owner 9, members 9 and 10, 11 banned, no history.
+#[cfg(test)]
+pub(crate) fn test_room(name: &str) -> Room {
+    Room {
+        name: name.into(),
+        salt: [1; 16],
+        verifier: [2; 32],
+        owner: 9,
+        created: 5,
+        members: vec![9, 10],
+        banned: vec![11],
+        history: VecDeque::new(),
+        pushed: 0,
+        durable: 0,
+        emitted: 0,
+        rewritten: true,
+    }
+}
+
+/// A kept message from 9 for tests: its id `id`, a size class by it, a body of its byte.
+#[cfg(test)]
+pub(crate) fn test_entry(id: u64) -> Kept {
+    let class = Class::ALL[id as usize % Class::ALL.len()];
+    let mut head = RoomEntry::new_zeroed();
+    head.sender_uid.set(9);
+    head.sent_msg_id.set(id);
+    head.class = class.letter() as u8;
+    Kept { head, class, body: vec![id as u8; class.body()].into() }
+}
+
 /// Every room, by name.
 #[derive(Default)]
 pub struct Rooms {
@@ -392,26 +422,9 @@ mod tests {
     use super::*;
 
     fn room() -> Room {
-        let mut r = Room {
-            name: "lobby".into(),
-            salt: [1; 16],
-            verifier: [2; 32],
-            owner: 9,
-            created: 5,
-            members: vec![9, 10],
-            banned: vec![11],
-            history: VecDeque::new(),
-            pushed: 0,
-            durable: 0,
-            emitted: 0,
-            rewritten: true,
-        };
+        let mut r = test_room("lobby");
         for i in 0..25u64 {
-            let class = Class::ALL[i as usize % Class::ALL.len()];
-            let mut head = RoomEntry::new_zeroed();
-            head.sent_msg_id.set(i);
-            head.class = class.letter() as u8;
-            r.push(Kept { head, class, body: vec![i as u8; class.body()].into() });
+            r.push(test_entry(i));
         }
         r
     }

@@ -4,20 +4,15 @@
 //! migrated at their first write; a replace larger than one message; a
 //! file's chunks deleted.
 
-use std::collections::VecDeque;
-
 use futures_util::StreamExt;
-use zerocopy::FromZeros;
 
 use super::rooms_js::ROLLUP_EVERY;
 use super::{ClusterConfig, JetStreamStore, OP, PART};
 use crate::nats_harness::NatsCluster;
-use crate::opcodes::{Class, RoomEntry};
 use crate::server::contacts::Contacts;
 use crate::server::files::CHUNK_RECORD;
-use crate::server::room::{Kept, Room};
-use crate::server::store::ContactsWrite;
-use crate::server::store::{Change, Store};
+use crate::server::room::{test_entry, test_room, Room};
+use crate::server::store::{Change, ContactsWrite, Store};
 use crate::server::tickets::JournalWrite;
 
 fn connect(nats: &NatsCluster, node: &str) -> JetStreamStore {
@@ -29,32 +24,6 @@ fn connect(nats: &NatsCluster, node: &str) -> JetStreamStore {
         tls: None,
     };
     JetStreamStore::connect(&cfg).expect("connect to the test's NATS servers")
-}
-
-fn new_room(name: &str) -> Room {
-    Room {
-        name: name.into(),
-        salt: [1; 16],
-        verifier: [2; 32],
-        owner: 9,
-        created: 5,
-        members: vec![9, 10],
-        banned: vec![11],
-        history: VecDeque::new(),
-        pushed: 0,
-        durable: 0,
-        emitted: 0,
-        rewritten: true,
-    }
-}
-
-fn entry(id: u64) -> Kept {
-    let class = Class::ALL[id as usize % Class::ALL.len()];
-    let mut head = RoomEntry::new_zeroed();
-    head.sender_uid.set(9);
-    head.sent_msg_id.set(id);
-    head.class = class.letter() as u8;
-    Kept { head, class, body: vec![id as u8; class.body()].into() }
 }
 
 fn commit(store: &JetStreamStore, room: &mut Room) {
@@ -98,11 +67,11 @@ fn a_room_is_a_record_without_history_and_its_history_is_appended() {
     let nats = NatsCluster::start().expect("nats-server (installed by tools/need-nats-server)");
     let store = connect(&nats, "writer");
     store.take_lease("writer").expect("lease");
-    let mut room = new_room("lobby");
+    let mut room = test_room("lobby");
     commit(&store, &mut room);
     assert_eq!(last_op(&store, "sotto.r.hist.lobby"), "R1", "a new room's history starts with a rollup");
     for id in 0..45 {
-        room.push(entry(id));
+        room.push(test_entry(id));
         commit(&store, &mut room);
     }
     assert_eq!(counts(&store, "sotto.r.room.lobby"), 1, "the record is written once: it did not change");
@@ -130,9 +99,9 @@ fn a_room_is_a_record_without_history_and_its_history_is_appended() {
     // Removed and created again: nothing of the old history comes back.
     store.commit(&[Change::Room("lobby".into(), None)]).expect("remove");
     assert_eq!(loaded(&nats), vec![]);
-    let mut again = new_room("lobby");
+    let mut again = test_room("lobby");
     commit(&store, &mut again);
-    again.push(entry(100));
+    again.push(test_entry(100));
     commit(&store, &mut again);
     assert_eq!(loaded(&nats), vec![("lobby".into(), vec![9, 10], vec![100])]);
 }
@@ -143,9 +112,9 @@ fn a_room_record_with_its_history_in_it_is_migrated_at_its_first_write() {
     let store = connect(&nats, "writer");
     store.take_lease("writer").expect("lease");
     // As an earlier version wrote it: the whole room, history included.
-    let mut old = new_room("old");
+    let mut old = test_room("old");
     for id in 0..7 {
-        old.push(entry(id));
+        old.push(test_entry(id));
     }
     let file = old.write().file;
     store.rt.block_on(store.replace("sotto.r.room.old", &file)).expect("write the old record");
@@ -157,7 +126,7 @@ fn a_room_record_with_its_history_in_it_is_migrated_at_its_first_write() {
     writer.take_lease("writer2").expect("lease");
     let mut rooms = writer.load_rooms().expect("load");
     let mut room = rooms.pop().expect("the room");
-    room.push(entry(7));
+    room.push(test_entry(7));
     commit(&writer, &mut room);
     assert_eq!(last_op(&writer, "sotto.r.hist.old"), "R1");
     let record = writer.rt.block_on(writer.records.get_last_raw_message_by_subject("sotto.r.room.old")).unwrap();
