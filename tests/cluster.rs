@@ -8,7 +8,8 @@
 //! itself; a standby node takes over when the writer is `kill -9`'d and the
 //! clients follow it; a writer paused past its lease exits with status 3, as
 //! does a writer whose record another node wrote (fenced), and the standby
-//! serves the state as stored.
+//! serves the state as stored; a file crosses a node whole, its chunks in
+//! JetStream, and leaves JetStream once its recipient has it.
 
 mod common;
 
@@ -319,4 +320,76 @@ fn a_writer_fenced_by_another_nodes_write_exits_and_the_standby_serves() {
     ok(&v, "say");
     let mut dave = user_at(&servers, &dir, "dave", &[]);
     assert_eq!(join_history(&mut dave, "/join lobby lobby-password", "lobby"), ["before", "after"]);
+}
+
+/// How many chunk records of file `id` (16 hex digits) the `SOTTO_CHUNKS` stream holds.
+fn chunks_in_jetstream(urls: &str, id: &str) -> u64 {
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(urls.split(',').next().unwrap()).await.expect("connect to NATS");
+        let stream = async_nats::jetstream::new(client).get_stream("SOTTO_CHUNKS").await.expect("the chunks stream");
+        let mut info = stream.info_with_subjects(format!("sotto.c.{id}.>")).await.expect("subjects");
+        let mut n = 0;
+        while let Some(s) = info.next().await {
+            n += s.expect("a subject").1 as u64;
+        }
+        n
+    })
+}
+
+#[test]
+fn a_file_crosses_a_cluster_node_whole_and_its_chunks_leave_jetstream_once_its_recipient_has_it() {
+    let nats = NatsCluster::start().expect("three NATS servers");
+    let dir = TempDir::new("cluster-file");
+    let mut flags = node_flags(&nats, "a");
+    flags.extend(["--max-bps", "0"].map(String::from));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = Server::start_on(&dir.join("node-a"), "127.0.0.1:0", &flags);
+    let mut alice = user(&node, &dir, "alice", &[]);
+    let mut bob = user(&node, &dir, "bob", &[]);
+    contacts(&mut alice, "alice", &mut bob, "bob");
+    // 1 MiB and a bit: 65 chunks of 16 KiB.
+    let bytes: Vec<u8> = (0..(1 << 20) + 100u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let src = dir.join("report.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let v = alice.run(&format!("/send @bob {}", src.display()), "file_offered");
+    assert_eq!(v["type"], "file_offered", "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    alice.wait_for("file_uploaded", |v| v["type"] == "file_uploaded" && v["id"] == id);
+    assert_eq!(chunks_in_jetstream(&nats.urls(), &id), 65, "every chunk stored in JetStream");
+
+    bob.wait_for("file_offer", |v| v["type"] == "file_offer" && v["id"] == id);
+    let into = dir.join("downloads");
+    std::fs::create_dir_all(&into).unwrap();
+    bob.send(&format!("/get {id} {}", into.display()));
+    let v = bob.wait_for("file_received", |v| {
+        (v["type"] == "file_received" && v["id"] == id) || (v["type"] == "error" && v["cmd"] == "get")
+    });
+    assert_eq!((v["type"].as_str(), v["verified"].as_bool()), (Some("file_received"), Some(true)), "{v}");
+    let got = std::fs::read(v["path"].as_str().unwrap()).unwrap();
+    assert!(got == bytes, "the file received differs from the file sent");
+
+    // Received (`fldn`): a DM file is deleted, the record at once, the chunks in the background.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chunks_in_jetstream(&nats.urls(), &id) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} chunks of the expired file left",
+            chunks_in_jetstream(&nats.urls(), &id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(last_op_of(&nats.urls(), &format!("sotto.r.file.{id}")), "D", "the file's record removed");
+}
+
+/// The operation header (`Sotto-Op`) of `subject`'s last message in the records stream.
+fn last_op_of(urls: &str, subject: &str) -> String {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(urls.split(',').next().unwrap()).await.expect("connect to NATS");
+        let stream = async_nats::jetstream::new(client).get_stream("SOTTO").await.expect("the records stream");
+        let last = stream.get_last_raw_message_by_subject(subject).await.expect("the record");
+        last.headers.get("Sotto-Op").map(|v| v.as_str().to_owned()).unwrap_or_default()
+    })
 }
