@@ -5,8 +5,9 @@
 //! Checked: rooms, history, DMs and the offline queue kept in JetStream
 //! survive losing one NATS server, a restart of sottod, and a restart of
 //! everything; with NATS wholly down writes get 503 and sottod recovers by
-//! itself; a standby node takes over when the writer is `kill -9`'d and the
-//! clients follow it; a writer paused past its lease exits with status 3, as
+//! itself; a standby node takes over when the writer is `kill -9`'d (at once:
+//! the writer's NATS connection closed) and the clients follow it; a writer
+//! paused past its lease (which lapses) exits with status 3, as
 //! does a writer whose record another node wrote (fenced), and the standby
 //! serves the state as stored; a file crosses a node whole, its chunks in
 //! JetStream, and leaves JetStream once its recipient has it.
@@ -230,6 +231,10 @@ fn a_standby_takes_over_and_the_clients_follow() {
     writer.kill9();
     standby.wait_listening();
     assert_eq!(standby.addr, standby_addr);
+    // The killed writer's NATS connection closed: nobody answers for it, and
+    // the standby took the lease without waiting for it to lapse.
+    let gone = |l: &String| l.contains("writer lease: node a is gone (its NATS connection closed");
+    assert!(standby.stderr.lock().unwrap().iter().any(gone), "{:?}", standby.stderr.lock().unwrap());
     // It followed the records as a standby: the takeover read nothing again.
     let followed =
         |l: &String| l.contains("records followed through sequence") && l.contains("loading them from memory");
@@ -257,6 +262,10 @@ fn a_writer_paused_past_its_lease_exits_and_the_standby_writes_then_hands_over_a
     let (nats, dir, mut writer, mut standby) = writer_and_standby("cluster-lease");
     writer.signal(Signal::SIGSTOP);
     standby.wait_listening();
+    // A paused writer's connection stays open: its silence is a timeout, not
+    // "no responders", and the lease had to lapse.
+    let gone = |l: &String| l.contains("is gone (its NATS connection closed");
+    assert!(!standby.stderr.lock().unwrap().iter().any(gone), "{:?}", standby.stderr.lock().unwrap());
     writer.signal(Signal::SIGCONT);
     exits_with_3(&mut writer, "writer lease lost: node b took it");
     // The new writer serves and writes.

@@ -671,8 +671,9 @@ fn cluster(r: &Report) -> String {
         let _ = writeln!(
             out,
             "\nWhat the standbys buy (the table \"Failover storm on JetStream\"): with the writer killed, the \
-             standby served {kill_up:.0} ms after the SIGKILL, the lease lapsing (5 s after its last renewal, \
-             which came up to a second before the kill) and loading the records it had followed, and 99% of {} sessions had resumed there {kill:.0} ms after it; with the writer stopped \
+             standby served {kill_up:.0} ms after the SIGKILL (it takes the lease when the writer has missed a \
+             renewal, 2.5 s after the last, and nobody answered for it for a second; then it loads the records \
+             it had followed), and 99% of {} sessions had resumed there {kill:.0} ms after it; with the writer stopped \
              cleanly (a rolling restart), it released the lease and the standby served {stop_up:.0} ms after \
              the SIGTERM, 99% back at {stop:.0} ms. The rest is the clients' reconnection delay (up to 2 s) \
              and the storm of resumptions, each a ticket struck in the journal on JetStream.",

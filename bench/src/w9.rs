@@ -232,14 +232,15 @@ fn back(ctx: &Ctx, addr: SocketAddr, user: &str, ticket: Option<&HeldTicket>) ->
 }
 
 /// W9 in cluster mode: the sessions on the writer of two nodes, which is
-/// killed (SIGKILL: its lease lapses) or stopped (SIGTERM: it releases its
+/// killed (SIGKILL: the standby finds it gone) or stopped (SIGTERM: it releases its
 /// lease), and every session back on the standby that takes over.
 pub fn cluster_failover(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let s = r.section(
         "Failover storm on JetStream (--cluster, indicative)",
         "W9's storm across a takeover: two sottod nodes on three NATS servers (loopback, R3), the sessions \
-         (100 per account, with resumption) on the writer; the writer is killed with SIGKILL (the standby \
-         takes over once the writer lease lapses, 5 s) or stopped with SIGTERM (it releases the lease and \
+         (100 per account, with resumption) on the writer; the writer is killed with SIGKILL (its NATS \
+         connection closes, and the standby takes the lease once the writer has missed a renewal and nobody \
+         answered for it for a second: 2.5 s at least) or stopped with SIGTERM (it releases the lease and \
          the standby takes it at its next look, within 250 ms). The standby has followed the records \
          meanwhile and loads them from memory. Each session then comes back to the standby's address, \
          after W9's random delay, and resumes with its ticket there (the ticket keys and journal are in \

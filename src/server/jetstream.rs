@@ -141,6 +141,8 @@ enum Last {
 /// The store on JetStream.
 pub struct JetStreamStore {
     rt: tokio::runtime::Runtime,
+    /// The NATS connection (core NATS: the writer's liveness, lease.rs).
+    client: async_nats::Client,
     js: jetstream::Context,
     records: stream::Stream,
     chunks: stream::Stream,
@@ -149,14 +151,18 @@ pub struct JetStreamStore {
     by_get: AtomicBool,
     /// The NATS connection is up (kept by the client's event callback).
     connected: Arc<AtomicBool>,
+    /// This node's NATS connection dropped since its lease's last renewal:
+    /// it writes nothing until the next renewal succeeds (lease.rs).
+    cut_off: Arc<AtomicBool>,
     /// When this node last renewed its writer lease (`None`: it holds none).
     renewed: Arc<Mutex<Option<Instant>>>,
     /// Record writes on their way (a release waits for them).
     publishing: Arc<std::sync::atomic::AtomicUsize>,
     /// The node holding the writer lease, as this standby last read it.
     holder: Mutex<Option<String>>,
-    /// The lease this node holds (its value) and the task renewing it.
-    held: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
+    /// The lease this node holds (its value), the task renewing it and the
+    /// one answering that this node lives.
+    held: Mutex<Option<lease::Held>>,
     lease: stream::Stream,
     /// A standby's follower of the records, until this node writes.
     follower: Mutex<Option<follow::Follower>>,
@@ -207,14 +213,16 @@ impl JetStreamStore {
             .map_err(|e| format!("cannot start the NATS client's thread: {e}"))?;
         let shown = cfg.urls.join(",");
         let connected = Arc::new(AtomicBool::new(false));
-        let js = rt.block_on(async {
+        let cut_off = Arc::new(AtomicBool::new(false));
+        let (client, js) = rt.block_on(async {
             let flag = connected.clone();
+            let lost = cut_off.clone();
             let mut opts = async_nats::ConnectOptions::new()
                 .name(format!("sottod {}", cfg.node))
                 .connection_timeout(Duration::from_secs(5))
                 .max_reconnects(None)
                 .event_callback(move |event| {
-                    let flag = flag.clone();
+                    let (flag, lost) = (flag.clone(), lost.clone());
                     async move {
                         match event {
                             async_nats::Event::Connected => {
@@ -223,6 +231,10 @@ impl JetStreamStore {
                             }
                             async_nats::Event::Disconnected => {
                                 flag.store(false, Ordering::SeqCst);
+                                // A writer cut off from NATS writes nothing more until a
+                                // renewal of its lease succeeds again (lease.rs): a standby
+                                // may take the lease early once this connection is gone.
+                                lost.store(true, Ordering::SeqCst);
                                 crate::log!(Warn, "NATS: disconnected; reconnecting (writes get 503 meanwhile)");
                             }
                             other => crate::log!(Info, "NATS: {other}"),
@@ -245,9 +257,9 @@ impl JetStreamStore {
                 .map_err(|_| format!("cannot reach NATS at {shown} within 10 s"))?
                 .map_err(|e| format!("cannot connect to NATS at {shown}: {e}"))?;
             connected.store(true, Ordering::SeqCst);
-            let mut js = jetstream::new(client);
+            let mut js = jetstream::new(client.clone());
             js.set_timeout(REQUEST_TIMEOUT);
-            Ok::<_, String>(js)
+            Ok::<_, String>((client, js))
         })?;
         let (records, chunks, lease) = rt.block_on(async {
             let records = ensure_stream(&js, RECORDS, "sotto.r.>", cfg.replicas, -1).await?;
@@ -257,6 +269,7 @@ impl JetStreamStore {
         })?;
         Ok(JetStreamStore {
             rt,
+            client,
             js,
             records,
             chunks,
@@ -264,6 +277,7 @@ impl JetStreamStore {
             by_get: AtomicBool::new(false),
             connected,
             renewed: Arc::new(Mutex::new(None)),
+            cut_off,
             publishing: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             holder: Mutex::new(None),
             held: Mutex::new(None),

@@ -6,6 +6,17 @@
 //! standby's clock, and the holder writes nothing once its last renewal is
 //! older than [`LEASE_GUARD`]: one writer at a time, without trusting wall
 //! clocks.
+//!
+//! A holder whose process died is noticed sooner: it answers requests on
+//! `sotto.alive.<epoch>` (core NATS), and when its connection closes
+//! the NATS servers answer "no responders" at once. A standby takes the lease
+//! when it has not changed for [`GONE_STILL`] and nobody answered for
+//! [`GONE_FOR`]. That is safe because a holder whose connection dropped
+//! writes nothing more until a renewal succeeds after it reconnects, which
+//! the standby's write of the lease makes fail (the holder then exits). A
+//! holder that is paused or whose host vanished keeps its connection open
+//! in the servers' view for a while: requests time out, and the lease lapses
+//! as before.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,12 +42,27 @@ const LEASE_WATCH: Duration = Duration::from_millis(250);
 /// The writer writes only while its last renewal is younger than this: it
 /// stops a second before any standby may take over.
 const LEASE_GUARD: Duration = Duration::from_secs(4);
+/// A standby takes the lease early when it has not changed for this long (a
+/// renewal missed) ...
+const GONE_STILL: Duration = Duration::from_millis(2_500);
+/// ... and its holder has not answered (no responders) for this long.
+const GONE_FOR: Duration = Duration::from_secs(1);
+/// How long a standby waits for the holder's answer (a timeout is not "gone").
+const ALIVE_WAIT: Duration = Duration::from_millis(200);
 /// How a lease given up at a clean stop begins (`released: NODE EPOCH`; a
 /// node name has no colon).
 const RELEASED: &str = "released:";
 /// Exit status of a writer that found its lease taken, or a record written by
 /// another node (a supervisor restarts it as a standby).
 pub const EXIT_LEASE_LOST: i32 = 3;
+
+/// The lease this node holds: its value, the task renewing it, and the one
+/// answering that this node lives.
+pub(super) struct Held {
+    value: String,
+    keeper: tokio::task::JoinHandle<()>,
+    answerer: tokio::task::JoinHandle<()>,
+}
 
 impl JetStreamStore {
     /// Blocks until this node holds the deployment's writer lease, then keeps
@@ -56,12 +82,18 @@ impl JetStreamStore {
         getrandom::getrandom(&mut epoch).map_err(|e| format!("random epoch: {e}"))?;
         let value = format!("{node} {:016x}", u64::from_le_bytes(epoch));
         self.start_following();
+        // Answering before the lease names this node: a standby never finds it silent.
+        let answering = self.rt.block_on(self.client.subscribe(alive_subject(&value)));
+        let answering = answering.map_err(|e| format!("cannot answer on {}: {e}", alive_subject(&value)))?;
+        let answerer = self.rt.spawn(answer_alive(self.client.clone(), answering));
         let seq = self.rt.block_on(self.acquire(&value));
+        self.cut_off.store(false, std::sync::atomic::Ordering::SeqCst);
         *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         crate::log!(Info, "writer lease taken (node {node}); this node writes the deployment's state");
-        let (js, lease, renewed) = (self.js.clone(), self.lease.clone(), self.renewed.clone());
-        let keeper = self.rt.spawn(keep_lease(js, lease, value.clone(), seq, renewed));
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some((value, keeper));
+        let (js, lease, renewed, cut_off) =
+            (self.js.clone(), self.lease.clone(), self.renewed.clone(), self.cut_off.clone());
+        let keeper = self.rt.spawn(keep_lease(js, lease, value.clone(), seq, renewed, cut_off));
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(Held { value, keeper, answerer });
         self.settle_followed();
         Ok(())
     }
@@ -70,6 +102,8 @@ impl JetStreamStore {
     async fn acquire(&self, value: &str) -> u64 {
         // The sequence seen and since when (this node's monotonic clock).
         let mut watched: Option<(u64, Instant)> = None;
+        // Since when the holder has not answered (no responders), this sequence.
+        let mut silent: Option<Instant> = None;
         let mut told = false;
         // The last reading failed (said once per run of failures).
         let mut unreadable = false;
@@ -87,16 +121,39 @@ impl JetStreamStore {
                     if !told {
                         crate::log!(
                             Info,
-                            "standby: node {holder} writes; this node takes over when its writer lease lapses ({} s)",
+                            "standby: node {holder} writes; this node takes over when it is gone or its writer lease \
+                             lapses ({} s)",
                             LEASE_TTL.as_secs()
                         );
                         told = true;
                     }
                     match watched {
                         Some((seq, since)) if seq == m.sequence && since.elapsed() >= LEASE_TTL => Some(seq),
+                        // Asked from a renewal missed on (1.5 s), so that the silence
+                        // may have lasted its second when the lease is 2.5 s old.
+                        Some((seq, since)) if seq == m.sequence && since.elapsed() >= GONE_STILL - GONE_FOR => {
+                            if self.holder_answers(&m.payload).await {
+                                silent = None;
+                                None
+                            } else if silent.get_or_insert_with(Instant::now).elapsed() >= GONE_FOR
+                                && since.elapsed() >= GONE_STILL
+                            {
+                                crate::log!(
+                                    Info,
+                                    "writer lease: node {holder} is gone (its NATS connection closed: nobody answered \
+                                     for {} s) and has not renewed it for {} s: taking it",
+                                    GONE_FOR.as_secs_f32(),
+                                    GONE_STILL.as_secs_f32()
+                                );
+                                Some(seq)
+                            } else {
+                                None
+                            }
+                        }
                         Some((seq, _)) if seq == m.sequence => None,
                         _ => {
                             watched = Some((m.sequence, Instant::now()));
+                            silent = None;
                             None
                         }
                     }
@@ -122,7 +179,7 @@ impl JetStreamStore {
                 match publish_lease(&self.js, value, expected).await {
                     Ok(seq) => return seq,
                     Err(e) => {
-                        watched = None;
+                        (watched, silent) = (None, None);
                         crate::log!(Info, "writer lease: not taken ({e}); watching it again");
                     }
                 }
@@ -137,6 +194,17 @@ impl JetStreamStore {
         self.holder.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether the holder that lease message `payload` names answers on its
+    /// subject; false only when the NATS servers say nobody listens there (a
+    /// timeout or any other failure is not taken for its death).
+    async fn holder_answers(&self, payload: &[u8]) -> bool {
+        let subject = alive_subject(&String::from_utf8_lossy(payload));
+        match tokio::time::timeout(ALIVE_WAIT, self.client.request(subject, bytes::Bytes::new())).await {
+            Ok(Err(e)) => e.kind() != async_nats::RequestErrorKind::NoResponders,
+            _ => true,
+        }
+    }
+
     /// Whether this node holds the writer lease (it may still be loading).
     pub fn holds_lease(&self) -> bool {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).is_some()
@@ -147,8 +215,11 @@ impl JetStreamStore {
     /// ([`RELEASED`]), which a standby takes at its next look, within a
     /// second, instead of waiting [`LEASE_TTL`] for it to lapse.
     pub(super) fn release_lease(&self) {
-        let Some((value, keeper)) = self.held.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let Some(Held { value, keeper, answerer }) = self.held.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
         keeper.abort();
+        answerer.abort();
         // A renewal being polled when it was aborted could still mark the
         // lease renewed: it has ended once this returns.
         let _ = self.rt.block_on(keeper);
@@ -204,6 +275,9 @@ impl JetStreamStore {
 
     /// Whether this node may write now: it holds a lease renewed recently.
     pub(super) fn writable(&self) -> Result<(), StoreError> {
+        if self.cut_off.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(unavailable("this node's NATS connection dropped: writes wait for its lease to be renewed"));
+        }
         let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
         match renewed {
             Some(t) if t.elapsed() < LEASE_GUARD => Ok(()),
@@ -225,6 +299,25 @@ async fn publish_lease(js: &jetstream::Context, value: &str, expected: u64) -> R
             Err("another node wrote it first".to_owned())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Where the holder of lease `value` (`NODE EPOCH`) answers that it lives.
+fn alive_subject(value: &str) -> String {
+    let epoch = value.split_whitespace().nth(1).filter(|e| e.bytes().all(|b| b.is_ascii_hexdigit()));
+    // Outside every stream's subjects (`sotto.lease.>` is SOTTO_LEASE's): a
+    // request there must reach the holder or nobody, never be stored.
+    format!("sotto.alive.{}", epoch.unwrap_or("none"))
+}
+
+/// Answers every request on the holder's subject while this node holds the
+/// lease (the task is aborted when it gives the lease up).
+async fn answer_alive(client: async_nats::Client, mut requests: async_nats::Subscriber) {
+    use futures_util::StreamExt;
+    while let Some(m) = requests.next().await {
+        if let Some(reply) = m.reply {
+            let _ = client.publish(reply, bytes::Bytes::from_static(b"alive")).await;
+        }
     }
 }
 
@@ -254,6 +347,7 @@ async fn keep_lease(
     value: String,
     mut seq: u64,
     renewed: Arc<Mutex<Option<Instant>>>,
+    cut_off: Arc<std::sync::atomic::AtomicBool>,
 ) {
     loop {
         tokio::time::sleep(LEASE_RENEW).await;
@@ -263,6 +357,8 @@ async fn keep_lease(
                 seq = next;
                 // Counted from before the write: never longer than the standby waits.
                 *renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+                // Still this node's after any drop of the connection: it writes again.
+                cut_off.store(false, std::sync::atomic::Ordering::SeqCst);
                 continue;
             }
             Err(e) => crate::log!(Warn, "writer lease: renewal failed ({e}); writes get 503 until it is renewed"),
@@ -280,5 +376,24 @@ async fn keep_lease(
             }
             Err(e) => crate::log!(Warn, "writer lease: cannot read it ({e}); retrying"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_answers_on_its_epoch_outside_every_stream() {
+        assert_eq!(alive_subject("a 00ff12"), "sotto.alive.00ff12");
+        assert_eq!(alive_subject("node-7 0123456789abcdef"), "sotto.alive.0123456789abcdef");
+        // Never a subject a stream stores, whatever the lease holds.
+        for odd in ["a", "", "a b.c", "a >", "a *"] {
+            assert_eq!(alive_subject(odd), "sotto.alive.none", "{odd}");
+        }
+        for s in [alive_subject("a 1"), alive_subject("x")] {
+            assert!(!s.starts_with("sotto.lease.") && !s.starts_with("sotto.r.") && !s.starts_with("sotto.c."));
+        }
+        assert_eq!(holder_of(b"released: a 00ff"), "a");
     }
 }
