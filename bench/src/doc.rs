@@ -637,7 +637,7 @@ fn cluster(r: &Report) -> String {
     let _ = writeln!(
         out,
         "\nThe scaling model, as built: one node serves at a time (active-passive), so N nodes carry what one \
-         node carries, {} deliveries/s of a room of 10 here; the other nodes buy a takeover within about 5 s, \
+         node carries, {} deliveries/s of a room of 10 here; the other nodes buy a takeover within seconds, \
          not throughput. Several nodes serving at once (not built; DESIGN.md §11) would each carry about this, \
          less what routing costs: a room message would cross NATS once for each other node with members of the \
          room (a publish on the room's subject, which each such node seals for its own members), not once per \
