@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, stream};
 use futures_util::StreamExt;
 use zerocopy::IntoBytes;
 
@@ -78,12 +78,18 @@ mod replay;
 use replay::{apply_loaded, Loaded};
 #[path = "contacts_js.rs"]
 mod contacts_js;
+#[path = "deletes_js.rs"]
+mod deletes_js;
 #[path = "lease.rs"]
 mod lease;
+#[path = "load_js.rs"]
+mod load_js;
 #[path = "rooms_js.rs"]
 mod rooms_js;
+use deletes_js::delete_before;
 use lease::leave;
 pub use lease::{EXIT_LEASE_LOST, LEASE, LEASE_TTL};
+use load_js::retrying;
 
 /// How long one JetStream request or acknowledgement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -296,123 +302,6 @@ impl JetStreamStore {
         self.connected.load(Ordering::SeqCst)
     }
 
-    /// Every subject under `filter` of the records stream, with its content.
-    /// Loading happens at start-up, often just after a NATS server was lost
-    /// (streams electing new leaders): an unreachable stream is retried for
-    /// [`LOAD_PATIENCE`] before start-up fails.
-    fn load(&self, filter: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
-        Ok(self.load_counted(filter)?.into_iter().map(|(subject, (content, _))| (subject, content)).collect())
-    }
-
-    /// As [`JetStreamStore::load`], with each subject's count of messages
-    /// (as its operations leave them: a rollup one, each append one more).
-    fn load_counted(&self, filter: &str) -> Result<BTreeMap<String, (Vec<u8>, u64)>, StoreError> {
-        retrying(filter, || self.load_once(filter))
-    }
-
-    fn load_once(&self, filter: &str) -> Result<BTreeMap<String, (Vec<u8>, u64)>, StoreError> {
-        // A standby that took over has the records in memory already.
-        let loaded = match self.followed(filter) {
-            Some(followed) => followed,
-            None => self.read(filter)?,
-        };
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = BTreeMap::new();
-        for (subject, l) in loaded {
-            if l.partial.is_some() {
-                crate::log!(
-                    Warn,
-                    "{subject}: an unfinished replace (a crash mid-write) ignored; the previous content kept"
-                );
-            }
-            last.insert(subject.clone(), Last::Known(l.last));
-            if !l.removed {
-                out.insert(subject, (l.content, l.count));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Reads `filter`'s messages from JetStream: through a consumer, or
-    /// message by message once a consumer did not come up.
-    fn read(&self, filter: &str) -> Result<BTreeMap<String, Loaded>, StoreError> {
-        self.rt.block_on(async {
-            if self.by_get.load(Ordering::SeqCst) {
-                return self.read_by_get(filter).await;
-            }
-            match self.read_by_consumer(filter).await {
-                Err(StoreError::Unavailable { why }) => {
-                    // nats-server 2.9 may place the ephemeral consumer on a
-                    // replica that is down; the stream leader answers gets.
-                    crate::log!(Info, "loading {filter}: {why}; reading message by message from now on");
-                    self.by_get.store(true, Ordering::SeqCst);
-                    self.read_by_get(filter).await
-                }
-                other => other,
-            }
-        })
-    }
-
-    /// Reads `filter`'s messages through an ordered consumer: one request for all.
-    async fn read_by_consumer(&self, filter: &str) -> Result<BTreeMap<String, Loaded>, StoreError> {
-        let config = consumer::pull::OrderedConfig {
-            filter_subject: filter.to_owned(),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        };
-        let mut consumer = tokio::time::timeout(CONSUMER_TIMEOUT, self.records.create_consumer(config))
-            .await
-            .map_err(|_| unavailable("no consumer within 2 s"))?
-            .map_err(unavailable)?;
-        let pending = consumer.info().await.map_err(unavailable)?.num_pending;
-        let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
-        if pending == 0 {
-            return Ok(out);
-        }
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        loop {
-            let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await;
-            let msg = match next {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(unavailable(e)),
-                Ok(None) => return Err(unavailable("the consumer ended early")),
-                Err(_) => return Err(unavailable("timed out reading the records")),
-            };
-            let info = msg.info().map_err(unavailable)?;
-            let (seq, left) = (info.stream_sequence, info.pending);
-            let subject = msg.subject.to_string();
-            apply_loaded(&mut out, &subject, msg.headers.as_ref(), &msg.payload, seq)?;
-            if left == 0 {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Reads `filter`'s messages one request each, from the stream leader.
-    async fn read_by_get(&self, filter: &str) -> Result<BTreeMap<String, Loaded>, StoreError> {
-        let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
-        let mut seq = 1;
-        while let Some(m) = self.next_record(filter, seq).await? {
-            apply_loaded(&mut out, &m.subject, Some(&m.headers), &m.payload, m.sequence)?;
-            seq = m.sequence.saturating_add(1);
-        }
-        Ok(out)
-    }
-
-    /// The first message of `filter` at sequence `seq` or after (`None`: no more).
-    async fn next_record(
-        &self,
-        filter: &str,
-        seq: u64,
-    ) -> Result<Option<jetstream::message::StreamMessage>, StoreError> {
-        next_in(&self.records, filter, seq).await
-    }
-
-    /// The content of one subject (`None` when it has none).
-    fn load_one(&self, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.load(subject)?.remove(subject))
-    }
-
     /// The UID or id a subject's last token names, in hex.
     fn id_of(subject: &str) -> Result<u64, StoreError> {
         subject
@@ -520,37 +409,6 @@ impl JetStreamStore {
         Ok(())
     }
 
-    /// Starts deleting file `id`'s chunks in the background: those stored up
-    /// to now, not those of a later upload under the same id. Until that is
-    /// done, the id is in `deleting`.
-    async fn delete_chunks_later(&self, id: u64) -> Result<(), StoreError> {
-        let upto = self.chunks.get_info().await.map_err(unavailable)?.state.last_sequence;
-        self.deleting.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
-        let (chunks, deleting) = (self.chunks.clone(), self.deleting.clone());
-        self.rt.spawn(async move {
-            match delete_chunks(&chunks, id, upto).await {
-                Ok(()) => {
-                    deleting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                }
-                Err(e) => crate::log!(Info, "file {id:016x}: deleting its chunks: {e}; the rest goes when its id is offered again or at the next start"),
-            }
-        });
-        Ok(())
-    }
-
-    /// A file's record is written: if its id's chunks are still being deleted
-    /// (a client may offer an id again once its deletion committed), the rest
-    /// goes now, so that no chunk of the old file counts for the new one.
-    async fn finish_deleting(&self, id: u64) -> Result<(), StoreError> {
-        if !self.deleting.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
-            return Ok(());
-        }
-        self.writable()?;
-        delete_chunks(&self.chunks, id, u64::MAX).await?;
-        self.deleting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        Ok(())
-    }
-
     async fn apply(&self, w: &Change) -> Result<(), StoreError> {
         match w {
             Change::Room(name, Some(w)) => self.write_room(name, w).await,
@@ -600,16 +458,6 @@ impl JetStreamStore {
             Change::User(rec) => self.replace(&uid_subject("user", rec.uid.get()), rec.as_bytes()).await,
         }
     }
-
-    /// Every subject of a kind whose last token is a hex id, with its content.
-    fn load_kind(&self, kind: &str) -> Result<Vec<(String, u64, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for (subject, content) in self.load(&format!("sotto.r.{kind}.*"))? {
-            let id = JetStreamStore::id_of(&subject)?;
-            out.push((subject, id, content));
-        }
-        Ok(out)
-    }
 }
 
 /// The first message of `filter` in `stream` at sequence `seq` or after
@@ -625,76 +473,6 @@ async fn next_in(
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(unavailable(e)),
-    }
-}
-
-/// Deletes `subject`'s messages older than `first`, one at a time (never a
-/// filtered purge: see the top of this file). A failure is logged and the
-/// rest left: dead messages cost only space, loading skips them (the last
-/// whole replace is the content), and the next replace of parts deletes from
-/// the start again. Two of these may run over one subject at once: a message
-/// the other deleted first ends this one.
-async fn delete_before(records: stream::Stream, subject: String, first: u64) {
-    let mut seq = 1;
-    loop {
-        let m = match next_in(&records, &subject, seq).await {
-            Ok(Some(m)) if m.sequence < first => m,
-            Ok(_) => return,
-            Err(e) => {
-                crate::log!(
-                    Info,
-                    "{subject}: deleting the messages before its replace of parts: {e}; left for the next"
-                );
-                return;
-            }
-        };
-        if let Err(e) = records.delete_message(m.sequence).await {
-            crate::log!(Info, "{subject}: deleting message {}: {e}; the rest left for the next replace", m.sequence);
-            return;
-        }
-        seq = m.sequence + 1;
-    }
-}
-
-/// Deletes file `id`'s chunks stored at sequence `upto` or before, one at a
-/// time (a chunk stored after is a later upload's under the same id).
-async fn delete_chunks(chunks: &stream::Stream, id: u64, upto: u64) -> Result<(), StoreError> {
-    let mut info = chunks.info_with_subjects(format!("sotto.c.{id:016x}.>")).await.map_err(unavailable)?;
-    let mut subjects = Vec::new();
-    while let Some(s) = info.next().await {
-        subjects.push(s.map_err(unavailable)?.0);
-    }
-    for subject in subjects {
-        match chunks.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) if m.sequence <= upto => {
-                if let Err(e) = chunks.delete_message(m.sequence).await {
-                    // Another deletion of this file's chunks may have taken it first.
-                    match chunks.get_raw_message(m.sequence).await {
-                        Err(gone) if gone.kind() == stream::RawMessageErrorKind::NoMessageFound => {}
-                        _ => return Err(unavailable(e)),
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
-            Err(e) => return Err(unavailable(e)),
-        }
-    }
-    Ok(())
-}
-
-/// Runs the start-up read `f` until it succeeds, fails otherwise than
-/// unreachable, or [`LOAD_PATIENCE`] has passed.
-fn retrying<T>(what: &str, f: impl Fn() -> Result<T, StoreError>) -> Result<T, StoreError> {
-    let deadline = Instant::now() + LOAD_PATIENCE;
-    loop {
-        match f() {
-            Err(StoreError::Unavailable { why }) if Instant::now() < deadline => {
-                crate::log!(Warn, "loading {what} from JetStream: {why}; retrying");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            other => return other,
-        }
     }
 }
 
