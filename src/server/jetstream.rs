@@ -267,12 +267,25 @@ impl JetStreamStore {
             js.set_timeout(REQUEST_TIMEOUT);
             Ok::<_, String>((client, js))
         })?;
-        let (records, chunks, lease) = rt.block_on(async {
-            let records = ensure_stream(&js, RECORDS, "sotto.r.>", cfg.replicas, -1).await?;
-            let chunks = ensure_stream(&js, CHUNKS, "sotto.c.>", cfg.replicas, 1).await?;
-            let lease = ensure_stream(&js, LEASE, "sotto.lease.>", cfg.replicas, 1).await?;
-            Ok::<_, String>((records, chunks, lease))
-        })?;
+        // Just after the NATS servers restarted, JetStream may still be
+        // electing its leaders: a request that times out is tried again, for
+        // as long as loading would be (any other refusal ends the start).
+        let deadline = Instant::now() + LOAD_PATIENCE;
+        let (records, chunks, lease) = loop {
+            let streams = rt.block_on(async {
+                let records = ensure_stream(&js, RECORDS, "sotto.r.>", cfg.replicas, -1).await?;
+                let chunks = ensure_stream(&js, CHUNKS, "sotto.c.>", cfg.replicas, 1).await?;
+                let lease = ensure_stream(&js, LEASE, "sotto.lease.>", cfg.replicas, 1).await?;
+                Ok::<_, String>((records, chunks, lease))
+            });
+            match streams {
+                Err(e) if e.contains("timed out") && Instant::now() < deadline => {
+                    crate::log!(Warn, "{e}; retrying (JetStream may be electing its leaders)");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                other => break other?,
+            }
+        };
         Ok(JetStreamStore {
             rt,
             client,
