@@ -35,6 +35,7 @@ use sotto::server::core::{ConnId, Core};
 use sotto::server::worker::Pool;
 
 use crate::output_loop::Outputs;
+use crate::relay_io::Relay;
 
 /// Longest wait in epoll, so that timers are checked at least this often.
 const TICK_MS: u16 = 250;
@@ -56,6 +57,8 @@ const WAKE: u64 = u64::MAX - 1;
 const SIGNALS: u64 = u64::MAX - 2;
 const ADMIN_LISTENER: u64 = u64::MAX - 3;
 const OUTPUTS: u64 = u64::MAX - 4;
+const RELAY: u64 = u64::MAX - 5;
+const TAKEOVER: u64 = u64::MAX - 6;
 
 static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -255,26 +258,53 @@ impl Admin {
     }
 }
 
-/// Serves until SIGINT or SIGTERM (as `signals` reports them), then drains and returns.
-pub fn run(
-    listener: TcpListener,
-    admin: UnixListener,
-    mut core: Core,
-    pool: Pool,
-    signals: UnixStream,
-    mut outputs: Option<Outputs>,
-) -> io::Result<()> {
+/// What a loop serves besides its core's connections.
+pub struct Node<'a> {
+    pub listener: &'a TcpListener,
+    /// The admin socket (`None` on an edge: its standby thread answers there).
+    pub admin: Option<UnixListener>,
+    pub pool: &'a Pool,
+    pub signals: &'a UnixStream,
+    /// Cluster mode: the relay between edges and the writer (DESIGN §8 "Edges").
+    pub relay: Option<&'a mut Relay>,
+    /// An edge's: readable once this node holds the writer lease.
+    pub takeover: Option<&'a UnixStream>,
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// SIGINT or SIGTERM: drained and stopped.
+    Stopped,
+    /// An edge whose node took the writer lease: its clients are closed
+    /// (they reconnect, and log in to this node as the writer).
+    TakingOver,
+}
+
+/// Serves until SIGINT or SIGTERM (as `signals` reports them), then drains
+/// and returns; an edge returns as soon as its node holds the writer lease.
+pub fn run(node: Node<'_>, mut core: Core, mut outputs: Option<Outputs>) -> io::Result<Ended> {
+    let Node { listener, admin, pool, signals, mut relay, takeover } = node;
+    let mut signals = signals;
     listener.set_nonblocking(true)?;
-    admin.set_nonblocking(true)?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
+    epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
     epoll.add(pool.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-    epoll.add(&signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
-    epoll.add(&admin, EpollEvent::new(EpollFlags::EPOLLIN, ADMIN_LISTENER))?;
+    epoll.add(signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+    if let Some(admin) = &admin {
+        admin.set_nonblocking(true)?;
+        epoll.add(admin, EpollEvent::new(EpollFlags::EPOLLIN, ADMIN_LISTENER))?;
+    }
     if let Some(o) = &outputs {
         epoll.add(o.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, OUTPUTS))?;
     }
-    let mut admin = Admin { listener: admin, socks: HashMap::new() };
+    if let Some(r) = &relay {
+        epoll.add(r.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, RELAY))?;
+    }
+    if let Some(t) = takeover {
+        epoll.add(t, EpollEvent::new(EpollFlags::EPOLLIN, TAKEOVER))?;
+    }
+    let mut admin = admin.map(|listener| Admin { listener, socks: HashMap::new() });
     let mut conns = Conns { epoll, socks: HashMap::new(), throttled: Vec::new(), remote: outputs.is_some() };
     // Items the output loops could not take yet (their channel was full).
     let mut outputs_left = false;
@@ -293,7 +323,7 @@ pub fn run(
         let accepting = stopping.is_none() && accept_paused_until.is_none_or(|t| Instant::now() >= t);
         if accepting != listening {
             let flags = if accepting { EpollFlags::EPOLLIN } else { EpollFlags::empty() };
-            conns.epoll.modify(&listener, &mut EpollEvent::new(flags, LISTENER))?;
+            conns.epoll.modify(listener, &mut EpollEvent::new(flags, LISTENER))?;
             listening = accepting;
         }
         // The output loops are behind: no input until they catch up (a short
@@ -311,7 +341,10 @@ pub fn run(
         }
         // Throttled readers, paused accepts and items the output loops could
         // not take yet wait on time alone: wake for them.
-        let timed = !conns.throttled.is_empty() || (!listening && stopping.is_none()) || outputs_left;
+        let timed = !conns.throttled.is_empty()
+            || (!listening && stopping.is_none())
+            || outputs_left
+            || relay.as_deref().is_some_and(Relay::behind);
         let wait = if timed { TIMERS_MS as u16 } else { TICK_MS };
         let n = match conns.epoll.wait(&mut events, EpollTimeout::from(wait)) {
             Ok(n) => n,
@@ -320,7 +353,7 @@ pub fn run(
         };
         let now = now_ms();
         let (mut listener_ready, mut wake_ready, mut signal_ready) = (false, false, false);
-        let mut outputs_ready = false;
+        let (mut outputs_ready, mut relay_ready) = (false, false);
         let mut ready: Vec<(ConnId, EpollFlags)> = Vec::with_capacity(n);
         let mut admin_ready = Vec::new();
         for ev in events.get(..n).unwrap_or_default() {
@@ -329,28 +362,46 @@ pub fn run(
                 WAKE => wake_ready = true,
                 SIGNALS => signal_ready = true,
                 OUTPUTS => outputs_ready = true,
+                RELAY => relay_ready = true,
+                TAKEOVER => {
+                    let n = conns.socks.len();
+                    sotto::log!(
+                        Info,
+                        "edge: this node holds the writer lease; closing its {n} clients to serve as the writer"
+                    );
+                    return Ok(Ended::TakingOver);
+                }
                 ADMIN_LISTENER => {
-                    if stopping.is_none() {
+                    if let Some(admin) = admin.as_mut().filter(|_| stopping.is_none()) {
                         admin.accept_all(&conns.epoll, &mut core, &mut next_id);
                     }
                 }
-                id if admin.socks.contains_key(&id) => admin_ready.push(id),
+                id if admin.as_ref().is_some_and(|a| a.socks.contains_key(&id)) => admin_ready.push(id),
                 id => ready.push((id, ev.events())),
             }
         }
-        for id in admin_ready {
-            admin.read(id, &mut core, &mut buf, now);
+        if let Some(admin) = admin.as_mut() {
+            for id in admin_ready {
+                admin.read(id, &mut core, &mut buf, now);
+            }
         }
 
         if signal_ready {
             // Drain the pipe so that it does not stay ready.
             let mut sink = [0u8; 64];
-            while matches!((&signals).read(&mut sink), Ok(n) if n > 0) {}
+            while matches!(signals.read(&mut sink), Ok(n) if n > 0) {}
             if stopping.is_none() {
                 sotto::log!(Info, "signal received; finishing pending work and exiting");
                 stopping = Some(Instant::now());
                 // No new admin connection either (its readiness would otherwise stay reported).
-                let _ = conns.epoll.modify(&admin.listener, &mut EpollEvent::new(EpollFlags::empty(), ADMIN_LISTENER));
+                if let Some(admin) = &admin {
+                    let _ =
+                        conns.epoll.modify(&admin.listener, &mut EpollEvent::new(EpollFlags::empty(), ADMIN_LISTENER));
+                }
+                // Nor any relayed client's message (a writer's).
+                if relay.is_some() {
+                    core.close_relayed("server stopping");
+                }
                 // No connection reads again: one pass over all of them, once.
                 let ids: Vec<ConnId> = conns.socks.keys().copied().collect();
                 for id in ids {
@@ -361,7 +412,7 @@ pub fn run(
         // Not after a signal in this same turn: a new connection would be
         // registered for input that a stopping server never reads.
         if listener_ready && listening && stopping.is_none() {
-            accept_all(&listener, &mut core, &mut conns, outputs.as_mut(), &mut next_id, &mut accept_paused_until, now);
+            accept_all(listener, &mut core, &mut conns, outputs.as_mut(), &mut next_id, &mut accept_paused_until, now);
         }
         if wake_ready {
             for done in pool.drain() {
@@ -372,6 +423,9 @@ pub fn run(
             for w in o.drain() {
                 core.written(w);
             }
+        }
+        if let Some(r) = relay.as_mut().filter(|_| relay_ready) {
+            r.receive(&mut core, &mut next_id, now);
         }
         let reading = !outputs.as_ref().is_some_and(|o| o.lagging());
         for (id, ev) in ready.iter().filter(|_| reading) {
@@ -391,6 +445,9 @@ pub fn run(
         if Instant::now() >= next_timers {
             core.handle_timeout(now);
             conns.sync_throttled(&mut core, now, stopping.is_some());
+            if let Some(r) = relay.as_mut() {
+                r.tick(&mut core, now);
+            }
             next_timers = Instant::now() + Duration::from_millis(TIMERS_MS);
         }
         for job in core.poll_jobs() {
@@ -402,15 +459,28 @@ pub fn run(
         }
         let writable: Vec<ConnId> =
             ready.iter().filter(|(_, ev)| ev.contains(EpollFlags::EPOLLOUT)).map(|(id, _)| *id).collect();
-        flush_all(&mut conns, &mut core, &writable, now, stopping.is_some());
-        admin.flush(&conns.epoll, &mut core);
+        let relayed = flush_all(&mut conns, &mut core, &writable, now, stopping.is_some());
+        if let Some(admin) = admin.as_mut() {
+            admin.flush(&conns.epoll, &mut core);
+        }
+        if let Some(r) = relay.as_mut() {
+            r.after_turn(&mut core, &relayed, now);
+        }
         // Topping up output from the bulk queues frees read-ahead: downloads read on.
         for job in core.poll_jobs() {
             pool.submit(job);
         }
+        let items = core.take_output();
+        let items = match relay.as_mut() {
+            Some(r) => r.route(items),
+            None => items,
+        };
         if let Some(o) = outputs.as_mut() {
-            o.route(core.take_output());
+            o.route(items);
             outputs_left = o.send();
+        }
+        if let Some(r) = relay.as_mut() {
+            r.flush(&mut core);
         }
         if Instant::now() >= next_summary {
             next_summary += SUMMARY_EVERY;
@@ -424,7 +494,7 @@ pub fn run(
             if settled || since.elapsed() > DRAIN {
                 sotto::log!(Info, "{}", core.total_summary());
                 sotto::log!(Info, "stopped ({} connections closed)", conns.socks.len());
-                return Ok(());
+                return Ok(Ended::Stopped);
             }
         }
     }
@@ -525,8 +595,10 @@ fn read_from(id: ConnId, hangup: bool, conns: &mut Conns, core: &mut Core, buf: 
 
 /// Writes what the active connections have queued (those that gained output
 /// or started closing this turn, and those the kernel just found writable),
-/// removes the finished ones, and updates the others' interest sets.
-fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, stopping: bool) {
+/// removes the finished ones, and updates the others' interest sets. Returns
+/// the active connections without a socket here (a writer's relayed ones).
+fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, stopping: bool) -> Vec<ConnId> {
+    let mut relayed = Vec::new();
     let mut gone = Vec::new();
     let mut ids = core.take_active();
     ids.extend_from_slice(writable);
@@ -534,7 +606,11 @@ fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, 
     ids.sort_unstable();
     ids.dedup();
     for id in ids {
-        let Some(sock) = conns.socks.get_mut(&id) else { continue };
+        let Some(sock) = conns.socks.get_mut(&id) else {
+            relayed.push(id);
+            continue;
+        };
+        let mut wrote = 0;
         // Each `transmit` tops the output up from the bulk queue (file
         // chunks, at most 64 KiB at a time): write until the socket is full
         // or nothing is left.
@@ -544,6 +620,7 @@ fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, 
                     Ok(0) => break 'write,
                     Ok(n) => {
                         out.drain(..n);
+                        wrote += n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'write,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -555,6 +632,8 @@ fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, 
                 }
             }
         }
+        // An edge reports to the writer what reached its clients.
+        core.wrote(id, wrote);
         if core.is_done(id) {
             gone.push(id);
         } else {
@@ -577,4 +656,5 @@ fn flush_all(conns: &mut Conns, core: &mut Core, writable: &[ConnId], now: u64, 
             }
         }
     }
+    relayed
 }

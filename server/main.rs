@@ -4,6 +4,7 @@ mod args;
 mod event_loop;
 mod output_loop;
 mod privilege;
+mod relay_io;
 mod standby;
 
 use std::net::TcpListener;
@@ -79,14 +80,14 @@ fn listen(listener: &TcpListener, addr: &str) -> Result<(), String> {
     socket::listen(listener, Backlog::MAXCONN).map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
-/// Cluster mode: connects to NATS, then waits as a standby (`standby ADDR` on
-/// stdout) until this node holds the writer lease; meanwhile the admin
-/// socket answers sottoctl that this node is a standby.
+/// Cluster mode: connects to NATS (`standby ADDR` on stdout once it is);
+/// the admin socket answers sottoctl that this node is a standby until it
+/// holds the writer lease ([`edge`] serves clients meanwhile).
 fn open_cluster(
     c: &ClusterConfig,
     local: std::net::SocketAddr,
     admin_path: &std::path::Path,
-) -> Result<(Arc<dyn Store>, UnixListener), String> {
+) -> Result<(Arc<JetStreamStore>, UnixListener, standby::Answering), String> {
     // Before the NATS client's thread starts (the umask it narrows is the process's).
     let admin = admin_listen(admin_path)?;
     let store = Arc::new(JetStreamStore::connect(c)?);
@@ -94,9 +95,55 @@ fn open_cluster(
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let answering = standby::answer(&admin, store.clone())?;
-    store.take_lease(&c.node)?;
-    answering.stop();
-    Ok((store, admin))
+    Ok((store, admin, answering))
+}
+
+/// Cluster mode, until this node holds the writer lease: an edge (DESIGN
+/// §8 "Edges", `edge ADDR` on stdout). It listens, runs its clients'
+/// handshakes and record layer, and relays their messages to the writer.
+/// True once it holds the lease; false after SIGINT or SIGTERM.
+fn edge(
+    args: &Args,
+    listener: &TcpListener,
+    pool: &Pool,
+    signals: &std::os::unix::net::UnixStream,
+    store: &Arc<JetStreamStore>,
+    relay: &mut Option<relay_io::Relay>,
+) -> Result<bool, String> {
+    listen(listener, &args.listen)?;
+    let (told, takeover) = std::os::unix::net::UnixStream::pair().map_err(|e| format!("takeover socket: {e}"))?;
+    let (result_tx, result) = std::sync::mpsc::channel();
+    let (lease_store, node) = (store.clone(), args.node.clone());
+    std::thread::Builder::new()
+        .name("sottod-lease".into())
+        .spawn(move || {
+            let _ = result_tx.send(lease_store.take_lease(&node));
+            let _ = std::io::Write::write(&mut &told, &[1]);
+            // Kept open: a closed socket would read as ready again.
+            std::thread::park();
+            drop(told);
+        })
+        .map_err(|e| format!("cannot start the lease thread: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("edge {local}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    sotto::log!(
+        Info,
+        "sottod {} edge (node {}): serving clients for the node that writes, until this node holds the writer lease",
+        build_info::describe(),
+        args.node
+    );
+    let core = Core::edge(ServerConfig::built_in(), args.limits);
+    let node =
+        event_loop::Node { listener, admin: None, pool, signals, relay: relay.as_mut(), takeover: Some(&takeover) };
+    match event_loop::run(node, core, None).map_err(|e| format!("event loop: {e}"))? {
+        event_loop::Ended::Stopped => Ok(false),
+        event_loop::Ended::TakingOver => {
+            result.recv().map_err(|_| "the lease thread ended".to_owned())??;
+            Ok(true)
+        }
+    }
 }
 
 /// Binds the admin socket at `path`, mode 0600 from the start; a socket an
@@ -180,13 +227,18 @@ fn serve(args: Args) -> Result<(), String> {
     // the chroot: it works there, and root made nothing in the data directory.
     // Cluster mode: the credentials and CA files are read now, before the chroot.
     let cluster = cluster_config(&args)?;
+    let mut cluster_store: Option<(Arc<JetStreamStore>, standby::Answering)> = None;
     let (store, admin, admin_path): (Arc<dyn Store>, UnixListener, PathBuf) = if privilege::is_root() {
         sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
         privilege::drop_root(&args.user, &args.data)?;
         sotto::log!(Info, "chrooted into {} and running as {}", args.data.display(), args.user);
         let admin_path = PathBuf::from("/admin.sock");
         let (store, admin): (Arc<dyn Store>, UnixListener) = match &cluster {
-            Some(c) => open_cluster(c, local, &admin_path)?,
+            Some(c) => {
+                let (store, admin, answering) = open_cluster(c, local, &admin_path)?;
+                cluster_store = Some((store.clone(), answering));
+                (store, admin)
+            }
             None => (
                 Arc::new(
                     FileStore::open(std::path::Path::new("/"))
@@ -201,7 +253,9 @@ fn serve(args: Args) -> Result<(), String> {
         let (store, admin): (Arc<dyn Store>, UnixListener) = match &cluster {
             Some(c) => {
                 sotto::server::store::ensure_private_dir(&args.data).map_err(|e| e.to_string())?;
-                open_cluster(c, local, &admin_path)?
+                let (store, admin, answering) = open_cluster(c, local, &admin_path)?;
+                cluster_store = Some((store.clone(), answering));
+                (store, admin)
             }
             None => {
                 let store = Arc::new(FileStore::open(&args.data).map_err(|e| e.to_string())?);
@@ -210,9 +264,23 @@ fn serve(args: Args) -> Result<(), String> {
         };
         (store, admin, admin_path)
     };
-    if cluster.is_some() {
-        // The writer lease is held: serve.
-        listen(&listener, &args.listen)?;
+    let server = ServerConfig::built_in();
+    let signer = Arc::new(signer);
+    let ctx = Arc::new(WorkerCtx { server: server.clone(), signer: signer.clone(), store: store.clone() });
+    let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
+    let signals = event_loop::install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // Cluster mode: an edge until this node holds the writer lease, then the writer.
+    let mut relay = None;
+    if let Some((js, answering)) = cluster_store {
+        let secret = || sotto::server::relay::LinkSecret::from_key_digest(signer.key_digest());
+        relay = Some(relay_io::Relay::edge(js.relay()?, secret(), js.epoch(), js.clone()));
+        if !edge(&args, &listener, &pool, &signals, &js, &mut relay)? {
+            answering.stop();
+            let _ = std::fs::remove_file(&admin_path);
+            return Ok(());
+        }
+        answering.stop();
+        relay = relay.map(|r| r.into_writer(secret()));
     }
     let store_arc = store;
     let store: &dyn Store = &*store_arc;
@@ -241,9 +309,6 @@ fn serve(args: Args) -> Result<(), String> {
     let files = Files::load(store)?;
     let n_files = files.len();
     let tickets = load_tickets(store, &args)?;
-    let server = ServerConfig::built_in();
-    let ctx = Arc::new(WorkerCtx { server: server.clone(), signer: Arc::new(signer), store: store_arc.clone() });
-    let pool = Pool::new(args.workers, ctx).map_err(|e| format!("cannot start workers: {e}"))?;
     let (n_accounts, n_rooms) = (accounts.len(), rooms.len());
     let mut core = Core::new(server, args.limits, accounts, rooms, mail)
         .with_files(files)
@@ -257,7 +322,9 @@ fn serve(args: Args) -> Result<(), String> {
             Some(output_loop::Outputs::start(n - 1).map_err(|e| format!("cannot start output loops: {e}"))?)
         }
     };
-    let signals = event_loop::install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if relay.is_some() {
+        core = core.with_relay();
+    }
     println!("listening {local}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
@@ -291,7 +358,15 @@ fn serve(args: Args) -> Result<(), String> {
             sotto::crypto::STORED_HASH_KIB
         );
     }
-    let served = event_loop::run(listener, admin, core, pool, signals, outputs).map_err(|e| format!("event loop: {e}"));
+    let node = event_loop::Node {
+        listener: &listener,
+        admin: Some(admin),
+        pool: &pool,
+        signals: &signals,
+        relay: relay.as_mut(),
+        takeover: None,
+    };
+    let served = event_loop::run(node, core, outputs).map(|_| ()).map_err(|e| format!("event loop: {e}"));
     if served.is_ok() {
         // A cluster node's standby takes over now, not once the lease lapses.
         store_arc.release();

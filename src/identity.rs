@@ -42,6 +42,9 @@ pub struct Signer {
     pair: ring::signature::RsaKeyPair,
     public: RsaPublicKey,
     rng: ring::rand::SystemRandom,
+    /// HKDF-SHA256 of the private key's PKCS#8 DER: a secret only the
+    /// key's holders derive (the cluster's relay keys, DESIGN §8 "Edges").
+    digest: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl Signer {
@@ -53,7 +56,9 @@ impl Signer {
         let private = RsaPrivateKey::from_pkcs8_der(der).map_err(|e| KeyError::Malformed(e.to_string()))?;
         let public = private.to_public_key();
         modulus(&public)?;
-        Ok(Signer { pair, public, rng: ring::rand::SystemRandom::new() })
+        let mut digest = zeroize::Zeroizing::new([0u8; 32]);
+        crate::crypto::hkdf(b"sotto server key digest v1", der, &[], &mut digest[..]);
+        Ok(Signer { pair, public, rng: ring::rand::SystemRandom::new(), digest })
     }
 
     /// Loads a PKCS#8 PEM private key.
@@ -61,6 +66,12 @@ impl Signer {
         let key = RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| KeyError::Malformed(e.to_string()))?;
         let der = key.to_pkcs8_der().map_err(|e| KeyError::Malformed(e.to_string()))?;
         Signer::from_pkcs8_der(der.as_bytes())
+    }
+
+    /// A secret derived from the private key (HKDF-SHA256 of its DER), the
+    /// same for every holder of the key, no help in recovering it.
+    pub fn key_digest(&self) -> &[u8; 32] {
+        &self.digest
     }
 
     /// RSA-PSS-SHA256 (salt length 32) over `msg`.

@@ -209,40 +209,71 @@ fn sottoctl_users(data: &Path) -> std::process::Output {
 }
 
 #[test]
-fn a_standby_takes_over_and_the_clients_follow() {
-    let (_nats, dir, writer, mut standby) = writer_and_standby("cluster-standby");
-    // A standby refuses connections: the clients reach the writer whichever comes first.
-    let servers = format!("{},{}", standby.addr, writer.addr);
-    let mut alice = user_at(&servers, &dir, "alice", &[]);
-    let mut bob = user_at(&servers, &dir, "bob", &[]);
-    assert_eq!(alice.seen[0]["server"], writer.addr.as_str(), "{:?}", alice.seen);
+fn alice_on_the_writer_and_bob_on_an_edge_share_rooms_dms_and_the_queue_and_follow_a_takeover() {
+    let (_nats, dir, writer, mut edge) = writer_and_standby("cluster-edge");
+    // Not the writer: an edge, serving clients for it (DESIGN §8 "Edges").
+    edge.wait_edge();
+    let (a, b) = (writer.addr.clone(), edge.addr.clone());
+    let mut alice = user_at(&format!("{a},{b}"), &dir, "alice", &[]);
+    let mut bob = user_at(&format!("{b},{a}"), &dir, "bob", &[]);
+    assert_eq!(alice.seen[0]["server"], a.as_str(), "{:?}", alice.seen);
+    assert_eq!(bob.seen[0]["server"], b.as_str(), "{:?}", bob.seen);
+
+    // A room across the nodes: created on the writer, joined through the edge, live both ways.
     ok(&alice.run("/create lobby lobby-password", "create"), "create");
     assert_eq!(bob.run("/join lobby lobby-password", "joined")["type"], "joined");
+    say(&mut alice, &mut bob, "lobby", "from the writer");
+    say(&mut bob, &mut alice, "lobby", "from the edge");
+    // DMs both ways, after a request and an accept that crossed the nodes.
     contacts(&mut alice, "alice", &mut bob, "bob");
-    say(&mut alice, &mut bob, "lobby", "before");
+    let v = bob.run("/msg @alice hello from the edge", "sent");
+    assert_eq!(v["status"], "delivered", "{v}");
+    alice.wait_for("the DM", |v| v["type"] == "dm" && v["text"] == "hello from the edge");
+    let v = alice.run("/msg @bob hello from the writer", "sent");
+    assert_eq!(v["status"], "delivered", "{v}");
+    bob.wait_for("the DM", |v| v["type"] == "dm" && v["text"] == "hello from the writer");
+    // The offline queue: carol, registered through the edge, is away while
+    // bob writes to her there; she gets it once, on the writer.
+    let mut carol = user_at(&b, &dir, "carol", &[]);
+    contacts(&mut bob, "bob", &mut carol, "carol");
+    drop(carol);
+    let v = bob.run("/msg @carol while you were away", "sent");
+    assert_eq!(v["status"], "queued", "{v}");
+    let mut carol = relogin_at(&a, &dir, "carol", &[]);
+    carol.wait_for("the queued DM", |v| v["type"] == "dm" && v["text"] == "while you were away");
+    carol.settle(Duration::from_millis(500));
+    assert_eq!(dm_texts(&carol), ["while you were away"]);
+    drop(carol);
+    // The history, to a new member joining through the edge.
+    let mut dave = user_at(&b, &dir, "dave", &[]);
+    assert_eq!(join_history(&mut dave, "/join lobby lobby-password", "lobby"), ["from the writer", "from the edge"]);
+    drop(dave);
+    // One user's limits are the writer's, whichever node the session is on:
+    // a wrong password through the edge counts as through the writer.
+    assert!(edge.stderr.lock().unwrap().iter().all(|l| !l.contains("panicked")));
 
-    // sottoctl on the standby hears that it is one, and which node writes.
+    // sottoctl on the edge hears that it is not the writer, and which node is.
     let out = sottoctl_users(&dir.join("node-b"));
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "refused by the server: {said}");
     assert!(said.contains("this node is a standby: node a writes"), "{said}");
 
-    let standby_addr = standby.addr.clone();
+    // kill -9 of the writer: the edge takes over; both clients come back to it.
     writer.kill9();
-    standby.wait_listening();
-    assert_eq!(standby.addr, standby_addr);
+    edge.wait_listening();
+    assert_eq!(edge.addr, b);
     // The killed writer's NATS connection closed: nobody answers for it, and
-    // the standby took the lease without waiting for it to lapse.
+    // the edge took the lease without waiting for it to lapse.
     let gone = |l: &String| l.contains("writer lease: node a is gone (its NATS connection closed");
-    assert!(standby.stderr.lock().unwrap().iter().any(gone), "{:?}", standby.stderr.lock().unwrap());
-    // It followed the records as a standby: the takeover read nothing again.
+    assert!(edge.stderr.lock().unwrap().iter().any(gone), "{:?}", edge.stderr.lock().unwrap());
+    // It followed the records meanwhile: the takeover read nothing again.
     let followed =
         |l: &String| l.contains("records followed through sequence") && l.contains("loading them from memory");
-    assert!(standby.stderr.lock().unwrap().iter().any(followed), "{:?}", standby.stderr.lock().unwrap());
+    assert!(edge.stderr.lock().unwrap().iter().any(followed), "{:?}", edge.stderr.lock().unwrap());
     for c in [&mut alice, &mut bob] {
         c.set_patience(Duration::from_secs(90));
         let v = c.wait_for("reconnected", |v| v["type"] == "reconnected");
-        assert_eq!(v["server"], standby_addr.as_str(), "{v}");
+        assert_eq!(v["server"], b.as_str(), "{v}");
     }
     say(&mut bob, &mut alice, "lobby", "after");
     // Now the writer, it answers sottoctl through its event loop.
@@ -252,8 +283,11 @@ fn a_standby_takes_over_and_the_clients_follow() {
     let v = bob.run("/msg @alice across the takeover", "sent");
     assert_eq!(v["status"], "delivered", "{v}");
     alice.wait_for("the DM", |v| v["type"] == "dm" && v["text"] == "across the takeover");
-    let mut dave = user_at(&servers, &dir, "dave", &[]);
-    assert_eq!(join_history(&mut dave, "/join lobby lobby-password", "lobby"), ["before", "after"]);
+    let mut erin = user_at(&b, &dir, "erin", &[]);
+    assert_eq!(
+        join_history(&mut erin, "/join lobby lobby-password", "lobby"),
+        ["from the writer", "from the edge", "after"]
+    );
 }
 
 #[test]

@@ -71,8 +71,16 @@ mod deletion;
 mod fanout;
 #[path = "output.rs"]
 mod output;
+#[path = "relayed.rs"]
+mod relayed;
 #[path = "resume.rs"]
 pub(crate) mod resume;
+
+/// The output loops' queue, when output loops seal for this loop's own
+/// connections (a relayed connection's output goes to `outbox` whatever this is).
+fn loop_box(outbox: &mut Option<Vec<Out>>, loops: bool) -> Option<&mut Vec<Out>> {
+    outbox.as_mut().filter(|_| loops)
+}
 
 /// How long a closing connection may take to flush its last output.
 const CLOSE_GRACE_MS: u64 = 5_000;
@@ -237,10 +245,12 @@ enum Phase {
     /// A ticket was accepted and its id struck; the answer waits until the
     /// strike is durable (`Deferred::Resumed`), and no frame is processed.
     Resuming(Box<resume::Resuming>),
-    /// `sealer` is `None` when an output loop seals for the connection
-    /// (`--threads` over 1, [`crate::server::remote`]).
+    /// `sealer` is `None` when an output loop or an edge seals for the
+    /// connection (`--threads` over 1, [`crate::server::remote`]; a relayed
+    /// connection, DESIGN §8 "Edges"); `opener` is `None` when an edge opened
+    /// its records (its frames arrive opened).
     Open {
-        opener: Opener,
+        opener: Option<Opener>,
         sealer: Option<Sealer>,
         session: Session,
     },
@@ -285,6 +295,13 @@ struct Conn {
     resumption: Option<crate::ticket::ResumptionMaster>,
     /// Answers to this connection waiting for a commit (see [`Core::read_allowance`]).
     answers: u32,
+    /// Relayed (DESIGN §8 "Edges"): on the writer, a client of an edge (no
+    /// socket here); on an edge, a client whose messages go to the writer.
+    relayed: bool,
+    /// On an edge: the writer paused this client's input.
+    relay_paused: bool,
+    /// On an edge: sealed bytes of what the writer sent, not yet reported written.
+    relay_out: usize,
 }
 
 /// The whole server state.
@@ -361,6 +378,11 @@ pub struct Core {
     pub(crate) tickets: crate::server::tickets::Tickets,
     /// Full handshakes handed to the signing workers and not yet back.
     signing: usize,
+    /// Output loops seal for this loop's own connections (`--threads` over
+    /// 1); without them, `outbox` carries only relayed connections' output.
+    loops: bool,
+    /// This core is an edge's (DESIGN §8 "Edges"): what it relays to the writer.
+    edge: Option<relayed::Edge>,
 }
 
 impl Core {
@@ -407,6 +429,8 @@ impl Core {
             outbox: None,
             tickets: Default::default(),
             signing: 0,
+            loops: false,
+            edge: None,
         }
     }
 
@@ -525,6 +549,9 @@ impl Core {
             holding: false,
             answers: 0,
             resumption: None,
+            relayed: false,
+            relay_paused: false,
+            relay_out: 0,
         };
         self.conns.insert(id, conn);
         Ok(())
@@ -560,7 +587,7 @@ impl Core {
     /// bound (back-pressure), and what is left of `max_bps` in this second.
     pub fn read_allowance(&self, id: ConnId, now_ms: u64) -> usize {
         let Some(c) = self.conns.get(&id) else { return 0 };
-        if c.close.is_some() {
+        if c.close.is_some() || c.relay_paused {
             return 0;
         }
         // Uploads wait for the disk, not in memory (PROTOCOL §10, "Flow").
@@ -702,6 +729,9 @@ impl Core {
     /// Forgets `id` (the socket is gone); returns why it closed.
     pub fn remove(&mut self, id: ConnId) -> Option<&'static str> {
         let conn = self.conns.remove(&id)?;
+        if let (Some(edge), true) = (&mut self.edge, conn.relayed) {
+            edge.closed(id);
+        }
         if let Some(outbox) = &mut self.outbox {
             outbox.push(Out::Forget { conn: id });
         }
@@ -845,6 +875,7 @@ impl Core {
     /// Closes connections past their handshake or login deadline.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let limits = self.limits;
+        let edge = self.edge.is_some();
         let mut closing = Vec::new();
         for (id, conn) in self.conns.iter_mut() {
             if conn.close.is_some() {
@@ -863,6 +894,8 @@ impl Core {
             }
             let age = now_ms.saturating_sub(conn.opened_ms);
             let reason = match &conn.phase {
+                // An edge's relayed client: the writer keeps its login and idle time.
+                Phase::Open { .. } if edge && conn.relayed => continue,
                 Phase::AwaitHello | Phase::Handshaking | Phase::Resuming(_) if age > limits.handshake_ms => {
                     "handshake timeout"
                 }
@@ -1094,16 +1127,22 @@ impl Core {
                 HelloVerdict::Drop => conn.close = Some("bad client hello"),
             },
             Phase::Handshaking | Phase::Resuming(_) => conn.close = Some("data during handshake"),
-            Phase::Open { opener, .. } => match opener.open(&body) {
+            Phase::Open { opener: Some(opener), .. } => match opener.open(&body) {
                 Ok(plaintext) => self.handle_plaintext(id, plaintext, now_ms),
                 // One failure for every bad record: no oracle, no answer.
                 Err(_) => conn.close = Some("bad record"),
             },
+            // A relayed client's message, opened by its edge (DESIGN §8 "Edges").
+            Phase::Open { opener: None, .. } => self.handle_plaintext(id, body, now_ms),
         }
     }
 
     /// A record opened on `id`: its plaintext is dispatched, then wiped.
     fn handle_plaintext(&mut self, id: ConnId, mut plaintext: Vec<u8>, now_ms: u64) {
+        if self.edge.is_some() {
+            // An edge handles nothing itself: the writer does (DESIGN §8 "Edges").
+            return self.relay_up(id, plaintext);
+        }
         self.dispatch(id, &plaintext, now_ms);
         plaintext.zeroize();
     }
@@ -1177,8 +1216,8 @@ impl Core {
                             // Kept for the tickets of this session only (PROTOCOL §3, resumption).
                             c.resumption = resume.then_some(resumption);
                             // With an output loop, it seals from now on: the answer and the keys go to it.
-                            remote::raw(self.outbox.as_mut(), conn, &mut c.out, &mut c.queued, frame);
-                            let sealer = match self.outbox.as_mut() {
+                            remote::raw(loop_box(&mut self.outbox, self.loops), conn, &mut c.out, &mut c.queued, frame);
+                            let sealer = match loop_box(&mut self.outbox, self.loops) {
                                 Some(outbox) => {
                                     outbox.push(Out::Keys { conn, sealer: Box::new(sealer) });
                                     None
@@ -1186,7 +1225,7 @@ impl Core {
                                 None => Some(sealer),
                             };
                             c.deframer.set_max_body(record::MAX_BODY);
-                            c.phase = Phase::Open { opener, sealer, session: Session::AwaitLogin };
+                            c.phase = Phase::Open { opener: Some(opener), sealer, session: Session::AwaitLogin };
                         }
                         Err(e) => {
                             crate::log!(Warn, "conn {conn}: handshake failed: {e}");
@@ -1201,7 +1240,7 @@ impl Core {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     match result {
                         Ok(frame) => {
-                            remote::raw(self.outbox.as_mut(), conn, &mut c.out, &mut c.queued, frame);
+                            remote::raw(loop_box(&mut self.outbox, self.loops), conn, &mut c.out, &mut c.queued, frame);
                             c.close = Some("protocol mismatch");
                         }
                         Err(e) => {
@@ -1272,14 +1311,14 @@ impl Core {
         self.accept(id, addr, now_ms)?;
         let Some(conn) = self.conns.get_mut(&id) else { return Err("not accepted") };
         conn.deframer.set_max_body(record::MAX_BODY);
-        let sealer = match self.outbox.as_mut() {
+        let sealer = match loop_box(&mut self.outbox, self.loops) {
             Some(outbox) => {
                 outbox.push(Out::Keys { conn: id, sealer: Box::new(keys.sealer) });
                 None
             }
             None => Some(keys.sealer),
         };
-        conn.phase = Phase::Open { opener: keys.opener, sealer, session: Session::AwaitLogin };
+        conn.phase = Phase::Open { opener: Some(keys.opener), sealer, session: Session::AwaitLogin };
         conn.resumption = self.limits.resume.then_some(keys.resumption);
         let auth = crate::server::session::Authenticated::without_login(uid, name);
         self.set_session(id, Session::Authenticated(auth));

@@ -37,16 +37,18 @@ fn user_key() -> &'static (Vec<u8>, [u8; 256]) {
     })
 }
 
-struct Pair {
-    core: Core,
-    ctx: WorkerCtx,
+/// A library client and a core, the handshake done.
+pub(super) struct Pair {
+    pub(super) core: Core,
+    pub(super) ctx: WorkerCtx,
     keys: SessionKeys,
     deframer: Deframer,
-    now: u64,
+    pub(super) now: u64,
     next_id: u64,
 }
 
-const ID: u64 = 1;
+/// The connection's id in the core.
+pub(super) const ID: u64 = 1;
 
 impl Pair {
     fn connect() -> Pair {
@@ -58,12 +60,17 @@ impl Pair {
     }
 
     fn connect_limited(rooms: Rooms, limits: Limits) -> Pair {
+        Pair::connect_to(|scfg| Core::new(scfg, limits, Accounts::default(), rooms, Mail::default()))
+    }
+
+    /// The handshake with the core `make` builds for the server's configuration.
+    pub(super) fn connect_to(make: impl FnOnce(ServerConfig) -> Core) -> Pair {
         let signer = Signer::from_pkcs8_der(server_key()).unwrap();
         let build = BuildIdentity::this_build();
         let ccfg = ClientConfig { build, deployment_key: DEPLOY, server_keys: vec![signer.public().clone()] };
         let scfg = ServerConfig { build, deployment_key: DEPLOY };
         let ctx = WorkerCtx { server: scfg.clone(), signer: Arc::new(signer), store: Arc::new(MemStore::default()) };
-        let mut core = Core::new(scfg, limits, Accounts::default(), rooms, Mail::default());
+        let mut core = make(scfg);
         core.accept(ID, ADDR, 1_000).unwrap();
         let (state, hello) = handshake::client_hello(&ccfg);
         core.handle_input(ID, &hello, 1_000);
@@ -81,7 +88,7 @@ impl Pair {
         pair
     }
 
-    fn run_jobs(&mut self) {
+    pub(super) fn run_jobs(&mut self) {
         loop {
             // As the event loop does at the end of a turn: jobs, then the group commit.
             let mut jobs = self.core.poll_jobs();
@@ -105,7 +112,7 @@ impl Pair {
         self.responses()
     }
 
-    fn responses(&mut self) -> Vec<Vec<u8>> {
+    pub(super) fn responses(&mut self) -> Vec<Vec<u8>> {
         let Some(out) = self.core.transmit(ID) else { return Vec::new() };
         self.deframer.push(&std::mem::take(out));
         let mut got = Vec::new();
@@ -115,7 +122,7 @@ impl Pair {
         got
     }
 
-    fn send<M: Message>(&mut self, mut m: M) -> Vec<Vec<u8>> {
+    pub(super) fn send<M: Message>(&mut self, mut m: M) -> Vec<Vec<u8>> {
         m.header_mut().msg_id.set(self.next_id);
         self.next_id += 1;
         self.send_raw(m.as_bytes())

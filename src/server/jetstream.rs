@@ -84,12 +84,15 @@ mod deletes_js;
 mod lease;
 #[path = "load_js.rs"]
 mod load_js;
+#[path = "relay_js.rs"]
+mod relay_js;
 #[path = "rooms_js.rs"]
 mod rooms_js;
 use deletes_js::delete_before;
 use lease::leave;
 pub use lease::{EXIT_LEASE_LOST, LEASE, LEASE_TTL};
 use load_js::retrying;
+pub use relay_js::RelayLink;
 
 /// How long one JetStream request or acknowledgement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -164,8 +167,10 @@ pub struct JetStreamStore {
     renewed: Arc<Mutex<Option<Instant>>>,
     /// Record writes on their way (a release waits for them).
     publishing: Arc<std::sync::atomic::AtomicUsize>,
-    /// The node holding the writer lease, as this standby last read it.
+    /// The writer lease's value (`NODE EPOCH`) as this standby last read it.
     holder: Mutex<Option<String>>,
+    /// This process's epoch (random): its lease names it, and it relays on it.
+    epoch: u64,
     /// The lease this node holds (its value), the task renewing it and the
     /// one answering that this node lives.
     held: Mutex<Option<lease::Held>>,
@@ -211,6 +216,9 @@ impl JetStreamStore {
     /// Connects (waiting for the first connection at most 10 s), and creates
     /// or checks the streams.
     pub fn connect(cfg: &ClusterConfig) -> Result<JetStreamStore, String> {
+        let mut epoch = [0u8; 8];
+        getrandom::getrandom(&mut epoch).map_err(|e| format!("random epoch: {e}"))?;
+        let epoch = u64::from_le_bytes(epoch);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sottod-nats")
@@ -299,6 +307,7 @@ impl JetStreamStore {
             cut_off,
             publishing: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             holder: Mutex::new(None),
+            epoch,
             held: Mutex::new(None),
             lease,
             follower: Mutex::new(None),

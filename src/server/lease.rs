@@ -78,9 +78,7 @@ impl JetStreamStore {
     /// was paused, or cut off from NATS, longer than the TTL) exits with
     /// [`EXIT_LEASE_LOST`]; its supervisor restarts it as a standby.
     pub fn take_lease(&self, node: &str) -> Result<(), String> {
-        let mut epoch = [0u8; 8];
-        getrandom::getrandom(&mut epoch).map_err(|e| format!("random epoch: {e}"))?;
-        let value = format!("{node} {:016x}", u64::from_le_bytes(epoch));
+        let value = format!("{node} {:016x}", self.epoch);
         self.start_following();
         // Answering before the lease names this node: a standby never finds it silent.
         let answering = self.rt.block_on(self.client.subscribe(alive_subject(&value)));
@@ -117,7 +115,8 @@ impl JetStreamStore {
                 }
                 Ok(m) => {
                     let holder = holder_of(&m.payload);
-                    *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = Some(holder.clone());
+                    *self.holder.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(String::from_utf8_lossy(&m.payload).into_owned());
                     if !told {
                         crate::log!(
                             Info,
@@ -191,7 +190,20 @@ impl JetStreamStore {
     /// The node holding the writer lease as this standby last read it (None
     /// before the first reading, or when the lease was free or released).
     pub fn lease_holder(&self) -> Option<String> {
-        self.holder.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.holder.lock().unwrap_or_else(|e| e.into_inner()).as_deref().map(|v| holder_of(v.as_bytes()))
+    }
+
+    /// The epoch of the node holding the writer lease, as this standby last
+    /// read it: where an edge relays (DESIGN §8 "Edges").
+    pub fn writer_epoch(&self) -> Option<u64> {
+        let value = self.holder.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let epoch = value.split_whitespace().nth(1)?;
+        u64::from_str_radix(epoch, 16).ok()
+    }
+
+    /// This process's epoch, random: in its lease, and its relay subject.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Whether the holder that lease message `payload` names answers on its

@@ -18,6 +18,7 @@ pub mod jetstream;
 pub mod log;
 pub mod mailbox;
 pub mod prekeys;
+pub mod relay;
 pub mod remote;
 pub mod retired;
 pub mod room;
@@ -48,6 +49,8 @@ mod file_tests;
 mod moderation_tests;
 #[cfg(test)]
 mod prekey_tests;
+#[cfg(test)]
+mod relay_tests;
 #[cfg(test)]
 mod remote_tests;
 #[cfg(test)]

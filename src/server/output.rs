@@ -14,6 +14,7 @@ impl Core {
     /// are sealed and written there ([`Core::take_output`]), none here.
     pub fn with_output_loops(mut self) -> Core {
         self.outbox = Some(Vec::new());
+        self.loops = true;
         self
     }
 
@@ -28,6 +29,9 @@ impl Core {
         let id: ConnId = w.conn;
         let Some(conn) = self.conns.get_mut(&id) else { return };
         conn.queued = conn.queued.saturating_sub(w.bytes);
+        if let Some(edge) = &mut self.edge {
+            edge.wrote(id, w.bytes, &mut conn.relay_out);
+        }
         if let Some(why) = w.failed {
             conn.queued = 0;
             conn.out_dropped = true;

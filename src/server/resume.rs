@@ -135,7 +135,7 @@ impl Core {
     /// Bytes as they are, before any record (the resumption's answers).
     fn send_raw(&mut self, id: ConnId, bytes: Vec<u8>) {
         if let Some(c) = self.conns.get_mut(&id) {
-            remote::raw(self.outbox.as_mut(), id, &mut c.out, &mut c.queued, bytes);
+            remote::raw(super::loop_box(&mut self.outbox, self.loops), id, &mut c.out, &mut c.queued, bytes);
         }
         self.touch(id);
     }
@@ -165,8 +165,8 @@ impl Core {
         }
         let Some(c) = self.conns.get_mut(&id) else { return };
         let SessionKeys { sealer, opener, resumption } = keys;
-        remote::raw(self.outbox.as_mut(), id, &mut c.out, &mut c.queued, frame);
-        let sealer = match self.outbox.as_mut() {
+        remote::raw(super::loop_box(&mut self.outbox, self.loops), id, &mut c.out, &mut c.queued, frame);
+        let sealer = match super::loop_box(&mut self.outbox, self.loops) {
             Some(outbox) => {
                 outbox.push(Out::Keys { conn: id, sealer: Box::new(sealer) });
                 None
@@ -175,7 +175,7 @@ impl Core {
         };
         c.resumption = Some(resumption);
         c.deframer.set_max_body(record::MAX_BODY);
-        c.phase = Phase::Open { opener, sealer, session: Session::AwaitLogin };
+        c.phase = Phase::Open { opener: Some(opener), sealer, session: Session::AwaitLogin };
         c.busy = false;
         crate::server::handler::account::resumed_login(self, id, uid, now_ms);
         self.pump(id, now_ms);

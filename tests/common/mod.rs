@@ -126,8 +126,22 @@ impl Server {
         s
     }
 
-    /// Waits (60 s at most) for `listening ADDR`, past a `standby ADDR`
-    /// line: a cluster node serves once it holds the writer lease.
+    /// Waits (60 s at most) for `edge ADDR` after [`Server::start_standby`]:
+    /// the node serves clients for the writer (DESIGN §8 "Edges").
+    pub fn wait_edge(&mut self) {
+        let line = self.stdout.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = self.child.kill();
+            panic!("sottod did not print `edge` within 60 s; stderr: {:?}", self.stderr.lock().unwrap())
+        });
+        let addr = line.strip_prefix("edge ").unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!("sottod printed {line:?}, not `edge ADDR`; stderr: {:?}", self.stderr.lock().unwrap())
+        });
+        self.addr = addr.to_owned();
+    }
+
+    /// Waits (60 s at most) for `listening ADDR`, past `standby ADDR` and
+    /// `edge ADDR` lines: a cluster node writes once it holds the writer lease.
     pub fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -140,7 +154,7 @@ impl Server {
                 self.addr = addr.to_owned();
                 return;
             }
-            if !line.starts_with("standby ") {
+            if !line.starts_with("standby ") && !line.starts_with("edge ") {
                 let _ = self.child.kill();
                 panic!("sottod printed {line:?}; stderr: {:?}", self.stderr.lock().unwrap())
             }
