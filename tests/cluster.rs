@@ -291,6 +291,40 @@ fn alice_on_the_writer_and_bob_on_an_edge_share_rooms_dms_and_the_queue_and_foll
 }
 
 #[test]
+fn one_users_limits_hold_across_the_nodes() {
+    let nats = NatsCluster::start().expect("three NATS servers");
+    let dir = TempDir::new("cluster-limits");
+    let mut flags = node_flags(&nats, "a");
+    flags.extend(["--sessions-per-user".to_owned(), "1".to_owned()]);
+    let flags_a: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let writer = Server::start_on(&dir.join("node-a"), "127.0.0.1:0", &flags_a);
+    let flags_b: Vec<String> = flags.iter().map(|f| if f == "a" { "b".to_owned() } else { f.clone() }).collect();
+    let flags_b: Vec<&str> = flags_b.iter().map(String::as_str).collect();
+    let mut edge = Server::start_standby(&dir.join("node-b"), "127.0.0.1:0", &flags_b);
+    edge.wait_edge();
+
+    let alice = user_at(&writer.addr, &dir, "alice", &[]);
+    // A second session through the edge is alice's second at the writer, which counts them all.
+    let mut again = Client::start_with_args(&edge.addr, &dir.join("alice"), &[]);
+    assert_eq!(again.next().expect("a first line")["type"], "connected");
+    let v = again.ask(&format!("/login alice {PW} {WORDS}"));
+    error(&v, "login", 403);
+    assert_eq!(v["message"], "too many sessions: at most 1 per user; close one first");
+    // Her session on the writer ends: the one through the edge is let in.
+    drop(alice);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = again.ask(&format!("/login alice {PW} {WORDS}"));
+        if v["type"] == "authenticated" {
+            break;
+        }
+        error(&v, "login", 403);
+        assert!(Instant::now() < deadline, "the writer still counts the closed session: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
 fn a_writer_paused_past_its_lease_exits_and_the_standby_writes_then_hands_over_at_its_stop() {
     use nix::sys::signal::Signal;
     let (nats, dir, mut writer, mut standby) = writer_and_standby("cluster-lease");

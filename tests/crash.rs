@@ -13,11 +13,13 @@
 //! failure); `SOTTO_CRASH_SEED=N` replays one.
 //!
 //! In cluster mode the same runs against two sottod nodes on three real NATS
-//! servers (JetStream, R3): a writer and a standby, the clients given both
-//! addresses. Each crash is a `kill -9` of the writer; the standby takes over
-//! when the writer's lease lapses, and a new standby starts on the killed
-//! node's address. One NATS server is killed at the second crash and
-//! restarted at the fourth.
+//! servers (JetStream, R3): a writer and an edge (DESIGN §8 "Edges"), the
+//! clients given both addresses, bob the edge's first (his messages cross
+//! the relay). A crash is a `kill -9` of the writer, whose node the edge
+//! takes over, and a new edge starts on the killed node's address; the third
+//! is a `kill -9` of the edge instead, whose clients go to the writer while
+//! a new edge starts in its place. One NATS server is killed at the second
+//! crash and restarted at the fourth.
 
 mod common;
 
@@ -185,10 +187,12 @@ struct Deployment {
     dir: PathBuf,
     /// The serving node (the writer, in cluster mode); `None` only mid-crash.
     server: Option<Server>,
-    /// Cluster mode: the node waiting for the writer's lease.
+    /// Cluster mode: the node waiting for the writer's lease (an edge).
     standby: Option<Server>,
     /// The clients' `--server` list.
     servers: String,
+    /// The same nodes, the edge first (cluster mode; the list itself on files).
+    edge_first: String,
     /// Nodes started so far (cluster mode names them n1, n2, …).
     started: usize,
 }
@@ -198,7 +202,8 @@ impl Deployment {
         let data = dir.join("data");
         let server = Server::start_on(&data, "127.0.0.1:0", FLAGS);
         let servers = server.addr.clone();
-        Deployment { nats: None, dir: data, server: Some(server), standby: None, servers, started: 1 }
+        let edge_first = servers.clone();
+        Deployment { nats: None, dir: data, server: Some(server), standby: None, servers, edge_first, started: 1 }
     }
 
     fn cluster(dir: &TempDir) -> Deployment {
@@ -206,12 +211,14 @@ impl Deployment {
         let server = Deployment::node(&nats, &dir.join("n1"), "127.0.0.1:0", "n1", false);
         let standby = Deployment::node(&nats, &dir.join("n2"), "127.0.0.1:0", "n2", true);
         let servers = format!("{},{}", server.addr, standby.addr);
+        let edge_first = format!("{},{}", standby.addr, server.addr);
         Deployment {
             nats: Some(nats),
             dir: dir.0.clone(),
             server: Some(server),
             standby: Some(standby),
             servers,
+            edge_first,
             started: 2,
         }
     }
@@ -221,14 +228,27 @@ impl Deployment {
         let mut flags = FLAGS.to_vec();
         flags.extend(["--cluster", &urls, "--node", name, "--cluster-replicas", "3"]);
         if standby {
-            Server::start_standby(data, listen, &flags)
+            let mut edge = Server::start_standby(data, listen, &flags);
+            edge.wait_edge();
+            edge
         } else {
             Server::start_on(data, listen, &flags)
         }
     }
 
-    /// `kill -9` of the serving node; returns once a node serves again.
+    /// `kill -9` of the serving node (in a cluster, of the edge at the
+    /// third); returns once a node serves again.
     fn crash(&mut self, crash: usize, rng: &mut Rng) {
+        if let (Some(nats), 2) = (self.nats.as_ref(), crash) {
+            let edge = self.standby.take().expect("an edge");
+            let addr = edge.addr.clone();
+            eprintln!("crash {crash}: kill -9 of the edge {addr}");
+            edge.kill9();
+            self.started += 1;
+            let name = format!("n{}", self.started);
+            self.standby = Some(Deployment::node(nats, &self.dir.join(&name), &addr, &name, true));
+            return;
+        }
         let killed = self.server.take().expect("a serving node");
         let addr = killed.addr.clone();
         eprintln!("crash {crash}: kill -9 of {addr}");
@@ -287,7 +307,7 @@ fn crash_test(cluster: bool) {
     }
     let servers = dep.servers.clone();
     let mut alice = user_at(&servers, &dir, "alice", &[]);
-    let mut bob = user_at(&servers, &dir, "bob", &[]);
+    let mut bob = user_at(&dep.edge_first, &dir, "bob", &[]);
     let mut carol = user_at(&servers, &dir, "carol", &[]);
     let mut dave = user_at(&servers, &dir, "dave", &[]);
     for c in [&mut alice, &mut bob] {
