@@ -110,7 +110,6 @@ fn edge(
     store: &Arc<JetStreamStore>,
     relay: &mut Option<relay_io::Relay>,
 ) -> Result<bool, String> {
-    listen(listener, &args.listen)?;
     let (told, takeover) = std::os::unix::net::UnixStream::pair().map_err(|e| format!("takeover socket: {e}"))?;
     let (result_tx, result) = std::sync::mpsc::channel();
     let (lease_store, node) = (store.clone(), args.node.clone());
@@ -124,6 +123,16 @@ fn edge(
             drop(told);
         })
         .map_err(|e| format!("cannot start the lease thread: {e}"))?;
+    // Clients are taken once this node knows which node writes (its first
+    // reading of the lease), or it is about to write itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.writer_epoch().is_none_or(|w| w == store.epoch())
+        && !store.holds_lease()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    listen(listener, &args.listen)?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("edge {local}");
     use std::io::Write as _;

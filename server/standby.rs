@@ -1,7 +1,7 @@
 //! The admin socket of a standby (cluster mode, DESIGN §8 "Cluster"): a node
-//! waiting for the writer lease has no core to ask, but sottoctl run there
-//! gets a clear refusal (503) naming the node that writes, not "no server
-//! running". The socket is the one the event loop takes over once this node
+//! waiting for the writer lease, an edge meanwhile, has no state to ask
+//! about, but sottoctl run there gets a clear refusal (503) naming the node
+//! that writes, not "no server running". The socket is the one the event loop takes over once this node
 //! holds the lease.
 //!
 //! Invariant: only root and the service user are answered (SO_PEERCRED, as
@@ -80,9 +80,10 @@ fn refuse(mut stream: UnixStream, store: &JetStreamStore) {
         _ if store.holds_lease() => {
             "this node is taking over as the writer (loading the state); try again in a moment".to_owned()
         }
-        Some(node) => {
-            format!("this node is a standby: node {node} writes (holds the writer lease); run sottoctl there")
-        }
+        Some(node) => format!(
+            "this node is an edge (a standby that relays its clients to the writer): node {node} writes (holds the \
+             writer lease); run sottoctl there"
+        ),
         None => "this node is a standby, waiting for the writer lease; run sottoctl on the node that writes".to_owned(),
     };
     let mut out = Vec::new();

@@ -147,11 +147,33 @@ impl NatsCluster {
     }
 
     /// Waits (60 s at most) until every running server answers `/healthz`
-    /// with ok and sees a JetStream meta leader.
-    pub fn wait_healthy(&self) -> Result<(), String> {
+    /// with ok and sees a JetStream meta leader. A server that exited because
+    /// one of its ports was taken meanwhile (a free port is only free until
+    /// another process binds it) is started again on new ports, up to five
+    /// times; the others reach it through the routes it opens to them.
+    pub fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+        for i in 0..self.nodes.len() {
+            let mut respawns = 0;
             loop {
+                let n = &mut self.nodes[i];
+                let Some(child) = n.child.as_mut() else { break };
+                if let Ok(Some(status)) = child.try_wait() {
+                    let taken = self.log(&self.nodes[i]).contains("address already in use");
+                    if !taken || respawns == 5 {
+                        return Err(format!(
+                            "NATS {} exited ({status}); log:\n{}",
+                            self.nodes[i].name,
+                            self.log(&self.nodes[i])
+                        ));
+                    }
+                    respawns += 1;
+                    let n = &mut self.nodes[i];
+                    (n.client, n.route, n.monitor) = (free_port()?, free_port()?, free_port()?);
+                    self.spawn(i)?;
+                    continue;
+                }
+                let n = &self.nodes[i];
                 let health = http_get(n.monitor, "/healthz");
                 let jsz = http_get(n.monitor, "/jsz");
                 let healthy = health.as_deref().is_some_and(|b| b.contains("\"ok\""));

@@ -256,7 +256,10 @@ fn alice_on_the_writer_and_bob_on_an_edge_share_rooms_dms_and_the_queue_and_foll
     let out = sottoctl_users(&dir.join("node-b"));
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "refused by the server: {said}");
-    assert!(said.contains("this node is a standby: node a writes"), "{said}");
+    assert!(
+        said.contains("this node is an edge (a standby that relays its clients to the writer): node a writes"),
+        "{said}"
+    );
 
     // kill -9 of the writer: the edge takes over; both clients come back to it.
     writer.kill9();

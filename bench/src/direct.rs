@@ -12,7 +12,7 @@ use zerocopy::FromZeros;
 use crate::engine::{self, Event, Mode, Peer};
 use crate::proto::Session;
 use crate::report::{rate, Report};
-use crate::server::Sottod;
+use crate::server::{Sottod, EDGE_FLAGS};
 use crate::stats::{us, Samples};
 use crate::sys;
 
@@ -95,7 +95,7 @@ pub fn w3(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let texts: &[usize] = if ctx.quick { &[64] } else { &[64, 256] };
     let secs = if ctx.quick { 0.6 } else { 1.5 };
     for &pairs in pairs_list {
-        for (text, best) in dm_search(ctx, pairs, texts, secs, ctx.server_cpu, &[])? {
+        for (text, best) in dm_search(ctx, pairs, texts, secs, ctx.server_cpu, &[], false)? {
             match best {
                 Some((rate_, mut lat)) => {
                     let l = lat.summary();
@@ -133,14 +133,18 @@ pub fn dm_search(
     secs: f64,
     cpu: Option<usize>,
     flags: &[&str],
+    spread: bool,
 ) -> io::Result<Vec<(usize, Option<DmBest>)>> {
-    let srv = Sottod::start(cpu, &[CHEAP_KDF, flags].concat())?;
+    let mut srv = Sottod::start(cpu, &[CHEAP_KDF, flags].concat())?;
     let sn = names("w3s", pairs);
     let rn = names("w3r", pairs);
     register_all(ctx, srv.addr, &sn)?;
     register_all(ctx, srv.addr, &rn)?;
     let mut senders = login_all(ctx, srv.addr, &sn, pairs)?;
-    let mut receivers = login_all(ctx, srv.addr, &rn, pairs)?;
+    // Spread (cluster mode): every receiver on an edge (DESIGN §8 "Edges"),
+    // so that each DM crosses the relay.
+    let at = if spread { srv.start_edge(ctx.generator_cpu(), &[CHEAP_KDF, EDGE_FLAGS].concat())? } else { srv.addr };
+    let mut receivers = login_all(ctx, at, &rn, pairs)?;
     dm_channels(&mut senders, &mut receivers, &sn, &rn)?;
     let ruids: Vec<u64> = receivers.iter().map(|x| x.uid).collect();
     drain(&mut senders, Duration::from_millis(20));
@@ -160,6 +164,7 @@ pub fn dm_search(
             let mut lat = Samples::default();
             let got = Cell::new(0usize);
             let sched_before = crate::sys::thread_sched(srv.pid());
+            let edges_before: Vec<_> = srv.edges.iter().map(|e| crate::sys::thread_sched(e.pid())).collect();
             engine::drive(
                 &mut peers,
                 start + Duration::from_secs_f64(secs) + Duration::from_secs(2),
@@ -189,12 +194,17 @@ pub fn dm_search(
             let ok = got.get() == total && lat.clone().percentile(99.0) < Duration::from_millis(10);
             if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
                 eprintln!(
-                    "W3 {pairs} pairs at {rate_}/s: {} of {total}, p99 {:?}",
+                    "W3 {pairs} pairs at {rate_}/s: {} of {total}, p50 {:?} p99 {:?}",
                     got.get(),
+                    lat.clone().percentile(50.0),
                     lat.clone().percentile(99.0)
                 );
                 // Each server thread's time running and waiting for a core during the step.
                 crate::sys::print_sched_since(srv.pid(), &sched_before);
+                for (e, before) in srv.edges.iter().zip(&edges_before) {
+                    eprintln!("  edge:");
+                    crate::sys::print_sched_since(e.pid(), before);
+                }
             }
             if !ok {
                 break;

@@ -12,11 +12,13 @@ use zerocopy::{FromBytes, FromZeros};
 
 use crate::engine::{self, Event, Mode, Peer};
 use crate::report::{rate, Report};
-use crate::server::Sottod;
+use crate::server::{Sottod, EDGE_FLAGS};
 use crate::stats::{median, us, Samples};
 use crate::sys;
 
-use crate::work::{drain, err, login_all, make_room, names, pong, register_all, room_message, seq_of, Ctx, CHEAP_KDF};
+use crate::work::{
+    drain, err, login_all, login_spread, make_room, names, pong, register_all, room_message, seq_of, Ctx, CHEAP_KDF,
+};
 
 // ---------------------------------------------------------------- open-loop fan-out (W4, W5)
 
@@ -176,14 +178,23 @@ pub struct Placement<'a> {
     pub cpu: Option<usize>,
     pub flags: &'a [&'a str],
     pub data_in: Option<&'a Path>,
+    /// Cluster mode: an edge node too (DESIGN §8 "Edges"), with every
+    /// second member logged in through it.
+    pub spread: bool,
 }
 
 /// Sets up a room of `m` members on a sottod placed as `at`: (server, peers).
 fn fanout_setup(ctx: &Ctx, m: usize, room: &str, at: Placement<'_>) -> io::Result<(Sottod, Vec<Peer>)> {
-    let srv = Sottod::start_in(at.cpu, &[CHEAP_KDF, at.flags].concat(), at.data_in)?;
+    let mut srv = Sottod::start_in(at.cpu, &[CHEAP_KDF, at.flags].concat(), at.data_in)?;
     let users = names("w4u", m);
     register_all(ctx, srv.addr, &users)?;
-    let mut sessions = login_all(ctx, srv.addr, &users, m)?;
+    let mut addrs = vec![srv.addr];
+    if at.spread {
+        addrs.push(srv.start_edge(ctx.generator_cpu(), &[CHEAP_KDF, EDGE_FLAGS].concat())?);
+    }
+    // Spread: members alternately on the writer and the edge, the owner
+    // (member 0) on the writer, W4's publisher (member 1) on the edge.
+    let mut sessions = login_spread(ctx, &addrs, &users, m)?;
     let (owner, rest) = sessions.split_first_mut().ok_or_else(|| err("empty room"))?;
     make_room(owner, rest, room)?;
     drain(&mut sessions, Duration::from_millis(50));

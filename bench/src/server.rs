@@ -17,6 +17,8 @@ pub struct Sottod {
     /// The flags it was started with (for the report).
     pub flags: Vec<String>,
     cpu: Option<usize>,
+    /// Edges of its cluster started for a benchmark ([`Sottod::start_edge`]), stopped first.
+    pub edges: Vec<Sottod>,
     /// `--cluster fresh`: the three NATS servers started for it (dropped after it).
     _nats: Option<sotto::nats_harness::NatsCluster>,
 }
@@ -24,6 +26,9 @@ pub struct Sottod {
 /// The `--cluster` value that starts three NATS servers of its own for this
 /// sottod (JetStream, on loopback, a fresh state), replaced by their URLs.
 pub const FRESH_CLUSTER: &str = "fresh";
+
+/// An edge's flags besides [`BENCH_FLAGS`] and its cluster's URLs.
+pub const EDGE_FLAGS: &[&str] = &["--node", "edge", "--cluster-replicas", "3"];
 
 /// The flags every benchmark server gets, besides listen, data and key.
 pub const BENCH_FLAGS: &[&str] = &[
@@ -88,7 +93,7 @@ impl Sottod {
             flags.extend(["--log-level".to_string(), level]);
         }
         let (child, addr) = spawn("127.0.0.1:0", &data.0, &flags, cpu)?;
-        Ok(Sottod { child, addr, data, flags, cpu, _nats: nats })
+        Ok(Sottod { child, addr, data, flags, cpu, edges: Vec::new(), _nats: nats })
     }
 
     /// Kills sottod with SIGKILL and starts it again on the same address,
@@ -134,7 +139,33 @@ impl Sottod {
                 line.clear();
             }
         });
-        Ok((Sottod { child, addr, data, flags, cpu, _nats: None }, rx))
+        Ok((Sottod { child, addr, data, flags, cpu, edges: Vec::new(), _nats: None }, rx))
+    }
+
+    /// Starts an edge of this writer's cluster (`--cluster fresh` started
+    /// it; DESIGN §8 "Edges") on `cpu`, with `extra` besides; returns its
+    /// address once it says `edge ADDR`. It is stopped before the writer.
+    pub fn start_edge(&mut self, cpu: Option<usize>, extra: &[&str]) -> std::io::Result<SocketAddr> {
+        let urls = self._nats.as_ref().map(|n| n.urls()).ok_or_else(|| std::io::Error::other("not a cluster"))?;
+        let data = TempDir::new("edge")?;
+        let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        flags.extend(["--cluster".to_string(), urls]);
+        if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
+            flags.extend(["--log-level".to_string(), level]);
+        }
+        let (child, mut out, mut line, bin) = launch("127.0.0.1:0", &data.0, &flags, cpu)?;
+        if line.starts_with("standby ") {
+            line.clear();
+            out.read_line(&mut line)?;
+        }
+        let addr = line.trim().strip_prefix("edge ").and_then(|a| a.parse().ok());
+        let addr: SocketAddr =
+            addr.ok_or_else(|| std::io::Error::other(format!("{} did not start as an edge: {line:?}", bin.display())))?;
+        // Its stdout is read on: a full pipe would stop it.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        self.edges.push(Sottod { child, addr, data, flags, cpu, edges: Vec::new(), _nats: None });
+        Ok(addr)
     }
 
     /// Sends `sig` to sottod (SIGKILL: a crash; SIGTERM: a clean stop).
@@ -155,7 +186,8 @@ impl Sottod {
 /// it says where it listens (past `standby ADDR`, in cluster mode).
 fn spawn(listen: &str, data: &Path, flags: &[String], cpu: Option<usize>) -> std::io::Result<(Child, SocketAddr)> {
     let (child, mut out, mut line, bin) = launch(listen, data, flags, cpu)?;
-    if line.starts_with("standby ") {
+    // A cluster node: standby, then an edge until it holds the writer lease.
+    while line.starts_with("standby ") || line.starts_with("edge ") {
         line.clear();
         out.read_line(&mut line)?;
     }
@@ -194,6 +226,8 @@ fn launch(
 
 impl Drop for Sottod {
     fn drop(&mut self) {
+        // Its edges first: stopped after it, one would take over.
+        self.edges.clear();
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM);
         let _ = self.child.wait();
     }

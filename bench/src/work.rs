@@ -28,6 +28,15 @@ pub struct Ctx {
     pub server_cpu: Option<usize>,
 }
 
+impl Ctx {
+    /// The generator's core (cpu 1 when the server has cpu 0), where a
+    /// second node goes: woken, it takes the core from the generator, which
+    /// runs at nice +10 in the sections with several server processes.
+    pub fn generator_cpu(&self) -> Option<usize> {
+        self.server_cpu.map(|_| 1)
+    }
+}
+
 /// Bench accounts' stored hashes: cheap, so that thousands of logins do not
 /// dominate a set-up (W1 measures logins at the default cost separately).
 pub const CHEAP_KDF: &[&str] = &["--kdf-memory", "8"];
@@ -72,6 +81,16 @@ pub(crate) fn register_all(ctx: &Ctx, addr: SocketAddr, names: &[String]) -> io:
 pub(crate) fn login_all(ctx: &Ctx, addr: SocketAddr, names: &[String], n: usize) -> io::Result<Vec<Session>> {
     parallel(n, 8, |i| {
         let mut s = Session::connect(addr, &ctx.cfg)?;
+        s.login(&names[i % names.len()])?;
+        Ok(s)
+    })
+}
+
+/// As [`login_all`], session `i` through `addrs[i % addrs.len()]` (users
+/// spread over a writer and its edges).
+pub(crate) fn login_spread(ctx: &Ctx, addrs: &[SocketAddr], names: &[String], n: usize) -> io::Result<Vec<Session>> {
+    parallel(n, 8, |i| {
+        let mut s = Session::connect(addrs[i % addrs.len()], &ctx.cfg)?;
         s.login(&names[i % names.len()])?;
         Ok(s)
     })

@@ -61,11 +61,18 @@ async fn receive(mut sub: async_nats::Subscriber, to_loop: mpsc::Sender<bytes::B
     }
 }
 
-/// Publishes what the loop hands over, in its order.
+/// Publishes what the loop hands over, in its order; a failure is logged
+/// once until a publish succeeds again (the links notice what was lost).
 async fn send(client: async_nats::Client, mut from_loop: mpsc::Receiver<(u64, Vec<u8>)>) {
+    let mut failing = false;
     while let Some((to, payload)) = from_loop.recv().await {
-        if let Err(e) = client.publish(relay::subject(to), payload.into()).await {
-            crate::log!(Warn, "relay: cannot publish to node {to:016x}: {e}");
+        match client.publish(relay::subject(to), payload.into()).await {
+            Err(e) if !failing => {
+                failing = true;
+                crate::log!(Warn, "relay: cannot publish to node {to:016x}: {e} (said once until it works again)");
+            }
+            Err(_) => {}
+            Ok(()) => failing = false,
         }
     }
 }
