@@ -586,7 +586,7 @@ fn loops(r: &Report) -> String {
 /// node on JetStream" table's figures.
 fn cluster(r: &Report) -> String {
     let f = |k: &str| r.get(k);
-    let mut out = String::from("\n### Cluster: one node and the NATS hop\n\n");
+    let mut out = String::from("\n### Cluster: the writer, an edge and the NATS hop\n\n");
     let (Some(files), Some(js)) = (f("cluster.files.w4.deliveries"), f("cluster.jetstream.w4.deliveries")) else {
         out.push_str("Not measured in this run (`sotto-bench --only cluster`).\n");
         return out;
@@ -594,7 +594,7 @@ fn cluster(r: &Report) -> String {
     let _ = writeln!(
         out,
         "With `--cluster` a commit is JetStream's acknowledgement from a quorum of the stream's replicas \
-         instead of an fsync (DESIGN.md §8, \"Cluster\"). On this machine (the table \"One node on JetStream\", \
+         instead of an fsync (DESIGN.md §8, \"Cluster\"). On this machine (the table \"JetStream and edges\", \
          three nats-server processes sharing the two cores with sottod and the generator), a room of 10 with \
          one publisher reached {} deliveries/s on the file store and {} on JetStream R3 ({:.2}×): deliveries \
          do not wait for commits, only the sender's acknowledgement does.",
@@ -636,14 +636,50 @@ fn cluster(r: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "\nThe scaling model, as built: one node serves at a time (active-passive), so N nodes carry what one \
-         node carries, {} deliveries/s of a room of 10 here; the other nodes buy a takeover within seconds, \
-         not throughput. Several nodes serving at once (not built; DESIGN.md §11) would each carry about this, \
-         less what routing costs: a room message would cross NATS once for each other node with members of the \
-         room (a publish on the room's subject, which each such node seals for its own members), not once per \
-         member, and a DM once when its recipient is on another node.",
-        crate::report::rate(js)
+        "\nThe scaling model, as built (DESIGN.md §8, \"Edges\"): one node, the writer, keeps the state and \
+         routes every message; the other nodes are edges, which run their clients' handshakes and record layer \
+         and relay the opened messages to the writer over NATS. A room message is sealed by the writer for its \
+         own members' sessions and sent once to each edge with members there, which seals it for its own; a DM \
+         to a user on an edge crosses NATS once, and so does its acknowledgement."
     );
+    if let (Some(two), Some(w1), Some(w2), Some(e2)) = (
+        f("cluster.two.w4.deliveries"),
+        f("cluster.jetstream.w4.core_ns"),
+        f("cluster.two.w4.core_ns"),
+        f("cluster.two.w4.edge_ns"),
+    ) {
+        let _ = writeln!(
+            out,
+            "\nIn the table, a room of 10 spread over the writer and one edge (`2 nodes`) reached {} deliveries/s, \
+             against {} on one node. Per delivery, the writer's event loop spent {w2:.0} ns of CPU with half of the \
+             room on the edge, against {w1:.0} ns alone (it seals half as many records, and hands the edge one \
+             relay item per message), and the edge {e2:.0} ns, all its threads (its NATS client, and its following \
+             of every record the writer stores, one request each). With the members over N nodes, the writer \
+             seals a 1/N share and sends one relay item per message to each edge with members; the sealing, the \
+             handshakes and the sockets spread over the edges, and the writer's routing stays the one cost every \
+             message pays. Here the three NATS servers, both nodes and the generator share two cores, so the two \
+             nodes together carry less than one: the figures give the cost per delivery, not what separate \
+             machines carry.",
+            crate::report::rate(two),
+            crate::report::rate(js)
+        );
+    }
+    match (f("cluster.two.w3.rate"), f("cluster.rtt.writer_p50_us"), f("cluster.rtt.edge_p50_us")) {
+        (w3, Some(a), Some(b)) => {
+            let w3 = match w3 {
+                Some(rate) => format!("{} messages/s", crate::report::rate(rate)),
+                None => "below its lowest step (1,000 messages/s with a p99 under 10 ms)".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "\nW3 with every receiver on the edge (each DM and its acknowledgement cross the relay): {w3}. \
+                 An idle session's ping takes {a:.0} µs on the writer and {b:.0} µs through the edge (median): two \
+                 NATS hops and the edge's loop. Under W3's load each of those hops waits for a core here, and the \
+                 edge's following of the records (a request per stored message) loads the same NATS servers."
+            );
+        }
+        _ => {}
+    }
     if let (Some(hop), Some(p50)) = (f("hop.rate"), f("hop.p50_us")) {
         let per_node = js / 9.0;
         let _ = writeln!(
@@ -653,7 +689,7 @@ fn cluster(r: &Report) -> String {
              and a median of {p50:.0} µs at 10,000 messages/s. With a room of 10 spread over two nodes, a \
              room message is 9 deliveries and at most one NATS message per other node: a node at this node's \
              rate sends about {} NATS messages/s, {:.0}% of what one route carried here; the hop adds its \
-             median to a remote member's latency. In general a room message costs one NATS message for each \
+             median to an edge member's latency. In general a room message costs one NATS message for each \
              other node with members of the room, whatever their number there; these figures were measured on \
              one machine, where the NATS servers, the nodes and the generator share two cores.",
             crate::report::rate(hop),

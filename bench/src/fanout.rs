@@ -267,6 +267,8 @@ pub struct FanoutBest {
     pub cpu_by_thread: Vec<(String, Duration)>,
     /// Deliveries made in the best step.
     pub delivered: f64,
+    /// CPU time of the edges (every thread) during the best step (spread).
+    pub edge_cpu: Duration,
 }
 
 /// W4's search for a room of `m` with `p` publishers on a sottod placed as
@@ -280,6 +282,7 @@ pub fn fanout_search(ctx: &Ctx, m: usize, p: usize, secs: f64, at: Placement<'_>
     let best = saturate(20_000.0 / (m - 1) as f64, ctx.quick, |msgs| {
         let cpu0 = sys::cpu_time(srv.pid());
         let threads0 = sys::thread_cpu(srv.pid());
+        let edges0: Duration = srv.edges.iter().map(|e| sys::cpu_time(e.pid())).sum();
         let step = fanout_step(&mut peers, p, "w4", msgs, secs, srv.pid(), None);
         let by_thread: Vec<(String, Duration)> = sys::thread_cpu(srv.pid())
             .iter()
@@ -313,10 +316,11 @@ pub fn fanout_search(ctx: &Ctx, m: usize, p: usize, secs: f64, at: Placement<'_>
         } else if st.lat.clone().percentile(99.0) >= Duration::from_millis(50) {
             StepVerdict::Slow
         } else {
-            StepVerdict::Kept(st.deliveries_per_s, (st, by_thread))
+            let edges: Duration = srv.edges.iter().map(|e| sys::cpu_time(e.pid())).sum();
+            StepVerdict::Kept(st.deliveries_per_s, (st, by_thread, edges.saturating_sub(edges0)))
         }
     });
-    let Some((best_msgs, (best_rate, (mut st, cpu_by_thread)))) = best else { return Ok(None) };
+    let Some((best_msgs, (best_rate, (mut st, cpu_by_thread, edge_cpu)))) = best else { return Ok(None) };
     let (srv, mut peers) = if overloaded {
         // A fresh room: the overloaded one lost a member.
         drop((srv, peers));
@@ -347,6 +351,7 @@ pub fn fanout_search(ctx: &Ctx, m: usize, p: usize, secs: f64, at: Placement<'_>
         half99,
         cpu_by_thread,
         delivered: best_rate * secs,
+        edge_cpu,
     }))
 }
 

@@ -48,7 +48,7 @@ pub fn threads(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
 /// edge, the users spread over both): what the NATS hop costs.
 pub fn cluster(ctx: &Ctx, r: &mut Report) -> io::Result<()> {
     let s = r.section(
-        "One node on JetStream (--cluster, indicative)",
+        "JetStream and edges (--cluster, indicative)",
         "W4 (room of 10, one publisher, 60-byte texts) and W3 (100 pairs, 64-byte texts) searched as in \
          their own sections, with the file store (`files`) and with the state in NATS JetStream \
          (`JetStream R3`: three nats-server processes on loopback started for each run, streams with three \
@@ -156,6 +156,9 @@ fn compare(ctx: &Ctx, r: &mut Report, s: usize, key: &str, cpu: Option<usize>, v
                 let all: f64 = best.cpu_by_thread.iter().map(|(_, t)| t.as_secs_f64()).sum();
                 r.fig(&format!("{n}.w4.server_cores"), all / secs);
                 r.fig(&format!("{n}.w4.output_ns"), per(&|name| name.starts_with("sottod-out")));
+                if *spread {
+                    r.fig(&format!("{n}.w4.edge_ns"), best.edge_cpu.as_secs_f64() * 1e9 / best.delivered.max(1.0));
+                }
                 r.row(
                     s,
                     vec![
