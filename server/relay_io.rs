@@ -112,6 +112,8 @@ struct Writer {
 struct Edge {
     store: Arc<JetStreamStore>,
     peer: Option<Peer>,
+    /// When the ticket keys were last taken from the followed records.
+    keys_read: Option<Instant>,
 }
 
 enum Role {
@@ -136,7 +138,7 @@ impl Relay {
 
     /// The relay of an edge, to whichever node `store` says writes.
     pub fn edge(link: RelayLink, secret: LinkSecret, me: u64, store: Arc<JetStreamStore>) -> Relay {
-        Relay { link, secret, me, role: Role::Edge(Edge { store, peer: None }) }
+        Relay { link, secret, me, role: Role::Edge(Edge { store, peer: None, keys_read: None }) }
     }
 
     /// The writer's relay, on the same subscription (this edge's node took
@@ -168,7 +170,7 @@ impl Relay {
             };
             match &mut self.role {
                 Role::Writer(w) => w.take(&self.secret, self.me, (link, from), &payload, core, next_id, now),
-                Role::Edge(e) => e.take((&self.secret, self.me), (link, from), &payload, core),
+                Role::Edge(e) => e.take((&self.secret, self.me), (link, from), &payload, core, now),
             }
         }
     }
@@ -231,6 +233,13 @@ impl Relay {
                 }
             }
             Role::Edge(e) => {
+                // The ticket keys rotate at the writer: read again every second.
+                if e.keys_read.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
+                    e.keys_read = Some(Instant::now());
+                    if let Some(keys) = e.store.followed_ticket_keys() {
+                        core.set_ticket_keys(keys);
+                    }
+                }
                 let writer = e.store.writer_epoch().filter(|w| *w != self.me);
                 let current = e.peer.as_ref().map(|p| p.node);
                 let silent = e.peer.as_ref().is_some_and(|p| p.heard.elapsed() > LINK_SILENCE);
@@ -294,7 +303,7 @@ impl Edge {
     }
 
     /// A message from `from` on `link`: applied if it is the current link's.
-    fn take(&mut self, ends: (&LinkSecret, u64), (link, from): (u64, u64), payload: &[u8], core: &mut Core) {
+    fn take(&mut self, ends: (&LinkSecret, u64), (link, from): (u64, u64), payload: &[u8], core: &mut Core, now: u64) {
         let Some(p) = self.peer.as_mut().filter(|p| p.link.id() == link && p.node == from) else { return };
         let items = match p.link.open(payload).and_then(|s| relay::decode(&s)) {
             Ok(items) => items,
@@ -306,7 +315,7 @@ impl Edge {
                 return self.restart(ends, core, "the writing node ended the link");
             }
             if !item.from_edge() {
-                core.relay_apply(item);
+                core.relay_apply(item, now);
             }
         }
     }
@@ -387,6 +396,24 @@ impl Writer {
                         core.relay_gone(id, "peer closed");
                     }
                 }
+                Item::Resuming { conn, addr, ticket } => {
+                    if p.conns.contains_key(&conn) {
+                        continue;
+                    }
+                    let id = *next_id;
+                    *next_id += 1;
+                    match core.relay_resume(id, addr, &ticket, now) {
+                        Ok(()) => {
+                            p.conns.insert(conn, id);
+                            self.back.insert(id, (link, conn));
+                        }
+                        Err(why) => {
+                            sotto::log!(Debug, "refused a relayed resumption from {addr}: {why}");
+                            p.push(&Item::Resumed { conn, ok: false });
+                            p.push(&Item::Close { conn });
+                        }
+                    }
+                }
                 // Only a writer sends these.
                 _ => {}
             }
@@ -460,6 +487,13 @@ impl Writer {
                     }
                     None => rest.push(Out::Forget { conn }),
                 },
+                Out::Relay { conn, item } => {
+                    if let Some(&(l, c)) = self.back.get(&conn) {
+                        if let Some(p) = self.links.get_mut(&l) {
+                            p.push(&item.for_conn(c));
+                        }
+                    }
+                }
                 other => {
                     if other.conn().is_none_or(|c| !self.back.contains_key(&c)) {
                         rest.push(other);

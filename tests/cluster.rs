@@ -5,8 +5,11 @@
 //! Checked: rooms, history, DMs and the offline queue kept in JetStream
 //! survive losing one NATS server, a restart of sottod, and a restart of
 //! everything; with NATS wholly down writes get 503 and sottod recovers by
-//! itself; a standby node takes over when the writer is `kill -9`'d (at once:
-//! the writer's NATS connection closed) and the clients follow it; a writer
+//! itself; alice on the writer and bob on an edge (DESIGN §8 "Edges") share
+//! rooms, history, DMs and the offline queue, and one user's session limit
+//! counts across the nodes; the edge takes over when the writer is `kill
+//! -9`'d (at once: the writer's NATS connection closed) and the clients
+//! follow it; a writer
 //! paused past its lease (which lapses) exits with status 3, as
 //! does a writer whose record another node wrote (fenced), and the standby
 //! serves the state as stored; a file crosses a node whole, its chunks in
@@ -40,7 +43,7 @@ fn standby_node(data: &Path, listen: &str, nats: &NatsCluster, node: &str) -> Se
     Server::start_standby(data, listen, &flags)
 }
 
-/// Three NATS servers, a writer node `a` and a standby node `b`.
+/// Three NATS servers, a writer node `a` and a standby node `b` (an edge once it says so).
 fn writer_and_standby(tag: &str) -> (NatsCluster, TempDir, Server, Server) {
     let nats = NatsCluster::start().expect("three NATS servers");
     let dir = TempDir::new(tag);
@@ -291,6 +294,32 @@ fn alice_on_the_writer_and_bob_on_an_edge_share_rooms_dms_and_the_queue_and_foll
         join_history(&mut erin, "/join lobby lobby-password", "lobby"),
         ["from the writer", "from the edge", "after"]
     );
+}
+
+#[test]
+fn a_session_on_an_edge_gets_a_ticket_and_resumes_through_another_edge_when_its_own_dies() {
+    let (nats, dir, writer, mut b) = writer_and_standby("cluster-resume");
+    b.wait_edge();
+    let mut c = standby_node(&dir.join("node-c"), "127.0.0.1:0", &nats, "c");
+    c.wait_edge();
+    let mut bob = user_at(&format!("{},{},{}", b.addr, c.addr, writer.addr), &dir, "bob", &[]);
+    assert_eq!(bob.seen[0]["server"], b.addr.as_str());
+    ok(&bob.run("/create lobby lobby-password", "create"), "create");
+    // Its ticket: issued by the writer, sealed by edge b under the followed
+    // keys. Edge b dies; edge c opens the ticket and the writer strikes it.
+    let c_addr = c.addr.clone();
+    b.kill9();
+    bob.set_patience(Duration::from_secs(60));
+    let v = bob.wait_for("reconnected", |v| v["type"] == "reconnected");
+    assert_eq!(v["server"], c_addr.as_str(), "{v}");
+    let v = bob.wait_for("authenticated again", |v| v["type"] == "authenticated");
+    assert_eq!(v["resumed"], true, "resumed through edge c, not logged in again: {v}");
+    // The resumed session is whole: the writer serves it through c.
+    assert_eq!(bob.run("/join lobby lobby-password", "joined")["type"], "joined");
+    let mut alice = user_at(&writer.addr, &dir, "alice", &[]);
+    assert_eq!(alice.run("/join lobby lobby-password", "joined")["type"], "joined");
+    say(&mut alice, &mut bob, "lobby", "to the resumed session");
+    drop(c);
 }
 
 #[test]

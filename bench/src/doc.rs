@@ -664,21 +664,18 @@ fn cluster(r: &Report) -> String {
             crate::report::rate(js)
         );
     }
-    match (f("cluster.two.w3.rate"), f("cluster.rtt.writer_p50_us"), f("cluster.rtt.edge_p50_us")) {
-        (w3, Some(a), Some(b)) => {
-            let w3 = match w3 {
-                Some(rate) => format!("{} messages/s", crate::report::rate(rate)),
-                None => "below its lowest step (1,000 messages/s with a p99 under 10 ms)".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "\nW3 with every receiver on the edge (each DM and its acknowledgement cross the relay): {w3}. \
-                 An idle session's ping takes {a:.0} µs on the writer and {b:.0} µs through the edge (median): two \
-                 NATS hops and the edge's loop. Under W3's load each of those hops waits for a core here, and the \
-                 edge's following of the records (a request per stored message) loads the same NATS servers."
-            );
-        }
-        _ => {}
+    if let (Some(a), Some(b)) = (f("cluster.rtt.writer_p50_us"), f("cluster.rtt.edge_p50_us")) {
+        let w3 = match f("cluster.two.w3.rate") {
+            Some(rate) => format!("{} messages/s", crate::report::rate(rate)),
+            None => "below its lowest step (1,000 messages/s with a p99 under 10 ms)".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "\nW3 with every receiver on the edge (each DM and its acknowledgement cross the relay): {w3}. \
+             An idle session's ping takes {a:.0} µs on the writer and {b:.0} µs through the edge (median): two \
+             NATS hops and the edge's loop. Under W3's load each of those hops waits for a core here, and the \
+             edge's following of the records (a request per stored message) loads the same NATS servers."
+        );
     }
     if let (Some(hop), Some(p50)) = (f("hop.rate"), f("hop.p50_us")) {
         let per_node = js / 9.0;

@@ -184,6 +184,18 @@ pub(super) fn select(subjects: &BTreeMap<String, Loaded>, filter: &str) -> BTree
         .collect()
 }
 
+impl JetStreamStore {
+    /// The content of record `subject` as this standby followed it so far
+    /// (None: not followed, not seen, removed, or a replace unfinished).
+    pub(super) fn followed_content(&self, subject: &str) -> Option<Vec<u8>> {
+        let follower = self.follower.lock().unwrap_or_else(|e| e.into_inner());
+        let (state, _) = follower.as_ref()?;
+        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let l = s.subjects.get(subject).filter(|l| !l.removed && l.partial.is_none())?;
+        Some(l.content.clone())
+    }
+}
+
 /// Reads the records stream from its start, then every new message, into
 /// `state`, for as long as the task runs: one get each, from the stream's
 /// leader (the first message of `sotto.r.>` after the last applied), which

@@ -319,6 +319,14 @@ impl JetStreamStore {
         })
     }
 
+    /// The resumption ticket keys as this standby followed them (an edge
+    /// opens tickets and seals new ones with them, DESIGN §8 "Edges"); None
+    /// before they were read or when the record does not decode.
+    pub fn followed_ticket_keys(&self) -> Option<Vec<crate::ticket::TicketKey>> {
+        let bytes = zeroize::Zeroizing::new(self.followed_content(&data_subject("ticket-keys"))?);
+        tickets::decode_keys(&bytes).ok().map(|(_, keys)| keys)
+    }
+
     /// Whether the NATS connection is up now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
@@ -617,6 +625,7 @@ impl Store for JetStreamStore {
     }
 
     fn load_ticket_keys(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError> {
+        // (The followed copy is `JetStreamStore::followed_ticket_keys`, an edge's.)
         Ok(self.load_one(&data_subject("ticket-keys"))?.map(zeroize::Zeroizing::new))
     }
 

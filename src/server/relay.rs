@@ -30,11 +30,18 @@
 //! numbers it:
 //! - edge to writer: `OPEN` family (4 or 6) and 16 address bytes (the
 //!   client's); `FRAME` len (u32) and an opened message; `WROTE` bytes
-//!   (u32) written to the client of what the writer sent; `CLOSED`.
+//!   (u32) written to the client of what the writer sent; `CLOSED`;
+//!   `RESUME` the address as `OPEN`'s, then a ticket the edge opened and
+//!   whose binder verified (its [`Ticket`], without the secret).
 //! - writer to edge: `SEND` len (u32) and a message; `MANY` count (u16), the
 //!   connections after the first (u64 each), len (u32) and a message;
 //!   `CLOSE`; `PAUSE` and `RESUME` (the connection's input); `RESET`
-//!   (connection 0: the link is over).
+//!   (connection 0: the link is over); `RESUMED` ok (u8: 1 the resumption
+//!   is accepted and its ticket struck, 0 refused); `TICKET` a [`Ticket`]
+//!   to seal for the connection, whose resumption secret the edge has.
+//!
+//! A [`Ticket`] on the wire: uid, issued (Unix ms), expires (Unix ms),
+//! generation (u64 each) and the ticket id (16 bytes).
 //!
 //! Invariant: every length is checked against its bound before anything is
 //! allocated for it; a malformed message is an error, never a panic.
@@ -67,6 +74,38 @@ const CLOSE: u8 = 18;
 const PAUSE: u8 = 19;
 const RESUME: u8 = 20;
 const RESET: u8 = 21;
+const RESUME_TICKET: u8 = 5;
+const RESUMED: u8 = 22;
+const TICKET: u8 = 23;
+
+/// A resumption ticket's contents but its secret: what the writer decides
+/// on (its policy and strike) and what an edge seals a new ticket from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub uid: u64,
+    pub issued_ms: u64,
+    pub expires_ms: u64,
+    pub generation: u64,
+    pub ticket_id: [u8; 16],
+}
+
+impl Ticket {
+    const LEN: usize = 48;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        for v in [self.uid, self.issued_ms, self.expires_ms, self.generation] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&self.ticket_id);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Ticket, &'static str> {
+        let (uid, issued_ms, expires_ms, generation) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+        let mut ticket_id = [0u8; 16];
+        ticket_id.copy_from_slice(r.take(16)?);
+        Ok(Ticket { uid, issued_ms, expires_ms, generation, ticket_id })
+    }
+}
 
 /// The subject node `epoch` receives on.
 pub fn subject(epoch: u64) -> String {
@@ -84,6 +123,8 @@ pub enum Item {
     Wrote { conn: u64, bytes: u32 },
     /// Edge: the client is gone.
     Closed { conn: u64 },
+    /// Edge: a client resumes with `ticket` (opened, its binder verified).
+    Resuming { conn: u64, addr: IpAddr, ticket: Ticket },
     /// Writer: a message for one connection.
     Send { conn: u64, msg: Vec<u8> },
     /// Writer: a message for several connections of the edge (a fan-out).
@@ -96,12 +137,39 @@ pub enum Item {
     Resume { conn: u64 },
     /// Writer: this link is over (a message did not open); start another.
     Reset,
+    /// Writer: the resumption is accepted (its ticket struck) or refused.
+    Resumed { conn: u64, ok: bool },
+    /// Writer: seal this ticket for the connection and send it.
+    Ticket { conn: u64, ticket: Ticket },
 }
 
 impl Item {
     /// Whether an edge sends it (else the writer does).
     pub fn from_edge(&self) -> bool {
-        matches!(self, Item::Open { .. } | Item::Frame { .. } | Item::Wrote { .. } | Item::Closed { .. })
+        matches!(
+            self,
+            Item::Open { .. } | Item::Frame { .. } | Item::Wrote { .. } | Item::Closed { .. } | Item::Resuming { .. }
+        )
+    }
+
+    /// The item for connection `conn` instead (the writer's items name its
+    /// own connection until they are routed to the edge's); a `MANY` and a
+    /// `RESET` are returned as they are.
+    pub fn for_conn(self, conn: u64) -> Item {
+        match self {
+            Item::Open { addr, .. } => Item::Open { conn, addr },
+            Item::Frame { body, .. } => Item::Frame { conn, body },
+            Item::Wrote { bytes, .. } => Item::Wrote { conn, bytes },
+            Item::Closed { .. } => Item::Closed { conn },
+            Item::Resuming { addr, ticket, .. } => Item::Resuming { conn, addr, ticket },
+            Item::Send { msg, .. } => Item::Send { conn, msg },
+            Item::Close { .. } => Item::Close { conn },
+            Item::Pause { .. } => Item::Pause { conn },
+            Item::Resume { .. } => Item::Resume { conn },
+            Item::Resumed { ok, .. } => Item::Resumed { conn, ok },
+            Item::Ticket { ticket, .. } => Item::Ticket { conn, ticket },
+            other @ (Item::Many { .. } | Item::Reset) => other,
+        }
     }
 
     /// Appends the item's wire form to `out`.
@@ -109,12 +177,7 @@ impl Item {
         match self {
             Item::Open { conn, addr } => {
                 head(out, OPEN, *conn);
-                let (family, bytes) = match addr {
-                    IpAddr::V4(a) => (4u8, a.to_ipv6_mapped().octets()),
-                    IpAddr::V6(a) => (6u8, a.octets()),
-                };
-                out.push(family);
-                out.extend_from_slice(&bytes);
+                encode_addr(*addr, out);
             }
             Item::Frame { conn, body } => {
                 head(out, FRAME, *conn);
@@ -145,6 +208,19 @@ impl Item {
             Item::Pause { conn } => head(out, PAUSE, *conn),
             Item::Resume { conn } => head(out, RESUME, *conn),
             Item::Reset => head(out, RESET, 0),
+            Item::Resuming { conn, addr, ticket } => {
+                head(out, RESUME_TICKET, *conn);
+                encode_addr(*addr, out);
+                ticket.encode(out);
+            }
+            Item::Resumed { conn, ok } => {
+                head(out, RESUMED, *conn);
+                out.push(u8::from(*ok));
+            }
+            Item::Ticket { conn, ticket } => {
+                head(out, TICKET, *conn);
+                ticket.encode(out);
+            }
         }
     }
 
@@ -157,8 +233,21 @@ impl Item {
             Item::Send { msg, .. } => 4 + msg.len(),
             Item::Many { conns, msg } => 2 + 8 * conns.len().saturating_sub(1) + 4 + msg.len(),
             Item::Closed { .. } | Item::Close { .. } | Item::Pause { .. } | Item::Resume { .. } | Item::Reset => 0,
+            Item::Resuming { .. } => 17 + Ticket::LEN,
+            Item::Resumed { .. } => 1,
+            Item::Ticket { .. } => Ticket::LEN,
         }
     }
+}
+
+/// `family (4 or 6) || 16 bytes` (IPv4 mapped).
+fn encode_addr(addr: IpAddr, out: &mut Vec<u8>) {
+    let (family, bytes) = match addr {
+        IpAddr::V4(a) => (4u8, a.to_ipv6_mapped().octets()),
+        IpAddr::V6(a) => (6u8, a.octets()),
+    };
+    out.push(family);
+    out.extend_from_slice(&bytes);
 }
 
 fn head(out: &mut Vec<u8>, kind: u8, conn: u64) {
@@ -201,6 +290,19 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
 
+    /// An address: `family || 16 bytes`.
+    fn addr(&mut self) -> Result<IpAddr, &'static str> {
+        let family = self.u8()?;
+        let mut a = [0u8; 16];
+        a.copy_from_slice(self.take(16)?);
+        let v6 = Ipv6Addr::from(a);
+        match family {
+            4 => Ok(IpAddr::V4(v6.to_ipv4_mapped().ok_or("relayed IPv4 address not mapped")?)),
+            6 => Ok(IpAddr::V6(v6)),
+            _ => Err("relayed address of no family"),
+        }
+    }
+
     /// A message: `len (u32) || bytes`, at most [`MAX_MESSAGE`].
     fn message(&mut self) -> Result<&'a [u8], &'static str> {
         let len = self.u32()? as usize;
@@ -219,18 +321,10 @@ pub fn decode(stream: &[u8]) -> Result<Vec<Item>, &'static str> {
         let kind = r.u8()?;
         let conn = r.u64()?;
         let item = match kind {
-            OPEN => {
-                let family = r.u8()?;
-                let mut a = [0u8; 16];
-                a.copy_from_slice(r.take(16)?);
-                let v6 = Ipv6Addr::from(a);
-                let addr = match family {
-                    4 => IpAddr::V4(v6.to_ipv4_mapped().ok_or("relayed IPv4 address not mapped")?),
-                    6 => IpAddr::V6(v6),
-                    _ => return Err("relayed address of no family"),
-                };
-                Item::Open { conn, addr }
-            }
+            OPEN => Item::Open { conn, addr: r.addr()? },
+            RESUME_TICKET => Item::Resuming { conn, addr: r.addr()?, ticket: Ticket::decode(&mut r)? },
+            RESUMED => Item::Resumed { conn, ok: r.u8()? == 1 },
+            TICKET => Item::Ticket { conn, ticket: Ticket::decode(&mut r)? },
             FRAME => {
                 let body = r.message()?;
                 // What a record opens to: whole blocks, at least one.
@@ -388,6 +482,9 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    const TICKET_SAMPLE: Ticket =
+        Ticket { uid: 7, issued_ms: 1_000, expires_ms: 2_000, generation: 3, ticket_id: [9; 16] };
+
     fn every_kind() -> Vec<Item> {
         vec![
             Item::Open { conn: 1, addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)) },
@@ -401,6 +498,10 @@ mod tests {
             Item::Pause { conn: 4 },
             Item::Resume { conn: 4 },
             Item::Reset,
+            Item::Resuming { conn: 5, addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), ticket: TICKET_SAMPLE },
+            Item::Resumed { conn: 5, ok: true },
+            Item::Resumed { conn: 6, ok: false },
+            Item::Ticket { conn: 5, ticket: TICKET_SAMPLE },
         ]
     }
 
@@ -414,6 +515,21 @@ mod tests {
             assert_eq!(stream.len() - at, item.wire_len(), "{item:?}");
         }
         assert_eq!(decode(&stream).unwrap(), items);
+        // Routed to the edge's number for the connection: the rest unchanged.
+        for item in items {
+            let moved = item.clone().for_conn(42);
+            let mut wire = Vec::new();
+            moved.encode(&mut wire);
+            let mut was = Vec::new();
+            item.encode(&mut was);
+            match item {
+                Item::Many { .. } | Item::Reset => assert_eq!(wire, was),
+                _ => {
+                    assert_eq!(wire[1..9], 42u64.to_be_bytes(), "{item:?}");
+                    assert_eq!((wire[0], &wire[9..]), (was[0], &was[9..]), "{item:?}");
+                }
+            }
+        }
     }
 
     #[test]

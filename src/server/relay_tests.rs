@@ -84,7 +84,7 @@ impl Nodes {
             }
         }
         for item in across(down) {
-            self.edge.core.relay_apply(item);
+            self.edge.core.relay_apply(item, now);
         }
         up
     }
@@ -174,4 +174,29 @@ fn an_edge_whose_writer_is_gone_closes_its_relayed_clients_only() {
     n.edge.send(ping);
     assert_eq!(n.edge.core.close_relayed("the writing node changed"), 1);
     assert!(n.edge.core.is_closing(ID));
+}
+
+#[test]
+fn the_writer_applies_its_ticket_policy_to_a_relayed_resumption_and_its_edge_answers() {
+    let scfg = crate::handshake::ServerConfig::built_in();
+    let tickets = crate::server::tickets::Tickets::fresh(1_000);
+    let mut writer = Core::new(scfg, Limits::default(), Accounts::default(), Rooms::default(), Mail::default())
+        .with_tickets(tickets)
+        .with_relay();
+    let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    // A ticket whose account does not exist (an edge opened it: its keys are the deployment's).
+    let ticket = relay::Ticket { uid: 42, issued_ms: 1_000, expires_ms: 600_000, generation: 0, ticket_id: [1; 16] };
+    writer.relay_resume(AT_WRITER, addr, &ticket, 2_000).unwrap();
+    assert_eq!(writer.closing(AT_WRITER), Some("resumption refused"));
+    let out = writer.take_output();
+    assert!(
+        matches!(&out[..], [Out::Relay { conn: AT_WRITER, item: Item::Resumed { ok: false, .. } }]),
+        "the edge sends the refusal: {:?}",
+        out.iter().map(Out::conn).collect::<Vec<_>>()
+    );
+    // Expired: refused before anything else, struck nowhere.
+    let expired = relay::Ticket { expires_ms: 1_500, ..ticket };
+    writer.relay_resume(AT_WRITER + 1, addr, &expired, 2_000).unwrap();
+    assert_eq!(writer.closing(AT_WRITER + 1), Some("resumption refused"));
+    assert!(!writer.tickets.is_used(&ticket.ticket_id), "a refused ticket is not struck");
 }

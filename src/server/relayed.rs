@@ -17,14 +17,18 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use super::resume::Resuming;
 use super::{ConnId, Core, Phase};
+use crate::handshake::SessionKeys;
+use crate::opcodes::ResumptionTicket;
 use crate::record;
 use crate::server::accounts::Accounts;
 use crate::server::mailbox::Mail;
-use crate::server::relay::Item;
-use crate::server::remote::Written;
+use crate::server::relay::{self, Item};
+use crate::server::remote::{self, Out, Written};
 use crate::server::room::Rooms;
 use crate::server::session::Session;
+use crate::wire::{code, Message, Status};
 
 /// An edge's side: the items for the writer since the last turn.
 #[derive(Default)]
@@ -106,8 +110,10 @@ impl Core {
 
     /// Applies what the writer sent (an edge's core); items meant for the
     /// writer are ignored.
-    pub fn relay_apply(&mut self, item: Item) {
+    pub fn relay_apply(&mut self, item: Item, now_ms: u64) {
         match item {
+            Item::Resumed { conn, ok } => self.edge_resumed(conn, ok, now_ms),
+            Item::Ticket { conn, ticket } => self.edge_ticket(conn, &ticket, now_ms),
             Item::Send { conn, msg } => {
                 self.count_relayed(conn, msg.len());
                 self.send_bytes(conn, &msg);
@@ -128,8 +134,105 @@ impl Core {
                 }
                 self.touch(conn);
             }
-            Item::Open { .. } | Item::Frame { .. } | Item::Wrote { .. } | Item::Closed { .. } | Item::Reset => {}
+            Item::Open { .. }
+            | Item::Frame { .. }
+            | Item::Wrote { .. }
+            | Item::Closed { .. }
+            | Item::Resuming { .. }
+            | Item::Reset => {}
         }
+    }
+
+    /// The deployment's resumption ticket keys as this edge's node follows
+    /// them: tickets open here, and new ones are sealed under the newest.
+    pub fn set_ticket_keys(&mut self, keys: Vec<crate::ticket::TicketKey>) {
+        self.tickets = crate::server::tickets::Tickets::relayed(keys);
+    }
+
+    /// A ResumeHello on an edge: its ticket opened and its binder verified
+    /// here (the keys are the deployment's), the answer and the session's
+    /// keys made, and the rest (the account's state, revocation, replay,
+    /// the session limit, the strike) asked of the writer; the answer waits
+    /// for its `RESUMED`.
+    pub(super) fn edge_resume_hello(&mut self, id: ConnId, body: &[u8]) {
+        let t = match self.open_hello_ticket(body) {
+            Ok(t) => t,
+            Err((why, uid)) => return self.refuse_resumption(id, why, uid),
+        };
+        let (frame, keys) = match crate::ticket::server_resume(&self.cfg, body, &t.secret) {
+            Ok(answer) => answer,
+            Err(_) => return self.refuse_resumption(id, crate::server::tickets::Refusal::BadKey, Some(t.uid)),
+        };
+        let ticket = relay::Ticket {
+            uid: t.uid,
+            issued_ms: t.issued_ms,
+            expires_ms: t.expires_ms,
+            generation: t.generation,
+            ticket_id: t.ticket_id,
+        };
+        let (Some(edge), Some(conn)) = (self.edge.as_mut(), self.conns.get_mut(&id)) else { return };
+        conn.relayed = true;
+        let resuming = Resuming { answer: Some((frame, keys)), uid: t.uid, generation: t.generation };
+        conn.phase = Phase::Resuming(Box::new(resuming));
+        // No frame is processed until the answer went out.
+        conn.busy = true;
+        edge.up.push(Item::Resuming { conn: id, addr: conn.addr, ticket });
+    }
+
+    /// The writer's verdict on `id`'s resumption (an edge's core): the
+    /// answer and the session's keys, or the refusal.
+    fn edge_resumed(&mut self, id: ConnId, ok: bool, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        if !matches!(conn.phase, Phase::Resuming(_)) {
+            return;
+        }
+        conn.busy = false;
+        if conn.close.is_some() {
+            return;
+        }
+        let Phase::Resuming(r) = std::mem::replace(&mut conn.phase, Phase::Handshaking) else { return };
+        let Some((frame, keys)) = r.answer else { return };
+        if !ok {
+            self.send_raw(id, crate::ticket::refusal(&self.cfg, crate::ticket::REFUSED));
+            return self.close(id, "resumption refused");
+        }
+        let SessionKeys { sealer, opener, resumption } = keys;
+        remote::raw(super::loop_box(&mut self.outbox, self.loops), id, &mut conn.out, &mut conn.queued, frame);
+        let sealer = match super::loop_box(&mut self.outbox, self.loops) {
+            Some(outbox) => {
+                outbox.push(Out::Keys { conn: id, sealer: Box::new(sealer) });
+                None
+            }
+            None => Some(sealer),
+        };
+        conn.resumption = Some(resumption);
+        conn.deframer.set_max_body(record::MAX_BODY);
+        conn.phase = Phase::Open { opener: Some(opener), sealer, session: Session::AwaitLogin };
+        self.pump(id, now_ms);
+        self.touch(id);
+    }
+
+    /// A ticket the writer issued to `id` (an edge's core): sealed here,
+    /// where the session's resumption secret is, under the newest followed
+    /// key. Not counted as the writer's output (the writer did not count it).
+    fn edge_ticket(&mut self, id: ConnId, t: &relay::Ticket, now_ms: u64) {
+        let Some(master) = self.conns.get(&id).filter(|c| c.relayed).and_then(|c| c.resumption.as_ref()) else {
+            return;
+        };
+        let Some(key) = self.tickets.sealing_key() else { return };
+        let contents = crate::ticket::TicketContents {
+            uid: t.uid,
+            issued_ms: t.issued_ms,
+            expires_ms: t.expires_ms,
+            generation: t.generation,
+            ticket_id: t.ticket_id,
+            secret: master.ticket_secret(&t.ticket_id),
+        };
+        let mut m = ResumptionTicket::new(Status::Ok, code::OK, 0, now_ms);
+        m.ticket_id = t.ticket_id;
+        m.expires.set(t.expires_ms);
+        m.ticket = key.seal(&contents);
+        self.send(id, &m);
     }
 
     /// Counts a message of `len` the writer sent `id` in what `id` owes a report of.
@@ -186,6 +289,49 @@ impl Core {
         crate::frame::encode(body, &mut framed);
         self.handle_input(id, &framed, now_ms);
         zeroize::Zeroize::zeroize(&mut framed);
+    }
+
+    /// An edge's client resumes with `ticket`, which the edge opened: the
+    /// writer's checks and strike as for a ticket of its own; its answer
+    /// goes back as `RESUMED` once the strike is durable (`id` is this
+    /// core's number for the connection). Refused as [`Core::accept`]
+    /// refuses a connection.
+    pub fn relay_resume(
+        &mut self,
+        id: ConnId,
+        addr: IpAddr,
+        ticket: &relay::Ticket,
+        now_ms: u64,
+    ) -> Result<(), &'static str> {
+        self.relay_open(id, addr, now_ms)?;
+        let uid = Some(ticket.uid);
+        if !self.limits.resume || !self.tickets.is_loaded() {
+            self.refuse_resumption(id, crate::server::tickets::Refusal::Off, uid);
+            return Ok(());
+        }
+        if let Err(why) = self.ticket_policy(ticket, now_ms) {
+            self.refuse_resumption(id, why, uid);
+            return Ok(());
+        }
+        if !self.tickets.strike(ticket.ticket_id, ticket.uid, ticket.expires_ms, now_ms) {
+            self.refuse_resumption(id, crate::server::tickets::Refusal::Full, uid);
+            return Ok(());
+        }
+        if let Some(conn) = self.conns.get_mut(&id) {
+            let resuming = Resuming { answer: None, uid: ticket.uid, generation: ticket.generation };
+            conn.phase = Phase::Resuming(Box::new(resuming));
+            conn.busy = true;
+        }
+        self.defer(super::Deferred::Resumed { conn: id });
+        Ok(())
+    }
+
+    /// Queues `item` for relayed connection `id`'s edge (the writer's core).
+    pub(super) fn relay_item(&mut self, id: ConnId, item: Item) {
+        if let Some(outbox) = self.outbox.as_mut() {
+            outbox.push(Out::Relay { conn: id, item });
+        }
+        self.touch(id);
     }
 
     /// The edge wrote `bytes` of relayed connection `id`'s output.

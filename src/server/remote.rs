@@ -31,15 +31,20 @@ pub enum Out {
     Many { conns: Vec<ConnId>, msg: Arc<[u8]> },
     /// The connection is gone: drop what is left of it.
     Forget { conn: ConnId },
+    /// For a relayed connection's edge (DESIGN §8 "Edges"): an item of the
+    /// relay, naming `conn` as this core numbers it. Never for an output loop.
+    Relay { conn: ConnId, item: crate::server::relay::Item },
 }
 
 impl Out {
     /// The connection the item is for (`Many`: the first; see [`Out::conns`]).
     pub fn conn(&self) -> Option<ConnId> {
         match self {
-            Out::Raw { conn, .. } | Out::Keys { conn, .. } | Out::Seal { conn, .. } | Out::Forget { conn } => {
-                Some(*conn)
-            }
+            Out::Raw { conn, .. }
+            | Out::Keys { conn, .. }
+            | Out::Seal { conn, .. }
+            | Out::Forget { conn }
+            | Out::Relay { conn, .. } => Some(*conn),
             Out::Many { conns, .. } => conns.first().copied(),
         }
     }
@@ -50,7 +55,7 @@ impl Out {
             Out::Raw { bytes, .. } => bytes.len(),
             Out::Seal { msg, .. } => record::sealed_len(msg.len()),
             Out::Many { conns, msg } => record::sealed_len(msg.len()) * conns.len(),
-            Out::Keys { .. } | Out::Forget { .. } => 0,
+            Out::Keys { .. } | Out::Forget { .. } | Out::Relay { .. } => 0,
         }
     }
 }
@@ -180,6 +185,7 @@ impl Sealing {
                 conns.iter().for_each(|c| touched(*c));
             }
             Out::Forget { conn } => return self.lanes.remove(&conn).map(|_| conn),
+            Out::Relay { .. } => {}
         }
         None
     }

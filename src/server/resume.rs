@@ -17,21 +17,22 @@ use crate::handshake::SessionKeys;
 use crate::opcodes::ResumptionTicket;
 use crate::record;
 use crate::server::acct::State;
+use crate::server::relay;
 use crate::server::remote::{self, Out};
 use crate::server::session::Session;
 use crate::server::tickets::Refusal;
 use crate::ticket::{self, ResumeVerdict, TicketContents};
 use crate::wire::{code, Message, Status};
 
-/// An accepted resumption waiting for its strike to be durable.
+/// An accepted resumption waiting for its strike to be durable (on an
+/// edge: for the writer's answer, DESIGN §8 "Edges").
 pub(crate) struct Resuming {
-    /// The framed ServerResume.
-    frame: Vec<u8>,
-    /// The resumed session's keys.
-    keys: SessionKeys,
+    /// The framed ServerResume and the resumed session's keys; None on the
+    /// writer for a relayed connection, whose edge holds them.
+    pub(super) answer: Option<(Vec<u8>, SessionKeys)>,
     /// The account, and its ticket generation when the ticket was checked.
-    uid: u64,
-    generation: u64,
+    pub(super) uid: u64,
+    pub(super) generation: u64,
 }
 
 impl Core {
@@ -45,6 +46,9 @@ impl Core {
                 self.send_raw(id, ticket::refusal(&self.cfg, ticket::MISMATCH));
                 return self.close(id, "protocol mismatch");
             }
+        }
+        if self.edge.is_some() {
+            return self.edge_resume_hello(id, &body);
         }
         let contents = match self.resume_policy(&body, now_ms) {
             Ok(c) => c,
@@ -60,7 +64,7 @@ impl Core {
         }
         let generation = contents.generation;
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        conn.phase = Phase::Resuming(Box::new(Resuming { frame, keys, uid, generation }));
+        conn.phase = Phase::Resuming(Box::new(Resuming { answer: Some((frame, keys)), uid, generation }));
         // No frame is processed until the answer went out.
         conn.busy = true;
         self.defer(Deferred::Resumed { conn: id });
@@ -69,25 +73,43 @@ impl Core {
     /// The checks of PROTOCOL §3 ("Resumption"), in its order; the opened
     /// ticket, or why not (with the account when the ticket opened).
     fn resume_policy(&mut self, body: &[u8], now_ms: u64) -> Result<TicketContents, (Refusal, Option<u64>)> {
+        let t = self.open_hello_ticket(body)?;
+        let held = relay::Ticket {
+            uid: t.uid,
+            issued_ms: t.issued_ms,
+            expires_ms: t.expires_ms,
+            generation: t.generation,
+            ticket_id: t.ticket_id,
+        };
+        self.ticket_policy(&held, now_ms).map_err(|why| (why, Some(t.uid)))?;
+        Ok(t)
+    }
+
+    /// The ticket of ResumeHello `body`, opened, its binder verified (the
+    /// part of the checks that needs the ticket keys: an edge's too).
+    pub(super) fn open_hello_ticket(&self, body: &[u8]) -> Result<TicketContents, (Refusal, Option<u64>)> {
         if !self.limits.resume || !self.tickets.is_loaded() {
             return Err((Refusal::Off, None));
         }
-        let t = ticket::hello_ticket(body)
+        ticket::hello_ticket(body)
             .and_then(|t| ticket::open_ticket(self.tickets.keys(), t))
             .filter(|t| ticket::binder_verifies(body, &t.secret))
-            .ok_or((Refusal::Unopened, None))?;
-        let uid = Some(t.uid);
+            .ok_or((Refusal::Unopened, None))
+    }
+
+    /// The rest of the checks, on an opened ticket (the writer's, for its
+    /// own connections and for an edge's).
+    pub(super) fn ticket_policy(&mut self, t: &relay::Ticket, now_ms: u64) -> Result<(), Refusal> {
         // A shorter TTL set since the ticket was issued applies to it too.
         let expires = t.expires_ms.min(t.issued_ms.saturating_add(self.limits.ticket_ttl_ms));
         if expires <= now_ms {
-            return Err((Refusal::Expired, uid));
+            return Err(Refusal::Expired);
         }
-        self.resumable(t.uid, t.generation, Some(t.issued_ms)).map_err(|why| (why, uid))?;
+        self.resumable(t.uid, t.generation, Some(t.issued_ms))?;
         if self.tickets.is_used(&t.ticket_id) {
-            return Err((Refusal::Replayed, uid));
+            return Err(Refusal::Replayed);
         }
-        self.may_log_in(t.uid, now_ms).map_err(|why| (why, uid))?;
-        Ok(t)
+        self.may_log_in(t.uid, now_ms)
     }
 
     /// The account exists (and was made before the ticket, when its issue is
@@ -120,7 +142,7 @@ impl Core {
 
     /// Answers `REFUSED` and closes: the client falls back to a full
     /// handshake and login.
-    fn refuse_resumption(&mut self, id: ConnId, why: Refusal, uid: Option<u64>) {
+    pub(super) fn refuse_resumption(&mut self, id: ConnId, why: Refusal, uid: Option<u64>) {
         let whose = uid.map(|u| format!(" for uid {u:016x}")).unwrap_or_default();
         if why == Refusal::Replayed {
             crate::log!(Warn, "conn {id}: replayed resumption ticket{whose}: refused");
@@ -128,12 +150,17 @@ impl Core {
             crate::log!(Info, "conn {id}: {}{whose}", why.as_str());
         }
         self.count(why.as_str());
-        self.send_raw(id, ticket::refusal(&self.cfg, ticket::REFUSED));
+        if self.edge.is_none() && self.is_relayed(id) {
+            // Its edge answers the client (DESIGN §8 "Edges").
+            self.relay_item(id, relay::Item::Resumed { conn: id, ok: false });
+        } else {
+            self.send_raw(id, ticket::refusal(&self.cfg, ticket::REFUSED));
+        }
         self.close(id, "resumption refused");
     }
 
     /// Bytes as they are, before any record (the resumption's answers).
-    fn send_raw(&mut self, id: ConnId, bytes: Vec<u8>) {
+    pub(super) fn send_raw(&mut self, id: ConnId, bytes: Vec<u8>) {
         if let Some(c) = self.conns.get_mut(&id) {
             remote::raw(super::loop_box(&mut self.outbox, self.loops), id, &mut c.out, &mut c.queued, bytes);
         }
@@ -150,7 +177,7 @@ impl Core {
             return;
         }
         let Phase::Resuming(r) = std::mem::replace(&mut conn.phase, Phase::Handshaking) else { return };
-        let Resuming { frame, keys, uid, generation } = *r;
+        let Resuming { answer, uid, generation } = *r;
         // Again: what changed while the strike went to disk counts.
         let checked = if ok {
             self.resumable(uid, generation, None).and_then(|()| self.may_log_in(uid, now_ms))
@@ -164,6 +191,16 @@ impl Core {
             return self.refuse_resumption(id, why, Some(uid));
         }
         let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some((frame, keys)) = answer else {
+            // A relayed connection: its edge answers and holds the keys.
+            c.phase = Phase::Open { opener: None, sealer: None, session: Session::AwaitLogin };
+            c.busy = false;
+            self.relay_item(id, relay::Item::Resumed { conn: id, ok: true });
+            crate::server::handler::account::resumed_login(self, id, uid, now_ms);
+            self.pump(id, now_ms);
+            self.touch(id);
+            return;
+        };
         let SessionKeys { sealer, opener, resumption } = keys;
         remote::raw(super::loop_box(&mut self.outbox, self.loops), id, &mut c.out, &mut c.queued, frame);
         let sealer = match super::loop_box(&mut self.outbox, self.loops) {
@@ -188,10 +225,17 @@ impl Core {
         if !self.limits.resume || !self.tickets.is_loaded() {
             return;
         }
-        let Some(master) = self.conns.get(&id).and_then(|c| c.resumption.as_ref()) else { return };
         let Some(key) = self.tickets.sealing_key() else { return };
         let ticket_id: [u8; 16] = crate::crypto::random();
         let expires_ms = now_ms.saturating_add(self.limits.ticket_ttl_ms);
+        if self.edge.is_none() && self.is_relayed(id) {
+            // Its edge holds the session's resumption secret and seals the
+            // ticket under the same keys (DESIGN §8 "Edges").
+            let generation = self.tickets.generation(uid);
+            let ticket = relay::Ticket { uid, issued_ms: now_ms, expires_ms, generation, ticket_id };
+            return self.relay_item(id, relay::Item::Ticket { conn: id, ticket });
+        }
+        let Some(master) = self.conns.get(&id).and_then(|c| c.resumption.as_ref()) else { return };
         let contents = TicketContents {
             uid,
             issued_ms: now_ms,

@@ -259,6 +259,14 @@ impl Tickets {
         Ok(loaded.tickets)
     }
 
+    /// An edge's state (DESIGN §8 "Edges"): the deployment's `keys` as
+    /// followed, to open tickets and to seal new ones under the newest; no
+    /// generations and no strikes, which the writer keeps. Serves only with
+    /// a key.
+    pub fn relayed(keys: Vec<TicketKey>) -> Tickets {
+        Tickets { loaded: !keys.is_empty(), sealing: keys.last().map(|k| k.id), keys, ..Tickets::default() }
+    }
+
     /// A fresh state with one new key, durable as far as the caller is
     /// concerned (unit tests, the fuzzing seam).
     pub fn fresh(now_ms: u64) -> Tickets {
