@@ -320,7 +320,11 @@ pub fn run(node: Node<'_>, mut core: Core, mut outputs: Option<Outputs>) -> io::
     let mut next_timers = Instant::now();
 
     loop {
-        let accepting = stopping.is_none() && accept_paused_until.is_none_or(|t| Instant::now() >= t);
+        // An edge takes no client while it has no live writer (relay_io.rs):
+        // they wait in the listen queue for whoever serves next.
+        let accepting = stopping.is_none()
+            && accept_paused_until.is_none_or(|t| Instant::now() >= t)
+            && relay.as_deref().is_none_or(Relay::accepting);
         if accepting != listening {
             let flags = if accepting { EpollFlags::EPOLLIN } else { EpollFlags::empty() };
             conns.epoll.modify(listener, &mut EpollEvent::new(flags, LISTENER))?;

@@ -24,6 +24,12 @@ use sotto::server::remote::Out;
 
 /// A link that has heard nothing for this long is over.
 const LINK_SILENCE: Duration = Duration::from_secs(5);
+/// An edge takes no new client while its link has heard nothing for this
+/// long (the writer sends at least every [`HEARTBEAT`]).
+const ACCEPT_SILENCE: Duration = Duration::from_secs(2);
+/// An edge closes its relayed clients once the writer has been gone (its
+/// NATS connection closed) this long.
+const GONE_CLOSE: Duration = Duration::from_secs(1);
 /// Each end of a link sends at least this often (an empty message when idle).
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Links a writer keeps at most (one per edge, and a new one per restart).
@@ -152,6 +158,21 @@ impl Relay {
         self.link.wake_fd()
     }
 
+    /// Whether this node takes new clients now: a writer always; an edge
+    /// while it has a live link to a writer, so that a client reaching it
+    /// while the writer is gone waits in the listen queue (or is refused
+    /// when that is full) instead of offering its ticket to nobody. Whoever
+    /// takes over, this node as the writer or its new link, accepts it then.
+    pub fn accepting(&self) -> bool {
+        match &self.role {
+            Role::Writer(_) => true,
+            Role::Edge(e) => {
+                e.peer.as_ref().is_some_and(|p| p.heard.elapsed() < ACCEPT_SILENCE)
+                    && self.link.writer_gone_for().is_none()
+            }
+        }
+    }
+
     /// Whether sealed messages wait for room in the NATS thread's queue.
     pub fn behind(&self) -> bool {
         match &self.role {
@@ -241,10 +262,14 @@ impl Relay {
                     }
                 }
                 let writer = e.store.writer_epoch().filter(|w| *w != self.me);
+                // A writer gone (its NATS connection closed) is no writer: no link until another holds the lease.
+                let gone = self.link.writer_gone_for().is_some_and(|d| d >= GONE_CLOSE);
+                let target = writer.filter(|_| !gone);
                 let current = e.peer.as_ref().map(|p| p.node);
                 let silent = e.peer.as_ref().is_some_and(|p| p.heard.elapsed() > LINK_SILENCE);
-                if writer != current || silent {
+                if target != current || silent {
                     let why = match (current, writer) {
+                        (Some(_), _) if gone => "the writing node is gone",
                         (Some(_), _) if silent => "the writing node is silent",
                         (Some(_), Some(_)) => "the writing node changed",
                         (Some(_), None) => "no writing node known",
@@ -254,7 +279,7 @@ impl Relay {
                         let n = core.close_relayed(why);
                         sotto::log!(Info, "relay: {why}; {n} relayed clients closed (they reconnect)");
                     }
-                    e.peer = writer.map(|w| e.start(&self.secret, self.me, w));
+                    e.peer = target.map(|w| e.start(&self.secret, self.me, w));
                 }
             }
         }

@@ -13,7 +13,7 @@
 //! paused past its lease (which lapses) exits with status 3, as
 //! does a writer whose record another node wrote (fenced), and the standby
 //! serves the state as stored; a file crosses a node whole, its chunks in
-//! JetStream, and leaves JetStream once its recipient has it.
+//! JetStream, to a recipient on an edge, and leaves JetStream once he has it.
 
 mod common;
 
@@ -276,10 +276,15 @@ fn alice_on_the_writer_and_bob_on_an_edge_share_rooms_dms_and_the_queue_and_foll
     let followed =
         |l: &String| l.contains("records followed through sequence") && l.contains("loading them from memory");
     assert!(edge.stderr.lock().unwrap().iter().any(followed), "{:?}", edge.stderr.lock().unwrap());
+    // Both resume with their tickets (bob's was sealed by b as an edge): a
+    // client that reached b before it wrote waited in its listen queue,
+    // its ticket not offered to a writer that was gone.
     for c in [&mut alice, &mut bob] {
         c.set_patience(Duration::from_secs(90));
         let v = c.wait_for("reconnected", |v| v["type"] == "reconnected");
         assert_eq!(v["server"], b.as_str(), "{v}");
+        let v = c.wait_for("authenticated again", |v| v["type"] == "authenticated");
+        assert_eq!(v["resumed"], true, "{v}");
     }
     say(&mut bob, &mut alice, "lobby", "after");
     // Now the writer, it answers sottoctl through its event loop.
@@ -453,10 +458,16 @@ fn a_file_crosses_a_cluster_node_whole_and_its_chunks_leave_jetstream_once_its_r
     let dir = TempDir::new("cluster-file");
     let mut flags = node_flags(&nats, "a");
     flags.extend(["--max-bps", "0"].map(String::from));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let node = Server::start_on(&dir.join("node-a"), "127.0.0.1:0", &flags);
+    let flags_a: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = Server::start_on(&dir.join("node-a"), "127.0.0.1:0", &flags_a);
+    // bob downloads through an edge: its chunks cross the relay, paced by
+    // what the edge reports written to him.
+    let flags_b: Vec<String> = flags.iter().map(|f| if f == "a" { "b".to_owned() } else { f.clone() }).collect();
+    let flags_b: Vec<&str> = flags_b.iter().map(String::as_str).collect();
+    let mut edge = Server::start_standby(&dir.join("node-b"), "127.0.0.1:0", &flags_b);
+    edge.wait_edge();
     let mut alice = user(&node, &dir, "alice", &[]);
-    let mut bob = user(&node, &dir, "bob", &[]);
+    let mut bob = user_at(&edge.addr, &dir, "bob", &[]);
     contacts(&mut alice, "alice", &mut bob, "bob");
     // 1 MiB and a bit: 65 chunks of 16 KiB.
     let bytes: Vec<u8> = (0..(1 << 20) + 100u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();

@@ -168,7 +168,7 @@ pub struct JetStreamStore {
     /// Record writes on their way (a release waits for them).
     publishing: Arc<std::sync::atomic::AtomicUsize>,
     /// The writer lease's value (`NODE EPOCH`) as this standby last read it.
-    holder: Mutex<Option<String>>,
+    holder: Arc<Mutex<Option<String>>>,
     /// This process's epoch (random): its lease names it, and it relays on it.
     epoch: u64,
     /// The lease this node holds (its value), the task renewing it and the
@@ -306,7 +306,7 @@ impl JetStreamStore {
             renewed: Arc::new(Mutex::new(None)),
             cut_off,
             publishing: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            holder: Mutex::new(None),
+            holder: Arc::new(Mutex::new(None)),
             epoch,
             held: Mutex::new(None),
             lease,

@@ -48,7 +48,7 @@ const GONE_STILL: Duration = Duration::from_millis(2_500);
 /// ... and its holder has not answered (no responders) for this long.
 const GONE_FOR: Duration = Duration::from_secs(1);
 /// How long a standby waits for the holder's answer (a timeout is not "gone").
-const ALIVE_WAIT: Duration = Duration::from_millis(200);
+pub(super) const ALIVE_WAIT: Duration = Duration::from_millis(200);
 /// How a lease given up at a clean stop begins (`released: NODE EPOCH`; a
 /// node name has no colon).
 const RELEASED: &str = "released:";
@@ -193,6 +193,13 @@ impl JetStreamStore {
         self.holder.lock().unwrap_or_else(|e| e.into_inner()).as_deref().map(|v| holder_of(v.as_bytes()))
     }
 
+    /// A reader of the lease's value as this standby last read it (for a
+    /// task on the NATS thread).
+    pub(super) fn holder_value(&self) -> impl Fn() -> Option<String> + Send + 'static {
+        let holder = self.holder.clone();
+        move || holder.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The epoch of the node holding the writer lease, as this standby last
     /// read it: where an edge relays (DESIGN §8 "Edges").
     pub fn writer_epoch(&self) -> Option<u64> {
@@ -315,7 +322,7 @@ async fn publish_lease(js: &jetstream::Context, value: &str, expected: u64) -> R
 }
 
 /// Where the holder of lease `value` (`NODE EPOCH`) answers that it lives.
-fn alive_subject(value: &str) -> String {
+pub(super) fn alive_subject(value: &str) -> String {
     let epoch = value.split_whitespace().nth(1).filter(|e| e.bytes().all(|b| b.is_ascii_hexdigit()));
     // Outside every stream's subjects (`sotto.lease.>` is SOTTO_LEASE's): a
     // request there must reach the holder or nobody, never be stored.

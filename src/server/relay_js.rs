@@ -21,6 +21,8 @@ use crate::server::relay;
 
 /// Relay messages held between the NATS thread and the event loop, each way.
 const QUEUE: usize = 4096;
+/// How often an edge asks whether the writer's process lives.
+const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// This node's relay over NATS core subjects.
 pub struct RelayLink {
@@ -28,6 +30,9 @@ pub struct RelayLink {
     outbound: mpsc::Sender<(u64, Vec<u8>)>,
     wake: UnixStream,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Since when the lease's holder has not answered on its liveness
+    /// subject because nobody listens there (its NATS connection closed).
+    gone_since: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl JetStreamStore {
@@ -46,7 +51,34 @@ impl JetStreamStore {
         let (outbound, out_rx) = mpsc::channel(QUEUE);
         let receiving = self.rt.spawn(receive(sub, in_tx, waker));
         let sending = self.rt.spawn(send(self.client.clone(), out_rx));
-        Ok(RelayLink { inbound, outbound, wake, tasks: vec![receiving, sending] })
+        let gone_since = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let watching = self.rt.spawn(watch_writer(self.client.clone(), self.holder_value(), gone_since.clone()));
+        Ok(RelayLink { inbound, outbound, wake, tasks: vec![receiving, sending, watching], gone_since })
+    }
+}
+
+/// Asks the lease's holder every [`ALIVE_EVERY`] whether it lives, as a
+/// standby does before a takeover (lease.rs): the NATS servers answer "no
+/// responders" at once when its connection has closed. A timeout or another
+/// failure says nothing.
+async fn watch_writer(
+    client: async_nats::Client,
+    holder: impl Fn() -> Option<String>,
+    gone_since: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+) {
+    loop {
+        tokio::time::sleep(ALIVE_EVERY).await;
+        let Some(value) = holder() else { continue };
+        let subject = super::lease::alive_subject(&value);
+        let asked = tokio::time::timeout(super::lease::ALIVE_WAIT, client.request(subject, bytes::Bytes::new())).await;
+        let mut since = gone_since.lock().unwrap_or_else(|e| e.into_inner());
+        match asked {
+            Ok(Ok(_)) => *since = None,
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                since.get_or_insert_with(std::time::Instant::now);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -78,6 +110,12 @@ async fn send(client: async_nats::Client, mut from_loop: mpsc::Receiver<(u64, Ve
 }
 
 impl RelayLink {
+    /// How long the lease's holder has been gone (its NATS connection
+    /// closed: nobody answers for it), if it is.
+    pub fn writer_gone_for(&self) -> Option<std::time::Duration> {
+        self.gone_since.lock().unwrap_or_else(|e| e.into_inner()).map(|t| t.elapsed())
+    }
+
     /// The socket that is readable when something arrived.
     pub fn wake_fd(&self) -> &UnixStream {
         &self.wake
