@@ -8,7 +8,7 @@
 //! [`LINK_SILENCE`], ends with every connection it carried, on both sides,
 //! and the edge starts another; an edge relays only to the node that holds
 //! the writer lease as it last read it, and closes its relayed clients when
-//! that changes (they reconnect, and log in to the new writer).
+//! that changes (they reconnect, and resume with the new writer).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::unix::net::UnixStream;
@@ -62,7 +62,7 @@ impl Peer {
             node,
             heard: now,
             // The first flush sends a heartbeat: the other end learns of the link.
-            beat: now - HEARTBEAT,
+            beat: now.checked_sub(HEARTBEAT).unwrap_or(now),
             stream: Zeroizing::new(Vec::new()),
             waiting: VecDeque::new(),
             conns: HashMap::new(),
