@@ -52,6 +52,15 @@ fn writer_and_standby(tag: &str) -> (NatsCluster, TempDir, Server, Server) {
     (nats, dir, writer, standby)
 }
 
+/// Node `b`, an edge, with node `a`'s `flags` (its name changed).
+fn edge_b(dir: &TempDir, flags: &[String]) -> Server {
+    let flags: Vec<String> = flags.iter().map(|f| if f == "a" { "b".to_owned() } else { f.clone() }).collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut edge = Server::start_standby(&dir.join("node-b"), "127.0.0.1:0", &flags);
+    edge.wait_edge();
+    edge
+}
+
 /// Waits (30 s at most) for `node` to exit with status 3 after logging `line`.
 fn exits_with_3(node: &mut Server, line: &str) {
     use std::os::unix::process::ExitStatusExt;
@@ -335,10 +344,7 @@ fn one_users_limits_hold_across_the_nodes() {
     flags.extend(["--sessions-per-user".to_owned(), "1".to_owned()]);
     let flags_a: Vec<&str> = flags.iter().map(String::as_str).collect();
     let writer = Server::start_on(&dir.join("node-a"), "127.0.0.1:0", &flags_a);
-    let flags_b: Vec<String> = flags.iter().map(|f| if f == "a" { "b".to_owned() } else { f.clone() }).collect();
-    let flags_b: Vec<&str> = flags_b.iter().map(String::as_str).collect();
-    let mut edge = Server::start_standby(&dir.join("node-b"), "127.0.0.1:0", &flags_b);
-    edge.wait_edge();
+    let edge = edge_b(&dir, &flags);
 
     let alice = user_at(&writer.addr, &dir, "alice", &[]);
     // A second session through the edge is alice's second at the writer, which counts them all.
@@ -462,10 +468,7 @@ fn a_file_crosses_a_cluster_node_whole_and_its_chunks_leave_jetstream_once_its_r
     let node = Server::start_on(&dir.join("node-a"), "127.0.0.1:0", &flags_a);
     // bob downloads through an edge: its chunks cross the relay, paced by
     // what the edge reports written to him.
-    let flags_b: Vec<String> = flags.iter().map(|f| if f == "a" { "b".to_owned() } else { f.clone() }).collect();
-    let flags_b: Vec<&str> = flags_b.iter().map(String::as_str).collect();
-    let mut edge = Server::start_standby(&dir.join("node-b"), "127.0.0.1:0", &flags_b);
-    edge.wait_edge();
+    let edge = edge_b(&dir, &flags);
     let mut alice = user(&node, &dir, "alice", &[]);
     let mut bob = user_at(&edge.addr, &dir, "bob", &[]);
     contacts(&mut alice, "alice", &mut bob, "bob");

@@ -116,14 +116,7 @@ impl Sottod {
         cpu: Option<usize>,
         extra: &[&str],
     ) -> std::io::Result<(Sottod, std::sync::mpsc::Receiver<std::time::Instant>)> {
-        let urls = writer._nats.as_ref().map(|n| n.urls()).ok_or_else(|| std::io::Error::other("not a cluster"))?;
-        let data = TempDir::new("standby")?;
-        let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
-        flags.extend(extra.iter().map(|s| s.to_string()));
-        flags.extend(["--cluster".to_string(), urls]);
-        if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
-            flags.extend(["--log-level".to_string(), level]);
-        }
+        let (data, flags) = writer.sibling("standby", extra)?;
         let (child, mut out, line, bin) = launch("127.0.0.1:0", &data.0, &flags, cpu)?;
         let addr =
             line.trim().strip_prefix("standby ").and_then(|a| a.parse().ok()).ok_or_else(|| {
@@ -146,14 +139,7 @@ impl Sottod {
     /// it; DESIGN §8 "Edges") on `cpu`, with `extra` besides; returns its
     /// address once it says `edge ADDR`. It is stopped before the writer.
     pub fn start_edge(&mut self, cpu: Option<usize>, extra: &[&str]) -> std::io::Result<SocketAddr> {
-        let urls = self._nats.as_ref().map(|n| n.urls()).ok_or_else(|| std::io::Error::other("not a cluster"))?;
-        let data = TempDir::new("edge")?;
-        let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
-        flags.extend(extra.iter().map(|s| s.to_string()));
-        flags.extend(["--cluster".to_string(), urls]);
-        if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
-            flags.extend(["--log-level".to_string(), level]);
-        }
+        let (data, flags) = self.sibling("edge", extra)?;
         let (child, mut out, mut line, bin) = launch("127.0.0.1:0", &data.0, &flags, cpu)?;
         if line.starts_with("standby ") {
             line.clear();
@@ -166,6 +152,20 @@ impl Sottod {
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         self.edges.push(Sottod { child, addr, data, flags, cpu, edges: Vec::new(), _nats: None });
         Ok(addr)
+    }
+
+    /// A data directory and the flags of another node of this sottod's
+    /// cluster (`--cluster fresh` started it), with `extra` besides.
+    fn sibling(&self, what: &str, extra: &[&str]) -> std::io::Result<(TempDir, Vec<String>)> {
+        let urls = self._nats.as_ref().map(|n| n.urls()).ok_or_else(|| std::io::Error::other("not a cluster"))?;
+        let data = TempDir::new(what)?;
+        let mut flags: Vec<String> = BENCH_FLAGS.iter().map(|s| s.to_string()).collect();
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        flags.extend(["--cluster".to_string(), urls]);
+        if let Ok(level) = std::env::var("SOTTO_BENCH_LOG") {
+            flags.extend(["--log-level".to_string(), level]);
+        }
+        Ok((data, flags))
     }
 
     /// Sends `sig` to sottod (SIGKILL: a crash; SIGTERM: a clean stop).

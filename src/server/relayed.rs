@@ -19,13 +19,12 @@ use std::net::IpAddr;
 
 use super::resume::Resuming;
 use super::{ConnId, Core, Phase};
-use crate::handshake::SessionKeys;
 use crate::opcodes::ResumptionTicket;
 use crate::record;
 use crate::server::accounts::Accounts;
 use crate::server::mailbox::Mail;
 use crate::server::relay::{self, Item};
-use crate::server::remote::{self, Out, Written};
+use crate::server::remote::{Out, Written};
 use crate::server::room::Rooms;
 use crate::server::session::Session;
 use crate::wire::{code, Message, Status};
@@ -196,18 +195,7 @@ impl Core {
             self.send_raw(id, crate::ticket::refusal(&self.cfg, crate::ticket::REFUSED));
             return self.close(id, "resumption refused");
         }
-        let SessionKeys { sealer, opener, resumption } = keys;
-        remote::raw(super::loop_box(&mut self.outbox, self.loops), id, &mut conn.out, &mut conn.queued, frame);
-        let sealer = match super::loop_box(&mut self.outbox, self.loops) {
-            Some(outbox) => {
-                outbox.push(Out::Keys { conn: id, sealer: Box::new(sealer) });
-                None
-            }
-            None => Some(sealer),
-        };
-        conn.resumption = Some(resumption);
-        conn.deframer.set_max_body(record::MAX_BODY);
-        conn.phase = Phase::Open { opener: Some(opener), sealer, session: Session::AwaitLogin };
+        self.open_resumed(id, frame, keys);
         self.pump(id, now_ms);
         self.touch(id);
     }

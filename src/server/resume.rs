@@ -201,6 +201,18 @@ impl Core {
             self.touch(id);
             return;
         };
+        c.busy = false;
+        self.open_resumed(id, frame, keys);
+        crate::server::handler::account::resumed_login(self, id, uid, now_ms);
+        self.pump(id, now_ms);
+        self.touch(id);
+    }
+
+    /// Sends `id` the ServerResume `frame` and opens its record layer with
+    /// the resumed session's `keys` (with output loops, its sealer goes to
+    /// its loop); its session waits for the login that follows.
+    pub(super) fn open_resumed(&mut self, id: ConnId, frame: Vec<u8>, keys: SessionKeys) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
         let SessionKeys { sealer, opener, resumption } = keys;
         remote::raw(super::loop_box(&mut self.outbox, self.loops), id, &mut c.out, &mut c.queued, frame);
         let sealer = match super::loop_box(&mut self.outbox, self.loops) {
@@ -213,10 +225,6 @@ impl Core {
         c.resumption = Some(resumption);
         c.deframer.set_max_body(record::MAX_BODY);
         c.phase = Phase::Open { opener: Some(opener), sealer, session: Session::AwaitLogin };
-        c.busy = false;
-        crate::server::handler::account::resumed_login(self, id, uid, now_ms);
-        self.pump(id, now_ms);
-        self.touch(id);
     }
 
     /// Sends `id` (logged in as `uid`) a fresh ticket (`tick`, msg_id 0),
