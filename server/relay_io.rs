@@ -225,7 +225,7 @@ impl Relay {
                 }
             }
             Role::Edge(e) => {
-                let items = core.take_relayed();
+                let items = core.take_relayed(false);
                 match e.peer.as_mut() {
                     Some(p) => items.iter().for_each(|i| p.push(i)),
                     None if items.iter().any(|i| matches!(i, Item::Frame { .. })) => {
@@ -254,6 +254,10 @@ impl Relay {
                 }
             }
             Role::Edge(e) => {
+                // What was written to clients and not yet reported (under a batch).
+                if let Some(p) = e.peer.as_mut() {
+                    core.take_relayed(true).iter().for_each(|i| p.push(i));
+                }
                 // The ticket keys rotate at the writer: read again every second.
                 if e.keys_read.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
                     e.keys_read = Some(Instant::now());

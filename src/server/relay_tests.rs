@@ -42,7 +42,7 @@ impl Nodes {
     /// What the edge relays, applied at the writer as its relay does; then
     /// the writer's jobs, and what it sends back applied at the edge.
     fn relay(&mut self) -> Vec<Item> {
-        let up = across(self.edge.core.take_relayed());
+        let up = across(self.edge.core.take_relayed(true));
         let now = self.edge.now;
         for item in up.clone() {
             match item {
@@ -118,7 +118,7 @@ fn an_edge_relays_a_clients_messages_and_seals_the_writers_answers() {
     assert_eq!(got.len(), 1);
     assert_eq!(status(&got[0]), code::UNAUTHORIZED, "the writer decides: log in first");
     // What reached the client is reported: the writer's count of it falls to nothing.
-    let wrote = n.edge.core.take_relayed();
+    let wrote = n.edge.core.take_relayed(true);
     assert_eq!(wrote, [Item::Wrote { conn: ID, bytes: crate::record::sealed_len(got[0].len()) as u32 }]);
     for item in across(wrote) {
         let Item::Wrote { bytes, .. } = item else { unreachable!() };
@@ -140,7 +140,7 @@ fn an_edge_relays_a_clients_messages_and_seals_the_writers_answers() {
     assert!(n.edge.core.is_closing(ID), "closed by the writing node");
     assert!(n.edge.core.is_done(ID));
     n.edge.core.remove(ID);
-    assert_eq!(n.edge.core.take_relayed(), [Item::Closed { conn: ID }]);
+    assert_eq!(n.edge.core.take_relayed(true), [Item::Closed { conn: ID }]);
 }
 
 #[test]

@@ -29,6 +29,11 @@ use crate::server::room::Rooms;
 use crate::server::session::Session;
 use crate::wire::{code, Message, Status};
 
+/// Bytes written to a client that an edge reports at once; less waits for
+/// the loop's timer. Far under what paces a download (64 KiB) and the
+/// output bound (1 MiB by default).
+const WROTE_BATCH: usize = 8 * 1024;
+
 /// An edge's side: the items for the writer since the last turn.
 #[derive(Default)]
 pub(crate) struct Edge {
@@ -87,15 +92,21 @@ impl Core {
         edge.up.push(Item::Frame { conn: id, body: plaintext });
     }
 
-    /// What to send the writer since the last call (an edge's).
-    pub fn take_relayed(&mut self) -> Vec<Item> {
+    /// What to send the writer since the last call (an edge's). What was
+    /// written to a client is reported once it reaches [`WROTE_BATCH`], or
+    /// with `all` (the loop's timer, every 50 ms): one report per message
+    /// would cost the writer as much as the sealing it hands over.
+    pub fn take_relayed(&mut self, all: bool) -> Vec<Item> {
         let Some(edge) = self.edge.as_mut() else { return Vec::new() };
         let mut items = std::mem::take(&mut edge.up);
-        for (conn, n) in edge.wrote.drain() {
-            // Reported in u32 steps; a turn writes far less.
-            let bytes = u32::try_from(n).unwrap_or(u32::MAX);
-            items.push(Item::Wrote { conn, bytes });
-        }
+        edge.wrote.retain(|&conn, n| {
+            if !all && *n < WROTE_BATCH {
+                return true;
+            }
+            // Reported in u32 steps; far less is ever pending.
+            items.push(Item::Wrote { conn, bytes: u32::try_from(*n).unwrap_or(u32::MAX) });
+            false
+        });
         items
     }
 
