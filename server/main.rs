@@ -117,10 +117,8 @@ fn edge(
         .name("sottod-lease".into())
         .spawn(move || {
             let _ = result_tx.send(lease_store.take_lease(&node));
+            // The edge's loop returns at the first readiness, this byte or the close.
             let _ = std::io::Write::write(&mut &told, &[1]);
-            // Kept open: a closed socket would read as ready again.
-            std::thread::park();
-            drop(told);
         })
         .map_err(|e| format!("cannot start the lease thread: {e}"))?;
     // Clients are taken once this node knows which node writes (its first

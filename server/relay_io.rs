@@ -372,23 +372,32 @@ impl Writer {
         next_id: &mut ConnId,
         now: u64,
     ) {
-        if !self.links.contains_key(&link) {
-            if self.links.len() >= LINKS_MAX {
-                core.count("relay: too many links");
-                return;
+        let full = self.links.len() >= LINKS_MAX;
+        let items = match self.links.get_mut(&link) {
+            Some(p) if p.node != from => return,
+            Some(p) => match p.link.open(payload).and_then(|s| relay::decode(&s)) {
+                Ok(items) => {
+                    p.heard = Instant::now();
+                    items
+                }
+                Err(why) => return self.end(link, core, why, true),
+            },
+            // A link is known once its first message opened. One that does
+            // not (a link this writer ended, another deployment's, a forgery)
+            // is counted, and gets no entry, no log line and no answer.
+            None if full => return core.count("relay: too many links"),
+            None => {
+                let mut p = Peer::new(Link::new(secret, link, me, false), from);
+                match p.link.open(payload).and_then(|s| relay::decode(&s)) {
+                    Ok(items) => {
+                        sotto::log!(Info, "relay: link {link:016x} from edge node {from:016x}");
+                        self.links.insert(link, p);
+                        items
+                    }
+                    Err(_) => return core.count("relay: a message of an unknown link did not open"),
+                }
             }
-            sotto::log!(Info, "relay: link {link:016x} from edge node {from:016x}");
-            self.links.insert(link, Peer::new(Link::new(secret, link, me, false), from));
-        }
-        let Some(p) = self.links.get_mut(&link) else { return };
-        if p.node != from {
-            return;
-        }
-        let items = match p.link.open(payload).and_then(|s| relay::decode(&s)) {
-            Ok(items) => items,
-            Err(why) => return self.end(link, core, why, true),
         };
-        p.heard = Instant::now();
         for item in items {
             let Some(p) = self.links.get_mut(&link) else { return };
             match item {

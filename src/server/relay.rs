@@ -370,17 +370,15 @@ pub fn decode(stream: &[u8]) -> Result<Vec<Item>, &'static str> {
     Ok(items)
 }
 
-/// The secret the relay's keys come from: derived from the server's private
-/// key ([`crate::identity::Signer::key_digest`]), which every node of a
-/// deployment holds and nobody else.
+/// The secret the relay's keys come from: the server key's digest
+/// ([`crate::identity::Signer::key_digest`]), which every node of a
+/// deployment derives and nobody else.
 pub struct LinkSecret(Zeroizing<[u8; 32]>);
 
 impl LinkSecret {
-    /// Derived from the server key's digest.
-    pub fn from_key_digest(digest: &[u8]) -> LinkSecret {
-        let mut s = Zeroizing::new([0u8; 32]);
-        crypto::hkdf(b"sotto relay secret v1", digest, &[], &mut s[..]);
-        LinkSecret(s)
+    /// The server key's digest.
+    pub fn from_key_digest(digest: &[u8; 32]) -> LinkSecret {
+        LinkSecret(Zeroizing::new(*digest))
     }
 
     /// The keys sealing what link `link` carries one way (`up`: edge to writer).
@@ -558,7 +556,7 @@ mod tests {
 
     #[test]
     fn a_link_opens_what_its_peer_sealed_in_order_and_nothing_else() {
-        let secret = LinkSecret::from_key_digest(b"a server key");
+        let secret = LinkSecret::from_key_digest(&[1; 32]);
         let (mut edge, mut writer) = (Link::new(&secret, 9, 1, true), Link::new(&secret, 9, 2, false));
         let big: Vec<u8> = (0..3 * MAX_MESSAGE).map(|i| i as u8).collect();
         let first = edge.seal(&big).unwrap();
@@ -577,7 +575,7 @@ mod tests {
         assert_eq!(*edge.open(&back).unwrap(), b"down");
         // Another link's keys, or another deployment's, open nothing.
         assert!(Link::new(&secret, 10, 2, false).open(&Link::new(&secret, 9, 1, true).seal(b"x").unwrap()).is_err());
-        let other = LinkSecret::from_key_digest(b"another key");
+        let other = LinkSecret::from_key_digest(&[2; 32]);
         let mut stranger = Link::new(&other, 9, 2, false);
         assert!(stranger.open(&Link::new(&secret, 9, 1, true).seal(b"x").unwrap()).is_err());
         assert!(writer.open(b"SRL1").is_err());
