@@ -187,10 +187,12 @@ pub(super) fn select(subjects: &BTreeMap<String, Loaded>, filter: &str) -> BTree
 impl JetStreamStore {
     /// The content of record `subject` as this standby followed it so far
     /// (None: not followed, not seen, removed, or a replace unfinished).
+    /// Never waits (an event loop asks): None too while the follower holds
+    /// the state, applying a message; the caller asks again later.
     pub(super) fn followed_content(&self, subject: &str) -> Option<Vec<u8>> {
-        let follower = self.follower.lock().unwrap_or_else(|e| e.into_inner());
+        let follower = self.follower.try_lock().ok()?;
         let (state, _) = follower.as_ref()?;
-        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let s = state.try_lock().ok()?;
         let l = s.subjects.get(subject).filter(|l| !l.removed && l.partial.is_none())?;
         Some(l.content.clone())
     }

@@ -321,7 +321,8 @@ impl JetStreamStore {
 
     /// The resumption ticket keys as this standby followed them (an edge
     /// opens tickets and seals new ones with them, DESIGN §8 "Edges"); None
-    /// before they were read or when the record does not decode.
+    /// before they were read, when the record does not decode, or when the
+    /// follower is busy with a message (this never waits).
     pub fn followed_ticket_keys(&self) -> Option<Vec<crate::ticket::TicketKey>> {
         let bytes = zeroize::Zeroizing::new(self.followed_content(&data_subject("ticket-keys"))?);
         tickets::decode_keys(&bytes).ok().map(|(_, keys)| keys)
